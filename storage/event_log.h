@@ -1,0 +1,156 @@
+// The event log on RocksDB (DESIGN.md §3, storage/FORMAT.md). Append-only:
+// contiguous global positions from 1, per-stream versions from 1, expected
+// version checks, a SHA-256 hash chain, stored command outcomes (idempotency),
+// and a projections column family that the layers above write in the same
+// WriteBatch as the events. It knows nothing of the rules.
+//
+// An EventLog is safe for concurrent use from multiple threads; appends are
+// serialised internally. An acknowledged Append is durable (WAL synced)
+// unless EventLogOptions::sync is false.
+#ifndef STORELEDGER_STORAGE_EVENT_LOG_H_
+#define STORELEDGER_STORAGE_EVENT_LOG_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "storeledger/v1/ledger.pb.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace storeledger {
+
+using v1::Envelope;
+using v1::StoredOutcome;
+using v1::StreamHead;
+
+inline constexpr int64_t kExpectAny = -1;       // any version
+inline constexpr int64_t kExpectNoStream = 0;   // stream must not exist
+inline constexpr uint32_t kFormatVersion = 1;
+
+struct EventLogOptions {
+  // Create the database if missing. Default: true.
+  bool create_if_missing = true;
+  // Sync the WAL before acknowledging an append. Default: true.
+  bool sync = true;
+  // Open read-only (no appends; several readers may share a directory).
+  // Default: false.
+  bool read_only = false;
+};
+
+// One event to append. The caller fills stream_id, expected_version and the
+// envelope's event_id, command_id, event_type, occurred_at, recorded_at,
+// policy_version and payload. The log fills position, stream_version,
+// prev_hash and hash.
+struct NewEvent {
+  int64_t expected_version = kExpectAny;
+  Envelope envelope;
+};
+
+struct AppendRequest {
+  std::vector<NewEvent> events;  // may be empty (outcome-only append)
+  // Writes to the projections column family, in the same WriteBatch.
+  std::vector<std::pair<std::string, std::string>> projection_puts;
+  std::vector<std::string> projection_deletes;
+  // The command outcome to store under outcome.result().command_id(); its
+  // first_position / last_position are set by the log (0 when no events).
+  std::optional<StoredOutcome> outcome;
+};
+
+struct AppendResult {
+  uint64_t first_position = 0;  // 0 when no events were appended
+  uint64_t last_position = 0;
+  std::string head_hash;        // chain hash after this append
+};
+
+struct Head {
+  uint64_t position = 0;  // 0 for an empty log
+  std::string hash;       // 32 bytes; 32 zero bytes for an empty log
+};
+
+class EventLog {
+ public:
+  static absl::StatusOr<std::unique_ptr<EventLog>> Open(
+      const std::string& dir, const EventLogOptions& options = {});
+  ~EventLog();
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+
+  // Appends atomically (one WriteBatch): all events, index entries, stream
+  // heads, projection writes, the outcome and the new head; or nothing.
+  // Errors: kAborted when an expected version does not match (message names
+  // the stream, expected and actual version); kInvalidArgument for a missing
+  // stream id or an envelope over kEnvelopeBytesMax; I/O errors as returned by
+  // RocksDB, after which the log refuses further appends
+  // (kFailedPrecondition) until reopened.
+  absl::StatusOr<AppendResult> Append(AppendRequest request);
+
+  Head head() const;
+
+  // The envelope at `position`. kNotFound past the head; kDataLoss when the
+  // stored bytes do not parse or their hash does not match their content.
+  absl::StatusOr<Envelope> Read(uint64_t position) const;
+
+  // Calls `fn` for each envelope with position > after_position, in order,
+  // until `fn` returns false or the head (as of the call) is reached. The
+  // raw stored bytes are passed too. Each envelope is checked as in Read and
+  // positions must be contiguous (a gap is kDataLoss).
+  absl::Status Scan(
+      uint64_t after_position,
+      const std::function<bool(const Envelope&, std::string_view raw)>& fn)
+      const;
+
+  // Envelopes of one stream with stream_version > after_version, in order.
+  absl::Status ScanStream(
+      std::string_view stream_id, uint64_t after_version,
+      const std::function<bool(const Envelope&)>& fn) const;
+
+  absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
+      std::string_view stream_id) const;
+
+  absl::StatusOr<std::optional<StoredOutcome>> GetOutcome(
+      std::string_view command_id) const;
+
+  absl::StatusOr<std::optional<std::string>> GetProjection(
+      std::string_view key) const;
+  // Projection entries whose key starts with `prefix`, in key order.
+  absl::Status ScanProjections(
+      std::string_view prefix,
+      const std::function<bool(std::string_view key, std::string_view value)>&
+          fn) const;
+
+  // For audit, rebuild and tests that damage the database on purpose.
+  rocksdb::DB* db() const;
+  rocksdb::ColumnFamilyHandle* events_cf() const;
+  rocksdb::ColumnFamilyHandle* streams_cf() const;
+  rocksdb::ColumnFamilyHandle* commands_cf() const;
+  rocksdb::ColumnFamilyHandle* meta_cf() const;
+  rocksdb::ColumnFamilyHandle* projections_cf() const;
+
+ private:
+  struct Impl;
+  explicit EventLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Big-endian position key of the events column family.
+std::string PositionKey(uint64_t position);
+// SHA-256 of prev_hash || the envelope serialized with `hash` cleared.
+std::string EnvelopeHash(const Envelope& envelope);
+// Lowercase hex of bytes.
+std::string ToHex(std::string_view bytes);
+// SHA-256 of arbitrary bytes (OpenSSL EVP).
+std::string Sha256(std::string_view bytes);
+
+}  // namespace storeledger
+
+#endif  // STORELEDGER_STORAGE_EVENT_LOG_H_
