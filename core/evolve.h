@@ -4,7 +4,7 @@
 #ifndef STORELEDGER_CORE_EVOLVE_H_
 #define STORELEDGER_CORE_EVOLVE_H_
 
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -18,7 +18,7 @@ namespace storeledger {
 // stream's head. An event that does not fit the state (an order that does not
 // exist, a balance that would go negative) is kDataLoss: the log and the
 // state disagree, which only corruption or a bug can cause.
-absl::Status Evolve(std::string_view stream_id, uint64_t stream_version,
+absl::Status Evolve(absl::string_view stream_id, uint64_t stream_version,
                     absl::Time occurred_at, const v1::Event& event,
                     StateOverlay* state);
 

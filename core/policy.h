@@ -5,7 +5,7 @@
 #ifndef STORELEDGER_CORE_POLICY_H_
 #define STORELEDGER_CORE_POLICY_H_
 
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -20,11 +20,11 @@ const Policy& DefaultPolicy();
 
 // Parses a policy in protobuf text format and validates it (every instant set,
 // version non-empty, deposits > 0). Errors name the field.
-absl::StatusOr<Policy> ParsePolicyText(std::string_view text);
+absl::StatusOr<Policy> ParsePolicyText(absl::string_view text);
 absl::Status ValidatePolicy(const Policy& policy);
 
 // The deposit R3 requires for `category_id` before listing in a WeChat Store.
-int64_t RequiredDepositFen(const Policy& policy, std::string_view category_id);
+int64_t RequiredDepositFen(const Policy& policy, absl::string_view category_id);
 
 // Conversions between protobuf timestamps and absl::Time, used everywhere.
 absl::Time ToTime(const google::protobuf::Timestamp& ts);

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
+
 #include "storeledger/v1/ledger.pb.h"
 
 namespace storeledger {
@@ -29,15 +31,15 @@ struct Posting {
 std::vector<Posting> PostingsFor(const v1::Event& event);
 
 // Account names.
-std::string PendingAccount(std::string_view store_id);
-std::string AvailableAccount(std::string_view store_id);
-std::string WithdrawingAccount(std::string_view store_id);
-std::string DepositAccount(std::string_view store_id,
-                           std::string_view category_id);
-std::string PayoutsAccount(std::string_view store_id);
-std::string MerchantBankAccount(std::string_view store_id);
-inline constexpr std::string_view kBuyersAccount = "buyers";
-inline constexpr std::string_view kCommissionAccount = "platform/commission";
+std::string PendingAccount(absl::string_view store_id);
+std::string AvailableAccount(absl::string_view store_id);
+std::string WithdrawingAccount(absl::string_view store_id);
+std::string DepositAccount(absl::string_view store_id,
+                           absl::string_view category_id);
+std::string PayoutsAccount(absl::string_view store_id);
+std::string MerchantBankAccount(absl::string_view store_id);
+inline constexpr absl::string_view kBuyersAccount = "buyers";
+inline constexpr absl::string_view kCommissionAccount = "platform/commission";
 
 }  // namespace storeledger
 

@@ -12,7 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
@@ -36,26 +36,26 @@ class StateReader {
  public:
   virtual ~StateReader() = default;
   virtual absl::StatusOr<std::optional<StoreRecord>> Store(
-      std::string_view store_id) const = 0;
+      absl::string_view store_id) const = 0;
   virtual absl::StatusOr<std::optional<ProductRecord>> Product(
-      std::string_view store_id, std::string_view product_id) const = 0;
+      absl::string_view store_id, absl::string_view product_id) const = 0;
   virtual absl::StatusOr<std::vector<ProductRecord>> Products(
-      std::string_view store_id) const = 0;
+      absl::string_view store_id) const = 0;
   virtual absl::StatusOr<std::optional<OrderRecord>> Order(
-      std::string_view order_id) const = 0;
+      absl::string_view order_id) const = 0;
   virtual absl::StatusOr<std::vector<OrderRecord>> Orders(
-      std::string_view store_id) const = 0;
+      absl::string_view store_id) const = 0;
   virtual absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
-      std::string_view withdrawal_id) const = 0;
+      absl::string_view withdrawal_id) const = 0;
   virtual absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
-      std::string_view store_id) const = 0;
+      absl::string_view store_id) const = 0;
   virtual absl::StatusOr<std::optional<MerchantRecord>> Merchant(
-      std::string_view merchant_id) const = 0;
+      absl::string_view merchant_id) const = 0;
   // Ids of every store of `kind` (ApplyPolicy walks the mini stores).
   virtual absl::StatusOr<std::vector<std::string>> StoreIds(
       StoreKind kind) const = 0;
   virtual absl::StatusOr<std::optional<StreamHead>> Head(
-      std::string_view stream_id) const = 0;
+      absl::string_view stream_id) const = 0;
 };
 
 // A StateReader that never has anything: the base for folding from nothing.
@@ -69,25 +69,25 @@ class StateOverlay : public StateReader {
   explicit StateOverlay(const StateReader* base) : base_(base) {}
 
   absl::StatusOr<std::optional<StoreRecord>> Store(
-      std::string_view store_id) const override;
+      absl::string_view store_id) const override;
   absl::StatusOr<std::optional<ProductRecord>> Product(
-      std::string_view store_id, std::string_view product_id) const override;
+      absl::string_view store_id, absl::string_view product_id) const override;
   absl::StatusOr<std::vector<ProductRecord>> Products(
-      std::string_view store_id) const override;
+      absl::string_view store_id) const override;
   absl::StatusOr<std::optional<OrderRecord>> Order(
-      std::string_view order_id) const override;
+      absl::string_view order_id) const override;
   absl::StatusOr<std::vector<OrderRecord>> Orders(
-      std::string_view store_id) const override;
+      absl::string_view store_id) const override;
   absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
-      std::string_view withdrawal_id) const override;
+      absl::string_view withdrawal_id) const override;
   absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
-      std::string_view store_id) const override;
+      absl::string_view store_id) const override;
   absl::StatusOr<std::optional<MerchantRecord>> Merchant(
-      std::string_view merchant_id) const override;
+      absl::string_view merchant_id) const override;
   absl::StatusOr<std::vector<std::string>> StoreIds(
       StoreKind kind) const override;
   absl::StatusOr<std::optional<StreamHead>> Head(
-      std::string_view stream_id) const override;
+      absl::string_view stream_id) const override;
 
   void PutStore(StoreRecord record);
   void PutProduct(ProductRecord record);

@@ -4,17 +4,18 @@
 #define STORELEDGER_CORE_STREAMS_H_
 
 #include <string>
-#include <string_view>
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace storeledger {
 
-inline constexpr std::string_view kRejectionsStream = "rejections";
+inline constexpr absl::string_view kRejectionsStream = "rejections";
 
-inline std::string StoreStream(std::string_view store_id) {
-  return std::string("store-").append(store_id);
+inline std::string StoreStream(absl::string_view store_id) {
+  return absl::StrCat("store-", store_id);
 }
-inline std::string MerchantStream(std::string_view merchant_id) {
-  return std::string("merchant-").append(merchant_id);
+inline std::string MerchantStream(absl::string_view merchant_id) {
+  return absl::StrCat("merchant-", merchant_id);
 }
 
 }  // namespace storeledger

@@ -15,7 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
@@ -25,6 +25,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Env;
 }  // namespace rocksdb
 
 namespace storeledger {
@@ -45,6 +46,9 @@ struct EventLogOptions {
   // Open read-only (no appends; several readers may share a directory).
   // Default: false.
   bool read_only = false;
+  // The RocksDB Env to use; not owned, must outlive the EventLog. Tests pass
+  // one whose file system fails on purpose. Default: nullptr (Env::Default()).
+  rocksdb::Env* env = nullptr;
 };
 
 // One event to append. The caller fills stream_id, expected_version and the
@@ -106,26 +110,26 @@ class EventLog {
   // positions must be contiguous (a gap is kDataLoss).
   absl::Status Scan(
       uint64_t after_position,
-      const std::function<bool(const Envelope&, std::string_view raw)>& fn)
+      const std::function<bool(const Envelope&, absl::string_view raw)>& fn)
       const;
 
   // Envelopes of one stream with stream_version > after_version, in order.
   absl::Status ScanStream(
-      std::string_view stream_id, uint64_t after_version,
+      absl::string_view stream_id, uint64_t after_version,
       const std::function<bool(const Envelope&)>& fn) const;
 
   absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
-      std::string_view stream_id) const;
+      absl::string_view stream_id) const;
 
   absl::StatusOr<std::optional<StoredOutcome>> GetOutcome(
-      std::string_view command_id) const;
+      absl::string_view command_id) const;
 
   absl::StatusOr<std::optional<std::string>> GetProjection(
-      std::string_view key) const;
+      absl::string_view key) const;
   // Projection entries whose key starts with `prefix`, in key order.
   absl::Status ScanProjections(
-      std::string_view prefix,
-      const std::function<bool(std::string_view key, std::string_view value)>&
+      absl::string_view prefix,
+      const std::function<bool(absl::string_view key, absl::string_view value)>&
           fn) const;
 
   // For audit, rebuild and tests that damage the database on purpose.
@@ -147,9 +151,9 @@ std::string PositionKey(uint64_t position);
 // SHA-256 of prev_hash || the envelope serialized with `hash` cleared.
 std::string EnvelopeHash(const Envelope& envelope);
 // Lowercase hex of bytes.
-std::string ToHex(std::string_view bytes);
+std::string ToHex(absl::string_view bytes);
 // SHA-256 of arbitrary bytes (OpenSSL EVP).
-std::string Sha256(std::string_view bytes);
+std::string Sha256(absl::string_view bytes);
 
 }  // namespace storeledger
 

@@ -1,0 +1,178 @@
+#include "cli/cli.h"
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/status_macros.h"
+#include "ledger/json.h"
+
+namespace storeledger {
+namespace {
+
+constexpr char kUsage[] = R"(usage: storeledger [--db DIR] [--policy FILE] VERB [flags]
+
+Verbs:
+  apply [FILE|-]                      apply JSON-line commands; one result per line
+  state --store ID [--as-of T] [--position N]
+  history --store ID [--order ID] [--from-position N] [--limit N] [--include-rejections]
+  digest                              {"position":N,"hash":HEX} of the head
+  verify --digest N:HEX               exit 0 only if the log up to N hashes to HEX
+  export [--from-position N] [--format delimited|jsonl]
+  tail --from-position N              every event after position N
+  simulate --stores N [--seed S]      a realistic migration along the article's timeline
+
+--db defaults to ./storeledger-data. Times are RFC 3339 (2024-11-04T00:00:00+08:00).
+)";
+
+struct Verb {
+  const char* name;
+  int (*fn)(CliContext&);
+};
+
+constexpr Verb kVerbs[] = {
+    {"apply", ApplyVerb},     {"state", StateVerb},
+    {"history", HistoryVerb}, {"digest", DigestVerb},
+    {"verify", VerifyVerb},   {"export", ExportVerb},
+    {"tail", TailVerb},       {"simulate", SimulateVerb},
+    {"postings", PostingsVerb}, {"balances", BalancesVerb},
+    {"statement", StatementVerb}, {"audit", AuditVerb},
+    {"rebuild", RebuildVerb}, {"explain", ExplainVerb},
+    {"diff", DiffVerb},
+};
+
+const std::vector<std::string> kBooleanFlags = {
+    "follow", "shadow", "include-rejections", "help", "no-progress"};
+
+}  // namespace
+
+absl::StatusOr<Flags> Flags::Parse(const std::vector<std::string>& args,
+                                   const std::vector<std::string>& boolean) {
+  Flags flags;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
+      std::string name = arg.substr(2);
+      std::string value;
+      const size_t eq = name.find('=');
+      const bool is_boolean =
+          std::find(boolean.begin(), boolean.end(), name) != boolean.end();
+      if (eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name.resize(eq);
+      } else if (!is_boolean) {
+        if (i + 1 >= args.size()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("flag --", name, " needs a value"));
+        }
+        value = args[++i];
+      }
+      flags.values_[name] = value;
+    } else {
+      flags.positional_.push_back(arg);
+    }
+  }
+  return flags;
+}
+
+bool Flags::Has(absl::string_view name) const {
+  return values_.find(name) != values_.end();
+}
+
+std::optional<std::string> Flags::Get(absl::string_view name) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string Flags::GetOr(absl::string_view name,
+                         absl::string_view fallback) const {
+  return Get(name).value_or(std::string(fallback));
+}
+
+absl::StatusOr<std::optional<uint64_t>> Flags::GetUint(
+    absl::string_view name) const {
+  std::optional<std::string> value = Get(name);
+  if (!value.has_value()) return std::optional<uint64_t>();
+  uint64_t n;
+  if (!absl::SimpleAtoi(*value, &n)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", name, " must be a non-negative integer, got '", *value, "'"));
+  }
+  return std::optional<uint64_t>(n);
+}
+
+absl::StatusOr<std::optional<absl::Time>> Flags::GetTime(
+    absl::string_view name) const {
+  std::optional<std::string> value = Get(name);
+  if (!value.has_value()) return std::optional<absl::Time>();
+  ASSIGN_OR_RETURN(absl::Time t,
+                   ParseTimeFlag(absl::StrCat("--", name), *value));
+  return std::optional<absl::Time>(t);
+}
+
+absl::Status Flags::CheckKnown(const std::vector<std::string>& known) const {
+  for (const auto& [name, value] : values_) {
+    if (name == "db" || name == "policy") continue;
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name, " (known: --",
+                       absl::StrJoin(known, ", --"), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Ledger>> CliContext::OpenLedger(
+    bool read_only) const {
+  LedgerOptions options;
+  options.read_only = read_only;
+  options.clock = clock;
+  if (std::optional<std::string> path = flags.Get("policy")) {
+    std::ifstream file(*path);
+    if (!file) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--policy ", *path, ": cannot read the file"));
+    }
+    std::stringstream text;
+    text << file.rdbuf();
+    absl::StatusOr<Policy> policy = ParsePolicyText(text.str());
+    if (!policy.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--policy ", *path, ": ", policy.status().message()));
+    }
+    options.policy = *std::move(policy);
+  }
+  return Ledger::Open(flags.GetOr("db", "./storeledger-data"),
+                      std::move(options));
+}
+
+int CliContext::Fail(const absl::Status& status) const {
+  *err << "storeledger " << verb << ": " << status << "\n";
+  return absl::IsInvalidArgument(status) ? kExitUsage : kExitCheckFailed;
+}
+
+int RunCli(const std::vector<std::string>& args, std::istream& in,
+           std::ostream& out, std::ostream& err, const Clock* clock) {
+  absl::StatusOr<Flags> flags = Flags::Parse(args, kBooleanFlags);
+  if (!flags.ok()) {
+    err << "storeledger: " << flags.status().message() << "\n" << kUsage;
+    return kExitUsage;
+  }
+  if (flags->positional().empty() || flags->Has("help")) {
+    (flags->Has("help") ? out : err) << kUsage;
+    return flags->Has("help") ? kExitOk : kExitUsage;
+  }
+  CliContext ctx{flags->positional().front(), *std::move(flags), &in, &out,
+                 &err, clock};
+  for (const Verb& verb : kVerbs) {
+    if (ctx.verb == verb.name) return verb.fn(ctx);
+  }
+  err << "storeledger: unknown verb '" << ctx.verb << "'\n" << kUsage;
+  return kExitUsage;
+}
+
+}  // namespace storeledger

@@ -1,0 +1,440 @@
+// Folds events into records. Evolve trusts the rules (Decide ran before the
+// event was written) and only checks what it must to stay consistent: a
+// referenced record that is missing, or a balance that would go negative or
+// overflow, is kDataLoss.
+#include "core/evolve.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "core/money.h"
+#include "core/policy.h"
+#include "core/status_macros.h"
+
+namespace storeledger {
+namespace {
+
+using v1::Event;
+
+absl::StatusOr<StoreRecord> LoadStore(const StateOverlay& state,
+                                      absl::string_view store_id) {
+  ASSIGN_OR_RETURN(std::optional<StoreRecord> record, state.Store(store_id));
+  if (!record) {
+    return absl::DataLossError(
+        absl::StrCat("evolve: store ", store_id, " does not exist"));
+  }
+  return *std::move(record);
+}
+
+absl::StatusOr<ProductRecord> LoadProduct(const StateOverlay& state,
+                                          absl::string_view store_id,
+                                          absl::string_view product_id) {
+  ASSIGN_OR_RETURN(std::optional<ProductRecord> record,
+                   state.Product(store_id, product_id));
+  if (!record) {
+    return absl::DataLossError(absl::StrCat("evolve: product ", product_id,
+                                            " does not exist in store ",
+                                            store_id));
+  }
+  return *std::move(record);
+}
+
+absl::StatusOr<OrderRecord> LoadOrder(const StateOverlay& state,
+                                      absl::string_view store_id,
+                                      absl::string_view order_id) {
+  ASSIGN_OR_RETURN(std::optional<OrderRecord> record, state.Order(order_id));
+  if (!record || record->store_id() != store_id) {
+    return absl::DataLossError(absl::StrCat("evolve: order ", order_id,
+                                            " does not exist in store ",
+                                            store_id));
+  }
+  return *std::move(record);
+}
+
+absl::StatusOr<WithdrawalRecord> LoadWithdrawal(const StateOverlay& state,
+                                                absl::string_view store_id,
+                                                absl::string_view id) {
+  ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> record,
+                   state.Withdrawal(id));
+  if (!record || record->store_id() != store_id) {
+    return absl::DataLossError(absl::StrCat(
+        "evolve: withdrawal ", id, " does not exist in store ", store_id));
+  }
+  return *std::move(record);
+}
+
+// *field += delta, refusing overflow and negative results.
+absl::Status Adjust(int64_t* field, int64_t delta, absl::string_view what) {
+  std::optional<int64_t> sum = CheckedAdd(*field, delta);
+  if (!sum || *sum < 0) {
+    return absl::DataLossError(absl::StrCat("evolve: ", what, " ", *field,
+                                            " + ", delta,
+                                            " leaves a negative or overflowing "
+                                            "balance"));
+  }
+  *field = *sum;
+  return absl::OkStatus();
+}
+
+void InsertSortedUnique(google::protobuf::RepeatedPtrField<std::string>* list,
+                        const std::string& value) {
+  auto it = std::lower_bound(list->begin(), list->end(), value);
+  if (it != list->end() && *it == value) return;
+  // RepeatedPtrField has no insert; append and rotate into place.
+  const int index = static_cast<int>(it - list->begin());
+  list->Add(std::string(value));
+  for (int i = list->size() - 1; i > index; --i) list->SwapElements(i, i - 1);
+}
+
+absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
+                        StateOverlay* state) {
+  switch (event.body_case()) {
+    case Event::kStoreOpened: {
+      const v1::StoreOpened& e = event.store_opened();
+      ASSIGN_OR_RETURN(std::optional<StoreRecord> existing,
+                       state->Store(e.store_id()));
+      if (existing) {
+        return absl::DataLossError(
+            absl::StrCat("evolve: store ", e.store_id(), " opened twice"));
+      }
+      StoreRecord store;
+      store.set_store_id(e.store_id());
+      store.set_kind(e.kind());
+      store.set_status(v1::OPEN);
+      store.set_merchant_id(e.merchant_id());
+      store.set_subject(e.subject());
+      store.set_upgraded_from(e.upgraded_from());
+      store.set_license_number(e.license_number());
+      store.mutable_balances();
+      *store.mutable_opened_at() = ToProto(occurred_at);
+      state->PutStore(std::move(store));
+      // A merchant's first store is recorded by MerchantOnboarded (which may
+      // come after this event in the same decision); later ones here.
+      ASSIGN_OR_RETURN(std::optional<MerchantRecord> merchant,
+                       state->Merchant(e.merchant_id()));
+      if (merchant) {
+        InsertSortedUnique(merchant->mutable_store_ids(), e.store_id());
+        state->PutMerchant(*std::move(merchant));
+      }
+      return absl::OkStatus();
+    }
+    case Event::kMerchantOnboarded: {
+      const v1::MerchantOnboarded& e = event.merchant_onboarded();
+      ASSIGN_OR_RETURN(std::optional<MerchantRecord> existing,
+                       state->Merchant(e.merchant_id()));
+      if (existing) {
+        return absl::DataLossError(absl::StrCat(
+            "evolve: merchant ", e.merchant_id(), " onboarded twice"));
+      }
+      MerchantRecord merchant;
+      merchant.set_merchant_id(e.merchant_id());
+      merchant.set_subject(e.subject());
+      if (!e.first_store_id().empty()) {
+        merchant.add_store_ids(e.first_store_id());
+      }
+      state->PutMerchant(std::move(merchant));
+      return absl::OkStatus();
+    }
+    case Event::kIndividualBusinessRegistered: {
+      const v1::IndividualBusinessRegistered& e =
+          event.individual_business_registered();
+      ASSIGN_OR_RETURN(std::optional<MerchantRecord> merchant,
+                       state->Merchant(e.merchant_id()));
+      if (!merchant) {
+        return absl::DataLossError(absl::StrCat(
+            "evolve: merchant ", e.merchant_id(), " does not exist"));
+      }
+      // Store records keep the subject they were opened under; the merchant
+      // record is what later rules (R1, R8) read.
+      merchant->set_subject(v1::INDIVIDUAL_BUSINESS);
+      merchant->set_license_number(e.license_number());
+      state->PutMerchant(*std::move(merchant));
+      return absl::OkStatus();
+    }
+    case Event::kProductAdded: {
+      const v1::ProductAdded& e = event.product_added();
+      RETURN_IF_ERROR(LoadStore(*state, e.store_id()).status());
+      ASSIGN_OR_RETURN(std::optional<ProductRecord> existing,
+                       state->Product(e.store_id(), e.product_id()));
+      if (existing) {
+        return absl::DataLossError(
+            absl::StrCat("evolve: product ", e.product_id(), " added twice to store ",
+                         e.store_id()));
+      }
+      ProductRecord product;
+      product.set_store_id(e.store_id());
+      product.set_product_id(e.product_id());
+      product.set_kind(e.kind());
+      product.set_origin(e.origin());
+      product.set_status(v1::DRAFT);  // R9: copies are never listed either.
+      product.set_category_id(e.category_id());
+      product.set_price_fen(e.price_fen());
+      product.set_synced_from(e.synced_from());
+      state->PutProduct(std::move(product));
+      return absl::OkStatus();
+    }
+    case Event::kProductListed: {
+      const v1::ProductListed& e = event.product_listed();
+      ASSIGN_OR_RETURN(ProductRecord product,
+                       LoadProduct(*state, e.store_id(), e.product_id()));
+      product.set_status(v1::LISTED);
+      product.set_live_room(e.live_room());
+      product.set_delist_reason(v1::DELIST_REASON_UNSPECIFIED);
+      state->PutProduct(std::move(product));
+      return absl::OkStatus();
+    }
+    case Event::kProductDelisted: {
+      const v1::ProductDelisted& e = event.product_delisted();
+      ASSIGN_OR_RETURN(ProductRecord product,
+                       LoadProduct(*state, e.store_id(), e.product_id()));
+      product.set_status(v1::DELISTED);
+      product.set_live_room(false);
+      product.set_delist_reason(e.reason());
+      state->PutProduct(std::move(product));
+      return absl::OkStatus();
+    }
+    case Event::kProductDeleted: {
+      const v1::ProductDeleted& e = event.product_deleted();
+      ASSIGN_OR_RETURN(ProductRecord product,
+                       LoadProduct(*state, e.store_id(), e.product_id()));
+      product.set_status(v1::DELETED);
+      product.set_live_room(false);
+      state->PutProduct(std::move(product));
+      return absl::OkStatus();
+    }
+    case Event::kStoreUpgraded: {
+      const v1::StoreUpgraded& e = event.store_upgraded();
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
+      store.set_status(v1::UPGRADED);
+      store.set_upgraded_to(e.target_store_id());
+      state->PutStore(std::move(store));
+      return absl::OkStatus();
+    }
+    case Event::kCategoryQualificationGranted: {
+      const v1::CategoryQualificationGranted& e =
+          event.category_qualification_granted();
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
+      InsertSortedUnique(store.mutable_qualified_categories(), e.category_id());
+      state->PutStore(std::move(store));
+      return absl::OkStatus();
+    }
+    case Event::kDepositPaid: {
+      const v1::DepositPaid& e = event.deposit_paid();
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
+      int64_t by_category = (*store.mutable_deposit_fen_by_category())
+                                [e.category_id()];
+      RETURN_IF_ERROR(Adjust(&by_category, e.amount_fen(),
+                             "deposit_fen_by_category"));
+      (*store.mutable_deposit_fen_by_category())[e.category_id()] = by_category;
+      int64_t total = store.balances().deposit_fen();
+      RETURN_IF_ERROR(Adjust(&total, e.amount_fen(), "deposit_fen"));
+      store.mutable_balances()->set_deposit_fen(total);
+      state->PutStore(std::move(store));
+      return absl::OkStatus();
+    }
+    case Event::kOrderPlaced: {
+      const v1::OrderPlaced& e = event.order_placed();
+      RETURN_IF_ERROR(LoadStore(*state, e.store_id()).status());
+      ASSIGN_OR_RETURN(std::optional<OrderRecord> existing,
+                       state->Order(e.order_id()));
+      if (existing) {
+        return absl::DataLossError(
+            absl::StrCat("evolve: order ", e.order_id(), " placed twice"));
+      }
+      OrderRecord order;
+      order.set_store_id(e.store_id());
+      order.set_order_id(e.order_id());
+      order.set_status(v1::PLACED);
+      order.set_channel(e.channel());
+      order.set_total_fen(e.total_fen());
+      *order.mutable_lines() = e.lines();
+      state->PutOrder(std::move(order));
+      return absl::OkStatus();
+    }
+    case Event::kOrderCancelled: {
+      const v1::OrderCancelled& e = event.order_cancelled();
+      ASSIGN_OR_RETURN(OrderRecord order,
+                       LoadOrder(*state, e.store_id(), e.order_id()));
+      order.set_status(v1::CANCELLED);
+      state->PutOrder(std::move(order));
+      return absl::OkStatus();
+    }
+    case Event::kOrderPaid: {
+      const v1::OrderPaid& e = event.order_paid();
+      ASSIGN_OR_RETURN(OrderRecord order,
+                       LoadOrder(*state, e.store_id(), e.order_id()));
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
+      int64_t paid = order.paid_fen();
+      RETURN_IF_ERROR(Adjust(&paid, e.amount_fen(), "order paid_fen"));
+      int64_t pending = store.balances().pending_fen();
+      RETURN_IF_ERROR(Adjust(&pending, e.amount_fen(), "pending_fen"));
+      order.set_paid_fen(paid);
+      order.set_status(v1::PAID);
+      store.mutable_balances()->set_pending_fen(pending);
+      state->PutOrder(std::move(order));
+      state->PutStore(std::move(store));
+      return absl::OkStatus();
+    }
+    case Event::kOrderShipped: {
+      const v1::OrderShipped& e = event.order_shipped();
+      ASSIGN_OR_RETURN(OrderRecord order,
+                       LoadOrder(*state, e.store_id(), e.order_id()));
+      order.set_status(v1::SHIPPED);
+      state->PutOrder(std::move(order));
+      return absl::OkStatus();
+    }
+    case Event::kOrderSettled: {
+      const v1::OrderSettled& e = event.order_settled();
+      ASSIGN_OR_RETURN(OrderRecord order,
+                       LoadOrder(*state, e.store_id(), e.order_id()));
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
+      if (e.gross_fen() < 0 || e.commission_fen() < 0 || e.net_fen() < 0 ||
+          CheckedAdd(e.commission_fen(), e.net_fen()) != e.gross_fen()) {
+        return absl::DataLossError(absl::StrCat(
+            "evolve: order ", e.order_id(), " settled with gross ",
+            e.gross_fen(), " != commission ", e.commission_fen(), " + net ",
+            e.net_fen()));
+      }
+      int64_t pending = store.balances().pending_fen();
+      RETURN_IF_ERROR(Adjust(&pending, -e.gross_fen(), "pending_fen"));
+      int64_t available = store.balances().available_fen();
+      RETURN_IF_ERROR(Adjust(&available, e.net_fen(), "available_fen"));
+      store.mutable_balances()->set_pending_fen(pending);
+      store.mutable_balances()->set_available_fen(available);
+      order.set_status(v1::SETTLED);
+      order.set_commission_fen(e.commission_fen());
+      state->PutOrder(std::move(order));
+      state->PutStore(std::move(store));
+      return absl::OkStatus();
+    }
+    case Event::kOrderRefunded: {
+      const v1::OrderRefunded& e = event.order_refunded();
+      ASSIGN_OR_RETURN(OrderRecord order,
+                       LoadOrder(*state, e.store_id(), e.order_id()));
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
+      int64_t refunded = order.refunded_fen();
+      RETURN_IF_ERROR(Adjust(&refunded, e.amount_fen(), "order refunded_fen"));
+      if (refunded > order.paid_fen()) {
+        return absl::DataLossError(absl::StrCat(
+            "evolve: order ", e.order_id(), " refunded ", refunded,
+            " of paid ", order.paid_fen()));
+      }
+      v1::Balances* balances = store.mutable_balances();
+      if (e.source() == v1::FROM_AVAILABLE) {
+        int64_t available = balances->available_fen();
+        RETURN_IF_ERROR(Adjust(&available, -e.amount_fen(), "available_fen"));
+        balances->set_available_fen(available);
+      } else {
+        int64_t pending = balances->pending_fen();
+        RETURN_IF_ERROR(Adjust(&pending, -e.amount_fen(), "pending_fen"));
+        balances->set_pending_fen(pending);
+      }
+      order.set_refunded_fen(refunded);
+      if (e.fully_refunded()) order.set_status(v1::REFUNDED);
+      state->PutOrder(std::move(order));
+      state->PutStore(std::move(store));
+      return absl::OkStatus();
+    }
+    case Event::kWithdrawalRequested: {
+      const v1::WithdrawalRequested& e = event.withdrawal_requested();
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
+      ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> existing,
+                       state->Withdrawal(e.withdrawal_id()));
+      if (existing) {
+        return absl::DataLossError(absl::StrCat(
+            "evolve: withdrawal ", e.withdrawal_id(), " requested twice"));
+      }
+      v1::Balances* balances = store.mutable_balances();
+      int64_t available = balances->available_fen();
+      RETURN_IF_ERROR(Adjust(&available, -e.amount_fen(), "available_fen"));
+      int64_t withdrawing = balances->withdrawing_fen();
+      RETURN_IF_ERROR(Adjust(&withdrawing, e.amount_fen(), "withdrawing_fen"));
+      balances->set_available_fen(available);
+      balances->set_withdrawing_fen(withdrawing);
+      WithdrawalRecord withdrawal;
+      withdrawal.set_store_id(e.store_id());
+      withdrawal.set_withdrawal_id(e.withdrawal_id());
+      withdrawal.set_status(v1::WITHDRAWING);
+      withdrawal.set_amount_fen(e.amount_fen());
+      state->PutWithdrawal(std::move(withdrawal));
+      state->PutStore(std::move(store));
+      return absl::OkStatus();
+    }
+    case Event::kWithdrawalCompleted:
+    case Event::kWithdrawalFailed: {
+      const bool completed = event.has_withdrawal_completed();
+      const std::string& store_id =
+          completed ? event.withdrawal_completed().store_id()
+                    : event.withdrawal_failed().store_id();
+      const std::string& withdrawal_id =
+          completed ? event.withdrawal_completed().withdrawal_id()
+                    : event.withdrawal_failed().withdrawal_id();
+      const int64_t amount_fen = completed
+                                     ? event.withdrawal_completed().amount_fen()
+                                     : event.withdrawal_failed().amount_fen();
+      ASSIGN_OR_RETURN(WithdrawalRecord withdrawal,
+                       LoadWithdrawal(*state, store_id, withdrawal_id));
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, store_id));
+      v1::Balances* balances = store.mutable_balances();
+      int64_t withdrawing = balances->withdrawing_fen();
+      RETURN_IF_ERROR(Adjust(&withdrawing, -amount_fen, "withdrawing_fen"));
+      balances->set_withdrawing_fen(withdrawing);
+      if (completed) {
+        int64_t paid_out = balances->paid_out_fen();
+        RETURN_IF_ERROR(Adjust(&paid_out, amount_fen, "paid_out_fen"));
+        balances->set_paid_out_fen(paid_out);
+        withdrawal.set_status(v1::PAID_OUT);
+      } else {
+        int64_t available = balances->available_fen();
+        RETURN_IF_ERROR(Adjust(&available, amount_fen, "available_fen"));
+        balances->set_available_fen(available);
+        withdrawal.set_status(v1::WITHDRAWAL_FAILED);
+      }
+      state->PutWithdrawal(std::move(withdrawal));
+      state->PutStore(std::move(store));
+      return absl::OkStatus();
+    }
+    case Event::kCommandRejected:
+      return absl::OkStatus();  // a fact about the log, not about a store
+    case Event::BODY_NOT_SET:
+      return absl::DataLossError("evolve: event has no body");
+  }
+  return absl::DataLossError(
+      absl::StrCat("evolve: unknown event body ", event.body_case()));
+}
+
+}  // namespace
+
+absl::Status Evolve(absl::string_view stream_id, uint64_t stream_version,
+                    absl::Time occurred_at, const v1::Event& event,
+                    StateOverlay* state) {
+  RETURN_IF_ERROR(EvolveBody(occurred_at, event, state));
+  StreamHead head;
+  head.set_version(stream_version);
+  *head.mutable_last_occurred_at() = ToProto(occurred_at);
+  state->PutHead(std::string(stream_id), std::move(head));
+  return absl::OkStatus();
+}
+
+absl::Status EvolveEnvelope(const v1::Envelope& envelope, StateOverlay* state) {
+  return Evolve(envelope.stream_id(), envelope.stream_version(),
+                ToTime(envelope.occurred_at()), envelope.payload(), state);
+}
+
+v1::ProductStatus EffectiveStatus(const v1::ProductRecord& product,
+                                  v1::StoreKind store_kind, absl::Time at,
+                                  const v1::Policy& policy) {
+  const v1::ProductStatus stored = product.status();
+  if (store_kind != v1::MINI_STORE) return stored;
+  if (stored != v1::DRAFT && stored != v1::LISTED) return stored;
+  // R6: the cutoffs hold whether or not ApplyPolicy has written them yet. A
+  // DRAFT product is past the cutoff too: it can never be listed again.
+  if (product.kind() == v1::E_VOUCHER &&
+      at >= ToTime(policy.mini_evoucher_cutoff())) {
+    return v1::DELISTED;
+  }
+  if (at >= ToTime(policy.mini_physical_cutoff())) return v1::DELISTED;
+  return stored;
+}
+
+}  // namespace storeledger

@@ -1,0 +1,201 @@
+#include "replay/projection_store.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace storeledger {
+namespace {
+
+constexpr char kSep = '\0';
+
+std::string Pair(absl::string_view prefix, absl::string_view a,
+                 absl::string_view b) {
+  return absl::StrCat(prefix, a, absl::string_view(&kSep, 1), b);
+}
+std::string ProductKey(absl::string_view store, absl::string_view product) {
+  return Pair("p/", store, product);
+}
+std::string OrderKey(absl::string_view order) { return absl::StrCat("o/", order); }
+std::string StoreOrderKey(absl::string_view store, absl::string_view order) {
+  return Pair("O/", store, order);
+}
+std::string WithdrawalKey(absl::string_view id) { return absl::StrCat("w/", id); }
+std::string StoreWithdrawalKey(absl::string_view store, absl::string_view id) {
+  return Pair("W/", store, id);
+}
+std::string MerchantKey(absl::string_view id) { return absl::StrCat("m/", id); }
+std::string KindKey(StoreKind kind, absl::string_view store) {
+  return absl::StrCat("k/", static_cast<int>(kind), "/", store);
+}
+
+// Reads and parses one record; a value that does not parse is kDataLoss.
+template <typename Record>
+absl::StatusOr<std::optional<Record>> ReadRecord(const EventLog* log,
+                                                 const std::string& key) {
+  ASSIGN_OR_RETURN(std::optional<std::string> bytes, log->GetProjection(key));
+  if (!bytes.has_value()) return std::optional<Record>();
+  Record record;
+  if (!record.ParseFromString(*bytes)) {
+    return absl::DataLossError(
+        absl::StrCat("projection record ", absl::CEscape(key), " is corrupt"));
+  }
+  return std::optional<Record>(std::move(record));
+}
+
+// All records under `prefix` (a scan, in key order).
+template <typename Record>
+absl::StatusOr<std::vector<Record>> ScanRecords(const EventLog* log,
+                                                const std::string& prefix) {
+  std::vector<Record> out;
+  absl::Status parse_status;
+  RETURN_IF_ERROR(log->ScanProjections(
+      prefix, [&](absl::string_view key, absl::string_view value) {
+        Record record;
+        if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          parse_status = absl::DataLossError(absl::StrCat(
+              "projection record ", absl::CEscape(key), " is corrupt"));
+          return false;
+        }
+        out.push_back(std::move(record));
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_status);
+  return out;
+}
+
+// The ids that follow `prefix` in index keys, in key order.
+absl::StatusOr<std::vector<std::string>> ScanIds(const EventLog* log,
+                                                 const std::string& prefix) {
+  std::vector<std::string> ids;
+  RETURN_IF_ERROR(log->ScanProjections(
+      prefix, [&](absl::string_view key, absl::string_view) {
+        ids.emplace_back(key.substr(prefix.size()));
+        return true;
+      }));
+  return ids;
+}
+
+}  // namespace
+
+std::string SerializeDeterministic(const google::protobuf::Message& message) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
+std::string StoreKey(absl::string_view store_id) {
+  return absl::StrCat("s/", store_id);
+}
+
+absl::StatusOr<std::optional<StoreRecord>> ProjectionReader::Store(
+    absl::string_view store_id) const {
+  return ReadRecord<StoreRecord>(log_, StoreKey(store_id));
+}
+
+absl::StatusOr<std::optional<ProductRecord>> ProjectionReader::Product(
+    absl::string_view store_id, absl::string_view product_id) const {
+  return ReadRecord<ProductRecord>(log_, ProductKey(store_id, product_id));
+}
+
+absl::StatusOr<std::vector<ProductRecord>> ProjectionReader::Products(
+    absl::string_view store_id) const {
+  return ScanRecords<ProductRecord>(log_, Pair("p/", store_id, ""));
+}
+
+absl::StatusOr<std::optional<OrderRecord>> ProjectionReader::Order(
+    absl::string_view order_id) const {
+  return ReadRecord<OrderRecord>(log_, OrderKey(order_id));
+}
+
+absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
+    absl::string_view store_id) const {
+  ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                   ScanIds(log_, Pair("O/", store_id, "")));
+  std::vector<OrderRecord> out;
+  out.reserve(ids.size());
+  for (const std::string& id : ids) {
+    ASSIGN_OR_RETURN(std::optional<OrderRecord> order, Order(id));
+    if (!order.has_value()) {
+      return absl::DataLossError(absl::StrCat(
+          "order index names ", id, " in store ", store_id,
+          " but the order record is missing"));
+    }
+    out.push_back(*std::move(order));
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<WithdrawalRecord>> ProjectionReader::Withdrawal(
+    absl::string_view withdrawal_id) const {
+  return ReadRecord<WithdrawalRecord>(log_, WithdrawalKey(withdrawal_id));
+}
+
+absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
+    absl::string_view store_id) const {
+  ASSIGN_OR_RETURN(std::vector<std::string> ids,
+                   ScanIds(log_, Pair("W/", store_id, "")));
+  std::vector<WithdrawalRecord> out;
+  out.reserve(ids.size());
+  for (const std::string& id : ids) {
+    ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> withdrawal,
+                     Withdrawal(id));
+    if (!withdrawal.has_value()) {
+      return absl::DataLossError(absl::StrCat(
+          "withdrawal index names ", id, " in store ", store_id,
+          " but the withdrawal record is missing"));
+    }
+    out.push_back(*std::move(withdrawal));
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<MerchantRecord>> ProjectionReader::Merchant(
+    absl::string_view merchant_id) const {
+  return ReadRecord<MerchantRecord>(log_, MerchantKey(merchant_id));
+}
+
+absl::StatusOr<std::vector<std::string>> ProjectionReader::StoreIds(
+    StoreKind kind) const {
+  return ScanIds(log_, KindKey(kind, ""));
+}
+
+absl::StatusOr<std::optional<StreamHead>> ProjectionReader::Head(
+    absl::string_view stream_id) const {
+  return log_->GetStreamHead(stream_id);
+}
+
+std::vector<std::pair<std::string, std::string>> ProjectionPuts(
+    const StateOverlay& overlay) {
+  std::vector<std::pair<std::string, std::string>> puts;
+  for (const auto& [id, store] : overlay.stores()) {
+    puts.emplace_back(StoreKey(id), SerializeDeterministic(store));
+    // Idempotent index write: a store's kind never changes.
+    puts.emplace_back(KindKey(store.kind(), id), "");
+  }
+  for (const auto& [key, product] : overlay.products()) {
+    puts.emplace_back(ProductKey(key.first, key.second),
+                      SerializeDeterministic(product));
+  }
+  for (const auto& [id, order] : overlay.orders()) {
+    puts.emplace_back(OrderKey(id), SerializeDeterministic(order));
+    puts.emplace_back(StoreOrderKey(order.store_id(), id), "");
+  }
+  for (const auto& [id, withdrawal] : overlay.withdrawals()) {
+    puts.emplace_back(WithdrawalKey(id), SerializeDeterministic(withdrawal));
+    puts.emplace_back(StoreWithdrawalKey(withdrawal.store_id(), id), "");
+  }
+  for (const auto& [id, merchant] : overlay.merchants()) {
+    puts.emplace_back(MerchantKey(id), SerializeDeterministic(merchant));
+  }
+  return puts;
+}
+
+}  // namespace storeledger

@@ -1,0 +1,72 @@
+// Projections: the records of core/state.h stored under their own keys in the
+// "projections" column family, written in the same WriteBatch as the events
+// that change them (so they are never behind or ahead of the log).
+//
+// Key layout (also in storage/FORMAT.md):
+//   s/<store>                 StoreRecord
+//   k/<kind number>/<store>   ""   (stores by kind, for ApplyPolicy)
+//   p/<store>\0<product>      ProductRecord
+//   o/<order>                 OrderRecord       (order ids are ledger-wide)
+//   O/<store>\0<order>        ""   (a store's orders)
+//   w/<withdrawal>            WithdrawalRecord  (ledger-wide)
+//   W/<store>\0<withdrawal>   ""   (a store's withdrawals)
+//   m/<merchant>              MerchantRecord
+// Values are deterministic protobuf serializations, so a projection rebuilt
+// from the log is byte-identical to the one maintained inline.
+#ifndef STORELEDGER_REPLAY_PROJECTION_STORE_H_
+#define STORELEDGER_REPLAY_PROJECTION_STORE_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/state.h"
+#include "storage/event_log.h"
+
+namespace storeledger {
+
+// Reads current state from the projections of an EventLog; stream heads come
+// from the log itself. Not thread-safe beyond what EventLog guarantees.
+class ProjectionReader : public StateReader {
+ public:
+  explicit ProjectionReader(const EventLog* log) : log_(log) {}
+
+  absl::StatusOr<std::optional<StoreRecord>> Store(
+      absl::string_view store_id) const override;
+  absl::StatusOr<std::optional<ProductRecord>> Product(
+      absl::string_view store_id, absl::string_view product_id) const override;
+  absl::StatusOr<std::vector<ProductRecord>> Products(
+      absl::string_view store_id) const override;
+  absl::StatusOr<std::optional<OrderRecord>> Order(
+      absl::string_view order_id) const override;
+  absl::StatusOr<std::vector<OrderRecord>> Orders(
+      absl::string_view store_id) const override;
+  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+      absl::string_view withdrawal_id) const override;
+  absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
+      absl::string_view store_id) const override;
+  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+      absl::string_view merchant_id) const override;
+  absl::StatusOr<std::vector<std::string>> StoreIds(
+      StoreKind kind) const override;
+  absl::StatusOr<std::optional<StreamHead>> Head(
+      absl::string_view stream_id) const override;
+
+ private:
+  const EventLog* log_;
+};
+
+// The projection writes for every record changed in `overlay` (stream heads
+// excluded: the log keeps those).
+std::vector<std::pair<std::string, std::string>> ProjectionPuts(
+    const StateOverlay& overlay);
+
+// Deterministic bytes of a message (maps in key order).
+std::string SerializeDeterministic(const google::protobuf::Message& message);
+
+// Key of a store record; prefix under which all projection keys live.
+std::string StoreKey(absl::string_view store_id);
+
+}  // namespace storeledger
+
+#endif  // STORELEDGER_REPLAY_PROJECTION_STORE_H_

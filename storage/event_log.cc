@@ -1,0 +1,870 @@
+// The event log on RocksDB. The layout is storage/FORMAT.md; keep the two in
+// step.
+#include "storage/event_log.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "core/limits.h"
+#include "core/status_macros.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "storage/hash_internal.h"
+
+namespace storeledger {
+namespace {
+
+using storage_internal::DeterministicBytes;
+using storage_internal::Sha256Concat;
+
+constexpr size_t kHashBytes = 32;
+constexpr size_t kPositionBytes = 8;
+// An envelope's bytes end with its hash field: tag (field 12, wire type 2),
+// length 32, then the 32 hash bytes (FORMAT.md "Envelope").
+constexpr char kHashFieldTag = 0x62;
+constexpr size_t kHashFieldBytes = 2 + kHashBytes;
+
+// Events one group commit may hold beyond its first request: bounds the
+// memory of one WriteBatch while still letting many small appends share a
+// sync.
+constexpr size_t kGroupEventsMax = 10'000;
+
+constexpr char kEventsCf[] = "events";
+constexpr char kStreamsCf[] = "streams";
+constexpr char kCommandsCf[] = "commands";
+constexpr char kMetaCf[] = "meta";
+constexpr char kProjectionsCf[] = "projections";
+constexpr char kMetaHeadKey[] = "head";
+constexpr char kMetaFormatVersionKey[] = "format_version";
+
+// Index of each handle in Impl::handles; handle 0 is RocksDB's "default".
+enum CfIndex : size_t {
+  kDefault = 0,
+  kEvents,
+  kStreams,
+  kCommands,
+  kMeta,
+  kProjections,
+  kCfCount
+};
+
+absl::string_view View(const rocksdb::Slice& slice) {
+  return absl::string_view(slice.data(), slice.size());
+}
+
+const std::string& ZeroHash() {
+  static const std::string* const kZero = new std::string(kHashBytes, '\0');
+  return *kZero;
+}
+
+uint64_t DecodeBigEndian64(absl::string_view bytes) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < kPositionBytes; ++i) {
+    value = (value << 8) | static_cast<unsigned char>(bytes[i]);
+  }
+  return value;
+}
+
+std::string EncodeBigEndian32(uint32_t value) {
+  std::string out(4, '\0');
+  for (int i = 3; i >= 0; --i) {
+    out[i] = static_cast<char>(value & 0xff);
+    value >>= 8;
+  }
+  return out;
+}
+
+uint32_t DecodeBigEndian32(absl::string_view bytes) {
+  uint32_t value = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    value = (value << 8) | static_cast<unsigned char>(bytes[i]);
+  }
+  return value;
+}
+
+std::string StreamIndexPrefix(absl::string_view stream_id) {
+  std::string key(stream_id);
+  key.push_back('\0');
+  return key;
+}
+
+std::string StreamIndexKey(absl::string_view stream_id, uint64_t version) {
+  return StreamIndexPrefix(stream_id) + PositionKey(version);
+}
+
+std::string EncodeHead(const Head& head) {
+  return PositionKey(head.position) + head.hash;
+}
+
+absl::Status ValidateStreamId(absl::string_view stream_id) {
+  if (stream_id.empty()) {
+    return absl::InvalidArgumentError("stream id is empty");
+  }
+  if (stream_id.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stream id \"", absl::CEscape(stream_id), "\" contains a NUL byte"));
+  }
+  return absl::OkStatus();
+}
+
+// RocksDB status -> the most specific canonical code, keeping RocksDB's text.
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
+  if (s.ok()) return absl::OkStatus();
+  std::string message = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsInvalidArgument()) {
+    if (absl::StrContains(s.ToString(), "does not exist")) {
+      return absl::NotFoundError(message);
+    }
+    return absl::InvalidArgumentError(message);
+  }
+  if (s.IsNotSupported()) return absl::FailedPreconditionError(message);
+  if (s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() ||
+      s.IsShutdownInProgress() || s.IsIncomplete()) {
+    return absl::UnavailableError(message);
+  }
+  return absl::InternalError(message);
+}
+
+// RocksDB's lock-file failures: "While lock file: <dir>/LOCK: ..." when
+// another process holds it, "lock hold by current process" when this one
+// does.
+bool IsLockError(const rocksdb::Status& s) {
+  if (!s.IsIOError()) return false;
+  const std::string text = s.ToString();
+  return absl::StrContains(text, "While lock file") ||
+         absl::StrContains(text, "lock hold by current process");
+}
+
+// Checks one stored envelope right after reading it (FORMAT.md "Checks").
+absl::StatusOr<Envelope> VerifyStored(uint64_t position,
+                                      absl::string_view raw) {
+  auto loss = [position](absl::string_view what) {
+    return absl::DataLossError(
+        absl::StrCat("event at position ", position, ": ", what));
+  };
+  if (raw.size() > kEnvelopeBytesMax) {
+    return loss(absl::StrCat(raw.size(), " bytes, over the limit of ",
+                             kEnvelopeBytesMax));
+  }
+  if (raw.size() < kHashFieldBytes ||
+      raw[raw.size() - kHashFieldBytes] != kHashFieldTag ||
+      raw[raw.size() - kHashFieldBytes + 1] != static_cast<char>(kHashBytes)) {
+    return loss("stored bytes do not end with the hash field");
+  }
+  Envelope envelope;
+  if (!envelope.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+    return loss("stored bytes do not parse as an Envelope");
+  }
+  if (envelope.position() != position) {
+    return loss(absl::StrCat("envelope says position ", envelope.position()));
+  }
+  if (envelope.prev_hash().size() != kHashBytes) {
+    return loss(
+        absl::StrCat("prev_hash has ", envelope.prev_hash().size(), " bytes"));
+  }
+  // Hash the stored bytes themselves (everything before the hash field), so
+  // that any changed byte is caught, whatever a re-serialization would give.
+  const std::string computed = Sha256Concat(
+      envelope.prev_hash(), raw.substr(0, raw.size() - kHashFieldBytes));
+  if (computed != envelope.hash()) {
+    return loss(absl::StrCat("hash mismatch: stored ", ToHex(envelope.hash()),
+                             ", computed ", ToHex(computed)));
+  }
+  return envelope;
+}
+
+// 'prefix' successor for an iterate_upper_bound; empty when none exists
+// (prefix empty or all 0xff).
+std::string PrefixSuccessor(absl::string_view prefix) {
+  std::string out(prefix);
+  while (!out.empty()) {
+    unsigned char last = static_cast<unsigned char>(out.back());
+    if (last != 0xff) {
+      out.back() = static_cast<char>(last + 1);
+      return out;
+    }
+    out.pop_back();
+  }
+  return out;
+}
+
+}  // namespace
+
+struct EventLog::Impl {
+  std::string dir;
+  EventLogOptions options;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+
+  // One Append call waiting in the queue (LevelDB's DBImpl::Writer).
+  struct Writer {
+    AppendRequest* request = nullptr;
+    absl::StatusOr<AppendResult> result = absl::InternalError("not run");
+    bool done = false;
+    std::condition_variable cv;
+  };
+
+  // Appends queue here. The writer at the front is the leader: it takes the
+  // queue as a group, checks and applies the requests one after another
+  // (each sees the effect of the ones before it), and writes the group as
+  // one WriteBatch with one sync, so concurrent appends share a sync.
+  // std::mutex rather than absl::Mutex: the system Abseil is not built for
+  // ThreadSanitizer, which then cannot see absl::Mutex's ordering.
+  std::mutex append_mu;
+  std::deque<Writer*> writers ABSL_GUARDED_BY(append_mu);
+  // Set by a failed write; later appends return it (until reopen).
+  std::optional<absl::Status> failed ABSL_GUARDED_BY(append_mu);
+
+  // Written only by the leader; read by anyone.
+  mutable std::mutex head_mu;
+  Head head ABSL_GUARDED_BY(head_mu);
+
+  ~Impl() {
+    if (db == nullptr) return;
+    for (rocksdb::ColumnFamilyHandle* handle : handles) {
+      db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+    }
+    db->Close().PermitUncheckedError();
+  }
+
+  rocksdb::ColumnFamilyHandle* cf(CfIndex index) const {
+    return handles[index];
+  }
+
+  Head GetHead() const {
+    std::lock_guard<std::mutex> lock(head_mu);
+    return head;
+  }
+
+  // nullopt when the key is absent.
+  absl::StatusOr<std::optional<std::string>> Get(
+      CfIndex index, absl::string_view key,
+      const rocksdb::Snapshot* snapshot = nullptr) const {
+    rocksdb::ReadOptions read_options;
+    read_options.snapshot = snapshot;
+    std::string value;
+    rocksdb::Status s = db->Get(read_options, cf(index),
+                                rocksdb::Slice(key.data(), key.size()), &value);
+    if (s.IsNotFound()) return std::nullopt;
+    RETURN_IF_ERROR(FromRocks(s, "read"));
+    return value;
+  }
+
+  absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
+      absl::string_view stream_id,
+      const rocksdb::Snapshot* snapshot = nullptr) const {
+    ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                     Get(kStreams, stream_id, snapshot));
+    if (!bytes.has_value()) return std::nullopt;
+    StreamHead stream_head;
+    if (!stream_head.ParseFromString(*bytes)) {
+      return absl::DataLossError(absl::StrCat(
+          "stream head of \"", absl::CEscape(stream_id), "\" does not parse"));
+    }
+    return stream_head;
+  }
+
+  // The verified envelope at a position known to be <= the head.
+  absl::StatusOr<Envelope> ReadAt(uint64_t position) const {
+    ASSIGN_OR_RETURN(std::optional<std::string> raw,
+                     Get(kEvents, PositionKey(position)));
+    if (!raw.has_value()) {
+      return absl::DataLossError(absl::StrCat("event at position ", position,
+                                              " is missing (head is ",
+                                              GetHead().position, ")"));
+    }
+    return VerifyStored(position, *raw);
+  }
+
+  // The log as the requests of a group so far leave it.
+  struct GroupState {
+    Head head;
+    std::map<std::string, StreamHead, std::less<>> stream_heads;
+  };
+  // Checks `request` against `state` and adds its writes to `batch`. On
+  // success advances `state`; on error leaves `state` alone (the caller rolls
+  // `batch` back).
+  absl::StatusOr<AppendResult> AddToBatch(AppendRequest& request,
+                                          GroupState& state,
+                                          rocksdb::WriteBatch& batch) const;
+
+  absl::Status Initialize();
+  absl::Status LoadHead();
+};
+
+// A new database gets its format version and an empty head in one synced
+// batch; an existing one must carry the version this code writes.
+absl::Status EventLog::Impl::Initialize() {
+  ASSIGN_OR_RETURN(std::optional<std::string> version,
+                   Get(kMeta, kMetaFormatVersionKey));
+  if (version.has_value()) {
+    if (version->size() != 4) {
+      return absl::DataLossError(
+          absl::StrCat("database ", dir, ": format_version has ",
+                       version->size(), " bytes, expected 4"));
+    }
+    const uint32_t found = DecodeBigEndian32(*version);
+    if (found != kFormatVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("database ", dir, " has format version ", found,
+                       "; this build reads format version ", kFormatVersion));
+    }
+    return absl::OkStatus();
+  }
+  // No version: only a database nobody has written yet may be initialized.
+  std::unique_ptr<rocksdb::Iterator> it(
+      db->NewIterator(rocksdb::ReadOptions(), cf(kEvents)));
+  it->SeekToFirst();
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
+  ASSIGN_OR_RETURN(std::optional<std::string> stored_head,
+                   Get(kMeta, kMetaHeadKey));
+  if (it->Valid() || stored_head.has_value()) {
+    return absl::DataLossError(
+        absl::StrCat("database ", dir, " holds events but no format_version"));
+  }
+  if (options.read_only) return absl::OkStatus();  // An empty log.
+  rocksdb::WriteBatch batch;
+  RETURN_IF_ERROR(FromRocks(batch.Put(cf(kMeta), kMetaFormatVersionKey,
+                                      EncodeBigEndian32(kFormatVersion)),
+                            "initialize"));
+  RETURN_IF_ERROR(FromRocks(
+      batch.Put(cf(kMeta), kMetaHeadKey, EncodeHead(Head{0, ZeroHash()})),
+      "initialize"));
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  return FromRocks(db->Write(write_options, &batch), "initialize");
+}
+
+// Loads meta "head" and checks it against the last stored event.
+absl::Status EventLog::Impl::LoadHead() {
+  Head loaded{0, ZeroHash()};
+  ASSIGN_OR_RETURN(std::optional<std::string> stored, Get(kMeta, kMetaHeadKey));
+  if (stored.has_value()) {
+    if (stored->size() != kPositionBytes + kHashBytes) {
+      return absl::DataLossError(
+          absl::StrCat("database ", dir, ": meta head has ", stored->size(),
+                       " bytes, expected ", kPositionBytes + kHashBytes));
+    }
+    loaded.position = DecodeBigEndian64(*stored);
+    loaded.hash = stored->substr(kPositionBytes);
+  }
+  std::unique_ptr<rocksdb::Iterator> it(
+      db->NewIterator(rocksdb::ReadOptions(), cf(kEvents)));
+  it->SeekToLast();
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
+  if (!it->Valid()) {
+    if (loaded.position != 0) {
+      return absl::DataLossError(absl::StrCat(
+          "database ", dir, ": head is at position ", loaded.position,
+          " but the events column family is empty"));
+    }
+  } else {
+    const rocksdb::Slice key = it->key();
+    if (key.size() != kPositionBytes) {
+      return absl::DataLossError(
+          absl::StrCat("database ", dir, ": last events key has ", key.size(),
+                       " bytes, expected ", kPositionBytes));
+    }
+    const uint64_t last = DecodeBigEndian64(View(key));
+    if (last != loaded.position) {
+      return absl::DataLossError(absl::StrCat(
+          "database ", dir, ": head is at position ", loaded.position,
+          " but the last stored event is at position ", last));
+    }
+    ASSIGN_OR_RETURN(Envelope envelope, VerifyStored(last, View(it->value())));
+    if (envelope.hash() != loaded.hash) {
+      return absl::DataLossError(
+          absl::StrCat("database ", dir, ": head hash ", ToHex(loaded.hash),
+                       " differs from the hash of the event at position ", last,
+                       ", ", ToHex(envelope.hash())));
+    }
+  }
+  std::lock_guard<std::mutex> lock(head_mu);
+  head = std::move(loaded);
+  return absl::OkStatus();
+}
+
+EventLog::EventLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+EventLog::~EventLog() = default;
+
+absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
+    const std::string& dir, const EventLogOptions& options) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  // Recover up to the last intact WAL record: an append torn by a crash was
+  // never acknowledged, so dropping it loses nothing a caller was promised.
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.paranoid_checks = true;
+  if (options.env != nullptr) db_options.env = options.env;
+
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.level_compaction_dynamic_level_bytes = true;
+  // Bloom filters: every new command id is a miss in "commands", and every
+  // first append to a stream a miss in "streams"; filters keep those misses
+  // off the disk.
+  rocksdb::BlockBasedTableOptions table_options;
+  table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf_options.table_factory.reset(
+      rocksdb::NewBlockBasedTableFactory(table_options));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
+      {rocksdb::kDefaultColumnFamilyName, cf_options},
+      {kEventsCf, cf_options},
+      {kStreamsCf, cf_options},
+      {kCommandsCf, cf_options},
+      {kMetaCf, cf_options},
+      {kProjectionsCf, cf_options},
+  };
+
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  impl->options = options;
+  rocksdb::DB* raw_db = nullptr;
+  rocksdb::Status s;
+  if (options.read_only) {
+    s = rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors,
+                                     &impl->handles, &raw_db);
+  } else {
+    s = rocksdb::DB::Open(db_options, dir, descriptors, &impl->handles,
+                          &raw_db);
+  }
+  if (!s.ok()) {
+    if (IsLockError(s)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("database ", dir, " is in use by another process (",
+                       s.ToString(), ")"));
+    }
+    return FromRocks(s, absl::StrCat("open database ", dir));
+  }
+  impl->db.reset(raw_db);
+  if (impl->handles.size() != kCfCount) {
+    return absl::InternalError(
+        absl::StrCat("open database ", dir, ": got ", impl->handles.size(),
+                     " column families, expected ", kCfCount));
+  }
+  RETURN_IF_ERROR(impl->Initialize());
+  RETURN_IF_ERROR(impl->LoadHead());
+  return std::unique_ptr<EventLog>(new EventLog(std::move(impl)));
+}
+
+absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
+    AppendRequest& request, GroupState& state,
+    rocksdb::WriteBatch& batch) const {
+  Head new_head = state.head;
+  // Stream heads as this request leaves them; ordered so that the batch is
+  // the same for the same request.
+  std::map<std::string, StreamHead, std::less<>> touched;
+
+  for (size_t i = 0; i < request.events.size(); ++i) {
+    Envelope& envelope = request.events[i].envelope;
+    const int64_t expected = request.events[i].expected_version;
+    const std::string& stream_id = envelope.stream_id();
+
+    auto it = touched.find(stream_id);
+    if (it == touched.end()) {
+      auto in_group = state.stream_heads.find(stream_id);
+      if (in_group != state.stream_heads.end()) {
+        it = touched.emplace(stream_id, in_group->second).first;
+      } else {
+        ASSIGN_OR_RETURN(std::optional<StreamHead> stored,
+                         GetStreamHead(stream_id));
+        it = touched.emplace(stream_id, stored.value_or(StreamHead())).first;
+      }
+    }
+    StreamHead& stream_head = it->second;
+    const uint64_t actual = stream_head.version();
+    if (expected != kExpectAny && static_cast<uint64_t>(expected) != actual) {
+      return absl::AbortedError(
+          absl::StrCat("stream ", stream_id, ": expected version ", expected,
+                       expected == kExpectNoStream ? " (no stream)" : "",
+                       ", actual ", actual));
+    }
+
+    const uint64_t position = new_head.position + 1;
+    envelope.set_position(position);
+    envelope.set_stream_version(actual + 1);
+    envelope.set_prev_hash(new_head.hash);
+    envelope.clear_hash();
+    std::string bytes = DeterministicBytes(envelope);
+    // Check the record before it is written: the limit covers the hash too.
+    if (bytes.size() + kHashFieldBytes > kEnvelopeBytesMax) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("event ", i, " of stream ", stream_id, ": envelope is ",
+                       bytes.size() + kHashFieldBytes,
+                       " bytes, over the limit of ", kEnvelopeBytesMax));
+    }
+    const std::string hash = Sha256Concat(new_head.hash, bytes);
+    // Field 12 is the last field, so its encoding is the tail of the bytes.
+    bytes.push_back(kHashFieldTag);
+    bytes.push_back(static_cast<char>(kHashBytes));
+    bytes.append(hash);
+    envelope.set_hash(hash);
+
+    RETURN_IF_ERROR(FromRocks(
+        batch.Put(cf(kEvents), PositionKey(position), bytes), "append"));
+    RETURN_IF_ERROR(
+        FromRocks(batch.Put(cf(kStreams), StreamIndexKey(stream_id, actual + 1),
+                            PositionKey(position)),
+                  "append"));
+    stream_head.set_version(actual + 1);
+    *stream_head.mutable_last_occurred_at() = envelope.occurred_at();
+    new_head.position = position;
+    new_head.hash = hash;
+  }
+
+  for (const auto& [stream_id, stream_head] : touched) {
+    RETURN_IF_ERROR(FromRocks(
+        batch.Put(cf(kStreams), stream_id, DeterministicBytes(stream_head)),
+        "append"));
+  }
+  // Deletes first, so that a key both deleted and put ends up put.
+  for (const std::string& key : request.projection_deletes) {
+    RETURN_IF_ERROR(FromRocks(batch.Delete(cf(kProjections), key), "append"));
+  }
+  for (const auto& [key, value] : request.projection_puts) {
+    RETURN_IF_ERROR(
+        FromRocks(batch.Put(cf(kProjections), key, value), "append"));
+  }
+
+  AppendResult result;
+  if (!request.events.empty()) {
+    result.first_position = state.head.position + 1;
+    result.last_position = new_head.position;
+  }
+  result.head_hash = new_head.hash;
+  if (request.outcome.has_value()) {
+    v1::CommandResult* command_result = request.outcome->mutable_result();
+    command_result->set_first_position(result.first_position);
+    command_result->set_last_position(result.last_position);
+    RETURN_IF_ERROR(
+        FromRocks(batch.Put(cf(kCommands), command_result->command_id(),
+                            DeterministicBytes(*request.outcome)),
+                  "append"));
+  }
+
+  for (auto& [stream_id, stream_head] : touched) {
+    state.stream_heads[stream_id] = std::move(stream_head);
+  }
+  state.head = std::move(new_head);
+  return result;
+}
+
+absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
+  for (const NewEvent& event : request.events) {
+    RETURN_IF_ERROR(ValidateStreamId(event.envelope.stream_id()));
+    if (event.expected_version < kExpectAny) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "stream ", event.envelope.stream_id(), ": expected version ",
+          event.expected_version, " is below ", kExpectAny));
+    }
+    if (!event.envelope.GetReflection()
+             ->GetUnknownFields(event.envelope)
+             .empty()) {
+      // They would serialize after the hash field, which must be last.
+      return absl::InvalidArgumentError(
+          absl::StrCat("stream ", event.envelope.stream_id(),
+                       ": envelope carries unknown fields"));
+    }
+  }
+  if (request.outcome.has_value() &&
+      request.outcome->result().command_id().empty()) {
+    return absl::InvalidArgumentError("outcome has an empty command id");
+  }
+  if (impl_->options.read_only) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database ", impl_->dir, " is open read-only; appends are refused"));
+  }
+
+  Impl::Writer self;
+  self.request = &request;
+  std::unique_lock<std::mutex> lock(impl_->append_mu);
+  impl_->writers.push_back(&self);
+  while (!self.done && impl_->writers.front() != &self) {
+    self.cv.wait(lock);
+  }
+  if (self.done) return std::move(self.result);  // A leader did our work.
+
+  // This thread leads: take the queue as a group.
+  std::vector<Impl::Writer*> group;
+  size_t group_events = 0;
+  for (Impl::Writer* writer : impl_->writers) {
+    const size_t events = writer->request->events.size();
+    if (!group.empty() && group_events + events > kGroupEventsMax) break;
+    group.push_back(writer);
+    group_events += events;
+  }
+  const std::optional<absl::Status> failed = impl_->failed;
+
+  // Only the leader touches the head and the batch; followers only queue, so
+  // the mutex is released for the checks and the (slow, synced) write.
+  lock.unlock();
+  std::optional<absl::Status> write_error;
+  if (failed.has_value()) {
+    const absl::Status refused = absl::FailedPreconditionError(absl::StrCat(
+        "ledger is read-only after a write error: ", failed->message(),
+        "; reopen to recover"));
+    for (Impl::Writer* writer : group) writer->result = refused;
+  } else {
+    const Head old_head = impl_->GetHead();
+    Impl::GroupState state{old_head, {}};
+    rocksdb::WriteBatch batch;
+    for (Impl::Writer* writer : group) {
+      batch.SetSavePoint();
+      writer->result = impl_->AddToBatch(*writer->request, state, batch);
+      rocksdb::Status s = writer->result.ok() ? batch.PopSavePoint()
+                                              : batch.RollbackToSavePoint();
+      if (!s.ok()) std::abort();  // A save point was just set.
+    }
+    if (state.head.position != old_head.position) {
+      rocksdb::Status s =
+          batch.Put(impl_->cf(kMeta), kMetaHeadKey, EncodeHead(state.head));
+      if (!s.ok()) write_error = FromRocks(s, "append");
+    }
+    if (!write_error.has_value() && batch.Count() > 0) {
+      rocksdb::WriteOptions write_options;
+      write_options.sync = impl_->options.sync;
+      rocksdb::Status s = impl_->db->Write(write_options, &batch);
+      if (!s.ok()) write_error = FromRocks(s, "append");
+    }
+    if (write_error.has_value()) {
+      // I/O trouble is kUnavailable; anything else from a write is kInternal.
+      if (write_error->code() != absl::StatusCode::kUnavailable) {
+        write_error = absl::InternalError(write_error->message());
+      }
+      for (Impl::Writer* writer : group) {
+        if (writer->result.ok()) writer->result = *write_error;
+      }
+    } else {
+      // Only now, after the write succeeded, do readers see the new head.
+      std::lock_guard<std::mutex> head_lock(impl_->head_mu);
+      impl_->head = state.head;
+    }
+  }
+  lock.lock();
+
+  if (write_error.has_value()) impl_->failed = *write_error;
+  for (Impl::Writer* writer : group) {
+    impl_->writers.pop_front();
+    if (writer != &self) {
+      writer->done = true;
+      writer->cv.notify_one();
+    }
+  }
+  if (!impl_->writers.empty()) impl_->writers.front()->cv.notify_one();
+  return std::move(self.result);
+}
+
+Head EventLog::head() const { return impl_->GetHead(); }
+
+absl::StatusOr<Envelope> EventLog::Read(uint64_t position) const {
+  const uint64_t head_position = impl_->GetHead().position;
+  if (position == 0 || position > head_position) {
+    return absl::NotFoundError(absl::StrCat("no event at position ", position,
+                                            " (head is ", head_position, ")"));
+  }
+  return impl_->ReadAt(position);
+}
+
+absl::Status EventLog::Scan(
+    uint64_t after_position,
+    const std::function<bool(const Envelope&, absl::string_view raw)>& fn)
+    const {
+  const uint64_t head_position = impl_->GetHead().position;
+  if (after_position >= head_position) return absl::OkStatus();
+
+  std::string prev_hash = ZeroHash();
+  if (after_position > 0) {
+    ASSIGN_OR_RETURN(Envelope previous, impl_->ReadAt(after_position));
+    prev_hash = previous.hash();
+  }
+
+  const std::string upper = PositionKey(head_position + 1);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(read_options, impl_->cf(kEvents)));
+  uint64_t expected = after_position + 1;
+  for (it->Seek(PositionKey(expected)); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() != kPositionBytes) {
+      return absl::DataLossError(absl::StrCat("events key of ", key.size(),
+                                              " bytes after position ",
+                                              expected - 1));
+    }
+    const uint64_t position = DecodeBigEndian64(View(key));
+    if (position != expected) {
+      return absl::DataLossError(absl::StrCat("event at position ", expected,
+                                              " is missing (next stored is ",
+                                              position, ")"));
+    }
+    const absl::string_view raw = View(it->value());
+    ASSIGN_OR_RETURN(Envelope envelope, VerifyStored(position, raw));
+    if (envelope.prev_hash() != prev_hash) {
+      return absl::DataLossError(absl::StrCat(
+          "event at position ", position, ": prev_hash ",
+          ToHex(envelope.prev_hash()), " does not link to the hash ",
+          ToHex(prev_hash), " of position ", position - 1));
+    }
+    if (!fn(envelope, raw)) return absl::OkStatus();
+    prev_hash = envelope.hash();
+    ++expected;
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
+  if (expected != head_position + 1) {
+    return absl::DataLossError(absl::StrCat("event at position ", expected,
+                                            " is missing (head is ",
+                                            head_position, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EventLog::ScanStream(
+    absl::string_view stream_id, uint64_t after_version,
+    const std::function<bool(const Envelope&)>& fn) const {
+  RETURN_IF_ERROR(ValidateStreamId(stream_id));
+  // One snapshot for the head and the index, so that they agree.
+  const rocksdb::Snapshot* snapshot = impl_->db->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snapshot;
+    ~Release() { db->ReleaseSnapshot(snapshot); }
+  } release{impl_->db.get(), snapshot};
+
+  ASSIGN_OR_RETURN(std::optional<StreamHead> stream_head,
+                   impl_->GetStreamHead(stream_id, snapshot));
+  const uint64_t last_version =
+      stream_head.has_value() ? stream_head->version() : 0;
+  if (after_version >= last_version) return absl::OkStatus();
+
+  const std::string prefix = StreamIndexPrefix(stream_id);
+  const std::string upper = PrefixSuccessor(prefix);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(read_options, impl_->cf(kStreams)));
+  uint64_t expected = after_version + 1;
+  for (it->Seek(StreamIndexKey(stream_id, expected));
+       it->Valid() && expected <= last_version; it->Next()) {
+    const rocksdb::Slice key = it->key();
+    const rocksdb::Slice value = it->value();
+    if (key.size() != prefix.size() + kPositionBytes ||
+        value.size() != kPositionBytes) {
+      return absl::DataLossError(
+          absl::StrCat("stream ", stream_id,
+                       ": malformed index entry after version ", expected - 1));
+    }
+    const uint64_t version = DecodeBigEndian64(View(key).substr(prefix.size()));
+    if (version != expected) {
+      return absl::DataLossError(absl::StrCat("stream ", stream_id,
+                                              ": version ", expected,
+                                              " is missing from the index"));
+    }
+    const uint64_t position = DecodeBigEndian64(View(value));
+    ASSIGN_OR_RETURN(Envelope envelope, impl_->ReadAt(position));
+    if (envelope.stream_id() != stream_id ||
+        envelope.stream_version() != version) {
+      return absl::DataLossError(absl::StrCat(
+          "stream ", stream_id, " version ", version, " points at position ",
+          position, ", which holds stream ", envelope.stream_id(), " version ",
+          envelope.stream_version()));
+    }
+    if (!fn(envelope)) return absl::OkStatus();
+    ++expected;
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan stream index"));
+  if (expected != last_version + 1) {
+    return absl::DataLossError(absl::StrCat(
+        "stream ", stream_id, ": version ", expected,
+        " is missing from the index (head is version ", last_version, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
+    absl::string_view stream_id) const {
+  RETURN_IF_ERROR(ValidateStreamId(stream_id));
+  return impl_->GetStreamHead(stream_id);
+}
+
+absl::StatusOr<std::optional<StoredOutcome>> EventLog::GetOutcome(
+    absl::string_view command_id) const {
+  ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                   impl_->Get(kCommands, command_id));
+  if (!bytes.has_value()) return std::nullopt;
+  StoredOutcome outcome;
+  if (!outcome.ParseFromString(*bytes)) {
+    return absl::DataLossError(absl::StrCat("stored outcome of command \"",
+                                            absl::CEscape(command_id),
+                                            "\" does not parse"));
+  }
+  return outcome;
+}
+
+absl::StatusOr<std::optional<std::string>> EventLog::GetProjection(
+    absl::string_view key) const {
+  return impl_->Get(kProjections, key);
+}
+
+absl::Status EventLog::ScanProjections(
+    absl::string_view prefix,
+    const std::function<bool(absl::string_view key, absl::string_view value)>&
+        fn) const {
+  const std::string upper = PrefixSuccessor(prefix);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(read_options, impl_->cf(kProjections)));
+  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid();
+       it->Next()) {
+    if (!fn(View(it->key()), View(it->value()))) break;
+  }
+  return FromRocks(it->status(), "scan projections");
+}
+
+rocksdb::DB* EventLog::db() const { return impl_->db.get(); }
+rocksdb::ColumnFamilyHandle* EventLog::events_cf() const {
+  return impl_->cf(kEvents);
+}
+rocksdb::ColumnFamilyHandle* EventLog::streams_cf() const {
+  return impl_->cf(kStreams);
+}
+rocksdb::ColumnFamilyHandle* EventLog::commands_cf() const {
+  return impl_->cf(kCommands);
+}
+rocksdb::ColumnFamilyHandle* EventLog::meta_cf() const {
+  return impl_->cf(kMeta);
+}
+rocksdb::ColumnFamilyHandle* EventLog::projections_cf() const {
+  return impl_->cf(kProjections);
+}
+
+}  // namespace storeledger

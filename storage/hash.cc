@@ -1,0 +1,96 @@
+// SHA-256 (OpenSSL EVP), the envelope hash of the chain, and hex.
+#include <openssl/evp.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "storage/event_log.h"
+#include "storage/hash_internal.h"
+
+namespace storeledger {
+namespace {
+
+constexpr size_t kSha256Bytes = 32;
+
+// SHA-256 of a || b without concatenating them. OpenSSL failures here mean a
+// broken build or an out-of-memory condition, not bad input: a crash, as the
+// house rules ask of broken invariants.
+std::string Sha256Of2(absl::string_view a, absl::string_view b) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_bytes = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  if (ctx == nullptr || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx, a.data(), a.size()) != 1 ||
+      EVP_DigestUpdate(ctx, b.data(), b.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx, digest, &digest_bytes) != 1 ||
+      digest_bytes != kSha256Bytes) {
+    std::abort();
+  }
+  EVP_MD_CTX_free(ctx);
+  return std::string(reinterpret_cast<const char*>(digest), digest_bytes);
+}
+
+}  // namespace
+
+std::string Sha256(absl::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_bytes = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &digest_bytes,
+                 EVP_sha256(), nullptr) != 1 ||
+      digest_bytes != kSha256Bytes) {
+    std::abort();
+  }
+  return std::string(reinterpret_cast<const char*>(digest), digest_bytes);
+}
+
+namespace storage_internal {
+
+std::string Sha256Concat(absl::string_view a, absl::string_view b) {
+  return Sha256Of2(a, b);
+}
+
+std::string DeterministicBytes(const google::protobuf::MessageLite& message) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializePartialToCodedStream(&coded);
+  }
+  return out;
+}
+
+}  // namespace storage_internal
+
+std::string EnvelopeHash(const Envelope& envelope) {
+  Envelope without_hash = envelope;
+  without_hash.clear_hash();
+  return Sha256Of2(envelope.prev_hash(),
+                   storage_internal::DeterministicBytes(without_hash));
+}
+
+std::string ToHex(absl::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 0x0f]);
+  }
+  return out;
+}
+
+std::string PositionKey(uint64_t position) {
+  std::string key(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    key[i] = static_cast<char>(position & 0xff);
+    position >>= 8;
+  }
+  return key;
+}
+
+}  // namespace storeledger

@@ -1,0 +1,63 @@
+#include "tests/support/test_support.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "absl/strings/str_split.h"
+#include "cli/cli.h"
+#include "gtest/gtest.h"
+#include "ledger/json.h"
+
+namespace storeledger::testing {
+
+TempDir::TempDir() {
+  std::string pattern = ::testing::TempDir() + "storeledger-XXXXXX";
+  char* made = mkdtemp(pattern.data());
+  if (made == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed for " << pattern;
+  }
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string TempDir::Sub(absl::string_view name) const {
+  return path_ + "/" + std::string(name);
+}
+
+absl::Time China(int month, int day, int hour, int minute, int second) {
+  return absl::FromCivil(
+      absl::CivilSecond(2024, month, day, hour, minute, second),
+      absl::FixedTimeZone(8 * 3600));
+}
+
+std::string ChinaText(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%S+08:00", t,
+                          absl::FixedTimeZone(8 * 3600));
+}
+
+v1::Command CommandFromJson(const std::string& json) {
+  absl::StatusOr<v1::Command> command = ParseCommandJson(json);
+  EXPECT_TRUE(command.ok()) << command.status() << " in " << json;
+  return command.ok() ? *command : v1::Command();
+}
+
+std::vector<std::string> CliRun::lines() const {
+  std::vector<std::string> out = absl::StrSplit(this->out, '\n', absl::SkipEmpty());
+  return out;
+}
+
+CliRun RunStoreledger(const std::vector<std::string>& args,
+                      const std::string& stdin_text) {
+  std::istringstream in(stdin_text);
+  std::ostringstream out, err;
+  const int code = RunCli(args, in, out, err);
+  return CliRun{code, out.str(), err.str()};
+}
+
+}  // namespace storeledger::testing

@@ -1,0 +1,61 @@
+// Shared by the tests: a temporary directory per test (a real RocksDB goes
+// there), a fixed clock, and helpers to write commands as DESIGN.md's JSON.
+#ifndef STORELEDGER_TESTS_SUPPORT_TEST_SUPPORT_H_
+#define STORELEDGER_TESTS_SUPPORT_TEST_SUPPORT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "ledger/ledger.h"
+#include "storeledger/v1/ledger.pb.h"
+
+namespace storeledger::testing {
+
+// A fresh directory under the test temp dir, removed with everything in it
+// when destroyed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string Sub(absl::string_view name) const;
+
+ private:
+  std::string path_;
+};
+
+class FixedClock : public Clock {
+ public:
+  explicit FixedClock(absl::Time now) : now_(now) {}
+  absl::Time Now() const override { return now_; }
+  void Advance(absl::Duration d) { now_ += d; }
+
+ private:
+  absl::Time now_;
+};
+
+// 2024-MM-DD HH:MM:SS at +08:00 (China time), as the article's calendar.
+absl::Time China(int month, int day, int hour = 0, int minute = 0,
+                 int second = 0);
+// The same instant as RFC 3339 with +08:00.
+std::string ChinaText(absl::Time t);
+
+// Parses a Command from DESIGN.md's JSON; fails the test on a parse error.
+v1::Command CommandFromJson(const std::string& json);
+
+// Runs the CLI in-process: exit status, stdout and stderr.
+struct CliRun {
+  int exit_code;
+  std::string out;
+  std::string err;
+  std::vector<std::string> lines() const;  // stdout split on '\n'
+};
+CliRun RunStoreledger(const std::vector<std::string>& args,
+                      const std::string& stdin_text = "");
+
+}  // namespace storeledger::testing
+
+#endif  // STORELEDGER_TESTS_SUPPORT_TEST_SUPPORT_H_
