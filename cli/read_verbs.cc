@@ -1,10 +1,16 @@
 // The verbs that read the log: state, history, digest, verify, export, tail.
 #include <algorithm>
+#include <csignal>
 #include <iostream>
+#include <set>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "cli/cli.h"
 #include "core/status_macros.h"
 #include "core/streams.h"
@@ -40,6 +46,103 @@ std::string OrderIdOf(const v1::Event& event) {
   }
 }
 
+// --product: does the event (or the refused command) name the product? An
+// order names the products of its lines.
+bool NamesProduct(const v1::Event& event, absl::string_view product_id) {
+  auto in_lines = [&](const auto& lines) {
+    for (const v1::OrderLine& line : lines) {
+      if (line.product_id() == product_id) return true;
+    }
+    return false;
+  };
+  switch (event.body_case()) {
+    case v1::Event::kProductAdded:
+      return event.product_added().product_id() == product_id;
+    case v1::Event::kProductListed:
+      return event.product_listed().product_id() == product_id;
+    case v1::Event::kProductDelisted:
+      return event.product_delisted().product_id() == product_id;
+    case v1::Event::kProductDeleted:
+      return event.product_deleted().product_id() == product_id;
+    case v1::Event::kOrderPlaced:
+      return in_lines(event.order_placed().lines());
+    case v1::Event::kCommandRejected: {
+      const v1::Command& c = event.command_rejected().command();
+      switch (c.body_case()) {
+        case v1::Command::kAddProduct:
+          return c.add_product().product_id() == product_id;
+        case v1::Command::kListProduct:
+          return c.list_product().product_id() == product_id;
+        case v1::Command::kDelistProduct:
+          return c.delist_product().product_id() == product_id;
+        case v1::Command::kDeleteProduct:
+          return c.delete_product().product_id() == product_id;
+        case v1::Command::kPlaceOrder:
+          return in_lines(c.place_order().lines());
+        default: return false;
+      }
+    }
+    default: return false;
+  }
+}
+
+// --withdrawal: the withdrawal an event (or refused command) is about.
+std::string WithdrawalIdOf(const v1::Event& event) {
+  switch (event.body_case()) {
+    case v1::Event::kWithdrawalRequested:
+      return event.withdrawal_requested().withdrawal_id();
+    case v1::Event::kWithdrawalCompleted:
+      return event.withdrawal_completed().withdrawal_id();
+    case v1::Event::kWithdrawalFailed:
+      return event.withdrawal_failed().withdrawal_id();
+    case v1::Event::kCommandRejected: {
+      const v1::Command& c = event.command_rejected().command();
+      switch (c.body_case()) {
+        case v1::Command::kRequestWithdrawal:
+          return c.request_withdrawal().withdrawal_id();
+        case v1::Command::kCompleteWithdrawal:
+          return c.complete_withdrawal().withdrawal_id();
+        case v1::Command::kFailWithdrawal:
+          return c.fail_withdrawal().withdrawal_id();
+        default: return "";
+      }
+    }
+    default: return "";
+  }
+}
+
+// --type: comma-separated event type names ("OrderPaid,OrderRefunded"),
+// checked against the Event oneof so that a typo is an error, not silence.
+absl::StatusOr<std::set<std::string>> ParseEventTypes(absl::string_view list) {
+  std::set<std::string> known;
+  const google::protobuf::Descriptor* event = v1::Event::descriptor();
+  for (int i = 0; i < event->field_count(); ++i) {
+    known.insert(event->field(i)->message_type()->name());
+  }
+  std::set<std::string> types;
+  for (absl::string_view name : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    if (known.count(std::string(name)) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--type: unknown event type '", name, "'; one of: ",
+          absl::StrJoin(known, ", ")));
+    }
+    types.insert(std::string(name));
+  }
+  if (types.empty()) {
+    return absl::InvalidArgumentError("--type needs at least one event type");
+  }
+  return types;
+}
+
+// `tail --follow` stops on SIGINT / SIGTERM: the handler only sets a flag
+// the poll loop reads.
+volatile std::sig_atomic_t tail_stop_requested = 0;
+extern "C" void RequestTailStop(int) { tail_stop_requested = 1; }
+
+// Between two polls of `tail --follow` (DESIGN.md: a few per second).
+constexpr uint64_t kTailPollMsDefault = 200;
+constexpr uint64_t kTailPollMsMax = 60'000;
+
 }  // namespace
 
 int StateVerb(CliContext& ctx) {
@@ -67,13 +170,29 @@ int StateVerb(CliContext& ctx) {
 
 int HistoryVerb(CliContext& ctx) {
   if (absl::Status s = ctx.flags.CheckKnown(
-          {"store", "order", "from-position", "limit", "include-rejections"});
+          {"store", "order", "product", "withdrawal", "type", "from", "to",
+           "from-position", "limit", "include-rejections"});
       !s.ok()) {
     return ctx.Fail(s);
   }
   std::optional<std::string> store = ctx.flags.Get("store");
   if (!store) return ctx.Fail(absl::InvalidArgumentError("--store is required"));
   std::optional<std::string> order = ctx.flags.Get("order");
+  std::optional<std::string> product = ctx.flags.Get("product");
+  std::optional<std::string> withdrawal = ctx.flags.Get("withdrawal");
+  std::optional<std::set<std::string>> types;
+  if (std::optional<std::string> type_list = ctx.flags.Get("type")) {
+    absl::StatusOr<std::set<std::string>> parsed = ParseEventTypes(*type_list);
+    if (!parsed.ok()) return ctx.Fail(parsed.status());
+    types = *std::move(parsed);
+  }
+  absl::StatusOr<std::optional<absl::Time>> from_time = ctx.flags.GetTime("from");
+  if (!from_time.ok()) return ctx.Fail(from_time.status());
+  absl::StatusOr<std::optional<absl::Time>> to_time = ctx.flags.GetTime("to");
+  if (!to_time.ok()) return ctx.Fail(to_time.status());
+  if (from_time->has_value() && to_time->has_value() && **to_time < **from_time) {
+    return ctx.Fail(absl::InvalidArgumentError("--to is before --from"));
+  }
   absl::StatusOr<std::optional<uint64_t>> from = ctx.flags.GetUint("from-position");
   if (!from.ok()) return ctx.Fail(from.status());
   absl::StatusOr<std::optional<uint64_t>> limit = ctx.flags.GetUint("limit");
@@ -82,33 +201,65 @@ int HistoryVerb(CliContext& ctx) {
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   const EventLog& log = (*ledger)->log();
 
-  // The store's facts, and (optionally) the refusals naming it, merged by
-  // position.
-  std::vector<v1::Envelope> events;
-  auto keep = [&](const v1::Envelope& envelope) {
-    if (envelope.position() <= from->value_or(0)) return true;
-    if (order && OrderIdOf(envelope.payload()) != *order) return true;
-    events.push_back(envelope);
+  // Filters common to facts and refusals. --type selects facts only: the
+  // refusals, when asked for, are shown whatever command they refused.
+  auto matches = [&](const v1::Envelope& envelope) {
+    if (envelope.position() <= from->value_or(0)) return false;
+    const absl::Time at = ToTime(envelope.occurred_at());
+    if (from_time->has_value() && at < **from_time) return false;
+    if (to_time->has_value() && at > **to_time) return false;
+    const v1::Event& event = envelope.payload();
+    if (order && OrderIdOf(event) != *order) return false;
+    if (product && !NamesProduct(event, *product)) return false;
+    if (withdrawal && WithdrawalIdOf(event) != *withdrawal) return false;
     return true;
   };
-  absl::Status status = log.ScanStream(StoreStream(*store), 0, keep);
-  if (status.ok() && ctx.flags.Has("include-rejections")) {
-    status = log.ScanStream(kRejectionsStream, 0, [&](const v1::Envelope& e) {
-      const auto& ids = e.payload().command_rejected().store_ids();
-      if (std::find(ids.begin(), ids.end(), *store) == ids.end()) return true;
-      return keep(e);
-    });
+
+  // The refusals naming the store (few), then the store's facts streamed
+  // and merged with them by position, so --limit stops the scan early.
+  std::vector<v1::Envelope> refusals;
+  if (ctx.flags.Has("include-rejections")) {
+    absl::Status status =
+        log.ScanStream(kRejectionsStream, 0, [&](const v1::Envelope& e) {
+          const auto& ids = e.payload().command_rejected().store_ids();
+          if (std::find(ids.begin(), ids.end(), *store) != ids.end() &&
+              matches(e)) {
+            refusals.push_back(e);
+          }
+          return true;
+        });
+    if (!status.ok()) return ctx.Fail(status);
   }
-  if (!status.ok()) return ctx.Fail(status);
-  std::sort(events.begin(), events.end(),
-            [](const v1::Envelope& a, const v1::Envelope& b) {
-              return a.position() < b.position();
-            });
+  absl::StatusOr<std::optional<StreamHead>> head =
+      log.GetStreamHead(StoreStream(*store));
+  if (!head.ok()) return ctx.Fail(head.status());
+  if (!head->has_value() && refusals.empty()) {
+    return ctx.Fail(absl::NotFoundError(absl::StrCat(
+        "store ", *store, " has no events",
+        ctx.flags.Has("include-rejections") ? " and no refused commands" : "",
+        " in this ledger")));
+  }
   uint64_t printed = 0;
-  for (const v1::Envelope& envelope : events) {
-    if (limit->has_value() && printed >= **limit) break;
+  size_t next_refusal = 0;
+  auto print = [&](const v1::Envelope& envelope) {
+    if (limit->has_value() && printed >= **limit) return false;
     *ctx.out << ToJson(envelope) << "\n";
     ++printed;
+    return true;
+  };
+  absl::Status status =
+      log.ScanStream(StoreStream(*store), 0, [&](const v1::Envelope& e) {
+        while (next_refusal < refusals.size() &&
+               refusals[next_refusal].position() < e.position()) {
+          if (!print(refusals[next_refusal++])) return false;
+        }
+        if (!matches(e)) return true;
+        if (types && types->count(e.event_type()) == 0) return true;
+        return print(e);
+      });
+  if (!status.ok()) return ctx.Fail(status);
+  while (next_refusal < refusals.size() && print(refusals[next_refusal])) {
+    ++next_refusal;
   }
   return kExitOk;
 }
@@ -212,7 +363,9 @@ int ExportVerb(CliContext& ctx) {
 }
 
 int TailVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"from-position", "format"});
+  if (absl::Status s = ctx.flags.CheckKnown({"from-position", "format", "follow",
+                                             "max-events", "idle-exit-ms",
+                                             "poll-ms"});
       !s.ok()) {
     return ctx.Fail(s);
   }
@@ -225,7 +378,86 @@ int TailVerb(CliContext& ctx) {
     return ctx.Fail(absl::InvalidArgumentError(
         "--format must be jsonl or delimited, got '" + format + "'"));
   }
-  return WriteEnvelopes(ctx, format == "delimited");
+  const bool delimited = format == "delimited";
+  absl::StatusOr<std::optional<uint64_t>> from = ctx.flags.GetUint("from-position");
+  if (!from.ok()) return ctx.Fail(from.status());
+  absl::StatusOr<std::optional<uint64_t>> max_events = ctx.flags.GetUint("max-events");
+  if (!max_events.ok()) return ctx.Fail(max_events.status());
+  absl::StatusOr<std::optional<uint64_t>> idle_exit_ms =
+      ctx.flags.GetUint("idle-exit-ms");
+  if (!idle_exit_ms.ok()) return ctx.Fail(idle_exit_ms.status());
+  absl::StatusOr<std::optional<uint64_t>> poll_ms = ctx.flags.GetUint("poll-ms");
+  if (!poll_ms.ok()) return ctx.Fail(poll_ms.status());
+  const uint64_t poll = poll_ms->value_or(kTailPollMsDefault);
+  if (poll == 0 || poll > kTailPollMsMax) {
+    return ctx.Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--poll-ms must be 1..", kTailPollMsMax)));
+  }
+  const bool follow = ctx.flags.Has("follow");
+
+  // Each poll opens the database read-only: a read-only RocksDB sees the
+  // log as of its open, so re-opening is how new appends (by the writer
+  // process) become visible. Scan checks positions are contiguous and the
+  // hash chain links from `last`, so the feed has no gap and no duplicate;
+  // a consumer restarting with --from-position <last position it saw> picks
+  // up exactly where it stopped.
+  uint64_t last = from->value_or(0);
+  uint64_t emitted = 0;
+  auto done = [&] { return max_events->has_value() && emitted >= **max_events; };
+  auto poll_once = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::unique_ptr<Ledger> ledger, ctx.OpenLedger(true));
+    absl::Status status = ledger->log().Scan(
+        last, [&](const v1::Envelope& envelope, absl::string_view raw) {
+          if (done()) return false;
+          if (delimited) {
+            uint8_t varint[5];  // a varint32 is at most 5 bytes
+            uint8_t* end =
+                google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+                    static_cast<uint32_t>(raw.size()), varint);
+            ctx.out->write(reinterpret_cast<const char*>(varint), end - varint);
+            ctx.out->write(raw.data(), static_cast<std::streamsize>(raw.size()));
+          } else {
+            *ctx.out << ToJson(envelope) << "\n";
+          }
+          last = envelope.position();
+          ++emitted;
+          return true;
+        });
+    ctx.out->flush();
+    return status;
+  };
+
+  if (!follow) {
+    if (absl::Status s = poll_once(); !s.ok()) return ctx.Fail(s);
+    return kExitOk;
+  }
+  tail_stop_requested = 0;
+  void (*previous_int)(int) = std::signal(SIGINT, RequestTailStop);
+  void (*previous_term)(int) = std::signal(SIGTERM, RequestTailStop);
+  absl::Status status;
+  absl::Time last_event_at = absl::Now();
+  while (!tail_stop_requested && !done()) {
+    const uint64_t before = emitted;
+    status = poll_once();
+    if (!status.ok() || done()) break;
+    if (emitted != before) {
+      last_event_at = absl::Now();
+    } else if (idle_exit_ms->has_value() &&
+               absl::Now() - last_event_at >=
+                   absl::Milliseconds(**idle_exit_ms)) {
+      break;
+    }
+    // Sleep in short slices so a signal ends the wait promptly.
+    const absl::Time wake = absl::Now() + absl::Milliseconds(poll);
+    while (!tail_stop_requested && absl::Now() < wake) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(
+          std::min<uint64_t>(poll, 20)));
+    }
+  }
+  std::signal(SIGINT, previous_int);
+  std::signal(SIGTERM, previous_term);
+  if (!status.ok()) return ctx.Fail(status);
+  return kExitOk;
 }
 
 }  // namespace storeledger

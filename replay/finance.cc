@@ -1,5 +1,6 @@
 #include "replay/finance.h"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 #include <vector>
@@ -132,12 +133,56 @@ int64_t AccountBalances::Get(absl::string_view account) const {
   return it == balances_.end() ? 0 : it->second;
 }
 
-int64_t* BalanceField(absl::string_view store_id, absl::string_view account,
-                      v1::Balances* balances) {
-  if (account == PendingAccount(store_id)) {
-    return balances->mutable_pending_fen_ptr();
+BalanceField BalanceFieldOf(absl::string_view store_id,
+                            absl::string_view account) {
+  // Store accounts are "<store>/<name>"; store ids may themselves hold a
+  // '/', so match the whole name rather than split on the first '/'.
+  if (absl::StartsWith(account, store_id) &&
+      account.size() > store_id.size() && account[store_id.size()] == '/') {
+    const absl::string_view rest = account.substr(store_id.size() + 1);
+    if (rest == "pending") return BalanceField::kPending;
+    if (rest == "available") return BalanceField::kAvailable;
+    if (rest == "withdrawing") return BalanceField::kWithdrawing;
+    if (absl::StartsWith(rest, "deposit/")) return BalanceField::kDeposit;
   }
-  return nullptr;
+  if (account == PayoutsAccount(store_id)) return BalanceField::kPaidOut;
+  return BalanceField::kNone;
+}
+
+absl::Status AddToBalance(BalanceField field, int64_t delta_fen,
+                          v1::Balances* balances) {
+  int64_t current = 0;
+  switch (field) {
+    case BalanceField::kNone: return absl::OkStatus();
+    case BalanceField::kPending: current = balances->pending_fen(); break;
+    case BalanceField::kAvailable: current = balances->available_fen(); break;
+    case BalanceField::kWithdrawing:
+      current = balances->withdrawing_fen();
+      break;
+    case BalanceField::kPaidOut: current = balances->paid_out_fen(); break;
+    case BalanceField::kDeposit: current = balances->deposit_fen(); break;
+  }
+  std::optional<int64_t> sum = CheckedAdd(current, delta_fen);
+  if (!sum.has_value()) return Overflow("a store balance");
+  switch (field) {
+    case BalanceField::kNone: break;
+    case BalanceField::kPending: balances->set_pending_fen(*sum); break;
+    case BalanceField::kAvailable: balances->set_available_fen(*sum); break;
+    case BalanceField::kWithdrawing: balances->set_withdrawing_fen(*sum); break;
+    case BalanceField::kPaidOut: balances->set_paid_out_fen(*sum); break;
+    case BalanceField::kDeposit: balances->set_deposit_fen(*sum); break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Balances> StoreBalancesFromAccounts(
+    absl::string_view store_id, const AccountBalances& accounts) {
+  v1::Balances balances;
+  for (const auto& [account, balance_fen] : accounts.accounts()) {
+    RETURN_IF_ERROR(AddToBalance(BalanceFieldOf(store_id, account),
+                                 balance_fen, &balances));
+  }
+  return balances;
 }
 
 absl::Status AddBalances(const v1::Balances& add, v1::Balances* total) {
@@ -165,6 +210,176 @@ absl::Status AddBalances(const v1::Balances& add, v1::Balances* total) {
                             "deposit_fen", &v));
   total->set_deposit_fen(v);
   return absl::OkStatus();
+}
+
+absl::StatusOr<v1::BalancesReport> BalancesFromProjections(
+    const EventLog& log) {
+  v1::BalancesReport report;
+  report.set_source("projections");
+  report.set_position(log.head().position);
+  absl::Status parse_status;
+  RETURN_IF_ERROR(log.ScanProjections(
+      kStoreKeyPrefix, [&](absl::string_view key, absl::string_view value) {
+        StoreRecord record;
+        if (!record.ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
+          parse_status = absl::DataLossError(absl::StrCat(
+              "projection record ", absl::CEscape(key), " is corrupt"));
+          return false;
+        }
+        v1::StoreBalances* store = report.add_stores();
+        store->set_store_id(record.store_id());
+        store->set_kind(record.kind());
+        store->set_status(record.status());
+        store->set_upgraded_from(record.upgraded_from());
+        store->set_upgraded_to(record.upgraded_to());
+        *store->mutable_balances() = record.balances();
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_status);
+  RETURN_IF_ERROR(FillTotals(&report));
+  return report;
+}
+
+absl::StatusOr<v1::BalancesReport> BalancesFromPostings(const EventLog& log,
+                                                        const AsOf& as_of) {
+  const uint64_t head_position = log.head().position;
+  std::map<std::string, v1::StoreBalances> stores;
+  absl::Status fold_status;
+  RETURN_IF_ERROR(
+      log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
+        if (as_of.position.has_value() &&
+            envelope.position() > *as_of.position) {
+          return false;
+        }
+        if (as_of.business_time.has_value() &&
+            ToTime(envelope.occurred_at()) > *as_of.business_time) {
+          return true;  // other streams' later events may still be earlier
+        }
+        const v1::Event& event = envelope.payload();
+        if (event.has_store_opened()) {
+          v1::StoreBalances& store =
+              StoreEntry(stores, event.store_opened().store_id());
+          store.set_kind(event.store_opened().kind());
+          store.set_status(v1::OPEN);
+          store.set_upgraded_from(event.store_opened().upgraded_from());
+        } else if (event.has_store_upgraded()) {
+          v1::StoreBalances& store =
+              StoreEntry(stores, event.store_upgraded().store_id());
+          store.set_status(v1::UPGRADED);
+          store.set_upgraded_to(event.store_upgraded().target_store_id());
+        }
+        for (const Posting& posting : PostingsFor(event)) {
+          auto it = stores.find(posting.store_id);
+          if (it == stores.end()) {
+            fold_status = absl::DataLossError(absl::StrCat(
+                "event at position ", envelope.position(), " moves money of ",
+                "store ", posting.store_id, ", which was not opened before"));
+            return false;
+          }
+          absl::StatusOr<int64_t> net =
+              NetOf(posting.debit_fen, posting.credit_fen, posting.account);
+          if (net.ok()) {
+            fold_status = AddToBalance(
+                BalanceFieldOf(posting.store_id, posting.account), *net,
+                it->second.mutable_balances());
+          } else {
+            fold_status = net.status();
+          }
+          if (!fold_status.ok()) return false;
+        }
+        return true;
+      }));
+  RETURN_IF_ERROR(fold_status);
+
+  v1::BalancesReport report;
+  report.set_source("postings");
+  report.set_position(as_of.position.has_value()
+                          ? std::min(*as_of.position, head_position)
+                          : head_position);
+  if (as_of.business_time.has_value()) {
+    *report.mutable_as_of() = ToProto(*as_of.business_time);
+  }
+  for (auto& [id, store] : stores) *report.add_stores() = std::move(store);
+  RETURN_IF_ERROR(FillTotals(&report));
+  return report;
+}
+
+absl::StatusOr<v1::Statement> BuildStatement(const EventLog& log,
+                                             absl::string_view store_id,
+                                             absl::Time from, absl::Time to) {
+  if (!(from < to)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--from (", absl::FormatTime(from), ") must be before --to (",
+        absl::FormatTime(to), ")"));
+  }
+  const std::string stream = StoreStream(store_id);
+  ASSIGN_OR_RETURN(std::optional<StreamHead> head, log.GetStreamHead(stream));
+  if (!head.has_value()) {
+    return absl::NotFoundError(absl::StrCat("store ", store_id, " not found"));
+  }
+  v1::Statement statement;
+  statement.set_store_id(std::string(store_id));
+  *statement.mutable_from() = ToProto(from);
+  *statement.mutable_to() = ToProto(to);
+
+  // Three sums kept apart so that the identity below checks something:
+  // opening (< from), movements ([from, to)) and closing (< to).
+  AccountBalances opening, movements, closing, running;
+  std::set<std::string> accounts;
+  absl::Status fold_status;
+  RETURN_IF_ERROR(log.ScanStream(stream, 0, [&](const v1::Envelope& envelope) {
+    const v1::Event& event = envelope.payload();
+    if (event.has_store_opened() && event.store_opened().store_id() == store_id) {
+      statement.set_kind(event.store_opened().kind());
+    }
+    const absl::Time occurred_at = ToTime(envelope.occurred_at());
+    if (occurred_at >= to) return true;
+    for (const Posting& posting : PostingsFor(event)) {
+      if (posting.store_id != store_id) continue;
+      accounts.insert(posting.account);
+      auto apply = [&](AccountBalances& sums) {
+        if (fold_status.ok()) {
+          fold_status =
+              sums.Apply(posting.account, posting.debit_fen, posting.credit_fen);
+        }
+      };
+      apply(closing);
+      apply(running);
+      if (occurred_at < from) {
+        apply(opening);
+      } else {
+        apply(movements);
+        v1::StatementLine* line = statement.add_lines();
+        *line->mutable_posting() = ToPostingLine(envelope, posting);
+        line->set_balance_after_fen(running.Get(posting.account));
+      }
+      if (!fold_status.ok()) return false;
+    }
+    return true;
+  }));
+  RETURN_IF_ERROR(fold_status);
+
+  for (const std::string& account : accounts) {
+    std::optional<int64_t> sum =
+        CheckedAdd(opening.Get(account), movements.Get(account));
+    if (!sum.has_value() || *sum != closing.Get(account)) {
+      return absl::InternalError(absl::StrCat(
+          "statement of store ", store_id, ": account ", account,
+          " opens at ", opening.Get(account), " and moves ",
+          movements.Get(account), " but closes at ", closing.Get(account)));
+    }
+  }
+  for (v1::AccountBalance& row : Rows(accounts, opening)) {
+    *statement.add_opening() = std::move(row);
+  }
+  for (v1::AccountBalance& row : Rows(accounts, movements)) {
+    *statement.add_movements() = std::move(row);
+  }
+  for (v1::AccountBalance& row : Rows(accounts, closing)) {
+    *statement.add_closing() = std::move(row);
+  }
+  return statement;
 }
 
 }  // namespace storeledger

@@ -1165,3 +1165,57 @@ TEST(R15Categories, WeChatStoreOnly) {
 
 }  // namespace
 }  // namespace storeledger
+
+namespace storeledger {
+namespace {
+
+// A state whose store "big" holds `count` products, without deciding them
+// one by one.
+class BigStoreState : public StateOverlay {
+ public:
+  BigStoreState(const StateReader* base, size_t count)
+      : StateOverlay(base), count_(count) {}
+  absl::StatusOr<std::vector<ProductRecord>> Products(
+      absl::string_view store_id) const override {
+    if (store_id != "big") return StateOverlay::Products(store_id);
+    std::vector<ProductRecord> products(count_);
+    for (size_t i = 0; i < count_; ++i) {
+      products[i].set_store_id("big");
+      products[i].set_product_id(absl::StrCat("p", i));
+      products[i].set_status(v1::DRAFT);
+    }
+    return products;
+  }
+
+ private:
+  size_t count_;
+};
+
+TEST(Limits, ProductsPerStore) {
+  for (size_t count : {kProductsPerStoreMax - 1, kProductsPerStoreMax}) {
+    MemoryLedger l;
+    ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "big", "m1", "CHANNELS_STORE")));
+    BigStoreState state(&l.state(), count);
+    const Decision d = *Decide(
+        ParseCommand(kEarly, R"("addProduct":{"storeId":"big","productId":"new","kind":"PHYSICAL","origin":"OWN","categoryId":"food","priceFen":"1"})"),
+        state, l.policy());
+    if (count < kProductsPerStoreMax) {
+      EXPECT_TRUE(Accepted(d));
+    } else {
+      EXPECT_TRUE(Rejected(d, "R2", v1::FAILED_PRECONDITION,
+                           "already holds 50000 products, the maximum is 50000"));
+    }
+  }
+}
+
+TEST(Messages, NameTheInstantsInChinaTime) {
+  MemoryLedger l;
+  const Decision d = l.OpenStore(Shift(kLaunch, -1), "w0", "m1", "WECHAT_STORE");
+  EXPECT_EQ(d.message,
+            "WECHAT_STORE stores open from WECHAT_STORE_LAUNCH "
+            "(2024-08-25T00:00:00+08:00); occurredAt is "
+            "2024-08-24T23:59:59+08:00");
+}
+
+}  // namespace
+}  // namespace storeledger

@@ -1,0 +1,78 @@
+// The audit engine behind `storeledger audit` (DESIGN.md §3-§5): checks,
+// without trusting the code that wrote it, that the log and its projections
+// are sound. Four streaming passes over RocksDB:
+//
+//  1. events (in position order): positions contiguous from 1 to the head,
+//     every envelope parses and hashes to its stored hash, every prev_hash
+//     links to the previous hash; every envelope is in the stream index
+//     under its stream and version; every event's postings balance to zero
+//     and touch one store, in that store's stream; every command's events
+//     are one contiguous run equal to the range its stored outcome names.
+//  2. streams (index order): every index entry points at an envelope of that
+//     stream and version, versions are contiguous, the stream head names the
+//     last version and its business time; each store stream is folded with
+//     Evolve into fresh state and its records (store, products, orders,
+//     withdrawals) compared byte for byte with the projections, its balances
+//     with the sum of its postings, and no store account may go below zero
+//     after any event; each merchant stream likewise.
+//  3. commands: every stored outcome parses, names its key, and its
+//     positions exist and hold events of that command.
+//  4. projections: every projection key belongs to a record pass 2 compared
+//     (no stray or orphaned records).
+//
+// Memory does not grow with the number of events: passes 1, 3 and 4 keep a
+// constant amount of state, and pass 2 folds one stream at a time, so its
+// memory is bounded by the records of the largest store, not by the log.
+//
+// Damage is a violation, never a crash or an early stop: a damaged envelope
+// is DATA_LOSS at its position and the passes go on past it. Every loop is
+// driven by a RocksDB iterator, so the audit always ends.
+#ifndef STORELEDGER_REPLAY_AUDIT_H_
+#define STORELEDGER_REPLAY_AUDIT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "storage/event_log.h"
+#include "storeledger/v1/ledger.pb.h"
+
+namespace storeledger {
+
+// Violations kept in the report; the rest are counted (violations_total),
+// so a badly damaged log cannot make the report itself unbounded.
+inline constexpr size_t kAuditViolationsMax = 1000;
+
+// Check names, as they appear in AuditViolation.check and AuditReport.checks.
+inline constexpr absl::string_view kCheckHashChain = "hash_chain";
+inline constexpr absl::string_view kCheckPositions = "positions";
+inline constexpr absl::string_view kCheckStreamIndex = "stream_index";
+inline constexpr absl::string_view kCheckPostings = "postings";
+inline constexpr absl::string_view kCheckBalances = "balances";
+inline constexpr absl::string_view kCheckProjections = "projections";
+inline constexpr absl::string_view kCheckOutcomes = "outcomes";
+
+struct AuditOptions {
+  // Called now and then with the pass ("events", "streams", "commands",
+  // "projections"), the items done in it, and the total when known (events:
+  // the head position; otherwise 0). Default: none.
+  std::function<void(absl::string_view pass, uint64_t done, uint64_t total)>
+      progress;
+  // Items between two progress calls. Default: 100000.
+  uint64_t progress_every = 100'000;
+  // Violations kept in the report. Default: kAuditViolationsMax.
+  size_t violations_max = kAuditViolationsMax;
+};
+
+// Audits `log`. The report's ok is true only when no check found anything.
+// A non-ok status means the audit itself could not run to the end (an I/O
+// error from RocksDB), never that the log is damaged: damage is in the
+// report.
+absl::StatusOr<v1::AuditReport> Audit(const EventLog& log,
+                                      const AuditOptions& options = {});
+
+}  // namespace storeledger
+
+#endif  // STORELEDGER_REPLAY_AUDIT_H_
