@@ -35,8 +35,9 @@ constexpr char kRejectionPayloadUrl[] =
 absl::Status Reject(absl::string_view rule, RejectionCode code,
                     std::string message) {
   absl::Status status(absl::StatusCode::kFailedPrecondition, message);
-  status.SetPayload(kRejectionPayloadUrl,
-                    absl::Cord(absl::StrCat(rule, ":", static_cast<int>(code))));
+  status.SetPayload(
+      kRejectionPayloadUrl,
+      absl::Cord(absl::StrCat(rule, ":", static_cast<int>(code))));
   return status;
 }
 
@@ -59,7 +60,9 @@ std::string EnumName(const google::protobuf::EnumDescriptor* descriptor,
 std::string Name(v1::StoreKind v) {
   return EnumName(v1::StoreKind_descriptor(), v);
 }
-std::string Name(v1::Subject v) { return EnumName(v1::Subject_descriptor(), v); }
+std::string Name(v1::Subject v) {
+  return EnumName(v1::Subject_descriptor(), v);
+}
 std::string Name(v1::ProductStatus v) {
   return EnumName(v1::ProductStatus_descriptor(), v);
 }
@@ -73,7 +76,8 @@ std::string Name(v1::WithdrawalStatus v) {
 // ------------------------------------------------------------ R0 shape checks
 
 absl::Status CheckId(absl::string_view field, absl::string_view value) {
-  if (value.empty()) return ShapeError(absl::StrCat(field, " must not be empty"));
+  if (value.empty())
+    return ShapeError(absl::StrCat(field, " must not be empty"));
   if (value.size() > kIdBytesMax) {
     return ShapeError(absl::StrCat(field, " must be at most ", kIdBytesMax,
                                    " bytes, got ", value.size()));
@@ -96,8 +100,8 @@ absl::Status CheckAmount(absl::string_view field, int64_t value) {
     return ShapeError(absl::StrCat(field, " must be > 0, got ", value));
   }
   if (value > kAmountFenMax) {
-    return ShapeError(absl::StrCat(field, " must be <= ", kAmountFenMax,
-                                   ", got ", value));
+    return ShapeError(
+        absl::StrCat(field, " must be <= ", kAmountFenMax, ", got ", value));
   }
   return absl::OkStatus();
 }
@@ -168,9 +172,9 @@ absl::StatusOr<ProductRecord> RequireProduct(const Context& c,
   ASSIGN_OR_RETURN(std::optional<ProductRecord> product,
                    c.state.Product(store_id, product_id));
   if (!product) {
-    return Reject(rule, v1::NOT_FOUND,
-                  absl::StrCat("product ", product_id, " not found in store ",
-                               store_id));
+    return Reject(
+        rule, v1::NOT_FOUND,
+        absl::StrCat("product ", product_id, " not found in store ", store_id));
   }
   return *std::move(product);
 }
@@ -203,15 +207,16 @@ absl::StatusOr<WithdrawalRecord> RequireWithdrawal(
                   absl::StrCat("withdrawal ", withdrawal_id, " not found"));
   }
   if (withdrawal->store_id() != store_id) {
-    return Reject("R13", v1::FAILED_PRECONDITION,
-                  absl::StrCat("withdrawal ", withdrawal_id,
-                               " belongs to store ", withdrawal->store_id(),
-                               ", not ", store_id));
+    return Reject(
+        "R13", v1::FAILED_PRECONDITION,
+        absl::StrCat("withdrawal ", withdrawal_id, " belongs to store ",
+                     withdrawal->store_id(), ", not ", store_id));
   }
   return *std::move(withdrawal);
 }
 
-absl::Status RequireNotUpgraded(absl::string_view rule, const StoreRecord& store,
+absl::Status RequireNotUpgraded(absl::string_view rule,
+                                const StoreRecord& store,
                                 absl::string_view what) {
   if (store.status() == v1::UPGRADED) {
     return Reject(rule, v1::FAILED_PRECONDITION,
@@ -257,11 +262,11 @@ absl::Status DecideOpenStore(Context& c) {
   ASSIGN_OR_RETURN(std::optional<MerchantRecord> merchant,
                    c.state.Merchant(cmd.merchant_id()));
   if (merchant && merchant->subject() != cmd.subject()) {
-    return Reject("R1", v1::FAILED_PRECONDITION,
-                  absl::StrCat("openStore.subject must be merchant ",
-                               cmd.merchant_id(), "'s subject ",
-                               Name(merchant->subject()), ", got ",
-                               Name(cmd.subject())));
+    return Reject(
+        "R1", v1::FAILED_PRECONDITION,
+        absl::StrCat("openStore.subject must be merchant ", cmd.merchant_id(),
+                     "'s subject ", Name(merchant->subject()), ", got ",
+                     Name(cmd.subject())));
   }
   Event opened;
   v1::StoreOpened* e = opened.mutable_store_opened();
@@ -322,9 +327,8 @@ absl::Status DecideAddProduct(Context& c) {
   RETURN_IF_ERROR(CheckId("addProduct.productId", cmd.product_id()));
   RETURN_IF_ERROR(CheckEnum("addProduct.kind", v1::ProductKind_descriptor(),
                             cmd.kind(), false));
-  RETURN_IF_ERROR(CheckEnum("addProduct.origin",
-                            v1::ProductOrigin_descriptor(), cmd.origin(),
-                            false));
+  RETURN_IF_ERROR(CheckEnum("addProduct.origin", v1::ProductOrigin_descriptor(),
+                            cmd.origin(), false));
   RETURN_IF_ERROR(CheckId("addProduct.categoryId", cmd.category_id()));
   RETURN_IF_ERROR(CheckAmount("addProduct.priceFen", cmd.price_fen()));
 
@@ -332,19 +336,19 @@ absl::Status DecideAddProduct(Context& c) {
   RETURN_IF_ERROR(RequireNotUpgraded("R2", store, "it adds no products"));
   if (store.kind() == v1::MINI_STORE &&
       AtOrAfter(c, c.policy.mini_evoucher_cutoff())) {
-    return Reject("R2", v1::FAILED_PRECONDITION,
-                  absl::StrCat("MINI_STORE ", store.store_id(),
-                               " adds no products ",
-                               FromInstant(c, "MINI_EVOUCHER_CUTOFF",
-                                           c.policy.mini_evoucher_cutoff())));
+    return Reject(
+        "R2", v1::FAILED_PRECONDITION,
+        absl::StrCat("MINI_STORE ", store.store_id(), " adds no products ",
+                     FromInstant(c, "MINI_EVOUCHER_CUTOFF",
+                                 c.policy.mini_evoucher_cutoff())));
   }
   if (store.kind() == v1::CHANNELS_STORE &&
       AtOrAfter(c, c.policy.channels_no_new_products())) {
-    return Reject("R2", v1::FAILED_PRECONDITION,
-                  absl::StrCat("CHANNELS_STORE ", store.store_id(),
-                               " adds no products ",
-                               FromInstant(c, "CHANNELS_NO_NEW_PRODUCTS",
-                                           c.policy.channels_no_new_products())));
+    return Reject(
+        "R2", v1::FAILED_PRECONDITION,
+        absl::StrCat("CHANNELS_STORE ", store.store_id(), " adds no products ",
+                     FromInstant(c, "CHANNELS_NO_NEW_PRODUCTS",
+                                 c.policy.channels_no_new_products())));
   }
   ASSIGN_OR_RETURN(std::optional<ProductRecord> existing,
                    c.state.Product(cmd.store_id(), cmd.product_id()));
@@ -402,8 +406,7 @@ absl::Status DecideListProduct(Context& c) {
       if (AtOrAfter(c, c.policy.mini_physical_cutoff())) {
         return Reject(
             "R3", v1::FAILED_PRECONDITION,
-            absl::StrCat("MINI_STORE ", store.store_id(),
-                         " lists no product ",
+            absl::StrCat("MINI_STORE ", store.store_id(), " lists no product ",
                          FromInstant(c, "MINI_PHYSICAL_CUTOFF",
                                      c.policy.mini_physical_cutoff())));
       }
@@ -438,11 +441,11 @@ absl::Status DecideListProduct(Context& c) {
       const int64_t paid =
           it == store.deposit_fen_by_category().end() ? 0 : it->second;
       if (paid < required) {
-        return Reject("R3", v1::FAILED_PRECONDITION,
-                      absl::StrCat("deposit for category ", category,
-                                   " in store ", store.store_id(), " is ",
-                                   paid, " fen; the policy requires ",
-                                   required, " fen"));
+        return Reject(
+            "R3", v1::FAILED_PRECONDITION,
+            absl::StrCat("deposit for category ", category, " in store ",
+                         store.store_id(), " is ", paid,
+                         " fen; the policy requires ", required, " fen"));
       }
       break;
     }
@@ -466,10 +469,10 @@ absl::Status DecideDelistProduct(Context& c) {
   ASSIGN_OR_RETURN(ProductRecord product,
                    RequireProduct(c, "R4", cmd.store_id(), cmd.product_id()));
   if (product.status() != v1::LISTED) {
-    return Reject("R4", v1::FAILED_PRECONDITION,
-                  absl::StrCat("product ", cmd.product_id(), " in store ",
-                               cmd.store_id(), " is ", Name(product.status()),
-                               ", not LISTED"));
+    return Reject(
+        "R4", v1::FAILED_PRECONDITION,
+        absl::StrCat("product ", cmd.product_id(), " in store ", cmd.store_id(),
+                     " is ", Name(product.status()), ", not LISTED"));
   }
   Event event;
   v1::ProductDelisted* e = event.mutable_product_delisted();
@@ -494,10 +497,10 @@ absl::Status DecideDeleteProduct(Context& c) {
   }
   // A product the policy has taken off the shelf (R6) counts as delisted.
   if (EffectiveStatus(product, store.kind(), c.at, c.policy) == v1::LISTED) {
-    return Reject("R5", v1::FAILED_PRECONDITION,
-                  absl::StrCat("product ", cmd.product_id(), " in store ",
-                               cmd.store_id(),
-                               " is LISTED; delist it before deleting"));
+    return Reject(
+        "R5", v1::FAILED_PRECONDITION,
+        absl::StrCat("product ", cmd.product_id(), " in store ", cmd.store_id(),
+                     " is LISTED; delist it before deleting"));
   }
   Event event;
   v1::ProductDeleted* e = event.mutable_product_deleted();
@@ -561,19 +564,20 @@ absl::Status DecideUpgradeStore(Context& c) {
   ASSIGN_OR_RETURN(StoreRecord source,
                    RequireStore(c, "R8", cmd.source_store_id()));
   if (source.status() == v1::UPGRADED) {
-    return Reject("R8", v1::FAILED_PRECONDITION,
-                  absl::StrCat("store ", source.store_id(),
-                               " was already upgraded to ",
-                               source.upgraded_to()));
+    return Reject(
+        "R8", v1::FAILED_PRECONDITION,
+        absl::StrCat("store ", source.store_id(), " was already upgraded to ",
+                     source.upgraded_to()));
   }
   switch (source.kind()) {
     case v1::MINI_STORE:
       if (!AtOrAfter(c, c.policy.mini_upgrade_open())) {
-        return Reject("R8", v1::FAILED_PRECONDITION,
-                      absl::StrCat("MINI_STORE ", source.store_id(),
-                                   " cannot upgrade yet: ",
-                                   BeforeInstant(c, "MINI_UPGRADE_OPEN",
-                                                 c.policy.mini_upgrade_open())));
+        return Reject(
+            "R8", v1::FAILED_PRECONDITION,
+            absl::StrCat("MINI_STORE ", source.store_id(),
+                         " cannot upgrade yet: ",
+                         BeforeInstant(c, "MINI_UPGRADE_OPEN",
+                                       c.policy.mini_upgrade_open())));
       }
       break;
     case v1::CHANNELS_STORE:
@@ -611,9 +615,9 @@ absl::Status DecideUpgradeStore(Context& c) {
   ASSIGN_OR_RETURN(std::optional<StoreRecord> target,
                    c.state.Store(cmd.target_store_id()));
   if (target) {
-    return Reject("R8", v1::ALREADY_EXISTS,
-                  absl::StrCat("store ", cmd.target_store_id(),
-                               " already exists"));
+    return Reject(
+        "R8", v1::ALREADY_EXISTS,
+        absl::StrCat("store ", cmd.target_store_id(), " already exists"));
   }
   Event upgraded;
   v1::StoreUpgraded* u = upgraded.mutable_store_upgraded();
@@ -641,14 +645,13 @@ absl::Status DecideSyncProducts(Context& c) {
   ASSIGN_OR_RETURN(StoreRecord target,
                    RequireStore(c, "R9", cmd.target_store_id()));
   if (source.upgraded_to() != target.store_id()) {
-    return Reject(
-        "R9", v1::FAILED_PRECONDITION,
-        absl::StrCat("store ", source.store_id(), " was not upgraded into ",
-                     target.store_id(),
-                     source.upgraded_to().empty()
-                         ? std::string(" (it is not upgraded)")
-                         : absl::StrCat(" (it upgraded into ",
-                                        source.upgraded_to(), ")")));
+    return Reject("R9", v1::FAILED_PRECONDITION,
+                  absl::StrCat("store ", source.store_id(),
+                               " was not upgraded into ", target.store_id(),
+                               source.upgraded_to().empty()
+                                   ? std::string(" (it is not upgraded)")
+                                   : absl::StrCat(" (it upgraded into ",
+                                                  source.upgraded_to(), ")")));
   }
   ASSIGN_OR_RETURN(std::vector<ProductRecord> source_products,
                    c.state.Products(source.store_id()));
@@ -684,10 +687,10 @@ absl::Status DecideSyncProducts(Context& c) {
       continue;
     }
     if (target_count >= kProductsPerStoreMax) {
-      return Reject("R9", v1::FAILED_PRECONDITION,
-                    absl::StrCat("syncing into store ", target.store_id(),
-                                 " would exceed ", kProductsPerStoreMax,
-                                 " products"));
+      return Reject(
+          "R9", v1::FAILED_PRECONDITION,
+          absl::StrCat("syncing into store ", target.store_id(),
+                       " would exceed ", kProductsPerStoreMax, " products"));
     }
     ++target_count;
     Event event;
@@ -726,15 +729,15 @@ absl::Status DecideGrantCategoryQualification(Context& c) {
       CheckId("grantCategoryQualification.storeId", cmd.store_id()));
   RETURN_IF_ERROR(
       CheckId("grantCategoryQualification.categoryId", cmd.category_id()));
-  ASSIGN_OR_RETURN(StoreRecord store,
-                   RequireWeChatStore(c, cmd.store_id(),
-                                      "categories are qualified"));
+  ASSIGN_OR_RETURN(
+      StoreRecord store,
+      RequireWeChatStore(c, cmd.store_id(), "categories are qualified"));
   for (const std::string& q : store.qualified_categories()) {
     if (q == cmd.category_id()) {
-      return Reject("R15", v1::ALREADY_EXISTS,
-                    absl::StrCat("category ", cmd.category_id(),
-                                 " is already qualified in store ",
-                                 cmd.store_id()));
+      return Reject(
+          "R15", v1::ALREADY_EXISTS,
+          absl::StrCat("category ", cmd.category_id(),
+                       " is already qualified in store ", cmd.store_id()));
     }
   }
   Event event;
@@ -787,14 +790,15 @@ absl::Status DecidePlaceOrder(Context& c) {
     const std::string field = absl::StrCat("placeOrder.lines[", i, "]");
     RETURN_IF_ERROR(CheckId(field + ".productId", line.product_id()));
     if (line.quantity() < 1) {
-      return ShapeError(absl::StrCat(field, ".quantity must be >= 1, got ",
-                                     line.quantity()));
+      return ShapeError(
+          absl::StrCat(field, ".quantity must be >= 1, got ", line.quantity()));
     }
     if (line.quantity() > kQuantityMax) {
       return ShapeError(absl::StrCat(field, ".quantity must be <= ",
                                      kQuantityMax, ", got ", line.quantity()));
     }
-    RETURN_IF_ERROR(CheckAmount(field + ".unitPriceFen", line.unit_price_fen()));
+    RETURN_IF_ERROR(
+        CheckAmount(field + ".unitPriceFen", line.unit_price_fen()));
     std::optional<int64_t> line_fen =
         CheckedMul(line.quantity(), line.unit_price_fen());
     std::optional<int64_t> sum =
@@ -816,32 +820,34 @@ absl::Status DecidePlaceOrder(Context& c) {
   ASSIGN_OR_RETURN(std::optional<OrderRecord> existing,
                    c.state.Order(cmd.order_id()));
   if (existing) {
-    return Reject("R10", v1::ALREADY_EXISTS,
-                  absl::StrCat("order ", cmd.order_id(),
-                               " already exists (in store ",
-                               existing->store_id(), ")"));
+    return Reject(
+        "R10", v1::ALREADY_EXISTS,
+        absl::StrCat("order ", cmd.order_id(), " already exists (in store ",
+                     existing->store_id(), ")"));
   }
   if (cmd.channel() == v1::LIVE_ROOM && store.kind() == v1::CHANNELS_STORE &&
       AtOrAfter(c, c.policy.channels_live_room_closed())) {
-    return Reject("R10", v1::FAILED_PRECONDITION,
-                  absl::StrCat("CHANNELS_STORE ", store.store_id(),
-                               " takes no LIVE_ROOM orders ",
-                               FromInstant(c, "CHANNELS_LIVE_ROOM_CLOSED",
-                                           c.policy.channels_live_room_closed())));
+    return Reject(
+        "R10", v1::FAILED_PRECONDITION,
+        absl::StrCat("CHANNELS_STORE ", store.store_id(),
+                     " takes no LIVE_ROOM orders ",
+                     FromInstant(c, "CHANNELS_LIVE_ROOM_CLOSED",
+                                 c.policy.channels_live_room_closed())));
   }
   if (cmd.channel() == v1::OFFICIAL_ACCOUNT) {
     if (store.kind() != v1::WECHAT_STORE) {
-      return Reject("R10", v1::FAILED_PRECONDITION,
-                    absl::StrCat("OFFICIAL_ACCOUNT orders are taken only by a "
-                                 "WECHAT_STORE; store ",
-                                 store.store_id(), " is a ",
-                                 Name(store.kind())));
+      return Reject(
+          "R10", v1::FAILED_PRECONDITION,
+          absl::StrCat("OFFICIAL_ACCOUNT orders are taken only by a "
+                       "WECHAT_STORE; store ",
+                       store.store_id(), " is a ", Name(store.kind())));
     }
     if (!AtOrAfter(c, c.policy.official_account_sales())) {
-      return Reject("R10", v1::FAILED_PRECONDITION,
-                    absl::StrCat("OFFICIAL_ACCOUNT orders are not taken yet: ",
-                                 BeforeInstant(c, "OFFICIAL_ACCOUNT_SALES",
-                                               c.policy.official_account_sales())));
+      return Reject(
+          "R10", v1::FAILED_PRECONDITION,
+          absl::StrCat("OFFICIAL_ACCOUNT orders are not taken yet: ",
+                       BeforeInstant(c, "OFFICIAL_ACCOUNT_SALES",
+                                     c.policy.official_account_sales())));
     }
   }
   for (int i = 0; i < cmd.lines_size(); ++i) {
@@ -850,9 +856,9 @@ absl::Status DecidePlaceOrder(Context& c) {
                      c.state.Product(store.store_id(), line.product_id()));
     if (!product) {
       return Reject("R10", v1::NOT_FOUND,
-                    absl::StrCat("placeOrder.lines[", i, "].productId: product ",
-                                 line.product_id(), " not found in store ",
-                                 store.store_id()));
+                    absl::StrCat("placeOrder.lines[", i,
+                                 "].productId: product ", line.product_id(),
+                                 " not found in store ", store.store_id()));
     }
     const ProductStatus effective =
         EffectiveStatus(*product, store.kind(), c.at, c.policy);
@@ -877,7 +883,8 @@ absl::Status DecidePlaceOrder(Context& c) {
   return absl::OkStatus();
 }
 
-absl::Status RequireOrderStatus(absl::string_view rule, const OrderRecord& order,
+absl::Status RequireOrderStatus(absl::string_view rule,
+                                const OrderRecord& order,
                                 std::initializer_list<v1::OrderStatus> allowed,
                                 absl::string_view verb) {
   std::vector<std::string> names;
@@ -964,12 +971,12 @@ absl::Status DecideSettleOrder(Context& c) {
   RETURN_IF_ERROR(RequireOrderStatus("R12", order, {v1::SHIPPED}, "settled"));
   const int64_t gross_fen = order.paid_fen() - order.refunded_fen();
   if (cmd.commission_fen() > gross_fen) {
-    return Reject("R12", v1::FAILED_PRECONDITION,
-                  absl::StrCat("settleOrder.commissionFen must be <= ",
-                               gross_fen, " (paid ", order.paid_fen(),
-                               " - refunded ", order.refunded_fen(),
-                               " of order ", cmd.order_id(), "), got ",
-                               cmd.commission_fen()));
+    return Reject(
+        "R12", v1::FAILED_PRECONDITION,
+        absl::StrCat("settleOrder.commissionFen must be <= ", gross_fen,
+                     " (paid ", order.paid_fen(), " - refunded ",
+                     order.refunded_fen(), " of order ", cmd.order_id(),
+                     "), got ", cmd.commission_fen()));
   }
   Event event;
   v1::OrderSettled* e = event.mutable_order_settled();
@@ -993,12 +1000,12 @@ absl::Status DecideRefundOrder(Context& c) {
       "R12", order, {v1::PAID, v1::SHIPPED, v1::SETTLED}, "refunded"));
   const int64_t refundable_fen = order.paid_fen() - order.refunded_fen();
   if (cmd.amount_fen() > refundable_fen) {
-    return Reject("R12", v1::FAILED_PRECONDITION,
-                  absl::StrCat("refundOrder.amountFen must be <= ",
-                               refundable_fen, " (paid ", order.paid_fen(),
-                               " - refunded ", order.refunded_fen(),
-                               " of order ", cmd.order_id(), "), got ",
-                               cmd.amount_fen()));
+    return Reject(
+        "R12", v1::FAILED_PRECONDITION,
+        absl::StrCat("refundOrder.amountFen must be <= ", refundable_fen,
+                     " (paid ", order.paid_fen(), " - refunded ",
+                     order.refunded_fen(), " of order ", cmd.order_id(),
+                     "), got ", cmd.amount_fen()));
   }
   v1::RefundSource source = v1::FROM_PENDING;
   if (order.status() == v1::SETTLED) {
@@ -1008,9 +1015,8 @@ absl::Status DecideRefundOrder(Context& c) {
       return Reject("R12", v1::INSUFFICIENT_FUNDS,
                     absl::StrCat("refundOrder.amountFen ", cmd.amount_fen(),
                                  " exceeds the available balance ",
-                                 store.balances().available_fen(),
-                                 " of store ", cmd.store_id(),
-                                 " (order ", cmd.order_id(),
+                                 store.balances().available_fen(), " of store ",
+                                 cmd.store_id(), " (order ", cmd.order_id(),
                                  " is settled)"));
     }
   }
@@ -1037,15 +1043,14 @@ absl::Status DecideRequestWithdrawal(Context& c) {
   ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> existing,
                    c.state.Withdrawal(cmd.withdrawal_id()));
   if (existing) {
-    return Reject("R14", v1::ALREADY_EXISTS,
-                  absl::StrCat("withdrawal ", cmd.withdrawal_id(),
-                               " already exists (in store ",
-                               existing->store_id(), ")"));
+    return Reject(
+        "R14", v1::ALREADY_EXISTS,
+        absl::StrCat("withdrawal ", cmd.withdrawal_id(),
+                     " already exists (in store ", existing->store_id(), ")"));
   }
   if (cmd.amount_fen() > store.balances().available_fen()) {
     return Reject("R14", v1::INSUFFICIENT_FUNDS,
-                  absl::StrCat("requestWithdrawal.amountFen ",
-                               cmd.amount_fen(),
+                  absl::StrCat("requestWithdrawal.amountFen ", cmd.amount_fen(),
                                " exceeds the available balance ",
                                store.balances().available_fen(), " of store ",
                                cmd.store_id()));
@@ -1074,8 +1079,7 @@ absl::Status DecideFinishWithdrawal(Context& c, bool complete) {
   if (withdrawal.status() != v1::WITHDRAWING) {
     return Reject("R14", v1::FAILED_PRECONDITION,
                   absl::StrCat("withdrawal ", withdrawal_id, " is ",
-                               Name(withdrawal.status()),
-                               ", not WITHDRAWING"));
+                               Name(withdrawal.status()), ", not WITHDRAWING"));
   }
   Event event;
   if (complete) {

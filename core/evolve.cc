@@ -32,9 +32,8 @@ absl::StatusOr<ProductRecord> LoadProduct(const StateOverlay& state,
   ASSIGN_OR_RETURN(std::optional<ProductRecord> record,
                    state.Product(store_id, product_id));
   if (!record) {
-    return absl::DataLossError(absl::StrCat("evolve: product ", product_id,
-                                            " does not exist in store ",
-                                            store_id));
+    return absl::DataLossError(absl::StrCat(
+        "evolve: product ", product_id, " does not exist in store ", store_id));
   }
   return *std::move(record);
 }
@@ -44,9 +43,8 @@ absl::StatusOr<OrderRecord> LoadOrder(const StateOverlay& state,
                                       absl::string_view order_id) {
   ASSIGN_OR_RETURN(std::optional<OrderRecord> record, state.Order(order_id));
   if (!record || record->store_id() != store_id) {
-    return absl::DataLossError(absl::StrCat("evolve: order ", order_id,
-                                            " does not exist in store ",
-                                            store_id));
+    return absl::DataLossError(absl::StrCat(
+        "evolve: order ", order_id, " does not exist in store ", store_id));
   }
   return *std::move(record);
 }
@@ -158,8 +156,8 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
                        state->Product(e.store_id(), e.product_id()));
       if (existing) {
         return absl::DataLossError(
-            absl::StrCat("evolve: product ", e.product_id(), " added twice to store ",
-                         e.store_id()));
+            absl::StrCat("evolve: product ", e.product_id(),
+                         " added twice to store ", e.store_id()));
       }
       ProductRecord product;
       product.set_store_id(e.store_id());
@@ -221,10 +219,10 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
     case Event::kDepositPaid: {
       const v1::DepositPaid& e = event.deposit_paid();
       ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
-      int64_t by_category = (*store.mutable_deposit_fen_by_category())
-                                [e.category_id()];
-      RETURN_IF_ERROR(Adjust(&by_category, e.amount_fen(),
-                             "deposit_fen_by_category"));
+      int64_t by_category =
+          (*store.mutable_deposit_fen_by_category())[e.category_id()];
+      RETURN_IF_ERROR(
+          Adjust(&by_category, e.amount_fen(), "deposit_fen_by_category"));
       (*store.mutable_deposit_fen_by_category())[e.category_id()] = by_category;
       int64_t total = store.balances().deposit_fen();
       RETURN_IF_ERROR(Adjust(&total, e.amount_fen(), "deposit_fen"));
@@ -290,10 +288,10 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
       if (e.gross_fen() < 0 || e.commission_fen() < 0 || e.net_fen() < 0 ||
           CheckedAdd(e.commission_fen(), e.net_fen()) != e.gross_fen()) {
-        return absl::DataLossError(absl::StrCat(
-            "evolve: order ", e.order_id(), " settled with gross ",
-            e.gross_fen(), " != commission ", e.commission_fen(), " + net ",
-            e.net_fen()));
+        return absl::DataLossError(
+            absl::StrCat("evolve: order ", e.order_id(), " settled with gross ",
+                         e.gross_fen(), " != commission ", e.commission_fen(),
+                         " + net ", e.net_fen()));
       }
       int64_t pending = store.balances().pending_fen();
       RETURN_IF_ERROR(Adjust(&pending, -e.gross_fen(), "pending_fen"));
@@ -315,9 +313,9 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       int64_t refunded = order.refunded_fen();
       RETURN_IF_ERROR(Adjust(&refunded, e.amount_fen(), "order refunded_fen"));
       if (refunded > order.paid_fen()) {
-        return absl::DataLossError(absl::StrCat(
-            "evolve: order ", e.order_id(), " refunded ", refunded,
-            " of paid ", order.paid_fen()));
+        return absl::DataLossError(absl::StrCat("evolve: order ", e.order_id(),
+                                                " refunded ", refunded,
+                                                " of paid ", order.paid_fen()));
       }
       v1::Balances* balances = store.mutable_balances();
       if (e.source() == v1::FROM_AVAILABLE) {

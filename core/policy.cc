@@ -65,8 +65,8 @@ class CollectErrors : public google::protobuf::io::ErrorCollector {
  public:
   void AddError(int line, google::protobuf::io::ColumnNumber column,
                 const std::string& message) override {
-    errors_.push_back(absl::StrCat("line ", line + 1, " column ", column + 1,
-                                   ": ", message));
+    errors_.push_back(
+        absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message));
   }
   const std::vector<std::string>& errors() const { return errors_; }
 
@@ -125,9 +125,9 @@ absl::Status ValidatePolicy(const Policy& policy) {
     bool id_ok = !id.empty() && id.size() <= kIdBytesMax;
     for (char ch : id) id_ok = id_ok && IsIdByte(ch);
     if (!id_ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, ".category_id must be 1..", kIdBytesMax,
-          " bytes of printable ASCII, got \"", id, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".category_id must be 1..", kIdBytesMax,
+                       " bytes of printable ASCII, got \"", id, "\""));
     }
     if (!seen.insert(id).second) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -156,7 +156,8 @@ absl::StatusOr<Policy> ParsePolicyText(absl::string_view text) {
   return policy;
 }
 
-int64_t RequiredDepositFen(const Policy& policy, absl::string_view category_id) {
+int64_t RequiredDepositFen(const Policy& policy,
+                           absl::string_view category_id) {
   for (const v1::CategoryDeposit& deposit : policy.category_deposits()) {
     if (deposit.category_id() == category_id) return deposit.amount_fen();
   }

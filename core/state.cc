@@ -61,7 +61,8 @@ std::vector<Record> MergeSorted(std::vector<Record> base,
     std::string id = key(record);
     merged.insert_or_assign(std::move(id), std::move(record));
   }
-  for (const Record* record : changed) merged.insert_or_assign(key(*record), *record);
+  for (const Record* record : changed)
+    merged.insert_or_assign(key(*record), *record);
   std::vector<Record> out;
   out.reserve(merged.size());
   for (auto& [id, record] : merged) out.push_back(std::move(record));
@@ -98,9 +99,8 @@ absl::StatusOr<std::vector<ProductRecord>> StateOverlay::Products(
        it != products_.end() && it->first.first == store_id; ++it) {
     changed.push_back(&it->second);
   }
-  return MergeSorted(*std::move(base), changed, [](const ProductRecord& r) {
-    return r.product_id();
-  });
+  return MergeSorted(*std::move(base), changed,
+                     [](const ProductRecord& r) { return r.product_id(); });
 }
 
 absl::StatusOr<std::optional<OrderRecord>> StateOverlay::Order(
@@ -139,8 +139,9 @@ absl::StatusOr<std::vector<WithdrawalRecord>> StateOverlay::Withdrawals(
   for (const auto& [id, record] : withdrawals_) {
     if (record.store_id() == store_id) changed.push_back(&record);
   }
-  return MergeSorted(*std::move(base), changed,
-                     [](const WithdrawalRecord& r) { return r.withdrawal_id(); });
+  return MergeSorted(*std::move(base), changed, [](const WithdrawalRecord& r) {
+    return r.withdrawal_id();
+  });
 }
 
 absl::StatusOr<std::optional<MerchantRecord>> StateOverlay::Merchant(

@@ -48,8 +48,10 @@ void RunMoneyScenario(MemoryLedger& l) {
   // Withdrawals: one completes, one fails.
   ASSERT_TRUE(Accepted(l.RequestWithdrawal(kEarly, "s1", "wd1", 5000)));
   ASSERT_TRUE(Accepted(l.RequestWithdrawal(kEarly, "s1", "wd2", 1000)));
-  ASSERT_TRUE(Accepted(l.WithdrawalVerb("completeWithdrawal", kEarly, "s1", "wd1")));
-  ASSERT_TRUE(Accepted(l.WithdrawalVerb("failWithdrawal", kEarly, "s1", "wd2")));
+  ASSERT_TRUE(
+      Accepted(l.WithdrawalVerb("completeWithdrawal", kEarly, "s1", "wd1")));
+  ASSERT_TRUE(
+      Accepted(l.WithdrawalVerb("failWithdrawal", kEarly, "s1", "wd2")));
   ASSERT_TRUE(Accepted(l.RequestWithdrawal(kEarly, "s2", "wd3", 3000)));
   // Upgrade s1; its new WeChat Store pays deposits.
   ASSERT_TRUE(Accepted(l.Upgrade(kOct22, "s1", "w1")));
@@ -88,7 +90,9 @@ TEST(Postings, EveryMoneyEventBalancesAndTouchesOneStore) {
     }
     EXPECT_EQ(debits, credits) << EventTypeName(e.event);
   }
-  EXPECT_EQ(money_events, 15);  // 3 pays, 3 refunds, 2 settles, 5 withdrawal events, 2 deposits
+  EXPECT_EQ(
+      money_events,
+      15);  // 3 pays, 3 refunds, 2 settles, 5 withdrawal events, 2 deposits
 }
 
 TEST(Postings, AccountsFoldToTheBalancesEvolveKeeps) {

@@ -122,19 +122,24 @@ TEST(R0Shape, IdsAreOneTo64PrintableBytes) {
 TEST(R0Shape, UnsetEnumsAreRejected) {
   MemoryLedger l;
   EXPECT_TRUE(Rejected(
-      l.Run(kEarly, R"("openStore":{"storeId":"s1","merchantId":"m1","subject":"ENTERPRISE"})"),
+      l.Run(
+          kEarly,
+          R"("openStore":{"storeId":"s1","merchantId":"m1","subject":"ENTERPRISE"})"),
       "R0", v1::INVALID_ARGUMENT,
       "openStore.kind must be one of MINI_STORE, CHANNELS_STORE, "
       "WECHAT_STORE, got STORE_KIND_UNSPECIFIED"));
   EXPECT_TRUE(Rejected(
-      l.Run(kEarly, R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE"})"),
+      l.Run(
+          kEarly,
+          R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE"})"),
       "R0", v1::INVALID_ARGUMENT, "openStore.subject must be one of"));
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE")));
-  EXPECT_TRUE(Rejected(l.AddProduct(kEarly, "s1", "p1", "PRODUCT_KIND_UNSPECIFIED"),
-                       "R0", v1::INVALID_ARGUMENT, "addProduct.kind"));
-  EXPECT_TRUE(Rejected(
-      l.AddProduct(kEarly, "s1", "p1", "PHYSICAL", "PRODUCT_ORIGIN_UNSPECIFIED"),
-      "R0", v1::INVALID_ARGUMENT, "addProduct.origin"));
+  EXPECT_TRUE(
+      Rejected(l.AddProduct(kEarly, "s1", "p1", "PRODUCT_KIND_UNSPECIFIED"),
+               "R0", v1::INVALID_ARGUMENT, "addProduct.kind"));
+  EXPECT_TRUE(Rejected(l.AddProduct(kEarly, "s1", "p1", "PHYSICAL",
+                                    "PRODUCT_ORIGIN_UNSPECIFIED"),
+                       "R0", v1::INVALID_ARGUMENT, "addProduct.origin"));
 }
 
 TEST(R0Shape, AmountsArePositiveAndBounded) {
@@ -185,8 +190,9 @@ TEST(R0Shape, OrderLines) {
   auto order_with_lines = [](size_t n) {
     std::string lines;
     for (size_t i = 0; i < n; ++i) {
-      absl::StrAppend(&lines, i ? "," : "",
-                      R"({"productId":"p1","quantity":"1","unitPriceFen":"1"})");
+      absl::StrAppend(
+          &lines, i ? "," : "",
+          R"({"productId":"p1","quantity":"1","unitPriceFen":"1"})");
     }
     return absl::StrCat(R"("placeOrder":{"storeId":"s1","orderId":"o)", n,
                         R"(","lines":[)", lines, "]}");
@@ -203,23 +209,29 @@ TEST(R0Shape, OrderTotalOverflowIsRejected) {
   MiniStoreWithListedProduct(l);
   // 10^6 x 10^15 overflows int64 in the product.
   EXPECT_TRUE(Rejected(
-      l.PlaceOrder(kEarly, "s1", "o1", "p1", kQuantityMax, kAmountFenMax),
-      "R0", v1::INVALID_ARGUMENT, "placeOrder total overflows at placeOrder.lines[0]"));
+      l.PlaceOrder(kEarly, "s1", "o1", "p1", kQuantityMax, kAmountFenMax), "R0",
+      v1::INVALID_ARGUMENT,
+      "placeOrder total overflows at placeOrder.lines[0]"));
   // The sum of lines overflows although each line fits.
   std::string lines;
   for (int i = 0; i < 10; ++i) {
-    absl::StrAppend(&lines, i ? "," : "",
-                    R"({"productId":"p1","quantity":"1000000","unitPriceFen":"1000000000000"})");
+    absl::StrAppend(
+        &lines, i ? "," : "",
+        R"({"productId":"p1","quantity":"1000000","unitPriceFen":"1000000000000"})");
   }
   EXPECT_TRUE(Rejected(
-      l.Run(kEarly, absl::StrCat(R"("placeOrder":{"storeId":"s1","orderId":"o1","lines":[)",
-                                 lines, "]}")),
-      "R0", v1::INVALID_ARGUMENT, "placeOrder total overflows at placeOrder.lines[9]"));
+      l.Run(kEarly,
+            absl::StrCat(
+                R"("placeOrder":{"storeId":"s1","orderId":"o1","lines":[)",
+                lines, "]}")),
+      "R0", v1::INVALID_ARGUMENT,
+      "placeOrder total overflows at placeOrder.lines[9]"));
   // No overflow, but past the largest amount the ledger holds.
   EXPECT_TRUE(Rejected(l.PlaceOrder(kEarly, "s1", "o1", "p1", 2, kAmountFenMax),
                        "R0", v1::INVALID_ARGUMENT,
                        "exceeds the maximum amount"));
-  EXPECT_TRUE(Accepted(l.PlaceOrder(kEarly, "s1", "o1", "p1", 1, kAmountFenMax)));
+  EXPECT_TRUE(
+      Accepted(l.PlaceOrder(kEarly, "s1", "o1", "p1", 1, kAmountFenMax)));
 }
 
 TEST(R0Shape, IsCheckedBeforeAnyStateRead) {
@@ -252,8 +264,8 @@ TEST(R0Time, BusinessTimeNeverGoesBackwardsInAStream) {
   EXPECT_TRUE(Accepted(l.AddProduct(kOct22, "s1", "p2")));
   EXPECT_TRUE(Accepted(l.OpenStore(kEarly, "s2", "m2", "MINI_STORE")));
   // An upgrade checks both streams it appends to.
-  ASSERT_TRUE(Accepted(l.OpenStore("2024-10-23T00:00:00+08:00", "s3", "m1",
-                                   "MINI_STORE")));
+  ASSERT_TRUE(Accepted(
+      l.OpenStore("2024-10-23T00:00:00+08:00", "s3", "m1", "MINI_STORE")));
   EXPECT_TRUE(Accepted(l.Upgrade("2024-10-23T00:00:00+08:00", "s1", "w1")));
 }
 
@@ -263,8 +275,8 @@ TEST(R0Time, ApplyPolicyChecksEveryStoreStreamItAppendsTo) {
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "p2")));
   // s1 has an event after the cutoff (a delist at 11-10); policy run at 11-05.
   ASSERT_TRUE(Accepted(l.ListProduct(kEarly, "s1", "p2")));
-  ASSERT_TRUE(Accepted(l.StoreProduct("delistProduct", "2024-11-20T00:00:00+08:00",
-                                      "s1", "p2")));
+  ASSERT_TRUE(Accepted(l.StoreProduct(
+      "delistProduct", "2024-11-20T00:00:00+08:00", "s1", "p2")));
   EXPECT_TRUE(Rejected(l.ApplyPolicy(kMiniPhysicalCutoff), "R0",
                        v1::FAILED_PRECONDITION, "store-s1"));
   EXPECT_TRUE(Accepted(l.ApplyPolicy("2024-11-20T00:00:00+08:00")));
@@ -308,22 +320,27 @@ TEST(R1OpenStore, RejectsUsedIdAndAnotherSubject) {
 
 TEST(R1OpenStore, WeChatStoreOpensFromLaunch) {
   MemoryLedger l;
-  EXPECT_TRUE(Rejected(l.OpenStore(Shift(kLaunch, -1), "w0", "m1", "WECHAT_STORE"),
-                       "R1", v1::FAILED_PRECONDITION, "WECHAT_STORE_LAUNCH"));
+  EXPECT_TRUE(
+      Rejected(l.OpenStore(Shift(kLaunch, -1), "w0", "m1", "WECHAT_STORE"),
+               "R1", v1::FAILED_PRECONDITION, "WECHAT_STORE_LAUNCH"));
   EXPECT_TRUE(Accepted(l.OpenStore(kLaunch, "w1", "m1", "WECHAT_STORE")));
-  EXPECT_TRUE(Accepted(l.OpenStore(Shift(kLaunch, 1), "w2", "m1", "WECHAT_STORE")));
+  EXPECT_TRUE(
+      Accepted(l.OpenStore(Shift(kLaunch, 1), "w2", "m1", "WECHAT_STORE")));
   // Legacy kinds open before launch.
-  EXPECT_TRUE(Accepted(l.OpenStore(Shift(kLaunch, -1), "s1", "m2", "MINI_STORE")));
+  EXPECT_TRUE(
+      Accepted(l.OpenStore(Shift(kLaunch, -1), "s1", "m2", "MINI_STORE")));
 }
 
 TEST(R1OpenStore, PersonalWeChatStoreNeedsThePolicyFlag) {
   MemoryLedger l;
-  EXPECT_TRUE(Rejected(l.OpenStore(kOct22, "w1", "m1", "WECHAT_STORE", "PERSONAL"),
-                       "R1", v1::FAILED_PRECONDITION, "individual business"));
+  EXPECT_TRUE(
+      Rejected(l.OpenStore(kOct22, "w1", "m1", "WECHAT_STORE", "PERSONAL"),
+               "R1", v1::FAILED_PRECONDITION, "individual business"));
   Policy open = DefaultPolicy();
   open.set_personal_wechat_store(true);
   MemoryLedger later(open);
-  EXPECT_TRUE(Accepted(later.OpenStore(kOct22, "w1", "m1", "WECHAT_STORE", "PERSONAL")));
+  EXPECT_TRUE(Accepted(
+      later.OpenStore(kOct22, "w1", "m1", "WECHAT_STORE", "PERSONAL")));
 }
 
 // ------------------------------------------------------------------ R2
@@ -331,8 +348,8 @@ TEST(R1OpenStore, PersonalWeChatStoreNeedsThePolicyFlag) {
 TEST(R2AddProduct, AddsDraftOnceInAnOpenStore) {
   MemoryLedger l;
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE")));
-  ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "p1", "E_VOUCHER", "THIRD_PARTY",
-                                    "tickets", 2500)));
+  ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "p1", "E_VOUCHER",
+                                    "THIRD_PARTY", "tickets", 2500)));
   const ProductRecord p = l.Product("s1", "p1");
   EXPECT_EQ(p.status(), v1::DRAFT);
   EXPECT_EQ(p.kind(), v1::E_VOUCHER);
@@ -340,7 +357,8 @@ TEST(R2AddProduct, AddsDraftOnceInAnOpenStore) {
   EXPECT_EQ(p.category_id(), "tickets");
   EXPECT_EQ(p.price_fen(), 2500);
   EXPECT_TRUE(Rejected(l.AddProduct(kEarly, "s1", "p1"), "R2",
-                       v1::ALREADY_EXISTS, "product p1 already exists in store s1"));
+                       v1::ALREADY_EXISTS,
+                       "product p1 already exists in store s1"));
   EXPECT_TRUE(Rejected(l.AddProduct(kEarly, "nope", "p1"), "R2", v1::NOT_FOUND,
                        "store nope not found"));
   // Product ids are per store.
@@ -351,24 +369,28 @@ TEST(R2AddProduct, AddsDraftOnceInAnOpenStore) {
 TEST(R2AddProduct, MiniStoreAddsNothingFromEvoucherCutoff) {
   MemoryLedger l;
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE")));
-  EXPECT_TRUE(Accepted(l.AddProduct(Shift(kMiniEvoucherCutoff, -1), "s1", "p1")));
+  EXPECT_TRUE(
+      Accepted(l.AddProduct(Shift(kMiniEvoucherCutoff, -1), "s1", "p1")));
   EXPECT_TRUE(Rejected(l.AddProduct(kMiniEvoucherCutoff, "s1", "p2"), "R2",
                        v1::FAILED_PRECONDITION, "MINI_EVOUCHER_CUTOFF"));
   EXPECT_TRUE(Rejected(
-      l.AddProduct(Shift(kMiniEvoucherCutoff, 1), "s1", "p3", "E_VOUCHER"), "R2",
-      v1::FAILED_PRECONDITION, "MINI_EVOUCHER_CUTOFF"));
+      l.AddProduct(Shift(kMiniEvoucherCutoff, 1), "s1", "p3", "E_VOUCHER"),
+      "R2", v1::FAILED_PRECONDITION, "MINI_EVOUCHER_CUTOFF"));
 }
 
 TEST(R2AddProduct, ChannelsStoreAddsNothingFromNoNewProducts) {
   MemoryLedger l;
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "c1", "m1", "CHANNELS_STORE")));
-  EXPECT_TRUE(Accepted(l.AddProduct(Shift(kChannelsNoNewProducts, -1), "c1", "p1")));
+  EXPECT_TRUE(
+      Accepted(l.AddProduct(Shift(kChannelsNoNewProducts, -1), "c1", "p1")));
   EXPECT_TRUE(Rejected(l.AddProduct(kChannelsNoNewProducts, "c1", "p2"), "R2",
                        v1::FAILED_PRECONDITION, "CHANNELS_NO_NEW_PRODUCTS"));
-  EXPECT_TRUE(Rejected(l.AddProduct(Shift(kChannelsNoNewProducts, 1), "c1", "p3"),
-                       "R2", v1::FAILED_PRECONDITION, "CHANNELS_NO_NEW_PRODUCTS"));
+  EXPECT_TRUE(
+      Rejected(l.AddProduct(Shift(kChannelsNoNewProducts, 1), "c1", "p3"), "R2",
+               v1::FAILED_PRECONDITION, "CHANNELS_NO_NEW_PRODUCTS"));
   // A WeChat Store is not bound by either cutoff.
-  ASSERT_TRUE(Accepted(l.OpenStore(kChannelsNoNewProducts, "w1", "m1", "WECHAT_STORE")));
+  ASSERT_TRUE(Accepted(
+      l.OpenStore(kChannelsNoNewProducts, "w1", "m1", "WECHAT_STORE")));
   EXPECT_TRUE(Accepted(l.AddProduct(kMiniPhysicalCutoff, "w1", "p1")));
 }
 
@@ -408,14 +430,18 @@ TEST(R3ListProduct, MiniStoreCutoffs) {
     ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", id, "PHYSICAL")));
   }
   // E-vouchers: until the e-voucher cutoff.
-  EXPECT_TRUE(Accepted(l.ListProduct(Shift(kMiniEvoucherCutoff, -1), "s1", "e1")));
+  EXPECT_TRUE(
+      Accepted(l.ListProduct(Shift(kMiniEvoucherCutoff, -1), "s1", "e1")));
   EXPECT_TRUE(Rejected(l.ListProduct(kMiniEvoucherCutoff, "s1", "e2"), "R3",
-                       v1::FAILED_PRECONDITION, "no E_VOUCHER product from MINI_EVOUCHER_CUTOFF"));
+                       v1::FAILED_PRECONDITION,
+                       "no E_VOUCHER product from MINI_EVOUCHER_CUTOFF"));
   EXPECT_TRUE(Rejected(l.ListProduct(Shift(kMiniEvoucherCutoff, 1), "s1", "e3"),
                        "R3", v1::FAILED_PRECONDITION, "MINI_EVOUCHER_CUTOFF"));
   // Physical products: until the physical cutoff.
-  EXPECT_TRUE(Accepted(l.ListProduct(Shift(kMiniEvoucherCutoff, 1), "s1", "p1")));
-  EXPECT_TRUE(Accepted(l.ListProduct(Shift(kMiniPhysicalCutoff, -1), "s1", "p2")));
+  EXPECT_TRUE(
+      Accepted(l.ListProduct(Shift(kMiniEvoucherCutoff, 1), "s1", "p1")));
+  EXPECT_TRUE(
+      Accepted(l.ListProduct(Shift(kMiniPhysicalCutoff, -1), "s1", "p2")));
   EXPECT_TRUE(Rejected(l.ListProduct(kMiniPhysicalCutoff, "s1", "p3"), "R3",
                        v1::FAILED_PRECONDITION, "MINI_PHYSICAL_CUTOFF"));
   EXPECT_TRUE(Rejected(l.ListProduct(Shift(kMiniPhysicalCutoff, 1), "s1", "p4"),
@@ -428,13 +454,17 @@ TEST(R3ListProduct, ChannelsStoreLiveRoomClosed) {
   for (const char* id : {"p1", "p2", "p3", "p4"}) {
     ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "c1", id)));
   }
-  EXPECT_TRUE(Accepted(l.ListProduct(Shift(kChannelsLiveRoomClosed, -1), "c1", "p1", true)));
+  EXPECT_TRUE(Accepted(
+      l.ListProduct(Shift(kChannelsLiveRoomClosed, -1), "c1", "p1", true)));
   EXPECT_TRUE(Rejected(l.ListProduct(kChannelsLiveRoomClosed, "c1", "p2", true),
-                       "R3", v1::FAILED_PRECONDITION, "CHANNELS_LIVE_ROOM_CLOSED"));
-  EXPECT_TRUE(Rejected(l.ListProduct(Shift(kChannelsLiveRoomClosed, 1), "c1", "p3", true),
-                       "R3", v1::FAILED_PRECONDITION, "live rooms"));
+                       "R3", v1::FAILED_PRECONDITION,
+                       "CHANNELS_LIVE_ROOM_CLOSED"));
+  EXPECT_TRUE(Rejected(
+      l.ListProduct(Shift(kChannelsLiveRoomClosed, 1), "c1", "p3", true), "R3",
+      v1::FAILED_PRECONDITION, "live rooms"));
   // Outside live rooms, listing goes on.
-  EXPECT_TRUE(Accepted(l.ListProduct(Shift(kChannelsLiveRoomClosed, 1), "c1", "p4")));
+  EXPECT_TRUE(
+      Accepted(l.ListProduct(Shift(kChannelsLiveRoomClosed, 1), "c1", "p4")));
 }
 
 TEST(R3ListProduct, WeChatStoreNeedsQualificationAndFullDeposit) {
@@ -444,11 +474,13 @@ TEST(R3ListProduct, WeChatStoreNeedsQualificationAndFullDeposit) {
   jewels->set_amount_fen(200000);
   MemoryLedger l(policy);
   ASSERT_TRUE(Accepted(l.OpenStore(kOct22, "w1", "m1", "WECHAT_STORE")));
-  ASSERT_TRUE(Accepted(l.AddProduct(kOct22, "w1", "p1", "PHYSICAL", "OWN", "food")));
-  ASSERT_TRUE(Accepted(l.AddProduct(kOct22, "w1", "j1", "PHYSICAL", "OWN", "jewels")));
-  EXPECT_TRUE(Rejected(l.ListProduct(kOct22, "w1", "p1"), "R3",
-                       v1::FAILED_PRECONDITION,
-                       "category food of product p1 is not qualified in store w1"));
+  ASSERT_TRUE(
+      Accepted(l.AddProduct(kOct22, "w1", "p1", "PHYSICAL", "OWN", "food")));
+  ASSERT_TRUE(
+      Accepted(l.AddProduct(kOct22, "w1", "j1", "PHYSICAL", "OWN", "jewels")));
+  EXPECT_TRUE(
+      Rejected(l.ListProduct(kOct22, "w1", "p1"), "R3", v1::FAILED_PRECONDITION,
+               "category food of product p1 is not qualified in store w1"));
   ASSERT_TRUE(Accepted(l.Grant(kOct22, "w1", "food")));
   EXPECT_TRUE(Rejected(l.ListProduct(kOct22, "w1", "p1"), "R3",
                        v1::FAILED_PRECONDITION,
@@ -503,13 +535,14 @@ TEST(R4DelistProduct, ListedOnlyAndAlsoInUpgradedStores) {
 TEST(R5DeleteProduct, NotListedAndTerminal) {
   MemoryLedger l;
   MiniStoreWithListedProduct(l);
-  EXPECT_TRUE(Rejected(l.StoreProduct("deleteProduct", kEarly, "s1", "p1"), "R5",
-                       v1::FAILED_PRECONDITION, "is LISTED; delist it before deleting"));
+  EXPECT_TRUE(Rejected(l.StoreProduct("deleteProduct", kEarly, "s1", "p1"),
+                       "R5", v1::FAILED_PRECONDITION,
+                       "is LISTED; delist it before deleting"));
   ASSERT_TRUE(Accepted(l.StoreProduct("delistProduct", kEarly, "s1", "p1")));
   ASSERT_TRUE(Accepted(l.StoreProduct("deleteProduct", kEarly, "s1", "p1")));
   EXPECT_EQ(l.Product("s1", "p1").status(), v1::DELETED);
-  EXPECT_TRUE(Rejected(l.StoreProduct("deleteProduct", kEarly, "s1", "p1"), "R5",
-                       v1::FAILED_PRECONDITION, "already DELETED"));
+  EXPECT_TRUE(Rejected(l.StoreProduct("deleteProduct", kEarly, "s1", "p1"),
+                       "R5", v1::FAILED_PRECONDITION, "already DELETED"));
   EXPECT_TRUE(Rejected(l.ListProduct(kEarly, "s1", "p1"), "R3",
                        v1::FAILED_PRECONDITION, "is DELETED"));
   // A draft is deleted directly; so is a product the policy took off the shelf.
@@ -517,7 +550,8 @@ TEST(R5DeleteProduct, NotListedAndTerminal) {
   EXPECT_TRUE(Accepted(l.StoreProduct("deleteProduct", kEarly, "s1", "d1")));
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "p2")));
   ASSERT_TRUE(Accepted(l.ListProduct(kEarly, "s1", "p2")));
-  EXPECT_TRUE(Accepted(l.StoreProduct("deleteProduct", kMiniPhysicalCutoff, "s1", "p2")));
+  EXPECT_TRUE(Accepted(
+      l.StoreProduct("deleteProduct", kMiniPhysicalCutoff, "s1", "p2")));
 }
 
 // ------------------------------------------------------------------ R6
@@ -534,25 +568,38 @@ TEST(R6EffectiveStatus, CutoffBoundaries) {
   const std::string ev = kMiniEvoucherCutoff;
   const std::string ph = kMiniPhysicalCutoff;
 
-  EXPECT_EQ(EffectiveStatus(voucher, v1::MINI_STORE, at(Shift(ev, -1)), policy), v1::LISTED);
-  EXPECT_EQ(EffectiveStatus(voucher, v1::MINI_STORE, at(ev), policy), v1::DELISTED);
-  EXPECT_EQ(EffectiveStatus(voucher, v1::MINI_STORE, at(Shift(ev, 1)), policy), v1::DELISTED);
-  EXPECT_EQ(EffectiveStatus(physical, v1::MINI_STORE, at(ev), policy), v1::LISTED);
-  EXPECT_EQ(EffectiveStatus(physical, v1::MINI_STORE, at(Shift(ph, -1)), policy), v1::LISTED);
-  EXPECT_EQ(EffectiveStatus(physical, v1::MINI_STORE, at(ph), policy), v1::DELISTED);
-  EXPECT_EQ(EffectiveStatus(physical, v1::MINI_STORE, at(Shift(ph, 1)), policy), v1::DELISTED);
+  EXPECT_EQ(EffectiveStatus(voucher, v1::MINI_STORE, at(Shift(ev, -1)), policy),
+            v1::LISTED);
+  EXPECT_EQ(EffectiveStatus(voucher, v1::MINI_STORE, at(ev), policy),
+            v1::DELISTED);
+  EXPECT_EQ(EffectiveStatus(voucher, v1::MINI_STORE, at(Shift(ev, 1)), policy),
+            v1::DELISTED);
+  EXPECT_EQ(EffectiveStatus(physical, v1::MINI_STORE, at(ev), policy),
+            v1::LISTED);
+  EXPECT_EQ(
+      EffectiveStatus(physical, v1::MINI_STORE, at(Shift(ph, -1)), policy),
+      v1::LISTED);
+  EXPECT_EQ(EffectiveStatus(physical, v1::MINI_STORE, at(ph), policy),
+            v1::DELISTED);
+  EXPECT_EQ(EffectiveStatus(physical, v1::MINI_STORE, at(Shift(ph, 1)), policy),
+            v1::DELISTED);
 
   // DRAFT is past the cutoff too; DELETED and DELISTED stay what they are.
   ProductRecord draft = physical;
   draft.set_status(v1::DRAFT);
-  EXPECT_EQ(EffectiveStatus(draft, v1::MINI_STORE, at(Shift(ph, -1)), policy), v1::DRAFT);
-  EXPECT_EQ(EffectiveStatus(draft, v1::MINI_STORE, at(ph), policy), v1::DELISTED);
+  EXPECT_EQ(EffectiveStatus(draft, v1::MINI_STORE, at(Shift(ph, -1)), policy),
+            v1::DRAFT);
+  EXPECT_EQ(EffectiveStatus(draft, v1::MINI_STORE, at(ph), policy),
+            v1::DELISTED);
   ProductRecord deleted = voucher;
   deleted.set_status(v1::DELETED);
-  EXPECT_EQ(EffectiveStatus(deleted, v1::MINI_STORE, at(ph), policy), v1::DELETED);
+  EXPECT_EQ(EffectiveStatus(deleted, v1::MINI_STORE, at(ph), policy),
+            v1::DELETED);
   // Other kinds of store are not cut off.
-  EXPECT_EQ(EffectiveStatus(voucher, v1::CHANNELS_STORE, at(ph), policy), v1::LISTED);
-  EXPECT_EQ(EffectiveStatus(voucher, v1::WECHAT_STORE, at(ph), policy), v1::LISTED);
+  EXPECT_EQ(EffectiveStatus(voucher, v1::CHANNELS_STORE, at(ph), policy),
+            v1::LISTED);
+  EXPECT_EQ(EffectiveStatus(voucher, v1::WECHAT_STORE, at(ph), policy),
+            v1::LISTED);
 }
 
 TEST(R6ApplyPolicy, DelistsAtEachCutoffOnceAndOnlyListedProducts) {
@@ -565,7 +612,8 @@ TEST(R6ApplyPolicy, DelistsAtEachCutoffOnceAndOnlyListedProducts) {
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "draft", "E_VOUCHER")));
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s2", "ph", "PHYSICAL")));
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "c1", "ev", "E_VOUCHER")));
-  for (auto [store, product] : {std::pair{"s1", "ev"}, {"s1", "ph"}, {"s2", "ph"}, {"c1", "ev"}}) {
+  for (auto [store, product] :
+       {std::pair{"s1", "ev"}, {"s1", "ph"}, {"s2", "ph"}, {"c1", "ev"}}) {
     ASSERT_TRUE(Accepted(l.ListProduct(kEarly, store, product)));
   }
 
@@ -621,10 +669,12 @@ TEST(R6ApplyPolicy, LateFirstRunUsesEachProductsOwnCutoff) {
   const Decision d = l.ApplyPolicy("2024-12-01T00:00:00+08:00");
   ASSERT_TRUE(Accepted(d));
   ASSERT_EQ(d.events.size(), 2u);
-  EXPECT_EQ(d.events[0].event.product_delisted().reason(), v1::POLICY_EVOUCHER_CUTOFF);
+  EXPECT_EQ(d.events[0].event.product_delisted().reason(),
+            v1::POLICY_EVOUCHER_CUTOFF);
   EXPECT_EQ(ToTime(d.events[0].event.product_delisted().effective_at()),
             ParseTime(kMiniEvoucherCutoff));
-  EXPECT_EQ(d.events[1].event.product_delisted().reason(), v1::POLICY_PHYSICAL_CUTOFF);
+  EXPECT_EQ(d.events[1].event.product_delisted().reason(),
+            v1::POLICY_PHYSICAL_CUTOFF);
   EXPECT_TRUE(d.store_ids.empty());
 }
 
@@ -632,31 +682,38 @@ TEST(R6ApplyPolicy, LateFirstRunUsesEachProductsOwnCutoff) {
 
 TEST(R7IndividualBusiness, PersonalOnly) {
   MemoryLedger l;
-  ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE", "PERSONAL")));
-  ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s2", "m2", "MINI_STORE", "ENTERPRISE")));
+  ASSERT_TRUE(
+      Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE", "PERSONAL")));
+  ASSERT_TRUE(
+      Accepted(l.OpenStore(kEarly, "s2", "m2", "MINI_STORE", "ENTERPRISE")));
   auto reg = [&](const char* merchant, const char* license) {
-    return l.Run(kOct22, absl::StrCat(R"("registerIndividualBusiness":{"merchantId":")",
-                                      merchant, R"(","licenseNumber":")", license,
-                                      R"("})"));
+    return l.Run(
+        kOct22,
+        absl::StrCat(R"("registerIndividualBusiness":{"merchantId":")",
+                     merchant, R"(","licenseNumber":")", license, R"("})"));
   };
-  EXPECT_TRUE(Rejected(reg("m1", ""), "R0", v1::INVALID_ARGUMENT,
-                       "registerIndividualBusiness.licenseNumber must not be empty"));
-  EXPECT_TRUE(Rejected(reg("m9", "L1"), "R7", v1::NOT_FOUND, "merchant m9 not found"));
+  EXPECT_TRUE(
+      Rejected(reg("m1", ""), "R0", v1::INVALID_ARGUMENT,
+               "registerIndividualBusiness.licenseNumber must not be empty"));
+  EXPECT_TRUE(
+      Rejected(reg("m9", "L1"), "R7", v1::NOT_FOUND, "merchant m9 not found"));
   EXPECT_TRUE(Rejected(reg("m2", "L2"), "R7", v1::FAILED_PRECONDITION,
                        "merchant m2 is ENTERPRISE"));
   const Decision d = reg("m1", "92440300MA5XXXXXX1");
   ASSERT_TRUE(Accepted(d));
   ASSERT_EQ(d.events.size(), 1u);
   EXPECT_EQ(d.events[0].stream_id, "merchant-m1");
-  EXPECT_EQ(d.events[0].event.individual_business_registered().previous_subject(),
-            v1::PERSONAL);
+  EXPECT_EQ(
+      d.events[0].event.individual_business_registered().previous_subject(),
+      v1::PERSONAL);
   EXPECT_EQ(l.Merchant("m1").subject(), v1::INDIVIDUAL_BUSINESS);
   EXPECT_EQ(l.Merchant("m1").license_number(), "92440300MA5XXXXXX1");
   EXPECT_TRUE(Rejected(reg("m1", "L3"), "R7", v1::FAILED_PRECONDITION,
                        "is INDIVIDUAL_BUSINESS"));
   // Later stores state the new subject (R1).
-  EXPECT_TRUE(Rejected(l.OpenStore(kOct22, "s3", "m1", "MINI_STORE", "PERSONAL"),
-                       "R1", v1::FAILED_PRECONDITION, "INDIVIDUAL_BUSINESS"));
+  EXPECT_TRUE(
+      Rejected(l.OpenStore(kOct22, "s3", "m1", "MINI_STORE", "PERSONAL"), "R1",
+               v1::FAILED_PRECONDITION, "INDIVIDUAL_BUSINESS"));
   EXPECT_TRUE(Accepted(
       l.OpenStore(kOct22, "s3", "m1", "MINI_STORE", "INDIVIDUAL_BUSINESS")));
 }
@@ -713,9 +770,11 @@ TEST(R8Upgrade, AppendsToBothStreamsAndMovesNoMoney) {
   EXPECT_EQ(l.Order("o1").store_id(), "s1");
 
   EXPECT_TRUE(Rejected(l.Upgrade(kOct22, "s1", "w9"), "R8",
-                       v1::FAILED_PRECONDITION, "store s1 was already upgraded to w1"));
+                       v1::FAILED_PRECONDITION,
+                       "store s1 was already upgraded to w1"));
   EXPECT_TRUE(Rejected(l.Upgrade(kOct22, "w1", "w9"), "R8",
-                       v1::FAILED_PRECONDITION, "only MINI_STORE and CHANNELS_STORE"));
+                       v1::FAILED_PRECONDITION,
+                       "only MINI_STORE and CHANNELS_STORE"));
   EXPECT_TRUE(Rejected(l.Upgrade(kOct22, "nope", "w9"), "R8", v1::NOT_FOUND,
                        "store nope not found"));
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s2", "m1", "MINI_STORE")));
@@ -725,11 +784,14 @@ TEST(R8Upgrade, AppendsToBothStreamsAndMovesNoMoney) {
 
 TEST(R8Upgrade, PersonalMerchantMustRegisterAsIndividualBusinessFirst) {
   MemoryLedger l;
-  ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE", "PERSONAL")));
+  ASSERT_TRUE(
+      Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE", "PERSONAL")));
   const Decision refused = l.Upgrade(kOct22, "s1", "w1");
   EXPECT_TRUE(Rejected(refused, "R8", v1::FAILED_PRECONDITION,
                        "register as an individual business first"));
-  ASSERT_TRUE(Accepted(l.Run(kOct22, R"("registerIndividualBusiness":{"merchantId":"m1","licenseNumber":"L-77"})")));
+  ASSERT_TRUE(Accepted(l.Run(
+      kOct22,
+      R"("registerIndividualBusiness":{"merchantId":"m1","licenseNumber":"L-77"})")));
   const Decision d = l.Upgrade(kOct22, "s1", "w1");
   ASSERT_TRUE(Accepted(d));
   EXPECT_EQ(l.Store("w1").subject(), v1::INDIVIDUAL_BUSINESS);
@@ -742,35 +804,42 @@ TEST(R8Upgrade, PersonalMerchantMustRegisterAsIndividualBusinessFirst) {
 TEST(R9Sync, CopiesOwnDraftOrListedAndSaysWhyOthersAreSkipped) {
   MemoryLedger l;
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE")));
-  ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "a-listed", "PHYSICAL", "OWN", "food", 700)));
+  ASSERT_TRUE(Accepted(
+      l.AddProduct(kEarly, "s1", "a-listed", "PHYSICAL", "OWN", "food", 700)));
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "b-draft")));
-  ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "c-third", "PHYSICAL", "THIRD_PARTY")));
+  ASSERT_TRUE(Accepted(
+      l.AddProduct(kEarly, "s1", "c-third", "PHYSICAL", "THIRD_PARTY")));
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "d-delisted")));
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "e-deleted")));
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s1", "f-voucher", "E_VOUCHER")));
   for (const char* p : {"a-listed", "c-third", "d-delisted", "f-voucher"}) {
     ASSERT_TRUE(Accepted(l.ListProduct(kEarly, "s1", p)));
   }
-  ASSERT_TRUE(Accepted(l.StoreProduct("delistProduct", kEarly, "s1", "d-delisted")));
-  ASSERT_TRUE(Accepted(l.StoreProduct("deleteProduct", kEarly, "s1", "e-deleted")));
+  ASSERT_TRUE(
+      Accepted(l.StoreProduct("delistProduct", kEarly, "s1", "d-delisted")));
+  ASSERT_TRUE(
+      Accepted(l.StoreProduct("deleteProduct", kEarly, "s1", "e-deleted")));
 
   EXPECT_TRUE(Rejected(l.Sync(kOct22, "s1", "w1"), "R9", v1::NOT_FOUND,
                        "store w1 not found"));
   ASSERT_TRUE(Accepted(l.OpenStore(kOct22, "w0", "m1", "WECHAT_STORE")));
-  EXPECT_TRUE(Rejected(l.Sync(kOct22, "s1", "w0"), "R9", v1::FAILED_PRECONDITION,
-                       "store s1 was not upgraded into w0 (it is not upgraded)"));
+  EXPECT_TRUE(
+      Rejected(l.Sync(kOct22, "s1", "w0"), "R9", v1::FAILED_PRECONDITION,
+               "store s1 was not upgraded into w0 (it is not upgraded)"));
   ASSERT_TRUE(Accepted(l.Upgrade(kOct22, "s1", "w1")));
-  EXPECT_TRUE(Rejected(l.Sync(kOct22, "s1", "w0"), "R9", v1::FAILED_PRECONDITION,
-                       "(it upgraded into w1)"));
+  EXPECT_TRUE(Rejected(l.Sync(kOct22, "s1", "w0"), "R9",
+                       v1::FAILED_PRECONDITION, "(it upgraded into w1)"));
 
   // After the e-voucher cutoff: the listed e-voucher is delisted by policy,
   // though no event said so.
   const char* kSyncAt = "2024-11-05T10:00:00+08:00";
   const Decision d = l.Sync(kSyncAt, "s1", "w1");
   ASSERT_TRUE(Accepted(d));
-  EXPECT_EQ(d.synced_product_ids, (std::vector<std::string>{"a-listed", "b-draft"}));
+  EXPECT_EQ(d.synced_product_ids,
+            (std::vector<std::string>{"a-listed", "b-draft"}));
   std::vector<std::pair<std::string, std::string>> skipped;
-  for (const v1::SyncSkip& s : d.skipped) skipped.push_back({s.product_id(), s.reason()});
+  for (const v1::SyncSkip& s : d.skipped)
+    skipped.push_back({s.product_id(), s.reason()});
   EXPECT_EQ(skipped, (std::vector<std::pair<std::string, std::string>>{
                          {"c-third", "third-party product"},
                          {"d-delisted", "delisted"},
@@ -815,7 +884,8 @@ TEST(R9Sync, PhysicalCutoffDelistsByPolicyAtTheBoundary) {
   ASSERT_TRUE(Accepted(before.OpenStore(kEarly, "s1", "m1", "MINI_STORE")));
   ASSERT_TRUE(Accepted(before.AddProduct(kEarly, "s1", "p1")));
   ASSERT_TRUE(Accepted(before.Upgrade(kOct22, "s1", "w1")));
-  EXPECT_EQ(before.Sync(Shift(kMiniPhysicalCutoff, -1), "s1", "w1").synced_product_ids,
+  EXPECT_EQ(before.Sync(Shift(kMiniPhysicalCutoff, -1), "s1", "w1")
+                .synced_product_ids,
             std::vector<std::string>{"p1"});
 }
 
@@ -829,7 +899,8 @@ TEST(R9Sync, ChannelsStoreCopies) {
   const Decision d = l.Sync(kMiniPhysicalCutoff, "c1", "w1");
   ASSERT_TRUE(Accepted(d));
   ASSERT_EQ(d.skipped.size(), 1u);
-  EXPECT_EQ(d.skipped[0].reason(), "product id already used in the target store");
+  EXPECT_EQ(d.skipped[0].reason(),
+            "product id already used in the target store");
 }
 
 // ------------------------------------------------------------------ R10
@@ -844,11 +915,12 @@ TEST(R10PlaceOrder, EveryLineEffectivelyListedInTheSameStore) {
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "s2", "only-in-s2")));
   ASSERT_TRUE(Accepted(l.ListProduct(kEarly, "s2", "only-in-s2")));
 
-  EXPECT_TRUE(Rejected(l.PlaceOrder(kEarly, "s1", "o1", "draft"), "R10",
-                       v1::FAILED_PRECONDITION,
-                       "placeOrder.lines[0].productId: product draft in store s1 is DRAFT"));
+  EXPECT_TRUE(Rejected(
+      l.PlaceOrder(kEarly, "s1", "o1", "draft"), "R10", v1::FAILED_PRECONDITION,
+      "placeOrder.lines[0].productId: product draft in store s1 is DRAFT"));
   EXPECT_TRUE(Rejected(l.PlaceOrder(kEarly, "s1", "o1", "only-in-s2"), "R10",
-                       v1::NOT_FOUND, "product only-in-s2 not found in store s1"));
+                       v1::NOT_FOUND,
+                       "product only-in-s2 not found in store s1"));
   EXPECT_TRUE(Rejected(l.PlaceOrder(kEarly, "nope", "o1", "p1"), "R10",
                        v1::NOT_FOUND, "store nope not found"));
   const Decision placed = l.PlaceOrder(kEarly, "s1", "o1", "p1", 3, 250);
@@ -865,9 +937,11 @@ TEST(R10PlaceOrder, EveryLineEffectivelyListedInTheSameStore) {
                        v1::ALREADY_EXISTS, "(in store s1)"));
   // Past the e-voucher cutoff the e-voucher is effectively delisted (R6),
   // although ApplyPolicy has not run.
-  EXPECT_TRUE(Accepted(l.PlaceOrder(Shift(kMiniEvoucherCutoff, -1), "s1", "o2", "ev")));
-  EXPECT_TRUE(Rejected(l.PlaceOrder(kMiniEvoucherCutoff, "s1", "o3", "ev"), "R10",
-                       v1::FAILED_PRECONDITION, "is DELISTED (policy cutoff)"));
+  EXPECT_TRUE(
+      Accepted(l.PlaceOrder(Shift(kMiniEvoucherCutoff, -1), "s1", "o2", "ev")));
+  EXPECT_TRUE(Rejected(l.PlaceOrder(kMiniEvoucherCutoff, "s1", "o3", "ev"),
+                       "R10", v1::FAILED_PRECONDITION,
+                       "is DELISTED (policy cutoff)"));
   EXPECT_TRUE(Accepted(l.PlaceOrder(kMiniEvoucherCutoff, "s1", "o4", "p1")));
 }
 
@@ -882,17 +956,19 @@ TEST(R10PlaceOrder, UpgradedStoreStillTakesOrdersOnListedProducts) {
 TEST(R10PlaceOrder, OfficialAccountOnlyInWeChatStoreFromOfficialAccountSales) {
   MemoryLedger l;
   WeChatStoreWithListedProduct(l, kLaunch);
-  EXPECT_TRUE(Rejected(l.PlaceOrder(Shift(kOfficialAccountSales, -1), "w1", "o1",
-                                    "p1", 1, 1000, "OFFICIAL_ACCOUNT"),
-                       "R10", v1::FAILED_PRECONDITION, "OFFICIAL_ACCOUNT_SALES"));
+  EXPECT_TRUE(Rejected(l.PlaceOrder(Shift(kOfficialAccountSales, -1), "w1",
+                                    "o1", "p1", 1, 1000, "OFFICIAL_ACCOUNT"),
+                       "R10", v1::FAILED_PRECONDITION,
+                       "OFFICIAL_ACCOUNT_SALES"));
   EXPECT_TRUE(Accepted(l.PlaceOrder(kOfficialAccountSales, "w1", "o2", "p1", 1,
                                     1000, "OFFICIAL_ACCOUNT")));
   EXPECT_TRUE(Accepted(l.PlaceOrder(Shift(kOfficialAccountSales, 1), "w1", "o3",
                                     "p1", 1, 1000, "OFFICIAL_ACCOUNT")));
   MiniStoreWithListedProduct(l);
-  EXPECT_TRUE(Rejected(l.PlaceOrder(kOct22, "s1", "o4", "p1", 1, 1000, "OFFICIAL_ACCOUNT"),
-                       "R10", v1::FAILED_PRECONDITION,
-                       "only by a WECHAT_STORE; store s1 is a MINI_STORE"));
+  EXPECT_TRUE(Rejected(
+      l.PlaceOrder(kOct22, "s1", "o4", "p1", 1, 1000, "OFFICIAL_ACCOUNT"),
+      "R10", v1::FAILED_PRECONDITION,
+      "only by a WECHAT_STORE; store s1 is a MINI_STORE"));
 }
 
 TEST(R10PlaceOrder, NoLiveRoomOrdersInChannelsStoresFromLiveRoomClosed) {
@@ -900,19 +976,21 @@ TEST(R10PlaceOrder, NoLiveRoomOrdersInChannelsStoresFromLiveRoomClosed) {
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "c1", "m1", "CHANNELS_STORE")));
   ASSERT_TRUE(Accepted(l.AddProduct(kEarly, "c1", "p1")));
   ASSERT_TRUE(Accepted(l.ListProduct(kEarly, "c1", "p1", true)));
-  EXPECT_TRUE(Accepted(l.PlaceOrder(Shift(kChannelsLiveRoomClosed, -1), "c1", "o1",
-                                    "p1", 1, 1000, "LIVE_ROOM")));
-  EXPECT_TRUE(Rejected(l.PlaceOrder(kChannelsLiveRoomClosed, "c1", "o2", "p1", 1,
-                                    1000, "LIVE_ROOM"),
-                       "R10", v1::FAILED_PRECONDITION, "CHANNELS_LIVE_ROOM_CLOSED"));
-  EXPECT_TRUE(Rejected(l.PlaceOrder(Shift(kChannelsLiveRoomClosed, 1), "c1", "o3",
-                                    "p1", 1, 1000, "LIVE_ROOM"),
+  EXPECT_TRUE(Accepted(l.PlaceOrder(Shift(kChannelsLiveRoomClosed, -1), "c1",
+                                    "o1", "p1", 1, 1000, "LIVE_ROOM")));
+  EXPECT_TRUE(Rejected(l.PlaceOrder(kChannelsLiveRoomClosed, "c1", "o2", "p1",
+                                    1, 1000, "LIVE_ROOM"),
+                       "R10", v1::FAILED_PRECONDITION,
+                       "CHANNELS_LIVE_ROOM_CLOSED"));
+  EXPECT_TRUE(Rejected(l.PlaceOrder(Shift(kChannelsLiveRoomClosed, 1), "c1",
+                                    "o3", "p1", 1, 1000, "LIVE_ROOM"),
                        "R10", v1::FAILED_PRECONDITION, "no LIVE_ROOM orders"));
-  EXPECT_TRUE(Accepted(l.PlaceOrder(Shift(kChannelsLiveRoomClosed, 1), "c1", "o4", "p1")));
+  EXPECT_TRUE(Accepted(
+      l.PlaceOrder(Shift(kChannelsLiveRoomClosed, 1), "c1", "o4", "p1")));
   // Live-room orders go on elsewhere.
   WeChatStoreWithListedProduct(l, kChannelsLiveRoomClosed);
-  EXPECT_TRUE(Accepted(l.PlaceOrder(kChannelsLiveRoomClosed, "w1", "o5", "p1", 1,
-                                    1000, "LIVE_ROOM")));
+  EXPECT_TRUE(Accepted(l.PlaceOrder(kChannelsLiveRoomClosed, "w1", "o5", "p1",
+                                    1, 1000, "LIVE_ROOM")));
 }
 
 // ------------------------------------------------------------------ R11
@@ -922,19 +1000,22 @@ TEST(R11PayAndCancel, PlacedOnlyAndExactAmount) {
   MiniStoreWithListedProduct(l);
   ASSERT_TRUE(Accepted(l.PlaceOrder(kEarly, "s1", "o1", "p1", 2, 500)));
   ASSERT_TRUE(Accepted(l.PlaceOrder(kEarly, "s1", "o2", "p1", 1, 500)));
-  EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", kEarly, "s1", "o1", 999), "R11",
-                       v1::FAILED_PRECONDITION,
-                       "payOrder.amountFen must equal the total 1000 fen of order o1, got 999"));
-  EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", kEarly, "s1", "o9", 1000), "R11",
-                       v1::NOT_FOUND, "order o9 not found"));
+  EXPECT_TRUE(Rejected(
+      l.OrderMoney("payOrder", kEarly, "s1", "o1", 999), "R11",
+      v1::FAILED_PRECONDITION,
+      "payOrder.amountFen must equal the total 1000 fen of order o1, got 999"));
+  EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", kEarly, "s1", "o9", 1000),
+                       "R11", v1::NOT_FOUND, "order o9 not found"));
   ASSERT_TRUE(Accepted(l.OrderMoney("payOrder", kEarly, "s1", "o1", 1000)));
   EXPECT_EQ(l.Order("o1").status(), v1::PAID);
   EXPECT_EQ(l.Order("o1").paid_fen(), 1000);
   EXPECT_EQ(l.Store("s1").balances().pending_fen(), 1000);
-  EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", kEarly, "s1", "o1", 1000), "R11",
-                       v1::FAILED_PRECONDITION, "order o1 is PAID; only a PLACED order is paid"));
+  EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", kEarly, "s1", "o1", 1000),
+                       "R11", v1::FAILED_PRECONDITION,
+                       "order o1 is PAID; only a PLACED order is paid"));
   EXPECT_TRUE(Rejected(l.OrderVerb("cancelOrder", kEarly, "s1", "o1"), "R11",
-                       v1::FAILED_PRECONDITION, "only a PLACED order is cancelled"));
+                       v1::FAILED_PRECONDITION,
+                       "only a PLACED order is cancelled"));
   ASSERT_TRUE(Accepted(l.OrderVerb("cancelOrder", kEarly, "s1", "o2")));
   EXPECT_EQ(l.Order("o2").status(), v1::CANCELLED);
   EXPECT_EQ(l.Store("s1").balances().pending_fen(), 1000);
@@ -949,10 +1030,12 @@ TEST(R12ShipSettleRefund, SettleMovesPendingToAvailable) {
   MiniStoreWithListedProduct(l);
   ASSERT_TRUE(Accepted(l.PlaceOrder(kEarly, "s1", "o1", "p1", 1, 10000)));
   EXPECT_TRUE(Rejected(l.OrderVerb("shipOrder", kEarly, "s1", "o1"), "R12",
-                       v1::FAILED_PRECONDITION, "order o1 is PLACED; only a PAID order is shipped"));
+                       v1::FAILED_PRECONDITION,
+                       "order o1 is PLACED; only a PAID order is shipped"));
   ASSERT_TRUE(Accepted(l.OrderMoney("payOrder", kEarly, "s1", "o1", 10000)));
-  EXPECT_TRUE(Rejected(l.OrderMoney("settleOrder", kEarly, "s1", "o1", 0), "R12",
-                       v1::FAILED_PRECONDITION, "only a SHIPPED order is settled"));
+  EXPECT_TRUE(Rejected(l.OrderMoney("settleOrder", kEarly, "s1", "o1", 0),
+                       "R12", v1::FAILED_PRECONDITION,
+                       "only a SHIPPED order is settled"));
   ASSERT_TRUE(Accepted(l.OrderVerb("shipOrder", kEarly, "s1", "o1")));
   EXPECT_EQ(l.Order("o1").status(), v1::SHIPPED);
   // A partial refund before settlement comes out of pending.
@@ -963,9 +1046,10 @@ TEST(R12ShipSettleRefund, SettleMovesPendingToAvailable) {
   EXPECT_EQ(l.Store("s1").balances().pending_fen(), 8000);
   EXPECT_EQ(l.Order("o1").status(), v1::SHIPPED);
 
-  EXPECT_TRUE(Rejected(l.OrderMoney("settleOrder", kEarly, "s1", "o1", 8001), "R12",
-                       v1::FAILED_PRECONDITION,
-                       "settleOrder.commissionFen must be <= 8000 (paid 10000 - refunded 2000"));
+  EXPECT_TRUE(Rejected(
+      l.OrderMoney("settleOrder", kEarly, "s1", "o1", 8001), "R12",
+      v1::FAILED_PRECONDITION,
+      "settleOrder.commissionFen must be <= 8000 (paid 10000 - refunded 2000"));
   const Decision settled = l.OrderMoney("settleOrder", kEarly, "s1", "o1", 300);
   ASSERT_TRUE(Accepted(settled));
   const v1::OrderSettled& s = settled.events[0].event.order_settled();
@@ -993,8 +1077,8 @@ TEST(R12ShipSettleRefund, RefundAfterSettlementNeedsAvailable) {
   MemoryLedger l;
   MiniStoreWithListedProduct(l);
   ASSERT_TRUE(Accepted(l.PlaceOrder(kEarly, "s1", "o1", "p1", 1, 10000)));
-  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s1", "o1", 1), "R12",
-                       v1::FAILED_PRECONDITION,
+  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s1", "o1", 1),
+                       "R12", v1::FAILED_PRECONDITION,
                        "only a PAID or SHIPPED or SETTLED order is refunded"));
   ASSERT_TRUE(Accepted(l.OrderMoney("payOrder", kEarly, "s1", "o1", 10000)));
   ASSERT_TRUE(Accepted(l.OrderVerb("shipOrder", kEarly, "s1", "o1")));
@@ -1002,14 +1086,17 @@ TEST(R12ShipSettleRefund, RefundAfterSettlementNeedsAvailable) {
   ASSERT_EQ(l.Store("s1").balances().available_fen(), 9000);
   ASSERT_TRUE(Accepted(l.RequestWithdrawal(kEarly, "s1", "wd1", 8500)));
   // 500 available; the order could refund 10000.
-  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s1", "o1", 501), "R12",
-                       v1::INSUFFICIENT_FUNDS,
-                       "refundOrder.amountFen 501 exceeds the available balance 500"));
-  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s1", "o1", 10001), "R12",
-                       v1::FAILED_PRECONDITION, "refundOrder.amountFen must be <= 10000"));
+  EXPECT_TRUE(
+      Rejected(l.OrderMoney("refundOrder", kEarly, "s1", "o1", 501), "R12",
+               v1::INSUFFICIENT_FUNDS,
+               "refundOrder.amountFen 501 exceeds the available balance 500"));
+  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s1", "o1", 10001),
+                       "R12", v1::FAILED_PRECONDITION,
+                       "refundOrder.amountFen must be <= 10000"));
   const Decision refund = l.OrderMoney("refundOrder", kEarly, "s1", "o1", 500);
   ASSERT_TRUE(Accepted(refund));
-  EXPECT_EQ(refund.events[0].event.order_refunded().source(), v1::FROM_AVAILABLE);
+  EXPECT_EQ(refund.events[0].event.order_refunded().source(),
+            v1::FROM_AVAILABLE);
   EXPECT_EQ(l.Store("s1").balances().available_fen(), 0);
   EXPECT_EQ(l.Order("o1").refunded_fen(), 500);
   EXPECT_EQ(l.Order("o1").status(), v1::SETTLED);
@@ -1027,8 +1114,8 @@ TEST(R12ShipSettleRefund, FullRefundEndsRefunded) {
   EXPECT_EQ(l.Order("o1").status(), v1::REFUNDED);
   EXPECT_EQ(l.Order("o1").refunded_fen(), 1000);
   EXPECT_EQ(l.Store("s1").balances().pending_fen(), 0);
-  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s1", "o1", 1), "R12",
-                       v1::FAILED_PRECONDITION, "is REFUNDED"));
+  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s1", "o1", 1),
+                       "R12", v1::FAILED_PRECONDITION, "is REFUNDED"));
   EXPECT_TRUE(Rejected(l.OrderVerb("shipOrder", kEarly, "s1", "o1"), "R12",
                        v1::FAILED_PRECONDITION, "is REFUNDED"));
 }
@@ -1040,8 +1127,9 @@ TEST(R13FundsNeverMix, OrdersAndWithdrawalsUnderAnotherStoreAreRejected) {
   MiniStoreWithListedProduct(l);
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s2", "m1", "MINI_STORE")));
   ASSERT_TRUE(Accepted(l.PlaceOrder(kEarly, "s1", "o1", "p1", 1, 1000)));
-  EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", kEarly, "s2", "o1", 1000), "R13",
-                       v1::FAILED_PRECONDITION, "order o1 belongs to store s1, not s2"));
+  EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", kEarly, "s2", "o1", 1000),
+                       "R13", v1::FAILED_PRECONDITION,
+                       "order o1 belongs to store s1, not s2"));
   EXPECT_TRUE(Rejected(l.OrderVerb("cancelOrder", kEarly, "s2", "o1"), "R13",
                        v1::FAILED_PRECONDITION, "belongs to store s1"));
   // Even naming a store that does not exist.
@@ -1049,23 +1137,25 @@ TEST(R13FundsNeverMix, OrdersAndWithdrawalsUnderAnotherStoreAreRejected) {
                        v1::FAILED_PRECONDITION, "not ghost"));
   ASSERT_TRUE(Accepted(l.OrderMoney("payOrder", kEarly, "s1", "o1", 1000)));
   ASSERT_TRUE(Accepted(l.OrderVerb("shipOrder", kEarly, "s1", "o1")));
-  EXPECT_TRUE(Rejected(l.OrderMoney("settleOrder", kEarly, "s2", "o1", 0), "R13",
-                       v1::FAILED_PRECONDITION));
-  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s2", "o1", 5), "R13",
-                       v1::FAILED_PRECONDITION));
+  EXPECT_TRUE(Rejected(l.OrderMoney("settleOrder", kEarly, "s2", "o1", 0),
+                       "R13", v1::FAILED_PRECONDITION));
+  EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", kEarly, "s2", "o1", 5),
+                       "R13", v1::FAILED_PRECONDITION));
   ASSERT_TRUE(Accepted(l.OrderMoney("settleOrder", kEarly, "s1", "o1", 0)));
   ASSERT_TRUE(Accepted(l.RequestWithdrawal(kEarly, "s1", "wd1", 100)));
-  EXPECT_TRUE(Rejected(l.WithdrawalVerb("completeWithdrawal", kEarly, "s2", "wd1"),
-                       "R13", v1::FAILED_PRECONDITION,
-                       "withdrawal wd1 belongs to store s1, not s2"));
+  EXPECT_TRUE(Rejected(
+      l.WithdrawalVerb("completeWithdrawal", kEarly, "s2", "wd1"), "R13",
+      v1::FAILED_PRECONDITION, "withdrawal wd1 belongs to store s1, not s2"));
   EXPECT_TRUE(Rejected(l.WithdrawalVerb("failWithdrawal", kEarly, "s2", "wd1"),
                        "R13", v1::FAILED_PRECONDITION));
   // Upgrade: the legacy store's money stays there; its orders and
   // withdrawals keep running.
   ASSERT_TRUE(Accepted(l.Upgrade(kOct22, "s1", "w1")));
-  EXPECT_TRUE(Rejected(l.WithdrawalVerb("completeWithdrawal", kOct22, "w1", "wd1"),
-                       "R13", v1::FAILED_PRECONDITION, "not w1"));
-  EXPECT_TRUE(Accepted(l.WithdrawalVerb("completeWithdrawal", kOct22, "s1", "wd1")));
+  EXPECT_TRUE(
+      Rejected(l.WithdrawalVerb("completeWithdrawal", kOct22, "w1", "wd1"),
+               "R13", v1::FAILED_PRECONDITION, "not w1"));
+  EXPECT_TRUE(
+      Accepted(l.WithdrawalVerb("completeWithdrawal", kOct22, "s1", "wd1")));
   EXPECT_TRUE(Accepted(l.RequestWithdrawal(kOct22, "s1", "wd2", 900)));
   EXPECT_TRUE(Rejected(l.RequestWithdrawal(kOct22, "w1", "wd3", 1), "R14",
                        v1::INSUFFICIENT_FUNDS));
@@ -1081,7 +1171,8 @@ TEST(R14Withdrawal, RequestCompleteFail) {
   // Pending money is not withdrawable.
   EXPECT_TRUE(Rejected(l.RequestWithdrawal(kEarly, "s1", "wd1", 1), "R14",
                        v1::INSUFFICIENT_FUNDS,
-                       "requestWithdrawal.amountFen 1 exceeds the available balance 0 of store s1"));
+                       "requestWithdrawal.amountFen 1 exceeds the available "
+                       "balance 0 of store s1"));
   ASSERT_TRUE(Accepted(l.OrderVerb("shipOrder", kEarly, "s1", "o1")));
   ASSERT_TRUE(Accepted(l.OrderMoney("settleOrder", kEarly, "s1", "o1", 0)));
   EXPECT_TRUE(Rejected(l.RequestWithdrawal(kEarly, "s1", "wd1", 5001), "R14",
@@ -1097,16 +1188,18 @@ TEST(R14Withdrawal, RequestCompleteFail) {
   ASSERT_TRUE(Accepted(l.RequestWithdrawal(kEarly, "s1", "wd2", 2000)));
   EXPECT_EQ(l.Store("s1").balances().available_fen(), 0);
 
-  const Decision done = l.WithdrawalVerb("completeWithdrawal", kEarly, "s1", "wd1");
+  const Decision done =
+      l.WithdrawalVerb("completeWithdrawal", kEarly, "s1", "wd1");
   ASSERT_TRUE(Accepted(done));
   EXPECT_EQ(done.events[0].event.withdrawal_completed().amount_fen(), 3000);
   EXPECT_EQ(l.Withdrawal("wd1").status(), v1::PAID_OUT);
-  EXPECT_TRUE(Rejected(l.WithdrawalVerb("completeWithdrawal", kEarly, "s1", "wd1"),
-                       "R14", v1::FAILED_PRECONDITION,
-                       "withdrawal wd1 is PAID_OUT, not WITHDRAWING"));
+  EXPECT_TRUE(Rejected(
+      l.WithdrawalVerb("completeWithdrawal", kEarly, "s1", "wd1"), "R14",
+      v1::FAILED_PRECONDITION, "withdrawal wd1 is PAID_OUT, not WITHDRAWING"));
   EXPECT_TRUE(Rejected(l.WithdrawalVerb("failWithdrawal", kEarly, "s1", "wd1"),
                        "R14", v1::FAILED_PRECONDITION, "PAID_OUT"));
-  ASSERT_TRUE(Accepted(l.WithdrawalVerb("failWithdrawal", kEarly, "s1", "wd2")));
+  ASSERT_TRUE(
+      Accepted(l.WithdrawalVerb("failWithdrawal", kEarly, "s1", "wd2")));
   EXPECT_EQ(l.Withdrawal("wd2").status(), v1::WITHDRAWAL_FAILED);
   EXPECT_TRUE(Rejected(l.WithdrawalVerb("failWithdrawal", kEarly, "s1", "wd9"),
                        "R14", v1::NOT_FOUND, "withdrawal wd9 not found"));
@@ -1127,7 +1220,8 @@ TEST(R14Withdrawal, LegacyStoreWithdrawsAfterUpgrade) {
   ASSERT_TRUE(Accepted(l.OrderVerb("shipOrder", kOct22, "s1", "o1")));
   ASSERT_TRUE(Accepted(l.OrderMoney("settleOrder", kOct22, "s1", "o1", 50)));
   ASSERT_TRUE(Accepted(l.RequestWithdrawal(kOct22, "s1", "wd1", 4950)));
-  ASSERT_TRUE(Accepted(l.WithdrawalVerb("completeWithdrawal", kOct22, "s1", "wd1")));
+  ASSERT_TRUE(
+      Accepted(l.WithdrawalVerb("completeWithdrawal", kOct22, "s1", "wd1")));
   EXPECT_EQ(l.Store("s1").balances().paid_out_fen(), 4950);
   EXPECT_EQ(l.Store("w1").balances().paid_out_fen(), 0);
 }
@@ -1138,10 +1232,13 @@ TEST(R15Categories, WeChatStoreOnly) {
   MemoryLedger l;
   ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE")));
   ASSERT_TRUE(Accepted(l.OpenStore(kOct22, "w1", "m1", "WECHAT_STORE")));
-  EXPECT_TRUE(Rejected(l.Grant(kOct22, "s1", "food"), "R15", v1::FAILED_PRECONDITION,
-                       "store s1 is a MINI_STORE; categories are qualified only in a WECHAT_STORE"));
+  EXPECT_TRUE(Rejected(l.Grant(kOct22, "s1", "food"), "R15",
+                       v1::FAILED_PRECONDITION,
+                       "store s1 is a MINI_STORE; categories are qualified "
+                       "only in a WECHAT_STORE"));
   EXPECT_TRUE(Rejected(l.PayDeposit(kOct22, "s1", "food", 100), "R15",
-                       v1::FAILED_PRECONDITION, "deposits are paid only in a WECHAT_STORE"));
+                       v1::FAILED_PRECONDITION,
+                       "deposits are paid only in a WECHAT_STORE"));
   EXPECT_TRUE(Rejected(l.Grant(kOct22, "w9", "food"), "R15", v1::NOT_FOUND));
   ASSERT_TRUE(Accepted(l.Grant(kOct22, "w1", "toys")));
   ASSERT_TRUE(Accepted(l.Grant(kOct22, "w1", "food")));
@@ -1153,7 +1250,8 @@ TEST(R15Categories, WeChatStoreOnly) {
   EXPECT_EQ(w1.qualified_categories(1), "toys");
 
   EXPECT_TRUE(Rejected(l.PayDeposit(kOct22, "w1", "food", 0), "R0",
-                       v1::INVALID_ARGUMENT, "payDeposit.amountFen must be > 0"));
+                       v1::INVALID_ARGUMENT,
+                       "payDeposit.amountFen must be > 0"));
   ASSERT_TRUE(Accepted(l.PayDeposit(kOct22, "w1", "food", 30000)));
   ASSERT_TRUE(Accepted(l.PayDeposit(kOct22, "w1", "food", 20000)));
   ASSERT_TRUE(Accepted(l.PayDeposit(kOct22, "w1", "toys", 5)));
@@ -1197,20 +1295,24 @@ TEST(Limits, ProductsPerStore) {
     ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "big", "m1", "CHANNELS_STORE")));
     BigStoreState state(&l.state(), count);
     const Decision d = *Decide(
-        ParseCommand(kEarly, R"("addProduct":{"storeId":"big","productId":"new","kind":"PHYSICAL","origin":"OWN","categoryId":"food","priceFen":"1"})"),
+        ParseCommand(
+            kEarly,
+            R"("addProduct":{"storeId":"big","productId":"new","kind":"PHYSICAL","origin":"OWN","categoryId":"food","priceFen":"1"})"),
         state, l.policy());
     if (count < kProductsPerStoreMax) {
       EXPECT_TRUE(Accepted(d));
     } else {
-      EXPECT_TRUE(Rejected(d, "R2", v1::FAILED_PRECONDITION,
-                           "already holds 50000 products, the maximum is 50000"));
+      EXPECT_TRUE(
+          Rejected(d, "R2", v1::FAILED_PRECONDITION,
+                   "already holds 50000 products, the maximum is 50000"));
     }
   }
 }
 
 TEST(Messages, NameTheInstantsInChinaTime) {
   MemoryLedger l;
-  const Decision d = l.OpenStore(Shift(kLaunch, -1), "w0", "m1", "WECHAT_STORE");
+  const Decision d =
+      l.OpenStore(Shift(kLaunch, -1), "w0", "m1", "WECHAT_STORE");
   EXPECT_EQ(d.message,
             "WECHAT_STORE stores open from WECHAT_STORE_LAUNCH "
             "(2024-08-25T00:00:00+08:00); occurredAt is "

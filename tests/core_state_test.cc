@@ -81,7 +81,8 @@ TEST(StateOverlay, ReadsChangesFirstAndMergesListsSortedById) {
   EXPECT_EQ((*orders)[1].status(), v1::PAID);
   EXPECT_EQ(top.Withdrawals("s2")->size(), 2u);
 
-  EXPECT_EQ(*top.StoreIds(v1::MINI_STORE), (std::vector<std::string>{"s1", "s2"}));
+  EXPECT_EQ(*top.StoreIds(v1::MINI_STORE),
+            (std::vector<std::string>{"s1", "s2"}));
   EXPECT_EQ(*top.StoreIds(v1::CHANNELS_STORE), std::vector<std::string>{"c1"});
   EXPECT_TRUE(top.StoreIds(v1::WECHAT_STORE)->empty());
   EXPECT_TRUE((*top.Store("c1")).has_value());
@@ -103,22 +104,32 @@ TEST(Policy, DefaultCalendar) {
   const Policy& p = DefaultPolicy();
   EXPECT_TRUE(ValidatePolicy(p).ok());
   EXPECT_EQ(p.version(), "builtin-2024-10-22");
-  EXPECT_EQ(ToTime(p.wechat_store_launch()), ParseTime("2024-08-25T00:00:00+08:00"));
+  EXPECT_EQ(ToTime(p.wechat_store_launch()),
+            ParseTime("2024-08-25T00:00:00+08:00"));
   EXPECT_EQ(ToTime(p.wechat_store_launch()), ParseTime("2024-08-24T16:00:00Z"));
-  EXPECT_EQ(ToTime(p.channels_no_new_products()), ParseTime("2024-09-25T00:00:00+08:00"));
-  EXPECT_EQ(ToTime(p.official_account_sales()), ParseTime("2024-09-27T00:00:00+08:00"));
-  EXPECT_EQ(ToTime(p.mini_upgrade_open()), ParseTime("2024-10-21T00:00:00+08:00"));
-  EXPECT_EQ(ToTime(p.channels_live_room_closed()), ParseTime("2024-10-25T00:00:00+08:00"));
-  EXPECT_EQ(ToTime(p.mini_evoucher_cutoff()), ParseTime("2024-11-04T00:00:00+08:00"));
-  EXPECT_EQ(ToTime(p.mini_physical_cutoff()), ParseTime("2024-11-18T00:00:00+08:00"));
+  EXPECT_EQ(ToTime(p.channels_no_new_products()),
+            ParseTime("2024-09-25T00:00:00+08:00"));
+  EXPECT_EQ(ToTime(p.official_account_sales()),
+            ParseTime("2024-09-27T00:00:00+08:00"));
+  EXPECT_EQ(ToTime(p.mini_upgrade_open()),
+            ParseTime("2024-10-21T00:00:00+08:00"));
+  EXPECT_EQ(ToTime(p.channels_live_room_closed()),
+            ParseTime("2024-10-25T00:00:00+08:00"));
+  EXPECT_EQ(ToTime(p.mini_evoucher_cutoff()),
+            ParseTime("2024-11-04T00:00:00+08:00"));
+  EXPECT_EQ(ToTime(p.mini_physical_cutoff()),
+            ParseTime("2024-11-18T00:00:00+08:00"));
   EXPECT_FALSE(p.personal_wechat_store());
   EXPECT_EQ(RequiredDepositFen(p, "anything"), 50000);
 }
 
 TEST(Policy, ParsesTextAndNamesTheBadField) {
   std::string text;
-  ASSERT_TRUE(google::protobuf::TextFormat::PrintToString(DefaultPolicy(), &text));
-  auto parsed = ParsePolicyText(text + "\ncategory_deposits { category_id: \"gold\" amount_fen: 90000 }\n");
+  ASSERT_TRUE(
+      google::protobuf::TextFormat::PrintToString(DefaultPolicy(), &text));
+  auto parsed = ParsePolicyText(
+      text +
+      "\ncategory_deposits { category_id: \"gold\" amount_fen: 90000 }\n");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(RequiredDepositFen(*parsed, "gold"), 90000);
   EXPECT_EQ(RequiredDepositFen(*parsed, "food"), 50000);
@@ -139,15 +150,17 @@ TEST(Policy, ParsesTextAndNamesTheBadField) {
 
   Policy bad = DefaultPolicy();
   bad.set_version("");
-  EXPECT_NE(ValidatePolicy(bad).message().find("policy.version"), std::string::npos);
+  EXPECT_NE(ValidatePolicy(bad).message().find("policy.version"),
+            std::string::npos);
   bad = DefaultPolicy();
   bad.set_default_category_deposit_fen(0);
   EXPECT_NE(ValidatePolicy(bad).message().find("default_category_deposit_fen"),
             std::string::npos);
   bad = DefaultPolicy();
   bad.add_category_deposits()->set_category_id("x");
-  EXPECT_NE(ValidatePolicy(bad).message().find("category_deposits[0].amount_fen"),
-            std::string::npos);
+  EXPECT_NE(
+      ValidatePolicy(bad).message().find("category_deposits[0].amount_fen"),
+      std::string::npos);
 }
 
 TEST(Policy, TimestampConversionsRoundTrip) {
@@ -170,18 +183,23 @@ TEST(Names, EventTypeNameAndStoreIdsOf) {
   EXPECT_EQ(EventTypeName(e), "CommandRejected");
   EXPECT_EQ(EventTypeName(v1::Event()), "");
 
-  EXPECT_EQ(StoreIdsOf(ParseCommand("2024-10-22T10:00:00+08:00",
-                                    R"("syncProducts":{"sourceStoreId":"s1","targetStoreId":"w1"})")),
-            (std::vector<std::string>{"s1", "w1"}));
-  EXPECT_EQ(StoreIdsOf(ParseCommand("2024-10-22T10:00:00+08:00",
-                                    R"("payOrder":{"storeId":"s1","orderId":"o1"})")),
-            std::vector<std::string>{"s1"});
+  EXPECT_EQ(
+      StoreIdsOf(ParseCommand(
+          "2024-10-22T10:00:00+08:00",
+          R"("syncProducts":{"sourceStoreId":"s1","targetStoreId":"w1"})")),
+      (std::vector<std::string>{"s1", "w1"}));
+  EXPECT_EQ(
+      StoreIdsOf(ParseCommand("2024-10-22T10:00:00+08:00",
+                              R"("payOrder":{"storeId":"s1","orderId":"o1"})")),
+      std::vector<std::string>{"s1"});
   EXPECT_TRUE(StoreIdsOf(ParseCommand("2024-10-22T10:00:00+08:00",
                                       R"("applyPolicy":{})"))
                   .empty());
-  EXPECT_TRUE(StoreIdsOf(ParseCommand("2024-10-22T10:00:00+08:00",
-                                      R"("registerIndividualBusiness":{"merchantId":"m1"})"))
-                  .empty());
+  EXPECT_TRUE(
+      StoreIdsOf(
+          ParseCommand("2024-10-22T10:00:00+08:00",
+                       R"("registerIndividualBusiness":{"merchantId":"m1"})"))
+          .empty());
 }
 
 TEST(Decide, CommandWithoutBodyOrTimeIsRejectedNotACrash) {
@@ -192,7 +210,8 @@ TEST(Decide, CommandWithoutBodyOrTimeIsRejectedNotACrash) {
   EXPECT_FALSE(d->accepted);
   EXPECT_EQ(d->rule, "R0");
   EXPECT_EQ(d->message, "occurredAt must be set");
-  *command.mutable_occurred_at() = ToProto(ParseTime("2024-10-22T10:00:00+08:00"));
+  *command.mutable_occurred_at() =
+      ToProto(ParseTime("2024-10-22T10:00:00+08:00"));
   d = Decide(command, EmptyState(), DefaultPolicy());
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->message, "command has no body");

@@ -80,12 +80,15 @@ class MemoryLedger {
     if (decision->accepted) {
       const absl::Time at = ToTime(command.occurred_at());
       for (const DecidedEvent& e : decision->events) {
-        absl::StatusOr<std::optional<StreamHead>> head = state_.Head(e.stream_id);
+        absl::StatusOr<std::optional<StreamHead>> head =
+            state_.Head(e.stream_id);
         EXPECT_TRUE(head.ok());
-        const uint64_t version = (head.ok() && *head) ? (*head)->version() + 1 : 1;
-        absl::Status status = Evolve(e.stream_id, version, at, e.event, &state_);
-        EXPECT_TRUE(status.ok()) << status << " evolving "
-                                 << e.event.ShortDebugString();
+        const uint64_t version =
+            (head.ok() && *head) ? (*head)->version() + 1 : 1;
+        absl::Status status =
+            Evolve(e.stream_id, version, at, e.event, &state_);
+        EXPECT_TRUE(status.ok())
+            << status << " evolving " << e.event.ShortDebugString();
         log_.push_back({e.stream_id, version, at, e.event});
       }
     }
@@ -96,10 +99,10 @@ class MemoryLedger {
   Decision OpenStore(absl::string_view at, absl::string_view store,
                      absl::string_view merchant, absl::string_view kind,
                      absl::string_view subject = "ENTERPRISE") {
-    return Run(at, absl::StrCat(R"("openStore":{"storeId":")", store,
-                                R"(","merchantId":")", merchant,
-                                R"(","kind":")", kind, R"(","subject":")",
-                                subject, R"("})"));
+    return Run(
+        at, absl::StrCat(R"("openStore":{"storeId":")", store,
+                         R"(","merchantId":")", merchant, R"(","kind":")", kind,
+                         R"(","subject":")", subject, R"("})"));
   }
   Decision AddProduct(absl::string_view at, absl::string_view store,
                       absl::string_view product,
@@ -107,18 +110,18 @@ class MemoryLedger {
                       absl::string_view origin = "OWN",
                       absl::string_view category = "food",
                       int64_t price_fen = 1000) {
-    return Run(at, absl::StrCat(R"("addProduct":{"storeId":")", store,
-                                R"(","productId":")", product, R"(","kind":")",
-                                kind, R"(","origin":")", origin,
-                                R"(","categoryId":")", category,
-                                R"(","priceFen":")", price_fen, R"("})"));
+    return Run(
+        at, absl::StrCat(R"("addProduct":{"storeId":")", store,
+                         R"(","productId":")", product, R"(","kind":")", kind,
+                         R"(","origin":")", origin, R"(","categoryId":")",
+                         category, R"(","priceFen":")", price_fen, R"("})"));
   }
   Decision ListProduct(absl::string_view at, absl::string_view store,
                        absl::string_view product, bool live_room = false) {
-    return Run(at, absl::StrCat(R"("listProduct":{"storeId":")", store,
-                                R"(","productId":")", product,
-                                R"(","liveRoom":)",
-                                live_room ? "true" : "false", "}"));
+    return Run(at,
+               absl::StrCat(R"("listProduct":{"storeId":")", store,
+                            R"(","productId":")", product, R"(","liveRoom":)",
+                            live_room ? "true" : "false", "}"));
   }
   Decision StoreProduct(absl::string_view verb, absl::string_view at,
                         absl::string_view store, absl::string_view product) {
@@ -129,12 +132,12 @@ class MemoryLedger {
                       absl::string_view order, absl::string_view product,
                       int64_t quantity = 1, int64_t unit_price_fen = 1000,
                       absl::string_view channel = "STORE_PAGE") {
-    return Run(at, absl::StrCat(R"("placeOrder":{"storeId":")", store,
-                                R"(","orderId":")", order, R"(","channel":")",
-                                channel, R"(","lines":[{"productId":")",
-                                product, R"(","quantity":")", quantity,
-                                R"(","unitPriceFen":")", unit_price_fen,
-                                R"("}]})"));
+    return Run(
+        at, absl::StrCat(R"("placeOrder":{"storeId":")", store,
+                         R"(","orderId":")", order, R"(","channel":")", channel,
+                         R"(","lines":[{"productId":")", product,
+                         R"(","quantity":")", quantity, R"(","unitPriceFen":")",
+                         unit_price_fen, R"("}]})"));
   }
   // cancelOrder / shipOrder: no amount.
   Decision OrderVerb(absl::string_view verb, absl::string_view at,
@@ -175,9 +178,9 @@ class MemoryLedger {
   }
   Decision Grant(absl::string_view at, absl::string_view store,
                  absl::string_view category) {
-    return Run(at, absl::StrCat(R"("grantCategoryQualification":{"storeId":")",
-                                store, R"(","categoryId":")", category,
-                                R"("})"));
+    return Run(
+        at, absl::StrCat(R"("grantCategoryQualification":{"storeId":")", store,
+                         R"(","categoryId":")", category, R"("})"));
   }
   Decision PayDeposit(absl::string_view at, absl::string_view store,
                       absl::string_view category, int64_t fen) {
@@ -229,8 +232,8 @@ class MemoryLedger {
 inline ::testing::AssertionResult Accepted(const Decision& d) {
   if (d.accepted) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
-         << "rejected " << d.rule << " "
-         << v1::RejectionCode_Name(d.code) << ": " << d.message;
+         << "rejected " << d.rule << " " << v1::RejectionCode_Name(d.code)
+         << ": " << d.message;
 }
 
 // Rejected by `rule` with `code`, the message containing `fragment`.
