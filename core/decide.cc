@@ -357,12 +357,11 @@ absl::Status DecideAddProduct(Context& c) {
                   absl::StrCat("product ", cmd.product_id(),
                                " already exists in store ", cmd.store_id()));
   }
-  ASSIGN_OR_RETURN(std::vector<ProductRecord> products,
-                   c.state.Products(cmd.store_id()));
-  if (products.size() >= kProductsPerStoreMax) {
+  if (static_cast<size_t>(store.product_count()) >= kProductsPerStoreMax) {
     return Reject("R2", v1::FAILED_PRECONDITION,
                   absl::StrCat("store ", cmd.store_id(), " already holds ",
-                               products.size(), " products, the maximum is ",
+                               store.product_count(),
+                               " products, the maximum is ",
                                kProductsPerStoreMax));
   }
   Event event;

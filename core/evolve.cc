@@ -151,7 +151,7 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
     }
     case Event::kProductAdded: {
       const v1::ProductAdded& e = event.product_added();
-      RETURN_IF_ERROR(LoadStore(*state, e.store_id()).status());
+      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
       ASSIGN_OR_RETURN(std::optional<ProductRecord> existing,
                        state->Product(e.store_id(), e.product_id()));
       if (existing) {
@@ -169,6 +169,8 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       product.set_price_fen(e.price_fen());
       product.set_synced_from(e.synced_from());
       state->PutProduct(std::move(product));
+      store.set_product_count(store.product_count() + 1);
+      state->PutStore(std::move(store));
       return absl::OkStatus();
     }
     case Event::kProductListed: {

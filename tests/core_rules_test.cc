@@ -9,6 +9,7 @@
 #include "core/evolve.h"
 #include "core/limits.h"
 #include "core/policy.h"
+#include "core/status_macros.h"
 #include "gtest/gtest.h"
 #include "tests/core_test_util.h"
 
@@ -1273,6 +1274,16 @@ class BigStoreState : public StateOverlay {
  public:
   BigStoreState(const StateReader* base, size_t count)
       : StateOverlay(base), count_(count) {}
+  // The store record counts its products (R2 reads the count, not the list).
+  absl::StatusOr<std::optional<StoreRecord>> Store(
+      absl::string_view store_id) const override {
+    ASSIGN_OR_RETURN(std::optional<StoreRecord> store,
+                     StateOverlay::Store(store_id));
+    if (store && store_id == "big") {
+      store->set_product_count(static_cast<int64_t>(count_));
+    }
+    return store;
+  }
   absl::StatusOr<std::vector<ProductRecord>> Products(
       absl::string_view store_id) const override {
     if (store_id != "big") return StateOverlay::Products(store_id);
