@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "cli/client.h"
 
 #include <fstream>
 #include <iostream>
@@ -168,6 +169,8 @@ int RunCli(const std::vector<std::string>& args, std::istream& in,
   }
   CliContext ctx{flags->positional().front(), *std::move(flags), &in, &out,
                  &err, clock};
+  // storeledger --server ADDR --token T VERB: through storeledgerd (cli/client.h).
+  if (ctx.flags.Has("server")) return RunRemoteVerb(ctx);
   for (const Verb& verb : kVerbs) {
     if (ctx.verb == verb.name) return verb.fn(ctx);
   }

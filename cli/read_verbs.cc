@@ -17,6 +17,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "ledger/json.h"
+#include "replay/feed.h"
 
 namespace storeledger {
 namespace {
@@ -395,52 +396,66 @@ int TailVerb(CliContext& ctx) {
   }
   const bool follow = ctx.flags.Has("follow");
 
-  // Each poll opens the database read-only: a read-only RocksDB sees the
-  // log as of its open, so re-opening is how new appends (by the writer
-  // process) become visible. Scan checks positions are contiguous and the
-  // hash chain links from `last`, so the feed has no gap and no duplicate;
-  // a consumer restarting with --from-position <last position it saw> picks
-  // up exactly where it stopped.
-  uint64_t last = from->value_or(0);
   uint64_t emitted = 0;
+  // The stored bytes, as JSON or varint-length-prefixed.
+  auto emit = [&](const v1::Envelope& envelope, absl::string_view raw) {
+    if (delimited) {
+      uint8_t varint[5];  // a varint32 is at most 5 bytes
+      uint8_t* end =
+          google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+              static_cast<uint32_t>(raw.size()), varint);
+      ctx.out->write(reinterpret_cast<const char*>(varint), end - varint);
+      ctx.out->write(raw.data(), static_cast<std::streamsize>(raw.size()));
+    } else {
+      *ctx.out << ToJson(envelope) << "\n";
+    }
+    ++emitted;
+  };
   auto done = [&] { return max_events->has_value() && emitted >= **max_events; };
-  auto poll_once = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::unique_ptr<Ledger> ledger, ctx.OpenLedger(true));
-    absl::Status status = ledger->log().Scan(
-        last, [&](const v1::Envelope& envelope, absl::string_view raw) {
+
+  if (!follow) {
+    // Scan checks that positions are contiguous and that the hash chain
+    // links from --from-position: no gap, no duplicate.
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
+    if (!ledger.ok()) return ctx.Fail(ledger.status());
+    absl::Status status = (*ledger)->log().Scan(
+        from->value_or(0),
+        [&](const v1::Envelope& envelope, absl::string_view raw) {
           if (done()) return false;
-          if (delimited) {
-            uint8_t varint[5];  // a varint32 is at most 5 bytes
-            uint8_t* end =
-                google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
-                    static_cast<uint32_t>(raw.size()), varint);
-            ctx.out->write(reinterpret_cast<const char*>(varint), end - varint);
-            ctx.out->write(raw.data(), static_cast<std::streamsize>(raw.size()));
-          } else {
-            *ctx.out << ToJson(envelope) << "\n";
-          }
-          last = envelope.position();
-          ++emitted;
+          emit(envelope, raw);
           return true;
         });
     ctx.out->flush();
-    return status;
-  };
-
-  if (!follow) {
-    if (absl::Status s = poll_once(); !s.ok()) return ctx.Fail(s);
+    if (!status.ok()) return ctx.Fail(status);
     return kExitOk;
   }
+
+  // --follow: one RocksDB secondary instance catching up with the writer on
+  // each poll (replay/feed.h), with the same checks as Scan. A consumer that
+  // restarts with --from-position <the last position it saw> picks up
+  // exactly where it stopped.
+  absl::StatusOr<std::unique_ptr<LogFollower>> follower = LogFollower::Open(
+      ctx.flags.GetOr("db", "./storeledger-data"), from->value_or(0));
+  if (!follower.ok()) return ctx.Fail(follower.status());
   tail_stop_requested = 0;
   void (*previous_int)(int) = std::signal(SIGINT, RequestTailStop);
   void (*previous_term)(int) = std::signal(SIGTERM, RequestTailStop);
   absl::Status status;
   absl::Time last_event_at = absl::Now();
   while (!tail_stop_requested && !done()) {
-    const uint64_t before = emitted;
-    status = poll_once();
-    if (!status.ok() || done()) break;
-    if (emitted != before) {
+    absl::StatusOr<uint64_t> delivered = (*follower)->Poll(
+        [&](const v1::Envelope& envelope, absl::string_view raw) {
+          if (done() || tail_stop_requested) return false;
+          emit(envelope, raw);
+          return true;
+        });
+    ctx.out->flush();
+    if (!delivered.ok()) {
+      status = delivered.status();
+      break;
+    }
+    if (done()) break;
+    if (*delivered > 0) {
       last_event_at = absl::Now();
     } else if (idle_exit_ms->has_value() &&
                absl::Now() - last_event_at >=

@@ -1,13 +1,17 @@
 #include "ledger/ledger.h"
 
+#include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/decide.h"
 #include "core/evolve.h"
 #include "core/limits.h"
 #include "core/status_macros.h"
 #include "core/streams.h"
+#include "ledger/group_commit.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {
@@ -17,6 +21,10 @@ class WallClock : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
 };
+
+}  // namespace
+
+namespace ledger_internal {
 
 // The command id is the idempotency key, so a command whose id is not a valid
 // id (R0: 1..kIdBytesMax bytes of printable ASCII, no spaces) cannot be
@@ -35,13 +43,29 @@ std::optional<std::string> CommandIdProblem(absl::string_view id) {
   return std::nullopt;
 }
 
+std::optional<v1::CommandResult> ShapeProblem(const v1::Command& command) {
+  if (std::optional<std::string> problem =
+          CommandIdProblem(command.command_id())) {
+    return InvalidResult(command.command_id(), *problem);
+  }
+  if (!command.has_occurred_at()) {
+    return InvalidResult(command.command_id(), "occurredAt is missing");
+  }
+  if (command.body_case() == v1::Command::BODY_NOT_SET) {
+    return InvalidResult(command.command_id(), "command body is missing");
+  }
+  return std::nullopt;
+}
+
 v1::CommandResult ResultOf(const v1::Command& command) {
   v1::CommandResult result;
   result.set_command_id(command.command_id());
   return result;
 }
 
-}  // namespace
+}  // namespace ledger_internal
+
+using ledger_internal::ResultOf;
 
 const Clock& SystemClock() {
   static const WallClock* clock = new WallClock();
@@ -69,60 +93,24 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
   log_options.sync = options.sync;
   log_options.read_only = options.read_only;
   log_options.create_if_missing = !options.read_only;
+  log_options.env = options.env;
   ASSIGN_OR_RETURN(std::unique_ptr<EventLog> log,
                    EventLog::Open(dir, log_options));
   return std::unique_ptr<Ledger>(new Ledger(std::move(log), std::move(options)));
 }
 
-Ledger::Ledger(std::unique_ptr<EventLog> log, LedgerOptions options)
-    : log_(std::move(log)), options_(std::move(options)) {}
-
-absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
-  if (std::optional<std::string> problem =
-          CommandIdProblem(command.command_id())) {
-    return InvalidResult(command.command_id(), *problem);
-  }
-  if (!command.has_occurred_at()) {
-    return InvalidResult(command.command_id(), "occurredAt is missing");
-  }
-  if (command.body_case() == v1::Command::BODY_NOT_SET) {
-    return InvalidResult(command.command_id(), "command body is missing");
-  }
-  const std::string fingerprint = CommandFingerprint(command);
-
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(std::optional<v1::StoredOutcome> previous,
-                   log_->GetOutcome(command.command_id()));
-  if (previous.has_value()) {
-    if (previous->fingerprint() == fingerprint) {
-      v1::CommandResult result = previous->result();
-      result.set_replayed(true);
-      return result;
-    }
-    // The id already has an outcome; recording this attempt under it would
-    // replace that outcome, so nothing is written.
-    v1::CommandResult result = ResultOf(command);
-    result.set_status(v1::REJECTED);
-    result.set_rule("R0");
-    result.set_code(v1::IDEMPOTENCY_CONFLICT);
-    result.set_message(absl::StrCat(
-        "commandId ", command.command_id(),
-        " was already used for a different command (first outcome: ",
-        v1::OutcomeStatus_Name(previous->result().status()),
-        "); a retry must resend the identical command"));
-    return result;
-  }
-
-  ProjectionReader reader(log_.get());
-  ASSIGN_OR_RETURN(Decision decision,
-                   Decide(command, reader, options_.policy));
+absl::Status Ledger::DecideOne(const v1::Command& command,
+                               const std::string& fingerprint,
+                               StateOverlay& state, uint64_t first_position,
+                               AppendRequest* request,
+                               v1::CommandResult* result, bool* rejected) {
+  ASSIGN_OR_RETURN(Decision decision, Decide(command, state, options_.policy));
 
   const absl::Time now = options_.clock->Now();
-  AppendRequest request;
-  v1::CommandResult result = ResultOf(command);
+  *result = ResultOf(command);
   auto add_event = [&](const std::string& stream_id, int64_t expected_version,
-                       const v1::Event& event, size_t index) {
-    NewEvent& out = request.events.emplace_back();
+                       v1::Event event, size_t index) {
+    NewEvent& out = request->events.emplace_back();
     out.expected_version = expected_version;
     v1::Envelope& envelope = out.envelope;
     envelope.set_stream_id(stream_id);
@@ -132,7 +120,7 @@ absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
     *envelope.mutable_occurred_at() = command.occurred_at();
     *envelope.mutable_recorded_at() = ToProto(now);
     envelope.set_policy_version(options_.policy.version());
-    *envelope.mutable_payload() = event;
+    *envelope.mutable_payload() = std::move(event);
   };
 
   if (decision.accepted) {
@@ -141,56 +129,58 @@ absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
           "decide produced ", decision.events.size(),
           " events, over the limit of ", kEventsPerCommandMax));
     }
-    StateOverlay overlay(&reader);
+    // The command's own changes, over the group's: folded into the group's
+    // only when all of them evolved.
+    StateOverlay changes(&state);
     const absl::Time occurred_at = ToTime(command.occurred_at());
     for (size_t i = 0; i < decision.events.size(); ++i) {
-      const DecidedEvent& decided = decision.events[i];
+      DecidedEvent& decided = decision.events[i];
       ASSIGN_OR_RETURN(std::optional<StreamHead> head,
-                       overlay.Head(decided.stream_id));
+                       changes.Head(decided.stream_id));
       const uint64_t version = head.has_value() ? head->version() : 0;
-      add_event(decided.stream_id, static_cast<int64_t>(version), decided.event,
-                i);
       RETURN_IF_ERROR(Evolve(decided.stream_id, version + 1, occurred_at,
-                             decided.event, &overlay));
+                             decided.event, &changes));
+      add_event(decided.stream_id, static_cast<int64_t>(version),
+                std::move(decided.event), i);
     }
-    request.projection_puts = ProjectionPuts(overlay);
-    // Due store snapshots ride in the same batch (replay/snapshots.h). mu_
-    // serialises appends, so the events will get the positions after head.
-    RETURN_IF_ERROR(AddDueSnapshots(*log_, overlay, request.events,
-                                    log_->head().position + 1,
+    // Due store snapshots ride in the same batch (replay/snapshots.h). Only
+    // the leader appends, so the events get the positions from
+    // first_position on.
+    RETURN_IF_ERROR(AddDueSnapshots(*log_, changes, request->events,
+                                    first_position,
                                     options_.snapshot_every_events,
-                                    &request.projection_puts));
-    result.set_status(v1::ACCEPTED);
-    result.set_message(decision.message);
-    *result.mutable_synced_product_ids() = {decision.synced_product_ids.begin(),
-                                            decision.synced_product_ids.end()};
-    *result.mutable_skipped() = {decision.skipped.begin(),
-                                 decision.skipped.end()};
+                                    &request->projection_puts));
+    state.MergeFrom(changes);
+    result->set_status(v1::ACCEPTED);
+    result->set_message(decision.message);
+    *result->mutable_synced_product_ids() = {
+        decision.synced_product_ids.begin(), decision.synced_product_ids.end()};
+    *result->mutable_skipped() = {decision.skipped.begin(),
+                                  decision.skipped.end()};
+    *rejected = false;
   } else {
     v1::Event event;
-    v1::CommandRejected* rejected = event.mutable_command_rejected();
-    *rejected->mutable_command() = command;
-    rejected->set_rule(decision.rule);
-    rejected->set_code(decision.code);
-    rejected->set_message(decision.message);
-    *rejected->mutable_store_ids() = {decision.store_ids.begin(),
-                                      decision.store_ids.end()};
+    v1::CommandRejected* refused = event.mutable_command_rejected();
+    *refused->mutable_command() = command;
+    refused->set_rule(decision.rule);
+    refused->set_code(decision.code);
+    refused->set_message(decision.message);
+    *refused->mutable_store_ids() = {decision.store_ids.begin(),
+                                     decision.store_ids.end()};
     // Attempts are recorded in arrival order; business time may go backwards
     // in this stream (a refused command is often refused for being late).
-    add_event(std::string(kRejectionsStream), kExpectAny, event, 0);
-    result.set_status(v1::REJECTED);
-    result.set_rule(decision.rule);
-    result.set_code(decision.code);
-    result.set_message(decision.message);
+    add_event(std::string(kRejectionsStream), kExpectAny, std::move(event), 0);
+    result->set_status(v1::REJECTED);
+    result->set_rule(decision.rule);
+    result->set_code(decision.code);
+    result->set_message(decision.message);
+    *rejected = true;
   }
 
-  v1::StoredOutcome& outcome = request.outcome.emplace();
+  v1::StoredOutcome& outcome = request->outcome.emplace();
   outcome.set_fingerprint(fingerprint);
-  *outcome.mutable_result() = result;
-  ASSIGN_OR_RETURN(AppendResult appended, log_->Append(std::move(request)));
-  result.set_first_position(appended.first_position);
-  result.set_last_position(appended.last_position);
-  return result;
+  *outcome.mutable_result() = *result;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::StoreState> Ledger::State(absl::string_view store_id,

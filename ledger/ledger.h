@@ -1,22 +1,43 @@
-// The ledger: parses nothing, decides and records commands. Execute() is the
-// one write path (apply, simulate and the service all use it): idempotency
-// check, Decide, Evolve, and one atomic append of the events, the projection
-// changes and the outcome -- or of the rejection record and its outcome.
+// The ledger: parses nothing, decides and records commands. Execute() and
+// ExecuteBatch() are the one write path (apply, simulate and the service all
+// use it): idempotency check, Decide, Evolve, and an atomic append of the
+// events, the projection changes and the outcome -- or of the rejection
+// record and its outcome.
 //
-// A Ledger is safe for concurrent use; commands are decided and appended one
-// at a time, in the order they take the ledger's lock.
+// A Ledger is safe for concurrent use. Writes go through group commit
+// (ledger/group_commit.cc): concurrent callers queue their commands; the
+// caller at the front of the queue leads, takes up to kGroupCommandsMax
+// queued commands as a group and decides them one after another -- each
+// against the state the ones before it leave, so a group means exactly what
+// executing its commands one at a time in queue order would mean. The
+// group's events, record changes and outcomes then go to the log as one
+// WriteBatch with one WAL sync, written by the ledger's writer thread while
+// the next leader already decides the next group against this one's
+// changes (a two-stage pipeline: the two cores decide and write at once).
+// Groups land in the order they were decided, each only after the one
+// before it is durable, and every caller is answered only after the sync
+// that covers its command. At most kQueuedCommandsMax commands wait in the
+// queue; further callers block until there is room (back-pressure, not
+// unbounded memory).
 #ifndef STORELEDGER_LEDGER_LEDGER_H_
 #define STORELEDGER_LEDGER_LEDGER_H_
 
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/policy.h"
+#include "ledger/state_cache.h"
+#include "replay/projection_store.h"
 #include "replay/snapshots.h"
 #include "replay/store_view.h"
 #include "storage/event_log.h"
@@ -43,12 +64,31 @@ struct LedgerOptions {
   // batch as its events) every K events of its stream. 0: none.
   // Default: kSnapshotEveryEventsDefault (1000).
   uint64_t snapshot_every_events = kSnapshotEveryEventsDefault;
+  // Passed to EventLogOptions::env: the RocksDB Env; not owned. Tests pass a
+  // file system that fails or loses power on purpose (tests/support/
+  // fault_env.h). Default: nullptr (Env::Default()).
+  rocksdb::Env* env = nullptr;
+  // Entries of the in-memory LRU of recently used records the append path
+  // decides against (ledger/state_cache.h). 0: no cache. Default:
+  // kStateCacheEntriesDefault.
+  size_t state_cache_entries = kStateCacheEntriesDefault;
 };
+
+// Commands one group commit decides and appends together at most: bounds the
+// memory and the latency of one group (its WriteBatch, its overlay).
+inline constexpr size_t kGroupCommandsMax = 1000;
+// Commands that may wait in the group-commit queue; a caller that would go
+// over it waits for room first.
+inline constexpr size_t kQueuedCommandsMax = 4 * kGroupCommandsMax;
 
 class Ledger {
  public:
   static absl::StatusOr<std::unique_ptr<Ledger>> Open(
       const std::string& dir, LedgerOptions options = {});
+  // REQUIRES: no Execute or ExecuteBatch call in progress.
+  ~Ledger();
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
 
   // Decides and records `command`. The result is ACCEPTED or REJECTED (both
   // recorded and durable when this returns), or INVALID when the command
@@ -58,6 +98,15 @@ class Ledger {
   // nothing. A non-ok status is an I/O or corruption error: nothing is
   // acknowledged.
   absl::StatusOr<v1::CommandResult> Execute(const v1::Command& command);
+
+  // Executes `commands` in order, as many Execute calls one after another
+  // would, but in groups of up to kGroupCommandsMax that share a WriteBatch
+  // and a sync. Result i is what Execute(commands[i]) would have returned
+  // (durable when this returns). At the first command whose status is not ok
+  // the batch stops: the commands after it are not executed and get
+  // kCancelled.
+  std::vector<absl::StatusOr<v1::CommandResult>> ExecuteBatch(
+      std::vector<v1::Command> commands);
 
   // The store now (from the projections), or as of a business time and/or a
   // position (folded from its stream).
@@ -70,11 +119,65 @@ class Ledger {
   const Clock& clock() const { return *options_.clock; }
 
  private:
+  struct Caller;  // a thread inside Execute or ExecuteBatch
+  struct Waiter;  // one caller's commands in the queue (a chunk of a batch)
+  struct Slot;    // one command in a group
+  struct Group;   // commands decided together and written together
+
   Ledger(std::unique_ptr<EventLog> log, LedgerOptions options);
+
+  // Group commit (ledger/group_commit.cc). Submit queues `waiters` (as room
+  // allows) and returns when all of them are answered, leading groups
+  // whenever one of them is at the front and no other leader is deciding.
+  void Submit(Caller* caller, const std::vector<Waiter*>& waiters);
+  // With mu_ held by `lock`: takes a group from the queue, decides it and
+  // hands it to the writer thread. Returns with mu_ held.
+  void Lead(std::unique_lock<std::mutex>& lock);
+  void DecideGroup(Group* group, const Group* previous);
+  void WriteGroup(Group* group);
+  void WriterLoop();
+  // With mu_ held: puts the waiters of `groups` that still owe answers back
+  // at the front of the queue, in order; answers the others.
+  void Requeue(const std::vector<Group*>& groups);
+  // With mu_ held: marks every fully answered waiter of `group` done and
+  // wakes its caller.
+  void Publish(const Group& group);
+  // With mu_ held: wakes the caller of the waiter at the front of the queue
+  // when it may lead.
+  void NotifyFront();
+
+  // Decides one new command against `state` and, when it is accepted, folds
+  // its effects into `state`. Fills the append request and the result (its
+  // positions are set after the append). `first_position` is the position
+  // its first event will get.
+  absl::Status DecideOne(const v1::Command& command,
+                         const std::string& fingerprint, StateOverlay& state,
+                         uint64_t first_position, AppendRequest* request,
+                         v1::CommandResult* result, bool* rejected);
 
   std::unique_ptr<EventLog> log_;
   LedgerOptions options_;
-  absl::Mutex mu_;
+  std::unique_ptr<ProjectionReader> committed_;
+  // The committed state, cached. Used only by the thread that is deciding
+  // (deciding_), which also folds durable groups into it.
+  std::unique_ptr<StateCache> cache_;
+
+  // std::mutex as in storage/: the system Abseil is not built for TSan.
+  std::mutex mu_;
+  std::deque<Waiter*> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_commands_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Caller*> room_waiters_ ABSL_GUARDED_BY(mu_);
+  // A leader holds the deciding role (one at a time).
+  bool deciding_ ABSL_GUARDED_BY(mu_) = false;
+  // The group handed to the writer: being written, or written and not yet
+  // folded into the cache by the next leader.
+  std::unique_ptr<Group> inflight_ ABSL_GUARDED_BY(mu_);
+  std::condition_variable inflight_cv_;  // inflight_ completed
+  std::condition_variable writer_cv_;    // inflight_ set, or stopping_
+  // The cache disagreed with the log: the next leader clears it.
+  bool clear_cache_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread writer_;
 };
 
 // SHA-256 of the command's deterministic serialization (idempotency key body).

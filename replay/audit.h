@@ -4,10 +4,9 @@
 //
 //  1. events (in position order): positions contiguous from 1 to the head,
 //     every envelope parses and hashes to its stored hash, every prev_hash
-//     links to the previous hash; every envelope is in the stream index
-//     under its stream and version; every event's postings balance to zero
-//     and touch one store, in that store's stream; every command's events
-//     are one contiguous run equal to the range its stored outcome names.
+//     links to the previous hash; every event sits in the stream it names;
+//     every event's postings balance to zero and touch one store, in that
+//     store's stream; the events of each command form one contiguous run.
 //  2. streams (index order): every index entry points at an envelope of that
 //     stream and version, versions are contiguous, the stream head names the
 //     last version and its business time; each store stream is folded with
@@ -15,10 +14,19 @@
 //     withdrawals) compared byte for byte with the projections, its balances
 //     with the sum of its postings, and no store account may go below zero
 //     after any event; each merchant stream likewise.
-//  3. commands: every stored outcome parses, names its key, and its
-//     positions exist and hold events of that command.
+//  3. commands: every stored outcome parses, names its key and a range of
+//     the log; the multiset of (command, range, status, rejection) of the
+//     stored outcomes equals the one pass 1 read off the runs of events.
+//     Pass 2 likewise counts the index entries that point at an intact
+//     envelope of their own stream and version: as many as pass 1 saw
+//     intact envelopes means every envelope is indexed.
 //  4. projections: every projection key belongs to a record pass 2 compared
 //     (no stray or orphaned records).
+//
+// Those two are compared as counts and constant-size hashes (no lookup per
+// event or command). When they disagree, or damage left a run's extent
+// unknown, a second look walks events and outcomes again with a lookup per
+// item, to name each problem by position; a sound log never needs it.
 //
 // Memory does not grow with the number of events: passes 1, 3 and 4 keep a
 // constant amount of state, and pass 2 folds one stream at a time, so its
@@ -56,8 +64,9 @@ inline constexpr absl::string_view kCheckOutcomes = "outcomes";
 
 struct AuditOptions {
   // Called now and then with the pass ("events", "streams", "commands",
-  // "projections"), the items done in it, and the total when known (events:
-  // the head position; otherwise 0). Default: none.
+  // "projections"; "events (second look)", "commands (second look)" when
+  // needed), the items done in it, and the total when known (events: the
+  // head position; otherwise 0). Default: none.
   std::function<void(absl::string_view pass, uint64_t done, uint64_t total)>
       progress;
   // Items between two progress calls. Default: 100000.

@@ -198,8 +198,12 @@ absl::Status Flush(EventLog* log, StateOverlay* overlay, uint64_t* records) {
     ++*records;
   }
   overlay->Clear();
-  // Not synced: the shadow space is scratch, rebuilt from scratch each run.
-  return FromRocks(log->db()->Write(rocksdb::WriteOptions(), &batch),
+  // The shadow space is scratch, cleared at the start of every run: after a
+  // crash it may be lost or left behind, never trusted. So no WAL for it --
+  // which also spares the next open replaying it.
+  rocksdb::WriteOptions options;
+  options.disableWAL = true;
+  return FromRocks(log->db()->Write(options, &batch),
                    "rebuild: write shadow records");
 }
 

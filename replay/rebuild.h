@@ -31,7 +31,7 @@ namespace storeledger {
 
 inline constexpr absl::string_view kShadowPrefix = "shadow/";
 // Events folded between two flushes of the overlay into the shadow space.
-inline constexpr uint64_t kRebuildFlushEventsDefault = 200'000;
+inline constexpr uint64_t kRebuildFlushEventsDefault = 50'000;
 // Live writes per WriteBatch when the rebuilt projections replace the live
 // ones (bounds one batch's memory).
 inline constexpr uint64_t kRebuildSwapBatchKeysMax = 50'000;

@@ -320,8 +320,10 @@ absl::Status VerifySnapshotSample(const EventLog& log, const Policy& /*policy*/,
   RETURN_IF_ERROR(log.ScanProjections(
       kSnapshotMetaPrefix, [&](absl::string_view key, absl::string_view) {
         const absl::string_view rest = key.substr(kSnapshotMetaPrefix.size());
-        const size_t nul = rest.rfind('\0');
-        if (nul == absl::string_view::npos || rest.size() - nul - 1 != 8) {
+        // <store>\0<8 version bytes>; the version bytes may hold NULs too.
+        constexpr size_t kVersionBytes = 8;
+        const size_t nul = rest.size() - kVersionBytes - 1;
+        if (rest.size() < kVersionBytes + 2 || rest[nul] != '\0') {
           key_status = absl::DataLossError(absl::StrCat(
               "snapshot meta key ", absl::CEscape(key), " is malformed"));
           return false;

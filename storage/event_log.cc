@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
@@ -31,6 +32,8 @@
 #include "rocksdb/slice.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
+#include "rocksdb/write_buffer_manager.h"
+#include "rocksdb/cache.h"
 #include "storage/hash_internal.h"
 
 namespace storeledger {
@@ -50,6 +53,27 @@ constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 // memory of one WriteBatch while still letting many small appends share a
 // sync.
 constexpr size_t kGroupEventsMax = 10'000;
+
+// RocksDB memory bounds (storage/FORMAT.md "RocksDB options, and why").
+// All memtables together: when they reach this, the largest is flushed.
+constexpr size_t kMemtablesBytesMax = 64 << 20;
+// One memtable of "events" (sequential keys: cheap inserts, big is fine) ...
+constexpr size_t kMemtableBytesEvents = 32 << 20;
+// ... of "streams", "commands" and "projections" (random keys: a smaller
+// skiplist is a cheaper insert) ...
+constexpr size_t kMemtableBytes = 16 << 20;
+// ... and of "meta" and "default" (one key, or none).
+constexpr size_t kMemtableBytesSmall = 1 << 20;
+// Data, index and filter blocks of every column family.
+constexpr size_t kBlockCacheBytes = 32 << 20;
+// Memtable bloom filter size, as a share of the memtable.
+constexpr double kMemtableBloomRatio = 0.02;
+
+// Stream heads the appending side keeps in memory (Impl::head_cache), so
+// that checking an expected version does not read RocksDB for a stream
+// appended to recently. When full the cache is emptied and refills: bounded
+// memory (a head is ~50 bytes with its key), no bookkeeping per hit.
+constexpr size_t kHeadCacheStreamsMax = 100'000;
 
 constexpr char kEventsCf[] = "events";
 constexpr char kStreamsCf[] = "streams";
@@ -212,6 +236,54 @@ std::string PrefixSuccessor(absl::string_view prefix) {
   return out;
 }
 
+// The writes of one group commit, collected and then handed to RocksDB
+// sorted by (column family, key). A memtable insert starts its skiplist
+// search from where the previous insert into that memtable ended, so keys in
+// order cost a fraction of keys at random -- and most of a group's keys
+// (command ids, records, stream index entries) are random. The sort is
+// stable: two writes to one key keep their order (a projection delete stays
+// before a put of the same key), so the result is the batch in request order.
+class GroupBatch {
+ public:
+  void Put(CfIndex cf, std::string key, std::string value) {
+    entries_.push_back({cf, false, std::move(key), std::move(value)});
+  }
+  void Delete(CfIndex cf, std::string key) {
+    entries_.push_back({cf, true, std::move(key), std::string()});
+  }
+  // Rollback: drop the writes added since size() was `save_point`.
+  size_t size() const { return entries_.size(); }
+  void RollbackTo(size_t save_point) { entries_.resize(save_point); }
+
+  rocksdb::Status Build(const std::vector<rocksdb::ColumnFamilyHandle*>& handles,
+                        rocksdb::WriteBatch* batch) const {
+    std::vector<uint32_t> order(entries_.size());
+    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      const Entry& x = entries_[a];
+      const Entry& y = entries_[b];
+      if (x.cf != y.cf) return x.cf < y.cf;
+      return x.key < y.key;
+    });
+    for (uint32_t i : order) {
+      const Entry& e = entries_[i];
+      rocksdb::Status s = e.is_delete ? batch->Delete(handles[e.cf], e.key)
+                                      : batch->Put(handles[e.cf], e.key, e.value);
+      if (!s.ok()) return s;
+    }
+    return rocksdb::Status::OK();
+  }
+
+ private:
+  struct Entry {
+    CfIndex cf;
+    bool is_delete;
+    std::string key;
+    std::string value;
+  };
+  std::vector<Entry> entries_;
+};
+
 }  // namespace
 
 struct EventLog::Impl {
@@ -221,9 +293,15 @@ struct EventLog::Impl {
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
 
   // One Append call waiting in the queue (LevelDB's DBImpl::Writer).
+  // A writer carries one request (Append) or several that land together or
+  // not at all (AppendBatch).
   struct Writer {
-    AppendRequest* request = nullptr;
-    absl::StatusOr<AppendResult> result = absl::InternalError("not run");
+    std::vector<AppendRequest>* requests = nullptr;
+    size_t events = 0;  // over all requests
+    absl::StatusOr<std::vector<AppendResult>> results =
+        absl::InternalError("not run");
+    // The request that failed (requests->size() for a write error).
+    size_t failed_request = 0;
     bool done = false;
     std::condition_variable cv;
   };
@@ -238,6 +316,13 @@ struct EventLog::Impl {
   std::deque<Writer*> writers ABSL_GUARDED_BY(append_mu);
   // Set by a failed write; later appends return it (until reopen).
   std::optional<absl::Status> failed ABSL_GUARDED_BY(append_mu);
+
+  // Stream heads as committed, for the leader's expected-version checks
+  // (kHeadCacheStreamsMax). Used and updated only by the leader, updated
+  // only after a successful write. It mirrors what this EventLog wrote: a
+  // write that bypasses Append (a test damaging the database through db())
+  // is seen after a reopen.
+  absl::flat_hash_map<std::string, StreamHead> head_cache;
 
   // Written only by the leader; read by anyone.
   mutable std::mutex head_mu;
@@ -310,7 +395,7 @@ struct EventLog::Impl {
   // `batch` back).
   absl::StatusOr<AppendResult> AddToBatch(AppendRequest& request,
                                           GroupState& state,
-                                          rocksdb::WriteBatch& batch) const;
+                                          GroupBatch& batch) const;
 
   absl::Status Initialize();
   absl::Status LoadHead();
@@ -422,23 +507,54 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   db_options.paranoid_checks = true;
   if (options.env != nullptr) db_options.env = options.env;
 
-  rocksdb::ColumnFamilyOptions cf_options;
-  cf_options.level_compaction_dynamic_level_bytes = true;
-  // Bloom filters: every new command id is a miss in "commands", and every
-  // first append to a stream a miss in "streams"; filters keep those misses
-  // off the disk.
-  rocksdb::BlockBasedTableOptions table_options;
-  table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  cf_options.table_factory.reset(
-      rocksdb::NewBlockBasedTableFactory(table_options));
+  // Memory is bounded whatever the size of the log (storage/FORMAT.md
+  // "RocksDB options"): all memtables together by a WriteBufferManager, and
+  // data, index and filter blocks by one shared block cache.
+  db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
+      kMemtablesBytesMax);
+  const std::shared_ptr<rocksdb::Cache> block_cache =
+      rocksdb::NewLRUCache(kBlockCacheBytes);
 
+  auto cf_options_for = [&](size_t write_buffer_bytes, bool point_lookups) {
+    rocksdb::ColumnFamilyOptions cf_options;
+    cf_options.level_compaction_dynamic_level_bytes = true;
+    cf_options.write_buffer_size = write_buffer_bytes;
+    // Envelopes and records are protobufs full of repeated ids: LZ4 roughly
+    // halves them on disk for little CPU (flushes and compactions run in
+    // the background).
+    cf_options.compression = rocksdb::kLZ4Compression;
+    rocksdb::BlockBasedTableOptions table_options;
+    // Bloom filters: every new command id is a miss in "commands", and every
+    // first append to a stream a miss in "streams"; filters keep those misses
+    // off the disk.
+    table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    table_options.block_cache = block_cache;
+    // Index and filter blocks live in the bounded cache too (otherwise every
+    // open table keeps its own in memory, and memory grows with the log);
+    // L0's stay pinned, as they are consulted on every lookup.
+    table_options.cache_index_and_filter_blocks = true;
+    table_options.cache_index_and_filter_blocks_with_high_priority = true;
+    table_options.pin_l0_filter_and_index_blocks_in_cache = true;
+    cf_options.table_factory.reset(
+        rocksdb::NewBlockBasedTableFactory(table_options));
+    if (point_lookups) {
+      // A bloom filter over the memtable: the append path looks up every
+      // new command id (a miss) and stream heads; the filter answers most
+      // misses without walking the skiplist.
+      cf_options.memtable_whole_key_filtering = true;
+      cf_options.memtable_prefix_bloom_size_ratio = kMemtableBloomRatio;
+    }
+    return cf_options;
+  };
+  const rocksdb::ColumnFamilyOptions small =
+      cf_options_for(kMemtableBytesSmall, false);
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
-      {rocksdb::kDefaultColumnFamilyName, cf_options},
-      {kEventsCf, cf_options},
-      {kStreamsCf, cf_options},
-      {kCommandsCf, cf_options},
-      {kMetaCf, cf_options},
-      {kProjectionsCf, cf_options},
+      {rocksdb::kDefaultColumnFamilyName, small},
+      {kEventsCf, cf_options_for(kMemtableBytesEvents, false)},
+      {kStreamsCf, cf_options_for(kMemtableBytes, true)},
+      {kCommandsCf, cf_options_for(kMemtableBytes, true)},
+      {kMetaCf, small},
+      {kProjectionsCf, cf_options_for(kMemtableBytes, false)},
   };
 
   auto impl = std::make_unique<Impl>();
@@ -473,8 +589,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
 }
 
 absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
-    AppendRequest& request, GroupState& state,
-    rocksdb::WriteBatch& batch) const {
+    AppendRequest& request, GroupState& state, GroupBatch& batch) const {
   Head new_head = state.head;
   // Stream heads as this request leaves them; ordered so that the batch is
   // the same for the same request.
@@ -490,6 +605,9 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
       auto in_group = state.stream_heads.find(stream_id);
       if (in_group != state.stream_heads.end()) {
         it = touched.emplace(stream_id, in_group->second).first;
+      } else if (auto cached = head_cache.find(stream_id);
+                 cached != head_cache.end()) {
+        it = touched.emplace(stream_id, cached->second).first;
       } else {
         ASSIGN_OR_RETURN(std::optional<StreamHead> stored,
                          GetStreamHead(stream_id));
@@ -525,30 +643,21 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     bytes.append(hash);
     envelope.set_hash(hash);
 
-    RETURN_IF_ERROR(FromRocks(
-        batch.Put(cf(kEvents), PositionKey(position), bytes), "append"));
-    RETURN_IF_ERROR(
-        FromRocks(batch.Put(cf(kStreams), StreamIndexKey(stream_id, actual + 1),
-                            PositionKey(position)),
-                  "append"));
+    batch.Put(kEvents, PositionKey(position), std::move(bytes));
+    batch.Put(kStreams, StreamIndexKey(stream_id, actual + 1),
+              PositionKey(position));
     stream_head.set_version(actual + 1);
     *stream_head.mutable_last_occurred_at() = envelope.occurred_at();
     new_head.position = position;
     new_head.hash = hash;
   }
 
-  for (const auto& [stream_id, stream_head] : touched) {
-    RETURN_IF_ERROR(FromRocks(
-        batch.Put(cf(kStreams), stream_id, DeterministicBytes(stream_head)),
-        "append"));
-  }
   // Deletes first, so that a key both deleted and put ends up put.
-  for (const std::string& key : request.projection_deletes) {
-    RETURN_IF_ERROR(FromRocks(batch.Delete(cf(kProjections), key), "append"));
+  for (std::string& key : request.projection_deletes) {
+    batch.Delete(kProjections, std::move(key));
   }
-  for (const auto& [key, value] : request.projection_puts) {
-    RETURN_IF_ERROR(
-        FromRocks(batch.Put(cf(kProjections), key, value), "append"));
+  for (auto& [key, value] : request.projection_puts) {
+    batch.Put(kProjections, std::move(key), std::move(value));
   }
 
   AppendResult result;
@@ -561,10 +670,8 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     v1::CommandResult* command_result = request.outcome->mutable_result();
     command_result->set_first_position(result.first_position);
     command_result->set_last_position(result.last_position);
-    RETURN_IF_ERROR(
-        FromRocks(batch.Put(cf(kCommands), command_result->command_id(),
-                            DeterministicBytes(*request.outcome)),
-                  "append"));
+    batch.Put(kCommands, command_result->command_id(),
+              DeterministicBytes(*request.outcome));
   }
 
   for (auto& [stream_id, stream_head] : touched) {
@@ -574,7 +681,11 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
   return result;
 }
 
-absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
+namespace {
+
+// The checks that need no state: stream ids, expected versions, unknown
+// fields, the outcome's command id.
+absl::Status ValidateRequest(const AppendRequest& request) {
   for (const NewEvent& event : request.events) {
     RETURN_IF_ERROR(ValidateStreamId(event.envelope.stream_id()));
     if (event.expected_version < kExpectAny) {
@@ -595,28 +706,60 @@ absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
       request.outcome->result().command_id().empty()) {
     return absl::InvalidArgumentError("outcome has an empty command id");
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
+  std::vector<AppendRequest> requests;
+  requests.push_back(std::move(request));
+  ASSIGN_OR_RETURN(std::vector<AppendResult> results,
+                   AppendBatch(std::move(requests)));
+  return std::move(results.front());
+}
+
+absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
+    std::vector<AppendRequest> requests, size_t* failed_request) {
+  size_t ignored = 0;
+  if (failed_request == nullptr) failed_request = &ignored;
+  size_t events = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (absl::Status valid = ValidateRequest(requests[i]); !valid.ok()) {
+      *failed_request = i;
+      return valid;
+    }
+    events += requests[i].events.size();
+  }
   if (impl_->options.read_only) {
+    *failed_request = 0;
     return absl::FailedPreconditionError(absl::StrCat(
         "database ", impl_->dir, " is open read-only; appends are refused"));
   }
+  if (requests.empty()) return std::vector<AppendResult>();
 
   Impl::Writer self;
-  self.request = &request;
+  self.requests = &requests;
+  self.events = events;
   std::unique_lock<std::mutex> lock(impl_->append_mu);
   impl_->writers.push_back(&self);
   while (!self.done && impl_->writers.front() != &self) {
     self.cv.wait(lock);
   }
-  if (self.done) return std::move(self.result);  // A leader did our work.
+  if (self.done) {  // A leader did our work.
+    if (!self.results.ok()) *failed_request = self.failed_request;
+    return std::move(self.results);
+  }
 
   // This thread leads: take the queue as a group.
   std::vector<Impl::Writer*> group;
   size_t group_events = 0;
   for (Impl::Writer* writer : impl_->writers) {
-    const size_t events = writer->request->events.size();
-    if (!group.empty() && group_events + events > kGroupEventsMax) break;
+    if (!group.empty() && group_events + writer->events > kGroupEventsMax) {
+      break;
+    }
     group.push_back(writer);
-    group_events += events;
+    group_events += writer->events;
   }
   const std::optional<absl::Status> failed = impl_->failed;
 
@@ -628,27 +771,58 @@ absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
     const absl::Status refused = absl::FailedPreconditionError(absl::StrCat(
         "ledger is read-only after a write error: ", failed->message(),
         "; reopen to recover"));
-    for (Impl::Writer* writer : group) writer->result = refused;
+    for (Impl::Writer* writer : group) {
+      writer->results = refused;
+      writer->failed_request = 0;
+    }
   } else {
     const Head old_head = impl_->GetHead();
     Impl::GroupState state{old_head, {}};
-    rocksdb::WriteBatch batch;
+    GroupBatch batch;
     for (Impl::Writer* writer : group) {
-      batch.SetSavePoint();
-      writer->result = impl_->AddToBatch(*writer->request, state, batch);
-      rocksdb::Status s = writer->result.ok() ? batch.PopSavePoint()
-                                              : batch.RollbackToSavePoint();
-      if (!s.ok()) std::abort();  // A save point was just set.
+      // A writer's requests land together or not at all: on a failure the
+      // batch goes back to the save point and the state to this copy.
+      std::optional<Impl::GroupState> before;
+      if (writer->requests->size() > 1) before = state;
+      const size_t save_point = batch.size();
+      std::vector<AppendResult> results;
+      results.reserve(writer->requests->size());
+      absl::Status error;
+      for (size_t i = 0; i < writer->requests->size(); ++i) {
+        absl::StatusOr<AppendResult> result =
+            impl_->AddToBatch((*writer->requests)[i], state, batch);
+        if (!result.ok()) {
+          error = result.status();
+          writer->failed_request = i;
+          break;
+        }
+        results.push_back(*std::move(result));
+      }
+      if (error.ok()) {
+        writer->results = std::move(results);
+      } else {
+        writer->results = error;
+        if (before.has_value()) state = *std::move(before);
+        batch.RollbackTo(save_point);
+      }
+    }
+    // Each stream's head once per group, as the group leaves it (not once
+    // per request: a group of a thousand commands often touches a store's
+    // stream several times).
+    for (const auto& [stream_id, stream_head] : state.stream_heads) {
+      batch.Put(kStreams, stream_id, DeterministicBytes(stream_head));
     }
     if (state.head.position != old_head.position) {
-      rocksdb::Status s =
-          batch.Put(impl_->cf(kMeta), kMetaHeadKey, EncodeHead(state.head));
-      if (!s.ok()) write_error = FromRocks(s, "append");
+      batch.Put(kMeta, kMetaHeadKey, EncodeHead(state.head));
     }
-    if (!write_error.has_value() && batch.Count() > 0) {
-      rocksdb::WriteOptions write_options;
-      write_options.sync = impl_->options.sync;
-      rocksdb::Status s = impl_->db->Write(write_options, &batch);
+    if (batch.size() > 0) {
+      rocksdb::WriteBatch write_batch;
+      rocksdb::Status s = batch.Build(impl_->handles, &write_batch);
+      if (s.ok()) {
+        rocksdb::WriteOptions write_options;
+        write_options.sync = impl_->options.sync;
+        s = impl_->db->Write(write_options, &write_batch);
+      }
       if (!s.ok()) write_error = FromRocks(s, "append");
     }
     if (write_error.has_value()) {
@@ -657,9 +831,19 @@ absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
         write_error = absl::InternalError(write_error->message());
       }
       for (Impl::Writer* writer : group) {
-        if (writer->result.ok()) writer->result = *write_error;
+        if (writer->results.ok()) {
+          writer->results = *write_error;
+          writer->failed_request = writer->requests->size();
+        }
       }
     } else {
+      if (impl_->head_cache.size() + state.stream_heads.size() >
+          kHeadCacheStreamsMax) {
+        impl_->head_cache.clear();
+      }
+      for (auto& [stream_id, stream_head] : state.stream_heads) {
+        impl_->head_cache.insert_or_assign(stream_id, std::move(stream_head));
+      }
       // Only now, after the write succeeded, do readers see the new head.
       std::lock_guard<std::mutex> head_lock(impl_->head_mu);
       impl_->head = state.head;
@@ -676,7 +860,8 @@ absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
     }
   }
   if (!impl_->writers.empty()) impl_->writers.front()->cv.notify_one();
-  return std::move(self.result);
+  if (!self.results.ok()) *failed_request = self.failed_request;
+  return std::move(self.results);
 }
 
 Head EventLog::head() const { return impl_->GetHead(); }

@@ -98,6 +98,18 @@ class EventLog {
   // (kFailedPrecondition) until reopened.
   absl::StatusOr<AppendResult> Append(AppendRequest request);
 
+  // Appends `requests` in order as one unit: each is checked as Append
+  // checks it, against the log as the requests before it leave it, and
+  // either all of them are written (in one WriteBatch, possibly shared with
+  // concurrent appends, with one WAL sync) or none is. The results are in
+  // request order. When request i fails its checks nothing is written, its
+  // error is returned and *failed_request (if not null) is set to i; on a
+  // write error it is set to requests.size(). The ledger's group commit uses
+  // this: the commands of a group are decided against each other's effects,
+  // so they must land together or not at all.
+  absl::StatusOr<std::vector<AppendResult>> AppendBatch(
+      std::vector<AppendRequest> requests, size_t* failed_request = nullptr);
+
   Head head() const;
 
   // The envelope at `position`. kNotFound past the head; kDataLoss when the

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "cli/simulate.h"
@@ -123,9 +124,11 @@ void RunBusyStore(Ledger& ledger, std::mt19937_64& rng, int commands) {
   }
 }
 
+// Comparable text of a result: its deterministic bytes in hex (JSON would
+// print map entries in no fixed order), or its error.
 std::string Text(const absl::StatusOr<v1::StoreState>& state) {
   if (!state.ok()) return absl::StrCat("error: ", state.status().ToString());
-  return ToJson(*state);
+  return absl::BytesToHexString(SerializeDeterministic(*state));
 }
 
 class ReplayRandomTest : public ::testing::Test {

@@ -1,0 +1,227 @@
+// storeledger-grpc-bench: commands/s and latency p50/p99 through storeledgerd
+// (unary Execute over loopback gRPC) beside the embedded Ledger::Execute, at
+// 1, 8 and 32 clients, in the same run on the same machine.
+//
+//   storeledger-grpc-bench [--seconds S] [--clients 1,8,32] [--no-sync]
+//                          [--dir DIR]
+//
+// Each (mode, clients) run gets a fresh database; each client opens a store,
+// adds 99 products to it, opens the next, ... one command at a time, for S
+// seconds.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "cli/cli.h"
+#include "core/policy.h"
+#include "server/server.h"
+#include "storeledger/v1/service.grpc.pb.h"
+
+namespace storeledger {
+namespace {
+
+constexpr char kToken[] = "bench-writer-token-0123456789";
+// A client moves to a fresh store every this many commands: an AddProduct
+// costs more the more products its store has, and the figures are about
+// the transport, not about big stores.
+constexpr int kProductsPerStore = 100;
+
+v1::Command OpenStore(const std::string& store) {
+  v1::Command command;
+  command.set_command_id(absl::StrCat("open-", store));
+  *command.mutable_occurred_at() = ToProto(absl::FromUnixSeconds(1717207200));
+  v1::OpenStore* body = command.mutable_open_store();
+  body->set_store_id(store);
+  body->set_merchant_id("bench-m");
+  body->set_kind(v1::MINI_STORE);
+  body->set_subject(v1::ENTERPRISE);
+  return command;
+}
+
+v1::Command AddProduct(const std::string& store, int i) {
+  v1::Command command;
+  command.set_command_id(absl::StrCat(store, "-", i));
+  *command.mutable_occurred_at() = ToProto(absl::FromUnixSeconds(1717293600));
+  v1::AddProduct* body = command.mutable_add_product();
+  body->set_store_id(store);
+  body->set_product_id(absl::StrCat("p", i));
+  body->set_kind(v1::PHYSICAL);
+  body->set_origin(v1::OWN);
+  body->set_category_id("c");
+  body->set_price_fen(100);
+  return command;
+}
+
+struct Figures {
+  uint64_t commands = 0;
+  double seconds = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+};
+
+// Runs `clients` threads, each calling execute(client, command) in a loop
+// for `duration`; returns throughput and latency.
+template <typename ExecuteFn>
+Figures Run(int clients, absl::Duration duration, ExecuteFn execute) {
+  std::vector<std::vector<double>> latencies(clients);
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + duration;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int i = 0; !failed && absl::Now() < end; ++i) {
+        const std::string store =
+            absl::StrCat("bench", c, "-", i / kProductsPerStore);
+        const v1::Command command = i % kProductsPerStore == 0
+                                        ? OpenStore(store)
+                                        : AddProduct(store, i);
+        const absl::Time t0 = absl::Now();
+        if (!execute(c, command)) {
+          failed = true;
+          break;
+        }
+        latencies[c].push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  Figures figures;
+  figures.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  if (failed) {
+    std::cerr << "storeledger-grpc-bench: a command failed\n";
+    std::exit(1);
+  }
+  std::sort(all.begin(), all.end());
+  figures.commands = all.size();
+  if (!all.empty()) {
+    figures.p50_us = all[all.size() / 2];
+    figures.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  }
+  return figures;
+}
+
+void Print(const char* mode, int clients, const Figures& f) {
+  std::printf("%-9s %7d %9llu %8.2f %11.0f %8.0f %8.0f\n", mode, clients,
+              static_cast<unsigned long long>(f.commands), f.seconds,
+              f.commands / f.seconds, f.p50_us, f.p99_us);
+  std::fflush(stdout);
+}
+
+int Main(const std::vector<std::string>& args) {
+  absl::StatusOr<Flags> flags = Flags::Parse(args, {"no-sync"});
+  if (!flags.ok() ||
+      !flags->CheckKnown({"seconds", "clients", "no-sync", "dir"}).ok()) {
+    std::cerr << "usage: storeledger-grpc-bench [--seconds S] [--clients "
+                 "1,8,32] [--no-sync] [--dir DIR]\n";
+    return 2;
+  }
+  double seconds = 3;
+  if (std::optional<std::string> s = flags->Get("seconds")) {
+    if (!absl::SimpleAtod(*s, &seconds) || seconds <= 0) {
+      std::cerr << "--seconds must be a positive number\n";
+      return 2;
+    }
+  }
+  std::vector<int> levels;
+  for (absl::string_view part :
+       absl::StrSplit(flags->GetOr("clients", "1,8,32"), ',', absl::SkipEmpty())) {
+    int n = 0;
+    if (!absl::SimpleAtoi(part, &n) || n < 1 || n > 1024) {
+      std::cerr << "--clients takes a list of 1..1024\n";
+      return 2;
+    }
+    levels.push_back(n);
+  }
+  const bool sync = !flags->Has("no-sync");
+  std::string base = flags->GetOr("dir", "");
+  bool remove_base = false;
+  if (base.empty()) {
+    char pattern[] = "/tmp/storeledger-grpc-bench-XXXXXX";
+    if (mkdtemp(pattern) == nullptr) {
+      std::perror("mkdtemp");
+      return 1;
+    }
+    base = pattern;
+    remove_base = true;
+  }
+  const absl::Duration duration = absl::Seconds(seconds);
+  std::printf("# %s, sync %s, %.1f s per run, %u hardware threads\n",
+              "OpenStore + 99 AddProduct per store, one command at a time per client",
+              sync ? "on" : "off", seconds, std::thread::hardware_concurrency());
+  std::printf("%-9s %7s %9s %8s %11s %8s %8s\n", "mode", "clients", "commands",
+              "seconds", "commands/s", "p50_us", "p99_us");
+  int run = 0;
+  for (int clients : levels) {
+    {
+      LedgerOptions options;
+      options.sync = sync;
+      absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+          Ledger::Open(absl::StrCat(base, "/run", ++run), options);
+      if (!ledger.ok()) {
+        std::cerr << ledger.status() << "\n";
+        return 1;
+      }
+      Print("embedded", clients,
+            Run(clients, duration, [&](int, const v1::Command& command) {
+              absl::StatusOr<v1::CommandResult> r = (*ledger)->Execute(command);
+              return r.ok() && r->status() == v1::ACCEPTED;
+            }));
+    }
+    {
+      ServerOptions options;
+      options.db_dir = absl::StrCat(base, "/run", ++run);
+      options.listen = "127.0.0.1:0";
+      options.tokens = *TokenTable::Parse(absl::StrCat(kToken, " writer"));
+      options.ledger.sync = sync;
+      absl::StatusOr<std::unique_ptr<LedgerServer>> server =
+          LedgerServer::Start(std::move(options));
+      if (!server.ok()) {
+        std::cerr << server.status() << "\n";
+        return 1;
+      }
+      // One connection per client, as separate processes would have.
+      std::vector<std::unique_ptr<v1::Ledger::Stub>> stubs;
+      for (int c = 0; c < clients; ++c) {
+        grpc::ChannelArguments channel_args;
+        channel_args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+        stubs.push_back(v1::Ledger::NewStub(grpc::CreateCustomChannel(
+            (*server)->address(), grpc::InsecureChannelCredentials(),
+            channel_args)));
+      }
+      Print("grpc", clients,
+            Run(clients, duration, [&](int c, const v1::Command& command) {
+              grpc::ClientContext context;
+              context.AddMetadata("authorization",
+                                  absl::StrCat("Bearer ", kToken));
+              v1::CommandResult result;
+              grpc::Status status = stubs[c]->Execute(&context, command, &result);
+              return status.ok() && result.status() == v1::ACCEPTED;
+            }));
+      (*server)->Shutdown();
+    }
+  }
+  if (remove_base) std::filesystem::remove_all(base);
+  return 0;
+}
+
+}  // namespace
+}  // namespace storeledger
+
+int main(int argc, char** argv) {
+  return storeledger::Main(std::vector<std::string>(argv + 1, argv + argc));
+}

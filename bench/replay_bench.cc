@@ -1,0 +1,587 @@
+// storeledger-replay-bench: the replay side of the ledger, measured.
+//
+//   1. Rebuild rate (events/s) of `rebuild --shadow` against a raw RocksDB
+//      scan of the same events column family in the same run, and the peak
+//      RSS of the rebuild (the real CLI, run as a child process).
+//   2. As-of query latency (p50 / p99) for stores with 10^3, 10^5, 10^6
+//      events, with snapshots and (for comparison) folding from the first
+//      event.
+//
+// Ledgers are built through Ledger::Execute with sync=false (the same path as
+// `apply`, without waiting for the disk).
+//
+// usage: storeledger-replay-bench [--dir DIR] [--events N]
+//            [--store-events 1000,100000,1000000] [--queries Q] [--keep]
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <spawn.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "core/evolve.h"
+#include "core/policy.h"
+#include "core/streams.h"
+#include "ledger/ledger.h"
+#include "replay/rebuild.h"
+#include "replay/snapshots.h"
+#include "replay/store_view.h"
+#include "rocksdb/db.h"
+#include "rocksdb/iterator.h"
+
+extern char** environ;
+
+namespace storeledger {
+namespace {
+
+absl::Time China(int month, int day) {
+  return absl::FromCivil(absl::CivilSecond(2024, month, day, 0, 0, 0),
+                         absl::FixedTimeZone(8 * 3600));
+}
+
+void Check(const absl::Status& status, absl::string_view what) {
+  if (!status.ok()) {
+    std::cerr << "replay-bench: " << what << ": " << status << "\n";
+    std::exit(1);
+  }
+}
+
+// Commands for one WeChat Store, generated as needed: open, qualify, pay the
+// deposit, add and list products, then orders through their whole life
+// (place, pay, ship, settle) with a withdrawal every 50 orders.
+class StoreWorkload {
+ public:
+  explicit StoreWorkload(std::string store_id) : store_(std::move(store_id)) {}
+
+  v1::Command Next(absl::Time at) {
+    v1::Command c;
+    c.set_command_id(absl::StrCat(store_, "-", ++count_));
+    *c.mutable_occurred_at() = ToProto(at);
+    if (step_ == 0) {
+      auto* open = c.mutable_open_store();
+      open->set_store_id(store_);
+      open->set_merchant_id("m-" + store_);
+      open->set_kind(v1::WECHAT_STORE);
+      open->set_subject(v1::ENTERPRISE);
+    } else if (step_ == 1) {
+      auto* grant = c.mutable_grant_category_qualification();
+      grant->set_store_id(store_);
+      grant->set_category_id("cat-1");
+    } else if (step_ == 2) {
+      auto* deposit = c.mutable_pay_deposit();
+      deposit->set_store_id(store_);
+      deposit->set_category_id("cat-1");
+      deposit->set_amount_fen(50000);
+    } else if (step_ < 3 + kProducts) {
+      auto* add = c.mutable_add_product();
+      add->set_store_id(store_);
+      add->set_product_id(absl::StrCat("p", step_ - 2));
+      add->set_kind(v1::PHYSICAL);
+      add->set_origin(v1::OWN);
+      add->set_category_id("cat-1");
+      add->set_price_fen(1000);
+    } else if (step_ < 3 + 2 * kProducts) {
+      auto* list = c.mutable_list_product();
+      list->set_store_id(store_);
+      list->set_product_id(absl::StrCat("p", step_ - 2 - kProducts));
+    } else {
+      OrderStep(&c);
+    }
+    ++step_;
+    return c;
+  }
+
+ private:
+  static constexpr int kProducts = 5;
+  static constexpr int kOrdersPerWithdrawal = 50;
+
+  void OrderStep(v1::Command* c) {
+    const std::string order = absl::StrCat("o-", store_, "-", order_);
+    switch (phase_) {
+      case 0: {
+        auto* place = c->mutable_place_order();
+        place->set_store_id(store_);
+        place->set_order_id(order);
+        auto* line = place->add_lines();
+        line->set_product_id(absl::StrCat("p", order_ % kProducts + 1));
+        line->set_quantity(1);
+        line->set_unit_price_fen(1000);
+        break;
+      }
+      case 1: {
+        auto* pay = c->mutable_pay_order();
+        pay->set_store_id(store_);
+        pay->set_order_id(order);
+        pay->set_amount_fen(1000);
+        break;
+      }
+      case 2: {
+        auto* ship = c->mutable_ship_order();
+        ship->set_store_id(store_);
+        ship->set_order_id(order);
+        break;
+      }
+      case 3: {
+        auto* settle = c->mutable_settle_order();
+        settle->set_store_id(store_);
+        settle->set_order_id(order);
+        settle->set_commission_fen(50);
+        break;
+      }
+      case 4: {
+        auto* request = c->mutable_request_withdrawal();
+        request->set_store_id(store_);
+        request->set_withdrawal_id(absl::StrCat("w-", store_, "-", order_));
+        request->set_amount_fen(950 * kOrdersPerWithdrawal);
+        break;
+      }
+      case 5: {
+        auto* complete = c->mutable_complete_withdrawal();
+        complete->set_store_id(store_);
+        complete->set_withdrawal_id(absl::StrCat("w-", store_, "-", order_));
+        break;
+      }
+    }
+    ++phase_;
+    const bool withdraw = (order_ + 1) % kOrdersPerWithdrawal == 0;
+    if (phase_ == 4 && !withdraw) phase_ = 6;
+    if (phase_ == 6) {
+      phase_ = 0;
+      ++order_;
+    }
+  }
+
+  std::string store_;
+  int64_t count_ = 0;
+  int step_ = 0;
+  int phase_ = 0;
+  int64_t order_ = 0;
+};
+
+// A store with a long history and a bounded state: products listed and
+// delisted over and over, and small deposits.
+class TogglingWorkload {
+ public:
+  explicit TogglingWorkload(std::string store_id) : store_(std::move(store_id)) {}
+
+  v1::Command Next(absl::Time at) {
+    v1::Command c;
+    c.set_command_id(absl::StrCat(store_, "-", ++count_));
+    *c.mutable_occurred_at() = ToProto(at);
+    if (count_ == 1) {
+      auto* open = c.mutable_open_store();
+      open->set_store_id(store_);
+      open->set_merchant_id("m-" + store_);
+      open->set_kind(v1::WECHAT_STORE);
+      open->set_subject(v1::ENTERPRISE);
+    } else if (count_ == 2) {
+      auto* grant = c.mutable_grant_category_qualification();
+      grant->set_store_id(store_);
+      grant->set_category_id("cat-1");
+    } else if (count_ == 3) {
+      Deposit(&c, 50000);  // R3: the category deposit, before any listing
+    } else if (count_ <= 3 + kProducts) {
+      auto* add = c.mutable_add_product();
+      add->set_store_id(store_);
+      add->set_product_id(absl::StrCat("p", count_ - 3));
+      add->set_kind(v1::PHYSICAL);
+      add->set_origin(v1::OWN);
+      add->set_category_id("cat-1");
+      add->set_price_fen(1000);
+    } else {
+      const int64_t cycle = (count_ - 4 - kProducts) % (2 * kProducts + 1);
+      if (cycle == 2 * kProducts) {
+        Deposit(&c, 100);
+      } else if (cycle < kProducts) {
+        auto* list = c.mutable_list_product();
+        list->set_store_id(store_);
+        list->set_product_id(absl::StrCat("p", cycle + 1));
+      } else {
+        auto* delist = c.mutable_delist_product();
+        delist->set_store_id(store_);
+        delist->set_product_id(absl::StrCat("p", cycle - kProducts + 1));
+      }
+    }
+    return c;
+  }
+
+ private:
+  static constexpr int kProducts = 8;
+  void Deposit(v1::Command* c, int64_t amount_fen) {
+    auto* deposit = c->mutable_pay_deposit();
+    deposit->set_store_id(store_);
+    deposit->set_category_id("cat-1");
+    deposit->set_amount_fen(amount_fen);
+  }
+  std::string store_;
+  int64_t count_ = 0;
+};
+
+std::unique_ptr<Ledger> OpenLedger(const std::string& dir) {
+  LedgerOptions options;
+  options.sync = false;
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(dir, options);
+  Check(ledger.status(), "open ledger");
+  return *std::move(ledger);
+}
+
+// Runs commands until the log holds `events` more events; prints progress.
+template <typename Next>
+void Fill(Ledger& ledger, uint64_t events, absl::string_view label, Next next) {
+  const uint64_t start = ledger.log().head().position;
+  const absl::Time began = absl::Now();
+  absl::Time last_report = began;
+  uint64_t rejected = 0;
+  while (ledger.log().head().position - start < events) {
+    absl::StatusOr<v1::CommandResult> result = ledger.Execute(next());
+    Check(result.status(), "execute");
+    if (result->status() != v1::ACCEPTED) {
+      if (++rejected <= 3) {
+        std::cerr << "replay-bench: unexpected rejection: " << result->rule()
+                  << " " << result->message() << "\n";
+      }
+    }
+    if (absl::Now() - last_report > absl::Seconds(5)) {
+      last_report = absl::Now();
+      std::cerr << absl::StrFormat("  %s: %d/%d events\n", label,
+                                   ledger.log().head().position - start, events);
+    }
+  }
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+  std::cout << absl::StrFormat(
+      "built %s: %d events in %.1f s (%.0f events/s through Execute, "
+      "sync=false), %d rejected\n",
+      label, ledger.log().head().position - start, seconds,
+      (ledger.log().head().position - start) / seconds, rejected);
+}
+
+// Peak RSS (KiB) and wall time of the real CLI doing `args`.
+struct ChildRun {
+  int exit_code = -1;
+  long max_rss_kib = 0;
+  double seconds = 0;
+};
+ChildRun RunChild(const std::vector<std::string>& args) {
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (std::string& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const absl::Time began = absl::Now();
+  ChildRun run;
+  // Its summary line is not ours to print.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null",
+                                   O_WRONLY, 0);
+  const int spawned =
+      posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) return run;
+  int status = 0;
+  struct rusage usage {};
+  wait4(pid, &status, 0, &usage);
+  run.seconds = absl::ToDoubleSeconds(absl::Now() - began);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.max_rss_kib = usage.ru_maxrss;
+  return run;
+}
+
+std::string SelfDir() {
+  return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
+}
+
+void BenchRebuild(const std::string& dir, uint64_t events, int stores) {
+  std::cout << "\n== rebuild: " << events << " events, " << stores
+            << " stores\n";
+  {
+    std::unique_ptr<Ledger> ledger = OpenLedger(dir);
+    std::vector<StoreWorkload> workloads;
+    for (int i = 0; i < stores; ++i) {
+      workloads.emplace_back(absl::StrFormat("w%06d", i));
+    }
+    absl::Time at = China(9, 1);
+    size_t next = 0;
+    Fill(*ledger, events, "rebuild ledger", [&] {
+      at += absl::Seconds(1);
+      v1::Command c = workloads[next].Next(at);
+      next = (next + 1) % workloads.size();
+      return c;
+    });
+    // Flush memtables so that every measurement below reads SST files.
+    Check(ledger->log().db()->Flush(rocksdb::FlushOptions(),
+                                    {ledger->log().events_cf(),
+                                     ledger->log().projections_cf(),
+                                     ledger->log().streams_cf()}).ok()
+              ? absl::OkStatus()
+              : absl::InternalError("flush"),
+          "flush");
+  }
+  std::unique_ptr<Ledger> ledger = OpenLedger(dir);
+  EventLog* log = ledger->mutable_log();
+  const uint64_t total = log->head().position;
+
+  // Raw RocksDB scan of the events column family: the floor.
+  double raw_rate = 0;
+  {
+    const absl::Time began = absl::Now();
+    std::unique_ptr<rocksdb::Iterator> it(
+        log->db()->NewIterator(rocksdb::ReadOptions(), log->events_cf()));
+    uint64_t n = 0, bytes = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      bytes += it->key().size() + it->value().size();
+      ++n;
+    }
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+    raw_rate = n / seconds;
+    std::cout << absl::StrFormat(
+        "raw RocksDB scan of events CF: %d events, %.1f MB in %.3f s = %.0f "
+        "events/s\n",
+        n, bytes / 1e6, seconds, raw_rate);
+  }
+  // The log's verified scan (hash of every envelope, chain, contiguity).
+  {
+    const absl::Time began = absl::Now();
+    uint64_t n = 0;
+    Check(log->Scan(0,
+                    [&](const v1::Envelope&, absl::string_view) {
+                      ++n;
+                      return true;
+                    }),
+          "scan");
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+    std::cout << absl::StrFormat(
+        "EventLog::Scan (parse + SHA-256 + chain check): %.3f s = %.0f "
+        "events/s (%.2fx raw)\n",
+        seconds, n / seconds, raw_rate / (n / seconds));
+  }
+  // Scan + Evolve into one in-memory overlay (no flushes, memory unbounded):
+  // what the fold itself costs, to attribute the rebuild's time.
+  {
+    const absl::Time began = absl::Now();
+    StateOverlay state(&EmptyState());
+    absl::Status evolve_status;
+    Check(log->Scan(0,
+                    [&](const v1::Envelope& envelope, absl::string_view) {
+                      evolve_status = EvolveEnvelope(envelope, &state);
+                      return evolve_status.ok();
+                    }),
+          "scan");
+    Check(evolve_status, "evolve");
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+    std::cout << absl::StrFormat(
+        "Scan + EvolveEnvelope into memory (no flush): %.3f s = %.0f "
+        "events/s\n",
+        seconds, total / seconds);
+  }
+  // Rebuild in process (shadow: compare only).
+  {
+    RebuildOptions options;
+    options.shadow_only = true;
+    const absl::Time began = absl::Now();
+    absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log, options);
+    Check(summary.status(), "rebuild");
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - began);
+    std::cout << absl::StrFormat(
+        "rebuild --shadow (in process): replay %.0f events/s; %.3f s total "
+        "incl. compare of %d records; %d differences\n",
+        summary->events_per_second(), seconds, summary->records_rebuilt(),
+        summary->differences());
+    std::cout << absl::StrFormat(
+        "RATIO raw scan / rebuild replay = %.2fx (rebuild runs at %.1f%% of "
+        "the raw scan rate)\n",
+        raw_rate / summary->events_per_second(),
+        100.0 * summary->events_per_second() / raw_rate);
+  }
+  // Leave nothing for the child to replay from the WAL at open.
+  Check(log->db()->Flush(rocksdb::FlushOptions(),
+                         {log->events_cf(), log->projections_cf()}).ok()
+            ? absl::OkStatus()
+            : absl::InternalError("flush"),
+        "flush");
+  ledger.reset();
+  // The real CLI as a child process: wall time and peak RSS.
+  ChildRun child = RunChild({SelfDir() + "/storeledger", "--db", dir,
+                             "rebuild", "--shadow", "--no-progress"});
+  std::cout << absl::StrFormat(
+      "storeledger rebuild --shadow (child process): exit %d, %.2f s wall "
+      "(%.0f events/s end to end), peak RSS %.1f MiB\n",
+      child.exit_code, child.seconds, total / child.seconds,
+      child.max_rss_kib / 1024.0);
+}
+
+struct Latency {
+  double p50_us = 0, p99_us = 0, max_us = 0;
+};
+Latency Percentiles(std::vector<double> us) {
+  std::sort(us.begin(), us.end());
+  Latency l;
+  if (us.empty()) return l;
+  l.p50_us = us[us.size() / 2];
+  l.p99_us = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+  l.max_us = us.back();
+  return l;
+}
+
+void BenchAsOf(const std::string& dir, const std::vector<uint64_t>& sizes,
+               int queries) {
+  std::cout << "\n== as-of latency (FoldStoreState, random business times "
+               "over the store's history), K = "
+            << kSnapshotEveryEventsDefault << "\n";
+  std::unique_ptr<Ledger> ledger = OpenLedger(dir);
+  struct Target {
+    std::string store;
+    uint64_t events;
+    absl::Time first, last;
+  };
+  std::vector<Target> targets;
+  for (uint64_t size : sizes) {
+    for (const char* shape : {"toggle", "orders"}) {
+      Target t;
+      t.store = absl::StrCat(shape, "-", size);
+      t.events = size;
+      t.first = China(9, 1);
+      absl::Time at = t.first;
+      if (std::string(shape) == "toggle") {
+        TogglingWorkload workload(t.store);
+        Fill(*ledger, size, t.store, [&] {
+          at += absl::Seconds(1);
+          return workload.Next(at);
+        });
+      } else {
+        StoreWorkload workload(t.store);
+        Fill(*ledger, size, t.store, [&] {
+          at += absl::Seconds(1);
+          return workload.Next(at);
+        });
+      }
+      t.last = at;
+      targets.push_back(t);
+    }
+  }
+  std::mt19937_64 rng(42);
+  std::cout << absl::StrFormat("%-16s %10s %10s %12s %12s %12s %14s %14s\n",
+                               "store", "events", "records", "p50 us",
+                               "p99 us", "max us", "no-snap p50 us",
+                               "no-snap max us");
+  for (const Target& t : targets) {
+    std::vector<absl::Time> times;
+    for (int i = 0; i < queries; ++i) {
+      const int64_t span = absl::ToInt64Seconds(t.last - t.first);
+      times.push_back(t.first + absl::Seconds(std::uniform_int_distribution<int64_t>(
+                                    1, span)(rng)));
+    }
+    std::vector<double> with, without;
+    size_t records = 0;
+    for (absl::Time at : times) {
+      AsOf as_of;
+      as_of.business_time = at;
+      const absl::Time began = absl::Now();
+      absl::StatusOr<v1::StoreState> state = FoldStoreState(
+          ledger->log(), t.store, as_of, at, ledger->policy());
+      with.push_back(absl::ToDoubleMicroseconds(absl::Now() - began));
+      Check(state.status(), "as-of query");
+      records = std::max<size_t>(records, state->products_size() +
+                                              state->orders_size() +
+                                              state->withdrawals_size());
+    }
+    // Without snapshots: a fold from the first event. Few queries for big
+    // stores (each is a walk of the whole prefix).
+    const int slow_queries = t.events >= 1'000'000 ? 3 : t.events >= 100'000 ? 10 : queries;
+    {
+      // The same query folded from the store's first event, as
+      // FoldStoreState would without snapshots.
+      for (int i = 0; i < slow_queries; ++i) {
+        const absl::Time at = times[i];
+        const absl::Time began = absl::Now();
+        StateOverlay state(&EmptyState());
+        absl::Status evolve_status;
+        Check(ledger->log().ScanStream(
+                  StoreStream(t.store), 0, [&](const v1::Envelope& e) {
+                    if (ToTime(e.occurred_at()) > at) return false;
+                    evolve_status = EvolveEnvelope(e, &state);
+                    return evolve_status.ok();
+                  }),
+              "fold");
+        Check(evolve_status, "evolve");
+        Check(BuildStoreState(state, t.store, at, ledger->policy()).status(),
+              "build");
+        without.push_back(absl::ToDoubleMicroseconds(absl::Now() - began));
+      }
+    }
+    const Latency a = Percentiles(with), b = Percentiles(without);
+    std::cout << absl::StrFormat("%-16s %10d %10d %12.0f %12.0f %12.0f %14.0f %14.0f\n",
+                                 t.store, t.events, records, a.p50_us, a.p99_us,
+                                 a.max_us, b.p50_us, b.max_us);
+  }
+}
+
+}  // namespace
+}  // namespace storeledger
+
+int main(int argc, char** argv) {
+  using namespace storeledger;
+  std::string dir;
+  uint64_t events = 1'000'000;
+  std::vector<uint64_t> sizes = {1'000, 100'000, 1'000'000};
+  int queries = 200;
+  int stores = 1000;
+  bool keep = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << arg << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--dir") {
+      dir = value();
+    } else if (arg == "--events") {
+      if (!absl::SimpleAtoi(value(), &events)) std::exit(2);
+    } else if (arg == "--stores") {
+      if (!absl::SimpleAtoi(value(), &stores) || stores < 1) std::exit(2);
+    } else if (arg == "--queries") {
+      if (!absl::SimpleAtoi(value(), &queries) || queries < 1) std::exit(2);
+    } else if (arg == "--store-events") {
+      sizes.clear();
+      for (absl::string_view s : absl::StrSplit(value(), ',', absl::SkipEmpty())) {
+        uint64_t n;
+        if (!absl::SimpleAtoi(s, &n)) std::exit(2);
+        sizes.push_back(n);
+      }
+    } else if (arg == "--keep") {
+      keep = true;
+    } else {
+      std::cerr << "usage: storeledger-replay-bench [--dir DIR] [--events N] "
+                   "[--stores S] [--store-events A,B,C] [--queries Q] [--keep]\n";
+      return 2;
+    }
+  }
+  if (dir.empty()) {
+    dir = (std::filesystem::temp_directory_path() /
+           absl::StrCat("storeledger-replay-bench-", getpid()))
+              .string();
+  }
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::cout << "storeledger-replay-bench in " << dir << "\n";
+  if (events > 0) BenchRebuild(dir + "/rebuild", events, stores);
+  if (!sizes.empty()) BenchAsOf(dir + "/asof", sizes, queries);
+  if (!keep) std::filesystem::remove_all(dir);
+  return 0;
+}

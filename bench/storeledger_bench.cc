@@ -1,0 +1,1410 @@
+// storeledger-bench: how many durable commands storeledger takes per second,
+// how long one waits for its acknowledgement, and how much memory it holds --
+// beside the physical ceiling (raw RocksDB synced WriteBatches) and a real
+// peer (an events table in PostgreSQL 15), on the same machine in the same
+// run. Prints one table (README "Performance").
+//
+//   storeledger-bench [--stores N] [--seed S] [--seconds S] [--clients 1,16,64]
+//                     [--pg-bin DIR] [--no-pg] [--memory-events N]
+//                     [--only apply,ceiling,batch,clients,pg]
+//                     [--dir DIR] [--keep]
+//
+// Rows:
+//   ceiling      raw RocksDB (default options, WAL synced): WriteBatches of
+//                kBatch envelopes, as many and as large as the envelopes
+//                storeledger wrote for the apply row, keyed by position.
+//   apply        `storeledger apply FILE` (in process, output discarded) of a
+//                simulate stream (PlanMigration, --stores stores) written as
+//                JSON lines: the batch path (Ledger::ExecuteBatch).
+//   batch        the same commands through Ledger::ExecuteBatch in batches
+//                of kBatch, without JSON (what apply costs minus parsing and
+//                printing).
+//   N clients    N threads, each executing its share of the stream (by store)
+//                one command at a time with Ledger::Execute and waiting for
+//                the durable acknowledgement; the stream is repeated with
+//                fresh ids ("~r<round>" suffixes) until --seconds have passed.
+//   PostgreSQL   a server started here (initdb + pg_ctl in a temporary
+//                directory, Unix socket only, listen_addresses=''; as
+//                `nobody` when run as root), fsync and synchronous_commit on
+//                (the defaults). One table events(stream_id, version, ...)
+//                with primary key (stream_id, version); each insert checks
+//                the expected version (the stream's last version must be
+//                version - 1, or any for the rejections stream, as
+//                storeledger's appends do). Fed the events storeledger wrote
+//                (same streams, versions and envelope bytes) through libpq
+//                pipeline mode: in transactions of kBatch events (batch row),
+//                and one command's events per transaction by N clients.
+//
+// Every measurement runs in a forked child of a parent that holds nothing
+// big, so each row's peak RSS (getrusage of the child) is its own. For the
+// PostgreSQL rows the RSS column is the server's: the peak over the run of
+// the summed PSS of its processes (shared buffers counted once).
+//
+// --memory-events N adds the memory run: the stream repeated with fresh ids
+// through ExecuteBatch until N events, sampling RSS; peak RSS after 10^6
+// events (or N/10) against the peak at N shows whether memory grows with the
+// log.
+#include <dirent.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cli/cli.h"
+#include "cli/simulate.h"
+#include "core/streams.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/reflection.h"
+#include "ledger/json.h"
+#include "ledger/ledger.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "storage/event_log.h"
+
+namespace storeledger {
+namespace {
+
+constexpr size_t kBatch = 1000;  // events (ceiling, PostgreSQL) or commands
+constexpr int kStoresDefault = 2000;
+constexpr double kSecondsDefault = 10;
+constexpr char kPgBinDefault[] = "/usr/lib/postgresql/15/bin";
+// Withdrawals the simulator sizes from the live balance get fixed amounts in
+// a stream written ahead: a modest one (usually accepted) and one no store
+// has (refused by R14, as the simulator intends).
+constexpr int64_t kWithdrawAllFen = 100;
+constexpr int64_t kWithdrawTooMuchFen = 1'000'000'000'000;
+constexpr absl::Duration kRssSampleEvery = absl::Milliseconds(50);
+
+// ---------------------------------------------------------------- flags
+
+struct Flags {
+  int stores = kStoresDefault;
+  uint64_t seed = 1;
+  double seconds = kSecondsDefault;
+  std::vector<int> clients = {1, 16, 64};
+  std::string pg_bin = kPgBinDefault;
+  bool no_pg = false;
+  uint64_t memory_events = 0;
+  std::string dir;
+  bool keep = false;
+  // Run each measurement in this process (for profilers); RSS is then
+  // cumulative.
+  bool no_fork = false;
+  // Ledgers without WAL sync: for CPU profiles only, the rows mean nothing.
+  bool no_sync = false;
+  // Rows to run (ceiling needs apply): a subset of kPhases.
+  std::vector<std::string> only = {"apply", "ceiling", "batch", "clients", "pg"};
+  bool Runs(absl::string_view phase) const {
+    return std::find(only.begin(), only.end(), phase) != only.end();
+  }
+};
+
+[[noreturn]] void Usage(const std::string& problem) {
+  std::cerr << "storeledger-bench: " << problem << "\n"
+            << "usage: storeledger-bench [--stores N] [--seed S] [--seconds S]"
+               " [--clients 1,16,64] [--pg-bin DIR] [--no-pg]"
+               " [--memory-events N] [--only apply,ceiling,batch,clients,pg]"
+               " [--dir DIR] [--keep]\n";
+  std::exit(2);
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) Usage(arg + " needs a value");
+      return argv[++i];
+    };
+    auto number = [&](uint64_t* out) {
+      const std::string text = value();
+      if (!absl::SimpleAtoi(text, out)) Usage(arg + ": not a number: " + text);
+    };
+    uint64_t n = 0;
+    if (arg == "--stores") {
+      number(&n);
+      if (n < 1 || n > static_cast<uint64_t>(kSimulateStoresMax)) {
+        Usage("--stores must be 1.." + std::to_string(kSimulateStoresMax));
+      }
+      flags.stores = static_cast<int>(n);
+    } else if (arg == "--seed") {
+      number(&flags.seed);
+    } else if (arg == "--seconds") {
+      const std::string text = value();
+      if (!absl::SimpleAtod(text, &flags.seconds) || flags.seconds <= 0) {
+        Usage("--seconds: not a positive number: " + text);
+      }
+    } else if (arg == "--clients") {
+      flags.clients.clear();
+      for (absl::string_view part : absl::StrSplit(value(), ',')) {
+        int c = 0;
+        if (!absl::SimpleAtoi(part, &c) || c < 1 || c > 1024) {
+          Usage("--clients: a list of 1..1024");
+        }
+        flags.clients.push_back(c);
+      }
+    } else if (arg == "--pg-bin") {
+      flags.pg_bin = value();
+    } else if (arg == "--no-pg") {
+      flags.no_pg = true;
+    } else if (arg == "--memory-events") {
+      number(&flags.memory_events);
+    } else if (arg == "--dir") {
+      flags.dir = value();
+    } else if (arg == "--only") {
+      flags.only = absl::StrSplit(value(), ',');
+    } else if (arg == "--no-sync") {
+      flags.no_sync = true;
+    } else if (arg == "--no-fork") {
+      flags.no_fork = true;
+    } else if (arg == "--keep") {
+      flags.keep = true;
+    } else {
+      Usage("unknown flag " + arg);
+    }
+  }
+  return flags;
+}
+
+// ---------------------------------------------------------------- rows
+
+struct Row {
+  std::string name;
+  std::string kind;  // "ceiling", "batch", "one", "concurrent", "pg-batch", "pg-one", "pg-concurrent", "memory"
+  int clients = 0;
+  double seconds = 0;
+  uint64_t events = 0;
+  uint64_t commands = 0;
+  double p50_ms = -1, p99_ms = -1, p999_ms = -1;
+  double rss_mb = 0;
+  double cpu_s = 0;  // user + system CPU of the measuring process (all rows)
+  std::string note;
+  std::string error;
+
+  double events_per_s() const { return seconds > 0 ? events / seconds : 0; }
+  double commands_per_s() const { return seconds > 0 ? commands / seconds : 0; }
+};
+
+// Rows cross the pipe from child to parent as one line each of
+// tab-separated fields.
+std::string Encode(const Row& row) {
+  auto clean = [](std::string s) {
+    std::replace(s.begin(), s.end(), '\t', ' ');
+    std::replace(s.begin(), s.end(), '\n', ' ');
+    return s;
+  };
+  return absl::StrCat(clean(row.name), "\t", row.kind, "\t", row.clients, "\t",
+                      absl::StrFormat("%.6f", row.seconds), "\t", row.events,
+                      "\t", row.commands, "\t", row.p50_ms, "\t", row.p99_ms,
+                      "\t", row.p999_ms, "\t", row.rss_mb, "\t",
+                      row.cpu_s, "\t", clean(row.note), "\t",
+                      clean(row.error), "\n");
+}
+
+std::optional<Row> Decode(const std::string& line) {
+  std::vector<std::string> f = absl::StrSplit(line, '\t');
+  if (f.size() != 13) return std::nullopt;
+  Row row;
+  row.name = f[0];
+  row.kind = f[1];
+  if (!absl::SimpleAtoi(f[2], &row.clients) ||
+      !absl::SimpleAtod(f[3], &row.seconds) ||
+      !absl::SimpleAtoi(f[4], &row.events) ||
+      !absl::SimpleAtoi(f[5], &row.commands) ||
+      !absl::SimpleAtod(f[6], &row.p50_ms) ||
+      !absl::SimpleAtod(f[7], &row.p99_ms) ||
+      !absl::SimpleAtod(f[8], &row.p999_ms) ||
+      !absl::SimpleAtod(f[9], &row.rss_mb) ||
+      !absl::SimpleAtod(f[10], &row.cpu_s)) {
+    return std::nullopt;
+  }
+  row.note = f[11];
+  row.error = f[12];
+  return row;
+}
+
+// CPU of this process so far, all threads (RocksDB's background ones too).
+double CpuSeconds() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec * 1e-6 +
+         usage.ru_stime.tv_sec + usage.ru_stime.tv_usec * 1e-6;
+}
+
+double PeakRssMbSelf() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;
+}
+
+// A field ("VmRSS:", "VmHWM:", "Pss:") of a /proc file, in MB; -1 if absent.
+double ProcFieldMb(const std::string& path, absl::string_view field) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, field)) {
+      std::istringstream fields(line.substr(field.size()));
+      double kb = 0;
+      fields >> kb;
+      return kb / 1024.0;
+    }
+  }
+  return -1;
+}
+
+// Runs `fn` in a forked child; returns the rows it produced, each row's
+// rss_mb defaulting to the child's peak RSS. The parent must hold no threads
+// (fork copies only the calling thread) and little memory (the child starts
+// with the parent's resident pages).
+bool g_no_fork = false;
+bool g_no_sync = false;
+
+// --no-sync (profiling only: nothing is durable then).
+LedgerOptions BenchLedgerOptions() {
+  LedgerOptions options;
+  options.sync = !g_no_sync;
+  return options;
+}
+
+std::vector<Row> InChild(const std::string& what,
+                         const std::function<std::vector<Row>()>& fn) {
+  std::cerr << "storeledger-bench: " << what << " ..." << std::endl;
+  if (g_no_fork) {
+    std::vector<Row> rows = fn();
+    for (Row& row : rows) {
+      if (row.rss_mb == 0) row.rss_mb = PeakRssMbSelf();
+    }
+    return rows;
+  }
+  int fds[2];
+  if (pipe(fds) != 0) {
+    std::perror("pipe");
+    std::exit(1);
+  }
+  std::cout.flush();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    std::perror("fork");
+    std::exit(1);
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    std::vector<Row> rows = fn();
+    std::string text;
+    for (const Row& row : rows) text += Encode(row);
+    size_t written = 0;
+    while (written < text.size()) {
+      const ssize_t n = write(fds[1], text.data() + written, text.size() - written);
+      if (n <= 0) break;
+      written += static_cast<size_t>(n);
+    }
+    close(fds[1]);
+    std::fflush(nullptr);
+    _exit(0);  // no static destructors of the parent's copy
+  }
+  close(fds[1]);
+  std::string text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fds[0], buffer, sizeof(buffer))) > 0) text.append(buffer, n);
+  close(fds[0]);
+  int status = 0;
+  struct rusage usage;
+  wait4(pid, &status, 0, &usage);
+  std::vector<Row> rows;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::optional<Row> row = Decode(std::string(line) + "");
+    if (!row.has_value()) continue;
+    if (row->rss_mb == 0) row->rss_mb = usage.ru_maxrss / 1024.0;
+
+    rows.push_back(*row);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    Row failed;
+    failed.name = what;
+    failed.error = absl::StrCat("child exited abnormally (status ", status, ")");
+    rows.push_back(failed);
+  }
+  return rows;
+}
+
+Row Failed(const std::string& name, const absl::Status& status) {
+  Row row;
+  row.name = name;
+  row.error = status.ToString();
+  return row;
+}
+
+struct Latencies {
+  std::vector<double> ms;
+  void Fill(Row* row) {
+    if (ms.empty()) return;
+    std::sort(ms.begin(), ms.end());
+    auto at = [&](double q) {
+      size_t i = static_cast<size_t>(q * static_cast<double>(ms.size()));
+      return ms[std::min(i, ms.size() - 1)];
+    };
+    row->p50_ms = at(0.50);
+    row->p99_ms = at(0.99);
+    row->p999_ms = at(0.999);
+  }
+};
+
+// ---------------------------------------------------------------- the stream
+
+// The simulate stream, with amounts fixed, and its repetition with fresh ids.
+class Stream {
+ public:
+  Stream(int stores, uint64_t seed) {
+    for (SimulatedStep& step : PlanMigration(stores, seed)) {
+      v1::Command& command = step.command;
+      if (command.has_request_withdrawal()) {
+        if (step.amount == SimulatedStep::Amount::kAll) {
+          command.mutable_request_withdrawal()->set_amount_fen(kWithdrawAllFen);
+        } else if (step.amount == SimulatedStep::Amount::kTooMuch) {
+          command.mutable_request_withdrawal()->set_amount_fen(
+              kWithdrawTooMuchFen);
+        }
+      }
+      commands_.push_back(std::move(command));
+    }
+  }
+
+  size_t size() const { return commands_.size(); }
+  const v1::Command& base(size_t i) const { return commands_[i]; }
+
+  // Command i of round `round`: round 0 is the stream itself; later rounds
+  // append "~r<round>" to every id but product and category ids (per store),
+  // so they open new stores, merchants, orders and withdrawals. ApplyPolicy
+  // walks every mini store, so it runs in round 0 only: repeating it would
+  // make each round cost more than the one before.
+  std::optional<v1::Command> Get(size_t round, size_t i) const {
+    v1::Command command = commands_[i];
+    if (round == 0) return command;
+    if (command.has_apply_policy()) return std::nullopt;
+    AddSuffix(absl::StrCat("~r", round), &command);
+    return command;
+  }
+
+  // The store a command belongs to, from its id ("sim<seed>-s<index>-<n>"):
+  // the partition key of the concurrent runs. -1 for the policy runs.
+  static int StoreIndex(absl::string_view command_id) {
+    const size_t at = command_id.find("-s");
+    if (at == absl::string_view::npos) return -1;
+    int index = 0;
+    size_t i = at + 2;
+    bool any = false;
+    while (i < command_id.size() && command_id[i] >= '0' && command_id[i] <= '9') {
+      index = index * 10 + (command_id[i] - '0');
+      ++i;
+      any = true;
+    }
+    return any ? index : -1;
+  }
+
+ private:
+  static void AddSuffix(const std::string& suffix,
+                        google::protobuf::Message* message) {
+    const google::protobuf::Descriptor* descriptor = message->GetDescriptor();
+    const google::protobuf::Reflection* reflection = message->GetReflection();
+    for (int f = 0; f < descriptor->field_count(); ++f) {
+      const google::protobuf::FieldDescriptor* field = descriptor->field(f);
+      if (field->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
+        if (field->is_repeated()) {
+          for (int k = 0; k < reflection->FieldSize(*message, field); ++k) {
+            AddSuffix(suffix, reflection->MutableRepeatedMessage(message, field, k));
+          }
+        } else if (reflection->HasField(*message, field)) {
+          AddSuffix(suffix, reflection->MutableMessage(message, field));
+        }
+        continue;
+      }
+      if (field->type() != google::protobuf::FieldDescriptor::TYPE_STRING ||
+          field->is_repeated()) {
+        continue;
+      }
+      const std::string& name = field->name();
+      if (!absl::EndsWith(name, "_id") || name == "product_id" ||
+          name == "category_id") {
+        continue;
+      }
+      const std::string value = reflection->GetString(*message, field);
+      if (!value.empty()) {
+        reflection->SetString(message, field, value + suffix);
+      }
+    }
+  }
+
+  std::vector<v1::Command> commands_;
+};
+
+// ---------------------------------------------------------------- events file
+
+// The envelopes storeledger wrote, as the ceiling and PostgreSQL rows replay
+// them: stream id, stream version, command id and the stored bytes.
+struct StoredEvent {
+  std::string stream_id;
+  uint64_t version = 0;
+  std::string command_id;
+  std::string bytes;
+};
+
+void PutString(std::ofstream& out, const std::string& s) {
+  const uint32_t n = static_cast<uint32_t>(s.size());
+  out.write(reinterpret_cast<const char*>(&n), sizeof(n));
+  out.write(s.data(), n);
+}
+bool GetString(std::ifstream& in, std::string* s) {
+  uint32_t n = 0;
+  if (!in.read(reinterpret_cast<char*>(&n), sizeof(n))) return false;
+  s->resize(n);
+  return static_cast<bool>(in.read(s->data(), n));
+}
+
+absl::Status ExportEvents(const std::string& db, const std::string& path) {
+  EventLogOptions options;
+  options.read_only = true;
+  options.create_if_missing = false;
+  absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(db, options);
+  if (!log.ok()) return log.status();
+  std::ofstream out(path, std::ios::binary);
+  absl::Status status = (*log)->Scan(
+      0, [&](const v1::Envelope& envelope, absl::string_view raw) {
+        PutString(out, envelope.stream_id());
+        const uint64_t version = envelope.stream_version();
+        out.write(reinterpret_cast<const char*>(&version), sizeof(version));
+        PutString(out, envelope.command_id());
+        PutString(out, std::string(raw));
+        return true;
+      });
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return status;
+}
+
+std::vector<StoredEvent> LoadEvents(const std::string& path) {
+  std::vector<StoredEvent> events;
+  std::ifstream in(path, std::ios::binary);
+  while (true) {
+    StoredEvent event;
+    if (!GetString(in, &event.stream_id)) break;
+    in.read(reinterpret_cast<char*>(&event.version), sizeof(event.version));
+    if (!GetString(in, &event.command_id) || !GetString(in, &event.bytes)) break;
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+// ---------------------------------------------------------------- ceiling
+
+Row Ceiling(const std::string& dir, const std::string& events_path) {
+  Row row;
+  row.name = absl::StrFormat("ceiling: RocksDB, synced WriteBatch of %d", kBatch);
+  row.kind = "ceiling";
+  std::vector<size_t> sizes;
+  for (const StoredEvent& event : LoadEvents(events_path)) {
+    sizes.push_back(event.bytes.size());
+  }
+  if (sizes.empty()) return Failed(row.name, absl::NotFoundError("no events"));
+  std::mt19937_64 rng(7);
+  std::string random_bytes(1 << 20, '\0');
+  for (char& c : random_bytes) c = static_cast<char>(rng());
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) return Failed(row.name, absl::InternalError(s.ToString()));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  const absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds();
+  size_t offset = 0;
+  for (size_t i = 0; i < sizes.size(); i += kBatch) {
+    rocksdb::WriteBatch batch;
+    for (size_t j = i; j < std::min(sizes.size(), i + kBatch); ++j) {
+      const size_t n = std::min(sizes[j], random_bytes.size());
+      if (offset + n > random_bytes.size()) offset = 0;
+      batch.Put(PositionKey(j + 1),
+                rocksdb::Slice(random_bytes.data() + offset, n));
+      offset += 97;  // a different slice each time
+    }
+    s = db->Write(write_options, &batch);
+    if (!s.ok()) return Failed(row.name, absl::InternalError(s.ToString()));
+  }
+  row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  row.cpu_s = CpuSeconds() - cpu_start;
+  row.events = sizes.size();
+  uint64_t bytes = 0;
+  for (size_t n : sizes) bytes += n;
+  row.note = absl::StrFormat("%d envelopes, mean %d bytes", sizes.size(),
+                             bytes / sizes.size());
+  db.reset();
+  return row;
+}
+
+// The floor under one client's latency: one small synced RocksDB write at a
+// time (about the size of one command's writes).
+Row SyncLatency(const std::string& dir, double seconds) {
+  Row row;
+  row.name = "ceiling: RocksDB, one synced 1 KB put at a time";
+  row.kind = "sync";
+  row.clients = 1;
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) return Failed(row.name, absl::InternalError(s.ToString()));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  const std::string value(1024, 'v');
+  Latencies latencies;
+  const absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds();
+  const absl::Time deadline = start + absl::Seconds(std::min(seconds, 5.0));
+  for (uint64_t i = 1; absl::Now() < deadline; ++i) {
+    const absl::Time t0 = absl::Now();
+    s = db->Put(write_options, PositionKey(i), value);
+    if (!s.ok()) return Failed(row.name, absl::InternalError(s.ToString()));
+    latencies.ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+  }
+  row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  row.cpu_s = CpuSeconds() - cpu_start;
+  row.events = row.commands = latencies.ms.size();
+  latencies.Fill(&row);
+  row.note = "the WAL sync alone: the floor under the 1-client latency";
+  return row;
+}
+
+// ---------------------------------------------------------------- storeledger
+
+Row Apply(const std::string& db, const std::string& jsonl, uint64_t commands) {
+  Row row;
+  row.name = "storeledger apply FILE (JSON, batch path)";
+  row.kind = "batch";
+  std::istringstream in;
+  std::ofstream out("/dev/null");
+  std::ostringstream err;
+  const absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds();
+  const int code = RunCli({"--db", db, "apply", jsonl}, in, out, err);
+  row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  row.cpu_s = CpuSeconds() - cpu_start;
+  if (code != kExitOk && code != kExitUsage) {  // 2: some lines INVALID
+    row.error = absl::StrCat("apply exited ", code, ": ", err.str());
+    return row;
+  }
+  EventLogOptions options;
+  options.read_only = true;
+  absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(db, options);
+  if (!log.ok()) return Failed(row.name, log.status());
+  row.events = (*log)->head().position;
+  row.commands = commands;
+  row.note = "in process; parse + ExecuteBatch + print, output to /dev/null";
+  return row;
+}
+
+Row Batch(const std::string& db, const Stream& stream) {
+  Row row;
+  row.name = absl::StrFormat("storeledger ExecuteBatch, groups of %d", kGroupCommandsMax);
+  row.kind = "batch";
+  const double stream_mb = ProcFieldMb("/proc/self/status", "VmRSS:");
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, BenchLedgerOptions());
+  if (!ledger.ok()) return Failed(row.name, ledger.status());
+  row.note = absl::StrFormat("RSS includes %.0f MB of commands held in memory",
+                             stream_mb);
+  const absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds();
+  // All of it in one call: ExecuteBatch cuts it into groups of
+  // kGroupCommandsMax and pipelines them (one decided while the one before
+  // it is written).
+  std::vector<v1::Command> commands;
+  commands.reserve(stream.size());
+  for (size_t i = 0; i < stream.size(); ++i) commands.push_back(stream.base(i));
+  for (auto& result : (*ledger)->ExecuteBatch(std::move(commands))) {
+    if (!result.ok()) return Failed(row.name, result.status());
+  }
+  row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  row.cpu_s = CpuSeconds() - cpu_start;
+  row.events = (*ledger)->log().head().position;
+  row.commands = stream.size();
+  return row;
+}
+
+// The stream split among `clients` by store: client k runs the commands of
+// stores with index % clients == k, in stream order, round after round.
+std::vector<std::vector<uint32_t>> Partition(const Stream& stream, int clients) {
+  std::vector<std::vector<uint32_t>> shares(clients);
+  for (size_t i = 0; i < stream.size(); ++i) {
+    const int store = Stream::StoreIndex(stream.base(i).command_id());
+    shares[store < 0 ? 0 : store % clients].push_back(static_cast<uint32_t>(i));
+  }
+  return shares;
+}
+
+Row Clients(const std::string& db, const Stream& stream, int clients,
+            double seconds) {
+  Row row;
+  row.name = absl::StrFormat("storeledger %d client%s, Execute, durable ack",
+                             clients, clients == 1 ? "" : "s");
+  row.kind = clients == 1 ? "one" : "concurrent";
+  row.clients = clients;
+  const double stream_mb = ProcFieldMb("/proc/self/status", "VmRSS:");
+  absl::StatusOr<std::unique_ptr<Ledger>> opened = Ledger::Open(db, BenchLedgerOptions());
+  if (!opened.ok()) return Failed(row.name, opened.status());
+  Ledger& ledger = **opened;
+  row.note = absl::StrFormat(
+      "RSS includes %.0f MB of commands held in memory by the clients",
+      stream_mb);
+  const std::vector<std::vector<uint32_t>> shares = Partition(stream, clients);
+  std::vector<Latencies> latencies(clients);
+  std::vector<uint64_t> counts(clients, 0);
+  std::atomic<bool> stop{false};
+  std::mutex error_mu;
+  absl::Status error;
+  const absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds();
+  const absl::Time deadline = start + absl::Seconds(seconds);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < clients; ++k) {
+    threads.emplace_back([&, k] {
+      latencies[k].ms.reserve(1 << 16);
+      for (size_t round = 0; !stop.load(); ++round) {
+        if (shares[k].empty()) return;
+        for (uint32_t i : shares[k]) {
+          if (stop.load() || absl::Now() >= deadline) {
+            stop.store(true);
+            return;
+          }
+          std::optional<v1::Command> command = stream.Get(round, i);
+          if (!command.has_value()) continue;
+          const absl::Time t0 = absl::Now();
+          absl::StatusOr<v1::CommandResult> result = ledger.Execute(*command);
+          const absl::Time t1 = absl::Now();
+          if (!result.ok()) {
+            std::lock_guard<std::mutex> lock(error_mu);
+            error = result.status();
+            stop.store(true);
+            return;
+          }
+          latencies[k].ms.push_back(absl::ToDoubleMilliseconds(t1 - t0));
+          ++counts[k];
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  row.cpu_s = CpuSeconds() - cpu_start;
+  if (!error.ok()) return Failed(row.name, error);
+  Latencies all;
+  for (int k = 0; k < clients; ++k) {
+    all.ms.insert(all.ms.end(), latencies[k].ms.begin(), latencies[k].ms.end());
+    row.commands += counts[k];
+  }
+  all.Fill(&row);
+  row.events = ledger.log().head().position;
+  return row;
+}
+
+// Peak RSS over a long apply, sampled as it grows.
+std::vector<Row> Memory(const std::string& db, const Stream& stream,
+                        uint64_t target_events) {
+  std::vector<Row> rows;
+  absl::StatusOr<std::unique_ptr<Ledger>> opened = Ledger::Open(db, BenchLedgerOptions());
+  if (!opened.ok()) return {Failed("memory", opened.status())};
+  Ledger& ledger = **opened;
+  const uint64_t early = std::min<uint64_t>(1'000'000, target_events / 10);
+  uint64_t next_report = early;
+  const absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds();
+  absl::Time segment_start = start;
+  uint64_t segment_events = 0;
+  std::vector<v1::Command> commands;
+  for (size_t round = 0; ledger.log().head().position < target_events; ++round) {
+    for (size_t i = 0; i < stream.size(); ++i) {
+      std::optional<v1::Command> command = stream.Get(round, i);
+      if (!command.has_value()) continue;
+      commands.push_back(*std::move(command));
+      // A few groups per call, so that they pipeline (as apply does).
+      if (commands.size() < kQueuedCommandsMax && i + 1 < stream.size()) {
+        continue;
+      }
+      for (auto& result : ledger.ExecuteBatch(std::move(commands))) {
+        if (!result.ok()) return {Failed("memory", result.status())};
+      }
+      commands.clear();
+      const uint64_t head = ledger.log().head().position;
+      if (head >= next_report || head >= target_events) {
+        Row row;
+        row.kind = "memory";
+        row.name = absl::StrFormat("after %d events", head);
+        row.events = head;
+        row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+        row.cpu_s = CpuSeconds() - cpu_start;
+        row.rss_mb = ProcFieldMb("/proc/self/status", "VmHWM:");
+        const double segment = absl::ToDoubleSeconds(absl::Now() - segment_start);
+        row.note = absl::StrFormat(
+            "VmRSS %.0f MB; %.0f events/s since the previous line",
+            ProcFieldMb("/proc/self/status", "VmRSS:"),
+            (head - segment_events) / std::max(segment, 1e-9));
+        rows.push_back(row);
+        std::cerr << "storeledger-bench: memory " << row.name << ": peak "
+                  << row.rss_mb << " MB; " << row.note << std::endl;
+        segment_start = absl::Now();
+        segment_events = head;
+        next_report += early;
+        if (head >= target_events) return rows;
+      }
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+// Runs a shell command line; returns its exit status.
+int Shell(const std::string& line) {
+  const int status = std::system(line.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+class PgServer {
+ public:
+  // Starts a server in `dir` (created), as `nobody` when we are root.
+  static absl::StatusOr<std::unique_ptr<PgServer>> Start(const std::string& bin,
+                                                         const std::string& dir) {
+    auto server = std::unique_ptr<PgServer>(new PgServer());
+    server->bin_ = bin;
+    server->dir_ = dir;
+    std::filesystem::create_directories(dir);
+    if (geteuid() == 0) {
+      // PostgreSQL refuses to run as root; the directory (and the path to
+      // it) must be usable by the user it runs as.
+      struct passwd* nobody = getpwnam("nobody");
+      if (nobody == nullptr) {
+        return absl::FailedPreconditionError("running as root and no user nobody");
+      }
+      if (chown(dir.c_str(), nobody->pw_uid, nobody->pw_gid) != 0) {
+        return absl::InternalError(absl::StrCat("chown ", dir, ": ", std::strerror(errno)));
+      }
+      chmod(dir.c_str(), 0700);
+      server->as_ = "runuser -u nobody -- ";
+    }
+    const std::string data = dir + "/data";
+    const std::string log = dir + "/server.log";
+    if (Shell(absl::StrCat(server->as_, bin, "/initdb -D ", data,
+                           " -U bench --auth=trust -E UTF8 --no-locale >",
+                           dir, "/initdb.log 2>&1")) != 0) {
+      return absl::InternalError(absl::StrCat("initdb failed; see ", dir, "/initdb.log"));
+    }
+    if (Shell(absl::StrCat(
+            server->as_, bin, "/pg_ctl -D ", data, " -l ", log, " -w -t 60",
+            " -o \"-c listen_addresses='' -c unix_socket_directories='", dir,
+            "' -c max_connections=200\" start >/dev/null 2>&1")) != 0) {
+      return absl::InternalError(absl::StrCat("pg_ctl start failed; see ", log));
+    }
+    server->started_ = true;
+    std::ifstream pid_file(data + "/postmaster.pid");
+    pid_file >> server->postmaster_pid_;
+    return server;
+  }
+
+  ~PgServer() {
+    if (started_) {
+      Shell(absl::StrCat(as_, bin_, "/pg_ctl -D ", dir_,
+                         "/data -m fast -w stop >/dev/null 2>&1"));
+    }
+  }
+
+  std::string conninfo() const {
+    return absl::StrCat("host=", dir_, " user=bench dbname=postgres");
+  }
+
+  // Summed PSS of the postmaster and its children, in MB.
+  double PssMb() const {
+    double total = 0;
+    DIR* proc = opendir("/proc");
+    if (proc == nullptr) return 0;
+    while (struct dirent* entry = readdir(proc)) {
+      int pid = 0;
+      if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
+      if (pid != postmaster_pid_ && ParentOf(pid) != postmaster_pid_) continue;
+      const double pss = ProcFieldMb(absl::StrCat("/proc/", pid, "/smaps_rollup"), "Pss:");
+      if (pss > 0) total += pss;
+    }
+    closedir(proc);
+    return total;
+  }
+
+ private:
+  static int ParentOf(int pid) {
+    std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+    std::string line;
+    while (std::getline(in, line)) {
+      if (absl::StartsWith(line, "PPid:")) {
+        int ppid = 0;
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(5)), &ppid);
+        return ppid;
+      }
+    }
+    return -1;
+  }
+
+  std::string bin_, dir_, as_;
+  bool started_ = false;
+  int postmaster_pid_ = -1;
+};
+
+// Samples the server's PSS in the background; peak() since the last reset.
+class PssSampler {
+ public:
+  explicit PssSampler(const PgServer* server) : server_(server) {
+    thread_ = std::thread([this] {
+      while (!stop_.load()) {
+        const double pss = server_->PssMb();
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          peak_ = std::max(peak_, pss);
+        }
+        absl::SleepFor(kRssSampleEvery);
+      }
+    });
+  }
+  ~PssSampler() {
+    stop_.store(true);
+    thread_.join();
+  }
+  void Reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    peak_ = 0;
+  }
+  double peak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_;
+  }
+
+ private:
+  const PgServer* server_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  double peak_ = 0;
+  std::thread thread_;
+};
+
+constexpr char kPgSchema[] =
+    "CREATE TABLE events ("
+    "  global_position bigserial NOT NULL,"
+    "  stream_id text NOT NULL,"
+    "  version bigint NOT NULL,"
+    "  command_id text NOT NULL,"
+    "  data bytea NOT NULL,"
+    "  recorded_at timestamptz NOT NULL DEFAULT now(),"
+    "  PRIMARY KEY (stream_id, version))";
+// An append with an exact expected version (v - 1): the stream's last
+// version must be that, else an error aborts the whole transaction. The
+// primary key catches two writers racing for the same version.
+constexpr char kPgAppendFunction[] =
+    "CREATE FUNCTION append_exact(s text, v bigint, c text, d bytea) "
+    "RETURNS void AS $$ BEGIN "
+    "  IF COALESCE((SELECT max(version) FROM events WHERE stream_id = s), 0) "
+    "     <> v - 1 THEN "
+    "    RAISE EXCEPTION 'stream %: expected version %', s, v - 1 "
+    "      USING ERRCODE = 'serialization_failure'; "
+    "  END IF; "
+    "  INSERT INTO events (stream_id, version, command_id, data) "
+    "    VALUES (s, v, c, d); "
+    "END $$ LANGUAGE plpgsql";
+constexpr char kPgAppendExact[] = "SELECT append_exact($1, $2, $3, $4)";
+// Expected version "any" (the rejections stream, as in storeledger).
+constexpr char kPgAppendAny[] =
+    "INSERT INTO events (stream_id, version, command_id, data) "
+    "SELECT $1, COALESCE(max(version), 0) + 1, $3, $4 FROM events "
+    "WHERE stream_id = $1";
+
+class PgClient {
+ public:
+  static absl::StatusOr<std::unique_ptr<PgClient>> Connect(const std::string& conninfo) {
+    auto client = std::unique_ptr<PgClient>(new PgClient());
+    client->conn_ = PQconnectdb(conninfo.c_str());
+    if (PQstatus(client->conn_) != CONNECTION_OK) {
+      return absl::UnavailableError(PQerrorMessage(client->conn_));
+    }
+    for (const auto& [name, sql] : {std::pair{"exact", kPgAppendExact},
+                                    std::pair{"any", kPgAppendAny}}) {
+      // text, int8, text, bytea ("any" does not use $2: name its type).
+      static const Oid kTypes[4] = {25, 20, 25, 17};
+      PGresult* r = PQprepare(client->conn_, name, sql, 4, kTypes);
+      const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+      PQclear(r);
+      if (!ok) return absl::InternalError(PQerrorMessage(client->conn_));
+    }
+    if (PQenterPipelineMode(client->conn_) != 1) {
+      return absl::InternalError("libpq pipeline mode unavailable");
+    }
+    return client;
+  }
+  ~PgClient() {
+    if (conn_ != nullptr) PQfinish(conn_);
+  }
+
+  static absl::Status Exec(const std::string& conninfo, const std::string& sql) {
+    PGconn* conn = PQconnectdb(conninfo.c_str());
+    absl::Status status;
+    if (PQstatus(conn) != CONNECTION_OK) {
+      status = absl::UnavailableError(PQerrorMessage(conn));
+    } else {
+      PGresult* r = PQexec(conn, sql.c_str());
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        status = absl::InternalError(PQerrorMessage(conn));
+      }
+      PQclear(r);
+    }
+    PQfinish(conn);
+    return status;
+  }
+
+  // One transaction appending `events` (pipelined: one round trip). Returns
+  // kAborted on an expected-version conflict or a lost race (the caller may
+  // retry), ok when committed.
+  absl::Status Append(const std::vector<const StoredEvent*>& events,
+                      const std::string& suffix) {
+    Send("BEGIN");
+    std::vector<std::string> streams(events.size()), commands(events.size()),
+        versions(events.size());
+    for (size_t i = 0; i < events.size(); ++i) {
+      const StoredEvent& e = *events[i];
+      const bool any = e.stream_id == kRejectionsStream;
+      streams[i] = any ? e.stream_id : e.stream_id + suffix;
+      commands[i] = e.command_id + suffix;
+      versions[i] = std::to_string(e.version);
+      const char* values[4] = {streams[i].c_str(), versions[i].c_str(),
+                               commands[i].c_str(), e.bytes.data()};
+      const int lengths[4] = {0, 0, 0, static_cast<int>(e.bytes.size())};
+      const int formats[4] = {0, 0, 0, 1};
+      PQsendQueryPrepared(conn_, any ? "any" : "exact", 4, values, lengths,
+                          formats, 0);
+    }
+    Send("COMMIT");
+    PQpipelineSync(conn_);
+    // Results: BEGIN, each insert, COMMIT (each followed by a null), then
+    // the sync point. After an error the rest report PIPELINE_ABORTED.
+    absl::Status status;
+    const size_t expected = events.size() + 2;
+    for (size_t i = 0; i < expected; ++i) {
+      PGresult* r = PQgetResult(conn_);
+      if (r == nullptr) {
+        if (status.ok()) status = absl::InternalError("a pipeline result is missing");
+        break;
+      }
+      if (PQresultStatus(r) == PGRES_FATAL_ERROR && status.ok()) {
+        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const std::string code = state != nullptr ? state : "";
+        // 23505: lost a race for a version; 40001: expected version.
+        status = (code == "23505" || code == "40001")
+                     ? absl::AbortedError(PQresultErrorMessage(r))
+                     : absl::InternalError(PQresultErrorMessage(r));
+      }
+      PQclear(r);
+      if (PGresult* end = PQgetResult(conn_); end != nullptr) PQclear(end);
+    }
+    if (PGresult* sync = PQgetResult(conn_); sync != nullptr) PQclear(sync);
+    if (!status.ok()) {
+      // The transaction is aborted (an error) or must not commit (0 rows):
+      // roll it back.
+      PQexitPipelineMode(conn_);
+      PGresult* r = PQexec(conn_, "ROLLBACK");
+      PQclear(r);
+      PQenterPipelineMode(conn_);
+    }
+    return status;
+  }
+
+ private:
+  void Send(const char* sql) {
+    PQsendQueryParams(conn_, sql, 0, nullptr, nullptr, nullptr, nullptr, 0);
+  }
+  PGconn* conn_ = nullptr;
+};
+
+// Events grouped by the command that wrote them, in log order.
+std::vector<std::vector<const StoredEvent*>> ByCommand(
+    const std::vector<StoredEvent>& events) {
+  std::vector<std::vector<const StoredEvent*>> commands;
+  for (const StoredEvent& e : events) {
+    if (commands.empty() || commands.back().front()->command_id != e.command_id) {
+      commands.emplace_back();
+    }
+    commands.back().push_back(&e);
+  }
+  return commands;
+}
+
+std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
+                          const std::string& events_path) {
+  std::vector<Row> rows;
+  absl::StatusOr<std::unique_ptr<PgServer>> server = PgServer::Start(flags.pg_bin, dir);
+  if (!server.ok()) return {Failed("PostgreSQL", server.status())};
+  const std::string conninfo = (*server)->conninfo();
+  PssSampler sampler(server->get());
+  const std::vector<StoredEvent> events = LoadEvents(events_path);
+  const auto commands = ByCommand(events);
+
+  auto reset_table = [&]() -> absl::Status {
+    absl::Status s = PgClient::Exec(
+        conninfo, "DROP FUNCTION IF EXISTS append_exact; DROP TABLE IF EXISTS events");
+    if (!s.ok()) return s;
+    s = PgClient::Exec(conninfo, kPgSchema);
+    if (!s.ok()) return s;
+    s = PgClient::Exec(conninfo, kPgAppendFunction);
+    if (!s.ok()) return s;
+    return PgClient::Exec(conninfo, "CHECKPOINT");
+  };
+
+  // Batch: transactions of kBatch events, one connection.
+  {
+    Row row;
+    row.name = absl::StrFormat("PostgreSQL 15: txn of %d events", kBatch);
+    row.kind = "pg-batch";
+    if (absl::Status s = reset_table(); !s.ok()) return {Failed(row.name, s)};
+    absl::StatusOr<std::unique_ptr<PgClient>> client = PgClient::Connect(conninfo);
+    if (!client.ok()) return {Failed(row.name, client.status())};
+    sampler.Reset();
+    const absl::Time start = absl::Now();
+    const double cpu_start = CpuSeconds();
+    for (size_t i = 0; i < events.size(); i += kBatch) {
+      std::vector<const StoredEvent*> batch;
+      for (size_t j = i; j < std::min(events.size(), i + kBatch); ++j) {
+        batch.push_back(&events[j]);
+      }
+      if (absl::Status s = (*client)->Append(batch, ""); !s.ok()) {
+        return {Failed(row.name, s)};
+      }
+    }
+    row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    row.cpu_s = CpuSeconds() - cpu_start;
+    row.events = events.size();
+    row.commands = commands.size();
+    row.rss_mb = sampler.peak();
+    row.note = "libpq pipeline mode; RSS: server processes, summed PSS";
+    rows.push_back(row);
+  }
+
+  // Clients: one command's events per transaction.
+  for (int clients : flags.clients) {
+    Row row;
+    row.name = absl::StrFormat("PostgreSQL 15: %d client%s, txn per command",
+                               clients, clients == 1 ? "" : "s");
+    row.kind = clients == 1 ? "pg-one" : "pg-concurrent";
+    row.clients = clients;
+    if (absl::Status s = reset_table(); !s.ok()) return {Failed(row.name, s)};
+    std::vector<std::vector<size_t>> shares(clients);
+    for (size_t i = 0; i < commands.size(); ++i) {
+      const int store = Stream::StoreIndex(commands[i].front()->command_id);
+      shares[store < 0 ? 0 : store % clients].push_back(i);
+    }
+    std::vector<Latencies> latencies(clients);
+    std::vector<uint64_t> counts(clients, 0), event_counts(clients, 0),
+        retries(clients, 0);
+    std::atomic<bool> stop{false};
+    std::mutex error_mu;
+    absl::Status error;
+    sampler.Reset();
+    const absl::Time start = absl::Now();
+    const double cpu_start = CpuSeconds();
+    const absl::Time deadline = start + absl::Seconds(flags.seconds);
+    std::vector<std::thread> threads;
+    for (int k = 0; k < clients; ++k) {
+      threads.emplace_back([&, k] {
+        absl::StatusOr<std::unique_ptr<PgClient>> client = PgClient::Connect(conninfo);
+        if (!client.ok()) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          error = client.status();
+          stop.store(true);
+          return;
+        }
+        for (size_t round = 0; !stop.load(); ++round) {
+          if (shares[k].empty()) return;
+          const std::string suffix = round == 0 ? "" : absl::StrCat("~r", round);
+          for (size_t i : shares[k]) {
+            if (stop.load() || absl::Now() >= deadline) {
+              stop.store(true);
+              return;
+            }
+            const absl::Time t0 = absl::Now();
+            absl::Status s;
+            // A lost race on the shared rejections stream is retried, as an
+            // application would.
+            for (int attempt = 0; attempt < 100; ++attempt) {
+              s = (*client)->Append(commands[i], suffix);
+              if (!absl::IsAborted(s)) break;
+              ++retries[k];
+            }
+            const absl::Time t1 = absl::Now();
+            if (!s.ok()) {
+              std::lock_guard<std::mutex> lock(error_mu);
+              error = s;
+              stop.store(true);
+              return;
+            }
+            latencies[k].ms.push_back(absl::ToDoubleMilliseconds(t1 - t0));
+            ++counts[k];
+            event_counts[k] += commands[i].size();
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    row.cpu_s = CpuSeconds() - cpu_start;
+    if (!error.ok()) {
+      rows.push_back(Failed(row.name, error));
+      continue;
+    }
+    Latencies all;
+    uint64_t retried = 0;
+    for (int k = 0; k < clients; ++k) {
+      all.ms.insert(all.ms.end(), latencies[k].ms.begin(), latencies[k].ms.end());
+      row.commands += counts[k];
+      row.events += event_counts[k];
+      retried += retries[k];
+    }
+    all.Fill(&row);
+    row.rss_mb = sampler.peak();
+    row.note = absl::StrFormat("%d retries after lost races", retried);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------- the table
+
+std::string Ratio(double a, double b) {
+  if (a <= 0 || b <= 0) return "-";
+  return absl::StrFormat("%.2fx", a / b);
+}
+std::string Ms(double ms) { return ms < 0 ? "-" : absl::StrFormat("%.2f", ms); }
+
+void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
+  const Row* ceiling = nullptr;
+  const Row* pg_batch = nullptr;
+  std::map<int, const Row*> pg_clients;
+  for (const Row& row : rows) {
+    if (!row.error.empty()) continue;
+    if (row.kind == "ceiling") ceiling = &row;
+    if (row.kind == "pg-batch") pg_batch = &row;
+    if (row.kind == "pg-one" || row.kind == "pg-concurrent") {
+      pg_clients[row.clients] = &row;
+    }
+  }
+  std::cout << absl::StrFormat(
+      "%-46s %10s %10s %8s %8s %8s %8s %9s %9s\n", "", "events/s",
+      "commands/s", "p50 ms", "p99 ms", "p999 ms", "RSS MB", "/ceiling",
+      "/peer");
+  for (const Row& row : rows) {
+    if (row.kind == "memory") continue;
+    if (!row.error.empty()) {
+      std::cout << absl::StrFormat("%-46s FAILED: %s\n", row.name, row.error);
+      continue;
+    }
+    // The peer of a batch row is the batch peer (events/s); of an N-client
+    // row, PostgreSQL with N clients (commands/s).
+    std::string vs_peer = "-";
+    if (row.kind == "batch" && pg_batch != nullptr) {
+      vs_peer = Ratio(row.events_per_s(), pg_batch->events_per_s());
+    } else if ((row.kind == "one" || row.kind == "concurrent") &&
+               pg_clients.count(row.clients)) {
+      vs_peer = Ratio(row.commands_per_s(),
+                      pg_clients[row.clients]->commands_per_s());
+    }
+    std::cout << absl::StrFormat(
+        "%-46s %10.0f %10s %8s %8s %8s %8.0f %9s %9s\n", row.name,
+        row.events_per_s(),
+        row.commands > 0 ? absl::StrFormat("%.0f", row.commands_per_s()) : "-",
+        Ms(row.p50_ms), Ms(row.p99_ms), Ms(row.p999_ms), row.rss_mb,
+        ceiling != nullptr ? Ratio(row.events_per_s(), ceiling->events_per_s())
+                           : "-",
+        vs_peer);
+  }
+  if (!pg_skipped.empty()) std::cout << pg_skipped << "\n";
+  std::cout << "\nnotes:\n";
+  for (const Row& row : rows) {
+    if (row.kind == "memory" || !row.error.empty()) continue;
+    std::string cpu;
+    if (row.cpu_s > 0 && !absl::StartsWith(row.kind, "pg") && row.events > 0) {
+      cpu = absl::StrFormat("; process CPU %.2f s (%.1f us/event)", row.cpu_s,
+                            1e6 * row.cpu_s / row.events);
+    }
+    std::cout << absl::StrFormat("  %s: %d commands, %d events in %.2f s%s%s%s\n",
+                                 row.name, row.commands, row.events,
+                                 row.seconds, cpu, row.note.empty() ? "" : "; ",
+                                 row.note);
+  }
+  bool memory = false;
+  double early_peak = 0;
+  for (const Row& row : rows) {
+    if (row.kind != "memory" || !row.error.empty()) continue;
+    if (!memory) {
+      std::cout << "\nmemory (ExecuteBatch of the stream repeated with fresh ids):\n";
+      early_peak = row.rss_mb;
+      memory = true;
+    }
+    std::cout << absl::StrFormat("  %-24s peak RSS %6.0f MB (%+.1f%% vs first line); %s\n",
+                                 row.name, row.rss_mb,
+                                 early_peak > 0 ? 100.0 * (row.rss_mb - early_peak) / early_peak : 0.0,
+                                 row.note);
+  }
+}
+
+int Main(int argc, char** argv) {
+  const Flags flags = ParseFlags(argc, argv);
+  g_no_fork = flags.no_fork;
+  g_no_sync = flags.no_sync;
+  std::string dir = flags.dir;
+  if (dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = absl::StrCat(tmp != nullptr ? tmp : "/tmp",
+                                       "/storeledger-bench-XXXXXX");
+    if (mkdtemp(pattern.data()) == nullptr) {
+      std::perror("mkdtemp");
+      return 1;
+    }
+    dir = pattern;
+  } else {
+    std::filesystem::create_directories(dir);
+  }
+  chmod(dir.c_str(), 0755);  // the PostgreSQL user walks through it
+  const std::string jsonl = dir + "/stream.jsonl";
+  const std::string events_path = dir + "/events.bin";
+  std::vector<Row> rows;
+  auto add = [&](std::vector<Row> more) {
+    for (Row& row : more) rows.push_back(std::move(row));
+  };
+
+  uint64_t stream_commands = 0;
+  {
+    // The stream, written once (in a child: the parent stays small).
+    std::vector<Row> info = InChild("writing the simulate stream", [&] {
+      Stream stream(flags.stores, flags.seed);
+      std::ofstream out(jsonl);
+      for (size_t i = 0; i < stream.size(); ++i) out << ToJson(stream.base(i)) << "\n";
+      Row row;
+      row.kind = "info";
+      row.commands = stream.size();
+      return std::vector<Row>{row};
+    });
+    for (const Row& row : info) stream_commands = row.commands;
+  }
+  std::cout << absl::StrFormat(
+      "storeledger-bench: %d cores; stream: simulate --stores %d --seed %d "
+      "(%d commands); work dir %s\n",
+      std::thread::hardware_concurrency(), flags.stores, flags.seed,
+      stream_commands, dir);
+
+  if (flags.Runs("apply") || flags.Runs("ceiling") || flags.Runs("pg")) {
+    std::vector<Row> apply = InChild("apply", [&] {
+      return std::vector<Row>{Apply(dir + "/apply-db", jsonl, stream_commands)};
+    });
+    if (flags.Runs("apply")) add(apply);
+    InChild("exporting the envelopes apply wrote", [&] {
+      absl::Status s = ExportEvents(dir + "/apply-db", events_path);
+      if (!s.ok()) std::cerr << "export: " << s << std::endl;
+      return std::vector<Row>{};
+    });
+  }
+  if (flags.Runs("ceiling")) {
+    std::vector<Row> ceiling = InChild("ceiling", [&] {
+      return std::vector<Row>{Ceiling(dir + "/ceiling-db", events_path),
+                              SyncLatency(dir + "/sync-db", flags.seconds)};
+    });
+    rows.insert(rows.begin(), ceiling.begin(), ceiling.end());
+  }
+  if (flags.Runs("batch")) {
+    add(InChild("ExecuteBatch", [&] {
+      Stream stream(flags.stores, flags.seed);
+      return std::vector<Row>{Batch(dir + "/batch-db", stream)};
+    }));
+  }
+  for (int clients : flags.clients) {
+    if (!flags.Runs("clients")) break;
+    add(InChild(absl::StrCat(clients, " client(s)"), [&] {
+      Stream stream(flags.stores, flags.seed);
+      return std::vector<Row>{Clients(absl::StrCat(dir, "/clients-", clients, "-db"),
+                                      stream, clients, flags.seconds)};
+    }));
+  }
+  std::string pg_skipped;
+  if (!flags.Runs("pg")) {
+  } else if (flags.no_pg) {
+    pg_skipped = "PostgreSQL peer: skipped (--no-pg)";
+  } else if (!Exists(flags.pg_bin + "/initdb") || !Exists(flags.pg_bin + "/pg_ctl")) {
+    pg_skipped = absl::StrCat(
+        "PostgreSQL peer: skipped -- no initdb/pg_ctl in ", flags.pg_bin,
+        " (install PostgreSQL 15: scripts/bench installs it, or apt-get "
+        "install postgresql-15; or pass --pg-bin DIR)");
+  } else {
+    add(InChild("PostgreSQL", [&] {
+      return Postgres(flags, dir + "/pg", events_path);
+    }));
+  }
+  if (flags.memory_events > 0) {
+    add(InChild("memory", [&] {
+      Stream stream(flags.stores, flags.seed);
+      return Memory(dir + "/memory-db", stream, flags.memory_events);
+    }));
+  }
+  PrintTable(rows, pg_skipped);
+  if (!flags.keep) std::filesystem::remove_all(dir);
+  for (const Row& row : rows) {
+    if (!row.error.empty()) return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace storeledger
+
+int main(int argc, char** argv) { return storeledger::Main(argc, argv); }

@@ -1,0 +1,425 @@
+#include "cli/client.h"
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cli/line_reader.h"
+#include "core/limits.h"
+#include "core/policy.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "ledger/json.h"
+#include "storeledger/v1/service.grpc.pb.h"
+
+namespace storeledger {
+namespace {
+
+constexpr char kResumePositionMetadata[] = "storeledger-resume-position";
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+// The order an event (or the command it refused) is about, as the embedded
+// history's --order filter sees it.
+std::string OrderIdOf(const v1::Event& event) {
+  switch (event.body_case()) {
+    case v1::Event::kOrderPlaced: return event.order_placed().order_id();
+    case v1::Event::kOrderCancelled: return event.order_cancelled().order_id();
+    case v1::Event::kOrderPaid: return event.order_paid().order_id();
+    case v1::Event::kOrderShipped: return event.order_shipped().order_id();
+    case v1::Event::kOrderSettled: return event.order_settled().order_id();
+    case v1::Event::kOrderRefunded: return event.order_refunded().order_id();
+    case v1::Event::kCommandRejected: {
+      const v1::Command& c = event.command_rejected().command();
+      switch (c.body_case()) {
+        case v1::Command::kPlaceOrder: return c.place_order().order_id();
+        case v1::Command::kCancelOrder: return c.cancel_order().order_id();
+        case v1::Command::kPayOrder: return c.pay_order().order_id();
+        case v1::Command::kShipOrder: return c.ship_order().order_id();
+        case v1::Command::kSettleOrder: return c.settle_order().order_id();
+        case v1::Command::kRefundOrder: return c.refund_order().order_id();
+        default: return "";
+      }
+    }
+    default: return "";
+  }
+}
+
+class Remote {
+ public:
+  explicit Remote(CliContext& ctx) : ctx_(ctx) {}
+
+  absl::Status Connect() {
+    const std::string address = *ctx_.flags.Get("server");
+    std::shared_ptr<grpc::ChannelCredentials> credentials =
+        grpc::InsecureChannelCredentials();
+    if (std::optional<std::string> ca = ctx_.flags.Get("tls-ca")) {
+      std::ifstream file(*ca);
+      if (!file) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--tls-ca ", *ca, ": cannot read the file"));
+      }
+      std::stringstream pem;
+      pem << file.rdbuf();
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = pem.str();
+      credentials = grpc::SslCredentials(ssl);
+    }
+    if (std::optional<std::string> token = ctx_.flags.Get("token")) {
+      token_ = *token;
+    } else if (const char* env = std::getenv("STORELEDGER_TOKEN")) {
+      token_ = env;
+    }
+    stub_ = v1::Ledger::NewStub(grpc::CreateChannel(address, credentials));
+    return absl::OkStatus();
+  }
+
+  void Prepare(grpc::ClientContext* context) const {
+    if (!token_.empty()) {
+      context->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+    }
+  }
+
+  int Apply();
+  int State();
+  int History();
+  int Digest();
+  int Tail();
+
+ private:
+  CliContext& ctx_;
+  std::string token_;
+  std::unique_ptr<v1::Ledger::Stub> stub_;
+};
+
+int Remote::Apply() {
+  const std::vector<std::string>& args = ctx_.flags.positional();
+  if (args.size() > 2) {
+    return ctx_.Fail(absl::InvalidArgumentError("apply takes at most one FILE"));
+  }
+  std::ifstream file;
+  std::istream* in = ctx_.in;
+  if (args.size() == 2 && args[1] != "-") {
+    file.open(args[1]);
+    if (!file) {
+      return ctx_.Fail(
+          absl::InvalidArgumentError(absl::StrCat("cannot read ", args[1])));
+    }
+    in = &file;
+  }
+  grpc::ClientContext context;
+  Prepare(&context);
+  std::unique_ptr<grpc::ClientReaderWriter<v1::Command, v1::CommandResult>>
+      stream = stub_->ExecuteStream(&context);
+
+  // Lines in input order: a local INVALID result, or a command sent and
+  // awaiting its result. Results come back in the order sent.
+  struct Pending {
+    int64_t line;
+    std::optional<v1::CommandResult> local;
+  };
+  std::deque<Pending> pending;
+  size_t outstanding = 0;
+  bool any_invalid = false;
+  bool broken = false;
+  auto print = [&](int64_t line, v1::CommandResult result) {
+    if (result.status() == v1::INVALID) any_invalid = true;
+    result.set_line(line);
+    *ctx_.out << ToJson(result) << "\n";
+  };
+  // Prints the front entries up to and including one remote result.
+  auto drain_one = [&]() -> bool {
+    while (!pending.empty()) {
+      Pending entry = std::move(pending.front());
+      pending.pop_front();
+      if (entry.local.has_value()) {
+        print(entry.line, *std::move(entry.local));
+        continue;
+      }
+      v1::CommandResult result;
+      --outstanding;
+      if (!stream->Read(&result)) {
+        broken = true;
+        return false;
+      }
+      print(entry.line, std::move(result));
+      return true;
+    }
+    return true;
+  };
+
+  LineReader reader(in, kInputLineBytesMax);
+  std::string line;
+  bool too_long = false;
+  int64_t line_number = 0;
+  while (!broken && reader.Next(&line, &too_long)) {
+    ++line_number;
+    if (too_long) {
+      pending.push_back({line_number,
+                         InvalidResult("", absl::StrCat("line is longer than ",
+                                                        kInputLineBytesMax,
+                                                        " bytes"))});
+    } else if (absl::StripAsciiWhitespace(line).empty()) {
+      continue;
+    } else {
+      absl::StatusOr<v1::Command> command = ParseCommandJson(line);
+      if (!command.ok()) {
+        pending.push_back(
+            {line_number, InvalidResult("", command.status().message())});
+      } else {
+        if (!stream->Write(*command)) {
+          broken = true;
+          break;
+        }
+        pending.push_back({line_number, std::nullopt});
+        ++outstanding;
+      }
+    }
+    while (outstanding >= kRemoteApplyWindow && !broken) drain_one();
+    // Local results ahead of every remote one are printed at once.
+    while (!pending.empty() && pending.front().local.has_value()) drain_one();
+  }
+  if (!broken) stream->WritesDone();
+  while (!broken && !pending.empty()) drain_one();
+  grpc::Status status = stream->Finish();
+  ctx_.out->flush();
+  if (!status.ok()) {
+    return ctx_.Fail(absl::Status(
+        static_cast<absl::StatusCode>(status.error_code()),
+        absl::StrCat(status.error_message(),
+                     pending.empty()
+                         ? ""
+                         : absl::StrCat(" (results from line ",
+                                        pending.front().line,
+                                        " on were not received)"))));
+  }
+  return any_invalid ? kExitUsage : kExitOk;
+}
+
+int Remote::State() {
+  if (absl::Status s = ctx_.flags.CheckKnown(
+          {"store", "as-of", "position", "server", "token", "tls-ca"});
+      !s.ok()) {
+    return ctx_.Fail(s);
+  }
+  std::optional<std::string> store = ctx_.flags.Get("store");
+  if (!store) return ctx_.Fail(absl::InvalidArgumentError("--store is required"));
+  v1::GetStoreRequest request;
+  request.set_store_id(*store);
+  absl::StatusOr<std::optional<absl::Time>> t = ctx_.flags.GetTime("as-of");
+  if (!t.ok()) return ctx_.Fail(t.status());
+  if (t->has_value()) *request.mutable_as_of() = ToProto(**t);
+  absl::StatusOr<std::optional<uint64_t>> position =
+      ctx_.flags.GetUint("position");
+  if (!position.ok()) return ctx_.Fail(position.status());
+  if (position->has_value()) request.set_position(**position);
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::StoreState state;
+  grpc::Status status = stub_->GetStore(&context, request, &state);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  *ctx_.out << ToJson(state) << "\n";
+  return kExitOk;
+}
+
+int Remote::History() {
+  if (absl::Status s = ctx_.flags.CheckKnown(
+          {"store", "order", "from-position", "limit", "include-rejections",
+           "server", "token", "tls-ca"});
+      !s.ok()) {
+    return ctx_.Fail(absl::InvalidArgumentError(absl::StrCat(
+        s.message(), "; with --server, history takes --store, --order, "
+                     "--from-position, --limit and --include-rejections")));
+  }
+  std::optional<std::string> store = ctx_.flags.Get("store");
+  if (!store) return ctx_.Fail(absl::InvalidArgumentError("--store is required"));
+  std::optional<std::string> order = ctx_.flags.Get("order");
+  absl::StatusOr<std::optional<uint64_t>> from = ctx_.flags.GetUint("from-position");
+  if (!from.ok()) return ctx_.Fail(from.status());
+  absl::StatusOr<std::optional<uint64_t>> limit = ctx_.flags.GetUint("limit");
+  if (!limit.ok()) return ctx_.Fail(limit.status());
+  v1::ReadStreamRequest request;
+  request.set_store_id(*store);
+  request.set_include_rejections(ctx_.flags.Has("include-rejections"));
+  grpc::ClientContext context;
+  Prepare(&context);
+  std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
+      stub_->ReadStream(&context, request);
+  v1::Envelope envelope;
+  uint64_t printed = 0;
+  bool stopped = false;
+  while (reader->Read(&envelope)) {
+    if (envelope.position() <= from->value_or(0)) continue;
+    if (order && OrderIdOf(envelope.payload()) != *order) continue;
+    if (limit->has_value() && printed >= **limit) {
+      stopped = true;
+      context.TryCancel();
+      break;
+    }
+    *ctx_.out << ToJson(envelope) << "\n";
+    ++printed;
+  }
+  if (stopped) {
+    while (reader->Read(&envelope)) {}
+  }
+  grpc::Status status = reader->Finish();
+  ctx_.out->flush();
+  if (!status.ok() && !stopped) return ctx_.Fail(FromGrpc(status));
+  return kExitOk;
+}
+
+int Remote::Digest() {
+  if (absl::Status s = ctx_.flags.CheckKnown({"server", "token", "tls-ca"});
+      !s.ok()) {
+    return ctx_.Fail(s);
+  }
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::Digest digest;
+  grpc::Status status = stub_->Digest(&context, v1::DigestRequest(), &digest);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  *ctx_.out << ToJson(digest) << "\n";
+  return kExitOk;
+}
+
+// `tail --follow` stops on SIGINT / SIGTERM: the handler only sets a flag
+// that a watcher thread turns into a cancellation of the call.
+volatile std::sig_atomic_t remote_tail_stop = 0;
+extern "C" void RequestRemoteTailStop(int) { remote_tail_stop = 1; }
+
+int Remote::Tail() {
+  if (absl::Status s = ctx_.flags.CheckKnown({"from-position", "format",
+                                              "follow", "max-events", "server",
+                                              "token", "tls-ca"});
+      !s.ok()) {
+    return ctx_.Fail(s);
+  }
+  if (!ctx_.flags.Has("from-position")) {
+    return ctx_.Fail(absl::InvalidArgumentError(
+        "--from-position is required (0 for the whole log)"));
+  }
+  const std::string format = ctx_.flags.GetOr("format", "jsonl");
+  if (format != "delimited" && format != "jsonl") {
+    return ctx_.Fail(absl::InvalidArgumentError(
+        "--format must be jsonl or delimited, got '" + format + "'"));
+  }
+  const bool delimited = format == "delimited";
+  absl::StatusOr<std::optional<uint64_t>> from = ctx_.flags.GetUint("from-position");
+  if (!from.ok()) return ctx_.Fail(from.status());
+  absl::StatusOr<std::optional<uint64_t>> max_events =
+      ctx_.flags.GetUint("max-events");
+  if (!max_events.ok()) return ctx_.Fail(max_events.status());
+  const bool follow = ctx_.flags.Has("follow");
+
+  uint64_t last = from->value_or(0);
+  uint64_t emitted = 0;
+  auto done = [&] { return max_events->has_value() && emitted >= **max_events; };
+  remote_tail_stop = 0;
+  void (*previous_int)(int) = SIG_DFL;
+  void (*previous_term)(int) = SIG_DFL;
+  if (follow) {
+    previous_int = std::signal(SIGINT, RequestRemoteTailStop);
+    previous_term = std::signal(SIGTERM, RequestRemoteTailStop);
+  }
+  absl::Status result;
+  while (true) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::SubscribeRequest request;
+    request.set_from_position(last);
+    request.set_catch_up_only(!follow);
+    std::atomic<bool> call_over{false};
+    std::thread watcher;
+    if (follow) {
+      watcher = std::thread([&] {
+        while (!call_over) {
+          if (remote_tail_stop) {
+            context.TryCancel();
+            return;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      });
+    }
+    std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
+        stub_->Subscribe(&context, request);
+    v1::Envelope envelope;
+    bool stopped = false;
+    while (!done() && reader->Read(&envelope)) {
+      if (delimited) {
+        const std::string raw = envelope.SerializeAsString();
+        uint8_t varint[5];  // a varint32 is at most 5 bytes
+        uint8_t* end =
+            google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+                static_cast<uint32_t>(raw.size()), varint);
+        ctx_.out->write(reinterpret_cast<const char*>(varint), end - varint);
+        ctx_.out->write(raw.data(), static_cast<std::streamsize>(raw.size()));
+      } else {
+        *ctx_.out << ToJson(envelope) << "\n";
+      }
+      ctx_.out->flush();
+      last = envelope.position();
+      ++emitted;
+    }
+    if (done()) {
+      stopped = true;
+      context.TryCancel();
+      while (reader->Read(&envelope)) {}
+    }
+    grpc::Status status = reader->Finish();
+    call_over = true;
+    if (watcher.joinable()) watcher.join();
+    if (stopped || remote_tail_stop) break;
+    // Cut off for falling behind: resume from the last position received.
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+        context.GetServerTrailingMetadata().count(kResumePositionMetadata)) {
+      continue;
+    }
+    result = FromGrpc(status);
+    break;
+  }
+  if (follow) {
+    std::signal(SIGINT, previous_int);
+    std::signal(SIGTERM, previous_term);
+  }
+  ctx_.out->flush();
+  if (!result.ok()) return ctx_.Fail(result);
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunRemoteVerb(CliContext& ctx) {
+  Remote remote(ctx);
+  if (ctx.verb == "apply") {
+    if (absl::Status s = ctx.flags.CheckKnown({"server", "token", "tls-ca"});
+        !s.ok()) {
+      return ctx.Fail(s);
+    }
+  }
+  if (absl::Status s = remote.Connect(); !s.ok()) return ctx.Fail(s);
+  if (ctx.verb == "apply") return remote.Apply();
+  if (ctx.verb == "state") return remote.State();
+  if (ctx.verb == "history") return remote.History();
+  if (ctx.verb == "digest") return remote.Digest();
+  if (ctx.verb == "tail") return remote.Tail();
+  *ctx.err << "storeledger: verb '" << ctx.verb
+           << "' does not work with --server (it needs the database itself); "
+              "with --server: apply, state, history, digest, tail\n";
+  return kExitUsage;
+}
+
+}  // namespace storeledger

@@ -1,0 +1,607 @@
+// Group commit (ledger/ledger.h): the queue, the leaders that decide groups
+// and the writer thread that appends them.
+//
+//   callers --> queue_ --> leader: decide group N+1 --> writer: append N+1
+//                          (against the cache and      (one WriteBatch, one
+//                           group N's changes)          sync)
+//
+// One leader decides at a time (deciding_); the writer appends one group at
+// a time (inflight_). A leader decides its group while the writer appends
+// the previous one, then waits for that append before handing its own
+// over, so groups land in the order they were decided and each is written
+// only once the one it was decided against is durable.
+//
+// When an append fails its checks (an expected version the log did not
+// have: the cache disagreed with the log; or an envelope over the size
+// limit), only the command that caused it gets the error. Every other command
+// of that group -- and of the group decided against it -- goes back to the
+// front of the queue, in order, and is decided again. When the write itself
+// fails (I/O), the log refuses every later append, so no command of that or
+// any later group is acknowledged.
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/streams.h"
+#include "ledger/group_commit.h"
+#include "ledger/ledger.h"
+#include "replay/projection_store.h"
+
+namespace storeledger {
+namespace {
+
+using ledger_internal::ResultOf;
+using ledger_internal::ShapeProblem;
+
+// A StateReader that reads through another one, which can be changed: a
+// group is decided against the previous group's changes over the cache, and
+// once the previous group is durable and folded into the cache, against the
+// cache alone.
+class ForwardingReader : public StateReader {
+ public:
+  const StateReader* target = nullptr;
+
+  absl::StatusOr<std::optional<StoreRecord>> Store(
+      absl::string_view store_id) const override {
+    return target->Store(store_id);
+  }
+  absl::StatusOr<std::optional<ProductRecord>> Product(
+      absl::string_view store_id, absl::string_view product_id) const override {
+    return target->Product(store_id, product_id);
+  }
+  absl::StatusOr<std::vector<ProductRecord>> Products(
+      absl::string_view store_id) const override {
+    return target->Products(store_id);
+  }
+  absl::StatusOr<std::optional<OrderRecord>> Order(
+      absl::string_view order_id) const override {
+    return target->Order(order_id);
+  }
+  absl::StatusOr<std::vector<OrderRecord>> Orders(
+      absl::string_view store_id) const override {
+    return target->Orders(store_id);
+  }
+  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+      absl::string_view withdrawal_id) const override {
+    return target->Withdrawal(withdrawal_id);
+  }
+  absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
+      absl::string_view store_id) const override {
+    return target->Withdrawals(store_id);
+  }
+  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+      absl::string_view merchant_id) const override {
+    return target->Merchant(merchant_id);
+  }
+  absl::StatusOr<std::vector<std::string>> StoreIds(
+      StoreKind kind) const override {
+    return target->StoreIds(kind);
+  }
+  absl::StatusOr<std::optional<StreamHead>> Head(
+      absl::string_view stream_id) const override {
+    return target->Head(stream_id);
+  }
+};
+
+// The answer to a command id that already has an outcome (`first`, with
+// fingerprint `first_fingerprint`): the stored result again, or a conflict
+// when the body differs. The id's outcome is not replaced, so nothing is
+// written either way.
+v1::CommandResult Repeated(const v1::Command& command,
+                           const std::string& fingerprint,
+                           const std::string& first_fingerprint,
+                           const v1::CommandResult& first) {
+  if (first_fingerprint == fingerprint) {
+    v1::CommandResult result = first;
+    result.set_replayed(true);
+    return result;
+  }
+  v1::CommandResult result = ResultOf(command);
+  result.set_status(v1::REJECTED);
+  result.set_rule("R0");
+  result.set_code(v1::IDEMPOTENCY_CONFLICT);
+  result.set_message(absl::StrCat(
+      "commandId ", command.command_id(),
+      " was already used for a different command (first outcome: ",
+      v1::OutcomeStatus_Name(first.status()),
+      "); a retry must resend the identical command"));
+  return result;
+}
+
+// ProjectionPuts writes a record's index entry (the "k/", "O/" and "W/" keys
+// of replay/projection_store.h, empty values) with every change of the
+// record. Records are never deleted, so the entry of a record that existed
+// before the group exists: rewriting it changes nothing and costs a memtable
+// insert per touched store or order. True for such an entry.
+bool IndexEntryExists(const StateReader& before, absl::string_view key) {
+  auto exists = [](const auto& found) {
+    return found.ok() && found->has_value();
+  };
+  if (absl::StartsWith(key, "k/")) {  // k/<kind number>/<store>
+    const size_t slash = key.find('/', 2);
+    if (slash == absl::string_view::npos) return false;
+    return exists(before.Store(key.substr(slash + 1)));
+  }
+  const bool order = absl::StartsWith(key, "O/");  // O/<store>\0<order>
+  if (order || absl::StartsWith(key, "W/")) {      // W/<store>\0<withdrawal>
+    const size_t nul = key.find('\0');
+    if (nul == absl::string_view::npos) return false;
+    const absl::string_view id = key.substr(nul + 1);
+    return order ? exists(before.Order(id)) : exists(before.Withdrawal(id));
+  }
+  return false;
+}
+
+absl::Status NotExecuted() {
+  return absl::CancelledError(
+      "not executed: an earlier command of the batch failed");
+}
+
+}  // namespace
+
+// A thread inside Execute or ExecuteBatch; woken when one of its waiters is
+// answered, may lead, or may queue.
+struct Ledger::Caller {
+  std::condition_variable cv;
+};
+
+// One caller's commands in the queue: Execute's one command, or one chunk of
+// an ExecuteBatch. The caller answers the INVALID ones itself (answered set
+// before queueing); the leaders and the writer answer the rest.
+struct Ledger::Waiter {
+  Caller* caller = nullptr;
+  const v1::Command* commands = nullptr;
+  const std::string* fingerprints = nullptr;
+  absl::StatusOr<v1::CommandResult>* results = nullptr;
+  size_t count = 0;
+  std::vector<char> answered;
+  size_t unanswered = 0;
+  // ExecuteBatch: the batch index of the first command that failed (a non-ok
+  // status; SIZE_MAX while none has); the batch's later commands are not
+  // executed. Shared by the chunks of one batch; read and written only by
+  // leaders and the writer. `offset`: the batch index of commands[0].
+  size_t* first_failure = nullptr;
+  size_t offset = 0;
+  bool stop_at_first_error = false;
+  bool done = false;  // guarded by mu_
+};
+
+// One unanswered command of a group.
+struct Ledger::Slot {
+  enum class State {
+    kPending,          // being decided
+    kAnswered,         // its waiter holds the answer
+    kWrites,           // decided; requests[request] records it
+    kFollows,          // same command id as slot `earlier` of this group
+    kFollowsPrevious,  // same id as slot `earlier` of the previous group
+  };
+  Ledger::Waiter* waiter = nullptr;
+  size_t index = 0;  // within the waiter
+  State state = State::kPending;
+  size_t request = 0;
+  size_t earlier = 0;
+  // kWrites: the answer (positions set after the append) and the
+  // fingerprint, kept here because a later group may need them after this
+  // command's caller has gone.
+  v1::CommandResult result;
+  std::string fingerprint_copy;
+
+  const v1::Command& command() const { return waiter->commands[index]; }
+  const std::string& fingerprint() const { return waiter->fingerprints[index]; }
+  size_t batch_index() const { return waiter->offset + index; }
+  // After a failure earlier in its batch.
+  bool Stopped() const { return batch_index() > *waiter->first_failure; }
+  void Answer(absl::StatusOr<v1::CommandResult> answer) {
+    if (!answer.ok() && waiter->stop_at_first_error) {
+      *waiter->first_failure = std::min(*waiter->first_failure, batch_index());
+    }
+    waiter->results[index] = std::move(answer);
+    waiter->answered[index] = 1;
+    --waiter->unanswered;
+    state = State::kAnswered;
+  }
+};
+
+// Commands decided together and written together.
+struct Ledger::Group {
+  std::vector<Waiter*> waiters;
+  std::vector<Slot> slots;
+  // The state before this group: the previous group's changes over the
+  // cache while that group is being written, the cache once it is folded in.
+  ForwardingReader before;
+  // This group's changes, over `before`.
+  std::unique_ptr<StateOverlay> state;
+  // Command ids this group records -> slot (owned strings: a later group
+  // looks them up while this group's callers may have gone).
+  absl::flat_hash_map<std::string, size_t> first_use;
+  std::vector<AppendRequest> requests;
+  std::vector<size_t> request_slots;
+  uint64_t first_position = 0;  // of its first event
+  uint64_t events = 0;
+  bool any_rejection = false;
+
+  // Set by the writer.
+  enum class Outcome { kPending, kDurable, kRetry, kWriteError };
+  Outcome outcome = Outcome::kPending;
+  absl::Status error;       // kRetry, kWriteError
+  bool write_started = false;  // guarded by mu_
+  bool complete = false;       // guarded by mu_
+};
+
+Ledger::Ledger(std::unique_ptr<EventLog> log, LedgerOptions options)
+    : log_(std::move(log)), options_(std::move(options)) {
+  committed_ = std::make_unique<ProjectionReader>(log_.get());
+  cache_ = std::make_unique<StateCache>(committed_.get(),
+                                        options_.state_cache_entries);
+  writer_ = std::thread([this] { WriterLoop(); });
+}
+
+Ledger::~Ledger() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  writer_cv_.notify_all();
+  writer_.join();
+}
+
+absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
+  if (std::optional<v1::CommandResult> invalid = ShapeProblem(command)) {
+    return *std::move(invalid);
+  }
+  // Hashed here, on the caller's thread, not by the leader.
+  const std::string fingerprint = CommandFingerprint(command);
+  absl::StatusOr<v1::CommandResult> result = absl::InternalError("not run");
+  size_t first_failure = SIZE_MAX;
+  Caller caller;
+  Waiter waiter;
+  waiter.caller = &caller;
+  waiter.commands = &command;
+  waiter.fingerprints = &fingerprint;
+  waiter.results = &result;
+  waiter.count = 1;
+  waiter.answered.assign(1, 0);
+  waiter.unanswered = 1;
+  waiter.first_failure = &first_failure;
+  Submit(&caller, {&waiter});
+  return result;
+}
+
+std::vector<absl::StatusOr<v1::CommandResult>> Ledger::ExecuteBatch(
+    std::vector<v1::Command> commands) {
+  const size_t n = commands.size();
+  std::vector<absl::StatusOr<v1::CommandResult>> results(
+      n, absl::InternalError("not run"));
+  std::vector<std::string> fingerprints(n);
+  size_t first_failure = SIZE_MAX;
+  Caller caller;
+  std::vector<std::unique_ptr<Waiter>> chunks;
+  for (size_t offset = 0; offset < n; offset += kGroupCommandsMax) {
+    auto waiter = std::make_unique<Waiter>();
+    waiter->caller = &caller;
+    waiter->commands = commands.data() + offset;
+    waiter->fingerprints = fingerprints.data() + offset;
+    waiter->results = results.data() + offset;
+    waiter->count = std::min(kGroupCommandsMax, n - offset);
+    waiter->answered.assign(waiter->count, 0);
+    waiter->first_failure = &first_failure;
+    waiter->offset = offset;
+    waiter->stop_at_first_error = true;
+    for (size_t i = 0; i < waiter->count; ++i) {
+      if (std::optional<v1::CommandResult> invalid =
+              ShapeProblem(commands[offset + i])) {
+        results[offset + i] = *std::move(invalid);
+        waiter->answered[i] = 1;
+      } else {
+        fingerprints[offset + i] = CommandFingerprint(commands[offset + i]);
+        ++waiter->unanswered;
+      }
+    }
+    if (waiter->unanswered > 0) chunks.push_back(std::move(waiter));
+  }
+  std::vector<Waiter*> waiters;
+  for (const auto& chunk : chunks) waiters.push_back(chunk.get());
+  if (!waiters.empty()) Submit(&caller, waiters);
+  return results;
+}
+
+void Ledger::Submit(Caller* caller, const std::vector<Waiter*>& waiters) {
+  std::unique_lock<std::mutex> lock(mu_);
+  size_t queued = 0;
+  while (true) {
+    // Queue what there is room for (an empty queue always has room).
+    while (queued < waiters.size() &&
+           (queue_.empty() || queued_commands_ + waiters[queued]->unanswered <=
+                                  kQueuedCommandsMax)) {
+      queue_.push_back(waiters[queued]);
+      queued_commands_ += waiters[queued]->unanswered;
+      ++queued;
+    }
+    if (queued == waiters.size() &&
+        std::all_of(waiters.begin(), waiters.end(),
+                    [](const Waiter* w) { return w->done; })) {
+      return;
+    }
+    if (!deciding_ && !queue_.empty() && queue_.front()->caller == caller) {
+      Lead(lock);
+      continue;
+    }
+    const bool wants_room = queued < waiters.size();
+    if (wants_room) room_waiters_.push_back(caller);
+    caller->cv.wait(lock);
+    if (wants_room) {
+      room_waiters_.erase(
+          std::remove(room_waiters_.begin(), room_waiters_.end(), caller),
+          room_waiters_.end());
+    }
+  }
+}
+
+void Ledger::NotifyFront() {
+  if (!deciding_ && !queue_.empty()) queue_.front()->caller->cv.notify_one();
+}
+
+void Ledger::Publish(const Group& group) {
+  for (Waiter* waiter : group.waiters) {
+    if (waiter->unanswered == 0 && !waiter->done) {
+      waiter->done = true;
+      waiter->caller->cv.notify_one();
+    }
+  }
+}
+
+void Ledger::Requeue(const std::vector<Group*>& groups) {
+  std::vector<Waiter*> again;
+  for (const Group* group : groups) {
+    Publish(*group);
+    for (Waiter* waiter : group->waiters) {
+      if (!waiter->done) again.push_back(waiter);
+    }
+  }
+  for (auto it = again.rbegin(); it != again.rend(); ++it) {
+    queue_.push_front(*it);
+    queued_commands_ += (*it)->unanswered;
+  }
+  NotifyFront();
+}
+
+void Ledger::Lead(std::unique_lock<std::mutex>& lock) {
+  deciding_ = true;
+  // (The writer requeues a group to be decided again itself when no leader
+  // is deciding, and a deciding leader does so before it steps down; this
+  // only keeps that invariant from costing a lost answer.)
+  if (inflight_ != nullptr && inflight_->complete &&
+      inflight_->outcome == Group::Outcome::kRetry) {
+    if (absl::IsAborted(inflight_->error)) clear_cache_ = true;
+    std::unique_ptr<Group> again = std::move(inflight_);
+    Requeue({again.get()});
+  }
+  auto group = std::make_unique<Group>();
+  size_t taken = 0;
+  while (!queue_.empty()) {
+    Waiter* waiter = queue_.front();
+    if (!group->waiters.empty() &&
+        taken + waiter->unanswered > kGroupCommandsMax) {
+      break;
+    }
+    group->waiters.push_back(waiter);
+    taken += waiter->unanswered;
+    queued_commands_ -= waiter->unanswered;
+    queue_.pop_front();
+  }
+  for (Caller* waiting : room_waiters_) waiting->cv.notify_one();
+  // A group the writer finished while no one was deciding: fold it into the
+  // cache now (a group that must be decided again was requeued by the
+  // writer already).
+  std::unique_ptr<Group> finished;
+  if (inflight_ != nullptr && inflight_->complete) {
+    finished = std::move(inflight_);
+  }
+  const Group* previous = inflight_.get();  // being written, or none
+  const bool clear_cache = std::exchange(clear_cache_, false);
+  lock.unlock();
+
+  if (clear_cache) cache_->Clear();
+  if (finished != nullptr && finished->outcome == Group::Outcome::kDurable) {
+    cache_->Apply(*finished->state);
+    if (finished->any_rejection) cache_->ForgetHead(kRejectionsStream);
+  }
+  finished.reset();
+  DecideGroup(group.get(), previous);
+
+  lock.lock();
+  while (inflight_ != nullptr && !inflight_->complete) inflight_cv_.wait(lock);
+  if (inflight_ != nullptr) {  // `previous`, now written (or not)
+    std::unique_ptr<Group> done = std::move(inflight_);
+    if (done->outcome == Group::Outcome::kRetry) {
+      // This group was decided against commands that are not in the log:
+      // both go back to the queue and are decided again.
+      if (absl::IsAborted(done->error)) clear_cache_ = true;
+      Requeue({done.get(), group.get()});
+      deciding_ = false;
+      NotifyFront();
+      return;
+    }
+    lock.unlock();
+    for (Slot& slot : group->slots) {
+      if (slot.state != Slot::State::kFollowsPrevious) continue;
+      const Slot& first = done->slots[slot.earlier];
+      if (done->outcome == Group::Outcome::kDurable) {
+        slot.Answer(Repeated(slot.command(), slot.fingerprint(),
+                             first.fingerprint_copy, first.result));
+      } else {
+        slot.Answer(done->error);  // its first use was not acknowledged
+      }
+    }
+    if (done->outcome == Group::Outcome::kDurable) {
+      cache_->Apply(*done->state);
+      if (done->any_rejection) cache_->ForgetHead(kRejectionsStream);
+    }
+    group->before.target = cache_.get();
+    done.reset();
+    lock.lock();
+  }
+  inflight_ = std::move(group);
+  deciding_ = false;
+  writer_cv_.notify_one();
+  NotifyFront();
+}
+
+void Ledger::DecideGroup(Group* group, const Group* previous) {
+  group->before.target =
+      previous != nullptr ? static_cast<const StateReader*>(previous->state.get())
+                          : cache_.get();
+  group->state = std::make_unique<StateOverlay>(&group->before);
+  StateOverlay& state = *group->state;
+  uint64_t next_position = previous != nullptr
+                               ? previous->first_position + previous->events
+                               : log_->head().position + 1;
+  group->first_position = next_position;
+
+  for (Waiter* waiter : group->waiters) {
+    for (size_t i = 0; i < waiter->count; ++i) {
+      if (waiter->answered[i]) continue;
+      Slot& slot = group->slots.emplace_back();
+      slot.waiter = waiter;
+      slot.index = i;
+    }
+  }
+  for (size_t k = 0; k < group->slots.size(); ++k) {
+    Slot& slot = group->slots[k];
+    if (slot.Stopped()) {
+      slot.Answer(NotExecuted());
+      continue;
+    }
+    const v1::Command& command = slot.command();
+    // The same id earlier in this group or in the group being written:
+    // answered once that command's answer is durable, exactly as a retry
+    // after it would be.
+    if (auto earlier = group->first_use.find(command.command_id());
+        earlier != group->first_use.end()) {
+      slot.state = Slot::State::kFollows;
+      slot.earlier = earlier->second;
+      continue;
+    }
+    if (previous != nullptr) {
+      if (auto earlier = previous->first_use.find(command.command_id());
+          earlier != previous->first_use.end()) {
+        slot.state = Slot::State::kFollowsPrevious;
+        slot.earlier = earlier->second;
+        continue;
+      }
+    }
+    absl::StatusOr<std::optional<v1::StoredOutcome>> stored =
+        log_->GetOutcome(command.command_id());
+    if (!stored.ok()) {
+      slot.Answer(stored.status());
+      continue;
+    }
+    if (stored->has_value()) {
+      slot.Answer(Repeated(command, slot.fingerprint(),
+                           (*stored)->fingerprint(), (*stored)->result()));
+      continue;
+    }
+    AppendRequest request;
+    bool rejected = false;
+    if (absl::Status decided =
+            DecideOne(command, slot.fingerprint(), state, next_position,
+                      &request, &slot.result, &rejected);
+        !decided.ok()) {
+      slot.Answer(decided);
+      continue;
+    }
+    group->any_rejection |= rejected;
+    group->first_use.emplace(command.command_id(), k);
+    slot.fingerprint_copy = slot.fingerprint();
+    next_position += request.events.size();
+    slot.state = Slot::State::kWrites;
+    slot.request = group->requests.size();
+    group->requests.push_back(std::move(request));
+    group->request_slots.push_back(k);
+  }
+  group->events = next_position - group->first_position;
+  if (group->requests.empty()) return;
+  // The group's record changes, each written once however many of its
+  // commands touched it, ride with the last request: the group lands whole
+  // or not at all.
+  for (auto& put : ProjectionPuts(state)) {
+    if (IndexEntryExists(group->before, put.first)) continue;
+    group->requests.back().projection_puts.push_back(std::move(put));
+  }
+}
+
+void Ledger::WriteGroup(Group* group) {
+  using Outcome = Group::Outcome;
+  if (group->requests.empty()) {
+    group->outcome = Outcome::kDurable;
+    return;
+  }
+  size_t failed = 0;
+  absl::StatusOr<std::vector<AppendResult>> appended =
+      log_->AppendBatch(std::move(group->requests), &failed);
+  if (appended.ok()) {
+    for (Slot& slot : group->slots) {
+      if (slot.state != Slot::State::kWrites) continue;
+      const AppendResult& positions = (*appended)[slot.request];
+      slot.result.set_first_position(positions.first_position);
+      slot.result.set_last_position(positions.last_position);
+      slot.Answer(slot.result);
+    }
+    for (Slot& slot : group->slots) {
+      if (slot.state != Slot::State::kFollows) continue;
+      const Slot& first = group->slots[slot.earlier];
+      slot.Answer(Repeated(slot.command(), slot.fingerprint(),
+                           first.fingerprint_copy, first.result));
+    }
+    group->outcome = Outcome::kDurable;
+    return;
+  }
+  group->error = appended.status();
+  if (failed >= group->request_slots.size()) {
+    // A write error: no command that needed this write is acknowledged.
+    for (Slot& slot : group->slots) {
+      if (slot.state == Slot::State::kWrites ||
+          slot.state == Slot::State::kFollows) {
+        slot.Answer(appended.status());
+      }
+    }
+    group->outcome = Outcome::kWriteError;
+    return;
+  }
+  // One command's append failed its checks: that command gets the error;
+  // the others (still unanswered) are decided again without it.
+  group->slots[group->request_slots[failed]].Answer(appended.status());
+  group->outcome = Outcome::kRetry;
+}
+
+void Ledger::WriterLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    writer_cv_.wait(lock, [&] {
+      return stopping_ || (inflight_ != nullptr && !inflight_->write_started);
+    });
+    if (inflight_ == nullptr || inflight_->write_started) return;  // stopping
+    Group* group = inflight_.get();
+    group->write_started = true;
+    lock.unlock();
+    WriteGroup(group);
+    lock.lock();
+    group->complete = true;
+    if (group->outcome == Group::Outcome::kRetry && !deciding_) {
+      // No leader will look at this group: its unanswered commands go back
+      // to the front of the queue now.
+      if (absl::IsAborted(group->error)) clear_cache_ = true;
+      std::unique_ptr<Group> done = std::move(inflight_);
+      Requeue({done.get()});
+    } else if (group->outcome != Group::Outcome::kRetry) {
+      Publish(*group);
+    }
+    inflight_cv_.notify_all();
+  }
+}
+
+}  // namespace storeledger

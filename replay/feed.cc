@@ -1,0 +1,191 @@
+#include "replay/feed.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/limits.h"
+#include "core/status_macros.h"
+#include "rocksdb/db.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "storage/event_log.h"
+
+namespace storeledger {
+namespace {
+
+// storage/FORMAT.md "Envelope": the stored bytes end with the hash field,
+// tag 0x62 (field 12, length-delimited), length 32, then the digest.
+constexpr size_t kHashBytes = 32;
+constexpr size_t kPositionBytes = 8;
+constexpr char kHashFieldTag = 0x62;
+constexpr size_t kHashFieldBytes = 2 + kHashBytes;
+constexpr char kEventsCf[] = "events";
+
+absl::string_view View(const rocksdb::Slice& slice) {
+  return absl::string_view(slice.data(), slice.size());
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.IsCorruption()) {
+    return absl::DataLossError(absl::StrCat(context, ": ", s.ToString()));
+  }
+  if (s.IsNotFound() || s.IsPathNotFound()) {
+    return absl::NotFoundError(absl::StrCat(context, ": ", s.ToString()));
+  }
+  return absl::UnavailableError(absl::StrCat(context, ": ", s.ToString()));
+}
+
+uint64_t DecodePosition(absl::string_view bytes) {
+  uint64_t value = 0;
+  for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
+  return value;
+}
+
+// The checks of EventLog::Scan on one stored envelope: size, hash field,
+// position, and hash over the stored body.
+absl::StatusOr<v1::Envelope> Verify(uint64_t position, absl::string_view raw) {
+  auto loss = [position](absl::string_view what) {
+    return absl::DataLossError(
+        absl::StrCat("event at position ", position, ": ", what));
+  };
+  if (raw.size() > kEnvelopeBytesMax) {
+    return loss(absl::StrCat(raw.size(), " bytes, over the limit of ",
+                             kEnvelopeBytesMax));
+  }
+  if (raw.size() < kHashFieldBytes ||
+      raw[raw.size() - kHashFieldBytes] != kHashFieldTag ||
+      raw[raw.size() - kHashFieldBytes + 1] != static_cast<char>(kHashBytes)) {
+    return loss("stored bytes do not end with the hash field");
+  }
+  v1::Envelope envelope;
+  if (!envelope.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+    return loss("stored bytes do not parse as an Envelope");
+  }
+  if (envelope.position() != position) {
+    return loss(absl::StrCat("envelope says position ", envelope.position()));
+  }
+  if (envelope.prev_hash().size() != kHashBytes) {
+    return loss("prev_hash is not 32 bytes");
+  }
+  const std::string computed = Sha256(absl::StrCat(
+      envelope.prev_hash(), raw.substr(0, raw.size() - kHashFieldBytes)));
+  if (computed != envelope.hash()) {
+    return loss(absl::StrCat("hash mismatch: stored ", ToHex(envelope.hash()),
+                             ", computed ", ToHex(computed)));
+  }
+  return envelope;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LogFollower>> LogFollower::Open(
+    const std::string& dir, uint64_t after_position,
+    const std::string& scratch_parent) {
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT")) {
+    return absl::NotFoundError(absl::StrCat("no ledger database at ", dir));
+  }
+  std::unique_ptr<LogFollower> follower(new LogFollower());
+  std::string pattern =
+      (scratch_parent.empty()
+           ? std::filesystem::temp_directory_path()
+           : std::filesystem::path(scratch_parent)) /
+      "storeledger-follow-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create a scratch directory like ", pattern));
+  }
+  follower->scratch_dir_ = pattern;
+
+  rocksdb::Options options;
+  options.create_if_missing = false;
+  options.max_open_files = -1;  // required of a secondary instance
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {kEventsCf, rocksdb::ColumnFamilyOptions()},
+  };
+  rocksdb::DB* raw_db = nullptr;
+  RETURN_IF_ERROR(FromRocks(
+      rocksdb::DB::OpenAsSecondary(options, dir, follower->scratch_dir_,
+                                   descriptors, &follower->handles_, &raw_db),
+      absl::StrCat("follow database ", dir)));
+  follower->db_.reset(raw_db);
+  follower->last_position_ = after_position;
+  return follower;
+}
+
+LogFollower::~LogFollower() {
+  if (db_ != nullptr) {
+    for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+      db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+    }
+    db_->Close().PermitUncheckedError();
+    db_.reset();
+  }
+  if (!scratch_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(scratch_dir_, ignored);
+  }
+}
+
+// The hash the next envelope must link to: the zero hash before position
+// 1, else the (verified) hash of the starting envelope once it exists.
+absl::Status LogFollower::LoadStartHash() {
+  if (last_position_ == 0) {
+    last_hash_ = std::string(kHashBytes, '\0');
+    return absl::OkStatus();
+  }
+  std::string raw;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[1],
+                               PositionKey(last_position_), &raw);
+  if (s.IsNotFound()) return absl::OkStatus();  // not written yet
+  RETURN_IF_ERROR(FromRocks(s, "follow: read the starting event"));
+  ASSIGN_OR_RETURN(v1::Envelope start, Verify(last_position_, raw));
+  last_hash_ = start.hash();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> LogFollower::Poll(
+    const std::function<bool(const v1::Envelope&, absl::string_view raw)>& fn) {
+  RETURN_IF_ERROR(FromRocks(db_->TryCatchUpWithPrimary(),
+                            "follow: catch up with the writer"));
+  if (last_hash_.empty()) {
+    RETURN_IF_ERROR(LoadStartHash());
+    if (last_hash_.empty()) return 0;
+  }
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[1]));
+  uint64_t delivered = 0;
+  for (it->Seek(PositionKey(last_position_ + 1)); it->Valid(); it->Next()) {
+    const absl::string_view key = View(it->key());
+    const uint64_t expected = last_position_ + 1;
+    if (key.size() != kPositionBytes || DecodePosition(key) != expected) {
+      // One append is one WriteBatch, applied whole by the catch-up, so a
+      // gap is damage, not a half-seen append.
+      return absl::DataLossError(absl::StrCat(
+          "event at position ", expected, " is missing (next stored key is ",
+          key.size() == kPositionBytes ? absl::StrCat(DecodePosition(key))
+                                       : "malformed",
+          ")"));
+    }
+    const absl::string_view raw = View(it->value());
+    ASSIGN_OR_RETURN(v1::Envelope envelope, Verify(expected, raw));
+    if (envelope.prev_hash() != last_hash_) {
+      return absl::DataLossError(absl::StrCat(
+          "event at position ", expected, ": prev_hash ",
+          ToHex(envelope.prev_hash()), " does not link to the hash ",
+          ToHex(last_hash_), " of position ", last_position_));
+    }
+    if (!fn(envelope, raw)) break;
+    last_position_ = expected;
+    last_hash_ = envelope.hash();
+    ++delivered;
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "follow: scan events"));
+  return delivered;
+}
+
+}  // namespace storeledger

@@ -1,0 +1,70 @@
+// Who may call what on storeledgerd (issue 7). Bearer tokens come from a file
+// of `TOKEN ROLE` lines; a role is writer, auditor, investigator or
+// merchant:<merchant id>. The file must not be readable or writable by group
+// or others (refused at start). Lookup hashes the presented token and
+// compares it with every known token's hash in constant time, so neither the
+// answer's timing nor an early exit tells a caller how close a guess was.
+//
+// A TokenTable is immutable after Load and safe for concurrent use.
+#ifndef STORELEDGER_SERVER_AUTH_H_
+#define STORELEDGER_SERVER_AUTH_H_
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace storeledger {
+
+// Tokens shorter than this are refused at load: they could be guessed.
+inline constexpr size_t kTokenBytesMin = 16;
+inline constexpr size_t kTokenBytesMax = 512;
+// A token file is small; a bigger one is a mistake (wrong file).
+inline constexpr size_t kTokenFileLinesMax = 10'000;
+
+enum class Role { kWriter, kAuditor, kInvestigator, kMerchant };
+
+struct Principal {
+  Role role = Role::kWriter;
+  std::string merchant_id;  // for kMerchant only
+  // Everyone may do everything: the server runs without --tokens.
+  bool unrestricted = false;
+};
+
+// "writer", "auditor", "investigator", "merchant:<id>"; kInvalidArgument
+// naming the text otherwise.
+absl::StatusOr<Principal> ParseRole(absl::string_view text);
+std::string RoleName(const Principal& principal);
+
+class TokenTable {
+ public:
+  // Reads `path`. kFailedPrecondition when the file is readable or writable
+  // by group or others; kInvalidArgument naming the line for a bad line or a
+  // token given twice; kNotFound when the file cannot be read.
+  static absl::StatusOr<TokenTable> Load(const std::string& path);
+  // For tests: from the text of a token file.
+  static absl::StatusOr<TokenTable> Parse(absl::string_view text);
+
+  // The principal of `token`, or nullopt when it is not in the table. Takes
+  // the same time whichever entry matches, or none.
+  std::optional<Principal> Lookup(absl::string_view token) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::string token_sha256;  // 32 bytes
+    Principal principal;
+  };
+  std::vector<Entry> entries_;
+};
+
+// The token of an `authorization` header value "Bearer <token>", or nullopt
+// when the value has another form.
+std::optional<absl::string_view> BearerToken(absl::string_view header);
+
+}  // namespace storeledger
+
+#endif  // STORELEDGER_SERVER_AUTH_H_

@@ -1,0 +1,87 @@
+// storeledgerd without main(): opens the ledger, checks the listening address,
+// the token file and the TLS certificates, and serves storeledger.v1.Ledger
+// plus grpc.health.v1.Health and server reflection. Tests start it
+// in-process on port 0.
+#ifndef STORELEDGER_SERVER_SERVER_H_
+#define STORELEDGER_SERVER_SERVER_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ledger/ledger.h"
+#include "server/auth.h"
+#include "server/service.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace storeledger {
+
+// How long a shutdown waits for in-flight calls before cancelling them.
+inline constexpr absl::Duration kShutdownGraceDefault = absl::Seconds(10);
+// Largest message a client may send (a command is far smaller).
+inline constexpr int kReceiveMessageBytesMax = 4 << 20;
+
+struct ServerOptions {
+  std::string db_dir;
+  // host:port; port 0 picks a free port (see LedgerServer::port()).
+  std::string listen = "127.0.0.1:7450";
+  // `TOKEN ROLE` lines (server/auth.h). Empty: no authentication, which is
+  // allowed on a loopback address only.
+  std::string tokens_file;
+  // For tests: the tokens themselves, instead of tokens_file.
+  std::optional<TokenTable> tokens;
+  // PEM files; both or neither. Without them, only loopback is served.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  LedgerOptions ledger;
+  size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+};
+
+// Is `host` (of host:port, brackets allowed) a loopback address or name?
+bool IsLoopbackHost(absl::string_view host);
+// Splits "host:port" / "[v6]:port"; kInvalidArgument naming the address.
+absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
+    absl::string_view address);
+
+class LedgerServer {
+ public:
+  // Errors: kInvalidArgument for a bad address or option, kFailedPrecondition
+  // for a non-loopback address without TLS, a token file others can read or
+  // a locked database, kUnavailable when the port cannot be bound (the
+  // message says why: in use, not an address of this machine, ...).
+  static absl::StatusOr<std::unique_ptr<LedgerServer>> Start(
+      ServerOptions options);
+  ~LedgerServer();
+
+  // The bound port (the chosen one when listening on port 0).
+  int port() const { return port_; }
+  std::string address() const;  // host:port as bound
+  Ledger& ledger() { return *ledger_; }
+  bool tls() const { return tls_; }
+
+  // Stops accepting calls, lets the in-flight ones finish (commands in hand
+  // are executed and answered; subscribers end with UNAVAILABLE), cancels
+  // what is left after `grace`, and closes the ledger. Idempotent.
+  void Shutdown(absl::Duration grace = kShutdownGraceDefault);
+
+ private:
+  LedgerServer() = default;
+
+  std::string host_;
+  int port_ = 0;
+  bool tls_ = false;
+  std::unique_ptr<TokenTable> tokens_;
+  std::unique_ptr<Ledger> ledger_;
+  std::unique_ptr<LedgerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  bool shut_down_ = false;
+};
+
+}  // namespace storeledger
+
+#endif  // STORELEDGER_SERVER_SERVER_H_

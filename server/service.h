@@ -1,0 +1,110 @@
+// The storeledger.v1.Ledger gRPC service over one writable Ledger (issue 7).
+// Every handler authenticates the caller's bearer token and checks its role
+// (server/auth.h) before touching the ledger.
+//
+// Subscribe reads the log with EventLog::Scan from the subscriber's position
+// and then waits for new appends: this process holds the only writable
+// Ledger, so every acknowledged Execute wakes the waiting subscribers. Each
+// subscriber may be at most `subscriber_buffer_events` events behind the
+// head once it has caught up; one that falls further behind is cut off with
+// RESOURCE_EXHAUSTED (trailing metadata `storeledger-resume-position`) and
+// resumes from the last position it received. The log is the buffer, so a
+// slow subscriber costs no memory, and it never slows the writers.
+//
+// Safe for concurrent use: gRPC calls the handlers from many threads.
+#ifndef STORELEDGER_SERVER_SERVICE_H_
+#define STORELEDGER_SERVER_SERVICE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "ledger/ledger.h"
+#include "server/auth.h"
+#include "storeledger/v1/service.grpc.pb.h"
+
+namespace storeledger {
+
+// How far (in events) a caught-up subscriber may trail the head.
+inline constexpr size_t kSubscriberBufferEventsDefault = 4096;
+// Concurrent Subscribe calls; each holds a server thread while it follows.
+inline constexpr size_t kSubscribersMax = 64;
+// A waiting subscriber re-checks for cancellation this often.
+inline constexpr absl::Duration kSubscriberPollInterval = absl::Milliseconds(100);
+// Trailing metadata naming where a cut-off subscriber should resume.
+inline constexpr char kResumePositionMetadata[] = "storeledger-resume-position";
+
+struct ServiceOptions {
+  // Not owned; must outlive the service.
+  Ledger* ledger = nullptr;
+  // Not owned. nullptr: no authentication, every caller may do everything
+  // (the server allows that on loopback only).
+  const TokenTable* tokens = nullptr;
+  // The database directory, for Audit's read-only view of the log.
+  std::string db_dir;
+  size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+};
+
+class LedgerService final : public v1::Ledger::Service {
+ public:
+  explicit LedgerService(ServiceOptions options);
+
+  // Shutdown, step one: new commands are refused (UNAVAILABLE), streams end
+  // after the command in hand, subscribers end with UNAVAILABLE and their
+  // resume position.
+  void BeginShutdown();
+
+  grpc::Status Execute(grpc::ServerContext* context, const v1::Command* request,
+                       v1::CommandResult* response) override;
+  grpc::Status ExecuteStream(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::CommandResult, v1::Command>* stream) override;
+  grpc::Status GetStore(grpc::ServerContext* context,
+                        const v1::GetStoreRequest* request,
+                        v1::StoreState* response) override;
+  grpc::Status ReadStream(grpc::ServerContext* context,
+                          const v1::ReadStreamRequest* request,
+                          grpc::ServerWriter<v1::Envelope>* writer) override;
+  grpc::Status Subscribe(grpc::ServerContext* context,
+                         const v1::SubscribeRequest* request,
+                         grpc::ServerWriter<v1::Envelope>* writer) override;
+  grpc::Status Digest(grpc::ServerContext* context,
+                      const v1::DigestRequest* request,
+                      v1::Digest* response) override;
+  grpc::Status Audit(grpc::ServerContext* context,
+                     const v1::AuditRequest* request,
+                     v1::AuditReport* response) override;
+
+ private:
+  enum class Permission { kWrite, kReadStore, kReadLog, kDigest, kAudit };
+
+  // The caller's principal if its token allows `permission`;
+  // UNAUTHENTICATED or PERMISSION_DENIED otherwise.
+  grpc::Status Authorize(const grpc::ServerContext& context,
+                         Permission permission, Principal* principal) const;
+  // PERMISSION_DENIED unless `principal` may read `store_id` (a merchant
+  // reads only its own stores; an unknown store is denied too, so that a
+  // merchant cannot probe which stores exist).
+  grpc::Status CheckStoreAccess(const Principal& principal,
+                                absl::string_view store_id) const;
+  // Executes one command and wakes the subscribers.
+  grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
+  void NotifyAppended();
+
+  const ServiceOptions options_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> subscribers_{0};
+
+  absl::Mutex mu_;
+  uint64_t notified_head_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::CondVar appended_;
+};
+
+grpc::Status ToGrpc(const absl::Status& status);
+
+}  // namespace storeledger
+
+#endif  // STORELEDGER_SERVER_SERVICE_H_

@@ -1,0 +1,129 @@
+// storeledgerd: the ledger over gRPC (DESIGN.md §6, issue 7).
+//
+//   storeledgerd --db DIR [--listen 127.0.0.1:7450] [--tokens FILE]
+//                [--tls-cert F --tls-key F] [--policy FILE] [--no-sync]
+//                [--shutdown-grace-ms N]
+//
+// SIGTERM / SIGINT: stop accepting, finish the calls in flight, exit 0.
+// Exit 1 when it cannot start (the message says why), 2 for bad usage.
+#include <signal.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cli/cli.h"
+#include "server/server.h"
+
+namespace storeledger {
+namespace {
+
+constexpr char kUsage[] =
+    R"(usage: storeledgerd --db DIR [--listen HOST:PORT] [--tokens FILE]
+                    [--tls-cert FILE --tls-key FILE] [--policy FILE]
+                    [--no-sync] [--shutdown-grace-ms N]
+
+--listen defaults to 127.0.0.1:7450 (port 0: any free port, printed at start).
+A non-loopback address needs --tls-cert/--tls-key and --tokens.
+--tokens FILE holds `TOKEN ROLE` lines (roles: writer, auditor, investigator,
+merchant:<id>) and must not be readable by group or others.
+)";
+
+int Main(const std::vector<std::string>& args) {
+  absl::StatusOr<Flags> flags = Flags::Parse(args, {"no-sync", "help"});
+  if (!flags.ok()) {
+    std::cerr << "storeledgerd: " << flags.status().message() << "\n" << kUsage;
+    return kExitUsage;
+  }
+  if (flags->Has("help")) {
+    std::cout << kUsage;
+    return kExitOk;
+  }
+  if (absl::Status s = flags->CheckKnown({"listen", "tokens", "tls-cert",
+                                          "tls-key", "no-sync",
+                                          "shutdown-grace-ms"});
+      !s.ok() || !flags->positional().empty()) {
+    std::cerr << "storeledgerd: "
+              << (s.ok() ? "unexpected argument " + flags->positional().front()
+                         : std::string(s.message()))
+              << "\n" << kUsage;
+    return kExitUsage;
+  }
+  std::optional<std::string> db = flags->Get("db");
+  if (!db.has_value()) {
+    std::cerr << "storeledgerd: --db is required\n" << kUsage;
+    return kExitUsage;
+  }
+  absl::StatusOr<std::optional<uint64_t>> grace_ms =
+      flags->GetUint("shutdown-grace-ms");
+  if (!grace_ms.ok()) {
+    std::cerr << "storeledgerd: " << grace_ms.status().message() << "\n";
+    return kExitUsage;
+  }
+  ServerOptions options;
+  options.db_dir = *db;
+  options.listen = flags->GetOr("listen", "127.0.0.1:7450");
+  options.tokens_file = flags->GetOr("tokens", "");
+  options.tls_cert_file = flags->GetOr("tls-cert", "");
+  options.tls_key_file = flags->GetOr("tls-key", "");
+  options.ledger.sync = !flags->Has("no-sync");
+  if (std::optional<std::string> path = flags->Get("policy")) {
+    std::ifstream file(*path);
+    if (!file) {
+      std::cerr << "storeledgerd: --policy " << *path << ": cannot read the file\n";
+      return kExitUsage;
+    }
+    std::stringstream text;
+    text << file.rdbuf();
+    absl::StatusOr<Policy> policy = ParsePolicyText(text.str());
+    if (!policy.ok()) {
+      std::cerr << "storeledgerd: --policy " << *path << ": "
+                << policy.status().message() << "\n";
+      return kExitUsage;
+    }
+    options.ledger.policy = *std::move(policy);
+  }
+
+  // A closed stdout (or a client socket) must not kill the server mid-way.
+  signal(SIGPIPE, SIG_IGN);
+  // Block the stop signals in every thread (gRPC's included, which inherit
+  // the mask); this thread takes them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<LedgerServer>> server =
+      LedgerServer::Start(std::move(options));
+  if (!server.ok()) {
+    std::cerr << "storeledgerd: " << server.status() << "\n";
+    return absl::IsInvalidArgument(server.status()) ? kExitUsage
+                                                    : kExitCheckFailed;
+  }
+  // One line for scripts and tests that listen on port 0.
+  std::cout << "storeledgerd: listening on " << (*server)->address()
+            << ((*server)->tls() ? " (TLS)" : " (plaintext, loopback)")
+            << " db " << *db << " head "
+            << (*server)->ledger().log().head().position << std::endl;
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::cout << "storeledgerd: signal " << signal_number
+            << ", finishing calls in flight" << std::endl;
+  (*server)->Shutdown(grace_ms->has_value()
+                          ? absl::Milliseconds(**grace_ms)
+                          : kShutdownGraceDefault);
+  std::cout << "storeledgerd: stopped" << std::endl;
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace storeledger
+
+int main(int argc, char** argv) {
+  return storeledger::Main(std::vector<std::string>(argv + 1, argv + argc));
+}
