@@ -320,7 +320,7 @@ TEST(LimitsTest, OrderTotalsThatWouldOverflowAreRejected) {
 // (the state of a store after ~9,200 maximal payments): every command that
 // would push a balance past it is rejected, none is accepted to overflow
 // when its event is folded in (Evolve would report kDataLoss).
-class DISABLED_BalanceOverflowTest : public ::testing::Test {
+class BalanceOverflowTest : public ::testing::Test {
  protected:
   void SetUp() override {
     StoreWithProduct(l_, 1000);
@@ -345,33 +345,33 @@ class DISABLED_BalanceOverflowTest : public ::testing::Test {
   MemoryLedger l_;
 };
 
-TEST_F(DISABLED_BalanceOverflowTest, PaymentIntoAFullPendingBalanceIsRejected) {
+TEST_F(BalanceOverflowTest, PaymentIntoAFullPendingBalanceIsRejected) {
   SetBalance(&v1::Balances::set_pending_fen, kInt64Max - 10);
-  ASSERT_TRUE(Accepted(PlaceLines(l_, "o3", 1, 1, 1000)));
+  ASSERT_TRUE(Accepted(PlaceLines(l_, "o3", 1, 1, 1000, 18)));
   EXPECT_FALSE(l_.OrderMoney("payOrder", Shift(kEarly, 20), "s1", "o3", 1000)
                    .accepted);
 }
 
-TEST_F(DISABLED_BalanceOverflowTest, SettlementIntoAFullAvailableBalanceIsRejected) {
+TEST_F(BalanceOverflowTest, SettlementIntoAFullAvailableBalanceIsRejected) {
   SetBalance(&v1::Balances::set_available_fen, kInt64Max - 10);
   EXPECT_FALSE(
       l_.OrderMoney("settleOrder", Shift(kEarly, 20), "s1", "o1", 0).accepted);
 }
 
-TEST_F(DISABLED_BalanceOverflowTest, WithdrawalIntoAFullWithdrawingBalanceIsRejected) {
+TEST_F(BalanceOverflowTest, WithdrawalIntoAFullWithdrawingBalanceIsRejected) {
   SetBalance(&v1::Balances::set_withdrawing_fen, kInt64Max - 10);
   EXPECT_FALSE(
       l_.RequestWithdrawal(Shift(kEarly, 20), "s1", "w2", 400).accepted);
 }
 
-TEST_F(DISABLED_BalanceOverflowTest, PayoutIntoAFullPaidOutBalanceIsRejected) {
+TEST_F(BalanceOverflowTest, PayoutIntoAFullPaidOutBalanceIsRejected) {
   SetBalance(&v1::Balances::set_paid_out_fen, kInt64Max - 10);
   EXPECT_FALSE(
       l_.WithdrawalVerb("completeWithdrawal", Shift(kEarly, 20), "s1", "w1")
           .accepted);
 }
 
-TEST_F(DISABLED_BalanceOverflowTest, FailedWithdrawalIntoAFullAvailableIsRejected) {
+TEST_F(BalanceOverflowTest, FailedWithdrawalIntoAFullAvailableIsRejected) {
   SetBalance(&v1::Balances::set_available_fen, kInt64Max - 10);
   EXPECT_FALSE(
       l_.WithdrawalVerb("failWithdrawal", Shift(kEarly, 20), "s1", "w1")
