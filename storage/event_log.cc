@@ -55,17 +55,20 @@ constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 constexpr size_t kGroupEventsMax = 10'000;
 
 // RocksDB memory bounds (storage/FORMAT.md "RocksDB options, and why").
-// All memtables together: when they reach this, the largest is flushed.
-constexpr size_t kMemtablesBytesMax = 64 << 20;
+// Everything RocksDB caches or buffers: blocks of every column family and
+// the memtables (charged to the same cache).
+constexpr size_t kRocksDbMemoryBytes = 64 << 20;
+// The memtables' share: when they reach it, the largest is flushed.
+constexpr size_t kMemtablesBytesMax = 32 << 20;
 // One memtable of "events" (sequential keys: cheap inserts, big is fine) ...
-constexpr size_t kMemtableBytesEvents = 32 << 20;
+constexpr size_t kMemtableBytesEvents = 16 << 20;
 // ... of "streams", "commands" and "projections" (random keys: a smaller
 // skiplist is a cheaper insert) ...
-constexpr size_t kMemtableBytes = 16 << 20;
+constexpr size_t kMemtableBytes = 8 << 20;
 // ... and of "meta" and "default" (one key, or none).
 constexpr size_t kMemtableBytesSmall = 1 << 20;
-// Data, index and filter blocks of every column family.
-constexpr size_t kBlockCacheBytes = 32 << 20;
+// Size of one index or filter partition.
+constexpr size_t kMetadataBlockBytes = 4096;
 // Memtable bloom filter size, as a share of the memtable.
 constexpr double kMemtableBloomRatio = 0.02;
 
@@ -73,7 +76,7 @@ constexpr double kMemtableBloomRatio = 0.02;
 // that checking an expected version does not read RocksDB for a stream
 // appended to recently. When full the cache is emptied and refills: bounded
 // memory (a head is ~50 bytes with its key), no bookkeeping per hit.
-constexpr size_t kHeadCacheStreamsMax = 100'000;
+constexpr size_t kHeadCacheStreamsMax = 50'000;
 
 constexpr char kEventsCf[] = "events";
 constexpr char kStreamsCf[] = "streams";
@@ -508,14 +511,27 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   if (options.env != nullptr) db_options.env = options.env;
 
   // Memory is bounded whatever the size of the log (storage/FORMAT.md
-  // "RocksDB options"): all memtables together by a WriteBufferManager, and
-  // data, index and filter blocks by one shared block cache.
-  db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
-      kMemtablesBytesMax);
+  // "RocksDB options"): one cache of kRocksDbMemoryBytes holds the data,
+  // index and filter blocks of every column family and is charged for the
+  // memtables too, which may take up to kMemtablesBytesMax of it; past that
+  // the largest memtable is flushed, and writes wait (allow_stall) rather
+  // than let memtables outgrow the budget while flushes catch up.
+  rocksdb::LRUCacheOptions cache_options;
+  cache_options.capacity = kRocksDbMemoryBytes;
+  // Index and filter partitions go to the high-priority half: data blocks
+  // (read once by scans) do not push them out.
+  cache_options.high_pri_pool_ratio = 0.5;
   const std::shared_ptr<rocksdb::Cache> block_cache =
-      rocksdb::NewLRUCache(kBlockCacheBytes);
+      rocksdb::NewLRUCache(cache_options);
+  db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
+      kMemtablesBytesMax, block_cache, /*allow_stall=*/true);
 
-  auto cf_options_for = [&](size_t write_buffer_bytes, bool point_lookups) {
+  // point_lookups: the append path looks keys up one by one (command ids,
+  // stream heads, records), many of them absent: bloom filters pay. Events
+  // are read by position in order (iterators) and never looked up missing:
+  // no filter, which is also the largest filter saved.
+  auto cf_options_for = [&](size_t write_buffer_bytes, bool point_lookups,
+                            bool filter) {
     rocksdb::ColumnFamilyOptions cf_options;
     cf_options.level_compaction_dynamic_level_bytes = true;
     cf_options.write_buffer_size = write_buffer_bytes;
@@ -527,14 +543,24 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     // Bloom filters: every new command id is a miss in "commands", and every
     // first append to a stream a miss in "streams"; filters keep those misses
     // off the disk.
-    table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    if (filter) {
+      table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    }
     table_options.block_cache = block_cache;
     // Index and filter blocks live in the bounded cache too (otherwise every
-    // open table keeps its own in memory, and memory grows with the log);
-    // L0's stay pinned, as they are consulted on every lookup.
+    // open table keeps its own in memory, and memory grows with the log).
+    // Partitioned (kMetadataBlockBytes pieces under a small top-level index,
+    // which stays pinned): a lookup loads the pieces it needs, not a whole
+    // file's filter and index -- evicted and read back on every miss, those
+    // cost far more than the lookup (FORMAT.md).
     table_options.cache_index_and_filter_blocks = true;
     table_options.cache_index_and_filter_blocks_with_high_priority = true;
     table_options.pin_l0_filter_and_index_blocks_in_cache = true;
+    table_options.index_type =
+        rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+    table_options.partition_filters = filter;
+    table_options.metadata_block_size = kMetadataBlockBytes;
+    table_options.pin_top_level_index_and_filter = true;
     cf_options.table_factory.reset(
         rocksdb::NewBlockBasedTableFactory(table_options));
     if (point_lookups) {
@@ -547,14 +573,14 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     return cf_options;
   };
   const rocksdb::ColumnFamilyOptions small =
-      cf_options_for(kMemtableBytesSmall, false);
+      cf_options_for(kMemtableBytesSmall, false, true);
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
       {rocksdb::kDefaultColumnFamilyName, small},
-      {kEventsCf, cf_options_for(kMemtableBytesEvents, false)},
-      {kStreamsCf, cf_options_for(kMemtableBytes, true)},
-      {kCommandsCf, cf_options_for(kMemtableBytes, true)},
+      {kEventsCf, cf_options_for(kMemtableBytesEvents, false, false)},
+      {kStreamsCf, cf_options_for(kMemtableBytes, true, true)},
+      {kCommandsCf, cf_options_for(kMemtableBytes, true, true)},
       {kMetaCf, small},
-      {kProjectionsCf, cf_options_for(kMemtableBytes, false)},
+      {kProjectionsCf, cf_options_for(kMemtableBytes, false, true)},
   };
 
   auto impl = std::make_unique<Impl>();
@@ -926,6 +952,66 @@ absl::Status EventLog::Scan(
                                             " is missing (head is ",
                                             head_position, ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status EventLog::ScanBatches(
+    uint64_t after_position, size_t batch_events,
+    const std::function<bool(std::vector<Envelope>* batch)>& fn) const {
+  if (batch_events == 0) batch_events = 1;
+  const uint64_t head_position = impl_->GetHead().position;
+  if (after_position >= head_position) return absl::OkStatus();
+
+  std::string prev_hash = ZeroHash();
+  if (after_position > 0) {
+    ASSIGN_OR_RETURN(Envelope previous, impl_->ReadAt(after_position));
+    prev_hash = previous.hash();
+  }
+
+  const std::string upper = PositionKey(head_position + 1);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(read_options, impl_->cf(kEvents)));
+  uint64_t expected = after_position + 1;
+  std::vector<Envelope> batch;
+  batch.reserve(batch_events);
+  for (it->Seek(PositionKey(expected)); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() != kPositionBytes) {
+      return absl::DataLossError(absl::StrCat("events key of ", key.size(),
+                                              " bytes after position ",
+                                              expected - 1));
+    }
+    const uint64_t position = DecodeBigEndian64(View(key));
+    if (position != expected) {
+      return absl::DataLossError(absl::StrCat("event at position ", expected,
+                                              " is missing (next stored is ",
+                                              position, ")"));
+    }
+    ASSIGN_OR_RETURN(Envelope envelope, VerifyStored(position, View(it->value())));
+    if (envelope.prev_hash() != prev_hash) {
+      return absl::DataLossError(absl::StrCat(
+          "event at position ", position, ": prev_hash ",
+          ToHex(envelope.prev_hash()), " does not link to the hash ",
+          ToHex(prev_hash), " of position ", position - 1));
+    }
+    prev_hash.assign(envelope.hash());
+    batch.push_back(std::move(envelope));
+    ++expected;
+    if (batch.size() >= batch_events) {
+      if (!fn(&batch)) return absl::OkStatus();
+      batch.clear();
+    }
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
+  if (expected != head_position + 1) {
+    return absl::DataLossError(absl::StrCat("event at position ", expected,
+                                            " is missing (head is ",
+                                            head_position, ")"));
+  }
+  if (!batch.empty()) fn(&batch);
   return absl::OkStatus();
 }
 
