@@ -46,6 +46,7 @@
 // log.
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <libpq-fe.h>
 #include <pwd.h>
 #include <signal.h>
@@ -111,6 +112,8 @@ constexpr char kPgBinDefault[] = "/usr/lib/postgresql/15/bin";
 constexpr int64_t kWithdrawAllFen = 100;
 constexpr int64_t kWithdrawTooMuchFen = 1'000'000'000'000;
 constexpr absl::Duration kRssSampleEvery = absl::Milliseconds(50);
+// Blocks at least this large are mmapped (and unmapped when freed).
+constexpr int kMmapThresholdBytes = 256 << 10;
 
 // ---------------------------------------------------------------- flags
 
@@ -127,6 +130,8 @@ struct Flags {
   // Run each measurement in this process (for profilers); RSS is then
   // cumulative.
   bool no_fork = false;
+  // Leave glibc's malloc tuning alone (see Main).
+  bool malloc_default = false;
   // Ledgers without WAL sync: for CPU profiles only, the rows mean nothing.
   bool no_sync = false;
   // Rows to run (ceiling needs apply): a subset of kPhases.
@@ -192,6 +197,8 @@ Flags ParseFlags(int argc, char** argv) {
       flags.only = absl::StrSplit(value(), ',');
     } else if (arg == "--no-sync") {
       flags.no_sync = true;
+    } else if (arg == "--malloc-default") {
+      flags.malloc_default = true;
     } else if (arg == "--no-fork") {
       flags.no_fork = true;
     } else if (arg == "--keep") {
@@ -782,9 +789,36 @@ std::vector<Row> Memory(const std::string& db, const Stream& stream,
         row.cpu_s = CpuSeconds() - cpu_start;
         row.rss_mb = ProcFieldMb("/proc/self/status", "VmHWM:");
         const double segment = absl::ToDoubleSeconds(absl::Now() - segment_start);
+        // Where RocksDB's memory is (all column families).
+        auto property_mb = [&](const char* name) {
+          uint64_t total = 0;
+          for (rocksdb::ColumnFamilyHandle* cf :
+               {ledger.log().events_cf(), ledger.log().streams_cf(),
+                ledger.log().commands_cf(), ledger.log().meta_cf(),
+                ledger.log().projections_cf()}) {
+            uint64_t value = 0;
+            if (ledger.log().db()->GetIntProperty(cf, name, &value)) {
+              total += value;
+            }
+          }
+          return total / 1048576.0;
+        };
+        uint64_t block_cache = 0, pinned = 0;
+        ledger.log().db()->GetIntProperty("rocksdb.block-cache-usage",
+                                          &block_cache);
+        ledger.log().db()->GetIntProperty("rocksdb.block-cache-pinned-usage",
+                                          &pinned);
+        const struct mallinfo2 heap = mallinfo2();
         row.note = absl::StrFormat(
-            "VmRSS %.0f MB; %.0f events/s since the previous line",
+            "VmRSS %.0f MB (malloc: %.0f in use of %.0f held; RocksDB: "
+            "memtables %.0f, block cache %.0f of which pinned %.0f, table "
+            "readers %.0f); %.0f events/s since the previous line",
             ProcFieldMb("/proc/self/status", "VmRSS:"),
+            heap.uordblks / 1048576.0 + heap.hblkhd / 1048576.0,
+            (heap.arena + heap.hblkhd) / 1048576.0,
+            property_mb("rocksdb.cur-size-all-mem-tables"),
+            block_cache / 1048576.0, pinned / 1048576.0,
+            property_mb("rocksdb.estimate-table-readers-mem"),
             (head - segment_events) / std::max(segment, 1e-9));
         rows.push_back(row);
         std::cerr << "storeledger-bench: memory " << row.name << ": peak "
@@ -1230,11 +1264,13 @@ std::string Ms(double ms) { return ms < 0 ? "-" : absl::StrFormat("%.2f", ms); }
 
 void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
   const Row* ceiling = nullptr;
+  const Row* sync_floor = nullptr;  // one synced put at a time
   const Row* pg_batch = nullptr;
   std::map<int, const Row*> pg_clients;
   for (const Row& row : rows) {
     if (!row.error.empty()) continue;
     if (row.kind == "ceiling") ceiling = &row;
+    if (row.kind == "sync") sync_floor = &row;
     if (row.kind == "pg-batch") pg_batch = &row;
     if (row.kind == "pg-one" || row.kind == "pg-concurrent") {
       pg_clients[row.clients] = &row;
@@ -1260,16 +1296,30 @@ void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
       vs_peer = Ratio(row.commands_per_s(),
                       pg_clients[row.clients]->commands_per_s());
     }
+    // The ceiling of a batch row is the batch ceiling (events/s); of a row
+    // of clients waiting for each command, one synced put at a time
+    // (commands/s against puts/s).
+    std::string vs_ceiling = "-";
+    const bool waits = row.kind == "one" || row.kind == "concurrent" ||
+                       row.kind == "pg-one" || row.kind == "pg-concurrent";
+    if (waits && sync_floor != nullptr) {
+      vs_ceiling = Ratio(row.commands_per_s(), sync_floor->commands_per_s());
+    } else if (!waits && row.kind != "sync" && ceiling != nullptr) {
+      vs_ceiling = Ratio(row.events_per_s(), ceiling->events_per_s());
+    }
     std::cout << absl::StrFormat(
         "%-46s %10.0f %10s %8s %8s %8s %8.0f %9s %9s\n", row.name,
         row.events_per_s(),
         row.commands > 0 ? absl::StrFormat("%.0f", row.commands_per_s()) : "-",
         Ms(row.p50_ms), Ms(row.p99_ms), Ms(row.p999_ms), row.rss_mb,
-        ceiling != nullptr ? Ratio(row.events_per_s(), ceiling->events_per_s())
-                           : "-",
-        vs_peer);
+        vs_ceiling, vs_peer);
   }
   if (!pg_skipped.empty()) std::cout << pg_skipped << "\n";
+  std::cout << "\n/ceiling: batch rows against the synced WriteBatch ceiling "
+               "(events/s); client rows against one synced put at a time "
+               "(commands/s).\n/peer: batch rows against PostgreSQL's batch "
+               "row (events/s); N-client rows against PostgreSQL with N "
+               "clients (commands/s).\n";
   std::cout << "\nnotes:\n";
   for (const Row& row : rows) {
     if (row.kind == "memory" || !row.error.empty()) continue;
@@ -1301,6 +1351,14 @@ void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
 
 int Main(int argc, char** argv) {
   const Flags flags = ParseFlags(argc, argv);
+  if (!flags.malloc_default) {
+    // A fixed mmap threshold: glibc otherwise raises it each time a large
+    // block is freed (a flushed memtable's arena, a group's WriteBatch), and
+    // from then on serves such blocks from its heaps, which keep the freed
+    // memory: RSS then creeps up with the log though live memory does not
+    // (storeledger-bench --malloc-default shows it). See README.
+    mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
+  }
   g_no_fork = flags.no_fork;
   g_no_sync = flags.no_sync;
   std::string dir = flags.dir;

@@ -1,7 +1,9 @@
 // storeledger apply [FILE|-]: one JSON result per input line, in order.
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -46,24 +48,43 @@ int ApplyVerb(CliContext& ctx) {
   // batch closes at kApplyBatchLines lines or kApplyBatchBytesMax bytes, or
   // as soon as no more input is ready, so that a producer feeding lines one
   // at a time gets each answer without waiting for lines it has not sent.
+  // While a full batch executes (on a helper thread) the next one is read
+  // and parsed; it starts only once the one before it is known to have no
+  // error, and results are printed in line order.
   struct Line {
     int64_t number = 0;
     std::optional<v1::CommandResult> answered;  // else: the next command
   };
-  std::vector<Line> lines;
-  std::vector<v1::Command> commands;
+  struct Batch {
+    std::vector<Line> lines;
+    std::vector<v1::Command> commands;
+    std::vector<absl::StatusOr<v1::CommandResult>> results;
+    size_t bytes = 0;
+    std::thread worker;
+  };
+  Ledger& l = **ledger;
   bool any_invalid = false;
-  auto execute = [&]() -> absl::Status {
-    std::vector<absl::StatusOr<v1::CommandResult>> executed =
-        (*ledger)->ExecuteBatch(std::move(commands));
-    commands.clear();
+  auto run = [&l](Batch& batch) {
+    batch.results = l.ExecuteBatch(std::move(batch.commands));
+  };
+  // The first failed line of an executed batch, or nullptr.
+  auto first_error = [](const Batch& batch) -> const Line* {
     size_t next = 0;
-    for (Line& line : lines) {
+    for (const Line& line : batch.lines) {
+      if (line.answered.has_value()) continue;
+      if (!batch.results[next++].ok()) return &line;
+    }
+    return nullptr;
+  };
+  // Prints the results up to the first error; returns that error.
+  auto print = [&](Batch& batch) -> absl::Status {
+    size_t next = 0;
+    for (Line& line : batch.lines) {
       v1::CommandResult result;
       if (line.answered.has_value()) {
         result = *std::move(line.answered);
       } else {
-        absl::StatusOr<v1::CommandResult>& done = executed[next++];
+        absl::StatusOr<v1::CommandResult>& done = batch.results[next++];
         if (!done.ok()) {
           // Nothing after an I/O or data error is trustworthy: stop here.
           ctx.out->flush();
@@ -77,46 +98,79 @@ int ApplyVerb(CliContext& ctx) {
       result.set_line(line.number);
       *ctx.out << ToJson(result) << "\n";
     }
-    lines.clear();
     ctx.out->flush();
     return absl::OkStatus();
   };
 
   LineReader reader(in, kInputLineBytesMax);
-  std::string line;
+  std::string text;
   bool too_long = false;
   int64_t line_number = 0;
-  size_t bytes = 0;  // of the lines waiting in `lines`
-  while (true) {
-    if (!lines.empty() &&
-        (lines.size() >= kApplyBatchLines || bytes >= kApplyBatchBytesMax ||
-         in->rdbuf()->in_avail() <= 0)) {
-      bytes = 0;
-      if (absl::Status s = execute(); !s.ok()) return ctx.Fail(s);
-    }
-    if (!reader.Next(&line, &too_long)) break;
-    ++line_number;
-    bytes += line.size();
-    if (too_long) {
-      lines.push_back({line_number,
-                       InvalidResult("", absl::StrCat("line is longer than ",
-                                                      kInputLineBytesMax,
-                                                      " bytes"))});
-    } else if (absl::StripAsciiWhitespace(line).empty()) {
-      continue;  // blank lines are skipped but counted
-    } else {
-      absl::StatusOr<v1::Command> command = ParseCommandJson(line);
-      if (!command.ok()) {
-        lines.push_back(
-            {line_number, InvalidResult("", command.status().message())});
+  std::unique_ptr<Batch> running;  // executing on its worker thread
+  bool eof = false;
+  while (!eof) {
+    auto batch = std::make_unique<Batch>();
+    bool input_waits = false;
+    while (batch->lines.size() < kApplyBatchLines &&
+           batch->bytes < kApplyBatchBytesMax) {
+      if (!batch->lines.empty() && in->rdbuf()->in_avail() <= 0) {
+        input_waits = true;
+        break;
+      }
+      if (!reader.Next(&text, &too_long)) {
+        eof = true;
+        break;
+      }
+      ++line_number;
+      batch->bytes += text.size();
+      if (too_long) {
+        batch->lines.push_back(
+            {line_number, InvalidResult("", absl::StrCat("line is longer than ",
+                                                         kInputLineBytesMax,
+                                                         " bytes"))});
+      } else if (absl::StripAsciiWhitespace(text).empty()) {
+        continue;  // blank lines are skipped but counted
       } else {
-        lines.push_back({line_number, std::nullopt});
-        commands.push_back(*std::move(command));
+        absl::StatusOr<v1::Command> command = ParseCommandJson(text);
+        if (!command.ok()) {
+          batch->lines.push_back(
+              {line_number, InvalidResult("", command.status().message())});
+        } else {
+          batch->lines.push_back({line_number, std::nullopt});
+          batch->commands.push_back(*std::move(command));
+        }
       }
     }
+    if (running != nullptr) {
+      running->worker.join();
+      if (first_error(*running) != nullptr) {
+        return ctx.Fail(print(*running));  // this batch is not executed
+      }
+    }
+    if (batch->lines.empty()) break;
+    if (input_waits || eof) {
+      // The producer may be waiting for these answers: now, in order.
+      if (running != nullptr) {
+        if (absl::Status s = print(*running); !s.ok()) return ctx.Fail(s);
+        running.reset();
+      }
+      run(*batch);
+      if (absl::Status s = print(*batch); !s.ok()) return ctx.Fail(s);
+      continue;
+    }
+    Batch& next = *batch;
+    next.worker = std::thread([&run, &next] { run(next); });
+    if (running != nullptr) {
+      if (absl::Status s = print(*running); !s.ok()) {
+        next.worker.join();  // (cannot happen: `running` had no error)
+        return ctx.Fail(s);
+      }
+    }
+    running = std::move(batch);
   }
-  if (!lines.empty()) {
-    if (absl::Status s = execute(); !s.ok()) return ctx.Fail(s);
+  if (running != nullptr) {
+    if (running->worker.joinable()) running->worker.join();
+    if (absl::Status s = print(*running); !s.ok()) return ctx.Fail(s);
   }
   ctx.out->flush();
   return any_invalid ? kExitUsage : kExitOk;

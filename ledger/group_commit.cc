@@ -155,7 +155,10 @@ struct Ledger::Caller {
 struct Ledger::Waiter {
   Caller* caller = nullptr;
   const v1::Command* commands = nullptr;
-  const std::string* fingerprints = nullptr;
+  // Execute hashes its command on the caller's thread (many callers, many
+  // threads); ExecuteBatch leaves them empty for the leader, whose stage of
+  // the pipeline is the lighter one.
+  std::string* fingerprints = nullptr;
   absl::StatusOr<v1::CommandResult>* results = nullptr;
   size_t count = 0;
   std::vector<char> answered;
@@ -191,7 +194,11 @@ struct Ledger::Slot {
   std::string fingerprint_copy;
 
   const v1::Command& command() const { return waiter->commands[index]; }
-  const std::string& fingerprint() const { return waiter->fingerprints[index]; }
+  const std::string& fingerprint() const {
+    std::string& fingerprint = waiter->fingerprints[index];
+    if (fingerprint.empty()) fingerprint = CommandFingerprint(command());
+    return fingerprint;
+  }
   size_t batch_index() const { return waiter->offset + index; }
   // After a failure earlier in its batch.
   bool Stopped() const { return batch_index() > *waiter->first_failure; }
@@ -254,7 +261,7 @@ absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
     return *std::move(invalid);
   }
   // Hashed here, on the caller's thread, not by the leader.
-  const std::string fingerprint = CommandFingerprint(command);
+  std::string fingerprint = CommandFingerprint(command);
   absl::StatusOr<v1::CommandResult> result = absl::InternalError("not run");
   size_t first_failure = SIZE_MAX;
   Caller caller;
@@ -297,7 +304,6 @@ std::vector<absl::StatusOr<v1::CommandResult>> Ledger::ExecuteBatch(
         results[offset + i] = *std::move(invalid);
         waiter->answered[i] = 1;
       } else {
-        fingerprints[offset + i] = CommandFingerprint(commands[offset + i]);
         ++waiter->unanswered;
       }
     }
@@ -306,6 +312,12 @@ std::vector<absl::StatusOr<v1::CommandResult>> Ledger::ExecuteBatch(
   std::vector<Waiter*> waiters;
   for (const auto& chunk : chunks) waiters.push_back(chunk.get());
   if (!waiters.empty()) Submit(&caller, waiters);
+  // INVALID commands after the first failure were answered before it was
+  // known; like every command after it, they count as not executed.
+  for (size_t i = first_failure == SIZE_MAX ? n : first_failure + 1; i < n;
+       ++i) {
+    results[i] = NotExecuted();
+  }
   return results;
 }
 
