@@ -2,7 +2,9 @@
 // directly (EventLog::db() and its column family handles) so that it can walk
 // past damage that EventLog::Scan would stop at, and re-derives everything it
 // compares: the hash of each envelope from its stored bytes, postings with
-// PostingsFor, records with Evolve.
+// PostingsFor, records with Evolve. Point reads go through long-lived
+// iterators (class Lookup) and no read fills the block cache; both choices
+// were measured on a 10^6-event log, see Lookup.
 #include "replay/audit.h"
 
 #include <algorithm>
@@ -48,6 +50,8 @@ constexpr size_t kPositionBytes = 8;
 constexpr char kHashFieldTag = 0x62;
 constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 constexpr char kKeySeparator = '\0';
+// meta["head"] = 8-byte position, 32-byte hash.
+constexpr absl::string_view kMetaHeadKey = "head";
 
 // Projection key prefixes (replay/projection_store.h).
 constexpr absl::string_view kStorePrefix = "s/";
@@ -170,6 +174,12 @@ class Lookup {
  public:
   Lookup(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) : db_(db), cf_(cf) {}
 
+  // Reads from now on see `snapshot` (not owned; nullptr: the latest).
+  void SetSnapshot(const rocksdb::Snapshot* snapshot) {
+    snapshot_ = snapshot;
+    it_.reset();
+  }
+
   // The value under `key`; nullopt when absent; kDataLoss on corruption.
   absl::StatusOr<std::optional<std::string>> Find(absl::string_view key) {
     rocksdb::Iterator& it = Iterator();
@@ -198,7 +208,14 @@ class Lookup {
  private:
   rocksdb::Iterator& Iterator() {
     if (it_ == nullptr) {
-      it_.reset(db_->NewIterator(rocksdb::ReadOptions(), cf_));
+      // Audit reads each block about once: keeping them out of the block
+      // cache leaves it to the ledger's own reads and keeps the audit's
+      // memory flat (measured at 10^6 events: peak RSS 25 MiB instead of
+      // 66 MiB, for 30% more CPU).
+      rocksdb::ReadOptions read_options;
+      read_options.fill_cache = false;
+      read_options.snapshot = snapshot_;
+      it_.reset(db_->NewIterator(read_options, cf_));
     }
     return *it_;
   }
@@ -214,6 +231,7 @@ class Lookup {
 
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
+  const rocksdb::Snapshot* snapshot_ = nullptr;
   std::unique_ptr<rocksdb::Iterator> it_;
 };
 
@@ -306,8 +324,29 @@ class Auditor {
         projections_lookup_(db_, log.projections_cf()),
         projections_scan_(db_, log.projections_cf()) {}
 
+  ~Auditor() {
+    for (Lookup* lookup : Lookups()) lookup->SetSnapshot(nullptr);
+    if (snapshot_ != nullptr) db_->ReleaseSnapshot(snapshot_);
+  }
+
+  Auditor(const Auditor&) = delete;
+  Auditor& operator=(const Auditor&) = delete;
+
   absl::StatusOr<v1::AuditReport> Run() {
-    const Head head = log_.head();
+    // One consistent view for every pass, even while appends go on: a
+    // snapshot, and the head as that snapshot stores it.
+    snapshot_ = db_->GetSnapshot();
+    for (Lookup* lookup : Lookups()) lookup->SetSnapshot(snapshot_);
+    Head head = log_.head();
+    Lookup meta(db_, log_.meta_cf());
+    meta.SetSnapshot(snapshot_);
+    absl::StatusOr<std::optional<std::string>> stored_head =
+        meta.Find(kMetaHeadKey);
+    if (stored_head.ok() && stored_head->has_value() &&
+        (*stored_head)->size() == kPositionBytes + kHashBytes) {
+      head.position = DecodeBigEndian64(**stored_head);
+      head.hash = (*stored_head)->substr(kPositionBytes);
+    }
     head_position_ = head.position;
     report_.set_head_position(head.position);
     report_.set_head_hash(ToHex(head.hash));
@@ -419,6 +458,11 @@ class Auditor {
         absl::StrCat("audit: reading ", what, ": ", s.ToString()));
   }
 
+  std::vector<Lookup*> Lookups() {
+    return {&events_lookup_, &streams_lookup_, &commands_lookup_,
+            &projections_lookup_, &projections_scan_};
+  }
+
   Lookup& LookupFor(rocksdb::ColumnFamilyHandle* cf) {
     if (cf == log_.events_cf()) return events_lookup_;
     if (cf == log_.streams_cf()) return streams_lookup_;
@@ -489,6 +533,7 @@ class Auditor {
     rocksdb::ReadOptions read_options;
     // One pass over everything: keep it out of the block cache.
     read_options.fill_cache = false;
+    read_options.snapshot = snapshot_;
     // No readahead_size: each file of a merging iterator would get a buffer
     // that large (measured: +20 MiB at 10^6 events); RocksDB's automatic
     // readahead for sequential reads is enough.
@@ -1024,8 +1069,8 @@ class Auditor {
   void VisitIndexEntry(uint64_t version, uint64_t position) {
     const std::string& stream = walk_.stream_id;
     if (version != walk_.next_version) {
-      // Pass 1 names the unindexed event; the position of the missing
-      // version is not known from the index.
+      // The second look of pass 1 names the unindexed event; the position of
+      // the missing version is not known from the index.
       walk_.sums_complete = false;
       Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0,
                 stream, "",
@@ -1712,6 +1757,7 @@ class Auditor {
   const EventLog& log_;
   const AuditOptions& options_;
   rocksdb::DB* db_;
+  const rocksdb::Snapshot* snapshot_ = nullptr;  // for the whole audit
   Lookup events_lookup_;
   Lookup streams_lookup_;
   Lookup commands_lookup_;

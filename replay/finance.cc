@@ -186,29 +186,24 @@ absl::StatusOr<v1::Balances> StoreBalancesFromAccounts(
 }
 
 absl::Status AddBalances(const v1::Balances& add, v1::Balances* total) {
-  auto add_field = [](int64_t a, int64_t b, absl::string_view name,
-                      int64_t* out) -> absl::Status {
-    std::optional<int64_t> sum = CheckedAdd(a, b);
-    if (!sum.has_value()) return Overflow(absl::StrCat("total ", name));
-    *out = *sum;
-    return absl::OkStatus();
+  const std::pair<int64_t, int64_t> fields[] = {
+      {total->pending_fen(), add.pending_fen()},
+      {total->available_fen(), add.available_fen()},
+      {total->withdrawing_fen(), add.withdrawing_fen()},
+      {total->paid_out_fen(), add.paid_out_fen()},
+      {total->deposit_fen(), add.deposit_fen()},
   };
-  int64_t v;
-  RETURN_IF_ERROR(add_field(total->pending_fen(), add.pending_fen(),
-                            "pending_fen", &v));
-  total->set_pending_fen(v);
-  RETURN_IF_ERROR(add_field(total->available_fen(), add.available_fen(),
-                            "available_fen", &v));
-  total->set_available_fen(v);
-  RETURN_IF_ERROR(add_field(total->withdrawing_fen(), add.withdrawing_fen(),
-                            "withdrawing_fen", &v));
-  total->set_withdrawing_fen(v);
-  RETURN_IF_ERROR(add_field(total->paid_out_fen(), add.paid_out_fen(),
-                            "paid_out_fen", &v));
-  total->set_paid_out_fen(v);
-  RETURN_IF_ERROR(add_field(total->deposit_fen(), add.deposit_fen(),
-                            "deposit_fen", &v));
-  total->set_deposit_fen(v);
+  int64_t sums[5] = {0, 0, 0, 0, 0};
+  for (int i = 0; i < 5; ++i) {
+    std::optional<int64_t> s = CheckedAdd(fields[i].first, fields[i].second);
+    if (!s.has_value()) return Overflow("a total of store balances");
+    sums[i] = *s;
+  }
+  total->set_pending_fen(sums[0]);
+  total->set_available_fen(sums[1]);
+  total->set_withdrawing_fen(sums[2]);
+  total->set_paid_out_fen(sums[3]);
+  total->set_deposit_fen(sums[4]);
   return absl::OkStatus();
 }
 

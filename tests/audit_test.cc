@@ -3,7 +3,9 @@
 // envelope, a deleted event, a damaged projection, index entry, command
 // outcome or snapshot. Each must be reported by check and position (or key),
 // and audit must go on past the damage.
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <memory>
 #include <set>
 #include <string>
@@ -606,6 +608,36 @@ TEST_F(AuditTest, EngineReportsProgressAndCapsViolations) {
                         "events (second look)", "commands (second look)"}));
   EXPECT_EQ(last_events_done, log->head().position);
   EXPECT_EQ(events_total, log->head().position);
+}
+
+TEST_F(AuditTest, AuditBesideAppendsSeesOneConsistentView) {
+  LedgerOptions options;
+  options.sync = false;
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db_, options);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  std::atomic<bool> stop{false};
+  std::atomic<int> appended{0};
+  std::thread writer([&] {
+    for (int i = 0; !stop.load() && i < 5000; ++i) {
+      absl::StatusOr<v1::CommandResult> result =
+          (*ledger)->Execute(testing::CommandFromJson(absl::StrCat(
+              R"({"commandId":"live-)", i, R"(","occurredAt":")",
+              testing::ChinaText(China(12, 1)),
+              R"(","openStore":{"storeId":"live-)", i,
+              R"(","merchantId":"live-m)", i,
+              R"(","kind":"WECHAT_STORE","subject":"ENTERPRISE"}})")));
+      if (!result.ok() || result->status() != v1::ACCEPTED) break;
+      ++appended;
+    }
+  });
+  for (int round = 0; round < 3; ++round) {
+    absl::StatusOr<v1::AuditReport> report = Audit((*ledger)->log());
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_TRUE(report->ok()) << Describe(*report);
+  }
+  stop = true;
+  writer.join();
+  EXPECT_GT(appended.load(), 0);
 }
 
 TEST_F(AuditTest, UnknownFlagIsUsageError) {
