@@ -60,10 +60,16 @@ constexpr int kPlannedStores = 100;
 // Lines handed to one start of the writer: more than it gets through before
 // most kills, few enough that it starts quickly.
 constexpr size_t kLinesPerStart = 2500;
-// Kill moments: uniform in [0, kKillDelayMaxMs] after the start, except that
-// one start in kEarlyKillOneIn is killed within kEarlyKillMaxMs, while the
-// database is still opening or recovering.
-constexpr int kKillDelayMaxMs = 500;
+// Kill moments: uniform in [0, D] after the start, except that one start in
+// kEarlyKillOneIn is killed within kEarlyKillMaxMs, while the database is
+// still opening or recovering. D starts at kKillDelayStartMs and adapts to
+// the writer's speed (a sanitizer build is several times slower): it grows
+// when a start is killed before its first result and shrinks when the
+// writer gets through all its input first, so that kills land across the
+// writer's whole run on any build.
+constexpr int kKillDelayStartMs = 500;
+constexpr int kKillDelayMinMs = 50;
+constexpr int kKillDelayMaxMs = 20'000;
 constexpr int kEarlyKillOneIn = 5;
 constexpr int kEarlyKillMaxMs = 25;
 // The full audit runs after one kill in kAuditEvery (and after the last);
@@ -242,7 +248,7 @@ class CrashTest : public ::testing::Test {
     const bool early = rng() % kEarlyKillOneIn == 0;
     const int delay_ms = static_cast<int>(
         rng() % static_cast<uint64_t>(
-                    (early ? kEarlyKillMaxMs : kKillDelayMaxMs) + 1));
+                    (early ? kEarlyKillMaxMs : kill_delay_ms_) + 1));
     const bool ended =
         (*child)->ReadUntil(absl::Now() + absl::Milliseconds(delay_ms));
     if (!ended) (*child)->Kill(SIGKILL);
@@ -260,6 +266,11 @@ class CrashTest : public ::testing::Test {
     const std::vector<size_t> acked =
         TakeAcknowledgements((*child)->CompleteLines(), input_indexes);
     if (killed && acked.empty()) ++totals->kills_while_opening;
+    if (killed && acked.empty() && !early) {
+      kill_delay_ms_ = std::min(kKillDelayMaxMs, kill_delay_ms_ * 3 / 2);
+    } else if (!killed) {
+      kill_delay_ms_ = std::max(kKillDelayMinMs, kill_delay_ms_ * 7 / 10);
+    }
     if (!killed) {
       EXPECT_EQ(acked.size(), input_indexes.size())
           << "the writer exited 0 without answering every line";
@@ -280,6 +291,7 @@ class CrashTest : public ::testing::Test {
   std::vector<std::string> plan_;
   std::vector<std::string> ids_;
   AcknowledgedResults acknowledged_;
+  int kill_delay_ms_ = kKillDelayStartMs;
 };
 
 void Report(absl::string_view what, const Totals& t) {
