@@ -1,13 +1,19 @@
 // Rebuild: recompute every projection record from the log and compare it
 // with (or put it in place of) the live projections.
 //
-// The log is streamed once, in position order, through EvolveEnvelope into a
-// StateOverlay whose base reads the *shadow* key space ("shadow/" + live
-// key, in the projections column family). Every `flush_every_events` events
-// the overlay's records are written there (ProjectionPuts, so the bytes are
-// the ones the inline path writes) and the overlay is cleared: memory is
-// bounded by the flush interval and the number of streams touched in it,
-// never by the length of the log.
+// The log is streamed once, in position order. A reader thread iterates
+// the events column family and checks every envelope (EventLog::ScanBatches:
+// hash, chain, contiguity -- the checks of EventLog::Scan); the calling
+// thread folds the verified envelopes through EvolveEnvelope (the inline
+// path's fold) into a StateOverlay over an in-memory cache of the records
+// being rebuilt. A record not touched for a whole flush interval
+// (`flush_every_events` events) is written to the *shadow* key space
+// ("shadow/" + live key, in the projections column family; ProjectionPuts,
+// so the bytes are the ones the inline path writes), in key-sorted
+// WriteBatches, and dropped from memory; the rest are written at the end.
+// Memory is bounded by the records touched in the last two flush intervals
+// (plus a Bloom filter of ~1.2 bytes per record written), never by the
+// length of the log.
 //
 // The live projection key space is the set of keys under the record prefixes
 // of replay/projection_store.h (s/ k/ p/ o/ O/ w/ W/ m/). Snapshots (snap/,
@@ -30,10 +36,11 @@
 namespace storeledger {
 
 inline constexpr absl::string_view kShadowPrefix = "shadow/";
-// Events folded between two flushes of the overlay into the shadow space.
+// The flush interval, in events: a record in memory that no event touched
+// for this long is written to the shadow space and dropped.
 inline constexpr uint64_t kRebuildFlushEventsDefault = 50'000;
-// Live writes per WriteBatch when the rebuilt projections replace the live
-// ones (bounds one batch's memory).
+// Keys per WriteBatch, for the shadow records and for the repairs of the
+// live ones (bounds one batch's memory).
 inline constexpr uint64_t kRebuildSwapBatchKeysMax = 50'000;
 
 struct RebuildOptions {
@@ -41,10 +48,22 @@ struct RebuildOptions {
   bool shadow_only = false;
   // Default: kRebuildFlushEventsDefault.
   uint64_t flush_every_events = kRebuildFlushEventsDefault;
+  // Verify the log on a second thread while this one folds (a pipeline of
+  // two stages). false: one thread does both. Default: true.
+  bool verify_on_second_thread = true;
   // Called now and then while replaying (events done, events in total).
   std::function<void(uint64_t done, uint64_t total)> progress;
   // Called for each key where rebuilt and live differ, in key order.
   std::function<void(const v1::ProjectionDifference&)> on_difference;
+  // When set, filled with how the replay went (benchmarks, tests).
+  struct Stats {
+    uint64_t shadow_keys_written = 0;  // puts into the shadow space
+    uint64_t reads_back = 0;   // records read back from the shadow space
+    uint64_t cached_records_max = 0;   // most records held in memory
+    uint64_t filter_bytes = 0;         // the written-records Bloom filter
+    double replay_seconds = 0;         // wall time of the replay phase
+  };
+  Stats* stats = nullptr;
 };
 
 // Rebuilds the projections of `log`. With shadow_only the live projections

@@ -125,6 +125,15 @@ class EventLog {
       const std::function<bool(const Envelope&, absl::string_view raw)>& fn)
       const;
 
+  // Scan for a consumer on another thread (rebuild's pipeline): the same
+  // checks, in the same order, but the verified envelopes are handed to `fn`
+  // in batches of up to `batch_events` (only the last may be shorter), which
+  // `fn` may keep (e.g. swap the vector with an empty one). Stops early when
+  // `fn` returns false.
+  absl::Status ScanBatches(
+      uint64_t after_position, size_t batch_events,
+      const std::function<bool(std::vector<Envelope>* batch)>& fn) const;
+
   // Envelopes of one stream with stream_version > after_version, in order.
   absl::Status ScanStream(
       absl::string_view stream_id, uint64_t after_version,

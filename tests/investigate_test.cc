@@ -497,6 +497,80 @@ TEST(RebuildTest, RebuildFromNothingIsByteIdenticalToInline) {
   EXPECT_EQ(snapshots_after, snapshots_before);
 }
 
+// The two ways of replaying (the log verified on a second thread, or on the
+// folding one) rebuild the same keys; a small flush interval makes records
+// go cold, get written to the shadow space and be read back; a damaged
+// envelope stops both with kDataLoss, naming its position, before anything
+// live is touched.
+TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
+  TempDir dir;
+  const std::string db = dir.Sub("db");
+  {
+    LedgerOptions options;
+    options.sync = false;
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, options);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    for (const SimulatedStep& step : PlanMigration(64, 11)) {
+      if (step.amount != SimulatedStep::Amount::kAsWritten) continue;
+      ASSERT_TRUE((*ledger)->Execute(step.command).ok());
+    }
+  }
+  std::unique_ptr<EventLog> log = OpenLog(db);
+  const uint64_t head = log->head().position;
+  ASSERT_GT(head, 3000u);  // several 1024-envelope batches
+  const std::map<std::string, std::string> healthy = LiveProjections(*log);
+  uint64_t records = 0;
+  for (const bool second_thread : {true, false}) {
+    for (const uint64_t flush_every : {uint64_t{3}, uint64_t{1'000'000}}) {
+      SCOPED_TRACE(absl::StrCat("second thread ", second_thread,
+                                ", flush every ", flush_every));
+      RebuildOptions options;
+      options.shadow_only = true;
+      options.verify_on_second_thread = second_thread;
+      options.flush_every_events = flush_every;
+      RebuildOptions::Stats stats;
+      options.stats = &stats;
+      absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log.get(), options);
+      ASSERT_TRUE(summary.ok()) << summary.status();
+      EXPECT_EQ(summary->events_replayed(), head);
+      EXPECT_EQ(summary->differences(), 0u);
+      EXPECT_EQ(summary->records_rebuilt(), healthy.size());
+      if (records == 0) records = summary->records_rebuilt();
+      EXPECT_EQ(summary->records_rebuilt(), records);
+      if (flush_every == 3) {
+        // Stores are touched again long after they went cold.
+        EXPECT_GT(stats.reads_back, 0u);
+        EXPECT_GT(stats.shadow_keys_written, healthy.size());
+      } else {
+        // Everything stays in memory and is written once, at the end.
+        EXPECT_EQ(stats.reads_back, 0u);
+        EXPECT_EQ(stats.shadow_keys_written, healthy.size());
+      }
+    }
+  }
+
+  // Damage one envelope in the third batch.
+  const uint64_t damaged = 2100;
+  std::string raw;
+  ASSERT_TRUE(log->db()
+                  ->Get({}, log->events_cf(), PositionKey(damaged), &raw)
+                  .ok());
+  raw[raw.size() / 2] ^= 0x01;
+  ASSERT_TRUE(
+      log->db()->Put({}, log->events_cf(), PositionKey(damaged), raw).ok());
+  for (const bool second_thread : {true, false}) {
+    RebuildOptions options;  // a repairing rebuild: it must not get that far
+    options.verify_on_second_thread = second_thread;
+    absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log.get(), options);
+    ASSERT_FALSE(summary.ok());
+    EXPECT_EQ(summary.status().code(), absl::StatusCode::kDataLoss)
+        << summary.status();
+    EXPECT_THAT(summary.status().message(),
+                HasSubstr(absl::StrCat("position ", damaged)));
+  }
+  EXPECT_EQ(LiveProjections(*log), healthy);
+}
+
 // --------------------------------------------------------------------- tail
 
 std::vector<uint64_t> Positions(const std::string& jsonl) {
