@@ -1,16 +1,22 @@
 // storeledger-grpc-bench: commands/s and latency p50/p99 through storeledgerd
-// (unary Execute over loopback gRPC) beside the embedded Ledger::Execute, at
-// 1, 8 and 32 clients, in the same run on the same machine.
+// over loopback gRPC beside the embedded Ledger::Execute, at 1, 8 and 32
+// clients, in the same run on the same machine. Modes:
+//   embedded     Ledger::Execute in-process, one command at a time per client;
+//   grpc         unary Execute, one command at a time per client;
+//   grpc-stream  one ExecuteStream per client with up to --window commands
+//                awaiting their results (as `storeledger --server apply`),
+//                which the server executes in batches.
 //
 //   storeledger-grpc-bench [--seconds S] [--clients 1,8,32] [--no-sync]
-//                          [--dir DIR]
+//                          [--window N] [--dir DIR]
 //
 // Each (mode, clients) run gets a fresh database; each client opens a store,
-// adds 99 products to it, opens the next, ... one command at a time, for S
-// seconds.
+// adds 99 products to it, opens the next, ..., for S seconds. Latency is
+// from sending a command to receiving its result.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <deque>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -25,6 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cli/cli.h"
+#include "cli/client.h"
 #include "core/policy.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
@@ -64,6 +71,12 @@ v1::Command AddProduct(const std::string& store, int i) {
   return command;
 }
 
+// Client c's i-th command.
+v1::Command CommandFor(int c, int i) {
+  const std::string store = absl::StrCat("bench", c, "-", i / kProductsPerStore);
+  return i % kProductsPerStore == 0 ? OpenStore(store) : AddProduct(store, i);
+}
+
 struct Figures {
   uint64_t commands = 0;
   double seconds = 0;
@@ -71,33 +84,10 @@ struct Figures {
   double p99_us = 0;
 };
 
-// Runs `clients` threads, each calling execute(client, command) in a loop
-// for `duration`; returns throughput and latency.
-template <typename ExecuteFn>
-Figures Run(int clients, absl::Duration duration, ExecuteFn execute) {
-  std::vector<std::vector<double>> latencies(clients);
-  std::atomic<bool> failed{false};
-  std::vector<std::thread> threads;
-  const absl::Time start = absl::Now();
-  const absl::Time end = start + duration;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      for (int i = 0; !failed && absl::Now() < end; ++i) {
-        const std::string store =
-            absl::StrCat("bench", c, "-", i / kProductsPerStore);
-        const v1::Command command = i % kProductsPerStore == 0
-                                        ? OpenStore(store)
-                                        : AddProduct(store, i);
-        const absl::Time t0 = absl::Now();
-        if (!execute(c, command)) {
-          failed = true;
-          break;
-        }
-        latencies[c].push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
+// Throughput and latency percentiles of a run that started at `start`.
+Figures Summarize(absl::Time start,
+                  const std::vector<std::vector<double>>& latencies,
+                  bool failed) {
   Figures figures;
   figures.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   std::vector<double> all;
@@ -115,8 +105,79 @@ Figures Run(int clients, absl::Duration duration, ExecuteFn execute) {
   return figures;
 }
 
+// Runs `clients` threads, each calling execute(client, command) in a loop
+// for `duration`; returns throughput and latency.
+template <typename ExecuteFn>
+Figures Run(int clients, absl::Duration duration, ExecuteFn execute) {
+  std::vector<std::vector<double>> latencies(clients);
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + duration;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int i = 0; !failed && absl::Now() < end; ++i) {
+        const v1::Command command = CommandFor(c, i);
+        const absl::Time t0 = absl::Now();
+        if (!execute(c, command)) {
+          failed = true;
+          break;
+        }
+        latencies[c].push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return Summarize(start, latencies, failed);
+}
+
+// Each client pipelines its commands on one ExecuteStream, at most `window`
+// of them awaiting their results, for `duration`.
+Figures RunStreams(int clients, absl::Duration duration, int window,
+                   const std::vector<std::unique_ptr<v1::Ledger::Stub>>& stubs) {
+  std::vector<std::vector<double>> latencies(clients);
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + duration;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", absl::StrCat("Bearer ", kToken));
+      auto stream = stubs[c]->ExecuteStream(&context);
+      std::deque<absl::Time> sent;  // of the commands awaiting results
+      for (int i = 0;;) {
+        if (!failed && absl::Now() < end &&
+            sent.size() < static_cast<size_t>(window)) {
+          sent.push_back(absl::Now());
+          if (!stream->Write(CommandFor(c, i++))) {
+            failed = true;
+            break;
+          }
+          continue;
+        }
+        if (sent.empty()) break;
+        v1::CommandResult result;
+        if (!stream->Read(&result) || result.status() != v1::ACCEPTED) {
+          failed = true;
+          break;
+        }
+        latencies[c].push_back(
+            absl::ToDoubleMicroseconds(absl::Now() - sent.front()));
+        sent.pop_front();
+      }
+      stream->WritesDone();
+      v1::CommandResult extra;
+      while (stream->Read(&extra)) {}
+      if (!stream->Finish().ok()) failed = true;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return Summarize(start, latencies, failed);
+}
+
 void Print(const char* mode, int clients, const Figures& f) {
-  std::printf("%-9s %7d %9llu %8.2f %11.0f %8.0f %8.0f\n", mode, clients,
+  std::printf("%-11s %7d %9llu %8.2f %11.0f %8.0f %8.0f\n", mode, clients,
               static_cast<unsigned long long>(f.commands), f.seconds,
               f.commands / f.seconds, f.p50_us, f.p99_us);
   std::fflush(stdout);
@@ -124,11 +185,19 @@ void Print(const char* mode, int clients, const Figures& f) {
 
 int Main(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags = Flags::Parse(args, {"no-sync"});
-  if (!flags.ok() ||
-      !flags->CheckKnown({"seconds", "clients", "no-sync", "dir"}).ok()) {
+  if (!flags.ok() || !flags->CheckKnown({"seconds", "clients", "no-sync",
+                                         "window", "dir"})
+                          .ok()) {
     std::cerr << "usage: storeledger-grpc-bench [--seconds S] [--clients "
-                 "1,8,32] [--no-sync] [--dir DIR]\n";
+                 "1,8,32] [--no-sync] [--window N] [--dir DIR]\n";
     return 2;
+  }
+  int window = static_cast<int>(kRemoteApplyWindow);
+  if (std::optional<std::string> w = flags->Get("window")) {
+    if (!absl::SimpleAtoi(*w, &window) || window < 1 || window > 4096) {
+      std::cerr << "--window must be 1..4096\n";
+      return 2;
+    }
   }
   double seconds = 3;
   if (std::optional<std::string> s = flags->Get("seconds")) {
@@ -160,10 +229,12 @@ int Main(const std::vector<std::string>& args) {
     remove_base = true;
   }
   const absl::Duration duration = absl::Seconds(seconds);
-  std::printf("# %s, sync %s, %.1f s per run, %u hardware threads\n",
-              "OpenStore + 99 AddProduct per store, one command at a time per client",
-              sync ? "on" : "off", seconds, std::thread::hardware_concurrency());
-  std::printf("%-9s %7s %9s %8s %11s %8s %8s\n", "mode", "clients", "commands",
+  std::printf("# %s, sync %s, %.1f s per run, grpc-stream window %d, %u "
+              "hardware threads\n",
+              "OpenStore + 99 AddProduct per store per client",
+              sync ? "on" : "off", seconds, window,
+              std::thread::hardware_concurrency());
+  std::printf("%-11s %7s %9s %8s %11s %8s %8s\n", "mode", "clients", "commands",
               "seconds", "commands/s", "p50_us", "p99_us");
   int run = 0;
   for (int clients : levels) {
@@ -182,7 +253,7 @@ int Main(const std::vector<std::string>& args) {
               return r.ok() && r->status() == v1::ACCEPTED;
             }));
     }
-    {
+    for (const bool streaming : {false, true}) {
       ServerOptions options;
       options.db_dir = absl::StrCat(base, "/run", ++run);
       options.listen = "127.0.0.1:0";
@@ -203,15 +274,30 @@ int Main(const std::vector<std::string>& args) {
             (*server)->address(), grpc::InsecureChannelCredentials(),
             channel_args)));
       }
-      Print("grpc", clients,
-            Run(clients, duration, [&](int c, const v1::Command& command) {
-              grpc::ClientContext context;
-              context.AddMetadata("authorization",
-                                  absl::StrCat("Bearer ", kToken));
-              v1::CommandResult result;
-              grpc::Status status = stubs[c]->Execute(&context, command, &result);
-              return status.ok() && result.status() == v1::ACCEPTED;
-            }));
+      if (streaming) {
+        Print("grpc-stream", clients,
+              RunStreams(clients, duration, window, stubs));
+        const StreamBatchStats stats = (*server)->service().stream_batch_stats();
+        std::printf("#   %llu ExecuteBatch calls, %.1f commands each on "
+                    "average, largest %llu\n",
+                    static_cast<unsigned long long>(stats.batches),
+                    stats.batches == 0
+                        ? 0.0
+                        : static_cast<double>(stats.commands) / stats.batches,
+                    static_cast<unsigned long long>(
+                        stats.largest_batch_commands));
+      } else {
+        Print("grpc", clients,
+              Run(clients, duration, [&](int c, const v1::Command& command) {
+                grpc::ClientContext context;
+                context.AddMetadata("authorization",
+                                    absl::StrCat("Bearer ", kToken));
+                v1::CommandResult result;
+                grpc::Status status =
+                    stubs[c]->Execute(&context, command, &result);
+                return status.ok() && result.status() == v1::ACCEPTED;
+              }));
+      }
       (*server)->Shutdown();
     }
   }

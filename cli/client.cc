@@ -14,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cli/history_filter.h"
 #include "cli/line_reader.h"
 #include "core/limits.h"
 #include "core/policy.h"
@@ -30,32 +31,6 @@ absl::Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());
-}
-
-// The order an event (or the command it refused) is about, as the embedded
-// history's --order filter sees it.
-std::string OrderIdOf(const v1::Event& event) {
-  switch (event.body_case()) {
-    case v1::Event::kOrderPlaced: return event.order_placed().order_id();
-    case v1::Event::kOrderCancelled: return event.order_cancelled().order_id();
-    case v1::Event::kOrderPaid: return event.order_paid().order_id();
-    case v1::Event::kOrderShipped: return event.order_shipped().order_id();
-    case v1::Event::kOrderSettled: return event.order_settled().order_id();
-    case v1::Event::kOrderRefunded: return event.order_refunded().order_id();
-    case v1::Event::kCommandRejected: {
-      const v1::Command& c = event.command_rejected().command();
-      switch (c.body_case()) {
-        case v1::Command::kPlaceOrder: return c.place_order().order_id();
-        case v1::Command::kCancelOrder: return c.cancel_order().order_id();
-        case v1::Command::kPayOrder: return c.pay_order().order_id();
-        case v1::Command::kShipOrder: return c.ship_order().order_id();
-        case v1::Command::kSettleOrder: return c.settle_order().order_id();
-        case v1::Command::kRefundOrder: return c.refund_order().order_id();
-        default: return "";
-      }
-    }
-    default: return "";
-  }
 }
 
 class Remote {
@@ -237,38 +212,44 @@ int Remote::State() {
 
 int Remote::History() {
   if (absl::Status s = ctx_.flags.CheckKnown(
-          {"store", "order", "from-position", "limit", "include-rejections",
-           "server", "token", "tls-ca"});
+          {"store", "order", "product", "withdrawal", "type", "from", "to",
+           "from-position", "limit", "include-rejections", "server", "token",
+           "tls-ca"});
       !s.ok()) {
-    return ctx_.Fail(absl::InvalidArgumentError(absl::StrCat(
-        s.message(), "; with --server, history takes --store, --order, "
-                     "--from-position, --limit and --include-rejections")));
+    return ctx_.Fail(s);
   }
   std::optional<std::string> store = ctx_.flags.Get("store");
   if (!store) return ctx_.Fail(absl::InvalidArgumentError("--store is required"));
-  std::optional<std::string> order = ctx_.flags.Get("order");
-  absl::StatusOr<std::optional<uint64_t>> from = ctx_.flags.GetUint("from-position");
-  if (!from.ok()) return ctx_.Fail(from.status());
+  absl::StatusOr<HistoryFilter> filter = HistoryFilter::FromFlags(ctx_.flags);
+  if (!filter.ok()) return ctx_.Fail(filter.status());
   absl::StatusOr<std::optional<uint64_t>> limit = ctx_.flags.GetUint("limit");
   if (!limit.ok()) return ctx_.Fail(limit.status());
+  const bool include_rejections = ctx_.flags.Has("include-rejections");
+  // The server sends the store's whole history, facts and refusals merged by
+  // position as the embedded verb merges them; the filters are applied here,
+  // by the same code as the embedded verb's.
   v1::ReadStreamRequest request;
   request.set_store_id(*store);
-  request.set_include_rejections(ctx_.flags.Has("include-rejections"));
+  request.set_include_rejections(include_rejections);
   grpc::ClientContext context;
   Prepare(&context);
   std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
       stub_->ReadStream(&context, request);
   v1::Envelope envelope;
   uint64_t printed = 0;
+  // The embedded verb fails with NOT_FOUND when the store has no events and
+  // no refusal passes the filters; a fact, selected or not, means it has.
+  bool found = false;
   bool stopped = false;
   while (reader->Read(&envelope)) {
-    if (envelope.position() <= from->value_or(0)) continue;
-    if (order && OrderIdOf(envelope.payload()) != *order) continue;
-    if (limit->has_value() && printed >= **limit) {
+    const bool selected = filter->Selects(envelope);
+    found = found || selected || !envelope.payload().has_command_rejected();
+    if (limit->has_value() && printed >= **limit && found) {
       stopped = true;
       context.TryCancel();
       break;
     }
+    if (!selected || (limit->has_value() && printed >= **limit)) continue;
     *ctx_.out << ToJson(envelope) << "\n";
     ++printed;
   }
@@ -278,6 +259,7 @@ int Remote::History() {
   grpc::Status status = reader->Finish();
   ctx_.out->flush();
   if (!status.ok() && !stopped) return ctx_.Fail(FromGrpc(status));
+  if (!found) return ctx_.Fail(HistoryNotFound(*store, include_rejections));
   return kExitOk;
 }
 

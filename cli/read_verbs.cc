@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cli/cli.h"
+#include "cli/history_filter.h"
 #include "core/status_macros.h"
 #include "core/streams.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -21,119 +22,6 @@
 
 namespace storeledger {
 namespace {
-
-// The order, withdrawal or product an event is about, for history filters.
-std::string OrderIdOf(const v1::Event& event) {
-  switch (event.body_case()) {
-    case v1::Event::kOrderPlaced: return event.order_placed().order_id();
-    case v1::Event::kOrderCancelled: return event.order_cancelled().order_id();
-    case v1::Event::kOrderPaid: return event.order_paid().order_id();
-    case v1::Event::kOrderShipped: return event.order_shipped().order_id();
-    case v1::Event::kOrderSettled: return event.order_settled().order_id();
-    case v1::Event::kOrderRefunded: return event.order_refunded().order_id();
-    case v1::Event::kCommandRejected: {
-      const v1::Command& c = event.command_rejected().command();
-      switch (c.body_case()) {
-        case v1::Command::kPlaceOrder: return c.place_order().order_id();
-        case v1::Command::kCancelOrder: return c.cancel_order().order_id();
-        case v1::Command::kPayOrder: return c.pay_order().order_id();
-        case v1::Command::kShipOrder: return c.ship_order().order_id();
-        case v1::Command::kSettleOrder: return c.settle_order().order_id();
-        case v1::Command::kRefundOrder: return c.refund_order().order_id();
-        default: return "";
-      }
-    }
-    default: return "";
-  }
-}
-
-// --product: does the event (or the refused command) name the product? An
-// order names the products of its lines.
-bool NamesProduct(const v1::Event& event, absl::string_view product_id) {
-  auto in_lines = [&](const auto& lines) {
-    for (const v1::OrderLine& line : lines) {
-      if (line.product_id() == product_id) return true;
-    }
-    return false;
-  };
-  switch (event.body_case()) {
-    case v1::Event::kProductAdded:
-      return event.product_added().product_id() == product_id;
-    case v1::Event::kProductListed:
-      return event.product_listed().product_id() == product_id;
-    case v1::Event::kProductDelisted:
-      return event.product_delisted().product_id() == product_id;
-    case v1::Event::kProductDeleted:
-      return event.product_deleted().product_id() == product_id;
-    case v1::Event::kOrderPlaced:
-      return in_lines(event.order_placed().lines());
-    case v1::Event::kCommandRejected: {
-      const v1::Command& c = event.command_rejected().command();
-      switch (c.body_case()) {
-        case v1::Command::kAddProduct:
-          return c.add_product().product_id() == product_id;
-        case v1::Command::kListProduct:
-          return c.list_product().product_id() == product_id;
-        case v1::Command::kDelistProduct:
-          return c.delist_product().product_id() == product_id;
-        case v1::Command::kDeleteProduct:
-          return c.delete_product().product_id() == product_id;
-        case v1::Command::kPlaceOrder:
-          return in_lines(c.place_order().lines());
-        default: return false;
-      }
-    }
-    default: return false;
-  }
-}
-
-// --withdrawal: the withdrawal an event (or refused command) is about.
-std::string WithdrawalIdOf(const v1::Event& event) {
-  switch (event.body_case()) {
-    case v1::Event::kWithdrawalRequested:
-      return event.withdrawal_requested().withdrawal_id();
-    case v1::Event::kWithdrawalCompleted:
-      return event.withdrawal_completed().withdrawal_id();
-    case v1::Event::kWithdrawalFailed:
-      return event.withdrawal_failed().withdrawal_id();
-    case v1::Event::kCommandRejected: {
-      const v1::Command& c = event.command_rejected().command();
-      switch (c.body_case()) {
-        case v1::Command::kRequestWithdrawal:
-          return c.request_withdrawal().withdrawal_id();
-        case v1::Command::kCompleteWithdrawal:
-          return c.complete_withdrawal().withdrawal_id();
-        case v1::Command::kFailWithdrawal:
-          return c.fail_withdrawal().withdrawal_id();
-        default: return "";
-      }
-    }
-    default: return "";
-  }
-}
-
-// --type: comma-separated event type names ("OrderPaid,OrderRefunded"),
-// checked against the Event oneof so that a typo is an error, not silence.
-absl::StatusOr<std::set<std::string>> ParseEventTypes(absl::string_view list) {
-  std::set<std::string> known;
-  const google::protobuf::Descriptor* event = v1::Event::descriptor();
-  for (int i = 0; i < event->field_count(); ++i) {
-    known.insert(event->field(i)->message_type()->name());
-  }
-  std::set<std::string> types;
-  for (absl::string_view name : absl::StrSplit(list, ',', absl::SkipEmpty())) {
-    if (known.count(std::string(name)) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--type: unknown event type '", name, "'; one of: ",
-          absl::StrJoin(known, ", ")));
-    }
-    types.insert(std::string(name));
-  }
-  if (types.empty()) {
-    return absl::InvalidArgumentError("--type needs at least one event type");
-  }
-  return types;
-}
 
 // `tail --follow` stops on SIGINT / SIGTERM: the handler only sets a flag
 // the poll loop reads.
@@ -178,43 +66,13 @@ int HistoryVerb(CliContext& ctx) {
   }
   std::optional<std::string> store = ctx.flags.Get("store");
   if (!store) return ctx.Fail(absl::InvalidArgumentError("--store is required"));
-  std::optional<std::string> order = ctx.flags.Get("order");
-  std::optional<std::string> product = ctx.flags.Get("product");
-  std::optional<std::string> withdrawal = ctx.flags.Get("withdrawal");
-  std::optional<std::set<std::string>> types;
-  if (std::optional<std::string> type_list = ctx.flags.Get("type")) {
-    absl::StatusOr<std::set<std::string>> parsed = ParseEventTypes(*type_list);
-    if (!parsed.ok()) return ctx.Fail(parsed.status());
-    types = *std::move(parsed);
-  }
-  absl::StatusOr<std::optional<absl::Time>> from_time = ctx.flags.GetTime("from");
-  if (!from_time.ok()) return ctx.Fail(from_time.status());
-  absl::StatusOr<std::optional<absl::Time>> to_time = ctx.flags.GetTime("to");
-  if (!to_time.ok()) return ctx.Fail(to_time.status());
-  if (from_time->has_value() && to_time->has_value() && **to_time < **from_time) {
-    return ctx.Fail(absl::InvalidArgumentError("--to is before --from"));
-  }
-  absl::StatusOr<std::optional<uint64_t>> from = ctx.flags.GetUint("from-position");
-  if (!from.ok()) return ctx.Fail(from.status());
+  absl::StatusOr<HistoryFilter> filter = HistoryFilter::FromFlags(ctx.flags);
+  if (!filter.ok()) return ctx.Fail(filter.status());
   absl::StatusOr<std::optional<uint64_t>> limit = ctx.flags.GetUint("limit");
   if (!limit.ok()) return ctx.Fail(limit.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   const EventLog& log = (*ledger)->log();
-
-  // Filters common to facts and refusals. --type selects facts only: the
-  // refusals, when asked for, are shown whatever command they refused.
-  auto matches = [&](const v1::Envelope& envelope) {
-    if (envelope.position() <= from->value_or(0)) return false;
-    const absl::Time at = ToTime(envelope.occurred_at());
-    if (from_time->has_value() && at < **from_time) return false;
-    if (to_time->has_value() && at > **to_time) return false;
-    const v1::Event& event = envelope.payload();
-    if (order && OrderIdOf(event) != *order) return false;
-    if (product && !NamesProduct(event, *product)) return false;
-    if (withdrawal && WithdrawalIdOf(event) != *withdrawal) return false;
-    return true;
-  };
 
   // The refusals naming the store (few), then the store's facts streamed
   // and merged with them by position, so --limit stops the scan early.
@@ -224,7 +82,7 @@ int HistoryVerb(CliContext& ctx) {
         log.ScanStream(kRejectionsStream, 0, [&](const v1::Envelope& e) {
           const auto& ids = e.payload().command_rejected().store_ids();
           if (std::find(ids.begin(), ids.end(), *store) != ids.end() &&
-              matches(e)) {
+              filter->Selects(e)) {
             refusals.push_back(e);
           }
           return true;
@@ -235,10 +93,8 @@ int HistoryVerb(CliContext& ctx) {
       log.GetStreamHead(StoreStream(*store));
   if (!head.ok()) return ctx.Fail(head.status());
   if (!head->has_value() && refusals.empty()) {
-    return ctx.Fail(absl::NotFoundError(absl::StrCat(
-        "store ", *store, " has no events",
-        ctx.flags.Has("include-rejections") ? " and no refused commands" : "",
-        " in this ledger")));
+    return ctx.Fail(
+        HistoryNotFound(*store, ctx.flags.Has("include-rejections")));
   }
   uint64_t printed = 0;
   size_t next_refusal = 0;
@@ -254,8 +110,7 @@ int HistoryVerb(CliContext& ctx) {
                refusals[next_refusal].position() < e.position()) {
           if (!print(refusals[next_refusal++])) return false;
         }
-        if (!matches(e)) return true;
-        if (types && types->count(e.event_type()) == 0) return true;
+        if (!filter->Selects(e)) return true;
         return print(e);
       });
   if (!status.ok()) return ctx.Fail(status);

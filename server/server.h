@@ -62,6 +62,7 @@ class LedgerServer {
   int port() const { return port_; }
   std::string address() const;  // host:port as bound
   Ledger& ledger() { return *ledger_; }
+  const LedgerService& service() const { return *service_; }
   bool tls() const { return tls_; }
 
   // Stops accepting calls, lets the in-flight ones finish (commands in hand

@@ -1,6 +1,12 @@
 #include "server/service.h"
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <iterator>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +43,14 @@ void LedgerService::BeginShutdown() {
   appended_.SignalAll();
 }
 
+StreamBatchStats LedgerService::stream_batch_stats() const {
+  StreamBatchStats stats;
+  stats.batches = stream_batches_.load();
+  stats.commands = stream_batch_commands_.load();
+  stats.largest_batch_commands = stream_largest_batch_commands_.load();
+  return stats;
+}
+
 void LedgerService::NotifyAppended() {
   const uint64_t head = options_.ledger->log().head().position;
   absl::MutexLock lock(&mu_);
@@ -46,7 +60,7 @@ void LedgerService::NotifyAppended() {
   }
 }
 
-grpc::Status LedgerService::Authorize(const grpc::ServerContext& context,
+grpc::Status LedgerService::Authorize(const grpc::ServerContextBase& context,
                                       Permission permission,
                                       Principal* principal) const {
   if (options_.tokens == nullptr) {
@@ -137,30 +151,179 @@ grpc::Status LedgerService::Execute(grpc::ServerContext* context,
   return ExecuteOne(*request, response);
 }
 
-grpc::Status LedgerService::ExecuteStream(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<v1::CommandResult, v1::Command>* stream) {
-  Principal principal;
-  if (grpc::Status s = Authorize(*context, Permission::kWrite, &principal);
-      !s.ok()) {
-    return s;
+// One ExecuteStream call. gRPC delivers the commands (OnReadDone) into a
+// queue; the call's worker thread takes every command queued so far, up to
+// kStreamBatchCommandsMax, runs them through one Ledger::ExecuteBatch, writes
+// their results in order (one write in flight at a time) and takes the next
+// batch. While a batch executes, the commands that arrive meanwhile queue up
+// for the next one: a client that pipelines gets group commits of its own
+// commands, one that waits for each result gets one-command batches. Reading
+// pauses while a full batch waits (back-pressure through gRPC flow control).
+//
+// The worker ends the call (Finish) when the client has half-closed and
+// everything it sent is answered, at the first command that fails, when the
+// client goes away, or at shutdown. The reactor deletes itself when both
+// gRPC (OnDone) and the worker are done with it.
+class LedgerService::StreamExecution final
+    : public grpc::ServerBidiReactor<v1::Command, v1::CommandResult> {
+ public:
+  StreamExecution(LedgerService* service, grpc::Status refused)
+      : service_(service) {
+    if (!refused.ok()) {
+      references_ = 1;  // no worker
+      Finish(std::move(refused));
+      return;
+    }
+    StartRead(&incoming_);
+    std::thread([this] {
+      Finish(Run());
+      Unref();
+    }).detach();
   }
-  v1::Command command;
-  while (!stopping_ && stream->Read(&command)) {
-    v1::CommandResult result;
-    if (grpc::Status s = ExecuteOne(command, &result); !s.ok()) return s;
-    if (!stream->Write(result)) {
-      return grpc::Status(grpc::StatusCode::CANCELLED,
-                          "the client went away; its last command was "
-                          "executed but not acknowledged");
+
+  void OnReadDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ok) {
+      // The client half-closed, or the call is over.
+      reads_over_ = true;
+    } else {
+      queue_.push_back(std::move(incoming_));
+      incoming_.Clear();
+      if (finishing_) {
+        reads_over_ = true;
+      } else if (queue_.size() < kStreamBatchCommandsMax) {
+        StartRead(&incoming_);
+      } else {
+        read_paused_ = true;
+      }
+    }
+    changed_.notify_all();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_pending_ = false;
+    write_ok_ = ok;
+    changed_.notify_all();
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    changed_.notify_all();
+  }
+
+  void OnDone() override { Unref(); }
+
+ private:
+  // The worker: batches until the call should end; returns its status.
+  grpc::Status Run() {
+    std::vector<v1::Command> batch;
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        while (queue_.empty() && !reads_over_ && !cancelled_ &&
+               !service_->stopping_) {
+          changed_.wait_for(lock,
+                            absl::ToChronoMilliseconds(kStreamPollInterval));
+        }
+        if (cancelled_) {
+          finishing_ = true;
+          return ClientGone();
+        }
+        if (service_->stopping_) {
+          finishing_ = true;
+          return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "the server is shutting down; commands after "
+                              "the last result were not executed");
+        }
+        if (queue_.empty()) {  // half-closed and all answered
+          finishing_ = true;
+          return grpc::Status::OK;
+        }
+        const size_t take = std::min(queue_.size(), kStreamBatchCommandsMax);
+        batch.assign(std::make_move_iterator(queue_.begin()),
+                     std::make_move_iterator(queue_.begin() + take));
+        queue_.erase(queue_.begin(), queue_.begin() + take);
+        if (read_paused_) {
+          read_paused_ = false;
+          StartRead(&incoming_);
+        }
+      }
+      service_->CountStreamBatch(batch.size());
+      std::vector<absl::StatusOr<v1::CommandResult>> results =
+          service_->options_.ledger->ExecuteBatch(std::move(batch));
+      batch.clear();
+      service_->NotifyAppended();
+      for (absl::StatusOr<v1::CommandResult>& result : results) {
+        // ExecuteBatch stops at the first failed command; the ones after it
+        // (kCancelled) were not executed. Nothing after the last result
+        // written is acknowledged.
+        if (!result.ok()) {
+          std::lock_guard<std::mutex> lock(mu_);
+          finishing_ = true;
+          return ToGrpc(result.status());
+        }
+        if (!Write(*result)) {
+          std::lock_guard<std::mutex> lock(mu_);
+          finishing_ = true;
+          return ClientGone();
+        }
+      }
     }
   }
-  if (stopping_) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "the server is shutting down; commands after the last "
-                        "result were not executed");
+
+  // Writes one result and waits for it to leave; false if the client is gone.
+  bool Write(const v1::CommandResult& result) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cancelled_) return false;
+    write_pending_ = true;
+    StartWrite(&result);
+    changed_.wait(lock, [&] { return !write_pending_; });
+    return write_ok_;
   }
-  return grpc::Status::OK;
+
+  static grpc::Status ClientGone() {
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        "the client went away; commands after the last result "
+                        "it received may have been executed");
+  }
+
+  void Unref() {
+    if (references_.fetch_sub(1) == 1) delete this;
+  }
+
+  LedgerService* const service_;
+  // gRPC's (until OnDone) and the worker's (until it has called Finish).
+  std::atomic<int> references_{2};
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  v1::Command incoming_;  // the read in flight writes here
+  std::deque<v1::Command> queue_;
+  bool read_paused_ = false;   // the queue was full; no read in flight
+  bool reads_over_ = false;    // no more commands will arrive
+  bool finishing_ = false;     // the worker is ending the call: no new reads
+  bool cancelled_ = false;
+  bool write_pending_ = false;
+  bool write_ok_ = true;
+};
+
+void LedgerService::CountStreamBatch(uint64_t commands) {
+  stream_batches_.fetch_add(1);
+  stream_batch_commands_.fetch_add(commands);
+  uint64_t largest = stream_largest_batch_commands_.load();
+  while (commands > largest &&
+         !stream_largest_batch_commands_.compare_exchange_weak(largest,
+                                                               commands)) {
+  }
+}
+
+grpc::ServerBidiReactor<v1::Command, v1::CommandResult>*
+LedgerService::ExecuteStream(grpc::CallbackServerContext* context) {
+  Principal principal;
+  return new StreamExecution(
+      this, Authorize(*context, Permission::kWrite, &principal));
 }
 
 grpc::Status LedgerService::GetStore(grpc::ServerContext* context,

@@ -34,8 +34,22 @@ inline constexpr size_t kSubscriberBufferEventsDefault = 4096;
 inline constexpr size_t kSubscribersMax = 64;
 // A waiting subscriber re-checks for cancellation this often.
 inline constexpr absl::Duration kSubscriberPollInterval = absl::Milliseconds(100);
+// ExecuteStream hands the commands that have arrived on a stream, up to this
+// many, to one Ledger::ExecuteBatch (one group commit, one sync). It also
+// bounds what a stream buffers: reading pauses while this many wait.
+inline constexpr size_t kStreamBatchCommandsMax = 256;
+// An idle ExecuteStream re-checks for shutdown this often.
+inline constexpr absl::Duration kStreamPollInterval = absl::Milliseconds(100);
 // Trailing metadata naming where a cut-off subscriber should resume.
 inline constexpr char kResumePositionMetadata[] = "storeledger-resume-position";
+
+// What ExecuteStream did since the service started (for tests and
+// benchmarks): Ledger::ExecuteBatch calls and the commands they executed.
+struct StreamBatchStats {
+  uint64_t batches = 0;
+  uint64_t commands = 0;
+  uint64_t largest_batch_commands = 0;
+};
 
 struct ServiceOptions {
   // Not owned; must outlive the service.
@@ -48,7 +62,11 @@ struct ServiceOptions {
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
 };
 
-class LedgerService final : public v1::Ledger::Service {
+// ExecuteStream is a callback-API method (a reactor) so that it can see which
+// commands have already arrived and end the call with a status while a read
+// is still pending; the other methods are synchronous.
+class LedgerService final
+    : public v1::Ledger::WithCallbackMethod_ExecuteStream<v1::Ledger::Service> {
  public:
   explicit LedgerService(ServiceOptions options);
 
@@ -57,11 +75,18 @@ class LedgerService final : public v1::Ledger::Service {
   // resume position.
   void BeginShutdown();
 
+  StreamBatchStats stream_batch_stats() const;
+
   grpc::Status Execute(grpc::ServerContext* context, const v1::Command* request,
                        v1::CommandResult* response) override;
-  grpc::Status ExecuteStream(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<v1::CommandResult, v1::Command>* stream) override;
+  // Commands in, results out in the same order. The commands that have
+  // arrived (up to kStreamBatchCommandsMax) are executed together with
+  // Ledger::ExecuteBatch; each result is written once its command is
+  // durable. A command whose execution fails (an I/O error, not a
+  // rejection) ends the call with that status; the commands after it are
+  // not executed and get no result.
+  grpc::ServerBidiReactor<v1::Command, v1::CommandResult>* ExecuteStream(
+      grpc::CallbackServerContext* context) override;
   grpc::Status GetStore(grpc::ServerContext* context,
                         const v1::GetStoreRequest* request,
                         v1::StoreState* response) override;
@@ -81,9 +106,11 @@ class LedgerService final : public v1::Ledger::Service {
  private:
   enum class Permission { kWrite, kReadStore, kReadLog, kDigest, kAudit };
 
+  class StreamExecution;  // one ExecuteStream call (server/service.cc)
+
   // The caller's principal if its token allows `permission`;
   // UNAUTHENTICATED or PERMISSION_DENIED otherwise.
-  grpc::Status Authorize(const grpc::ServerContext& context,
+  grpc::Status Authorize(const grpc::ServerContextBase& context,
                          Permission permission, Principal* principal) const;
   // PERMISSION_DENIED unless `principal` may read `store_id` (a merchant
   // reads only its own stores; an unknown store is denied too, so that a
@@ -93,10 +120,15 @@ class LedgerService final : public v1::Ledger::Service {
   // Executes one command and wakes the subscribers.
   grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
   void NotifyAppended();
+  void CountStreamBatch(uint64_t commands);
 
   const ServiceOptions options_;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> subscribers_{0};
+
+  std::atomic<uint64_t> stream_batches_{0};
+  std::atomic<uint64_t> stream_batch_commands_{0};
+  std::atomic<uint64_t> stream_largest_batch_commands_{0};
 
   absl::Mutex mu_;
   uint64_t notified_head_ ABSL_GUARDED_BY(mu_) = 0;

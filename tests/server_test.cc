@@ -22,6 +22,10 @@
 #include <sstream>
 #include <thread>
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/descriptor_database.h>
+#include <google/protobuf/message.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -39,6 +43,7 @@
 #include "ledger/json.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
+#include "tests/support/fault_env.h"
 #include "tests/support/test_support.h"
 
 extern char** environ;
@@ -86,6 +91,14 @@ v1::Command AddProductCommand(const std::string& id, const std::string& store,
       R"({"commandId":")", id, R"(","occurredAt":")", ChinaText(China(6, 2)),
       R"(","addProduct":{"storeId":")", store, R"(","productId":")", product,
       R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100}})"));
+}
+
+// The i-th command of a client filling store `store`: it opens the store
+// (command id "<store>-open"), then adds products p1, p2, ... ("<store>-<i>").
+v1::Command StoreFillCommand(const std::string& store, int i, int product) {
+  return i == 0 ? OpenStoreCommand(absl::StrCat(store, "-open"), store, "m1")
+                : AddProductCommand(absl::StrCat(store, "-", i), store,
+                                    absl::StrCat("p", product));
 }
 
 class ServerTest : public ::testing::Test {
@@ -172,6 +185,8 @@ class ServerTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  // A test's faulty file system, if it uses one: outlives the server.
+  std::unique_ptr<testing::FaultFileSystem> fault_fs_;
   std::unique_ptr<LedgerServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Ledger::Stub> stub_;
@@ -322,10 +337,22 @@ TEST_F(ServerTest, RoleMatrix) {
 // service, without a token. (Called generically: the health protos are not
 // among Debian's headers. HealthCheckRequest{service} is field 1, a string;
 // HealthCheckResponse{status} is field 1, an enum, SERVING = 1.)
+// The bytes of a generic call's message.
+std::string BytesOf(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return bytes;
+}
+
 TEST_F(ServerTest, HealthCheckSaysServing) {
   Start();
   grpc::GenericStub generic(channel_);
-  for (const std::string service : {"", "storeledger.v1.Ledger"}) {
+  // Health/Check(service) -> the call's status and the response's bytes.
+  auto check = [&](const std::string& service) {
     std::string request_bytes;
     if (!service.empty()) {
       request_bytes = absl::StrCat(std::string(1, '\x0a'),
@@ -341,15 +368,174 @@ TEST_F(ServerTest, HealthCheckSaysServing) {
                       grpc::StubOptions(), &request, &response,
                       [&](grpc::Status status) { done.set_value(status); });
     grpc::Status status = done.get_future().get();
+    return std::make_pair(status, status.ok() ? BytesOf(response) : "");
+  };
+  for (const std::string service : {"", "storeledger.v1.Ledger"}) {
+    const auto [status, bytes] = check(service);
     ASSERT_TRUE(status.ok()) << service << ": " << status.error_message();
-    std::vector<grpc::Slice> slices;
-    ASSERT_TRUE(response.Dump(&slices).ok());
-    std::string bytes;
-    for (const grpc::Slice& s : slices) {
-      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
     EXPECT_EQ(bytes, std::string("\x08\x01", 2)) << service;
   }
+  // A service the server does not have: NOT_FOUND, not SERVING.
+  EXPECT_EQ(check("no.such.Service").first.error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+// Server reflection, as grpcurl uses it: list the services, then fetch the
+// file that defines storeledger.v1.Ledger (with its dependencies) and find
+// the service's methods in it. Debian ships no C++ headers for
+// grpc.reflection.v1alpha (nor ProtoReflectionDescriptorDatabase, which is
+// gRPC's test code), but the messages are compiled into
+// libgrpc++_reflection, linked here through the server, so they are in
+// protobuf's generated pool; the call itself is made generically.
+class ByteStreamCall
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  // Sends `requests` in order, half-closes, and collects every response.
+  ByteStreamCall(grpc::GenericStub* stub, const std::string& method,
+                 std::vector<std::string> requests)
+      : requests_(std::move(requests)) {
+    stub->PrepareBidiStreamingCall(&context_, method, grpc::StubOptions(),
+                                   this);
+    StartRead(&response_);
+    WriteNext();
+    StartCall();
+  }
+  void OnWriteDone(bool ok) override {
+    if (ok) WriteNext();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    responses_.push_back(BytesOf(response_));
+    StartRead(&response_);
+  }
+  void OnDone(const grpc::Status& status) override { done_.set_value(status); }
+
+  // The call's status; responses() is complete once this returns.
+  grpc::Status Await() { return done_.get_future().get(); }
+  const std::vector<std::string>& responses() const { return responses_; }
+
+ private:
+  void WriteNext() {
+    if (next_ == requests_.size()) {
+      StartWritesDone();
+      return;
+    }
+    grpc::Slice slice(requests_[next_++]);
+    request_ = grpc::ByteBuffer(&slice, 1);
+    StartWrite(&request_);
+  }
+
+  grpc::ClientContext context_;
+  std::vector<std::string> requests_;
+  size_t next_ = 0;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+  std::vector<std::string> responses_;
+  std::promise<grpc::Status> done_;
+};
+
+// A new message of a type compiled into a linked library, found by name.
+std::unique_ptr<google::protobuf::Message> NewGenerated(
+    const std::string& type) {
+  const google::protobuf::Descriptor* descriptor =
+      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(
+          type);
+  if (descriptor == nullptr) return nullptr;
+  return std::unique_ptr<google::protobuf::Message>(
+      google::protobuf::MessageFactory::generated_factory()
+          ->GetPrototype(descriptor)
+          ->New());
+}
+
+TEST_F(ServerTest, ReflectionListsTheServicesAndDescribesTheLedger) {
+  Start();
+  constexpr char kReflection[] = "grpc.reflection.v1alpha";
+  std::unique_ptr<google::protobuf::Message> list =
+      NewGenerated(absl::StrCat(kReflection, ".ServerReflectionRequest"));
+  std::unique_ptr<google::protobuf::Message> file =
+      NewGenerated(absl::StrCat(kReflection, ".ServerReflectionRequest"));
+  std::unique_ptr<google::protobuf::Message> response =
+      NewGenerated(absl::StrCat(kReflection, ".ServerReflectionResponse"));
+  ASSERT_TRUE(list != nullptr && response != nullptr)
+      << "the grpc.reflection.v1alpha messages are not in the generated pool "
+         "(is libgrpc++_reflection linked?)";
+  auto field = [](const google::protobuf::Message& m, const char* name) {
+    const google::protobuf::FieldDescriptor* f =
+        m.GetDescriptor()->FindFieldByName(name);
+    EXPECT_NE(f, nullptr) << m.GetDescriptor()->full_name() << "." << name;
+    return f;
+  };
+  list->GetReflection()->SetString(list.get(), field(*list, "list_services"),
+                                   "*");
+  file->GetReflection()->SetString(
+      file.get(), field(*file, "file_containing_symbol"),
+      "storeledger.v1.Ledger");
+
+  // No token: reflection, like health, is open (it describes the API, not
+  // the ledger).
+  grpc::GenericStub generic(channel_);
+  ByteStreamCall call(
+      &generic,
+      absl::StrCat("/", kReflection, ".ServerReflection/ServerReflectionInfo"),
+      {list->SerializeAsString(), file->SerializeAsString()});
+  grpc::Status status = call.Await();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(call.responses().size(), 2u);
+
+  // 1. list_services_response { service { name } ... }
+  ASSERT_TRUE(response->ParseFromString(call.responses()[0]));
+  const google::protobuf::Reflection* r = response->GetReflection();
+  ASSERT_TRUE(r->HasField(*response, field(*response, "list_services_response")))
+      << response->DebugString();
+  const google::protobuf::Message& services =
+      r->GetMessage(*response, field(*response, "list_services_response"));
+  const google::protobuf::FieldDescriptor* service_field =
+      field(services, "service");
+  std::set<std::string> names;
+  for (int i = 0;
+       i < services.GetReflection()->FieldSize(services, service_field); ++i) {
+    const google::protobuf::Message& service =
+        services.GetReflection()->GetRepeatedMessage(services, service_field, i);
+    names.insert(
+        service.GetReflection()->GetString(service, field(service, "name")));
+  }
+  EXPECT_THAT(names, ::testing::IsSupersetOf(
+                         {"storeledger.v1.Ledger", "grpc.health.v1.Health",
+                          "grpc.reflection.v1alpha.ServerReflection"}))
+      << absl::StrJoin(names, ", ");
+
+  // 2. file_descriptor_response { file_descriptor_proto: bytes ... }: the
+  // file and its dependencies, enough to build the service's descriptors.
+  ASSERT_TRUE(response->ParseFromString(call.responses()[1]));
+  ASSERT_TRUE(
+      r->HasField(*response, field(*response, "file_descriptor_response")))
+      << response->DebugString();
+  const google::protobuf::Message& files =
+      r->GetMessage(*response, field(*response, "file_descriptor_response"));
+  const google::protobuf::FieldDescriptor* files_field =
+      field(files, "file_descriptor_proto");
+  google::protobuf::SimpleDescriptorDatabase database;
+  for (int i = 0; i < files.GetReflection()->FieldSize(files, files_field);
+       ++i) {
+    google::protobuf::FileDescriptorProto proto;
+    ASSERT_TRUE(proto.ParseFromString(
+        files.GetReflection()->GetRepeatedString(files, files_field, i)));
+    ASSERT_TRUE(database.Add(proto)) << proto.name();
+  }
+  google::protobuf::DescriptorPool pool(&database);
+  const google::protobuf::ServiceDescriptor* ledger =
+      pool.FindServiceByName("storeledger.v1.Ledger");
+  ASSERT_NE(ledger, nullptr);
+  for (const char* method : {"Execute", "ExecuteStream", "GetStore",
+                             "ReadStream", "Subscribe", "Digest", "Audit"}) {
+    EXPECT_NE(ledger->FindMethodByName(method), nullptr) << method;
+  }
+  const google::protobuf::MethodDescriptor* stream =
+      ledger->FindMethodByName("ExecuteStream");
+  ASSERT_NE(stream, nullptr);
+  EXPECT_TRUE(stream->client_streaming() && stream->server_streaming());
+  EXPECT_EQ(stream->input_type()->full_name(), "storeledger.v1.Command");
+  EXPECT_EQ(stream->output_type()->full_name(), "storeledger.v1.CommandResult");
 }
 
 TEST_F(ServerTest, TokenTableRefusesBadFiles) {
@@ -680,6 +866,198 @@ TEST_F(ServerTest, LoadEveryAcknowledgementIsInTheLog) {
   ExpectAcksInLog(log, acks);
 }
 
+// ExecuteStream batches: a client that pipelines a few thousand commands on
+// each of two streams gets every result, in its stream's order (rejections
+// included: they are results, not errors), each at the positions the log
+// holds; and the server executed them in batches of more than one command.
+TEST_F(ServerTest, ExecuteStreamBatchesAndAnswersInOrder) {
+  Start();
+  constexpr int kStreams = 2;
+  constexpr int kCommandsPerStream = 2500;
+  // Every kDuplicateEvery-th command adds a product the store already has.
+  constexpr int kDuplicateEvery = 250;
+  auto command_of = [&](int stream, int i) {
+    const std::string store =
+        absl::StrCat("st", stream, "-", i / kLoadProductsPerStore);
+    return StoreFillCommand(store, i % kLoadProductsPerStore,
+                            i % kDuplicateEvery == 0 ? i - 1 : i);
+  };
+  std::vector<std::vector<v1::CommandResult>> results(kStreams);
+  std::vector<grpc::Status> statuses(kStreams);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kStreams; ++c) {
+    clients.emplace_back([&, c] {
+      grpc::ClientContext context;
+      Authorize(&context, kWriter);
+      auto stream = stub_->ExecuteStream(&context);
+      std::thread sender([&] {
+        for (int i = 0; i < kCommandsPerStream; ++i) {
+          if (!stream->Write(command_of(c, i))) break;
+        }
+        stream->WritesDone();
+      });
+      v1::CommandResult result;
+      while (stream->Read(&result)) results[c].push_back(result);
+      sender.join();
+      statuses[c] = stream->Finish();
+    });
+  }
+  for (std::thread& t : clients) t.join();
+
+  std::vector<Ack> acks;
+  for (int c = 0; c < kStreams; ++c) {
+    ASSERT_TRUE(statuses[c].ok()) << statuses[c].error_message();
+    ASSERT_EQ(results[c].size(), static_cast<size_t>(kCommandsPerStream));
+    for (int i = 0; i < kCommandsPerStream; ++i) {
+      const v1::CommandResult& r = results[c][i];
+      ASSERT_EQ(r.command_id(), command_of(c, i).command_id())
+          << "stream " << c << " result " << i << " out of order";
+      const bool duplicate =
+          i % kDuplicateEvery == 0 && i % kLoadProductsPerStore != 0;
+      ASSERT_EQ(r.status(), duplicate ? v1::REJECTED : v1::ACCEPTED)
+          << r.command_id() << ": " << r.message();
+      if (r.status() == v1::ACCEPTED) {
+        acks.push_back({r.command_id(), r.first_position(), r.last_position()});
+      }
+    }
+  }
+  const EventLog& log = server_->ledger().log();
+  ExpectAcksInLog(log, acks);
+  // Positions were handed out once each.
+  std::set<uint64_t> seen;
+  for (const Ack& ack : acks) {
+    for (uint64_t p = ack.first_position; p <= ack.last_position; ++p) {
+      ASSERT_TRUE(seen.insert(p).second) << "position " << p << " acked twice";
+    }
+  }
+  const StreamBatchStats stats = server_->service().stream_batch_stats();
+  EXPECT_EQ(stats.commands, static_cast<uint64_t>(kStreams) * kCommandsPerStream);
+  EXPECT_LT(stats.batches, stats.commands) << "no batch of more than one";
+  EXPECT_LE(stats.largest_batch_commands, kStreamBatchCommandsMax);
+  std::cout << stats.commands << " commands in " << stats.batches
+            << " batches (largest " << stats.largest_batch_commands << ")\n";
+}
+
+// A stream waiting for its client's next command when the server shuts down
+// ends with UNAVAILABLE at once (not at the end of the grace period), after
+// the results of everything it was sent.
+TEST_F(ServerTest, ExecuteStreamEndsUnavailableOnShutdown) {
+  Start();
+  grpc::ClientContext context;
+  Authorize(&context, kWriter);
+  auto stream = stub_->ExecuteStream(&context);
+  constexpr int kCommands = 20;
+  for (int i = 0; i < kCommands; ++i) {
+    ASSERT_TRUE(stream->Write(StoreFillCommand("sh", i, i)));
+  }
+  v1::CommandResult result;
+  for (int i = 0; i < kCommands; ++i) {
+    ASSERT_TRUE(stream->Read(&result));
+    EXPECT_EQ(result.status(), v1::ACCEPTED) << result.message();
+  }
+  const absl::Time start = absl::Now();
+  constexpr absl::Duration kGrace = absl::Seconds(10);
+  std::thread shutdown([&] { server_->Shutdown(kGrace); });
+  EXPECT_FALSE(stream->Read(&result));
+  grpc::Status status = stream->Finish();
+  shutdown.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("shutting down"));
+  EXPECT_LT(absl::Now() - start, kGrace / 2);
+}
+
+// A command that fails to execute (here: its WAL sync fails) ends the stream
+// with the ledger's status, not a generic CANCELLED, even while the server
+// is waiting for the client's next command; the commands after it get no
+// result; everything before it was answered.
+TEST_F(ServerTest, ExecuteStreamEndsWithTheStatusOfAFailedCommand) {
+  fault_fs_ = std::make_unique<testing::FaultFileSystem>();
+  testing::FaultFileSystem& fs = *fault_fs_;
+  ServerOptions options = Options();
+  options.ledger.env = fs.env();
+  options.ledger.sync = true;  // the WAL sync is what fails
+  Start(options);
+  grpc::ClientContext context;
+  Authorize(&context, kWriter);
+  auto stream = stub_->ExecuteStream(&context);
+  auto command = [](int i) { return StoreFillCommand("f", i, i); };
+  constexpr int kBefore = 10;
+  constexpr int kAfter = 5;
+  for (int i = 0; i < kBefore; ++i) ASSERT_TRUE(stream->Write(command(i)));
+  v1::CommandResult result;
+  for (int i = 0; i < kBefore; ++i) {
+    ASSERT_TRUE(stream->Read(&result));
+    ASSERT_EQ(result.status(), v1::ACCEPTED) << result.message();
+  }
+  fs.InjectError(testing::FileKind::kWal, testing::FaultOp::kSync);
+  // The server may end the call at the first of these, before the client
+  // has sent the others: then their writes fail, which is fine.
+  for (int i = kBefore; i < kBefore + kAfter; ++i) {
+    if (!stream->Write(command(i))) break;
+  }
+  // No WritesDone: the server ends the call itself.
+  EXPECT_FALSE(stream->Read(&result)) << "a result after the failure: "
+                                      << result.DebugString();
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << status.error_message();
+  EXPECT_GE(fs.injected_errors(), 1);
+  // Nothing after the failure was written: the ledger refuses writes now.
+  grpc::ClientContext unary;
+  Authorize(&unary, kWriter);
+  v1::CommandResult refused;
+  EXPECT_EQ(stub_->Execute(&unary, command(kBefore + kAfter), &refused)
+                .error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// A client that cancels its stream in the middle: the server stops that
+// stream (the commands it already took are executed, the rest dropped), goes
+// on serving, and shuts down promptly; whatever it acknowledged is in the
+// log.
+TEST_F(ServerTest, ExecuteStreamSurvivesAClientThatCancels) {
+  Start();
+  constexpr int kCommands = 3000;
+  std::vector<Ack> acks;
+  {
+    grpc::ClientContext context;
+    Authorize(&context, kWriter);
+    auto stream = stub_->ExecuteStream(&context);
+    std::thread sender([&] {
+      for (int i = 0; i < kCommands; ++i) {
+        if (!stream->Write(StoreFillCommand("cx", i, i))) break;
+      }
+    });
+    v1::CommandResult result;
+    while (acks.size() < 100 && stream->Read(&result)) {
+      acks.push_back(
+          {result.command_id(), result.first_position(), result.last_position()});
+    }
+    context.TryCancel();
+    while (stream->Read(&result)) {}
+    sender.join();
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  ASSERT_EQ(acks.size(), 100u);
+  // Still serving, on a new stream.
+  {
+    grpc::ClientContext context;
+    Authorize(&context, kWriter);
+    auto stream = stub_->ExecuteStream(&context);
+    ASSERT_TRUE(stream->Write(OpenStoreCommand("cy-open", "cy", "m1")));
+    stream->WritesDone();
+    v1::CommandResult result;
+    ASSERT_TRUE(stream->Read(&result));
+    EXPECT_EQ(result.status(), v1::ACCEPTED) << result.message();
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+  ExpectAcksInLog(server_->ledger().log(), acks);
+  const absl::Time start = absl::Now();
+  server_->Shutdown(absl::Seconds(10));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
 TEST_F(ServerTest, GracefulShutdownUnderLoadLosesNothingAcknowledged) {
   Start();
   std::mutex mu;
@@ -800,6 +1178,136 @@ TEST_F(ServerTest, CliThroughTheServerPrintsWhatEmbeddedModePrints) {
       RunStoreledger(with(remote, kAuditor, {"audit"}));
   EXPECT_EQ(unsupported.exit_code, 2);
   EXPECT_THAT(unsupported.err, HasSubstr("does not work with --server"));
+}
+
+// `history` with every filter, remote against embedded on the server's own
+// database: the same lines, errors and exit statuses. The store has facts
+// and refusals about products, orders and a withdrawal over several days,
+// and a store that was never opened has only a refusal.
+TEST_F(ServerTest, CliHistoryFiltersPrintWhatEmbeddedModePrints) {
+  Start();
+  auto line = [](const std::string& id, const std::string& at,
+                 const std::string& body) {
+    return absl::StrCat(R"({"commandId":")", id, R"(","occurredAt":"2024-06-)",
+                        at, R"(:00+08:00",)", body, "}\n");
+  };
+  auto product = [](const std::string& store, const std::string& id) {
+    return absl::StrCat(R"("addProduct":{"storeId":")", store,
+                        R"(","productId":")", id,
+                        R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100})");
+  };
+  const std::string input = absl::StrCat(
+      line("h1", "01T10:00", R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"),
+      line("h2", "02T10:00", product("s1", "p1")),
+      line("h3", "02T11:00", product("s1", "p2")),
+      line("h4", "03T10:00", R"("listProduct":{"storeId":"s1","productId":"p1"})"),
+      line("h5", "03T11:00", R"("listProduct":{"storeId":"s1","productId":"p2"})"),
+      line("h6", "04T10:00", R"("placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":2,"unitPriceFen":100}]})"),
+      line("h7", "04T11:00", R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":150})"),
+      line("h8", "04T12:00", R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":200})"),
+      line("h9", "05T10:00", R"("placeOrder":{"storeId":"s1","orderId":"o2","lines":[{"productId":"p2","quantity":1,"unitPriceFen":300}]})"),
+      line("h10", "05T11:00", R"("shipOrder":{"storeId":"s1","orderId":"o1"})"),
+      line("h11", "06T10:00", R"("settleOrder":{"storeId":"s1","orderId":"o1","commissionFen":20})"),
+      line("h12", "07T10:00", R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"w1","amountFen":500})"),
+      line("h13", "07T11:00", R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"w1","amountFen":100})"),
+      line("h14", "08T10:00", R"("completeWithdrawal":{"storeId":"s1","withdrawalId":"w1"})"),
+      line("h15", "08T11:00", R"("listProduct":{"storeId":"s1","productId":"p9"})"),
+      line("h16", "08T12:00", product("ghost", "g1")),
+      line("h17", "09T10:00", R"("cancelOrder":{"storeId":"s1","orderId":"o2"})"));
+  const std::vector<std::string> remote = {"--server", server_->address(),
+                                           "--token", kInvestigator};
+  testing::CliRun applied = RunStoreledger(
+      {"--server", server_->address(), "--token", kWriter, "apply"}, input);
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  // h7 (wrong amount), h12 (too much), h15 (no such product), h16 (no store).
+  size_t rejected = 0;
+  for (const std::string& result : applied.lines()) {
+    if (absl::StrContains(result, R"("status":"REJECTED")")) ++rejected;
+  }
+  ASSERT_EQ(rejected, 4u) << applied.out;
+
+  const std::string db = dir_.Sub("db");
+  auto run_both = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> remote_args = remote;
+    remote_args.push_back("history");
+    remote_args.insert(remote_args.end(), args.begin(), args.end());
+    std::vector<std::string> embedded_args = {"--db", db, "history"};
+    embedded_args.insert(embedded_args.end(), args.begin(), args.end());
+    return std::make_pair(RunStoreledger(remote_args),
+                          RunStoreledger(embedded_args));
+  };
+  const size_t everything =
+      run_both({"--store", "s1", "--include-rejections"}).second.lines().size();
+  ASSERT_GT(everything, 10u);
+
+  struct Case {
+    std::vector<std::string> args;
+    // 0: prints nothing (or fails); 1: prints some, not all, of the history.
+    bool some;
+  };
+  const std::vector<Case> cases = {
+      {{"--store", "s1", "--order", "o1"}, true},
+      {{"--store", "s1", "--order", "o1", "--include-rejections"}, true},
+      {{"--store", "s1", "--order", "nope"}, false},
+      {{"--store", "s1", "--product", "p1"}, true},
+      {{"--store", "s1", "--product", "p9", "--include-rejections"}, true},
+      {{"--store", "s1", "--withdrawal", "w1"}, true},
+      {{"--store", "s1", "--withdrawal", "w1", "--include-rejections"}, true},
+      {{"--store", "s1", "--type", "OrderPaid,OrderPlaced"}, true},
+      {{"--store", "s1", "--type", "ProductListed", "--include-rejections"},
+       true},
+      {{"--store", "s1", "--from", "2024-06-04T00:00:00+08:00"}, true},
+      {{"--store", "s1", "--to", "2024-06-03T23:59:59+08:00",
+        "--include-rejections"},
+       true},
+      {{"--store", "s1", "--from", "2024-06-04T11:00:00+08:00", "--to",
+        "2024-06-07T10:00:00+08:00", "--include-rejections"},
+       true},
+      {{"--store", "s1", "--from-position", "5", "--limit", "3",
+        "--include-rejections"},
+       true},
+      {{"--store", "s1", "--order", "o1", "--type", "OrderPaid",
+        "--include-rejections", "--limit", "1"},
+       true},
+      {{"--store", "s1", "--include-rejections", "--limit", "0"}, false},
+      {{"--store", "ghost", "--include-rejections"}, true},
+      {{"--store", "ghost", "--include-rejections", "--product", "zz"}, false},
+      {{"--store", "ghost", "--include-rejections", "--limit", "0"}, false},
+      {{"--store", "ghost"}, false},
+      {{"--store", "s1", "--type", "Bogus"}, false},
+      {{"--store", "s1", "--from", "2024-06-05T00:00:00+08:00", "--to",
+        "2024-06-04T00:00:00+08:00"},
+       false},
+  };
+  for (const Case& c : cases) {
+    const auto [r, e] = run_both(c.args);
+    const std::string what = absl::StrJoin(c.args, " ");
+    EXPECT_EQ(r.exit_code, e.exit_code) << what << "\n" << r.err;
+    EXPECT_EQ(r.out, e.out) << what;
+    EXPECT_EQ(r.err, e.err) << what;
+    if (c.some) {
+      EXPECT_FALSE(r.out.empty()) << what;
+      EXPECT_LT(r.lines().size(), everything) << what;
+    } else {
+      EXPECT_TRUE(r.out.empty()) << what;
+    }
+  }
+  // The filters select what they name: o1's refusal is there, o2 is not.
+  const testing::CliRun o1 =
+      run_both({"--store", "s1", "--order", "o1", "--include-rejections"})
+          .first;
+  EXPECT_THAT(o1.out, HasSubstr(R"("commandId":"h7")"));
+  EXPECT_THAT(o1.out, ::testing::Not(HasSubstr(R"("orderId":"o2")")));
+  // The store that was never opened: NOT_FOUND once its refusal is filtered
+  // out, in both modes (checked above); with it, the refusal.
+  const testing::CliRun ghost =
+      run_both({"--store", "ghost", "--include-rejections"}).first;
+  EXPECT_EQ(ghost.lines().size(), 1u) << ghost.out;
+  const testing::CliRun ghost_none =
+      run_both({"--store", "ghost", "--include-rejections", "--product", "zz"})
+          .first;
+  EXPECT_EQ(ghost_none.exit_code, 1);
+  EXPECT_THAT(ghost_none.err, HasSubstr("NOT_FOUND"));
 }
 
 // ---- the daemon binary
