@@ -57,6 +57,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -101,6 +102,11 @@
 
 namespace storeledger {
 namespace {
+
+// The PostgreSQL client rows: attempts of one command after lost races (the
+// first kPgSpinAttempts at once, then 0.2 ms apart: about 10 s in all).
+constexpr int kPgAttemptsMax = 50'000;
+constexpr int kPgSpinAttempts = 10;
 
 constexpr size_t kBatch = 1000;  // events (ceiling, PostgreSQL) or commands
 constexpr int kStoresDefault = 2000;
@@ -1210,12 +1216,19 @@ std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
             }
             const absl::Time t0 = absl::Now();
             absl::Status s;
-            // A lost race on the shared rejections stream is retried, as an
-            // application would.
-            for (int attempt = 0; attempt < 100; ++attempt) {
+            // A lost race is retried, as an application would: on the shared
+            // rejections stream, and on a store stream another client's
+            // command also appends to (applyPolicy delists products in many
+            // stores; its client may not have written the version this one
+            // expects yet). Log order is a total order, so the earliest
+            // pending command can always go on: waiting cannot deadlock.
+            for (int attempt = 0; attempt < kPgAttemptsMax; ++attempt) {
               s = (*client)->Append(commands[i], suffix);
               if (!absl::IsAborted(s)) break;
               ++retries[k];
+              if (attempt >= kPgSpinAttempts) {
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+              }
             }
             const absl::Time t1 = absl::Now();
             if (!s.ok()) {

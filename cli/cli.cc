@@ -15,16 +15,31 @@ namespace storeledger {
 namespace {
 
 constexpr char kUsage[] = R"(usage: storeledger [--db DIR] [--policy FILE] VERB [flags]
+       storeledger --server HOST:PORT --token T [--tls-ca FILE] VERB [flags]
 
-Verbs:
+Writing:
   apply [FILE|-]                      apply JSON-line commands; one result per line
+  simulate --stores N [--seed S]      a realistic migration along the article's timeline
+
+Reading a store:
   state --store ID [--as-of T] [--position N]
-  history --store ID [--order ID] [--from-position N] [--limit N] [--include-rejections]
+  history --store ID [--order ID] [--product ID] [--withdrawal ID] [--type T]
+          [--from T] [--to T] [--from-position N] [--limit N] [--include-rejections]
+  explain --command-id ID             outcome, rule, events and the state before it
+  diff --store ID --from T --to T [--position N]
+
+Finance:
+  postings [--store ID] [--from T] [--to T] [--position N] [--format csv|jsonl]
+  balances [--as-of T] [--position N] [--format json|csv]
+  statement --store ID --from T --to T [--format csv|json]
+  audit [--no-progress]               every check; exit 0 only when all hold
   digest                              {"position":N,"hash":HEX} of the head
   verify --digest N:HEX               exit 0 only if the log up to N hashes to HEX
+
+The log:
   export [--from-position N] [--format delimited|jsonl]
-  tail --from-position N              every event after position N
-  simulate --stores N [--seed S]      a realistic migration along the article's timeline
+  tail --from-position N [--follow] [--format jsonl|delimited]
+  rebuild [--shadow] [--flush-every N] [--no-progress]
 
 --db defaults to ./storeledger-data. Times are RFC 3339 (2024-11-04T00:00:00+08:00).
 )";
