@@ -715,6 +715,62 @@ TEST_F(ServerTest, SubscribeCatchesUpThenFollowsWithoutGaps) {
   std::cout << "subscriber cut off and resumed " << cutoffs << " times\n";
 }
 
+// The limit of open subscriptions (kSubscribersMax): that many are served,
+// one more is refused with RESOURCE_EXHAUSTED naming the limit, and when one
+// leaves there is room again.
+TEST_F(ServerTest, SubscribersUpToTheLimitAreServedOneMoreIsRefused) {
+  Start();
+  ASSERT_EQ(Execute(OpenStoreCommand("open", "s1", "m1")).status(), v1::ACCEPTED);
+  struct Subscription {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader;
+  };
+  // Subscribes from position 0; true once the first envelope arrived (so the
+  // server counts it), false with *status when refused.
+  auto subscribe = [&](Subscription* sub, grpc::Status* status) {
+    Authorize(&sub->context, kAuditor);
+    v1::SubscribeRequest request;
+    sub->reader = stub_->Subscribe(&sub->context, request);
+    v1::Envelope envelope;
+    if (sub->reader->Read(&envelope)) return true;
+    *status = sub->reader->Finish();
+    return false;
+  };
+  std::vector<std::unique_ptr<Subscription>> open;
+  grpc::Status status;
+  for (size_t i = 0; i < kSubscribersMax; ++i) {
+    open.push_back(std::make_unique<Subscription>());
+    ASSERT_TRUE(subscribe(open.back().get(), &status))
+        << "subscriber " << i + 1 << " of " << kSubscribersMax << ": "
+        << status.error_message();
+  }
+  Subscription one_more;
+  ASSERT_FALSE(subscribe(&one_more, &status));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr(absl::StrCat(kSubscribersMax, " subscribers")));
+
+  // One leaves; the server notices within its poll interval.
+  open.back()->context.TryCancel();
+  open.back()->reader->Finish();
+  open.pop_back();
+  bool served = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!served && absl::Now() < deadline) {
+    auto again = std::make_unique<Subscription>();
+    served = subscribe(again.get(), &status);
+    if (served) {
+      open.push_back(std::move(again));
+    } else {
+      ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+  EXPECT_TRUE(served) << "no room after a subscriber left";
+  for (auto& sub : open) sub->context.TryCancel();
+  for (auto& sub : open) sub->reader->Finish();
+}
+
 TEST_F(ServerTest, SlowSubscriberIsCutOffAndResumesWithoutGaps) {
   ServerOptions options = Options();
   options.subscriber_buffer_events = 16;
