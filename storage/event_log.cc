@@ -376,6 +376,61 @@ struct EventLog::Impl {
     return stream_head;
   }
 
+  // The verified envelopes after `after_position`, in order, to `fn` (which
+  // may keep them) until it returns false: EventLog::Scan's checks.
+  absl::Status ScanVerified(
+      uint64_t after_position,
+      const std::function<bool(Envelope&&, absl::string_view raw)>& fn) const {
+    const uint64_t head_position = GetHead().position;
+    if (after_position >= head_position) return absl::OkStatus();
+
+    std::string prev_hash = ZeroHash();
+    if (after_position > 0) {
+      ASSIGN_OR_RETURN(Envelope previous, ReadAt(after_position));
+      prev_hash = previous.hash();
+    }
+
+    const std::string upper = PositionKey(head_position + 1);
+    const rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions read_options;
+    read_options.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(read_options, cf(kEvents)));
+    uint64_t expected = after_position + 1;
+    for (it->Seek(PositionKey(expected)); it->Valid(); it->Next()) {
+      const rocksdb::Slice key = it->key();
+      if (key.size() != kPositionBytes) {
+        return absl::DataLossError(absl::StrCat("events key of ", key.size(),
+                                                " bytes after position ",
+                                                expected - 1));
+      }
+      const uint64_t position = DecodeBigEndian64(View(key));
+      if (position != expected) {
+        return absl::DataLossError(absl::StrCat("event at position ", expected,
+                                                " is missing (next stored is ",
+                                                position, ")"));
+      }
+      const absl::string_view raw = View(it->value());
+      ASSIGN_OR_RETURN(Envelope envelope, VerifyStored(position, raw));
+      if (envelope.prev_hash() != prev_hash) {
+        return absl::DataLossError(absl::StrCat(
+            "event at position ", position, ": prev_hash ",
+            ToHex(envelope.prev_hash()), " does not link to the hash ",
+            ToHex(prev_hash), " of position ", position - 1));
+      }
+      prev_hash = envelope.hash();
+      ++expected;
+      if (!fn(std::move(envelope), raw)) return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
+    if (expected != head_position + 1) {
+      return absl::DataLossError(absl::StrCat("event at position ", expected,
+                                              " is missing (head is ",
+                                              head_position, ")"));
+    }
+    return absl::OkStatus();
+  }
+
   // The verified envelope at a position known to be <= the head.
   absl::StatusOr<Envelope> ReadAt(uint64_t position) const {
     ASSIGN_OR_RETURN(std::optional<std::string> raw,
@@ -910,113 +965,29 @@ absl::Status EventLog::Scan(
     uint64_t after_position,
     const std::function<bool(const Envelope&, absl::string_view raw)>& fn)
     const {
-  const uint64_t head_position = impl_->GetHead().position;
-  if (after_position >= head_position) return absl::OkStatus();
-
-  std::string prev_hash = ZeroHash();
-  if (after_position > 0) {
-    ASSIGN_OR_RETURN(Envelope previous, impl_->ReadAt(after_position));
-    prev_hash = previous.hash();
-  }
-
-  const std::string upper = PositionKey(head_position + 1);
-  const rocksdb::Slice upper_slice(upper);
-  rocksdb::ReadOptions read_options;
-  read_options.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(
-      impl_->db->NewIterator(read_options, impl_->cf(kEvents)));
-  uint64_t expected = after_position + 1;
-  for (it->Seek(PositionKey(expected)); it->Valid(); it->Next()) {
-    const rocksdb::Slice key = it->key();
-    if (key.size() != kPositionBytes) {
-      return absl::DataLossError(absl::StrCat("events key of ", key.size(),
-                                              " bytes after position ",
-                                              expected - 1));
-    }
-    const uint64_t position = DecodeBigEndian64(View(key));
-    if (position != expected) {
-      return absl::DataLossError(absl::StrCat("event at position ", expected,
-                                              " is missing (next stored is ",
-                                              position, ")"));
-    }
-    const absl::string_view raw = View(it->value());
-    ASSIGN_OR_RETURN(Envelope envelope, VerifyStored(position, raw));
-    if (envelope.prev_hash() != prev_hash) {
-      return absl::DataLossError(absl::StrCat(
-          "event at position ", position, ": prev_hash ",
-          ToHex(envelope.prev_hash()), " does not link to the hash ",
-          ToHex(prev_hash), " of position ", position - 1));
-    }
-    if (!fn(envelope, raw)) return absl::OkStatus();
-    prev_hash = envelope.hash();
-    ++expected;
-  }
-  RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
-  if (expected != head_position + 1) {
-    return absl::DataLossError(absl::StrCat("event at position ", expected,
-                                            " is missing (head is ",
-                                            head_position, ")"));
-  }
-  return absl::OkStatus();
+  return impl_->ScanVerified(
+      after_position,
+      [&fn](Envelope&& envelope, absl::string_view raw) {
+        return fn(envelope, raw);
+      });
 }
 
 absl::Status EventLog::ScanBatches(
     uint64_t after_position, size_t batch_events,
     const std::function<bool(std::vector<Envelope>* batch)>& fn) const {
   if (batch_events == 0) batch_events = 1;
-  const uint64_t head_position = impl_->GetHead().position;
-  if (after_position >= head_position) return absl::OkStatus();
-
-  std::string prev_hash = ZeroHash();
-  if (after_position > 0) {
-    ASSIGN_OR_RETURN(Envelope previous, impl_->ReadAt(after_position));
-    prev_hash = previous.hash();
-  }
-
-  const std::string upper = PositionKey(head_position + 1);
-  const rocksdb::Slice upper_slice(upper);
-  rocksdb::ReadOptions read_options;
-  read_options.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(
-      impl_->db->NewIterator(read_options, impl_->cf(kEvents)));
-  uint64_t expected = after_position + 1;
   std::vector<Envelope> batch;
   batch.reserve(batch_events);
-  for (it->Seek(PositionKey(expected)); it->Valid(); it->Next()) {
-    const rocksdb::Slice key = it->key();
-    if (key.size() != kPositionBytes) {
-      return absl::DataLossError(absl::StrCat("events key of ", key.size(),
-                                              " bytes after position ",
-                                              expected - 1));
-    }
-    const uint64_t position = DecodeBigEndian64(View(key));
-    if (position != expected) {
-      return absl::DataLossError(absl::StrCat("event at position ", expected,
-                                              " is missing (next stored is ",
-                                              position, ")"));
-    }
-    ASSIGN_OR_RETURN(Envelope envelope, VerifyStored(position, View(it->value())));
-    if (envelope.prev_hash() != prev_hash) {
-      return absl::DataLossError(absl::StrCat(
-          "event at position ", position, ": prev_hash ",
-          ToHex(envelope.prev_hash()), " does not link to the hash ",
-          ToHex(prev_hash), " of position ", position - 1));
-    }
-    prev_hash.assign(envelope.hash());
-    batch.push_back(std::move(envelope));
-    ++expected;
-    if (batch.size() >= batch_events) {
-      if (!fn(&batch)) return absl::OkStatus();
-      batch.clear();
-    }
-  }
-  RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
-  if (expected != head_position + 1) {
-    return absl::DataLossError(absl::StrCat("event at position ", expected,
-                                            " is missing (head is ",
-                                            head_position, ")"));
-  }
-  if (!batch.empty()) fn(&batch);
+  bool stopped = false;
+  RETURN_IF_ERROR(impl_->ScanVerified(
+      after_position, [&](Envelope&& envelope, absl::string_view) {
+        batch.push_back(std::move(envelope));
+        if (batch.size() < batch_events) return true;
+        stopped = !fn(&batch);
+        batch.clear();
+        return !stopped;
+      }));
+  if (!stopped && !batch.empty()) fn(&batch);
   return absl::OkStatus();
 }
 
