@@ -35,20 +35,18 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
+#include "storage/rocks_util.h"
 
 namespace storeledger {
 namespace {
 
-// The stored layout this pass re-reads (storage/event_log.cc, FORMAT.md): an
-// envelope's bytes end with its hash field (tag of field 12, wire type 2;
-// length 32; the hash), keys of the events column family are 8-byte
-// big-endian positions, and the streams column family holds, per stream, its
+// The stored layout this pass re-reads (storage/event_log.cc, FORMAT.md;
+// envelopes are checked with storage's ParseStoredEnvelope): keys of the
+// events column family are 8-byte big-endian positions, and the streams column family holds, per stream, its
 // head under "<stream>" and index entries under "<stream>\0<8-byte version>"
 // whose value is the 8-byte position.
 constexpr size_t kHashBytes = 32;
 constexpr size_t kPositionBytes = 8;
-constexpr char kHashFieldTag = 0x62;
-constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 constexpr char kKeySeparator = '\0';
 // meta["head"] = 8-byte position, 32-byte hash.
 constexpr absl::string_view kMetaHeadKey = "head";
@@ -68,18 +66,6 @@ constexpr absl::string_view kMerchantStreamPrefix = "merchant-";
 
 // Characters of a record quoted in a violation message.
 constexpr size_t kRecordTextMax = 300;
-
-absl::string_view View(const rocksdb::Slice& slice) {
-  return absl::string_view(slice.data(), slice.size());
-}
-
-uint64_t DecodeBigEndian64(absl::string_view bytes) {
-  uint64_t value = 0;
-  for (size_t i = 0; i < kPositionBytes; ++i) {
-    value = (value << 8) | static_cast<unsigned char>(bytes[i]);
-  }
-  return value;
-}
 
 std::string Sep() { return std::string(1, kKeySeparator); }
 
@@ -234,44 +220,6 @@ class Lookup {
   const rocksdb::Snapshot* snapshot_ = nullptr;
   std::unique_ptr<rocksdb::Iterator> it_;
 };
-
-// The checks the log makes of a stored envelope (storage/event_log.cc),
-// short of the hash: kDataLoss naming what is wrong.
-absl::StatusOr<v1::Envelope> ParseStored(uint64_t position,
-                                         absl::string_view raw) {
-  auto damaged = [&](absl::string_view what) {
-    return absl::DataLossError(
-        absl::StrCat("event at position ", position, ": ", what));
-  };
-  if (raw.size() > kEnvelopeBytesMax) {
-    return damaged(absl::StrCat(raw.size(), " bytes, over the limit of ",
-                                kEnvelopeBytesMax));
-  }
-  if (raw.size() < kHashFieldBytes ||
-      raw[raw.size() - kHashFieldBytes] != kHashFieldTag ||
-      raw[raw.size() - kHashFieldBytes + 1] != static_cast<char>(kHashBytes)) {
-    return damaged("stored bytes do not end with the hash field");
-  }
-  v1::Envelope envelope;
-  if (!envelope.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
-    return damaged("stored bytes do not parse as an Envelope");
-  }
-  if (envelope.position() != position) {
-    return damaged(
-        absl::StrCat("the envelope says position ", envelope.position()));
-  }
-  return envelope;
-}
-
-// SHA-256 of prev_hash || the stored bytes before the hash field: the hash
-// of the bytes themselves, so that any changed byte shows, whatever a
-// re-serialization would produce. `scratch` is reused between calls.
-std::string HashOfStored(const v1::Envelope& envelope, absl::string_view raw,
-                         std::string* scratch) {
-  scratch->assign(envelope.prev_hash());
-  scratch->append(raw.data(), raw.size() - kHashFieldBytes);
-  return Sha256(*scratch);
-}
 
 // A hash of a multiset of byte strings that takes constant memory: the sum,
 // modulo 2^128, of the first 16 bytes of each member's SHA-256. Two
@@ -490,13 +438,7 @@ class Auditor {
       return absl::DataLossError(
           absl::StrCat("event at position ", position, " is missing"));
     }
-    ASSIGN_OR_RETURN(v1::Envelope envelope, ParseStored(position, *raw));
-    if (envelope.prev_hash().size() != kHashBytes ||
-        HashOfStored(envelope, *raw, &scratch_) != envelope.hash()) {
-      return absl::DataLossError(
-          absl::StrCat("event at position ", position, ": hash mismatch"));
-    }
-    return envelope;
+    return VerifyStoredEnvelope(position, *raw);
   }
 
   // The stored outcome of `command_id`, as EventLog::GetOutcome gives it.
@@ -633,7 +575,7 @@ class Auditor {
   void CheckEnvelope(uint64_t position, absl::string_view raw,
                      std::optional<std::string>* prev_hash) {
     if (!diagnosing_) report_.set_events_checked(report_.events_checked() + 1);
-    absl::StatusOr<v1::Envelope> parsed = ParseStored(position, raw);
+    absl::StatusOr<v1::Envelope> parsed = ParseStoredEnvelope(position, raw);
     if (!parsed.ok()) {
       Integrity(kCheckHashChain, absl::StatusCode::kDataLoss, position, "", "",
                 std::string(parsed.status().message()));
@@ -642,9 +584,8 @@ class Auditor {
       return;
     }
     const v1::Envelope& envelope = *parsed;
-    const std::string computed = HashOfStored(envelope, raw, &scratch_);
-    const bool hash_ok = envelope.prev_hash().size() == kHashBytes &&
-                         computed == envelope.hash();
+    const std::string computed = StoredEnvelopeHash(envelope, raw);
+    const bool hash_ok = computed == envelope.hash();
     if (!hash_ok) {
       Integrity(kCheckHashChain, absl::StatusCode::kDataLoss, position,
                 envelope.stream_id(), "",
@@ -1770,7 +1711,6 @@ class Auditor {
   std::map<std::string, uint64_t, std::less<>> counts_;
   // The first I/O error met inside a callback; ends the pass.
   absl::Status io_error_;
-  std::string scratch_;
   CommandRun run_;
   bool next_run_tainted_ = false;
   // First look vs second look (see Run).

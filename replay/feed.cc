@@ -12,73 +12,15 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "storage/event_log.h"
+#include "storage/rocks_util.h"
 
 namespace storeledger {
 namespace {
 
-// storage/FORMAT.md "Envelope": the stored bytes end with the hash field,
-// tag 0x62 (field 12, length-delimited), length 32, then the digest.
+// storage/FORMAT.md.
 constexpr size_t kHashBytes = 32;
 constexpr size_t kPositionBytes = 8;
-constexpr char kHashFieldTag = 0x62;
-constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 constexpr char kEventsCf[] = "events";
-
-absl::string_view View(const rocksdb::Slice& slice) {
-  return absl::string_view(slice.data(), slice.size());
-}
-
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsCorruption()) {
-    return absl::DataLossError(absl::StrCat(context, ": ", s.ToString()));
-  }
-  if (s.IsNotFound() || s.IsPathNotFound()) {
-    return absl::NotFoundError(absl::StrCat(context, ": ", s.ToString()));
-  }
-  return absl::UnavailableError(absl::StrCat(context, ": ", s.ToString()));
-}
-
-uint64_t DecodePosition(absl::string_view bytes) {
-  uint64_t value = 0;
-  for (char c : bytes) value = (value << 8) | static_cast<unsigned char>(c);
-  return value;
-}
-
-// The checks of EventLog::Scan on one stored envelope: size, hash field,
-// position, and hash over the stored body.
-absl::StatusOr<v1::Envelope> Verify(uint64_t position, absl::string_view raw) {
-  auto loss = [position](absl::string_view what) {
-    return absl::DataLossError(
-        absl::StrCat("event at position ", position, ": ", what));
-  };
-  if (raw.size() > kEnvelopeBytesMax) {
-    return loss(absl::StrCat(raw.size(), " bytes, over the limit of ",
-                             kEnvelopeBytesMax));
-  }
-  if (raw.size() < kHashFieldBytes ||
-      raw[raw.size() - kHashFieldBytes] != kHashFieldTag ||
-      raw[raw.size() - kHashFieldBytes + 1] != static_cast<char>(kHashBytes)) {
-    return loss("stored bytes do not end with the hash field");
-  }
-  v1::Envelope envelope;
-  if (!envelope.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
-    return loss("stored bytes do not parse as an Envelope");
-  }
-  if (envelope.position() != position) {
-    return loss(absl::StrCat("envelope says position ", envelope.position()));
-  }
-  if (envelope.prev_hash().size() != kHashBytes) {
-    return loss("prev_hash is not 32 bytes");
-  }
-  const std::string computed = Sha256(absl::StrCat(
-      envelope.prev_hash(), raw.substr(0, raw.size() - kHashFieldBytes)));
-  if (computed != envelope.hash()) {
-    return loss(absl::StrCat("hash mismatch: stored ", ToHex(envelope.hash()),
-                             ", computed ", ToHex(computed)));
-  }
-  return envelope;
-}
 
 }  // namespace
 
@@ -143,7 +85,7 @@ absl::Status LogFollower::LoadStartHash() {
                                PositionKey(last_position_), &raw);
   if (s.IsNotFound()) return absl::OkStatus();  // not written yet
   RETURN_IF_ERROR(FromRocks(s, "follow: read the starting event"));
-  ASSIGN_OR_RETURN(v1::Envelope start, Verify(last_position_, raw));
+  ASSIGN_OR_RETURN(v1::Envelope start, VerifyStoredEnvelope(last_position_, raw));
   last_hash_ = start.hash();
   return absl::OkStatus();
 }
@@ -162,17 +104,17 @@ absl::StatusOr<uint64_t> LogFollower::Poll(
   for (it->Seek(PositionKey(last_position_ + 1)); it->Valid(); it->Next()) {
     const absl::string_view key = View(it->key());
     const uint64_t expected = last_position_ + 1;
-    if (key.size() != kPositionBytes || DecodePosition(key) != expected) {
+    if (key.size() != kPositionBytes || DecodeBigEndian64(key) != expected) {
       // One append is one WriteBatch, applied whole by the catch-up, so a
       // gap is damage, not a half-seen append.
       return absl::DataLossError(absl::StrCat(
           "event at position ", expected, " is missing (next stored key is ",
-          key.size() == kPositionBytes ? absl::StrCat(DecodePosition(key))
+          key.size() == kPositionBytes ? absl::StrCat(DecodeBigEndian64(key))
                                        : "malformed",
           ")"));
     }
     const absl::string_view raw = View(it->value());
-    ASSIGN_OR_RETURN(v1::Envelope envelope, Verify(expected, raw));
+    ASSIGN_OR_RETURN(v1::Envelope envelope, VerifyStoredEnvelope(expected, raw));
     if (envelope.prev_hash() != last_hash_) {
       return absl::DataLossError(absl::StrCat(
           "event at position ", expected, ": prev_hash ",

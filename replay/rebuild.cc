@@ -30,6 +30,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/write_batch.h"
+#include "storage/rocks_util.h"
 
 namespace storeledger {
 namespace {
@@ -48,18 +49,6 @@ constexpr size_t kScanBatchEvents = 1024;
 // (std::map) lookups are near free and every record lives in the cache's
 // hash maps; measured faster than windows of 16 to 2048 events.
 constexpr uint64_t kOverlayWindowEvents = 1;
-
-absl::string_view View(const rocksdb::Slice& slice) {
-  return absl::string_view(slice.data(), slice.size());
-}
-
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsCorruption()) {
-    return absl::DataLossError(absl::StrCat(context, ": ", s.ToString()));
-  }
-  return absl::UnavailableError(absl::StrCat(context, ": ", s.ToString()));
-}
 
 // The successor of every key starting with `prefix` (prefix is never empty
 // nor all 0xff here).

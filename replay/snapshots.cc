@@ -15,6 +15,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/write_batch.h"
+#include "storage/rocks_util.h"
 
 namespace storeledger {
 namespace {
@@ -27,18 +28,6 @@ std::string StorePrefix(absl::string_view prefix, absl::string_view store_id) {
   std::string key = absl::StrCat(prefix, store_id);
   key.push_back('\0');
   return key;
-}
-
-absl::string_view View(const rocksdb::Slice& slice) {
-  return absl::string_view(slice.data(), slice.size());
-}
-
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsCorruption()) {
-    return absl::DataLossError(absl::StrCat(context, ": ", s.ToString()));
-  }
-  return absl::UnavailableError(absl::StrCat(context, ": ", s.ToString()));
 }
 
 uint64_t DecodeVersion(absl::string_view bytes) {

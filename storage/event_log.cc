@@ -35,6 +35,7 @@
 #include "rocksdb/write_buffer_manager.h"
 #include "rocksdb/cache.h"
 #include "storage/hash_internal.h"
+#include "storage/rocks_util.h"
 
 namespace storeledger {
 namespace {
@@ -97,21 +98,9 @@ enum CfIndex : size_t {
   kCfCount
 };
 
-absl::string_view View(const rocksdb::Slice& slice) {
-  return absl::string_view(slice.data(), slice.size());
-}
-
 const std::string& ZeroHash() {
   static const std::string* const kZero = new std::string(kHashBytes, '\0');
   return *kZero;
-}
-
-uint64_t DecodeBigEndian64(absl::string_view bytes) {
-  uint64_t value = 0;
-  for (size_t i = 0; i < kPositionBytes; ++i) {
-    value = (value << 8) | static_cast<unsigned char>(bytes[i]);
-  }
-  return value;
 }
 
 std::string EncodeBigEndian32(uint32_t value) {
@@ -156,26 +145,6 @@ absl::Status ValidateStreamId(absl::string_view stream_id) {
   return absl::OkStatus();
 }
 
-// RocksDB status -> the most specific canonical code, keeping RocksDB's text.
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
-  if (s.ok()) return absl::OkStatus();
-  std::string message = absl::StrCat(context, ": ", s.ToString());
-  if (s.IsNotFound()) return absl::NotFoundError(message);
-  if (s.IsCorruption()) return absl::DataLossError(message);
-  if (s.IsInvalidArgument()) {
-    if (absl::StrContains(s.ToString(), "does not exist")) {
-      return absl::NotFoundError(message);
-    }
-    return absl::InvalidArgumentError(message);
-  }
-  if (s.IsNotSupported()) return absl::FailedPreconditionError(message);
-  if (s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() ||
-      s.IsShutdownInProgress() || s.IsIncomplete()) {
-    return absl::UnavailableError(message);
-  }
-  return absl::InternalError(message);
-}
-
 // RocksDB's lock-file failures: "While lock file: <dir>/LOCK: ..." when
 // another process holds it, "lock hold by current process" when this one
 // does.
@@ -186,9 +155,10 @@ bool IsLockError(const rocksdb::Status& s) {
          absl::StrContains(text, "lock hold by current process");
 }
 
-// Checks one stored envelope right after reading it (FORMAT.md "Checks").
-absl::StatusOr<Envelope> VerifyStored(uint64_t position,
-                                      absl::string_view raw) {
+}  // namespace
+
+absl::StatusOr<Envelope> ParseStoredEnvelope(uint64_t position,
+                                             absl::string_view raw) {
   auto loss = [position](absl::string_view what) {
     return absl::DataLossError(
         absl::StrCat("event at position ", position, ": ", what));
@@ -213,16 +183,30 @@ absl::StatusOr<Envelope> VerifyStored(uint64_t position,
     return loss(
         absl::StrCat("prev_hash has ", envelope.prev_hash().size(), " bytes"));
   }
-  // Hash the stored bytes themselves (everything before the hash field), so
-  // that any changed byte is caught, whatever a re-serialization would give.
-  const std::string computed = Sha256Concat(
-      envelope.prev_hash(), raw.substr(0, raw.size() - kHashFieldBytes));
+  return envelope;
+}
+
+std::string StoredEnvelopeHash(const Envelope& envelope,
+                               absl::string_view raw) {
+  // The stored bytes themselves (everything before the hash field), so that
+  // any changed byte is caught, whatever a re-serialization would give.
+  return Sha256Concat(envelope.prev_hash(),
+                      raw.substr(0, raw.size() - kHashFieldBytes));
+}
+
+absl::StatusOr<Envelope> VerifyStoredEnvelope(uint64_t position,
+                                              absl::string_view raw) {
+  ASSIGN_OR_RETURN(Envelope envelope, ParseStoredEnvelope(position, raw));
+  const std::string computed = StoredEnvelopeHash(envelope, raw);
   if (computed != envelope.hash()) {
-    return loss(absl::StrCat("hash mismatch: stored ", ToHex(envelope.hash()),
-                             ", computed ", ToHex(computed)));
+    return absl::DataLossError(absl::StrCat(
+        "event at position ", position, ": hash mismatch: stored ",
+        ToHex(envelope.hash()), ", computed ", ToHex(computed)));
   }
   return envelope;
 }
+
+namespace {
 
 // 'prefix' successor for an iterate_upper_bound; empty when none exists
 // (prefix empty or all 0xff).
@@ -411,7 +395,7 @@ struct EventLog::Impl {
                                                 position, ")"));
       }
       const absl::string_view raw = View(it->value());
-      ASSIGN_OR_RETURN(Envelope envelope, VerifyStored(position, raw));
+      ASSIGN_OR_RETURN(Envelope envelope, VerifyStoredEnvelope(position, raw));
       if (envelope.prev_hash() != prev_hash) {
         return absl::DataLossError(absl::StrCat(
             "event at position ", position, ": prev_hash ",
@@ -440,7 +424,7 @@ struct EventLog::Impl {
                                               " is missing (head is ",
                                               GetHead().position, ")"));
     }
-    return VerifyStored(position, *raw);
+    return VerifyStoredEnvelope(position, *raw);
   }
 
   // The log as the requests of a group so far leave it.
@@ -538,7 +522,7 @@ absl::Status EventLog::Impl::LoadHead() {
           "database ", dir, ": head is at position ", loaded.position,
           " but the last stored event is at position ", last));
     }
-    ASSIGN_OR_RETURN(Envelope envelope, VerifyStored(last, View(it->value())));
+    ASSIGN_OR_RETURN(Envelope envelope, VerifyStoredEnvelope(last, View(it->value())));
     if (envelope.hash() != loaded.hash) {
       return absl::DataLossError(
           absl::StrCat("database ", dir, ": head hash ", ToHex(loaded.hash),

@@ -173,6 +173,21 @@ std::string PositionKey(uint64_t position);
 std::string EnvelopeHash(const Envelope& envelope);
 // Lowercase hex of bytes.
 std::string ToHex(absl::string_view bytes);
+// The checks every read of a stored event makes (FORMAT.md "Checks"), for
+// readers of the events column family that do not go through an EventLog
+// (replay/feed.cc's secondary instance, replay/audit.cc); the link to the
+// previous hash is the caller's to check. All fail with kDataLoss naming
+// `position`.
+//
+// Size, hash field, parse, position, a 32-byte prev_hash:
+absl::StatusOr<Envelope> ParseStoredEnvelope(uint64_t position,
+                                             absl::string_view raw);
+// SHA-256 of prev_hash || the stored bytes before the hash field: what the
+// envelope's hash must be.
+std::string StoredEnvelopeHash(const Envelope& envelope, absl::string_view raw);
+// ParseStoredEnvelope, and the stored hash equal to StoredEnvelopeHash.
+absl::StatusOr<Envelope> VerifyStoredEnvelope(uint64_t position,
+                                              absl::string_view raw);
 // SHA-256 of arbitrary bytes (OpenSSL EVP).
 std::string Sha256(absl::string_view bytes);
 
