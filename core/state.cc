@@ -220,4 +220,12 @@ void StateOverlay::Clear() {
   heads_.clear();
 }
 
+StateChanges StateOverlay::TakeChanges() {
+  StateChanges changes{std::move(stores_),      std::move(products_),
+                       std::move(orders_),      std::move(withdrawals_),
+                       std::move(merchants_),   std::move(heads_)};
+  Clear();  // a moved-from map is valid but unspecified: make it empty
+  return changes;
+}
+
 }  // namespace storeledger

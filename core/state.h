@@ -61,6 +61,16 @@ class StateReader {
 // A StateReader that never has anything: the base for folding from nothing.
 const StateReader& EmptyState();
 
+// The changed records of a StateOverlay, taken out of it.
+struct StateChanges {
+  std::map<std::string, StoreRecord> stores;
+  std::map<std::pair<std::string, std::string>, ProductRecord> products;
+  std::map<std::string, OrderRecord> orders;
+  std::map<std::string, WithdrawalRecord> withdrawals;
+  std::map<std::string, MerchantRecord> merchants;
+  std::map<std::string, StreamHead> heads;
+};
+
 // Changes layered over a base reader. Reads see the changes first. The set of
 // changed records is what gets written back (replay/ turns it into projection
 // puts in the same WriteBatch as the events). Not thread-safe.
@@ -115,6 +125,10 @@ class StateOverlay : public StateReader {
   // overlays in one batch): after MergeFrom(o), this reads as o did.
   void MergeFrom(const StateOverlay& other);
   void Clear();
+  // Moves the changes out (no copy of a record) and leaves this overlay
+  // empty, as Clear does: for a caller that keeps the records elsewhere
+  // (replay/rebuild.cc).
+  StateChanges TakeChanges();
 
  private:
   const StateReader* base_;

@@ -343,32 +343,24 @@ class RecordCache : public StateReader {
   }
 
   // Moves the overlay's changed records in (as changed since written) and
-  // clears it. StateOverlay hands its changes out only as const maps; its
-  // records are ours to take here (it is cleared right after), and moving
-  // spares a copy of every record the fold changes.
+  // clears it.
   void Absorb(StateOverlay* overlay) {
-    for (auto& [id, record] :
-         const_cast<std::map<std::string, StoreRecord>&>(overlay->stores())) {
+    StateChanges changes = overlay->TakeChanges();
+    for (auto& [id, record] : changes.stores) {
       Put(stores_, id, std::move(record));
     }
-    for (auto& [key, record] : const_cast<std::map<
-             std::pair<std::string, std::string>, ProductRecord>&>(
-             overlay->products())) {
+    for (auto& [key, record] : changes.products) {
       Put(products_, ProductCacheKey(key.first, key.second), std::move(record));
     }
-    for (auto& [id, record] :
-         const_cast<std::map<std::string, OrderRecord>&>(overlay->orders())) {
+    for (auto& [id, record] : changes.orders) {
       Put(orders_, id, std::move(record));
     }
-    for (auto& [id, record] : const_cast<std::map<std::string, WithdrawalRecord>&>(
-             overlay->withdrawals())) {
+    for (auto& [id, record] : changes.withdrawals) {
       Put(withdrawals_, id, std::move(record));
     }
-    for (auto& [id, record] : const_cast<std::map<std::string, MerchantRecord>&>(
-             overlay->merchants())) {
+    for (auto& [id, record] : changes.merchants) {
       Put(merchants_, id, std::move(record));
     }
-    overlay->Clear();
   }
 
   // Writes the records not touched since the last Evict (all of them when

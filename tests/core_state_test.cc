@@ -100,6 +100,54 @@ TEST(StateOverlay, ReadsChangesFirstAndMergesListsSortedById) {
   EXPECT_TRUE(merged.stores().empty());
 }
 
+TEST(StateOverlay, TakeChangesMovesEveryRecordOutAndLeavesItReadingTheBase) {
+  StateOverlay base(&EmptyState());
+  base.PutStore(MakeStore("s1", v1::MINI_STORE));
+  StateOverlay top(&base);
+  top.PutStore(MakeStore("s1", v1::CHANNELS_STORE));  // overrides the base
+  top.PutStore(MakeStore("s2", v1::WECHAT_STORE));
+  top.PutProduct(MakeProduct("s2", "p1", v1::LISTED));
+  OrderRecord order;
+  order.set_store_id("s2");
+  order.set_order_id("o1");
+  top.PutOrder(order);
+  WithdrawalRecord withdrawal;
+  withdrawal.set_store_id("s2");
+  withdrawal.set_withdrawal_id("w1");
+  top.PutWithdrawal(withdrawal);
+  MerchantRecord merchant;
+  merchant.set_merchant_id("m1");
+  top.PutMerchant(merchant);
+  StreamHead head;
+  head.set_version(3);
+  top.PutHead("store-s2", head);
+
+  StateChanges changes = top.TakeChanges();
+  ASSERT_EQ(changes.stores.size(), 2u);
+  EXPECT_EQ(changes.stores.at("s1").kind(), v1::CHANNELS_STORE);
+  EXPECT_EQ(changes.products.size(), 1u);
+  EXPECT_EQ(changes.products.count({"s2", "p1"}), 1u);
+  EXPECT_EQ(changes.orders.count("o1"), 1u);
+  EXPECT_EQ(changes.withdrawals.count("w1"), 1u);
+  EXPECT_EQ(changes.merchants.count("m1"), 1u);
+  EXPECT_EQ(changes.heads.at("store-s2").version(), 3u);
+
+  // Nothing left in the overlay: it reads as its base.
+  EXPECT_TRUE(top.stores().empty());
+  EXPECT_TRUE(top.products().empty());
+  EXPECT_TRUE(top.orders().empty());
+  EXPECT_TRUE(top.withdrawals().empty());
+  EXPECT_TRUE(top.merchants().empty());
+  EXPECT_TRUE(top.heads().empty());
+  absl::StatusOr<std::optional<StoreRecord>> s1 = top.Store("s1");
+  ASSERT_TRUE(s1.ok());
+  ASSERT_TRUE(s1->has_value());
+  EXPECT_EQ((*s1)->kind(), v1::MINI_STORE);
+  absl::StatusOr<std::optional<StoreRecord>> s2 = top.Store("s2");
+  ASSERT_TRUE(s2.ok());
+  EXPECT_FALSE(s2->has_value());
+}
+
 TEST(Policy, DefaultCalendar) {
   const Policy& p = DefaultPolicy();
   EXPECT_TRUE(ValidatePolicy(p).ok());
