@@ -136,9 +136,9 @@ int SimulateVerb(CliContext& ctx) {
     absl::StatusOr<std::vector<std::string>> ids = reader.StoreIds(kind);
     if (!ids.ok()) return ctx.Fail(ids.status());
     for (const std::string& id : *ids) {
-      absl::StatusOr<std::optional<StoreRecord>> store = reader.Store(id);
+      absl::StatusOr<RecordRef<StoreRecord>> store = reader.Store(id);
       if (!store.ok()) return ctx.Fail(store.status());
-      if (!store->has_value()) continue;
+      if (*store == nullptr) continue;
       std::string label = v1::StoreKind_Name(kind);
       if (kind == v1::WECHAT_STORE) {
         label += (*store)->upgraded_from().empty() ? " (opened new)" : " (upgraded into)";

@@ -154,37 +154,37 @@ bool AtOrAfter(const Context& c, const google::protobuf::Timestamp& instant) {
   return c.at >= ToTime(instant);
 }
 
-absl::StatusOr<StoreRecord> RequireStore(const Context& c,
+absl::StatusOr<RecordRef<StoreRecord>> RequireStore(const Context& c,
                                          absl::string_view rule,
                                          absl::string_view store_id) {
-  ASSIGN_OR_RETURN(std::optional<StoreRecord> store, c.state.Store(store_id));
+  ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, c.state.Store(store_id));
   if (!store) {
     return Reject(rule, v1::NOT_FOUND,
                   absl::StrCat("store ", store_id, " not found"));
   }
-  return *std::move(store);
+  return store;
 }
 
-absl::StatusOr<ProductRecord> RequireProduct(const Context& c,
+absl::StatusOr<RecordRef<ProductRecord>> RequireProduct(const Context& c,
                                              absl::string_view rule,
                                              absl::string_view store_id,
                                              absl::string_view product_id) {
-  ASSIGN_OR_RETURN(std::optional<ProductRecord> product,
+  ASSIGN_OR_RETURN(RecordRef<ProductRecord> product,
                    c.state.Product(store_id, product_id));
   if (!product) {
     return Reject(
         rule, v1::NOT_FOUND,
         absl::StrCat("product ", product_id, " not found in store ", store_id));
   }
-  return *std::move(product);
+  return product;
 }
 
 // The order `order_id`, which must live in `store_id` (R13).
-absl::StatusOr<OrderRecord> RequireOrder(const Context& c,
+absl::StatusOr<RecordRef<OrderRecord>> RequireOrder(const Context& c,
                                          absl::string_view rule,
                                          absl::string_view store_id,
                                          absl::string_view order_id) {
-  ASSIGN_OR_RETURN(std::optional<OrderRecord> order, c.state.Order(order_id));
+  ASSIGN_OR_RETURN(RecordRef<OrderRecord> order, c.state.Order(order_id));
   if (!order) {
     return Reject(rule, v1::NOT_FOUND,
                   absl::StrCat("order ", order_id, " not found"));
@@ -194,13 +194,13 @@ absl::StatusOr<OrderRecord> RequireOrder(const Context& c,
                   absl::StrCat("order ", order_id, " belongs to store ",
                                order->store_id(), ", not ", store_id));
   }
-  return *std::move(order);
+  return order;
 }
 
-absl::StatusOr<WithdrawalRecord> RequireWithdrawal(
+absl::StatusOr<RecordRef<WithdrawalRecord>> RequireWithdrawal(
     const Context& c, absl::string_view store_id,
     absl::string_view withdrawal_id) {
-  ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> withdrawal,
+  ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> withdrawal,
                    c.state.Withdrawal(withdrawal_id));
   if (!withdrawal) {
     return Reject("R14", v1::NOT_FOUND,
@@ -212,7 +212,7 @@ absl::StatusOr<WithdrawalRecord> RequireWithdrawal(
         absl::StrCat("withdrawal ", withdrawal_id, " belongs to store ",
                      withdrawal->store_id(), ", not ", store_id));
   }
-  return *std::move(withdrawal);
+  return withdrawal;
 }
 
 absl::Status RequireNotUpgraded(absl::string_view rule,
@@ -237,7 +237,7 @@ absl::Status DecideOpenStore(Context& c) {
   RETURN_IF_ERROR(CheckEnum("openStore.subject", v1::Subject_descriptor(),
                             cmd.subject(), false));
 
-  ASSIGN_OR_RETURN(std::optional<StoreRecord> existing,
+  ASSIGN_OR_RETURN(RecordRef<StoreRecord> existing,
                    c.state.Store(cmd.store_id()));
   if (existing) {
     return Reject("R1", v1::ALREADY_EXISTS,
@@ -259,7 +259,7 @@ absl::Status DecideOpenStore(Context& c) {
                        " must register as an individual business first"));
     }
   }
-  ASSIGN_OR_RETURN(std::optional<MerchantRecord> merchant,
+  ASSIGN_OR_RETURN(RecordRef<MerchantRecord> merchant,
                    c.state.Merchant(cmd.merchant_id()));
   if (merchant && merchant->subject() != cmd.subject()) {
     return Reject(
@@ -296,7 +296,7 @@ absl::Status DecideRegisterIndividualBusiness(Context& c) {
       CheckId("registerIndividualBusiness.merchantId", cmd.merchant_id()));
   RETURN_IF_ERROR(CheckId("registerIndividualBusiness.licenseNumber",
                           cmd.license_number()));
-  ASSIGN_OR_RETURN(std::optional<MerchantRecord> merchant,
+  ASSIGN_OR_RETURN(RecordRef<MerchantRecord> merchant,
                    c.state.Merchant(cmd.merchant_id()));
   if (!merchant) {
     return Reject("R7", v1::NOT_FOUND,
@@ -332,7 +332,9 @@ absl::Status DecideAddProduct(Context& c) {
   RETURN_IF_ERROR(CheckId("addProduct.categoryId", cmd.category_id()));
   RETURN_IF_ERROR(CheckAmount("addProduct.priceFen", cmd.price_fen()));
 
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R2", cmd.store_id()));
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R2", cmd.store_id()));
+  const StoreRecord& store = *store_ref;
   RETURN_IF_ERROR(RequireNotUpgraded("R2", store, "it adds no products"));
   if (store.kind() == v1::MINI_STORE &&
       AtOrAfter(c, c.policy.mini_evoucher_cutoff())) {
@@ -350,7 +352,7 @@ absl::Status DecideAddProduct(Context& c) {
                      FromInstant(c, "CHANNELS_NO_NEW_PRODUCTS",
                                  c.policy.channels_no_new_products())));
   }
-  ASSIGN_OR_RETURN(std::optional<ProductRecord> existing,
+  ASSIGN_OR_RETURN(RecordRef<ProductRecord> existing,
                    c.state.Product(cmd.store_id(), cmd.product_id()));
   if (existing) {
     return Reject("R2", v1::ALREADY_EXISTS,
@@ -381,9 +383,12 @@ absl::Status DecideListProduct(Context& c) {
   RETURN_IF_ERROR(CheckId("listProduct.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("listProduct.productId", cmd.product_id()));
 
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R3", cmd.store_id()));
-  ASSIGN_OR_RETURN(ProductRecord product,
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R3", cmd.store_id()));
+  const StoreRecord& store = *store_ref;
+  ASSIGN_OR_RETURN(const RecordRef<ProductRecord> product_ref,
                    RequireProduct(c, "R3", cmd.store_id(), cmd.product_id()));
+  const ProductRecord& product = *product_ref;
   RETURN_IF_ERROR(RequireNotUpgraded("R3", store, "it lists no products"));
   if (product.status() != v1::DRAFT && product.status() != v1::DELISTED) {
     return Reject("R3", v1::FAILED_PRECONDITION,
@@ -465,8 +470,9 @@ absl::Status DecideDelistProduct(Context& c) {
   RETURN_IF_ERROR(CheckId("delistProduct.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("delistProduct.productId", cmd.product_id()));
   RETURN_IF_ERROR(RequireStore(c, "R4", cmd.store_id()).status());
-  ASSIGN_OR_RETURN(ProductRecord product,
+  ASSIGN_OR_RETURN(const RecordRef<ProductRecord> product_ref,
                    RequireProduct(c, "R4", cmd.store_id(), cmd.product_id()));
+  const ProductRecord& product = *product_ref;
   if (product.status() != v1::LISTED) {
     return Reject(
         "R4", v1::FAILED_PRECONDITION,
@@ -486,9 +492,12 @@ absl::Status DecideDeleteProduct(Context& c) {
   const v1::DeleteProduct& cmd = c.command.delete_product();
   RETURN_IF_ERROR(CheckId("deleteProduct.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("deleteProduct.productId", cmd.product_id()));
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R5", cmd.store_id()));
-  ASSIGN_OR_RETURN(ProductRecord product,
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R5", cmd.store_id()));
+  const StoreRecord& store = *store_ref;
+  ASSIGN_OR_RETURN(const RecordRef<ProductRecord> product_ref,
                    RequireProduct(c, "R5", cmd.store_id(), cmd.product_id()));
+  const ProductRecord& product = *product_ref;
   if (product.status() == v1::DELETED) {
     return Reject("R5", v1::FAILED_PRECONDITION,
                   absl::StrCat("product ", cmd.product_id(), " in store ",
@@ -560,8 +569,9 @@ absl::Status DecideUpgradeStore(Context& c) {
   RETURN_IF_ERROR(CheckId("upgradeStore.sourceStoreId", cmd.source_store_id()));
   RETURN_IF_ERROR(CheckId("upgradeStore.targetStoreId", cmd.target_store_id()));
 
-  ASSIGN_OR_RETURN(StoreRecord source,
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> source_ref,
                    RequireStore(c, "R8", cmd.source_store_id()));
+  const StoreRecord& source = *source_ref;
   if (source.status() == v1::UPGRADED) {
     return Reject(
         "R8", v1::FAILED_PRECONDITION,
@@ -596,7 +606,7 @@ absl::Status DecideUpgradeStore(Context& c) {
                                  "; only MINI_STORE and CHANNELS_STORE "
                                  "stores upgrade"));
   }
-  ASSIGN_OR_RETURN(std::optional<MerchantRecord> merchant,
+  ASSIGN_OR_RETURN(RecordRef<MerchantRecord> merchant,
                    c.state.Merchant(source.merchant_id()));
   if (!merchant) {
     return Reject("R8", v1::NOT_FOUND,
@@ -611,7 +621,7 @@ absl::Status DecideUpgradeStore(Context& c) {
                                "; register as an individual business first "
                                "(registerIndividualBusiness)"));
   }
-  ASSIGN_OR_RETURN(std::optional<StoreRecord> target,
+  ASSIGN_OR_RETURN(RecordRef<StoreRecord> target,
                    c.state.Store(cmd.target_store_id()));
   if (target) {
     return Reject(
@@ -639,10 +649,12 @@ absl::Status DecideSyncProducts(Context& c) {
   const v1::SyncProducts& cmd = c.command.sync_products();
   RETURN_IF_ERROR(CheckId("syncProducts.sourceStoreId", cmd.source_store_id()));
   RETURN_IF_ERROR(CheckId("syncProducts.targetStoreId", cmd.target_store_id()));
-  ASSIGN_OR_RETURN(StoreRecord source,
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> source_ref,
                    RequireStore(c, "R9", cmd.source_store_id()));
-  ASSIGN_OR_RETURN(StoreRecord target,
+  const StoreRecord& source = *source_ref;
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> target_ref,
                    RequireStore(c, "R9", cmd.target_store_id()));
+  const StoreRecord& target = *target_ref;
   if (source.upgraded_to() != target.store_id()) {
     return Reject("R9", v1::FAILED_PRECONDITION,
                   absl::StrCat("store ", source.store_id(),
@@ -709,16 +721,18 @@ absl::Status DecideSyncProducts(Context& c) {
 
 // ------------------------------------------------------------ R15
 
-absl::StatusOr<StoreRecord> RequireWeChatStore(const Context& c,
+absl::StatusOr<RecordRef<StoreRecord>> RequireWeChatStore(const Context& c,
                                                absl::string_view store_id,
                                                absl::string_view what) {
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R15", store_id));
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R15", store_id));
+  const StoreRecord& store = *store_ref;
   if (store.kind() != v1::WECHAT_STORE) {
     return Reject("R15", v1::FAILED_PRECONDITION,
                   absl::StrCat("store ", store_id, " is a ", Name(store.kind()),
                                "; ", what, " only in a WECHAT_STORE"));
   }
-  return store;
+  return store_ref;
 }
 
 absl::Status DecideGrantCategoryQualification(Context& c) {
@@ -728,9 +742,9 @@ absl::Status DecideGrantCategoryQualification(Context& c) {
       CheckId("grantCategoryQualification.storeId", cmd.store_id()));
   RETURN_IF_ERROR(
       CheckId("grantCategoryQualification.categoryId", cmd.category_id()));
-  ASSIGN_OR_RETURN(
-      StoreRecord store,
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
       RequireWeChatStore(c, cmd.store_id(), "categories are qualified"));
+  const StoreRecord& store = *store_ref;
   for (const std::string& q : store.qualified_categories()) {
     if (q == cmd.category_id()) {
       return Reject(
@@ -765,8 +779,9 @@ absl::Status DecidePayDeposit(Context& c) {
   RETURN_IF_ERROR(CheckId("payDeposit.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("payDeposit.categoryId", cmd.category_id()));
   RETURN_IF_ERROR(CheckAmount("payDeposit.amountFen", cmd.amount_fen()));
-  ASSIGN_OR_RETURN(StoreRecord store,
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
                    RequireWeChatStore(c, cmd.store_id(), "deposits are paid"));
+  const StoreRecord& store = *store_ref;
   RETURN_IF_ERROR(CheckBalanceRoom("payDeposit.amountFen", cmd.amount_fen(),
                                    store.balances().deposit_fen(), "deposit",
                                    cmd.store_id()));
@@ -825,8 +840,10 @@ absl::Status DecidePlaceOrder(Context& c) {
                                    kAmountFenMax, " fen"));
   }
 
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R10", cmd.store_id()));
-  ASSIGN_OR_RETURN(std::optional<OrderRecord> existing,
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R10", cmd.store_id()));
+  const StoreRecord& store = *store_ref;
+  ASSIGN_OR_RETURN(RecordRef<OrderRecord> existing,
                    c.state.Order(cmd.order_id()));
   if (existing) {
     return Reject(
@@ -861,7 +878,7 @@ absl::Status DecidePlaceOrder(Context& c) {
   }
   for (int i = 0; i < cmd.lines_size(); ++i) {
     const v1::OrderLine& line = cmd.lines(i);
-    ASSIGN_OR_RETURN(std::optional<ProductRecord> product,
+    ASSIGN_OR_RETURN(RecordRef<ProductRecord> product,
                      c.state.Product(store.store_id(), line.product_id()));
     if (!product) {
       return Reject("R10", v1::NOT_FOUND,
@@ -911,8 +928,9 @@ absl::Status DecideCancelOrder(Context& c) {
   const v1::CancelOrder& cmd = c.command.cancel_order();
   RETURN_IF_ERROR(CheckId("cancelOrder.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("cancelOrder.orderId", cmd.order_id()));
-  ASSIGN_OR_RETURN(OrderRecord order,
+  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
                    RequireOrder(c, "R11", cmd.store_id(), cmd.order_id()));
+  const OrderRecord& order = *order_ref;
   RETURN_IF_ERROR(RequireOrderStatus("R11", order, {v1::PLACED}, "cancelled"));
   Event event;
   v1::OrderCancelled* e = event.mutable_order_cancelled();
@@ -927,8 +945,9 @@ absl::Status DecidePayOrder(Context& c) {
   RETURN_IF_ERROR(CheckId("payOrder.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("payOrder.orderId", cmd.order_id()));
   RETURN_IF_ERROR(CheckAmount("payOrder.amountFen", cmd.amount_fen()));
-  ASSIGN_OR_RETURN(OrderRecord order,
+  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
                    RequireOrder(c, "R11", cmd.store_id(), cmd.order_id()));
+  const OrderRecord& order = *order_ref;
   RETURN_IF_ERROR(RequireOrderStatus("R11", order, {v1::PLACED}, "paid"));
   if (cmd.amount_fen() != order.total_fen()) {
     return Reject("R11", v1::FAILED_PRECONDITION,
@@ -936,7 +955,9 @@ absl::Status DecidePayOrder(Context& c) {
                                order.total_fen(), " fen of order ",
                                cmd.order_id(), ", got ", cmd.amount_fen()));
   }
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R11", cmd.store_id()));
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R11", cmd.store_id()));
+  const StoreRecord& store = *store_ref;
   RETURN_IF_ERROR(CheckBalanceRoom("payOrder.amountFen", cmd.amount_fen(),
                                    store.balances().pending_fen(), "pending",
                                    cmd.store_id()));
@@ -953,8 +974,9 @@ absl::Status DecideShipOrder(Context& c) {
   const v1::ShipOrder& cmd = c.command.ship_order();
   RETURN_IF_ERROR(CheckId("shipOrder.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("shipOrder.orderId", cmd.order_id()));
-  ASSIGN_OR_RETURN(OrderRecord order,
+  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
                    RequireOrder(c, "R12", cmd.store_id(), cmd.order_id()));
+  const OrderRecord& order = *order_ref;
   RETURN_IF_ERROR(RequireOrderStatus("R12", order, {v1::PAID}, "shipped"));
   Event event;
   v1::OrderShipped* e = event.mutable_order_shipped();
@@ -973,8 +995,9 @@ absl::Status DecideSettleOrder(Context& c) {
                                    kAmountFenMax, ", got ",
                                    cmd.commission_fen()));
   }
-  ASSIGN_OR_RETURN(OrderRecord order,
+  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
                    RequireOrder(c, "R12", cmd.store_id(), cmd.order_id()));
+  const OrderRecord& order = *order_ref;
   RETURN_IF_ERROR(RequireOrderStatus("R12", order, {v1::SHIPPED}, "settled"));
   const int64_t gross_fen = order.paid_fen() - order.refunded_fen();
   if (cmd.commission_fen() > gross_fen) {
@@ -985,7 +1008,9 @@ absl::Status DecideSettleOrder(Context& c) {
                      order.refunded_fen(), " of order ", cmd.order_id(),
                      "), got ", cmd.commission_fen()));
   }
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R12", cmd.store_id()));
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R12", cmd.store_id()));
+  const StoreRecord& store = *store_ref;
   RETURN_IF_ERROR(CheckBalanceRoom(
       "settleOrder net", gross_fen - cmd.commission_fen(),
       store.balances().available_fen(), "available", cmd.store_id()));
@@ -1005,8 +1030,9 @@ absl::Status DecideRefundOrder(Context& c) {
   RETURN_IF_ERROR(CheckId("refundOrder.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("refundOrder.orderId", cmd.order_id()));
   RETURN_IF_ERROR(CheckAmount("refundOrder.amountFen", cmd.amount_fen()));
-  ASSIGN_OR_RETURN(OrderRecord order,
+  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
                    RequireOrder(c, "R12", cmd.store_id(), cmd.order_id()));
+  const OrderRecord& order = *order_ref;
   RETURN_IF_ERROR(RequireOrderStatus(
       "R12", order, {v1::PAID, v1::SHIPPED, v1::SETTLED}, "refunded"));
   const int64_t refundable_fen = order.paid_fen() - order.refunded_fen();
@@ -1021,7 +1047,9 @@ absl::Status DecideRefundOrder(Context& c) {
   v1::RefundSource source = v1::FROM_PENDING;
   if (order.status() == v1::SETTLED) {
     source = v1::FROM_AVAILABLE;
-    ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R12", cmd.store_id()));
+    ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                     RequireStore(c, "R12", cmd.store_id()));
+    const StoreRecord& store = *store_ref;
     if (store.balances().available_fen() < cmd.amount_fen()) {
       return Reject("R12", v1::INSUFFICIENT_FUNDS,
                     absl::StrCat("refundOrder.amountFen ", cmd.amount_fen(),
@@ -1050,8 +1078,10 @@ absl::Status DecideRequestWithdrawal(Context& c) {
   RETURN_IF_ERROR(
       CheckId("requestWithdrawal.withdrawalId", cmd.withdrawal_id()));
   RETURN_IF_ERROR(CheckAmount("requestWithdrawal.amountFen", cmd.amount_fen()));
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R14", cmd.store_id()));
-  ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> existing,
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R14", cmd.store_id()));
+  const StoreRecord& store = *store_ref;
+  ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> existing,
                    c.state.Withdrawal(cmd.withdrawal_id()));
   if (existing) {
     return Reject(
@@ -1089,14 +1119,17 @@ absl::Status DecideFinishWithdrawal(Context& c, bool complete) {
   const std::string verb = complete ? "completeWithdrawal" : "failWithdrawal";
   RETURN_IF_ERROR(CheckId(verb + ".storeId", store_id));
   RETURN_IF_ERROR(CheckId(verb + ".withdrawalId", withdrawal_id));
-  ASSIGN_OR_RETURN(WithdrawalRecord withdrawal,
+  ASSIGN_OR_RETURN(const RecordRef<WithdrawalRecord> withdrawal_ref,
                    RequireWithdrawal(c, store_id, withdrawal_id));
+  const WithdrawalRecord& withdrawal = *withdrawal_ref;
   if (withdrawal.status() != v1::WITHDRAWING) {
     return Reject("R14", v1::FAILED_PRECONDITION,
                   absl::StrCat("withdrawal ", withdrawal_id, " is ",
                                Name(withdrawal.status()), ", not WITHDRAWING"));
   }
-  ASSIGN_OR_RETURN(StoreRecord store, RequireStore(c, "R14", store_id));
+  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+                   RequireStore(c, "R14", store_id));
+  const StoreRecord& store = *store_ref;
   RETURN_IF_ERROR(CheckBalanceRoom(
       verb + " amount", withdrawal.amount_fen(),
       complete ? store.balances().paid_out_fen()
@@ -1174,7 +1207,7 @@ absl::Status CheckTimeOrder(const Context& c) {
   std::set<std::string> seen;
   for (const DecidedEvent& event : c.decision->events) {
     if (!seen.insert(event.stream_id).second) continue;
-    ASSIGN_OR_RETURN(std::optional<StreamHead> head,
+    ASSIGN_OR_RETURN(RecordRef<StreamHead> head,
                      c.state.Head(event.stream_id));
     if (!head) continue;
     const absl::Time last = ToTime(head->last_occurred_at());

@@ -16,49 +16,52 @@ namespace {
 
 using v1::Event;
 
-absl::StatusOr<StoreRecord> LoadStore(const StateOverlay& state,
-                                      absl::string_view store_id) {
-  ASSIGN_OR_RETURN(std::optional<StoreRecord> record, state.Store(store_id));
-  if (!record) {
+// The records an event changes, to change in place (MutableState,
+// copy-on-write): a referenced record that is missing is kDataLoss.
+absl::StatusOr<StoreRecord*> LoadStore(MutableState& state,
+                                       absl::string_view store_id) {
+  ASSIGN_OR_RETURN(StoreRecord * record, state.MutableStore(store_id));
+  if (record == nullptr) {
     return absl::DataLossError(
         absl::StrCat("evolve: store ", store_id, " does not exist"));
   }
-  return *std::move(record);
+  return record;
 }
 
-absl::StatusOr<ProductRecord> LoadProduct(const StateOverlay& state,
-                                          absl::string_view store_id,
-                                          absl::string_view product_id) {
-  ASSIGN_OR_RETURN(std::optional<ProductRecord> record,
-                   state.Product(store_id, product_id));
-  if (!record) {
+absl::StatusOr<ProductRecord*> LoadProduct(MutableState& state,
+                                           absl::string_view store_id,
+                                           absl::string_view product_id) {
+  ASSIGN_OR_RETURN(ProductRecord * record,
+                   state.MutableProduct(store_id, product_id));
+  if (record == nullptr) {
     return absl::DataLossError(absl::StrCat(
         "evolve: product ", product_id, " does not exist in store ", store_id));
   }
-  return *std::move(record);
+  return record;
 }
 
-absl::StatusOr<OrderRecord> LoadOrder(const StateOverlay& state,
-                                      absl::string_view store_id,
-                                      absl::string_view order_id) {
-  ASSIGN_OR_RETURN(std::optional<OrderRecord> record, state.Order(order_id));
-  if (!record || record->store_id() != store_id) {
+absl::StatusOr<OrderRecord*> LoadOrder(MutableState& state,
+                                       absl::string_view store_id,
+                                       absl::string_view order_id) {
+  ASSIGN_OR_RETURN(RecordRef<OrderRecord> existing, state.Order(order_id));
+  if (existing == nullptr || existing->store_id() != store_id) {
     return absl::DataLossError(absl::StrCat(
         "evolve: order ", order_id, " does not exist in store ", store_id));
   }
-  return *std::move(record);
+  existing.reset();  // so that an order no one else holds changes in place
+  return state.MutableOrder(order_id);
 }
 
-absl::StatusOr<WithdrawalRecord> LoadWithdrawal(const StateOverlay& state,
-                                                absl::string_view store_id,
-                                                absl::string_view id) {
-  ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> record,
-                   state.Withdrawal(id));
-  if (!record || record->store_id() != store_id) {
+absl::StatusOr<WithdrawalRecord*> LoadWithdrawal(MutableState& state,
+                                                 absl::string_view store_id,
+                                                 absl::string_view id) {
+  ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> existing, state.Withdrawal(id));
+  if (existing == nullptr || existing->store_id() != store_id) {
     return absl::DataLossError(absl::StrCat(
         "evolve: withdrawal ", id, " does not exist in store ", store_id));
   }
-  return *std::move(record);
+  existing.reset();
+  return state.MutableWithdrawal(id);
 }
 
 // *field += delta, refusing overflow and negative results.
@@ -85,13 +88,13 @@ void InsertSortedUnique(google::protobuf::RepeatedPtrField<std::string>* list,
 }
 
 absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
-                        StateOverlay* state) {
+                        MutableState* state) {
   switch (event.body_case()) {
     case Event::kStoreOpened: {
       const v1::StoreOpened& e = event.store_opened();
-      ASSIGN_OR_RETURN(std::optional<StoreRecord> existing,
+      ASSIGN_OR_RETURN(RecordRef<StoreRecord> existing,
                        state->Store(e.store_id()));
-      if (existing) {
+      if (existing != nullptr) {
         return absl::DataLossError(
             absl::StrCat("evolve: store ", e.store_id(), " opened twice"));
       }
@@ -108,19 +111,18 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       state->PutStore(std::move(store));
       // A merchant's first store is recorded by MerchantOnboarded (which may
       // come after this event in the same decision); later ones here.
-      ASSIGN_OR_RETURN(std::optional<MerchantRecord> merchant,
-                       state->Merchant(e.merchant_id()));
-      if (merchant) {
+      ASSIGN_OR_RETURN(MerchantRecord * merchant,
+                       state->MutableMerchant(e.merchant_id()));
+      if (merchant != nullptr) {
         InsertSortedUnique(merchant->mutable_store_ids(), e.store_id());
-        state->PutMerchant(*std::move(merchant));
       }
       return absl::OkStatus();
     }
     case Event::kMerchantOnboarded: {
       const v1::MerchantOnboarded& e = event.merchant_onboarded();
-      ASSIGN_OR_RETURN(std::optional<MerchantRecord> existing,
+      ASSIGN_OR_RETURN(RecordRef<MerchantRecord> existing,
                        state->Merchant(e.merchant_id()));
-      if (existing) {
+      if (existing != nullptr) {
         return absl::DataLossError(absl::StrCat(
             "evolve: merchant ", e.merchant_id(), " onboarded twice"));
       }
@@ -136,9 +138,9 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
     case Event::kIndividualBusinessRegistered: {
       const v1::IndividualBusinessRegistered& e =
           event.individual_business_registered();
-      ASSIGN_OR_RETURN(std::optional<MerchantRecord> merchant,
-                       state->Merchant(e.merchant_id()));
-      if (!merchant) {
+      ASSIGN_OR_RETURN(MerchantRecord * merchant,
+                       state->MutableMerchant(e.merchant_id()));
+      if (merchant == nullptr) {
         return absl::DataLossError(absl::StrCat(
             "evolve: merchant ", e.merchant_id(), " does not exist"));
       }
@@ -146,15 +148,13 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       // record is what later rules (R1, R8) read.
       merchant->set_subject(v1::INDIVIDUAL_BUSINESS);
       merchant->set_license_number(e.license_number());
-      state->PutMerchant(*std::move(merchant));
       return absl::OkStatus();
     }
     case Event::kProductAdded: {
       const v1::ProductAdded& e = event.product_added();
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
-      ASSIGN_OR_RETURN(std::optional<ProductRecord> existing,
+      ASSIGN_OR_RETURN(RecordRef<ProductRecord> existing,
                        state->Product(e.store_id(), e.product_id()));
-      if (existing) {
+      if (existing != nullptr) {
         return absl::DataLossError(
             absl::StrCat("evolve: product ", e.product_id(),
                          " added twice to store ", e.store_id()));
@@ -168,76 +168,78 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       product.set_category_id(e.category_id());
       product.set_price_fen(e.price_fen());
       product.set_synced_from(e.synced_from());
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, e.store_id()));
+      store->set_product_count(store->product_count() + 1);
       state->PutProduct(std::move(product));
-      store.set_product_count(store.product_count() + 1);
-      state->PutStore(std::move(store));
       return absl::OkStatus();
     }
     case Event::kProductListed: {
       const v1::ProductListed& e = event.product_listed();
-      ASSIGN_OR_RETURN(ProductRecord product,
+      ASSIGN_OR_RETURN(ProductRecord * product,
                        LoadProduct(*state, e.store_id(), e.product_id()));
-      product.set_status(v1::LISTED);
-      product.set_live_room(e.live_room());
-      product.set_delist_reason(v1::DELIST_REASON_UNSPECIFIED);
-      state->PutProduct(std::move(product));
+      product->set_status(v1::LISTED);
+      product->set_live_room(e.live_room());
+      product->set_delist_reason(v1::DELIST_REASON_UNSPECIFIED);
       return absl::OkStatus();
     }
     case Event::kProductDelisted: {
       const v1::ProductDelisted& e = event.product_delisted();
-      ASSIGN_OR_RETURN(ProductRecord product,
+      ASSIGN_OR_RETURN(ProductRecord * product,
                        LoadProduct(*state, e.store_id(), e.product_id()));
-      product.set_status(v1::DELISTED);
-      product.set_live_room(false);
-      product.set_delist_reason(e.reason());
-      state->PutProduct(std::move(product));
+      product->set_status(v1::DELISTED);
+      product->set_live_room(false);
+      product->set_delist_reason(e.reason());
       return absl::OkStatus();
     }
     case Event::kProductDeleted: {
       const v1::ProductDeleted& e = event.product_deleted();
-      ASSIGN_OR_RETURN(ProductRecord product,
+      ASSIGN_OR_RETURN(ProductRecord * product,
                        LoadProduct(*state, e.store_id(), e.product_id()));
-      product.set_status(v1::DELETED);
-      product.set_live_room(false);
-      state->PutProduct(std::move(product));
+      product->set_status(v1::DELETED);
+      product->set_live_room(false);
       return absl::OkStatus();
     }
     case Event::kStoreUpgraded: {
       const v1::StoreUpgraded& e = event.store_upgraded();
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
-      store.set_status(v1::UPGRADED);
-      store.set_upgraded_to(e.target_store_id());
-      state->PutStore(std::move(store));
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, e.store_id()));
+      store->set_status(v1::UPGRADED);
+      store->set_upgraded_to(e.target_store_id());
       return absl::OkStatus();
     }
     case Event::kCategoryQualificationGranted: {
       const v1::CategoryQualificationGranted& e =
           event.category_qualification_granted();
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
-      InsertSortedUnique(store.mutable_qualified_categories(), e.category_id());
-      state->PutStore(std::move(store));
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, e.store_id()));
+      InsertSortedUnique(store->mutable_qualified_categories(),
+                         e.category_id());
       return absl::OkStatus();
     }
     case Event::kDepositPaid: {
       const v1::DepositPaid& e = event.deposit_paid();
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
-      int64_t by_category =
-          (*store.mutable_deposit_fen_by_category())[e.category_id()];
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, e.store_id()));
+      const auto& deposits = store->deposit_fen_by_category();
+      const auto found = deposits.find(e.category_id());
+      int64_t by_category = found == deposits.end() ? 0 : found->second;
       RETURN_IF_ERROR(
           Adjust(&by_category, e.amount_fen(), "deposit_fen_by_category"));
-      (*store.mutable_deposit_fen_by_category())[e.category_id()] = by_category;
-      int64_t total = store.balances().deposit_fen();
+      int64_t total = store->balances().deposit_fen();
       RETURN_IF_ERROR(Adjust(&total, e.amount_fen(), "deposit_fen"));
-      store.mutable_balances()->set_deposit_fen(total);
-      state->PutStore(std::move(store));
+      (*store->mutable_deposit_fen_by_category())[e.category_id()] =
+          by_category;
+      store->mutable_balances()->set_deposit_fen(total);
       return absl::OkStatus();
     }
     case Event::kOrderPlaced: {
       const v1::OrderPlaced& e = event.order_placed();
-      RETURN_IF_ERROR(LoadStore(*state, e.store_id()).status());
-      ASSIGN_OR_RETURN(std::optional<OrderRecord> existing,
+      ASSIGN_OR_RETURN(RecordRef<StoreRecord> store,
+                       state->Store(e.store_id()));
+      if (store == nullptr) {
+        return absl::DataLossError(
+            absl::StrCat("evolve: store ", e.store_id(), " does not exist"));
+      }
+      ASSIGN_OR_RETURN(RecordRef<OrderRecord> existing,
                        state->Order(e.order_id()));
-      if (existing) {
+      if (existing != nullptr) {
         return absl::DataLossError(
             absl::StrCat("evolve: order ", e.order_id(), " placed twice"));
       }
@@ -253,41 +255,37 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
     }
     case Event::kOrderCancelled: {
       const v1::OrderCancelled& e = event.order_cancelled();
-      ASSIGN_OR_RETURN(OrderRecord order,
+      ASSIGN_OR_RETURN(OrderRecord * order,
                        LoadOrder(*state, e.store_id(), e.order_id()));
-      order.set_status(v1::CANCELLED);
-      state->PutOrder(std::move(order));
+      order->set_status(v1::CANCELLED);
       return absl::OkStatus();
     }
     case Event::kOrderPaid: {
       const v1::OrderPaid& e = event.order_paid();
-      ASSIGN_OR_RETURN(OrderRecord order,
+      ASSIGN_OR_RETURN(OrderRecord * order,
                        LoadOrder(*state, e.store_id(), e.order_id()));
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
-      int64_t paid = order.paid_fen();
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, e.store_id()));
+      int64_t paid = order->paid_fen();
       RETURN_IF_ERROR(Adjust(&paid, e.amount_fen(), "order paid_fen"));
-      int64_t pending = store.balances().pending_fen();
+      int64_t pending = store->balances().pending_fen();
       RETURN_IF_ERROR(Adjust(&pending, e.amount_fen(), "pending_fen"));
-      order.set_paid_fen(paid);
-      order.set_status(v1::PAID);
-      store.mutable_balances()->set_pending_fen(pending);
-      state->PutOrder(std::move(order));
-      state->PutStore(std::move(store));
+      order->set_paid_fen(paid);
+      order->set_status(v1::PAID);
+      store->mutable_balances()->set_pending_fen(pending);
       return absl::OkStatus();
     }
     case Event::kOrderShipped: {
       const v1::OrderShipped& e = event.order_shipped();
-      ASSIGN_OR_RETURN(OrderRecord order,
+      ASSIGN_OR_RETURN(OrderRecord * order,
                        LoadOrder(*state, e.store_id(), e.order_id()));
-      order.set_status(v1::SHIPPED);
-      state->PutOrder(std::move(order));
+      order->set_status(v1::SHIPPED);
       return absl::OkStatus();
     }
     case Event::kOrderSettled: {
       const v1::OrderSettled& e = event.order_settled();
-      ASSIGN_OR_RETURN(OrderRecord order,
+      ASSIGN_OR_RETURN(OrderRecord * order,
                        LoadOrder(*state, e.store_id(), e.order_id()));
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, e.store_id()));
       if (e.gross_fen() < 0 || e.commission_fen() < 0 || e.net_fen() < 0 ||
           CheckedAdd(e.commission_fen(), e.net_fen()) != e.gross_fen()) {
         return absl::DataLossError(
@@ -295,60 +293,57 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
                          e.gross_fen(), " != commission ", e.commission_fen(),
                          " + net ", e.net_fen()));
       }
-      int64_t pending = store.balances().pending_fen();
+      int64_t pending = store->balances().pending_fen();
       RETURN_IF_ERROR(Adjust(&pending, -e.gross_fen(), "pending_fen"));
-      int64_t available = store.balances().available_fen();
+      int64_t available = store->balances().available_fen();
       RETURN_IF_ERROR(Adjust(&available, e.net_fen(), "available_fen"));
-      store.mutable_balances()->set_pending_fen(pending);
-      store.mutable_balances()->set_available_fen(available);
-      order.set_status(v1::SETTLED);
-      order.set_commission_fen(e.commission_fen());
-      state->PutOrder(std::move(order));
-      state->PutStore(std::move(store));
+      store->mutable_balances()->set_pending_fen(pending);
+      store->mutable_balances()->set_available_fen(available);
+      order->set_status(v1::SETTLED);
+      order->set_commission_fen(e.commission_fen());
       return absl::OkStatus();
     }
     case Event::kOrderRefunded: {
       const v1::OrderRefunded& e = event.order_refunded();
-      ASSIGN_OR_RETURN(OrderRecord order,
+      ASSIGN_OR_RETURN(OrderRecord * order,
                        LoadOrder(*state, e.store_id(), e.order_id()));
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
-      int64_t refunded = order.refunded_fen();
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, e.store_id()));
+      int64_t refunded = order->refunded_fen();
       RETURN_IF_ERROR(Adjust(&refunded, e.amount_fen(), "order refunded_fen"));
-      if (refunded > order.paid_fen()) {
-        return absl::DataLossError(absl::StrCat("evolve: order ", e.order_id(),
-                                                " refunded ", refunded,
-                                                " of paid ", order.paid_fen()));
+      if (refunded > order->paid_fen()) {
+        return absl::DataLossError(
+            absl::StrCat("evolve: order ", e.order_id(), " refunded ",
+                         refunded, " of paid ", order->paid_fen()));
       }
-      v1::Balances* balances = store.mutable_balances();
-      if (e.source() == v1::FROM_AVAILABLE) {
-        int64_t available = balances->available_fen();
-        RETURN_IF_ERROR(Adjust(&available, -e.amount_fen(), "available_fen"));
-        balances->set_available_fen(available);
+      const bool from_available = e.source() == v1::FROM_AVAILABLE;
+      int64_t balance = from_available ? store->balances().available_fen()
+                                       : store->balances().pending_fen();
+      RETURN_IF_ERROR(Adjust(&balance, -e.amount_fen(),
+                             from_available ? "available_fen" : "pending_fen"));
+      v1::Balances* balances = store->mutable_balances();
+      if (from_available) {
+        balances->set_available_fen(balance);
       } else {
-        int64_t pending = balances->pending_fen();
-        RETURN_IF_ERROR(Adjust(&pending, -e.amount_fen(), "pending_fen"));
-        balances->set_pending_fen(pending);
+        balances->set_pending_fen(balance);
       }
-      order.set_refunded_fen(refunded);
-      if (e.fully_refunded()) order.set_status(v1::REFUNDED);
-      state->PutOrder(std::move(order));
-      state->PutStore(std::move(store));
+      order->set_refunded_fen(refunded);
+      if (e.fully_refunded()) order->set_status(v1::REFUNDED);
       return absl::OkStatus();
     }
     case Event::kWithdrawalRequested: {
       const v1::WithdrawalRequested& e = event.withdrawal_requested();
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, e.store_id()));
-      ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> existing,
+      ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> existing,
                        state->Withdrawal(e.withdrawal_id()));
-      if (existing) {
+      if (existing != nullptr) {
         return absl::DataLossError(absl::StrCat(
             "evolve: withdrawal ", e.withdrawal_id(), " requested twice"));
       }
-      v1::Balances* balances = store.mutable_balances();
-      int64_t available = balances->available_fen();
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, e.store_id()));
+      int64_t available = store->balances().available_fen();
       RETURN_IF_ERROR(Adjust(&available, -e.amount_fen(), "available_fen"));
-      int64_t withdrawing = balances->withdrawing_fen();
+      int64_t withdrawing = store->balances().withdrawing_fen();
       RETURN_IF_ERROR(Adjust(&withdrawing, e.amount_fen(), "withdrawing_fen"));
+      v1::Balances* balances = store->mutable_balances();
       balances->set_available_fen(available);
       balances->set_withdrawing_fen(withdrawing);
       WithdrawalRecord withdrawal;
@@ -357,7 +352,6 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       withdrawal.set_status(v1::WITHDRAWING);
       withdrawal.set_amount_fen(e.amount_fen());
       state->PutWithdrawal(std::move(withdrawal));
-      state->PutStore(std::move(store));
       return absl::OkStatus();
     }
     case Event::kWithdrawalCompleted:
@@ -372,26 +366,25 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       const int64_t amount_fen = completed
                                      ? event.withdrawal_completed().amount_fen()
                                      : event.withdrawal_failed().amount_fen();
-      ASSIGN_OR_RETURN(WithdrawalRecord withdrawal,
+      ASSIGN_OR_RETURN(WithdrawalRecord * withdrawal,
                        LoadWithdrawal(*state, store_id, withdrawal_id));
-      ASSIGN_OR_RETURN(StoreRecord store, LoadStore(*state, store_id));
-      v1::Balances* balances = store.mutable_balances();
-      int64_t withdrawing = balances->withdrawing_fen();
+      ASSIGN_OR_RETURN(StoreRecord * store, LoadStore(*state, store_id));
+      int64_t withdrawing = store->balances().withdrawing_fen();
       RETURN_IF_ERROR(Adjust(&withdrawing, -amount_fen, "withdrawing_fen"));
+      // Completed: to paid out; failed: back to available.
+      int64_t destination = completed ? store->balances().paid_out_fen()
+                                      : store->balances().available_fen();
+      RETURN_IF_ERROR(Adjust(&destination, amount_fen,
+                             completed ? "paid_out_fen" : "available_fen"));
+      v1::Balances* balances = store->mutable_balances();
       balances->set_withdrawing_fen(withdrawing);
       if (completed) {
-        int64_t paid_out = balances->paid_out_fen();
-        RETURN_IF_ERROR(Adjust(&paid_out, amount_fen, "paid_out_fen"));
-        balances->set_paid_out_fen(paid_out);
-        withdrawal.set_status(v1::PAID_OUT);
+        balances->set_paid_out_fen(destination);
+        withdrawal->set_status(v1::PAID_OUT);
       } else {
-        int64_t available = balances->available_fen();
-        RETURN_IF_ERROR(Adjust(&available, amount_fen, "available_fen"));
-        balances->set_available_fen(available);
-        withdrawal.set_status(v1::WITHDRAWAL_FAILED);
+        balances->set_available_fen(destination);
+        withdrawal->set_status(v1::WITHDRAWAL_FAILED);
       }
-      state->PutWithdrawal(std::move(withdrawal));
-      state->PutStore(std::move(store));
       return absl::OkStatus();
     }
     case Event::kCommandRejected:
@@ -407,16 +400,17 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
 
 absl::Status Evolve(absl::string_view stream_id, uint64_t stream_version,
                     absl::Time occurred_at, const v1::Event& event,
-                    StateOverlay* state) {
+                    MutableState* state) {
   RETURN_IF_ERROR(EvolveBody(occurred_at, event, state));
   StreamHead head;
   head.set_version(stream_version);
   *head.mutable_last_occurred_at() = ToProto(occurred_at);
-  state->PutHead(std::string(stream_id), std::move(head));
+  state->PutHead(stream_id, std::move(head));
   return absl::OkStatus();
 }
 
-absl::Status EvolveEnvelope(const v1::Envelope& envelope, StateOverlay* state) {
+absl::Status EvolveEnvelope(const v1::Envelope& envelope,
+                            MutableState* state) {
   return Evolve(envelope.stream_id(), envelope.stream_version(),
                 ToTime(envelope.occurred_at()), envelope.payload(), state);
 }

@@ -20,10 +20,11 @@ namespace storeledger {
 // state disagree, which only corruption or a bug can cause.
 absl::Status Evolve(absl::string_view stream_id, uint64_t stream_version,
                     absl::Time occurred_at, const v1::Event& event,
-                    StateOverlay* state);
+                    MutableState* state);
 
 // Convenience: evolve from a stored envelope.
-absl::Status EvolveEnvelope(const v1::Envelope& envelope, StateOverlay* state);
+absl::Status EvolveEnvelope(const v1::Envelope& envelope,
+                            MutableState* state);
 
 // R6: a product's status with the policy cutoffs applied at `at`.
 v1::ProductStatus EffectiveStatus(const v1::ProductRecord& product,

@@ -9,44 +9,44 @@ namespace {
 
 class EmptyStateReader : public StateReader {
  public:
-  absl::StatusOr<std::optional<StoreRecord>> Store(
+  absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view) const override {
-    return std::nullopt;
+    return nullptr;
   }
-  absl::StatusOr<std::optional<ProductRecord>> Product(
+  absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view, absl::string_view) const override {
-    return std::nullopt;
+    return nullptr;
   }
   absl::StatusOr<std::vector<ProductRecord>> Products(
       absl::string_view) const override {
     return std::vector<ProductRecord>();
   }
-  absl::StatusOr<std::optional<OrderRecord>> Order(
+  absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view) const override {
-    return std::nullopt;
+    return nullptr;
   }
   absl::StatusOr<std::vector<OrderRecord>> Orders(
       absl::string_view) const override {
     return std::vector<OrderRecord>();
   }
-  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+  absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view) const override {
-    return std::nullopt;
+    return nullptr;
   }
   absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
       absl::string_view) const override {
     return std::vector<WithdrawalRecord>();
   }
-  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+  absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view) const override {
-    return std::nullopt;
+    return nullptr;
   }
   absl::StatusOr<std::vector<std::string>> StoreIds(StoreKind) const override {
     return std::vector<std::string>();
   }
-  absl::StatusOr<std::optional<StreamHead>> Head(
+  absl::StatusOr<RecordRef<StreamHead>> Head(
       absl::string_view) const override {
-    return std::nullopt;
+    return nullptr;
   }
 };
 
@@ -69,6 +69,54 @@ std::vector<Record> MergeSorted(std::vector<Record> base,
   return out;
 }
 
+// The overlay's record under `key`, else the base's (read by `load`).
+template <typename Map, typename Key, typename Load>
+auto Find(const Map& map, const Key& key, const Load& load)
+    -> decltype(load()) {
+  using Record = typename Map::mapped_type::element_type;
+  auto it = map.find(key);
+  if (it != map.end()) return RecordRef<Record>(it->second);
+  return load();
+}
+
+// Copy-on-write (state.h): the overlay's own record under `key`, copied from
+// the base's (read by `load`) or from a version someone else still holds.
+template <typename Map, typename Key, typename Load, typename MakeKey>
+auto Mutable(Map& map, const Key& key, const Load& load,
+             const MakeKey& make_key)
+    -> absl::StatusOr<typename Map::mapped_type::element_type*> {
+  using Record = typename Map::mapped_type::element_type;
+  auto it = map.find(key);
+  if (it != map.end()) {
+    if (it->second.use_count() != 1) {
+      it->second = std::make_shared<Record>(*it->second);
+    }
+    return it->second.get();
+  }
+  absl::StatusOr<RecordRef<Record>> base = load();
+  if (!base.ok()) return base.status();
+  if (*base == nullptr) return nullptr;
+  auto inserted = map.emplace(make_key(), std::make_shared<Record>(**base));
+  return inserted.first->second.get();
+}
+
+template <typename Map>
+void ShareInto(Map& into, const Map& from) {
+  for (const auto& [key, record] : from) into.insert_or_assign(key, record);
+}
+
+template <typename Map>
+void MoveInto(Map& into, Map& from) {
+  if (into.empty()) {
+    into.swap(from);
+    return;
+  }
+  for (auto& [key, record] : from) {
+    into.insert_or_assign(key, std::move(record));
+  }
+  from.clear();
+}
+
 }  // namespace
 
 const StateReader& EmptyState() {
@@ -76,18 +124,15 @@ const StateReader& EmptyState() {
   return *empty;
 }
 
-absl::StatusOr<std::optional<StoreRecord>> StateOverlay::Store(
+absl::StatusOr<RecordRef<StoreRecord>> StateOverlay::Store(
     absl::string_view store_id) const {
-  auto it = stores_.find(std::string(store_id));
-  if (it != stores_.end()) return it->second;
-  return base_->Store(store_id);
+  return Find(stores_, store_id, [&] { return base_->Store(store_id); });
 }
 
-absl::StatusOr<std::optional<ProductRecord>> StateOverlay::Product(
+absl::StatusOr<RecordRef<ProductRecord>> StateOverlay::Product(
     absl::string_view store_id, absl::string_view product_id) const {
-  auto it = products_.find({std::string(store_id), std::string(product_id)});
-  if (it != products_.end()) return it->second;
-  return base_->Product(store_id, product_id);
+  return Find(products_, std::make_pair(store_id, product_id),
+              [&] { return base_->Product(store_id, product_id); });
 }
 
 absl::StatusOr<std::vector<ProductRecord>> StateOverlay::Products(
@@ -95,19 +140,18 @@ absl::StatusOr<std::vector<ProductRecord>> StateOverlay::Products(
   absl::StatusOr<std::vector<ProductRecord>> base = base_->Products(store_id);
   if (!base.ok()) return base.status();
   std::vector<const ProductRecord*> changed;
-  for (auto it = products_.lower_bound({std::string(store_id), std::string()});
+  for (auto it = products_.lower_bound(
+           std::make_pair(store_id, absl::string_view()));
        it != products_.end() && it->first.first == store_id; ++it) {
-    changed.push_back(&it->second);
+    changed.push_back(it->second.get());
   }
   return MergeSorted(*std::move(base), changed,
                      [](const ProductRecord& r) { return r.product_id(); });
 }
 
-absl::StatusOr<std::optional<OrderRecord>> StateOverlay::Order(
+absl::StatusOr<RecordRef<OrderRecord>> StateOverlay::Order(
     absl::string_view order_id) const {
-  auto it = orders_.find(std::string(order_id));
-  if (it != orders_.end()) return it->second;
-  return base_->Order(order_id);
+  return Find(orders_, order_id, [&] { return base_->Order(order_id); });
 }
 
 absl::StatusOr<std::vector<OrderRecord>> StateOverlay::Orders(
@@ -117,17 +161,16 @@ absl::StatusOr<std::vector<OrderRecord>> StateOverlay::Orders(
   // An order never changes store, so filtering the changes by store is exact.
   std::vector<const OrderRecord*> changed;
   for (const auto& [id, record] : orders_) {
-    if (record.store_id() == store_id) changed.push_back(&record);
+    if (record->store_id() == store_id) changed.push_back(record.get());
   }
   return MergeSorted(*std::move(base), changed,
                      [](const OrderRecord& r) { return r.order_id(); });
 }
 
-absl::StatusOr<std::optional<WithdrawalRecord>> StateOverlay::Withdrawal(
+absl::StatusOr<RecordRef<WithdrawalRecord>> StateOverlay::Withdrawal(
     absl::string_view withdrawal_id) const {
-  auto it = withdrawals_.find(std::string(withdrawal_id));
-  if (it != withdrawals_.end()) return it->second;
-  return base_->Withdrawal(withdrawal_id);
+  return Find(withdrawals_, withdrawal_id,
+              [&] { return base_->Withdrawal(withdrawal_id); });
 }
 
 absl::StatusOr<std::vector<WithdrawalRecord>> StateOverlay::Withdrawals(
@@ -137,18 +180,17 @@ absl::StatusOr<std::vector<WithdrawalRecord>> StateOverlay::Withdrawals(
   if (!base.ok()) return base.status();
   std::vector<const WithdrawalRecord*> changed;
   for (const auto& [id, record] : withdrawals_) {
-    if (record.store_id() == store_id) changed.push_back(&record);
+    if (record->store_id() == store_id) changed.push_back(record.get());
   }
   return MergeSorted(*std::move(base), changed, [](const WithdrawalRecord& r) {
     return r.withdrawal_id();
   });
 }
 
-absl::StatusOr<std::optional<MerchantRecord>> StateOverlay::Merchant(
+absl::StatusOr<RecordRef<MerchantRecord>> StateOverlay::Merchant(
     absl::string_view merchant_id) const {
-  auto it = merchants_.find(std::string(merchant_id));
-  if (it != merchants_.end()) return it->second;
-  return base_->Merchant(merchant_id);
+  return Find(merchants_, merchant_id,
+              [&] { return base_->Merchant(merchant_id); });
 }
 
 absl::StatusOr<std::vector<std::string>> StateOverlay::StoreIds(
@@ -158,57 +200,114 @@ absl::StatusOr<std::vector<std::string>> StateOverlay::StoreIds(
   // A store never changes kind, so the overlay only adds ids.
   std::set<std::string> ids(base->begin(), base->end());
   for (const auto& [id, record] : stores_) {
-    if (record.kind() == kind) ids.insert(id);
+    if (record->kind() == kind) ids.insert(id);
   }
   return std::vector<std::string>(ids.begin(), ids.end());
 }
 
-absl::StatusOr<std::optional<StreamHead>> StateOverlay::Head(
+absl::StatusOr<RecordRef<StreamHead>> StateOverlay::Head(
     absl::string_view stream_id) const {
-  auto it = heads_.find(std::string(stream_id));
-  if (it != heads_.end()) return it->second;
-  return base_->Head(stream_id);
+  return Find(heads_, stream_id, [&] { return base_->Head(stream_id); });
+}
+
+absl::StatusOr<StoreRecord*> StateOverlay::MutableStore(
+    absl::string_view store_id) {
+  return Mutable(
+      stores_, store_id, [&] { return base_->Store(store_id); },
+      [&] { return std::string(store_id); });
+}
+
+absl::StatusOr<ProductRecord*> StateOverlay::MutableProduct(
+    absl::string_view store_id, absl::string_view product_id) {
+  return Mutable(
+      products_, std::make_pair(store_id, product_id),
+      [&] { return base_->Product(store_id, product_id); },
+      [&] {
+        return std::make_pair(std::string(store_id), std::string(product_id));
+      });
+}
+
+absl::StatusOr<OrderRecord*> StateOverlay::MutableOrder(
+    absl::string_view order_id) {
+  return Mutable(
+      orders_, order_id, [&] { return base_->Order(order_id); },
+      [&] { return std::string(order_id); });
+}
+
+absl::StatusOr<WithdrawalRecord*> StateOverlay::MutableWithdrawal(
+    absl::string_view withdrawal_id) {
+  return Mutable(
+      withdrawals_, withdrawal_id,
+      [&] { return base_->Withdrawal(withdrawal_id); },
+      [&] { return std::string(withdrawal_id); });
+}
+
+absl::StatusOr<MerchantRecord*> StateOverlay::MutableMerchant(
+    absl::string_view merchant_id) {
+  return Mutable(
+      merchants_, merchant_id, [&] { return base_->Merchant(merchant_id); },
+      [&] { return std::string(merchant_id); });
 }
 
 void StateOverlay::PutStore(StoreRecord record) {
   std::string id = record.store_id();
-  stores_.insert_or_assign(std::move(id), std::move(record));
+  stores_.insert_or_assign(std::move(id),
+                           std::make_shared<StoreRecord>(std::move(record)));
 }
 
 void StateOverlay::PutProduct(ProductRecord record) {
   std::pair<std::string, std::string> key(record.store_id(),
                                           record.product_id());
-  products_.insert_or_assign(std::move(key), std::move(record));
+  products_.insert_or_assign(
+      std::move(key), std::make_shared<ProductRecord>(std::move(record)));
 }
 
 void StateOverlay::PutOrder(OrderRecord record) {
   std::string id = record.order_id();
-  orders_.insert_or_assign(std::move(id), std::move(record));
+  orders_.insert_or_assign(std::move(id),
+                           std::make_shared<OrderRecord>(std::move(record)));
 }
 
 void StateOverlay::PutWithdrawal(WithdrawalRecord record) {
   std::string id = record.withdrawal_id();
-  withdrawals_.insert_or_assign(std::move(id), std::move(record));
+  withdrawals_.insert_or_assign(
+      std::move(id), std::make_shared<WithdrawalRecord>(std::move(record)));
 }
 
 void StateOverlay::PutMerchant(MerchantRecord record) {
   std::string id = record.merchant_id();
-  merchants_.insert_or_assign(std::move(id), std::move(record));
+  merchants_.insert_or_assign(
+      std::move(id), std::make_shared<MerchantRecord>(std::move(record)));
 }
 
-void StateOverlay::PutHead(std::string stream_id, StreamHead head) {
-  heads_.insert_or_assign(std::move(stream_id), std::move(head));
+void StateOverlay::PutHead(absl::string_view stream_id, StreamHead head) {
+  auto it = heads_.find(stream_id);
+  if (it == heads_.end()) {
+    heads_.emplace(std::string(stream_id),
+                   std::make_shared<StreamHead>(std::move(head)));
+  } else if (it->second.use_count() == 1) {
+    *it->second = std::move(head);  // no one else holds it: reuse it
+  } else {
+    it->second = std::make_shared<StreamHead>(std::move(head));
+  }
 }
 
 void StateOverlay::MergeFrom(const StateOverlay& other) {
-  for (const auto& [k, v] : other.stores_) stores_.insert_or_assign(k, v);
-  for (const auto& [k, v] : other.products_) products_.insert_or_assign(k, v);
-  for (const auto& [k, v] : other.orders_) orders_.insert_or_assign(k, v);
-  for (const auto& [k, v] : other.withdrawals_) {
-    withdrawals_.insert_or_assign(k, v);
-  }
-  for (const auto& [k, v] : other.merchants_) merchants_.insert_or_assign(k, v);
-  for (const auto& [k, v] : other.heads_) heads_.insert_or_assign(k, v);
+  ShareInto(stores_, other.stores_);
+  ShareInto(products_, other.products_);
+  ShareInto(orders_, other.orders_);
+  ShareInto(withdrawals_, other.withdrawals_);
+  ShareInto(merchants_, other.merchants_);
+  ShareInto(heads_, other.heads_);
+}
+
+void StateOverlay::MergeFrom(StateOverlay&& other) {
+  MoveInto(stores_, other.stores_);
+  MoveInto(products_, other.products_);
+  MoveInto(orders_, other.orders_);
+  MoveInto(withdrawals_, other.withdrawals_);
+  MoveInto(merchants_, other.merchants_);
+  MoveInto(heads_, other.heads_);
 }
 
 void StateOverlay::Clear() {

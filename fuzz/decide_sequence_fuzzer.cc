@@ -86,18 +86,18 @@ class Sequence {
         return right + in_.Int(-2, 2);
     }
   }
-  std::optional<StoreRecord> StoreOf(const std::string& id) {
-    absl::StatusOr<std::optional<StoreRecord>> store = state_.Store(id);
+  RecordRef<StoreRecord> StoreOf(const std::string& id) {
+    absl::StatusOr<RecordRef<StoreRecord>> store = state_.Store(id);
     FUZZ_CHECK(store.ok(), store.status());
     return *store;
   }
-  std::optional<OrderRecord> OrderOf(const std::string& id) {
-    absl::StatusOr<std::optional<OrderRecord>> order = state_.Order(id);
+  RecordRef<OrderRecord> OrderOf(const std::string& id) {
+    absl::StatusOr<RecordRef<OrderRecord>> order = state_.Order(id);
     FUZZ_CHECK(order.ok(), order.status());
     return *order;
   }
-  std::optional<WithdrawalRecord> WithdrawalOf(const std::string& id) {
-    absl::StatusOr<std::optional<WithdrawalRecord>> w = state_.Withdrawal(id);
+  RecordRef<WithdrawalRecord> WithdrawalOf(const std::string& id) {
+    absl::StatusOr<RecordRef<WithdrawalRecord>> w = state_.Withdrawal(id);
     FUZZ_CHECK(w.ok(), w.status());
     return *w;
   }
@@ -119,9 +119,9 @@ class Sequence {
     const std::string& order = in_.Pick(kOrders);
     const std::string& withdrawal = in_.Pick(kWithdrawals);
     const std::string& category = in_.Pick(kCategories);
-    const std::optional<StoreRecord> record = StoreOf(store);
+    const RecordRef<StoreRecord> record = StoreOf(store);
     const v1::Balances balances = record ? record->balances() : v1::Balances();
-    const std::optional<OrderRecord> order_record = OrderOf(order);
+    const RecordRef<OrderRecord> order_record = OrderOf(order);
     const int64_t order_total = order_record ? order_record->total_fen() : 1000;
     switch (in_.Int(0, 19)) {
       case 0: {
@@ -197,7 +197,7 @@ class Sequence {
           v1::OrderLine* line = b->add_lines();
           line->set_product_id(in_.Pick(kProducts));
           line->set_quantity(in_.Int(0, 3) == 0 ? Amount(1) : in_.Int(1, 5));
-          absl::StatusOr<std::optional<ProductRecord>> p =
+          absl::StatusOr<RecordRef<ProductRecord>> p =
               state_.Product(store, line->product_id());
           FUZZ_CHECK(p.ok(), p.status());
           line->set_unit_price_fen(Amount(*p ? (*p)->price_fen() : 100));
@@ -274,7 +274,7 @@ class Sequence {
                                             again->events[i].event),
                  "Decide is not deterministic");
       CheckPostings(decided);
-      absl::StatusOr<std::optional<StreamHead>> head =
+      absl::StatusOr<RecordRef<StreamHead>> head =
           state_.Head(decided.stream_id);
       FUZZ_CHECK(head.ok(), head.status());
       const uint64_t version = *head ? (*head)->version() + 1 : 1;
@@ -324,7 +324,7 @@ class Sequence {
 
   void CheckBalances() {
     for (const auto& [id, store] : state_.stores()) {
-      const v1::Balances& b = store.balances();
+      const v1::Balances& b = store->balances();
       FUZZ_CHECK(b.pending_fen() >= 0 && b.available_fen() >= 0 &&
                      b.withdrawing_fen() >= 0 && b.paid_out_fen() >= 0 &&
                      b.deposit_fen() >= 0,
@@ -337,7 +337,7 @@ class Sequence {
                  "store " << id << " balances " << b.ShortDebugString()
                           << " differ from its postings");
       int64_t deposits = 0;
-      for (const auto& [category, fen] : store.deposit_fen_by_category()) {
+      for (const auto& [category, fen] : store->deposit_fen_by_category()) {
         FUZZ_CHECK(fen == Account(DepositAccount(id, category)),
                    "deposit " << id << "/" << category);
         deposits += fen;
@@ -351,7 +351,7 @@ class Sequence {
     FUZZ_CHECK(a.size() == b.size(), "replay gives another number of " << what);
     for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
       FUZZ_CHECK(i->first == j->first &&
-                     MessageDifferencer::Equals(i->second, j->second),
+                     MessageDifferencer::Equals(*i->second, *j->second),
                  "replay differs in " << what);
     }
   }

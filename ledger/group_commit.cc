@@ -45,11 +45,11 @@ class ForwardingReader : public StateReader {
  public:
   const StateReader* target = nullptr;
 
-  absl::StatusOr<std::optional<StoreRecord>> Store(
+  absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override {
     return target->Store(store_id);
   }
-  absl::StatusOr<std::optional<ProductRecord>> Product(
+  absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view store_id, absl::string_view product_id) const override {
     return target->Product(store_id, product_id);
   }
@@ -57,7 +57,7 @@ class ForwardingReader : public StateReader {
       absl::string_view store_id) const override {
     return target->Products(store_id);
   }
-  absl::StatusOr<std::optional<OrderRecord>> Order(
+  absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view order_id) const override {
     return target->Order(order_id);
   }
@@ -65,7 +65,7 @@ class ForwardingReader : public StateReader {
       absl::string_view store_id) const override {
     return target->Orders(store_id);
   }
-  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+  absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view withdrawal_id) const override {
     return target->Withdrawal(withdrawal_id);
   }
@@ -73,7 +73,7 @@ class ForwardingReader : public StateReader {
       absl::string_view store_id) const override {
     return target->Withdrawals(store_id);
   }
-  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+  absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view merchant_id) const override {
     return target->Merchant(merchant_id);
   }
@@ -81,7 +81,7 @@ class ForwardingReader : public StateReader {
       StoreKind kind) const override {
     return target->StoreIds(kind);
   }
-  absl::StatusOr<std::optional<StreamHead>> Head(
+  absl::StatusOr<RecordRef<StreamHead>> Head(
       absl::string_view stream_id) const override {
     return target->Head(stream_id);
   }
@@ -119,7 +119,7 @@ v1::CommandResult Repeated(const v1::Command& command,
 // insert per touched store or order. True for such an entry.
 bool IndexEntryExists(const StateReader& before, absl::string_view key) {
   auto exists = [](const auto& found) {
-    return found.ok() && found->has_value();
+    return found.ok() && *found != nullptr;
   };
   if (absl::StartsWith(key, "k/")) {  // k/<kind number>/<store>
     const size_t slash = key.find('/', 2);

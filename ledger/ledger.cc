@@ -135,9 +135,10 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
     const absl::Time occurred_at = ToTime(command.occurred_at());
     for (size_t i = 0; i < decision.events.size(); ++i) {
       DecidedEvent& decided = decision.events[i];
-      ASSIGN_OR_RETURN(std::optional<StreamHead> head,
+      ASSIGN_OR_RETURN(RecordRef<StreamHead> head,
                        changes.Head(decided.stream_id));
-      const uint64_t version = head.has_value() ? head->version() : 0;
+      const uint64_t version = head != nullptr ? head->version() : 0;
+      head.reset();  // so that Evolve's new head reuses this one in place
       RETURN_IF_ERROR(Evolve(decided.stream_id, version + 1, occurred_at,
                              decided.event, &changes));
       add_event(decided.stream_id, static_cast<int64_t>(version),
@@ -150,7 +151,7 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
                                     first_position,
                                     options_.snapshot_every_events,
                                     &request->projection_puts));
-    state.MergeFrom(changes);
+    state.MergeFrom(std::move(changes));
     result->set_status(v1::ACCEPTED);
     result->set_message(decision.message);
     *result->mutable_synced_product_ids() = {

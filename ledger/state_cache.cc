@@ -60,29 +60,31 @@ void StateCache::Erase(const std::string& key) {
 }
 
 template <typename Record, typename Load>
-absl::StatusOr<std::optional<Record>> StateCache::Read(std::string key,
-                                                       const Load& load) const {
+absl::StatusOr<RecordRef<Record>> StateCache::Read(std::string key,
+                                                   const Load& load) const {
   if (const Value* cached = Find(key)) {
-    if (const Record* record = std::get_if<Record>(cached)) return *record;
-    return std::optional<Record>();
+    if (const auto* record = std::get_if<RecordRef<Record>>(cached)) {
+      return *record;
+    }
+    return nullptr;
   }
-  absl::StatusOr<std::optional<Record>> loaded = load();
+  absl::StatusOr<RecordRef<Record>> loaded = load();
   if (!loaded.ok()) return loaded.status();
-  if (loaded->has_value()) {
-    Put(std::move(key), Value(**loaded));
+  if (*loaded != nullptr) {
+    Put(std::move(key), Value(*loaded));
   } else {
     Put(std::move(key), Value());
   }
   return loaded;
 }
 
-absl::StatusOr<std::optional<StoreRecord>> StateCache::Store(
+absl::StatusOr<RecordRef<StoreRecord>> StateCache::Store(
     absl::string_view store_id) const {
   return Read<StoreRecord>(StoreCacheKey(store_id),
                            [&] { return committed_->Store(store_id); });
 }
 
-absl::StatusOr<std::optional<ProductRecord>> StateCache::Product(
+absl::StatusOr<RecordRef<ProductRecord>> StateCache::Product(
     absl::string_view store_id, absl::string_view product_id) const {
   return Read<ProductRecord>(ProductCacheKey(store_id, product_id), [&] {
     return committed_->Product(store_id, product_id);
@@ -94,7 +96,7 @@ absl::StatusOr<std::vector<ProductRecord>> StateCache::Products(
   return committed_->Products(store_id);
 }
 
-absl::StatusOr<std::optional<OrderRecord>> StateCache::Order(
+absl::StatusOr<RecordRef<OrderRecord>> StateCache::Order(
     absl::string_view order_id) const {
   return Read<OrderRecord>(OrderCacheKey(order_id),
                            [&] { return committed_->Order(order_id); });
@@ -105,7 +107,7 @@ absl::StatusOr<std::vector<OrderRecord>> StateCache::Orders(
   return committed_->Orders(store_id);
 }
 
-absl::StatusOr<std::optional<WithdrawalRecord>> StateCache::Withdrawal(
+absl::StatusOr<RecordRef<WithdrawalRecord>> StateCache::Withdrawal(
     absl::string_view withdrawal_id) const {
   return Read<WithdrawalRecord>(WithdrawalCacheKey(withdrawal_id), [&] {
     return committed_->Withdrawal(withdrawal_id);
@@ -117,7 +119,7 @@ absl::StatusOr<std::vector<WithdrawalRecord>> StateCache::Withdrawals(
   return committed_->Withdrawals(store_id);
 }
 
-absl::StatusOr<std::optional<MerchantRecord>> StateCache::Merchant(
+absl::StatusOr<RecordRef<MerchantRecord>> StateCache::Merchant(
     absl::string_view merchant_id) const {
   return Read<MerchantRecord>(MerchantCacheKey(merchant_id),
                               [&] { return committed_->Merchant(merchant_id); });
@@ -128,30 +130,32 @@ absl::StatusOr<std::vector<std::string>> StateCache::StoreIds(
   return committed_->StoreIds(kind);
 }
 
-absl::StatusOr<std::optional<StreamHead>> StateCache::Head(
+absl::StatusOr<RecordRef<StreamHead>> StateCache::Head(
     absl::string_view stream_id) const {
   return Read<StreamHead>(HeadCacheKey(stream_id),
                           [&] { return committed_->Head(stream_id); });
 }
 
 void StateCache::Apply(const StateOverlay& changes) {
+  // The records are shared, not copied: the overlay's are final.
   for (const auto& [id, record] : changes.stores()) {
-    Put(StoreCacheKey(id), Value(record));
+    Put(StoreCacheKey(id), Value(RecordRef<StoreRecord>(record)));
   }
   for (const auto& [key, record] : changes.products()) {
-    Put(ProductCacheKey(key.first, key.second), Value(record));
+    Put(ProductCacheKey(key.first, key.second),
+        Value(RecordRef<ProductRecord>(record)));
   }
   for (const auto& [id, record] : changes.orders()) {
-    Put(OrderCacheKey(id), Value(record));
+    Put(OrderCacheKey(id), Value(RecordRef<OrderRecord>(record)));
   }
   for (const auto& [id, record] : changes.withdrawals()) {
-    Put(WithdrawalCacheKey(id), Value(record));
+    Put(WithdrawalCacheKey(id), Value(RecordRef<WithdrawalRecord>(record)));
   }
   for (const auto& [id, record] : changes.merchants()) {
-    Put(MerchantCacheKey(id), Value(record));
+    Put(MerchantCacheKey(id), Value(RecordRef<MerchantRecord>(record)));
   }
   for (const auto& [id, head] : changes.heads()) {
-    Put(HeadCacheKey(id), Value(head));
+    Put(HeadCacheKey(id), Value(RecordRef<StreamHead>(head)));
   }
 }
 

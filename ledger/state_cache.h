@@ -41,25 +41,25 @@ class StateCache : public StateReader {
   // `committed` reads the durable state (a ProjectionReader); not owned.
   StateCache(const StateReader* committed, size_t max_entries);
 
-  absl::StatusOr<std::optional<StoreRecord>> Store(
+  absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override;
-  absl::StatusOr<std::optional<ProductRecord>> Product(
+  absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view store_id, absl::string_view product_id) const override;
   absl::StatusOr<std::vector<ProductRecord>> Products(
       absl::string_view store_id) const override;
-  absl::StatusOr<std::optional<OrderRecord>> Order(
+  absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view order_id) const override;
   absl::StatusOr<std::vector<OrderRecord>> Orders(
       absl::string_view store_id) const override;
-  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+  absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view withdrawal_id) const override;
   absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
       absl::string_view store_id) const override;
-  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+  absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view merchant_id) const override;
   absl::StatusOr<std::vector<std::string>> StoreIds(
       StoreKind kind) const override;
-  absl::StatusOr<std::optional<StreamHead>> Head(
+  absl::StatusOr<RecordRef<StreamHead>> Head(
       absl::string_view stream_id) const override;
 
   // The records and stream heads `changes` holds are now the committed ones.
@@ -73,10 +73,13 @@ class StateCache : public StateReader {
   size_t max_entries() const { return max_entries_; }
 
  private:
-  // std::monostate: known absent.
-  using Value = std::variant<std::monostate, StoreRecord, ProductRecord,
-                             OrderRecord, WithdrawalRecord, MerchantRecord,
-                             StreamHead>;
+  // std::monostate: known absent. Records are shared with the readers that
+  // hold them (so evicting one never pulls it from under a reader).
+  using Value =
+      std::variant<std::monostate, RecordRef<StoreRecord>,
+                   RecordRef<ProductRecord>, RecordRef<OrderRecord>,
+                   RecordRef<WithdrawalRecord>, RecordRef<MerchantRecord>,
+                   RecordRef<StreamHead>>;
   using Entry = std::pair<std::string, Value>;
 
   // The cached value of `key`, moved to the front; nullptr when not cached.
@@ -86,8 +89,8 @@ class StateCache : public StateReader {
 
   // The cached record under `key`, else load() and cache what it returns.
   template <typename Record, typename Load>
-  absl::StatusOr<std::optional<Record>> Read(std::string key,
-                                             const Load& load) const;
+  absl::StatusOr<RecordRef<Record>> Read(std::string key,
+                                         const Load& load) const;
 
   const StateReader* committed_;
   size_t max_entries_;

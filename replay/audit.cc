@@ -1234,9 +1234,9 @@ class Auditor {
   template <typename Map, typename IdOf>
   void MergeIndex(const std::string& prefix, const Map& folded, IdOf id_of,
                   absl::string_view what,
-                  const std::function<void(absl::string_view id,
-                                           absl::string_view value,
-                                           const typename Map::mapped_type&)>&
+                  const std::function<
+                      void(absl::string_view id, absl::string_view value,
+                           const typename Map::mapped_type::element_type&)>&
                       both) {
     const std::string& stream = walk_.stream_id;
     auto next = folded.begin();
@@ -1246,7 +1246,7 @@ class Auditor {
                 absl::StrCat(what, " ", id_of(next->first),
                              " is missing from the projections; the log "
                              "gives ",
-                             Short(next->second)));
+                             Short(*next->second)));
     };
     absl::Status scanned = projections_scan_.ScanPrefix(
         prefix, [&](absl::string_view key, absl::string_view value) {
@@ -1256,7 +1256,7 @@ class Auditor {
             ++next;
           }
           if (next != folded.end() && id_of(next->first) == id) {
-            both(id, value, next->second);
+            both(id, value, *next->second);
             ++next;
           } else {
             Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0,
@@ -1282,7 +1282,7 @@ class Auditor {
     const StateOverlay& state = *walk_.state;
     auto store_it = state.stores().find(store_id);
     const StoreRecord* store =
-        store_it == state.stores().end() ? nullptr : &store_it->second;
+        store_it == state.stores().end() ? nullptr : store_it->second.get();
     CompareRecord(StoreKey(store_id), store, StoreRecord::default_instance());
     if (store != nullptr) {
       CompareIndexKey(absl::StrCat(kKindPrefix, static_cast<int>(store->kind()),
@@ -1435,7 +1435,7 @@ class Auditor {
       CompareRecord(key, nullptr, MerchantRecord::default_instance());
       return;
     }
-    MerchantRecord expected = it->second;
+    MerchantRecord expected = *it->second;
     std::set<std::string> ids(expected.store_ids().begin(),
                               expected.store_ids().end());
     absl::StatusOr<std::optional<std::string>> stored_bytes =

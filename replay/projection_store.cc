@@ -33,16 +33,16 @@ std::string KindKey(StoreKind kind, absl::string_view store) {
 
 // Reads and parses one record; a value that does not parse is kDataLoss.
 template <typename Record>
-absl::StatusOr<std::optional<Record>> ReadRecord(const EventLog* log,
-                                                 const std::string& key) {
+absl::StatusOr<RecordRef<Record>> ReadRecord(const EventLog* log,
+                                             const std::string& key) {
   ASSIGN_OR_RETURN(std::optional<std::string> bytes, log->GetProjection(key));
-  if (!bytes.has_value()) return std::optional<Record>();
-  Record record;
-  if (!record.ParseFromString(*bytes)) {
+  if (!bytes.has_value()) return nullptr;
+  auto record = std::make_shared<Record>();
+  if (!record->ParseFromString(*bytes)) {
     return absl::DataLossError(
         absl::StrCat("projection record ", absl::CEscape(key), " is corrupt"));
   }
-  return std::optional<Record>(std::move(record));
+  return RecordRef<Record>(std::move(record));
 }
 
 // All records under `prefix` (a scan, in key order).
@@ -95,12 +95,12 @@ std::string StoreKey(absl::string_view store_id) {
   return absl::StrCat("s/", store_id);
 }
 
-absl::StatusOr<std::optional<StoreRecord>> ProjectionReader::Store(
+absl::StatusOr<RecordRef<StoreRecord>> ProjectionReader::Store(
     absl::string_view store_id) const {
   return ReadRecord<StoreRecord>(log_, StoreKey(store_id));
 }
 
-absl::StatusOr<std::optional<ProductRecord>> ProjectionReader::Product(
+absl::StatusOr<RecordRef<ProductRecord>> ProjectionReader::Product(
     absl::string_view store_id, absl::string_view product_id) const {
   return ReadRecord<ProductRecord>(log_, ProductKey(store_id, product_id));
 }
@@ -110,7 +110,7 @@ absl::StatusOr<std::vector<ProductRecord>> ProjectionReader::Products(
   return ScanRecords<ProductRecord>(log_, Pair("p/", store_id, ""));
 }
 
-absl::StatusOr<std::optional<OrderRecord>> ProjectionReader::Order(
+absl::StatusOr<RecordRef<OrderRecord>> ProjectionReader::Order(
     absl::string_view order_id) const {
   return ReadRecord<OrderRecord>(log_, OrderKey(order_id));
 }
@@ -122,8 +122,8 @@ absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
   std::vector<OrderRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
-    ASSIGN_OR_RETURN(std::optional<OrderRecord> order, Order(id));
-    if (!order.has_value()) {
+    ASSIGN_OR_RETURN(RecordRef<OrderRecord> order, Order(id));
+    if (order == nullptr) {
       return absl::DataLossError(absl::StrCat(
           "order index names ", id, " in store ", store_id,
           " but the order record is missing"));
@@ -133,7 +133,7 @@ absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
   return out;
 }
 
-absl::StatusOr<std::optional<WithdrawalRecord>> ProjectionReader::Withdrawal(
+absl::StatusOr<RecordRef<WithdrawalRecord>> ProjectionReader::Withdrawal(
     absl::string_view withdrawal_id) const {
   return ReadRecord<WithdrawalRecord>(log_, WithdrawalKey(withdrawal_id));
 }
@@ -145,9 +145,8 @@ absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
   std::vector<WithdrawalRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
-    ASSIGN_OR_RETURN(std::optional<WithdrawalRecord> withdrawal,
-                     Withdrawal(id));
-    if (!withdrawal.has_value()) {
+    ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> withdrawal, Withdrawal(id));
+    if (withdrawal == nullptr) {
       return absl::DataLossError(absl::StrCat(
           "withdrawal index names ", id, " in store ", store_id,
           " but the withdrawal record is missing"));
@@ -157,7 +156,7 @@ absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
   return out;
 }
 
-absl::StatusOr<std::optional<MerchantRecord>> ProjectionReader::Merchant(
+absl::StatusOr<RecordRef<MerchantRecord>> ProjectionReader::Merchant(
     absl::string_view merchant_id) const {
   return ReadRecord<MerchantRecord>(log_, MerchantKey(merchant_id));
 }
@@ -167,33 +166,36 @@ absl::StatusOr<std::vector<std::string>> ProjectionReader::StoreIds(
   return ScanIds(log_, KindKey(kind, ""));
 }
 
-absl::StatusOr<std::optional<StreamHead>> ProjectionReader::Head(
+absl::StatusOr<RecordRef<StreamHead>> ProjectionReader::Head(
     absl::string_view stream_id) const {
-  return log_->GetStreamHead(stream_id);
+  ASSIGN_OR_RETURN(std::optional<StreamHead> head,
+                   log_->GetStreamHead(stream_id));
+  if (!head.has_value()) return nullptr;
+  return RecordRef<StreamHead>(std::make_shared<StreamHead>(*std::move(head)));
 }
 
 std::vector<std::pair<std::string, std::string>> ProjectionPuts(
     const StateOverlay& overlay) {
   std::vector<std::pair<std::string, std::string>> puts;
   for (const auto& [id, store] : overlay.stores()) {
-    puts.emplace_back(StoreKey(id), SerializeDeterministic(store));
+    puts.emplace_back(StoreKey(id), SerializeDeterministic(*store));
     // Idempotent index write: a store's kind never changes.
-    puts.emplace_back(KindKey(store.kind(), id), "");
+    puts.emplace_back(KindKey(store->kind(), id), "");
   }
   for (const auto& [key, product] : overlay.products()) {
     puts.emplace_back(ProductKey(key.first, key.second),
-                      SerializeDeterministic(product));
+                      SerializeDeterministic(*product));
   }
   for (const auto& [id, order] : overlay.orders()) {
-    puts.emplace_back(OrderKey(id), SerializeDeterministic(order));
-    puts.emplace_back(StoreOrderKey(order.store_id(), id), "");
+    puts.emplace_back(OrderKey(id), SerializeDeterministic(*order));
+    puts.emplace_back(StoreOrderKey(order->store_id(), id), "");
   }
   for (const auto& [id, withdrawal] : overlay.withdrawals()) {
-    puts.emplace_back(WithdrawalKey(id), SerializeDeterministic(withdrawal));
-    puts.emplace_back(StoreWithdrawalKey(withdrawal.store_id(), id), "");
+    puts.emplace_back(WithdrawalKey(id), SerializeDeterministic(*withdrawal));
+    puts.emplace_back(StoreWithdrawalKey(withdrawal->store_id(), id), "");
   }
   for (const auto& [id, merchant] : overlay.merchants()) {
-    puts.emplace_back(MerchantKey(id), SerializeDeterministic(merchant));
+    puts.emplace_back(MerchantKey(id), SerializeDeterministic(*merchant));
   }
   return puts;
 }

@@ -31,25 +31,25 @@ class ProjectionReader : public StateReader {
  public:
   explicit ProjectionReader(const EventLog* log) : log_(log) {}
 
-  absl::StatusOr<std::optional<StoreRecord>> Store(
+  absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override;
-  absl::StatusOr<std::optional<ProductRecord>> Product(
+  absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view store_id, absl::string_view product_id) const override;
   absl::StatusOr<std::vector<ProductRecord>> Products(
       absl::string_view store_id) const override;
-  absl::StatusOr<std::optional<OrderRecord>> Order(
+  absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view order_id) const override;
   absl::StatusOr<std::vector<OrderRecord>> Orders(
       absl::string_view store_id) const override;
-  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+  absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view withdrawal_id) const override;
   absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
       absl::string_view store_id) const override;
-  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+  absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view merchant_id) const override;
   absl::StatusOr<std::vector<std::string>> StoreIds(
       StoreKind kind) const override;
-  absl::StatusOr<std::optional<StreamHead>> Head(
+  absl::StatusOr<RecordRef<StreamHead>> Head(
       absl::string_view stream_id) const override;
 
  private:

@@ -44,12 +44,6 @@ constexpr std::array<absl::string_view, 8> kLivePrefixes = {
 constexpr uint64_t kProgressEveryEvents = 1 << 16;
 // Verified envelopes per batch from the reader thread to the fold.
 constexpr size_t kScanBatchEvents = 1024;
-// Events folded into the StateOverlay before its changes move into the
-// record cache. One: the overlay only holds what one event changed, so its
-// (std::map) lookups are near free and every record lives in the cache's
-// hash maps; measured faster than windows of 16 to 2048 events.
-constexpr uint64_t kOverlayWindowEvents = 1;
-
 // The successor of every key starting with `prefix` (prefix is never empty
 // nor all 0xff here).
 std::string PrefixEnd(absl::string_view prefix) {
@@ -82,11 +76,11 @@ class ShadowReader : public StateReader {
  public:
   explicit ShadowReader(const EventLog* log) : log_(log) {}
 
-  absl::StatusOr<std::optional<StoreRecord>> Store(
+  absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override {
     return Read<StoreRecord>(absl::StrCat("s/", store_id));
   }
-  absl::StatusOr<std::optional<ProductRecord>> Product(
+  absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view store_id, absl::string_view product_id) const override {
     return Read<ProductRecord>(PairKey("p/", store_id, product_id));
   }
@@ -109,7 +103,7 @@ class ShadowReader : public StateReader {
     RETURN_IF_ERROR(status);
     return out;
   }
-  absl::StatusOr<std::optional<OrderRecord>> Order(
+  absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view order_id) const override {
     return Read<OrderRecord>(absl::StrCat("o/", order_id));
   }
@@ -117,7 +111,7 @@ class ShadowReader : public StateReader {
       absl::string_view store_id) const override {
     return ByIndex<OrderRecord>(PairKey("O/", store_id, ""), "o/");
   }
-  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+  absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view withdrawal_id) const override {
     return Read<WithdrawalRecord>(absl::StrCat("w/", withdrawal_id));
   }
@@ -125,7 +119,7 @@ class ShadowReader : public StateReader {
       absl::string_view store_id) const override {
     return ByIndex<WithdrawalRecord>(PairKey("W/", store_id, ""), "w/");
   }
-  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+  absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view merchant_id) const override {
     return Read<MerchantRecord>(absl::StrCat("m/", merchant_id));
   }
@@ -141,9 +135,9 @@ class ShadowReader : public StateReader {
         }));
     return ids;
   }
-  absl::StatusOr<std::optional<StreamHead>> Head(
+  absl::StatusOr<RecordRef<StreamHead>> Head(
       absl::string_view) const override {
-    return std::optional<StreamHead>();
+    return nullptr;
   }
 
  private:
@@ -153,13 +147,13 @@ class ShadowReader : public StateReader {
   }
 
   template <typename Record>
-  absl::StatusOr<std::optional<Record>> Read(absl::string_view live_key) const {
+  absl::StatusOr<RecordRef<Record>> Read(absl::string_view live_key) const {
     const std::string key = Shadow(live_key);
     ASSIGN_OR_RETURN(std::optional<std::string> bytes, log_->GetProjection(key));
-    if (!bytes.has_value()) return std::optional<Record>();
-    Record record;
-    if (!record.ParseFromString(*bytes)) return Corrupt(key);
-    return std::optional<Record>(std::move(record));
+    if (!bytes.has_value()) return nullptr;
+    auto record = std::make_shared<Record>();
+    if (!record->ParseFromString(*bytes)) return Corrupt(key);
+    return RecordRef<Record>(std::move(record));
   }
 
   template <typename Record>
@@ -175,14 +169,14 @@ class ShadowReader : public StateReader {
         }));
     std::vector<Record> out;
     for (const std::string& id : ids) {
-      ASSIGN_OR_RETURN(std::optional<Record> record,
+      ASSIGN_OR_RETURN(RecordRef<Record> record,
                        Read<Record>(absl::StrCat(record_prefix, id)));
-      if (!record.has_value()) {
+      if (record == nullptr) {
         return absl::DataLossError(absl::StrCat(
             "rebuilt index ", absl::CEscape(prefix), " names ", id,
             " but its record is missing"));
       }
-      out.push_back(*std::move(record));
+      out.push_back(*record);
     }
     return out;
   }
@@ -259,10 +253,9 @@ std::string ProductCacheKey(absl::string_view store_id,
   return PairKey("", store_id, product_id);
 }
 
-// The records the rebuild is folding, in memory, over the shadow space.
+// The records the rebuild is folding, in memory, over the shadow space:
+// the MutableState Evolve folds the log into, changing each record in place.
 //
-// Evolve reads through a StateOverlay whose base is this cache; the
-// overlay's changes move into the cache every few hundred events (Absorb).
 // A record stays here as long as the fold touches it; one that was not
 // touched for a whole flush interval (flush_every_events) is written to the
 // shadow space and dropped (Evict), and is read back from there (rarely) if
@@ -271,40 +264,37 @@ std::string ProductCacheKey(absl::string_view store_id,
 // flush interval it is touched in; and memory holds only the records
 // touched in the last two intervals: bounded by the flush interval, not by
 // the log.
-class RecordCache : public StateReader {
+class RecordCache : public MutableState {
  public:
   explicit RecordCache(EventLog* log) : log_(log), shadow_(log) {}
 
-  absl::StatusOr<std::optional<StoreRecord>> Store(
+  absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override {
-    return Lookup<StoreRecord>(stores_, store_id,
-                               RecordHash(kStoreType, store_id),
-                               [&] { return shadow_.Store(store_id); });
+    return Lookup(stores_, store_id, RecordHash(kStoreType, store_id),
+                  [&] { return shadow_.Store(store_id); });
   }
-  absl::StatusOr<std::optional<ProductRecord>> Product(
+  absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view store_id, absl::string_view product_id) const override {
-    return Lookup<ProductRecord>(
-        products_, ProductCacheKey(store_id, product_id),
-        RecordHash(kProductType, store_id, product_id),
-        [&] { return shadow_.Product(store_id, product_id); });
+    return Lookup(products_, ProductCacheKey(store_id, product_id),
+                  RecordHash(kProductType, store_id, product_id),
+                  [&] { return shadow_.Product(store_id, product_id); });
   }
-  absl::StatusOr<std::optional<OrderRecord>> Order(
+  absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view order_id) const override {
-    return Lookup<OrderRecord>(orders_, order_id,
-                               RecordHash(kOrderType, order_id),
-                               [&] { return shadow_.Order(order_id); });
+    return Lookup(orders_, order_id, RecordHash(kOrderType, order_id),
+                  [&] { return shadow_.Order(order_id); });
   }
-  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+  absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view withdrawal_id) const override {
-    return Lookup<WithdrawalRecord>(
-        withdrawals_, withdrawal_id, RecordHash(kWithdrawalType, withdrawal_id),
-        [&] { return shadow_.Withdrawal(withdrawal_id); });
+    return Lookup(withdrawals_, withdrawal_id,
+                  RecordHash(kWithdrawalType, withdrawal_id),
+                  [&] { return shadow_.Withdrawal(withdrawal_id); });
   }
-  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+  absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view merchant_id) const override {
-    return Lookup<MerchantRecord>(merchants_, merchant_id,
-                                  RecordHash(kMerchantType, merchant_id),
-                                  [&] { return shadow_.Merchant(merchant_id); });
+    return Lookup(merchants_, merchant_id,
+                  RecordHash(kMerchantType, merchant_id),
+                  [&] { return shadow_.Merchant(merchant_id); });
   }
   // The list reads (Evolve makes none) merge the cached records over what
   // the shadow space holds.
@@ -333,58 +323,88 @@ class RecordCache : public StateReader {
     ASSIGN_OR_RETURN(std::vector<std::string> base, shadow_.StoreIds(kind));
     std::set<std::string> ids(base.begin(), base.end());
     for (const auto& [id, cached] : stores_) {
-      if (cached.record.kind() == kind) ids.insert(id);
+      if (cached.record->kind() == kind) ids.insert(id);
     }
     return std::vector<std::string>(ids.begin(), ids.end());
   }
-  absl::StatusOr<std::optional<StreamHead>> Head(
+  absl::StatusOr<RecordRef<StreamHead>> Head(
       absl::string_view) const override {
-    return std::optional<StreamHead>();  // stream heads live in the log
+    return nullptr;  // stream heads live in the log
   }
 
-  // Moves the overlay's changed records in (as changed since written) and
-  // clears it.
-  void Absorb(StateOverlay* overlay) {
-    StateChanges changes = overlay->TakeChanges();
-    for (auto& [id, record] : changes.stores) {
-      Put(stores_, id, std::move(record));
-    }
-    for (auto& [key, record] : changes.products) {
-      Put(products_, ProductCacheKey(key.first, key.second), std::move(record));
-    }
-    for (auto& [id, record] : changes.orders) {
-      Put(orders_, id, std::move(record));
-    }
-    for (auto& [id, record] : changes.withdrawals) {
-      Put(withdrawals_, id, std::move(record));
-    }
-    for (auto& [id, record] : changes.merchants) {
-      Put(merchants_, id, std::move(record));
-    }
+  absl::StatusOr<StoreRecord*> MutableStore(
+      absl::string_view store_id) override {
+    return Change(stores_, store_id, RecordHash(kStoreType, store_id),
+                  [&] { return shadow_.Store(store_id); });
   }
+  absl::StatusOr<ProductRecord*> MutableProduct(
+      absl::string_view store_id, absl::string_view product_id) override {
+    return Change(products_, ProductCacheKey(store_id, product_id),
+                  RecordHash(kProductType, store_id, product_id),
+                  [&] { return shadow_.Product(store_id, product_id); });
+  }
+  absl::StatusOr<OrderRecord*> MutableOrder(
+      absl::string_view order_id) override {
+    return Change(orders_, order_id, RecordHash(kOrderType, order_id),
+                  [&] { return shadow_.Order(order_id); });
+  }
+  absl::StatusOr<WithdrawalRecord*> MutableWithdrawal(
+      absl::string_view withdrawal_id) override {
+    return Change(withdrawals_, withdrawal_id,
+                  RecordHash(kWithdrawalType, withdrawal_id),
+                  [&] { return shadow_.Withdrawal(withdrawal_id); });
+  }
+  absl::StatusOr<MerchantRecord*> MutableMerchant(
+      absl::string_view merchant_id) override {
+    return Change(merchants_, merchant_id,
+                  RecordHash(kMerchantType, merchant_id),
+                  [&] { return shadow_.Merchant(merchant_id); });
+  }
+
+  void PutStore(StoreRecord record) override {
+    std::string key = record.store_id();
+    Put(stores_, key, std::move(record));
+  }
+  void PutProduct(ProductRecord record) override {
+    Put(products_, ProductCacheKey(record.store_id(), record.product_id()),
+        std::move(record));
+  }
+  void PutOrder(OrderRecord record) override {
+    std::string key = record.order_id();
+    Put(orders_, key, std::move(record));
+  }
+  void PutWithdrawal(WithdrawalRecord record) override {
+    std::string key = record.withdrawal_id();
+    Put(withdrawals_, key, std::move(record));
+  }
+  void PutMerchant(MerchantRecord record) override {
+    std::string key = record.merchant_id();
+    Put(merchants_, key, std::move(record));
+  }
+  void PutHead(absl::string_view, StreamHead) override {}  // the log's
 
   // Writes the records not touched since the last Evict (all of them when
   // `all`) to the shadow space, in key order, and drops them. Adds the
   // number of projection keys written to *keys.
   absl::Status Evict(bool all, uint64_t* keys) {
     StateOverlay out(&EmptyState());  // ProjectionPuts' input: the same bytes
-    Take(stores_, all, &out, kStoreType, &StateOverlay::PutStore,
+    Take(stores_, all, &out, &StateOverlay::PutStore,
          [](const StoreRecord& r) {
            return RecordHash(kStoreType, r.store_id());
          });
-    Take(products_, all, &out, kProductType, &StateOverlay::PutProduct,
+    Take(products_, all, &out, &StateOverlay::PutProduct,
          [](const ProductRecord& r) {
            return RecordHash(kProductType, r.store_id(), r.product_id());
          });
-    Take(orders_, all, &out, kOrderType, &StateOverlay::PutOrder,
+    Take(orders_, all, &out, &StateOverlay::PutOrder,
          [](const OrderRecord& r) {
            return RecordHash(kOrderType, r.order_id());
          });
-    Take(withdrawals_, all, &out, kWithdrawalType,
-         &StateOverlay::PutWithdrawal, [](const WithdrawalRecord& r) {
+    Take(withdrawals_, all, &out, &StateOverlay::PutWithdrawal,
+         [](const WithdrawalRecord& r) {
            return RecordHash(kWithdrawalType, r.withdrawal_id());
          });
-    Take(merchants_, all, &out, kMerchantType, &StateOverlay::PutMerchant,
+    Take(merchants_, all, &out, &StateOverlay::PutMerchant,
          [](const MerchantRecord& r) {
            return RecordHash(kMerchantType, r.merchant_id());
          });
@@ -402,7 +422,7 @@ class RecordCache : public StateReader {
  private:
   template <typename Record>
   struct Cached {
-    Record record;
+    std::shared_ptr<Record> record;
     uint64_t generation = 0;  // the last interval that touched it
     bool dirty = false;       // changed since written to the shadow space
     bool in_shadow = false;   // written there before (so in the filter)
@@ -410,39 +430,60 @@ class RecordCache : public StateReader {
   template <typename Record>
   using Map = absl::flat_hash_map<std::string, Cached<Record>>;
 
+  // The cached entry under `key`, read back from the shadow space if it was
+  // written there; nullptr when the record does not exist.
   template <typename Record, typename Load>
-  absl::StatusOr<std::optional<Record>> Lookup(Map<Record>& map,
-                                               absl::string_view key,
-                                               uint64_t hash, Load load) const {
+  absl::StatusOr<Cached<Record>*> Find(Map<Record>& map, absl::string_view key,
+                                       uint64_t hash, const Load& load) const {
     auto it = map.find(key);
     if (it != map.end()) {
       it->second.generation = generation_;
-      return std::optional<Record>(it->second.record);
+      return &it->second;
     }
-    if (!written_.MayContain(hash)) return std::optional<Record>();
-    ASSIGN_OR_RETURN(std::optional<Record> record, load());
+    if (!written_.MayContain(hash)) return nullptr;
+    ASSIGN_OR_RETURN(RecordRef<Record> stored, load());
     ++reads_back_;
-    if (record.has_value()) {
-      map.emplace(std::string(key), Cached<Record>{*record, generation_,
-                                                   /*dirty=*/false,
-                                                   /*in_shadow=*/true});
+    if (stored == nullptr) return nullptr;
+    Cached<Record>& cached = map[key];
+    cached.record = std::make_shared<Record>(*stored);
+    cached.generation = generation_;
+    cached.in_shadow = true;
+    return &cached;
+  }
+
+  template <typename Record, typename Load>
+  absl::StatusOr<RecordRef<Record>> Lookup(Map<Record>& map,
+                                           absl::string_view key,
+                                           uint64_t hash,
+                                           const Load& load) const {
+    ASSIGN_OR_RETURN(Cached<Record>* cached, Find(map, key, hash, load));
+    if (cached == nullptr) return nullptr;
+    return RecordRef<Record>(cached->record);
+  }
+
+  // The record changed in place (copied first if a reader still holds it).
+  template <typename Record, typename Load>
+  absl::StatusOr<Record*> Change(Map<Record>& map, absl::string_view key,
+                                 uint64_t hash, const Load& load) {
+    ASSIGN_OR_RETURN(Cached<Record>* cached, Find(map, key, hash, load));
+    if (cached == nullptr) return nullptr;
+    if (cached->record.use_count() != 1) {
+      cached->record = std::make_shared<Record>(*cached->record);
     }
-    return record;
+    cached->dirty = true;
+    return cached->record.get();
   }
 
   template <typename Record>
   void Put(Map<Record>& map, absl::string_view key, Record&& record) {
-    auto it = map.find(key);
-    if (it == map.end()) {
-      it = map.emplace(std::string(key), Cached<Record>()).first;
-    }
-    it->second.record = std::move(record);
-    it->second.generation = generation_;
-    it->second.dirty = true;
+    Cached<Record>& cached = map[key];
+    cached.record = std::make_shared<Record>(std::move(record));
+    cached.generation = generation_;
+    cached.dirty = true;
   }
 
   template <typename Record, typename Hash>
-  void Take(Map<Record>& map, bool all, StateOverlay* out, RecordType,
+  void Take(Map<Record>& map, bool all, StateOverlay* out,
             void (StateOverlay::*put)(Record), Hash hash) {
     for (auto it = map.begin(); it != map.end();) {
       if (!all && it->second.generation >= generation_) {
@@ -452,8 +493,8 @@ class RecordCache : public StateReader {
       if (it->second.dirty) {
         // Each record enters the filter once, however often it is written:
         // the filter grows with the records, not with the events.
-        if (!it->second.in_shadow) written_.Add(hash(it->second.record));
-        (out->*put)(std::move(it->second.record));
+        if (!it->second.in_shadow) written_.Add(hash(*it->second.record));
+        (out->*put)(std::move(*it->second.record));
       }
       map.erase(it++);
     }
@@ -469,8 +510,8 @@ class RecordCache : public StateReader {
       merged.insert_or_assign(std::move(key), std::move(record));
     }
     for (const auto& [key, entry] : cached) {
-      if (entry.record.store_id() == store_id) {
-        merged.insert_or_assign(id(entry.record), entry.record);
+      if (entry.record->store_id() == store_id) {
+        merged.insert_or_assign(id(*entry.record), *entry.record);
       }
     }
     std::vector<Record> out;
@@ -715,17 +756,15 @@ class RebuildRun {
     const uint64_t total = log_->head().position;
     const uint64_t flush_every =
         options_.flush_every_events == 0 ? 1 : options_.flush_every_events;
-    const uint64_t window = std::min(flush_every, kOverlayWindowEvents);
     RecordCache cache(log_);
-    StateOverlay overlay(&cache);
-    uint64_t events = 0, since_window = 0, since_flush = 0, keys = 0;
+    uint64_t events = 0, since_flush = 0, keys = 0;
     uint64_t cached_max = 0;
 
     // Folds one verified batch; false (with `fold_status`) on an error.
     absl::Status fold_status;
     auto fold = [&](const std::vector<Envelope>& batch) {
       for (const Envelope& envelope : batch) {
-        fold_status = EvolveEnvelope(envelope, &overlay);
+        fold_status = EvolveEnvelope(envelope, &cache);
         if (!fold_status.ok()) {
           fold_status = absl::Status(
               fold_status.code(),
@@ -734,13 +773,8 @@ class RebuildRun {
           return false;
         }
         ++events;
-        if (++since_window >= window) {
-          since_window = 0;
-          cache.Absorb(&overlay);
-        }
         if (++since_flush >= flush_every) {
           since_flush = 0;
-          cache.Absorb(&overlay);
           cached_max = std::max<uint64_t>(cached_max, cache.cached());
           fold_status = cache.Evict(/*all=*/false, &keys);
           if (!fold_status.ok()) return false;
@@ -773,7 +807,6 @@ class RebuildRun {
           [&](std::vector<Envelope>* batch) { return fold(*batch); }));
       RETURN_IF_ERROR(fold_status);
     }
-    cache.Absorb(&overlay);
     cached_max = std::max<uint64_t>(cached_max, cache.cached());
     RETURN_IF_ERROR(cache.Evict(/*all=*/true, &keys));
     if (options_.progress) options_.progress(events, total);

@@ -132,8 +132,8 @@ std::string SnapshotMetaKey(absl::string_view store_id, uint64_t version) {
 absl::StatusOr<v1::StoreSnapshot> MakeSnapshot(const StateReader& state,
                                                absl::string_view store_id,
                                                v1::SnapshotMeta meta) {
-  ASSIGN_OR_RETURN(std::optional<StoreRecord> store, state.Store(store_id));
-  if (!store.has_value()) {
+  ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, state.Store(store_id));
+  if (store == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("snapshot: store ", store_id, " not found"));
   }
@@ -144,7 +144,7 @@ absl::StatusOr<v1::StoreSnapshot> MakeSnapshot(const StateReader& state,
   v1::StoreSnapshot snapshot;
   meta.set_record_count(products.size() + orders.size() + withdrawals.size());
   *snapshot.mutable_meta() = std::move(meta);
-  *snapshot.mutable_store() = *std::move(store);
+  *snapshot.mutable_store() = *store;
   for (ProductRecord& product : products) {
     *snapshot.add_products() = std::move(product);
   }

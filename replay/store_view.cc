@@ -12,8 +12,8 @@ absl::StatusOr<v1::StoreState> BuildStoreState(const StateReader& state,
                                                absl::string_view store_id,
                                                absl::Time effective_at,
                                                const Policy& policy) {
-  ASSIGN_OR_RETURN(std::optional<StoreRecord> store, state.Store(store_id));
-  if (!store.has_value()) {
+  ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, state.Store(store_id));
+  if (store == nullptr) {
     return absl::NotFoundError(absl::StrCat("store ", store_id, " not found"));
   }
   v1::StoreState out;
@@ -59,9 +59,9 @@ absl::StatusOr<v1::StoreState> BuildStoreState(const StateReader& state,
     view->set_status(withdrawal.status());
     view->set_amount_fen(withdrawal.amount_fen());
   }
-  ASSIGN_OR_RETURN(std::optional<StreamHead> head,
+  ASSIGN_OR_RETURN(RecordRef<StreamHead> head,
                    state.Head(StoreStream(store_id)));
-  if (head.has_value()) out.set_version(head->version());
+  if (head != nullptr) out.set_version(head->version());
   return out;
 }
 

@@ -212,7 +212,7 @@ TEST(Evolve, AdvancesHeadsAndRecordsRejectionsOnlyAsHeads) {
   const absl::Time at = ParseTime(kOct22);
   ASSERT_TRUE(Evolve("rejections", 7, at, rejected, &state).ok());
   auto head = state.Head("rejections");
-  ASSERT_TRUE(head.ok() && head->has_value());
+  ASSERT_TRUE(head.ok() && *head != nullptr);
   EXPECT_EQ((*head)->version(), 7u);
   EXPECT_EQ(ToTime((*head)->last_occurred_at()), at);
   EXPECT_TRUE(state.stores().empty());
@@ -228,7 +228,7 @@ TEST(Evolve, AdvancesHeadsAndRecordsRejectionsOnlyAsHeads) {
   opened->set_subject(v1::ENTERPRISE);
   ASSERT_TRUE(EvolveEnvelope(envelope, &state).ok());
   auto store = state.Store("s1");
-  ASSERT_TRUE(store.ok() && store->has_value());
+  ASSERT_TRUE(store.ok() && *store != nullptr);
   EXPECT_EQ((*store)->status(), v1::OPEN);
   EXPECT_EQ(ToTime((*store)->opened_at()), at);
   EXPECT_EQ((*state.Head("store-s1"))->version(), 1u);

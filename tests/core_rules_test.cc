@@ -57,44 +57,44 @@ class FailingState : public StateReader {
   static absl::StatusOr<T> Fail() {
     return absl::InternalError("state read");
   }
-  absl::StatusOr<std::optional<StoreRecord>> Store(
+  absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view) const override {
-    return Fail<std::optional<StoreRecord>>();
+    return Fail<RecordRef<StoreRecord>>();
   }
-  absl::StatusOr<std::optional<ProductRecord>> Product(
+  absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view, absl::string_view) const override {
-    return Fail<std::optional<ProductRecord>>();
+    return Fail<RecordRef<ProductRecord>>();
   }
   absl::StatusOr<std::vector<ProductRecord>> Products(
       absl::string_view) const override {
     return Fail<std::vector<ProductRecord>>();
   }
-  absl::StatusOr<std::optional<OrderRecord>> Order(
+  absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view) const override {
-    return Fail<std::optional<OrderRecord>>();
+    return Fail<RecordRef<OrderRecord>>();
   }
   absl::StatusOr<std::vector<OrderRecord>> Orders(
       absl::string_view) const override {
     return Fail<std::vector<OrderRecord>>();
   }
-  absl::StatusOr<std::optional<WithdrawalRecord>> Withdrawal(
+  absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view) const override {
-    return Fail<std::optional<WithdrawalRecord>>();
+    return Fail<RecordRef<WithdrawalRecord>>();
   }
   absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
       absl::string_view) const override {
     return Fail<std::vector<WithdrawalRecord>>();
   }
-  absl::StatusOr<std::optional<MerchantRecord>> Merchant(
+  absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view) const override {
-    return Fail<std::optional<MerchantRecord>>();
+    return Fail<RecordRef<MerchantRecord>>();
   }
   absl::StatusOr<std::vector<std::string>> StoreIds(StoreKind) const override {
     return Fail<std::vector<std::string>>();
   }
-  absl::StatusOr<std::optional<StreamHead>> Head(
+  absl::StatusOr<RecordRef<StreamHead>> Head(
       absl::string_view) const override {
-    return Fail<std::optional<StreamHead>>();
+    return Fail<RecordRef<StreamHead>>();
   }
 };
 
@@ -1275,12 +1275,14 @@ class BigStoreState : public StateOverlay {
   BigStoreState(const StateReader* base, size_t count)
       : StateOverlay(base), count_(count) {}
   // The store record counts its products (R2 reads the count, not the list).
-  absl::StatusOr<std::optional<StoreRecord>> Store(
+  absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override {
-    ASSIGN_OR_RETURN(std::optional<StoreRecord> store,
+    ASSIGN_OR_RETURN(RecordRef<StoreRecord> store,
                      StateOverlay::Store(store_id));
     if (store && store_id == "big") {
-      store->set_product_count(static_cast<int64_t>(count_));
+      auto counted = std::make_shared<StoreRecord>(*store);
+      counted->set_product_count(static_cast<int64_t>(count_));
+      return RecordRef<StoreRecord>(std::move(counted));
     }
     return store;
   }

@@ -71,7 +71,7 @@ TEST(StateOverlay, ReadsChangesFirstAndMergesListsSortedById) {
   EXPECT_EQ((*products)[3].status(), v1::LISTED);
   EXPECT_EQ((*top.Product("s2", "d"))->status(), v1::LISTED);
   EXPECT_EQ((*top.Product("s2", "b"))->status(), v1::DRAFT);
-  EXPECT_FALSE(top.Product("s2", "z")->has_value());
+  EXPECT_EQ(*top.Product("s2", "z"), nullptr);
   EXPECT_EQ(top.Products("s3")->size(), 1u);
 
   auto orders = top.Orders("s2");
@@ -85,7 +85,7 @@ TEST(StateOverlay, ReadsChangesFirstAndMergesListsSortedById) {
             (std::vector<std::string>{"s1", "s2"}));
   EXPECT_EQ(*top.StoreIds(v1::CHANNELS_STORE), std::vector<std::string>{"c1"});
   EXPECT_TRUE(top.StoreIds(v1::WECHAT_STORE)->empty());
-  EXPECT_TRUE((*top.Store("c1")).has_value());
+  EXPECT_NE(*top.Store("c1"), nullptr);
 
   // The overlay's own changes are only what was put into it.
   EXPECT_EQ(top.stores().size(), 1u);
@@ -124,13 +124,13 @@ TEST(StateOverlay, TakeChangesMovesEveryRecordOutAndLeavesItReadingTheBase) {
 
   StateChanges changes = top.TakeChanges();
   ASSERT_EQ(changes.stores.size(), 2u);
-  EXPECT_EQ(changes.stores.at("s1").kind(), v1::CHANNELS_STORE);
+  EXPECT_EQ(changes.stores.at("s1")->kind(), v1::CHANNELS_STORE);
   EXPECT_EQ(changes.products.size(), 1u);
   EXPECT_EQ(changes.products.count({"s2", "p1"}), 1u);
   EXPECT_EQ(changes.orders.count("o1"), 1u);
   EXPECT_EQ(changes.withdrawals.count("w1"), 1u);
   EXPECT_EQ(changes.merchants.count("m1"), 1u);
-  EXPECT_EQ(changes.heads.at("store-s2").version(), 3u);
+  EXPECT_EQ(changes.heads.at("store-s2")->version(), 3u);
 
   // Nothing left in the overlay: it reads as its base.
   EXPECT_TRUE(top.stores().empty());
@@ -139,13 +139,13 @@ TEST(StateOverlay, TakeChangesMovesEveryRecordOutAndLeavesItReadingTheBase) {
   EXPECT_TRUE(top.withdrawals().empty());
   EXPECT_TRUE(top.merchants().empty());
   EXPECT_TRUE(top.heads().empty());
-  absl::StatusOr<std::optional<StoreRecord>> s1 = top.Store("s1");
+  absl::StatusOr<RecordRef<StoreRecord>> s1 = top.Store("s1");
   ASSERT_TRUE(s1.ok());
-  ASSERT_TRUE(s1->has_value());
+  ASSERT_NE(*s1, nullptr);
   EXPECT_EQ((*s1)->kind(), v1::MINI_STORE);
-  absl::StatusOr<std::optional<StoreRecord>> s2 = top.Store("s2");
+  absl::StatusOr<RecordRef<StoreRecord>> s2 = top.Store("s2");
   ASSERT_TRUE(s2.ok());
-  EXPECT_FALSE(s2->has_value());
+  EXPECT_EQ(*s2, nullptr);
 }
 
 TEST(Policy, DefaultCalendar) {

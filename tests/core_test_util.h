@@ -80,7 +80,7 @@ class MemoryLedger {
     if (decision->accepted) {
       const absl::Time at = ToTime(command.occurred_at());
       for (const DecidedEvent& e : decision->events) {
-        absl::StatusOr<std::optional<StreamHead>> head =
+        absl::StatusOr<RecordRef<StreamHead>> head =
             state_.Head(e.stream_id);
         EXPECT_TRUE(head.ok());
         const uint64_t version =
@@ -195,27 +195,27 @@ class MemoryLedger {
   // Records; a missing one fails the test and returns an empty record.
   StoreRecord Store(absl::string_view id) const {
     auto r = state_.Store(id);
-    EXPECT_TRUE(r.ok() && r->has_value()) << "store " << id;
+    EXPECT_TRUE(r.ok() && *r != nullptr) << "store " << id;
     return (r.ok() && *r) ? **r : StoreRecord();
   }
   ProductRecord Product(absl::string_view store, absl::string_view id) const {
     auto r = state_.Product(store, id);
-    EXPECT_TRUE(r.ok() && r->has_value()) << "product " << store << "/" << id;
+    EXPECT_TRUE(r.ok() && *r != nullptr) << "product " << store << "/" << id;
     return (r.ok() && *r) ? **r : ProductRecord();
   }
   OrderRecord Order(absl::string_view id) const {
     auto r = state_.Order(id);
-    EXPECT_TRUE(r.ok() && r->has_value()) << "order " << id;
+    EXPECT_TRUE(r.ok() && *r != nullptr) << "order " << id;
     return (r.ok() && *r) ? **r : OrderRecord();
   }
   WithdrawalRecord Withdrawal(absl::string_view id) const {
     auto r = state_.Withdrawal(id);
-    EXPECT_TRUE(r.ok() && r->has_value()) << "withdrawal " << id;
+    EXPECT_TRUE(r.ok() && *r != nullptr) << "withdrawal " << id;
     return (r.ok() && *r) ? **r : WithdrawalRecord();
   }
   MerchantRecord Merchant(absl::string_view id) const {
     auto r = state_.Merchant(id);
-    EXPECT_TRUE(r.ok() && r->has_value()) << "merchant " << id;
+    EXPECT_TRUE(r.ok() && *r != nullptr) << "merchant " << id;
     return (r.ok() && *r) ? **r : MerchantRecord();
   }
 

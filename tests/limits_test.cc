@@ -407,11 +407,10 @@ void PutListedProducts(MemoryLedger& l, const std::string& store,
     l.state().PutProduct(std::move(product));
   }
   // Evolve counts products in the store record; so must this shortcut.
-  absl::StatusOr<std::optional<StoreRecord>> record = l.state().Store(store);
-  ASSERT_TRUE(record.ok() && record->has_value());
+  absl::StatusOr<StoreRecord*> record = l.state().MutableStore(store);
+  ASSERT_TRUE(record.ok() && *record != nullptr);
   (*record)->set_product_count((*record)->product_count() +
                                static_cast<int64_t>(count));
-  l.state().PutStore(**record);
 }
 
 TEST(LimitsTest, StoreOf49999ProductsTakesOneMoreOf50000None) {
