@@ -13,6 +13,13 @@
 //   ceiling      raw RocksDB (default options, WAL synced): WriteBatches of
 //                kBatch envelopes, as many and as large as the envelopes
 //                storeledger wrote for the apply row, keyed by position.
+//   layout       storeledger's own WriteBatches (recorded from an unsynced
+//                ExecuteBatch of the same stream through
+//                EventLogOptions::write_batch_tap), replayed synced into a
+//                fresh EventLog's RocksDB: every key storeledger writes
+//                (event, stream index and head, outcome, records), none of
+//                the deciding, encoding or hashing -- the ceiling of the
+//                key layout itself.
 //   apply        `storeledger apply FILE` (in process, output discarded) of a
 //                simulate stream (PlanMigration, --stores stores) written as
 //                JSON lines: the batch path (Ledger::ExecuteBatch).
@@ -108,6 +115,10 @@ namespace {
 constexpr int kPgAttemptsMax = 50'000;
 constexpr int kPgSpinAttempts = 10;
 
+// Client rows: commands made before the clock starts, per second of the
+// row and at most (about 0.5 KB each in memory).
+constexpr double kClientCommandsMadePerSecond = 50'000;
+constexpr size_t kClientCommandsMadeMax = 500'000;
 constexpr size_t kBatch = 1000;  // events (ceiling, PostgreSQL) or commands
 constexpr int kStoresDefault = 2000;
 constexpr double kSecondsDefault = 10;
@@ -627,6 +638,71 @@ Row SyncLatency(const std::string& dir, double seconds) {
   return row;
 }
 
+// storeledger's WriteBatches of the stream, recorded without syncing, to
+// `path` (length-prefixed); returns the events they hold.
+absl::StatusOr<uint64_t> RecordWriteBatches(const std::string& db,
+                                            const Stream& stream,
+                                            const std::string& path) {
+  std::ofstream out(path, std::ios::binary);
+  LedgerOptions options;
+  options.sync = false;
+  options.write_batch_tap = [&out](absl::string_view batch) {
+    PutString(out, std::string(batch));
+  };
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, options);
+  if (!ledger.ok()) return ledger.status();
+  std::vector<v1::Command> commands;
+  commands.reserve(stream.size());
+  for (size_t i = 0; i < stream.size(); ++i) commands.push_back(stream.base(i));
+  for (auto& result : (*ledger)->ExecuteBatch(std::move(commands))) {
+    if (!result.ok()) return result.status();
+  }
+  const uint64_t events = (*ledger)->log().head().position;
+  ledger->reset();
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return events;
+}
+
+Row LayoutCeiling(const std::string& dir, const std::string& batches_path,
+                  uint64_t events) {
+  Row row;
+  row.name = "ceiling: RocksDB, storeledger's own WriteBatches";
+  row.kind = "layout";
+  std::vector<std::string> batches;
+  {
+    std::ifstream in(batches_path, std::ios::binary);
+    std::string batch;
+    while (GetString(in, &batch)) batches.push_back(std::move(batch));
+  }
+  if (batches.empty()) {
+    return Failed(row.name, absl::NotFoundError("no write batches recorded"));
+  }
+  // A fresh EventLog creates the column families in the same order, so the
+  // column family ids inside the recorded batches name the same families.
+  absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(dir);
+  if (!log.ok()) return Failed(row.name, log.status());
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  uint64_t keys = 0;
+  const absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds();
+  for (const std::string& rep : batches) {
+    rocksdb::WriteBatch batch(rep);
+    keys += batch.Count();
+    rocksdb::Status s = (*log)->db()->Write(write_options, &batch);
+    if (!s.ok()) return Failed(row.name, absl::InternalError(s.ToString()));
+  }
+  row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  row.cpu_s = CpuSeconds() - cpu_start;
+  row.events = events;
+  row.note = absl::StrFormat(
+      "%d WriteBatches, %d keys (%.1f per event), storeledger's RocksDB "
+      "options", batches.size(), keys,
+      static_cast<double>(keys) / static_cast<double>(events));
+  return row;
+}
+
 // ---------------------------------------------------------------- storeledger
 
 Row Apply(const std::string& db, const std::string& jsonl, uint64_t commands) {
@@ -655,6 +731,19 @@ Row Apply(const std::string& db, const std::string& jsonl, uint64_t commands) {
   return row;
 }
 
+// How the group commit spent its time (Ledger::stats()).
+std::string StatsNote(const GroupCommitStats& stats) {
+  if (stats.groups == 0) return "no groups";
+  return absl::StrFormat(
+      "%d groups of %.1f commands (%d written by their leader); per group: "
+      "decide %.0f us, wait for the previous %.0f us, write+sync %.0f us",
+      stats.groups, static_cast<double>(stats.commands) / stats.groups,
+      stats.written_by_leader,
+      absl::ToDoubleMicroseconds(stats.deciding) / stats.groups,
+      absl::ToDoubleMicroseconds(stats.waiting) / stats.groups,
+      absl::ToDoubleMicroseconds(stats.writing) / stats.groups);
+}
+
 Row Batch(const std::string& db, const Stream& stream) {
   Row row;
   row.name = absl::StrFormat("storeledger ExecuteBatch, groups of %d", kGroupCommandsMax);
@@ -679,6 +768,7 @@ Row Batch(const std::string& db, const Stream& stream) {
   row.cpu_s = CpuSeconds() - cpu_start;
   row.events = (*ledger)->log().head().position;
   row.commands = stream.size();
+  row.note += "; " + StatsNote((*ledger)->stats());
   return row;
 }
 
@@ -700,14 +790,31 @@ Row Clients(const std::string& db, const Stream& stream, int clients,
                              clients, clients == 1 ? "" : "s");
   row.kind = clients == 1 ? "one" : "concurrent";
   row.clients = clients;
-  const double stream_mb = ProcFieldMb("/proc/self/status", "VmRSS:");
   absl::StatusOr<std::unique_ptr<Ledger>> opened = Ledger::Open(db, BenchLedgerOptions());
   if (!opened.ok()) return Failed(row.name, opened.status());
   Ledger& ledger = **opened;
-  row.note = absl::StrFormat(
-      "RSS includes %.0f MB of commands held in memory by the clients",
-      stream_mb);
   const std::vector<std::vector<uint32_t>> shares = Partition(stream, clients);
+  // The commands of the first rounds are made before the clock starts, so
+  // that the clients' threads spend the run waiting for the ledger, not
+  // building commands on the cores it runs on (a client past its share
+  // builds the rest as it goes).
+  const size_t made_max = static_cast<size_t>(
+      std::min(seconds * kClientCommandsMadePerSecond,
+               static_cast<double>(kClientCommandsMadeMax)));
+  // made[k][j]: client k's j-th command (round j / share, command
+  // shares[k][j % share]); nullopt where that round skips the command.
+  std::vector<std::vector<std::optional<v1::Command>>> made(clients);
+  for (int k = 0; k < clients && !shares[k].empty(); ++k) {
+    const size_t mine = made_max / clients;
+    for (size_t j = 0; j < mine; ++j) {
+      made[k].push_back(stream.Get(j / shares[k].size(),
+                                   shares[k][j % shares[k].size()]));
+    }
+  }
+  row.note = absl::StrFormat(
+      "RSS includes %.0f MB of the stream and the commands made before the "
+      "clock started",
+      ProcFieldMb("/proc/self/status", "VmRSS:"));
   std::vector<Latencies> latencies(clients);
   std::vector<uint64_t> counts(clients, 0);
   std::atomic<bool> stop{false};
@@ -720,27 +827,28 @@ Row Clients(const std::string& db, const Stream& stream, int clients,
   for (int k = 0; k < clients; ++k) {
     threads.emplace_back([&, k] {
       latencies[k].ms.reserve(1 << 16);
-      for (size_t round = 0; !stop.load(); ++round) {
-        if (shares[k].empty()) return;
-        for (uint32_t i : shares[k]) {
-          if (stop.load() || absl::Now() >= deadline) {
-            stop.store(true);
-            return;
-          }
-          std::optional<v1::Command> command = stream.Get(round, i);
-          if (!command.has_value()) continue;
-          const absl::Time t0 = absl::Now();
-          absl::StatusOr<v1::CommandResult> result = ledger.Execute(*command);
-          const absl::Time t1 = absl::Now();
-          if (!result.ok()) {
-            std::lock_guard<std::mutex> lock(error_mu);
-            error = result.status();
-            stop.store(true);
-            return;
-          }
-          latencies[k].ms.push_back(absl::ToDoubleMilliseconds(t1 - t0));
-          ++counts[k];
+      if (shares[k].empty()) return;
+      for (size_t j = 0; !stop.load(); ++j) {
+        if (absl::Now() >= deadline) {
+          stop.store(true);
+          return;
         }
+        std::optional<v1::Command> command =
+            j < made[k].size() ? std::move(made[k][j])
+                               : stream.Get(j / shares[k].size(),
+                                            shares[k][j % shares[k].size()]);
+        if (!command.has_value()) continue;
+        const absl::Time t0 = absl::Now();
+        absl::StatusOr<v1::CommandResult> result = ledger.Execute(*command);
+        const absl::Time t1 = absl::Now();
+        if (!result.ok()) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          error = result.status();
+          stop.store(true);
+          return;
+        }
+        latencies[k].ms.push_back(absl::ToDoubleMilliseconds(t1 - t0));
+        ++counts[k];
       }
     });
   }
@@ -755,6 +863,7 @@ Row Clients(const std::string& db, const Stream& stream, int clients,
   }
   all.Fill(&row);
   row.events = ledger.log().head().position;
+  row.note += "; " + StatsNote(ledger.stats());
   return row;
 }
 
@@ -1277,12 +1386,14 @@ std::string Ms(double ms) { return ms < 0 ? "-" : absl::StrFormat("%.2f", ms); }
 
 void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
   const Row* ceiling = nullptr;
+  const Row* layout = nullptr;      // storeledger's own WriteBatches
   const Row* sync_floor = nullptr;  // one synced put at a time
   const Row* pg_batch = nullptr;
   std::map<int, const Row*> pg_clients;
   for (const Row& row : rows) {
     if (!row.error.empty()) continue;
     if (row.kind == "ceiling") ceiling = &row;
+    if (row.kind == "layout") layout = &row;
     if (row.kind == "sync") sync_floor = &row;
     if (row.kind == "pg-batch") pg_batch = &row;
     if (row.kind == "pg-one" || row.kind == "pg-concurrent") {
@@ -1290,13 +1401,13 @@ void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
     }
   }
   std::cout << absl::StrFormat(
-      "%-46s %10s %10s %8s %8s %8s %8s %9s %9s\n", "", "events/s",
+      "%-48s %10s %10s %8s %8s %8s %8s %9s %8s %9s\n", "", "events/s",
       "commands/s", "p50 ms", "p99 ms", "p999 ms", "RSS MB", "/ceiling",
-      "/peer");
+      "/layout", "/peer");
   for (const Row& row : rows) {
     if (row.kind == "memory") continue;
     if (!row.error.empty()) {
-      std::cout << absl::StrFormat("%-46s FAILED: %s\n", row.name, row.error);
+      std::cout << absl::StrFormat("%-48s FAILED: %s\n", row.name, row.error);
       continue;
     }
     // The peer of a batch row is the batch peer (events/s); of an N-client
@@ -1320,17 +1431,24 @@ void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
     } else if (!waits && row.kind != "sync" && ceiling != nullptr) {
       vs_ceiling = Ratio(row.events_per_s(), ceiling->events_per_s());
     }
+    // Batch rows against the same writes without the deciding.
+    std::string vs_layout = "-";
+    if ((row.kind == "batch" || row.kind == "layout") && layout != nullptr) {
+      vs_layout = Ratio(row.events_per_s(), layout->events_per_s());
+    }
     std::cout << absl::StrFormat(
-        "%-46s %10.0f %10s %8s %8s %8s %8.0f %9s %9s\n", row.name,
+        "%-48s %10.0f %10s %8s %8s %8s %8.0f %9s %8s %9s\n", row.name,
         row.events_per_s(),
         row.commands > 0 ? absl::StrFormat("%.0f", row.commands_per_s()) : "-",
         Ms(row.p50_ms), Ms(row.p99_ms), Ms(row.p999_ms), row.rss_mb,
-        vs_ceiling, vs_peer);
+        vs_ceiling, vs_layout, vs_peer);
   }
   if (!pg_skipped.empty()) std::cout << pg_skipped << "\n";
   std::cout << "\n/ceiling: batch rows against the synced WriteBatch ceiling "
                "(events/s); client rows against one synced put at a time "
-               "(commands/s).\n/peer: batch rows against PostgreSQL's batch "
+               "(commands/s).\n/layout: batch rows against storeledger's own "
+               "WriteBatches replayed into RocksDB (events/s).\n/peer: batch "
+               "rows against PostgreSQL's batch "
                "row (events/s); N-client rows against PostgreSQL with N "
                "clients (commands/s).\n";
   std::cout << "\nnotes:\n";
@@ -1427,9 +1545,24 @@ int Main(int argc, char** argv) {
     });
   }
   if (flags.Runs("ceiling")) {
+    const std::string batches_path = dir + "/write-batches.bin";
+    uint64_t recorded_events = 0;
+    std::vector<Row> recorded =
+        InChild("recording storeledger's WriteBatches (unsynced)", [&] {
+          Stream stream(flags.stores, flags.seed);
+          absl::StatusOr<uint64_t> events =
+              RecordWriteBatches(dir + "/record-db", stream, batches_path);
+          Row row;
+          row.kind = "info";
+          if (events.ok()) row.events = *events;
+          return std::vector<Row>{row};
+        });
+    if (!recorded.empty()) recorded_events = recorded.front().events;
     std::vector<Row> ceiling = InChild("ceiling", [&] {
-      return std::vector<Row>{Ceiling(dir + "/ceiling-db", events_path),
-                              SyncLatency(dir + "/sync-db", flags.seconds)};
+      return std::vector<Row>{
+          Ceiling(dir + "/ceiling-db", events_path),
+          LayoutCeiling(dir + "/layout-db", batches_path, recorded_events),
+          SyncLatency(dir + "/sync-db", flags.seconds)};
     });
     rows.insert(rows.begin(), ceiling.begin(), ceiling.end());
   }

@@ -11,9 +11,12 @@
 // against the state the ones before it leave, so a group means exactly what
 // executing its commands one at a time in queue order would mean. The
 // group's events, record changes and outcomes then go to the log as one
-// WriteBatch with one WAL sync, written by the ledger's writer thread while
-// the next leader already decides the next group against this one's
-// changes (a two-stage pipeline: the two cores decide and write at once).
+// WriteBatch with one WAL sync, written while the next leader already
+// decides the next group against this one's changes (a two-stage pipeline:
+// the two cores decide and write at once). The group is written by its own
+// leader when that leader has nothing more queued (Execute: no hand-off to
+// another thread and back), else by the ledger's writer thread (an
+// ExecuteBatch caller goes on deciding its next chunk).
 // Groups land in the order they were decided, each only after the one
 // before it is durable, and every caller is answered only after the sync
 // that covers its command. At most kQueuedCommandsMax commands wait in the
@@ -25,6 +28,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -72,6 +76,19 @@ struct LedgerOptions {
   // decides against (ledger/state_cache.h). 0: no cache. Default:
   // kStateCacheEntriesDefault.
   size_t state_cache_entries = kStateCacheEntriesDefault;
+  // Passed to EventLogOptions::write_batch_tap (benchmarks). Default: none.
+  std::function<void(absl::string_view write_batch)> write_batch_tap = nullptr;
+};
+
+// Where the group commit's time goes (Ledger::stats()): for benchmarks and
+// the README's analysis. Times are wall time of the stage.
+struct GroupCommitStats {
+  uint64_t groups = 0;    // decided and handed to a write
+  uint64_t commands = 0;  // in those groups (retries and repeats included)
+  uint64_t written_by_leader = 0;  // groups their own leader wrote
+  absl::Duration deciding;         // DecideGroup
+  absl::Duration waiting;  // a decided group waiting for the one before it
+  absl::Duration writing;  // WriteGroup: AppendBatch, sync included
 };
 
 // Commands one group commit decides and appends together at most: bounds the
@@ -113,6 +130,8 @@ class Ledger {
   absl::StatusOr<v1::StoreState> State(absl::string_view store_id,
                                        const AsOf& as_of = {}) const;
 
+  GroupCommitStats stats() const;
+
   const EventLog& log() const { return *log_; }
   EventLog* mutable_log() { return log_.get(); }
   const Policy& policy() const { return options_.policy; }
@@ -131,10 +150,17 @@ class Ledger {
   // whenever one of them is at the front and no other leader is deciding.
   void Submit(Caller* caller, const std::vector<Waiter*>& waiters);
   // With mu_ held by `lock`: takes a group from the queue, decides it and
-  // hands it to the writer thread. Returns with mu_ held.
-  void Lead(std::unique_lock<std::mutex>& lock);
+  // hands it to the writer thread -- or, when `caller` has nothing more to
+  // queue or lead, writes it on this thread. Returns with mu_ held.
+  void Lead(Caller* caller, bool more_to_queue,
+            std::unique_lock<std::mutex>& lock);
   void DecideGroup(Group* group, const Group* previous);
-  void WriteGroup(Group* group);
+  void WriteGroup(Group* group);  // times WriteGroupTimed
+  void WriteGroupTimed(Group* group);
+  // With mu_ held, after WriteGroup(group) (group is inflight_): marks it
+  // complete and answers its callers, or requeues what must be decided
+  // again when no leader will.
+  void FinishWrite(Group* group);
   void WriterLoop();
   // With mu_ held: puts the waiters of `groups` that still owe answers back
   // at the front of the queue, in order; answers the others.
@@ -163,7 +189,7 @@ class Ledger {
   std::unique_ptr<StateCache> cache_;
 
   // std::mutex as in storage/: the system Abseil is not built for TSan.
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::deque<Waiter*> queue_ ABSL_GUARDED_BY(mu_);
   size_t queued_commands_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<Caller*> room_waiters_ ABSL_GUARDED_BY(mu_);
@@ -177,6 +203,7 @@ class Ledger {
   // The cache disagreed with the log: the next leader clears it.
   bool clear_cache_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  GroupCommitStats stats_ ABSL_GUARDED_BY(mu_);
   std::thread writer_;
 };
 

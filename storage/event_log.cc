@@ -888,6 +888,9 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     if (batch.size() > 0) {
       rocksdb::WriteBatch write_batch;
       rocksdb::Status s = batch.Build(impl_->handles, &write_batch);
+      if (s.ok() && impl_->options.write_batch_tap) {
+        impl_->options.write_batch_tap(View(write_batch.Data()));
+      }
       if (s.ok()) {
         rocksdb::WriteOptions write_options;
         write_options.sync = impl_->options.sync;

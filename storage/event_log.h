@@ -49,6 +49,12 @@ struct EventLogOptions {
   // The RocksDB Env to use; not owned, must outlive the EventLog. Tests pass
   // one whose file system fails on purpose. Default: nullptr (Env::Default()).
   rocksdb::Env* env = nullptr;
+  // Called with the bytes of every WriteBatch an append writes (RocksDB's
+  // WriteBatch::Data()), just before it is written: storeledger-bench
+  // replays them into raw RocksDB, to measure what the same writes cost
+  // without deciding anything. Called by the appending thread. Default:
+  // none.
+  std::function<void(absl::string_view write_batch)> write_batch_tap = nullptr;
 };
 
 // One event to append. The caller fills stream_id, expected_version and the
