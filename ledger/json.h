@@ -1,5 +1,9 @@
 // The one JSON codec: protobuf's JSON mapping (lowerCamel names, enum names as
 // written in DESIGN.md, int64 as strings on output, RFC 3339 timestamps).
+//
+// Both directions have a fast path (ledger/json.cc says what it covers) that
+// gives exactly protobuf's answer and hands everything it is not certain of to
+// protobuf itself. Thread-safe: any thread may call any function here.
 #ifndef STORELEDGER_LEDGER_JSON_H_
 #define STORELEDGER_LEDGER_JSON_H_
 
@@ -24,6 +28,31 @@ std::string ToJson(const google::protobuf::Message& message);
 absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
                                          absl::string_view value);
 
+// The two halves of the codec, exposed so that tests, the fuzzer and the
+// benchmark can hold the fast paths against protobuf. Not for other callers:
+// ParseCommandJson and ToJson are the codec.
+namespace json_internal {
+
+// ParseCommandJson and ToJson through protobuf's JsonStringToMessage and
+// MessageToJsonString only: the reference the fast paths must equal, and
+// what they fall back to.
+absl::StatusOr<v1::Command> ProtobufParseCommandJson(absl::string_view line);
+std::string ProtobufToJson(const google::protobuf::Message& message);
+
+// The fast parser alone. True when it parsed `json` into `message` (cleared
+// first) and is certain protobuf would have parsed it to an equal message;
+// false when it is not certain (protobuf may accept or reject the input),
+// leaving `message` in an unspecified state.
+bool FastJsonToMessage(absl::string_view json,
+                       google::protobuf::Message* message);
+
+// The fast printer alone. True when it appended to `out` exactly what
+// MessageToJsonString prints for `message` with ToJson's options; false when
+// it is not certain, leaving `out` in an unspecified state.
+bool FastMessageToJson(const google::protobuf::Message& message,
+                       std::string* out);
+
+}  // namespace json_internal
 }  // namespace storeledger
 
 #endif  // STORELEDGER_LEDGER_JSON_H_
