@@ -4,14 +4,14 @@
 //
 //   storeledger-json-bench [--stores N] [--seed S] [--rounds R]
 //
-// The simulate stream (PlanMigration(--stores 2000, --seed 1), withdrawal
-// amounts fixed as storeledger-bench fixes them) is built in memory and
-// printed one JSON line per command with ToJson, as storeledger-bench writes
-// it (json_codec_test holds ToJson to protobuf's bytes on the 400-store
-// stream of seed 1). Each command is decided in memory (Decide + Evolve on a
-// StateOverlay, no storage) for the CommandResult `apply` would print for
-// it: accepted with its positions and R9's synced/skipped products, or
-// rejected with rule, code and message. Then, per line, µs for:
+// The simulate stream (bench/simulate_stream.h: --stores 2000, --seed 1, the
+// one storeledger-bench runs) is built in memory and printed one JSON line
+// per command with ToJson, as storeledger-bench writes it (json_codec_test
+// holds ToJson to protobuf's bytes on the 400-store stream of seed 1). Each
+// command is decided in memory (Decide + Evolve on a StateOverlay, no
+// storage) for the CommandResult `apply` would print for it: accepted with
+// its positions and R9's synced/skipped products, or rejected with rule,
+// code and message. Then, per line, µs for:
 //   parse  protobuf (ProtobufParseCommandJson) vs fast (ParseCommandJson)
 //   print  protobuf (ProtobufToJson) vs fast (ToJson), one CommandResult a line
 // Times are this thread's CPU time (the machine may be shared), answers
@@ -32,6 +32,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/simulate_stream.h"
 #include "cli/simulate.h"
 #include "core/decide.h"
 #include "core/evolve.h"
@@ -42,10 +43,6 @@
 
 namespace storeledger {
 namespace {
-
-// storeledger-bench's amounts for the withdrawals the plan sizes at run time.
-constexpr int64_t kWithdrawAllFen = 100;
-constexpr int64_t kWithdrawTooMuchFen = 1'000'000'000'000;
 
 struct Flags {
   int stores = 2000;
@@ -87,23 +84,6 @@ void Check(bool ok, const std::string& what) {
     std::cerr << "storeledger-json-bench: " << what << "\n";
     std::exit(1);
   }
-}
-
-std::vector<v1::Command> Stream(const Flags& flags) {
-  std::vector<v1::Command> commands;
-  for (SimulatedStep& step : PlanMigration(flags.stores, flags.seed)) {
-    v1::Command& command = step.command;
-    if (command.has_request_withdrawal()) {
-      if (step.amount == SimulatedStep::Amount::kAll) {
-        command.mutable_request_withdrawal()->set_amount_fen(kWithdrawAllFen);
-      } else if (step.amount == SimulatedStep::Amount::kTooMuch) {
-        command.mutable_request_withdrawal()->set_amount_fen(
-            kWithdrawTooMuchFen);
-      }
-    }
-    commands.push_back(std::move(command));
-  }
-  return commands;
 }
 
 // What `apply` would print for each command, decided in memory.
@@ -177,7 +157,8 @@ double MicrosPerItem(size_t items, Pass pass) {
 int Main(int argc, char** argv) {
   const Flags flags = ParseFlags(argc, argv);
   const absl::Time setup_start = absl::Now();
-  const std::vector<v1::Command> commands = Stream(flags);
+  const std::vector<v1::Command> commands =
+      SimulateStreamWrittenAhead(flags.stores, flags.seed);
   std::vector<std::string> lines;
   lines.reserve(commands.size());
   for (const v1::Command& command : commands) {

@@ -94,6 +94,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/simulate_stream.h"
 #include "cli/cli.h"
 #include "cli/simulate.h"
 #include "core/streams.h"
@@ -123,11 +124,6 @@ constexpr size_t kBatch = 1000;  // events (ceiling, PostgreSQL) or commands
 constexpr int kStoresDefault = 2000;
 constexpr double kSecondsDefault = 10;
 constexpr char kPgBinDefault[] = "/usr/lib/postgresql/15/bin";
-// Withdrawals the simulator sizes from the live balance get fixed amounts in
-// a stream written ahead: a modest one (usually accepted) and one no store
-// has (refused by R14, as the simulator intends).
-constexpr int64_t kWithdrawAllFen = 100;
-constexpr int64_t kWithdrawTooMuchFen = 1'000'000'000'000;
 constexpr absl::Duration kRssSampleEvery = absl::Milliseconds(50);
 // Blocks at least this large are mmapped (and unmapped when freed).
 constexpr int kMmapThresholdBytes = 256 << 10;
@@ -416,20 +412,8 @@ struct Latencies {
 // The simulate stream, with amounts fixed, and its repetition with fresh ids.
 class Stream {
  public:
-  Stream(int stores, uint64_t seed) {
-    for (SimulatedStep& step : PlanMigration(stores, seed)) {
-      v1::Command& command = step.command;
-      if (command.has_request_withdrawal()) {
-        if (step.amount == SimulatedStep::Amount::kAll) {
-          command.mutable_request_withdrawal()->set_amount_fen(kWithdrawAllFen);
-        } else if (step.amount == SimulatedStep::Amount::kTooMuch) {
-          command.mutable_request_withdrawal()->set_amount_fen(
-              kWithdrawTooMuchFen);
-        }
-      }
-      commands_.push_back(std::move(command));
-    }
-  }
+  Stream(int stores, uint64_t seed)
+      : commands_(SimulateStreamWrittenAhead(stores, seed)) {}
 
   size_t size() const { return commands_.size(); }
   const v1::Command& base(size_t i) const { return commands_[i]; }
