@@ -106,7 +106,7 @@ std::vector<v1::CommandResult> Results(
       events = decision->events.size();
       const absl::Time at = ToTime(command.occurred_at());
       for (const DecidedEvent& decided : decision->events) {
-        absl::StatusOr<std::optional<v1::StreamHead>> head =
+        absl::StatusOr<RecordRef<v1::StreamHead>> head =
             state.Head(decided.stream_id);
         Check(head.ok(), "Head: " + head.status().ToString());
         const uint64_t version = *head ? (*head)->version() + 1 : 1;
