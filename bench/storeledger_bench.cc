@@ -719,10 +719,13 @@ Row Apply(const std::string& db, const std::string& jsonl, uint64_t commands) {
 std::string StatsNote(const GroupCommitStats& stats) {
   if (stats.groups == 0) return "no groups";
   return absl::StrFormat(
-      "%d groups of %.1f commands (%d written by their leader); per group: "
-      "decide %.0f us, wait for the previous %.0f us, write+sync %.0f us",
+      "%d groups of %.1f commands (%d written by their leader, %d apart "
+      "syncs of %.0f us); per group: decide %.0f us, wait for the previous "
+      "%.0f us, write %.0f us",
       stats.groups, static_cast<double>(stats.commands) / stats.groups,
-      stats.written_by_leader,
+      stats.written_by_leader, stats.syncs,
+      stats.syncs > 0 ? absl::ToDoubleMicroseconds(stats.syncing) / stats.syncs
+                      : 0.0,
       absl::ToDoubleMicroseconds(stats.deciding) / stats.groups,
       absl::ToDoubleMicroseconds(stats.waiting) / stats.groups,
       absl::ToDoubleMicroseconds(stats.writing) / stats.groups);

@@ -19,6 +19,7 @@
 // fails (I/O), the log refuses every later append, so no command of that or
 // any later group is acknowledged.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <utility>
 
@@ -232,13 +233,32 @@ struct Ledger::Group {
   uint64_t events = 0;
   bool any_rejection = false;
 
+  // Written without a sync (its leader writes it; Ledger::RunSyncs makes it
+  // durable). Set before the write.
+  bool deferred_sync = false;
+  // The group being written when this one was decided: the first uses of
+  // this group's kFollowsPrevious slots, answered when this group is.
+  std::shared_ptr<Group> previous;
+
   // Set by the writer.
-  enum class Outcome { kPending, kDurable, kRetry, kWriteError };
+  bool wrote = false;  // its requests were written (synced or not)
+  enum class Outcome {
+    kPending,
+    kDurable,     // written and synced (or nothing to write)
+    kWritten,     // written, awaiting a sync (deferred_sync)
+    kRetry,       // not written: decide again (see WriteGroupTimed)
+    kWriteError,  // not written, or unknown: the log refuses appends now
+  };
   Outcome outcome = Outcome::kPending;
   absl::Status error;       // kRetry, kWriteError
   absl::Duration write_time;
   bool write_started = false;  // guarded by mu_
-  bool complete = false;       // guarded by mu_
+  bool complete = false;       // guarded by mu_: written (or failed)
+
+  // In the log (durable, or awaiting its sync), or nothing to write.
+  bool Written() const {
+    return outcome == Outcome::kDurable || outcome == Outcome::kWritten;
+  }
 };
 
 Ledger::Ledger(std::unique_ptr<EventLog> log, LedgerOptions options)
@@ -340,6 +360,10 @@ void Ledger::Submit(Caller* caller, const std::vector<Waiter*>& waiters) {
                     [](const Waiter* w) { return w->done; })) {
       return;
     }
+    if (!syncing_ && !unsynced_.empty() && Waits(*unsynced_.front(), caller)) {
+      RunSyncs(lock);
+      continue;
+    }
     if (!deciding_ && !queue_.empty() && queue_.front()->caller == caller) {
       Lead(caller, /*more_to_queue=*/queued < waiters.size(), lock);
       continue;
@@ -357,6 +381,23 @@ void Ledger::Submit(Caller* caller, const std::vector<Waiter*>& waiters) {
 
 void Ledger::NotifyFront() {
   if (!deciding_ && !queue_.empty()) queue_.front()->caller->cv.notify_one();
+}
+
+bool Ledger::Waits(const Group& group, const Caller* caller) {
+  return std::any_of(group.waiters.begin(), group.waiters.end(),
+                     [caller](const Waiter* w) {
+                       return w->caller == caller && !w->done;
+                     });
+}
+
+void Ledger::WakeSyncer() {
+  if (syncing_ || unsynced_.empty()) return;
+  for (Waiter* waiter : unsynced_.front()->waiters) {
+    if (!waiter->done) {
+      waiter->caller->cv.notify_one();
+      return;
+    }
+  }
 }
 
 void Ledger::Publish(const Group& group) {
@@ -392,10 +433,10 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
   if (inflight_ != nullptr && inflight_->complete &&
       inflight_->outcome == Group::Outcome::kRetry) {
     if (absl::IsAborted(inflight_->error)) clear_cache_ = true;
-    std::unique_ptr<Group> again = std::move(inflight_);
+    std::shared_ptr<Group> again = std::move(inflight_);
     Requeue({again.get()});
   }
-  auto group = std::make_unique<Group>();
+  auto group = std::make_shared<Group>();
   size_t taken = 0;
   while (!queue_.empty()) {
     Waiter* waiter = queue_.front();
@@ -421,7 +462,7 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
   // A group the writer finished while no one was deciding: fold it into the
   // cache now (a group that must be decided again was requeued by the
   // writer already).
-  std::unique_ptr<Group> finished;
+  std::shared_ptr<Group> finished;
   if (inflight_ != nullptr && inflight_->complete) {
     finished = std::move(inflight_);
   }
@@ -430,7 +471,7 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
   lock.unlock();
 
   if (clear_cache) cache_->Clear();
-  if (finished != nullptr && finished->outcome == Group::Outcome::kDurable) {
+  if (finished != nullptr && finished->Written()) {
     cache_->Apply(*finished->state);
     if (finished->any_rejection) cache_->ForgetHead(kRejectionsStream);
   }
@@ -446,7 +487,7 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
   while (inflight_ != nullptr && !inflight_->complete) inflight_cv_.wait(lock);
   stats_.waiting += absl::Now() - decided;
   if (inflight_ != nullptr) {  // `previous`, now written (or not)
-    std::unique_ptr<Group> done = std::move(inflight_);
+    std::shared_ptr<Group> done = std::move(inflight_);
     if (done->outcome == Group::Outcome::kRetry) {
       // This group was decided against commands that are not in the log:
       // both go back to the queue and are decided again.
@@ -457,17 +498,10 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
       return;
     }
     lock.unlock();
-    for (Slot& slot : group->slots) {
-      if (slot.state != Slot::State::kFollowsPrevious) continue;
-      const Slot& first = done->slots[slot.earlier];
-      if (done->outcome == Group::Outcome::kDurable) {
-        slot.Answer(Repeated(slot.command(), slot.fingerprint(),
-                             first.fingerprint_copy, first.result));
-      } else {
-        slot.Answer(done->error);  // its first use was not acknowledged
-      }
-    }
-    if (done->outcome == Group::Outcome::kDurable) {
+    // Its first uses answer this group's kFollowsPrevious slots when this
+    // group is answered (durable by then: syncs cover earlier writes).
+    group->previous = done;
+    if (done->Written()) {
       cache_->Apply(*done->state);
       if (done->any_rejection) cache_->ForgetHead(kRejectionsStream);
     }
@@ -476,6 +510,9 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
     lock.lock();
   }
   Group* mine = group.get();
+  // A group its leader writes is synced apart (RunSyncs), so that the next
+  // group can be written while this one's sync is under way.
+  mine->deferred_sync = write_here && options_.sync;
   inflight_ = std::move(group);
   deciding_ = false;
   if (!write_here) {
@@ -490,6 +527,90 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
   WriteGroup(mine);
   lock.lock();
   FinishWrite(mine);
+  if (!syncing_ && !unsynced_.empty()) RunSyncs(lock);
+}
+
+void Ledger::RunSyncs(std::unique_lock<std::mutex>& lock) {
+  syncing_ = true;
+  // A group being decided or written now is covered too if the sync waits
+  // for it (briefly: kSyncGatherMax): one sync for both costs less than two
+  // in a row -- with many clients, the ones the last sync answered are the
+  // ones being decided now.
+  const absl::Time gather_until = absl::Now() + kSyncGatherMax;
+  while ((deciding_ ||
+          (inflight_ != nullptr && inflight_->write_started &&
+           !inflight_->complete)) &&
+         absl::Now() < gather_until) {
+    inflight_cv_.wait_for(lock, std::chrono::microseconds(50));
+  }
+  std::vector<std::shared_ptr<Group>> batch(unsynced_.begin(),
+                                            unsynced_.end());
+  unsynced_.clear();
+  lock.unlock();
+  // Covers every group in `batch`: each was written before this call.
+  const absl::Time start = absl::Now();
+  const absl::Status synced = log_->Sync();
+  const absl::Time end = absl::Now();
+  lock.lock();
+  syncing_ = false;
+  ++stats_.syncs;
+  stats_.syncing += end - start;
+  for (const std::shared_ptr<Group>& group : batch) {
+    AnswerWritten(*group, synced);
+    Publish(*group);
+  }
+  if (!synced.ok()) {
+    // The log refuses appends now; the groups written while this sync ran
+    // may or may not be on disk: none of them is acknowledged.
+    for (const std::shared_ptr<Group>& group : unsynced_) {
+      AnswerWritten(*group, synced);
+      Publish(*group);
+    }
+    unsynced_.clear();
+  }
+  // The groups written meanwhile: one of their callers syncs them next, so
+  // that this caller (answered) returns now.
+  WakeSyncer();
+}
+
+void Ledger::AnswerWritten(Group& group, const absl::Status& synced) {
+  for (Slot& slot : group.slots) {
+    if (slot.state == Slot::State::kWrites) {
+      if (synced.ok()) {
+        slot.Answer(slot.result);
+      } else {
+        slot.Answer(synced);
+      }
+    }
+  }
+  for (Slot& slot : group.slots) {
+    if (slot.state != Slot::State::kFollows) continue;
+    if (!synced.ok()) {
+      slot.Answer(synced);
+      continue;
+    }
+    const Slot& first = group.slots[slot.earlier];
+    slot.Answer(Repeated(slot.command(), slot.fingerprint(),
+                         first.fingerprint_copy, first.result));
+  }
+  AnswerFollowers(group, synced);
+}
+
+void Ledger::AnswerFollowers(Group& group, const absl::Status& status) {
+  for (Slot& slot : group.slots) {
+    if (slot.state != Slot::State::kFollowsPrevious) continue;
+    const Group& first_group = *group.previous;
+    if (!status.ok()) {
+      slot.Answer(status);
+    } else if (!first_group.Written()) {
+      slot.Answer(first_group.error);  // its first use was not acknowledged
+    } else {
+      const Slot& first = first_group.slots[slot.earlier];
+      slot.Answer(Repeated(slot.command(), slot.fingerprint(),
+                           first.fingerprint_copy, first.result));
+    }
+  }
+  group.previous.reset();
 }
 
 GroupCommitStats Ledger::stats() const {
@@ -498,16 +619,40 @@ GroupCommitStats Ledger::stats() const {
 }
 
 void Ledger::FinishWrite(Group* group) {
+  using Outcome = Group::Outcome;
   group->complete = true;
   stats_.writing += group->write_time;
-  if (group->outcome == Group::Outcome::kRetry && !deciding_) {
-    // No leader will look at this group: its unanswered commands go back
-    // to the front of the queue now.
-    if (absl::IsAborted(group->error)) clear_cache_ = true;
-    std::unique_ptr<Group> done = std::move(inflight_);
-    Requeue({done.get()});
-  } else if (group->outcome != Group::Outcome::kRetry) {
-    Publish(*group);
+  switch (group->outcome) {
+    case Outcome::kRetry:
+      if (!deciding_) {
+        // No leader will look at this group: its unanswered commands go
+        // back to the front of the queue now.
+        if (absl::IsAborted(group->error)) clear_cache_ = true;
+        std::shared_ptr<Group> done = std::move(inflight_);
+        Requeue({done.get()});
+      }
+      break;
+    case Outcome::kWriteError:
+      AnswerFollowers(*group, group->error);
+      Publish(*group);
+      break;
+    case Outcome::kDurable:
+      if (!group->wrote && (syncing_ || !unsynced_.empty())) {
+        // Nothing of its own to write, but what it answers (repeats of
+        // commands written before it) is durable only once the writes
+        // before it are: it waits for the next sync with them.
+        group->outcome = Outcome::kWritten;
+        unsynced_.push_back(inflight_);
+      } else {
+        if (!group->wrote) AnswerFollowers(*group, absl::OkStatus());
+        Publish(*group);
+      }
+      break;
+    case Outcome::kWritten:
+      unsynced_.push_back(inflight_);
+      break;
+    case Outcome::kPending:
+      break;
   }
   inflight_cv_.notify_all();
 }
@@ -520,7 +665,7 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
   StateOverlay& state = *group->state;
   uint64_t next_position = previous != nullptr
                                ? previous->first_position + previous->events
-                               : log_->head().position + 1;
+                               : log_->appended_head().position + 1;
   group->first_position = next_position;
 
   for (Waiter* waiter : group->waiters) {
@@ -531,10 +676,17 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
       slot.index = i;
     }
   }
+  // After a write or sync error nothing is answered, not even a repeat:
+  // the outcomes in the log may be ones whose sync failed.
+  const absl::Status refused = log_->WriteRefusal();
   for (size_t k = 0; k < group->slots.size(); ++k) {
     Slot& slot = group->slots[k];
     if (slot.Stopped()) {
       slot.Answer(NotExecuted());
+      continue;
+    }
+    if (!refused.ok()) {
+      slot.Answer(refused);
       continue;
     }
     const v1::Command& command = slot.command();
@@ -608,22 +760,21 @@ void Ledger::WriteGroupTimed(Group* group) {
     return;
   }
   size_t failed = 0;
-  absl::StatusOr<std::vector<AppendResult>> appended =
-      log_->AppendBatch(std::move(group->requests), &failed);
+  absl::StatusOr<std::vector<AppendResult>> appended = log_->AppendBatch(
+      std::move(group->requests), &failed, /*sync=*/!group->deferred_sync);
   if (appended.ok()) {
+    group->wrote = true;
     for (Slot& slot : group->slots) {
       if (slot.state != Slot::State::kWrites) continue;
       const AppendResult& positions = (*appended)[slot.request];
       slot.result.set_first_position(positions.first_position);
       slot.result.set_last_position(positions.last_position);
-      slot.Answer(slot.result);
     }
-    for (Slot& slot : group->slots) {
-      if (slot.state != Slot::State::kFollows) continue;
-      const Slot& first = group->slots[slot.earlier];
-      slot.Answer(Repeated(slot.command(), slot.fingerprint(),
-                           first.fingerprint_copy, first.result));
+    if (group->deferred_sync) {
+      group->outcome = Outcome::kWritten;  // answered by RunSyncs
+      return;
     }
+    AnswerWritten(*group, absl::OkStatus());
     group->outcome = Outcome::kDurable;
     return;
   }

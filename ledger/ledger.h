@@ -88,8 +88,14 @@ struct GroupCommitStats {
   uint64_t written_by_leader = 0;  // groups their own leader wrote
   absl::Duration deciding;         // DecideGroup
   absl::Duration waiting;  // a decided group waiting for the one before it
-  absl::Duration writing;  // WriteGroup: AppendBatch, sync included
+  absl::Duration writing;  // WriteGroup: AppendBatch (with its sync, if any)
+  uint64_t syncs = 0;      // EventLog::Sync calls of groups written unsynced
+  absl::Duration syncing;  // in those calls
 };
+
+// How long a sync of groups written unsynced waits, at most, for a group
+// being decided or written to join it (Ledger::RunSyncs).
+inline constexpr absl::Duration kSyncGatherMax = absl::Microseconds(500);
 
 // Commands one group commit decides and appends together at most: bounds the
 // memory and the latency of one group (its WriteBatch, its overlay).
@@ -158,9 +164,22 @@ class Ledger {
   void WriteGroup(Group* group);  // times WriteGroupTimed
   void WriteGroupTimed(Group* group);
   // With mu_ held, after WriteGroup(group) (group is inflight_): marks it
-  // complete and answers its callers, or requeues what must be decided
-  // again when no leader will.
+  // complete and answers its callers (or, written without a sync, queues it
+  // in unsynced_), or requeues what must be decided again when no leader
+  // will.
   void FinishWrite(Group* group);
+  // With mu_ held by `lock` and no sync running: one EventLog::Sync for
+  // every group in unsynced_, then answers them (an error if the sync
+  // failed). Returns with mu_ held.
+  void RunSyncs(std::unique_lock<std::mutex>& lock);
+  // Answers a written group's kWrites, kFollows and kFollowsPrevious slots
+  // (`status` not ok: with that error instead).
+  void AnswerWritten(Group& group, const absl::Status& status);
+  void AnswerFollowers(Group& group, const absl::Status& status);
+  // With mu_ held: true if `caller` waits for an answer from `group`.
+  static bool Waits(const Group& group, const Caller* caller);
+  // With mu_ held: wakes a caller of the oldest unsynced group to sync it.
+  void WakeSyncer();
   void WriterLoop();
   // With mu_ held: puts the waiters of `groups` that still owe answers back
   // at the front of the queue, in order; answers the others.
@@ -197,7 +216,12 @@ class Ledger {
   bool deciding_ ABSL_GUARDED_BY(mu_) = false;
   // The group handed to the writer: being written, or written and not yet
   // folded into the cache by the next leader.
-  std::unique_ptr<Group> inflight_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Group> inflight_ ABSL_GUARDED_BY(mu_);
+  // Groups written without a sync (by their leaders), oldest first, until a
+  // RunSyncs makes them durable and answers them; kept alive here.
+  std::deque<std::shared_ptr<Group>> unsynced_ ABSL_GUARDED_BY(mu_);
+  // A caller is in RunSyncs (one at a time).
+  bool syncing_ ABSL_GUARDED_BY(mu_) = false;
   std::condition_variable inflight_cv_;  // inflight_ completed
   std::condition_variable writer_cv_;    // inflight_ set, or stopping_
   // The cache disagreed with the log: the next leader clears it.

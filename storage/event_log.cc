@@ -285,6 +285,7 @@ struct EventLog::Impl {
   struct Writer {
     std::vector<AppendRequest>* requests = nullptr;
     size_t events = 0;  // over all requests
+    bool sync = true;   // EventLogOptions::sync permitting
     absl::StatusOr<std::vector<AppendResult>> results =
         absl::InternalError("not run");
     // The request that failed (requests->size() for a write error).
@@ -311,9 +312,12 @@ struct EventLog::Impl {
   // is seen after a reopen.
   absl::flat_hash_map<std::string, StreamHead> head_cache;
 
-  // Written only by the leader; read by anyone.
+  // Written only by the leader (and Sync); read by anyone. `head` is the
+  // last appended event, `durable_head` the last one known synced: they
+  // differ only while an append made with sync = false awaits its Sync.
   mutable std::mutex head_mu;
   Head head ABSL_GUARDED_BY(head_mu);
+  Head durable_head ABSL_GUARDED_BY(head_mu);
 
   ~Impl() {
     if (db == nullptr) return;
@@ -330,6 +334,10 @@ struct EventLog::Impl {
   Head GetHead() const {
     std::lock_guard<std::mutex> lock(head_mu);
     return head;
+  }
+  Head GetDurableHead() const {
+    std::lock_guard<std::mutex> lock(head_mu);
+    return durable_head;
   }
 
   // nullopt when the key is absent.
@@ -365,7 +373,7 @@ struct EventLog::Impl {
   absl::Status ScanVerified(
       uint64_t after_position,
       const std::function<bool(Envelope&&, absl::string_view raw)>& fn) const {
-    const uint64_t head_position = GetHead().position;
+    const uint64_t head_position = GetDurableHead().position;
     if (after_position >= head_position) return absl::OkStatus();
 
     std::string prev_hash = ZeroHash();
@@ -531,6 +539,7 @@ absl::Status EventLog::Impl::LoadHead() {
     }
   }
   std::lock_guard<std::mutex> lock(head_mu);
+  durable_head = loaded;  // whatever the WAL recovered was synced or is now
   head = std::move(loaded);
   return absl::OkStatus();
 }
@@ -790,7 +799,7 @@ absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
 }
 
 absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
-    std::vector<AppendRequest> requests, size_t* failed_request) {
+    std::vector<AppendRequest> requests, size_t* failed_request, bool sync) {
   size_t ignored = 0;
   if (failed_request == nullptr) failed_request = &ignored;
   size_t events = 0;
@@ -811,6 +820,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
   Impl::Writer self;
   self.requests = &requests;
   self.events = events;
+  self.sync = sync;
   std::unique_lock<std::mutex> lock(impl_->append_mu);
   impl_->writers.push_back(&self);
   while (!self.done && impl_->writers.front() != &self) {
@@ -824,13 +834,16 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
   // This thread leads: take the queue as a group.
   std::vector<Impl::Writer*> group;
   size_t group_events = 0;
+  bool group_sync = false;  // one writer that asks for a sync syncs them all
   for (Impl::Writer* writer : impl_->writers) {
     if (!group.empty() && group_events + writer->events > kGroupEventsMax) {
       break;
     }
     group.push_back(writer);
     group_events += writer->events;
+    group_sync = group_sync || writer->sync;
   }
+  group_sync = group_sync && impl_->options.sync;
   const std::optional<absl::Status> failed = impl_->failed;
 
   // Only the leader touches the head and the batch; followers only queue, so
@@ -840,7 +853,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
   if (failed.has_value()) {
     const absl::Status refused = absl::FailedPreconditionError(absl::StrCat(
         "ledger is read-only after a write error: ", failed->message(),
-        "; reopen to recover"));
+        "; reopen to recover"));  // WriteRefusal's words
     for (Impl::Writer* writer : group) {
       writer->results = refused;
       writer->failed_request = 0;
@@ -893,7 +906,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
       }
       if (s.ok()) {
         rocksdb::WriteOptions write_options;
-        write_options.sync = impl_->options.sync;
+        write_options.sync = group_sync;
         s = impl_->db->Write(write_options, &write_batch);
       }
       if (!s.ok()) write_error = FromRocks(s, "append");
@@ -917,9 +930,13 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
       for (auto& [stream_id, stream_head] : state.stream_heads) {
         impl_->head_cache.insert_or_assign(stream_id, std::move(stream_head));
       }
-      // Only now, after the write succeeded, do readers see the new head.
+      // Only now, after the write succeeded, do readers see the new head;
+      // the durable one once it is synced (here, or by a later Sync). With
+      // EventLogOptions::sync off nothing is ever promised durable: both
+      // move together.
       std::lock_guard<std::mutex> head_lock(impl_->head_mu);
       impl_->head = state.head;
+      if (group_sync || !impl_->options.sync) impl_->durable_head = state.head;
     }
   }
   lock.lock();
@@ -937,10 +954,48 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
   return std::move(self.results);
 }
 
-Head EventLog::head() const { return impl_->GetHead(); }
+Head EventLog::head() const { return impl_->GetDurableHead(); }
+
+Head EventLog::appended_head() const { return impl_->GetHead(); }
+
+absl::Status EventLog::WriteRefusal() const {
+  std::lock_guard<std::mutex> lock(impl_->append_mu);
+  if (!impl_->failed.has_value()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("ledger is read-only after a write error: ",
+                   impl_->failed->message(), "; reopen to recover"));
+}
+
+absl::Status EventLog::Sync() {
+  if (impl_->options.read_only) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database ", impl_->dir, " is open read-only; nothing to sync"));
+  }
+  // Everything appended before this point is covered by the WAL sync below
+  // (RocksDB hands every record to the OS as it appends it).
+  const Head target = impl_->GetHead();
+  if (!impl_->options.sync) return absl::OkStatus();
+  RETURN_IF_ERROR(WriteRefusal());
+  absl::Status synced = FromRocks(impl_->db->SyncWAL(), "sync the WAL");
+  if (!synced.ok()) {
+    // As after a failed write: whether the unsynced appends reached the disk
+    // is unknown, so the log refuses further appends until reopened.
+    if (synced.code() != absl::StatusCode::kUnavailable) {
+      synced = absl::InternalError(synced.message());
+    }
+    std::lock_guard<std::mutex> lock(impl_->append_mu);
+    if (!impl_->failed.has_value()) impl_->failed = synced;
+    return synced;
+  }
+  std::lock_guard<std::mutex> lock(impl_->head_mu);
+  if (target.position > impl_->durable_head.position) {
+    impl_->durable_head = target;
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Envelope> EventLog::Read(uint64_t position) const {
-  const uint64_t head_position = impl_->GetHead().position;
+  const uint64_t head_position = impl_->GetDurableHead().position;
   if (position == 0 || position > head_position) {
     return absl::NotFoundError(absl::StrCat("no event at position ", position,
                                             " (head is ", head_position, ")"));

@@ -6,7 +6,8 @@
 //
 // An EventLog is safe for concurrent use from multiple threads; appends are
 // serialised internally. An acknowledged Append is durable (WAL synced)
-// unless EventLogOptions::sync is false.
+// unless EventLogOptions::sync is false, or the caller asked for an
+// unsynced append and has not called Sync() since.
 #ifndef STORELEDGER_STORAGE_EVENT_LOG_H_
 #define STORELEDGER_STORAGE_EVENT_LOG_H_
 
@@ -113,10 +114,33 @@ class EventLog {
   // write error it is set to requests.size(). The ledger's group commit uses
   // this: the commands of a group are decided against each other's effects,
   // so they must land together or not at all.
+  //
+  // With `sync` false the write is not synced: its events are in the log
+  // and visible to reads by key (stream index, projections, outcomes) at
+  // once, but durable -- and visible to head(), Read, Scan and the feed --
+  // only once a later Sync() returns. The group commit uses this to write
+  // the next group while the previous one's sync is under way.
   absl::StatusOr<std::vector<AppendResult>> AppendBatch(
-      std::vector<AppendRequest> requests, size_t* failed_request = nullptr);
+      std::vector<AppendRequest> requests, size_t* failed_request = nullptr,
+      bool sync = true);
 
+  // Makes every append that returned before this call durable (one WAL
+  // sync), and moves head() up to them. May run while another thread
+  // appends. An error is an I/O error (kUnavailable) after which the log
+  // refuses appends, as after a failed write. A no-op when
+  // EventLogOptions::sync is false.
+  absl::Status Sync();
+
+  // Ok, or the kFailedPrecondition every append now gets after a write or
+  // sync error ("ledger is read-only after a write error: ...").
+  absl::Status WriteRefusal() const;
+
+  // The last durable event (what readers may rely on): the same as
+  // appended_head() except while an unsynced append awaits its Sync().
   Head head() const;
+  // The last appended event, synced or not (the group commit numbers the
+  // next group from it).
+  Head appended_head() const;
 
   // The envelope at `position`. kNotFound past the head; kDataLoss when the
   // stored bytes do not parse or their hash does not match their content.
