@@ -11,17 +11,28 @@
 // against the state the ones before it leave, so a group means exactly what
 // executing its commands one at a time in queue order would mean. The
 // group's events, record changes and outcomes then go to the log as one
-// WriteBatch with one WAL sync, written while the next leader already
-// decides the next group against this one's changes (a two-stage pipeline:
-// the two cores decide and write at once). The group is written by its own
-// leader when that leader has nothing more queued (Execute: no hand-off to
-// another thread and back), else by the ledger's writer thread (an
-// ExecuteBatch caller goes on deciding its next chunk).
+// WriteBatch, while the next leader already decides the next group against
+// this one's changes (a pipeline: the two cores decide and write at once).
 // Groups land in the order they were decided, each only after the one
-// before it is durable, and every caller is answered only after the sync
-// that covers its command. At most kQueuedCommandsMax commands wait in the
-// queue; further callers block until there is room (back-pressure, not
-// unbounded memory).
+// before it is written.
+//
+// Durability: every caller is answered only after a WAL sync that covers
+// its command. A group whose leader has nothing more queued (Execute) is
+// written by that leader without a sync, and synced apart (RunSyncs): one
+// EventLog::Sync covers every group written before it, so the next group
+// is written while the previous sync is under way, and a sync waits up to
+// kSyncGatherMax for a group being decided or written to join it. A group
+// whose leader has more to lead (an ExecuteBatch chunk) is written, with
+// its sync, by the ledger's writer thread, and the caller decides its next
+// chunk meanwhile. At most kQueuedCommandsMax commands wait in the queue;
+// further callers block until there is room (back-pressure, not unbounded
+// memory).
+//
+// Between a group's write and its sync, reads by key (Ledger::State, the
+// stream index, projections) may see it; position-ordered reads
+// (EventLog::head, Read, Scan, the feed) stop at the last durable event.
+// After a write or sync error the ledger answers nothing more (not even
+// the stored result of a repeated command id) until it is reopened.
 #ifndef STORELEDGER_LEDGER_LEDGER_H_
 #define STORELEDGER_LEDGER_LEDGER_H_
 

@@ -80,17 +80,6 @@ absl::StatusOr<std::vector<std::string>> ScanIds(const EventLog* log,
 
 }  // namespace
 
-std::string SerializeDeterministic(const google::protobuf::Message& message) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    message.SerializeToCodedStream(&coded);
-  }
-  return out;
-}
-
 std::string StoreKey(absl::string_view store_id) {
   return absl::StrCat("s/", store_id);
 }

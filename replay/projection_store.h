@@ -61,8 +61,6 @@ class ProjectionReader : public StateReader {
 std::vector<std::pair<std::string, std::string>> ProjectionPuts(
     const StateOverlay& overlay);
 
-// Deterministic bytes of a message (maps in key order).
-std::string SerializeDeterministic(const google::protobuf::Message& message);
 
 // Key of a store record; prefix under which all projection keys live.
 std::string StoreKey(absl::string_view store_id);

@@ -40,7 +40,6 @@
 namespace storeledger {
 namespace {
 
-using storage_internal::DeterministicBytes;
 using storage_internal::Sha256Concat;
 
 constexpr size_t kHashBytes = 32;
@@ -633,7 +632,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       {kStreamsCf, cf_options_for(kMemtableBytes, true, true)},
       {kCommandsCf, cf_options_for(kMemtableBytes, true, true)},
       {kMetaCf, small},
-      {kProjectionsCf, cf_options_for(kMemtableBytes, false, true)},
+      {kProjectionsCf, cf_options_for(kMemtableBytes, true, true)},
   };
 
   auto impl = std::make_unique<Impl>();
@@ -707,7 +706,7 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     envelope.set_stream_version(actual + 1);
     envelope.set_prev_hash(new_head.hash);
     envelope.clear_hash();
-    std::string bytes = DeterministicBytes(envelope);
+    std::string bytes = SerializeDeterministic(envelope);
     // Check the record before it is written: the limit covers the hash too.
     if (bytes.size() + kHashFieldBytes > kEnvelopeBytesMax) {
       return absl::InvalidArgumentError(
@@ -750,7 +749,7 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     command_result->set_first_position(result.first_position);
     command_result->set_last_position(result.last_position);
     batch.Put(kCommands, command_result->command_id(),
-              DeterministicBytes(*request.outcome));
+              SerializeDeterministic(*request.outcome));
   }
 
   for (auto& [stream_id, stream_head] : touched) {
@@ -893,7 +892,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     // per request: a group of a thousand commands often touches a store's
     // stream several times).
     for (const auto& [stream_id, stream_head] : state.stream_heads) {
-      batch.Put(kStreams, stream_id, DeterministicBytes(stream_head));
+      batch.Put(kStreams, stream_id, SerializeDeterministic(stream_head));
     }
     if (state.head.position != old_head.position) {
       batch.Put(kMeta, kMetaHeadKey, EncodeHead(state.head));

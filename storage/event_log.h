@@ -220,6 +220,10 @@ absl::StatusOr<Envelope> VerifyStoredEnvelope(uint64_t position,
                                               absl::string_view raw);
 // SHA-256 of arbitrary bytes (OpenSSL EVP).
 std::string Sha256(absl::string_view bytes);
+// The message's bytes with deterministic serialization (map entries in key
+// order): what the log stores and hashes, and what the projections store
+// (so a record rebuilt from the log is byte-identical to the inline one).
+std::string SerializeDeterministic(const google::protobuf::MessageLite& message);
 
 }  // namespace storeledger
 

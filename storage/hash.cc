@@ -63,24 +63,27 @@ std::string Sha256Concat(absl::string_view a, absl::string_view b) {
   return Sha256Of2(a, b);
 }
 
-std::string DeterministicBytes(const google::protobuf::MessageLite& message) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream stream(&out);
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    message.SerializePartialToCodedStream(&coded);
-  }
+}  // namespace storage_internal
+
+std::string SerializeDeterministic(const google::protobuf::MessageLite& message) {
+  // Sized first and written into place: no growing of the string while
+  // serializing (the append path serializes every envelope, outcome and
+  // record it writes).
+  const size_t size = message.ByteSizeLong();
+  std::string out(size, '\0');
+  google::protobuf::io::ArrayOutputStream array(out.data(),
+                                                static_cast<int>(size));
+  google::protobuf::io::CodedOutputStream coded(&array);
+  coded.SetSerializationDeterministic(true);
+  message.SerializeWithCachedSizes(&coded);
   return out;
 }
-
-}  // namespace storage_internal
 
 std::string EnvelopeHash(const Envelope& envelope) {
   Envelope without_hash = envelope;
   without_hash.clear_hash();
   return Sha256Of2(envelope.prev_hash(),
-                   storage_internal::DeterministicBytes(without_hash));
+                   SerializeDeterministic(without_hash));
 }
 
 std::string ToHex(absl::string_view bytes) {

@@ -12,10 +12,6 @@ namespace storeledger::storage_internal {
 // SHA-256 of a || b (OpenSSL EVP), without building the concatenation.
 std::string Sha256Concat(absl::string_view a, absl::string_view b);
 
-// The message's bytes with deterministic serialization (map entries sorted),
-// as the hash chain and the stored records require.
-std::string DeterministicBytes(const google::protobuf::MessageLite& message);
-
 }  // namespace storeledger::storage_internal
 
 #endif  // STORELEDGER_STORAGE_HASH_INTERNAL_H_

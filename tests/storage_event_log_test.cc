@@ -791,6 +791,74 @@ TEST_F(EventLogTest, WriteErrorMakesTheLogReadOnlyUntilReopen) {
   EXPECT_TRUE(ScanAll(reopened).ok());
 }
 
+absl::StatusOr<std::vector<AppendResult>> AppendUnsynced(
+    EventLog& log, AppendRequest request) {
+  std::vector<AppendRequest> requests;
+  requests.push_back(std::move(request));
+  return log.AppendBatch(std::move(requests), nullptr, /*sync=*/false);
+}
+
+// An unsynced append is in the log at once (by key) but durable -- and seen
+// by head(), Read and Scan -- only after Sync().
+TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
+  EventLog& log = OpenLog();
+  MustAppend(Request({MakeEvent("s-a", kExpectNoStream, "e1")}));
+  ASSERT_TRUE(AppendUnsynced(log, Request({MakeEvent("s-a", 1, "e2")})).ok());
+  ASSERT_TRUE(AppendUnsynced(log, Request({MakeEvent("s-b", 0, "e3")})).ok());
+
+  EXPECT_EQ(log.appended_head().position, 3u);
+  EXPECT_EQ(log.head().position, 1u);
+  EXPECT_TRUE(absl::IsNotFound(log.Read(2).status()));
+  absl::StatusOr<std::vector<Envelope>> scanned = ScanAll(log);
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  EXPECT_EQ(scanned->size(), 1u);
+  // The stream index already has it (reads by key see unsynced appends).
+  EXPECT_THAT(StreamVersions(log, "s-a"), ElementsAre(1u, 2u));
+
+  ASSERT_TRUE(log.Sync().ok());
+  EXPECT_EQ(log.head().position, 3u);
+  EXPECT_EQ(log.head().hash, log.appended_head().hash);
+  scanned = ScanAll(log);
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  EXPECT_EQ(scanned->size(), 3u);
+  EXPECT_TRUE(log.Read(3).ok());
+
+  // And it survives a reopen.
+  log_.reset();
+  EventLog& reopened = OpenLog();
+  EXPECT_EQ(reopened.head().position, 3u);
+  EXPECT_TRUE(ScanAll(reopened).ok());
+}
+
+TEST_F(EventLogTest, FailedSyncMakesTheLogReadOnlyUntilReopen) {
+  auto file_system =
+      std::make_shared<FailingSyncFileSystem>(rocksdb::FileSystem::Default());
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(file_system);
+  EventLogOptions options;
+  options.env = env.get();
+  EventLog& log = OpenLog(options);
+  MustAppend(Request({MakeEvent("s-a", kExpectAny, "e1")}));
+  ASSERT_TRUE(AppendUnsynced(log, Request({MakeEvent("s-a", 1, "e2")})).ok());
+
+  file_system->Arm();
+  const absl::Status synced = log.Sync();
+  EXPECT_EQ(synced.code(), absl::StatusCode::kUnavailable) << synced;
+  EXPECT_THAT(synced.message(), HasSubstr("injected sync failure"));
+  EXPECT_EQ(log.head().position, 1u);  // e2 was never durable
+  EXPECT_EQ(log.WriteRefusal().code(), absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<AppendResult> later =
+      log.Append(Request({MakeEvent("s-a", kExpectAny, "e3")}));
+  EXPECT_EQ(later.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(log.Sync().code(), absl::StatusCode::kFailedPrecondition);
+
+  log_.reset();
+  EventLog& reopened = OpenLog();
+  EXPECT_TRUE(reopened.WriteRefusal().ok());
+  EXPECT_GE(reopened.head().position, 1u);
+  EXPECT_LE(reopened.head().position, 2u);
+  EXPECT_TRUE(ScanAll(reopened).ok());
+}
+
 TEST_F(EventLogTest, ConcurrentAppendsAndReads) {
   EventLogOptions options;
   options.sync = false;  // keeps the test fast; ordering is what is tested
