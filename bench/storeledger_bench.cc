@@ -52,6 +52,7 @@
 // events (or N/10) against the peak at N shows whether memory grows with the
 // log.
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <libpq-fe.h>
@@ -854,6 +855,37 @@ Row Clients(const std::string& db, const Stream& stream, int clients,
   return row;
 }
 
+// The heap: jemalloc's own statistics when the program runs on it (the
+// default build, CMakeLists.txt), else glibc's mallinfo2.
+struct HeapMb {
+  const char* allocator = "malloc";
+  double in_use = 0;
+  double held = 0;
+};
+HeapMb Heap() {
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  static const auto mallctl =
+      reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  HeapMb heap;
+  if (mallctl != nullptr) {
+    uint64_t epoch = 1;
+    size_t epoch_size = sizeof(epoch);
+    mallctl("epoch", &epoch, &epoch_size, &epoch, epoch_size);  // refresh
+    size_t allocated = 0, resident = 0, size = sizeof(size_t);
+    if (mallctl("stats.allocated", &allocated, &size, nullptr, 0) == 0 &&
+        mallctl("stats.resident", &resident, &size, nullptr, 0) == 0) {
+      heap.allocator = "jemalloc";
+      heap.in_use = allocated / 1048576.0;
+      heap.held = resident / 1048576.0;
+      return heap;
+    }
+  }
+  const struct mallinfo2 info = mallinfo2();
+  heap.in_use = (info.uordblks + info.hblkhd) / 1048576.0;
+  heap.held = (info.arena + info.hblkhd) / 1048576.0;
+  return heap;
+}
+
 // Peak RSS over a long apply, sampled as it grows.
 std::vector<Row> Memory(const std::string& db, const Stream& stream,
                         uint64_t target_events) {
@@ -910,14 +942,13 @@ std::vector<Row> Memory(const std::string& db, const Stream& stream,
                                           &block_cache);
         ledger.log().db()->GetIntProperty("rocksdb.block-cache-pinned-usage",
                                           &pinned);
-        const struct mallinfo2 heap = mallinfo2();
+        const HeapMb heap = Heap();
         row.note = absl::StrFormat(
-            "VmRSS %.0f MB (malloc: %.0f in use of %.0f held; RocksDB: "
+            "VmRSS %.0f MB (%s: %.0f in use of %.0f held; RocksDB: "
             "memtables %.0f, block cache %.0f of which pinned %.0f, table "
             "readers %.0f); %.0f events/s since the previous line",
-            ProcFieldMb("/proc/self/status", "VmRSS:"),
-            heap.uordblks / 1048576.0 + heap.hblkhd / 1048576.0,
-            (heap.arena + heap.hblkhd) / 1048576.0,
+            ProcFieldMb("/proc/self/status", "VmRSS:"), heap.allocator,
+            heap.in_use, heap.held,
             property_mb("rocksdb.cur-size-all-mem-tables"),
             block_cache / 1048576.0, pinned / 1048576.0,
             property_mb("rocksdb.estimate-table-readers-mem"),
