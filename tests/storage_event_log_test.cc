@@ -122,6 +122,16 @@ class EventLogTest : public ::testing::Test {
     return *log_;
   }
 
+  // Opens the log on `failing`'s file system and appends one event.
+  template <typename FailingLog>
+  EventLog& OpenFailingSync(FailingLog& failing) {
+    EventLogOptions options;
+    options.env = failing.env.get();
+    EventLog& log = OpenLog(options);
+    MustAppend(Request({MakeEvent("s-a", kExpectAny, "e1")}));
+    return log;
+  }
+
   AppendResult MustAppend(AppendRequest request) {
     absl::StatusOr<AppendResult> result = log_->Append(std::move(request));
     EXPECT_TRUE(result.ok()) << result.status();
@@ -752,14 +762,18 @@ class FailingSyncFileSystem : public rocksdb::FileSystemWrapper {
   std::atomic<bool> armed_{false};
 };
 
-TEST_F(EventLogTest, WriteErrorMakesTheLogReadOnlyUntilReopen) {
-  auto file_system =
+// A log on a file system whose WAL syncs fail once armed, holding one
+// synced event at position 1.
+struct FailingSyncLog {
+  std::shared_ptr<FailingSyncFileSystem> file_system =
       std::make_shared<FailingSyncFileSystem>(rocksdb::FileSystem::Default());
   std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(file_system);
-  EventLogOptions options;
-  options.env = env.get();
-  EventLog& log = OpenLog(options);
-  MustAppend(Request({MakeEvent("s-a", kExpectAny, "e1")}));
+};
+
+TEST_F(EventLogTest, WriteErrorMakesTheLogReadOnlyUntilReopen) {
+  FailingSyncLog failing;
+  auto& file_system = failing.file_system;
+  EventLog& log = OpenFailingSync(failing);
   const Head before = log.head();
 
   file_system->Arm();
@@ -831,13 +845,9 @@ TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
 }
 
 TEST_F(EventLogTest, FailedSyncMakesTheLogReadOnlyUntilReopen) {
-  auto file_system =
-      std::make_shared<FailingSyncFileSystem>(rocksdb::FileSystem::Default());
-  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(file_system);
-  EventLogOptions options;
-  options.env = env.get();
-  EventLog& log = OpenLog(options);
-  MustAppend(Request({MakeEvent("s-a", kExpectAny, "e1")}));
+  FailingSyncLog failing;
+  auto& file_system = failing.file_system;
+  EventLog& log = OpenFailingSync(failing);
   ASSERT_TRUE(AppendUnsynced(log, Request({MakeEvent("s-a", 1, "e2")})).ok());
 
   file_system->Arm();
