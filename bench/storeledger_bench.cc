@@ -1352,6 +1352,12 @@ std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
             for (int attempt = 0; attempt < kPgAttemptsMax; ++attempt) {
               s = (*client)->Append(commands[i], suffix);
               if (!absl::IsAborted(s)) break;
+              // The client this one waits for may have stopped at the
+              // deadline: then this command is not counted, not an error.
+              if (stop.load() || absl::Now() >= deadline) {
+                stop.store(true);
+                return;
+              }
               ++retries[k];
               if (attempt >= kPgSpinAttempts) {
                 std::this_thread::sleep_for(std::chrono::microseconds(200));
