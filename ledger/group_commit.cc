@@ -263,7 +263,9 @@ struct Ledger::Group {
 
 Ledger::Ledger(std::unique_ptr<EventLog> log, LedgerOptions options)
     : log_(std::move(log)), options_(std::move(options)) {
-  committed_ = std::make_unique<ProjectionReader>(log_.get());
+  // The ledger decides against its groups written and not yet synced.
+  committed_ = std::make_unique<ProjectionReader>(
+      log_.get(), EventLog::ReadView::kAppended);
   cache_ = std::make_unique<StateCache>(committed_.get(),
                                         options_.state_cache_entries);
   writer_ = std::thread([this] { WriterLoop(); });
@@ -708,7 +710,8 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
       }
     }
     absl::StatusOr<std::optional<v1::StoredOutcome>> stored =
-        log_->GetOutcome(command.command_id());
+        log_->GetOutcome(command.command_id(),
+                          EventLog::ReadView::kAppended);
     if (!stored.ok()) {
       slot.Answer(stored.status());
       continue;

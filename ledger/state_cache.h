@@ -38,7 +38,8 @@ inline constexpr size_t kStateCacheEntriesDefault = 50'000;
 
 class StateCache : public StateReader {
  public:
-  // `committed` reads the durable state (a ProjectionReader); not owned.
+  // `committed` reads the state as written, synced or not (the group
+  // commit's ProjectionReader, EventLog::ReadView::kAppended); not owned.
   StateCache(const StateReader* committed, size_t max_entries);
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(

@@ -34,8 +34,10 @@ std::string KindKey(StoreKind kind, absl::string_view store) {
 // Reads and parses one record; a value that does not parse is kDataLoss.
 template <typename Record>
 absl::StatusOr<RecordRef<Record>> ReadRecord(const EventLog* log,
+                                             EventLog::ReadView view,
                                              const std::string& key) {
-  ASSIGN_OR_RETURN(std::optional<std::string> bytes, log->GetProjection(key));
+  ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                   log->GetProjection(key, view));
   if (!bytes.has_value()) return nullptr;
   auto record = std::make_shared<Record>();
   if (!record->ParseFromString(*bytes)) {
@@ -48,6 +50,7 @@ absl::StatusOr<RecordRef<Record>> ReadRecord(const EventLog* log,
 // All records under `prefix` (a scan, in key order).
 template <typename Record>
 absl::StatusOr<std::vector<Record>> ScanRecords(const EventLog* log,
+                                                EventLog::ReadView view,
                                                 const std::string& prefix) {
   std::vector<Record> out;
   absl::Status parse_status;
@@ -61,20 +64,23 @@ absl::StatusOr<std::vector<Record>> ScanRecords(const EventLog* log,
         }
         out.push_back(std::move(record));
         return true;
-      }));
+      },
+      view));
   RETURN_IF_ERROR(parse_status);
   return out;
 }
 
 // The ids that follow `prefix` in index keys, in key order.
 absl::StatusOr<std::vector<std::string>> ScanIds(const EventLog* log,
+                                                 EventLog::ReadView view,
                                                  const std::string& prefix) {
   std::vector<std::string> ids;
   RETURN_IF_ERROR(log->ScanProjections(
       prefix, [&](absl::string_view key, absl::string_view) {
         ids.emplace_back(key.substr(prefix.size()));
         return true;
-      }));
+      },
+      view));
   return ids;
 }
 
@@ -86,28 +92,28 @@ std::string StoreKey(absl::string_view store_id) {
 
 absl::StatusOr<RecordRef<StoreRecord>> ProjectionReader::Store(
     absl::string_view store_id) const {
-  return ReadRecord<StoreRecord>(log_, StoreKey(store_id));
+  return ReadRecord<StoreRecord>(log_, view_, StoreKey(store_id));
 }
 
 absl::StatusOr<RecordRef<ProductRecord>> ProjectionReader::Product(
     absl::string_view store_id, absl::string_view product_id) const {
-  return ReadRecord<ProductRecord>(log_, ProductKey(store_id, product_id));
+  return ReadRecord<ProductRecord>(log_, view_, ProductKey(store_id, product_id));
 }
 
 absl::StatusOr<std::vector<ProductRecord>> ProjectionReader::Products(
     absl::string_view store_id) const {
-  return ScanRecords<ProductRecord>(log_, Pair("p/", store_id, ""));
+  return ScanRecords<ProductRecord>(log_, view_, Pair("p/", store_id, ""));
 }
 
 absl::StatusOr<RecordRef<OrderRecord>> ProjectionReader::Order(
     absl::string_view order_id) const {
-  return ReadRecord<OrderRecord>(log_, OrderKey(order_id));
+  return ReadRecord<OrderRecord>(log_, view_, OrderKey(order_id));
 }
 
 absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
     absl::string_view store_id) const {
   ASSIGN_OR_RETURN(std::vector<std::string> ids,
-                   ScanIds(log_, Pair("O/", store_id, "")));
+                   ScanIds(log_, view_, Pair("O/", store_id, "")));
   std::vector<OrderRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
@@ -124,13 +130,13 @@ absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
 
 absl::StatusOr<RecordRef<WithdrawalRecord>> ProjectionReader::Withdrawal(
     absl::string_view withdrawal_id) const {
-  return ReadRecord<WithdrawalRecord>(log_, WithdrawalKey(withdrawal_id));
+  return ReadRecord<WithdrawalRecord>(log_, view_, WithdrawalKey(withdrawal_id));
 }
 
 absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
     absl::string_view store_id) const {
   ASSIGN_OR_RETURN(std::vector<std::string> ids,
-                   ScanIds(log_, Pair("W/", store_id, "")));
+                   ScanIds(log_, view_, Pair("W/", store_id, "")));
   std::vector<WithdrawalRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
@@ -147,18 +153,18 @@ absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
 
 absl::StatusOr<RecordRef<MerchantRecord>> ProjectionReader::Merchant(
     absl::string_view merchant_id) const {
-  return ReadRecord<MerchantRecord>(log_, MerchantKey(merchant_id));
+  return ReadRecord<MerchantRecord>(log_, view_, MerchantKey(merchant_id));
 }
 
 absl::StatusOr<std::vector<std::string>> ProjectionReader::StoreIds(
     StoreKind kind) const {
-  return ScanIds(log_, KindKey(kind, ""));
+  return ScanIds(log_, view_, KindKey(kind, ""));
 }
 
 absl::StatusOr<RecordRef<StreamHead>> ProjectionReader::Head(
     absl::string_view stream_id) const {
   ASSIGN_OR_RETURN(std::optional<StreamHead> head,
-                   log_->GetStreamHead(stream_id));
+                   log_->GetStreamHead(stream_id, view_));
   if (!head.has_value()) return nullptr;
   return RecordRef<StreamHead>(std::make_shared<StreamHead>(*std::move(head)));
 }

@@ -27,9 +27,15 @@ namespace storeledger {
 
 // Reads current state from the projections of an EventLog; stream heads come
 // from the log itself. Not thread-safe beyond what EventLog guarantees.
+// Reads the durable state (EventLog::ReadView) unless told otherwise: only
+// the group commit, deciding against its own unsynced groups, reads
+// kAppended.
 class ProjectionReader : public StateReader {
  public:
-  explicit ProjectionReader(const EventLog* log) : log_(log) {}
+  explicit ProjectionReader(
+      const EventLog* log,
+      EventLog::ReadView view = EventLog::ReadView::kDurable)
+      : log_(log), view_(view) {}
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override;
@@ -54,6 +60,7 @@ class ProjectionReader : public StateReader {
 
  private:
   const EventLog* log_;
+  EventLog::ReadView view_;
 };
 
 // The projection writes for every record changed in `overlay` (stream heads

@@ -317,9 +317,16 @@ struct EventLog::Impl {
   mutable std::mutex head_mu;
   Head head ABSL_GUARDED_BY(head_mu);
   Head durable_head ABSL_GUARDED_BY(head_mu);
+  // Set while an unsynced append awaits its Sync: a snapshot whose every
+  // write is durable (taken before the first unsynced write, or by the Sync
+  // that covered it), which the kDurable reads use. Null when everything
+  // written is durable.
+  std::shared_ptr<const rocksdb::Snapshot> durable_view
+      ABSL_GUARDED_BY(head_mu);
 
   ~Impl() {
     if (db == nullptr) return;
+    durable_view.reset();  // (the readers holding a copy have returned)
     for (rocksdb::ColumnFamilyHandle* handle : handles) {
       db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
     }
@@ -337,6 +344,22 @@ struct EventLog::Impl {
   Head GetDurableHead() const {
     std::lock_guard<std::mutex> lock(head_mu);
     return durable_head;
+  }
+
+  std::shared_ptr<const rocksdb::Snapshot> NewSnapshot() const {
+    rocksdb::DB* const database = db.get();
+    return std::shared_ptr<const rocksdb::Snapshot>(
+        database->GetSnapshot(),
+        [database](const rocksdb::Snapshot* snapshot) {
+          database->ReleaseSnapshot(snapshot);
+        });
+  }
+  // What a read of `view` reads: null for the live database.
+  std::shared_ptr<const rocksdb::Snapshot> ViewSnapshot(
+      EventLog::ReadView view) const {
+    if (view == EventLog::ReadView::kAppended) return nullptr;
+    std::lock_guard<std::mutex> lock(head_mu);
+    return durable_view;
   }
 
   // nullopt when the key is absent.
@@ -903,6 +926,13 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
       if (s.ok() && impl_->options.write_batch_tap) {
         impl_->options.write_batch_tap(View(write_batch.Data()));
       }
+      if (s.ok() && !group_sync && impl_->options.sync) {
+        // Readers keep reading what is durable until a Sync covers this.
+        std::lock_guard<std::mutex> head_lock(impl_->head_mu);
+        if (impl_->durable_view == nullptr) {
+          impl_->durable_view = impl_->NewSnapshot();
+        }
+      }
       if (s.ok()) {
         rocksdb::WriteOptions write_options;
         write_options.sync = group_sync;
@@ -935,7 +965,11 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
       // move together.
       std::lock_guard<std::mutex> head_lock(impl_->head_mu);
       impl_->head = state.head;
-      if (group_sync || !impl_->options.sync) impl_->durable_head = state.head;
+      if (group_sync || !impl_->options.sync) {
+        impl_->durable_head = state.head;
+        // A synced write covers the unsynced ones before it.
+        impl_->durable_view.reset();
+      }
     }
   }
   lock.lock();
@@ -975,6 +1009,10 @@ absl::Status EventLog::Sync() {
   const Head target = impl_->GetHead();
   if (!impl_->options.sync) return absl::OkStatus();
   RETURN_IF_ERROR(WriteRefusal());
+  // Every write this snapshot sees reached the WAL before the sync below
+  // begins, so it is durable once the sync returns: the readers' view then,
+  // if appends made meanwhile still await a sync.
+  std::shared_ptr<const rocksdb::Snapshot> covered = impl_->NewSnapshot();
   absl::Status synced = FromRocks(impl_->db->SyncWAL(), "sync the WAL");
   if (!synced.ok()) {
     // As after a failed write: whether the unsynced appends reached the disk
@@ -989,6 +1027,13 @@ absl::Status EventLog::Sync() {
   std::lock_guard<std::mutex> lock(impl_->head_mu);
   if (target.position > impl_->durable_head.position) {
     impl_->durable_head = target;
+  }
+  if (impl_->head.position == impl_->durable_head.position) {
+    impl_->durable_view.reset();
+  } else if (impl_->durable_view == nullptr ||
+             impl_->durable_view->GetSequenceNumber() <
+                 covered->GetSequenceNumber()) {
+    impl_->durable_view = std::move(covered);
   }
   return absl::OkStatus();
 }
@@ -1036,13 +1081,12 @@ absl::Status EventLog::ScanStream(
     absl::string_view stream_id, uint64_t after_version,
     const std::function<bool(const Envelope&)>& fn) const {
   RETURN_IF_ERROR(ValidateStreamId(stream_id));
-  // One snapshot for the head and the index, so that they agree.
-  const rocksdb::Snapshot* snapshot = impl_->db->GetSnapshot();
-  struct Release {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snapshot;
-    ~Release() { db->ReleaseSnapshot(snapshot); }
-  } release{impl_->db.get(), snapshot};
+  // One snapshot for the head and the index, so that they agree: the
+  // durable view, or the database now when everything written is durable.
+  std::shared_ptr<const rocksdb::Snapshot> hold =
+      impl_->ViewSnapshot(ReadView::kDurable);
+  if (hold == nullptr) hold = impl_->NewSnapshot();
+  const rocksdb::Snapshot* snapshot = hold.get();
 
   ASSIGN_OR_RETURN(std::optional<StreamHead> stream_head,
                    impl_->GetStreamHead(stream_id, snapshot));
@@ -1097,15 +1141,19 @@ absl::Status EventLog::ScanStream(
 }
 
 absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
-    absl::string_view stream_id) const {
+    absl::string_view stream_id, ReadView view) const {
   RETURN_IF_ERROR(ValidateStreamId(stream_id));
-  return impl_->GetStreamHead(stream_id);
+  const std::shared_ptr<const rocksdb::Snapshot> hold =
+      impl_->ViewSnapshot(view);
+  return impl_->GetStreamHead(stream_id, hold.get());
 }
 
 absl::StatusOr<std::optional<StoredOutcome>> EventLog::GetOutcome(
-    absl::string_view command_id) const {
+    absl::string_view command_id, ReadView view) const {
+  const std::shared_ptr<const rocksdb::Snapshot> hold =
+      impl_->ViewSnapshot(view);
   ASSIGN_OR_RETURN(std::optional<std::string> bytes,
-                   impl_->Get(kCommands, command_id));
+                   impl_->Get(kCommands, command_id, hold.get()));
   if (!bytes.has_value()) return std::nullopt;
   StoredOutcome outcome;
   if (!outcome.ParseFromString(*bytes)) {
@@ -1117,17 +1165,23 @@ absl::StatusOr<std::optional<StoredOutcome>> EventLog::GetOutcome(
 }
 
 absl::StatusOr<std::optional<std::string>> EventLog::GetProjection(
-    absl::string_view key) const {
-  return impl_->Get(kProjections, key);
+    absl::string_view key, ReadView view) const {
+  const std::shared_ptr<const rocksdb::Snapshot> hold =
+      impl_->ViewSnapshot(view);
+  return impl_->Get(kProjections, key, hold.get());
 }
 
 absl::Status EventLog::ScanProjections(
     absl::string_view prefix,
     const std::function<bool(absl::string_view key, absl::string_view value)>&
-        fn) const {
+        fn,
+    ReadView view) const {
+  const std::shared_ptr<const rocksdb::Snapshot> hold =
+      impl_->ViewSnapshot(view);
   const std::string upper = PrefixSuccessor(prefix);
   const rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions read_options;
+  read_options.snapshot = hold.get();
   if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db->NewIterator(read_options, impl_->cf(kProjections)));

@@ -169,19 +169,28 @@ class EventLog {
       absl::string_view stream_id, uint64_t after_version,
       const std::function<bool(const Envelope&)>& fn) const;
 
+  // The reads by key below see the durable database (kDurable): while an
+  // unsynced append awaits its Sync, they read a RocksDB snapshot taken
+  // before it, so nothing a later crash or failed sync could take back is
+  // ever shown. ScanStream always does. The writer that made the unsynced
+  // appends (the group commit) decides its next commands against them and
+  // reads kAppended.
+  enum class ReadView { kDurable, kAppended };
+
   absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
-      absl::string_view stream_id) const;
+      absl::string_view stream_id, ReadView view = ReadView::kDurable) const;
 
   absl::StatusOr<std::optional<StoredOutcome>> GetOutcome(
-      absl::string_view command_id) const;
+      absl::string_view command_id, ReadView view = ReadView::kDurable) const;
 
   absl::StatusOr<std::optional<std::string>> GetProjection(
-      absl::string_view key) const;
+      absl::string_view key, ReadView view = ReadView::kDurable) const;
   // Projection entries whose key starts with `prefix`, in key order.
   absl::Status ScanProjections(
       absl::string_view prefix,
       const std::function<bool(absl::string_view key, absl::string_view value)>&
-          fn) const;
+          fn,
+      ReadView view = ReadView::kDurable) const;
 
   // For audit, rebuild and tests that damage the database on purpose.
   rocksdb::DB* db() const;

@@ -816,8 +816,13 @@ absl::StatusOr<std::vector<AppendResult>> AppendUnsynced(
 // by head(), Read and Scan -- only after Sync().
 TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
   EventLog& log = OpenLog();
-  MustAppend(Request({MakeEvent("s-a", kExpectNoStream, "e1")}));
-  ASSERT_TRUE(AppendUnsynced(log, Request({MakeEvent("s-a", 1, "e2")})).ok());
+  AppendRequest first = Request({MakeEvent("s-a", kExpectNoStream, "e1")});
+  first.projection_puts.emplace_back("r/1", "one");
+  MustAppend(std::move(first));
+  AppendRequest second = Request({MakeEvent("s-a", 1, "e2")});
+  second.projection_puts.emplace_back("r/1", "two");
+  second.projection_puts.emplace_back("r/2", "new");
+  ASSERT_TRUE(AppendUnsynced(log, std::move(second)).ok());
   ASSERT_TRUE(AppendUnsynced(log, Request({MakeEvent("s-b", 0, "e3")})).ok());
 
   EXPECT_EQ(log.appended_head().position, 3u);
@@ -826,8 +831,23 @@ TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
   absl::StatusOr<std::vector<Envelope>> scanned = ScanAll(log);
   ASSERT_TRUE(scanned.ok()) << scanned.status();
   EXPECT_EQ(scanned->size(), 1u);
-  // The stream index already has it (reads by key see unsynced appends).
-  EXPECT_THAT(StreamVersions(log, "s-a"), ElementsAre(1u, 2u));
+  // Reads by key see the durable log, as it was before the unsynced
+  // appends; the writer that made them sees them (kAppended).
+  using View = EventLog::ReadView;
+  EXPECT_THAT(StreamVersions(log, "s-a"), ElementsAre(1u));
+  EXPECT_EQ(log.GetStreamHead("s-a").value()->version(), 1u);
+  EXPECT_FALSE(log.GetStreamHead("s-b").value().has_value());
+  EXPECT_EQ(log.GetStreamHead("s-a", View::kAppended).value()->version(), 2u);
+  EXPECT_EQ(log.GetProjection("r/1").value(), "one");
+  EXPECT_FALSE(log.GetProjection("r/2").value().has_value());
+  EXPECT_EQ(log.GetProjection("r/1", View::kAppended).value(), "two");
+  std::vector<std::string> keys;
+  ASSERT_TRUE(log.ScanProjections("r/", [&](absl::string_view key,
+                                            absl::string_view) {
+                   keys.emplace_back(key);
+                   return true;
+                 }).ok());
+  EXPECT_THAT(keys, ElementsAre("r/1"));
 
   ASSERT_TRUE(log.Sync().ok());
   EXPECT_EQ(log.head().position, 3u);
@@ -836,11 +856,24 @@ TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
   ASSERT_TRUE(scanned.ok()) << scanned.status();
   EXPECT_EQ(scanned->size(), 3u);
   EXPECT_TRUE(log.Read(3).ok());
+  EXPECT_THAT(StreamVersions(log, "s-a"), ElementsAre(1u, 2u));
+  EXPECT_EQ(log.GetStreamHead("s-b").value()->version(), 1u);
+  EXPECT_EQ(log.GetProjection("r/1").value(), "two");
+  EXPECT_EQ(log.GetProjection("r/2").value(), "new");
+
+  // An unsynced append after a sync: the view is the synced one.
+  ASSERT_TRUE(AppendUnsynced(log, Request({MakeEvent("s-b", 1, "e4")})).ok());
+  EXPECT_EQ(log.GetStreamHead("s-b").value()->version(), 1u);
+  EXPECT_EQ(log.GetProjection("r/2").value(), "new");
+  // A synced append covers it.
+  MustAppend(Request({MakeEvent("s-b", 2, "e5")}));
+  EXPECT_EQ(log.head().position, 5u);
+  EXPECT_EQ(log.GetStreamHead("s-b").value()->version(), 3u);
 
   // And it survives a reopen.
   log_.reset();
   EventLog& reopened = OpenLog();
-  EXPECT_EQ(reopened.head().position, 3u);
+  EXPECT_EQ(reopened.head().position, 5u);
   EXPECT_TRUE(ScanAll(reopened).ok());
 }
 
