@@ -87,6 +87,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,7 +98,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -519,7 +519,7 @@ class TableRegistry {
   }
 
   const MessageTable* Find(const Descriptor* descriptor) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return BuildLocked(descriptor);
   }
 
@@ -667,7 +667,9 @@ class TableRegistry {
     return table;
   }
 
-  absl::Mutex mu_;
+  // std::mutex rather than absl::Mutex: the system Abseil is not built for
+  // ThreadSanitizer, which then cannot see absl::Mutex's ordering.
+  std::mutex mu_;
   absl::flat_hash_map<const Descriptor*, std::unique_ptr<MessageTable>>
       messages_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<const EnumDescriptor*, std::unique_ptr<EnumTable>> enums_

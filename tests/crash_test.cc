@@ -24,6 +24,7 @@
 #include <functional>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <string>
@@ -47,6 +48,17 @@
 
 namespace storeledger {
 namespace {
+
+// The last 16 KiB of a child's stderr (a sanitizer's report, say), for the
+// failure message: the test's temporary directory is gone afterwards.
+std::string StderrTail(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  constexpr size_t kTailBytes = 16 * 1024;
+  if (text.size() > kTailBytes) text = text.substr(text.size() - kTailBytes);
+  return text;
+}
 
 using ::storeledger::testing::AcknowledgedResults;
 using ::storeledger::testing::ChildOptions;
@@ -258,8 +270,8 @@ class CrashTest : public ::testing::Test {
       ++totals->kills;
     } else {
       ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-          << "the writer " << testing::DescribeWaitStatus(status) << "; see "
-          << child_options.stderr_path;
+          << "the writer " << testing::DescribeWaitStatus(status)
+          << "; its stderr:\n" << StderrTail(child_options.stderr_path);
       ++totals->finished;
     }
 
