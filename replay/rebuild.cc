@@ -574,13 +574,14 @@ class RecordCache : public MutableState {
 
 // Verified batches of envelopes from the reader thread to the fold. Bounded
 // (kQueueBatches): a slow fold holds the reader back. Spent batches go back
-// to the reader, which destroys their envelopes while it fills them again
-// (their destruction is the reader's work, not the fold's).
+// to the reader, which clears them (frees their arenas) as it fills them
+// again: freeing is the reader's work, not the fold's, and after the first
+// kQueueBatches batches no arena is allocated again.
 class BatchQueue {
  public:
   // Reader. Hands *batch over and gives back a spent one (or an empty one).
   // False when the fold has stopped: the reader should stop too.
-  bool Push(std::vector<Envelope>* batch) {
+  bool Push(EnvelopeBatch* batch) {
     std::unique_lock<std::mutex> lock(mu_);
     room_.wait(lock, [&] { return ready_.size() < kQueueBatches || stopped_; });
     if (stopped_) return false;
@@ -589,7 +590,7 @@ class BatchQueue {
       *batch = std::move(spent_.back());
       spent_.pop_back();
     } else {
-      *batch = std::vector<Envelope>();
+      *batch = EnvelopeBatch();
     }
     filled_.notify_one();
     return true;
@@ -603,7 +604,7 @@ class BatchQueue {
   }
   // Fold: replaces *batch (which it is done with) by the next one. False at
   // the end of the scan (status() says how it ended).
-  bool Pop(std::vector<Envelope>* batch) {
+  bool Pop(EnvelopeBatch* batch) {
     std::unique_lock<std::mutex> lock(mu_);
     filled_.wait(lock, [&] { return !ready_.empty() || closed_; });
     if (!batch->empty() && spent_.size() < kQueueBatches) {
@@ -630,8 +631,8 @@ class BatchQueue {
   static constexpr size_t kQueueBatches = 8;
   std::mutex mu_;
   std::condition_variable room_, filled_;
-  std::deque<std::vector<Envelope>> ready_;
-  std::vector<std::vector<Envelope>> spent_;
+  std::deque<EnvelopeBatch> ready_;
+  std::vector<EnvelopeBatch> spent_;
   bool closed_ = false, stopped_ = false;
   absl::Status status_;
 };
@@ -762,8 +763,9 @@ class RebuildRun {
 
     // Folds one verified batch; false (with `fold_status`) on an error.
     absl::Status fold_status;
-    auto fold = [&](const std::vector<Envelope>& batch) {
-      for (const Envelope& envelope : batch) {
+    auto fold = [&](const EnvelopeBatch& batch) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const Envelope& envelope = batch[i];
         fold_status = EvolveEnvelope(envelope, &cache);
         if (!fold_status.ok()) {
           fold_status = absl::Status(
@@ -791,9 +793,9 @@ class RebuildRun {
       std::thread reader([&] {
         queue.Close(log_->ScanBatches(
             0, kScanBatchEvents,
-            [&](std::vector<Envelope>* batch) { return queue.Push(batch); }));
+            [&](EnvelopeBatch* batch) { return queue.Push(batch); }));
       });
-      std::vector<Envelope> batch;
+      EnvelopeBatch batch;
       while (queue.Pop(&batch)) {
         if (!fold(batch)) break;
       }
@@ -804,7 +806,7 @@ class RebuildRun {
     } else {
       RETURN_IF_ERROR(log_->ScanBatches(
           0, kScanBatchEvents,
-          [&](std::vector<Envelope>* batch) { return fold(*batch); }));
+          [&](EnvelopeBatch* batch) { return fold(*batch); }));
       RETURN_IF_ERROR(fold_status);
     }
     cached_max = std::max<uint64_t>(cached_max, cache.cached());
