@@ -248,11 +248,6 @@ uint64_t RecordHash(RecordType type, absl::string_view id,
       std::make_tuple(static_cast<int>(type), id, second));
 }
 
-std::string ProductCacheKey(absl::string_view store_id,
-                            absl::string_view product_id) {
-  return PairKey("", store_id, product_id);
-}
-
 // The records the rebuild is folding, in memory, over the shadow space:
 // the MutableState Evolve folds the log into, changing each record in place.
 //
@@ -270,30 +265,32 @@ class RecordCache : public MutableState {
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override {
-    return Lookup(stores_, store_id, RecordHash(kStoreType, store_id),
+    return Lookup(stores_, store_id,
+                  [&] { return RecordHash(kStoreType, store_id); },
                   [&] { return shadow_.Store(store_id); });
   }
   absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view store_id, absl::string_view product_id) const override {
     return Lookup(products_, ProductCacheKey(store_id, product_id),
-                  RecordHash(kProductType, store_id, product_id),
+                  [&] { return RecordHash(kProductType, store_id, product_id); },
                   [&] { return shadow_.Product(store_id, product_id); });
   }
   absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view order_id) const override {
-    return Lookup(orders_, order_id, RecordHash(kOrderType, order_id),
+    return Lookup(orders_, order_id,
+                  [&] { return RecordHash(kOrderType, order_id); },
                   [&] { return shadow_.Order(order_id); });
   }
   absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view withdrawal_id) const override {
     return Lookup(withdrawals_, withdrawal_id,
-                  RecordHash(kWithdrawalType, withdrawal_id),
+                  [&] { return RecordHash(kWithdrawalType, withdrawal_id); },
                   [&] { return shadow_.Withdrawal(withdrawal_id); });
   }
   absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view merchant_id) const override {
     return Lookup(merchants_, merchant_id,
-                  RecordHash(kMerchantType, merchant_id),
+                  [&] { return RecordHash(kMerchantType, merchant_id); },
                   [&] { return shadow_.Merchant(merchant_id); });
   }
   // The list reads (Evolve makes none) merge the cached records over what
@@ -334,30 +331,32 @@ class RecordCache : public MutableState {
 
   absl::StatusOr<StoreRecord*> MutableStore(
       absl::string_view store_id) override {
-    return Change(stores_, store_id, RecordHash(kStoreType, store_id),
+    return Change(stores_, store_id,
+                  [&] { return RecordHash(kStoreType, store_id); },
                   [&] { return shadow_.Store(store_id); });
   }
   absl::StatusOr<ProductRecord*> MutableProduct(
       absl::string_view store_id, absl::string_view product_id) override {
     return Change(products_, ProductCacheKey(store_id, product_id),
-                  RecordHash(kProductType, store_id, product_id),
+                  [&] { return RecordHash(kProductType, store_id, product_id); },
                   [&] { return shadow_.Product(store_id, product_id); });
   }
   absl::StatusOr<OrderRecord*> MutableOrder(
       absl::string_view order_id) override {
-    return Change(orders_, order_id, RecordHash(kOrderType, order_id),
+    return Change(orders_, order_id,
+                  [&] { return RecordHash(kOrderType, order_id); },
                   [&] { return shadow_.Order(order_id); });
   }
   absl::StatusOr<WithdrawalRecord*> MutableWithdrawal(
       absl::string_view withdrawal_id) override {
     return Change(withdrawals_, withdrawal_id,
-                  RecordHash(kWithdrawalType, withdrawal_id),
+                  [&] { return RecordHash(kWithdrawalType, withdrawal_id); },
                   [&] { return shadow_.Withdrawal(withdrawal_id); });
   }
   absl::StatusOr<MerchantRecord*> MutableMerchant(
       absl::string_view merchant_id) override {
     return Change(merchants_, merchant_id,
-                  RecordHash(kMerchantType, merchant_id),
+                  [&] { return RecordHash(kMerchantType, merchant_id); },
                   [&] { return shadow_.Merchant(merchant_id); });
   }
 
@@ -420,6 +419,16 @@ class RecordCache : public MutableState {
   size_t filter_bytes() const { return written_.bytes(); }
 
  private:
+  // The products_ key of (store_id, product_id), built in a buffer reused
+  // from one lookup to the next (valid until the next call).
+  absl::string_view ProductCacheKey(absl::string_view store_id,
+                                    absl::string_view product_id) const {
+    product_key_.assign(store_id.data(), store_id.size());
+    product_key_.push_back('\0');
+    product_key_.append(product_id.data(), product_id.size());
+    return product_key_;
+  }
+
   template <typename Record>
   struct Cached {
     std::shared_ptr<Record> record;
@@ -431,16 +440,18 @@ class RecordCache : public MutableState {
   using Map = absl::flat_hash_map<std::string, Cached<Record>>;
 
   // The cached entry under `key`, read back from the shadow space if it was
-  // written there; nullptr when the record does not exist.
-  template <typename Record, typename Load>
+  // written there; nullptr when the record does not exist. hash() (the
+  // record's RecordHash, for the filter) is computed on a miss only.
+  template <typename Record, typename Hash, typename Load>
   absl::StatusOr<Cached<Record>*> Find(Map<Record>& map, absl::string_view key,
-                                       uint64_t hash, const Load& load) const {
+                                       const Hash& hash,
+                                       const Load& load) const {
     auto it = map.find(key);
     if (it != map.end()) {
       it->second.generation = generation_;
       return &it->second;
     }
-    if (!written_.MayContain(hash)) return nullptr;
+    if (!written_.MayContain(hash())) return nullptr;
     ASSIGN_OR_RETURN(RecordRef<Record> stored, load());
     ++reads_back_;
     if (stored == nullptr) return nullptr;
@@ -451,10 +462,10 @@ class RecordCache : public MutableState {
     return &cached;
   }
 
-  template <typename Record, typename Load>
+  template <typename Record, typename Hash, typename Load>
   absl::StatusOr<RecordRef<Record>> Lookup(Map<Record>& map,
                                            absl::string_view key,
-                                           uint64_t hash,
+                                           const Hash& hash,
                                            const Load& load) const {
     ASSIGN_OR_RETURN(Cached<Record>* cached, Find(map, key, hash, load));
     if (cached == nullptr) return nullptr;
@@ -462,9 +473,9 @@ class RecordCache : public MutableState {
   }
 
   // The record changed in place (copied first if a reader still holds it).
-  template <typename Record, typename Load>
+  template <typename Record, typename Hash, typename Load>
   absl::StatusOr<Record*> Change(Map<Record>& map, absl::string_view key,
-                                 uint64_t hash, const Load& load) {
+                                 const Hash& hash, const Load& load) {
     ASSIGN_OR_RETURN(Cached<Record>* cached, Find(map, key, hash, load));
     if (cached == nullptr) return nullptr;
     if (cached->record.use_count() != 1) {
@@ -567,6 +578,7 @@ class RecordCache : public MutableState {
   mutable Map<OrderRecord> orders_;
   mutable Map<WithdrawalRecord> withdrawals_;
   mutable Map<MerchantRecord> merchants_;
+  mutable std::string product_key_;  // ProductCacheKey's buffer
   WrittenFilter written_;
   uint64_t generation_ = 1;
   mutable uint64_t reads_back_ = 0;
