@@ -29,6 +29,8 @@
 #include "replay/projection_store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/sst_file_writer.h"
 #include "rocksdb/write_batch.h"
 #include "storage/rocks_util.h"
 
@@ -44,6 +46,9 @@ constexpr std::array<absl::string_view, 8> kLivePrefixes = {
 constexpr uint64_t kProgressEveryEvents = 1 << 16;
 // Verified envelopes per batch from the reader thread to the fold.
 constexpr size_t kScanBatchEvents = 1024;
+// The shadow SST file, in the database's directory, between its writing and
+// its ingestion (a name RocksDB's own files never have).
+constexpr char kShadowSstFile[] = "rebuild-shadow.sst";
 // The successor of every key starting with `prefix` (prefix is never empty
 // nor all 0xff here).
 std::string PrefixEnd(absl::string_view prefix) {
@@ -261,7 +266,8 @@ uint64_t RecordHash(RecordType type, absl::string_view id,
 // the log.
 class RecordCache : public MutableState {
  public:
-  explicit RecordCache(EventLog* log) : log_(log), shadow_(log) {}
+  RecordCache(EventLog* log, uint64_t sst_keys_min)
+      : log_(log), shadow_(log), sst_keys_min_(sst_keys_min) {}
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override {
@@ -531,14 +537,28 @@ class RecordCache : public MutableState {
     return out;
   }
 
-  // The projection writes of `records`, sorted (RocksDB inserts keys that
-  // follow each other into its memtable cheaply), in WriteBatches of at most
-  // kRebuildSwapBatchKeysMax keys.
+  // The projection writes of `records`, sorted, to the shadow space: as one
+  // SST file ingested into the projections column family when there are at
+  // least sst_keys_min of them, otherwise in WriteBatches of at most
+  // kRebuildSwapBatchKeysMax keys (RocksDB inserts keys that follow each
+  // other into its memtable cheaply).
   absl::Status WriteShadow(const StateOverlay& records, uint64_t* keys) {
     std::vector<std::pair<std::string, std::string>> puts =
         ProjectionPuts(records);
+    for (const auto& [live_key, value] : puts) {
+      if (!IsLiveProjectionKey(live_key)) {
+        return absl::InternalError(absl::StrCat(
+            "rebuild: ProjectionPuts wrote key ", absl::CEscape(live_key),
+            " outside the record prefixes replay/rebuild.cc knows; teach it "
+            "the new prefix"));
+      }
+    }
     std::sort(puts.begin(), puts.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
+    *keys += puts.size();
+    if (!puts.empty() && puts.size() >= sst_keys_min_) {
+      return IngestShadow(puts);
+    }
     // The shadow space is scratch, cleared at the start of every run: after
     // a crash it may be lost or left behind, never trusted. So no WAL for it
     // -- which also spares the next open replaying it.
@@ -547,17 +567,10 @@ class RecordCache : public MutableState {
     rocksdb::WriteBatch batch;
     std::string key;
     for (const auto& [live_key, value] : puts) {
-      if (!IsLiveProjectionKey(live_key)) {
-        return absl::InternalError(absl::StrCat(
-            "rebuild: ProjectionPuts wrote key ", absl::CEscape(live_key),
-            " outside the record prefixes replay/rebuild.cc knows; teach it "
-            "the new prefix"));
-      }
       key.assign(kShadowPrefix.data(), kShadowPrefix.size());
       key.append(live_key);
       RETURN_IF_ERROR(FromRocks(batch.Put(log_->projections_cf(), key, value),
                                 "rebuild"));
-      ++*keys;
       if (static_cast<uint64_t>(batch.Count()) >= kRebuildSwapBatchKeysMax) {
         RETURN_IF_ERROR(FromRocks(log_->db()->Write(options, &batch),
                                   "rebuild: write shadow records"));
@@ -569,8 +582,43 @@ class RecordCache : public MutableState {
                      "rebuild: write shadow records");
   }
 
+  // `puts` (sorted by live key, no key twice) as one SST file in the
+  // database's directory, moved into the projections column family. The
+  // file is scratch like the space it fills: one name, reused (a crash may
+  // leave it behind; the next run overwrites it).
+  absl::Status IngestShadow(
+      const std::vector<std::pair<std::string, std::string>>& puts) {
+    rocksdb::Options options =
+        log_->db()->GetOptions(log_->projections_cf());
+    // Read once (the comparison) and deleted: not worth compressing.
+    options.compression = rocksdb::kNoCompression;
+    options.bottommost_compression = rocksdb::kDisableCompressionOption;
+    // invalidate_page_cache false: the comparison reads the file soon.
+    rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options,
+                                  log_->projections_cf(),
+                                  /*invalidate_page_cache=*/false);
+    const std::string path = log_->db()->GetName() + "/" + kShadowSstFile;
+    RETURN_IF_ERROR(FromRocks(writer.Open(path), "rebuild: open shadow SST"));
+    std::string key;
+    for (const auto& [live_key, value] : puts) {
+      key.assign(kShadowPrefix.data(), kShadowPrefix.size());
+      key.append(live_key);
+      // SstFileWriter refuses a key not after the one before: a key
+      // ProjectionPuts wrote twice surfaces here.
+      RETURN_IF_ERROR(FromRocks(writer.Put(key, value),
+                                "rebuild: write shadow SST"));
+    }
+    RETURN_IF_ERROR(FromRocks(writer.Finish(), "rebuild: finish shadow SST"));
+    rocksdb::IngestExternalFileOptions ingest;
+    ingest.move_files = true;  // a hard link, no copy
+    return FromRocks(
+        log_->db()->IngestExternalFile(log_->projections_cf(), {path}, ingest),
+        "rebuild: ingest shadow SST");
+  }
+
   EventLog* log_;
   ShadowReader shadow_;
+  const uint64_t sst_keys_min_;
   // Lookups are const (StateReader); they record the touch and cache what
   // they read back.
   mutable Map<StoreRecord> stores_;
@@ -769,7 +817,7 @@ class RebuildRun {
     const uint64_t total = log_->head().position;
     const uint64_t flush_every =
         options_.flush_every_events == 0 ? 1 : options_.flush_every_events;
-    RecordCache cache(log_);
+    RecordCache cache(log_, options_.sst_keys_min);
     uint64_t events = 0, since_flush = 0, keys = 0;
     uint64_t cached_max = 0;
 

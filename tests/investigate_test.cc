@@ -521,13 +521,22 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
   const std::map<std::string, std::string> healthy = LiveProjections(*log);
   uint64_t records = 0;
   for (const bool second_thread : {true, false}) {
-    for (const uint64_t flush_every : {uint64_t{3}, uint64_t{1'000'000}}) {
+    // sst_keys_min 1: every eviction an ingested SST file (the default
+    // sends a ledger this small through WriteBatches); every 100 events,
+    // not 3, since an ingestion syncs files.
+    for (const auto& [flush_every, sst_keys_min] :
+         {std::pair<uint64_t, uint64_t>{3, kRebuildSstKeysMinDefault},
+          {1'000'000, kRebuildSstKeysMinDefault},
+          {100, 1},
+          {1'000'000, 1}}) {
       SCOPED_TRACE(absl::StrCat("second thread ", second_thread,
-                                ", flush every ", flush_every));
+                                ", flush every ", flush_every,
+                                ", SST from ", sst_keys_min, " keys"));
       RebuildOptions options;
       options.shadow_only = true;
       options.verify_on_second_thread = second_thread;
       options.flush_every_events = flush_every;
+      options.sst_keys_min = sst_keys_min;
       RebuildOptions::Stats stats;
       options.stats = &stats;
       absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log.get(), options);
@@ -537,7 +546,7 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
       EXPECT_EQ(summary->records_rebuilt(), healthy.size());
       if (records == 0) records = summary->records_rebuilt();
       EXPECT_EQ(summary->records_rebuilt(), records);
-      if (flush_every == 3) {
+      if (flush_every < 1'000'000) {
         // Stores are touched again long after they went cold.
         EXPECT_GT(stats.reads_back, 0u);
         EXPECT_GT(stats.shadow_keys_written, healthy.size());
