@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -495,6 +496,54 @@ TEST(RebuildTest, RebuildFromNothingIsByteIdenticalToInline) {
                      return true;
                    }).ok());
   EXPECT_EQ(snapshots_after, snapshots_before);
+}
+
+// A key in the shadow space outside the live record prefixes (before the
+// first, between two, after the last) is found by the comparison's gap
+// check and stops the rebuild; a record there is counted, not refused.
+TEST(RebuildTest, AStrayShadowKeyStopsTheRebuild) {
+  TempDir dir;
+  const std::string db = dir.Sub("db");
+  {
+    LedgerOptions options;
+    options.sync = false;
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, options);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    for (const SimulatedStep& step : PlanMigration(4, 3)) {
+      if (step.amount != SimulatedStep::Amount::kAsWritten) continue;
+      ASSERT_TRUE((*ledger)->Execute(step.command).ok());
+    }
+  }
+  std::unique_ptr<EventLog> log = OpenLog(db);
+  const std::map<std::string, std::string> healthy = LiveProjections(*log);
+  for (const std::string& stray :
+       {std::string("\x01"), std::string("a/x"), std::string("z"),
+        std::string("k")}) {
+    SCOPED_TRACE(absl::CEscape(stray));
+    RebuildOptions options;
+    // The last progress call comes after the last shadow write.
+    options.progress = [&](uint64_t done, uint64_t total) {
+      if (done != total) return;
+      ASSERT_TRUE(log->db()
+                      ->Put({}, log->projections_cf(),
+                            absl::StrCat(kShadowPrefix, stray), "")
+                      .ok());
+    };
+    absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log.get(), options);
+    ASSERT_FALSE(summary.ok());
+    EXPECT_EQ(summary.status().code(), absl::StatusCode::kInternal);
+    EXPECT_THAT(summary.status().message(),
+                HasSubstr(absl::StrCat("unexpected shadow key ",
+                                       absl::CEscape(kShadowPrefix),
+                                       absl::CEscape(stray))));
+  }
+  EXPECT_EQ(LiveProjections(*log), healthy);
+  RebuildOptions options;
+  options.shadow_only = true;
+  absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log.get(), options);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->differences(), 0u);
+  EXPECT_EQ(summary->records_rebuilt(), healthy.size());
 }
 
 // The two ways of replaying (the log verified on a second thread, or on the
