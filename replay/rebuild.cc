@@ -394,29 +394,31 @@ class RecordCache : public MutableState {
   // `all`) to the shadow space, in key order, and drops them. Adds the
   // number of projection keys written to *keys.
   absl::Status Evict(bool all, uint64_t* keys) {
-    StateOverlay out(&EmptyState());  // ProjectionPuts' input: the same bytes
-    Take(stores_, all, &out, &StateOverlay::PutStore,
-         [](const StoreRecord& r) {
-           return RecordHash(kStoreType, r.store_id());
-         });
-    Take(products_, all, &out, &StateOverlay::PutProduct,
-         [](const ProductRecord& r) {
-           return RecordHash(kProductType, r.store_id(), r.product_id());
-         });
-    Take(orders_, all, &out, &StateOverlay::PutOrder,
-         [](const OrderRecord& r) {
-           return RecordHash(kOrderType, r.order_id());
-         });
-    Take(withdrawals_, all, &out, &StateOverlay::PutWithdrawal,
-         [](const WithdrawalRecord& r) {
-           return RecordHash(kWithdrawalType, r.withdrawal_id());
-         });
-    Take(merchants_, all, &out, &StateOverlay::PutMerchant,
-         [](const MerchantRecord& r) {
-           return RecordHash(kMerchantType, r.merchant_id());
-         });
+    // The projection writes of each record, as ProjectionPuts makes them
+    // (AppendProjectionPuts: the same bytes), under the record's own ids.
+    puts_.clear();
+    Take(stores_, all, [&](const StoreRecord& r) {
+      AppendProjectionPuts(r.store_id(), r, &puts_);
+      return RecordHash(kStoreType, r.store_id());
+    });
+    Take(products_, all, [&](const ProductRecord& r) {
+      AppendProjectionPuts(r.store_id(), r.product_id(), r, &puts_);
+      return RecordHash(kProductType, r.store_id(), r.product_id());
+    });
+    Take(orders_, all, [&](const OrderRecord& r) {
+      AppendProjectionPuts(r.order_id(), r, &puts_);
+      return RecordHash(kOrderType, r.order_id());
+    });
+    Take(withdrawals_, all, [&](const WithdrawalRecord& r) {
+      AppendProjectionPuts(r.withdrawal_id(), r, &puts_);
+      return RecordHash(kWithdrawalType, r.withdrawal_id());
+    });
+    Take(merchants_, all, [&](const MerchantRecord& r) {
+      AppendProjectionPuts(r.merchant_id(), r, &puts_);
+      return RecordHash(kMerchantType, r.merchant_id());
+    });
     ++generation_;
-    return WriteShadow(out, keys);
+    return WriteShadow(keys);
   }
 
   uint64_t reads_back() const { return reads_back_; }
@@ -501,19 +503,22 @@ class RecordCache : public MutableState {
     cached.dirty = true;
   }
 
-  template <typename Record, typename Hash>
-  void Take(Map<Record>& map, bool all, StateOverlay* out,
-            void (StateOverlay::*put)(Record), Hash hash) {
+  // Drops the records of `map` not touched in this interval (all of them
+  // when `all`), after write(record) -- which appends its projection writes
+  // and returns its RecordHash -- for each that changed since it was last
+  // written.
+  template <typename Record, typename Write>
+  void Take(Map<Record>& map, bool all, const Write& write) {
     for (auto it = map.begin(); it != map.end();) {
       if (!all && it->second.generation >= generation_) {
         ++it;
         continue;
       }
       if (it->second.dirty) {
+        const uint64_t hash = write(*it->second.record);
         // Each record enters the filter once, however often it is written:
         // the filter grows with the records, not with the events.
-        if (!it->second.in_shadow) written_.Add(hash(*it->second.record));
-        (out->*put)(std::move(*it->second.record));
+        if (!it->second.in_shadow) written_.Add(hash);
       }
       map.erase(it++);
     }
@@ -539,15 +544,13 @@ class RecordCache : public MutableState {
     return out;
   }
 
-  // The projection writes of `records`, sorted, to the shadow space: as one
+  // The projection writes in puts_, sorted, to the shadow space: as one
   // SST file ingested into the projections column family when there are at
   // least sst_keys_min of them, otherwise in WriteBatches of at most
   // kRebuildSwapBatchKeysMax keys (RocksDB inserts keys that follow each
   // other into its memtable cheaply).
-  absl::Status WriteShadow(const StateOverlay& records, uint64_t* keys) {
-    std::vector<std::pair<std::string, std::string>> puts =
-        ProjectionPuts(records);
-    for (const auto& [live_key, value] : puts) {
+  absl::Status WriteShadow(uint64_t* keys) {
+    for (const auto& [live_key, value] : puts_) {
       if (!IsLiveProjectionKey(live_key)) {
         return absl::InternalError(absl::StrCat(
             "rebuild: ProjectionPuts wrote key ", absl::CEscape(live_key),
@@ -555,11 +558,16 @@ class RecordCache : public MutableState {
             "the new prefix"));
       }
     }
-    std::sort(puts.begin(), puts.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    *keys += puts.size();
-    if (!puts.empty() && puts.size() >= sst_keys_min_) {
-      return IngestShadow(puts);
+    // Sorted by pointer: moving two strings per swap cost more than the
+    // comparisons.
+    std::vector<const std::pair<std::string, std::string>*> sorted;
+    sorted.reserve(puts_.size());
+    for (const auto& put : puts_) sorted.push_back(&put);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto* a, const auto* b) { return a->first < b->first; });
+    *keys += sorted.size();
+    if (!sorted.empty() && sorted.size() >= sst_keys_min_) {
+      return IngestShadow(sorted);
     }
     // The shadow space is scratch, cleared at the start of every run: after
     // a crash it may be lost or left behind, never trusted. So no WAL for it
@@ -568,11 +576,11 @@ class RecordCache : public MutableState {
     options.disableWAL = true;
     rocksdb::WriteBatch batch;
     std::string key;
-    for (const auto& [live_key, value] : puts) {
+    for (const auto* put : sorted) {
       key.assign(kShadowPrefix.data(), kShadowPrefix.size());
-      key.append(live_key);
-      RETURN_IF_ERROR(FromRocks(batch.Put(log_->projections_cf(), key, value),
-                                "rebuild"));
+      key.append(put->first);
+      RETURN_IF_ERROR(FromRocks(
+          batch.Put(log_->projections_cf(), key, put->second), "rebuild"));
       if (static_cast<uint64_t>(batch.Count()) >= kRebuildSwapBatchKeysMax) {
         RETURN_IF_ERROR(FromRocks(log_->db()->Write(options, &batch),
                                   "rebuild: write shadow records"));
@@ -589,7 +597,7 @@ class RecordCache : public MutableState {
   // file is scratch like the space it fills: one name, reused (a crash may
   // leave it behind; the next run overwrites it).
   absl::Status IngestShadow(
-      const std::vector<std::pair<std::string, std::string>>& puts) {
+      const std::vector<const std::pair<std::string, std::string>*>& puts) {
     rocksdb::Options options =
         log_->db()->GetOptions(log_->projections_cf());
     // Read once (the comparison) and deleted: not worth compressing.
@@ -602,12 +610,12 @@ class RecordCache : public MutableState {
     const std::string path = log_->db()->GetName() + "/" + kShadowSstFile;
     RETURN_IF_ERROR(FromRocks(writer.Open(path), "rebuild: open shadow SST"));
     std::string key;
-    for (const auto& [live_key, value] : puts) {
+    for (const auto* put : puts) {
       key.assign(kShadowPrefix.data(), kShadowPrefix.size());
-      key.append(live_key);
+      key.append(put->first);
       // SstFileWriter refuses a key not after the one before: a key
       // ProjectionPuts wrote twice surfaces here.
-      RETURN_IF_ERROR(FromRocks(writer.Put(key, value),
+      RETURN_IF_ERROR(FromRocks(writer.Put(key, put->second),
                                 "rebuild: write shadow SST"));
     }
     RETURN_IF_ERROR(FromRocks(writer.Finish(), "rebuild: finish shadow SST"));
@@ -621,6 +629,7 @@ class RecordCache : public MutableState {
   EventLog* log_;
   ShadowReader shadow_;
   const uint64_t sst_keys_min_;
+  ProjectionPutList puts_;  // one eviction's writes (Evict, WriteShadow)
   // Lookups are const (StateReader); they record the touch and cache what
   // they read back.
   mutable Map<StoreRecord> stores_;
