@@ -451,6 +451,7 @@ struct EventLog::Impl {
     read_options.iterate_upper_bound = &upper_slice;
     // The scan reads the log front to back: large reads, not one per block.
     read_options.readahead_size = kScanReadaheadBytes;
+    read_options.fill_cache = false;
     std::unique_ptr<rocksdb::Iterator> it(
         db->NewIterator(read_options, cf(kEvents)));
     uint64_t expected = after_position + 1;
