@@ -699,7 +699,7 @@ class BatchQueue {
   }
 
  private:
-  static constexpr size_t kQueueBatches = 8;
+  static constexpr size_t kQueueBatches = 16;
   std::mutex mu_;
   std::condition_variable room_, filled_;
   std::deque<EnvelopeBatch> ready_;
