@@ -93,8 +93,8 @@ struct Head {
 };
 
 // Envelopes parsed onto one protobuf arena (EventLog::ScanBatches): adding
-// one allocates from the arena (its first block, kEnvelopeBatchArenaBytes,
-// holds a batch of ordinary envelopes), and Clear() frees them all at once,
+// one allocates from the arena (a first block of kEnvelopeBatchArenaBytes,
+// kept across Clear(); more blocks as needed), and Clear() frees them all at once,
 // so a batch reused over a scan costs no heap allocation per event but for
 // its strings longer than the small-string buffer (the hashes). Movable;
 // not thread-safe.
@@ -115,8 +115,6 @@ class EnvelopeBatch {
   Envelope* Add();
   // Drops the envelopes, freeing the arena (but its first block).
   void Clear();
-  // Drops the last envelope from the batch (its memory is freed by Clear).
-  void PopBack() { envelopes_.pop_back(); }
 
  private:
   struct Storage;
