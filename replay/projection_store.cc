@@ -169,28 +169,59 @@ absl::StatusOr<RecordRef<StreamHead>> ProjectionReader::Head(
   return RecordRef<StreamHead>(std::make_shared<StreamHead>(*std::move(head)));
 }
 
+void AppendProjectionPuts(absl::string_view store_id, const StoreRecord& store,
+                          ProjectionPutList* puts) {
+  puts->emplace_back(StoreKey(store_id), SerializeDeterministic(store));
+  // Idempotent index write: a store's kind never changes.
+  puts->emplace_back(KindKey(store.kind(), store_id), "");
+}
+
+void AppendProjectionPuts(absl::string_view store_id,
+                          absl::string_view product_id,
+                          const ProductRecord& product,
+                          ProjectionPutList* puts) {
+  puts->emplace_back(ProductKey(store_id, product_id),
+                     SerializeDeterministic(product));
+}
+
+void AppendProjectionPuts(absl::string_view order_id, const OrderRecord& order,
+                          ProjectionPutList* puts) {
+  puts->emplace_back(OrderKey(order_id), SerializeDeterministic(order));
+  puts->emplace_back(StoreOrderKey(order.store_id(), order_id), "");
+}
+
+void AppendProjectionPuts(absl::string_view withdrawal_id,
+                          const WithdrawalRecord& withdrawal,
+                          ProjectionPutList* puts) {
+  puts->emplace_back(WithdrawalKey(withdrawal_id),
+                     SerializeDeterministic(withdrawal));
+  puts->emplace_back(StoreWithdrawalKey(withdrawal.store_id(), withdrawal_id),
+                     "");
+}
+
+void AppendProjectionPuts(absl::string_view merchant_id,
+                          const MerchantRecord& merchant,
+                          ProjectionPutList* puts) {
+  puts->emplace_back(MerchantKey(merchant_id), SerializeDeterministic(merchant));
+}
+
 std::vector<std::pair<std::string, std::string>> ProjectionPuts(
     const StateOverlay& overlay) {
-  std::vector<std::pair<std::string, std::string>> puts;
+  ProjectionPutList puts;
   for (const auto& [id, store] : overlay.stores()) {
-    puts.emplace_back(StoreKey(id), SerializeDeterministic(*store));
-    // Idempotent index write: a store's kind never changes.
-    puts.emplace_back(KindKey(store->kind(), id), "");
+    AppendProjectionPuts(id, *store, &puts);
   }
   for (const auto& [key, product] : overlay.products()) {
-    puts.emplace_back(ProductKey(key.first, key.second),
-                      SerializeDeterministic(*product));
+    AppendProjectionPuts(key.first, key.second, *product, &puts);
   }
   for (const auto& [id, order] : overlay.orders()) {
-    puts.emplace_back(OrderKey(id), SerializeDeterministic(*order));
-    puts.emplace_back(StoreOrderKey(order->store_id(), id), "");
+    AppendProjectionPuts(id, *order, &puts);
   }
   for (const auto& [id, withdrawal] : overlay.withdrawals()) {
-    puts.emplace_back(WithdrawalKey(id), SerializeDeterministic(*withdrawal));
-    puts.emplace_back(StoreWithdrawalKey(withdrawal->store_id(), id), "");
+    AppendProjectionPuts(id, *withdrawal, &puts);
   }
   for (const auto& [id, merchant] : overlay.merchants()) {
-    puts.emplace_back(MerchantKey(id), SerializeDeterministic(*merchant));
+    AppendProjectionPuts(id, *merchant, &puts);
   }
   return puts;
 }

@@ -68,6 +68,24 @@ class ProjectionReader : public StateReader {
 std::vector<std::pair<std::string, std::string>> ProjectionPuts(
     const StateOverlay& overlay);
 
+// The writes ProjectionPuts makes for one record, stored under its id(s),
+// appended to *puts: for a caller that holds its records outside an overlay
+// (replay/rebuild.cc), with the same bytes.
+using ProjectionPutList = std::vector<std::pair<std::string, std::string>>;
+void AppendProjectionPuts(absl::string_view store_id, const StoreRecord& store,
+                          ProjectionPutList* puts);
+void AppendProjectionPuts(absl::string_view store_id,
+                          absl::string_view product_id,
+                          const ProductRecord& product, ProjectionPutList* puts);
+void AppendProjectionPuts(absl::string_view order_id, const OrderRecord& order,
+                          ProjectionPutList* puts);
+void AppendProjectionPuts(absl::string_view withdrawal_id,
+                          const WithdrawalRecord& withdrawal,
+                          ProjectionPutList* puts);
+void AppendProjectionPuts(absl::string_view merchant_id,
+                          const MerchantRecord& merchant,
+                          ProjectionPutList* puts);
+
 
 // Key of a store record; prefix under which all projection keys live.
 std::string StoreKey(absl::string_view store_id);

@@ -9,8 +9,9 @@
 // being rebuilt. A record not touched for a whole flush interval
 // (`flush_every_events` events) is written to the *shadow* key space
 // ("shadow/" + live key, in the projections column family; ProjectionPuts,
-// so the bytes are the ones the inline path writes), in key-sorted
-// WriteBatches, and dropped from memory; the rest are written at the end.
+// so the bytes are the ones the inline path writes), key-sorted, as one
+// ingested SST file per eviction (or WriteBatches for a small one), and
+// dropped from memory; the rest are written at the end.
 // Memory is bounded by the records touched in the last two flush intervals
 // (plus a Bloom filter of ~1.2 bytes per record written), never by the
 // length of the log.
@@ -42,12 +43,20 @@ inline constexpr uint64_t kRebuildFlushEventsDefault = 50'000;
 // Keys per WriteBatch, for the shadow records and for the repairs of the
 // live ones (bounds one batch's memory).
 inline constexpr uint64_t kRebuildSwapBatchKeysMax = 50'000;
+// An eviction of at least this many shadow keys is written as one sorted
+// SST file and ingested (RocksDB's IngestExternalFile: no memtable insert
+// per key); a smaller one goes through WriteBatches (an ingestion costs a
+// few file syncs, too much for a handful of keys).
+inline constexpr uint64_t kRebuildSstKeysMinDefault = 4096;
 
 struct RebuildOptions {
   // Compare only: leave the live projections as they are. Default: false.
   bool shadow_only = false;
   // Default: kRebuildFlushEventsDefault.
   uint64_t flush_every_events = kRebuildFlushEventsDefault;
+  // Evictions of at least this many keys are ingested as one SST file.
+  // Default: kRebuildSstKeysMinDefault.
+  uint64_t sst_keys_min = kRebuildSstKeysMinDefault;
   // Verify the log on a second thread while this one folds (a pipeline of
   // two stages). false: one thread does both. Default: true.
   bool verify_on_second_thread = true;

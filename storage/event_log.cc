@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/limits.h"
+#include "google/protobuf/arena.h"
 #include "core/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
@@ -53,6 +54,13 @@ constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 // memory of one WriteBatch while still letting many small appends share a
 // sync.
 constexpr size_t kGroupEventsMax = 10'000;
+
+// Read-ahead of a scan of the events column family (one large read instead
+// of one per block) ...
+constexpr size_t kScanReadaheadBytes = 1 << 20;
+// ... and the envelopes EventLog::Scan parses onto one arena before freeing
+// it (about one EnvelopeBatch's first block).
+constexpr size_t kScanBatchEvents = 1024;
 
 // RocksDB memory bounds (storage/FORMAT.md "RocksDB options, and why").
 // Everything RocksDB caches or buffers: blocks of every column family and
@@ -156,8 +164,12 @@ bool IsLockError(const rocksdb::Status& s) {
 
 }  // namespace
 
-absl::StatusOr<Envelope> ParseStoredEnvelope(uint64_t position,
-                                             absl::string_view raw) {
+namespace {
+
+// ParseStoredEnvelope and VerifyStoredEnvelope into *envelope, which may
+// live on an arena (the log scan's EnvelopeBatch).
+absl::Status ParseStoredEnvelopeInto(uint64_t position, absl::string_view raw,
+                                     Envelope* envelope) {
   auto loss = [position](absl::string_view what) {
     return absl::DataLossError(
         absl::StrCat("event at position ", position, ": ", what));
@@ -171,17 +183,44 @@ absl::StatusOr<Envelope> ParseStoredEnvelope(uint64_t position,
       raw[raw.size() - kHashFieldBytes + 1] != static_cast<char>(kHashBytes)) {
     return loss("stored bytes do not end with the hash field");
   }
-  Envelope envelope;
-  if (!envelope.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+  if (!envelope->ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
     return loss("stored bytes do not parse as an Envelope");
   }
-  if (envelope.position() != position) {
-    return loss(absl::StrCat("envelope says position ", envelope.position()));
+  if (envelope->position() != position) {
+    return loss(absl::StrCat("envelope says position ", envelope->position()));
   }
-  if (envelope.prev_hash().size() != kHashBytes) {
+  if (envelope->prev_hash().size() != kHashBytes) {
     return loss(
-        absl::StrCat("prev_hash has ", envelope.prev_hash().size(), " bytes"));
+        absl::StrCat("prev_hash has ", envelope->prev_hash().size(), " bytes"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status VerifyStoredEnvelopeInto(uint64_t position, absl::string_view raw,
+                                      Envelope* envelope) {
+  RETURN_IF_ERROR(ParseStoredEnvelopeInto(position, raw, envelope));
+  // The digest into a buffer, not a string: this runs for every event a
+  // scan reads.
+  unsigned char computed[kHashBytes];
+  storage_internal::Sha256ConcatTo(
+      envelope->prev_hash(), raw.substr(0, raw.size() - kHashFieldBytes),
+      computed);
+  const absl::string_view computed_view(reinterpret_cast<char*>(computed),
+                                        kHashBytes);
+  if (computed_view != envelope->hash()) {
+    return absl::DataLossError(absl::StrCat(
+        "event at position ", position, ": hash mismatch: stored ",
+        ToHex(envelope->hash()), ", computed ", ToHex(computed_view)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Envelope> ParseStoredEnvelope(uint64_t position,
+                                             absl::string_view raw) {
+  Envelope envelope;
+  RETURN_IF_ERROR(ParseStoredEnvelopeInto(position, raw, &envelope));
   return envelope;
 }
 
@@ -195,14 +234,39 @@ std::string StoredEnvelopeHash(const Envelope& envelope,
 
 absl::StatusOr<Envelope> VerifyStoredEnvelope(uint64_t position,
                                               absl::string_view raw) {
-  ASSIGN_OR_RETURN(Envelope envelope, ParseStoredEnvelope(position, raw));
-  const std::string computed = StoredEnvelopeHash(envelope, raw);
-  if (computed != envelope.hash()) {
-    return absl::DataLossError(absl::StrCat(
-        "event at position ", position, ": hash mismatch: stored ",
-        ToHex(envelope.hash()), ", computed ", ToHex(computed)));
-  }
+  Envelope envelope;
+  RETURN_IF_ERROR(VerifyStoredEnvelopeInto(position, raw, &envelope));
   return envelope;
+}
+
+struct EnvelopeBatch::Storage {
+  Storage() : first_block(new char[kEnvelopeBatchArenaBytes]) {
+    google::protobuf::ArenaOptions options;
+    options.initial_block = first_block.get();
+    options.initial_block_size = kEnvelopeBatchArenaBytes;
+    arena = std::make_unique<google::protobuf::Arena>(options);
+  }
+  // Declared first: the arena (destroyed first) uses it.
+  std::unique_ptr<char[]> first_block;
+  std::unique_ptr<google::protobuf::Arena> arena;
+};
+
+EnvelopeBatch::EnvelopeBatch() : storage_(std::make_unique<Storage>()) {}
+EnvelopeBatch::~EnvelopeBatch() = default;
+EnvelopeBatch::EnvelopeBatch(EnvelopeBatch&&) noexcept = default;
+EnvelopeBatch& EnvelopeBatch::operator=(EnvelopeBatch&&) noexcept = default;
+
+Envelope* EnvelopeBatch::Add() {
+  if (storage_ == nullptr) storage_ = std::make_unique<Storage>();  // moved from
+  Envelope* envelope =
+      google::protobuf::Arena::CreateMessage<Envelope>(storage_->arena.get());
+  envelopes_.push_back(envelope);
+  return envelope;
+}
+
+void EnvelopeBatch::Clear() {
+  envelopes_.clear();
+  if (storage_ != nullptr) storage_->arena->Reset();
 }
 
 namespace {
@@ -390,11 +454,11 @@ struct EventLog::Impl {
     return stream_head;
   }
 
-  // The verified envelopes after `after_position`, in order, to `fn` (which
-  // may keep them) until it returns false: EventLog::Scan's checks.
-  absl::Status ScanVerified(
-      uint64_t after_position,
-      const std::function<bool(Envelope&&, absl::string_view raw)>& fn) const {
+  // EventLog::Scan's checks over the envelopes after `after_position`, in
+  // order: each is parsed into next() (an Envelope* the caller owns, e.g. on
+  // its arena) and handed to fn(Envelope&, raw) until fn returns false.
+  template <typename Next, typename Fn>
+  absl::Status ScanVerified(uint64_t after_position, Next next, Fn fn) const {
     const uint64_t head_position = GetDurableHead().position;
     if (after_position >= head_position) return absl::OkStatus();
 
@@ -408,6 +472,9 @@ struct EventLog::Impl {
     const rocksdb::Slice upper_slice(upper);
     rocksdb::ReadOptions read_options;
     read_options.iterate_upper_bound = &upper_slice;
+    // The scan reads the log front to back: large reads, not one per block.
+    read_options.readahead_size = kScanReadaheadBytes;
+    read_options.fill_cache = false;
     std::unique_ptr<rocksdb::Iterator> it(
         db->NewIterator(read_options, cf(kEvents)));
     uint64_t expected = after_position + 1;
@@ -425,16 +492,17 @@ struct EventLog::Impl {
                                                 position, ")"));
       }
       const absl::string_view raw = View(it->value());
-      ASSIGN_OR_RETURN(Envelope envelope, VerifyStoredEnvelope(position, raw));
-      if (envelope.prev_hash() != prev_hash) {
+      Envelope* envelope = next();
+      RETURN_IF_ERROR(VerifyStoredEnvelopeInto(position, raw, envelope));
+      if (envelope->prev_hash() != prev_hash) {
         return absl::DataLossError(absl::StrCat(
             "event at position ", position, ": prev_hash ",
-            ToHex(envelope.prev_hash()), " does not link to the hash ",
+            ToHex(envelope->prev_hash()), " does not link to the hash ",
             ToHex(prev_hash), " of position ", position - 1));
       }
-      prev_hash = envelope.hash();
+      prev_hash = envelope->hash();
       ++expected;
-      if (!fn(std::move(envelope), raw)) return absl::OkStatus();
+      if (!fn(*envelope, raw)) return absl::OkStatus();
     }
     RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
     if (expected != head_position + 1) {
@@ -1051,28 +1119,35 @@ absl::Status EventLog::Scan(
     uint64_t after_position,
     const std::function<bool(const Envelope&, absl::string_view raw)>& fn)
     const {
+  // One arena for the whole scan, freed every kScanBatchEvents envelopes:
+  // fn sees each envelope only for the length of its call.
+  EnvelopeBatch batch;
   return impl_->ScanVerified(
       after_position,
-      [&fn](Envelope&& envelope, absl::string_view raw) {
+      [&batch] {
+        if (batch.size() >= kScanBatchEvents) batch.Clear();
+        return batch.Add();
+      },
+      [&fn](const Envelope& envelope, absl::string_view raw) {
         return fn(envelope, raw);
       });
 }
 
 absl::Status EventLog::ScanBatches(
     uint64_t after_position, size_t batch_events,
-    const std::function<bool(std::vector<Envelope>* batch)>& fn) const {
+    const std::function<bool(EnvelopeBatch* batch)>& fn) const {
   if (batch_events == 0) batch_events = 1;
-  std::vector<Envelope> batch;
-  batch.reserve(batch_events);
+  EnvelopeBatch batch;
   bool stopped = false;
-  RETURN_IF_ERROR(impl_->ScanVerified(
-      after_position, [&](Envelope&& envelope, absl::string_view) {
-        batch.push_back(std::move(envelope));
+  const absl::Status status = impl_->ScanVerified(
+      after_position, [&batch] { return batch.Add(); },
+      [&](const Envelope&, absl::string_view) {
         if (batch.size() < batch_events) return true;
         stopped = !fn(&batch);
-        batch.clear();
+        batch.Clear();  // what fn handed back (it may have swapped)
         return !stopped;
-      }));
+      });
+  if (!status.ok()) return status;
   if (!stopped && !batch.empty()) fn(&batch);
   return absl::OkStatus();
 }

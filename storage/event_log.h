@@ -23,6 +23,10 @@
 #include "absl/status/statusor.h"
 #include "storeledger/v1/ledger.pb.h"
 
+namespace google::protobuf {
+class Arena;
+}  // namespace google::protobuf
+
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
@@ -86,6 +90,36 @@ struct AppendResult {
 struct Head {
   uint64_t position = 0;  // 0 for an empty log
   std::string hash;       // 32 bytes; 32 zero bytes for an empty log
+};
+
+// Envelopes parsed onto one protobuf arena (EventLog::ScanBatches): adding
+// one allocates from the arena (a first block of kEnvelopeBatchArenaBytes,
+// kept across Clear(); more blocks as needed), and Clear() frees them all at once,
+// so a batch reused over a scan costs no heap allocation per event but for
+// its strings longer than the small-string buffer (the hashes). Movable;
+// not thread-safe.
+inline constexpr size_t kEnvelopeBatchArenaBytes = 1 << 20;
+
+class EnvelopeBatch {
+ public:
+  EnvelopeBatch();
+  ~EnvelopeBatch();
+  EnvelopeBatch(EnvelopeBatch&&) noexcept;
+  EnvelopeBatch& operator=(EnvelopeBatch&&) noexcept;
+
+  size_t size() const { return envelopes_.size(); }
+  bool empty() const { return envelopes_.empty(); }
+  const Envelope& operator[](size_t i) const { return *envelopes_[i]; }
+  // A new empty envelope on the arena, at the end of the batch; valid until
+  // Clear().
+  Envelope* Add();
+  // Drops the envelopes, freeing the arena (but its first block).
+  void Clear();
+
+ private:
+  struct Storage;
+  std::unique_ptr<Storage> storage_;
+  std::vector<Envelope*> envelopes_;
 };
 
 class EventLog {
@@ -158,11 +192,12 @@ class EventLog {
   // Scan for a consumer on another thread (rebuild's pipeline): the same
   // checks, in the same order, but the verified envelopes are handed to `fn`
   // in batches of up to `batch_events` (only the last may be shorter), which
-  // `fn` may keep (e.g. swap the vector with an empty one). Stops early when
-  // `fn` returns false.
+  // `fn` may keep by swapping *batch with another batch (empty or spent:
+  // the scan clears it before filling it). Stops early when `fn` returns
+  // false.
   absl::Status ScanBatches(
       uint64_t after_position, size_t batch_events,
-      const std::function<bool(std::vector<Envelope>* batch)>& fn) const;
+      const std::function<bool(EnvelopeBatch* batch)>& fn) const;
 
   // Envelopes of one stream with stream_version > after_version, in order.
   absl::Status ScanStream(

@@ -28,27 +28,32 @@ const EVP_MD* Sha256Md() {
   return md;
 }
 
-// SHA-256 of a || b without concatenating them, with a context reused per
-// thread. OpenSSL failures here mean a broken build or an out-of-memory
-// condition, not bad input: a crash, as the house rules ask of broken
-// invariants.
-std::string Sha256Of2(absl::string_view a, absl::string_view b) {
+// SHA-256 of a || b into out[0, kSha256Bytes) without concatenating them,
+// with a context reused per thread. OpenSSL failures here mean a broken
+// build or an out-of-memory condition, not bad input: a crash, as the house
+// rules ask of broken invariants.
+void Sha256Of2To(absl::string_view a, absl::string_view b,
+                 unsigned char* out) {
   struct Context {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     ~Context() { EVP_MD_CTX_free(ctx); }
   };
   thread_local Context context;
   EVP_MD_CTX* ctx = context.ctx;
-  unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_bytes = 0;
   if (ctx == nullptr || EVP_DigestInit_ex(ctx, Sha256Md(), nullptr) != 1 ||
       EVP_DigestUpdate(ctx, a.data(), a.size()) != 1 ||
       EVP_DigestUpdate(ctx, b.data(), b.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx, digest, &digest_bytes) != 1 ||
+      EVP_DigestFinal_ex(ctx, out, &digest_bytes) != 1 ||
       digest_bytes != kSha256Bytes) {
     std::abort();
   }
-  return std::string(reinterpret_cast<const char*>(digest), digest_bytes);
+}
+
+std::string Sha256Of2(absl::string_view a, absl::string_view b) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  Sha256Of2To(a, b, digest);
+  return std::string(reinterpret_cast<const char*>(digest), kSha256Bytes);
 }
 
 }  // namespace
@@ -61,6 +66,11 @@ namespace storage_internal {
 
 std::string Sha256Concat(absl::string_view a, absl::string_view b) {
   return Sha256Of2(a, b);
+}
+
+void Sha256ConcatTo(absl::string_view a, absl::string_view b,
+                    unsigned char* out) {
+  Sha256Of2To(a, b, out);
 }
 
 }  // namespace storage_internal

@@ -11,6 +11,10 @@ namespace storeledger::storage_internal {
 
 // SHA-256 of a || b (OpenSSL EVP), without building the concatenation.
 std::string Sha256Concat(absl::string_view a, absl::string_view b);
+// The same into out[0, 32): no string allocated (the log scan hashes every
+// envelope it reads).
+void Sha256ConcatTo(absl::string_view a, absl::string_view b,
+                    unsigned char* out);
 
 }  // namespace storeledger::storage_internal
 

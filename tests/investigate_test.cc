@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -497,6 +498,54 @@ TEST(RebuildTest, RebuildFromNothingIsByteIdenticalToInline) {
   EXPECT_EQ(snapshots_after, snapshots_before);
 }
 
+// A key in the shadow space outside the live record prefixes (before the
+// first, between two, after the last) is found by the comparison's gap
+// check and stops the rebuild; a record there is counted, not refused.
+TEST(RebuildTest, AStrayShadowKeyStopsTheRebuild) {
+  TempDir dir;
+  const std::string db = dir.Sub("db");
+  {
+    LedgerOptions options;
+    options.sync = false;
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, options);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    for (const SimulatedStep& step : PlanMigration(4, 3)) {
+      if (step.amount != SimulatedStep::Amount::kAsWritten) continue;
+      ASSERT_TRUE((*ledger)->Execute(step.command).ok());
+    }
+  }
+  std::unique_ptr<EventLog> log = OpenLog(db);
+  const std::map<std::string, std::string> healthy = LiveProjections(*log);
+  for (const std::string& stray :
+       {std::string("\x01"), std::string("a/x"), std::string("z"),
+        std::string("k")}) {
+    SCOPED_TRACE(absl::CEscape(stray));
+    RebuildOptions options;
+    // The last progress call comes after the last shadow write.
+    options.progress = [&](uint64_t done, uint64_t total) {
+      if (done != total) return;
+      ASSERT_TRUE(log->db()
+                      ->Put({}, log->projections_cf(),
+                            absl::StrCat(kShadowPrefix, stray), "")
+                      .ok());
+    };
+    absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log.get(), options);
+    ASSERT_FALSE(summary.ok());
+    EXPECT_EQ(summary.status().code(), absl::StatusCode::kInternal);
+    EXPECT_THAT(summary.status().message(),
+                HasSubstr(absl::StrCat("unexpected shadow key ",
+                                       absl::CEscape(kShadowPrefix),
+                                       absl::CEscape(stray))));
+  }
+  EXPECT_EQ(LiveProjections(*log), healthy);
+  RebuildOptions options;
+  options.shadow_only = true;
+  absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log.get(), options);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->differences(), 0u);
+  EXPECT_EQ(summary->records_rebuilt(), healthy.size());
+}
+
 // The two ways of replaying (the log verified on a second thread, or on the
 // folding one) rebuild the same keys; a small flush interval makes records
 // go cold, get written to the shadow space and be read back; a damaged
@@ -521,13 +570,22 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
   const std::map<std::string, std::string> healthy = LiveProjections(*log);
   uint64_t records = 0;
   for (const bool second_thread : {true, false}) {
-    for (const uint64_t flush_every : {uint64_t{3}, uint64_t{1'000'000}}) {
+    // sst_keys_min 1: every eviction an ingested SST file (the default
+    // sends a ledger this small through WriteBatches); every 100 events,
+    // not 3, since an ingestion syncs files.
+    for (const auto& [flush_every, sst_keys_min] :
+         {std::pair<uint64_t, uint64_t>{3, kRebuildSstKeysMinDefault},
+          {1'000'000, kRebuildSstKeysMinDefault},
+          {100, 1},
+          {1'000'000, 1}}) {
       SCOPED_TRACE(absl::StrCat("second thread ", second_thread,
-                                ", flush every ", flush_every));
+                                ", flush every ", flush_every,
+                                ", SST from ", sst_keys_min, " keys"));
       RebuildOptions options;
       options.shadow_only = true;
       options.verify_on_second_thread = second_thread;
       options.flush_every_events = flush_every;
+      options.sst_keys_min = sst_keys_min;
       RebuildOptions::Stats stats;
       options.stats = &stats;
       absl::StatusOr<v1::RebuildSummary> summary = Rebuild(log.get(), options);
@@ -537,7 +595,7 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
       EXPECT_EQ(summary->records_rebuilt(), healthy.size());
       if (records == 0) records = summary->records_rebuilt();
       EXPECT_EQ(summary->records_rebuilt(), records);
-      if (flush_every == 3) {
+      if (flush_every < 1'000'000) {
         // Stores are touched again long after they went cold.
         EXPECT_GT(stats.reads_back, 0u);
         EXPECT_GT(stats.shadow_keys_written, healthy.size());

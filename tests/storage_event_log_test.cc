@@ -400,6 +400,61 @@ TEST_F(EventLogTest, HashChainLinksAndRecomputes) {
   EXPECT_TRUE(none->empty());
 }
 
+// Scan parses onto an arena it frees every 1024 envelopes, ScanBatches hands
+// out batches the caller may keep (by swapping): every envelope reads back
+// whole and in order either way, each batch full but the last.
+TEST_F(EventLogTest, ScanAndScanBatchesOverManyEnvelopes) {
+  EventLog& log = OpenLog();
+  constexpr uint64_t kEvents = 2500;
+  for (uint64_t i = 1; i <= kEvents; i += 100) {
+    std::vector<NewEvent> events;
+    for (uint64_t j = i; j < i + 100; ++j) {
+      events.push_back(MakeEvent(absl::StrCat("s-", j % 7), kExpectAny,
+                                 absl::StrCat("event-with-a-long-id-", j)));
+    }
+    MustAppend(Request(std::move(events)));
+  }
+  ASSERT_EQ(log.head().position, kEvents);
+
+  absl::StatusOr<std::vector<Envelope>> all = ScanAll(log);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), kEvents);
+  for (uint64_t i = 0; i < kEvents; ++i) {
+    EXPECT_EQ((*all)[i].position(), i + 1);
+    EXPECT_EQ((*all)[i].event_id(), absl::StrCat("event-with-a-long-id-", i + 1));
+    EXPECT_EQ((*all)[i].hash(), EnvelopeHash((*all)[i]));
+  }
+
+  std::vector<EnvelopeBatch> kept;
+  ASSERT_TRUE(log.ScanBatches(300, 1000, [&](EnvelopeBatch* batch) {
+                   kept.emplace_back();
+                   std::swap(kept.back(), *batch);
+                   return true;
+                 }).ok());
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(kept[0].size(), 1000u);
+  EXPECT_EQ(kept[1].size(), 1000u);
+  EXPECT_EQ(kept[2].size(), 200u);
+  uint64_t position = 300;
+  for (const EnvelopeBatch& batch : kept) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      ++position;
+      EXPECT_EQ(batch[i].position(), position);
+      EXPECT_EQ(batch[i].SerializeAsString(),
+                (*all)[position - 1].SerializeAsString());
+    }
+  }
+  EXPECT_EQ(position, kEvents);
+
+  // Stopping early: fn returning false ends the scan without an error.
+  int calls = 0;
+  ASSERT_TRUE(log.ScanBatches(0, 1000, [&](EnvelopeBatch*) {
+                   ++calls;
+                   return false;
+                 }).ok());
+  EXPECT_EQ(calls, 1);
+}
+
 TEST_F(EventLogTest, ReopenPreservesEverything) {
   std::string head_hash;
   {
