@@ -387,6 +387,10 @@ struct EventLog::Impl {
   // written is durable.
   std::shared_ptr<const rocksdb::Snapshot> durable_view
       ABSL_GUARDED_BY(head_mu);
+  // From just before an unsynced write until `head` covers it (or it
+  // failed): a Sync ending meanwhile finds head == durable_head and must
+  // keep durable_view all the same, since the write may land after it.
+  bool unsynced_write_in_flight ABSL_GUARDED_BY(head_mu) = false;
 
   ~Impl() {
     if (db == nullptr) return;
@@ -991,15 +995,17 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     if (batch.size() > 0) {
       rocksdb::WriteBatch write_batch;
       rocksdb::Status s = batch.Build(impl_->handles, &write_batch);
-      if (s.ok() && impl_->options.write_batch_tap) {
-        impl_->options.write_batch_tap(View(write_batch.Data()));
-      }
       if (s.ok() && !group_sync && impl_->options.sync) {
-        // Readers keep reading what is durable until a Sync covers this.
+        // Readers keep reading what is durable until a Sync covers this
+        // write -- also a Sync that ends before the head moves up to it.
         std::lock_guard<std::mutex> head_lock(impl_->head_mu);
         if (impl_->durable_view == nullptr) {
           impl_->durable_view = impl_->NewSnapshot();
         }
+        impl_->unsynced_write_in_flight = true;
+      }
+      if (s.ok() && impl_->options.write_batch_tap) {
+        impl_->options.write_batch_tap(View(write_batch.Data()));
       }
       if (s.ok()) {
         rocksdb::WriteOptions write_options;
@@ -1012,6 +1018,11 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
       // I/O trouble is kUnavailable; anything else from a write is kInternal.
       if (write_error->code() != absl::StatusCode::kUnavailable) {
         write_error = absl::InternalError(write_error->message());
+      }
+      {
+        // The view stays: nothing after this write is ever acknowledged.
+        std::lock_guard<std::mutex> head_lock(impl_->head_mu);
+        impl_->unsynced_write_in_flight = false;
       }
       for (Impl::Writer* writer : group) {
         if (writer->results.ok()) {
@@ -1033,6 +1044,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
       // move together.
       std::lock_guard<std::mutex> head_lock(impl_->head_mu);
       impl_->head = state.head;
+      impl_->unsynced_write_in_flight = false;
       if (group_sync || !impl_->options.sync) {
         impl_->durable_head = state.head;
         // A synced write covers the unsynced ones before it.
@@ -1096,7 +1108,8 @@ absl::Status EventLog::Sync() {
   if (target.position > impl_->durable_head.position) {
     impl_->durable_head = target;
   }
-  if (impl_->head.position == impl_->durable_head.position) {
+  if (impl_->head.position == impl_->durable_head.position &&
+      !impl_->unsynced_write_in_flight) {
     impl_->durable_view.reset();
   } else if (impl_->durable_view == nullptr ||
              impl_->durable_view->GetSequenceNumber() <
@@ -1139,15 +1152,14 @@ absl::Status EventLog::ScanBatches(
   if (batch_events == 0) batch_events = 1;
   EnvelopeBatch batch;
   bool stopped = false;
-  const absl::Status status = impl_->ScanVerified(
+  RETURN_IF_ERROR(impl_->ScanVerified(
       after_position, [&batch] { return batch.Add(); },
       [&](const Envelope&, absl::string_view) {
         if (batch.size() < batch_events) return true;
         stopped = !fn(&batch);
         batch.Clear();  // what fn handed back (it may have swapped)
         return !stopped;
-      });
-  if (!status.ok()) return status;
+      }));
   if (!stopped && !batch.empty()) fn(&batch);
   return absl::OkStatus();
 }

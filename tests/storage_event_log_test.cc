@@ -932,6 +932,43 @@ TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
   EXPECT_TRUE(ScanAll(reopened).ok());
 }
 
+// The ledger syncs one group while its leader writes the next: a Sync that
+// ends after that write began, but before the head moved up to it, must
+// keep it out of what readers see. (The write-batch tap runs on the writer
+// just before the write: the Sync it makes is such a Sync.)
+TEST_F(EventLogTest, ASyncEndingDuringAnUnsyncedWriteKeepsItHidden) {
+  EventLog* target = nullptr;
+  bool sync_in_tap = false;
+  absl::Status synced_in_tap;
+  EventLogOptions options;
+  options.write_batch_tap = [&](absl::string_view) {
+    if (!sync_in_tap) return;
+    sync_in_tap = false;
+    synced_in_tap = target->Sync();
+  };
+  EventLog& log = OpenLog(options);
+  target = &log;
+  AppendRequest first = Request({MakeEvent("s-a", kExpectNoStream, "e1")});
+  first.projection_puts.emplace_back("r/1", "one");
+  ASSERT_TRUE(AppendUnsynced(log, std::move(first)).ok());
+  AppendRequest second = Request({MakeEvent("s-a", 1, "e2")});
+  second.projection_puts.emplace_back("r/1", "two");
+  sync_in_tap = true;
+  ASSERT_TRUE(AppendUnsynced(log, std::move(second)).ok());
+  ASSERT_FALSE(sync_in_tap);
+  ASSERT_TRUE(synced_in_tap.ok()) << synced_in_tap;
+
+  EXPECT_EQ(log.head().position, 1u);  // that sync covered e1 only
+  EXPECT_EQ(log.appended_head().position, 2u);
+  EXPECT_EQ(log.GetProjection("r/1").value(), "one");
+  EXPECT_EQ(log.GetStreamHead("s-a").value()->version(), 1u);
+  EXPECT_THAT(StreamVersions(log, "s-a"), ElementsAre(1u));
+
+  ASSERT_TRUE(log.Sync().ok());
+  EXPECT_EQ(log.GetProjection("r/1").value(), "two");
+  EXPECT_THAT(StreamVersions(log, "s-a"), ElementsAre(1u, 2u));
+}
+
 TEST_F(EventLogTest, FailedSyncMakesTheLogReadOnlyUntilReopen) {
   FailingSyncLog failing;
   auto& file_system = failing.file_system;
