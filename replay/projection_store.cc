@@ -205,8 +205,7 @@ void AppendProjectionPuts(absl::string_view merchant_id,
   puts->emplace_back(MerchantKey(merchant_id), SerializeDeterministic(merchant));
 }
 
-std::vector<std::pair<std::string, std::string>> ProjectionPuts(
-    const StateOverlay& overlay) {
+ProjectionPutList ProjectionPuts(const StateOverlay& overlay) {
   ProjectionPutList puts;
   for (const auto& [id, store] : overlay.stores()) {
     AppendProjectionPuts(id, *store, &puts);

@@ -65,13 +65,12 @@ class ProjectionReader : public StateReader {
 
 // The projection writes for every record changed in `overlay` (stream heads
 // excluded: the log keeps those).
-std::vector<std::pair<std::string, std::string>> ProjectionPuts(
-    const StateOverlay& overlay);
+using ProjectionPutList = std::vector<std::pair<std::string, std::string>>;
+ProjectionPutList ProjectionPuts(const StateOverlay& overlay);
 
 // The writes ProjectionPuts makes for one record, stored under its id(s),
 // appended to *puts: for a caller that holds its records outside an overlay
 // (replay/rebuild.cc), with the same bytes.
-using ProjectionPutList = std::vector<std::pair<std::string, std::string>>;
 void AppendProjectionPuts(absl::string_view store_id, const StoreRecord& store,
                           ProjectionPutList* puts);
 void AppendProjectionPuts(absl::string_view store_id,

@@ -378,6 +378,21 @@ std::unique_ptr<EventLog> OpenLog(const std::string& dir) {
   return log.ok() ? *std::move(log) : nullptr;
 }
 
+// A ledger in `db` of PlanMigration(stores, seed)'s commands as written,
+// executed one at a time (sync off: these tests do not crash it).
+void SimulateLedger(const std::string& db, int stores, uint64_t seed,
+                    uint64_t snapshot_every_events = kSnapshotEveryEventsDefault) {
+  LedgerOptions options;
+  options.sync = false;
+  options.snapshot_every_events = snapshot_every_events;
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, options);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  for (const SimulatedStep& step : PlanMigration(stores, seed)) {
+    if (step.amount != SimulatedStep::Amount::kAsWritten) continue;
+    ASSERT_TRUE((*ledger)->Execute(step.command).ok());
+  }
+}
+
 TEST_F(InvestigateTest, RebuildShadowReportsNothingOnAHealthyLedger) {
   CliRun run = Run({"rebuild", "--shadow"});
   EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
@@ -453,17 +468,7 @@ TEST_F(InvestigateTest, RebuildShadowListsDamageAndRebuildRepairsIt) {
 TEST(RebuildTest, RebuildFromNothingIsByteIdenticalToInline) {
   TempDir dir;
   const std::string db = dir.Sub("db");
-  {
-    LedgerOptions options;
-    options.sync = false;
-    options.snapshot_every_events = 4;
-    absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, options);
-    ASSERT_TRUE(ledger.ok()) << ledger.status();
-    for (const SimulatedStep& step : PlanMigration(8, 7)) {
-      if (step.amount != SimulatedStep::Amount::kAsWritten) continue;
-      ASSERT_TRUE((*ledger)->Execute(step.command).ok());
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(SimulateLedger(db, 8, 7, 4));
   std::map<std::string, std::string> inline_projections, snapshots_before;
   {
     std::unique_ptr<EventLog> log = OpenLog(db);
@@ -504,16 +509,7 @@ TEST(RebuildTest, RebuildFromNothingIsByteIdenticalToInline) {
 TEST(RebuildTest, AStrayShadowKeyStopsTheRebuild) {
   TempDir dir;
   const std::string db = dir.Sub("db");
-  {
-    LedgerOptions options;
-    options.sync = false;
-    absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, options);
-    ASSERT_TRUE(ledger.ok()) << ledger.status();
-    for (const SimulatedStep& step : PlanMigration(4, 3)) {
-      if (step.amount != SimulatedStep::Amount::kAsWritten) continue;
-      ASSERT_TRUE((*ledger)->Execute(step.command).ok());
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(SimulateLedger(db, 4, 3));
   std::unique_ptr<EventLog> log = OpenLog(db);
   const std::map<std::string, std::string> healthy = LiveProjections(*log);
   for (const std::string& stray :
@@ -554,16 +550,7 @@ TEST(RebuildTest, AStrayShadowKeyStopsTheRebuild) {
 TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
   TempDir dir;
   const std::string db = dir.Sub("db");
-  {
-    LedgerOptions options;
-    options.sync = false;
-    absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, options);
-    ASSERT_TRUE(ledger.ok()) << ledger.status();
-    for (const SimulatedStep& step : PlanMigration(64, 11)) {
-      if (step.amount != SimulatedStep::Amount::kAsWritten) continue;
-      ASSERT_TRUE((*ledger)->Execute(step.command).ok());
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(SimulateLedger(db, 64, 11));
   std::unique_ptr<EventLog> log = OpenLog(db);
   const uint64_t head = log->head().position;
   ASSERT_GT(head, 3000u);  // several 1024-envelope batches
