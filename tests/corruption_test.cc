@@ -21,10 +21,8 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
 #include "cli/simulate.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -43,6 +41,7 @@ namespace {
 using ::google::protobuf::util::MessageDifferencer;
 using ::storeledger::testing::FileKind;
 using ::storeledger::testing::KindOfFile;
+using ::storeledger::testing::SeedFromEnvironment;
 using ::storeledger::testing::TempDir;
 
 // Damaged copies per kind of file.
@@ -55,13 +54,8 @@ constexpr int kFlushedStores = 25;
 constexpr int kWalStores = 4;
 
 uint64_t Seed() {
-  static const uint64_t seed = [] {
-    const char* text = std::getenv("STORELEDGER_CORRUPTION_SEED");
-    uint64_t value = 0;
-    if (text != nullptr && absl::SimpleAtoi(text, &value)) return value;
-    return static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) %
-           1'000'000'007;
-  }();
+  static const uint64_t seed =
+      SeedFromEnvironment("STORELEDGER_CORRUPTION_SEED");
   return seed;
 }
 
@@ -247,7 +241,7 @@ class CorruptionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     std::cout << "corruption_test seed " << Seed()
-              << " (rerun with STORELEDGER_CORRUPTION_SEED=" << Seed()
+              << " (re-run with STORELEDGER_CORRUPTION_SEED=" << Seed()
               << ")\n";
     temp_ = new TempDir();
     pristine_ = new Pristine();

@@ -65,6 +65,7 @@ using ::storeledger::testing::ChildOptions;
 using ::storeledger::testing::ChildProcess;
 using ::storeledger::testing::RecoveryCheckOptions;
 using ::storeledger::testing::RecoveryCheckStats;
+using ::storeledger::testing::SeedFromEnvironment;
 using ::storeledger::testing::TempDir;
 
 // Stores in one ledger's planned stream (~60 commands each).
@@ -96,9 +97,7 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
 }
 
 uint64_t Seed() {
-  static const uint64_t seed = EnvOr(
-      "STORELEDGER_CRASH_SEED",
-      static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) % 1'000'000'007);
+  static const uint64_t seed = SeedFromEnvironment("STORELEDGER_CRASH_SEED");
   return seed;
 }
 
@@ -139,7 +138,7 @@ class CrashTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::cout << "crash_test seed " << Seed()
-              << " (rerun with STORELEDGER_CRASH_SEED=" << Seed() << ")\n";
+              << " (re-run with STORELEDGER_CRASH_SEED=" << Seed() << ")\n";
   }
 
   // Writes `indexes` of plan_ to a file, one line each.

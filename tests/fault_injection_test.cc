@@ -30,7 +30,6 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "cli/simulate.h"
@@ -52,6 +51,7 @@ using ::storeledger::testing::FaultOp;
 using ::storeledger::testing::FileKind;
 using ::storeledger::testing::RecoveryCheckOptions;
 using ::storeledger::testing::RecoveryCheckStats;
+using ::storeledger::testing::SeedFromEnvironment;
 using ::storeledger::testing::TempDir;
 
 // Simulated power losses per run, and the wall-clock budget that may end a
@@ -70,13 +70,7 @@ constexpr int kCompactOneIn = 150;
 constexpr int kErrorRounds = 40;
 
 uint64_t Seed() {
-  static const uint64_t seed = [] {
-    const char* text = std::getenv("STORELEDGER_FAULT_SEED");
-    uint64_t value = 0;
-    if (text != nullptr && absl::SimpleAtoi(text, &value)) return value;
-    return static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) %
-           1'000'000'007;
-  }();
+  static const uint64_t seed = SeedFromEnvironment("STORELEDGER_FAULT_SEED");
   return seed;
 }
 
@@ -99,7 +93,7 @@ class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::cout << "fault_injection_test seed " << Seed()
-              << " (rerun with STORELEDGER_FAULT_SEED=" << Seed() << ")\n";
+              << " (re-run with STORELEDGER_FAULT_SEED=" << Seed() << ")\n";
   }
 
   absl::StatusOr<std::unique_ptr<Ledger>> Open(bool sync = true) {

@@ -5,7 +5,6 @@
 //
 // Randomized tests print their seed; re-run one with STORELEDGER_SEED=<seed>.
 #include <cstdint>
-#include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -14,7 +13,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli/simulate.h"
 #include "google/protobuf/descriptor.h"
@@ -25,6 +23,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "ledger/json.h"
+#include "tests/support/test_support.h"
 
 namespace storeledger {
 namespace {
@@ -39,11 +38,8 @@ using json_internal::FastMessageToJson;
 using json_internal::ProtobufParseCommandJson;
 using json_internal::ProtobufToJson;
 
-uint64_t SeedFromEnvironment(absl::string_view test) {
-  uint64_t seed = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-  if (const char* text = std::getenv("STORELEDGER_SEED")) {
-    seed = std::strtoull(text, nullptr, 10);
-  }
+uint64_t PrintedSeed(absl::string_view test) {
+  const uint64_t seed = ::storeledger::testing::SeedFromEnvironment();
   std::cout << test << " seed: " << seed
             << " (re-run with STORELEDGER_SEED=" << seed << ")\n";
   return seed;
@@ -830,7 +826,7 @@ class RandomMessages {
 };
 
 TEST(JsonCodecTest, RandomMessagesPrintAsProtobufPrintsThemAndParseBack) {
-  const uint64_t seed = SeedFromEnvironment("json_codec_test random print");
+  const uint64_t seed = PrintedSeed("json_codec_test random print");
   // protobuf logs each string that is not UTF-8 as it serializes it.
   const google::protobuf::LogSilencer quiet;
   RandomMessages random(seed);
@@ -880,7 +876,7 @@ TEST(JsonCodecTest, RandomMessagesPrintAsProtobufPrintsThemAndParseBack) {
 }
 
 TEST(JsonCodecTest, RandomCommandsAndMutatedLinesParseAsProtobufParsesThem) {
-  const uint64_t seed = SeedFromEnvironment("json_codec_test random parse");
+  const uint64_t seed = PrintedSeed("json_codec_test random parse");
   const google::protobuf::LogSilencer quiet;
   RandomMessages random(seed);
   static constexpr const char* kInsertions[] = {

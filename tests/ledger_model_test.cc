@@ -27,6 +27,7 @@ namespace {
 
 using ::storeledger::testing::China;
 using ::storeledger::testing::FixedClock;
+using ::storeledger::testing::SeedFromEnvironment;
 using ::storeledger::testing::TempDir;
 
 // ------------------------------------------------------------------ model
@@ -551,13 +552,6 @@ class Generator {
   std::mt19937_64 rng_;
   const Model* model_;
 };
-
-uint64_t SeedFromEnvironment() {
-  if (const char* seed = std::getenv("STORELEDGER_SEED")) {
-    return std::strtoull(seed, nullptr, 10);
-  }
-  return std::random_device()();
-}
 
 TEST(LedgerModelTest, LedgerAndModelAgreeOnEveryOutcomeAndBalance) {
   const uint64_t seed = SeedFromEnvironment();

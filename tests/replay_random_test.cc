@@ -5,7 +5,6 @@
 // positions differs exactly by the events recorded in between.
 //
 // The seed is printed; re-run one with STORELEDGER_SEED=<seed>.
-#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -16,7 +15,6 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "cli/simulate.h"
 #include "core/evolve.h"
 #include "core/streams.h"
@@ -37,14 +35,8 @@ using ::storeledger::testing::China;
 using ::storeledger::testing::ChinaText;
 using ::storeledger::testing::CommandFromJson;
 using ::storeledger::testing::FixedClock;
+using ::storeledger::testing::SeedFromEnvironment;
 using ::storeledger::testing::TempDir;
-
-uint64_t SeedFromEnvironment() {
-  if (const char* text = std::getenv("STORELEDGER_SEED")) {
-    return std::strtoull(text, nullptr, 10);
-  }
-  return static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-}
 
 // Runs the simulator's plan through Execute, as `simulate` does.
 void RunPlan(Ledger& ledger, const std::vector<SimulatedStep>& steps) {

@@ -2,9 +2,12 @@
 
 #include <stdlib.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "cli/cli.h"
 #include "gtest/gtest.h"
@@ -58,6 +61,14 @@ CliRun RunStoreledger(const std::vector<std::string>& args,
   std::ostringstream out, err;
   const int code = RunCli(args, in, out, err);
   return CliRun{code, out.str(), err.str()};
+}
+
+uint64_t SeedFromEnvironment(const char* variable) {
+  uint64_t seed = 0;
+  const char* text = std::getenv(variable);
+  if (text != nullptr && absl::SimpleAtoi(text, &seed)) return seed;
+  std::random_device device;
+  return (uint64_t{device()} << 32) | device();
 }
 
 }  // namespace storeledger::testing

@@ -3,6 +3,7 @@
 #ifndef STORELEDGER_TESTS_SUPPORT_TEST_SUPPORT_H_
 #define STORELEDGER_TESTS_SUPPORT_TEST_SUPPORT_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,11 @@ struct CliRun {
 };
 CliRun RunStoreledger(const std::vector<std::string>& args,
                       const std::string& stdin_text = "");
+
+// The seed of a randomized test: the number in the environment variable
+// `variable` when it holds one (to repeat a run), else a fresh one. The
+// caller prints it with the variable's name.
+uint64_t SeedFromEnvironment(const char* variable = "STORELEDGER_SEED");
 
 }  // namespace storeledger::testing
 
