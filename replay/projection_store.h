@@ -16,6 +16,7 @@
 #ifndef STORELEDGER_REPLAY_PROJECTION_STORE_H_
 #define STORELEDGER_REPLAY_PROJECTION_STORE_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,15 +28,19 @@ namespace storeledger {
 
 // Reads current state from the projections of an EventLog; stream heads come
 // from the log itself. Not thread-safe beyond what EventLog guarantees.
-// Reads the durable state (EventLog::ReadView) unless told otherwise: only
-// the group commit, deciding against its own unsynced groups, reads
-// kAppended.
+// Reads the durable state (EventLog::ReadView) unless told otherwise, at one
+// durable point pinned when the reader is made (EventLog::PinDurable), so
+// that every record it reads agrees with every other: make one per question.
+// Only the group commit, deciding against its own unsynced groups, reads
+// kAppended (the database as written, at each read).
 class ProjectionReader : public StateReader {
  public:
   explicit ProjectionReader(
       const EventLog* log,
       EventLog::ReadView view = EventLog::ReadView::kDurable)
-      : log_(log), view_(view) {}
+      : log_(log) {
+    if (view == EventLog::ReadView::kDurable) at_.emplace(log->PinDurable());
+  }
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override;
@@ -60,7 +65,7 @@ class ProjectionReader : public StateReader {
 
  private:
   const EventLog* log_;
-  EventLog::ReadView view_;
+  std::optional<EventLog::DurablePoint> at_;  // unset: kAppended
 };
 
 // The projection writes for every record changed in `overlay` (stream heads

@@ -429,6 +429,32 @@ struct EventLog::Impl {
     std::lock_guard<std::mutex> lock(head_mu);
     return durable_view;
   }
+  // What kDurable reads now, as a snapshot in every case: the live database
+  // is snapshotted under head_mu, before any unsynced write can start.
+  std::shared_ptr<const rocksdb::Snapshot> DurableSnapshot() const {
+    std::lock_guard<std::mutex> lock(head_mu);
+    if (durable_view != nullptr) return durable_view;
+    return NewSnapshot();
+  }
+
+  absl::Status ScanProjections(
+      absl::string_view prefix,
+      const std::function<bool(absl::string_view key,
+                               absl::string_view value)>& fn,
+      const rocksdb::Snapshot* snapshot) const {
+    const std::string upper = PrefixSuccessor(prefix);
+    const rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions read_options;
+    read_options.snapshot = snapshot;
+    if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(read_options, cf(kProjections)));
+    for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid();
+         it->Next()) {
+      if (!fn(View(it->key()), View(it->value()))) break;
+    }
+    return FromRocks(it->status(), "scan projections");
+  }
 
   // nullopt when the key is absent.
   absl::StatusOr<std::optional<std::string>> Get(
@@ -1168,11 +1194,9 @@ absl::Status EventLog::ScanStream(
     absl::string_view stream_id, uint64_t after_version,
     const std::function<bool(const Envelope&)>& fn) const {
   RETURN_IF_ERROR(ValidateStreamId(stream_id));
-  // One snapshot for the head and the index, so that they agree: the
-  // durable view, or the database now when everything written is durable.
-  std::shared_ptr<const rocksdb::Snapshot> hold =
-      impl_->ViewSnapshot(ReadView::kDurable);
-  if (hold == nullptr) hold = impl_->NewSnapshot();
+  // One snapshot for the head and the index, so that they agree.
+  const std::shared_ptr<const rocksdb::Snapshot> hold =
+      impl_->DurableSnapshot();
   const rocksdb::Snapshot* snapshot = hold.get();
 
   ASSIGN_OR_RETURN(std::optional<StreamHead> stream_head,
@@ -1235,6 +1259,16 @@ absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
   return impl_->GetStreamHead(stream_id, hold.get());
 }
 
+absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
+    absl::string_view stream_id, const DurablePoint& at) const {
+  RETURN_IF_ERROR(ValidateStreamId(stream_id));
+  return impl_->GetStreamHead(stream_id, at.snapshot_.get());
+}
+
+EventLog::DurablePoint EventLog::PinDurable() const {
+  return DurablePoint(impl_->DurableSnapshot());
+}
+
 absl::StatusOr<std::optional<StoredOutcome>> EventLog::GetOutcome(
     absl::string_view command_id, ReadView view) const {
   const std::shared_ptr<const rocksdb::Snapshot> hold =
@@ -1258,6 +1292,11 @@ absl::StatusOr<std::optional<std::string>> EventLog::GetProjection(
   return impl_->Get(kProjections, key, hold.get());
 }
 
+absl::StatusOr<std::optional<std::string>> EventLog::GetProjection(
+    absl::string_view key, const DurablePoint& at) const {
+  return impl_->Get(kProjections, key, at.snapshot_.get());
+}
+
 absl::Status EventLog::ScanProjections(
     absl::string_view prefix,
     const std::function<bool(absl::string_view key, absl::string_view value)>&
@@ -1265,18 +1304,15 @@ absl::Status EventLog::ScanProjections(
     ReadView view) const {
   const std::shared_ptr<const rocksdb::Snapshot> hold =
       impl_->ViewSnapshot(view);
-  const std::string upper = PrefixSuccessor(prefix);
-  const rocksdb::Slice upper_slice(upper);
-  rocksdb::ReadOptions read_options;
-  read_options.snapshot = hold.get();
-  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(
-      impl_->db->NewIterator(read_options, impl_->cf(kProjections)));
-  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid();
-       it->Next()) {
-    if (!fn(View(it->key()), View(it->value()))) break;
-  }
-  return FromRocks(it->status(), "scan projections");
+  return impl_->ScanProjections(prefix, fn, hold.get());
+}
+
+absl::Status EventLog::ScanProjections(
+    absl::string_view prefix,
+    const std::function<bool(absl::string_view key, absl::string_view value)>&
+        fn,
+    const DurablePoint& at) const {
+  return impl_->ScanProjections(prefix, fn, at.snapshot_.get());
 }
 
 rocksdb::DB* EventLog::db() const { return impl_->db.get(); }

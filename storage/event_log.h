@@ -16,11 +16,11 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "storeledger/v1/ledger.pb.h"
 
 namespace google::protobuf {
@@ -31,6 +31,7 @@ namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
 class Env;
+class Snapshot;
 }  // namespace rocksdb
 
 namespace storeledger {
@@ -212,20 +213,44 @@ class EventLog {
   // reads kAppended.
   enum class ReadView { kDurable, kAppended };
 
+  // One durable point, fixed when pinned: every read given it sees the same
+  // database -- what kDurable read then -- however many appends and syncs
+  // follow. For a reader that reads several keys and needs them to agree (a
+  // store's state is its store, product, order and withdrawal records and
+  // its stream head). It holds a RocksDB snapshot: keep it for one question,
+  // and never past the EventLog.
+  class DurablePoint {
+   private:
+    friend class EventLog;
+    explicit DurablePoint(std::shared_ptr<const rocksdb::Snapshot> snapshot)
+        : snapshot_(std::move(snapshot)) {}
+    std::shared_ptr<const rocksdb::Snapshot> snapshot_;
+  };
+  DurablePoint PinDurable() const;
+
   absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
       absl::string_view stream_id, ReadView view = ReadView::kDurable) const;
+  absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
+      absl::string_view stream_id, const DurablePoint& at) const;
 
   absl::StatusOr<std::optional<StoredOutcome>> GetOutcome(
       absl::string_view command_id, ReadView view = ReadView::kDurable) const;
 
   absl::StatusOr<std::optional<std::string>> GetProjection(
       absl::string_view key, ReadView view = ReadView::kDurable) const;
+  absl::StatusOr<std::optional<std::string>> GetProjection(
+      absl::string_view key, const DurablePoint& at) const;
   // Projection entries whose key starts with `prefix`, in key order.
   absl::Status ScanProjections(
       absl::string_view prefix,
       const std::function<bool(absl::string_view key, absl::string_view value)>&
           fn,
       ReadView view = ReadView::kDurable) const;
+  absl::Status ScanProjections(
+      absl::string_view prefix,
+      const std::function<bool(absl::string_view key, absl::string_view value)>&
+          fn,
+      const DurablePoint& at) const;
 
   // For audit, rebuild and tests that damage the database on purpose.
   rocksdb::DB* db() const;

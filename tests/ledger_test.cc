@@ -176,6 +176,25 @@ TEST_F(LedgerTest, FoldedStateEqualsProjectionAtHead) {
   EXPECT_EQ(folded->SerializeAsString(), live->SerializeAsString());
 }
 
+// A ProjectionReader reads the point it was made at: records and stream
+// heads written after it (here a product and its listing) are not mixed into
+// what it reads, so a store's state built from it is one moment's.
+TEST_F(LedgerTest, AProjectionReaderReadsThePointItWasMadeAt) {
+  OpenMiniStore("s1", "m1");
+  const ProjectionReader before(&ledger_->log());
+  Run("add", China(6, 2),
+      R"("addProduct":{"storeId":"s1","productId":"p1","kind":"E_VOUCHER","origin":"OWN","categoryId":"c","priceFen":100})");
+  Run("list", China(6, 2, 1), R"("listProduct":{"storeId":"s1","productId":"p1"})");
+
+  EXPECT_EQ(before.Product("s1", "p1").value(), nullptr);
+  EXPECT_TRUE(before.Products("s1").value().empty());
+  EXPECT_EQ(before.Head(StoreStream("s1")).value()->version(), 1u);
+  const ProjectionReader after(&ledger_->log());
+  ASSERT_NE(after.Product("s1", "p1").value(), nullptr);
+  EXPECT_EQ(after.Products("s1").value().size(), 1u);
+  EXPECT_EQ(after.Head(StoreStream("s1")).value()->version(), 3u);
+}
+
 TEST_F(LedgerTest, CommandIdOverTheLimitIsInvalid) {
   v1::Command command = CommandFromJson(
       R"({"commandId":"x","occurredAt":"2024-06-01T00:00:00+08:00","applyPolicy":{}})");

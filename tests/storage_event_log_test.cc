@@ -936,6 +936,51 @@ TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
 // ends after that write began, but before the head moved up to it, must
 // keep it out of what readers see. (The write-batch tap runs on the writer
 // just before the write: the Sync it makes is such a Sync.)
+// A pinned durable point reads one database however the log moves on:
+// pinned while an unsynced append awaits its Sync, it keeps not seeing it
+// after the Sync; pinned when everything is durable, it does not see a
+// later synced append. Unpinned reads move on.
+TEST_F(EventLogTest, APinnedDurablePointReadsOneDatabase) {
+  EventLog& log = OpenLog();
+  AppendRequest first = Request({MakeEvent("s-a", kExpectNoStream, "e1")});
+  first.projection_puts.emplace_back("r/1", "one");
+  MustAppend(std::move(first));
+  AppendRequest second = Request({MakeEvent("s-a", 1, "e2")});
+  second.projection_puts.emplace_back("r/1", "two");
+  second.projection_puts.emplace_back("r/2", "new");
+  ASSERT_TRUE(AppendUnsynced(log, std::move(second)).ok());
+  const EventLog::DurablePoint before_sync = log.PinDurable();
+  ASSERT_TRUE(log.Sync().ok());
+
+  auto keys_at = [&](const EventLog::DurablePoint& at) {
+    std::vector<std::string> keys;
+    EXPECT_TRUE(log.ScanProjections(
+                       "r/",
+                       [&](absl::string_view key, absl::string_view) {
+                         keys.emplace_back(key);
+                         return true;
+                       },
+                       at)
+                    .ok());
+    return keys;
+  };
+  EXPECT_EQ(log.GetProjection("r/1").value(), "two");
+  EXPECT_EQ(log.GetProjection("r/1", before_sync).value(), "one");
+  EXPECT_FALSE(log.GetProjection("r/2", before_sync).value().has_value());
+  EXPECT_EQ(log.GetStreamHead("s-a", before_sync).value()->version(), 1u);
+  EXPECT_THAT(keys_at(before_sync), ElementsAre("r/1"));
+
+  const EventLog::DurablePoint synced = log.PinDurable();
+  AppendRequest third = Request({MakeEvent("s-a", 2, "e3")});
+  third.projection_puts.emplace_back("r/3", "three");
+  MustAppend(std::move(third));
+  EXPECT_EQ(log.GetStreamHead("s-a").value()->version(), 3u);
+  EXPECT_EQ(log.GetStreamHead("s-a", synced).value()->version(), 2u);
+  EXPECT_FALSE(log.GetProjection("r/3", synced).value().has_value());
+  EXPECT_THAT(keys_at(synced), ElementsAre("r/1", "r/2"));
+  EXPECT_EQ(log.GetStreamHead("s-a", before_sync).value()->version(), 1u);
+}
+
 TEST_F(EventLogTest, ASyncEndingDuringAnUnsyncedWriteKeepsItHidden) {
   EventLog* target = nullptr;
   bool sync_in_tap = false;
