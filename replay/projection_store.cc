@@ -1,6 +1,5 @@
 #include "replay/projection_store.h"
 
-#include <functional>
 #include <optional>
 
 #include "absl/strings/escaping.h"
@@ -34,35 +33,13 @@ std::string KindKey(StoreKind kind, absl::string_view store) {
   return absl::StrCat("k/", static_cast<int>(kind), "/", store);
 }
 
-// Where a ProjectionReader reads: at its durable point, or (none) the
-// database as appended.
-struct Source {
-  const EventLog* log;
-  const std::optional<EventLog::DurablePoint>& at;
-
-  absl::StatusOr<std::optional<std::string>> Get(const std::string& key) const {
-    if (at.has_value()) return log->GetProjection(key, *at);
-    return log->GetProjection(key, EventLog::ReadView::kAppended);
-  }
-  absl::Status Scan(const std::string& prefix,
-                    const std::function<bool(absl::string_view key,
-                                             absl::string_view value)>& fn)
-      const {
-    if (at.has_value()) return log->ScanProjections(prefix, fn, *at);
-    return log->ScanProjections(prefix, fn, EventLog::ReadView::kAppended);
-  }
-  absl::StatusOr<std::optional<StreamHead>> Head(
-      absl::string_view stream_id) const {
-    if (at.has_value()) return log->GetStreamHead(stream_id, *at);
-    return log->GetStreamHead(stream_id, EventLog::ReadView::kAppended);
-  }
-};
-
 // Reads and parses one record; a value that does not parse is kDataLoss.
 template <typename Record>
-absl::StatusOr<RecordRef<Record>> ReadRecord(const Source& source,
+absl::StatusOr<RecordRef<Record>> ReadRecord(const EventLog* log,
+                                             const EventLog::ReadPoint& at,
                                              const std::string& key) {
-  ASSIGN_OR_RETURN(std::optional<std::string> bytes, source.Get(key));
+  ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                   log->GetProjection(key, at));
   if (!bytes.has_value()) return nullptr;
   auto record = std::make_shared<Record>();
   if (!record->ParseFromString(*bytes)) {
@@ -74,11 +51,12 @@ absl::StatusOr<RecordRef<Record>> ReadRecord(const Source& source,
 
 // All records under `prefix` (a scan, in key order).
 template <typename Record>
-absl::StatusOr<std::vector<Record>> ScanRecords(const Source& source,
+absl::StatusOr<std::vector<Record>> ScanRecords(const EventLog* log,
+                                                const EventLog::ReadPoint& at,
                                                 const std::string& prefix) {
   std::vector<Record> out;
   absl::Status parse_status;
-  RETURN_IF_ERROR(source.Scan(
+  RETURN_IF_ERROR(log->ScanProjections(
       prefix, [&](absl::string_view key, absl::string_view value) {
         Record record;
         if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
@@ -88,20 +66,24 @@ absl::StatusOr<std::vector<Record>> ScanRecords(const Source& source,
         }
         out.push_back(std::move(record));
         return true;
-      }));
+      },
+      at));
   RETURN_IF_ERROR(parse_status);
   return out;
 }
 
 // The ids that follow `prefix` in index keys, in key order.
-absl::StatusOr<std::vector<std::string>> ScanIds(const Source& source,
+absl::StatusOr<std::vector<std::string>> ScanIds(const EventLog* log,
+                                                 const EventLog::ReadPoint& at,
                                                  const std::string& prefix) {
   std::vector<std::string> ids;
-  RETURN_IF_ERROR(source.Scan(
-      prefix, [&](absl::string_view key, absl::string_view) {
+  RETURN_IF_ERROR(log->ScanProjections(
+      prefix,
+      [&](absl::string_view key, absl::string_view) {
         ids.emplace_back(key.substr(prefix.size()));
         return true;
-      }));
+      },
+      at));
   return ids;
 }
 
@@ -113,28 +95,28 @@ std::string StoreKey(absl::string_view store_id) {
 
 absl::StatusOr<RecordRef<StoreRecord>> ProjectionReader::Store(
     absl::string_view store_id) const {
-  return ReadRecord<StoreRecord>(Source{log_, at_}, StoreKey(store_id));
+  return ReadRecord<StoreRecord>(log_, at_, StoreKey(store_id));
 }
 
 absl::StatusOr<RecordRef<ProductRecord>> ProjectionReader::Product(
     absl::string_view store_id, absl::string_view product_id) const {
-  return ReadRecord<ProductRecord>(Source{log_, at_}, ProductKey(store_id, product_id));
+  return ReadRecord<ProductRecord>(log_, at_, ProductKey(store_id, product_id));
 }
 
 absl::StatusOr<std::vector<ProductRecord>> ProjectionReader::Products(
     absl::string_view store_id) const {
-  return ScanRecords<ProductRecord>(Source{log_, at_}, Pair("p/", store_id, ""));
+  return ScanRecords<ProductRecord>(log_, at_, Pair("p/", store_id, ""));
 }
 
 absl::StatusOr<RecordRef<OrderRecord>> ProjectionReader::Order(
     absl::string_view order_id) const {
-  return ReadRecord<OrderRecord>(Source{log_, at_}, OrderKey(order_id));
+  return ReadRecord<OrderRecord>(log_, at_, OrderKey(order_id));
 }
 
 absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
     absl::string_view store_id) const {
   ASSIGN_OR_RETURN(std::vector<std::string> ids,
-                   ScanIds(Source{log_, at_}, Pair("O/", store_id, "")));
+                   ScanIds(log_, at_, Pair("O/", store_id, "")));
   std::vector<OrderRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
@@ -151,13 +133,13 @@ absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
 
 absl::StatusOr<RecordRef<WithdrawalRecord>> ProjectionReader::Withdrawal(
     absl::string_view withdrawal_id) const {
-  return ReadRecord<WithdrawalRecord>(Source{log_, at_}, WithdrawalKey(withdrawal_id));
+  return ReadRecord<WithdrawalRecord>(log_, at_, WithdrawalKey(withdrawal_id));
 }
 
 absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
     absl::string_view store_id) const {
   ASSIGN_OR_RETURN(std::vector<std::string> ids,
-                   ScanIds(Source{log_, at_}, Pair("W/", store_id, "")));
+                   ScanIds(log_, at_, Pair("W/", store_id, "")));
   std::vector<WithdrawalRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
@@ -174,18 +156,18 @@ absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
 
 absl::StatusOr<RecordRef<MerchantRecord>> ProjectionReader::Merchant(
     absl::string_view merchant_id) const {
-  return ReadRecord<MerchantRecord>(Source{log_, at_}, MerchantKey(merchant_id));
+  return ReadRecord<MerchantRecord>(log_, at_, MerchantKey(merchant_id));
 }
 
 absl::StatusOr<std::vector<std::string>> ProjectionReader::StoreIds(
     StoreKind kind) const {
-  return ScanIds(Source{log_, at_}, KindKey(kind, ""));
+  return ScanIds(log_, at_, KindKey(kind, ""));
 }
 
 absl::StatusOr<RecordRef<StreamHead>> ProjectionReader::Head(
     absl::string_view stream_id) const {
   ASSIGN_OR_RETURN(std::optional<StreamHead> head,
-                   (Source{log_, at_}).Head(stream_id));
+                   log_->GetStreamHead(stream_id, at_));
   if (!head.has_value()) return nullptr;
   return RecordRef<StreamHead>(std::make_shared<StreamHead>(*std::move(head)));
 }

@@ -16,7 +16,6 @@
 #ifndef STORELEDGER_REPLAY_PROJECTION_STORE_H_
 #define STORELEDGER_REPLAY_PROJECTION_STORE_H_
 
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,18 +28,16 @@ namespace storeledger {
 // Reads current state from the projections of an EventLog; stream heads come
 // from the log itself. Not thread-safe beyond what EventLog guarantees.
 // Reads the durable state (EventLog::ReadView) unless told otherwise, at one
-// durable point pinned when the reader is made (EventLog::PinDurable), so
-// that every record it reads agrees with every other: make one per question.
-// Only the group commit, deciding against its own unsynced groups, reads
-// kAppended (the database as written, at each read).
+// point pinned when the reader is made (EventLog::Pin), so that every record
+// it reads agrees with every other: make one per question. Only the group
+// commit, deciding against its own unsynced groups, reads kAppended (the
+// database as written, at each read).
 class ProjectionReader : public StateReader {
  public:
   explicit ProjectionReader(
       const EventLog* log,
       EventLog::ReadView view = EventLog::ReadView::kDurable)
-      : log_(log) {
-    if (view == EventLog::ReadView::kDurable) at_.emplace(log->PinDurable());
-  }
+      : log_(log), at_(log->Pin(view)) {}
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override;
@@ -65,7 +62,7 @@ class ProjectionReader : public StateReader {
 
  private:
   const EventLog* log_;
-  std::optional<EventLog::DurablePoint> at_;  // unset: kAppended
+  EventLog::ReadPoint at_;
 };
 
 // The projection writes for every record changed in `overlay` (stream heads

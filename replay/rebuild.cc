@@ -79,6 +79,8 @@ std::string PairKey(absl::string_view prefix, absl::string_view a,
 // far. Only the point reads Evolve uses are served from it; the list reads
 // are served too (by scans), for completeness. Stream heads live in the log,
 // not in projections: Head() answers from nothing, and Evolve never asks.
+// It reads the rebuild's own scratch writes (made without the WAL, never
+// through an append) as written: EventLog::ReadView::kAppended, no snapshot.
 class ShadowReader : public StateReader {
  public:
   explicit ShadowReader(const EventLog* log) : log_(log) {}
@@ -106,7 +108,8 @@ class ShadowReader : public StateReader {
           }
           out.push_back(std::move(record));
           return true;
-        }));
+        },
+        kAsWritten));
     RETURN_IF_ERROR(status);
     return out;
   }
@@ -136,10 +139,12 @@ class ShadowReader : public StateReader {
         Shadow(absl::StrCat("k/", static_cast<int>(kind), "/"));
     std::vector<std::string> ids;
     RETURN_IF_ERROR(log_->ScanProjections(
-        prefix, [&](absl::string_view key, absl::string_view) {
+        prefix,
+        [&](absl::string_view key, absl::string_view) {
           ids.emplace_back(key.substr(prefix.size()));
           return true;
-        }));
+        },
+        kAsWritten));
     return ids;
   }
   absl::StatusOr<RecordRef<StreamHead>> Head(
@@ -148,6 +153,8 @@ class ShadowReader : public StateReader {
   }
 
  private:
+  static constexpr EventLog::ReadView kAsWritten = EventLog::ReadView::kAppended;
+
   static absl::Status Corrupt(absl::string_view key) {
     return absl::DataLossError(
         absl::StrCat("rebuilt record ", absl::CEscape(key), " is corrupt"));
@@ -156,7 +163,8 @@ class ShadowReader : public StateReader {
   template <typename Record>
   absl::StatusOr<RecordRef<Record>> Read(absl::string_view live_key) const {
     const std::string key = Shadow(live_key);
-    ASSIGN_OR_RETURN(std::optional<std::string> bytes, log_->GetProjection(key));
+    ASSIGN_OR_RETURN(std::optional<std::string> bytes,
+                     log_->GetProjection(key, kAsWritten));
     if (!bytes.has_value()) return nullptr;
     auto record = std::make_shared<Record>();
     if (!record->ParseFromString(*bytes)) return Corrupt(key);
@@ -170,10 +178,12 @@ class ShadowReader : public StateReader {
     const std::string prefix = Shadow(index_prefix);
     std::vector<std::string> ids;
     RETURN_IF_ERROR(log_->ScanProjections(
-        prefix, [&](absl::string_view key, absl::string_view) {
+        prefix,
+        [&](absl::string_view key, absl::string_view) {
           ids.emplace_back(key.substr(prefix.size()));
           return true;
-        }));
+        },
+        kAsWritten));
     std::vector<Record> out;
     for (const std::string& id : ids) {
       ASSIGN_OR_RETURN(RecordRef<Record> record,

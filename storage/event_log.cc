@@ -422,38 +422,14 @@ struct EventLog::Impl {
           database->ReleaseSnapshot(snapshot);
         });
   }
-  // What a read of `view` reads: null for the live database.
-  std::shared_ptr<const rocksdb::Snapshot> ViewSnapshot(
-      EventLog::ReadView view) const {
-    if (view == EventLog::ReadView::kAppended) return nullptr;
-    std::lock_guard<std::mutex> lock(head_mu);
-    return durable_view;
-  }
-  // What kDurable reads now, as a snapshot in every case: the live database
-  // is snapshotted under head_mu, before any unsynced write can start.
+  // What kDurable reads now: durable_view, or when everything written is
+  // durable a snapshot of the database taken under head_mu -- an unsynced
+  // write sets durable_view under it before it starts, so none can slip in
+  // between the check and the snapshot.
   std::shared_ptr<const rocksdb::Snapshot> DurableSnapshot() const {
     std::lock_guard<std::mutex> lock(head_mu);
     if (durable_view != nullptr) return durable_view;
     return NewSnapshot();
-  }
-
-  absl::Status ScanProjections(
-      absl::string_view prefix,
-      const std::function<bool(absl::string_view key,
-                               absl::string_view value)>& fn,
-      const rocksdb::Snapshot* snapshot) const {
-    const std::string upper = PrefixSuccessor(prefix);
-    const rocksdb::Slice upper_slice(upper);
-    rocksdb::ReadOptions read_options;
-    read_options.snapshot = snapshot;
-    if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
-    std::unique_ptr<rocksdb::Iterator> it(
-        db->NewIterator(read_options, cf(kProjections)));
-    for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid();
-         it->Next()) {
-      if (!fn(View(it->key()), View(it->value()))) break;
-    }
-    return FromRocks(it->status(), "scan projections");
   }
 
   // nullopt when the key is absent.
@@ -1195,9 +1171,8 @@ absl::Status EventLog::ScanStream(
     const std::function<bool(const Envelope&)>& fn) const {
   RETURN_IF_ERROR(ValidateStreamId(stream_id));
   // One snapshot for the head and the index, so that they agree.
-  const std::shared_ptr<const rocksdb::Snapshot> hold =
-      impl_->DurableSnapshot();
-  const rocksdb::Snapshot* snapshot = hold.get();
+  const ReadPoint at = Pin(ReadView::kDurable);
+  const rocksdb::Snapshot* snapshot = at.snapshot_.get();
 
   ASSIGN_OR_RETURN(std::optional<StreamHead> stream_head,
                    impl_->GetStreamHead(stream_id, snapshot));
@@ -1251,30 +1226,27 @@ absl::Status EventLog::ScanStream(
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
-    absl::string_view stream_id, ReadView view) const {
-  RETURN_IF_ERROR(ValidateStreamId(stream_id));
-  const std::shared_ptr<const rocksdb::Snapshot> hold =
-      impl_->ViewSnapshot(view);
-  return impl_->GetStreamHead(stream_id, hold.get());
+EventLog::ReadPoint EventLog::Pin(ReadView view) const {
+  if (view == ReadView::kAppended) return ReadPoint(nullptr);
+  return ReadPoint(impl_->DurableSnapshot());
 }
 
 absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
-    absl::string_view stream_id, const DurablePoint& at) const {
+    absl::string_view stream_id, ReadView view) const {
+  return GetStreamHead(stream_id, Pin(view));
+}
+
+absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
+    absl::string_view stream_id, const ReadPoint& at) const {
   RETURN_IF_ERROR(ValidateStreamId(stream_id));
   return impl_->GetStreamHead(stream_id, at.snapshot_.get());
 }
 
-EventLog::DurablePoint EventLog::PinDurable() const {
-  return DurablePoint(impl_->DurableSnapshot());
-}
-
 absl::StatusOr<std::optional<StoredOutcome>> EventLog::GetOutcome(
     absl::string_view command_id, ReadView view) const {
-  const std::shared_ptr<const rocksdb::Snapshot> hold =
-      impl_->ViewSnapshot(view);
-  ASSIGN_OR_RETURN(std::optional<std::string> bytes,
-                   impl_->Get(kCommands, command_id, hold.get()));
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> bytes,
+      impl_->Get(kCommands, command_id, Pin(view).snapshot_.get()));
   if (!bytes.has_value()) return std::nullopt;
   StoredOutcome outcome;
   if (!outcome.ParseFromString(*bytes)) {
@@ -1287,13 +1259,11 @@ absl::StatusOr<std::optional<StoredOutcome>> EventLog::GetOutcome(
 
 absl::StatusOr<std::optional<std::string>> EventLog::GetProjection(
     absl::string_view key, ReadView view) const {
-  const std::shared_ptr<const rocksdb::Snapshot> hold =
-      impl_->ViewSnapshot(view);
-  return impl_->Get(kProjections, key, hold.get());
+  return GetProjection(key, Pin(view));
 }
 
 absl::StatusOr<std::optional<std::string>> EventLog::GetProjection(
-    absl::string_view key, const DurablePoint& at) const {
+    absl::string_view key, const ReadPoint& at) const {
   return impl_->Get(kProjections, key, at.snapshot_.get());
 }
 
@@ -1302,17 +1272,26 @@ absl::Status EventLog::ScanProjections(
     const std::function<bool(absl::string_view key, absl::string_view value)>&
         fn,
     ReadView view) const {
-  const std::shared_ptr<const rocksdb::Snapshot> hold =
-      impl_->ViewSnapshot(view);
-  return impl_->ScanProjections(prefix, fn, hold.get());
+  return ScanProjections(prefix, fn, Pin(view));
 }
 
 absl::Status EventLog::ScanProjections(
     absl::string_view prefix,
     const std::function<bool(absl::string_view key, absl::string_view value)>&
         fn,
-    const DurablePoint& at) const {
-  return impl_->ScanProjections(prefix, fn, at.snapshot_.get());
+    const ReadPoint& at) const {
+  const std::string upper = PrefixSuccessor(prefix);
+  const rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = at.snapshot_.get();
+  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(read_options, impl_->cf(kProjections)));
+  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid();
+       it->Next()) {
+    if (!fn(View(it->key()), View(it->value()))) break;
+  }
+  return FromRocks(it->status(), "scan projections");
 }
 
 rocksdb::DB* EventLog::db() const { return impl_->db.get(); }

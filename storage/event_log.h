@@ -205,33 +205,35 @@ class EventLog {
       absl::string_view stream_id, uint64_t after_version,
       const std::function<bool(const Envelope&)>& fn) const;
 
-  // The reads by key below see the durable database (kDurable): while an
-  // unsynced append awaits its Sync, they read a RocksDB snapshot taken
-  // before it, so nothing a later crash or failed sync could take back is
-  // ever shown. ScanStream always does. The writer that made the unsynced
-  // appends (the group commit) decides its next commands against them and
-  // reads kAppended.
+  // The reads by key below see the durable database (kDurable): a RocksDB
+  // snapshot with no write that awaits its Sync (taken before the first
+  // such write, or under the head's mutex when there is none), so nothing a
+  // later crash or failed sync could take back is ever shown. ScanStream
+  // always does. The writer that made the unsynced appends (the group
+  // commit) decides its next commands against them and reads kAppended:
+  // the database as written, at each read.
   enum class ReadView { kDurable, kAppended };
 
-  // One durable point, fixed when pinned: every read given it sees the same
-  // database -- what kDurable read then -- however many appends and syncs
-  // follow. For a reader that reads several keys and needs them to agree (a
-  // store's state is its store, product, order and withdrawal records and
-  // its stream head). It holds a RocksDB snapshot: keep it for one question,
-  // and never past the EventLog.
-  class DurablePoint {
+  // What the reads given it see, fixed when pinned: for kDurable one durable
+  // database, however many appends and syncs follow; for kAppended the
+  // database as written at each read. A reader that reads several keys and
+  // needs them to agree (a store's state is its store, product, order and
+  // withdrawal records and its stream head) pins one point for all of them;
+  // a read given a ReadView pins one for itself. A durable point holds a
+  // RocksDB snapshot: keep it for one question, and never past the EventLog.
+  class ReadPoint {
    private:
     friend class EventLog;
-    explicit DurablePoint(std::shared_ptr<const rocksdb::Snapshot> snapshot)
+    explicit ReadPoint(std::shared_ptr<const rocksdb::Snapshot> snapshot)
         : snapshot_(std::move(snapshot)) {}
-    std::shared_ptr<const rocksdb::Snapshot> snapshot_;
+    std::shared_ptr<const rocksdb::Snapshot> snapshot_;  // null: kAppended
   };
-  DurablePoint PinDurable() const;
+  ReadPoint Pin(ReadView view = ReadView::kDurable) const;
 
   absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
       absl::string_view stream_id, ReadView view = ReadView::kDurable) const;
   absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
-      absl::string_view stream_id, const DurablePoint& at) const;
+      absl::string_view stream_id, const ReadPoint& at) const;
 
   absl::StatusOr<std::optional<StoredOutcome>> GetOutcome(
       absl::string_view command_id, ReadView view = ReadView::kDurable) const;
@@ -239,7 +241,7 @@ class EventLog {
   absl::StatusOr<std::optional<std::string>> GetProjection(
       absl::string_view key, ReadView view = ReadView::kDurable) const;
   absl::StatusOr<std::optional<std::string>> GetProjection(
-      absl::string_view key, const DurablePoint& at) const;
+      absl::string_view key, const ReadPoint& at) const;
   // Projection entries whose key starts with `prefix`, in key order.
   absl::Status ScanProjections(
       absl::string_view prefix,
@@ -250,7 +252,7 @@ class EventLog {
       absl::string_view prefix,
       const std::function<bool(absl::string_view key, absl::string_view value)>&
           fn,
-      const DurablePoint& at) const;
+      const ReadPoint& at) const;
 
   // For audit, rebuild and tests that damage the database on purpose.
   rocksdb::DB* db() const;

@@ -867,17 +867,46 @@ absl::StatusOr<std::vector<AppendResult>> AppendUnsynced(
   return log.AppendBatch(std::move(requests), nullptr, /*sync=*/false);
 }
 
+AppendRequest WithPuts(
+    AppendRequest request,
+    std::vector<std::pair<std::string, std::string>> puts) {
+  request.projection_puts = std::move(puts);
+  return request;
+}
+
+// e1 on s-a with projection r/1 = "one", synced; then e2 on s-a with
+// r/1 = "two" and r/2 = "new", unsynced.
+void AppendSyncedThenUnsynced(EventLog& log) {
+  ASSERT_TRUE(log.Append(WithPuts(
+                             Request({MakeEvent("s-a", kExpectNoStream, "e1")}),
+                             {{"r/1", "one"}}))
+                  .ok());
+  ASSERT_TRUE(AppendUnsynced(log, WithPuts(Request({MakeEvent("s-a", 1, "e2")}),
+                                           {{"r/1", "two"}, {"r/2", "new"}}))
+                  .ok());
+}
+
+// The projection keys under "r/" that a read at `at` (a ReadView or a
+// ReadPoint) sees.
+template <typename At>
+std::vector<std::string> ProjectionKeys(const EventLog& log, const At& at) {
+  std::vector<std::string> keys;
+  const absl::Status status = log.ScanProjections(
+      "r/",
+      [&](absl::string_view key, absl::string_view) {
+        keys.emplace_back(key);
+        return true;
+      },
+      at);
+  EXPECT_TRUE(status.ok()) << status;
+  return keys;
+}
+
 // An unsynced append is in the log at once (by key) but durable -- and seen
 // by head(), Read and Scan -- only after Sync().
 TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
   EventLog& log = OpenLog();
-  AppendRequest first = Request({MakeEvent("s-a", kExpectNoStream, "e1")});
-  first.projection_puts.emplace_back("r/1", "one");
-  MustAppend(std::move(first));
-  AppendRequest second = Request({MakeEvent("s-a", 1, "e2")});
-  second.projection_puts.emplace_back("r/1", "two");
-  second.projection_puts.emplace_back("r/2", "new");
-  ASSERT_TRUE(AppendUnsynced(log, std::move(second)).ok());
+  ASSERT_NO_FATAL_FAILURE(AppendSyncedThenUnsynced(log));
   ASSERT_TRUE(AppendUnsynced(log, Request({MakeEvent("s-b", 0, "e3")})).ok());
 
   EXPECT_EQ(log.appended_head().position, 3u);
@@ -896,13 +925,8 @@ TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
   EXPECT_EQ(log.GetProjection("r/1").value(), "one");
   EXPECT_FALSE(log.GetProjection("r/2").value().has_value());
   EXPECT_EQ(log.GetProjection("r/1", View::kAppended).value(), "two");
-  std::vector<std::string> keys;
-  ASSERT_TRUE(log.ScanProjections("r/", [&](absl::string_view key,
-                                            absl::string_view) {
-                   keys.emplace_back(key);
-                   return true;
-                 }).ok());
-  EXPECT_THAT(keys, ElementsAre("r/1"));
+  EXPECT_THAT(ProjectionKeys(log, View::kDurable), ElementsAre("r/1"));
+  EXPECT_THAT(ProjectionKeys(log, View::kAppended), ElementsAre("r/1", "r/2"));
 
   ASSERT_TRUE(log.Sync().ok());
   EXPECT_EQ(log.head().position, 3u);
@@ -932,55 +956,38 @@ TEST_F(EventLogTest, UnsyncedAppendIsDurableAndReadableAfterSync) {
   EXPECT_TRUE(ScanAll(reopened).ok());
 }
 
-// The ledger syncs one group while its leader writes the next: a Sync that
-// ends after that write began, but before the head moved up to it, must
-// keep it out of what readers see. (The write-batch tap runs on the writer
-// just before the write: the Sync it makes is such a Sync.)
 // A pinned durable point reads one database however the log moves on:
 // pinned while an unsynced append awaits its Sync, it keeps not seeing it
 // after the Sync; pinned when everything is durable, it does not see a
-// later synced append. Unpinned reads move on.
+// later synced append. Unpinned reads move on. A kAppended point reads the
+// database as written at each read.
 TEST_F(EventLogTest, APinnedDurablePointReadsOneDatabase) {
   EventLog& log = OpenLog();
-  AppendRequest first = Request({MakeEvent("s-a", kExpectNoStream, "e1")});
-  first.projection_puts.emplace_back("r/1", "one");
-  MustAppend(std::move(first));
-  AppendRequest second = Request({MakeEvent("s-a", 1, "e2")});
-  second.projection_puts.emplace_back("r/1", "two");
-  second.projection_puts.emplace_back("r/2", "new");
-  ASSERT_TRUE(AppendUnsynced(log, std::move(second)).ok());
-  const EventLog::DurablePoint before_sync = log.PinDurable();
+  const EventLog::ReadPoint appended = log.Pin(EventLog::ReadView::kAppended);
+  ASSERT_NO_FATAL_FAILURE(AppendSyncedThenUnsynced(log));
+  const EventLog::ReadPoint before_sync = log.Pin();
   ASSERT_TRUE(log.Sync().ok());
 
-  auto keys_at = [&](const EventLog::DurablePoint& at) {
-    std::vector<std::string> keys;
-    EXPECT_TRUE(log.ScanProjections(
-                       "r/",
-                       [&](absl::string_view key, absl::string_view) {
-                         keys.emplace_back(key);
-                         return true;
-                       },
-                       at)
-                    .ok());
-    return keys;
-  };
   EXPECT_EQ(log.GetProjection("r/1").value(), "two");
   EXPECT_EQ(log.GetProjection("r/1", before_sync).value(), "one");
   EXPECT_FALSE(log.GetProjection("r/2", before_sync).value().has_value());
   EXPECT_EQ(log.GetStreamHead("s-a", before_sync).value()->version(), 1u);
-  EXPECT_THAT(keys_at(before_sync), ElementsAre("r/1"));
+  EXPECT_THAT(ProjectionKeys(log, before_sync), ElementsAre("r/1"));
 
-  const EventLog::DurablePoint synced = log.PinDurable();
-  AppendRequest third = Request({MakeEvent("s-a", 2, "e3")});
-  third.projection_puts.emplace_back("r/3", "three");
-  MustAppend(std::move(third));
+  const EventLog::ReadPoint synced = log.Pin();
+  MustAppend(WithPuts(Request({MakeEvent("s-a", 2, "e3")}), {{"r/3", "three"}}));
   EXPECT_EQ(log.GetStreamHead("s-a").value()->version(), 3u);
   EXPECT_EQ(log.GetStreamHead("s-a", synced).value()->version(), 2u);
   EXPECT_FALSE(log.GetProjection("r/3", synced).value().has_value());
-  EXPECT_THAT(keys_at(synced), ElementsAre("r/1", "r/2"));
+  EXPECT_THAT(ProjectionKeys(log, synced), ElementsAre("r/1", "r/2"));
   EXPECT_EQ(log.GetStreamHead("s-a", before_sync).value()->version(), 1u);
+  EXPECT_THAT(ProjectionKeys(log, appended), ElementsAre("r/1", "r/2", "r/3"));
 }
 
+// The ledger syncs one group while its leader writes the next: a Sync that
+// ends after that write began, but before the head moved up to it, must
+// keep it out of what readers see. (The write-batch tap runs on the writer
+// just before the write: the Sync it makes is such a Sync.)
 TEST_F(EventLogTest, ASyncEndingDuringAnUnsyncedWriteKeepsItHidden) {
   EventLog* target = nullptr;
   bool sync_in_tap = false;
@@ -993,13 +1000,14 @@ TEST_F(EventLogTest, ASyncEndingDuringAnUnsyncedWriteKeepsItHidden) {
   };
   EventLog& log = OpenLog(options);
   target = &log;
-  AppendRequest first = Request({MakeEvent("s-a", kExpectNoStream, "e1")});
-  first.projection_puts.emplace_back("r/1", "one");
-  ASSERT_TRUE(AppendUnsynced(log, std::move(first)).ok());
-  AppendRequest second = Request({MakeEvent("s-a", 1, "e2")});
-  second.projection_puts.emplace_back("r/1", "two");
+  ASSERT_TRUE(AppendUnsynced(
+                  log, WithPuts(Request({MakeEvent("s-a", kExpectNoStream, "e1")}),
+                                {{"r/1", "one"}}))
+                  .ok());
   sync_in_tap = true;
-  ASSERT_TRUE(AppendUnsynced(log, std::move(second)).ok());
+  ASSERT_TRUE(AppendUnsynced(log, WithPuts(Request({MakeEvent("s-a", 1, "e2")}),
+                                           {{"r/1", "two"}}))
+                  .ok());
   ASSERT_FALSE(sync_in_tap);
   ASSERT_TRUE(synced_in_tap.ok()) << synced_in_tap;
 
