@@ -196,15 +196,22 @@ absl::Status ParseStoredEnvelopeInto(uint64_t position, absl::string_view raw,
   return absl::OkStatus();
 }
 
+// StoredEnvelopeHash into out[0, kHashBytes).
+void StoredEnvelopeHashTo(const Envelope& envelope, absl::string_view raw,
+                          unsigned char* out) {
+  // The stored bytes themselves (everything before the hash field), so that
+  // any changed byte is caught, whatever a re-serialization would give.
+  storage_internal::Sha256ConcatTo(
+      envelope.prev_hash(), raw.substr(0, raw.size() - kHashFieldBytes), out);
+}
+
 absl::Status VerifyStoredEnvelopeInto(uint64_t position, absl::string_view raw,
                                       Envelope* envelope) {
   RETURN_IF_ERROR(ParseStoredEnvelopeInto(position, raw, envelope));
   // The digest into a buffer, not a string: this runs for every event a
   // scan reads.
   unsigned char computed[kHashBytes];
-  storage_internal::Sha256ConcatTo(
-      envelope->prev_hash(), raw.substr(0, raw.size() - kHashFieldBytes),
-      computed);
+  StoredEnvelopeHashTo(*envelope, raw, computed);
   const absl::string_view computed_view(reinterpret_cast<char*>(computed),
                                         kHashBytes);
   if (computed_view != envelope->hash()) {
@@ -226,10 +233,9 @@ absl::StatusOr<Envelope> ParseStoredEnvelope(uint64_t position,
 
 std::string StoredEnvelopeHash(const Envelope& envelope,
                                absl::string_view raw) {
-  // The stored bytes themselves (everything before the hash field), so that
-  // any changed byte is caught, whatever a re-serialization would give.
-  return Sha256Concat(envelope.prev_hash(),
-                      raw.substr(0, raw.size() - kHashFieldBytes));
+  unsigned char hash[kHashBytes];
+  StoredEnvelopeHashTo(envelope, raw, hash);
+  return std::string(reinterpret_cast<const char*>(hash), kHashBytes);
 }
 
 absl::StatusOr<Envelope> VerifyStoredEnvelope(uint64_t position,

@@ -28,12 +28,15 @@ const EVP_MD* Sha256Md() {
   return md;
 }
 
-// SHA-256 of a || b into out[0, kSha256Bytes) without concatenating them,
-// with a context reused per thread. OpenSSL failures here mean a broken
+}  // namespace
+
+namespace storage_internal {
+
+// With a context reused per thread. OpenSSL failures here mean a broken
 // build or an out-of-memory condition, not bad input: a crash, as the house
 // rules ask of broken invariants.
-void Sha256Of2To(absl::string_view a, absl::string_view b,
-                 unsigned char* out) {
+void Sha256ConcatTo(absl::string_view a, absl::string_view b,
+                    unsigned char* out) {
   struct Context {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     ~Context() { EVP_MD_CTX_free(ctx); }
@@ -50,30 +53,17 @@ void Sha256Of2To(absl::string_view a, absl::string_view b,
   }
 }
 
-std::string Sha256Of2(absl::string_view a, absl::string_view b) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  Sha256Of2To(a, b, digest);
+std::string Sha256Concat(absl::string_view a, absl::string_view b) {
+  unsigned char digest[kSha256Bytes];
+  Sha256ConcatTo(a, b, digest);
   return std::string(reinterpret_cast<const char*>(digest), kSha256Bytes);
 }
 
-}  // namespace
+}  // namespace storage_internal
 
 std::string Sha256(absl::string_view bytes) {
-  return Sha256Of2(bytes, absl::string_view());
+  return storage_internal::Sha256Concat(bytes, absl::string_view());
 }
-
-namespace storage_internal {
-
-std::string Sha256Concat(absl::string_view a, absl::string_view b) {
-  return Sha256Of2(a, b);
-}
-
-void Sha256ConcatTo(absl::string_view a, absl::string_view b,
-                    unsigned char* out) {
-  Sha256Of2To(a, b, out);
-}
-
-}  // namespace storage_internal
 
 std::string SerializeDeterministic(const google::protobuf::MessageLite& message) {
   // Sized first and written into place: no growing of the string while
@@ -92,8 +82,8 @@ std::string SerializeDeterministic(const google::protobuf::MessageLite& message)
 std::string EnvelopeHash(const Envelope& envelope) {
   Envelope without_hash = envelope;
   without_hash.clear_hash();
-  return Sha256Of2(envelope.prev_hash(),
-                   SerializeDeterministic(without_hash));
+  return storage_internal::Sha256Concat(envelope.prev_hash(),
+                                        SerializeDeterministic(without_hash));
 }
 
 std::string ToHex(absl::string_view bytes) {
