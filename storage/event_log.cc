@@ -257,13 +257,13 @@ struct EnvelopeBatch::Storage {
   std::unique_ptr<google::protobuf::Arena> arena;
 };
 
-EnvelopeBatch::EnvelopeBatch() : storage_(std::make_unique<Storage>()) {}
+EnvelopeBatch::EnvelopeBatch() = default;
 EnvelopeBatch::~EnvelopeBatch() = default;
 EnvelopeBatch::EnvelopeBatch(EnvelopeBatch&&) noexcept = default;
 EnvelopeBatch& EnvelopeBatch::operator=(EnvelopeBatch&&) noexcept = default;
 
 Envelope* EnvelopeBatch::Add() {
-  if (storage_ == nullptr) storage_ = std::make_unique<Storage>();  // moved from
+  if (storage_ == nullptr) storage_ = std::make_unique<Storage>();
   Envelope* envelope =
       google::protobuf::Arena::CreateMessage<Envelope>(storage_->arena.get());
   envelopes_.push_back(envelope);

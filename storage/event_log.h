@@ -95,10 +95,11 @@ struct Head {
 
 // Envelopes parsed onto one protobuf arena (EventLog::ScanBatches): adding
 // one allocates from the arena (a first block of kEnvelopeBatchArenaBytes,
-// kept across Clear(); more blocks as needed), and Clear() frees them all at once,
-// so a batch reused over a scan costs no heap allocation per event but for
-// its strings longer than the small-string buffer (the hashes). Movable;
-// not thread-safe.
+// made by the first Add -- a scan that finds nothing makes none -- and kept
+// across Clear(); more blocks as needed), and Clear() frees them all at
+// once, so a batch reused over a scan costs no heap allocation per event
+// but for its strings longer than the small-string buffer (the hashes).
+// Movable; not thread-safe.
 inline constexpr size_t kEnvelopeBatchArenaBytes = 1 << 20;
 
 class EnvelopeBatch {
@@ -119,7 +120,7 @@ class EnvelopeBatch {
 
  private:
   struct Storage;
-  std::unique_ptr<Storage> storage_;
+  std::unique_ptr<Storage> storage_;  // from the first Add
   std::vector<Envelope*> envelopes_;
 };
 
