@@ -67,6 +67,12 @@ uint64_t SeedFromEnvironment(const char* variable) {
   uint64_t seed = 0;
   const char* text = std::getenv(variable);
   if (text != nullptr && absl::SimpleAtoi(text, &seed)) return seed;
+  // A run meant to be repeated must not quietly become a new one.
+  if (text != nullptr) {
+    ADD_FAILURE() << variable << "=\"" << text
+                  << "\" is not a seed (a decimal number); running with a "
+                     "fresh one";
+  }
   std::random_device device;
   return (uint64_t{device()} << 32) | device();
 }

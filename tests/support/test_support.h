@@ -58,8 +58,9 @@ CliRun RunStoreledger(const std::vector<std::string>& args,
                       const std::string& stdin_text = "");
 
 // The seed of a randomized test: the number in the environment variable
-// `variable` when it holds one (to repeat a run), else a fresh one. The
-// caller prints it with the variable's name.
+// `variable` when it holds one (to repeat a run), else a fresh one -- and a
+// test failure when the variable is set to something else. The caller
+// prints it with the variable's name.
 uint64_t SeedFromEnvironment(const char* variable = "STORELEDGER_SEED");
 
 }  // namespace storeledger::testing
