@@ -46,8 +46,6 @@ static_assert(std::is_sorted(kLivePrefixes.begin(), kLivePrefixes.end()),
               "CheckShadowGaps seeks the gaps between them in this order");
 // Events between two progress callbacks.
 constexpr uint64_t kProgressEveryEvents = 1 << 16;
-// Verified envelopes per batch from the reader thread to the fold.
-constexpr size_t kScanBatchEvents = 1024;
 // The shadow SST file, in the database's directory, between its writing and
 // its ingestion (a name RocksDB's own files never have).
 constexpr char kShadowSstFile[] = "rebuild-shadow.sst";
@@ -873,7 +871,7 @@ class RebuildRun {
       BatchQueue queue;
       std::thread reader([&] {
         queue.Close(log_->ScanBatches(
-            0, kScanBatchEvents,
+            0, kEnvelopeBatchEvents,
             [&](EnvelopeBatch* batch) { return queue.Push(batch); }));
       });
       EnvelopeBatch batch;
@@ -886,7 +884,7 @@ class RebuildRun {
       RETURN_IF_ERROR(queue.status());
     } else {
       RETURN_IF_ERROR(log_->ScanBatches(
-          0, kScanBatchEvents,
+          0, kEnvelopeBatchEvents,
           [&](EnvelopeBatch* batch) { return fold(*batch); }));
       RETURN_IF_ERROR(fold_status);
     }

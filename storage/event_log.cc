@@ -56,11 +56,8 @@ constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 constexpr size_t kGroupEventsMax = 10'000;
 
 // Read-ahead of a scan of the events column family (one large read instead
-// of one per block) ...
+// of one per block).
 constexpr size_t kScanReadaheadBytes = 1 << 20;
-// ... and the envelopes EventLog::Scan parses onto one arena before freeing
-// it (about one EnvelopeBatch's first block).
-constexpr size_t kScanBatchEvents = 1024;
 
 // RocksDB memory bounds (storage/FORMAT.md "RocksDB options, and why").
 // Everything RocksDB caches or buffers: blocks of every column family and
@@ -1140,13 +1137,13 @@ absl::Status EventLog::Scan(
     uint64_t after_position,
     const std::function<bool(const Envelope&, absl::string_view raw)>& fn)
     const {
-  // One arena for the whole scan, freed every kScanBatchEvents envelopes:
+  // One arena for the whole scan, freed every kEnvelopeBatchEvents envelopes:
   // fn sees each envelope only for the length of its call.
   EnvelopeBatch batch;
   return impl_->ScanVerified(
       after_position,
       [&batch] {
-        if (batch.size() >= kScanBatchEvents) batch.Clear();
+        if (batch.size() >= kEnvelopeBatchEvents) batch.Clear();
         return batch.Add();
       },
       [&fn](const Envelope& envelope, absl::string_view raw) {

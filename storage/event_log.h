@@ -101,6 +101,10 @@ struct Head {
 // but for its strings longer than the small-string buffer (the hashes).
 // Movable; not thread-safe.
 inline constexpr size_t kEnvelopeBatchArenaBytes = 1 << 20;
+// Envelopes in a batch of a scan, about what that first block holds:
+// EventLog::Scan frees its arena after so many, and the rebuild's reader
+// hands its fold batches of so many (ScanBatches).
+inline constexpr size_t kEnvelopeBatchEvents = 1024;
 
 class EnvelopeBatch {
  public:
