@@ -1154,7 +1154,6 @@ absl::Status EventLog::Scan(
 absl::Status EventLog::ScanBatches(
     uint64_t after_position, size_t batch_events,
     const std::function<bool(EnvelopeBatch* batch)>& fn) const {
-  if (batch_events == 0) batch_events = 1;
   EnvelopeBatch batch;
   bool stopped = false;
   RETURN_IF_ERROR(impl_->ScanVerified(

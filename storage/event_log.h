@@ -197,10 +197,10 @@ class EventLog {
 
   // Scan for a consumer on another thread (rebuild's pipeline): the same
   // checks, in the same order, but the verified envelopes are handed to `fn`
-  // in batches of up to `batch_events` (only the last may be shorter), which
-  // `fn` may keep by swapping *batch with another batch (empty or spent:
-  // the scan clears it before filling it). Stops early when `fn` returns
-  // false.
+  // in batches of up to `batch_events` (only the last may be shorter; 0 is
+  // taken as 1), which `fn` may keep by swapping *batch with another batch
+  // (empty or spent: the scan clears it before filling it). Stops early
+  // when `fn` returns false.
   absl::Status ScanBatches(
       uint64_t after_position, size_t batch_events,
       const std::function<bool(EnvelopeBatch* batch)>& fn) const;

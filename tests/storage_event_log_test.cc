@@ -453,6 +453,24 @@ TEST_F(EventLogTest, ScanAndScanBatchesOverManyEnvelopes) {
                    return false;
                  }).ok());
   EXPECT_EQ(calls, 1);
+
+  // A batch size of 0 is taken as 1; a scan from the head hands out nothing.
+  std::vector<uint64_t> positions;
+  ASSERT_TRUE(log.ScanBatches(kEvents - 2, 0, [&](EnvelopeBatch* batch) {
+                   if (batch->size() != 1) {
+                     ADD_FAILURE() << "a batch of " << batch->size();
+                     return false;
+                   }
+                   positions.push_back((*batch)[0].position());
+                   return true;
+                 }).ok());
+  EXPECT_THAT(positions, ElementsAre(kEvents - 1, kEvents));
+  calls = 0;
+  ASSERT_TRUE(log.ScanBatches(kEvents, 1000, [&](EnvelopeBatch*) {
+                   ++calls;
+                   return true;
+                 }).ok());
+  EXPECT_EQ(calls, 0);
 }
 
 TEST_F(EventLogTest, ReopenPreservesEverything) {
