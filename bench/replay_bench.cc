@@ -2,7 +2,9 @@
 //
 //   1. Rebuild rate (events/s) of `rebuild --shadow` against a raw RocksDB
 //      scan of the same events column family in the same run, and the peak
-//      RSS of the rebuild (the real CLI, run as a child process).
+//      RSS of the rebuild (the real CLI, run as a child process); and a
+//      caught-up reader's EventLog::Scan per call (nothing, or one event,
+//      after its position) against a raw RocksDB seek to the same key.
 //   2. As-of query latency (p50 / p99) for stores with 10^3, 10^5, 10^6
 //      events, with snapshots and (for comparison) folding from the first
 //      event.
@@ -456,6 +458,42 @@ void BenchRebuild(const std::string& dir, uint64_t events, int stores,
                              [&] { raw_bytes = raw_scan(); });
   std::cout << absl::StrFormat("  (%.1f MB of keys and envelopes)\n",
                                raw_bytes / 1e6);
+  // A caught-up reader's Scan (a feed's: nothing, or the one event after
+  // its position) against a raw RocksDB iterator seeking the same key and
+  // reading what is there, per call.
+  constexpr int kCalls = 100'000;
+  for (const uint64_t after : {total, total - 1}) {
+    auto per_call_ns = [&](auto call) {
+      const absl::Time began = absl::Now();
+      for (int i = 0; i < kCalls; ++i) call();
+      return absl::ToDoubleNanoseconds(absl::Now() - began) / kCalls;
+    };
+    uint64_t seen = 0;
+    const double scan_ns = per_call_ns([&] {
+      Check(log->Scan(after,
+                      [&](const v1::Envelope&, absl::string_view) {
+                        ++seen;
+                        return true;
+                      }),
+            "scan from the head");
+    });
+    const std::string from = PositionKey(after + 1);
+    const double raw_ns = per_call_ns([&] {
+      std::unique_ptr<rocksdb::Iterator> it(
+          log->db()->NewIterator(rocksdb::ReadOptions(), log->events_cf()));
+      for (it->Seek(from); it->Valid(); it->Next()) {
+        seen += !it->value().empty();
+      }
+    });
+    Check(seen == 2 * kCalls * (total - after)
+              ? absl::OkStatus()
+              : absl::InternalError(absl::StrCat("saw ", seen)),
+          "scan from the head count");
+    std::cout << absl::StrFormat(
+        "RATIO Scan after head-%d, per call: %.0f ns, raw RocksDB seek %.0f "
+        "ns: %.2fx raw\n",
+        static_cast<int>(total - after), scan_ns, raw_ns, scan_ns / raw_ns);
+  }
   // Rebuild in process (shadow: compare only), pipelined (the default: the
   // log verified on a second thread) and on one thread. First, while the
   // heap is fresh: the attribution phases below leave it fragmented.
