@@ -16,6 +16,7 @@
 #include "ledger/json.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
+#include "replay/read_views.h"
 
 namespace storeledger {
 namespace {
@@ -25,21 +26,6 @@ namespace {
 constexpr int kAuditViolationsPrinted = 20;
 // How often audit's progress line is redrawn.
 constexpr absl::Duration kProgressInterval = absl::Milliseconds(500);
-
-// RFC 4180: a field holding a comma, quote or line break is quoted, with
-// quotes doubled. Ids are printable ASCII (R0) but may hold commas or quotes.
-std::string Csv(absl::string_view field) {
-  if (field.find_first_of(",\"\r\n") == absl::string_view::npos) {
-    return std::string(field);
-  }
-  std::string out = "\"";
-  for (char c : field) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
 
 // RFC 3339 in UTC ("2024-10-22T02:00:00Z"), as the JSON mapping prints it.
 std::string TimeText(const google::protobuf::Timestamp& ts) {
@@ -65,8 +51,8 @@ std::string BalancesCsvRow(absl::string_view row, absl::string_view store_id,
                            absl::string_view upgraded_from,
                            absl::string_view upgraded_to,
                            const v1::Balances& b) {
-  return absl::StrCat(row, ",", Csv(store_id), ",", kind, ",", status, ",",
-                      Csv(upgraded_from), ",", Csv(upgraded_to), ",",
+  return absl::StrCat(row, ",", CsvField(store_id), ",", kind, ",", status, ",",
+                      CsvField(upgraded_from), ",", CsvField(upgraded_to), ",",
                       b.pending_fen(), ",", b.available_fen(), ",",
                       b.withdrawing_fen(), ",", b.paid_out_fen(), ",",
                       b.deposit_fen(), "\n");
@@ -108,11 +94,11 @@ int PostingsVerb(CliContext& ctx) {
   absl::Status status = ForEachPosting(
       (*ledger)->log(), filter, [&](const v1::PostingLine& line) {
         if (csv) {
-          out << line.position() << ',' << Csv(line.event_id()) << ','
-              << TimeText(line.occurred_at()) << ',' << Csv(line.store_id())
-              << ',' << Csv(line.account()) << ',' << line.debit_fen() << ','
-              << line.credit_fen() << ',' << Csv(line.order_id()) << ','
-              << Csv(line.withdrawal_id()) << '\n';
+          out << line.position() << ',' << CsvField(line.event_id()) << ','
+              << TimeText(line.occurred_at()) << ',' << CsvField(line.store_id())
+              << ',' << CsvField(line.account()) << ',' << line.debit_fen() << ','
+              << line.credit_fen() << ',' << CsvField(line.order_id()) << ','
+              << CsvField(line.withdrawal_id()) << '\n';
         } else {
           out << ToJson(line) << '\n';
         }
@@ -202,27 +188,7 @@ int StatementVerb(CliContext& ctx) {
     out << ToJson(*statement) << "\n";
     return kExitOk;
   }
-  out << "section,account,position,event_id,occurred_at,debit_fen,credit_fen,"
-         "balance_fen,order_id,withdrawal_id\n";
-  auto balance_rows = [&](absl::string_view section,
-                          const google::protobuf::RepeatedPtrField<
-                              v1::AccountBalance>& rows) {
-    for (const v1::AccountBalance& row : rows) {
-      out << section << ',' << Csv(row.account()) << ",,,,,,"
-          << row.balance_fen() << ",,\n";
-    }
-  };
-  balance_rows("opening", statement->opening());
-  for (const v1::StatementLine& line : statement->lines()) {
-    const v1::PostingLine& p = line.posting();
-    out << "posting," << Csv(p.account()) << ',' << p.position() << ','
-        << Csv(p.event_id()) << ',' << TimeText(p.occurred_at()) << ','
-        << p.debit_fen() << ',' << p.credit_fen() << ','
-        << line.balance_after_fen() << ',' << Csv(p.order_id()) << ','
-        << Csv(p.withdrawal_id()) << '\n';
-  }
-  balance_rows("movement", statement->movements());
-  balance_rows("closing", statement->closing());
+  out << StatementCsv(*statement);
   return kExitOk;
 }
 

@@ -19,6 +19,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "ledger/json.h"
 #include "replay/feed.h"
+#include "replay/read_views.h"
 
 namespace storeledger {
 namespace {
@@ -72,51 +73,22 @@ int HistoryVerb(CliContext& ctx) {
   if (!limit.ok()) return ctx.Fail(limit.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
-  const EventLog& log = (*ledger)->log();
-
-  // The refusals naming the store (few), then the store's facts streamed
-  // and merged with them by position, so --limit stops the scan early.
-  std::vector<v1::Envelope> refusals;
-  if (ctx.flags.Has("include-rejections")) {
-    absl::Status status =
-        log.ScanStream(kRejectionsStream, 0, [&](const v1::Envelope& e) {
-          const auto& ids = e.payload().command_rejected().store_ids();
-          if (std::find(ids.begin(), ids.end(), *store) != ids.end() &&
-              filter->Selects(e)) {
-            refusals.push_back(e);
-          }
-          return true;
-        });
-    if (!status.ok()) return ctx.Fail(status);
-  }
-  absl::StatusOr<std::optional<StreamHead>> head =
-      log.GetStreamHead(StoreStream(*store));
-  if (!head.ok()) return ctx.Fail(head.status());
-  if (!head->has_value() && refusals.empty()) {
-    return ctx.Fail(
-        HistoryNotFound(*store, ctx.flags.Has("include-rejections")));
-  }
+  const bool include_rejections = ctx.flags.Has("include-rejections");
   uint64_t printed = 0;
-  size_t next_refusal = 0;
-  auto print = [&](const v1::Envelope& envelope) {
-    if (limit->has_value() && printed >= **limit) return false;
-    *ctx.out << ToJson(envelope) << "\n";
-    ++printed;
-    return true;
-  };
-  absl::Status status =
-      log.ScanStream(StoreStream(*store), 0, [&](const v1::Envelope& e) {
-        while (next_refusal < refusals.size() &&
-               refusals[next_refusal].position() < e.position()) {
-          if (!print(refusals[next_refusal++])) return false;
+  absl::StatusOr<bool> found = ScanStoreHistory(
+      (*ledger)->log(), *store, 0, include_rejections,
+      [&](const v1::Envelope& e) { return filter->Selects(e); },
+      [&](const v1::Envelope& e) {
+        if (!e.payload().has_command_rejected() && !filter->Selects(e)) {
+          return true;
         }
-        if (!filter->Selects(e)) return true;
-        return print(e);
+        if (limit->has_value() && printed >= **limit) return false;
+        *ctx.out << ToJson(e) << "\n";
+        ++printed;
+        return true;
       });
-  if (!status.ok()) return ctx.Fail(status);
-  while (next_refusal < refusals.size() && print(refusals[next_refusal])) {
-    ++next_refusal;
-  }
+  if (!found.ok()) return ctx.Fail(found.status());
+  if (!*found) return ctx.Fail(HistoryNotFound(*store, include_rejections));
   return kExitOk;
 }
 
@@ -136,44 +108,22 @@ int VerifyVerb(CliContext& ctx) {
   if (absl::Status s = ctx.flags.CheckKnown({"digest"}); !s.ok()) {
     return ctx.Fail(s);
   }
-  std::optional<std::string> digest = ctx.flags.Get("digest");
-  const size_t colon = digest ? digest->find(':') : std::string::npos;
-  uint64_t position = 0;
-  if (colon == std::string::npos ||
-      !absl::SimpleAtoi(digest->substr(0, colon), &position) ||
-      digest->size() - colon - 1 != 64) {
+  absl::StatusOr<DigestText> digest =
+      ParseDigestText(ctx.flags.GetOr("digest", ""));
+  if (!digest.ok()) {
     return ctx.Fail(absl::InvalidArgumentError(
-        "--digest must be POSITION:HASH with a 64-digit hex SHA-256, as "
-        "printed by `storeledger digest`"));
+        absl::StrCat("--digest ", digest.status().message())));
   }
-  const std::string want = absl::AsciiStrToLower(digest->substr(colon + 1));
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
-  const EventLog& log = (*ledger)->log();
-  if (position > log.head().position) {
-    *ctx.err << "storeledger verify: FAILED: the log ends at position "
-             << log.head().position << ", before the digest's " << position
-             << " (events were removed)\n";
-    return kExitCheckFailed;
-  }
-  std::string got(32, '\0');
-  // Scan re-hashes every envelope and checks every prev_hash link.
-  absl::Status status =
-      log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
-        if (envelope.position() > position) return false;
-        got = envelope.hash();
-        return envelope.position() < position;
-      });
-  if (!status.ok()) {
-    *ctx.err << "storeledger verify: FAILED: " << status << "\n";
-    return kExitCheckFailed;
-  }
-  if (ToHex(got) != want) {
-    *ctx.err << "storeledger verify: FAILED: the log up to position "
-             << position << " hashes to " << ToHex(got) << ", not " << want
+  if (absl::Status s = VerifyDigest((*ledger)->log(), *digest); !s.ok()) {
+    *ctx.err << "storeledger verify: FAILED: "
+             << (absl::IsFailedPrecondition(s) ? std::string(s.message())
+                                               : s.ToString())
              << "\n";
     return kExitCheckFailed;
   }
+  const uint64_t position = digest->position;
   *ctx.out << "verified: the log up to position " << position
            << " is unchanged\n";
   return kExitOk;

@@ -485,6 +485,9 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
   lock.lock();
   ++stats_.groups;
   stats_.commands += group->slots.size();
+  if (options_.observer != nullptr) {
+    options_.observer->OnGroupDecided(group->slots.size());
+  }
   stats_.deciding += decided - decide_start;
   while (inflight_ != nullptr && !inflight_->complete) inflight_cv_.wait(lock);
   stats_.waiting += absl::Now() - decided;
@@ -557,6 +560,7 @@ void Ledger::RunSyncs(std::unique_lock<std::mutex>& lock) {
   syncing_ = false;
   ++stats_.syncs;
   stats_.syncing += end - start;
+  if (options_.observer != nullptr) options_.observer->OnSynced(end - start);
   for (const std::shared_ptr<Group>& group : batch) {
     AnswerWritten(*group, synced);
     Publish(*group);
@@ -624,6 +628,9 @@ void Ledger::FinishWrite(Group* group) {
   using Outcome = Group::Outcome;
   group->complete = true;
   stats_.writing += group->write_time;
+  if (options_.observer != nullptr) {
+    options_.observer->OnGroupWritten(group->write_time);
+  }
   switch (group->outcome) {
     case Outcome::kRetry:
       if (!deciding_) {

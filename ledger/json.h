@@ -24,7 +24,8 @@ absl::StatusOr<v1::Command> ParseCommandJson(absl::string_view line);
 // One-line JSON of `message`, every field printed (zeros included).
 std::string ToJson(const google::protobuf::Message& message);
 
-// RFC 3339 parse for flags (--as-of); the message names the flag.
+// RFC 3339 parse for flags (--as-of); a bare date (2024-11-04) is midnight
+// in the ledger's zone, +08:00. The message names the flag.
 absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
                                          absl::string_view value);
 

@@ -67,6 +67,21 @@ class Clock {
 // The wall clock.
 const Clock& SystemClock();
 
+// Told about the group commit as it goes (storeledgerd's metrics). Called
+// with the ledger's internal lock held: it must be quick, must not block and
+// must not call the ledger. Implementations are thread-safe.
+class LedgerObserver {
+ public:
+  virtual ~LedgerObserver() = default;
+  // A group of `commands` was decided and handed to a write.
+  virtual void OnGroupDecided(size_t commands) = 0;
+  // A group's write (AppendBatch, with its sync when not deferred) took
+  // `duration`.
+  virtual void OnGroupWritten(absl::Duration duration) = 0;
+  // One EventLog::Sync covering groups written unsynced took `duration`.
+  virtual void OnSynced(absl::Duration duration) = 0;
+};
+
 struct LedgerOptions {
   Policy policy = DefaultPolicy();
   // Sync the WAL before acknowledging. Default: true.
@@ -89,6 +104,8 @@ struct LedgerOptions {
   size_t state_cache_entries = kStateCacheEntriesDefault;
   // Passed to EventLogOptions::write_batch_tap (benchmarks). Default: none.
   std::function<void(absl::string_view write_batch)> write_batch_tap = nullptr;
+  // Not owned; must outlive the ledger. Default: nullptr (none).
+  LedgerObserver* observer = nullptr;
 };
 
 // Where the group commit's time goes (Ledger::stats()): for benchmarks and

@@ -130,6 +130,64 @@ std::optional<Principal> TokenTable::Lookup(absl::string_view token) const {
   return found->principal;
 }
 
+absl::StatusOr<Principal> Authorize(
+    const TokenTable* tokens, std::optional<absl::string_view> authorization,
+    Permission permission) {
+  Principal principal;
+  if (tokens == nullptr) {
+    principal.unrestricted = true;
+    return principal;
+  }
+  if (!authorization.has_value()) {
+    return absl::UnauthenticatedError(
+        "missing `authorization: Bearer <token>`");
+  }
+  std::optional<absl::string_view> token = BearerToken(*authorization);
+  if (!token.has_value()) {
+    return absl::UnauthenticatedError("authorization is not `Bearer <token>`");
+  }
+  std::optional<Principal> found = tokens->Lookup(*token);
+  if (!found.has_value()) return absl::UnauthenticatedError("unknown token");
+  principal = *std::move(found);
+  const Role role = principal.role;
+  bool allowed = false;
+  switch (permission) {
+    case Permission::kWrite:
+      allowed = role == Role::kWriter;
+      break;
+    case Permission::kReadStore:
+      allowed = role == Role::kAuditor || role == Role::kInvestigator ||
+                role == Role::kMerchant;
+      break;
+    case Permission::kReadLog:
+    case Permission::kDigest:
+      allowed = role == Role::kAuditor || role == Role::kInvestigator;
+      break;
+    case Permission::kAudit:
+      allowed = role == Role::kAuditor;
+      break;
+  }
+  if (!allowed) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("role ", RoleName(principal), " may not call this method"));
+  }
+  return principal;
+}
+
+absl::Status CheckStoreAccess(const Principal& principal, const Ledger& ledger,
+                              absl::string_view store_id) {
+  if (principal.unrestricted || principal.role != Role::kMerchant) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<v1::StoreState> state = ledger.State(store_id);
+  if (!state.ok() && !absl::IsNotFound(state.status())) return state.status();
+  if (!state.ok() || state->merchant_id() != principal.merchant_id) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "role ", RoleName(principal), " may not read store ", store_id));
+  }
+  return absl::OkStatus();
+}
+
 std::optional<absl::string_view> BearerToken(absl::string_view header) {
   constexpr absl::string_view kPrefix = "Bearer ";
   if (header.size() <= kPrefix.size() ||

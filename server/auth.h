@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "ledger/ledger.h"
 
 namespace storeledger {
 
@@ -60,6 +61,27 @@ class TokenTable {
   };
   std::vector<Entry> entries_;
 };
+
+// What a call needs its role to allow.
+enum class Permission { kWrite, kReadStore, kReadLog, kDigest, kAudit };
+
+// The principal of the caller presenting `authorization` (the value of an
+// `authorization` header or metadata; nullopt when absent), if its role
+// allows `permission`. With no token table (nullptr), everyone is an
+// unrestricted principal. kUnauthenticated when the value is absent, not
+// `Bearer <token>` or an unknown token; kPermissionDenied naming the role
+// when it may not do this. Shared by gRPC (server/service.cc) and HTTP
+// (server/http_server.cc), so both answer a token the same way.
+absl::StatusOr<Principal> Authorize(
+    const TokenTable* tokens, std::optional<absl::string_view> authorization,
+    Permission permission);
+
+// May `principal` read store `store_id`? A merchant reads only its own
+// stores; an unknown store is denied to a merchant too (kPermissionDenied,
+// the same answer), so that it cannot probe which stores exist. Everyone
+// else may (an unknown store is then the reader's kNotFound).
+absl::Status CheckStoreAccess(const Principal& principal, const Ledger& ledger,
+                              absl::string_view store_id);
 
 // The token of an `authorization` header value "Bearer <token>", or nullopt
 // when the value has another form.

@@ -153,12 +153,28 @@ bool IsLoopbackHost(absl::string_view host) {
   return false;
 }
 
+absl::Status CheckExposure(absl::string_view flag, absl::string_view listen,
+                           absl::string_view host, bool tls, bool tokens) {
+  if (IsLoopbackHost(host)) return absl::OkStatus();
+  if (!tls) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        flag, " ", listen,
+        " is not a loopback address: refusing to serve it without TLS "
+        "(give --tls-cert and --tls-key)"));
+  }
+  if (!tokens) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        flag, " ", listen,
+        " is not a loopback address: refusing to serve it without --tokens"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
     ServerOptions options) {
   std::unique_ptr<LedgerServer> server(new LedgerServer());
   ASSIGN_OR_RETURN(auto host_port, SplitHostPort(options.listen));
   server->host_ = host_port.first;
-  const bool loopback = IsLoopbackHost(server->host_);
   const bool has_cert = !options.tls_cert_file.empty();
   const bool has_key = !options.tls_key_file.empty();
   if (has_cert != has_key) {
@@ -166,21 +182,21 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
         "--tls-cert and --tls-key go together: give both or neither");
   }
   server->tls_ = has_cert;
-  if (!loopback && !server->tls_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--listen ", options.listen,
-        " is not a loopback address: refusing to serve it without TLS "
-        "(give --tls-cert and --tls-key)"));
+  const bool has_tokens =
+      options.tokens.has_value() || !options.tokens_file.empty();
+  RETURN_IF_ERROR(CheckExposure("--listen", options.listen, server->host_,
+                                server->tls_, has_tokens));
+  if (!options.http_listen.empty()) {
+    ASSIGN_OR_RETURN(auto http_host_port, SplitHostPort(options.http_listen));
+    RETURN_IF_ERROR(CheckExposure("--http", options.http_listen,
+                                  http_host_port.first, server->tls_,
+                                  has_tokens));
   }
   if (options.tokens.has_value()) {
     server->tokens_ = std::make_unique<TokenTable>(*std::move(options.tokens));
   } else if (!options.tokens_file.empty()) {
     ASSIGN_OR_RETURN(TokenTable table, TokenTable::Load(options.tokens_file));
     server->tokens_ = std::make_unique<TokenTable>(std::move(table));
-  } else if (!loopback) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--listen ", options.listen,
-        " is not a loopback address: refusing to serve it without --tokens"));
   }
 
   std::shared_ptr<grpc::ServerCredentials> credentials =
@@ -198,6 +214,8 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
 
   // The database last among the checks, first among the resources: a locked
   // database is kFailedPrecondition naming the directory.
+  server->metrics_ = std::make_unique<ServerMetrics>();
+  options.ledger.observer = server->metrics_.get();
   ASSIGN_OR_RETURN(server->ledger_,
                    Ledger::Open(options.db_dir, options.ledger));
 
@@ -206,6 +224,7 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   service_options.tokens = server->tokens_.get();
   service_options.db_dir = options.db_dir;
   service_options.subscriber_buffer_events = options.subscriber_buffer_events;
+  service_options.metrics = server->metrics_.get();
   server->service_ = std::make_unique<LedgerService>(std::move(service_options));
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -223,6 +242,19 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen, ": ",
                      BindProblem(server->host_, host_port.second)));
+  }
+  if (!options.http_listen.empty()) {
+    HttpConsoleOptions http;
+    http.listen = options.http_listen;
+    http.tls_cert_file = options.tls_cert_file;
+    http.tls_key_file = options.tls_key_file;
+    http.ledger = server->ledger_.get();
+    http.tokens = server->tokens_.get();
+    http.db_dir = options.db_dir;
+    http.metrics = server->metrics_.get();
+    const LedgerService* service = server->service_.get();
+    http.gauges = [service] { return service->Gauges(); };
+    ASSIGN_OR_RETURN(server->http_, HttpConsole::Start(std::move(http)));
   }
   if (grpc::HealthCheckServiceInterface* health =
           server->server_->GetHealthCheckService()) {
@@ -243,12 +275,14 @@ void LedgerServer::Shutdown(absl::Duration grace) {
           server_->GetHealthCheckService()) {
     health->SetServingStatus(false);
   }
+  if (http_ != nullptr) http_->Stop();
   service_->BeginShutdown();
   // Refuses new calls, waits for the running ones until the deadline, then
   // cancels them and waits for their handlers to return.
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();
   server_.reset();
+  http_.reset();
   service_.reset();
   ledger_.reset();  // closes the database (and its lock)
 }

@@ -13,6 +13,8 @@
 #include "absl/time/time.h"
 #include "ledger/ledger.h"
 #include "server/auth.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
 #include "server/service.h"
 
 namespace grpc {
@@ -38,6 +40,9 @@ struct ServerOptions {
   // PEM files; both or neither. Without them, only loopback is served.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // host:port of the HTTP console and /metrics (server/http_server.h);
+  // empty: none. Same rules as `listen` (TLS with the same certificate).
+  std::string http_listen;
   LedgerOptions ledger;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
 };
@@ -47,6 +52,12 @@ bool IsLoopbackHost(absl::string_view host);
 // Splits "host:port" / "[v6]:port"; kInvalidArgument naming the address.
 absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
     absl::string_view address);
+
+// The rule for every address storeledgerd listens on (`flag` names it in
+// the message): a loopback address, or TLS and tokens. kFailedPrecondition
+// saying what is missing otherwise.
+absl::Status CheckExposure(absl::string_view flag, absl::string_view listen,
+                           absl::string_view host, bool tls, bool tokens);
 
 class LedgerServer {
  public:
@@ -64,6 +75,8 @@ class LedgerServer {
   Ledger& ledger() { return *ledger_; }
   const LedgerService& service() const { return *service_; }
   bool tls() const { return tls_; }
+  // The HTTP console, or nullptr when not asked for.
+  const HttpConsole* http() const { return http_.get(); }
 
   // Stops accepting calls, lets the in-flight ones finish (commands in hand
   // are executed and answered; subscribers end with UNAVAILABLE), cancels
@@ -77,8 +90,10 @@ class LedgerServer {
   int port_ = 0;
   bool tls_ = false;
   std::unique_ptr<TokenTable> tokens_;
+  std::unique_ptr<ServerMetrics> metrics_;  // before the ledger: it observes
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LedgerService> service_;
+  std::unique_ptr<HttpConsole> http_;
   std::unique_ptr<grpc::Server> server_;
   bool shut_down_ = false;
 };

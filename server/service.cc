@@ -10,18 +10,16 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/policy.h"
 #include "core/streams.h"
 #include "replay/audit.h"
+#include "replay/read_views.h"
 
 namespace storeledger {
 namespace {
 
 constexpr char kAuthorizationMetadata[] = "authorization";
-
-grpc::Status Denied(absl::string_view what) {
-  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(what));
-}
 
 }  // namespace
 
@@ -51,6 +49,21 @@ StreamBatchStats LedgerService::stream_batch_stats() const {
   return stats;
 }
 
+MetricsGauges LedgerService::Gauges() const {
+  MetricsGauges gauges;
+  gauges.head_position = options_.ledger->log().head().position;
+  absl::MutexLock lock(&mu_);
+  gauges.subscribers = subscriber_positions_.size();
+  for (const std::atomic<uint64_t>* position : subscriber_positions_) {
+    const uint64_t sent = position->load();
+    if (gauges.head_position > sent) {
+      gauges.subscriber_lag_events_max = std::max(
+          gauges.subscriber_lag_events_max, gauges.head_position - sent);
+    }
+  }
+  return gauges;
+}
+
 void LedgerService::NotifyAppended() {
   const uint64_t head = options_.ledger->log().head().position;
   absl::MutexLock lock(&mu_);
@@ -63,66 +76,23 @@ void LedgerService::NotifyAppended() {
 grpc::Status LedgerService::Authorize(const grpc::ServerContextBase& context,
                                       Permission permission,
                                       Principal* principal) const {
-  if (options_.tokens == nullptr) {
-    principal->unrestricted = true;
-    return grpc::Status::OK;
-  }
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(kAuthorizationMetadata);
-  if (it == metadata.end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "missing `authorization: Bearer <token>` metadata");
+  std::optional<absl::string_view> authorization;
+  if (it != metadata.end()) {
+    authorization = absl::string_view(it->second.data(), it->second.size());
   }
-  std::optional<absl::string_view> token = BearerToken(
-      absl::string_view(it->second.data(), it->second.size()));
-  if (!token.has_value()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "authorization metadata is not `Bearer <token>`");
-  }
-  std::optional<Principal> found = options_.tokens->Lookup(*token);
-  if (!found.has_value()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "unknown token");
-  }
+  absl::StatusOr<Principal> found =
+      storeledger::Authorize(options_.tokens, authorization, permission);
+  if (!found.ok()) return ToGrpc(found.status());
   *principal = *std::move(found);
-  const Role role = principal->role;
-  bool allowed = false;
-  switch (permission) {
-    case Permission::kWrite:
-      allowed = role == Role::kWriter;
-      break;
-    case Permission::kReadStore:
-      allowed = role == Role::kAuditor || role == Role::kInvestigator ||
-                role == Role::kMerchant;
-      break;
-    case Permission::kReadLog:
-    case Permission::kDigest:
-      allowed = role == Role::kAuditor || role == Role::kInvestigator;
-      break;
-    case Permission::kAudit:
-      allowed = role == Role::kAuditor;
-      break;
-  }
-  if (!allowed) {
-    return Denied(absl::StrCat("role ", RoleName(*principal),
-                               " may not call this method"));
-  }
   return grpc::Status::OK;
 }
 
 grpc::Status LedgerService::CheckStoreAccess(const Principal& principal,
                                              absl::string_view store_id) const {
-  if (principal.unrestricted || principal.role != Role::kMerchant) {
-    return grpc::Status::OK;
-  }
-  absl::StatusOr<v1::StoreState> state = options_.ledger->State(store_id);
-  if (!state.ok() && !absl::IsNotFound(state.status())) {
-    return ToGrpc(state.status());
-  }
-  if (!state.ok() || state->merchant_id() != principal.merchant_id) {
-    return Denied(absl::StrCat("role ", RoleName(principal),
-                               " may not read store ", store_id));
-  }
-  return grpc::Status::OK;
+  return ToGrpc(
+      storeledger::CheckStoreAccess(principal, *options_.ledger, store_id));
 }
 
 grpc::Status LedgerService::ExecuteOne(const v1::Command& command,
@@ -131,7 +101,16 @@ grpc::Status LedgerService::ExecuteOne(const v1::Command& command,
     return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "the server is shutting down; command not executed");
   }
+  const absl::Time started = absl::Now();
   absl::StatusOr<v1::CommandResult> executed = options_.ledger->Execute(command);
+  if (ServerMetrics* metrics = options_.metrics; metrics != nullptr) {
+    metrics->ObserveAppend(absl::Now() - started);
+    if (executed.ok()) {
+      metrics->CountCommand(*executed);
+    } else {
+      metrics->CountCommandError();
+    }
+  }
   // Even a failed Execute may have moved the head (it did not, by contract,
   // but waking subscribers costs nothing).
   NotifyAppended();
@@ -251,10 +230,12 @@ class LedgerService::StreamExecution final
         }
       }
       service_->CountStreamBatch(batch.size());
+      const absl::Time started = absl::Now();
       std::vector<absl::StatusOr<v1::CommandResult>> results =
           service_->options_.ledger->ExecuteBatch(std::move(batch));
       batch.clear();
       service_->NotifyAppended();
+      service_->CountResults(results, absl::Now() - started);
       for (absl::StatusOr<v1::CommandResult>& result : results) {
         // ExecuteBatch stops at the first failed command; the ones after it
         // (kCancelled) were not executed. Nothing after the last result
@@ -309,6 +290,21 @@ class LedgerService::StreamExecution final
   bool write_ok_ = true;
 };
 
+void LedgerService::CountResults(
+    const std::vector<absl::StatusOr<v1::CommandResult>>& results,
+    absl::Duration took) {
+  ServerMetrics* metrics = options_.metrics;
+  if (metrics == nullptr) return;
+  for (const absl::StatusOr<v1::CommandResult>& result : results) {
+    if (result.ok()) {
+      metrics->CountCommand(*result);
+      metrics->ObserveAppend(took);
+    } else if (!absl::IsCancelled(result.status())) {
+      metrics->CountCommandError();
+    }
+  }
+}
+
 void LedgerService::CountStreamBatch(uint64_t commands) {
   stream_batches_.fetch_add(1);
   stream_batch_commands_.fetch_add(commands);
@@ -342,11 +338,15 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  const absl::Time started = absl::Now();
   AsOf as_of;
   if (request->has_as_of()) as_of.business_time = ToTime(request->as_of());
   if (request->has_position()) as_of.position = request->position();
   absl::StatusOr<v1::StoreState> state =
       options_.ledger->State(request->store_id(), as_of);
+  if (options_.metrics != nullptr) {
+    options_.metrics->ObserveRead("GetStore", absl::Now() - started);
+  }
   if (!state.ok()) return ToGrpc(state.status());
   *response = *std::move(state);
   return grpc::Status::OK;
@@ -366,53 +366,21 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
                         "store_id is required");
   }
   if (grpc::Status s = CheckStoreAccess(principal, store); !s.ok()) return s;
-  const EventLog& log = options_.ledger->log();
-
-  // As `storeledger history`: the refusals naming the store (few), merged by
-  // position with the store's own stream.
-  std::vector<v1::Envelope> refusals;
-  if (request->include_rejections()) {
-    absl::Status status =
-        log.ScanStream(kRejectionsStream, 0, [&](const v1::Envelope& e) {
-          const auto& ids = e.payload().command_rejected().store_ids();
-          if (std::find(ids.begin(), ids.end(), store) != ids.end()) {
-            refusals.push_back(e);
-          }
-          return true;
-        });
-    if (!status.ok()) return ToGrpc(status);
-  }
-  absl::StatusOr<std::optional<StreamHead>> head =
-      log.GetStreamHead(StoreStream(store));
-  if (!head.ok()) return ToGrpc(head.status());
-  if (!head->has_value() && refusals.empty()) {
+  bool client_gone = false;
+  absl::StatusOr<bool> found = ScanStoreHistory(
+      options_.ledger->log(), store, request->from_version(),
+      request->include_rejections(), nullptr, [&](const v1::Envelope& e) {
+        client_gone = !writer->Write(e);
+        return !client_gone;
+      });
+  if (!found.ok()) return ToGrpc(found.status());
+  if (!*found) {
     return grpc::Status(
         grpc::StatusCode::NOT_FOUND,
         absl::StrCat("store ", store, " has no events",
                      request->include_rejections() ? " and no refused commands"
                                                    : "",
                      " in this ledger"));
-  }
-  size_t next_refusal = 0;
-  bool client_gone = false;
-  absl::Status status = log.ScanStream(
-      StoreStream(store), request->from_version(), [&](const v1::Envelope& e) {
-        while (next_refusal < refusals.size() &&
-               refusals[next_refusal].position() < e.position()) {
-          if (!writer->Write(refusals[next_refusal++])) {
-            client_gone = true;
-            return false;
-          }
-        }
-        if (!writer->Write(e)) {
-          client_gone = true;
-          return false;
-        }
-        return true;
-      });
-  if (!status.ok()) return ToGrpc(status);
-  while (!client_gone && next_refusal < refusals.size()) {
-    if (!writer->Write(refusals[next_refusal++])) client_gone = true;
   }
   if (client_gone) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
@@ -441,6 +409,19 @@ grpc::Status LedgerService::Subscribe(grpc::ServerContext* context,
 
   const EventLog& log = options_.ledger->log();
   uint64_t last = request->from_position();
+  std::atomic<uint64_t> sent{last};  // `last`, for the lag metric
+  {
+    absl::MutexLock lock(&mu_);
+    subscriber_positions_.insert(&sent);
+  }
+  struct Unregister {
+    LedgerService* service;
+    const std::atomic<uint64_t>* sent;
+    ~Unregister() {
+      absl::MutexLock lock(&service->mu_);
+      service->subscriber_positions_.erase(sent);
+    }
+  } unregister{this, &sent};
   const uint64_t start_head = log.head().position;
   // Caught up once it has reached the head as of the call; from then on it
   // may trail the head by at most subscriber_buffer_events.
@@ -472,6 +453,7 @@ grpc::Status LedgerService::Subscribe(grpc::ServerContext* context,
               return false;
             }
             last = envelope.position();
+            sent = last;
             if (last >= start_head) live = true;
             if (live && log.head().position - last >
                             options_.subscriber_buffer_events) {

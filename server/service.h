@@ -19,11 +19,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "ledger/ledger.h"
 #include "server/auth.h"
+#include "server/metrics.h"
 #include "storeledger/v1/service.grpc.pb.h"
 
 namespace storeledger {
@@ -60,6 +63,8 @@ struct ServiceOptions {
   // The database directory, for Audit's read-only view of the log.
   std::string db_dir;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+  // Not owned. Counts commands, append and read latency. Default: nullptr.
+  ServerMetrics* metrics = nullptr;
 };
 
 // ExecuteStream is a callback-API method (a reactor) so that it can see which
@@ -76,6 +81,8 @@ class LedgerService final
   void BeginShutdown();
 
   StreamBatchStats stream_batch_stats() const;
+  // The head, the live subscribers and the slowest one's lag (metrics).
+  MetricsGauges Gauges() const;
 
   grpc::Status Execute(grpc::ServerContext* context, const v1::Command* request,
                        v1::CommandResult* response) override;
@@ -104,23 +111,24 @@ class LedgerService final
                      v1::AuditReport* response) override;
 
  private:
-  enum class Permission { kWrite, kReadStore, kReadLog, kDigest, kAudit };
-
   class StreamExecution;  // one ExecuteStream call (server/service.cc)
 
   // The caller's principal if its token allows `permission`;
   // UNAUTHENTICATED or PERMISSION_DENIED otherwise.
   grpc::Status Authorize(const grpc::ServerContextBase& context,
                          Permission permission, Principal* principal) const;
-  // PERMISSION_DENIED unless `principal` may read `store_id` (a merchant
-  // reads only its own stores; an unknown store is denied too, so that a
-  // merchant cannot probe which stores exist).
+  // PERMISSION_DENIED unless `principal` may read `store_id`
+  // (server/auth.h's CheckStoreAccess).
   grpc::Status CheckStoreAccess(const Principal& principal,
                                 absl::string_view store_id) const;
   // Executes one command and wakes the subscribers.
   grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
   void NotifyAppended();
   void CountStreamBatch(uint64_t commands);
+  // Metrics for one ExecuteBatch's results, which took `took` in all.
+  void CountResults(
+      const std::vector<absl::StatusOr<v1::CommandResult>>& results,
+      absl::Duration took);
 
   const ServiceOptions options_;
   std::atomic<bool> stopping_{false};
@@ -130,8 +138,11 @@ class LedgerService final
   std::atomic<uint64_t> stream_batch_commands_{0};
   std::atomic<uint64_t> stream_largest_batch_commands_{0};
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   uint64_t notified_head_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last position each live subscriber was sent (for its lag).
+  absl::flat_hash_set<const std::atomic<uint64_t>*> subscriber_positions_
+      ABSL_GUARDED_BY(mu_);
   absl::CondVar appended_;
 };
 

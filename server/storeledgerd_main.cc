@@ -1,6 +1,7 @@
 // storeledgerd: the ledger over gRPC (DESIGN.md §6, issue 7).
 //
-//   storeledgerd --db DIR [--listen 127.0.0.1:7450] [--tokens FILE]
+//   storeledgerd --db DIR [--listen 127.0.0.1:7450] [--http HOST:PORT]
+//                [--tokens FILE]
 //                [--tls-cert F --tls-key F] [--policy FILE] [--no-sync]
 //                [--shutdown-grace-ms N]
 //
@@ -23,11 +24,13 @@ namespace storeledger {
 namespace {
 
 constexpr char kUsage[] =
-    R"(usage: storeledgerd --db DIR [--listen HOST:PORT] [--tokens FILE]
+    R"(usage: storeledgerd --db DIR [--listen HOST:PORT] [--http HOST:PORT]
+                    [--tokens FILE]
                     [--tls-cert FILE --tls-key FILE] [--policy FILE]
                     [--no-sync] [--shutdown-grace-ms N]
 
 --listen defaults to 127.0.0.1:7450 (port 0: any free port, printed at start).
+--http serves the console (pages, JSON API) and /metrics there.
 A non-loopback address needs --tls-cert/--tls-key and --tokens.
 --tokens FILE holds `TOKEN ROLE` lines (roles: writer, auditor, investigator,
 merchant:<id>) and must not be readable by group or others.
@@ -43,7 +46,7 @@ int Main(const std::vector<std::string>& args) {
     std::cout << kUsage;
     return kExitOk;
   }
-  if (absl::Status s = flags->CheckKnown({"listen", "tokens", "tls-cert",
+  if (absl::Status s = flags->CheckKnown({"listen", "http", "tokens", "tls-cert",
                                           "tls-key", "no-sync",
                                           "shutdown-grace-ms"});
       !s.ok() || !flags->positional().empty()) {
@@ -67,6 +70,7 @@ int Main(const std::vector<std::string>& args) {
   ServerOptions options;
   options.db_dir = *db;
   options.listen = flags->GetOr("listen", "127.0.0.1:7450");
+  options.http_listen = flags->GetOr("http", "");
   options.tokens_file = flags->GetOr("tokens", "");
   options.tls_cert_file = flags->GetOr("tls-cert", "");
   options.tls_key_file = flags->GetOr("tls-key", "");
@@ -110,6 +114,10 @@ int Main(const std::vector<std::string>& args) {
             << ((*server)->tls() ? " (TLS)" : " (plaintext, loopback)")
             << " db " << *db << " head "
             << (*server)->ledger().log().head().position << std::endl;
+  if (const HttpConsole* http = (*server)->http()) {
+    std::cout << "storeledgerd: console on " << (http->tls() ? "https" : "http")
+              << "://" << http->address() << "/" << std::endl;
+  }
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   std::cout << "storeledgerd: signal " << signal_number

@@ -1,0 +1,193 @@
+// The console in a real browser: Debian's chromium, headless, driven by
+// puppeteer-core, against a storeledgerd serving tests/data/
+// console_scenario.jsonl (merchant m1's mini store L1 upgraded into WeChat
+// Store W1 on 2024-10-22; merchant m2's Channels store S2). Screenshots of
+// each page go to $BROWSER_TEST_OUTPUT.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import puppeteer from 'puppeteer-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const scenario = path.join(here, '..', 'data', 'console_scenario.jsonl');
+const storeledger = process.env.STORELEDGER_BIN;
+const storeledgerd = process.env.STORELEDGERD_BIN;
+const output = process.env.BROWSER_TEST_OUTPUT || fs.mkdtempSync(path.join(os.tmpdir(), 'console-shots-'));
+const TOKENS = {
+  investigator: 'investigator-token-0123456789',
+  auditor: 'auditor-token-0123456789',
+  m1: 'merchant1-token-0123456789',
+  m2: 'merchant2-token-0123456789',
+};
+// Bounded: every wait in this file gives up after this long.
+const WAIT_MS = 20000;
+
+let dir, daemon, base, browser;
+
+before(async () => {
+  assert.ok(storeledger && storeledgerd, 'STORELEDGER_BIN and STORELEDGERD_BIN must be set');
+  fs.mkdirSync(output, { recursive: true });
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'console-test-'));
+  const db = path.join(dir, 'db');
+  execFileSync(storeledger, ['--db', db, 'apply', scenario], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const tokens = path.join(dir, 'tokens');
+  fs.writeFileSync(tokens, `${TOKENS.investigator} investigator\n${TOKENS.auditor} auditor\n` +
+    `${TOKENS.m1} merchant:m1\n${TOKENS.m2} merchant:m2\n`, { mode: 0o600 });
+  daemon = spawn(storeledgerd, ['--db', db, '--listen', '127.0.0.1:0', '--http', '127.0.0.1:0',
+    '--tokens', tokens, '--no-sync'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  base = await new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error('storeledgerd did not start: ' + text)), WAIT_MS);
+    daemon.stdout.on('data', (chunk) => {
+      text += chunk;
+      const m = text.match(/console on (http:\/\/[^\s]+)\//);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    daemon.on('exit', (code) => reject(new Error(`storeledgerd exited ${code}: ${text}`)));
+  });
+  browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    userDataDir: path.join(dir, 'chromium-profile'),
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    protocolTimeout: 60000,
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (daemon && daemon.exitCode === null) {
+    daemon.kill('SIGTERM');
+    await new Promise((resolve) => daemon.on('exit', resolve));
+  }
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function api(pathAndQuery, token) {
+  const res = await fetch(base + pathAndQuery, { headers: { Authorization: 'Bearer ' + token } });
+  assert.equal(res.status, 200, `${pathAndQuery}: ${await res.clone().text()}`);
+  return res.json();
+}
+
+async function signedInPage(token) {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  await page.setViewport({ width: 1280, height: 900 });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.errors = errors;
+  await page.goto(base + '/#/signin');
+  await page.waitForSelector('#sign-in-form');
+  await page.type('#token', token);
+  await Promise.all([page.waitForSelector('#find-form'), page.click('#sign-in-form button')]);
+  return page;
+}
+
+async function ready(page, hash) {
+  await page.waitForFunction((h) => document.getElementById('main').getAttribute('data-ready') === h, {}, hash);
+}
+
+async function attr(page, selector, name) {
+  return page.$eval(selector, (el, n) => el.getAttribute(n), name);
+}
+
+test('an investigator finds a legacy store by an order id and reads its page', async () => {
+  const page = await signedInPage(TOKENS.investigator);
+  await page.type('#find-q', 'o1');
+  await page.click('#find-form button');
+  await page.waitForSelector('#find-results a[data-store="L1"]');
+  await page.screenshot({ path: path.join(output, 'find.png') });
+  await page.click('#find-results a[data-store="L1"]');
+  await ready(page, '#/store/L1');
+
+  // Both stores on one axis, on the right (China) dates, and the upgrade.
+  const date = (store, type) => attr(page, `#timeline g.event[data-store="${store}"][data-type="${type}"]`, 'data-date');
+  assert.equal(await date('L1', 'storeOpened'), '2024-10-01');
+  assert.equal(await date('L1', 'orderPlaced'), '2024-10-02');
+  assert.equal(await date('L1', 'storeUpgraded'), '2024-10-22');
+  assert.equal(await date('W1', 'storeOpened'), '2024-10-22');
+  assert.equal(await date('W1', 'orderPaid'), '2024-10-25');
+  assert.equal(await date('L1', 'commandRejected'), '2024-11-05');
+  assert.match(await page.$eval('#timeline g.event[data-type="commandRejected"] title', (el) => el.textContent), /REFUSED R2/);
+  assert.ok(await page.$('#timeline line.link[data-kind="upgrade"]'), 'the upgrade links the two lanes');
+  assert.ok(await page.$('#timeline line.link[data-kind="sync"]'), 'the sync links the two lanes');
+  assert.equal((await page.$$('#timeline g.policy')).length, 7);
+  assert.equal(await attr(page, '#timeline g.policy[data-name="miniUpgradeOpen"]', 'data-date'), '2024-10-21');
+  await page.waitForSelector('#sync-details');
+  const sync = await page.$eval('#sync-details', (el) => el.textContent);
+  assert.match(sync, /copied: p1/);
+  assert.match(sync, /skipped: p2 \(/);
+
+  // The balance chart: every series, ending on what the ledger reports.
+  for (const store of ['L1', 'W1']) {
+    const state = await api('/api/store?id=' + store, TOKENS.investigator);
+    for (const field of ['pendingFen', 'availableFen', 'withdrawingFen', 'paidOutFen', 'depositFen']) {
+      const last = await attr(page, `#balance-charts path[data-store="${store}"][data-series="${field}"]`, 'data-last');
+      assert.equal(last, String(state.balances[field]), `${store} ${field}`);
+    }
+  }
+  assert.equal(await attr(page, '#balance-charts path[data-store="L1"][data-series="availableFen"]', 'data-last'), '14000');
+  assert.equal(await attr(page, '#balance-charts path[data-store="W1"][data-series="depositFen"]', 'data-last'), '50000');
+  await page.screenshot({ path: path.join(output, 'store.png'), fullPage: false });
+
+  // The as-of control changes the state shown.
+  assert.equal(await attr(page, '#state', 'data-status'), 'UPGRADED');
+  await page.$eval('#asof-time', (el) => { el.value = '2024-10-11T00:00'; });
+  await page.click('#asof-show');
+  await page.waitForSelector('#state[data-status="OPEN"]');
+  assert.equal(await attr(page, '#state span[data-field="availableFen"]', 'data-fen'), '19000');
+  assert.equal(await attr(page, '#state span[data-field="paidOutFen"]', 'data-fen'), '0');
+  // ... and a diff of two instants.
+  await page.$eval('#diff-from', (el) => { el.value = '2024-10-11T00:00'; });
+  await page.$eval('#diff-to', (el) => { el.value = '2024-10-23T00:00'; });
+  await page.click('#diff-form button');
+  await page.waitForSelector('#diff-result table');
+  assert.match(await page.$eval('#diff-result', (el) => el.textContent), /OPEN → UPGRADED/);
+  const asOf = await page.$('#asof-state');
+  await asOf.screenshot({ path: path.join(output, 'as-of.png') });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
+test('finance sees balances per kind, a statement with CSV, the audit and a verified digest', async () => {
+  const page = await signedInPage(TOKENS.auditor);
+  await page.goto(base + '/#/finance');
+  await ready(page, '#/finance');
+  await page.waitForSelector('#audit-result');
+  assert.equal(await page.$eval('#audit-result', (el) => el.textContent), 'OK');
+  assert.equal(await page.$eval('#totals span[data-kind="WECHAT_STORE"][data-field="depositFen"]', (el) => el.textContent), '500.00');
+  await page.type('#st-store', 'L1');
+  await page.$eval('#st-from', (el) => { el.value = '2024-10-01'; });
+  await page.$eval('#st-to', (el) => { el.value = '2024-11-01'; });
+  await page.click('#statement-form button');
+  await page.waitForSelector('#statement-csv');
+  const digest = await page.$eval('#head-digest', (el) => el.textContent);
+  await page.type('#verify-digest', digest);
+  await page.click('#verify-form button');
+  await page.waitForSelector('#verify-result p.ok');
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(output, 'finance.png'), fullPage: true });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
+test("a merchant token cannot open another merchant's store", async () => {
+  const page = await signedInPage(TOKENS.m2);
+  await page.goto(base + '/#/store/L1');
+  await page.waitForSelector('#error');
+  assert.match(await page.$eval('#error', (el) => el.textContent), /may not read store L1/);
+  assert.equal(await page.$('#timeline'), null);
+  await page.screenshot({ path: path.join(output, 'merchant-denied.png') });
+  await page.goto(base + '/#/find/o1');
+  await page.waitForSelector('#error');
+  assert.equal(await page.$('#find-results'), null);
+  await page.goto(base + '/#/store/S2');
+  await ready(page, '#/store/S2');
+  assert.ok(await page.$('#timeline g.event[data-store="S2"]'));
+  await page.close();
+});
