@@ -413,6 +413,17 @@ async function financePage() {
   const statementBox = h('div', { id: 'statement' });
   const verifyBox = h('div', { id: 'verify-result' });
   main.append(h('h2', {}, 'Balances per store kind (legacy and WeChat Store apart)'), balancesBox,
+    h('h2', {}, 'Audit and digest'), auditBox,
+    h('h2', {}, 'Verify a digest'),
+    h('form', { id: 'verify-form', onsubmit: async (ev) => {
+      ev.preventDefault();
+      verifyBox.replaceChildren();
+      try {
+        const v = await api('/api/verify?digest=' + encodeURIComponent(document.getElementById('verify-digest').value.trim()));
+        verifyBox.append(h('p', { class: v.verified ? 'ok' : 'error' }, (v.verified ? 'VERIFIED: ' : 'FAILED: ') + v.message));
+      } catch (e) { showError(verifyBox, e); }
+    } }, h('input', { id: 'verify-digest', size: 80, placeholder: 'POSITION:HEX as printed by storeledger digest' }),
+    ' ', h('button', { type: 'submit' }, 'Verify')), verifyBox,
     h('h2', {}, 'Statement'),
     h('form', { id: 'statement-form', onsubmit: async (ev) => {
       ev.preventDefault();
@@ -433,18 +444,7 @@ async function financePage() {
       } catch (e) { showError(statementBox, e); }
     } }, 'store ', h('input', { id: 'st-store', size: 12 }), ' from ', h('input', { id: 'st-from', type: 'date' }),
     ' to ', h('input', { id: 'st-to', type: 'date' }), ' (dates are +08:00; the period is [from, to)) ',
-    h('button', { type: 'submit' }, 'Statement')), statementBox,
-    h('h2', {}, 'Audit and digest'), auditBox,
-    h('h2', {}, 'Verify a digest'),
-    h('form', { id: 'verify-form', onsubmit: async (ev) => {
-      ev.preventDefault();
-      verifyBox.replaceChildren();
-      try {
-        const v = await api('/api/verify?digest=' + encodeURIComponent(document.getElementById('verify-digest').value.trim()));
-        verifyBox.append(h('p', { class: v.verified ? 'ok' : 'error' }, (v.verified ? 'VERIFIED: ' : 'FAILED: ') + v.message));
-      } catch (e) { showError(verifyBox, e); }
-    } }, h('input', { id: 'verify-digest', size: 80, placeholder: 'POSITION:HEX as printed by storeledger digest' }),
-    ' ', h('button', { type: 'submit' }, 'Verify')), verifyBox);
+    h('button', { type: 'submit' }, 'Statement')), statementBox);
   try {
     const report = await api('/api/balances');
     balancesBox.append(table(['kind', 'legacy', 'stores', ...SERIES.map(([, l]) => l)],

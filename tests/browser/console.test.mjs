@@ -171,7 +171,7 @@ test('finance sees balances per kind, a statement with CSV, the audit and a veri
   await page.click('#verify-form button');
   await page.waitForSelector('#verify-result p.ok');
   await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: path.join(output, 'finance.png'), fullPage: true });
+  await page.screenshot({ path: path.join(output, 'finance.png') });
   assert.deepEqual(page.errors, []);
   await page.close();
 });
