@@ -14,7 +14,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
@@ -396,6 +398,81 @@ TEST_F(HttpTest, MetricsCountCommandsByOutcomeAndRuleWithoutIds) {
                          "\"o1\"", "\"c19\""}) {
     EXPECT_THAT(metrics.body, Not(HasSubstr(id))) << id;
   }
+}
+
+TEST_F(HttpTest, MetricsCountLiveSubscribers) {
+  auto stub = v1::Ledger::NewStub(grpc::CreateChannel(
+      server_->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", kAuditor));
+  v1::SubscribeRequest request;
+  request.set_from_position(0);
+  std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
+      stub->Subscribe(&context, request);
+  // Read the whole log: the subscriber is live and caught up.
+  v1::Envelope envelope;
+  const uint64_t head = server_->ledger().log().head().position;
+  while (envelope.position() < head) ASSERT_TRUE(reader->Read(&envelope));
+  EXPECT_THAT(Get("/metrics", kInvestigator).body,
+              HasSubstr("storeledger_subscribers 1\n"));
+  EXPECT_THAT(Get("/metrics", kInvestigator).body,
+              HasSubstr("storeledger_subscriber_lag_events_max 0\n"));
+  context.TryCancel();
+  reader->Finish();
+  // The server notices the cancellation within its poll interval.
+  bool gone = false;
+  for (int i = 0; i < 50 && !gone; ++i) {
+    gone = absl::StrContains(Get("/metrics", kInvestigator).body,
+                             "storeledger_subscribers 0\n");
+    if (!gone) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(gone);
+}
+
+// HTTPS with the gRPC certificate (made with the openssl tool, when it is
+// installed): a client that trusts it reads the API; plain HTTP gets nothing.
+TEST(HttpTlsTest, ServesHttpsWithTheServersCertificate) {
+  if (std::system("command -v openssl >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "the openssl tool is not installed";
+  }
+  TempDir dir;
+  const std::string cert = dir.Sub("cert.pem");
+  const std::string key = dir.Sub("key.pem");
+  ASSERT_EQ(std::system(absl::StrCat(
+                            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
+                            "-subj /CN=localhost -addext "
+                            "subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ",
+                            key, " -out ", cert, " 2>/dev/null")
+                            .c_str()),
+            0);
+  ServerOptions options;
+  options.db_dir = dir.Sub("db");
+  options.listen = "127.0.0.1:0";
+  options.http_listen = "127.0.0.1:0";
+  options.tokens = *TokenTable::Parse(kTokenFile);
+  options.tls_cert_file = cert;
+  options.tls_key_file = key;
+  absl::StatusOr<std::unique_ptr<LedgerServer>> server =
+      LedgerServer::Start(std::move(options));
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->http()->tls());
+  const int port = (*server)->http()->port();
+
+  httplib::SSLClient https("127.0.0.1", port);
+  https.set_ca_cert_path(cert.c_str());
+  https.enable_server_certificate_verification(true);
+  https.set_connection_timeout(5);
+  httplib::Result digest = https.Get(
+      "/api/digest", {{"Authorization", absl::StrCat("Bearer ", kAuditor)}});
+  ASSERT_TRUE(digest) << httplib::to_string(digest.error());
+  EXPECT_EQ(digest->status, 200) << digest->body;
+  EXPECT_THAT(digest->body, HasSubstr("\"position\""));
+
+  httplib::Client plain("127.0.0.1", port);
+  plain.set_connection_timeout(2);
+  plain.set_read_timeout(2);
+  httplib::Result refused = plain.Get("/api/digest");
+  EXPECT_TRUE(!refused || refused->status != 200);
 }
 
 TEST(HttpStartTest, ANonLoopbackConsoleNeedsTls) {
