@@ -277,26 +277,32 @@ absl::StatusOr<bool> ScanStoreHistory(
 absl::StatusOr<std::vector<BalancePoint>> StoreBalanceSeries(
     const EventLog& log, absl::string_view store_id,
     std::optional<uint64_t> max_position) {
-  PostingFilter filter;
-  filter.store_id = std::string(store_id);
-  filter.max_position = max_position;
+  // A store's money moves only through events of its own stream (R13), so
+  // its stream is read, not the whole log (as BuildStatement does).
   std::vector<BalancePoint> points;
   v1::Balances running;
   absl::Status failed;
-  RETURN_IF_ERROR(ForEachPosting(log, filter, [&](const v1::PostingLine& line) {
-    if (points.empty() || points.back().position != line.position()) {
-      BalancePoint point;
-      point.position = line.position();
-      point.occurred_at = ToTime(line.occurred_at());
-      point.balances = running;
-      points.push_back(std::move(point));
-    }
-    failed = AddToBalance(BalanceFieldOf(store_id, line.account()),
-                          line.debit_fen() - line.credit_fen(),
-                          &points.back().balances);
-    running = points.back().balances;
-    return failed.ok();
-  }));
+  RETURN_IF_ERROR(log.ScanStream(
+      StoreStream(store_id), 0, [&](const v1::Envelope& envelope) {
+        if (max_position.has_value() && envelope.position() > *max_position) {
+          return false;
+        }
+        bool moved = false;
+        for (const Posting& posting : PostingsFor(envelope.payload())) {
+          if (posting.store_id != store_id) continue;
+          failed = AddToBalance(BalanceFieldOf(store_id, posting.account),
+                                posting.debit_fen - posting.credit_fen,
+                                &running);
+          if (!failed.ok()) return false;
+          moved = true;
+        }
+        if (moved) {
+          points.push_back(BalancePoint{envelope.position(),
+                                        ToTime(envelope.occurred_at()),
+                                        running});
+        }
+        return true;
+      }));
   RETURN_IF_ERROR(failed);
   return points;
 }
