@@ -115,22 +115,25 @@ int Remote::Apply() {
     result.set_line(line);
     *ctx_.out << ToJson(result) << "\n";
   };
-  // Prints the front entries up to and including one remote result.
+  // Prints the front entries up to and including one remote result. A line
+  // leaves `pending` only once its result is printed: when the stream breaks,
+  // the front of `pending` is the first line without a result.
   auto drain_one = [&]() -> bool {
     while (!pending.empty()) {
-      Pending entry = std::move(pending.front());
-      pending.pop_front();
+      Pending& entry = pending.front();
       if (entry.local.has_value()) {
         print(entry.line, *std::move(entry.local));
+        pending.pop_front();
         continue;
       }
       v1::CommandResult result;
-      --outstanding;
       if (!stream->Read(&result)) {
         broken = true;
         return false;
       }
       print(entry.line, std::move(result));
+      pending.pop_front();
+      --outstanding;
       return true;
     }
     return true;
@@ -140,6 +143,7 @@ int Remote::Apply() {
   std::string line;
   bool too_long = false;
   int64_t line_number = 0;
+  bool write_failed = false;
   while (!broken && reader.Next(&line, &too_long)) {
     ++line_number;
     if (too_long) {
@@ -155,22 +159,28 @@ int Remote::Apply() {
         pending.push_back(
             {line_number, InvalidResult("", command.status().message())});
       } else {
-        if (!stream->Write(*command)) {
-          broken = true;
-          break;
-        }
+        // A failed write means the stream is over; the results already on
+        // their way are still read (below), and this line has none.
         pending.push_back({line_number, std::nullopt});
         ++outstanding;
+        if (!stream->Write(*command)) {
+          write_failed = true;
+          break;
+        }
       }
     }
     while (outstanding >= kRemoteApplyWindow && !broken) drain_one();
     // Local results ahead of every remote one are printed at once.
     while (!pending.empty() && pending.front().local.has_value()) drain_one();
   }
-  if (!broken) stream->WritesDone();
+  if (!broken && !write_failed) stream->WritesDone();
   while (!broken && !pending.empty()) drain_one();
   grpc::Status status = stream->Finish();
   ctx_.out->flush();
+  if (status.ok() && !pending.empty()) {
+    status = grpc::Status(grpc::StatusCode::UNKNOWN,
+                          "the server ended the stream early");
+  }
   if (!status.ok()) {
     return ctx_.Fail(absl::Status(
         static_cast<absl::StatusCode>(status.error_code()),

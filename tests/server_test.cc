@@ -40,7 +40,12 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/ascii.h"
+#include "core/limits.h"
+#include "core/policy.h"
 #include "ledger/json.h"
+#include "replay/projection_store.h"
+#include "rocksdb/db.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/fault_env.h"
@@ -1240,6 +1245,42 @@ TEST_F(ServerTest, CliThroughTheServerPrintsWhatEmbeddedModePrints) {
 // database: the same lines, errors and exit statuses. The store has facts
 // and refusals about products, orders and a withdrawal over several days,
 // and a store that was never opened has only a refusal.
+// The server goes away while `apply` has results outstanding: the message
+// names the first line whose result was not printed, one past the last
+// printed (issue 12, item 8: it named the line after that).
+TEST_F(ServerTest, CliApplyNamesTheFirstLineWithoutAResultWhenTheServerGoes) {
+  Start();
+  constexpr int kLines = 40000;
+  std::string input;
+  for (int i = 0; i < kLines; ++i) {
+    absl::StrAppend(&input, ToJson(StoreFillCommand("s1", i, i)), "\n");
+  }
+  std::thread stopper([&] {
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    while (server_->ledger().log().head().position < 2000 &&
+           absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    server_->Shutdown(absl::ZeroDuration());
+  });
+  testing::CliRun run = RunStoreledger(
+      {"--server", server_->address(), "--token", kWriter, "apply"}, input);
+  stopper.join();
+  ASSERT_NE(run.exit_code, 0) << "the server stopped after every line";
+  const std::vector<std::string> lines = run.lines();
+  int64_t printed = 0;
+  for (const std::string& line : lines) {
+    if (line.empty()) continue;
+    ++printed;
+    ASSERT_THAT(line, HasSubstr(absl::StrCat(R"("line":")", printed, R"(")")));
+    ASSERT_THAT(line, HasSubstr(R"("status":"ACCEPTED")"));
+  }
+  ASSERT_LT(printed, kLines);
+  EXPECT_THAT(run.err, HasSubstr(absl::StrCat("(results from line ",
+                                              printed + 1,
+                                              " on were not received)")));
+}
+
 TEST_F(ServerTest, CliHistoryFiltersPrintWhatEmbeddedModePrints) {
   Start();
   auto line = [](const std::string& id, const std::string& at,
