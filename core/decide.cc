@@ -1225,7 +1225,7 @@ absl::Status CheckEnvelope(const Command& command) {
   RETURN_IF_ERROR(CheckId("commandId", command.command_id()));
   if (!command.has_occurred_at()) return ShapeError("occurredAt must be set");
   const google::protobuf::Timestamp& ts = command.occurred_at();
-  if (ts.seconds() < -62135596800 || ts.seconds() > 253402300799 ||
+  if (ts.seconds() < kTimeSecondsMin || ts.seconds() > kTimeSecondsMax ||
       ts.nanos() < 0 || ts.nanos() > 999'999'999) {
     return ShapeError("occurredAt must be a valid timestamp in 0001..9999");
   }

@@ -24,6 +24,12 @@ inline constexpr size_t kInputLineBytesMax = 1 << 20;  // 1 MiB
 inline constexpr size_t kEventsPerCommandMax = 100'000;
 // Bytes of one stored envelope; checked before write and after read.
 inline constexpr size_t kEnvelopeBytesMax = 4 << 20;  // 4 MiB
+// Times the ledger holds (occurredAt, --as-of, --from, --to, GetStore's
+// as_of): google.protobuf.Timestamp's range, 0001-01-01T00:00:00Z to
+// 9999-12-31T23:59:59.999999999Z. protobuf can neither print nor parse a
+// time outside it, so nothing outside it can be asked about either.
+inline constexpr int64_t kTimeSecondsMin = -62'135'596'800;
+inline constexpr int64_t kTimeSecondsMax = 253'402'300'799;
 // Products one store may hold (bounds R9 and R6 work per store).
 inline constexpr size_t kProductsPerStoreMax = 50'000;
 

@@ -99,6 +99,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "core/limits.h"
+#include "core/policy.h"
+#include "core/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -118,10 +121,10 @@ using ::google::protobuf::Reflection;
 // printing and 100 when parsing); our schema nests at most 6 deep.
 constexpr int kFastDepthMax = 32;
 
-// google.protobuf.Timestamp's range, 0001-01-01T00:00:00Z to
-// 9999-12-31T23:59:59Z; protobuf refuses to print a time outside it.
-constexpr int64_t kTimestampSecondsMin = -62135596800;
-constexpr int64_t kTimestampSecondsMax = 253402300799;
+// google.protobuf.Timestamp's range (core/limits.h); protobuf refuses to
+// print a time outside it.
+constexpr int64_t kTimestampSecondsMin = kTimeSecondsMin;
+constexpr int64_t kTimestampSecondsMax = kTimeSecondsMax;
 constexpr int32_t kNanosPerSecond = 1'000'000'000;
 constexpr int64_t kSecondsPerDay = 86'400;
 
@@ -1419,6 +1422,7 @@ absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
         flag, " must be an RFC 3339 time such as 2024-11-04T00:00:00+08:00, "
               "got '", value, "': ", error));
   }
+  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat(flag, " ", value), t));
   return t;
 }
 

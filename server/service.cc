@@ -343,7 +343,12 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
     return s;
   }
   AsOf as_of;
-  if (request->has_as_of()) as_of.business_time = ToTime(request->as_of());
+  if (request->has_as_of()) {
+    if (absl::Status s = CheckLedgerTime("as_of", request->as_of()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    as_of.business_time = ToTime(request->as_of());
+  }
   if (request->has_position()) as_of.position = request->position();
   absl::StatusOr<v1::StoreState> state =
       options_.ledger->State(request->store_id(), as_of);

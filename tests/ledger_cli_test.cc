@@ -227,6 +227,59 @@ TEST_F(LedgerCliTest, MalformedLinesAreInvalidAndWriteNothing) {
   EXPECT_EQ(HeadPosition(), 0u);
 }
 
+// Every verb's time flag refuses a time the ledger cannot hold (years 0000
+// and 99999 parse as RFC 3339 to absl) and names the accepted range; the
+// range's own ends are accepted.
+TEST_F(LedgerCliTest, TimeFlagsOutsideTheLedgersRangeAreRefused) {
+  ASSERT_EQ(Apply({Cmd("c1", "2024-06-01T09:00:00+08:00",
+                       R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")})
+                .exit_code,
+            0);
+  const std::string ok_from = "0001-01-01T00:00:00Z";
+  const std::string ok_to = "9999-12-31T23:59:59.999999999Z";
+  struct Use {
+    std::vector<std::string> args;  // the verb and its flags; TIME goes last
+    std::string flag;
+  };
+  const std::vector<Use> uses = {
+      {{"state", "--store", "s1"}, "--as-of"},
+      {{"balances"}, "--as-of"},
+      {{"postings", "--to", ok_to}, "--from"},
+      {{"postings", "--from", ok_from}, "--to"},
+      {{"statement", "--store", "s1", "--to", ok_to}, "--from"},
+      {{"statement", "--store", "s1", "--from", ok_from}, "--to"},
+      {{"history", "--store", "s1"}, "--from"},
+      {{"history", "--store", "s1"}, "--to"},
+      {{"diff", "--store", "s1", "--to", ok_to}, "--from"},
+      {{"diff", "--store", "s1", "--from", ok_from}, "--to"},
+  };
+  for (const Use& use : uses) {
+    for (const std::string time :
+         {"0000-06-01T00:00:00Z", "99999-01-01T00:00:00Z",
+          "0001-01-01T00:00:00+00:01"}) {
+      std::vector<std::string> args = {"--db", db_};
+      args.insert(args.end(), use.args.begin(), use.args.end());
+      args.push_back(use.flag);
+      args.push_back(time);
+      CliRun run = RunStoreledger(args);
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+      EXPECT_THAT(run.err, HasSubstr(absl::StrCat(use.flag, " ", time)));
+      EXPECT_THAT(run.err, HasSubstr("0001-01-01T00:00:00Z to "
+                                     "9999-12-31T23:59:59.999999999Z"));
+    }
+    for (const std::string& time : {ok_from, ok_to}) {
+      std::vector<std::string> args = {"--db", db_};
+      args.insert(args.end(), use.args.begin(), use.args.end());
+      args.push_back(use.flag);
+      args.push_back(time);
+      CliRun run = RunStoreledger(args);
+      EXPECT_THAT(run.err, ::testing::Not(HasSubstr("outside")))
+          << absl::StrJoin(args, " ");
+    }
+  }
+}
+
 TEST_F(LedgerCliTest, ShapeViolationsAreRejectedByR0AndRecorded) {
   const std::string long_id(65, 's');
   CliRun run = Apply({

@@ -353,6 +353,33 @@ std::string BytesOf(const grpc::ByteBuffer& buffer) {
   return bytes;
 }
 
+// GetStore's as_of is a time the ledger holds, as --as-of is (issue 12,
+// item 10).
+TEST_F(ServerTest, GetStoreRefusesAnAsOfOutsideTheLedgersTimes) {
+  Start();
+  ASSERT_EQ(Execute(OpenStoreCommand("o1", "s1", "m1")).status(), v1::ACCEPTED);
+  for (const int64_t seconds : {kTimeSecondsMin - 1, kTimeSecondsMax + 1,
+                                int64_t{-100'000'000'000}}) {
+    grpc::ClientContext context;
+    Authorize(&context, kAuditor);
+    v1::GetStoreRequest request;
+    request.set_store_id("s1");
+    request.mutable_as_of()->set_seconds(seconds);
+    v1::StoreState state;
+    const grpc::Status status = stub_->GetStore(&context, request, &state);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << seconds;
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("0001-01-01T00:00:00Z to "
+                          "9999-12-31T23:59:59.999999999Z"));
+  }
+  testing::CliRun run = RunStoreledger(
+      {"--server", server_->address(), "--token", kAuditor, "state", "--store",
+       "s1", "--as-of", "99999-01-01T00:00:00Z"});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.err, HasSubstr("outside the times the ledger holds"));
+}
+
 TEST_F(ServerTest, HealthCheckSaysServing) {
   Start();
   grpc::GenericStub generic(channel_);
