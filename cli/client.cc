@@ -10,8 +10,12 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/history_filter.h"
@@ -33,6 +37,29 @@ absl::Status FromGrpc(const grpc::Status& status) {
                       status.error_message());
 }
 
+// gRPC takes any bytes as root certificates and fails only when it
+// connects, with "empty address list" and lines of its own log; OpenSSL says
+// at once whether the file holds a certificate.
+absl::Status CheckCaCertificates(const std::string& path,
+                                 const std::string& pem) {
+  ERR_clear_error();
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* certificate = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ERR_clear_error();
+  if (certificate != nullptr) {
+    X509_free(certificate);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--tls-ca ", path, ": not a PEM certificate (",
+      absl::StrContains(pem, "PRIVATE KEY-----")
+          ? "it holds a private key; give the certificate of the CA that "
+            "signed the server's"
+          : "no -----BEGIN CERTIFICATE----- block",
+      ")"));
+}
+
 class Remote {
  public:
   explicit Remote(CliContext& ctx) : ctx_(ctx) {}
@@ -49,6 +76,9 @@ class Remote {
       }
       std::stringstream pem;
       pem << file.rdbuf();
+      if (absl::Status s = CheckCaCertificates(*ca, pem.str()); !s.ok()) {
+        return s;
+      }
       grpc::SslCredentialsOptions ssl;
       ssl.pem_root_certs = pem.str();
       credentials = grpc::SslCredentials(ssl);

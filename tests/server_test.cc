@@ -1545,6 +1545,56 @@ TEST_F(ServerTest, DaemonExitsZeroOnSigtermAndKeepsEveryAck) {
   ExpectAcksInLog((*ledger)->log(), acks);
 }
 
+// A --tls-ca file that holds no certificate is named in one line before any
+// connection (issue 12, item 9: gRPC said "empty address list" when it
+// connected, and logged four lines of its own); storeledgerd's TLS start-up
+// errors exit 1, as docs/server.md says of every start-up error.
+TEST_F(ServerTest, BadTlsFilesAreOneLineErrorsWithTheDocumentedExitStatus) {
+  Start();
+  const std::string garbage = dir_.Sub("garbage.pem");
+  const std::string key = dir_.Sub("key.pem");
+  {
+    std::ofstream(garbage) << "this is not a certificate\n";
+    std::ofstream(key) << "-----BEGIN PRIVATE KEY-----\n"
+                          "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
+                          "-----END PRIVATE KEY-----\n";
+  }
+  for (const std::string& ca : {garbage, key}) {
+    for (const std::vector<std::string>& verb :
+         std::vector<std::vector<std::string>>{
+             {"digest"}, {"state", "--store", "s1"}, {"apply"}}) {
+      std::vector<std::string> args = {"--server", server_->address(),
+                                       "--token", kAuditor, "--tls-ca", ca};
+      args.insert(args.end(), verb.begin(), verb.end());
+      testing::CliRun run = RunStoreledger(args, "");
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      EXPECT_EQ(run.exit_code, 2);
+      EXPECT_THAT(run.err, HasSubstr(absl::StrCat("--tls-ca ", ca,
+                                                  ": not a PEM certificate")));
+      EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+      EXPECT_THAT(run.err, ::testing::Not(HasSubstr("UNAVAILABLE")));
+    }
+  }
+
+  const std::string tokens = dir_.Sub("tokens");
+  {
+    std::ofstream file(tokens);
+    file << kTokenFile;
+  }
+  chmod(tokens.c_str(), 0600);
+  for (const std::string& cert : {garbage, key}) {
+    Child daemon = Spawn({"--db", dir_.Sub("tls-db"), "--listen", "127.0.0.1:0",
+                          "--tokens", tokens, "--tls-cert", cert, "--tls-key",
+                          key},
+                         dir_.Sub("tls.err"));
+    EXPECT_EQ(WaitExit(daemon.pid), 1);
+    const std::string err = Slurp(daemon.err_path);
+    EXPECT_THAT(err, HasSubstr(absl::StrCat("--tls-cert ", cert,
+                                            ": not a PEM certificate")));
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+}
+
 // ---- the Node example (examples/node), when node is installed
 
 TEST_F(ServerTest, NodeExampleClientRunsAgainstTheServer) {
