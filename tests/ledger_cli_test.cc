@@ -1,5 +1,6 @@
 // End to end through the CLI's JSON: the article's timeline for one merchant,
 // malformed input, and what `state`, `history`, `digest` and `verify` say.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -225,6 +227,53 @@ TEST_F(LedgerCliTest, MalformedLinesAreInvalidAndWriteNothing) {
   EXPECT_THAT(results[5].message(), HasSubstr("occurredAt"));
   EXPECT_THAT(results[6].message(), HasSubstr("64"));
   EXPECT_EQ(HeadPosition(), 0u);
+}
+
+// Every verb that opens the database refuses one that is not a ledger, in
+// one line, and leaves it as it was (issue 12, item 4: `apply` answered
+// ACCEPTED and added its column families).
+TEST_F(LedgerCliTest, EveryVerbRefusesADatabaseThatIsNotALedger) {
+  const std::string foreign = dir_.Sub("foreign");
+  ASSERT_NO_FATAL_FAILURE(testing::MakeForeignRocksDb(foreign));
+  const std::string open = Cmd(
+      "c1", "2024-06-01T09:00:00+08:00",
+      R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})");
+  const std::vector<std::vector<std::string>> verbs = {
+      {"apply", "-"},
+      {"simulate", "--stores", "1"},
+      {"state", "--store", "s1"},
+      {"history", "--store", "s1"},
+      {"explain", "--command-id", "c1"},
+      {"diff", "--store", "s1", "--from", "2024-06-01T00:00:00Z", "--to",
+       "2024-06-02T00:00:00Z"},
+      {"postings"},
+      {"balances"},
+      {"statement", "--store", "s1", "--from", "2024-06-01T00:00:00Z", "--to",
+       "2024-06-02T00:00:00Z"},
+      {"audit", "--no-progress"},
+      {"digest"},
+      {"verify", "--digest", absl::StrCat("1:", std::string(64, '0'))},
+      {"export"},
+      {"tail", "--from-position", "0"},
+      {"rebuild", "--no-progress"},
+      {"rebuild", "--shadow", "--no-progress"},
+  };
+  for (const std::vector<std::string>& verb : verbs) {
+    std::vector<std::string> args = {"--db", foreign};
+    args.insert(args.end(), verb.begin(), verb.end());
+    CliRun run = RunStoreledger(args, open + "\n");
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    EXPECT_NE(run.exit_code, 0);
+    EXPECT_EQ(run.out, "");
+    EXPECT_THAT(run.err, HasSubstr(absl::StrCat("database ", foreign,
+                                                " is not a storeledger ledger")));
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+  std::vector<std::string> families;
+  ASSERT_TRUE(
+      rocksdb::DB::ListColumnFamilies(rocksdb::Options(), foreign, &families)
+          .ok());
+  EXPECT_EQ(families, std::vector<std::string>{"default"});
 }
 
 // Every verb's time flag refuses a time the ledger cannot hold (years 0000

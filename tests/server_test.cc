@@ -639,6 +639,19 @@ TEST_F(ServerTest, PortInUseAndLockedDatabaseAreClearErrors) {
   EXPECT_THAT(second.status().message(), HasSubstr("in use by another process"));
 }
 
+// storeledgerd refuses a database that is not a ledger (issue 12, item 4).
+TEST_F(ServerTest, RefusesADatabaseThatIsNotALedger) {
+  ServerOptions options = Options();
+  options.db_dir = dir_.Sub("foreign");
+  ASSERT_NO_FATAL_FAILURE(testing::MakeForeignRocksDb(options.db_dir));
+  absl::StatusOr<std::unique_ptr<LedgerServer>> server =
+      LedgerServer::Start(options);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(server.status().message(),
+              HasSubstr(absl::StrCat("database ", options.db_dir,
+                                     " is not a storeledger ledger")));
+}
+
 TEST_F(ServerTest, BadCertificatesAreClearErrors) {
   const std::string cert = dir_.Sub("cert.pem");
   const std::string key = dir_.Sub("key.pem");
