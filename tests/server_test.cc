@@ -353,6 +353,36 @@ std::string BytesOf(const grpc::ByteBuffer& buffer) {
   return bytes;
 }
 
+// One size limit for a command whatever the door (issue 12, item 6): over
+// gRPC, a 4.0 MB command is INVALID before deciding, and nothing of it is
+// stored; at kCommandBytesMax it is decided as through the CLI.
+TEST_F(ServerTest, ACommandOverTheByteLimitIsInvalidThroughEveryMethod) {
+  Start();
+  const v1::Command big =
+      OpenStoreCommand("big", "s-big", std::string(4'000'000, 'm'));
+  ASSERT_GT(big.ByteSizeLong(), kCommandBytesMax);
+  const v1::CommandResult unary = Execute(big);
+  EXPECT_EQ(unary.status(), v1::INVALID) << unary.message();
+  EXPECT_THAT(unary.message(), HasSubstr("kCommandBytesMax"));
+
+  grpc::ClientContext context;
+  Authorize(&context, kWriter);
+  auto stream = stub_->ExecuteStream(&context);
+  ASSERT_TRUE(stream->Write(big));
+  ASSERT_TRUE(stream->Write(OpenStoreCommand("small", "s-small", "m1")));
+  stream->WritesDone();
+  std::vector<v1::CommandResult> results;
+  v1::CommandResult result;
+  while (stream->Read(&result)) results.push_back(result);
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].status(), v1::INVALID);
+  EXPECT_THAT(results[0].message(), HasSubstr("kCommandBytesMax"));
+  EXPECT_EQ(results[1].status(), v1::ACCEPTED);
+  // Only the small store's events: no 4 MB rejection.
+  EXPECT_EQ(server_->ledger().log().head().position, 2u);
+}
+
 // GetStore's as_of is a time the ledger holds, as --as-of is (issue 12,
 // item 10).
 TEST_F(ServerTest, GetStoreRefusesAnAsOfOutsideTheLedgersTimes) {
