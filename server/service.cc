@@ -12,7 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/policy.h"
 #include "core/streams.h"
+#include "core/status_macros.h"
 #include "replay/audit.h"
+#include "replay/projection_store.h"
 
 namespace storeledger {
 namespace {
@@ -109,20 +111,34 @@ grpc::Status LedgerService::Authorize(const grpc::ServerContextBase& context,
   return grpc::Status::OK;
 }
 
-grpc::Status LedgerService::CheckStoreAccess(const Principal& principal,
-                                             absl::string_view store_id) const {
+absl::StatusOr<std::optional<std::vector<std::string>>>
+LedgerService::ReadableStores(const Principal& principal) const {
   if (principal.unrestricted || principal.role != Role::kMerchant) {
+    return std::optional<std::vector<std::string>>();
+  }
+  // The caller's own merchant record: the same read whichever store is
+  // asked about, present, absent or another merchant's.
+  ProjectionReader reader(&options_.ledger->log());
+  ASSIGN_OR_RETURN(RecordRef<MerchantRecord> merchant,
+                   reader.Merchant(principal.merchant_id));
+  std::vector<std::string> stores;
+  if (merchant != nullptr) {
+    stores.assign(merchant->store_ids().begin(), merchant->store_ids().end());
+    std::sort(stores.begin(), stores.end());
+  }
+  return std::optional<std::vector<std::string>>(std::move(stores));
+}
+
+grpc::Status LedgerService::CheckStoreAccess(
+    const Principal& principal,
+    const std::optional<std::vector<std::string>>& readable,
+    absl::string_view store_id) const {
+  if (!readable.has_value() ||
+      std::binary_search(readable->begin(), readable->end(), store_id)) {
     return grpc::Status::OK;
   }
-  absl::StatusOr<v1::StoreState> state = options_.ledger->State(store_id);
-  if (!state.ok() && !absl::IsNotFound(state.status())) {
-    return ToGrpc(state.status());
-  }
-  if (!state.ok() || state->merchant_id() != principal.merchant_id) {
-    return Denied(absl::StrCat("role ", RoleName(principal),
-                               " may not read store ", store_id));
-  }
-  return grpc::Status::OK;
+  return Denied(absl::StrCat("role ", RoleName(principal),
+                             " may not read store ", store_id));
 }
 
 grpc::Status LedgerService::ExecuteOne(const v1::Command& command,
@@ -338,7 +354,11 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "store_id is required");
   }
-  if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
+  absl::StatusOr<std::optional<std::vector<std::string>>> readable =
+      ReadableStores(principal);
+  if (!readable.ok()) return ToGrpc(readable.status());
+  if (grpc::Status s =
+          CheckStoreAccess(principal, *readable, request->store_id());
       !s.ok()) {
     return s;
   }
@@ -370,7 +390,13 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "store_id is required");
   }
-  if (grpc::Status s = CheckStoreAccess(principal, store); !s.ok()) return s;
+  absl::StatusOr<std::optional<std::vector<std::string>>> readable =
+      ReadableStores(principal);
+  if (!readable.ok()) return ToGrpc(readable.status());
+  if (grpc::Status s = CheckStoreAccess(principal, *readable, store);
+      !s.ok()) {
+    return s;
+  }
   const EventLog& log = options_.ledger->log();
 
   // As `storeledger history`: the refusals naming the store (few), merged by

@@ -18,7 +18,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -112,11 +114,19 @@ class LedgerService final
   // UNAUTHENTICATED or PERMISSION_DENIED otherwise.
   grpc::Status Authorize(const grpc::ServerContextBase& context,
                          Permission permission, Principal* principal) const;
-  // PERMISSION_DENIED unless `principal` may read `store_id` (a merchant
-  // reads only its own stores; an unknown store is denied too, so that a
-  // merchant cannot probe which stores exist).
-  grpc::Status CheckStoreAccess(const Principal& principal,
-                                absl::string_view store_id) const;
+  // The stores `principal` may read, sorted: a merchant's own (from its
+  // merchant record alone, one read whatever store is asked about); nullopt
+  // for every store (any other role).
+  absl::StatusOr<std::optional<std::vector<std::string>>> ReadableStores(
+      const Principal& principal) const;
+  // PERMISSION_DENIED unless `store_id` is among `readable`. Another
+  // merchant's store and a store that does not exist get the same answer,
+  // decided without reading either, so that a merchant cannot probe which
+  // stores exist, by the answer or by its time.
+  grpc::Status CheckStoreAccess(
+      const Principal& principal,
+      const std::optional<std::vector<std::string>>& readable,
+      absl::string_view store_id) const;
   // Executes one command and wakes the subscribers.
   grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
   void NotifyAppended();
