@@ -141,6 +141,26 @@ grpc::Status LedgerService::CheckStoreAccess(
                              " may not read store ", store_id));
 }
 
+bool LedgerService::MayReadRefusal(
+    const Principal& principal,
+    const std::optional<std::vector<std::string>>& readable,
+    const v1::CommandRejected& refusal) {
+  if (!readable.has_value()) return true;
+  for (const std::string& store : refusal.store_ids()) {
+    if (!std::binary_search(readable->begin(), readable->end(), store)) {
+      return false;
+    }
+  }
+  // A command naming a merchant (an openStore refused because its store id
+  // is taken, say) may name another one.
+  const v1::Command& command = refusal.command();
+  if (command.has_open_store() &&
+      command.open_store().merchant_id() != principal.merchant_id) {
+    return false;
+  }
+  return true;
+}
+
 grpc::Status LedgerService::ExecuteOne(const v1::Command& command,
                                        v1::CommandResult* result) {
   if (stopping_) {
@@ -400,13 +420,16 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
   const EventLog& log = options_.ledger->log();
 
   // As `storeledger history`: the refusals naming the store (few), merged by
-  // position with the store's own stream.
+  // position with the store's own stream. A merchant is not shown a refusal
+  // that names a store (or merchant) other than its own.
   std::vector<v1::Envelope> refusals;
   if (request->include_rejections()) {
     absl::Status status =
         log.ScanStream(kRejectionsStream, 0, [&](const v1::Envelope& e) {
-          const auto& ids = e.payload().command_rejected().store_ids();
-          if (std::find(ids.begin(), ids.end(), store) != ids.end()) {
+          const v1::CommandRejected& refusal = e.payload().command_rejected();
+          const auto& ids = refusal.store_ids();
+          if (std::find(ids.begin(), ids.end(), store) != ids.end() &&
+              MayReadRefusal(principal, *readable, refusal)) {
             refusals.push_back(e);
           }
           return true;

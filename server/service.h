@@ -127,6 +127,13 @@ class LedgerService final
       const Principal& principal,
       const std::optional<std::vector<std::string>>& readable,
       absl::string_view store_id) const;
+  // Whether a merchant may see `refusal` in its store's history: only when
+  // every store it names is its own, and any merchant it names is itself
+  // (docs/server.md "What a merchant sees").
+  static bool MayReadRefusal(
+      const Principal& principal,
+      const std::optional<std::vector<std::string>>& readable,
+      const v1::CommandRejected& refusal);
   // Executes one command and wakes the subscribers.
   grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
   void NotifyAppended();

@@ -353,6 +353,176 @@ std::string BytesOf(const grpc::ByteBuffer& buffer) {
   return bytes;
 }
 
+// ---- what a merchant may learn
+
+// A command in the fixture's JSON at 2024-06-DD 10:00 China time.
+v1::Command At(int day, const std::string& id, const std::string& body) {
+  return CommandFromJson(absl::StrCat(R"({"commandId":")", id,
+                                      R"(","occurredAt":")",
+                                      ChinaText(China(6, day, 10)), R"(",)",
+                                      body, "}"));
+}
+
+// The ids (runs of [A-Za-z0-9_-]) in `text`.
+std::set<std::string> Tokens(absl::string_view text) {
+  std::set<std::string> tokens;
+  std::string token;
+  for (const char c : text) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+        c == '-') {
+      token.push_back(c);
+    } else if (!token.empty()) {
+      tokens.insert(token);
+      token.clear();
+    }
+  }
+  if (!token.empty()) tokens.insert(token);
+  return tokens;
+}
+
+struct ReadAnswer {
+  grpc::Status status;
+  std::string text;  // every message received, as JSON
+  int refusals = 0;
+};
+
+// A merchant-scoped answer holds nothing about another merchant's stores:
+// every read RPC, and every refusal that names a second store, a second
+// merchant or their orders and withdrawals (issue 12, item 3).
+TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
+  Start();
+  const std::vector<v1::Command> setup = {
+      OpenStoreCommand("x-open-1", "s1", "m1"),
+      OpenStoreCommand("x-open-2", "s2", "m2"),
+      AddProductCommand("x-add-1", "s1", "p1"),
+      AddProductCommand("x-add-2", "s2", "p1"),
+      At(3, "x-list-2", R"("listProduct":{"storeId":"s2","productId":"p1"})"),
+      At(4, "x-place-2",
+         R"("placeOrder":{"storeId":"s2","orderId":"o2","lines":[{"productId":"p1","quantity":1,"unitPriceFen":100}]})"),
+      At(5, "x-pay-2", R"("payOrder":{"storeId":"s2","orderId":"o2","amountFen":100})"),
+      At(6, "x-ship-2", R"("shipOrder":{"storeId":"s2","orderId":"o2"})"),
+      At(7, "x-settle-2",
+         R"("settleOrder":{"storeId":"s2","orderId":"o2","commissionFen":10})"),
+      At(8, "x-withdraw-2",
+         R"("requestWithdrawal":{"storeId":"s2","withdrawalId":"w2","amountFen":50})"),
+  };
+  for (const v1::Command& command : setup) {
+    const v1::CommandResult result = Execute(command);
+    ASSERT_EQ(result.status(), v1::ACCEPTED)
+        << command.command_id() << ": " << result.message();
+  }
+  // Refused commands naming s1 and, in the command or in the message, s2,
+  // m2 or m2's order and withdrawal; and one naming s1 alone.
+  const std::vector<v1::Command> refused = {
+      At(9, "x-r9", R"("syncProducts":{"sourceStoreId":"s2","targetStoreId":"s1"})"),
+      At(9, "x-r8", R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"s2"})"),
+      At(9, "x-r13-order", R"("payOrder":{"storeId":"s1","orderId":"o2","amountFen":100})"),
+      At(9, "x-r10",
+         R"("placeOrder":{"storeId":"s1","orderId":"o2","lines":[{"productId":"p1","quantity":1,"unitPriceFen":100}]})"),
+      At(9, "x-r14",
+         R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"w2","amountFen":10})"),
+      At(9, "x-r13-withdrawal",
+         R"("completeWithdrawal":{"storeId":"s1","withdrawalId":"w2"})"),
+      At(9, "x-r1",
+         R"("openStore":{"storeId":"s1","merchantId":"m2","kind":"MINI_STORE","subject":"ENTERPRISE"})"),
+      At(9, "x-r2-own",
+         R"("addProduct":{"storeId":"s1","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100})"),
+  };
+  for (const v1::Command& command : refused) {
+    ASSERT_EQ(Execute(command).status(), v1::REJECTED) << command.command_id();
+  }
+
+  auto read_stream = [&](const char* token, const std::string& store,
+                         bool include_rejections) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::ReadStreamRequest request;
+    request.set_store_id(store);
+    request.set_include_rejections(include_rejections);
+    auto reader = stub_->ReadStream(&context, request);
+    ReadAnswer answer;
+    v1::Envelope envelope;
+    while (reader->Read(&envelope)) {
+      // Hashes are base64: a run of it could spell an id by chance.
+      envelope.clear_hash();
+      envelope.clear_prev_hash();
+      absl::StrAppend(&answer.text, ToJson(envelope), "\n");
+      if (envelope.payload().has_command_rejected()) ++answer.refusals;
+    }
+    answer.status = reader->Finish();
+    return answer;
+  };
+  auto get_store = [&](const char* token, const std::string& store,
+                       int variant) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::GetStoreRequest request;
+    request.set_store_id(store);
+    if (variant == 1) *request.mutable_as_of() = ToProto(China(6, 8));
+    if (variant == 2) request.set_position(5);
+    v1::StoreState state;
+    ReadAnswer answer;
+    answer.status = stub_->GetStore(&context, request, &state);
+    answer.text = ToJson(state);
+    return answer;
+  };
+
+  // The auditor sees the refusals that name both merchants' stores: the
+  // merchants must not.
+  const ReadAnswer audited = read_stream(kAuditor, "s1", true);
+  ASSERT_TRUE(audited.status.ok()) << audited.status.error_message();
+  EXPECT_EQ(audited.refusals, static_cast<int>(refused.size()));
+  EXPECT_TRUE(Tokens(audited.text).count("s2"));
+
+  struct Merchant {
+    const char* token;
+    std::string own;
+    std::set<std::string> foreign;  // ids of the other merchant's things
+    int own_refusals;               // refusals naming only its own things
+  };
+  const std::vector<Merchant> merchants = {
+      {kMerchant1, "s1", {"s2", "m2", "o2", "w2"}, 1},
+      {kMerchant2, "s2", {"s1", "m1"}, 0},
+  };
+  for (const Merchant& m : merchants) {
+    SCOPED_TRACE(m.token);
+    std::vector<ReadAnswer> answers = {read_stream(m.token, m.own, true),
+                                       read_stream(m.token, m.own, false)};
+    EXPECT_EQ(answers[0].refusals, m.own_refusals) << answers[0].text;
+    for (int variant = 0; variant < 3; ++variant) {
+      answers.push_back(get_store(m.token, m.own, variant));
+    }
+    for (const ReadAnswer& answer : answers) {
+      ASSERT_TRUE(answer.status.ok()) << answer.status.error_message();
+      for (const std::string& token : Tokens(answer.text)) {
+        EXPECT_FALSE(m.foreign.count(token))
+            << "names " << token << " in\n" << answer.text;
+      }
+    }
+    // The log-wide RPCs are not a merchant's to call.
+    grpc::ClientContext digest_context;
+    Authorize(&digest_context, m.token);
+    v1::Digest digest;
+    EXPECT_EQ(stub_->Digest(&digest_context, v1::DigestRequest(), &digest)
+                  .error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+    grpc::ClientContext audit_context;
+    Authorize(&audit_context, m.token);
+    v1::AuditReport report;
+    EXPECT_EQ(stub_->Audit(&audit_context, v1::AuditRequest(), &report)
+                  .error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+    grpc::ClientContext subscribe_context;
+    Authorize(&subscribe_context, m.token);
+    auto subscription =
+        stub_->Subscribe(&subscribe_context, v1::SubscribeRequest());
+    v1::Envelope envelope;
+    EXPECT_FALSE(subscription->Read(&envelope));
+    EXPECT_EQ(subscription->Finish().error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+}
+
 // Another merchant's store and a store that does not exist get answers
 // identical in content, decided from the caller's own merchant record
 // alone: the other store's record is never read, so damaging it changes
