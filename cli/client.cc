@@ -10,8 +10,12 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/history_filter.h"
@@ -33,6 +37,29 @@ absl::Status FromGrpc(const grpc::Status& status) {
                       status.error_message());
 }
 
+// gRPC takes any bytes as root certificates and fails only when it
+// connects, with "empty address list" and lines of its own log; OpenSSL says
+// at once whether the file holds a certificate.
+absl::Status CheckCaCertificates(const std::string& path,
+                                 const std::string& pem) {
+  ERR_clear_error();
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* certificate = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ERR_clear_error();
+  if (certificate != nullptr) {
+    X509_free(certificate);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--tls-ca ", path, ": not a PEM certificate (",
+      absl::StrContains(pem, "PRIVATE KEY-----")
+          ? "it holds a private key; give the certificate of the CA that "
+            "signed the server's"
+          : "no -----BEGIN CERTIFICATE----- block",
+      ")"));
+}
+
 class Remote {
  public:
   explicit Remote(CliContext& ctx) : ctx_(ctx) {}
@@ -49,6 +76,9 @@ class Remote {
       }
       std::stringstream pem;
       pem << file.rdbuf();
+      if (absl::Status s = CheckCaCertificates(*ca, pem.str()); !s.ok()) {
+        return s;
+      }
       grpc::SslCredentialsOptions ssl;
       ssl.pem_root_certs = pem.str();
       credentials = grpc::SslCredentials(ssl);
@@ -115,22 +145,25 @@ int Remote::Apply() {
     result.set_line(line);
     *ctx_.out << ToJson(result) << "\n";
   };
-  // Prints the front entries up to and including one remote result.
+  // Prints the front entries up to and including one remote result. A line
+  // leaves `pending` only once its result is printed: when the stream breaks,
+  // the front of `pending` is the first line without a result.
   auto drain_one = [&]() -> bool {
     while (!pending.empty()) {
-      Pending entry = std::move(pending.front());
-      pending.pop_front();
+      Pending& entry = pending.front();
       if (entry.local.has_value()) {
         print(entry.line, *std::move(entry.local));
+        pending.pop_front();
         continue;
       }
       v1::CommandResult result;
-      --outstanding;
       if (!stream->Read(&result)) {
         broken = true;
         return false;
       }
       print(entry.line, std::move(result));
+      pending.pop_front();
+      --outstanding;
       return true;
     }
     return true;
@@ -140,6 +173,7 @@ int Remote::Apply() {
   std::string line;
   bool too_long = false;
   int64_t line_number = 0;
+  bool write_failed = false;
   while (!broken && reader.Next(&line, &too_long)) {
     ++line_number;
     if (too_long) {
@@ -155,22 +189,28 @@ int Remote::Apply() {
         pending.push_back(
             {line_number, InvalidResult("", command.status().message())});
       } else {
-        if (!stream->Write(*command)) {
-          broken = true;
-          break;
-        }
+        // A failed write means the stream is over; the results already on
+        // their way are still read (below), and this line has none.
         pending.push_back({line_number, std::nullopt});
         ++outstanding;
+        if (!stream->Write(*command)) {
+          write_failed = true;
+          break;
+        }
       }
     }
     while (outstanding >= kRemoteApplyWindow && !broken) drain_one();
     // Local results ahead of every remote one are printed at once.
     while (!pending.empty() && pending.front().local.has_value()) drain_one();
   }
-  if (!broken) stream->WritesDone();
+  if (!broken && !write_failed) stream->WritesDone();
   while (!broken && !pending.empty()) drain_one();
   grpc::Status status = stream->Finish();
   ctx_.out->flush();
+  if (status.ok() && !pending.empty()) {
+    status = grpc::Status(grpc::StatusCode::UNKNOWN,
+                          "the server ended the stream early");
+  }
   if (!status.ok()) {
     return ctx_.Fail(absl::Status(
         static_cast<absl::StatusCode>(status.error_code()),

@@ -7,6 +7,7 @@
 // error of the StateReader and is returned as is.
 #include "core/decide.h"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 
@@ -139,6 +140,16 @@ struct Context {
   std::string At() const { return ShowTime(at); }
 };
 
+// A refusal about to name `store_id`, a store the command does not name (the
+// store an order or withdrawal belongs to): it joins the decision's
+// store_ids, so that every store a refusal names is listed there.
+void NameStore(const Context& c, const std::string& store_id) {
+  std::vector<std::string>& ids = c.decision->store_ids;
+  if (std::find(ids.begin(), ids.end(), store_id) == ids.end()) {
+    ids.push_back(store_id);
+  }
+}
+
 // "occurredAt 2024-… is before NAME (2024-…)" for rules bound to an instant.
 std::string BeforeInstant(const Context& c, absl::string_view name,
                           const google::protobuf::Timestamp& instant) {
@@ -190,6 +201,7 @@ absl::StatusOr<RecordRef<OrderRecord>> RequireOrder(const Context& c,
                   absl::StrCat("order ", order_id, " not found"));
   }
   if (order->store_id() != store_id) {
+    NameStore(c, order->store_id());
     return Reject("R13", v1::FAILED_PRECONDITION,
                   absl::StrCat("order ", order_id, " belongs to store ",
                                order->store_id(), ", not ", store_id));
@@ -207,6 +219,7 @@ absl::StatusOr<RecordRef<WithdrawalRecord>> RequireWithdrawal(
                   absl::StrCat("withdrawal ", withdrawal_id, " not found"));
   }
   if (withdrawal->store_id() != store_id) {
+    NameStore(c, withdrawal->store_id());
     return Reject(
         "R13", v1::FAILED_PRECONDITION,
         absl::StrCat("withdrawal ", withdrawal_id, " belongs to store ",
@@ -846,6 +859,7 @@ absl::Status DecidePlaceOrder(Context& c) {
   ASSIGN_OR_RETURN(RecordRef<OrderRecord> existing,
                    c.state.Order(cmd.order_id()));
   if (existing) {
+    NameStore(c, existing->store_id());
     return Reject(
         "R10", v1::ALREADY_EXISTS,
         absl::StrCat("order ", cmd.order_id(), " already exists (in store ",
@@ -1084,6 +1098,7 @@ absl::Status DecideRequestWithdrawal(Context& c) {
   ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> existing,
                    c.state.Withdrawal(cmd.withdrawal_id()));
   if (existing) {
+    NameStore(c, existing->store_id());
     return Reject(
         "R14", v1::ALREADY_EXISTS,
         absl::StrCat("withdrawal ", cmd.withdrawal_id(),
@@ -1225,7 +1240,7 @@ absl::Status CheckEnvelope(const Command& command) {
   RETURN_IF_ERROR(CheckId("commandId", command.command_id()));
   if (!command.has_occurred_at()) return ShapeError("occurredAt must be set");
   const google::protobuf::Timestamp& ts = command.occurred_at();
-  if (ts.seconds() < -62135596800 || ts.seconds() > 253402300799 ||
+  if (ts.seconds() < kTimeSecondsMin || ts.seconds() > kTimeSecondsMax ||
       ts.nanos() < 0 || ts.nanos() > 999'999'999) {
     return ShapeError("occurredAt must be a valid timestamp in 0001..9999");
   }

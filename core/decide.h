@@ -36,7 +36,10 @@ struct Decision {
   std::string rule;
   RejectionCode code = v1::REJECTION_CODE_UNSPECIFIED;
   std::string message;
-  // The stores the command names (so a rejection shows up in their history).
+  // The stores the command names and, when rejected, every other store the
+  // message names (the store an order or withdrawal belongs to): a
+  // rejection shows up in each one's history, and a merchant is shown it
+  // only when all of them are its own (docs/server.md).
   std::vector<std::string> store_ids;
 };
 

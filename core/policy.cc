@@ -39,18 +39,14 @@ Policy MakeDefaultPolicy() {
   return policy;
 }
 
-// Timestamps protobuf itself accepts: 0001-01-01 .. 9999-12-31 UTC.
-constexpr int64_t kTimestampSecondsMin = -62135596800;
-constexpr int64_t kTimestampSecondsMax = 253402300799;
-
 absl::Status CheckInstant(const char* field, bool present,
                           const google::protobuf::Timestamp& ts) {
   if (!present) {
     return absl::InvalidArgumentError(
         absl::StrCat("policy.", field, " must be set"));
   }
-  if (ts.seconds() < kTimestampSecondsMin ||
-      ts.seconds() > kTimestampSecondsMax || ts.nanos() < 0 ||
+  if (ts.seconds() < kTimeSecondsMin || ts.seconds() > kTimeSecondsMax ||
+      ts.nanos() < 0 ||
       ts.nanos() > 999'999'999) {
     return absl::InvalidArgumentError(
         absl::StrCat("policy.", field, " is not a valid timestamp (seconds ",
@@ -162,6 +158,25 @@ int64_t RequiredDepositFen(const Policy& policy,
     if (deposit.category_id() == category_id) return deposit.amount_fen();
   }
   return policy.default_category_deposit_fen();
+}
+
+absl::Status CheckLedgerTime(absl::string_view what, absl::Time t) {
+  if (t >= absl::FromUnixSeconds(kTimeSecondsMin) &&
+      t < absl::FromUnixSeconds(kTimeSecondsMax) + absl::Seconds(1)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " is outside the times the ledger holds: 0001-01-01T00:00:00Z to "
+            "9999-12-31T23:59:59.999999999Z"));
+}
+
+absl::Status CheckLedgerTime(absl::string_view what,
+                             const google::protobuf::Timestamp& ts) {
+  if (ts.nanos() < 0 || ts.nanos() > 999'999'999) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has nanos ", ts.nanos(), "; 0 to 999999999"));
+  }
+  return CheckLedgerTime(what, ToTime(ts));
 }
 
 absl::Time ToTime(const google::protobuf::Timestamp& ts) {

@@ -26,6 +26,12 @@ absl::Status ValidatePolicy(const Policy& policy);
 // The deposit R3 requires for `category_id` before listing in a WeChat Store.
 int64_t RequiredDepositFen(const Policy& policy, absl::string_view category_id);
 
+// kInvalidArgument, naming `what` and the accepted range, unless the time is
+// one the ledger holds (kTimeSecondsMin..kTimeSecondsMax, core/limits.h).
+absl::Status CheckLedgerTime(absl::string_view what, absl::Time t);
+absl::Status CheckLedgerTime(absl::string_view what,
+                             const google::protobuf::Timestamp& ts);
+
 // Conversions between protobuf timestamps and absl::Time, used everywhere.
 absl::Time ToTime(const google::protobuf::Timestamp& ts);
 google::protobuf::Timestamp ToProto(absl::Time t);

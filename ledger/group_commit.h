@@ -14,8 +14,9 @@ namespace storeledger::ledger_internal {
 // Why `id` cannot be a command id (R0), or nullopt.
 std::optional<std::string> CommandIdProblem(absl::string_view id);
 
-// The INVALID answer for a command that cannot be recorded at all (no valid
-// commandId, occurredAt or body); nullopt when it can be decided.
+// The INVALID answer for a command that cannot be recorded at all (over
+// kCommandBytesMax, or no valid commandId, occurredAt or body); nullopt when
+// it can be decided.
 std::optional<v1::CommandResult> ShapeProblem(const v1::Command& command);
 
 // A result naming the command.

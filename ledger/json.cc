@@ -24,7 +24,8 @@
 //     by Z or ±hh:mm (real calendar dates, result within 0001..9999).
 // Anything else makes it give up, and ParseCommandJson hands the whole line to
 // JsonStringToMessage, so acceptance, rejection and the error message stay
-// protobuf's: unknown or snake_case keys, duplicate keys, a second oneof
+// protobuf's (except that a key given twice in one object is refused first,
+// DuplicateKeyScanner): unknown or snake_case keys, duplicate keys, a second oneof
 // member, null, floats or exponents, enum numbers, quoted 32-bit integers,
 // bools or numbers as strings, \u and other escapes, raw control characters,
 // other whitespace, maps, bytes, floating-point fields, well-known types other
@@ -88,6 +89,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -99,6 +101,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "core/limits.h"
+#include "core/policy.h"
+#include "core/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -118,10 +123,10 @@ using ::google::protobuf::Reflection;
 // printing and 100 when parsing); our schema nests at most 6 deep.
 constexpr int kFastDepthMax = 32;
 
-// google.protobuf.Timestamp's range, 0001-01-01T00:00:00Z to
-// 9999-12-31T23:59:59Z; protobuf refuses to print a time outside it.
-constexpr int64_t kTimestampSecondsMin = -62135596800;
-constexpr int64_t kTimestampSecondsMax = 253402300799;
+// google.protobuf.Timestamp's range (core/limits.h); protobuf refuses to
+// print a time outside it.
+constexpr int64_t kTimestampSecondsMin = kTimeSecondsMin;
+constexpr int64_t kTimestampSecondsMax = kTimeSecondsMax;
 constexpr int32_t kNanosPerSecond = 1'000'000'000;
 constexpr int64_t kSecondsPerDay = 86'400;
 
@@ -1320,11 +1325,253 @@ class Parser {
   std::string scratch_;
 };
 
+// ---------------------------------------------------------------- duplicates
+
+// protobuf's JSON parser lets a key given twice in one object overwrite the
+// first (the last one wins); other JSON readers keep the first. So that a
+// line means one thing to every reader (its commandId is the idempotency
+// key), a key repeated within one object is refused, whichever path parses
+// the line: the fast parser gives up on it, and ProtobufJsonToCommand asks
+// this scanner before protobuf parses. Keys of a message's object are
+// compared as the field they name (protobuf takes the json_name and the
+// proto name alike), map keys and keys of objects outside the schema as the
+// strings they unescape to. Input that is not JSON is left to protobuf,
+// which says what is wrong with it.
+class DuplicateKeyScanner {
+ public:
+  explicit DuplicateKeyScanner(absl::string_view text)
+      : p_(text.data()), end_(text.data() + text.size()) {}
+
+  // The first key repeated within one object, described for a message.
+  std::optional<std::string> Find(const Descriptor* root) {
+    SkipSpace();
+    Value(root, nullptr, 0);
+    return duplicate_;
+  }
+
+ private:
+  // protobuf's own parser refuses deeper input.
+  static constexpr int kDepthMax = 100;
+
+  void SkipSpace() {
+    while (p_ < end_ &&
+           (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) {
+      ++p_;
+    }
+  }
+
+  // One value. `message`: the message type an object here is (nullptr:
+  // none, or outside the schema); `map`: the map field an object here is.
+  // False when scanning stops (a duplicate, or input that is not JSON).
+  bool Value(const Descriptor* message, const FieldDescriptor* map,
+             int depth) {
+    if (depth > kDepthMax || p_ == end_) return false;
+    if (*p_ == '{') return Object(message, map, depth);
+    if (*p_ == '[') {
+      ++p_;
+      SkipSpace();
+      if (p_ < end_ && *p_ == ']') {
+        ++p_;
+        return true;
+      }
+      while (true) {
+        if (!Value(message, map, depth + 1)) return false;
+        SkipSpace();
+        if (p_ < end_ && *p_ == ']') {
+        ++p_;
+        return true;
+      }
+        if (p_ == end_ || *p_ != ',') return false;
+        ++p_;
+        SkipSpace();
+      }
+    }
+    if (*p_ == '"') {
+      std::string ignored;
+      return String(&ignored);
+    }
+    // A number or a literal: up to the next delimiter.
+    while (p_ < end_ && *p_ != ',' && *p_ != '}' && *p_ != ']' && *p_ != ' ' &&
+           *p_ != '\t' && *p_ != '\n' && *p_ != '\r') {
+      ++p_;
+    }
+    return true;
+  }
+
+  bool Object(const Descriptor* message, const FieldDescriptor* map,
+              int depth) {
+    ++p_;  // '{'
+    SkipSpace();
+    if (p_ < end_ && *p_ == '}') {
+      ++p_;
+      return true;
+    }
+    std::vector<std::string> seen;  // field names, or keys
+    while (true) {
+      std::string key;
+      if (!String(&key)) return false;
+      const FieldDescriptor* field = nullptr;
+      if (message != nullptr && map == nullptr) {
+        for (int i = 0; i < message->field_count() && field == nullptr; ++i) {
+          if (message->field(i)->json_name() == key) field = message->field(i);
+        }
+        if (field == nullptr) field = message->FindFieldByName(key);
+      }
+      const std::string& identity = field != nullptr ? field->name() : key;
+      if (std::find(seen.begin(), seen.end(), identity) != seen.end()) {
+        duplicate_ =
+            field != nullptr && key != field->json_name()
+                ? absl::StrCat("key \"", key, "\" names field ",
+                               field->json_name(), " a second time")
+                : absl::StrCat("key \"", key, "\" appears twice");
+        return false;
+      }
+      seen.push_back(identity);
+      SkipSpace();
+      if (p_ == end_ || *p_ != ':') return false;
+      ++p_;
+      SkipSpace();
+      // What an object in this value is.
+      const Descriptor* inner = nullptr;
+      const FieldDescriptor* inner_map = nullptr;
+      if (map != nullptr) {
+        const FieldDescriptor* value = map->message_type()->map_value();
+        if (value->type() == FieldDescriptor::TYPE_MESSAGE) {
+          inner = value->message_type();
+        }
+      } else if (field != nullptr &&
+                 field->type() == FieldDescriptor::TYPE_MESSAGE) {
+        if (field->is_map()) {
+          inner_map = field;
+        } else {
+          inner = field->message_type();
+        }
+      }
+      if (!Value(inner, inner_map, depth + 1)) return false;
+      SkipSpace();
+      if (p_ < end_ && *p_ == '}') {
+      ++p_;
+      return true;
+    }
+      if (p_ == end_ || *p_ != ',') return false;
+      ++p_;
+      SkipSpace();
+    }
+  }
+
+  // A JSON string, unescaped into *out (code points other than ASCII as
+  // AppendKeyCodePoint writes them, surrogate pairs joined). False at
+  // anything JSON does not allow.
+  bool String(std::string* out) {
+    if (p_ == end_ || *p_ != '"') return false;
+    ++p_;
+    while (p_ < end_) {
+      const char c = *p_++;
+      if (c == '"') return true;
+      if (static_cast<unsigned char>(c) >= 0x80) {
+        uint32_t cp;
+        const int length = DecodeUtf8(p_ - 1, end_, &cp);
+        if (length == 0) return false;
+        p_ += length - 1;
+        AppendKeyCodePoint(cp, out);
+        continue;
+      }
+      if (c != '\\') {
+        out->push_back(c);
+        continue;
+      }
+      if (p_ == end_) return false;
+      const char e = *p_++;
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out->push_back(e);
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
+        case 'u': {
+          uint32_t cp;
+          if (!Hex4(&cp)) return false;
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            uint32_t low;
+            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
+            p_ += 2;
+            if (!Hex4(&low) || low < 0xDC00 || low >= 0xE000) return false;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          } else if (cp >= 0xDC00 && cp < 0xE000) {
+            return false;
+          }
+          AppendKeyCodePoint(cp, out);
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    return false;  // no closing quote
+  }
+
+  bool Hex4(uint32_t* value) {
+    if (end_ - p_ < 4) return false;
+    *value = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char h = *p_++;
+      uint32_t digit;
+      if (h >= '0' && h <= '9') {
+        digit = h - '0';
+      } else if (h >= 'a' && h <= 'f') {
+        digit = h - 'a' + 10;
+      } else if (h >= 'A' && h <= 'F') {
+        digit = h - 'A' + 10;
+      } else {
+        return false;
+      }
+      *value = *value * 16 + digit;
+    }
+    return true;
+  }
+
+  // A code point of a key as compared: ASCII as itself, any other as
+  // \u{hex}, whether written raw (UTF-8) or escaped, so that two spellings
+  // of one key compare equal.
+  static void AppendKeyCodePoint(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else {
+      absl::StrAppend(out, "\\u{", absl::Hex(cp), "}");
+    }
+  }
+
+  const char* p_;
+  const char* const end_;
+  std::optional<std::string> duplicate_;
+};
+
 // ---------------------------------------------------------------- Command
 
 absl::Status ProtobufJsonToCommand(absl::string_view line,
                                    v1::Command* command) {
   command->Clear();
+  if (std::optional<std::string> duplicate =
+          DuplicateKeyScanner(line).Find(v1::Command::descriptor())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "not a JSON storeledger.v1.Command: ", *duplicate,
+        " in one object (a key may be given once)"));
+  }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
   options.case_insensitive_enum_parsing = false;
@@ -1425,6 +1672,7 @@ absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
         flag, " must be an RFC 3339 time such as 2024-11-04T00:00:00+08:00, "
               "got '", value, "': ", error));
   }
+  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat(flag, " ", value), t));
   return t;
 }
 

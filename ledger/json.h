@@ -18,7 +18,9 @@ namespace storeledger {
 
 // Parses one `apply` line into a Command. kInvalidArgument, with a message
 // naming what is wrong, when the line is not JSON of a Command (unknown
-// fields and enum values included) or lacks commandId, occurredAt or a body.
+// fields and enum values included, and a key given twice in one object,
+// which protobuf alone would let the last one win) or lacks commandId,
+// occurredAt or a body.
 absl::StatusOr<v1::Command> ParseCommandJson(absl::string_view line);
 
 // One-line JSON of `message`, every field printed (zeros included).
@@ -35,8 +37,8 @@ absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
 namespace json_internal {
 
 // ParseCommandJson and ToJson through protobuf's JsonStringToMessage and
-// MessageToJsonString only: the reference the fast paths must equal, and
-// what they fall back to.
+// MessageToJsonString only (the parse after the duplicate-key check): the
+// reference the fast paths must equal, and what they fall back to.
 absl::StatusOr<v1::Command> ProtobufParseCommandJson(absl::string_view line);
 std::string ProtobufToJson(const google::protobuf::Message& message);
 

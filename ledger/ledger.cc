@@ -44,6 +44,14 @@ std::optional<std::string> CommandIdProblem(absl::string_view id) {
 }
 
 std::optional<v1::CommandResult> ShapeProblem(const v1::Command& command) {
+  // First, so that nothing of an oversized command is decided or stored (its
+  // id is not even echoed when it is not a valid one).
+  if (const size_t bytes = command.ByteSizeLong(); bytes > kCommandBytesMax) {
+    return InvalidResult(
+        CommandIdProblem(command.command_id()) ? "" : command.command_id(),
+        absl::StrCat("the command is ", bytes, " bytes; the limit is ",
+                     kCommandBytesMax, " (core/limits.h kCommandBytesMax)"));
+  }
   if (std::optional<std::string> problem =
           CommandIdProblem(command.command_id())) {
     return InvalidResult(command.command_id(), *problem);

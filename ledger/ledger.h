@@ -142,8 +142,9 @@ class Ledger {
   Ledger& operator=(const Ledger&) = delete;
 
   // Decides and records `command`. The result is ACCEPTED or REJECTED (both
-  // recorded and durable when this returns), or INVALID when the command
-  // lacks a valid commandId, occurredAt or body (nothing written). A retried
+  // recorded and durable when this returns), or INVALID when the command is
+  // over kCommandBytesMax or lacks a valid commandId, occurredAt or body
+  // (nothing written). A retried
   // command id returns the stored result with replayed = true; the same id
   // with a different body is REJECTED with IDEMPOTENCY_CONFLICT and writes
   // nothing. A non-ok status is an I/O or corruption error: nothing is

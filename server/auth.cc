@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -11,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "core/status_macros.h"
+#include "replay/projection_store.h"
 #include "storage/event_log.h"
 
 namespace storeledger {
@@ -174,18 +177,60 @@ absl::StatusOr<Principal> Authorize(
   return principal;
 }
 
-absl::Status CheckStoreAccess(const Principal& principal, const Ledger& ledger,
-                              absl::string_view store_id) {
+absl::StatusOr<std::optional<std::vector<std::string>>> ReadableStores(
+    const Principal& principal, const Ledger& ledger) {
   if (principal.unrestricted || principal.role != Role::kMerchant) {
+    return std::optional<std::vector<std::string>>();
+  }
+  // The caller's own merchant record: the same read whichever store is
+  // asked about, present, absent or another merchant's.
+  ProjectionReader reader(&ledger.log());
+  ASSIGN_OR_RETURN(RecordRef<MerchantRecord> merchant,
+                   reader.Merchant(principal.merchant_id));
+  std::vector<std::string> stores;
+  if (merchant != nullptr) {
+    stores.assign(merchant->store_ids().begin(), merchant->store_ids().end());
+    std::sort(stores.begin(), stores.end());
+  }
+  return std::optional<std::vector<std::string>>(std::move(stores));
+}
+
+absl::Status CheckStoreAccess(
+    const Principal& principal,
+    const std::optional<std::vector<std::string>>& readable,
+    absl::string_view store_id) {
+  if (!readable.has_value() ||
+      std::binary_search(readable->begin(), readable->end(), store_id)) {
     return absl::OkStatus();
   }
-  absl::StatusOr<v1::StoreState> state = ledger.State(store_id);
-  if (!state.ok() && !absl::IsNotFound(state.status())) return state.status();
-  if (!state.ok() || state->merchant_id() != principal.merchant_id) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "role ", RoleName(principal), " may not read store ", store_id));
+  return absl::PermissionDeniedError(absl::StrCat(
+      "role ", RoleName(principal), " may not read store ", store_id));
+}
+
+absl::Status CheckStoreAccess(const Principal& principal, const Ledger& ledger,
+                              absl::string_view store_id) {
+  ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> readable,
+                   ReadableStores(principal, ledger));
+  return CheckStoreAccess(principal, readable, store_id);
+}
+
+bool MayReadRefusal(const Principal& principal,
+                    const std::optional<std::vector<std::string>>& readable,
+                    const v1::CommandRejected& refusal) {
+  if (!readable.has_value()) return true;
+  for (const std::string& store : refusal.store_ids()) {
+    if (!std::binary_search(readable->begin(), readable->end(), store)) {
+      return false;
+    }
   }
-  return absl::OkStatus();
+  // A command naming a merchant (an openStore refused because its store id
+  // is taken, say) may name another one.
+  const v1::Command& command = refusal.command();
+  if (command.has_open_store() &&
+      command.open_store().merchant_id() != principal.merchant_id) {
+    return false;
+  }
+  return true;
 }
 
 std::optional<absl::string_view> BearerToken(absl::string_view header) {

@@ -76,12 +76,31 @@ absl::StatusOr<Principal> Authorize(
     const TokenTable* tokens, std::optional<absl::string_view> authorization,
     Permission permission);
 
-// May `principal` read store `store_id`? A merchant reads only its own
-// stores; an unknown store is denied to a merchant too (kPermissionDenied,
-// the same answer), so that it cannot probe which stores exist. Everyone
-// else may (an unknown store is then the reader's kNotFound).
+// The stores `principal` may read, sorted: a merchant's own, from its
+// merchant record alone (one read, the same whatever store is asked about);
+// nullopt for every store (any other role).
+absl::StatusOr<std::optional<std::vector<std::string>>> ReadableStores(
+    const Principal& principal, const Ledger& ledger);
+
+// kPermissionDenied unless `store_id` is among `readable`. Another
+// merchant's store and a store that does not exist get the same answer,
+// decided without reading either, so that a merchant cannot probe which
+// stores exist, by the answer or by its time. Everyone else may read any
+// store (an unknown store is then the reader's kNotFound).
+absl::Status CheckStoreAccess(
+    const Principal& principal,
+    const std::optional<std::vector<std::string>>& readable,
+    absl::string_view store_id);
+// The same, reading `principal`'s readable stores first.
 absl::Status CheckStoreAccess(const Principal& principal, const Ledger& ledger,
                               absl::string_view store_id);
+
+// Whether a merchant may see `refusal` in its store's history: only when
+// every store it names is its own, and any merchant it names is itself
+// (docs/server.md "What a merchant sees"). Always true for other roles.
+bool MayReadRefusal(const Principal& principal,
+                    const std::optional<std::vector<std::string>>& readable,
+                    const v1::CommandRejected& refusal);
 
 // The token of an `authorization` header value "Bearer <token>", or nullopt
 // when the value has another form.

@@ -308,11 +308,18 @@ absl::StatusOr<std::string> ConsoleApi::Store(const Principal& principal,
 absl::StatusOr<std::string> ConsoleApi::History(const Principal& principal,
                                                 const Params& params) const {
   ASSIGN_OR_RETURN(std::string id, Required(params, "store"));
-  RETURN_IF_ERROR(CheckStoreAccess(principal, *ledger_, id));
+  ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> readable,
+                   ReadableStores(principal, *ledger_));
+  RETURN_IF_ERROR(CheckStoreAccess(principal, readable, id));
   std::string events;
   size_t count = 0;
+  // A merchant is not shown a refusal that names a store (or merchant)
+  // other than its own, as over gRPC.
+  const auto may_read = [&](const v1::Envelope& e) {
+    return MayReadRefusal(principal, readable, e.payload().command_rejected());
+  };
   ASSIGN_OR_RETURN(bool found,
-                   ScanStoreHistory(ledger_->log(), id, 0, true, nullptr,
+                   ScanStoreHistory(ledger_->log(), id, 0, true, may_read,
                                     [&](const v1::Envelope& e) {
                                       if (count == kConsoleHistoryEventsMax) {
                                         ++count;

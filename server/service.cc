@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "core/policy.h"
 #include "core/streams.h"
+#include "core/status_macros.h"
 #include "replay/audit.h"
 #include "replay/read_views.h"
 
@@ -334,13 +335,22 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "store_id is required");
   }
-  if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
+  absl::StatusOr<std::optional<std::vector<std::string>>> readable =
+      ReadableStores(principal);
+  if (!readable.ok()) return ToGrpc(readable.status());
+  if (grpc::Status s =
+          CheckStoreAccess(principal, *readable, request->store_id());
       !s.ok()) {
     return s;
   }
   const absl::Time started = absl::Now();
   AsOf as_of;
-  if (request->has_as_of()) as_of.business_time = ToTime(request->as_of());
+  if (request->has_as_of()) {
+    if (absl::Status s = CheckLedgerTime("as_of", request->as_of()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    as_of.business_time = ToTime(request->as_of());
+  }
   if (request->has_position()) as_of.position = request->position();
   absl::StatusOr<v1::StoreState> state =
       options_.ledger->State(request->store_id(), as_of);
@@ -365,11 +375,24 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "store_id is required");
   }
-  if (grpc::Status s = CheckStoreAccess(principal, store); !s.ok()) return s;
+  absl::StatusOr<std::optional<std::vector<std::string>>> readable =
+      ReadableStores(principal, *options_.ledger);
+  if (!readable.ok()) return ToGrpc(readable.status());
+  if (absl::Status s = storeledger::CheckStoreAccess(principal, *readable, store);
+      !s.ok()) {
+    return ToGrpc(s);
+  }
   bool client_gone = false;
   absl::StatusOr<bool> found = ScanStoreHistory(
       options_.ledger->log(), store, request->from_version(),
-      request->include_rejections(), nullptr, [&](const v1::Envelope& e) {
+      request->include_rejections(),
+      [&](const v1::Envelope& e) {
+        // A merchant is not shown a refusal that names a store (or
+        // merchant) other than its own.
+        return MayReadRefusal(principal, *readable,
+                              e.payload().command_rejected());
+      },
+      [&](const v1::Envelope& e) {
         client_gone = !writer->Write(e);
         return !client_gone;
       });

@@ -6,7 +6,9 @@
 //                [--shutdown-grace-ms N]
 //
 // SIGTERM / SIGINT: stop accepting, finish the calls in flight, exit 0.
-// Exit 1 when it cannot start (the message says why), 2 for bad usage.
+// Exit 1 when it cannot start with what it was given (a file, TLS, the port,
+// the database; the message says why), 2 when the command line itself is
+// wrong (an unknown flag, a missing --db, a value that is not a number).
 #include <signal.h>
 
 #include <fstream>
@@ -79,7 +81,7 @@ int Main(const std::vector<std::string>& args) {
     std::ifstream file(*path);
     if (!file) {
       std::cerr << "storeledgerd: --policy " << *path << ": cannot read the file\n";
-      return kExitUsage;
+      return kExitCheckFailed;
     }
     std::stringstream text;
     text << file.rdbuf();
@@ -87,7 +89,7 @@ int Main(const std::vector<std::string>& args) {
     if (!policy.ok()) {
       std::cerr << "storeledgerd: --policy " << *path << ": "
                 << policy.status().message() << "\n";
-      return kExitUsage;
+      return kExitCheckFailed;
     }
     options.ledger.policy = *std::move(policy);
   }
@@ -105,9 +107,10 @@ int Main(const std::vector<std::string>& args) {
   absl::StatusOr<std::unique_ptr<LedgerServer>> server =
       LedgerServer::Start(std::move(options));
   if (!server.ok()) {
+    // Whatever stops the start once the flags are understood (a file that
+    // cannot be used, TLS, the port, the database) exits 1, as documented.
     std::cerr << "storeledgerd: " << server.status() << "\n";
-    return absl::IsInvalidArgument(server.status()) ? kExitUsage
-                                                    : kExitCheckFailed;
+    return kExitCheckFailed;
   }
   // One line for scripts and tests that listen on port 0.
   std::cout << "storeledgerd: listening on " << (*server)->address()

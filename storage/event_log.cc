@@ -159,6 +159,104 @@ bool IsLockError(const rocksdb::Status& s) {
          absl::StrContains(text, "lock hold by current process");
 }
 
+// The column families of a ledger, in CfIndex order.
+const std::vector<std::string>& LedgerColumnFamilies() {
+  static const std::vector<std::string>* const kNames =
+      new std::vector<std::string>{rocksdb::kDefaultColumnFamilyName,
+                                   kEventsCf,
+                                   kStreamsCf,
+                                   kCommandsCf,
+                                   kMetaCf,
+                                   kProjectionsCf};
+  return *kNames;
+}
+
+bool IsLedgerColumnFamily(const std::string& name) {
+  const std::vector<std::string>& ours = LedgerColumnFamilies();
+  return std::find(ours.begin(), ours.end(), name) != ours.end();
+}
+
+// What RocksDB writes into a new database's directory before CURRENT (a
+// creation killed that early left only these).
+bool IsRocksDbCreationFile(const std::string& name) {
+  return name == "." || name == ".." || name == "LOCK" || name == "IDENTITY" ||
+         absl::StartsWith(name, "LOG") || absl::StartsWith(name, "MANIFEST-") ||
+         absl::StartsWith(name, "OPTIONS-") || absl::EndsWith(name, ".dbtmp");
+}
+
+absl::Status NotALedger(const std::string& dir, absl::string_view why) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "database ", dir, " is not a storeledger ledger (", why,
+      "); refusing to open it: give an empty or absent directory for a new "
+      "ledger"));
+}
+
+// Only an empty or absent directory becomes a new ledger (storage/FORMAT.md
+// "Open"). A directory that holds anything else must be a ledger: a RocksDB
+// database with no column family but a ledger's. One with some of them, all
+// empty, is a ledger whose creation was cut short (Initialize finishes it);
+// one that holds data anywhere without the format marker is refused there.
+// Called before RocksDB opens the directory, which would add the column
+// families to any database.
+absl::Status CheckLedgerDirectory(const std::string& dir,
+                                  const rocksdb::Options& db_options) {
+  std::vector<std::string> children;
+  if (!db_options.env->GetChildren(dir, &children).ok()) {
+    return absl::OkStatus();  // absent (or unreadable: RocksDB says so)
+  }
+  if (std::find(children.begin(), children.end(), "CURRENT") ==
+      children.end()) {
+    for (const std::string& child : children) {
+      if (!IsRocksDbCreationFile(child)) {
+        return NotALedger(dir, absl::StrCat("the directory holds ", child,
+                                            " and no RocksDB database"));
+      }
+    }
+    return absl::OkStatus();
+  }
+  std::vector<std::string> families;
+  RETURN_IF_ERROR(FromRocks(
+      rocksdb::DB::ListColumnFamilies(db_options, dir, &families),
+      absl::StrCat("open database ", dir)));
+  for (const std::string& family : families) {
+    if (!IsLedgerColumnFamily(family)) {
+      return NotALedger(dir, absl::StrCat("it has a column family \"", family,
+                                          "\" that no ledger has"));
+    }
+  }
+  if (families.size() == LedgerColumnFamilies().size()) {
+    return absl::OkStatus();  // Initialize checks the marker
+  }
+  // Some of a ledger's column families: they must all be empty.
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& family : families) {
+    descriptors.emplace_back(family, rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(
+      rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors, &handles,
+                                   &raw),
+      absl::StrCat("open database ", dir)));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  absl::Status status;
+  for (size_t i = 0; i < handles.size() && status.ok(); ++i) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+    it->SeekToFirst();
+    status = FromRocks(it->status(), absl::StrCat("open database ", dir));
+    if (status.ok() && it->Valid()) {
+      status = NotALedger(
+          dir, absl::StrCat("column family \"", families[i],
+                            "\" holds data and there is no format marker"));
+    }
+  }
+  for (rocksdb::ColumnFamilyHandle* handle : handles) {
+    db->DestroyColumnFamilyHandle(handle);
+  }
+  return status;
+}
+
 }  // namespace
 
 namespace {
@@ -569,16 +667,19 @@ absl::Status EventLog::Impl::Initialize() {
     }
     return absl::OkStatus();
   }
-  // No version: only a database nobody has written yet may be initialized.
-  std::unique_ptr<rocksdb::Iterator> it(
-      db->NewIterator(rocksdb::ReadOptions(), cf(kEvents)));
-  it->SeekToFirst();
-  RETURN_IF_ERROR(FromRocks(it->status(), "scan events"));
-  ASSIGN_OR_RETURN(std::optional<std::string> stored_head,
-                   Get(kMeta, kMetaHeadKey));
-  if (it->Valid() || stored_head.has_value()) {
-    return absl::DataLossError(
-        absl::StrCat("database ", dir, " holds events but no format_version"));
+  // No version: only a database nobody has written yet may be initialized
+  // (a ledger's creation cut short before this batch). Anything stored
+  // anywhere without the marker is not a ledger, or a damaged one.
+  for (size_t i = 0; i < kCfCount; ++i) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+    it->SeekToFirst();
+    RETURN_IF_ERROR(FromRocks(it->status(), "scan for a format marker"));
+    if (it->Valid()) {
+      return NotALedger(
+          dir, absl::StrCat("column family \"", LedgerColumnFamilies()[i],
+                            "\" holds data and there is no format marker"));
+    }
   }
   if (options.read_only) return absl::OkStatus();  // An empty log.
   rocksdb::WriteBatch batch;
@@ -734,6 +835,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       {kMetaCf, small},
       {kProjectionsCf, cf_options_for(kMemtableBytes, true, true)},
   };
+
+  RETURN_IF_ERROR(CheckLedgerDirectory(dir, db_options));
 
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;

@@ -21,6 +21,7 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/json.h"
 #include "tests/support/test_support.h"
@@ -37,6 +38,7 @@ using json_internal::FastJsonToMessage;
 using json_internal::FastMessageToJson;
 using json_internal::ProtobufParseCommandJson;
 using json_internal::ProtobufToJson;
+using ::testing::HasSubstr;
 
 uint64_t PrintedSeed(absl::string_view test) {
   const uint64_t seed = ::storeledger::testing::SeedFromEnvironment();
@@ -375,6 +377,59 @@ TEST(JsonCodecTest, ChecksAfterParsingAreTheSameOnBothPaths) {
                 .status()
                 .message(),
             "commandId is missing");
+}
+
+// A key given twice in one object is INVALID, naming the key, on the fast
+// path (which gives up on it) and protobuf's alike: protobuf alone lets the
+// last one win, another reader keeps the first, and the commandId is the
+// idempotency key (issue 12, item 5).
+TEST(JsonCodecTest, ADuplicateKeyIsInvalidOnBothPathsNamingTheKey) {
+  const std::string at = R"("occurredAt":"2024-10-22T10:00:00Z")";
+  const std::string open =
+      R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})";
+  struct Case {
+    std::string line;
+    std::string names;  // what the message must name
+  };
+  const std::vector<Case> cases = {
+      {absl::StrCat(R"({"commandId":"dup-1","commandId":"dup-2",)", at, ",",
+                    open, "}"),
+       R"(key "commandId" appears twice)"},
+      {absl::StrCat(R"({"commandId":"c",)", at,
+                    R"(,"openStore":{"storeId":"s1","storeId":"s2","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"),
+       R"(key "storeId" appears twice)"},
+      {absl::StrCat(R"({"commandId":"c","command_id":"d",)", at, ",", open,
+                    "}"),
+       R"(key "command_id" names field commandId a second time)"},
+      {absl::StrCat(R"({"commandId":"c","command\u0049d":"d",)", at, ",",
+                    open, "}"),
+       R"(key "commandId" appears twice)"},
+      {absl::StrCat(R"({"commandId":"c",)", at, ",", at, ",", open, "}"),
+       R"(key "occurredAt" appears twice)"},
+      {absl::StrCat(R"({"commandId":"c",)", at,
+                    R"(,"placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":1,"unitPriceFen":5},{"productId":"p2","quantity":1,"quantity":2,"unitPriceFen":5}]}})"),
+       R"(key "quantity" appears twice)"},
+      {absl::StrCat(R"({"commandId":"c",)", at,
+                    R"(,"applyPolicy":{},"applyPolicy":{}})"),
+       R"(key "applyPolicy" appears twice)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.line);
+    v1::Command fast;
+    EXPECT_FALSE(FastJsonToMessage(c.line, &fast));
+    absl::StatusOr<v1::Command> ours = ParseCommandJson(c.line);
+    EXPECT_TRUE(absl::IsInvalidArgument(ours.status())) << ours.status();
+    EXPECT_THAT(std::string(ours.status().message()), HasSubstr(c.names));
+    ExpectParsesAsProtobuf(c.line);
+  }
+  // The same key in different objects is no duplicate, on either path.
+  const std::string two_lines = absl::StrCat(
+      R"({"commandId":"c",)", at,
+      R"(,"placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":1,"unitPriceFen":5},{"productId":"p2","quantity":1,"unitPriceFen":5}]}})");
+  ExpectFastParse(two_lines);
+  const std::string spaced = absl::StrCat(
+      R"({ "commandId" : "c" , "occurredAt":"2024-10-22T10:00:00+08:00", "upgradeStore" : {"sourceStoreId":"a", "targetStoreId":"b"}})");
+  EXPECT_TRUE(ParseCommandJson(spaced).ok()) << ParseCommandJson(spaced).status();
 }
 
 // ---------------------------------------------------------------- print

@@ -1,5 +1,6 @@
 // End to end through the CLI's JSON: the article's timeline for one merchant,
 // malformed input, and what `state`, `history`, `digest` and `verify` say.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -225,6 +227,106 @@ TEST_F(LedgerCliTest, MalformedLinesAreInvalidAndWriteNothing) {
   EXPECT_THAT(results[5].message(), HasSubstr("occurredAt"));
   EXPECT_THAT(results[6].message(), HasSubstr("64"));
   EXPECT_EQ(HeadPosition(), 0u);
+}
+
+// Every verb that opens the database refuses one that is not a ledger, in
+// one line, and leaves it as it was (issue 12, item 4: `apply` answered
+// ACCEPTED and added its column families).
+TEST_F(LedgerCliTest, EveryVerbRefusesADatabaseThatIsNotALedger) {
+  const std::string foreign = dir_.Sub("foreign");
+  ASSERT_NO_FATAL_FAILURE(testing::MakeForeignRocksDb(foreign));
+  const std::string open = Cmd(
+      "c1", "2024-06-01T09:00:00+08:00",
+      R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})");
+  const std::vector<std::vector<std::string>> verbs = {
+      {"apply", "-"},
+      {"simulate", "--stores", "1"},
+      {"state", "--store", "s1"},
+      {"history", "--store", "s1"},
+      {"explain", "--command-id", "c1"},
+      {"diff", "--store", "s1", "--from", "2024-06-01T00:00:00Z", "--to",
+       "2024-06-02T00:00:00Z"},
+      {"postings"},
+      {"balances"},
+      {"statement", "--store", "s1", "--from", "2024-06-01T00:00:00Z", "--to",
+       "2024-06-02T00:00:00Z"},
+      {"audit", "--no-progress"},
+      {"digest"},
+      {"verify", "--digest", absl::StrCat("1:", std::string(64, '0'))},
+      {"export"},
+      {"tail", "--from-position", "0"},
+      {"rebuild", "--no-progress"},
+      {"rebuild", "--shadow", "--no-progress"},
+  };
+  for (const std::vector<std::string>& verb : verbs) {
+    std::vector<std::string> args = {"--db", foreign};
+    args.insert(args.end(), verb.begin(), verb.end());
+    CliRun run = RunStoreledger(args, open + "\n");
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    EXPECT_NE(run.exit_code, 0);
+    EXPECT_EQ(run.out, "");
+    EXPECT_THAT(run.err, HasSubstr(absl::StrCat("database ", foreign,
+                                                " is not a storeledger ledger")));
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+  std::vector<std::string> families;
+  ASSERT_TRUE(
+      rocksdb::DB::ListColumnFamilies(rocksdb::Options(), foreign, &families)
+          .ok());
+  EXPECT_EQ(families, std::vector<std::string>{"default"});
+}
+
+// Every verb's time flag refuses a time the ledger cannot hold (years 0000
+// and 99999 parse as RFC 3339 to absl) and names the accepted range; the
+// range's own ends are accepted.
+TEST_F(LedgerCliTest, TimeFlagsOutsideTheLedgersRangeAreRefused) {
+  ASSERT_EQ(Apply({Cmd("c1", "2024-06-01T09:00:00+08:00",
+                       R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")})
+                .exit_code,
+            0);
+  const std::string ok_from = "0001-01-01T00:00:00Z";
+  const std::string ok_to = "9999-12-31T23:59:59.999999999Z";
+  struct Use {
+    std::vector<std::string> args;  // the verb and its flags; TIME goes last
+    std::string flag;
+  };
+  const std::vector<Use> uses = {
+      {{"state", "--store", "s1"}, "--as-of"},
+      {{"balances"}, "--as-of"},
+      {{"postings", "--to", ok_to}, "--from"},
+      {{"postings", "--from", ok_from}, "--to"},
+      {{"statement", "--store", "s1", "--to", ok_to}, "--from"},
+      {{"statement", "--store", "s1", "--from", ok_from}, "--to"},
+      {{"history", "--store", "s1"}, "--from"},
+      {{"history", "--store", "s1"}, "--to"},
+      {{"diff", "--store", "s1", "--to", ok_to}, "--from"},
+      {{"diff", "--store", "s1", "--from", ok_from}, "--to"},
+  };
+  for (const Use& use : uses) {
+    for (const std::string time :
+         {"0000-06-01T00:00:00Z", "99999-01-01T00:00:00Z",
+          "0001-01-01T00:00:00+00:01"}) {
+      std::vector<std::string> args = {"--db", db_};
+      args.insert(args.end(), use.args.begin(), use.args.end());
+      args.push_back(use.flag);
+      args.push_back(time);
+      CliRun run = RunStoreledger(args);
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+      EXPECT_THAT(run.err, HasSubstr(absl::StrCat(use.flag, " ", time)));
+      EXPECT_THAT(run.err, HasSubstr("0001-01-01T00:00:00Z to "
+                                     "9999-12-31T23:59:59.999999999Z"));
+    }
+    for (const std::string& time : {ok_from, ok_to}) {
+      std::vector<std::string> args = {"--db", db_};
+      args.insert(args.end(), use.args.begin(), use.args.end());
+      args.push_back(use.flag);
+      args.push_back(time);
+      CliRun run = RunStoreledger(args);
+      EXPECT_THAT(run.err, ::testing::Not(HasSubstr("outside")))
+          << absl::StrJoin(args, " ");
+    }
+  }
 }
 
 TEST_F(LedgerCliTest, ShapeViolationsAreRejectedByR0AndRecorded) {

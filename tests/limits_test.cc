@@ -116,6 +116,75 @@ TEST(LimitsTest, InputLineAtTheLimitIsParsedPastItIsInvalid) {
   EXPECT_EQ(third.line(), 3);
 }
 
+// ------------------------------------------------------------ command bytes
+
+// An openStore whose merchantId (an id R0 refuses past kIdBytesMax) makes
+// the command exactly `bytes` bytes of protobuf.
+v1::Command CommandOfBytes(const std::string& id, size_t bytes) {
+  v1::Command command = testing::CommandFromJson(Cmd(
+      id,
+      R"("openStore":{"storeId":"s-big","merchantId":"","kind":"MINI_STORE","subject":"ENTERPRISE"})"));
+  size_t filler = bytes - command.ByteSizeLong();
+  // The merchantId's length prefix grows with it: settle in a few rounds.
+  for (int round = 0; round < 8 && command.ByteSizeLong() != bytes; ++round) {
+    command.mutable_open_store()->set_merchant_id(std::string(filler, 'm'));
+    filler += bytes - command.ByteSizeLong();
+  }
+  EXPECT_EQ(command.ByteSizeLong(), bytes);
+  return command;
+}
+
+// One limit for a command whatever the door (issue 12, item 6): at it the
+// command is decided (here refused by R0, and that refusal is stored); past
+// it, or at gRPC's 4 MiB, it is INVALID before deciding and nothing is
+// stored -- through Execute and ExecuteBatch alike.
+TEST(LimitsTest, CommandAtTheByteLimitIsDecidedPastItIsInvalidAndNotStored) {
+  TempDir dir;
+  LedgerOptions options;
+  options.sync = false;
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::Open(dir.Sub("db"), options);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  absl::StatusOr<v1::CommandResult> at =
+      (*ledger)->Execute(CommandOfBytes("c-at", kCommandBytesMax));
+  ASSERT_TRUE(at.ok()) << at.status();
+  EXPECT_EQ(at->status(), v1::REJECTED) << at->message();
+  EXPECT_EQ(at->rule(), "R0");
+  EXPECT_EQ((*ledger)->log().head().position, 1u);
+
+  for (const size_t bytes : {kCommandBytesMax + 1, size_t{4'000'000}}) {
+    absl::StatusOr<v1::CommandResult> past =
+        (*ledger)->Execute(CommandOfBytes("c-past", bytes));
+    ASSERT_TRUE(past.ok()) << past.status();
+    EXPECT_EQ(past->status(), v1::INVALID);
+    EXPECT_EQ(past->message(),
+              absl::StrCat("the command is ", bytes, " bytes; the limit is ",
+                           kCommandBytesMax,
+                           " (core/limits.h kCommandBytesMax)"));
+    std::vector<v1::Command> batch;
+    batch.push_back(CommandOfBytes("c-batch-past", bytes));
+    batch.push_back(CommandOfBytes("c-batch-at", kCommandBytesMax));
+    std::vector<absl::StatusOr<v1::CommandResult>> results =
+        (*ledger)->ExecuteBatch(std::move(batch));
+    ASSERT_EQ(results.size(), 2u);
+    ASSERT_TRUE(results[0].ok()) << results[0].status();
+    EXPECT_EQ(results[0]->status(), v1::INVALID);
+    EXPECT_THAT(results[0]->message(), HasSubstr("kCommandBytesMax"));
+    ASSERT_TRUE(results[1].ok()) << results[1].status();
+    EXPECT_EQ(results[1]->status(), v1::REJECTED);
+  }
+  // The command at the limit, and the batch's one twice (the second time a
+  // replay): nothing of the oversized ones.
+  EXPECT_EQ((*ledger)->log().head().position, 2u);
+  absl::Status scanned = (*ledger)->log().Scan(
+      0, [&](const v1::Envelope& envelope, absl::string_view raw) {
+        EXPECT_LE(raw.size(), kCommandBytesMax + 4096) << envelope.position();
+        EXPECT_NE(envelope.command_id(), "c-past");
+        return true;
+      });
+  EXPECT_TRUE(scanned.ok()) << scanned;
+}
+
 // ------------------------------------------------------------------- ids
 
 TEST(LimitsTest, CommandIdOf64BytesIsAcceptedOf65IsInvalid) {

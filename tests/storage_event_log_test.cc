@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 #include "storage/event_log.h"
+#include "tests/support/test_support.h"
 
 namespace storeledger {
 namespace {
@@ -737,6 +739,73 @@ TEST_F(EventLogTest, OtherFormatVersionIsFailedPrecondition) {
   absl::StatusOr<std::unique_ptr<EventLog>> reopened = EventLog::Open(dir_);
   EXPECT_EQ(reopened.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(reopened.status().message(), HasSubstr("format version 2"));
+}
+
+std::vector<std::string> ColumnFamiliesOf(const std::string& dir) {
+  std::vector<std::string> families;
+  EXPECT_TRUE(
+      rocksdb::DB::ListColumnFamilies(rocksdb::Options(), dir, &families).ok());
+  return families;
+}
+
+// Only an empty or absent directory becomes a new ledger; a database
+// without the format marker is refused, writable or read-only, and left as
+// it was (issue 12, item 4: it was taken over, column families added).
+TEST_F(EventLogTest, ADatabaseThatIsNotALedgerIsRefusedAndLeftAlone) {
+  EventLogOptions read_only;
+  read_only.read_only = true;
+  read_only.create_if_missing = false;
+  struct Foreign {
+    std::string name;
+    std::vector<std::string> families;
+    bool put;
+  };
+  const std::vector<Foreign> foreign = {
+      {"ldb", {"default"}, true},
+      {"other-family", {"default", "cache"}, false},
+      {"ledger-families-with-data", {"default", "events", "meta"}, true},
+      {"all-six-with-data",
+       {"default", "events", "streams", "commands", "meta", "projections"},
+       true},
+  };
+  for (const Foreign& f : foreign) {
+    SCOPED_TRACE(f.name);
+    const std::string dir = dir_ + "/" + f.name;
+    ASSERT_NO_FATAL_FAILURE(testing::MakeForeignRocksDb(dir, f.families, f.put));
+    for (const EventLogOptions& options : {EventLogOptions(), read_only}) {
+      absl::StatusOr<std::unique_ptr<EventLog>> opened =
+          EventLog::Open(dir, options);
+      EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition)
+          << opened.status();
+      EXPECT_THAT(opened.status().message(),
+                  AllOf(HasSubstr(absl::StrCat("database ", dir,
+                                               " is not a storeledger ledger")),
+                        ::testing::Not(HasSubstr("\n"))));
+    }
+    EXPECT_EQ(ColumnFamiliesOf(dir), f.families);
+  }
+
+  // A directory holding something that is not a database.
+  const std::string other = dir_ + "/other";
+  std::filesystem::create_directories(other);
+  { std::ofstream(other + "/notes.txt") << "mine\n"; }
+  EXPECT_THAT(EventLog::Open(other).status().message(),
+              HasSubstr("the directory holds notes.txt"));
+
+  // Empty and absent directories become ledgers; so does a ledger whose
+  // creation was cut short (some of its column families, all empty).
+  const std::string empty = dir_ + "/empty";
+  std::filesystem::create_directories(empty);
+  EXPECT_TRUE(EventLog::Open(empty).ok());
+  EXPECT_TRUE(EventLog::Open(dir_ + "/absent").ok());
+  const std::string cut_short = dir_ + "/cut-short";
+  ASSERT_NO_FATAL_FAILURE(
+      testing::MakeForeignRocksDb(cut_short, {"default", "events"}, false));
+  absl::StatusOr<std::unique_ptr<EventLog>> finished = EventLog::Open(cut_short);
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_EQ((*finished)->head().position, 0u);
+  finished->reset();
+  EXPECT_TRUE(EventLog::Open(cut_short, read_only).ok());
 }
 
 TEST_F(EventLogTest, ProjectionsScanByPrefix) {

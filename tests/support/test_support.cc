@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 #include "cli/cli.h"
 #include "gtest/gtest.h"
 #include "ledger/json.h"
+#include "rocksdb/db.h"
 
 namespace storeledger::testing {
 
@@ -53,6 +55,30 @@ v1::Command CommandFromJson(const std::string& json) {
 std::vector<std::string> CliRun::lines() const {
   std::vector<std::string> out = absl::StrSplit(this->out, '\n', absl::SkipEmpty());
   return out;
+}
+
+void MakeForeignRocksDb(const std::string& dir,
+                        const std::vector<std::string>& families, bool put) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& family : families) {
+    descriptors.emplace_back(family, rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(options, dir, descriptors, &handles, &raw);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::unique_ptr<rocksdb::DB> db(raw);
+  if (put) {
+    s = db->Put(rocksdb::WriteOptions(), handles[0], "foo", "bar");
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  for (rocksdb::ColumnFamilyHandle* handle : handles) {
+    EXPECT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+  }
 }
 
 CliRun RunStoreledger(const std::vector<std::string>& args,

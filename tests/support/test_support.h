@@ -47,6 +47,14 @@ std::string ChinaText(absl::Time t);
 // Parses a Command from DESIGN.md's JSON; fails the test on a parse error.
 v1::Command CommandFromJson(const std::string& json);
 
+// A RocksDB database made by someone else (as `ldb --create_if_missing put
+// foo bar` makes one) in `dir`, with the column families given (the first
+// is "default"), holding foo=bar in "default" when `put` is set. Fails the
+// test if RocksDB does.
+void MakeForeignRocksDb(const std::string& dir,
+                        const std::vector<std::string>& families = {"default"},
+                        bool put = true);
+
 // Runs the CLI in-process: exit status, stdout and stderr.
 struct CliRun {
   int exit_code;
