@@ -89,6 +89,9 @@ struct LedgerOptions {
   size_t state_cache_entries = kStateCacheEntriesDefault;
   // Passed to EventLogOptions::write_batch_tap (benchmarks). Default: none.
   std::function<void(absl::string_view write_batch)> write_batch_tap = nullptr;
+  // Passed to EventLogOptions::memtables_bytes_max (tests). Default: 0 (the
+  // log's own budget).
+  size_t memtables_bytes_max = 0;
 };
 
 // Where the group commit's time goes (Ledger::stats()): for benchmarks and

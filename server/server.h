@@ -40,6 +40,7 @@ struct ServerOptions {
   std::string tls_key_file;
   LedgerOptions ledger;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+  absl::Duration subscriber_drain_timeout = kSubscriberDrainTimeoutDefault;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?

@@ -393,24 +393,40 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
                                                    : "",
                      " in this ledger"));
   }
+  // A batch at a time, up to the stream's head as read above: nothing of
+  // RocksDB is held while the client takes them.
+  const uint64_t last_version = head->has_value() ? (*head)->version() : 0;
+  uint64_t version = request->from_version();
   size_t next_refusal = 0;
   bool client_gone = false;
-  absl::Status status = log.ScanStream(
-      StoreStream(store), request->from_version(), [&](const v1::Envelope& e) {
-        while (next_refusal < refusals.size() &&
-               refusals[next_refusal].position() < e.position()) {
-          if (!writer->Write(refusals[next_refusal++])) {
-            client_gone = true;
-            return false;
-          }
-        }
-        if (!writer->Write(e)) {
+  std::vector<v1::Envelope> batch;
+  while (!client_gone && version < last_version) {
+    batch.clear();
+    size_t bytes = 0;
+    absl::Status status = log.ScanStream(
+        StoreStream(store), version, [&](const v1::Envelope& e) {
+          if (e.stream_version() > last_version) return false;
+          batch.push_back(e);
+          bytes += e.ByteSizeLong();
+          return batch.size() < kReadBatchEvents && bytes < kReadBatchBytes;
+        });
+    if (!status.ok()) return ToGrpc(status);
+    if (batch.empty()) break;
+    for (const v1::Envelope& e : batch) {
+      while (next_refusal < refusals.size() &&
+             refusals[next_refusal].position() < e.position()) {
+        if (!writer->Write(refusals[next_refusal++])) {
           client_gone = true;
-          return false;
+          break;
         }
-        return true;
-      });
-  if (!status.ok()) return ToGrpc(status);
+      }
+      if (client_gone || !writer->Write(e)) {
+        client_gone = true;
+        break;
+      }
+    }
+    version = batch.back().stream_version();
+  }
   while (!client_gone && next_refusal < refusals.size()) {
     if (!writer->Write(refusals[next_refusal++])) client_gone = true;
   }
@@ -420,85 +436,199 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status LedgerService::Subscribe(grpc::ServerContext* context,
-                                      const v1::SubscribeRequest* request,
-                                      grpc::ServerWriter<v1::Envelope>* writer) {
-  Principal principal;
-  if (grpc::Status s = Authorize(*context, Permission::kReadLog, &principal);
-      !s.ok()) {
-    return s;
+// One Subscribe call. A worker thread reads the log in batches (EventLog::
+// Scan, which has let go of its iterator when it returns) and writes each
+// envelope of a batch once the one before it has left; it waits for the
+// client at most subscriber_drain_timeout per envelope, and never while it
+// holds anything of RocksDB. When the client is gone, the server stops, or
+// the subscriber is cut off, the worker ends the call (Finish). The reactor
+// deletes itself when both gRPC (OnDone) and the worker are done with it.
+class LedgerService::Subscription final
+    : public grpc::ServerWriteReactor<v1::Envelope> {
+ public:
+  // `refused`: not ok when the call is refused (no worker, no slot); ok when
+  // it holds one of the kSubscribersMax slots, which the worker gives back.
+  Subscription(LedgerService* service, grpc::CallbackServerContext* context,
+               const v1::SubscribeRequest& request, grpc::Status refused)
+      : service_(service), context_(context), request_(request) {
+    if (!refused.ok()) {
+      references_ = 1;  // no worker
+      Finish(std::move(refused));
+      return;
+    }
+    std::thread([this] {
+      grpc::Status status = Run();
+      // The last touch of the service: once Finish is called, OnDone may
+      // come and the server may go.
+      service_->subscribers_.fetch_sub(1);
+      Finish(std::move(status));
+      Unref();
+    }).detach();
   }
-  if (subscribers_.fetch_add(1) >= kSubscribersMax) {
-    subscribers_.fetch_sub(1);
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_pending_ = false;
+    write_ok_ = ok;
+    changed_.notify_all();
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    changed_.notify_all();
+  }
+
+  void OnDone() override { Unref(); }
+
+ private:
+  enum class Sent { kSent, kClientGone, kStalled };
+
+  grpc::Status Run() {
+    const EventLog& log = service_->options_.ledger->log();
+    last_ = request_.from_position();
+    const uint64_t start_head = log.head().position;
+    // Caught up once it has reached the head as of the call; from then on
+    // it may trail the head by at most subscriber_buffer_events.
+    bool live = last_ >= start_head;
+    std::vector<v1::Envelope> batch;
+    while (true) {
+      if (Cancelled()) return ClientGone();
+      if (service_->stopping_) {
+        return Resume(grpc::StatusCode::UNAVAILABLE,
+                      "the server is shutting down");
+      }
+      if (request_.catch_up_only() && last_ >= start_head) {
+        return grpc::Status::OK;
+      }
+      if (last_ >= log.head().position) {
+        live = true;
+        absl::MutexLock lock(&service_->mu_);
+        if (service_->notified_head_ <= last_ && !service_->stopping_) {
+          service_->appended_.WaitWithTimeout(&service_->mu_,
+                                              kSubscriberPollInterval);
+        }
+        continue;
+      }
+      if (absl::Status s = ReadBatch(log, start_head, &batch); !s.ok()) {
+        return ToGrpc(s);
+      }
+      for (v1::Envelope& envelope : batch) {
+        const uint64_t position = envelope.position();
+        switch (Write(std::move(envelope))) {
+          case Sent::kSent:
+            break;
+          case Sent::kClientGone:
+            return ClientGone();
+          case Sent::kStalled:
+            // The envelope in flight reaches a client that reads on, before
+            // the status: it resumes after it.
+            last_ = position;
+            service_->stalled_subscribers_cut_off_.fetch_add(1);
+            return Resume(
+                grpc::StatusCode::RESOURCE_EXHAUSTED,
+                absl::StrCat("the subscriber took no event for ",
+                             absl::FormatDuration(
+                                 service_->options_.subscriber_drain_timeout)));
+        }
+        last_ = position;
+        if (last_ >= start_head) live = true;
+        if (live && log.head().position - last_ >
+                        service_->options_.subscriber_buffer_events) {
+          return Resume(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("the subscriber fell more than ",
+                                     service_->options_.subscriber_buffer_events,
+                                     " events behind the head"));
+        }
+        if (service_->stopping_ || Cancelled()) break;
+      }
+    }
+  }
+
+  // The envelopes after last_ (up to start_head for a catch-up-only call),
+  // at most kReadBatchEvents of them and stopping after the one that
+  // reaches kReadBatchBytes. The scan is over when this returns.
+  absl::Status ReadBatch(const EventLog& log, uint64_t start_head,
+                         std::vector<v1::Envelope>* batch) const {
+    batch->clear();
+    size_t bytes = 0;
+    return log.Scan(last_, [&](const v1::Envelope& envelope,
+                               absl::string_view raw) {
+      if (request_.catch_up_only() && envelope.position() > start_head) {
+        return false;
+      }
+      batch->push_back(envelope);
+      bytes += raw.size();
+      return batch->size() < kReadBatchEvents &&
+             bytes < kReadBatchBytes;
+    });
+  }
+
+  // Hands `envelope` to gRPC and waits, at most subscriber_drain_timeout,
+  // for it to leave. kStalled leaves the write pending (outgoing_ stays
+  // alive with the reactor).
+  Sent Write(v1::Envelope envelope) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cancelled_) return Sent::kClientGone;
+    outgoing_ = std::move(envelope);
+    write_pending_ = true;
+    StartWrite(&outgoing_);
+    if (!changed_.wait_for(
+            lock,
+            absl::ToChronoMilliseconds(
+                service_->options_.subscriber_drain_timeout),
+            [&] { return !write_pending_ || cancelled_; })) {
+      return Sent::kStalled;
+    }
+    return !write_pending_ && write_ok_ ? Sent::kSent : Sent::kClientGone;
+  }
+
+  bool Cancelled() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancelled_;
+  }
+
+  // Ends the call with `code`, naming the position to resume from.
+  grpc::Status Resume(grpc::StatusCode code, absl::string_view why) {
+    context_->AddTrailingMetadata(kResumePositionMetadata, absl::StrCat(last_));
     return grpc::Status(
+        code, absl::StrCat(why, "; resume with from_position=", last_));
+  }
+
+  static grpc::Status ClientGone() {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  }
+
+  void Unref() {
+    if (references_.fetch_sub(1) == 1) delete this;
+  }
+
+  LedgerService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const v1::SubscribeRequest request_;
+  // gRPC's (until OnDone) and the worker's (until it has called Finish).
+  std::atomic<int> references_{2};
+  uint64_t last_ = 0;  // the last position handed to gRPC (worker only)
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  v1::Envelope outgoing_;  // the write in flight reads it
+  bool cancelled_ = false;
+  bool write_pending_ = false;
+  bool write_ok_ = true;
+};
+
+grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
+    grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) {
+  Principal principal;
+  grpc::Status refused = Authorize(*context, Permission::kReadLog, &principal);
+  if (refused.ok() && subscribers_.fetch_add(1) >= kSubscribersMax) {
+    subscribers_.fetch_sub(1);
+    refused = grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("more than ", kSubscribersMax, " subscribers; retry later"));
   }
-  struct Release {
-    std::atomic<size_t>* count;
-    ~Release() { count->fetch_sub(1); }
-  } release{&subscribers_};
-
-  const EventLog& log = options_.ledger->log();
-  uint64_t last = request->from_position();
-  const uint64_t start_head = log.head().position;
-  // Caught up once it has reached the head as of the call; from then on it
-  // may trail the head by at most subscriber_buffer_events.
-  bool live = last >= start_head;
-  auto resume = [&](grpc::StatusCode code, absl::string_view why) {
-    context->AddTrailingMetadata(kResumePositionMetadata, absl::StrCat(last));
-    return grpc::Status(
-        code, absl::StrCat(why, "; resume with from_position=", last));
-  };
-  while (true) {
-    if (context->IsCancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-    }
-    if (stopping_) {
-      return resume(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
-    }
-    const uint64_t head = log.head().position;
-    if (request->catch_up_only() && last >= start_head) return grpc::Status::OK;
-    if (last < head) {
-      bool write_failed = false;
-      bool too_slow = false;
-      absl::Status status =
-          log.Scan(last, [&](const v1::Envelope& envelope, absl::string_view) {
-            if (request->catch_up_only() && envelope.position() > start_head) {
-              return false;
-            }
-            if (!writer->Write(envelope)) {
-              write_failed = true;
-              return false;
-            }
-            last = envelope.position();
-            if (last >= start_head) live = true;
-            if (live && log.head().position - last >
-                            options_.subscriber_buffer_events) {
-              too_slow = true;
-              return false;
-            }
-            return !stopping_;
-          });
-      if (!status.ok()) return ToGrpc(status);
-      if (write_failed) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      }
-      if (too_slow) {
-        return resume(
-            grpc::StatusCode::RESOURCE_EXHAUSTED,
-            absl::StrCat("the subscriber fell more than ",
-                         options_.subscriber_buffer_events,
-                         " events behind the head"));
-      }
-      continue;
-    }
-    live = true;
-    absl::MutexLock lock(&mu_);
-    if (notified_head_ <= last && !stopping_) {
-      appended_.WaitWithTimeout(&mu_, kSubscriberPollInterval);
-    }
-  }
+  return new Subscription(this, context, *request, std::move(refused));
 }
 
 grpc::Status LedgerService::Digest(grpc::ServerContext* context,
