@@ -76,8 +76,6 @@ struct ServiceOptions {
   // Not owned. nullptr: no authentication, every caller may do everything
   // (the server allows that on loopback only).
   const TokenTable* tokens = nullptr;
-  // The database directory, for Audit's read-only view of the log.
-  std::string db_dir;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
   // Default: kSubscriberDrainTimeoutDefault.
   absl::Duration subscriber_drain_timeout = kSubscriberDrainTimeoutDefault;

@@ -234,6 +234,11 @@ class EventLog {
   // a read given a ReadView pins one for itself. A durable point holds a
   // RocksDB snapshot: keep it for one question, and never past the EventLog.
   class ReadPoint {
+   public:
+    // For readers of the column families themselves (the audit); null for
+    // kAppended.
+    const rocksdb::Snapshot* snapshot() const { return snapshot_.get(); }
+
    private:
     friend class EventLog;
     explicit ReadPoint(std::shared_ptr<const rocksdb::Snapshot> snapshot)

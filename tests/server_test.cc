@@ -41,6 +41,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/json.h"
+#include "replay/audit.h"
+#include "rocksdb/db.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/fault_env.h"
@@ -967,6 +969,114 @@ TEST_F(ServerTest, StalledSubscribersCostWritersNothing) {
 
   still_context.TryCancel();
   still->Finish();
+}
+
+// Audit over gRPC reads the live ledger. The reproduction (a
+// simulated ledger, served, one command, then Audit) and audits while
+// writers append and RocksDB flushes and compacts all pass -- the read-only
+// open that Audit used to make beside the live instance read files that
+// compaction had deleted, and answered DATA_LOSS on a sound ledger -- and a
+// damaged record of the live ledger is still reported.
+TEST_F(ServerTest, AuditOfTheLiveLedgerPassesDuringWritesAndReportsDamage) {
+  testing::CliRun simulated = RunStoreledger(
+      {"--db", dir_.Sub("db"), "simulate", "--stores", "30", "--seed", "5"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  Start();
+  ASSERT_EQ(Execute(OpenStoreCommand("after-open", "after", "m1")).status(),
+            v1::ACCEPTED);
+  auto audit = [&](v1::AuditReport* report) {
+    grpc::ClientContext context;
+    Authorize(&context, kAuditor);
+    return stub_->Audit(&context, v1::AuditRequest(), report);
+  };
+  v1::AuditReport report;
+  grpc::Status status = audit(&report);
+  ASSERT_TRUE(status.ok()) << status.error_code() << " "
+                           << status.error_message();
+  EXPECT_TRUE(report.ok()) << report.violations_total() << " violations";
+
+  // Served again with a small memtable budget: flushes (and so
+  // compactions) every few hundred commands.
+  server_->Shutdown();
+  ServerOptions options = Options();
+  options.ledger.memtables_bytes_max = 1 << 20;
+  Start(options);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 2; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; !stop; ++i) {
+        const std::string store =
+            absl::StrCat("live", w, "-", i / kLoadProductsPerStore);
+        v1::CommandResult result =
+            Execute(StoreFillCommand(store, i % kLoadProductsPerStore, i));
+        if (result.status() == v1::ACCEPTED) ++written;
+      }
+    });
+  }
+  rocksdb::DB* db = server_->ledger().log().db();
+  const uint64_t head_before_writes = report.head_position();
+  uint64_t audited_head = head_before_writes;
+  // Full compactions one after another beside the writers and the audits:
+  // every table file is rewritten and deleted again and again.
+  std::thread compactor([&] {
+    rocksdb::CompactRangeOptions compact;
+    compact.bottommost_level_compaction =
+        rocksdb::BottommostLevelCompaction::kForce;
+    while (!stop) {
+      for (rocksdb::ColumnFamilyHandle* cf :
+           {server_->ledger().log().events_cf(),
+            server_->ledger().log().streams_cf(),
+            server_->ledger().log().commands_cf(),
+            server_->ledger().log().projections_cf()}) {
+        EXPECT_TRUE(db->CompactRange(compact, cf, nullptr, nullptr).ok());
+      }
+    }
+  });
+  int audits = 0;
+  const absl::Time until = absl::Now() + absl::Seconds(4);
+  while (absl::Now() < until || audits < 3) {
+    report.Clear();
+    status = audit(&report);
+    ++audits;
+    if (!status.ok()) {
+      ADD_FAILURE() << "audit " << audits << ": " << status.error_code()
+                    << " " << status.error_message();
+      break;
+    }
+    EXPECT_TRUE(report.ok()) << "audit " << audits << ": "
+                             << report.violations_total() << " violations, "
+                             << (report.violations_size() > 0
+                                     ? report.violations(0).message()
+                                     : "");
+    EXPECT_GE(report.head_position(), audited_head);
+    audited_head = report.head_position();
+  }
+  std::cout << audits << " audits beside the writers and compactions\n";
+  stop = true;
+  for (std::thread& t : writers) t.join();
+  compactor.join();
+  EXPECT_GT(written.load(), 0);
+  EXPECT_GT(audited_head, head_before_writes) << "no audit saw the writes";
+
+  // A store record changed under the live ledger is reported.
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(),
+                      server_->ledger().log().projections_cf(), "s/after",
+                      "garbage")
+                  .ok());
+  report.Clear();
+  status = audit(&report);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(report.ok());
+  bool named = false;
+  for (const v1::AuditViolation& violation : report.violations()) {
+    named = named || (violation.check() == kCheckProjections &&
+                      violation.key() == "s/after");
+  }
+  EXPECT_TRUE(named) << report.violations_total() << " violations, none of "
+                        "the projections at s/after";
 }
 
 // ---- load and shutdown
