@@ -23,6 +23,42 @@ grpc::Status Denied(absl::string_view what) {
   return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(what));
 }
 
+// What the reactors driven by a worker thread (ExecuteStream, Subscribe)
+// share: one write in flight at a time and its outcome, cancellation, and
+// the two references that free the reactor -- gRPC's until OnDone, the
+// worker's until it has called Finish (a reactor refused at once has no
+// worker and sets references_ to 1).
+template <typename Reactor>
+class WorkerReactor : public Reactor {
+ public:
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_pending_ = false;
+    write_ok_ = ok;
+    changed_.notify_all();
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    changed_.notify_all();
+  }
+
+  void OnDone() override { Unref(); }
+
+ protected:
+  void Unref() {
+    if (references_.fetch_sub(1) == 1) delete this;
+  }
+
+  std::atomic<int> references_{2};
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool cancelled_ = false;
+  bool write_pending_ = false;
+  bool write_ok_ = true;
+};
+
 }  // namespace
 
 grpc::Status ToGrpc(const absl::Status& status) {
@@ -165,7 +201,8 @@ grpc::Status LedgerService::Execute(grpc::ServerContext* context,
 // client goes away, or at shutdown. The reactor deletes itself when both
 // gRPC (OnDone) and the worker are done with it.
 class LedgerService::StreamExecution final
-    : public grpc::ServerBidiReactor<v1::Command, v1::CommandResult> {
+    : public WorkerReactor<
+          grpc::ServerBidiReactor<v1::Command, v1::CommandResult>> {
  public:
   StreamExecution(LedgerService* service, grpc::Status refused)
       : service_(service) {
@@ -199,21 +236,6 @@ class LedgerService::StreamExecution final
     }
     changed_.notify_all();
   }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    write_pending_ = false;
-    write_ok_ = ok;
-    changed_.notify_all();
-  }
-
-  void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    changed_.notify_all();
-  }
-
-  void OnDone() override { Unref(); }
 
  private:
   // The worker: batches until the call should end; returns its status.
@@ -289,24 +311,12 @@ class LedgerService::StreamExecution final
                         "it received may have been executed");
   }
 
-  void Unref() {
-    if (references_.fetch_sub(1) == 1) delete this;
-  }
-
   LedgerService* const service_;
-  // gRPC's (until OnDone) and the worker's (until it has called Finish).
-  std::atomic<int> references_{2};
-
-  std::mutex mu_;
-  std::condition_variable changed_;
   v1::Command incoming_;  // the read in flight writes here
   std::deque<v1::Command> queue_;
   bool read_paused_ = false;   // the queue was full; no read in flight
   bool reads_over_ = false;    // no more commands will arrive
   bool finishing_ = false;     // the worker is ending the call: no new reads
-  bool cancelled_ = false;
-  bool write_pending_ = false;
-  bool write_ok_ = true;
 };
 
 void LedgerService::CountStreamBatch(uint64_t commands) {
@@ -444,7 +454,7 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
 // the subscriber is cut off, the worker ends the call (Finish). The reactor
 // deletes itself when both gRPC (OnDone) and the worker are done with it.
 class LedgerService::Subscription final
-    : public grpc::ServerWriteReactor<v1::Envelope> {
+    : public WorkerReactor<grpc::ServerWriteReactor<v1::Envelope>> {
  public:
   // `refused`: not ok when the call is refused (no worker, no slot); ok when
   // it holds one of the kSubscribersMax slots, which the worker gives back.
@@ -465,21 +475,6 @@ class LedgerService::Subscription final
       Unref();
     }).detach();
   }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    write_pending_ = false;
-    write_ok_ = ok;
-    changed_.notify_all();
-  }
-
-  void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    changed_.notify_all();
-  }
-
-  void OnDone() override { Unref(); }
 
  private:
   enum class Sent { kSent, kClientGone, kStalled };
@@ -599,23 +594,11 @@ class LedgerService::Subscription final
     return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   }
 
-  void Unref() {
-    if (references_.fetch_sub(1) == 1) delete this;
-  }
-
   LedgerService* const service_;
   grpc::CallbackServerContext* const context_;
   const v1::SubscribeRequest request_;
-  // gRPC's (until OnDone) and the worker's (until it has called Finish).
-  std::atomic<int> references_{2};
   uint64_t last_ = 0;  // the last position handed to gRPC (worker only)
-
-  std::mutex mu_;
-  std::condition_variable changed_;
   v1::Envelope outgoing_;  // the write in flight reads it
-  bool cancelled_ = false;
-  bool write_pending_ = false;
-  bool write_ok_ = true;
 };
 
 grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
