@@ -103,6 +103,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
   log_options.create_if_missing = !options.read_only;
   log_options.env = options.env;
   log_options.write_batch_tap = options.write_batch_tap;
+  log_options.memtables_bytes_max = options.memtables_bytes_max;
   ASSIGN_OR_RETURN(std::unique_ptr<EventLog> log,
                    EventLog::Open(dir, log_options));
   return std::unique_ptr<Ledger>(new Ledger(std::move(log), std::move(options)));

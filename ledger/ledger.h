@@ -106,6 +106,9 @@ struct LedgerOptions {
   std::function<void(absl::string_view write_batch)> write_batch_tap = nullptr;
   // Not owned; must outlive the ledger. Default: nullptr (none).
   LedgerObserver* observer = nullptr;
+  // Passed to EventLogOptions::memtables_bytes_max (tests). Default: 0 (the
+  // log's own budget).
+  size_t memtables_bytes_max = 0;
 };
 
 // Where the group commit's time goes (Ledger::stats()): for benchmarks and

@@ -67,6 +67,13 @@ constexpr absl::string_view kMerchantStreamPrefix = "merchant-";
 // Characters of a record quoted in a violation message.
 constexpr size_t kRecordTextMax = 300;
 
+// A RocksDB iterator pins the memtables it was made over for as long as it
+// lives, and past the write-buffer budget every write waits for them
+// (storage/event_log.cc): the audit's iterators are made anew, at the same
+// snapshot, every so many steps, so an audit of a live ledger holds on to
+// no memtable for long.
+constexpr uint64_t kIteratorStepsMax = 4096;
+
 std::string Sep() { return std::string(1, kKeySeparator); }
 
 std::string StreamIndexKey(absl::string_view stream_id, uint64_t version) {
@@ -193,6 +200,7 @@ class Lookup {
 
  private:
   rocksdb::Iterator& Iterator() {
+    if (++uses_ % kIteratorStepsMax == 0) it_.reset();
     if (it_ == nullptr) {
       // Audit reads each block about once: keeping them out of the block
       // cache leaves it to the ledger's own reads and keeps the audit's
@@ -219,6 +227,47 @@ class Lookup {
   rocksdb::ColumnFamilyHandle* cf_;
   const rocksdb::Snapshot* snapshot_ = nullptr;
   std::unique_ptr<rocksdb::Iterator> it_;
+  uint64_t uses_ = 0;
+};
+
+// A forward iterator over one column family at a snapshot that is made
+// anew every kIteratorStepsMax steps, positioned at the key it was at.
+class SteppingIterator final : public rocksdb::Iterator {
+ public:
+  SteppingIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                   const rocksdb::ReadOptions& read_options)
+      : db_(db), cf_(cf), read_options_(read_options), it_(Make()) {}
+
+  bool Valid() const override { return it_->Valid(); }
+  void SeekToFirst() override { it_->SeekToFirst(); }
+  void SeekToLast() override { it_->SeekToLast(); }
+  void Seek(const rocksdb::Slice& target) override { it_->Seek(target); }
+  void SeekForPrev(const rocksdb::Slice& target) override {
+    it_->SeekForPrev(target);
+  }
+  void Next() override {
+    it_->Next();
+    if (++steps_ % kIteratorStepsMax != 0 || !it_->Valid()) return;
+    const std::string key = it_->key().ToString();
+    it_ = Make();
+    it_->Seek(key);
+  }
+  void Prev() override { it_->Prev(); }
+  rocksdb::Slice key() const override { return it_->key(); }
+  rocksdb::Slice value() const override { return it_->value(); }
+  rocksdb::Status status() const override { return it_->status(); }
+
+ private:
+  std::unique_ptr<rocksdb::Iterator> Make() {
+    return std::unique_ptr<rocksdb::Iterator>(
+        db_->NewIterator(read_options_, cf_));
+  }
+
+  rocksdb::DB* const db_;
+  rocksdb::ColumnFamilyHandle* const cf_;
+  const rocksdb::ReadOptions read_options_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+  uint64_t steps_ = 0;
 };
 
 // A hash of a multiset of byte strings that takes constant memory: the sum,
@@ -274,7 +323,6 @@ class Auditor {
 
   ~Auditor() {
     for (Lookup* lookup : Lookups()) lookup->SetSnapshot(nullptr);
-    if (snapshot_ != nullptr) db_->ReleaseSnapshot(snapshot_);
   }
 
   Auditor(const Auditor&) = delete;
@@ -282,8 +330,10 @@ class Auditor {
 
   absl::StatusOr<v1::AuditReport> Run() {
     // One consistent view for every pass, even while appends go on: a
-    // snapshot, and the head as that snapshot stores it.
-    snapshot_ = db_->GetSnapshot();
+    // snapshot of the durable log (no append that awaits its sync), and the
+    // head as that snapshot stores it.
+    read_point_.emplace(log_.Pin(EventLog::ReadView::kDurable));
+    snapshot_ = read_point_->snapshot();
     for (Lookup* lookup : Lookups()) lookup->SetSnapshot(snapshot_);
     Head head = log_.head();
     Lookup meta(db_, log_.meta_cf());
@@ -479,7 +529,7 @@ class Auditor {
     // No readahead_size: each file of a merging iterator would get a buffer
     // that large (measured: +20 MiB at 10^6 events); RocksDB's automatic
     // readahead for sequential reads is enough.
-    return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(read_options, cf));
+    return std::make_unique<SteppingIterator>(db_, cf, read_options);
   }
 
   // ------------------------------------------------------------ pass 1
@@ -1698,7 +1748,8 @@ class Auditor {
   const EventLog& log_;
   const AuditOptions& options_;
   rocksdb::DB* db_;
-  const rocksdb::Snapshot* snapshot_ = nullptr;  // for the whole audit
+  std::optional<EventLog::ReadPoint> read_point_;  // for the whole audit
+  const rocksdb::Snapshot* snapshot_ = nullptr;    // read_point_'s
   Lookup events_lookup_;
   Lookup streams_lookup_;
   Lookup commands_lookup_;

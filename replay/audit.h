@@ -35,9 +35,14 @@
 // 10^6). The audit reads around the block cache, so it neither grows it nor
 // evicts what the ledger keeps there.
 //
-// Thread-safety: Audit may run beside appends (it reads what each iterator
-// sees when created); a report on a log being written to can name records
-// changed during the audit, so audit a quiet log, or a read-only open of it.
+// Thread-safety: Audit may run beside appends, on the live EventLog: every
+// pass reads one RocksDB snapshot of the durable log, taken when the audit
+// starts, so the report is of the log as of then, whatever is appended
+// meanwhile. Its iterators are made anew every few thousand steps, so that
+// a long audit pins no memtable that writers would wait for. (Do not audit
+// a read-only open of a directory that another process writes: RocksDB
+// deletes the files such an open reads as it compacts, and the audit would
+// report damage that is not there.)
 //
 // Damage is a violation, never a crash or an early stop: a damaged envelope
 // is DATA_LOSS at its position and the passes go on past it. Every loop is

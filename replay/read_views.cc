@@ -251,25 +251,34 @@ absl::StatusOr<bool> ScanStoreHistory(
   ASSIGN_OR_RETURN(std::optional<StreamHead> head,
                    log.GetStreamHead(StoreStream(store_id)));
   if (!head.has_value() && refusals.empty()) return false;
+  // A batch at a time, up to the stream's head as read above, so that `fn`
+  // (a client's write, say) never waits with an iterator open.
+  const uint64_t last_version = head.has_value() ? head->version() : 0;
+  uint64_t version = from_version;
   size_t next_refusal = 0;
-  bool stopped = false;
-  RETURN_IF_ERROR(log.ScanStream(
-      StoreStream(store_id), from_version, [&](const v1::Envelope& e) {
-        while (next_refusal < refusals.size() &&
-               refusals[next_refusal].position() < e.position()) {
-          if (!fn(refusals[next_refusal++])) {
-            stopped = true;
-            return false;
-          }
-        }
-        if (!fn(e)) {
-          stopped = true;
-          return false;
-        }
-        return true;
-      }));
-  while (!stopped && next_refusal < refusals.size()) {
-    if (!fn(refusals[next_refusal++])) stopped = true;
+  std::vector<v1::Envelope> batch;
+  while (version < last_version) {
+    batch.clear();
+    size_t bytes = 0;
+    RETURN_IF_ERROR(log.ScanStream(
+        StoreStream(store_id), version, [&](const v1::Envelope& e) {
+          if (e.stream_version() > last_version) return false;
+          batch.push_back(e);
+          bytes += e.ByteSizeLong();
+          return batch.size() < kReadBatchEvents && bytes < kReadBatchBytes;
+        }));
+    if (batch.empty()) break;
+    for (const v1::Envelope& e : batch) {
+      while (next_refusal < refusals.size() &&
+             refusals[next_refusal].position() < e.position()) {
+        if (!fn(refusals[next_refusal++])) return true;
+      }
+      if (!fn(e)) return true;
+    }
+    version = batch.back().stream_version();
+  }
+  while (next_refusal < refusals.size()) {
+    if (!fn(refusals[next_refusal++])) return true;
   }
   return true;
 }

@@ -42,10 +42,19 @@ absl::StatusOr<v1::Explanation> Explain(const EventLog& log,
 v1::StoreDiff DiffStoreStates(const std::optional<v1::StoreState>& before,
                               const v1::StoreState& after);
 
+// What a streaming read (Subscribe, ReadStream, a store's history) reads
+// from the log before it hands any of it on: at most this many envelopes,
+// and it stops after the one that reaches this many bytes. Nothing of
+// RocksDB (iterator, snapshot, memtable) is held while a reader's consumer,
+// a network client say, takes them.
+inline constexpr size_t kReadBatchEvents = 256;
+inline constexpr size_t kReadBatchBytes = 1 << 20;
+
 // A store's history: the events of its stream from `from_version` (0: all),
 // merged by position with the refused commands naming it when
 // `include_rejections` (those `select_refusal` admits; nullptr: all). Calls
-// `fn` in position order until it returns false. Returns whether the store
+// `fn` in position order until it returns false, a batch at a time
+// (kReadBatchEvents): `fn` runs with no iterator open. Returns whether the store
 // has any event or selected refusal at all (false: `fn` was never called).
 absl::StatusOr<bool> ScanStoreHistory(
     const EventLog& log, absl::string_view store_id, uint64_t from_version,

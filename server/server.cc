@@ -222,9 +222,9 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   ServiceOptions service_options;
   service_options.ledger = server->ledger_.get();
   service_options.tokens = server->tokens_.get();
-  service_options.db_dir = options.db_dir;
   service_options.subscriber_buffer_events = options.subscriber_buffer_events;
   service_options.metrics = server->metrics_.get();
+  service_options.subscriber_drain_timeout = options.subscriber_drain_timeout;
   server->service_ = std::make_unique<LedgerService>(std::move(service_options));
 
   grpc::EnableDefaultHealthCheckService(true);

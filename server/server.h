@@ -45,6 +45,7 @@ struct ServerOptions {
   std::string http_listen;
   LedgerOptions ledger;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+  absl::Duration subscriber_drain_timeout = kSubscriberDrainTimeoutDefault;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?

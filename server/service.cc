@@ -22,6 +22,42 @@ namespace {
 
 constexpr char kAuthorizationMetadata[] = "authorization";
 
+// What the reactors driven by a worker thread (ExecuteStream, Subscribe)
+// share: one write in flight at a time and its outcome, cancellation, and
+// the two references that free the reactor -- gRPC's until OnDone, the
+// worker's until it has called Finish (a reactor refused at once has no
+// worker and sets references_ to 1).
+template <typename Reactor>
+class WorkerReactor : public Reactor {
+ public:
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_pending_ = false;
+    write_ok_ = ok;
+    changed_.notify_all();
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    changed_.notify_all();
+  }
+
+  void OnDone() override { Unref(); }
+
+ protected:
+  void Unref() {
+    if (references_.fetch_sub(1) == 1) delete this;
+  }
+
+  std::atomic<int> references_{2};
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool cancelled_ = false;
+  bool write_pending_ = false;
+  bool write_ok_ = true;
+};
+
 }  // namespace
 
 grpc::Status ToGrpc(const absl::Status& status) {
@@ -145,7 +181,8 @@ grpc::Status LedgerService::Execute(grpc::ServerContext* context,
 // client goes away, or at shutdown. The reactor deletes itself when both
 // gRPC (OnDone) and the worker are done with it.
 class LedgerService::StreamExecution final
-    : public grpc::ServerBidiReactor<v1::Command, v1::CommandResult> {
+    : public WorkerReactor<
+          grpc::ServerBidiReactor<v1::Command, v1::CommandResult>> {
  public:
   StreamExecution(LedgerService* service, grpc::Status refused)
       : service_(service) {
@@ -179,21 +216,6 @@ class LedgerService::StreamExecution final
     }
     changed_.notify_all();
   }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    write_pending_ = false;
-    write_ok_ = ok;
-    changed_.notify_all();
-  }
-
-  void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    changed_.notify_all();
-  }
-
-  void OnDone() override { Unref(); }
 
  private:
   // The worker: batches until the call should end; returns its status.
@@ -271,24 +293,12 @@ class LedgerService::StreamExecution final
                         "it received may have been executed");
   }
 
-  void Unref() {
-    if (references_.fetch_sub(1) == 1) delete this;
-  }
-
   LedgerService* const service_;
-  // gRPC's (until OnDone) and the worker's (until it has called Finish).
-  std::atomic<int> references_{2};
-
-  std::mutex mu_;
-  std::condition_variable changed_;
   v1::Command incoming_;  // the read in flight writes here
   std::deque<v1::Command> queue_;
   bool read_paused_ = false;   // the queue was full; no read in flight
   bool reads_over_ = false;    // no more commands will arrive
   bool finishing_ = false;     // the worker is ending the call: no new reads
-  bool cancelled_ = false;
-  bool write_pending_ = false;
-  bool write_ok_ = true;
 };
 
 void LedgerService::CountResults(
@@ -411,99 +421,184 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status LedgerService::Subscribe(grpc::ServerContext* context,
-                                      const v1::SubscribeRequest* request,
-                                      grpc::ServerWriter<v1::Envelope>* writer) {
-  Principal principal;
-  if (grpc::Status s = Authorize(*context, Permission::kReadLog, &principal);
-      !s.ok()) {
-    return s;
+// One Subscribe call. A worker thread reads the log in batches (EventLog::
+// Scan, which has let go of its iterator when it returns) and writes each
+// envelope of a batch once the one before it has left; it waits for the
+// client at most subscriber_drain_timeout per envelope, and never while it
+// holds anything of RocksDB. When the client is gone, the server stops, or
+// the subscriber is cut off, the worker ends the call (Finish). The reactor
+// deletes itself when both gRPC (OnDone) and the worker are done with it.
+class LedgerService::Subscription final
+    : public WorkerReactor<grpc::ServerWriteReactor<v1::Envelope>> {
+ public:
+  // `refused`: not ok when the call is refused (no worker, no slot); ok when
+  // it holds one of the kSubscribersMax slots, which the worker gives back.
+  Subscription(LedgerService* service, grpc::CallbackServerContext* context,
+               const v1::SubscribeRequest& request, grpc::Status refused)
+      : service_(service), context_(context), request_(request) {
+    if (!refused.ok()) {
+      references_ = 1;  // no worker
+      Finish(std::move(refused));
+      return;
+    }
+    std::thread([this] {
+      sent_ = request_.from_position();
+      {
+        absl::MutexLock lock(&service_->mu_);
+        service_->subscriber_positions_.insert(&sent_);
+      }
+      grpc::Status status = Run();
+      {
+        absl::MutexLock lock(&service_->mu_);
+        service_->subscriber_positions_.erase(&sent_);
+      }
+      // The last touch of the service: once Finish is called, OnDone may
+      // come and the server may go.
+      service_->subscribers_.fetch_sub(1);
+      Finish(std::move(status));
+      Unref();
+    }).detach();
   }
-  if (subscribers_.fetch_add(1) >= kSubscribersMax) {
-    subscribers_.fetch_sub(1);
+
+ private:
+  enum class Sent { kSent, kClientGone, kStalled };
+
+  grpc::Status Run() {
+    const EventLog& log = service_->options_.ledger->log();
+    last_ = request_.from_position();
+    const uint64_t start_head = log.head().position;
+    // Caught up once it has reached the head as of the call; from then on
+    // it may trail the head by at most subscriber_buffer_events.
+    bool live = last_ >= start_head;
+    std::vector<v1::Envelope> batch;
+    while (true) {
+      if (Cancelled()) return ClientGone();
+      if (service_->stopping_) {
+        return Resume(grpc::StatusCode::UNAVAILABLE,
+                      "the server is shutting down");
+      }
+      if (request_.catch_up_only() && last_ >= start_head) {
+        return grpc::Status::OK;
+      }
+      if (last_ >= log.head().position) {
+        live = true;
+        absl::MutexLock lock(&service_->mu_);
+        if (service_->notified_head_ <= last_ && !service_->stopping_) {
+          service_->appended_.WaitWithTimeout(&service_->mu_,
+                                              kSubscriberPollInterval);
+        }
+        continue;
+      }
+      if (absl::Status s = ReadBatch(log, start_head, &batch); !s.ok()) {
+        return ToGrpc(s);
+      }
+      for (v1::Envelope& envelope : batch) {
+        const uint64_t position = envelope.position();
+        switch (Write(std::move(envelope))) {
+          case Sent::kSent:
+            break;
+          case Sent::kClientGone:
+            return ClientGone();
+          case Sent::kStalled:
+            // The envelope in flight reaches a client that reads on, before
+            // the status: it resumes after it.
+            last_ = position;
+            sent_ = position;
+            service_->stalled_subscribers_cut_off_.fetch_add(1);
+            return Resume(
+                grpc::StatusCode::RESOURCE_EXHAUSTED,
+                absl::StrCat("the subscriber took no event for ",
+                             absl::FormatDuration(
+                                 service_->options_.subscriber_drain_timeout)));
+        }
+        last_ = position;
+        sent_ = position;
+        if (last_ >= start_head) live = true;
+        if (live && log.head().position - last_ >
+                        service_->options_.subscriber_buffer_events) {
+          return Resume(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("the subscriber fell more than ",
+                                     service_->options_.subscriber_buffer_events,
+                                     " events behind the head"));
+        }
+        if (service_->stopping_ || Cancelled()) break;
+      }
+    }
+  }
+
+  // The envelopes after last_ (up to start_head for a catch-up-only call),
+  // at most kReadBatchEvents of them and stopping after the one that
+  // reaches kReadBatchBytes. The scan is over when this returns.
+  absl::Status ReadBatch(const EventLog& log, uint64_t start_head,
+                         std::vector<v1::Envelope>* batch) const {
+    batch->clear();
+    size_t bytes = 0;
+    return log.Scan(last_, [&](const v1::Envelope& envelope,
+                               absl::string_view raw) {
+      if (request_.catch_up_only() && envelope.position() > start_head) {
+        return false;
+      }
+      batch->push_back(envelope);
+      bytes += raw.size();
+      return batch->size() < kReadBatchEvents &&
+             bytes < kReadBatchBytes;
+    });
+  }
+
+  // Hands `envelope` to gRPC and waits, at most subscriber_drain_timeout,
+  // for it to leave. kStalled leaves the write pending (outgoing_ stays
+  // alive with the reactor).
+  Sent Write(v1::Envelope envelope) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cancelled_) return Sent::kClientGone;
+    outgoing_ = std::move(envelope);
+    write_pending_ = true;
+    StartWrite(&outgoing_);
+    if (!changed_.wait_for(
+            lock,
+            absl::ToChronoMilliseconds(
+                service_->options_.subscriber_drain_timeout),
+            [&] { return !write_pending_ || cancelled_; })) {
+      return Sent::kStalled;
+    }
+    return !write_pending_ && write_ok_ ? Sent::kSent : Sent::kClientGone;
+  }
+
+  bool Cancelled() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancelled_;
+  }
+
+  // Ends the call with `code`, naming the position to resume from.
+  grpc::Status Resume(grpc::StatusCode code, absl::string_view why) {
+    context_->AddTrailingMetadata(kResumePositionMetadata, absl::StrCat(last_));
     return grpc::Status(
+        code, absl::StrCat(why, "; resume with from_position=", last_));
+  }
+
+  static grpc::Status ClientGone() {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  }
+
+  LedgerService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const v1::SubscribeRequest request_;
+  uint64_t last_ = 0;  // the last position handed to gRPC (worker only)
+  std::atomic<uint64_t> sent_{0};  // last_, for the lag metric
+  v1::Envelope outgoing_;  // the write in flight reads it
+};
+
+grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
+    grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) {
+  Principal principal;
+  grpc::Status refused = Authorize(*context, Permission::kReadLog, &principal);
+  if (refused.ok() && subscribers_.fetch_add(1) >= kSubscribersMax) {
+    subscribers_.fetch_sub(1);
+    refused = grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("more than ", kSubscribersMax, " subscribers; retry later"));
   }
-  struct Release {
-    std::atomic<size_t>* count;
-    ~Release() { count->fetch_sub(1); }
-  } release{&subscribers_};
-
-  const EventLog& log = options_.ledger->log();
-  uint64_t last = request->from_position();
-  std::atomic<uint64_t> sent{last};  // `last`, for the lag metric
-  {
-    absl::MutexLock lock(&mu_);
-    subscriber_positions_.insert(&sent);
-  }
-  struct Unregister {
-    LedgerService* service;
-    const std::atomic<uint64_t>* sent;
-    ~Unregister() {
-      absl::MutexLock lock(&service->mu_);
-      service->subscriber_positions_.erase(sent);
-    }
-  } unregister{this, &sent};
-  const uint64_t start_head = log.head().position;
-  // Caught up once it has reached the head as of the call; from then on it
-  // may trail the head by at most subscriber_buffer_events.
-  bool live = last >= start_head;
-  auto resume = [&](grpc::StatusCode code, absl::string_view why) {
-    context->AddTrailingMetadata(kResumePositionMetadata, absl::StrCat(last));
-    return grpc::Status(
-        code, absl::StrCat(why, "; resume with from_position=", last));
-  };
-  while (true) {
-    if (context->IsCancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-    }
-    if (stopping_) {
-      return resume(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
-    }
-    const uint64_t head = log.head().position;
-    if (request->catch_up_only() && last >= start_head) return grpc::Status::OK;
-    if (last < head) {
-      bool write_failed = false;
-      bool too_slow = false;
-      absl::Status status =
-          log.Scan(last, [&](const v1::Envelope& envelope, absl::string_view) {
-            if (request->catch_up_only() && envelope.position() > start_head) {
-              return false;
-            }
-            if (!writer->Write(envelope)) {
-              write_failed = true;
-              return false;
-            }
-            last = envelope.position();
-            sent = last;
-            if (last >= start_head) live = true;
-            if (live && log.head().position - last >
-                            options_.subscriber_buffer_events) {
-              too_slow = true;
-              return false;
-            }
-            return !stopping_;
-          });
-      if (!status.ok()) return ToGrpc(status);
-      if (write_failed) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      }
-      if (too_slow) {
-        return resume(
-            grpc::StatusCode::RESOURCE_EXHAUSTED,
-            absl::StrCat("the subscriber fell more than ",
-                         options_.subscriber_buffer_events,
-                         " events behind the head"));
-      }
-      continue;
-    }
-    live = true;
-    absl::MutexLock lock(&mu_);
-    if (notified_head_ <= last && !stopping_) {
-      appended_.WaitWithTimeout(&mu_, kSubscriberPollInterval);
-    }
-  }
+  return new Subscription(this, context, *request, std::move(refused));
 }
 
 grpc::Status LedgerService::Digest(grpc::ServerContext* context,
@@ -528,16 +623,12 @@ grpc::Status LedgerService::Audit(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
-  // The audit's passes use separate iterators; against the live database
-  // they could see a command half way through. A read-only open is one
-  // consistent view of the log as of now, and writers carry on meanwhile.
-  EventLogOptions log_options;
-  log_options.read_only = true;
-  log_options.create_if_missing = false;
-  absl::StatusOr<std::unique_ptr<EventLog>> view =
-      EventLog::Open(options_.db_dir, log_options);
-  if (!view.ok()) return ToGrpc(view.status());
-  absl::StatusOr<v1::AuditReport> report = storeledger::Audit(**view);
+  // The live log, through one snapshot shared by every pass (replay/
+  // audit.h); writers carry on meanwhile. Not a read-only open of the
+  // directory beside this instance: RocksDB deletes the files it would read
+  // as it compacts, and the audit answered DATA_LOSS on a sound ledger.
+  absl::StatusOr<v1::AuditReport> report =
+      storeledger::Audit(options_.ledger->log());
   if (!report.ok()) return ToGrpc(report.status());
   *response = *std::move(report);
   return grpc::Status::OK;

@@ -4,12 +4,23 @@
 //
 // Subscribe reads the log with EventLog::Scan from the subscriber's position
 // and then waits for new appends: this process holds the only writable
-// Ledger, so every acknowledged Execute wakes the waiting subscribers. Each
-// subscriber may be at most `subscriber_buffer_events` events behind the
-// head once it has caught up; one that falls further behind is cut off with
-// RESOURCE_EXHAUSTED (trailing metadata `storeledger-resume-position`) and
-// resumes from the last position it received. The log is the buffer, so a
-// slow subscriber costs no memory, and it never slows the writers.
+// Ledger, so every acknowledged Execute wakes the waiting subscribers. It
+// reads a batch (kReadBatchEvents, kReadBatchBytes), lets go of
+// the scan, and only then sends: no subscriber holds a RocksDB iterator,
+// snapshot or memtable while it waits for its client, so a client that stops
+// reading cannot hold back the flushes that writers wait for (RocksDB's
+// write-buffer budget stalls every write while a memtable stays pinned).
+//
+// A subscriber is cut off with RESOURCE_EXHAUSTED and its resume position
+// (trailing metadata `storeledger-resume-position`, and "resume with
+// from_position=N" in the message) when its client has not taken an
+// envelope for `subscriber_drain_timeout`, or, once caught up, when it
+// trails the head by more than `subscriber_buffer_events`. The status
+// follows the envelopes already sent, so a client that reads on receives
+// every envelope up to the resume position and then the status; it resumes
+// from there without a gap. The log is the buffer: a slow subscriber costs
+// a batch of memory, and writers nothing. ReadStream reads a store's stream
+// the same way, a batch at a time.
 //
 // Safe for concurrent use: gRPC calls the handlers from many threads.
 #ifndef STORELEDGER_SERVER_SERVICE_H_
@@ -26,6 +37,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "ledger/ledger.h"
+#include "replay/read_views.h"
 #include "server/auth.h"
 #include "server/metrics.h"
 #include "storeledger/v1/service.grpc.pb.h"
@@ -34,8 +46,11 @@ namespace storeledger {
 
 // How far (in events) a caught-up subscriber may trail the head.
 inline constexpr size_t kSubscriberBufferEventsDefault = 4096;
-// Concurrent Subscribe calls; each holds a server thread while it follows.
+// Concurrent Subscribe calls; each holds a thread while it follows.
 inline constexpr size_t kSubscribersMax = 64;
+// A subscriber whose client takes no envelope for this long is cut off.
+inline constexpr absl::Duration kSubscriberDrainTimeoutDefault =
+    absl::Seconds(10);
 // A waiting subscriber re-checks for cancellation this often.
 inline constexpr absl::Duration kSubscriberPollInterval = absl::Milliseconds(100);
 // ExecuteStream hands the commands that have arrived on a stream, up to this
@@ -61,18 +76,21 @@ struct ServiceOptions {
   // Not owned. nullptr: no authentication, every caller may do everything
   // (the server allows that on loopback only).
   const TokenTable* tokens = nullptr;
-  // The database directory, for Audit's read-only view of the log.
-  std::string db_dir;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
   // Not owned. Counts commands, append and read latency. Default: nullptr.
   ServerMetrics* metrics = nullptr;
+  // Default: kSubscriberDrainTimeoutDefault.
+  absl::Duration subscriber_drain_timeout = kSubscriberDrainTimeoutDefault;
 };
 
 // ExecuteStream is a callback-API method (a reactor) so that it can see which
 // commands have already arrived and end the call with a status while a read
-// is still pending; the other methods are synchronous.
+// is still pending; Subscribe is one so that it can end the call while a
+// write waits for a client that does not read. The other methods are
+// synchronous.
 class LedgerService final
-    : public v1::Ledger::WithCallbackMethod_ExecuteStream<v1::Ledger::Service> {
+    : public v1::Ledger::WithCallbackMethod_ExecuteStream<
+          v1::Ledger::WithCallbackMethod_Subscribe<v1::Ledger::Service>> {
  public:
   explicit LedgerService(ServiceOptions options);
 
@@ -84,6 +102,11 @@ class LedgerService final
   StreamBatchStats stream_batch_stats() const;
   // The head, the live subscribers and the slowest one's lag (metrics).
   MetricsGauges Gauges() const;
+  // Subscribers cut off because their client took nothing for
+  // subscriber_drain_timeout (for tests).
+  uint64_t stalled_subscribers_cut_off() const {
+    return stalled_subscribers_cut_off_.load();
+  }
 
   grpc::Status Execute(grpc::ServerContext* context, const v1::Command* request,
                        v1::CommandResult* response) override;
@@ -101,9 +124,9 @@ class LedgerService final
   grpc::Status ReadStream(grpc::ServerContext* context,
                           const v1::ReadStreamRequest* request,
                           grpc::ServerWriter<v1::Envelope>* writer) override;
-  grpc::Status Subscribe(grpc::ServerContext* context,
-                         const v1::SubscribeRequest* request,
-                         grpc::ServerWriter<v1::Envelope>* writer) override;
+  grpc::ServerWriteReactor<v1::Envelope>* Subscribe(
+      grpc::CallbackServerContext* context,
+      const v1::SubscribeRequest* request) override;
   grpc::Status Digest(grpc::ServerContext* context,
                       const v1::DigestRequest* request,
                       v1::Digest* response) override;
@@ -113,6 +136,7 @@ class LedgerService final
 
  private:
   class StreamExecution;  // one ExecuteStream call (server/service.cc)
+  class Subscription;     // one Subscribe call (server/service.cc)
 
   // The caller's principal if its token allows `permission`;
   // UNAUTHENTICATED or PERMISSION_DENIED otherwise.
@@ -134,6 +158,7 @@ class LedgerService final
   const ServiceOptions options_;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> subscribers_{0};
+  std::atomic<uint64_t> stalled_subscribers_cut_off_{0};
 
   std::atomic<uint64_t> stream_batches_{0};
   std::atomic<uint64_t> stream_batch_commands_{0};

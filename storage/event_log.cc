@@ -777,7 +777,9 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   const std::shared_ptr<rocksdb::Cache> block_cache =
       rocksdb::NewLRUCache(cache_options);
   db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
-      kMemtablesBytesMax, block_cache, /*allow_stall=*/true);
+      options.memtables_bytes_max > 0 ? options.memtables_bytes_max
+                                      : kMemtablesBytesMax,
+      block_cache, /*allow_stall=*/true);
 
   // point_lookups: the append path looks keys up one by one (command ids,
   // stream heads, records), many of them absent: bloom filters pay. Events
@@ -787,7 +789,10 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
                             bool filter) {
     rocksdb::ColumnFamilyOptions cf_options;
     cf_options.level_compaction_dynamic_level_bytes = true;
-    cf_options.write_buffer_size = write_buffer_bytes;
+    cf_options.write_buffer_size =
+        options.memtables_bytes_max > 0
+            ? std::min(write_buffer_bytes, options.memtables_bytes_max / 4)
+            : write_buffer_bytes;
     // Envelopes and records are protobufs full of repeated ids: LZ4 roughly
     // halves them on disk for little CPU (flushes and compactions run in
     // the background).

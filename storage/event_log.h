@@ -61,6 +61,13 @@ struct EventLogOptions {
   // without deciding anything. Called by the appending thread. Default:
   // none.
   std::function<void(absl::string_view write_batch)> write_batch_tap = nullptr;
+  // The memtables' budget (RocksDB's write_buffer_manager): past it the
+  // largest memtable is flushed and writes wait for the flush. Tests shrink
+  // it to reach it with a few thousand commands; each memtable is then at
+  // most a quarter of it (an empty memtable's first arena block alone is an
+  // eighth of its size). 0: kMemtablesBytesMax and the memtable sizes of
+  // storage/FORMAT.md "RocksDB options". Default: 0.
+  size_t memtables_bytes_max = 0;
 };
 
 // One event to append. The caller fills stream_id, expected_version and the
@@ -227,6 +234,11 @@ class EventLog {
   // a read given a ReadView pins one for itself. A durable point holds a
   // RocksDB snapshot: keep it for one question, and never past the EventLog.
   class ReadPoint {
+   public:
+    // For readers of the column families themselves (the audit); null for
+    // kAppended.
+    const rocksdb::Snapshot* snapshot() const { return snapshot_.get(); }
+
    private:
     friend class EventLog;
     explicit ReadPoint(std::shared_ptr<const rocksdb::Snapshot> snapshot)

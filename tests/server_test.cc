@@ -45,6 +45,7 @@
 #include "core/policy.h"
 #include "ledger/json.h"
 #include "replay/projection_store.h"
+#include "replay/audit.h"
 #include "rocksdb/db.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
@@ -1145,6 +1146,267 @@ TEST_F(ServerTest, SlowSubscriberIsCutOffAndResumesWithoutGaps) {
   for (uint64_t p : Collect(last, until, &cutoffs)) positions.push_back(p);
   ASSERT_EQ(positions.size(), head);
   for (uint64_t i = 0; i < head; ++i) ASSERT_EQ(positions[i], i + 1);
+}
+
+// A subscriber whose client never reads and one whose client pauses hold
+// nothing writers wait for. Writers append far more than the memtable
+// budget (shrunk to kStallBudgetBytes) past both: every command is answered
+// within a bound of the same writes with no subscriber, and both
+// subscribers are cut off for taking nothing within the drain timeout; the
+// paused one, reading on, gets every event up to its resume position, then
+// the status naming it, and resumes from there without a gap.
+TEST_F(ServerTest, StalledSubscribersCostWritersNothing) {
+  constexpr size_t kStallBudgetBytes = 1 << 20;
+  constexpr int kStallStreams = 2;
+  constexpr int kStallCommandsPerStream = 10000;
+  constexpr absl::Duration kDrainTimeout = absl::Seconds(1);
+  // A bound that a stalled writer misses by far (it waits for ever).
+  constexpr absl::Duration kWriteBound = absl::Seconds(60);
+  ServerOptions options = Options();
+  options.ledger.memtables_bytes_max = kStallBudgetBytes;
+  options.subscriber_drain_timeout = kDrainTimeout;
+  // Only the drain timeout cuts these subscribers off.
+  options.subscriber_buffer_events = 1 << 30;
+  Start(options);
+
+  // kStallStreams pipelined ExecuteStream calls (as `apply` writes), each
+  // filling its own stores; the seconds they took, or nullopt when some
+  // command got no ACCEPTED result within kWriteBound.
+  auto write = [&](const std::string& tag) -> std::optional<double> {
+    const absl::Time start = absl::Now();
+    std::atomic<int> answered{0};
+    std::vector<std::thread> streams;
+    for (int c = 0; c < kStallStreams; ++c) {
+      streams.emplace_back([&, c] {
+        grpc::ClientContext context;
+        Authorize(&context, kWriter);
+        context.set_deadline(absl::ToChronoTime(start + kWriteBound));
+        auto stream = stub_->ExecuteStream(&context);
+        std::thread sender([&] {
+          for (int i = 0; i < kStallCommandsPerStream; ++i) {
+            const std::string store = absl::StrCat(
+                tag, c, "-", i / kLoadProductsPerStore);
+            if (!stream->Write(
+                    StoreFillCommand(store, i % kLoadProductsPerStore, i))) {
+              break;
+            }
+          }
+          stream->WritesDone();
+        });
+        v1::CommandResult result;
+        while (stream->Read(&result)) {
+          if (result.status() == v1::ACCEPTED) ++answered;
+        }
+        sender.join();
+        grpc::Status status = stream->Finish();
+        EXPECT_TRUE(status.ok()) << tag << c << ": " << status.error_message();
+      });
+    }
+    for (std::thread& t : streams) t.join();
+    if (answered != kStallStreams * kStallCommandsPerStream) {
+      ADD_FAILURE() << tag << ": " << answered.load() << " of "
+                    << kStallStreams * kStallCommandsPerStream
+                    << " commands answered ACCEPTED within "
+                    << absl::FormatDuration(kWriteBound);
+      return std::nullopt;
+    }
+    return absl::ToDoubleSeconds(absl::Now() - start);
+  };
+  constexpr double kCommands = kStallStreams * kStallCommandsPerStream;
+
+  std::optional<double> alone = write("a");
+  ASSERT_TRUE(alone.has_value());
+
+  // One that never reads, from the start of the log (far more than the
+  // transport holds for it) ...
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto still_stub = v1::Ledger::NewStub(grpc::CreateCustomChannel(
+      server_->address(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext still_context;
+  Authorize(&still_context, kAuditor);
+  v1::SubscribeRequest from_start;
+  auto still = still_stub->Subscribe(&still_context, from_start);
+  // ... and one from the head that reads a few events of the next writes,
+  // then pauses until they are over.
+  auto paused_stub = v1::Ledger::NewStub(grpc::CreateCustomChannel(
+      server_->address(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext paused_context;
+  Authorize(&paused_context, kInvestigator);
+  v1::SubscribeRequest from_head;
+  const uint64_t head_before = server_->ledger().log().head().position;
+  from_head.set_from_position(head_before);
+  auto paused = paused_stub->Subscribe(&paused_context, from_head);
+
+  std::vector<uint64_t> positions;
+  std::thread reader([&] {
+    v1::Envelope envelope;
+    while (positions.size() < 10 && paused->Read(&envelope)) {
+      positions.push_back(envelope.position());
+    }
+  });
+  std::optional<double> stalled = write("b");
+  reader.join();
+  if (!stalled.has_value()) {
+    // Let the writers go before the server shuts down.
+    still_context.TryCancel();
+    paused_context.TryCancel();
+    FAIL() << "writers stalled behind the subscribers";
+  }
+  std::cout << "writer throughput: " << kCommands / *alone
+            << " commands/s with no subscriber, " << kCommands / *stalled
+            << " commands/s past a subscriber that never reads and one "
+               "paused ("
+            << kCommands << " commands each, memtable budget "
+            << kStallBudgetBytes << " bytes)\n";
+  EXPECT_LT(*stalled, 4 * *alone + 2 * absl::ToDoubleSeconds(kDrainTimeout))
+      << "writers slowed by the stalled subscribers";
+
+  // Both are cut off within the drain timeout (after the writes, at most).
+  const absl::Time deadline = absl::Now() + 10 * kDrainTimeout;
+  while (server_->service().stalled_subscribers_cut_off() < 2 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(server_->service().stalled_subscribers_cut_off(), 2u);
+
+  // The paused one reads on: every event up to its resume position, then
+  // the status naming it.
+  ASSERT_EQ(positions.size(), 10u);
+  v1::Envelope envelope;
+  while (paused->Read(&envelope)) positions.push_back(envelope.position());
+  grpc::Status status = paused->Finish();
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("took no event for 1s"));
+  const uint64_t last = positions.back();
+  EXPECT_THAT(status.error_message(),
+              HasSubstr(absl::StrCat("from_position=", last)));
+  auto trailer = paused_context.GetServerTrailingMetadata();
+  auto it = trailer.find(kResumePositionMetadata);
+  ASSERT_NE(it, trailer.end());
+  EXPECT_EQ(std::string(it->second.data(), it->second.size()),
+            absl::StrCat(last));
+  const uint64_t head = server_->ledger().log().head().position;
+  ASSERT_LT(last, head);
+  std::atomic<uint64_t> until{head};
+  int cutoffs = 0;
+  for (uint64_t p : Collect(last, until, &cutoffs)) positions.push_back(p);
+  ASSERT_EQ(positions.size(), head - head_before);
+  for (size_t i = 0; i < positions.size(); ++i) {
+    ASSERT_EQ(positions[i], head_before + 1 + i) << "gap or duplicate";
+  }
+
+  still_context.TryCancel();
+  still->Finish();
+}
+
+// Audit over gRPC reads the live ledger. The reproduction (a
+// simulated ledger, served, one command, then Audit) and audits while
+// writers append and RocksDB flushes and compacts all pass -- the read-only
+// open that Audit used to make beside the live instance read files that
+// compaction had deleted, and answered DATA_LOSS on a sound ledger -- and a
+// damaged record of the live ledger is still reported.
+TEST_F(ServerTest, AuditOfTheLiveLedgerPassesDuringWritesAndReportsDamage) {
+  testing::CliRun simulated = RunStoreledger(
+      {"--db", dir_.Sub("db"), "simulate", "--stores", "30", "--seed", "5"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  Start();
+  ASSERT_EQ(Execute(OpenStoreCommand("after-open", "after", "m1")).status(),
+            v1::ACCEPTED);
+  auto audit = [&](v1::AuditReport* report) {
+    grpc::ClientContext context;
+    Authorize(&context, kAuditor);
+    return stub_->Audit(&context, v1::AuditRequest(), report);
+  };
+  v1::AuditReport report;
+  grpc::Status status = audit(&report);
+  ASSERT_TRUE(status.ok()) << status.error_code() << " "
+                           << status.error_message();
+  EXPECT_TRUE(report.ok()) << report.violations_total() << " violations";
+
+  // Served again with a small memtable budget: flushes (and so
+  // compactions) every few hundred commands.
+  server_->Shutdown();
+  ServerOptions options = Options();
+  options.ledger.memtables_bytes_max = 1 << 20;
+  Start(options);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 2; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; !stop; ++i) {
+        const std::string store =
+            absl::StrCat("live", w, "-", i / kLoadProductsPerStore);
+        v1::CommandResult result =
+            Execute(StoreFillCommand(store, i % kLoadProductsPerStore, i));
+        if (result.status() == v1::ACCEPTED) ++written;
+      }
+    });
+  }
+  rocksdb::DB* db = server_->ledger().log().db();
+  const uint64_t head_before_writes = report.head_position();
+  uint64_t audited_head = head_before_writes;
+  // Full compactions one after another beside the writers and the audits:
+  // every table file is rewritten and deleted again and again.
+  std::thread compactor([&] {
+    rocksdb::CompactRangeOptions compact;
+    compact.bottommost_level_compaction =
+        rocksdb::BottommostLevelCompaction::kForce;
+    while (!stop) {
+      for (rocksdb::ColumnFamilyHandle* cf :
+           {server_->ledger().log().events_cf(),
+            server_->ledger().log().streams_cf(),
+            server_->ledger().log().commands_cf(),
+            server_->ledger().log().projections_cf()}) {
+        EXPECT_TRUE(db->CompactRange(compact, cf, nullptr, nullptr).ok());
+      }
+    }
+  });
+  int audits = 0;
+  const absl::Time until = absl::Now() + absl::Seconds(4);
+  while (absl::Now() < until || audits < 3) {
+    report.Clear();
+    status = audit(&report);
+    ++audits;
+    if (!status.ok()) {
+      ADD_FAILURE() << "audit " << audits << ": " << status.error_code()
+                    << " " << status.error_message();
+      break;
+    }
+    EXPECT_TRUE(report.ok()) << "audit " << audits << ": "
+                             << report.violations_total() << " violations, "
+                             << (report.violations_size() > 0
+                                     ? report.violations(0).message()
+                                     : "");
+    EXPECT_GE(report.head_position(), audited_head);
+    audited_head = report.head_position();
+  }
+  std::cout << audits << " audits beside the writers and compactions\n";
+  stop = true;
+  for (std::thread& t : writers) t.join();
+  compactor.join();
+  EXPECT_GT(written.load(), 0);
+  EXPECT_GT(audited_head, head_before_writes) << "no audit saw the writes";
+
+  // A store record changed under the live ledger is reported.
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(),
+                      server_->ledger().log().projections_cf(), "s/after",
+                      "garbage")
+                  .ok());
+  report.Clear();
+  status = audit(&report);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(report.ok());
+  bool named = false;
+  for (const v1::AuditViolation& violation : report.violations()) {
+    named = named || (violation.check() == kCheckProjections &&
+                      violation.key() == "s/after");
+  }
+  EXPECT_TRUE(named) << report.violations_total() << " violations, none of "
+                        "the projections at s/after";
 }
 
 // ---- load and shutdown
