@@ -36,6 +36,8 @@
 #include "rocksdb/write_buffer_manager.h"
 #include "rocksdb/cache.h"
 #include "storage/hash_internal.h"
+#include "storage/merkle.h"
+#include "storage/merkle_store.h"
 #include "storage/rocks_util.h"
 
 namespace storeledger {
@@ -88,6 +90,7 @@ constexpr char kStreamsCf[] = "streams";
 constexpr char kCommandsCf[] = "commands";
 constexpr char kMetaCf[] = "meta";
 constexpr char kProjectionsCf[] = "projections";
+constexpr char kMerkleCf[] = "merkle";
 constexpr char kMetaHeadKey[] = "head";
 constexpr char kMetaFormatVersionKey[] = "format_version";
 
@@ -99,6 +102,7 @@ enum CfIndex : size_t {
   kCommands,
   kMeta,
   kProjections,
+  kMerkle,
   kCfCount
 };
 
@@ -377,6 +381,9 @@ struct EventLog::Impl {
   // write that bypasses Append (a test damaging the database through db())
   // is seen after a reopen.
   absl::flat_hash_map<std::string, StreamHead> head_cache;
+  // The Merkle tree's right edge as committed (storage/merkle_store.h), when
+  // EventLogOptions::merkle_tree is on: leader only, like head_cache.
+  merkle::CompactRange merkle_range;
 
   // Written only by the leader (and Sync); read by anyone. `head` is the
   // last appended event, `durable_head` the last one known synced: they
@@ -538,6 +545,7 @@ struct EventLog::Impl {
   struct GroupState {
     Head head;
     std::map<std::string, StreamHead, std::less<>> stream_heads;
+    std::vector<std::string> leaf_hashes;  // Merkle leaves, in position order
   };
   // Checks `request` against `state` and adds its writes to `batch`. On
   // success advances `state`; on error leaves `state` alone (the caller rolls
@@ -733,6 +741,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       {kCommandsCf, cf_options_for(kMemtableBytes, true, true)},
       {kMetaCf, small},
       {kProjectionsCf, cf_options_for(kMemtableBytes, true, true)},
+      // Read by key, never looked up missing, written in key order per level.
+      {kMerkleCf, cf_options_for(kMemtableBytes, false, false)},
   };
 
   auto impl = std::make_unique<Impl>();
@@ -763,6 +773,12 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   }
   RETURN_IF_ERROR(impl->Initialize());
   RETURN_IF_ERROR(impl->LoadHead());
+  if (options.merkle_tree) {
+    ASSIGN_OR_RETURN(impl->merkle_range,
+                     LoadMerkleTree(impl->db.get(), impl->cf(kEvents),
+                                    impl->cf(kMerkle), impl->head.position,
+                                    options.read_only));
+  }
   return std::unique_ptr<EventLog>(new EventLog(std::move(impl)));
 }
 
@@ -772,6 +788,7 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
   // Stream heads as this request leaves them; ordered so that the batch is
   // the same for the same request.
   std::map<std::string, StreamHead, std::less<>> touched;
+  std::vector<std::string> leaf_hashes;
 
   for (size_t i = 0; i < request.events.size(); ++i) {
     Envelope& envelope = request.events[i].envelope;
@@ -820,6 +837,7 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     bytes.push_back(static_cast<char>(kHashBytes));
     bytes.append(hash);
     envelope.set_hash(hash);
+    if (options.merkle_tree) leaf_hashes.push_back(merkle::LeafHash(bytes));
 
     batch.Put(kEvents, PositionKey(position), std::move(bytes));
     batch.Put(kStreams, StreamIndexKey(stream_id, actual + 1),
@@ -856,6 +874,9 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     state.stream_heads[stream_id] = std::move(stream_head);
   }
   state.head = std::move(new_head);
+  for (std::string& leaf_hash : leaf_hashes) {
+    state.leaf_hashes.push_back(std::move(leaf_hash));
+  }
   return result;
 }
 
@@ -959,7 +980,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     }
   } else {
     const Head old_head = impl_->GetHead();
-    Impl::GroupState state{old_head, {}};
+    Impl::GroupState state{old_head, {}, {}};
     GroupBatch batch;
     for (Impl::Writer* writer : group) {
       // A writer's requests land together or not at all: on a failure the
@@ -996,6 +1017,14 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     }
     if (state.head.position != old_head.position) {
       batch.Put(kMeta, kMetaHeadKey, EncodeHead(state.head));
+    }
+    // The leaves and the nodes they complete (FORMAT.md "The Merkle tree").
+    merkle::CompactRange merkle_range = impl_->merkle_range;
+    for (std::string& leaf_hash : state.leaf_hashes) {
+      merkle_range.Append(std::move(leaf_hash),
+                          [&](merkle::NodeId id, const std::string& hash) {
+                            batch.Put(kMerkle, merkle::NodeKey(id), hash);
+                          });
     }
     if (batch.size() > 0) {
       rocksdb::WriteBatch write_batch;
@@ -1043,6 +1072,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
       for (auto& [stream_id, stream_head] : state.stream_heads) {
         impl_->head_cache.insert_or_assign(stream_id, std::move(stream_head));
       }
+      impl_->merkle_range = std::move(merkle_range);
       // Only now, after the write succeeded, do readers see the new head;
       // the durable one once it is synced (here, or by a later Sync). With
       // EventLogOptions::sync off nothing is ever promised durable: both
@@ -1311,6 +1341,9 @@ rocksdb::ColumnFamilyHandle* EventLog::meta_cf() const {
 }
 rocksdb::ColumnFamilyHandle* EventLog::projections_cf() const {
   return impl_->cf(kProjections);
+}
+rocksdb::ColumnFamilyHandle* EventLog::merkle_cf() const {
+  return impl_->cf(kMerkle);
 }
 
 }  // namespace storeledger

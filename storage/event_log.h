@@ -61,6 +61,11 @@ struct EventLogOptions {
   // without deciding anything. Called by the appending thread. Default:
   // none.
   std::function<void(absl::string_view write_batch)> write_batch_tap = nullptr;
+  // Keep the Merkle tree over the log (FORMAT.md "The Merkle tree") in the
+  // appends' WriteBatches, and build what is missing of it at open. Off only
+  // to measure what it costs (storeledger-bench); a later open with it on
+  // builds the tree from the log. Default: true.
+  bool merkle_tree = true;
 };
 
 // One event to append. The caller fills stream_id, expected_version and the
@@ -266,6 +271,8 @@ class EventLog {
   rocksdb::ColumnFamilyHandle* commands_cf() const;
   rocksdb::ColumnFamilyHandle* meta_cf() const;
   rocksdb::ColumnFamilyHandle* projections_cf() const;
+  // The Merkle tree's nodes (storage/merkle_store.h reads them).
+  rocksdb::ColumnFamilyHandle* merkle_cf() const;
 
  private:
   struct Impl;
