@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "ledger/ledger.h"
 #include "server/auth.h"
+#include "server/checkpoint_signer.h"
 #include "server/service.h"
 
 namespace grpc {
@@ -40,6 +41,9 @@ struct ServerOptions {
   std::string tls_key_file;
   LedgerOptions ledger;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+  // Sign checkpoints of the Merkle tree (server/checkpoint_signer.h).
+  // Default: none (GetCheckpoint serves what `storeledger checkpoint` stored).
+  std::optional<CheckpointSignerOptions> checkpoints;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?
@@ -79,6 +83,7 @@ class LedgerServer {
   std::unique_ptr<TokenTable> tokens_;
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LedgerService> service_;
+  std::unique_ptr<CheckpointSigner> signer_;
   std::unique_ptr<grpc::Server> server_;
   bool shut_down_ = false;
 };
