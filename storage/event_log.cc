@@ -734,6 +734,10 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   };
   const rocksdb::ColumnFamilyOptions small =
       cf_options_for(kMemtableBytesSmall, false, true);
+  // Node hashes are random bytes: LZ4 would spend flush and compaction CPU
+  // finding nothing to compress.
+  rocksdb::ColumnFamilyOptions merkle = cf_options_for(kMemtableBytes, false, false);
+  merkle.compression = rocksdb::kNoCompression;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
       {rocksdb::kDefaultColumnFamilyName, small},
       {kEventsCf, cf_options_for(kMemtableBytesEvents, false, false)},
@@ -742,7 +746,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       {kMetaCf, small},
       {kProjectionsCf, cf_options_for(kMemtableBytes, true, true)},
       // Read by key, never looked up missing, written in key order per level.
-      {kMerkleCf, cf_options_for(kMemtableBytes, false, false)},
+      {kMerkleCf, merkle},
   };
 
   auto impl = std::make_unique<Impl>();
