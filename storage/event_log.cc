@@ -755,6 +755,17 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s;
   if (options.read_only) {
+    // A read-only open cannot create the "merkle" column family that a
+    // database from before the tree lacks: say how to add it.
+    std::vector<std::string> families;
+    if (rocksdb::DB::ListColumnFamilies(db_options, dir, &families).ok() &&
+        std::find(families.begin(), families.end(), kMerkleCf) ==
+            families.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database ", dir, " has no Merkle tree yet (written before it "
+          "existed): open it for writing once (e.g. storeledger rebuild) to "
+          "build it"));
+    }
     s = rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors,
                                      &impl->handles, &raw_db);
   } else {

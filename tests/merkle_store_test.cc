@@ -135,6 +135,35 @@ TEST(MerkleStoreTest, AnOpenBuildsTheTreeALogWroteWithout) {
   EXPECT_EQ(check->problems_total, 0u) << check->problems.front();
 }
 
+TEST(MerkleStoreTest, ADatabaseFromBeforeTheTreeGetsItAtItsFirstWritableOpen) {
+  testing::TempDir dir;
+  std::string root;
+  {
+    auto log = MustOpen(dir.path());
+    AppendEvents(*log, 0, 25);
+    root = RootFromScan(*log);
+    // What a database written before the tree looks like: no "merkle".
+    ASSERT_TRUE(log->db()->DropColumnFamily(log->merkle_cf()).ok());
+  }
+  EventLogOptions read_only;
+  read_only.read_only = true;
+  absl::StatusOr<std::unique_ptr<EventLog>> refused =
+      EventLog::Open(dir.path(), read_only);
+  ASSERT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("open it for writing once"),
+            std::string::npos);
+  {
+    auto log = MustOpen(dir.path());
+    absl::StatusOr<std::string> built = MerkleRoot(*log, 25);
+    ASSERT_TRUE(built.ok()) << built.status();
+    EXPECT_EQ(ToHex(*built), ToHex(root));
+  }
+  auto log = MustOpen(dir.path(), read_only);
+  absl::StatusOr<std::string> reread = MerkleRoot(*log, 25);
+  ASSERT_TRUE(reread.ok()) << reread.status();
+  EXPECT_EQ(ToHex(*reread), ToHex(root));
+}
+
 TEST(MerkleStoreTest, EverySingleByteChangeOfAnEnvelopeFailsItsInclusionProof) {
   testing::TempDir dir;
   auto log = MustOpen(dir.path());
