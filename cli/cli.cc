@@ -31,10 +31,19 @@ Reading a store:
 Finance:
   postings [--store ID] [--from T] [--to T] [--position N] [--format csv|jsonl]
   balances [--as-of T] [--position N] [--format json|csv]
-  statement --store ID --from T --to T [--format csv|json]
+  statement --store ID --from T --to T [--format csv|json] [--proofs]
   audit [--no-progress]               every check; exit 0 only when all hold
   digest                              {"position":N,"hash":HEX} of the head
   verify --digest N:HEX               exit 0 only if the log up to N hashes to HEX
+
+Proofs (RFC 9162 Merkle tree; docs/finance.md):
+  keygen --name LOG-NAME --out PREFIX writes PREFIX.key (Ed25519) and PREFIX.pub
+  checkpoint --key PREFIX.key         sign and store the tree head; prints the note
+  prove --position N [--tree-size M]  inclusion proof (JSON), against the latest
+                                      checkpoint's tree unless --tree-size
+  prove --consistency A [B]           consistency proof between tree sizes A and B
+  verify-proof --key PREFIX.pub [--checkpoint NOTE | --old NOTE [--new NOTE]] PROOF
+                                      exit 0 only if the proof holds
 
 The log:
   export [--from-position N] [--format delimited|jsonl]
@@ -58,10 +67,13 @@ constexpr Verb kVerbs[] = {
     {"statement", StatementVerb}, {"audit", AuditVerb},
     {"rebuild", RebuildVerb}, {"explain", ExplainVerb},
     {"diff", DiffVerb},
+    {"keygen", KeygenVerb},   {"checkpoint", CheckpointVerb},
+    {"prove", ProveVerb},     {"verify-proof", VerifyProofVerb},
 };
 
 const std::vector<std::string> kBooleanFlags = {
-    "follow", "shadow", "include-rejections", "help", "no-progress"};
+    "follow", "shadow", "include-rejections", "help", "no-progress",
+    "proofs"};
 
 }  // namespace
 

@@ -80,6 +80,11 @@ int AuditVerb(CliContext& ctx);
 int RebuildVerb(CliContext& ctx);
 int ExplainVerb(CliContext& ctx);
 int DiffVerb(CliContext& ctx);
+// Proofs (cli/proof_verbs.cc, issue 19).
+int KeygenVerb(CliContext& ctx);
+int CheckpointVerb(CliContext& ctx);
+int ProveVerb(CliContext& ctx);
+int VerifyProofVerb(CliContext& ctx);
 
 }  // namespace storeledger
 

@@ -12,11 +12,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "cli/cli.h"
+#include "core/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "ledger/json.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
 #include "replay/read_views.h"
+#include "storage/merkle_store.h"
 
 namespace storeledger {
 namespace {
@@ -158,8 +160,43 @@ int BalancesVerb(CliContext& ctx) {
   return kExitOk;
 }
 
+namespace {
+
+// statement --proofs: one JSON line per posting, {"line": StatementLine,
+// "proof": InclusionProof}, every proof against the latest signed
+// checkpoint, so a merchant checks each line on its own
+// (examples/verify/verify.js statement).
+absl::Status PrintStatementProofs(const EventLog& log,
+                                  const v1::Statement& statement,
+                                  std::ostream& out) {
+  ASSIGN_OR_RETURN(std::optional<v1::SignedCheckpoint> checkpoint,
+                   LatestCheckpoint(log));
+  if (!checkpoint.has_value()) {
+    return absl::FailedPreconditionError(
+        "--proofs: no signed checkpoint yet; run `storeledger checkpoint --key "
+        "FILE` first");
+  }
+  for (const v1::StatementLine& line : statement.lines()) {
+    if (line.posting().position() > checkpoint->tree_size()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--proofs: the statement holds position ", line.posting().position(),
+          ", past the latest checkpoint (tree size ", checkpoint->tree_size(),
+          "); sign a new checkpoint first"));
+    }
+    ASSIGN_OR_RETURN(v1::InclusionProof proof,
+                     InclusionProofMessage(log, line.posting().position(),
+                                           checkpoint->tree_size()));
+    out << "{\"line\":" << ToJson(line) << ",\"proof\":" << ToJson(proof)
+        << "}\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 int StatementVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"store", "from", "to", "format"});
+  if (absl::Status s =
+          ctx.flags.CheckKnown({"store", "from", "to", "format", "proofs"});
       !s.ok()) {
     return ctx.Fail(s);
   }
@@ -184,6 +221,10 @@ int StatementVerb(CliContext& ctx) {
   if (!statement.ok()) return ctx.Fail(statement.status());
 
   std::ostream& out = *ctx.out;
+  if (ctx.flags.Has("proofs")) {
+    absl::Status s = PrintStatementProofs((*ledger)->log(), *statement, out);
+    return s.ok() ? kExitOk : ctx.Fail(s);
+  }
   if (format == "json") {
     out << ToJson(*statement) << "\n";
     return kExitOk;

@@ -17,6 +17,7 @@
 #include "google/protobuf/text_format.h"
 #include "ledger/json.h"
 #include "replay/read_views.h"
+#include "storage/merkle_store.h"
 #include "replay/rebuild.h"
 #include "replay/store_view.h"
 
@@ -60,6 +61,19 @@ int RebuildVerb(CliContext& ctx) {
   if (progress) *ctx.err << "\r\033[K" << std::flush;
   if (!summary.ok()) return ctx.Fail(summary.status());
   *ctx.out << ToJson(*summary) << "\n";
+  // The Merkle tree is derived from the log too: checked under --shadow,
+  // rewritten otherwise.
+  if (options.shadow_only) {
+    absl::StatusOr<MerkleCheck> tree = CheckMerkleTree((*ledger)->log());
+    if (!tree.ok()) return ctx.Fail(tree.status());
+    for (const std::string& problem : tree->problems) {
+      *ctx.err << "storeledger rebuild: merkle tree: " << problem << "\n";
+    }
+    if (tree->problems_total > 0) return kExitCheckFailed;
+  } else if (absl::Status tree = RebuildMerkleTree(*(*ledger)->mutable_log());
+             !tree.ok()) {
+    return ctx.Fail(tree);
+  }
   if (options.shadow_only && summary->differences() > 0) {
     *ctx.err << "storeledger rebuild: " << summary->differences()
              << " projection keys differ from a rebuild from the log; run "

@@ -35,6 +35,7 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
+#include "storage/merkle_store.h"
 #include "storage/rocks_util.h"
 
 namespace storeledger {
@@ -96,6 +97,7 @@ std::string Short(const google::protobuf::Message& message) {
 ABSL_CONST_INIT const absl::string_view kAllChecks[] = {
     kCheckHashChain,   kCheckPositions,   kCheckStreamIndex, kCheckPostings,
     kCheckBalances,    kCheckProjections, kCheckOutcomes,
+    kCheckMerkleTree,
 };
 
 // The stream an event belongs in (core/decide.cc emits each event to it).
@@ -383,6 +385,7 @@ class Auditor {
       }
     }
     RETURN_IF_ERROR(ProjectionsPass());
+    RETURN_IF_ERROR(MerkleTreePass());
     for (absl::string_view name : kAllChecks) {
       v1::AuditCheck* check = report_.add_checks();
       check->set_name(std::string(name));
@@ -396,6 +399,37 @@ class Auditor {
   }
 
  private:
+  // Every stored node of the Merkle tree against the tree of the stored
+  // envelopes (a damaged envelope is also the chain's violation; here it is
+  // the leaves and nodes above it that no longer match).
+  absl::Status MerkleTreePass() {
+    if (options_.progress) options_.progress("merkle tree", 0, 0);
+    absl::StatusOr<uint64_t> size = MerkleTreeSize(log_);
+    if (!size.ok()) {
+      Violation(kCheckMerkleTree, absl::StatusCode::kFailedPrecondition, 0, "",
+                "", std::string(size.status().message()));
+      return absl::OkStatus();
+    }
+    absl::StatusOr<MerkleCheck> checked = CheckMerkleTree(log_);
+    if (absl::IsDataLoss(checked.status())) {
+      // A gap in the events (the positions check names it) stops the
+      // recomputation where it is.
+      Violation(kCheckMerkleTree, absl::StatusCode::kDataLoss, 0, "", "",
+                std::string(checked.status().message()));
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(MerkleCheck check, std::move(checked));
+    for (std::string& problem : check.problems) {
+      Violation(kCheckMerkleTree, absl::StatusCode::kDataLoss, 0, "", "",
+                std::move(problem));
+    }
+    for (uint64_t i = check.problems.size(); i < check.problems_total; ++i) {
+      Violation(kCheckMerkleTree, absl::StatusCode::kDataLoss, 0, "", "",
+                "(more merkle tree problems)");
+    }
+    return absl::OkStatus();
+  }
+
   // ------------------------------------------------------------ plumbing
 
   uint64_t CountOf(absl::string_view check) const {

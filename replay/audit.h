@@ -1,6 +1,6 @@
 // The audit engine behind `storeledger audit` (DESIGN.md §3-§5): checks,
 // without trusting the code that wrote it, that the log and its projections
-// are sound. Four streaming passes over RocksDB:
+// are sound. Five streaming passes over RocksDB:
 //
 //  1. events (in position order): positions contiguous from 1 to the head,
 //     every envelope parses and hashes to its stored hash, every prev_hash
@@ -22,6 +22,9 @@
 //     intact envelopes means every envelope is indexed.
 //  4. projections: every projection key belongs to a record pass 2 compared
 //     (no stray or orphaned records).
+//  5. merkle tree: every stored node of the Merkle tree equals the one
+//     recomputed from the stored envelopes, none missing or extra
+//     (storage/merkle_store.h CheckMerkleTree; a point read per node).
 //
 // Those two are compared as counts and constant-size hashes (no lookup per
 // event or command). When they disagree, or damage left a run's extent
@@ -73,10 +76,12 @@ inline constexpr absl::string_view kCheckPostings = "postings";
 inline constexpr absl::string_view kCheckBalances = "balances";
 inline constexpr absl::string_view kCheckProjections = "projections";
 inline constexpr absl::string_view kCheckOutcomes = "outcomes";
+// The Merkle tree recomputed from the log (storage/merkle_store.h).
+inline constexpr absl::string_view kCheckMerkleTree = "merkle_tree";
 
 struct AuditOptions {
   // Called now and then with the pass ("events", "streams", "commands",
-  // "projections"; "events (second look)", "commands (second look)" when
+  // "projections", "merkle tree"; "events (second look)", "commands (second look)" when
   // needed), the items done in it, and the total when known (events: the
   // head position; otherwise 0). Default: none.
   std::function<void(absl::string_view pass, uint64_t done, uint64_t total)>

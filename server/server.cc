@@ -219,6 +219,11 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   ASSIGN_OR_RETURN(server->ledger_,
                    Ledger::Open(options.db_dir, options.ledger));
 
+  if (options.checkpoints.has_value()) {
+    server->signer_ = std::make_unique<CheckpointSigner>(
+        server->ledger_->mutable_log(), *std::move(options.checkpoints));
+  }
+
   ServiceOptions service_options;
   service_options.ledger = server->ledger_.get();
   service_options.tokens = server->tokens_.get();
@@ -284,6 +289,7 @@ void LedgerServer::Shutdown(absl::Duration grace) {
   server_.reset();
   http_.reset();
   service_.reset();
+  signer_.reset();
   ledger_.reset();  // closes the database (and its lock)
 }
 

@@ -15,6 +15,7 @@
 #include "server/auth.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/checkpoint_signer.h"
 #include "server/service.h"
 
 namespace grpc {
@@ -46,6 +47,9 @@ struct ServerOptions {
   LedgerOptions ledger;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
   absl::Duration subscriber_drain_timeout = kSubscriberDrainTimeoutDefault;
+  // Sign checkpoints of the Merkle tree (server/checkpoint_signer.h).
+  // Default: none (GetCheckpoint serves what `storeledger checkpoint` stored).
+  std::optional<CheckpointSignerOptions> checkpoints;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?
@@ -95,6 +99,7 @@ class LedgerServer {
   std::unique_ptr<Ledger> ledger_;
   std::unique_ptr<LedgerService> service_;
   std::unique_ptr<HttpConsole> http_;
+  std::unique_ptr<CheckpointSigner> signer_;
   std::unique_ptr<grpc::Server> server_;
   bool shut_down_ = false;
 };

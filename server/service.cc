@@ -16,6 +16,7 @@
 #include "core/status_macros.h"
 #include "replay/audit.h"
 #include "replay/read_views.h"
+#include "storage/merkle_store.h"
 
 namespace storeledger {
 namespace {
@@ -631,6 +632,56 @@ grpc::Status LedgerService::Audit(grpc::ServerContext* context,
       storeledger::Audit(options_.ledger->log());
   if (!report.ok()) return ToGrpc(report.status());
   *response = *std::move(report);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetInclusionProof(
+    grpc::ServerContext* context, const v1::GetInclusionProofRequest* request,
+    v1::InclusionProof* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<v1::InclusionProof> proof = InclusionProofMessage(
+      options_.ledger->log(), request->position(), request->tree_size());
+  if (!proof.ok()) return ToGrpc(proof.status());
+  *response = *std::move(proof);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetConsistencyProof(
+    grpc::ServerContext* context, const v1::GetConsistencyProofRequest* request,
+    v1::ConsistencyProof* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<v1::ConsistencyProof> proof = ConsistencyProofMessage(
+      options_.ledger->log(), request->first_size(), request->second_size());
+  if (!proof.ok()) return ToGrpc(proof.status());
+  *response = *std::move(proof);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetCheckpoint(grpc::ServerContext* context,
+                                          const v1::GetCheckpointRequest*,
+                                          v1::SignedCheckpoint* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::optional<v1::SignedCheckpoint>> latest =
+      LatestCheckpoint(options_.ledger->log());
+  if (!latest.ok()) return ToGrpc(latest.status());
+  if (!latest->has_value()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "no checkpoint was signed yet (storeledgerd "
+                        "--checkpoint-key, or storeledger checkpoint)");
+  }
+  *response = **std::move(latest);
   return grpc::Status::OK;
 }
 

@@ -133,6 +133,18 @@ class LedgerService final
   grpc::Status Audit(grpc::ServerContext* context,
                      const v1::AuditRequest* request,
                      v1::AuditReport* response) override;
+  // Proofs over the Merkle tree (issue 19; auditor and investigator, as
+  // Digest). A tree size of 0 is the latest checkpoint's.
+  grpc::Status GetInclusionProof(grpc::ServerContext* context,
+                                 const v1::GetInclusionProofRequest* request,
+                                 v1::InclusionProof* response) override;
+  grpc::Status GetConsistencyProof(grpc::ServerContext* context,
+                                   const v1::GetConsistencyProofRequest* request,
+                                   v1::ConsistencyProof* response) override;
+  // The latest stored checkpoint; NOT_FOUND when none was signed yet.
+  grpc::Status GetCheckpoint(grpc::ServerContext* context,
+                             const v1::GetCheckpointRequest* request,
+                             v1::SignedCheckpoint* response) override;
 
  private:
   class StreamExecution;  // one ExecuteStream call (server/service.cc)

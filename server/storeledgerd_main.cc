@@ -3,7 +3,8 @@
 //   storeledgerd --db DIR [--listen 127.0.0.1:7450] [--http HOST:PORT]
 //                [--tokens FILE]
 //                [--tls-cert F --tls-key F] [--policy FILE] [--no-sync]
-//                [--shutdown-grace-ms N]
+//                [--shutdown-grace-ms N] [--checkpoint-key FILE
+//                [--checkpoint-every-events N] [--checkpoint-every-seconds T]]
 //
 // SIGTERM / SIGINT: stop accepting, finish the calls in flight, exit 0.
 // Exit 1 when it cannot start with what it was given (a file, TLS, the port,
@@ -20,7 +21,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/cli.h"
+#include "core/status_macros.h"
 #include "server/server.h"
+#include "storage/checkpoint.h"
 
 namespace storeledger {
 namespace {
@@ -30,6 +33,8 @@ constexpr char kUsage[] =
                     [--tokens FILE]
                     [--tls-cert FILE --tls-key FILE] [--policy FILE]
                     [--no-sync] [--shutdown-grace-ms N]
+                    [--checkpoint-key FILE [--checkpoint-every-events N]
+                     [--checkpoint-every-seconds T]]
 
 --listen defaults to 127.0.0.1:7450 (port 0: any free port, printed at start).
 --http serves the console (pages, JSON API) and /metrics there.
@@ -37,6 +42,45 @@ A non-loopback address needs --tls-cert/--tls-key and --tokens.
 --tokens FILE holds `TOKEN ROLE` lines (roles: writer, auditor, investigator,
 merchant:<id>) and must not be readable by group or others.
 )";
+
+// --checkpoint-key FILE [--checkpoint-every-events N]
+// [--checkpoint-every-seconds T]: sign checkpoints (server/checkpoint_signer.h).
+absl::Status CheckpointFlags(const Flags& flags, ServerOptions* options) {
+  std::optional<std::string> path = flags.Get("checkpoint-key");
+  if (!path.has_value()) {
+    if (flags.Has("checkpoint-every-events") ||
+        flags.Has("checkpoint-every-seconds")) {
+      return absl::InvalidArgumentError(
+          "--checkpoint-every-* need --checkpoint-key FILE");
+    }
+    return absl::OkStatus();
+  }
+  std::ifstream file(*path);
+  std::stringstream text;
+  text << file.rdbuf();
+  if (!file) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint-key ", *path, ": cannot read the file"));
+  }
+  absl::StatusOr<SigningKey> key = ParseSigningKey(text.str());
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint-key ", *path, ": ", key.status().message()));
+  }
+  CheckpointSignerOptions signer;
+  signer.key = *std::move(key);
+  ASSIGN_OR_RETURN(std::optional<uint64_t> events,
+                   flags.GetUint("checkpoint-every-events"));
+  ASSIGN_OR_RETURN(std::optional<uint64_t> seconds,
+                   flags.GetUint("checkpoint-every-seconds"));
+  if (events.value_or(1) == 0 || seconds.value_or(1) == 0) {
+    return absl::InvalidArgumentError("--checkpoint-every-* must be >= 1");
+  }
+  signer.every_events = events.value_or(signer.every_events);
+  if (seconds.has_value()) signer.every = absl::Seconds(*seconds);
+  options->checkpoints = std::move(signer);
+  return absl::OkStatus();
+}
 
 int Main(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags = Flags::Parse(args, {"no-sync", "help"});
@@ -48,9 +92,10 @@ int Main(const std::vector<std::string>& args) {
     std::cout << kUsage;
     return kExitOk;
   }
-  if (absl::Status s = flags->CheckKnown({"listen", "http", "tokens", "tls-cert",
-                                          "tls-key", "no-sync",
-                                          "shutdown-grace-ms"});
+  if (absl::Status s = flags->CheckKnown(
+          {"listen", "http", "tokens", "tls-cert", "tls-key", "no-sync",
+           "shutdown-grace-ms", "checkpoint-key", "checkpoint-every-events",
+           "checkpoint-every-seconds"});
       !s.ok() || !flags->positional().empty()) {
     std::cerr << "storeledgerd: "
               << (s.ok() ? "unexpected argument " + flags->positional().front()
@@ -92,6 +137,11 @@ int Main(const std::vector<std::string>& args) {
       return kExitCheckFailed;
     }
     options.ledger.policy = *std::move(policy);
+  }
+
+  if (absl::Status s = CheckpointFlags(*flags, &options); !s.ok()) {
+    std::cerr << "storeledgerd: " << s.message() << "\n";
+    return kExitUsage;
   }
 
   // A closed stdout (or a client socket) must not kill the server mid-way.

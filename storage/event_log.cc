@@ -36,6 +36,8 @@
 #include "rocksdb/write_buffer_manager.h"
 #include "rocksdb/cache.h"
 #include "storage/hash_internal.h"
+#include "storage/merkle.h"
+#include "storage/merkle_store.h"
 #include "storage/rocks_util.h"
 
 namespace storeledger {
@@ -88,6 +90,7 @@ constexpr char kStreamsCf[] = "streams";
 constexpr char kCommandsCf[] = "commands";
 constexpr char kMetaCf[] = "meta";
 constexpr char kProjectionsCf[] = "projections";
+constexpr char kMerkleCf[] = "merkle";
 constexpr char kMetaHeadKey[] = "head";
 constexpr char kMetaFormatVersionKey[] = "format_version";
 
@@ -99,6 +102,7 @@ enum CfIndex : size_t {
   kCommands,
   kMeta,
   kProjections,
+  kMerkle,
   kCfCount
 };
 
@@ -167,7 +171,8 @@ const std::vector<std::string>& LedgerColumnFamilies() {
                                    kStreamsCf,
                                    kCommandsCf,
                                    kMetaCf,
-                                   kProjectionsCf};
+                                   kProjectionsCf,
+                                   kMerkleCf};
   return *kNames;
 }
 
@@ -224,8 +229,14 @@ absl::Status CheckLedgerDirectory(const std::string& dir,
                                           "\" that no ledger has"));
     }
   }
-  if (families.size() == LedgerColumnFamilies().size()) {
-    return absl::OkStatus();  // Initialize checks the marker
+  // Every family, or every one but "merkle" (a ledger made before the
+  // tree, which its next open for writing adds): Initialize checks the
+  // marker.
+  const bool before_the_tree =
+      families.size() + 1 == LedgerColumnFamilies().size() &&
+      std::find(families.begin(), families.end(), kMerkleCf) == families.end();
+  if (families.size() == LedgerColumnFamilies().size() || before_the_tree) {
+    return absl::OkStatus();
   }
   // Some of a ledger's column families: they must all be empty.
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -475,6 +486,9 @@ struct EventLog::Impl {
   // write that bypasses Append (a test damaging the database through db())
   // is seen after a reopen.
   absl::flat_hash_map<std::string, StreamHead> head_cache;
+  // The Merkle tree's right edge as committed (storage/merkle_store.h), when
+  // EventLogOptions::merkle_tree is on: leader only, like head_cache.
+  merkle::CompactRange merkle_range;
 
   // Written only by the leader (and Sync); read by anyone. `head` is the
   // last appended event, `durable_head` the last one known synced: they
@@ -636,6 +650,7 @@ struct EventLog::Impl {
   struct GroupState {
     Head head;
     std::map<std::string, StreamHead, std::less<>> stream_heads;
+    std::vector<std::string> leaf_hashes;  // Merkle leaves, in position order
   };
   // Checks `request` against `state` and adds its writes to `batch`. On
   // success advances `state`; on error leaves `state` alone (the caller rolls
@@ -832,6 +847,10 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   };
   const rocksdb::ColumnFamilyOptions small =
       cf_options_for(kMemtableBytesSmall, false, true);
+  // Node hashes are random bytes: LZ4 would spend flush and compaction CPU
+  // finding nothing to compress.
+  rocksdb::ColumnFamilyOptions merkle = cf_options_for(kMemtableBytes, false, false);
+  merkle.compression = rocksdb::kNoCompression;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
       {rocksdb::kDefaultColumnFamilyName, small},
       {kEventsCf, cf_options_for(kMemtableBytesEvents, false, false)},
@@ -839,6 +858,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       {kCommandsCf, cf_options_for(kMemtableBytes, true, true)},
       {kMetaCf, small},
       {kProjectionsCf, cf_options_for(kMemtableBytes, true, true)},
+      // Read by key, never looked up missing, written in key order per level.
+      {kMerkleCf, merkle},
   };
 
   RETURN_IF_ERROR(CheckLedgerDirectory(dir, db_options));
@@ -849,6 +870,17 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s;
   if (options.read_only) {
+    // A read-only open cannot create the "merkle" column family that a
+    // database from before the tree lacks: say how to add it.
+    std::vector<std::string> families;
+    if (rocksdb::DB::ListColumnFamilies(db_options, dir, &families).ok() &&
+        std::find(families.begin(), families.end(), kMerkleCf) ==
+            families.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database ", dir, " has no Merkle tree yet (written before it "
+          "existed): open it for writing once (e.g. storeledger rebuild) to "
+          "build it"));
+    }
     s = rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors,
                                      &impl->handles, &raw_db);
   } else {
@@ -871,6 +903,12 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   }
   RETURN_IF_ERROR(impl->Initialize());
   RETURN_IF_ERROR(impl->LoadHead());
+  if (options.merkle_tree) {
+    ASSIGN_OR_RETURN(impl->merkle_range,
+                     LoadMerkleTree(impl->db.get(), impl->cf(kEvents),
+                                    impl->cf(kMerkle), impl->head.position,
+                                    options.read_only));
+  }
   return std::unique_ptr<EventLog>(new EventLog(std::move(impl)));
 }
 
@@ -880,6 +918,7 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
   // Stream heads as this request leaves them; ordered so that the batch is
   // the same for the same request.
   std::map<std::string, StreamHead, std::less<>> touched;
+  std::vector<std::string> leaf_hashes;
 
   for (size_t i = 0; i < request.events.size(); ++i) {
     Envelope& envelope = request.events[i].envelope;
@@ -928,6 +967,7 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     bytes.push_back(static_cast<char>(kHashBytes));
     bytes.append(hash);
     envelope.set_hash(hash);
+    if (options.merkle_tree) leaf_hashes.push_back(merkle::LeafHash(bytes));
 
     batch.Put(kEvents, PositionKey(position), std::move(bytes));
     batch.Put(kStreams, StreamIndexKey(stream_id, actual + 1),
@@ -964,6 +1004,9 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     state.stream_heads[stream_id] = std::move(stream_head);
   }
   state.head = std::move(new_head);
+  for (std::string& leaf_hash : leaf_hashes) {
+    state.leaf_hashes.push_back(std::move(leaf_hash));
+  }
   return result;
 }
 
@@ -1067,7 +1110,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     }
   } else {
     const Head old_head = impl_->GetHead();
-    Impl::GroupState state{old_head, {}};
+    Impl::GroupState state{old_head, {}, {}};
     GroupBatch batch;
     for (Impl::Writer* writer : group) {
       // A writer's requests land together or not at all: on a failure the
@@ -1104,6 +1147,14 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     }
     if (state.head.position != old_head.position) {
       batch.Put(kMeta, kMetaHeadKey, EncodeHead(state.head));
+    }
+    // The leaves and the nodes they complete (FORMAT.md "The Merkle tree").
+    merkle::CompactRange merkle_range = impl_->merkle_range;
+    for (std::string& leaf_hash : state.leaf_hashes) {
+      merkle_range.Append(std::move(leaf_hash),
+                          [&](merkle::NodeId id, const std::string& hash) {
+                            batch.Put(kMerkle, merkle::NodeKey(id), hash);
+                          });
     }
     if (batch.size() > 0) {
       rocksdb::WriteBatch write_batch;
@@ -1151,6 +1202,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
       for (auto& [stream_id, stream_head] : state.stream_heads) {
         impl_->head_cache.insert_or_assign(stream_id, std::move(stream_head));
       }
+      impl_->merkle_range = std::move(merkle_range);
       // Only now, after the write succeeded, do readers see the new head;
       // the durable one once it is synced (here, or by a later Sync). With
       // EventLogOptions::sync off nothing is ever promised durable: both
@@ -1419,6 +1471,9 @@ rocksdb::ColumnFamilyHandle* EventLog::meta_cf() const {
 }
 rocksdb::ColumnFamilyHandle* EventLog::projections_cf() const {
   return impl_->cf(kProjections);
+}
+rocksdb::ColumnFamilyHandle* EventLog::merkle_cf() const {
+  return impl_->cf(kMerkle);
 }
 
 }  // namespace storeledger

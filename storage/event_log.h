@@ -68,6 +68,11 @@ struct EventLogOptions {
   // eighth of its size). 0: kMemtablesBytesMax and the memtable sizes of
   // storage/FORMAT.md "RocksDB options". Default: 0.
   size_t memtables_bytes_max = 0;
+  // Keep the Merkle tree over the log (FORMAT.md "The Merkle tree") in the
+  // appends' WriteBatches, and build what is missing of it at open. Off only
+  // to measure what it costs (storeledger-bench); a later open with it on
+  // builds the tree from the log. Default: true.
+  bool merkle_tree = true;
 };
 
 // One event to append. The caller fills stream_id, expected_version and the
@@ -278,6 +283,8 @@ class EventLog {
   rocksdb::ColumnFamilyHandle* commands_cf() const;
   rocksdb::ColumnFamilyHandle* meta_cf() const;
   rocksdb::ColumnFamilyHandle* projections_cf() const;
+  // The Merkle tree's nodes (storage/merkle_store.h reads them).
+  rocksdb::ColumnFamilyHandle* merkle_cf() const;
 
  private:
   struct Impl;

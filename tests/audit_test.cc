@@ -245,7 +245,7 @@ TEST_F(AuditTest, SoundLogPassesEveryCheck) {
   EXPECT_GT(report.merchants_checked(), 0u);
   EXPECT_GT(report.commands_checked(), 0u);
   EXPECT_GT(report.projection_keys_checked(), 0u);
-  ASSERT_EQ(report.checks_size(), 7);
+  ASSERT_EQ(report.checks_size(), 8);
   for (const v1::AuditCheck& check : report.checks()) {
     EXPECT_TRUE(check.ok()) << check.name();
   }
@@ -263,7 +263,7 @@ TEST_F(AuditTest, SoundLogNeedsNoSecondLook) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->ok()) << Describe(*report);
   EXPECT_EQ(passes, (std::set<std::string>{"events", "streams", "commands",
-                                           "projections"}));
+                                           "projections", "merkle tree"}));
 }
 
 TEST_F(AuditTest, FixtureHasSnapshotsSoTheirCheckRuns) {
@@ -605,7 +605,8 @@ TEST_F(AuditTest, EngineReportsProgressAndCapsViolations) {
   // Damage makes the engine take a second look to name each problem.
   EXPECT_EQ(passes, (std::set<std::string>{
                         "events", "streams", "commands", "projections",
-                        "events (second look)", "commands (second look)"}));
+                        "events (second look)", "commands (second look)",
+                        "merkle tree"}));
   EXPECT_EQ(last_events_done, log->head().position);
   EXPECT_EQ(events_total, log->head().position);
 }

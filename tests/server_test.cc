@@ -48,6 +48,8 @@
 #include "replay/audit.h"
 #include "rocksdb/db.h"
 #include "server/server.h"
+#include "storage/checkpoint.h"
+#include "storage/merkle.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/fault_env.h"
 #include "tests/support/test_support.h"
@@ -2191,6 +2193,82 @@ TEST_F(ServerTest, NodeExampleClientRunsAgainstTheServer) {
   absl::StatusOr<v1::StoreState> state = server_->ledger().State("node-s1");
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->products_size(), 2);
+}
+
+// ---- proofs (issue 19)
+
+TEST_F(ServerTest, SignsCheckpointsAndServesProofsThatVerify) {
+  ServerOptions options = Options();
+  absl::StatusOr<SigningKey> key = GenerateSigningKey("test.example/ledger");
+  ASSERT_TRUE(key.ok()) << key.status();
+  CheckpointSignerOptions signer;
+  signer.key = *key;
+  signer.every_events = 3;
+  signer.every = absl::Hours(1);
+  options.checkpoints = signer;
+  Start(std::move(options));
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = absl::StrCat("s", i);
+    ASSERT_EQ(Execute(OpenStoreCommand(id, id, "m1")).status(), v1::ACCEPTED);
+  }
+  const uint64_t head = server_->ledger().log().head().position;
+  ASSERT_GE(head, 3u);
+  // The signer polls every kSignerPollInterval: wait for it (bounded).
+  v1::SignedCheckpoint checkpoint;
+  for (int attempt = 0; attempt < 100 && checkpoint.tree_size() < head; ++attempt) {
+    grpc::ClientContext context;
+    Authorize(&context, kAuditor);
+    grpc::Status status =
+        stub_->GetCheckpoint(&context, v1::GetCheckpointRequest(), &checkpoint);
+    if (!status.ok()) {
+      ASSERT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    }
+    absl::SleepFor(kSignerPollInterval);
+  }
+  ASSERT_EQ(checkpoint.tree_size(), head);
+  absl::StatusOr<Checkpoint> trusted =
+      VerifyCheckpoint(checkpoint.note(), key->verifier);
+  ASSERT_TRUE(trusted.ok()) << trusted.status();
+
+  grpc::ClientContext inclusion_context;
+  Authorize(&inclusion_context, kInvestigator);
+  v1::GetInclusionProofRequest inclusion_request;
+  inclusion_request.set_position(2);
+  v1::InclusionProof inclusion;
+  ASSERT_TRUE(stub_->GetInclusionProof(&inclusion_context, inclusion_request,
+                                       &inclusion).ok());
+  EXPECT_EQ(inclusion.tree_size(), head);
+  EXPECT_EQ(inclusion.checkpoint().note(), checkpoint.note());
+  const std::vector<std::string> path(inclusion.audit_path().begin(),
+                                      inclusion.audit_path().end());
+  EXPECT_TRUE(merkle::VerifyInclusion(1, head, merkle::LeafHash(inclusion.envelope()),
+                                      path, trusted->root).ok());
+
+  grpc::ClientContext consistency_context;
+  Authorize(&consistency_context, kAuditor);
+  v1::GetConsistencyProofRequest consistency_request;
+  consistency_request.set_first_size(1);
+  v1::ConsistencyProof consistency;
+  ASSERT_TRUE(stub_->GetConsistencyProof(&consistency_context,
+                                         consistency_request, &consistency).ok());
+  const std::vector<std::string> hashes(consistency.path().begin(),
+                                        consistency.path().end());
+  EXPECT_TRUE(merkle::VerifyConsistency(1, head, consistency.first_root(),
+                                        trusted->root, hashes).ok());
+
+  // A merchant may not ask; a position past the tree is a bad argument.
+  grpc::ClientContext merchant_context;
+  Authorize(&merchant_context, kMerchant1);
+  v1::InclusionProof ignored;
+  EXPECT_EQ(stub_->GetInclusionProof(&merchant_context, inclusion_request,
+                                     &ignored).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  grpc::ClientContext past_context;
+  Authorize(&past_context, kAuditor);
+  inclusion_request.set_position(head + 1);
+  EXPECT_EQ(stub_->GetInclusionProof(&past_context, inclusion_request, &ignored)
+                .error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace
