@@ -16,6 +16,10 @@
 //    and all name one store, the one whose stream the event is in;
 //  - no store balance is negative, and each equals the sum of the postings
 //    of its account (pending, available, withdrawing, paid out, deposits).
+//  - core agrees with an independent model of the rules
+//    (tests/support/ledger_model.h, the one tests/ledger_model_test.cc runs
+//    the ledger against): the same verdict (accepted, or rejected by the same
+//    rule) for every command, and the same balances for every store.
 // And at the end: folding the produced events again into fresh state gives
 // exactly the same records (replay is deterministic).
 #include <cstddef>
@@ -37,6 +41,7 @@
 #include "fuzz/byte_reader.h"
 #include "fuzz/fuzz_check.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "tests/support/ledger_model.h"
 
 namespace storeledger {
 namespace {
@@ -252,6 +257,14 @@ class Sequence {
     absl::StatusOr<Decision> decision = Decide(command, state_, policy_);
     FUZZ_CHECK(decision.ok(), decision.status() << " deciding "
                                                 << command.ShortDebugString());
+    const testing::ModelVerdict expected = model_.Apply(command);
+    FUZZ_CHECK(decision->accepted == expected.accepted &&
+                   decision->rule == expected.rule,
+               "core and the model disagree on " << command.ShortDebugString()
+                   << ": core "
+                   << (decision->accepted ? "ACCEPTED" : decision->rule)
+                   << " (" << decision->message << "), model "
+                   << (expected.accepted ? "ACCEPTED" : expected.rule));
     absl::StatusOr<Decision> again = Decide(command, state_, policy_);
     FUZZ_CHECK(again.ok() && again->accepted == decision->accepted &&
                    again->events.size() == decision->events.size() &&
@@ -323,6 +336,9 @@ class Sequence {
   }
 
   void CheckBalances() {
+    FUZZ_CHECK(model_.stores().size() == state_.stores().size(),
+               state_.stores().size() << " stores, the model has "
+                                      << model_.stores().size());
     for (const auto& [id, store] : state_.stores()) {
       const v1::Balances& b = store->balances();
       FUZZ_CHECK(b.pending_fen() >= 0 && b.available_fen() >= 0 &&
@@ -343,6 +359,15 @@ class Sequence {
         deposits += fen;
       }
       FUZZ_CHECK(deposits == b.deposit_fen(), "deposit total of " << id);
+      auto modelled = model_.stores().find(id);
+      FUZZ_CHECK(modelled != model_.stores().end() &&
+                     modelled->second.pending == b.pending_fen() &&
+                     modelled->second.available == b.available_fen() &&
+                     modelled->second.withdrawing == b.withdrawing_fen() &&
+                     modelled->second.paid_out == b.paid_out_fen() &&
+                     modelled->second.deposit == b.deposit_fen(),
+                 "store " << id << " balances " << b.ShortDebugString()
+                          << " differ from the model's");
     }
   }
 
@@ -373,6 +398,7 @@ class Sequence {
   ByteReader& in_;
   Policy policy_ = DefaultPolicy();
   StateOverlay state_{&EmptyState()};
+  testing::LedgerModel model_{policy_};
   absl::Time at_ = absl::FromCivil(absl::CivilSecond(2024, 8, 1, 9, 0, 0),
                                    absl::FixedTimeZone(8 * 3600));
   std::vector<Applied> applied_;

@@ -4,7 +4,15 @@
 // bounded time. It has no coverage feedback, unlike libFuzzer (fuzz/run);
 // it keeps every target exercised on every ./test run.
 //
-//   <target>_standalone [--seconds N] [--seed S] [--max-len N] DIR_OR_FILE...
+//   <target>_standalone [--seconds N] [--runs N] [--seed S] [--max-len N]
+//                       DIR_OR_FILE...
+//
+// --runs N stops the mutation after N inputs (or --seconds, whichever comes
+// first; --runs alone runs exactly N): with --seed, a repeatable run, as
+// scripts/mutants uses.
+//
+// A path that is neither a directory nor a file, or a corpus with no input,
+// is an error (exit 2), not an empty run.
 //
 // A failing input is written to ./standalone-crash-<target>-<seed> before
 // the target aborts, so it can be replayed:
@@ -103,6 +111,7 @@ std::string Mutate(const std::vector<std::string>& corpus, std::mt19937_64& rng,
 
 int main(int argc, char** argv) {
   double seconds = 0;
+  uint64_t runs = 0;  // 0: no count limit
   uint64_t seed = static_cast<uint64_t>(
       std::chrono::system_clock::now().time_since_epoch().count());
   size_t max_len = 4096;
@@ -111,6 +120,8 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--seconds" && i + 1 < argc) {
       seconds = std::atof(argv[++i]);
+    } else if (arg == "--runs" && i + 1 < argc) {
+      runs = std::strtoull(argv[++i], nullptr, 10);
     } else if (arg == "--seed" && i + 1 < argc) {
       seed = std::strtoull(argv[++i], nullptr, 10);
     } else if (arg == "--max-len" && i + 1 < argc) {
@@ -138,9 +149,21 @@ int main(int argc, char** argv) {
       }
       std::sort(files.begin(), files.end());
       for (const auto& file : files) corpus.push_back(ReadFile(file));
-    } else {
+    } else if (std::filesystem::is_regular_file(path)) {
       corpus.push_back(ReadFile(path));
+    } else {
+      // A mistyped corpus path would otherwise run as one empty input and
+      // pass: the corpus must be there.
+      std::cerr << target << ": " << path
+                << " is neither a corpus directory nor a file\n";
+      return 2;
     }
+  }
+  if (corpus.empty()) {
+    std::cerr << target << ": no corpus inputs in";
+    for (const std::string& path : paths) std::cerr << " " << path;
+    std::cerr << "\n";
+    return 2;
   }
   uint64_t executions = 0;
   for (std::string input : corpus) {
@@ -148,21 +171,28 @@ int main(int argc, char** argv) {
     ++executions;
   }
   std::cout << target << ": " << corpus.size() << " corpus inputs ran";
-  if (seconds > 0) {
+  if (seconds > 0 || runs > 0) {
     std::cout << "; mutating with seed " << seed << std::flush;
     std::mt19937_64 rng(seed);
-    const auto end = std::chrono::steady_clock::now() +
-                     std::chrono::duration<double>(seconds);
+    const auto start = std::chrono::steady_clock::now();
+    const auto end = seconds > 0 ? start + std::chrono::duration_cast<
+                                               std::chrono::steady_clock::duration>(
+                                               std::chrono::duration<double>(seconds))
+                                 : std::chrono::steady_clock::time_point::max();
     uint64_t mutated = 0;
-    while (std::chrono::steady_clock::now() < end) {
-      for (int i = 0; i < 64; ++i) {
+    while (std::chrono::steady_clock::now() < end &&
+           (runs == 0 || mutated < runs)) {
+      for (int i = 0; i < 64 && (runs == 0 || mutated < runs); ++i) {
         std::string input = Mutate(corpus, rng, max_len);
         Run(input);
         ++mutated;
       }
     }
     executions += mutated;
-    std::cout << "; " << mutated << " mutated inputs in " << seconds << " s";
+    const std::chrono::duration<double> took =
+        std::chrono::steady_clock::now() - start;
+    std::cout << "; " << mutated << " mutated inputs in " << took.count()
+              << " s";
   }
   std::cout << "; " << executions << " executions, no failure\n";
   return 0;

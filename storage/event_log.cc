@@ -636,14 +636,20 @@ struct EventLog::Impl {
 
   // The verified envelope at a position known to be <= the head.
   absl::StatusOr<Envelope> ReadAt(uint64_t position) const {
-    ASSIGN_OR_RETURN(std::optional<std::string> raw,
-                     Get(kEvents, PositionKey(position)));
-    if (!raw.has_value()) {
+    absl::StatusOr<std::optional<std::string>> raw =
+        Get(kEvents, PositionKey(position));
+    if (!raw.ok()) {
+      // A damaged table block: say which event could not be read.
+      return absl::Status(raw.status().code(),
+                          absl::StrCat("event at position ", position, ": ",
+                                       raw.status().message()));
+    }
+    if (!raw->has_value()) {
       return absl::DataLossError(absl::StrCat("event at position ", position,
                                               " is missing (head is ",
                                               GetHead().position, ")"));
     }
-    return VerifyStoredEnvelope(position, *raw);
+    return VerifyStoredEnvelope(position, **raw);
   }
 
   // The log as the requests of a group so far leave it.

@@ -305,7 +305,13 @@ class CrashTest : public ::testing::Test {
   int kill_delay_ms_ = kKillDelayStartMs;
 };
 
+// Prints a run's figures; "all present" only when nothing failed.
 void Report(absl::string_view what, const Totals& t) {
+  if (::testing::Test::HasFailure()) {
+    std::cout << what << ": FAILED after " << t.kills << " SIGKILLs ("
+              << t.starts << " starts); see the failures above\n";
+    return;
+  }
   std::cout << what << ": " << t.kills << " SIGKILLs survived (" << t.starts
             << " starts, " << t.kills_while_opening
             << " killed before their first result, " << t.kills_while_creating

@@ -418,34 +418,45 @@ class BalanceOverflowTest : public ::testing::Test {
 TEST_F(BalanceOverflowTest, PaymentIntoAFullPendingBalanceIsRejected) {
   SetBalance(&v1::Balances::set_pending_fen, kInt64Max - 10);
   ASSERT_TRUE(Accepted(PlaceLines(l_, "o3", 1, 1, 1000, 18)));
-  EXPECT_FALSE(l_.OrderMoney("payOrder", Shift(kEarly, 20), "s1", "o3", 1000)
-                   .accepted);
+  EXPECT_TRUE(Rejected(
+      l_.OrderMoney("payOrder", Shift(kEarly, 20), "s1", "o3", 1000), "R0",
+      v1::INVALID_ARGUMENT,
+      "payOrder.amountFen 1000 overflows the pending balance of store s1"));
 }
 
 TEST_F(BalanceOverflowTest, SettlementIntoAFullAvailableBalanceIsRejected) {
   SetBalance(&v1::Balances::set_available_fen, kInt64Max - 10);
-  EXPECT_FALSE(
-      l_.OrderMoney("settleOrder", Shift(kEarly, 20), "s1", "o1", 0).accepted);
+  EXPECT_TRUE(Rejected(
+      l_.OrderMoney("settleOrder", Shift(kEarly, 20), "s1", "o1", 0), "R0",
+      v1::INVALID_ARGUMENT,
+      "settleOrder net 1000 overflows the available balance of store s1"));
 }
 
 TEST_F(BalanceOverflowTest, WithdrawalIntoAFullWithdrawingBalanceIsRejected) {
   SetBalance(&v1::Balances::set_withdrawing_fen, kInt64Max - 10);
-  EXPECT_FALSE(
-      l_.RequestWithdrawal(Shift(kEarly, 20), "s1", "w2", 400).accepted);
+  EXPECT_TRUE(Rejected(
+      l_.RequestWithdrawal(Shift(kEarly, 20), "s1", "w2", 400), "R0",
+      v1::INVALID_ARGUMENT,
+      "requestWithdrawal.amountFen 400 overflows the withdrawing balance of "
+      "store s1"));
 }
 
 TEST_F(BalanceOverflowTest, PayoutIntoAFullPaidOutBalanceIsRejected) {
   SetBalance(&v1::Balances::set_paid_out_fen, kInt64Max - 10);
-  EXPECT_FALSE(
-      l_.WithdrawalVerb("completeWithdrawal", Shift(kEarly, 20), "s1", "w1")
-          .accepted);
+  EXPECT_TRUE(Rejected(
+      l_.WithdrawalVerb("completeWithdrawal", Shift(kEarly, 20), "s1", "w1"),
+      "R0", v1::INVALID_ARGUMENT,
+      "completeWithdrawal amount 500 overflows the paid-out balance of store "
+      "s1"));
 }
 
 TEST_F(BalanceOverflowTest, FailedWithdrawalIntoAFullAvailableIsRejected) {
   SetBalance(&v1::Balances::set_available_fen, kInt64Max - 10);
-  EXPECT_FALSE(
-      l_.WithdrawalVerb("failWithdrawal", Shift(kEarly, 20), "s1", "w1")
-          .accepted);
+  EXPECT_TRUE(Rejected(
+      l_.WithdrawalVerb("failWithdrawal", Shift(kEarly, 20), "s1", "w1"), "R0",
+      v1::INVALID_ARGUMENT,
+      "failWithdrawal amount 500 overflows the available balance of store "
+      "s1"));
 }
 
 TEST(LimitsTest, DepositIntoAFullDepositBalanceIsRejected) {
@@ -455,7 +466,10 @@ TEST(LimitsTest, DepositIntoAFullDepositBalanceIsRejected) {
   StoreRecord store = l.Store("w1");
   store.mutable_balances()->set_deposit_fen(kInt64Max - 10);
   l.state().PutStore(store);
-  EXPECT_FALSE(l.PayDeposit(Shift(at, 1), "w1", "food", 1000).accepted);
+  EXPECT_TRUE(Rejected(l.PayDeposit(Shift(at, 1), "w1", "food", 1000), "R0",
+                       v1::INVALID_ARGUMENT,
+                       "payDeposit.amountFen 1000 overflows the deposit "
+                       "balance of store w1"));
 }
 
 // ------------------------------------------ products, events per command
