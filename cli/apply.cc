@@ -23,7 +23,7 @@ inline constexpr size_t kApplyBatchLines = 4 * kGroupCommandsMax;
 inline constexpr size_t kApplyBatchBytesMax = 16 << 20;
 
 int ApplyVerb(CliContext& ctx) {
-  if (absl::Status known = ctx.flags.CheckKnown({}); !known.ok()) {
+  if (absl::Status known = ctx.CheckFlags(); !known.ok()) {
     return ctx.Fail(known);
   }
   const std::vector<std::string>& args = ctx.flags.positional();

@@ -22,16 +22,20 @@ Writing:
   simulate --stores N [--seed S]      a realistic migration along the article's timeline
 
 Reading a store:
-  state --store ID [--as-of T] [--position N]
-  history --store ID [--order ID] [--product ID] [--withdrawal ID] [--type T]
+  state --store ID [--as-of T] [--position N | --known-at T]
+  history [--store ID] [--order ID] [--product ID] [--withdrawal ID] [--type T]
           [--from T] [--to T] [--from-position N] [--limit N] [--include-rejections]
   explain --command-id ID             outcome, rule, events and the state before it
-  diff --store ID --from T --to T [--position N]
+  diff --store ID --from T --to T [--position N | --known-at T]
+  diff --store ID --at T --from-position N1 --to-position N2
+  find ID                             what an id is and where it lives
+  position-at T                       the last position recorded at or before T
 
 Finance:
-  postings [--store ID] [--from T] [--to T] [--position N] [--format csv|jsonl]
-  balances [--as-of T] [--position N] [--format json|csv]
-  statement --store ID --from T --to T [--format csv|json] [--proofs]
+  postings [--store ID] [--from T] [--to T] [--position N | --known-at T]
+           [--format csv|jsonl] [--yuan]
+  balances [--as-of T] [--position N | --known-at T] [--format json|csv] [--yuan]
+  statement --store ID [--pair] --from T --to T [--format csv|json] [--yuan] [--proofs]
   audit [--no-progress]               every check; exit 0 only when all hold
   digest                              {"position":N,"hash":HEX} of the head
   verify --digest N:HEX               exit 0 only if the log up to N hashes to HEX
@@ -50,7 +54,10 @@ The log:
   tail --from-position N [--follow] [--format jsonl|delimited]
   rebuild [--shadow] [--flush-every N] [--no-progress]
 
---db defaults to ./storeledger-data. Times are RFC 3339 (2024-11-04T00:00:00+08:00).
+--db defaults to ./storeledger-data. Times are RFC 3339 (2024-11-04T00:00:00+08:00)
+or a date (2024-11-04: midnight in the ledger's zone). --tz ZONE (+08:00, UTC,
+Asia/Shanghai) sets the zone human outputs print; default: the policy's, +08:00.
+`storeledger VERB --help` describes every flag of VERB.
 )";
 
 struct Verb {
@@ -66,14 +73,48 @@ constexpr Verb kVerbs[] = {
     {"postings", PostingsVerb}, {"balances", BalancesVerb},
     {"statement", StatementVerb}, {"audit", AuditVerb},
     {"rebuild", RebuildVerb}, {"explain", ExplainVerb},
-    {"diff", DiffVerb},
+    {"diff", DiffVerb},       {"find", FindVerb},
+    {"position-at", PositionAtVerb},
     {"keygen", KeygenVerb},   {"checkpoint", CheckpointVerb},
     {"prove", ProveVerb},     {"verify-proof", VerifyProofVerb},
 };
 
 const std::vector<std::string> kBooleanFlags = {
     "follow", "shadow", "include-rejections", "help", "no-progress",
-    "proofs"};
+    "yuan",   "pair",   "append", "proofs"};
+
+// The policy of --policy FILE, if given.
+absl::StatusOr<std::optional<Policy>> PolicyFromFlag(const Flags& flags) {
+  std::optional<std::string> path = flags.Get("policy");
+  if (!path.has_value()) return std::optional<Policy>();
+  std::ifstream file(*path);
+  if (!file) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--policy ", *path, ": cannot read the file"));
+  }
+  std::stringstream text;
+  text << file.rdbuf();
+  absl::StatusOr<Policy> policy = ParsePolicyText(text.str());
+  if (!policy.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--policy ", *path, ": ", policy.status().message()));
+  }
+  return std::optional<Policy>(*std::move(policy));
+}
+
+// --tz, else the policy's time_zone, else kLedgerZoneDefault.
+absl::StatusOr<LedgerZone> ZoneFromFlags(const Flags& flags) {
+  if (std::optional<std::string> tz = flags.Get("tz")) {
+    absl::StatusOr<LedgerZone> zone = ResolveZone(*tz);
+    if (!zone.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tz: ", zone.status().message()));
+    }
+    return zone;
+  }
+  ASSIGN_OR_RETURN(std::optional<Policy> policy, PolicyFromFlag(flags));
+  return ResolveZone(policy.has_value() ? policy->time_zone() : "");
+}
 
 }  // namespace
 
@@ -138,13 +179,13 @@ absl::StatusOr<std::optional<absl::Time>> Flags::GetTime(
   std::optional<std::string> value = Get(name);
   if (!value.has_value()) return std::optional<absl::Time>();
   ASSIGN_OR_RETURN(absl::Time t,
-                   ParseTimeFlag(absl::StrCat("--", name), *value));
+                   ParseTimeInput(absl::StrCat("--", name), *value, zone_));
   return std::optional<absl::Time>(t);
 }
 
 absl::Status Flags::CheckKnown(const std::vector<std::string>& known) const {
   for (const auto& [name, value] : values_) {
-    if (name == "db" || name == "policy") continue;
+    if (name == "db" || name == "policy" || name == "tz") continue;
     if (std::find(known.begin(), known.end(), name) == known.end()) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown flag --", name, " (known: --",
@@ -159,21 +200,8 @@ absl::StatusOr<std::unique_ptr<Ledger>> CliContext::OpenLedger(
   LedgerOptions options;
   options.read_only = read_only;
   options.clock = clock;
-  if (std::optional<std::string> path = flags.Get("policy")) {
-    std::ifstream file(*path);
-    if (!file) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--policy ", *path, ": cannot read the file"));
-    }
-    std::stringstream text;
-    text << file.rdbuf();
-    absl::StatusOr<Policy> policy = ParsePolicyText(text.str());
-    if (!policy.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--policy ", *path, ": ", policy.status().message()));
-    }
-    options.policy = *std::move(policy);
-  }
+  ASSIGN_OR_RETURN(std::optional<Policy> policy, PolicyFromFlag(flags));
+  if (policy.has_value()) options.policy = *std::move(policy);
   return Ledger::Open(flags.GetOr("db", "./storeledger-data"),
                       std::move(options));
 }
@@ -183,6 +211,57 @@ int CliContext::Fail(const absl::Status& status) const {
   return absl::IsInvalidArgument(status) ? kExitUsage : kExitCheckFailed;
 }
 
+absl::Status CliContext::CheckFlags() const {
+  return flags.CheckKnown(DocumentedFlags(verb));
+}
+
+absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
+    const Ledger& ledger) const {
+  ASSIGN_OR_RETURN(std::optional<uint64_t> position, flags.GetUint("position"));
+  ASSIGN_OR_RETURN(std::optional<absl::Time> known_at,
+                   flags.GetTime("known-at"));
+  if (position.has_value() && known_at.has_value()) {
+    return absl::InvalidArgumentError(
+        "give --position N or --known-at T, not both");
+  }
+  if (!known_at.has_value()) return position;
+  ASSIGN_OR_RETURN(uint64_t at, PositionRecordedBy(ledger.log(), *known_at));
+  *err << "storeledger " << verb << ": --known-at " << *flags.Get("known-at")
+       << " = " << absl::FormatTime(absl::RFC3339_full, *known_at,
+                                    absl::UTCTimeZone())
+       << " = position " << at << "\n";
+  return std::optional<uint64_t>(at);
+}
+
+void CliContext::EchoTime(absl::string_view flag) const {
+  std::optional<std::string> written = flags.Get(flag);
+  absl::StatusOr<std::optional<absl::Time>> t = flags.GetTime(flag);
+  if (!written.has_value() || !t.ok() || !t->has_value()) return;
+  *err << "storeledger " << verb << ": --" << flag << " " << *written << " = "
+       << absl::FormatTime(absl::RFC3339_full, **t, absl::UTCTimeZone())
+       << "\n";
+}
+
+void CliContext::SayNothingMatched(absl::string_view what) const {
+  *err << "storeledger " << verb << ": nothing matched: " << what << "\n";
+}
+
+absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log,
+                                            absl::Time t) {
+  // Invariant: positions <= low are recorded by t; positions > high are not.
+  uint64_t low = 0, high = log.head().position;
+  while (low < high) {
+    const uint64_t middle = low + (high - low + 1) / 2;
+    ASSIGN_OR_RETURN(v1::Envelope envelope, log.Read(middle));
+    if (ToTime(envelope.recorded_at()) <= t) {
+      low = middle;
+    } else {
+      high = middle - 1;
+    }
+  }
+  return low;
+}
+
 int RunCli(const std::vector<std::string>& args, std::istream& in,
            std::ostream& out, std::ostream& err, const Clock* clock) {
   absl::StatusOr<Flags> flags = Flags::Parse(args, kBooleanFlags);
@@ -190,12 +269,22 @@ int RunCli(const std::vector<std::string>& args, std::istream& in,
     err << "storeledger: " << flags.status().message() << "\n" << kUsage;
     return kExitUsage;
   }
+  if (flags->Has("help") && !flags->positional().empty() &&
+      PrintVerbHelp(flags->positional().front(), out)) {
+    return kExitOk;
+  }
   if (flags->positional().empty() || flags->Has("help")) {
     (flags->Has("help") ? out : err) << kUsage;
     return flags->Has("help") ? kExitOk : kExitUsage;
   }
+  absl::StatusOr<LedgerZone> zone = ZoneFromFlags(*flags);
+  if (!zone.ok()) {
+    err << "storeledger: " << zone.status().message() << "\n";
+    return kExitUsage;
+  }
+  flags->set_zone(zone->zone);
   CliContext ctx{flags->positional().front(), *std::move(flags), &in, &out,
-                 &err, clock};
+                 &err, clock, *std::move(zone)};
   // storeledger --server ADDR --token T VERB: through storeledgerd (cli/client.h).
   if (ctx.flags.Has("server")) return RunRemoteVerb(ctx);
   for (const Verb& verb : kVerbs) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cli/terms.h"
 #include "ledger/ledger.h"
 
 namespace storeledger {
@@ -33,14 +34,19 @@ class Flags {
   std::optional<std::string> Get(absl::string_view name) const;
   std::string GetOr(absl::string_view name, absl::string_view fallback) const;
   absl::StatusOr<std::optional<uint64_t>> GetUint(absl::string_view name) const;
+  // RFC 3339, or a bare date: midnight in zone() (cli/terms.h).
   absl::StatusOr<std::optional<absl::Time>> GetTime(absl::string_view name) const;
-  // kInvalidArgument naming any flag not in `known`.
+  // kInvalidArgument naming any flag not in `known` (the global flags --db,
+  // --policy and --tz are always known).
   absl::Status CheckKnown(const std::vector<std::string>& known) const;
   const std::vector<std::string>& positional() const { return positional_; }
+  // The zone a bare date is midnight in. Default: UTC+08:00.
+  void set_zone(absl::TimeZone zone) { zone_ = zone; }
 
  private:
   std::map<std::string, std::string, std::less<>> values_;
   std::vector<std::string> positional_;
+  absl::TimeZone zone_ = absl::FixedTimeZone(8 * 60 * 60);
 };
 
 struct CliContext {
@@ -51,13 +57,34 @@ struct CliContext {
   std::ostream* err;
   // Set by tests to fix recorded_at; otherwise the system clock.
   const Clock* clock = nullptr;
+  // Human outputs print times here: --tz, else the policy's time_zone.
+  LedgerZone zone;
 
   // Opens the ledger at --db (default ./storeledger-data) with --policy.
   absl::StatusOr<std::unique_ptr<Ledger>> OpenLedger(bool read_only) const;
   // Prints "storeledger <verb>: <status>" to err and returns the exit status
   // that fits the status (2 for kInvalidArgument, 1 otherwise).
   int Fail(const absl::Status& status) const;
+  // kInvalidArgument naming a flag the verb's help does not document
+  // (cli/verb_help.cc is the one list of each verb's flags).
+  absl::Status CheckFlags() const;
+
+  // --position N or --known-at T (the last position recorded at or before
+  // T), at most one of them; nullopt when neither is given (everything).
+  absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(
+      const Ledger& ledger) const;
+  // Says on stderr what a time flag meant, as written beside its UTC form:
+  // "storeledger state: --as-of 2024-11-04 = 2024-11-03T16:00:00Z".
+  void EchoTime(absl::string_view flag) const;
+  // Says on stderr that a filter matched nothing (issue 17: no silent
+  // empty answers); `what` names what was looked for.
+  void SayNothingMatched(absl::string_view what) const;
 };
+
+// The last position whose recorded_at <= t; 0 when none. recorded_at never
+// decreases along positions (the group-commit leader stamps commands in
+// order), so this is a binary search of O(log head) reads.
+absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log, absl::Time t);
 
 int RunCli(const std::vector<std::string>& args, std::istream& in,
            std::ostream& out, std::ostream& err, const Clock* clock = nullptr);
@@ -85,6 +112,20 @@ int KeygenVerb(CliContext& ctx);
 int CheckpointVerb(CliContext& ctx);
 int ProveVerb(CliContext& ctx);
 int VerifyProofVerb(CliContext& ctx);
+// Lookups (cli/find_verbs.cc).
+int FindVerb(CliContext& ctx);
+int PositionAtVerb(CliContext& ctx);
+// The stores holding a product of this id (a legacy store and the WeChat
+// Store it was synced into share ids), sorted.
+absl::StatusOr<std::vector<std::string>> StoresWithProduct(
+    const StateReader& reader, absl::string_view product_id);
+
+// Per-verb help (cli/verb_help.cc): prints `storeledger VERB --help`;
+// false for an unknown verb.
+bool PrintVerbHelp(absl::string_view verb, std::ostream& out);
+// The flags a verb's help documents, for tests that hold help and parsing
+// to each other.
+std::vector<std::string> DocumentedFlags(absl::string_view verb);
 
 }  // namespace storeledger
 

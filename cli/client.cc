@@ -237,6 +237,7 @@ int Remote::State() {
   absl::StatusOr<std::optional<absl::Time>> t = ctx_.flags.GetTime("as-of");
   if (!t.ok()) return ctx_.Fail(t.status());
   if (t->has_value()) *request.mutable_as_of() = ToProto(**t);
+  ctx_.EchoTime("as-of");
   absl::StatusOr<std::optional<uint64_t>> position =
       ctx_.flags.GetUint("position");
   if (!position.ok()) return ctx_.Fail(position.status());
@@ -300,6 +301,9 @@ int Remote::History() {
   ctx_.out->flush();
   if (!status.ok() && !stopped) return ctx_.Fail(FromGrpc(status));
   if (!found) return ctx_.Fail(HistoryNotFound(*store, include_rejections));
+  if (printed == 0 && limit->value_or(1) != 0) {
+    SayHistoryFilteredOut(ctx_, *store);
+  }
   return kExitOk;
 }
 

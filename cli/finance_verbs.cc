@@ -3,7 +3,9 @@
 // only parses flags and formats.
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,9 +31,19 @@ constexpr int kAuditViolationsPrinted = 20;
 // How often audit's progress line is redrawn.
 constexpr absl::Duration kProgressInterval = absl::Milliseconds(500);
 
-// RFC 3339 in UTC ("2024-10-22T02:00:00Z"), as the JSON mapping prints it.
-std::string TimeText(const google::protobuf::Timestamp& ts) {
-  return google::protobuf::util::TimeUtil::ToString(ts);
+// RFC 4180: a field holding a comma, quote or line break is quoted, with
+// quotes doubled. Ids are printable ASCII (R0) but may hold commas or quotes.
+std::string Csv(absl::string_view field) {
+  if (field.find_first_of(",\"\r\n") == absl::string_view::npos) {
+    return std::string(field);
+  }
+  std::string out = "\"";
+  for (char c : field) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
 }
 
 absl::Status CheckFormat(const std::string& format,
@@ -48,29 +60,117 @@ bool StderrIsTerminal(const CliContext& ctx) {
   return ctx.err == &std::cerr && isatty(STDERR_FILENO) == 1;
 }
 
+// The first line of every CSV: the position (and its recorded time) the
+// figures are as of, the business time when one was asked, the zone the
+// times are in and the unit of the amounts.
+absl::StatusOr<std::string> AsOfLine(const CliContext& ctx,
+                                     const EventLog& log, absl::string_view what,
+                                     std::optional<uint64_t> position,
+                                     std::optional<absl::Time> business_time,
+                                     bool yuan) {
+  const uint64_t head = log.head().position;
+  const uint64_t at = std::min(position.value_or(head), head);
+  std::string line = absl::StrCat("# storeledger ", what, " as of position ", at);
+  if (at > 0) {
+    ASSIGN_OR_RETURN(v1::Envelope envelope, log.Read(at));
+    absl::StrAppend(&line, " (recorded ",
+                    ZoneTime(envelope.recorded_at(), ctx.zone), ")");
+  }
+  if (business_time.has_value()) {
+    absl::StrAppend(&line, ", business time ", ZoneTime(*business_time, ctx.zone));
+  }
+  absl::StrAppend(&line, "; times in ", ctx.zone.name, "; amounts in ",
+                  yuan ? "yuan" : "fen", "\n");
+  return line;
+}
+
+// "_fen" or "_yuan": the unit suffix of amount columns.
+const char* Unit(bool yuan) { return yuan ? "_yuan" : "_fen"; }
+
 std::string BalancesCsvRow(absl::string_view row, absl::string_view store_id,
                            absl::string_view kind, absl::string_view status,
                            absl::string_view upgraded_from,
                            absl::string_view upgraded_to,
-                           const v1::Balances& b) {
-  return absl::StrCat(row, ",", CsvField(store_id), ",", kind, ",", status, ",",
-                      CsvField(upgraded_from), ",", CsvField(upgraded_to), ",",
-                      b.pending_fen(), ",", b.available_fen(), ",",
-                      b.withdrawing_fen(), ",", b.paid_out_fen(), ",",
-                      b.deposit_fen(), "\n");
+                           const v1::Balances& b, bool yuan) {
+  return absl::StrCat(row, ",", Csv(store_id), ",", kind, ",", status, ",",
+                      Csv(upgraded_from), ",", Csv(upgraded_to), ",",
+                      AmountText(b.pending_fen(), yuan), ",",
+                      AmountText(b.available_fen(), yuan), ",",
+                      AmountText(b.withdrawing_fen(), yuan), ",",
+                      AmountText(b.paid_out_fen(), yuan), ",",
+                      AmountText(b.deposit_fen(), yuan), "\n");
+}
+
+// The statement of a store and, with --pair, of the one it upgraded into
+// (or from): legacy first.
+absl::StatusOr<std::vector<v1::Statement>> Statements(
+    const Ledger& ledger, const std::string& store_id, bool pair,
+    absl::Time from, absl::Time to) {
+  std::vector<std::string> ids = {store_id};
+  if (pair) {
+    absl::StatusOr<v1::StoreState> state = ledger.State(store_id);
+    RETURN_IF_ERROR(state.status());
+    if (!state->upgraded_to().empty()) {
+      ids.push_back(state->upgraded_to());
+    } else if (!state->upgraded_from().empty()) {
+      ids.insert(ids.begin(), state->upgraded_from());
+    } else {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--pair: store ", store_id,
+          " neither upgraded into a WeChat Store nor was upgraded from one"));
+    }
+  }
+  std::vector<v1::Statement> statements;
+  for (const std::string& id : ids) {
+    ASSIGN_OR_RETURN(v1::Statement statement,
+                     BuildStatement(ledger.log(), id, from, to));
+    statements.push_back(std::move(statement));
+  }
+  return statements;
+}
+
+void WriteStatementCsv(const CliContext& ctx, const v1::Statement& statement,
+                       bool pair, bool yuan) {
+  std::ostream& out = *ctx.out;
+  const std::string store =
+      pair ? absl::StrCat(Csv(statement.store_id()), ",",
+                          v1::StoreKind_Name(statement.kind()), ",")
+           : "";
+  auto balance_rows = [&](absl::string_view section,
+                          const google::protobuf::RepeatedPtrField<
+                              v1::AccountBalance>& rows) {
+    for (const v1::AccountBalance& row : rows) {
+      out << store << section << ',' << Csv(row.account()) << ",,,,,,,"
+          << AmountText(row.balance_fen(), yuan) << ",,\n";
+    }
+  };
+  balance_rows("opening", statement.opening());
+  for (const v1::StatementLine& line : statement.lines()) {
+    const v1::PostingLine& p = line.posting();
+    out << store << "posting," << Csv(p.account()) << ',' << p.position()
+        << ',' << Csv(p.event_id()) << ',' << p.event_type() << ','
+        << ZoneTime(p.occurred_at(), ctx.zone) << ','
+        << AmountText(p.debit_fen(), yuan) << ','
+        << AmountText(p.credit_fen(), yuan) << ','
+        << AmountText(line.balance_after_fen(), yuan) << ','
+        << Csv(p.order_id()) << ',' << Csv(p.withdrawal_id()) << '\n';
+  }
+  balance_rows("movement", statement.movements());
+  balance_rows("closing", statement.closing());
 }
 
 }  // namespace
 
 int PostingsVerb(CliContext& ctx) {
-  if (absl::Status s =
-          ctx.flags.CheckKnown({"store", "from", "to", "position", "format"});
-      !s.ok()) {
-    return ctx.Fail(s);
-  }
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
   const std::string format = ctx.flags.GetOr("format", "csv");
   if (absl::Status s = CheckFormat(format, {"csv", "jsonl"}); !s.ok()) {
     return ctx.Fail(s);
+  }
+  const bool yuan = ctx.flags.Has("yuan");
+  if (yuan && format != "csv") {
+    return ctx.Fail(absl::InvalidArgumentError(
+        "--yuan is for the CSV; jsonl keeps fen (a machine format)"));
   }
   PostingFilter filter;
   filter.store_id = ctx.flags.Get("store");
@@ -78,29 +178,41 @@ int PostingsVerb(CliContext& ctx) {
   if (!from.ok()) return ctx.Fail(from.status());
   absl::StatusOr<std::optional<absl::Time>> to = ctx.flags.GetTime("to");
   if (!to.ok()) return ctx.Fail(to.status());
-  absl::StatusOr<std::optional<uint64_t>> position =
-      ctx.flags.GetUint("position");
-  if (!position.ok()) return ctx.Fail(position.status());
   filter.from = *from;
   filter.to = *to;
-  filter.max_position = *position;
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
+  absl::StatusOr<std::optional<uint64_t>> position =
+      ctx.KnowledgePosition(**ledger);
+  if (!position.ok()) return ctx.Fail(position.status());
+  filter.max_position = *position;
 
   std::ostream& out = *ctx.out;
   const bool csv = format == "csv";
   if (csv) {
-    out << "position,event_id,occurred_at,store_id,account,debit_fen,"
-           "credit_fen,order_id,withdrawal_id\n";
+    absl::StatusOr<std::string> as_of = AsOfLine(
+        ctx, (*ledger)->log(), "postings", *position, std::nullopt, yuan);
+    if (!as_of.ok()) return ctx.Fail(as_of.status());
+    out << *as_of
+        << "position,event_id,event_type,occurred_at,store_id,store_kind,"
+           "account,debit"
+        << Unit(yuan) << ",credit" << Unit(yuan) << ",order_id,withdrawal_id\n";
   }
+  uint64_t printed = 0;
   absl::Status status = ForEachPosting(
       (*ledger)->log(), filter, [&](const v1::PostingLine& line) {
+        ++printed;
         if (csv) {
-          out << line.position() << ',' << CsvField(line.event_id()) << ','
-              << TimeText(line.occurred_at()) << ',' << CsvField(line.store_id())
-              << ',' << CsvField(line.account()) << ',' << line.debit_fen() << ','
-              << line.credit_fen() << ',' << CsvField(line.order_id()) << ','
-              << CsvField(line.withdrawal_id()) << '\n';
+          out << line.position() << ',' << Csv(line.event_id()) << ','
+              << line.event_type() << ','
+              << ZoneTime(line.occurred_at(), ctx.zone) << ','
+              << Csv(line.store_id()) << ','
+              << v1::StoreKind_Name(line.store_kind()) << ','
+              << Csv(line.account()) << ','
+              << AmountText(line.debit_fen(), yuan) << ','
+              << AmountText(line.credit_fen(), yuan) << ','
+              << Csv(line.order_id()) << ',' << Csv(line.withdrawal_id())
+              << '\n';
         } else {
           out << ToJson(line) << '\n';
         }
@@ -108,54 +220,65 @@ int PostingsVerb(CliContext& ctx) {
       });
   out.flush();
   if (!status.ok()) return ctx.Fail(status);
+  if (printed == 0) ctx.SayNothingMatched("no posting passes the filters");
   return kExitOk;
 }
 
 int BalancesVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"as-of", "position", "format"});
-      !s.ok()) {
-    return ctx.Fail(s);
-  }
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
   const std::string format = ctx.flags.GetOr("format", "json");
   if (absl::Status s = CheckFormat(format, {"json", "csv"}); !s.ok()) {
     return ctx.Fail(s);
   }
+  const bool yuan = ctx.flags.Has("yuan");
+  if (yuan && format != "csv") {
+    return ctx.Fail(absl::InvalidArgumentError(
+        "--yuan is for --format csv; JSON keeps fen (a machine format)"));
+  }
   AsOf as_of;
   absl::StatusOr<std::optional<absl::Time>> t = ctx.flags.GetTime("as-of");
   if (!t.ok()) return ctx.Fail(t.status());
-  absl::StatusOr<std::optional<uint64_t>> position =
-      ctx.flags.GetUint("position");
-  if (!position.ok()) return ctx.Fail(position.status());
   as_of.business_time = *t;
-  as_of.position = *position;
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
+  absl::StatusOr<std::optional<uint64_t>> position =
+      ctx.KnowledgePosition(**ledger);
+  if (!position.ok()) return ctx.Fail(position.status());
+  as_of.position = *position;
+  ctx.EchoTime("as-of");
   const EventLog& log = (*ledger)->log();
   absl::StatusOr<v1::BalancesReport> report =
       as_of.empty() ? BalancesFromProjections(log)
                     : BalancesFromPostings(log, as_of);
   if (!report.ok()) return ctx.Fail(report.status());
+  report->set_as_of_written(ctx.flags.GetOr("as-of", ""));
 
   std::ostream& out = *ctx.out;
   if (format == "json") {
     out << ToJson(*report) << "\n";
     return kExitOk;
   }
+  absl::StatusOr<std::string> as_of_line =
+      AsOfLine(ctx, log, "balances", report->position(), *t, yuan);
+  if (!as_of_line.ok()) return ctx.Fail(as_of_line.status());
   // One table; the `row` column tells store rows from the per-kind totals,
   // so that summing a column over row=store rows gives the totals.
-  out << "row,store_id,kind,status,upgraded_from,upgraded_to,pending_fen,"
-         "available_fen,withdrawing_fen,paid_out_fen,deposit_fen\n";
+  const char* unit = Unit(yuan);
+  out << *as_of_line
+      << absl::StrCat("row,store_id,kind,status,upgraded_from,upgraded_to,"
+                      "pending", unit, ",available", unit, ",withdrawing", unit,
+                      ",paid_out", unit, ",deposit", unit, "\n");
   for (const v1::StoreBalances& store : report->stores()) {
     out << BalancesCsvRow("store", store.store_id(),
                           v1::StoreKind_Name(store.kind()),
                           v1::StoreStatus_Name(store.status()),
                           store.upgraded_from(), store.upgraded_to(),
-                          store.balances());
+                          store.balances(), yuan);
   }
   for (const v1::KindTotals& totals : report->totals()) {
     out << BalancesCsvRow(totals.legacy() ? "total_legacy" : "total_new", "",
                           v1::StoreKind_Name(totals.kind()), "", "", "",
-                          totals.balances());
+                          totals.balances(), yuan);
   }
   return kExitOk;
 }
@@ -195,15 +318,17 @@ absl::Status PrintStatementProofs(const EventLog& log,
 }  // namespace
 
 int StatementVerb(CliContext& ctx) {
-  if (absl::Status s =
-          ctx.flags.CheckKnown({"store", "from", "to", "format", "proofs"});
-      !s.ok()) {
-    return ctx.Fail(s);
-  }
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
   const std::string format = ctx.flags.GetOr("format", "csv");
   if (absl::Status s = CheckFormat(format, {"csv", "json"}); !s.ok()) {
     return ctx.Fail(s);
   }
+  const bool yuan = ctx.flags.Has("yuan");
+  if (yuan && format != "csv") {
+    return ctx.Fail(absl::InvalidArgumentError(
+        "--yuan is for the CSV; JSON keeps fen (a machine format)"));
+  }
+  const bool pair = ctx.flags.Has("pair");
   std::optional<std::string> store = ctx.flags.Get("store");
   if (!store) return ctx.Fail(absl::InvalidArgumentError("--store is required"));
   absl::StatusOr<std::optional<absl::Time>> from = ctx.flags.GetTime("from");
@@ -212,29 +337,55 @@ int StatementVerb(CliContext& ctx) {
   if (!to.ok()) return ctx.Fail(to.status());
   if (!from->has_value() || !to->has_value()) {
     return ctx.Fail(absl::InvalidArgumentError(
-        "--from and --to are required (RFC 3339; the period is [from, to))"));
+        "--from and --to are required (RFC 3339 or a date; the period is "
+        "[from, to))"));
   }
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
-  absl::StatusOr<v1::Statement> statement =
-      BuildStatement((*ledger)->log(), *store, **from, **to);
-  if (!statement.ok()) return ctx.Fail(statement.status());
+  absl::StatusOr<std::vector<v1::Statement>> statements =
+      Statements(**ledger, *store, pair, **from, **to);
+  if (!statements.ok()) return ctx.Fail(statements.status());
 
   std::ostream& out = *ctx.out;
   if (ctx.flags.Has("proofs")) {
-    absl::Status s = PrintStatementProofs((*ledger)->log(), *statement, out);
-    return s.ok() ? kExitOk : ctx.Fail(s);
-  }
-  if (format == "json") {
-    out << ToJson(*statement) << "\n";
+    for (const v1::Statement& statement : *statements) {
+      absl::Status s = PrintStatementProofs((*ledger)->log(), statement, out);
+      if (!s.ok()) return ctx.Fail(s);
+    }
     return kExitOk;
   }
-  out << StatementCsv(*statement);
+  if (format == "json") {
+    if (!pair) {
+      out << ToJson(statements->front()) << "\n";
+      return kExitOk;
+    }
+    v1::StatementPair both;
+    *both.mutable_legacy() = (*statements)[0];
+    *both.mutable_wechat() = (*statements)[1];
+    out << ToJson(both) << "\n";
+    return kExitOk;
+  }
+  absl::StatusOr<std::string> as_of_line = AsOfLine(
+      ctx, (*ledger)->log(), pair ? "statement pair" : "statement",
+      std::nullopt, std::nullopt, yuan);
+  if (!as_of_line.ok()) return ctx.Fail(as_of_line.status());
+  const char* unit = Unit(yuan);
+  out << *as_of_line << "# period [" << ZoneTime(**from, ctx.zone) << ", "
+      << ZoneTime(**to, ctx.zone) << ")"
+      << (pair ? "; two stores, each its own rows: never sum them" : "")
+      << "\n"
+      << (pair ? "store_id,store_kind," : "")
+      << absl::StrCat("section,account,position,event_id,event_type,"
+                      "occurred_at,debit", unit, ",credit", unit, ",balance",
+                      unit, ",order_id,withdrawal_id\n");
+  for (const v1::Statement& statement : *statements) {
+    WriteStatementCsv(ctx, statement, pair, yuan);
+  }
   return kExitOk;
 }
 
 int AuditVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"no-progress"}); !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   const bool terminal = StderrIsTerminal(ctx);

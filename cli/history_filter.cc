@@ -55,6 +55,16 @@ bool NamesProduct(const v1::Event& event, absl::string_view product_id) {
       return event.product_deleted().product_id() == product_id;
     case v1::Event::kOrderPlaced:
       return in_lines(event.order_placed().lines());
+    case v1::Event::kProductsSynced: {
+      const v1::ProductsSynced& e = event.products_synced();
+      for (const std::string& id : e.copied_product_ids()) {
+        if (id == product_id) return true;
+      }
+      for (const v1::SyncSkip& skip : e.skipped()) {
+        if (skip.product_id() == product_id) return true;
+      }
+      return false;
+    }
     case v1::Event::kCommandRejected: {
       const v1::Command& c = event.command_rejected().command();
       switch (c.body_case()) {
@@ -164,6 +174,11 @@ bool HistoryFilter::Selects(const v1::Envelope& envelope) const {
   if (event.has_command_rejected()) return true;  // --type: facts only
   return !event_types.has_value() ||
          event_types->count(envelope.event_type()) > 0;
+}
+
+void SayHistoryFilteredOut(const CliContext& ctx, absl::string_view stores) {
+  ctx.SayNothingMatched(absl::StrCat(
+      "store ", stores, " has a history, but the filters select none of it"));
 }
 
 absl::Status HistoryNotFound(absl::string_view store_id,

@@ -24,9 +24,7 @@
 namespace storeledger {
 
 int RebuildVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"shadow", "no-progress",
-                                             "flush-every"});
-      !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   absl::StatusOr<std::optional<uint64_t>> flush_every =
@@ -84,7 +82,7 @@ int RebuildVerb(CliContext& ctx) {
 }
 
 int ExplainVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"command-id"}); !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   std::optional<std::string> command_id = ctx.flags.Get("command-id");
@@ -100,30 +98,57 @@ int ExplainVerb(CliContext& ctx) {
 }
 
 int DiffVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"store", "from", "to", "position"});
-      !s.ok()) {
-    return ctx.Fail(s);
-  }
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
   std::optional<std::string> store = ctx.flags.Get("store");
   if (!store) return ctx.Fail(absl::InvalidArgumentError("--store is required"));
   absl::StatusOr<std::optional<absl::Time>> from = ctx.flags.GetTime("from");
   if (!from.ok()) return ctx.Fail(from.status());
   absl::StatusOr<std::optional<absl::Time>> to = ctx.flags.GetTime("to");
   if (!to.ok()) return ctx.Fail(to.status());
-  if (!from->has_value() || !to->has_value()) {
-    return ctx.Fail(absl::InvalidArgumentError(
-        "--from T1 and --to T2 are required (RFC 3339 business times)"));
+  absl::StatusOr<std::optional<absl::Time>> at = ctx.flags.GetTime("at");
+  if (!at.ok()) return ctx.Fail(at.status());
+  absl::StatusOr<std::optional<uint64_t>> from_position =
+      ctx.flags.GetUint("from-position");
+  if (!from_position.ok()) return ctx.Fail(from_position.status());
+  absl::StatusOr<std::optional<uint64_t>> to_position =
+      ctx.flags.GetUint("to-position");
+  if (!to_position.ok()) return ctx.Fail(to_position.status());
+  // Two business times at one knowledge position, or two knowledge
+  // positions at one business time.
+  const bool by_position = at->has_value();
+  if (by_position) {
+    if (from->has_value() || to->has_value() || ctx.flags.Has("position") ||
+        ctx.flags.Has("known-at") || !from_position->has_value() ||
+        !to_position->has_value()) {
+      return ctx.Fail(absl::InvalidArgumentError(
+          "--at T takes --from-position N1 --to-position N2 (and no --from, "
+          "--to, --position or --known-at)"));
+    }
+    if (**to_position < **from_position) {
+      return ctx.Fail(
+          absl::InvalidArgumentError("--to-position is before --from-position"));
+    }
+  } else {
+    if (!from->has_value() || !to->has_value() ||
+        from_position->has_value() || to_position->has_value()) {
+      return ctx.Fail(absl::InvalidArgumentError(
+          "give --from T1 --to T2 (business times), or --at T with "
+          "--from-position N1 --to-position N2"));
+    }
+    if (**to < **from) {
+      return ctx.Fail(absl::InvalidArgumentError("--to is before --from"));
+    }
   }
-  if (**to < **from) {
-    return ctx.Fail(absl::InvalidArgumentError("--to is before --from"));
-  }
-  absl::StatusOr<std::optional<uint64_t>> position = ctx.flags.GetUint("position");
-  if (!position.ok()) return ctx.Fail(position.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   const Ledger& l = **ledger;
+  absl::StatusOr<std::optional<uint64_t>> position = ctx.KnowledgePosition(l);
+  if (!position.ok()) return ctx.Fail(position.status());
 
-  AsOf before_as_of{**from, *position};
+  AsOf before_as_of{by_position ? *at : *from,
+                    by_position ? *from_position : *position};
+  AsOf after_as_of{by_position ? *at : *to,
+                   by_position ? *to_position : *position};
   absl::StatusOr<v1::StoreState> before = l.State(*store, before_as_of);
   std::optional<v1::StoreState> before_state;
   if (before.ok()) {
@@ -131,12 +156,13 @@ int DiffVerb(CliContext& ctx) {
   } else if (!absl::IsNotFound(before.status())) {
     return ctx.Fail(before.status());
   }
-  AsOf after_as_of{**to, *position};
   absl::StatusOr<v1::StoreState> after = l.State(*store, after_as_of);
   if (!after.ok()) return ctx.Fail(after.status());
   v1::StoreDiff diff = DiffStoreStates(before_state, *after);
-  *diff.mutable_from() = ToProto(**from);
-  *diff.mutable_to() = ToProto(**to);
+  *diff.mutable_from() = ToProto(*before_as_of.business_time);
+  *diff.mutable_to() = ToProto(*after_as_of.business_time);
+  diff.set_from_position(before_as_of.position.value_or(0));
+  diff.set_to_position(after_as_of.position.value_or(0));
   *ctx.out << ToJson(diff) << "\n";
   return kExitOk;
 }

@@ -20,6 +20,7 @@
 #include "ledger/json.h"
 #include "replay/feed.h"
 #include "replay/read_views.h"
+#include "replay/projection_store.h"
 
 namespace storeledger {
 namespace {
@@ -36,8 +37,7 @@ constexpr uint64_t kTailPollMsMax = 60'000;
 }  // namespace
 
 int StateVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"store", "as-of", "position"});
-      !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   std::optional<std::string> store = ctx.flags.Get("store");
@@ -46,54 +46,197 @@ int StateVerb(CliContext& ctx) {
   absl::StatusOr<std::optional<absl::Time>> t = ctx.flags.GetTime("as-of");
   if (!t.ok()) return ctx.Fail(t.status());
   as_of.business_time = *t;
-  absl::StatusOr<std::optional<uint64_t>> position =
-      ctx.flags.GetUint("position");
-  if (!position.ok()) return ctx.Fail(position.status());
-  as_of.position = *position;
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
+  absl::StatusOr<std::optional<uint64_t>> position =
+      ctx.KnowledgePosition(**ledger);
+  if (!position.ok()) return ctx.Fail(position.status());
+  as_of.position = *position;
+  ctx.EchoTime("as-of");
   absl::StatusOr<v1::StoreState> state = (*ledger)->State(*store, as_of);
   if (!state.ok()) return ctx.Fail(state.status());
   *ctx.out << ToJson(*state) << "\n";
   return kExitOk;
 }
 
-int HistoryVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown(
-          {"store", "order", "product", "withdrawal", "type", "from", "to",
-           "from-position", "limit", "include-rejections"});
-      !s.ok()) {
-    return ctx.Fail(s);
+namespace {
+
+// The store that owns the order, withdrawal or product a history asks about
+// (R13: an order or withdrawal lives in one store; a product id may be in a
+// legacy store and in the WeChat Store it was synced into, so all of them).
+// Empty when the ledger has no such id.
+absl::StatusOr<std::vector<std::string>> OwnersOf(const EventLog& log,
+                                                  const HistoryFilter& filter) {
+  ProjectionReader reader(&log);
+  std::vector<std::string> owners;
+  if (filter.order_id.has_value()) {
+    ASSIGN_OR_RETURN(RecordRef<OrderRecord> order,
+                     reader.Order(*filter.order_id));
+    if (order != nullptr) owners.push_back(order->store_id());
+  } else if (filter.withdrawal_id.has_value()) {
+    ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> withdrawal,
+                     reader.Withdrawal(*filter.withdrawal_id));
+    if (withdrawal != nullptr) owners.push_back(withdrawal->store_id());
+  } else if (filter.product_id.has_value()) {
+    ASSIGN_OR_RETURN(owners, StoresWithProduct(reader, *filter.product_id));
   }
-  std::optional<std::string> store = ctx.flags.Get("store");
-  if (!store) return ctx.Fail(absl::InvalidArgumentError("--store is required"));
+  return owners;
+}
+
+// "order o1" / "withdrawal w1" / "product p1": what --store was asked about.
+std::string AskedAbout(const HistoryFilter& filter) {
+  if (filter.order_id) return absl::StrCat("order ", *filter.order_id);
+  if (filter.withdrawal_id) {
+    return absl::StrCat("withdrawal ", *filter.withdrawal_id);
+  }
+  return absl::StrCat("product ", filter.product_id.value_or(""));
+}
+
+// The envelopes `filter` selects in one store's history: its stream (with
+// `own_stream`), the ProductsSynced of the store it upgraded into that
+// copied from it, and (with `refusals`) the refused commands naming it.
+absl::Status CollectHistory(const EventLog& log, const std::string& store_id,
+                            const HistoryFilter& filter, bool own_stream,
+                            bool refusals, bool* exists,
+                            std::vector<v1::Envelope>* out) {
+  ASSIGN_OR_RETURN(std::optional<StreamHead> head,
+                   log.GetStreamHead(StoreStream(store_id)));
+  *exists = head.has_value();
+  if (own_stream) {
+    RETURN_IF_ERROR(
+        log.ScanStream(StoreStream(store_id), 0, [&](const v1::Envelope& e) {
+          if (filter.Selects(e)) out->push_back(e);
+          return true;
+        }));
+  }
+  ProjectionReader reader(&log);
+  ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, reader.Store(store_id));
+  if (store != nullptr && !store->upgraded_to().empty()) {
+    RETURN_IF_ERROR(log.ScanStream(
+        StoreStream(store->upgraded_to()), 0, [&](const v1::Envelope& e) {
+          if (e.payload().has_products_synced() &&
+              e.payload().products_synced().source_store_id() == store_id &&
+              filter.Selects(e)) {
+            out->push_back(e);
+          }
+          return true;
+        }));
+  }
+  if (!refusals) return absl::OkStatus();
+  bool refused = false;
+  RETURN_IF_ERROR(
+      log.ScanStream(kRejectionsStream, 0, [&](const v1::Envelope& e) {
+        const auto& ids = e.payload().command_rejected().store_ids();
+        if (std::find(ids.begin(), ids.end(), store_id) == ids.end()) {
+          return true;
+        }
+        // A refusal the filters drop does not make the store exist (as
+        // in --server mode, where the server sends them all).
+        if (filter.Selects(e)) {
+          refused = true;
+          out->push_back(e);
+        }
+        return true;
+      }));
+  *exists = *exists || refused;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int HistoryVerb(CliContext& ctx) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
   absl::StatusOr<HistoryFilter> filter = HistoryFilter::FromFlags(ctx.flags);
   if (!filter.ok()) return ctx.Fail(filter.status());
+  std::optional<std::string> store = ctx.flags.Get("store");
+  const bool by_id = filter->order_id || filter->withdrawal_id ||
+                     filter->product_id;
+  if (!store && !by_id) {
+    return ctx.Fail(absl::InvalidArgumentError(
+        "--store is required unless --order, --withdrawal or --product names "
+        "what to find"));
+  }
   absl::StatusOr<std::optional<uint64_t>> limit = ctx.flags.GetUint("limit");
   if (!limit.ok()) return ctx.Fail(limit.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
-  const bool include_rejections = ctx.flags.Has("include-rejections");
-  uint64_t printed = 0;
-  absl::StatusOr<bool> found = ScanStoreHistory(
-      (*ledger)->log(), *store, 0, include_rejections,
-      [&](const v1::Envelope& e) { return filter->Selects(e); },
-      [&](const v1::Envelope& e) {
-        if (!e.payload().has_command_rejected() && !filter->Selects(e)) {
-          return true;
-        }
-        if (limit->has_value() && printed >= **limit) return false;
-        *ctx.out << ToJson(e) << "\n";
-        ++printed;
-        return true;
-      });
-  if (!found.ok()) return ctx.Fail(found.status());
-  if (!*found) return ctx.Fail(HistoryNotFound(*store, include_rejections));
+  const EventLog& log = (*ledger)->log();
+  const bool refusals = ctx.flags.Has("include-rejections");
+
+  std::vector<std::string> stores;
+  if (by_id) {
+    absl::StatusOr<std::vector<std::string>> owners = OwnersOf(log, *filter);
+    if (!owners.ok()) return ctx.Fail(owners.status());
+    if (store.has_value() && !owners->empty() &&
+        std::find(owners->begin(), owners->end(), *store) == owners->end()) {
+      return ctx.Fail(absl::FailedPreconditionError(absl::StrCat(
+          AskedAbout(*filter), " is not in store ", *store, ": it belongs to ",
+          absl::StrJoin(*owners, ", "), " (R13: each lives in one store)")));
+    }
+    if (!store.has_value()) {
+      if (owners->empty()) {
+        return ctx.Fail(absl::NotFoundError(absl::StrCat(
+            "no store has ", AskedAbout(*filter),
+            " (refused commands about it: add --store ID "
+            "--include-rejections)")));
+      }
+      stores = *std::move(owners);
+    }
+  }
+  if (store.has_value()) stores = {*store};
+
+  // One store's own stream is streamed, so that --limit stops its scan
+  // early; the rest (refusals, syncs, a second store) is collected first.
+  const bool stream_one = stores.size() == 1;
+  std::vector<v1::Envelope> selected;
+  bool any_exists = false;
+  for (const std::string& id : stores) {
+    bool exists = false;
+    if (absl::Status s = CollectHistory(log, id, *filter, !stream_one,
+                                        refusals, &exists, &selected);
+        !s.ok()) {
+      return ctx.Fail(s);
+    }
+    any_exists = any_exists || exists;
+  }
+  if (!any_exists) {
+    return ctx.Fail(HistoryNotFound(absl::StrJoin(stores, ", "), refusals));
+  }
+  std::sort(selected.begin(), selected.end(),
+            [](const v1::Envelope& a, const v1::Envelope& b) {
+              return a.position() < b.position();
+            });
+  // Merged by position; a sync seen from both of its stores prints once.
+  uint64_t printed = 0, last_position = 0;
+  auto print = [&](const v1::Envelope& envelope) {
+    if (limit->has_value() && printed >= **limit) return false;
+    if (envelope.position() == last_position) return true;
+    last_position = envelope.position();
+    *ctx.out << ToJson(envelope) << "\n";
+    ++printed;
+    return true;
+  };
+  size_t next = 0;
+  if (stream_one) {
+    absl::Status status = log.ScanStream(
+        StoreStream(stores.front()), 0, [&](const v1::Envelope& e) {
+          while (next < selected.size() &&
+                 selected[next].position() <= e.position()) {
+            if (!print(selected[next++])) return false;
+          }
+          return !filter->Selects(e) || print(e);
+        });
+    if (!status.ok()) return ctx.Fail(status);
+  }
+  while (next < selected.size() && print(selected[next])) ++next;
+  if (printed == 0 && limit->value_or(1) != 0) {
+    SayHistoryFilteredOut(ctx, absl::StrJoin(stores, ", "));
+  }
   return kExitOk;
 }
 
 int DigestVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({}); !s.ok()) return ctx.Fail(s);
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   const Head head = (*ledger)->log().head();
@@ -105,7 +248,7 @@ int DigestVerb(CliContext& ctx) {
 }
 
 int VerifyVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"digest"}); !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   absl::StatusOr<DigestText> digest =
@@ -156,8 +299,7 @@ static int WriteEnvelopes(CliContext& ctx, bool delimited) {
 }
 
 int ExportVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"from-position", "format"});
-      !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   const std::string format = ctx.flags.GetOr("format", "delimited");
@@ -169,10 +311,7 @@ int ExportVerb(CliContext& ctx) {
 }
 
 int TailVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"from-position", "format", "follow",
-                                             "max-events", "idle-exit-ms",
-                                             "poll-ms"});
-      !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   if (!ctx.flags.Has("from-position")) {
@@ -218,6 +357,22 @@ int TailVerb(CliContext& ctx) {
   };
   auto done = [&] { return max_events->has_value() && emitted >= **max_events; };
 
+  // A consumer ahead of the log (restored from the wrong backup, pointed at
+  // the wrong ledger) must notice: an error, or with --follow a warning.
+  {
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
+    if (!ledger.ok()) return ctx.Fail(ledger.status());
+    const uint64_t head = (*ledger)->log().head().position;
+    if (from->value_or(0) > head) {
+      const std::string ahead = absl::StrCat(
+          "--from-position ", from->value_or(0),
+          " is past the head of the log (position ", head,
+          "): the consumer's position is ahead of this ledger");
+      if (!follow) return ctx.Fail(absl::OutOfRangeError(ahead));
+      *ctx.err << "storeledger tail: warning: " << ahead
+               << "; waiting for the log to reach it\n";
+    }
+  }
   if (!follow) {
     // Scan checks that positions are contiguous and that the hash chain
     // links from --from-position: no gap, no duplicate.

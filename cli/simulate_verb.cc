@@ -3,11 +3,14 @@
 // summary.
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "cli/cli.h"
 #include "cli/simulate.h"
 #include "core/status_macros.h"
@@ -30,15 +33,43 @@ void AddBalances(const v1::Balances& b, v1::Balances* total) {
   total->set_deposit_fen(total->deposit_fen() + b.deposit_fen());
 }
 
-std::string Yuan(int64_t fen) {
-  return absl::StrFormat("%d.%02d", fen / 100, fen % 100);
-}
+// recorded_at on the simulated timeline, so that "what did the ledger know
+// then" has an answer on a simulated ledger: each command is recorded a few
+// seconds after it occurred (as a live ledger learns of it), never before
+// the command recorded before it. The delay comes from the command id, so
+// the same plan gives the same log, byte for byte.
+class SimulatedClock : public Clock {
+ public:
+  explicit SimulatedClock(absl::Time recorded_before) : last_(recorded_before) {}
+
+  absl::Time Now() const override {
+    absl::MutexLock lock(&mu_);
+    return last_;
+  }
+
+  absl::Time RecordedAt(const v1::Command& command) const override {
+    uint64_t hash = 14695981039346656037ull;  // FNV-1a: stable everywhere
+    for (unsigned char c : command.command_id()) {
+      hash = (hash ^ c) * 1099511628211ull;
+    }
+    const absl::Duration delay =
+        kRecordDelayMin + absl::Milliseconds(hash % kRecordDelaySpreadMs);
+    absl::MutexLock lock(&mu_);
+    last_ = std::max(last_, ToTime(command.occurred_at()) + delay);
+    return last_;
+  }
+
+ private:
+  static constexpr absl::Duration kRecordDelayMin = absl::Milliseconds(500);
+  static constexpr uint64_t kRecordDelaySpreadMs = 4'500;
+  mutable absl::Mutex mu_;
+  mutable absl::Time last_;
+};
 
 }  // namespace
 
 int SimulateVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"stores", "seed", "no-progress"});
-      !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   absl::StatusOr<std::optional<uint64_t>> stores = ctx.flags.GetUint("stores");
@@ -51,7 +82,29 @@ int SimulateVerb(CliContext& ctx) {
         "--stores N is required, 1..%d", kSimulateStoresMax)));
   }
   const int store_count = static_cast<int>(**stores);
-  absl::StatusOr<std::unique_ptr<Ledger>> opened = ctx.OpenLedger(false);
+  // The simulated clock starts after whatever the ledger already recorded.
+  absl::Time recorded_before = absl::InfinitePast();
+  {
+    absl::StatusOr<std::unique_ptr<Ledger>> existing = ctx.OpenLedger(false);
+    if (!existing.ok()) return ctx.Fail(existing.status());
+    const uint64_t head = (*existing)->log().head().position;
+    if (head > 0 && !ctx.flags.Has("append")) {
+      return ctx.Fail(absl::FailedPreconditionError(absl::StrCat(
+          "the ledger at ", ctx.flags.GetOr("db", "./storeledger-data"),
+          " already holds ", head,
+          " events; simulate into an empty --db, or pass --append to add "
+          "the simulation to them")));
+    }
+    if (head > 0) {
+      absl::StatusOr<v1::Envelope> last = (*existing)->log().Read(head);
+      if (!last.ok()) return ctx.Fail(last.status());
+      recorded_before = ToTime(last->recorded_at());
+    }
+  }
+  const SimulatedClock simulated_clock(recorded_before);
+  CliContext simulated = ctx;
+  simulated.clock = &simulated_clock;
+  absl::StatusOr<std::unique_ptr<Ledger>> opened = simulated.OpenLedger(false);
   if (!opened.ok()) return ctx.Fail(opened.status());
   Ledger& ledger = **opened;
 
@@ -167,15 +220,17 @@ int SimulateVerb(CliContext& ctx) {
   out << "\n";
   out << absl::StrFormat("events appended: %d (log head %d)\n", events,
                          ledger.log().head().position);
-  out << absl::StrFormat("%-30s %6s %9s %14s %14s %14s %14s %14s\n", "stores (CNY)",
+  out << "amounts below: yuan (CNY), two decimals; balances and postings "
+         "print fen unless --yuan\n";
+  out << absl::StrFormat("%-30s %6s %9s %14s %14s %14s %14s %14s\n", "stores",
                          "open", "upgraded", "pending", "available",
                          "withdrawing", "paid out", "deposit");
   for (const auto& [label, t] : by_kind) {
     out << absl::StrFormat("%-30s %6d %9d %14s %14s %14s %14s %14s\n", label,
                            t.stores_open, t.stores_upgraded,
-                           Yuan(t.money.pending_fen()), Yuan(t.money.available_fen()),
-                           Yuan(t.money.withdrawing_fen()),
-                           Yuan(t.money.paid_out_fen()), Yuan(t.money.deposit_fen()));
+                           AmountText(t.money.pending_fen(), true), AmountText(t.money.available_fen(), true),
+                           AmountText(t.money.withdrawing_fen(), true),
+                           AmountText(t.money.paid_out_fen(), true), AmountText(t.money.deposit_fen(), true));
   }
   const double commands = static_cast<double>(accepted + rejected);
   out << absl::StrFormat(

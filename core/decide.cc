@@ -729,6 +729,17 @@ absl::Status DecideSyncProducts(Context& c) {
     c.Emit(StoreStream(target.store_id()), std::move(event));
     c.decision->synced_product_ids.push_back(product.product_id());
   }
+  // The outcome, copies or not, is a fact of the target's history (R9).
+  Event synced;
+  v1::ProductsSynced* outcome = synced.mutable_products_synced();
+  outcome->set_store_id(target.store_id());
+  outcome->set_source_store_id(source.store_id());
+  *outcome->mutable_copied_product_ids() = {
+      c.decision->synced_product_ids.begin(),
+      c.decision->synced_product_ids.end()};
+  *outcome->mutable_skipped() = {c.decision->skipped.begin(),
+                                 c.decision->skipped.end()};
+  c.Emit(StoreStream(target.store_id()), std::move(synced));
   return absl::OkStatus();
 }
 

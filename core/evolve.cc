@@ -387,6 +387,9 @@ absl::Status EvolveBody(absl::Time occurred_at, const Event& event,
       }
       return absl::OkStatus();
     }
+    case Event::kProductsSynced:
+      // R9's outcome: the copies are the ProductAdded events before it.
+      return LoadStore(*state, event.products_synced().store_id()).status();
     case Event::kCommandRejected:
       return absl::OkStatus();  // a fact about the log, not about a store
     case Event::BODY_NOT_SET:

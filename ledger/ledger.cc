@@ -116,7 +116,7 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
                                v1::CommandResult* result, bool* rejected) {
   ASSIGN_OR_RETURN(Decision decision, Decide(command, state, options_.policy));
 
-  const absl::Time now = options_.clock->Now();
+  const absl::Time now = options_.clock->RecordedAt(command);
   *result = ResultOf(command);
   auto add_event = [&](const std::string& stream_id, int64_t expected_version,
                        v1::Event event, size_t index) {

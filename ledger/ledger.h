@@ -63,6 +63,13 @@ class Clock {
  public:
   virtual ~Clock() = default;
   virtual absl::Time Now() const = 0;
+  // The recorded_at of the events `command` appends. Default: Now(). A
+  // simulation overrides it to follow its own timeline (cli/simulate_verb.cc).
+  // Called once per decided command, in position order.
+  virtual absl::Time RecordedAt(const v1::Command& command) const {
+    (void)command;
+    return Now();
+  }
 };
 // The wall clock.
 const Clock& SystemClock();

@@ -142,6 +142,8 @@ std::string ExpectedStream(const v1::Event& event) {
       return StoreStream(event.withdrawal_completed().store_id());
     case v1::Event::kWithdrawalFailed:
       return StoreStream(event.withdrawal_failed().store_id());
+    case v1::Event::kProductsSynced:
+      return StoreStream(event.products_synced().store_id());
     case v1::Event::kCommandRejected:
       return std::string(kRejectionsStream);
     case v1::Event::BODY_NOT_SET:

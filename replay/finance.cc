@@ -91,23 +91,34 @@ v1::PostingLine ToPostingLine(const v1::Envelope& envelope,
   line.set_credit_fen(posting.credit_fen);
   line.set_order_id(posting.order_id);
   line.set_withdrawal_id(posting.withdrawal_id);
+  line.set_event_type(envelope.event_type());
   return line;
 }
 
 absl::Status ForEachPosting(
     const EventLog& log, const PostingFilter& filter,
     const std::function<bool(const v1::PostingLine&)>& fn) {
+  // A store opens before anything of it can post money, so its kind is
+  // known by the time its first posting goes by.
+  std::map<std::string, v1::StoreKind, std::less<>> kinds;
   return log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
     if (filter.max_position.has_value() &&
         envelope.position() > *filter.max_position) {
       return false;
+    }
+    if (envelope.payload().has_store_opened()) {
+      const v1::StoreOpened& opened = envelope.payload().store_opened();
+      kinds[opened.store_id()] = opened.kind();
     }
     if (!Admits(filter, ToTime(envelope.occurred_at()))) return true;
     for (const Posting& posting : PostingsFor(envelope.payload())) {
       if (filter.store_id.has_value() && posting.store_id != *filter.store_id) {
         continue;
       }
-      if (!fn(ToPostingLine(envelope, posting))) return false;
+      v1::PostingLine line = ToPostingLine(envelope, posting);
+      auto kind = kinds.find(posting.store_id);
+      if (kind != kinds.end()) line.set_store_kind(kind->second);
+      if (!fn(line)) return false;
     }
     return true;
   });
@@ -347,6 +358,7 @@ absl::StatusOr<v1::Statement> BuildStatement(const EventLog& log,
         apply(movements);
         v1::StatementLine* line = statement.add_lines();
         *line->mutable_posting() = ToPostingLine(envelope, posting);
+        line->mutable_posting()->set_store_kind(statement.kind());
         line->set_balance_after_fen(running.Get(posting.account));
       }
       if (!fold_status.ok()) return false;

@@ -846,11 +846,19 @@ TEST(R9Sync, CopiesOwnDraftOrListedAndSaysWhyOthersAreSkipped) {
                          {"d-delisted", "delisted"},
                          {"e-deleted", "deleted"},
                          {"f-voucher", "delisted by policy"}}));
-  ASSERT_EQ(d.events.size(), 2u);
-  for (const DecidedEvent& e : d.events) {
-    EXPECT_EQ(e.stream_id, "store-w1");
-    EXPECT_EQ(e.event.product_added().synced_from(), "s1");
-  }
+  // The two copies, then the outcome on the target's stream (R9 amended).
+  ASSERT_EQ(d.events.size(), 3u);
+  for (const DecidedEvent& e : d.events) EXPECT_EQ(e.stream_id, "store-w1");
+  EXPECT_EQ(d.events[0].event.product_added().synced_from(), "s1");
+  EXPECT_EQ(d.events[1].event.product_added().synced_from(), "s1");
+  const v1::ProductsSynced& outcome = d.events[2].event.products_synced();
+  EXPECT_EQ(outcome.source_store_id(), "s1");
+  EXPECT_EQ(std::vector<std::string>(outcome.copied_product_ids().begin(),
+                                     outcome.copied_product_ids().end()),
+            d.synced_product_ids);
+  ASSERT_EQ(outcome.skipped_size(), 4);
+  EXPECT_EQ(outcome.skipped(3).product_id(), "f-voucher");
+  EXPECT_EQ(outcome.skipped(3).reason(), "delisted by policy");
   const ProductRecord copy = l.Product("w1", "a-listed");
   EXPECT_EQ(copy.status(), v1::DRAFT);  // never listed automatically
   EXPECT_EQ(copy.synced_from(), "s1");
@@ -862,7 +870,11 @@ TEST(R9Sync, CopiesOwnDraftOrListedAndSaysWhyOthersAreSkipped) {
 
   const Decision rerun = l.Sync(kSyncAt, "s1", "w1");
   ASSERT_TRUE(Accepted(rerun));
-  EXPECT_TRUE(rerun.events.empty());
+  // Copying nothing still records its outcome.
+  ASSERT_EQ(rerun.events.size(), 1u);
+  EXPECT_EQ(rerun.events[0].event.products_synced().skipped_size(), 6);
+  EXPECT_EQ(rerun.events[0].event.products_synced().copied_product_ids_size(),
+            0);
   EXPECT_TRUE(rerun.synced_product_ids.empty());
   ASSERT_EQ(rerun.skipped.size(), 6u);
   EXPECT_EQ(rerun.skipped[0].product_id(), "a-listed");

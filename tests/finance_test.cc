@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -172,25 +173,27 @@ TEST_F(SimulatedFinanceTest, PostingsCsvSummedEqualBalancesForEveryStore) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   std::vector<std::string> lines = run.lines();
   ASSERT_GT(lines.size(), 100u);
-  EXPECT_EQ(lines[0],
-            "position,event_id,occurred_at,store_id,account,debit_fen,"
-            "credit_fen,order_id,withdrawal_id");
+  EXPECT_EQ(lines[0].rfind("# storeledger postings as of position ", 0), 0u)
+      << lines[0];
+  EXPECT_EQ(lines[1],
+            "position,event_id,event_type,occurred_at,store_id,store_kind,"
+            "account,debit_fen,credit_fen,order_id,withdrawal_id");
   // Sum per (store, account) exactly as a spreadsheet would.
   std::map<std::string, std::map<std::string, int64_t>> sums;
   int64_t grand_total = 0;
   uint64_t last_position = 0;
-  for (size_t i = 1; i < lines.size(); ++i) {
+  for (size_t i = 2; i < lines.size(); ++i) {
     std::vector<std::string> f = CsvFields(lines[i]);
-    ASSERT_EQ(f.size(), 9u) << lines[i];
+    ASSERT_EQ(f.size(), 11u) << lines[i];
     const uint64_t position = static_cast<uint64_t>(Int(f[0]));
     EXPECT_GE(position, last_position) << "postings are in log order";
     last_position = position;
     google::protobuf::Timestamp occurred_at;
-    EXPECT_TRUE(google::protobuf::util::TimeUtil::FromString(f[2], &occurred_at))
-        << f[2];
-    EXPECT_EQ(f[2].back(), 'Z') << "occurred_at is UTC";
-    const int64_t net = Int(f[5]) - Int(f[6]);
-    sums[f[3]][f[4]] += net;
+    EXPECT_TRUE(google::protobuf::util::TimeUtil::FromString(f[3], &occurred_at))
+        << f[3];
+    EXPECT_TRUE(absl::EndsWith(f[3], "+08:00")) << "occurred_at is Beijing time";
+    const int64_t net = Int(f[7]) - Int(f[8]);
+    sums[f[4]][f[6]] += net;
     grand_total += net;
   }
   EXPECT_EQ(grand_total, 0) << "double entry: all postings sum to zero";
@@ -217,19 +220,24 @@ TEST_F(SimulatedFinanceTest, JsonlAndCsvCarryTheSamePostings) {
   ASSERT_EQ(csv.exit_code, 0);
   std::vector<std::string> lines = csv.lines();
   std::vector<v1::PostingLine> json = Postings();
-  ASSERT_EQ(lines.size(), json.size() + 1);
+  ASSERT_EQ(lines.size(), json.size() + 2);  // the as-of line, the header
   for (size_t i = 0; i < json.size(); ++i) {
-    std::vector<std::string> f = CsvFields(lines[i + 1]);
+    std::vector<std::string> f = CsvFields(lines[i + 2]);
     const v1::PostingLine& p = json[i];
     EXPECT_EQ(f[0], absl::StrCat(p.position()));
     EXPECT_EQ(f[1], p.event_id());
-    EXPECT_EQ(f[2], google::protobuf::util::TimeUtil::ToString(p.occurred_at()));
-    EXPECT_EQ(f[3], p.store_id());
-    EXPECT_EQ(f[4], p.account());
-    EXPECT_EQ(Int(f[5]), p.debit_fen());
-    EXPECT_EQ(Int(f[6]), p.credit_fen());
-    EXPECT_EQ(f[7], p.order_id());
-    EXPECT_EQ(f[8], p.withdrawal_id());
+    EXPECT_EQ(f[2], p.event_type());
+    google::protobuf::Timestamp occurred_at;
+    ASSERT_TRUE(google::protobuf::util::TimeUtil::FromString(f[3], &occurred_at));
+    EXPECT_EQ(occurred_at.seconds(), p.occurred_at().seconds());
+    EXPECT_EQ(f[4], p.store_id());
+    EXPECT_EQ(f[5], v1::StoreKind_Name(p.store_kind()));
+    EXPECT_NE(p.store_kind(), v1::STORE_KIND_UNSPECIFIED);
+    EXPECT_EQ(f[6], p.account());
+    EXPECT_EQ(Int(f[7]), p.debit_fen());
+    EXPECT_EQ(Int(f[8]), p.credit_fen());
+    EXPECT_EQ(f[9], p.order_id());
+    EXPECT_EQ(f[10], p.withdrawal_id());
   }
 }
 
@@ -346,8 +354,9 @@ TEST_F(SimulatedFinanceTest, TotalsKeepLegacyAndWeChatStoreMoneyApart) {
   CliRun csv = Cli({"balances", "--format", "csv"});
   ASSERT_EQ(csv.exit_code, 0);
   std::vector<std::string> lines = csv.lines();
-  ASSERT_EQ(lines.size(), 1u + report.stores_size() + 3u);
-  EXPECT_EQ(lines[0],
+  ASSERT_EQ(lines.size(), 2u + report.stores_size() + 3u);
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("amounts in fen"));
+  EXPECT_EQ(lines[1],
             "row,store_id,kind,status,upgraded_from,upgraded_to,pending_fen,"
             "available_fen,withdrawing_fen,paid_out_fen,deposit_fen");
   std::vector<std::string> last = CsvFields(lines.back());
@@ -468,16 +477,17 @@ TEST_F(SimulatedFinanceTest, StatementCsvHasOneTableWithSections) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   std::vector<std::string> lines = run.lines();
   ASSERT_GT(lines.size(), 1u);
-  EXPECT_EQ(lines[0],
-            "section,account,position,event_id,occurred_at,debit_fen,"
-            "credit_fen,balance_fen,order_id,withdrawal_id");
+  EXPECT_THAT(lines[1], ::testing::HasSubstr("# period ["));
+  EXPECT_EQ(lines[2],
+            "section,account,position,event_id,event_type,occurred_at,"
+            "debit_fen,credit_fen,balance_fen,order_id,withdrawal_id");
   std::map<std::string, int> sections;
   std::string previous = "opening";
   const std::vector<std::string> order = {"opening", "posting", "movement",
                                           "closing"};
-  for (size_t i = 1; i < lines.size(); ++i) {
+  for (size_t i = 3; i < lines.size(); ++i) {
     std::vector<std::string> f = CsvFields(lines[i]);
-    ASSERT_EQ(f.size(), 10u) << lines[i];
+    ASSERT_EQ(f.size(), 11u) << lines[i];
     ++sections[f[0]];
     // Sections come in order.
     EXPECT_LE(std::find(order.begin(), order.end(), previous),

@@ -34,6 +34,7 @@
 #include "replay/snapshots.h"
 #include "rocksdb/db.h"
 #include "storage/event_log.h"
+#include "tests/support/cli_json.h"
 #include "tests/support/test_support.h"
 
 extern char** environ;
@@ -42,24 +43,12 @@ namespace storeledger {
 namespace {
 
 using ::storeledger::testing::CliRun;
+using ::storeledger::testing::Cmd;
+using ::storeledger::testing::FromJson;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-template <typename Message>
-Message FromJson(const std::string& json) {
-  Message message;
-  auto status = google::protobuf::util::JsonStringToMessage(json, &message);
-  EXPECT_TRUE(status.ok()) << status.ToString() << " in " << json;
-  return message;
-}
-
-std::string Cmd(const std::string& id, const std::string& at,
-                const std::string& body) {
-  return absl::StrCat(R"({"commandId":")", id, R"(","occurredAt":")", at,
-                      R"(",)", body, "}");
-}
 
 // A legacy mini store through its upgrade and the cutoffs, with refused
 // attempts after them. Expected outcomes are checked in SetUp.

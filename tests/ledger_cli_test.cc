@@ -12,23 +12,18 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "tests/support/cli_json.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
 namespace {
 
 using ::storeledger::testing::CliRun;
+using ::storeledger::testing::Cmd;
+using ::storeledger::testing::FromJson;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::TempDir;
 using ::testing::HasSubstr;
-
-template <typename Message>
-Message FromJson(const std::string& json) {
-  Message message;
-  auto status = google::protobuf::util::JsonStringToMessage(json, &message);
-  EXPECT_TRUE(status.ok()) << status.ToString() << " in " << json;
-  return message;
-}
 
 class LedgerCliTest : public ::testing::Test {
  protected:
@@ -60,12 +55,6 @@ class LedgerCliTest : public ::testing::Test {
   TempDir dir_;
   std::string db_ = dir_.Sub("db");
 };
-
-std::string Cmd(const std::string& id, const std::string& at,
-                const std::string& body) {
-  return absl::StrCat(R"({"commandId":")", id, R"(","occurredAt":")", at,
-                      R"(",)", body, "}");
-}
 
 TEST_F(LedgerCliTest, ArticleTimelineKeepsLegacyAndNewMoneyApart) {
   const std::vector<std::string> lines = {

@@ -1,0 +1,205 @@
+// Per-verb help: one table of every verb's flags. The embedded verbs accept
+// exactly the flags listed here (CliContext::CheckFlags), so the help cannot
+// fall behind the parsing. The global flags (--db, --policy, --tz, --server,
+// --token, --tls-ca) are in the general usage.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cli/cli.h"
+
+namespace storeledger {
+namespace {
+
+struct FlagHelp {
+  const char* name;   // without "--"
+  const char* value;  // "" for a boolean flag
+  const char* text;
+};
+
+struct VerbHelp {
+  const char* name;
+  const char* synopsis;
+  const char* text;
+  std::vector<FlagHelp> flags;
+};
+
+// Shared wording.
+constexpr char kTimeValue[] = "T";
+constexpr char kKnownAt[] =
+    "what the ledger knew at time T: the last position recorded at or before "
+    "T (see position-at); not with --position";
+constexpr char kYuan[] =
+    "amounts in yuan with two decimals (columns *_yuan) instead of fen";
+
+const std::vector<VerbHelp>& Verbs() {
+  static const std::vector<VerbHelp>* verbs = new std::vector<VerbHelp>{
+      {"apply", "apply [FILE|-]",
+       "Applies JSON-line commands (FILE, or stdin); one JSON result per "
+       "input line. Exit 2 if any line was INVALID.",
+       {}},
+      {"simulate", "simulate --stores N [--seed S] [--append]",
+       "A realistic migration along the article's timeline, through the same "
+       "path as apply. recordedAt follows the simulated timeline (a few "
+       "seconds after each occurredAt). The summary's amounts are in yuan.",
+       {{"stores", "N", "how many legacy stores (1..200000); required"},
+        {"seed", "S", "the plan's seed (default 1): same seed, same log"},
+        {"append", "", "simulate into a ledger that already has events"},
+        {"no-progress", "", "no progress line on a terminal"}}},
+      {"state", "state --store ID [--as-of T] [--position N | --known-at T]",
+       "The store as JSON (StoreState, times in UTC).",
+       {{"store", "ID", "the store; required"},
+        {"as-of", kTimeValue,
+         "business time: only events that occurred at or before T"},
+        {"position", "N", "knowledge: only events at positions <= N"},
+        {"known-at", kTimeValue, kKnownAt}}},
+      {"history", "history [--store ID] [filters]",
+       "Events as JSON lines, each with its global position. Without --store, "
+       "--order or --withdrawal finds the store that owns the id, --product "
+       "every store that has a product of that id (ids are per store). "
+       "A product sync shows in both the legacy store's and the WeChat "
+       "Store's history.",
+       {{"store", "ID", "the store (optional with --order/--withdrawal/--product)"},
+        {"order", "ID", "only events about this order"},
+        {"product", "ID", "only events naming this product"},
+        {"withdrawal", "ID", "only events about this withdrawal"},
+        {"type", "T1,T2", "only these event types (facts only)"},
+        {"from", kTimeValue, "business time >= T"},
+        {"to", kTimeValue, "business time <= T"},
+        {"from-position", "N", "positions > N"},
+        {"limit", "N", "at most N lines"},
+        {"include-rejections", "", "also the refused commands naming the store"}}},
+      {"explain", "explain --command-id ID",
+       "A command's outcome, deciding rule, events, and the touched stores "
+       "just before it.",
+       {{"command-id", "ID", "the command; required"}}},
+      {"diff",
+       "diff --store ID (--from T1 --to T2 [--position N | --known-at T] | "
+       "--at T --from-position N1 --to-position N2)",
+       "What changed in a store: between two business times as known at one "
+       "position, or between two positions at one business time.",
+       {{"store", "ID", "the store; required"},
+        {"from", kTimeValue, "the earlier business time"},
+        {"to", kTimeValue, "the later business time"},
+        {"position", "N", "both sides as known at position N"},
+        {"known-at", kTimeValue, kKnownAt},
+        {"at", kTimeValue, "one business time for both sides (with positions)"},
+        {"from-position", "N", "the earlier knowledge position"},
+        {"to-position", "N", "the later knowledge position"}}},
+      {"find", "find ID",
+       "What an id names (store, merchant, product, order, withdrawal, "
+       "command) and where it lives, as JSON. Exit 1 if nothing.",
+       {}},
+      {"position-at", "position-at T",
+       "The last position recorded at or before T, as JSON.",
+       {}},
+      {"postings",
+       "postings [--store ID] [--from T] [--to T] [--position N | --known-at T] "
+       "[--format csv|jsonl] [--yuan]",
+       "Every double-entry posting with its event type and store kind. The "
+       "CSV starts with a # line naming the position it is as of and the "
+       "zone its times are in.",
+       {{"store", "ID", "only this store's postings"},
+        {"from", kTimeValue, "business time >= T"},
+        {"to", kTimeValue, "business time < T"},
+        {"position", "N", "only events at positions <= N"},
+        {"known-at", kTimeValue, kKnownAt},
+        {"format", "csv|jsonl", "default csv; jsonl keeps UTC and fen"},
+        {"yuan", "", kYuan}}},
+      {"balances",
+       "balances [--as-of T] [--position N | --known-at T] [--format json|csv] "
+       "[--yuan]",
+       "Every store's balances and the totals per store kind (legacy and new "
+       "never summed).",
+       {{"as-of", kTimeValue, "business time: events that occurred by T"},
+        {"position", "N", "only events at positions <= N"},
+        {"known-at", kTimeValue, kKnownAt},
+        {"format", "json|csv", "default json (fen)"},
+        {"yuan", "", kYuan}}},
+      {"statement",
+       "statement --store ID [--pair] --from T --to T [--format csv|json] "
+       "[--yuan] [--proofs]",
+       "Opening balances, postings, movements and closing over [from, to). "
+       "--pair: the legacy store and the WeChat Store it became, side by "
+       "side, never summed.",
+       {{"store", "ID", "the store; required"},
+        {"pair", "", "also the store it upgraded into (or from)"},
+        {"from", kTimeValue, "period start (inclusive); required"},
+        {"to", kTimeValue, "period end (exclusive); required"},
+        {"format", "csv|json", "default csv"},
+        {"yuan", "", kYuan},
+        {"proofs", "",
+         "one JSON line per posting with its inclusion proof against the "
+         "latest signed checkpoint (docs/finance.md)"}}},
+      {"audit", "audit [--no-progress]",
+       "Every check of the log and projections; JSON report; exit 1 naming "
+       "each violation.",
+       {{"no-progress", "", "no progress line on a terminal"}}},
+      {"digest", "digest", "{\"position\":N,\"hash\":HEX} of the head.", {}},
+      {"verify", "verify --digest N:HEX",
+       "Exit 0 only if the log up to N still hashes to HEX.",
+       {{"digest", "N:HEX", "as printed by digest; required"}}},
+      {"export", "export [--from-position N] [--format delimited|jsonl]",
+       "The envelopes after N.",
+       {{"from-position", "N", "positions > N (default 0)"},
+        {"format", "delimited|jsonl",
+         "default delimited (varint-length-prefixed protobuf)"}}},
+      {"tail",
+       "tail --from-position N [--follow] [--format jsonl|delimited] "
+       "[--max-events N] [--idle-exit-ms MS] [--poll-ms MS]",
+       "The downstream feed: every event after position N, in order. A "
+       "position past the head is an error (exit 1) without --follow, and a "
+       "warning on stderr with it.",
+       {{"from-position", "N", "the last position the consumer saw; required"},
+        {"follow", "", "wait for new events"},
+        {"format", "jsonl|delimited", "default jsonl"},
+        {"max-events", "N", "stop after N events"},
+        {"idle-exit-ms", "MS", "with --follow: stop after MS without events"},
+        {"poll-ms", "MS", "with --follow: between polls (default 200)"}}},
+      {"rebuild", "rebuild [--shadow] [--flush-every N] [--no-progress]",
+       "Recompute every projection from the log.",
+       {{"shadow", "", "only compare; exit 1 listing differences"},
+        {"flush-every", "N", "events per projection batch"},
+        {"no-progress", "", "no progress line on a terminal"}}},
+  };
+  return *verbs;
+}
+
+const VerbHelp* Find(absl::string_view verb) {
+  for (const VerbHelp& help : Verbs()) {
+    if (verb == help.name) return &help;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool PrintVerbHelp(absl::string_view verb, std::ostream& out) {
+  const VerbHelp* help = Find(verb);
+  if (help == nullptr) return false;
+  out << "usage: storeledger [--db DIR] [--policy FILE] [--tz ZONE] "
+      << help->synopsis << "\n\n"
+      << help->text << "\n";
+  if (!help->flags.empty()) out << "\nflags:\n";
+  for (const FlagHelp& flag : help->flags) {
+    std::string left = absl::StrCat("  --", flag.name);
+    if (*flag.value != '\0') absl::StrAppend(&left, " ", flag.value);
+    out << left;
+    out << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ')
+        << flag.text << "\n";
+  }
+  out << "\nTimes: RFC 3339 with any offset, or a date (midnight in the "
+         "ledger's zone).\n";
+  return true;
+}
+
+std::vector<std::string> DocumentedFlags(absl::string_view verb) {
+  std::vector<std::string> names;
+  if (const VerbHelp* help = Find(verb)) {
+    for (const FlagHelp& flag : help->flags) names.push_back(flag.name);
+  }
+  return names;
+}
+
+}  // namespace storeledger
