@@ -346,11 +346,7 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "store_id is required");
   }
-  absl::StatusOr<std::optional<std::vector<std::string>>> readable =
-      ReadableStores(principal);
-  if (!readable.ok()) return ToGrpc(readable.status());
-  if (grpc::Status s =
-          CheckStoreAccess(principal, *readable, request->store_id());
+  if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
       !s.ok()) {
     return s;
   }
