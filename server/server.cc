@@ -206,6 +206,7 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   service_options.tokens = server->tokens_.get();
   service_options.db_dir = options.db_dir;
   service_options.subscriber_buffer_events = options.subscriber_buffer_events;
+  service_options.write_gate = options.write_gate;
   server->service_ = std::make_unique<LedgerService>(std::move(service_options));
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -5,6 +5,7 @@
 #ifndef STORELEDGER_SERVER_SERVER_H_
 #define STORELEDGER_SERVER_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,8 @@ struct ServerOptions {
   std::string tls_key_file;
   LedgerOptions ledger;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+  // ServiceOptions::write_gate. Default: none.
+  std::function<absl::Status()> write_gate = nullptr;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -60,6 +61,11 @@ struct ServiceOptions {
   // The database directory, for Audit's read-only view of the log.
   std::string db_dir;
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+  // Asked before every Execute and ExecuteStream: a status other than ok
+  // refuses the call with it (a replica that does not lead its partition
+  // answers UNAVAILABLE naming the leader, replication/replica.h).
+  // Default: none (every write is let through).
+  std::function<absl::Status()> write_gate = nullptr;
 };
 
 // ExecuteStream is a callback-API method (a reactor) so that it can see which
@@ -117,6 +123,8 @@ class LedgerService final
   // merchant cannot probe which stores exist).
   grpc::Status CheckStoreAccess(const Principal& principal,
                                 absl::string_view store_id) const;
+  // ServiceOptions::write_gate's answer.
+  grpc::Status WriteGate() const;
   // Executes one command and wakes the subscribers.
   grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
   void NotifyAppended();

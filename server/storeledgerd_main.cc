@@ -3,10 +3,19 @@
 //   storeledgerd --db DIR [--listen 127.0.0.1:7450] [--tokens FILE]
 //                [--tls-cert F --tls-key F] [--policy FILE] [--no-sync]
 //                [--shutdown-grace-ms N]
+//                [--replicate nats://HOST:PORT[,...] [--partition N]
+//                 [--ack replicated|local] [--follow-only] [--replicas R]]
+//
+// With --replicate it is one replica of partition N (replication/replica.h,
+// docs/cluster.md): it follows the partition's JetStream stream, and leads
+// when it holds the partition's lease. Deposed (its publish refused by the
+// fence, or its lease lost), it re-executes itself and comes back as a
+// follower from its synced database.
 //
 // SIGTERM / SIGINT: stop accepting, finish the calls in flight, exit 0.
 // Exit 1 when it cannot start (the message says why), 2 for bad usage.
 #include <signal.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
@@ -16,7 +25,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cli/cli.h"
+#include "replication/replica.h"
 #include "server/server.h"
 
 namespace storeledger {
@@ -26,15 +37,27 @@ constexpr char kUsage[] =
     R"(usage: storeledgerd --db DIR [--listen HOST:PORT] [--tokens FILE]
                     [--tls-cert FILE --tls-key FILE] [--policy FILE]
                     [--no-sync] [--shutdown-grace-ms N]
+                    [--replicate nats://HOST:PORT[,...] [--partition N]
+                     [--ack replicated|local] [--follow-only] [--replicas R]]
 
 --listen defaults to 127.0.0.1:7450 (port 0: any free port, printed at start).
 A non-loopback address needs --tls-cert/--tls-key and --tokens.
 --tokens FILE holds `TOKEN ROLE` lines (roles: writer, auditor, investigator,
 merchant:<id>) and must not be readable by group or others.
+--replicate makes this a replica of partition N (default 0) on those NATS
+JetStream servers (docs/cluster.md): --ack replicated (default) answers a
+command once it is synced here and acknowledged by JetStream; --ack local
+once synced here. --follow-only never leads. --replicas: copies JetStream
+keeps (default 3 with 3 servers or more, else 1). A follower refuses writes
+with UNAVAILABLE naming the leader.
 )";
 
+// argv of this process, for the re-execution of a deposed replica.
+std::vector<std::string> g_argv;
+
 int Main(const std::vector<std::string>& args) {
-  absl::StatusOr<Flags> flags = Flags::Parse(args, {"no-sync", "help"});
+  absl::StatusOr<Flags> flags =
+      Flags::Parse(args, {"no-sync", "help", "follow-only"});
   if (!flags.ok()) {
     std::cerr << "storeledgerd: " << flags.status().message() << "\n" << kUsage;
     return kExitUsage;
@@ -45,7 +68,9 @@ int Main(const std::vector<std::string>& args) {
   }
   if (absl::Status s = flags->CheckKnown({"listen", "tokens", "tls-cert",
                                           "tls-key", "no-sync",
-                                          "shutdown-grace-ms"});
+                                          "shutdown-grace-ms", "replicate",
+                                          "partition", "ack", "follow-only",
+                                          "replicas"});
       !s.ok() || !flags->positional().empty()) {
     std::cerr << "storeledgerd: "
               << (s.ok() ? "unexpected argument " + flags->positional().front()
@@ -88,6 +113,41 @@ int Main(const std::vector<std::string>& args) {
     options.ledger.policy = *std::move(policy);
   }
 
+  std::unique_ptr<Replica> replica;
+  if (std::optional<std::string> urls = flags->Get("replicate")) {
+    ReplicaOptions replica_options;
+    replica_options.nats_urls = absl::StrSplit(*urls, ',', absl::SkipEmpty());
+    absl::StatusOr<std::optional<uint64_t>> partition =
+        flags->GetUint("partition");
+    absl::StatusOr<std::optional<uint64_t>> replicas =
+        flags->GetUint("replicas");
+    const std::string ack = flags->GetOr("ack", "replicated");
+    if (!partition.ok() || !replicas.ok() ||
+        (ack != "replicated" && ack != "local")) {
+      std::cerr << "storeledgerd: --partition and --replicas take a number, "
+                   "--ack replicated or local\n";
+      return kExitUsage;
+    }
+    replica_options.partition = static_cast<uint32_t>(partition->value_or(0));
+    replica_options.replicas = static_cast<int>(replicas->value_or(0));
+    replica_options.ack = ack == "local" ? ReplicaOptions::Ack::kLocal
+                                         : ReplicaOptions::Ack::kReplicated;
+    replica_options.follow_only = flags->Has("follow-only");
+    replica_options.name = options.listen;
+    replica_options.on_deposed = [](const absl::Status&) {
+      kill(getpid(), SIGUSR1);  // main re-executes this process
+    };
+    absl::StatusOr<std::unique_ptr<Replica>> connected =
+        Replica::Connect(std::move(replica_options));
+    if (!connected.ok()) {
+      std::cerr << "storeledgerd: --replicate: " << connected.status() << "\n";
+      return kExitCheckFailed;
+    }
+    replica = *std::move(connected);
+    options.ledger.before_write = replica->BeforeWrite();
+    options.write_gate = [r = replica.get()] { return r->WriteGate(); };
+  }
+
   // A closed stdout (or a client socket) must not kill the server mid-way.
   signal(SIGPIPE, SIG_IGN);
   // Block the stop signals in every thread (gRPC's included, which inherit
@@ -96,6 +156,7 @@ int Main(const std::vector<std::string>& args) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR1);  // a deposed replica
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::StatusOr<std::unique_ptr<LedgerServer>> server =
@@ -110,10 +171,31 @@ int Main(const std::vector<std::string>& args) {
             << ((*server)->tls() ? " (TLS)" : " (plaintext, loopback)")
             << " db " << *db << " head "
             << (*server)->ledger().log().head().position << std::endl;
+  if (replica != nullptr) {
+    if (absl::Status started = replica->Start(&(*server)->ledger());
+        !started.ok()) {
+      std::cerr << "storeledgerd: --replicate: " << started << "\n";
+      (*server)->Shutdown(absl::ZeroDuration());
+      return kExitCheckFailed;
+    }
+  }
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
+  if (signal_number == SIGUSR1) {
+    std::cout << "storeledgerd: deposed; restarting as a follower" << std::endl;
+    replica.reset();  // before the ledger it writes to closes
+    (*server)->Shutdown(absl::Seconds(1));
+    server->reset();
+    std::vector<char*> argv;
+    for (std::string& arg : g_argv) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    std::cerr << "storeledgerd: cannot re-execute itself\n";
+    return kExitCheckFailed;
+  }
   std::cout << "storeledgerd: signal " << signal_number
             << ", finishing calls in flight" << std::endl;
+  replica.reset();
   (*server)->Shutdown(grace_ms->has_value()
                           ? absl::Milliseconds(**grace_ms)
                           : kShutdownGraceDefault);
@@ -125,5 +207,6 @@ int Main(const std::vector<std::string>& args) {
 }  // namespace storeledger
 
 int main(int argc, char** argv) {
+  storeledger::g_argv.assign(argv, argv + argc);
   return storeledger::Main(std::vector<std::string>(argv + 1, argv + argc));
 }

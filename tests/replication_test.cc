@@ -1,0 +1,299 @@
+// Replication on NATS JetStream (issue 14, DESIGN.md §7, docs/cluster.md):
+// real nats-server processes on loopback (tests/support/nats_cluster.h),
+// real RocksDB in temporary directories. In-process replicas for the
+// format, follower and fence checks; storeledgerd processes for the
+// failures (SIGSTOP, SIGKILL).
+#include <signal.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "ledger/json.h"
+#include "ledger/ledger.h"
+#include "replication/jetstream.h"
+#include "replication/log_batch.h"
+#include "replication/replica.h"
+#include "storeledger/v1/replication.pb.h"
+#include "tests/support/nats_cluster.h"
+#include "tests/support/test_support.h"
+
+namespace storeledger {
+namespace {
+
+using testing::NatsCluster;
+using testing::TempDir;
+
+constexpr absl::Duration kConvergeTimeout = absl::Seconds(20);
+
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+v1::Command OpenStore(const std::string& id, const std::string& store) {
+  absl::StatusOr<v1::Command> command = ParseCommandJson(absl::StrCat(
+      R"({"commandId":")", id,
+      R"(","occurredAt":"2024-06-01T10:00:00+08:00","openStore":{"storeId":")",
+      store, R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
+  EXPECT_TRUE(command.ok()) << command.status();
+  return *command;
+}
+
+v1::Command AddProduct(const std::string& id, const std::string& store,
+                       const std::string& product) {
+  absl::StatusOr<v1::Command> command = ParseCommandJson(absl::StrCat(
+      R"({"commandId":")", id,
+      R"(","occurredAt":"2024-06-02T10:00:00+08:00","addProduct":{"storeId":")",
+      store, R"(","productId":")", product,
+      R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100}})"));
+  EXPECT_TRUE(command.ok()) << command.status();
+  return *command;
+}
+
+// Connects with retries: a fresh cluster elects its JetStream meta leader
+// a moment after its servers accept connections.
+absl::StatusOr<std::unique_ptr<Replica>> ConnectReplica(ReplicaOptions options) {
+  absl::Status last;
+  const absl::Time deadline = absl::Now() + kConvergeTimeout;
+  while (absl::Now() < deadline) {
+    absl::StatusOr<std::unique_ptr<Replica>> replica =
+        Replica::Connect(options);
+    if (replica.ok()) return replica;
+    last = replica.status();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return last;
+}
+
+// A replica in this process: its Ledger publishes through it.
+class Node {
+ public:
+  static std::unique_ptr<Node> Start(const std::vector<std::string>& urls,
+                                     const std::string& dir,
+                                     const std::string& name,
+                                     uint32_t partition, bool follow_only) {
+    auto node = std::make_unique<Node>();
+    ReplicaOptions options;
+    options.nats_urls = urls;
+    options.partition = partition;
+    options.name = name;
+    options.follow_only = follow_only;
+    options.lease_ttl = absl::Seconds(1);
+    absl::StatusOr<std::unique_ptr<Replica>> replica =
+        ConnectReplica(options);
+    EXPECT_TRUE(replica.ok()) << replica.status();
+    if (!replica.ok()) return nullptr;
+    node->replica = *std::move(replica);
+    LedgerOptions ledger_options;
+    ledger_options.before_write = node->replica->BeforeWrite();
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+        Ledger::Open(dir, ledger_options);
+    EXPECT_TRUE(ledger.ok()) << ledger.status();
+    if (!ledger.ok()) return nullptr;
+    node->ledger = *std::move(ledger);
+    absl::Status started = node->replica->Start(node->ledger.get());
+    EXPECT_TRUE(started.ok()) << started;
+    if (!started.ok()) return nullptr;
+    return node;
+  }
+  ~Node() { replica.reset(); }  // stops before the ledger closes
+
+  bool Leads() const { return replica->status().role == ReplicaRole::kLeader; }
+  uint64_t head() const { return ledger->log().head().position; }
+
+  std::unique_ptr<Replica> replica;
+  std::unique_ptr<Ledger> ledger;
+};
+
+// Every envelope's stored bytes, by position.
+std::vector<std::string> StoredLog(const EventLog& log) {
+  std::vector<std::string> raw_log;
+  absl::Status scanned =
+      log.Scan(0, [&](const Envelope&, absl::string_view raw) {
+        raw_log.emplace_back(raw);
+        return true;
+      });
+  EXPECT_TRUE(scanned.ok()) << scanned;
+  return raw_log;
+}
+
+TEST(ReplicationTest, LeaderPublishesFollowerStoresTheSameBytes) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("a"), "a", 0, false);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  std::unique_ptr<Node> follower =
+      Node::Start((*nats)->urls(), dir.Sub("b"), "b", 0, false);
+  ASSERT_NE(follower, nullptr);
+
+  // A write to the follower is refused, naming the leader.
+  EXPECT_TRUE(absl::IsUnavailable(follower->replica->WriteGate()));
+  EXPECT_NE(follower->replica->WriteGate().message().find("the leader is"),
+            std::string::npos);
+
+  std::vector<v1::Command> commands;
+  for (int s = 0; s < 5; ++s) {
+    const std::string store = absl::StrCat("s", s);
+    commands.push_back(OpenStore(absl::StrCat(store, "-open"), store));
+    for (int p = 0; p < 20; ++p) {
+      commands.push_back(AddProduct(absl::StrCat(store, "-", p), store,
+                                    absl::StrCat("p", p)));
+    }
+  }
+  for (const auto& result : leader->ledger->ExecuteBatch(commands)) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_EQ(result->status(), v1::ACCEPTED) << result->message();
+  }
+  // One more, alone (a group of its own, published on its own).
+  ASSERT_TRUE(leader->ledger->Execute(AddProduct("extra", "s0", "p99")).ok());
+  const uint64_t head = leader->head();
+  ASSERT_GE(head, commands.size() + 1);
+  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
+                      kConvergeTimeout))
+      << "follower at " << follower->head() << " of " << head;
+
+  // The same bytes at every position, hence the same digest everywhere.
+  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
+  EXPECT_EQ(follower->ledger->log().head().hash, leader->ledger->log().head().hash);
+  // Projections folded on the follower answer as the leader's do.
+  absl::StatusOr<v1::StoreState> on_leader = leader->ledger->State("s3");
+  absl::StatusOr<v1::StoreState> on_follower = follower->ledger->State("s3");
+  ASSERT_TRUE(on_leader.ok() && on_follower.ok());
+  EXPECT_EQ(on_follower->SerializeAsString(), on_leader->SerializeAsString());
+  // Idempotency holds on the follower's copy: the outcome came with the log.
+  absl::StatusOr<std::optional<StoredOutcome>> outcome =
+      follower->ledger->log().GetOutcome("s2-7");
+  ASSERT_TRUE(outcome.ok() && outcome->has_value());
+  EXPECT_EQ((*outcome)->result().status(), v1::ACCEPTED);
+}
+
+// Copies partition `from`'s messages into partition `to`'s stream, as
+// `edit` rewrites them (nullopt: leave the message out).
+void CopyStream(JetStream& js, uint32_t from, uint32_t to,
+                const std::function<std::optional<v1::LogBatch>(
+                    uint64_t sequence, v1::LogBatch)>& edit) {
+  absl::StatusOr<uint64_t> last = js.LastSequence(from);
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_TRUE(js.EnsureStream(to, 1).ok());
+  for (uint64_t sequence = 1; sequence <= *last; ++sequence) {
+    absl::StatusOr<std::optional<std::string>> data = js.Get(from, sequence);
+    ASSERT_TRUE(data.ok() && data->has_value());
+    v1::LogBatch batch;
+    ASSERT_TRUE(batch.ParseFromString(**data));
+    std::optional<v1::LogBatch> edited = edit(sequence, batch);
+    if (!edited.has_value()) continue;
+    edited->set_partition(to);
+    ASSERT_TRUE(js.Publish(to, edited->SerializeAsString(),
+                           absl::StrCat("copy:", sequence), std::nullopt)
+                    .ok());
+  }
+}
+
+TEST(ReplicationTest, TamperedMessageIsRefusedWithDataLossNamingThePosition) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  const uint64_t seed = testing::SeedFromEnvironment();
+  std::cout << "seed " << seed << "\n";
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("leader"), "leader", 1, false);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  // Four messages of one command each.
+  for (int i = 0; i < 4; ++i) {
+    const std::string store = absl::StrCat("s", i);
+    ASSERT_TRUE(leader->ledger->Execute(OpenStore(store, store)).ok());
+  }
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect((*nats)->urls());
+  ASSERT_TRUE(js.ok()) << js.status();
+
+  struct Case {
+    const char* name;
+    uint32_t partition;
+    std::function<std::optional<v1::LogBatch>(uint64_t, v1::LogBatch)> edit;
+    // The original message whose first position the refusal names.
+    uint64_t refused_sequence;
+  };
+  const size_t flip = seed % 40;  // which byte of the body is flipped
+  const std::vector<Case> cases = {
+      {"bad hash", 11,
+       [&](uint64_t sequence, v1::LogBatch batch) -> std::optional<v1::LogBatch> {
+         if (sequence == 3) {
+           std::string* raw = batch.mutable_envelopes(0);
+           (*raw)[flip] = static_cast<char>((*raw)[flip] ^ 0x01);
+         }
+         return batch;
+       },
+       3},
+      {"gap", 12,
+       [](uint64_t sequence, v1::LogBatch batch) -> std::optional<v1::LogBatch> {
+         if (sequence == 2) return std::nullopt;
+         return batch;
+       },
+       2},
+      {"reorder", 13, nullptr, 2},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<std::optional<std::string>> refused =
+        (*js)->Get(1, c.refused_sequence);
+    ASSERT_TRUE(refused.ok() && refused->has_value());
+    v1::LogBatch refused_batch;
+    ASSERT_TRUE(refused_batch.ParseFromString(**refused));
+    const uint64_t refused_position = refused_batch.first_position();
+    if (c.edit != nullptr) {
+      CopyStream(**js, 1, c.partition, c.edit);
+    } else {
+      // 1, 3, 2, 4.
+      std::map<uint64_t, v1::LogBatch> kept;
+      CopyStream(**js, 1, 99, [&](uint64_t sequence, v1::LogBatch batch)
+                                  -> std::optional<v1::LogBatch> {
+        kept[sequence] = batch;
+        return std::nullopt;
+      });
+      ASSERT_TRUE((*js)->EnsureStream(c.partition, 1).ok());
+      for (uint64_t sequence : {1, 3, 2, 4}) {
+        v1::LogBatch batch = kept[sequence];
+        batch.set_partition(c.partition);
+        ASSERT_TRUE((*js)->Publish(c.partition, batch.SerializeAsString(),
+                                   absl::StrCat("r", sequence), std::nullopt)
+                        .ok());
+      }
+    }
+    std::unique_ptr<Node> follower = Node::Start(
+        (*nats)->urls(), dir.Sub(c.name), c.name, c.partition, true);
+    ASSERT_NE(follower, nullptr);
+    ASSERT_TRUE(WaitFor(
+        [&] { return !follower->replica->status().data_loss.ok(); },
+        kConvergeTimeout))
+        << "follower at " << follower->head() << ", stream sequence "
+        << follower->replica->status().stream_sequence;
+    const absl::Status loss = follower->replica->status().data_loss;
+    EXPECT_TRUE(absl::IsDataLoss(loss)) << loss;
+    EXPECT_NE(loss.message().find(absl::StrCat("position ", refused_position)),
+              std::string::npos)
+        << loss;
+    // Nothing past it is stored, hence nothing past it is served.
+    EXPECT_EQ(follower->head(), refused_position - 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(follower->head(), refused_position - 1);
+  }
+}
+
+}  // namespace
+}  // namespace storeledger
