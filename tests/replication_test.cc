@@ -5,8 +5,11 @@
 // failures (SIGSTOP, SIGKILL).
 #include <signal.h>
 
+#include <atomic>
+#include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -14,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "ledger/json.h"
 #include "ledger/ledger.h"
@@ -21,6 +25,8 @@
 #include "replication/log_batch.h"
 #include "replication/replica.h"
 #include "storeledger/v1/replication.pb.h"
+#include "storeledger/v1/service.grpc.pb.h"
+#include "tests/support/child_process.h"
 #include "tests/support/nats_cluster.h"
 #include "tests/support/test_support.h"
 
@@ -293,6 +299,312 @@ TEST(ReplicationTest, TamperedMessageIsRefusedWithDataLossNamingThePosition) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     EXPECT_EQ(follower->head(), refused_position - 1);
   }
+}
+
+TEST(ReplicationTest, PublishRefusedByTheFenceAcknowledgesNothing) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("a"), "a", 2, false);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  ASSERT_TRUE(leader->ledger->Execute(OpenStore("s1", "s1")).ok());
+  const Head before = leader->ledger->log().head();
+  // Someone else extends the stream (as a new leader would).
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect((*nats)->urls());
+  ASSERT_TRUE(js.ok());
+  absl::StatusOr<uint64_t> last = (*js)->LastSequence(2);
+  ASSERT_TRUE(last.ok());
+  ASSERT_TRUE((*js)->Publish(2, "another writer", "p2:other", *last).ok());
+  // The leader's next command is refused by the fence: not acknowledged,
+  // not stored, and the replica is deposed.
+  absl::StatusOr<v1::CommandResult> refused =
+      leader->ledger->Execute(OpenStore("s2", "s2"));
+  EXPECT_FALSE(refused.ok());
+  EXPECT_EQ(leader->ledger->log().head().position, before.position);
+  EXPECT_EQ(leader->replica->status().role, ReplicaRole::kDeposed);
+  EXPECT_TRUE(absl::IsUnavailable(leader->replica->WriteGate()));
+  // And it stays so: nothing more is acknowledged.
+  EXPECT_FALSE(leader->ledger->Execute(OpenStore("s3", "s3")).ok());
+  absl::StatusOr<std::optional<std::string>> held = (*js)->Get(2, *last + 1);
+  ASSERT_TRUE(held.ok() && held->has_value());
+  EXPECT_EQ(**held, "another writer");
+}
+
+// A storeledgerd process, one replica of partition 0.
+class Daemon {
+ public:
+  Daemon(std::string urls, std::string db, std::string log)
+      : urls_(std::move(urls)), db_(std::move(db)), log_(std::move(log)) {
+    absl::StatusOr<int> port = testing::FreeLoopbackPort();
+    EXPECT_TRUE(port.ok());
+    address_ = absl::StrCat("127.0.0.1:", *port);
+    stub_ = v1::Ledger::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+  void Start() {
+    testing::ChildOptions options;
+    options.argv = {STORELEDGERD_BIN, "--db", db_, "--listen", address_,
+                    "--replicate", urls_, "--shutdown-grace-ms", "500"};
+    options.stderr_path = log_;
+    absl::StatusOr<std::unique_ptr<testing::ChildProcess>> process =
+        testing::ChildProcess::Start(options);
+    ASSERT_TRUE(process.ok()) << process.status();
+    process_ = *std::move(process);
+  }
+  void Signal(int signal) { process_->Kill(signal); }
+  void Stop() {
+    if (process_ == nullptr) return;
+    process_->Kill(SIGTERM);
+    process_->Wait();
+    process_.reset();
+  }
+  void KillHard() {
+    process_->Kill(SIGKILL);
+    process_->Wait();
+    process_.reset();
+  }
+  ~Daemon() {
+    if (process_ != nullptr) {
+      process_->Kill(SIGCONT);
+      KillHard();
+    }
+  }
+
+  grpc::Status Execute(const v1::Command& command, v1::CommandResult* result,
+                       absl::Duration deadline = absl::Seconds(5)) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    return stub_->Execute(&context, command, result);
+  }
+  // The head's position, or 0 when it does not answer.
+  uint64_t HeadPosition() {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    v1::Digest digest;
+    if (!stub_->Digest(&context, v1::DigestRequest(), &digest).ok()) return 0;
+    return digest.position();
+  }
+  const std::string& address() const { return address_; }
+  const std::string& db() const { return db_; }
+
+ private:
+  std::string urls_, db_, log_, address_;
+  std::unique_ptr<v1::Ledger::Stub> stub_;
+  std::unique_ptr<testing::ChildProcess> process_;
+};
+
+class ReplicaProcessTest : public ::testing::Test {
+ protected:
+  void StartAll(int daemons) {
+    absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(3);
+    ASSERT_TRUE(nats.ok()) << nats.status();
+    nats_ = *std::move(nats);
+    absl::StatusOr<std::unique_ptr<JetStream>> js =
+        JetStream::Connect(nats_->urls());
+    ASSERT_TRUE(js.ok()) << js.status();
+    js_ = *std::move(js);
+    for (int i = 0; i < daemons; ++i) {
+      daemons_.push_back(std::make_unique<Daemon>(
+          nats_->urls_flag(), dir_.Sub(absl::StrCat("r", i)),
+          dir_.Sub(absl::StrCat("r", i, ".log"))));
+      daemons_.back()->Start();
+    }
+  }
+  // The daemon holding the lease (not `other_than`), or -1.
+  int Leader(int other_than = -1) {
+    int found = -1;
+    WaitFor(
+        [&] {
+          absl::StatusOr<std::optional<LeaseEntry>> lease =
+              js_->GetLease(LeaseKey(0));
+          if (!lease.ok() || !lease->has_value()) {
+            // The bucket may not exist yet on a fresh cluster.
+            if (!lease.ok()) js_->EnsureLeaseBucket(kLeaseTtlDefault, 3).IgnoreError();
+            return false;
+          }
+          for (size_t i = 0; i < daemons_.size(); ++i) {
+            if (daemons_[i]->address() == (*lease)->holder &&
+                static_cast<int>(i) != other_than) {
+              found = static_cast<int>(i);
+              return true;
+            }
+          }
+          return false;
+        },
+        absl::Seconds(30));
+    return found;
+  }
+  // Executes `command` on the leader, retrying (same command id) until
+  // acknowledged: its result.
+  std::optional<v1::CommandResult> Acknowledged(const v1::Command& command,
+                                                absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      const int leader = Leader();
+      if (leader >= 0) {
+        v1::CommandResult result;
+        if (daemons_[leader]->Execute(command, &result).ok()) return result;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return std::nullopt;
+  }
+  // Stops every daemon and reads each one's log.
+  std::vector<std::vector<std::string>> StopAndReadLogs() {
+    std::vector<std::vector<std::string>> logs;
+    for (auto& daemon : daemons_) daemon->Stop();
+    for (auto& daemon : daemons_) {
+      EventLogOptions options;
+      options.read_only = true;
+      absl::StatusOr<std::unique_ptr<EventLog>> log =
+          EventLog::Open(daemon->db(), options);
+      EXPECT_TRUE(log.ok()) << log.status();
+      logs.push_back(log.ok() ? StoredLog(**log) : std::vector<std::string>());
+    }
+    return logs;
+  }
+  void ExpectOutcomes(const std::map<std::string, uint64_t>& acknowledged) {
+    for (auto& daemon : daemons_) {
+      EventLogOptions options;
+      options.read_only = true;
+      absl::StatusOr<std::unique_ptr<EventLog>> log =
+          EventLog::Open(daemon->db(), options);
+      ASSERT_TRUE(log.ok()) << log.status();
+      for (const auto& [id, position] : acknowledged) {
+        absl::StatusOr<std::optional<StoredOutcome>> outcome =
+            (*log)->GetOutcome(id);
+        ASSERT_TRUE(outcome.ok() && outcome->has_value())
+            << daemon->address() << " lost acknowledged command " << id;
+        EXPECT_EQ((*outcome)->result().first_position(), position) << id;
+      }
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<NatsCluster> nats_;
+  std::unique_ptr<JetStream> js_;
+  std::vector<std::unique_ptr<Daemon>> daemons_;
+};
+
+TEST_F(ReplicaProcessTest, PausedOldLeaderIsFencedAcknowledgesNothingFollows) {
+  StartAll(3);
+  const int old_leader = Leader();
+  ASSERT_GE(old_leader, 0);
+  std::map<std::string, uint64_t> acknowledged;
+  for (int i = 0; i < 10; ++i) {
+    const std::string store = absl::StrCat("a", i);
+    std::optional<v1::CommandResult> result =
+        Acknowledged(OpenStore(store, store), absl::Seconds(20));
+    ASSERT_TRUE(result.has_value());
+    acknowledged[store] = result->first_position();
+  }
+  daemons_[old_leader]->Signal(SIGSTOP);
+  const int new_leader = Leader(old_leader);
+  ASSERT_GE(new_leader, 0) << "no replica took the lapsed lease";
+  for (int i = 0; i < 10; ++i) {
+    const std::string store = absl::StrCat("b", i);
+    std::optional<v1::CommandResult> result =
+        Acknowledged(OpenStore(store, store), absl::Seconds(20));
+    ASSERT_TRUE(result.has_value());
+    acknowledged[store] = result->first_position();
+  }
+  daemons_[old_leader]->Signal(SIGCONT);
+  // Straight after it wakes: whatever it tries, it acknowledges nothing.
+  v1::CommandResult result;
+  grpc::Status answered = daemons_[old_leader]->Execute(
+      OpenStore("stale", "stale"), &result);
+  EXPECT_FALSE(answered.ok()) << "a deposed leader acknowledged "
+                              << result.ShortDebugString();
+  // It comes back as a follower and catches up.
+  const uint64_t head = daemons_[new_leader]->HeadPosition();
+  ASSERT_GT(head, 0u);
+  EXPECT_TRUE(WaitFor(
+      [&] { return daemons_[old_leader]->HeadPosition() >= head; },
+      absl::Seconds(30)));
+  std::vector<std::vector<std::string>> logs = StopAndReadLogs();
+  // It was deposed (by the fence or by its lost lease) and came back.
+  std::ifstream stderr_file(dir_.Sub(absl::StrCat("r", old_leader, ".log")));
+  const std::string said((std::istreambuf_iterator<char>(stderr_file)),
+                         std::istreambuf_iterator<char>());
+  EXPECT_NE(said.find("deposed"), std::string::npos) << said;
+  std::cout << said;
+  // No position holds two different envelopes anywhere.
+  for (size_t r = 1; r < logs.size(); ++r) {
+    const size_t common = std::min(logs[0].size(), logs[r].size());
+    for (size_t p = 0; p < common; ++p) {
+      ASSERT_EQ(logs[0][p], logs[r][p]) << "replica " << r << " position "
+                                        << p + 1;
+    }
+  }
+  ExpectOutcomes(acknowledged);
+}
+
+TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
+  StartAll(3);
+  const uint64_t seed = testing::SeedFromEnvironment();
+  std::cout << "seed " << seed << "\n";
+  const int first_leader = Leader();
+  ASSERT_GE(first_leader, 0);
+  std::mutex mu;
+  std::map<std::string, uint64_t> acknowledged;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  constexpr int kClients = 4;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; !stop; ++i) {
+        const std::string store = absl::StrCat("c", c, "-", i);
+        std::optional<v1::CommandResult> result =
+            Acknowledged(OpenStore(store, store), absl::Seconds(30));
+        if (!result.has_value()) return;
+        std::lock_guard<std::mutex> lock(mu);
+        acknowledged[store] = result->first_position();
+      }
+    });
+  }
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(500 + static_cast<int>(seed % 1000)));
+  size_t before_kill;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    before_kill = acknowledged.size();
+  }
+  const absl::Time killed_at = absl::Now();
+  daemons_[first_leader]->KillHard();
+  const int new_leader = Leader(first_leader);
+  ASSERT_GE(new_leader, 0);
+  // Load goes on against the new leader: the first acknowledgement after
+  // the kill comes within the bound.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return acknowledged.size() > before_kill + kClients;
+      },
+      absl::Seconds(15)));
+  std::cout << "failover: first acknowledgements within "
+            << absl::FormatDuration(absl::Now() - killed_at) << "\n";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop = true;
+  for (std::thread& client : clients) client.join();
+  // The killed replica comes back, follows and catches up.
+  daemons_[first_leader]->Start();
+  const uint64_t head = daemons_[new_leader]->HeadPosition();
+  EXPECT_TRUE(WaitFor(
+      [&] { return daemons_[first_leader]->HeadPosition() >= head; },
+      absl::Seconds(30)));
+  std::vector<std::vector<std::string>> logs = StopAndReadLogs();
+  for (size_t r = 1; r < logs.size(); ++r) {
+    EXPECT_EQ(logs[r].size(), logs[0].size()) << "replica " << r;
+    const size_t common = std::min(logs[0].size(), logs[r].size());
+    for (size_t p = 0; p < common; ++p) {
+      ASSERT_EQ(logs[0][p], logs[r][p]) << "replica " << r << " position "
+                                        << p + 1;
+    }
+  }
+  ExpectOutcomes(acknowledged);
 }
 
 }  // namespace
