@@ -382,6 +382,10 @@ absl::Status Replica::PublishMessage(const std::string& data,
     }
     absl::StatusOr<PublishAck> ack =
         js_->Publish(options_.partition, data, msg_id, expected);
+    if (options_.drop_publish_ack_every != 0 &&
+        ++publishes_ % options_.drop_publish_ack_every == 0) {
+      ack = absl::UnavailableError("acknowledgement dropped (test)");
+    }
     if (ack.ok() && !ack->duplicate && ack->sequence == expected + 1) {
       std::lock_guard<std::mutex> lock(mu_);
       sequence_ = expected + 1;

@@ -64,6 +64,10 @@ struct ReplicaOptions {
   // address. Required.
   std::string name;
   absl::Duration lease_ttl = kLeaseTtlDefault;
+  // Tests only: the acknowledgement of every Nth publish is dropped as if
+  // lost on the way (the message is stored), so that settling by asking
+  // the stream is exercised. 0: none. Default: 0.
+  uint64_t drop_publish_ack_every = 0;
   // Called once, on a thread of the replica, when it has been deposed.
   // Default: none.
   std::function<void(const absl::Status& why)> on_deposed = nullptr;
@@ -145,6 +149,7 @@ class Replica {
   uint64_t appended_position_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::mutex publish_mu_;  // one publish at a time, in order
+  uint64_t publishes_ = 0;  // guarded by publish_mu_
   std::thread runner_;
   std::thread publisher_;
 };

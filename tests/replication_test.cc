@@ -88,14 +88,18 @@ class Node {
   static std::unique_ptr<Node> Start(const std::vector<std::string>& urls,
                                      const std::string& dir,
                                      const std::string& name,
-                                     uint32_t partition, bool follow_only) {
+                                     uint32_t partition, bool follow_only,
+                                     absl::Duration lease_ttl =
+                                         absl::Seconds(1),
+                                     uint64_t drop_publish_ack_every = 0) {
     auto node = std::make_unique<Node>();
     ReplicaOptions options;
     options.nats_urls = urls;
     options.partition = partition;
     options.name = name;
     options.follow_only = follow_only;
-    options.lease_ttl = absl::Seconds(1);
+    options.lease_ttl = lease_ttl;
+    options.drop_publish_ack_every = drop_publish_ack_every;
     absl::StatusOr<std::unique_ptr<Replica>> replica =
         ConnectReplica(options);
     EXPECT_TRUE(replica.ok()) << replica.status();
@@ -331,6 +335,102 @@ TEST(ReplicationTest, PublishRefusedByTheFenceAcknowledgesNothing) {
   absl::StatusOr<std::optional<std::string>> held = (*js)->Get(2, *last + 1);
   ASSERT_TRUE(held.ok() && held->has_value());
   EXPECT_EQ(**held, "another writer");
+}
+
+TEST(ReplicationTest, NatsServerFailuresLoseNothingAndQuorumLossStopsAcks) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(3);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  // A lease that outlives the outage: this test is about the stream.
+  std::unique_ptr<Node> leader = Node::Start(
+      (*nats)->urls(), dir.Sub("a"), "a", 0, false, absl::Seconds(60));
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  std::unique_ptr<Node> follower =
+      Node::Start((*nats)->urls(), dir.Sub("b"), "b", 0, true);
+  ASSERT_NE(follower, nullptr);
+
+  std::map<std::string, uint64_t> acknowledged;
+  auto execute = [&](const std::string& store) {
+    absl::StatusOr<v1::CommandResult> result =
+        leader->ledger->Execute(OpenStore(store, store));
+    if (result.ok()) acknowledged[store] = result->first_position();
+    return result.status();
+  };
+  // One server of three killed mid-load, then restarted: nothing lost.
+  for (int i = 0; i < 20; ++i) {
+    if (i == 5) (*nats)->Kill(0);
+    if (i == 15) {
+      ASSERT_TRUE((*nats)->Restart(0).ok());
+    }
+    ASSERT_TRUE(execute(absl::StrCat("one-down-", i)).ok()) << i;
+  }
+  // Two of three down: the leader acknowledges nothing (it does not fall
+  // back to local-only) until quorum returns.
+  (*nats)->Kill(1);
+  (*nats)->Kill(2);
+  std::atomic<bool> answered{false};
+  absl::Status late;
+  std::thread blocked([&] {
+    late = execute("no-quorum");
+    answered = true;
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_FALSE(answered) << "acknowledged without a JetStream quorum";
+  EXPECT_EQ(acknowledged.count("no-quorum"), 0u);
+  ASSERT_TRUE((*nats)->Restart(1).ok());
+  ASSERT_TRUE((*nats)->Restart(2).ok());
+  EXPECT_TRUE(WaitFor([&] { return answered.load(); }, absl::Seconds(60)));
+  blocked.join();
+  EXPECT_TRUE(late.ok()) << late;
+  ASSERT_TRUE(execute("after").ok());
+
+  const uint64_t head = leader->head();
+  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
+                      kConvergeTimeout));
+  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
+  for (const auto& [id, position] : acknowledged) {
+    absl::StatusOr<std::optional<StoredOutcome>> outcome =
+        follower->ledger->log().GetOutcome(id);
+    ASSERT_TRUE(outcome.ok() && outcome->has_value()) << id;
+    EXPECT_EQ((*outcome)->result().first_position(), position) << id;
+  }
+}
+
+TEST(ReplicationTest, LostPublishAcknowledgementSettlesToExactlyOneCopy) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  // Every third acknowledgement is lost.
+  std::unique_ptr<Node> leader = Node::Start(
+      (*nats)->urls(), dir.Sub("a"), "a", 3, false, absl::Seconds(5), 3);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  constexpr int kCommands = 12;
+  for (int i = 0; i < kCommands; ++i) {
+    const std::string store = absl::StrCat("s", i);
+    absl::StatusOr<v1::CommandResult> result =
+        leader->ledger->Execute(OpenStore(store, store));
+    ASSERT_TRUE(result.ok()) << result.status();
+  }
+  // One message per command (each Execute is a group of its own), each
+  // exactly once, contiguous, ending at the leader's head.
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect((*nats)->urls());
+  ASSERT_TRUE(js.ok());
+  absl::StatusOr<uint64_t> last = (*js)->LastSequence(3);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(*last, static_cast<uint64_t>(kCommands));
+  uint64_t next_position = 1;
+  for (uint64_t sequence = 1; sequence <= *last; ++sequence) {
+    absl::StatusOr<std::optional<std::string>> data = (*js)->Get(3, sequence);
+    ASSERT_TRUE(data.ok() && data->has_value());
+    v1::LogBatch batch;
+    ASSERT_TRUE(batch.ParseFromString(**data));
+    EXPECT_EQ(batch.first_position(), next_position) << sequence;
+    next_position = batch.first_position() + batch.envelopes_size();
+  }
+  EXPECT_EQ(next_position - 1, leader->head());
 }
 
 // A storeledgerd process, one replica of partition 0.
