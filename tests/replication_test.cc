@@ -91,7 +91,9 @@ class Node {
                                      uint32_t partition, bool follow_only,
                                      absl::Duration lease_ttl =
                                          absl::Seconds(1),
-                                     uint64_t drop_publish_ack_every = 0) {
+                                     uint64_t drop_publish_ack_every = 0,
+                                     ReplicaOptions::Ack ack =
+                                         ReplicaOptions::Ack::kReplicated) {
     auto node = std::make_unique<Node>();
     ReplicaOptions options;
     options.nats_urls = urls;
@@ -100,6 +102,7 @@ class Node {
     options.follow_only = follow_only;
     options.lease_ttl = lease_ttl;
     options.drop_publish_ack_every = drop_publish_ack_every;
+    options.ack = ack;
     absl::StatusOr<std::unique_ptr<Replica>> replica =
         ConnectReplica(options);
     EXPECT_TRUE(replica.ok()) << replica.status();
@@ -431,6 +434,35 @@ TEST(ReplicationTest, LostPublishAcknowledgementSettlesToExactlyOneCopy) {
     next_position = batch.first_position() + batch.envelopes_size();
   }
   EXPECT_EQ(next_position - 1, leader->head());
+}
+
+TEST(ReplicationTest, AckLocalPublishesBehindTheAnswer) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("a"), "a", 4, false,
+                  absl::Seconds(5), 0, ReplicaOptions::Ack::kLocal);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  std::unique_ptr<Node> follower =
+      Node::Start((*nats)->urls(), dir.Sub("b"), "b", 4, true);
+  ASSERT_NE(follower, nullptr);
+  std::vector<v1::Command> commands;
+  for (int i = 0; i < 300; ++i) {
+    const std::string store = absl::StrCat("s", i);
+    commands.push_back(OpenStore(store, store));
+  }
+  for (const auto& result : leader->ledger->ExecuteBatch(commands)) {
+    ASSERT_TRUE(result.ok()) << result.status();
+  }
+  const uint64_t head = leader->head();
+  EXPECT_TRUE(WaitFor(
+      [&] { return leader->replica->publish_lag_events() == 0; },
+      kConvergeTimeout));
+  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
+                      kConvergeTimeout));
+  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
 }
 
 // A storeledgerd process, one replica of partition 0.
