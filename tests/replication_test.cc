@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <random>
 #include <memory>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "ledger/json.h"
 #include "ledger/ledger.h"
+#include "replay/audit.h"
 #include "replication/jetstream.h"
 #include "replication/log_batch.h"
 #include "replication/replica.h"
@@ -141,6 +143,12 @@ std::vector<std::string> StoredLog(const EventLog& log) {
   return raw_log;
 }
 
+void ExpectAuditPasses(const EventLog& log, const std::string& replica) {
+  absl::StatusOr<v1::AuditReport> report = Audit(log);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << replica << ": " << report->ShortDebugString();
+}
+
 TEST(ReplicationTest, LeaderPublishesFollowerStoresTheSameBytes) {
   absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
   ASSERT_TRUE(nats.ok()) << nats.status();
@@ -182,6 +190,8 @@ TEST(ReplicationTest, LeaderPublishesFollowerStoresTheSameBytes) {
   // The same bytes at every position, hence the same digest everywhere.
   EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
   EXPECT_EQ(follower->ledger->log().head().hash, leader->ledger->log().head().hash);
+  ExpectAuditPasses(follower->ledger->log(), "follower");
+  ExpectAuditPasses(leader->ledger->log(), "leader");
   // Projections folded on the follower answer as the leader's do.
   absl::StatusOr<v1::StoreState> on_leader = leader->ledger->State("s3");
   absl::StatusOr<v1::StoreState> on_follower = follower->ledger->State("s3");
@@ -595,6 +605,7 @@ class ReplicaProcessTest : public ::testing::Test {
           EventLog::Open(daemon->db(), options);
       EXPECT_TRUE(log.ok()) << log.status();
       logs.push_back(log.ok() ? StoredLog(**log) : std::vector<std::string>());
+      if (log.ok()) ExpectAuditPasses(**log, daemon->address());
     }
     return logs;
   }
@@ -678,8 +689,8 @@ TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
   StartAll(3);
   const uint64_t seed = testing::SeedFromEnvironment();
   std::cout << "seed " << seed << "\n";
-  const int first_leader = Leader();
-  ASSERT_GE(first_leader, 0);
+  std::mt19937_64 random(seed);
+  ASSERT_GE(Leader(), 0);
   std::mutex mu;
   std::map<std::string, uint64_t> acknowledged;
   std::atomic<bool> stop{false};
@@ -697,36 +708,46 @@ TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
       }
     });
   }
-  std::this_thread::sleep_for(
-      std::chrono::milliseconds(500 + static_cast<int>(seed % 1000)));
-  size_t before_kill;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    before_kill = acknowledged.size();
+  // Kill whoever leads, at a random moment, a few times; the killed one
+  // comes back as a follower before the next round.
+  constexpr int kKills = 3;
+  for (int round = 0; round < kKills; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        300 + static_cast<int>(random() % 1000)));
+    const int leader = Leader();
+    ASSERT_GE(leader, 0);
+    size_t before_kill;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      before_kill = acknowledged.size();
+    }
+    const absl::Time killed_at = absl::Now();
+    daemons_[leader]->KillHard();
+    ASSERT_GE(Leader(leader), 0) << "round " << round;
+    // Load goes on against the new leader: the first acknowledgements
+    // after the kill come within the bound.
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu);
+          return acknowledged.size() > before_kill + kClients;
+        },
+        absl::Seconds(15)))
+        << "round " << round;
+    std::cout << "failover " << round << ": acknowledgements again after "
+              << absl::FormatDuration(absl::Now() - killed_at) << "\n";
+    daemons_[leader]->Start();
   }
-  const absl::Time killed_at = absl::Now();
-  daemons_[first_leader]->KillHard();
-  const int new_leader = Leader(first_leader);
-  ASSERT_GE(new_leader, 0);
-  // Load goes on against the new leader: the first acknowledgement after
-  // the kill comes within the bound.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        std::lock_guard<std::mutex> lock(mu);
-        return acknowledged.size() > before_kill + kClients;
-      },
-      absl::Seconds(15)));
-  std::cout << "failover: first acknowledgements within "
-            << absl::FormatDuration(absl::Now() - killed_at) << "\n";
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   stop = true;
   for (std::thread& client : clients) client.join();
-  // The killed replica comes back, follows and catches up.
-  daemons_[first_leader]->Start();
-  const uint64_t head = daemons_[new_leader]->HeadPosition();
-  EXPECT_TRUE(WaitFor(
-      [&] { return daemons_[first_leader]->HeadPosition() >= head; },
-      absl::Seconds(30)));
+  // Every replica catches up with the leader.
+  const int leader = Leader();
+  ASSERT_GE(leader, 0);
+  const uint64_t head = daemons_[leader]->HeadPosition();
+  for (auto& daemon : daemons_) {
+    EXPECT_TRUE(WaitFor([&] { return daemon->HeadPosition() >= head; },
+                        absl::Seconds(30)))
+        << daemon->address();
+  }
   std::vector<std::vector<std::string>> logs = StopAndReadLogs();
   for (size_t r = 1; r < logs.size(); ++r) {
     EXPECT_EQ(logs[r].size(), logs[0].size()) << "replica " << r;
