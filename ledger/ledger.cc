@@ -104,6 +104,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
   log_options.env = options.env;
   log_options.write_batch_tap = options.write_batch_tap;
   log_options.memtables_bytes_max = options.memtables_bytes_max;
+  log_options.before_write = options.before_write;
   ASSIGN_OR_RETURN(std::unique_ptr<EventLog> log,
                    EventLog::Open(dir, log_options));
   return std::unique_ptr<Ledger>(new Ledger(std::move(log), std::move(options)));
@@ -192,6 +193,17 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
   outcome.set_fingerprint(fingerprint);
   *outcome.mutable_result() = *result;
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<AppendResult>> Ledger::AppendReplicated(
+    std::vector<AppendRequest> requests) {
+  absl::StatusOr<std::vector<AppendResult>> appended =
+      log_->AppendReplicated(std::move(requests));
+  // The next group decided here (after a promotion) must not decide against
+  // records cached before these appends.
+  std::lock_guard<std::mutex> lock(mu_);
+  clear_cache_ = true;
+  return appended;
 }
 
 absl::StatusOr<v1::StoreState> Ledger::State(absl::string_view store_id,

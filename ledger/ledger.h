@@ -116,6 +116,11 @@ struct LedgerOptions {
   // Passed to EventLogOptions::memtables_bytes_max (tests). Default: 0 (the
   // log's own budget).
   size_t memtables_bytes_max = 0;
+  // Passed to EventLogOptions::before_write: replication/ publishes each
+  // group there before it is stored; a refusal fails the group's commands
+  // and every later one (the ledger answers nothing more until reopened).
+  // Default: none.
+  std::function<absl::Status(const StoredGroup& group)> before_write = nullptr;
 };
 
 // Where the group commit's time goes (Ledger::stats()): for benchmarks and
@@ -169,6 +174,12 @@ class Ledger {
   // kCancelled.
   std::vector<absl::StatusOr<v1::CommandResult>> ExecuteBatch(
       std::vector<v1::Command> commands);
+
+  // For a follower (replication/): EventLog::AppendReplicated, and the
+  // decided-state cache is dropped before the next group is decided.
+  // REQUIRES: no command is being executed (a follower executes none).
+  absl::StatusOr<std::vector<AppendResult>> AppendReplicated(
+      std::vector<AppendRequest> requests);
 
   // The store now (from the projections), or as of a business time and/or a
   // position (folded from its stream).

@@ -5,6 +5,7 @@
 #ifndef STORELEDGER_SERVER_SERVER_H_
 #define STORELEDGER_SERVER_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,8 @@ struct ServerOptions {
   // Sign checkpoints of the Merkle tree (server/checkpoint_signer.h).
   // Default: none (GetCheckpoint serves what `storeledger checkpoint` stored).
   std::optional<CheckpointSignerOptions> checkpoints;
+  // ServiceOptions::write_gate. Default: none.
+  std::function<absl::Status()> write_gate = nullptr;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?

@@ -127,6 +127,11 @@ grpc::Status LedgerService::Authorize(const grpc::ServerContextBase& context,
   return grpc::Status::OK;
 }
 
+grpc::Status LedgerService::WriteGate() const {
+  if (!options_.write_gate) return grpc::Status::OK;
+  return ToGrpc(options_.write_gate());
+}
+
 grpc::Status LedgerService::CheckStoreAccess(const Principal& principal,
                                              absl::string_view store_id) const {
   return ToGrpc(
@@ -165,6 +170,7 @@ grpc::Status LedgerService::Execute(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  if (grpc::Status s = WriteGate(); !s.ok()) return s;
   return ExecuteOne(*request, response);
 }
 
@@ -330,8 +336,9 @@ void LedgerService::CountStreamBatch(uint64_t commands) {
 grpc::ServerBidiReactor<v1::Command, v1::CommandResult>*
 LedgerService::ExecuteStream(grpc::CallbackServerContext* context) {
   Principal principal;
-  return new StreamExecution(
-      this, Authorize(*context, Permission::kWrite, &principal));
+  grpc::Status allowed = Authorize(*context, Permission::kWrite, &principal);
+  if (allowed.ok()) allowed = WriteGate();
+  return new StreamExecution(this, std::move(allowed));
 }
 
 grpc::Status LedgerService::GetStore(grpc::ServerContext* context,

@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,11 @@ struct ServiceOptions {
   ServerMetrics* metrics = nullptr;
   // Default: kSubscriberDrainTimeoutDefault.
   absl::Duration subscriber_drain_timeout = kSubscriberDrainTimeoutDefault;
+  // Asked before every Execute and ExecuteStream: a status other than ok
+  // refuses the call with it (a replica that does not lead its partition
+  // answers UNAVAILABLE naming the leader, replication/replica.h).
+  // Default: none (every write is let through).
+  std::function<absl::Status()> write_gate = nullptr;
 };
 
 // ExecuteStream is a callback-API method (a reactor) so that it can see which
@@ -158,6 +164,8 @@ class LedgerService final
   // (server/auth.h's CheckStoreAccess).
   grpc::Status CheckStoreAccess(const Principal& principal,
                                 absl::string_view store_id) const;
+  // ServiceOptions::write_gate's answer.
+  grpc::Status WriteGate() const;
   // Executes one command and wakes the subscribers.
   grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
   void NotifyAppended();

@@ -5,12 +5,21 @@
 //                [--tls-cert F --tls-key F] [--policy FILE] [--no-sync]
 //                [--shutdown-grace-ms N] [--checkpoint-key FILE
 //                [--checkpoint-every-events N] [--checkpoint-every-seconds T]]
+//                [--replicate nats://HOST:PORT[,...] [--partition N]
+//                 [--ack replicated|local] [--follow-only] [--replicas R]]
+//
+// With --replicate it is one replica of partition N (replication/replica.h,
+// docs/cluster.md): it follows the partition's JetStream stream, and leads
+// when it holds the partition's lease. Deposed (its publish refused by the
+// fence, or its lease lost), it re-executes itself and comes back as a
+// follower from its synced database.
 //
 // SIGTERM / SIGINT: stop accepting, finish the calls in flight, exit 0.
 // Exit 1 when it cannot start with what it was given (a file, TLS, the port,
 // the database; the message says why), 2 when the command line itself is
 // wrong (an unknown flag, a missing --db, a value that is not a number).
 #include <signal.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
@@ -20,8 +29,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cli/cli.h"
 #include "core/status_macros.h"
+#include "replication/replica.h"
 #include "server/server.h"
 #include "storage/checkpoint.h"
 
@@ -35,12 +46,20 @@ constexpr char kUsage[] =
                     [--no-sync] [--shutdown-grace-ms N]
                     [--checkpoint-key FILE [--checkpoint-every-events N]
                      [--checkpoint-every-seconds T]]
+                    [--replicate nats://HOST:PORT[,...] [--partition N]
+                     [--ack replicated|local] [--follow-only] [--replicas R]]
 
 --listen defaults to 127.0.0.1:7450 (port 0: any free port, printed at start).
 --http serves the console (pages, JSON API) and /metrics there.
 A non-loopback address needs --tls-cert/--tls-key and --tokens.
 --tokens FILE holds `TOKEN ROLE` lines (roles: writer, auditor, investigator,
 merchant:<id>) and must not be readable by group or others.
+--replicate makes this a replica of partition N (default 0) on those NATS
+JetStream servers (docs/cluster.md): --ack replicated (default) answers a
+command once it is synced here and acknowledged by JetStream; --ack local
+once synced here. --follow-only never leads. --replicas: copies JetStream
+keeps (default 3 with 3 servers or more, else 1). A follower refuses writes
+with UNAVAILABLE naming the leader.
 )";
 
 // --checkpoint-key FILE [--checkpoint-every-events N]
@@ -82,8 +101,12 @@ absl::Status CheckpointFlags(const Flags& flags, ServerOptions* options) {
   return absl::OkStatus();
 }
 
+// argv of this process, for the re-execution of a deposed replica.
+std::vector<std::string> g_argv;
+
 int Main(const std::vector<std::string>& args) {
-  absl::StatusOr<Flags> flags = Flags::Parse(args, {"no-sync", "help"});
+  absl::StatusOr<Flags> flags =
+      Flags::Parse(args, {"no-sync", "help", "follow-only"});
   if (!flags.ok()) {
     std::cerr << "storeledgerd: " << flags.status().message() << "\n" << kUsage;
     return kExitUsage;
@@ -95,7 +118,8 @@ int Main(const std::vector<std::string>& args) {
   if (absl::Status s = flags->CheckKnown(
           {"listen", "http", "tokens", "tls-cert", "tls-key", "no-sync",
            "shutdown-grace-ms", "checkpoint-key", "checkpoint-every-events",
-           "checkpoint-every-seconds"});
+           "checkpoint-every-seconds", "replicate", "partition", "ack",
+           "follow-only", "replicas"});
       !s.ok() || !flags->positional().empty()) {
     std::cerr << "storeledgerd: "
               << (s.ok() ? "unexpected argument " + flags->positional().front()
@@ -143,6 +167,40 @@ int Main(const std::vector<std::string>& args) {
     std::cerr << "storeledgerd: " << s.message() << "\n";
     return kExitUsage;
   }
+  std::unique_ptr<Replica> replica;
+  if (std::optional<std::string> urls = flags->Get("replicate")) {
+    ReplicaOptions replica_options;
+    replica_options.nats_urls = absl::StrSplit(*urls, ',', absl::SkipEmpty());
+    absl::StatusOr<std::optional<uint64_t>> partition =
+        flags->GetUint("partition");
+    absl::StatusOr<std::optional<uint64_t>> replicas =
+        flags->GetUint("replicas");
+    const std::string ack = flags->GetOr("ack", "replicated");
+    if (!partition.ok() || !replicas.ok() ||
+        (ack != "replicated" && ack != "local")) {
+      std::cerr << "storeledgerd: --partition and --replicas take a number, "
+                   "--ack replicated or local\n";
+      return kExitUsage;
+    }
+    replica_options.partition = static_cast<uint32_t>(partition->value_or(0));
+    replica_options.replicas = static_cast<int>(replicas->value_or(0));
+    replica_options.ack = ack == "local" ? ReplicaOptions::Ack::kLocal
+                                         : ReplicaOptions::Ack::kReplicated;
+    replica_options.follow_only = flags->Has("follow-only");
+    replica_options.name = options.listen;
+    replica_options.on_deposed = [](const absl::Status&) {
+      kill(getpid(), SIGUSR1);  // main re-executes this process
+    };
+    absl::StatusOr<std::unique_ptr<Replica>> connected =
+        Replica::Connect(std::move(replica_options));
+    if (!connected.ok()) {
+      std::cerr << "storeledgerd: --replicate: " << connected.status() << "\n";
+      return kExitCheckFailed;
+    }
+    replica = *std::move(connected);
+    options.ledger.before_write = replica->BeforeWrite();
+    options.write_gate = [r = replica.get()] { return r->WriteGate(); };
+  }
 
   // A closed stdout (or a client socket) must not kill the server mid-way.
   signal(SIGPIPE, SIG_IGN);
@@ -152,6 +210,7 @@ int Main(const std::vector<std::string>& args) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR1);  // a deposed replica
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::StatusOr<std::unique_ptr<LedgerServer>> server =
@@ -171,10 +230,31 @@ int Main(const std::vector<std::string>& args) {
     std::cout << "storeledgerd: console on " << (http->tls() ? "https" : "http")
               << "://" << http->address() << "/" << std::endl;
   }
+  if (replica != nullptr) {
+    if (absl::Status started = replica->Start(&(*server)->ledger());
+        !started.ok()) {
+      std::cerr << "storeledgerd: --replicate: " << started << "\n";
+      (*server)->Shutdown(absl::ZeroDuration());
+      return kExitCheckFailed;
+    }
+  }
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
+  if (signal_number == SIGUSR1) {
+    std::cout << "storeledgerd: deposed; restarting as a follower" << std::endl;
+    replica.reset();  // before the ledger it writes to closes
+    (*server)->Shutdown(absl::Seconds(1));
+    server->reset();
+    std::vector<char*> argv;
+    for (std::string& arg : g_argv) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    execv("/proc/self/exe", argv.data());
+    std::cerr << "storeledgerd: cannot re-execute itself\n";
+    return kExitCheckFailed;
+  }
   std::cout << "storeledgerd: signal " << signal_number
             << ", finishing calls in flight" << std::endl;
+  replica.reset();
   (*server)->Shutdown(grace_ms->has_value()
                           ? absl::Milliseconds(**grace_ms)
                           : kShutdownGraceDefault);
@@ -186,5 +266,6 @@ int Main(const std::vector<std::string>& args) {
 }  // namespace storeledger
 
 int main(int argc, char** argv) {
+  storeledger::g_argv.assign(argv, argv + argc);
   return storeledger::Main(std::vector<std::string>(argv + 1, argv + argc));
 }

@@ -417,6 +417,16 @@ class GroupBatch {
   size_t size() const { return entries_.size(); }
   void RollbackTo(size_t save_point) { entries_.resize(save_point); }
 
+  // The values put into `cf`, in the order they were added (for events:
+  // position order).
+  std::vector<absl::string_view> PutValues(CfIndex cf) const {
+    std::vector<absl::string_view> values;
+    for (const Entry& e : entries_) {
+      if (e.cf == cf && !e.is_delete) values.push_back(e.value);
+    }
+    return values;
+  }
+
   rocksdb::Status Build(const std::vector<rocksdb::ColumnFamilyHandle*>& handles,
                         rocksdb::WriteBatch* batch) const {
     std::vector<uint32_t> order(entries_.size());
@@ -461,6 +471,7 @@ struct EventLog::Impl {
     std::vector<AppendRequest>* requests = nullptr;
     size_t events = 0;  // over all requests
     bool sync = true;   // EventLogOptions::sync permitting
+    bool replicated = false;  // AppendReplicated: stored bytes, no hook
     absl::StatusOr<std::vector<AppendResult>> results =
         absl::InternalError("not run");
     // The request that failed (requests->size() for a write error).
@@ -918,6 +929,30 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   return std::unique_ptr<EventLog>(new EventLog(std::move(impl)));
 }
 
+namespace {
+
+// The links of a follower's envelope (already verified against its own
+// hash at `position`) to the log it joins.
+absl::Status CheckReplicated(uint64_t position, absl::string_view head_hash,
+                             uint64_t stream_version,
+                             const Envelope& envelope) {
+  if (envelope.prev_hash() != head_hash) {
+    return absl::DataLossError(absl::StrCat(
+        "event at position ", position, ": prev_hash ",
+        ToHex(envelope.prev_hash()), " does not link to the hash ",
+        ToHex(head_hash), " of position ", position - 1));
+  }
+  if (envelope.stream_version() != stream_version) {
+    return absl::DataLossError(absl::StrCat(
+        "event at position ", position, ": stream ", envelope.stream_id(),
+        " version ", envelope.stream_version(), ", expected ",
+        stream_version));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     AppendRequest& request, GroupState& state, GroupBatch& batch) const {
   Head new_head = state.head;
@@ -928,6 +963,11 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
 
   for (size_t i = 0; i < request.events.size(); ++i) {
     Envelope& envelope = request.events[i].envelope;
+    if (!request.events[i].stored.empty()) {
+      RETURN_IF_ERROR(VerifyStoredEnvelopeInto(new_head.position + 1,
+                                               request.events[i].stored,
+                                               &envelope));
+    }
     const int64_t expected = request.events[i].expected_version;
     const std::string& stream_id = envelope.stream_id();
 
@@ -955,24 +995,34 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     }
 
     const uint64_t position = new_head.position + 1;
-    envelope.set_position(position);
-    envelope.set_stream_version(actual + 1);
-    envelope.set_prev_hash(new_head.hash);
-    envelope.clear_hash();
-    std::string bytes = SerializeDeterministic(envelope);
-    // Check the record before it is written: the limit covers the hash too.
-    if (bytes.size() + kHashFieldBytes > kEnvelopeBytesMax) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("event ", i, " of stream ", stream_id, ": envelope is ",
-                       bytes.size() + kHashFieldBytes,
-                       " bytes, over the limit of ", kEnvelopeBytesMax));
+    std::string bytes;
+    std::string hash;
+    if (!request.events[i].stored.empty()) {
+      // A follower's copy of what the leader stored: checked, kept as is.
+      RETURN_IF_ERROR(CheckReplicated(position, new_head.hash, actual + 1,
+                                      envelope));
+      bytes = std::move(request.events[i].stored);
+      hash = envelope.hash();
+    } else {
+      envelope.set_position(position);
+      envelope.set_stream_version(actual + 1);
+      envelope.set_prev_hash(new_head.hash);
+      envelope.clear_hash();
+      bytes = SerializeDeterministic(envelope);
+      // Check the record before it is written: the limit covers the hash.
+      if (bytes.size() + kHashFieldBytes > kEnvelopeBytesMax) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "event ", i, " of stream ", stream_id, ": envelope is ",
+            bytes.size() + kHashFieldBytes, " bytes, over the limit of ",
+            kEnvelopeBytesMax));
+      }
+      hash = Sha256Concat(new_head.hash, bytes);
+      // Field 12 is the last field, so its encoding is the tail of the bytes.
+      bytes.push_back(kHashFieldTag);
+      bytes.push_back(static_cast<char>(kHashBytes));
+      bytes.append(hash);
+      envelope.set_hash(hash);
     }
-    const std::string hash = Sha256Concat(new_head.hash, bytes);
-    // Field 12 is the last field, so its encoding is the tail of the bytes.
-    bytes.push_back(kHashFieldTag);
-    bytes.push_back(static_cast<char>(kHashBytes));
-    bytes.append(hash);
-    envelope.set_hash(hash);
     if (options.merkle_tree) leaf_hashes.push_back(merkle::LeafHash(bytes));
 
     batch.Put(kEvents, PositionKey(position), std::move(bytes));
@@ -1022,6 +1072,8 @@ namespace {
 // fields, the outcome's command id.
 absl::Status ValidateRequest(const AppendRequest& request) {
   for (const NewEvent& event : request.events) {
+    // A follower's stored bytes are checked when parsed (AddToBatch).
+    if (!event.stored.empty()) continue;
     RETURN_IF_ERROR(ValidateStreamId(event.envelope.stream_id()));
     if (event.expected_version < kExpectAny) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -1054,8 +1106,29 @@ absl::StatusOr<AppendResult> EventLog::Append(AppendRequest request) {
   return std::move(results.front());
 }
 
+absl::StatusOr<std::vector<AppendResult>> EventLog::AppendReplicated(
+    std::vector<AppendRequest> requests) {
+  for (const AppendRequest& request : requests) {
+    for (const NewEvent& event : request.events) {
+      if (event.stored.empty()) {
+        return absl::InvalidArgumentError(
+            "AppendReplicated: an event without its stored bytes");
+      }
+    }
+  }
+  return AppendBatchImpl(std::move(requests), nullptr, /*sync=*/true,
+                         /*replicated=*/true);
+}
+
 absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     std::vector<AppendRequest> requests, size_t* failed_request, bool sync) {
+  return AppendBatchImpl(std::move(requests), failed_request, sync,
+                         /*replicated=*/false);
+}
+
+absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
+    std::vector<AppendRequest> requests, size_t* failed_request, bool sync,
+    bool replicated) {
   size_t ignored = 0;
   if (failed_request == nullptr) failed_request = &ignored;
   size_t events = 0;
@@ -1077,6 +1150,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
   self.requests = &requests;
   self.events = events;
   self.sync = sync;
+  self.replicated = replicated;
   std::unique_lock<std::mutex> lock(impl_->append_mu);
   impl_->writers.push_back(&self);
   while (!self.done && impl_->writers.front() != &self) {
@@ -1092,7 +1166,8 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
   size_t group_events = 0;
   bool group_sync = false;  // one writer that asks for a sync syncs them all
   for (Impl::Writer* writer : impl_->writers) {
-    if (!group.empty() && group_events + writer->events > kGroupEventsMax) {
+    if (!group.empty() && (group_events + writer->events > kGroupEventsMax ||
+                           writer->replicated != self.replicated)) {
       break;
     }
     group.push_back(writer);
@@ -1106,6 +1181,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
   // the mutex is released for the checks and the (slow, synced) write.
   lock.unlock();
   std::optional<absl::Status> write_error;
+  std::optional<absl::Status> hook_error;  // before_write refused the group
   if (failed.has_value()) {
     const absl::Status refused = absl::FailedPreconditionError(absl::StrCat(
         "ledger is read-only after a write error: ", failed->message(),
@@ -1162,7 +1238,21 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
                             batch.Put(kMerkle, merkle::NodeKey(id), hash);
                           });
     }
-    if (batch.size() > 0) {
+    if (state.head.position != old_head.position && !replicated &&
+        impl_->options.before_write) {
+      StoredGroup stored;
+      stored.first_position = old_head.position + 1;
+      stored.prev_hash = old_head.hash;
+      stored.envelopes = batch.PutValues(kEvents);
+      stored.outcomes = batch.PutValues(kCommands);
+      if (absl::Status refused = impl_->options.before_write(stored);
+          !refused.ok()) {
+        hook_error = refused;
+      }
+    }
+    if (hook_error.has_value()) {
+      write_error = hook_error;
+    } else if (batch.size() > 0) {
       rocksdb::WriteBatch write_batch;
       rocksdb::Status s = batch.Build(impl_->handles, &write_batch);
       if (s.ok() && !group_sync && impl_->options.sync) {
@@ -1186,7 +1276,8 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatch(
     }
     if (write_error.has_value()) {
       // I/O trouble is kUnavailable; anything else from a write is kInternal.
-      if (write_error->code() != absl::StatusCode::kUnavailable) {
+      if (!hook_error.has_value() &&
+          write_error->code() != absl::StatusCode::kUnavailable) {
         write_error = absl::InternalError(write_error->message());
       }
       {

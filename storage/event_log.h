@@ -44,6 +44,17 @@ inline constexpr int64_t kExpectAny = -1;       // any version
 inline constexpr int64_t kExpectNoStream = 0;   // stream must not exist
 inline constexpr uint32_t kFormatVersion = 1;
 
+// A group of appends as it is about to be stored (EventLogOptions::
+// before_write): the exact bytes of its envelopes, positions first_position
+// on, and the stored outcome (bytes(StoredOutcome)) of each request that has
+// one, in request order. The views are valid during the call only.
+struct StoredGroup {
+  uint64_t first_position = 0;
+  std::string prev_hash;  // hash at first_position - 1
+  std::vector<absl::string_view> envelopes;
+  std::vector<absl::string_view> outcomes;
+};
+
 struct EventLogOptions {
   // Create the database if missing. Default: true.
   bool create_if_missing = true;
@@ -73,15 +84,26 @@ struct EventLogOptions {
   // to measure what it costs (storeledger-bench); a later open with it on
   // builds the tree from the log. Default: true.
   bool merkle_tree = true;
+  // Called by the appending thread with every group of appends that adds
+  // events (but those of AppendReplicated) before it is written. A status
+  // other than ok writes nothing: every append of the group fails with that
+  // status and the log refuses appends from then on, as after a write error.
+  // replication/ publishes the group to its partition's stream here, so
+  // that nothing is stored which the stream refused. Default: none.
+  std::function<absl::Status(const StoredGroup& group)> before_write = nullptr;
 };
 
 // One event to append. The caller fills stream_id, expected_version and the
 // envelope's event_id, command_id, event_type, occurred_at, recorded_at,
 // policy_version and payload. The log fills position, stream_version,
 // prev_hash and hash.
+//
+// A follower (replication/) sets `stored` instead: the envelope exactly as
+// the leader stored it, which AppendReplicated checks and stores unchanged.
 struct NewEvent {
   int64_t expected_version = kExpectAny;
   Envelope envelope;
+  std::string stored;  // Default: empty (the log serializes `envelope`)
 };
 
 struct AppendRequest {
@@ -175,6 +197,16 @@ class EventLog {
   absl::StatusOr<std::vector<AppendResult>> AppendBatch(
       std::vector<AppendRequest> requests, size_t* failed_request = nullptr,
       bool sync = true);
+
+  // For a follower of a replicated partition: appends `requests` whose
+  // events all carry `stored` bytes, as AppendBatch does (one unit, synced),
+  // but stores those bytes unchanged after checking that each is the
+  // envelope at the next position (VerifyStoredEnvelope), links to the hash
+  // before it and carries the next version of its stream; a failure is
+  // kDataLoss naming the position, and nothing is written. before_write is
+  // not called.
+  absl::StatusOr<std::vector<AppendResult>> AppendReplicated(
+      std::vector<AppendRequest> requests);
 
   // Makes every append that returned before this call durable (one WAL
   // sync), and moves head() up to them. May run while another thread
@@ -289,6 +321,9 @@ class EventLog {
  private:
   struct Impl;
   explicit EventLog(std::unique_ptr<Impl> impl);
+  absl::StatusOr<std::vector<AppendResult>> AppendBatchImpl(
+      std::vector<AppendRequest> requests, size_t* failed_request, bool sync,
+      bool replicated);
   std::unique_ptr<Impl> impl_;
 };
 

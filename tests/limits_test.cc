@@ -576,7 +576,7 @@ TEST(LimitsTest, EnvelopeAtTheLimitIsStoredPastItIsRefused) {
   {
     AppendRequest past;
     past.events.push_back(
-        {kExpectAny, EnvelopeOfStoredSize(kEnvelopeBytesMax + 1)});
+        {kExpectAny, EnvelopeOfStoredSize(kEnvelopeBytesMax + 1), {}});
     absl::StatusOr<AppendResult> refused = (*log)->Append(std::move(past));
     ASSERT_FALSE(refused.ok());
     EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
@@ -584,7 +584,8 @@ TEST(LimitsTest, EnvelopeAtTheLimitIsStoredPastItIsRefused) {
                 HasSubstr("over the limit"));
   }
   AppendRequest at;
-  at.events.push_back({kExpectAny, EnvelopeOfStoredSize(kEnvelopeBytesMax)});
+  at.events.push_back(
+      {kExpectAny, EnvelopeOfStoredSize(kEnvelopeBytesMax), {}});
   absl::StatusOr<AppendResult> stored = (*log)->Append(std::move(at));
   ASSERT_TRUE(stored.ok()) << stored.status();
   absl::StatusOr<v1::Envelope> read = (*log)->Read(1);

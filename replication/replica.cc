@@ -1,0 +1,423 @@
+#include "replication/replica.h"
+
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/evolve.h"
+#include "core/status_macros.h"
+#include "replay/projection_store.h"
+#include "replication/log_batch.h"
+#include "storeledger/v1/replication.pb.h"
+
+namespace storeledger {
+namespace {
+
+constexpr size_t kHashBytes = 32;
+
+// The hash of the last envelope of a message: the tail of its bytes.
+std::string LastHash(const v1::LogBatch& batch) {
+  const std::string& last = batch.envelopes(batch.envelopes_size() - 1);
+  return last.size() < kHashBytes ? std::string()
+                                  : last.substr(last.size() - kHashBytes);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Replica>> Replica::Connect(
+    ReplicaOptions options) {
+  if (options.name.empty()) {
+    return absl::InvalidArgumentError("a replica needs a name (its address)");
+  }
+  if (options.replicas == 0) {
+    options.replicas = options.nats_urls.size() >= 3 ? 3 : 1;
+  }
+  std::unique_ptr<Replica> replica(new Replica(std::move(options)));
+  const ReplicaOptions& o = replica->options_;
+  ASSIGN_OR_RETURN(replica->js_, JetStream::Connect(o.nats_urls));
+  RETURN_IF_ERROR(replica->js_->EnsureStream(o.partition, o.replicas));
+  RETURN_IF_ERROR(replica->js_->EnsureLeaseBucket(o.lease_ttl, o.replicas));
+  return replica;
+}
+
+Replica::~Replica() { Stop(); }
+
+void Replica::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (runner_.joinable()) runner_.join();
+  if (publisher_.joinable()) publisher_.join();
+}
+
+std::function<absl::Status(const StoredGroup&)> Replica::BeforeWrite() {
+  return [this](const StoredGroup& group) { return Publish(group); };
+}
+
+// The stream sequence whose message ends at the log's head, by binary
+// search on first positions (the stream is contiguous, every message
+// checked when it was applied); its last hash must be the head's.
+absl::StatusOr<uint64_t> Replica::FindSequence(const Head& head) {
+  ASSIGN_OR_RETURN(const uint64_t last, js_->LastSequence(options_.partition));
+  if (head.position == 0) return 0;
+  uint64_t low = 1;
+  uint64_t high = last;
+  while (low <= high) {
+    const uint64_t middle = low + (high - low) / 2;
+    ASSIGN_OR_RETURN(std::optional<std::string> data,
+                     js_->Get(options_.partition, middle));
+    v1::LogBatch batch;
+    if (!data.has_value() || !batch.ParseFromString(*data) ||
+        batch.envelopes().empty()) {
+      return absl::DataLossError(absl::StrCat(
+          "partition ", options_.partition, " stream sequence ", middle,
+          " is missing or does not parse"));
+    }
+    const uint64_t end = batch.first_position() + batch.envelopes_size() - 1;
+    if (head.position < batch.first_position()) {
+      high = middle - 1;
+    } else if (head.position > end) {
+      low = middle + 1;
+    } else if (head.position == end && LastHash(batch) == head.hash) {
+      return middle;
+    } else {
+      break;
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the local log's head (position ", head.position,
+      ") is not the end of any message of stream ",
+      StreamName(options_.partition), " (", last,
+      " messages): a diverged tail, which this version does not move aside "
+      "(docs/cluster.md); rebuild this replica from the stream"));
+}
+
+absl::Status Replica::Start(Ledger* ledger) {
+  ledger_ = ledger;
+  const Head head = ledger->log().head();
+  ASSIGN_OR_RETURN(const uint64_t sequence, FindSequence(head));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sequence_ = sequence;
+    published_position_ = head.position;
+    appended_position_ = head.position;
+  }
+  runner_ = std::thread([this] { Run(); });
+  if (options_.ack == ReplicaOptions::Ack::kLocal) {
+    publisher_ = std::thread([this] { PublishLoop(); });
+  }
+  return absl::OkStatus();
+}
+
+void Replica::Run() {
+  while (true) {
+    ReplicaRole role;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      role = role_;
+      if (role == ReplicaRole::kDeposed && !deposed_reported_) {
+        deposed_reported_ = true;
+        if (options_.on_deposed) {
+          const absl::Status why = deposed_;
+          mu_.unlock();
+          options_.on_deposed(why);
+          mu_.lock();
+        }
+      }
+    }
+    bool busy = false;
+    if (role == ReplicaRole::kLeader) {
+      Renew();
+    } else if (role == ReplicaRole::kFollower) {
+      busy = ApplyAvailable();
+      if (!busy && !options_.follow_only) TryLead();
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!busy && !stop_) {
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(
+                             role == ReplicaRole::kLeader
+                                 ? options_.lease_ttl / 8
+                                 : kFollowPollInterval));
+    }
+  }
+}
+
+bool Replica::ApplyAvailable() {
+  uint64_t next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!data_loss_.ok()) return false;  // nothing past a bad message
+    next = sequence_ + 1;
+  }
+  absl::StatusOr<std::optional<std::string>> data =
+      js_->Get(options_.partition, next);
+  if (!data.ok() || !data->has_value()) return false;
+  absl::Status applied = ApplyOne(next, **data);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (applied.ok()) {
+    sequence_ = next;
+    published_position_ = appended_position_ = ledger_->log().head().position;
+    return true;
+  }
+  if (absl::IsDataLoss(applied)) {
+    data_loss_ = applied;
+    std::cerr << "storeledger replica: refusing " << applied.message()
+              << "; nothing past it is applied\n";
+  }
+  return false;
+}
+
+absl::Status Replica::ApplyOne(uint64_t sequence, absl::string_view data) {
+  ASSIGN_OR_RETURN(VerifiedBatch verified,
+                   VerifyLogBatch(data, options_.partition, sequence,
+                                  ledger_->log().head()));
+  // The projections, folded from the envelopes as a rebuild folds them.
+  ProjectionReader base(&ledger_->log());
+  StateOverlay overlay(&base);
+  for (const Envelope& envelope : verified.envelopes) {
+    if (absl::Status folded = EvolveEnvelope(envelope, &overlay);
+        !folded.ok()) {
+      return absl::DataLossError(absl::StrCat(
+          "partition ", options_.partition, " stream sequence ", sequence,
+          ", position ", envelope.position(), ": ", folded.message()));
+    }
+  }
+  std::vector<AppendRequest> requests;
+  size_t next = 0;
+  for (v1::StoredOutcome& outcome : verified.outcomes) {
+    AppendRequest& request = requests.emplace_back();
+    const uint64_t count = outcome.result().last_position() -
+                           outcome.result().first_position() + 1;
+    for (uint64_t i = 0; i < count; ++i, ++next) {
+      NewEvent& event = request.events.emplace_back();
+      event.stored = verified.batch.envelopes(static_cast<int>(next));
+    }
+    request.outcome = std::move(outcome);
+  }
+  requests.back().projection_puts = ProjectionPuts(overlay);
+  return ledger_->AppendReplicated(std::move(requests)).status();
+}
+
+void Replica::TryLead() {
+  const std::string key = LeaseKey(options_.partition);
+  absl::StatusOr<std::optional<LeaseEntry>> lease = js_->GetLease(key);
+  if (!lease.ok()) return;
+  if (lease->has_value()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_ = (*lease)->holder;
+    return;
+  }
+  // Only a replica that has applied the stream's last message may lead:
+  // its first publish expects exactly that sequence.
+  absl::StatusOr<uint64_t> last = js_->LastSequence(options_.partition);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!last.ok() || *last != sequence_) return;
+  }
+  absl::StatusOr<uint64_t> revision = js_->CreateLease(key, options_.name);
+  if (!revision.ok()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  role_ = ReplicaRole::kLeader;
+  leader_ = options_.name;
+  lease_revision_ = *revision;
+  renew_at_ = absl::Now() + options_.lease_ttl / 4;
+  std::cerr << "storeledger replica " << options_.name << ": leading partition "
+            << options_.partition << " from stream sequence " << sequence_
+            << " (lease revision " << *revision << ")\n";
+}
+
+void Replica::Renew() {
+  uint64_t revision;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (absl::Now() < renew_at_) return;
+    revision = lease_revision_;
+  }
+  absl::StatusOr<uint64_t> renewed =
+      js_->RenewLease(LeaseKey(options_.partition), options_.name, revision);
+  if (renewed.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    lease_revision_ = *renewed;
+    renew_at_ = absl::Now() + options_.lease_ttl / 4;
+    return;
+  }
+  if (absl::IsAborted(renewed.status())) {
+    Depose(absl::FailedPreconditionError(
+               absl::StrCat("lease ", LeaseKey(options_.partition),
+                            " lost: ", renewed.status().message())))
+        .IgnoreError();
+  }
+  // No answer: try again soon. Safety does not rest on the lease.
+}
+
+absl::Status Replica::Depose(absl::Status why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (role_ != ReplicaRole::kDeposed) {
+    role_ = ReplicaRole::kDeposed;
+    deposed_ = why;
+    std::cerr << "storeledger replica " << options_.name << ": deposed: "
+              << why.message() << "\n";
+  }
+  cv_.notify_all();
+  return absl::UnavailableError(absl::StrCat(
+      "partition ", options_.partition,
+      ": this replica no longer leads (", deposed_.message(),
+      "); nothing more is acknowledged here"));
+}
+
+absl::Status Replica::WriteGate() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (role_ == ReplicaRole::kLeader) return absl::OkStatus();
+  if (role_ == ReplicaRole::kDeposed) {
+    return absl::UnavailableError(absl::StrCat(
+        "partition ", options_.partition, ": this replica was deposed (",
+        deposed_.message(), "); the leader is ",
+        leader_.empty() ? "unknown" : leader_));
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "partition ", options_.partition, ": this replica follows",
+      options_.follow_only ? " (read replica)" : "", "; the leader is ",
+      leader_.empty() ? "not known yet" : leader_,
+      ": send writes there"));
+}
+
+ReplicaStatus Replica::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ReplicaStatus{role_, leader_, sequence_, published_position_,
+                       data_loss_};
+}
+
+uint64_t Replica::publish_lag_events() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return appended_position_ - published_position_;
+}
+
+absl::Status Replica::Publish(const StoredGroup& group) {
+  uint64_t lease_revision;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (role_ != ReplicaRole::kLeader) {
+      return absl::UnavailableError(absl::StrCat(
+          "partition ", options_.partition,
+          ": not the leader; nothing stored"));
+    }
+    lease_revision = lease_revision_;
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> messages,
+                   SplitGroup(group, options_.partition, lease_revision,
+                              kLogBatchBytesMax));
+  std::vector<uint64_t> first_positions;
+  for (const std::string& message : messages) {
+    v1::LogBatch batch;
+    batch.ParseFromString(message);
+    first_positions.push_back(batch.first_position());
+  }
+  const uint64_t last_position =
+      group.first_position + group.envelopes.size() - 1;
+  if (options_.ack == ReplicaOptions::Ack::kLocal) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] {
+      return stop_ || unpublished_.size() < kUnpublishedGroupsMax;
+    });
+    unpublished_.push_back(
+        Pending{std::move(messages), std::move(first_positions), last_position});
+    appended_position_ = last_position;
+    cv_.notify_all();
+    return absl::OkStatus();
+  }
+  std::lock_guard<std::mutex> publishing(publish_mu_);
+  for (size_t i = 0; i < messages.size(); ++i) {
+    RETURN_IF_ERROR(PublishMessage(messages[i], first_positions[i]));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  published_position_ = appended_position_ = last_position;
+  return absl::OkStatus();
+}
+
+void Replica::PublishLoop() {
+  while (true) {
+    Pending pending;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !unpublished_.empty(); });
+      if (stop_) return;
+      pending = std::move(unpublished_.front());
+      unpublished_.pop_front();
+      cv_.notify_all();
+    }
+    std::lock_guard<std::mutex> publishing(publish_mu_);
+    for (size_t i = 0; i < pending.messages.size(); ++i) {
+      if (!PublishMessage(pending.messages[i], pending.first_positions[i])
+               .ok()) {
+        return;  // deposed or stopping; the rest stays a local tail
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    published_position_ = pending.last_position;
+  }
+}
+
+// One message, fenced. Retried with the same Nats-Msg-Id and expected
+// sequence while no answer comes; an answer in doubt (no ack, a duplicate,
+// a refusal that may be of our own earlier attempt) is settled by reading
+// the stream at the sequence this message must have.
+absl::Status Replica::PublishMessage(const std::string& data,
+                                     uint64_t first_position) {
+  const std::string msg_id = LogMsgId(options_.partition, first_position);
+  absl::Duration backoff = absl::Milliseconds(20);
+  while (true) {
+    uint64_t expected;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) {
+        return absl::UnavailableError(absl::StrCat(
+            "partition ", options_.partition,
+            ": shutting down before the stream acknowledged ", msg_id));
+      }
+      if (role_ != ReplicaRole::kLeader) return Depose(deposed_);
+      expected = sequence_;
+    }
+    absl::StatusOr<PublishAck> ack =
+        js_->Publish(options_.partition, data, msg_id, expected);
+    if (options_.drop_publish_ack_every != 0 &&
+        ++publishes_ % options_.drop_publish_ack_every == 0) {
+      ack = absl::UnavailableError("acknowledgement dropped (test)");
+    }
+    if (ack.ok() && !ack->duplicate && ack->sequence == expected + 1) {
+      std::lock_guard<std::mutex> lock(mu_);
+      sequence_ = expected + 1;
+      return absl::OkStatus();
+    }
+    // Settle by asking the stream what it holds at expected + 1.
+    absl::StatusOr<std::optional<std::string>> stored =
+        js_->Get(options_.partition, expected + 1);
+    if (stored.ok() && stored->has_value()) {
+      if (**stored == data) {
+        std::lock_guard<std::mutex> lock(mu_);
+        sequence_ = expected + 1;
+        return absl::OkStatus();
+      }
+      return Depose(absl::FailedPreconditionError(absl::StrCat(
+          "stream ", StreamName(options_.partition), " holds another message"
+          " at sequence ", expected + 1, " (", msg_id, " refused by the fence",
+          ack.ok() ? "" : absl::StrCat(": ", ack.status().message()), ")")));
+    }
+    if (!ack.ok() && absl::IsAborted(ack.status()) && stored.ok()) {
+      // Refused, and nothing at expected + 1: the stream moved elsewhere
+      // (a sequence we never saw); we are not its writer any more.
+      return Depose(absl::FailedPreconditionError(
+          absl::StrCat(msg_id, " refused by the fence: ",
+                       ack.status().message())));
+    }
+    // No answer, nothing stored yet (or the stream could not be asked):
+    // the same publish again, once the cluster answers.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(backoff));
+    backoff = std::min(backoff * 2, absl::Milliseconds(500));
+  }
+}
+
+}  // namespace storeledger

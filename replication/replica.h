@@ -1,0 +1,159 @@
+// One replica of a partition (DESIGN.md §7, docs/cluster.md): it follows
+// the partition's JetStream stream into its Ledger, or, holding the
+// partition's lease, leads -- every group its Ledger appends is published
+// to the stream, fenced by the stream's expected last sequence, before it
+// is stored (Replica::BeforeWrite, for LedgerOptions::before_write).
+//
+// Leading: with Ack::kReplicated a group is stored (and its commands
+// answered) only after JetStream acknowledged every message that carries
+// it; a lost acknowledgement is settled by reading the stream at the
+// expected sequence and comparing the bytes, and the publish is retried
+// (same Nats-Msg-Id, same expected sequence) while no answer comes -- the
+// leader then answers nothing, it never falls back to local-only. A
+// refused publish (someone else extended the stream) or a lost lease
+// deposes the replica: it answers nothing more and calls on_deposed
+// (storeledgerd re-executes itself and comes back as a follower).
+//
+// Following: each message is checked (replication/log_batch.h) before
+// anything of it is stored; its envelopes are stored unchanged and the
+// projections folded from them (replay/projection_store.h). A message
+// that fails a check stops the follower there: kDataLoss naming the
+// position (status().data_loss); nothing past it is stored or served, and
+// the replica never takes the lease.
+//
+// Thread-safe. The Ledger must outlive the Replica.
+#ifndef STORELEDGER_REPLICATION_REPLICA_H_
+#define STORELEDGER_REPLICATION_REPLICA_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ledger/ledger.h"
+#include "replication/jetstream.h"
+
+namespace storeledger {
+
+// How long a lease lives unless renewed; it is renewed 4 times as often.
+inline constexpr absl::Duration kLeaseTtlDefault = absl::Seconds(2);
+// A follower that found nothing new asks the stream again after this.
+inline constexpr absl::Duration kFollowPollInterval = absl::Milliseconds(20);
+// Groups an `--ack local` leader may have stored but not yet published;
+// an append waits for room beyond it.
+inline constexpr size_t kUnpublishedGroupsMax = 1024;
+
+struct ReplicaOptions {
+  std::vector<std::string> nats_urls;  // nats://HOST:PORT, one cluster
+  uint32_t partition = 0;               // Default: 0
+  enum class Ack { kReplicated, kLocal };
+  Ack ack = Ack::kReplicated;           // Default: kReplicated
+  bool follow_only = false;             // never take the lease. Default: false
+  // Copies JetStream keeps of the stream and the lease bucket. 0: 3 when
+  // nats_urls names 3 servers or more, else 1. Default: 0.
+  int replicas = 0;
+  // This replica's name in the lease, where writers are sent: its gRPC
+  // address. Required.
+  std::string name;
+  absl::Duration lease_ttl = kLeaseTtlDefault;
+  // Tests only: the acknowledgement of every Nth publish is dropped as if
+  // lost on the way (the message is stored), so that settling by asking
+  // the stream is exercised. 0: none. Default: 0.
+  uint64_t drop_publish_ack_every = 0;
+  // Called once, on a thread of the replica, when it has been deposed.
+  // Default: none.
+  std::function<void(const absl::Status& why)> on_deposed = nullptr;
+};
+
+enum class ReplicaRole { kFollower, kLeader, kDeposed };
+
+struct ReplicaStatus {
+  ReplicaRole role = ReplicaRole::kFollower;
+  std::string leader;              // the lease holder as last seen
+  uint64_t stream_sequence = 0;    // last message applied or published
+  uint64_t published_position = 0; // leader: last position in the stream
+  absl::Status data_loss;          // a follower stopped by a bad message
+};
+
+class Replica {
+ public:
+  // Connects, and makes the partition's stream and the lease bucket if
+  // missing.
+  static absl::StatusOr<std::unique_ptr<Replica>> Connect(
+      ReplicaOptions options);
+  ~Replica();  // Stop()
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  // For LedgerOptions::before_write of the ledger given to Start.
+  std::function<absl::Status(const StoredGroup&)> BeforeWrite();
+
+  // Finds where the ledger's log stands in the stream and starts following
+  // (and competing for the lease). kFailedPrecondition when the log holds
+  // positions the stream does not (a diverged tail: docs/cluster.md).
+  absl::Status Start(Ledger* ledger);
+  void Stop();
+
+  // Ok while leading; UNAVAILABLE naming the leader otherwise
+  // (ServiceOptions::write_gate).
+  absl::Status WriteGate() const;
+  ReplicaStatus status() const;
+  // Positions stored locally and not yet in the stream (--ack local lag).
+  uint64_t publish_lag_events() const;
+
+ private:
+  explicit Replica(ReplicaOptions options) : options_(std::move(options)) {}
+
+  absl::StatusOr<uint64_t> FindSequence(const Head& head);
+  void Run();
+  bool ApplyAvailable();  // true when it applied something
+  absl::Status ApplyOne(uint64_t sequence, absl::string_view data);
+  void TryLead();
+  void Renew();
+  absl::Status Publish(const StoredGroup& group);
+  absl::Status PublishMessage(const std::string& data, uint64_t first_position);
+  absl::Status Depose(absl::Status why);
+  void PublishLoop();  // --ack local
+
+  const ReplicaOptions options_;
+  std::unique_ptr<JetStream> js_;
+  Ledger* ledger_ = nullptr;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  ReplicaRole role_ ABSL_GUARDED_BY(mu_) = ReplicaRole::kFollower;
+  std::string leader_ ABSL_GUARDED_BY(mu_);
+  uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t published_position_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t lease_revision_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time renew_at_ ABSL_GUARDED_BY(mu_);
+  absl::Status data_loss_ ABSL_GUARDED_BY(mu_);
+  absl::Status deposed_ ABSL_GUARDED_BY(mu_);
+  bool deposed_reported_ ABSL_GUARDED_BY(mu_) = false;
+  // --ack local: stored groups waiting to be published, as messages.
+  struct Pending {
+    std::vector<std::string> messages;
+    std::vector<uint64_t> first_positions;
+    uint64_t last_position = 0;
+  };
+  std::deque<Pending> unpublished_ ABSL_GUARDED_BY(mu_);
+  uint64_t appended_position_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::mutex publish_mu_;  // one publish at a time, in order
+  uint64_t publishes_ = 0;  // guarded by publish_mu_
+  std::thread runner_;
+  std::thread publisher_;
+};
+
+}  // namespace storeledger
+
+#endif  // STORELEDGER_REPLICATION_REPLICA_H_

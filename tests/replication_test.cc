@@ -1,0 +1,764 @@
+// Replication on NATS JetStream (issue 14, DESIGN.md §7, docs/cluster.md):
+// real nats-server processes on loopback (tests/support/nats_cluster.h),
+// real RocksDB in temporary directories. In-process replicas for the
+// format, follower and fence checks; storeledgerd processes for the
+// failures (SIGSTOP, SIGKILL).
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "ledger/json.h"
+#include "ledger/ledger.h"
+#include "replay/audit.h"
+#include "replication/jetstream.h"
+#include "replication/log_batch.h"
+#include "replication/replica.h"
+#include "storeledger/v1/replication.pb.h"
+#include "storeledger/v1/service.grpc.pb.h"
+#include "tests/support/child_process.h"
+#include "tests/support/nats_cluster.h"
+#include "tests/support/test_support.h"
+
+namespace storeledger {
+namespace {
+
+using testing::NatsCluster;
+using testing::TempDir;
+
+constexpr absl::Duration kConvergeTimeout = absl::Seconds(20);
+
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+v1::Command OpenStore(const std::string& id, const std::string& store) {
+  absl::StatusOr<v1::Command> command = ParseCommandJson(absl::StrCat(
+      R"({"commandId":")", id,
+      R"(","occurredAt":"2024-06-01T10:00:00+08:00","openStore":{"storeId":")",
+      store, R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
+  EXPECT_TRUE(command.ok()) << command.status();
+  return *command;
+}
+
+v1::Command AddProduct(const std::string& id, const std::string& store,
+                       const std::string& product) {
+  absl::StatusOr<v1::Command> command = ParseCommandJson(absl::StrCat(
+      R"({"commandId":")", id,
+      R"(","occurredAt":"2024-06-02T10:00:00+08:00","addProduct":{"storeId":")",
+      store, R"(","productId":")", product,
+      R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100}})"));
+  EXPECT_TRUE(command.ok()) << command.status();
+  return *command;
+}
+
+// Connects with retries: a fresh cluster elects its JetStream meta leader
+// a moment after its servers accept connections.
+absl::StatusOr<std::unique_ptr<Replica>> ConnectReplica(ReplicaOptions options) {
+  absl::Status last;
+  const absl::Time deadline = absl::Now() + kConvergeTimeout;
+  while (absl::Now() < deadline) {
+    absl::StatusOr<std::unique_ptr<Replica>> replica =
+        Replica::Connect(options);
+    if (replica.ok()) return replica;
+    last = replica.status();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return last;
+}
+
+// A replica in this process: its Ledger publishes through it.
+class Node {
+ public:
+  static std::unique_ptr<Node> Start(const std::vector<std::string>& urls,
+                                     const std::string& dir,
+                                     const std::string& name,
+                                     uint32_t partition, bool follow_only,
+                                     absl::Duration lease_ttl =
+                                         absl::Seconds(1),
+                                     uint64_t drop_publish_ack_every = 0,
+                                     ReplicaOptions::Ack ack =
+                                         ReplicaOptions::Ack::kReplicated) {
+    auto node = std::make_unique<Node>();
+    ReplicaOptions options;
+    options.nats_urls = urls;
+    options.partition = partition;
+    options.name = name;
+    options.follow_only = follow_only;
+    options.lease_ttl = lease_ttl;
+    options.drop_publish_ack_every = drop_publish_ack_every;
+    options.ack = ack;
+    absl::StatusOr<std::unique_ptr<Replica>> replica =
+        ConnectReplica(options);
+    EXPECT_TRUE(replica.ok()) << replica.status();
+    if (!replica.ok()) return nullptr;
+    node->replica = *std::move(replica);
+    LedgerOptions ledger_options;
+    ledger_options.before_write = node->replica->BeforeWrite();
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+        Ledger::Open(dir, ledger_options);
+    EXPECT_TRUE(ledger.ok()) << ledger.status();
+    if (!ledger.ok()) return nullptr;
+    node->ledger = *std::move(ledger);
+    absl::Status started = node->replica->Start(node->ledger.get());
+    EXPECT_TRUE(started.ok()) << started;
+    if (!started.ok()) return nullptr;
+    return node;
+  }
+  ~Node() { replica.reset(); }  // stops before the ledger closes
+
+  bool Leads() const { return replica->status().role == ReplicaRole::kLeader; }
+  uint64_t head() const { return ledger->log().head().position; }
+
+  std::unique_ptr<Replica> replica;
+  std::unique_ptr<Ledger> ledger;
+};
+
+// Every envelope's stored bytes, by position.
+std::vector<std::string> StoredLog(const EventLog& log) {
+  std::vector<std::string> raw_log;
+  absl::Status scanned =
+      log.Scan(0, [&](const Envelope&, absl::string_view raw) {
+        raw_log.emplace_back(raw);
+        return true;
+      });
+  EXPECT_TRUE(scanned.ok()) << scanned;
+  return raw_log;
+}
+
+void ExpectAuditPasses(const EventLog& log, const std::string& replica) {
+  absl::StatusOr<v1::AuditReport> report = Audit(log);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << replica << ": " << report->ShortDebugString();
+}
+
+TEST(ReplicationTest, LeaderPublishesFollowerStoresTheSameBytes) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("a"), "a", 0, false);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  std::unique_ptr<Node> follower =
+      Node::Start((*nats)->urls(), dir.Sub("b"), "b", 0, false);
+  ASSERT_NE(follower, nullptr);
+
+  // A write to the follower is refused, naming the leader.
+  EXPECT_TRUE(absl::IsUnavailable(follower->replica->WriteGate()));
+  EXPECT_NE(follower->replica->WriteGate().message().find("the leader is"),
+            std::string::npos);
+
+  std::vector<v1::Command> commands;
+  for (int s = 0; s < 5; ++s) {
+    const std::string store = absl::StrCat("s", s);
+    commands.push_back(OpenStore(absl::StrCat(store, "-open"), store));
+    for (int p = 0; p < 20; ++p) {
+      commands.push_back(AddProduct(absl::StrCat(store, "-", p), store,
+                                    absl::StrCat("p", p)));
+    }
+  }
+  for (const auto& result : leader->ledger->ExecuteBatch(commands)) {
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_EQ(result->status(), v1::ACCEPTED) << result->message();
+  }
+  // One more, alone (a group of its own, published on its own).
+  ASSERT_TRUE(leader->ledger->Execute(AddProduct("extra", "s0", "p99")).ok());
+  const uint64_t head = leader->head();
+  ASSERT_GE(head, commands.size() + 1);
+  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
+                      kConvergeTimeout))
+      << "follower at " << follower->head() << " of " << head;
+
+  // The same bytes at every position, hence the same digest everywhere.
+  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
+  EXPECT_EQ(follower->ledger->log().head().hash, leader->ledger->log().head().hash);
+  ExpectAuditPasses(follower->ledger->log(), "follower");
+  ExpectAuditPasses(leader->ledger->log(), "leader");
+  // Projections folded on the follower answer as the leader's do.
+  absl::StatusOr<v1::StoreState> on_leader = leader->ledger->State("s3");
+  absl::StatusOr<v1::StoreState> on_follower = follower->ledger->State("s3");
+  ASSERT_TRUE(on_leader.ok() && on_follower.ok());
+  EXPECT_EQ(on_follower->SerializeAsString(), on_leader->SerializeAsString());
+  // Idempotency holds on the follower's copy: the outcome came with the log.
+  absl::StatusOr<std::optional<StoredOutcome>> outcome =
+      follower->ledger->log().GetOutcome("s2-7");
+  ASSERT_TRUE(outcome.ok() && outcome->has_value());
+  EXPECT_EQ((*outcome)->result().status(), v1::ACCEPTED);
+}
+
+// Copies partition `from`'s messages into partition `to`'s stream, as
+// `edit` rewrites them (nullopt: leave the message out).
+void CopyStream(JetStream& js, uint32_t from, uint32_t to,
+                const std::function<std::optional<v1::LogBatch>(
+                    uint64_t sequence, v1::LogBatch)>& edit) {
+  absl::StatusOr<uint64_t> last = js.LastSequence(from);
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_TRUE(js.EnsureStream(to, 1).ok());
+  for (uint64_t sequence = 1; sequence <= *last; ++sequence) {
+    absl::StatusOr<std::optional<std::string>> data = js.Get(from, sequence);
+    ASSERT_TRUE(data.ok() && data->has_value());
+    v1::LogBatch batch;
+    ASSERT_TRUE(batch.ParseFromString(**data));
+    std::optional<v1::LogBatch> edited = edit(sequence, batch);
+    if (!edited.has_value()) continue;
+    edited->set_partition(to);
+    ASSERT_TRUE(js.Publish(to, edited->SerializeAsString(),
+                           absl::StrCat("copy:", sequence), std::nullopt)
+                    .ok());
+  }
+}
+
+TEST(ReplicationTest, TamperedMessageIsRefusedWithDataLossNamingThePosition) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  const uint64_t seed = testing::SeedFromEnvironment();
+  std::cout << "seed " << seed << "\n";
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("leader"), "leader", 1, false);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  // Four messages of one command each.
+  for (int i = 0; i < 4; ++i) {
+    const std::string store = absl::StrCat("s", i);
+    ASSERT_TRUE(leader->ledger->Execute(OpenStore(store, store)).ok());
+  }
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect((*nats)->urls());
+  ASSERT_TRUE(js.ok()) << js.status();
+
+  struct Case {
+    const char* name;
+    uint32_t partition;
+    std::function<std::optional<v1::LogBatch>(uint64_t, v1::LogBatch)> edit;
+    // The original message whose first position the refusal names.
+    uint64_t refused_sequence;
+  };
+  const size_t flip = seed % 40;  // which byte of the body is flipped
+  const std::vector<Case> cases = {
+      {"bad hash", 11,
+       [&](uint64_t sequence, v1::LogBatch batch) -> std::optional<v1::LogBatch> {
+         if (sequence == 3) {
+           std::string* raw = batch.mutable_envelopes(0);
+           (*raw)[flip] = static_cast<char>((*raw)[flip] ^ 0x01);
+         }
+         return batch;
+       },
+       3},
+      {"gap", 12,
+       [](uint64_t sequence, v1::LogBatch batch) -> std::optional<v1::LogBatch> {
+         if (sequence == 2) return std::nullopt;
+         return batch;
+       },
+       2},
+      {"reorder", 13, nullptr, 2},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<std::optional<std::string>> refused =
+        (*js)->Get(1, c.refused_sequence);
+    ASSERT_TRUE(refused.ok() && refused->has_value());
+    v1::LogBatch refused_batch;
+    ASSERT_TRUE(refused_batch.ParseFromString(**refused));
+    const uint64_t refused_position = refused_batch.first_position();
+    if (c.edit != nullptr) {
+      CopyStream(**js, 1, c.partition, c.edit);
+    } else {
+      // 1, 3, 2, 4.
+      std::map<uint64_t, v1::LogBatch> kept;
+      CopyStream(**js, 1, 99, [&](uint64_t sequence, v1::LogBatch batch)
+                                  -> std::optional<v1::LogBatch> {
+        kept[sequence] = batch;
+        return std::nullopt;
+      });
+      ASSERT_TRUE((*js)->EnsureStream(c.partition, 1).ok());
+      for (uint64_t sequence : {1, 3, 2, 4}) {
+        v1::LogBatch batch = kept[sequence];
+        batch.set_partition(c.partition);
+        ASSERT_TRUE((*js)->Publish(c.partition, batch.SerializeAsString(),
+                                   absl::StrCat("r", sequence), std::nullopt)
+                        .ok());
+      }
+    }
+    std::unique_ptr<Node> follower = Node::Start(
+        (*nats)->urls(), dir.Sub(c.name), c.name, c.partition, true);
+    ASSERT_NE(follower, nullptr);
+    ASSERT_TRUE(WaitFor(
+        [&] { return !follower->replica->status().data_loss.ok(); },
+        kConvergeTimeout))
+        << "follower at " << follower->head() << ", stream sequence "
+        << follower->replica->status().stream_sequence;
+    const absl::Status loss = follower->replica->status().data_loss;
+    EXPECT_TRUE(absl::IsDataLoss(loss)) << loss;
+    EXPECT_NE(loss.message().find(absl::StrCat("position ", refused_position)),
+              std::string::npos)
+        << loss;
+    // Nothing past it is stored, hence nothing past it is served.
+    EXPECT_EQ(follower->head(), refused_position - 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(follower->head(), refused_position - 1);
+  }
+}
+
+TEST(ReplicationTest, PublishRefusedByTheFenceAcknowledgesNothing) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("a"), "a", 2, false);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  ASSERT_TRUE(leader->ledger->Execute(OpenStore("s1", "s1")).ok());
+  const Head before = leader->ledger->log().head();
+  // Someone else extends the stream (as a new leader would).
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect((*nats)->urls());
+  ASSERT_TRUE(js.ok());
+  absl::StatusOr<uint64_t> last = (*js)->LastSequence(2);
+  ASSERT_TRUE(last.ok());
+  ASSERT_TRUE((*js)->Publish(2, "another writer", "p2:other", *last).ok());
+  // The leader's next command is refused by the fence: not acknowledged,
+  // not stored, and the replica is deposed.
+  absl::StatusOr<v1::CommandResult> refused =
+      leader->ledger->Execute(OpenStore("s2", "s2"));
+  EXPECT_FALSE(refused.ok());
+  EXPECT_EQ(leader->ledger->log().head().position, before.position);
+  EXPECT_EQ(leader->replica->status().role, ReplicaRole::kDeposed);
+  EXPECT_TRUE(absl::IsUnavailable(leader->replica->WriteGate()));
+  // And it stays so: nothing more is acknowledged.
+  EXPECT_FALSE(leader->ledger->Execute(OpenStore("s3", "s3")).ok());
+  absl::StatusOr<std::optional<std::string>> held = (*js)->Get(2, *last + 1);
+  ASSERT_TRUE(held.ok() && held->has_value());
+  EXPECT_EQ(**held, "another writer");
+}
+
+TEST(ReplicationTest, NatsServerFailuresLoseNothingAndQuorumLossStopsAcks) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(3);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  // A lease that outlives the outage: this test is about the stream.
+  std::unique_ptr<Node> leader = Node::Start(
+      (*nats)->urls(), dir.Sub("a"), "a", 0, false, absl::Seconds(60));
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  std::unique_ptr<Node> follower =
+      Node::Start((*nats)->urls(), dir.Sub("b"), "b", 0, true);
+  ASSERT_NE(follower, nullptr);
+
+  std::map<std::string, uint64_t> acknowledged;
+  auto execute = [&](const std::string& store) {
+    absl::StatusOr<v1::CommandResult> result =
+        leader->ledger->Execute(OpenStore(store, store));
+    if (result.ok()) acknowledged[store] = result->first_position();
+    return result.status();
+  };
+  // One server of three killed mid-load, then restarted: nothing lost.
+  for (int i = 0; i < 20; ++i) {
+    if (i == 5) (*nats)->Kill(0);
+    if (i == 15) {
+      ASSERT_TRUE((*nats)->Restart(0).ok());
+    }
+    ASSERT_TRUE(execute(absl::StrCat("one-down-", i)).ok()) << i;
+  }
+  // Two of three down: the leader acknowledges nothing (it does not fall
+  // back to local-only) until quorum returns.
+  (*nats)->Kill(1);
+  (*nats)->Kill(2);
+  std::atomic<bool> answered{false};
+  absl::Status late;
+  std::thread blocked([&] {
+    late = execute("no-quorum");
+    answered = true;
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_FALSE(answered) << "acknowledged without a JetStream quorum";
+  EXPECT_EQ(acknowledged.count("no-quorum"), 0u);
+  ASSERT_TRUE((*nats)->Restart(1).ok());
+  ASSERT_TRUE((*nats)->Restart(2).ok());
+  EXPECT_TRUE(WaitFor([&] { return answered.load(); }, absl::Seconds(60)));
+  blocked.join();
+  EXPECT_TRUE(late.ok()) << late;
+  ASSERT_TRUE(execute("after").ok());
+
+  const uint64_t head = leader->head();
+  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
+                      kConvergeTimeout));
+  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
+  for (const auto& [id, position] : acknowledged) {
+    absl::StatusOr<std::optional<StoredOutcome>> outcome =
+        follower->ledger->log().GetOutcome(id);
+    ASSERT_TRUE(outcome.ok() && outcome->has_value()) << id;
+    EXPECT_EQ((*outcome)->result().first_position(), position) << id;
+  }
+}
+
+TEST(ReplicationTest, LostPublishAcknowledgementSettlesToExactlyOneCopy) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  // Every third acknowledgement is lost.
+  std::unique_ptr<Node> leader = Node::Start(
+      (*nats)->urls(), dir.Sub("a"), "a", 3, false, absl::Seconds(5), 3);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  constexpr int kCommands = 12;
+  for (int i = 0; i < kCommands; ++i) {
+    const std::string store = absl::StrCat("s", i);
+    absl::StatusOr<v1::CommandResult> result =
+        leader->ledger->Execute(OpenStore(store, store));
+    ASSERT_TRUE(result.ok()) << result.status();
+  }
+  // One message per command (each Execute is a group of its own), each
+  // exactly once, contiguous, ending at the leader's head.
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect((*nats)->urls());
+  ASSERT_TRUE(js.ok());
+  absl::StatusOr<uint64_t> last = (*js)->LastSequence(3);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(*last, static_cast<uint64_t>(kCommands));
+  uint64_t next_position = 1;
+  for (uint64_t sequence = 1; sequence <= *last; ++sequence) {
+    absl::StatusOr<std::optional<std::string>> data = (*js)->Get(3, sequence);
+    ASSERT_TRUE(data.ok() && data->has_value());
+    v1::LogBatch batch;
+    ASSERT_TRUE(batch.ParseFromString(**data));
+    EXPECT_EQ(batch.first_position(), next_position) << sequence;
+    next_position = batch.first_position() + batch.envelopes_size();
+  }
+  EXPECT_EQ(next_position - 1, leader->head());
+}
+
+TEST(ReplicationTest, AckLocalPublishesBehindTheAnswer) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("a"), "a", 4, false,
+                  absl::Seconds(5), 0, ReplicaOptions::Ack::kLocal);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  std::unique_ptr<Node> follower =
+      Node::Start((*nats)->urls(), dir.Sub("b"), "b", 4, true);
+  ASSERT_NE(follower, nullptr);
+  std::vector<v1::Command> commands;
+  for (int i = 0; i < 300; ++i) {
+    const std::string store = absl::StrCat("s", i);
+    commands.push_back(OpenStore(store, store));
+  }
+  for (const auto& result : leader->ledger->ExecuteBatch(commands)) {
+    ASSERT_TRUE(result.ok()) << result.status();
+  }
+  const uint64_t head = leader->head();
+  EXPECT_TRUE(WaitFor(
+      [&] { return leader->replica->publish_lag_events() == 0; },
+      kConvergeTimeout));
+  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
+                      kConvergeTimeout));
+  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
+}
+
+// A storeledgerd process, one replica of partition 0.
+class Daemon {
+ public:
+  Daemon(std::string urls, std::string db, std::string log)
+      : urls_(std::move(urls)), db_(std::move(db)), log_(std::move(log)) {
+    absl::StatusOr<int> port = testing::FreeLoopbackPort();
+    EXPECT_TRUE(port.ok());
+    address_ = absl::StrCat("127.0.0.1:", *port);
+    stub_ = v1::Ledger::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+  void Start() {
+    testing::ChildOptions options;
+    options.argv = {STORELEDGERD_BIN, "--db", db_, "--listen", address_,
+                    "--replicate", urls_, "--shutdown-grace-ms", "500"};
+    options.stderr_path = log_;
+    absl::StatusOr<std::unique_ptr<testing::ChildProcess>> process =
+        testing::ChildProcess::Start(options);
+    ASSERT_TRUE(process.ok()) << process.status();
+    process_ = *std::move(process);
+  }
+  void Signal(int signal) { process_->Kill(signal); }
+  void Stop() {
+    if (process_ == nullptr) return;
+    process_->Kill(SIGTERM);
+    process_->Wait();
+    process_.reset();
+  }
+  void KillHard() {
+    process_->Kill(SIGKILL);
+    process_->Wait();
+    process_.reset();
+  }
+  ~Daemon() {
+    if (process_ != nullptr) {
+      process_->Kill(SIGCONT);
+      KillHard();
+    }
+  }
+
+  grpc::Status Execute(const v1::Command& command, v1::CommandResult* result,
+                       absl::Duration deadline = absl::Seconds(5)) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    return stub_->Execute(&context, command, result);
+  }
+  // The head's position, or 0 when it does not answer.
+  uint64_t HeadPosition() {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    v1::Digest digest;
+    if (!stub_->Digest(&context, v1::DigestRequest(), &digest).ok()) return 0;
+    return digest.position();
+  }
+  const std::string& address() const { return address_; }
+  const std::string& db() const { return db_; }
+
+ private:
+  std::string urls_, db_, log_, address_;
+  std::unique_ptr<v1::Ledger::Stub> stub_;
+  std::unique_ptr<testing::ChildProcess> process_;
+};
+
+class ReplicaProcessTest : public ::testing::Test {
+ protected:
+  void StartAll(int daemons) {
+    absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(3);
+    ASSERT_TRUE(nats.ok()) << nats.status();
+    nats_ = *std::move(nats);
+    absl::StatusOr<std::unique_ptr<JetStream>> js =
+        JetStream::Connect(nats_->urls());
+    ASSERT_TRUE(js.ok()) << js.status();
+    js_ = *std::move(js);
+    for (int i = 0; i < daemons; ++i) {
+      daemons_.push_back(std::make_unique<Daemon>(
+          nats_->urls_flag(), dir_.Sub(absl::StrCat("r", i)),
+          dir_.Sub(absl::StrCat("r", i, ".log"))));
+      daemons_.back()->Start();
+    }
+  }
+  // The daemon holding the lease (not `other_than`), or -1.
+  int Leader(int other_than = -1) {
+    int found = -1;
+    WaitFor(
+        [&] {
+          absl::StatusOr<std::optional<LeaseEntry>> lease =
+              js_->GetLease(LeaseKey(0));
+          if (!lease.ok() || !lease->has_value()) {
+            // The bucket may not exist yet on a fresh cluster.
+            if (!lease.ok()) js_->EnsureLeaseBucket(kLeaseTtlDefault, 3).IgnoreError();
+            return false;
+          }
+          for (size_t i = 0; i < daemons_.size(); ++i) {
+            if (daemons_[i]->address() == (*lease)->holder &&
+                static_cast<int>(i) != other_than) {
+              found = static_cast<int>(i);
+              return true;
+            }
+          }
+          return false;
+        },
+        absl::Seconds(30));
+    return found;
+  }
+  // Executes `command` on the leader, retrying (same command id) until
+  // acknowledged: its result.
+  std::optional<v1::CommandResult> Acknowledged(const v1::Command& command,
+                                                absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      const int leader = Leader();
+      if (leader >= 0) {
+        v1::CommandResult result;
+        if (daemons_[leader]->Execute(command, &result).ok()) return result;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return std::nullopt;
+  }
+  // Stops every daemon and reads each one's log.
+  std::vector<std::vector<std::string>> StopAndReadLogs() {
+    std::vector<std::vector<std::string>> logs;
+    for (auto& daemon : daemons_) daemon->Stop();
+    for (auto& daemon : daemons_) {
+      EventLogOptions options;
+      options.read_only = true;
+      absl::StatusOr<std::unique_ptr<EventLog>> log =
+          EventLog::Open(daemon->db(), options);
+      EXPECT_TRUE(log.ok()) << log.status();
+      logs.push_back(log.ok() ? StoredLog(**log) : std::vector<std::string>());
+      if (log.ok()) ExpectAuditPasses(**log, daemon->address());
+    }
+    return logs;
+  }
+  void ExpectOutcomes(const std::map<std::string, uint64_t>& acknowledged) {
+    for (auto& daemon : daemons_) {
+      EventLogOptions options;
+      options.read_only = true;
+      absl::StatusOr<std::unique_ptr<EventLog>> log =
+          EventLog::Open(daemon->db(), options);
+      ASSERT_TRUE(log.ok()) << log.status();
+      for (const auto& [id, position] : acknowledged) {
+        absl::StatusOr<std::optional<StoredOutcome>> outcome =
+            (*log)->GetOutcome(id);
+        ASSERT_TRUE(outcome.ok() && outcome->has_value())
+            << daemon->address() << " lost acknowledged command " << id;
+        EXPECT_EQ((*outcome)->result().first_position(), position) << id;
+      }
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<NatsCluster> nats_;
+  std::unique_ptr<JetStream> js_;
+  std::vector<std::unique_ptr<Daemon>> daemons_;
+};
+
+TEST_F(ReplicaProcessTest, PausedOldLeaderIsFencedAcknowledgesNothingFollows) {
+  StartAll(3);
+  const int old_leader = Leader();
+  ASSERT_GE(old_leader, 0);
+  std::map<std::string, uint64_t> acknowledged;
+  for (int i = 0; i < 10; ++i) {
+    const std::string store = absl::StrCat("a", i);
+    std::optional<v1::CommandResult> result =
+        Acknowledged(OpenStore(store, store), absl::Seconds(20));
+    ASSERT_TRUE(result.has_value());
+    acknowledged[store] = result->first_position();
+  }
+  daemons_[old_leader]->Signal(SIGSTOP);
+  const int new_leader = Leader(old_leader);
+  ASSERT_GE(new_leader, 0) << "no replica took the lapsed lease";
+  for (int i = 0; i < 10; ++i) {
+    const std::string store = absl::StrCat("b", i);
+    std::optional<v1::CommandResult> result =
+        Acknowledged(OpenStore(store, store), absl::Seconds(20));
+    ASSERT_TRUE(result.has_value());
+    acknowledged[store] = result->first_position();
+  }
+  daemons_[old_leader]->Signal(SIGCONT);
+  // Straight after it wakes: whatever it tries, it acknowledges nothing.
+  v1::CommandResult result;
+  grpc::Status answered = daemons_[old_leader]->Execute(
+      OpenStore("stale", "stale"), &result);
+  EXPECT_FALSE(answered.ok()) << "a deposed leader acknowledged "
+                              << result.ShortDebugString();
+  // It comes back as a follower and catches up.
+  const uint64_t head = daemons_[new_leader]->HeadPosition();
+  ASSERT_GT(head, 0u);
+  EXPECT_TRUE(WaitFor(
+      [&] { return daemons_[old_leader]->HeadPosition() >= head; },
+      absl::Seconds(30)));
+  std::vector<std::vector<std::string>> logs = StopAndReadLogs();
+  // It was deposed (by the fence or by its lost lease) and came back.
+  std::ifstream stderr_file(dir_.Sub(absl::StrCat("r", old_leader, ".log")));
+  const std::string said((std::istreambuf_iterator<char>(stderr_file)),
+                         std::istreambuf_iterator<char>());
+  EXPECT_NE(said.find("deposed"), std::string::npos) << said;
+  std::cout << said;
+  // No position holds two different envelopes anywhere.
+  for (size_t r = 1; r < logs.size(); ++r) {
+    const size_t common = std::min(logs[0].size(), logs[r].size());
+    for (size_t p = 0; p < common; ++p) {
+      ASSERT_EQ(logs[0][p], logs[r][p]) << "replica " << r << " position "
+                                        << p + 1;
+    }
+  }
+  ExpectOutcomes(acknowledged);
+}
+
+TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
+  StartAll(3);
+  const uint64_t seed = testing::SeedFromEnvironment();
+  std::cout << "seed " << seed << "\n";
+  std::mt19937_64 random(seed);
+  ASSERT_GE(Leader(), 0);
+  std::mutex mu;
+  std::map<std::string, uint64_t> acknowledged;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  constexpr int kClients = 4;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; !stop; ++i) {
+        const std::string store = absl::StrCat("c", c, "-", i);
+        std::optional<v1::CommandResult> result =
+            Acknowledged(OpenStore(store, store), absl::Seconds(30));
+        if (!result.has_value()) return;
+        std::lock_guard<std::mutex> lock(mu);
+        acknowledged[store] = result->first_position();
+      }
+    });
+  }
+  // Kill whoever leads, at a random moment, a few times; the killed one
+  // comes back as a follower before the next round.
+  constexpr int kKills = 3;
+  for (int round = 0; round < kKills; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(
+        300 + static_cast<int>(random() % 1000)));
+    const int leader = Leader();
+    ASSERT_GE(leader, 0);
+    size_t before_kill;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      before_kill = acknowledged.size();
+    }
+    const absl::Time killed_at = absl::Now();
+    daemons_[leader]->KillHard();
+    ASSERT_GE(Leader(leader), 0) << "round " << round;
+    // Load goes on against the new leader: the first acknowledgements
+    // after the kill come within the bound.
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu);
+          return acknowledged.size() > before_kill + kClients;
+        },
+        absl::Seconds(15)))
+        << "round " << round;
+    std::cout << "failover " << round << ": acknowledgements again after "
+              << absl::FormatDuration(absl::Now() - killed_at) << "\n";
+    daemons_[leader]->Start();
+  }
+  stop = true;
+  for (std::thread& client : clients) client.join();
+  // Every replica catches up with the leader.
+  const int leader = Leader();
+  ASSERT_GE(leader, 0);
+  const uint64_t head = daemons_[leader]->HeadPosition();
+  for (auto& daemon : daemons_) {
+    EXPECT_TRUE(WaitFor([&] { return daemon->HeadPosition() >= head; },
+                        absl::Seconds(30)))
+        << daemon->address();
+  }
+  std::vector<std::vector<std::string>> logs = StopAndReadLogs();
+  for (size_t r = 1; r < logs.size(); ++r) {
+    EXPECT_EQ(logs[r].size(), logs[0].size()) << "replica " << r;
+    const size_t common = std::min(logs[0].size(), logs[r].size());
+    for (size_t p = 0; p < common; ++p) {
+      ASSERT_EQ(logs[0][p], logs[r][p]) << "replica " << r << " position "
+                                        << p + 1;
+    }
+  }
+  ExpectOutcomes(acknowledged);
+}
+
+}  // namespace
+}  // namespace storeledger
