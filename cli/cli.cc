@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "core/policy.h"
 #include "cli/client.h"
 
 #include <fstream>
@@ -180,6 +181,7 @@ absl::StatusOr<std::optional<absl::Time>> Flags::GetTime(
   if (!value.has_value()) return std::optional<absl::Time>();
   ASSIGN_OR_RETURN(absl::Time t,
                    ParseTimeInput(absl::StrCat("--", name), *value, zone_));
+  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat("--", name, " ", *value), t));
   return std::optional<absl::Time>(t);
 }
 

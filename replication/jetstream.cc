@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "core/status_macros.h"
 
 namespace storeledger {
@@ -93,6 +95,11 @@ JetStream::~JetStream() {
   }
 }
 
+namespace {
+// How long EnsureStream retries a stream it could neither create nor find.
+constexpr absl::Duration kEnsureStreamTimeout = absl::Seconds(15);
+}  // namespace
+
 absl::Status JetStream::EnsureStream(uint32_t partition, int replicas) {
   const std::string name = StreamName(partition);
   const std::string subject = LogSubject(partition);
@@ -104,15 +111,26 @@ absl::Status JetStream::EnsureStream(uint32_t partition, int replicas) {
   config.SubjectsLen = 1;
   config.Storage = js_FileStorage;
   config.Replicas = replicas;
-  jsStreamInfo* info = nullptr;
-  jsErrCode code = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(&info, js_, &config, nullptr, &code);
-  if (info != nullptr) jsStreamInfo_Destroy(info);
-  if (s == NATS_OK || code == JSStreamNameExistErr) return absl::OkStatus();
-  // Another replica may have created it meanwhile, with the same config.
-  s = js_GetStreamInfo(&info, js_, name.c_str(), nullptr, &code);
-  if (info != nullptr) jsStreamInfo_Destroy(info);
-  return FromNats(s, code, absl::StrCat("create stream ", name));
+  // Replicas starting together race to create the stream, and a cluster
+  // just started may have no JetStream meta leader yet: either answers an
+  // error for a moment (seen: "Not Found", 10059, right after another
+  // replica's create). Retried for a bounded time, then the last error.
+  const absl::Time deadline = absl::Now() + kEnsureStreamTimeout;
+  while (true) {
+    jsStreamInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddStream(&info, js_, &config, nullptr, &code);
+    if (info != nullptr) jsStreamInfo_Destroy(info);
+    if (s == NATS_OK || code == JSStreamNameExistErr) return absl::OkStatus();
+    // Another replica may have created it meanwhile, with the same config.
+    info = nullptr;
+    code = static_cast<jsErrCode>(0);
+    s = js_GetStreamInfo(&info, js_, name.c_str(), nullptr, &code);
+    if (info != nullptr) jsStreamInfo_Destroy(info);
+    absl::Status status = FromNats(s, code, absl::StrCat("create stream ", name));
+    if (status.ok() || absl::Now() >= deadline) return status;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
 }
 
 absl::StatusOr<uint64_t> JetStream::LastSequence(uint32_t partition) {

@@ -229,16 +229,16 @@ absl::Status CheckLedgerDirectory(const std::string& dir,
                                           "\" that no ledger has"));
     }
   }
-  // Every family, or every one but "merkle" (a ledger made before the
-  // tree, which its next open for writing adds): Initialize checks the
-  // marker.
+  // Every family: Initialize checks the marker.
+  if (families.size() == LedgerColumnFamilies().size()) {
+    return absl::OkStatus();
+  }
+  // Every one but "merkle" with the format marker: a ledger made before the
+  // tree, which its next open for writing adds.
   const bool before_the_tree =
       families.size() + 1 == LedgerColumnFamilies().size() &&
       std::find(families.begin(), families.end(), kMerkleCf) == families.end();
-  if (families.size() == LedgerColumnFamilies().size() || before_the_tree) {
-    return absl::OkStatus();
-  }
-  // Some of a ledger's column families: they must all be empty.
+  // Otherwise some of a ledger's column families: they must all be empty.
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& family : families) {
     descriptors.emplace_back(family, rocksdb::ColumnFamilyOptions());
@@ -251,7 +251,17 @@ absl::Status CheckLedgerDirectory(const std::string& dir,
       absl::StrCat("open database ", dir)));
   std::unique_ptr<rocksdb::DB> db(raw);
   absl::Status status;
-  for (size_t i = 0; i < handles.size() && status.ok(); ++i) {
+  bool marked = false;
+  if (before_the_tree) {
+    for (size_t i = 0; i < handles.size(); ++i) {
+      if (families[i] != kMetaCf) continue;
+      std::string version;
+      marked = db->Get(rocksdb::ReadOptions(), handles[i],
+                       kMetaFormatVersionKey, &version)
+                   .ok();
+    }
+  }
+  for (size_t i = 0; i < handles.size() && status.ok() && !marked; ++i) {
     std::unique_ptr<rocksdb::Iterator> it(
         db->NewIterator(rocksdb::ReadOptions(), handles[i]));
     it->SeekToFirst();

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "core/streams.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
 #include "replay/projection_store.h"
@@ -471,11 +472,15 @@ TEST(GroupCommitTest, ExecuteBatchAnswersAsExecuteOneAtATime) {
   EXPECT_EQ(Projections(batched->log()), Projections(single->log()));
 }
 
-// A command whose envelope is over kEnvelopeBytesMax fails its append's
-// checks (kInvalidArgument): in a batch, the commands before it are recorded
-// and the ones after it are not executed; among concurrent callers, only it
-// fails.
-TEST(GroupCommitTest, AnAppendThatFailsItsChecksFailsOnlyItsCommand) {
+// A command over kCommandBytesMax (whose refusal would have been an
+// envelope of several MiB, over kEnvelopeBytesMax) is INVALID before it is
+// decided: in a batch, the commands before and after it are executed as if
+// it were not there; among concurrent callers, only it is INVALID, and
+// nothing of it is stored. (Before kCommandBytesMax it failed its append's
+// checks, kInvalidArgument, and cancelled the rest of its batch; an append
+// that fails its checks now needs an accepted command whose events exceed
+// kEnvelopeBytesMax.)
+TEST(GroupCommitTest, AnOversizedCommandIsInvalidAndOnlyIt) {
   TempDir dir;
   FixedClock clock(absl::FromUnixSeconds(1'800'000'000));
   std::unique_ptr<Ledger> ledger = OpenLedger(dir.Sub("db"), &clock, 100);
@@ -483,8 +488,8 @@ TEST(GroupCommitTest, AnAppendThatFailsItsChecksFailsOnlyItsCommand) {
   for (const v1::Command& command : SetUpCommands()) {
     ASSERT_TRUE(ledger->Execute(command).ok());
   }
-  // Refused (R0: too many lines), and the refusal records the whole command:
-  // an envelope of several MiB.
+  // Several MiB: it would be refused by R0 (too many lines), and the refusal
+  // would record the whole command.
   v1::Command huge = At("huge", China(6, 3));
   v1::PlaceOrder* place = huge.mutable_place_order();
   place->set_store_id(StoreId(0));
@@ -505,14 +510,16 @@ TEST(GroupCommitTest, AnAppendThatFailsItsChecksFailsOnlyItsCommand) {
       ledger->ExecuteBatch(batch);
   ASSERT_TRUE(results[0].ok()) << results[0].status();
   EXPECT_GT(results[0]->first_position(), head_before);
-  EXPECT_EQ(results[1].status().code(), absl::StatusCode::kInvalidArgument)
-      << results[1].status();
-  EXPECT_EQ(results[2].status().code(), absl::StatusCode::kCancelled);
-  EXPECT_EQ(ledger->log().head().position, results[0]->last_position());
+  ASSERT_TRUE(results[1].ok()) << results[1].status();
+  EXPECT_EQ(results[1]->status(), v1::INVALID);
+  EXPECT_THAT(results[1]->message(), ::testing::HasSubstr("kCommandBytesMax"));
+  ASSERT_TRUE(results[2].ok()) << results[2].status();
+  EXPECT_GT(results[2]->first_position(), results[0]->last_position());
+  EXPECT_EQ(ledger->log().head().position, results[2]->last_position());
 
   // Concurrent callers, the huge command among them.
   constexpr int kThreads = 16;
-  std::vector<absl::StatusCode> codes(kThreads);
+  std::vector<v1::OutcomeStatus> outcomes(kThreads);
   std::vector<std::thread> threads;
   std::mutex mu;
   for (int t = 0; t < kThreads; ++t) {
@@ -523,13 +530,15 @@ TEST(GroupCommitTest, AnAppendThatFailsItsChecksFailsOnlyItsCommand) {
         command = maker.Next();
         command.set_command_id(absl::StrCat("c-", t));
       }
-      codes[t] = ledger->Execute(command).status().code();
+      absl::StatusOr<v1::CommandResult> result = ledger->Execute(command);
+      EXPECT_TRUE(result.ok()) << t << ": " << result.status();
+      if (result.ok()) outcomes[t] = result->status();
     });
   }
   for (std::thread& thread : threads) thread.join();
-  EXPECT_EQ(codes[0], absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(outcomes[0], v1::INVALID);
   for (int t = 1; t < kThreads; ++t) {
-    EXPECT_EQ(codes[t], absl::StatusCode::kOk) << t;
+    EXPECT_NE(outcomes[t], v1::INVALID) << t;
   }
   const LogView view = ReadLog(ledger->log());
   EXPECT_EQ(view.ranges.count("huge"), 0u);

@@ -42,7 +42,7 @@ sl statement --store s00001 --from 2024-01-01T00:00:00+08:00 --to 2026-01-01T00:
     --checkpoint "$work/old.note" >/dev/null
 
 # The log grows; a second checkpoint; consistency between the two.
-sl simulate --stores 2 --seed 8 >/dev/null
+sl simulate --stores 2 --seed 8 --append >/dev/null
 sl checkpoint --key "$work/log.key" >"$work/new.note"
 sl prove --consistency "$old_size" >"$work/consistency.json"
 "${verify[@]}" --key "$work/log.pub" consistency "$work/consistency.json" \
