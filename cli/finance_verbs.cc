@@ -31,21 +31,6 @@ constexpr int kAuditViolationsPrinted = 20;
 // How often audit's progress line is redrawn.
 constexpr absl::Duration kProgressInterval = absl::Milliseconds(500);
 
-// RFC 4180: a field holding a comma, quote or line break is quoted, with
-// quotes doubled. Ids are printable ASCII (R0) but may hold commas or quotes.
-std::string Csv(absl::string_view field) {
-  if (field.find_first_of(",\"\r\n") == absl::string_view::npos) {
-    return std::string(field);
-  }
-  std::string out = "\"";
-  for (char c : field) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
-
 absl::Status CheckFormat(const std::string& format,
                          const std::vector<std::string>& allowed) {
   if (std::find(allowed.begin(), allowed.end(), format) != allowed.end()) {
@@ -92,8 +77,8 @@ std::string BalancesCsvRow(absl::string_view row, absl::string_view store_id,
                            absl::string_view upgraded_from,
                            absl::string_view upgraded_to,
                            const v1::Balances& b, bool yuan) {
-  return absl::StrCat(row, ",", Csv(store_id), ",", kind, ",", status, ",",
-                      Csv(upgraded_from), ",", Csv(upgraded_to), ",",
+  return absl::StrCat(row, ",", CsvField(store_id), ",", kind, ",", status, ",",
+                      CsvField(upgraded_from), ",", CsvField(upgraded_to), ",",
                       AmountText(b.pending_fen(), yuan), ",",
                       AmountText(b.available_fen(), yuan), ",",
                       AmountText(b.withdrawing_fen(), yuan), ",",
@@ -133,27 +118,27 @@ void WriteStatementCsv(const CliContext& ctx, const v1::Statement& statement,
                        bool pair, bool yuan) {
   std::ostream& out = *ctx.out;
   const std::string store =
-      pair ? absl::StrCat(Csv(statement.store_id()), ",",
+      pair ? absl::StrCat(CsvField(statement.store_id()), ",",
                           v1::StoreKind_Name(statement.kind()), ",")
            : "";
   auto balance_rows = [&](absl::string_view section,
                           const google::protobuf::RepeatedPtrField<
                               v1::AccountBalance>& rows) {
     for (const v1::AccountBalance& row : rows) {
-      out << store << section << ',' << Csv(row.account()) << ",,,,,,,"
+      out << store << section << ',' << CsvField(row.account()) << ",,,,,,,"
           << AmountText(row.balance_fen(), yuan) << ",,\n";
     }
   };
   balance_rows("opening", statement.opening());
   for (const v1::StatementLine& line : statement.lines()) {
     const v1::PostingLine& p = line.posting();
-    out << store << "posting," << Csv(p.account()) << ',' << p.position()
-        << ',' << Csv(p.event_id()) << ',' << p.event_type() << ','
+    out << store << "posting," << CsvField(p.account()) << ',' << p.position()
+        << ',' << CsvField(p.event_id()) << ',' << p.event_type() << ','
         << ZoneTime(p.occurred_at(), ctx.zone) << ','
         << AmountText(p.debit_fen(), yuan) << ','
         << AmountText(p.credit_fen(), yuan) << ','
         << AmountText(line.balance_after_fen(), yuan) << ','
-        << Csv(p.order_id()) << ',' << Csv(p.withdrawal_id()) << '\n';
+        << CsvField(p.order_id()) << ',' << CsvField(p.withdrawal_id()) << '\n';
   }
   balance_rows("movement", statement.movements());
   balance_rows("closing", statement.closing());
@@ -203,15 +188,15 @@ int PostingsVerb(CliContext& ctx) {
       (*ledger)->log(), filter, [&](const v1::PostingLine& line) {
         ++printed;
         if (csv) {
-          out << line.position() << ',' << Csv(line.event_id()) << ','
+          out << line.position() << ',' << CsvField(line.event_id()) << ','
               << line.event_type() << ','
               << ZoneTime(line.occurred_at(), ctx.zone) << ','
-              << Csv(line.store_id()) << ','
+              << CsvField(line.store_id()) << ','
               << v1::StoreKind_Name(line.store_kind()) << ','
-              << Csv(line.account()) << ','
+              << CsvField(line.account()) << ','
               << AmountText(line.debit_fen(), yuan) << ','
               << AmountText(line.credit_fen(), yuan) << ','
-              << Csv(line.order_id()) << ',' << Csv(line.withdrawal_id())
+              << CsvField(line.order_id()) << ',' << CsvField(line.withdrawal_id())
               << '\n';
         } else {
           out << ToJson(line) << '\n';
