@@ -389,7 +389,9 @@ ModelVerdict LedgerModel::Sync(const v1::SyncProducts& c, Streams* streams) {
     copy.status = v1::DRAFT;
     copies.emplace_back(key.second, copy);
   }
-  if (!copies.empty()) streams->insert(StoreStreamName(c.target_store_id()));
+  // R9 as amended: one ProductsSynced on the target's stream, even when
+  // nothing is copied, so the sync takes part in R0's time order there.
+  streams->insert(StoreStreamName(c.target_store_id()));
   if (!effects_) return Accept();
   for (auto& [id, copy] : copies) {
     products_[{c.target_store_id(), id}] = copy;
