@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "base/check.h"
 #include "core/limits.h"
 #include "google/protobuf/arena.h"
 #include "core/status_macros.h"
@@ -437,6 +438,15 @@ class GroupBatch {
     return values;
   }
 
+  // The keys put into `cf`, in the order they were added.
+  std::vector<absl::string_view> PutKeys(CfIndex cf) const {
+    std::vector<absl::string_view> keys;
+    for (const Entry& e : entries_) {
+      if (e.cf == cf && !e.is_delete) keys.push_back(e.key);
+    }
+    return keys;
+  }
+
   rocksdb::Status Build(const std::vector<rocksdb::ColumnFamilyHandle*>& handles,
                         rocksdb::WriteBatch* batch) const {
     std::vector<uint32_t> order(entries_.size());
@@ -465,6 +475,22 @@ class GroupBatch {
   };
   std::vector<Entry> entries_;
 };
+
+// Checked before a group's batch is written (SL_CHECK: the batch is our own
+// assembly, so a failure is a bug, not bad input): its events are the
+// positions after `old_head` up to `new_head`, each once, in order.
+void CheckPositionsContiguous(const GroupBatch& batch, CfIndex events,
+                              const Head& old_head, const Head& new_head) {
+  const std::vector<absl::string_view> keys = batch.PutKeys(events);
+  SL_CHECK(new_head.position - old_head.position == keys.size(),
+           "a batch of " << keys.size() << " events moves the head from "
+                         << old_head.position << " to " << new_head.position);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    SL_CHECK(keys[i] == PositionKey(old_head.position + 1 + i),
+             "event " << i << " of a batch after position " << old_head.position
+                      << " is not at position " << old_head.position + 1 + i);
+  }
+}
 
 }  // namespace
 
@@ -1033,6 +1059,13 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
       bytes.append(hash);
       envelope.set_hash(hash);
     }
+    // Our own bookkeeping (a follower's copy was checked above, as a status):
+    // the event is at the next position and linked to the one before it.
+    SL_CHECK(envelope.position() == position &&
+                 envelope.prev_hash() == new_head.hash &&
+                 envelope.hash() == hash,
+             "event " << i << " of stream " << stream_id
+                      << " is not linked at position " << position);
     if (options.merkle_tree) leaf_hashes.push_back(merkle::LeafHash(bytes));
 
     batch.Put(kEvents, PositionKey(position), std::move(bytes));
@@ -1248,6 +1281,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
                             batch.Put(kMerkle, merkle::NodeKey(id), hash);
                           });
     }
+    CheckPositionsContiguous(batch, kEvents, old_head, state.head);
     if (state.head.position != old_head.position && !replicated &&
         impl_->options.before_write) {
       StoredGroup stored;
