@@ -36,6 +36,7 @@
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
 #include "rocksdb/cache.h"
+#include "storage/format.h"
 #include "storage/hash_internal.h"
 #include "storage/merkle.h"
 #include "storage/merkle_store.h"
@@ -46,8 +47,8 @@ namespace {
 
 using storage_internal::Sha256Concat;
 
-constexpr size_t kHashBytes = 32;
-constexpr size_t kPositionBytes = 8;
+using format::kHashBytes;
+using format::kPositionBytes;
 // An envelope's bytes end with its hash field: tag (field 12, wire type 2),
 // length 32, then the 32 hash bytes (FORMAT.md "Envelope").
 constexpr char kHashFieldTag = 0x62;
@@ -92,7 +93,7 @@ constexpr char kCommandsCf[] = "commands";
 constexpr char kMetaCf[] = "meta";
 constexpr char kProjectionsCf[] = "projections";
 constexpr char kMerkleCf[] = "merkle";
-constexpr char kMetaHeadKey[] = "head";
+using format::kMetaHeadKey;
 constexpr char kMetaFormatVersionKey[] = "format_version";
 
 // Index of each handle in Impl::handles; handle 0 is RocksDB's "default".
@@ -129,15 +130,8 @@ uint32_t DecodeBigEndian32(absl::string_view bytes) {
   return value;
 }
 
-std::string StreamIndexPrefix(absl::string_view stream_id) {
-  std::string key(stream_id);
-  key.push_back('\0');
-  return key;
-}
-
-std::string StreamIndexKey(absl::string_view stream_id, uint64_t version) {
-  return StreamIndexPrefix(stream_id) + PositionKey(version);
-}
+using format::StreamIndexKey;
+using format::StreamIndexPrefix;
 
 std::string EncodeHead(const Head& head) {
   return PositionKey(head.position) + head.hash;
