@@ -21,7 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 #include "replication/replica.h"
 #include "tests/support/nats_cluster.h"

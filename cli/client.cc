@@ -23,7 +23,7 @@
 #include "core/limits.h"
 #include "core/policy.h"
 #include "google/protobuf/io/coded_stream.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "storeledger/v1/service.grpc.pb.h"
 
 namespace storeledger {

@@ -16,7 +16,7 @@
 #include "cli/cli.h"
 #include "core/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
 #include "replay/read_views.h"

@@ -9,7 +9,7 @@
 #include "cli/history_filter.h"
 #include "core/status_macros.h"
 #include "core/streams.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {

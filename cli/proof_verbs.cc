@@ -16,7 +16,7 @@
 #include "cli/cli.h"
 #include "core/status_macros.h"
 #include "google/protobuf/util/json_util.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "storage/checkpoint.h"
 #include "storage/merkle.h"
 #include "storage/merkle_store.h"

@@ -10,7 +10,7 @@
 #include "absl/time/clock.h"
 #include "core/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
 #include "replay/projection_store.h"

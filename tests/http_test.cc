@@ -21,7 +21,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/test_support.h"

@@ -1,4 +1,4 @@
-// The JSON codec's fast paths against protobuf's own (ledger/json.cc): the
+// The JSON codec's fast paths against protobuf's own (json/): the
 // fast parser gives protobuf's message or falls back, the fast printer gives
 // protobuf's bytes or falls back, and the fallbacks give protobuf's answer,
 // error messages included.
@@ -23,7 +23,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {

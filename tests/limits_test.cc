@@ -29,7 +29,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 #include "rocksdb/db.h"
 #include "storage/event_log.h"

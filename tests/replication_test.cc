@@ -20,7 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 #include "replay/audit.h"
 #include "replication/jetstream.h"

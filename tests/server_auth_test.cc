@@ -23,7 +23,7 @@
 #include "core/policy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/projection_store.h"
 #include "rocksdb/db.h"
 #include "server/server.h"

@@ -27,7 +27,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/server_fixture.h"
