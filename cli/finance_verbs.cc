@@ -1,4 +1,4 @@
-// The finance verbs (DESIGN.md §5, issue 3): postings, balances, statement,
+// The finance verbs (DESIGN.md §5): postings, balances, statement,
 // audit. The figures come from replay/finance.h and replay/audit.h; this file
 // only parses flags and formats.
 #include <unistd.h>

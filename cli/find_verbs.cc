@@ -1,4 +1,4 @@
-// Lookups in the user's terms (issue 17): `find ID` says what an id names
+// Lookups in the user's terms: `find ID` says what an id names
 // and where it lives; `position-at T` turns a time into the position the
 // ledger had reached by then.
 #include <algorithm>

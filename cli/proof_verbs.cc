@@ -1,4 +1,4 @@
-// The proof verbs (issue 19): keygen, checkpoint, prove, verify-proof. The
+// The proof verbs: keygen, checkpoint, prove, verify-proof. The
 // tree and its proofs are storage/merkle_store.h, the signed notes
 // storage/checkpoint.h; this file parses flags, reads and writes files, and
 // formats. verify-proof trusts nothing but the public key it is given: the

@@ -1,4 +1,4 @@
-// storeledgerd's HTTP side (issue 18) on a loopback port: the console's
+// storeledgerd's HTTP side on a loopback port: the console's
 // pages, every JSON API endpoint for every role (a merchant sees nothing of
 // another merchant's through search, store, history, explain, statement or
 // metrics), bad input answered with a clear error, /metrics after commands

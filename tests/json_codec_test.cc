@@ -382,7 +382,7 @@ TEST(JsonCodecTest, ChecksAfterParsingAreTheSameOnBothPaths) {
 // A key given twice in one object is INVALID, naming the key, on the fast
 // path (which gives up on it) and protobuf's alike: protobuf alone lets the
 // last one win, another reader keeps the first, and the commandId is the
-// idempotency key (issue 12, item 5).
+// idempotency key: which body it names must not depend on the reader.
 TEST(JsonCodecTest, ADuplicateKeyIsInvalidOnBothPathsNamingTheKey) {
   const std::string at = R"("occurredAt":"2024-10-22T10:00:00Z")";
   const std::string open =

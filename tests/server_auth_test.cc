@@ -224,7 +224,8 @@ struct ReadAnswer {
 
 // A merchant-scoped answer holds nothing about another merchant's stores:
 // every read RPC, and every refusal that names a second store, a second
-// merchant or their orders and withdrawals (issue 12, item 3).
+// merchant or their orders and withdrawals: merchants compete, and one
+// must not learn another's business through the errors it gets.
 TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
   Start();
   const std::vector<v1::Command> setup = {
@@ -362,7 +363,7 @@ TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
 // Another merchant's store and a store that does not exist get answers
 // identical in content, decided from the caller's own merchant record
 // alone: the other store's record is never read, so damaging it changes
-// nothing (issue 12, item 7: GetStore loaded it before denying, ~100 us
+// nothing (GetStore used to load it before denying, ~100 us
 // more than for a missing store, an existence oracle by timing).
 TEST_F(ServerTest, AnotherMerchantsStoreAndAMissingOneAnswerAlike) {
   Start();

@@ -137,7 +137,7 @@ TEST_F(ServerTest, CliThroughTheServerPrintsWhatEmbeddedModePrints) {
 
 // The server goes away while `apply` has results outstanding: the message
 // names the first line whose result was not printed, one past the last
-// printed (issue 12, item 8: it named the line after that).
+// printed (it used to name the line after that).
 TEST_F(ServerTest, CliApplyNamesTheFirstLineWithoutAResultWhenTheServerGoes) {
   Start();
   constexpr int kLines = 40000;
@@ -365,7 +365,7 @@ TEST_F(ServerTest, DaemonExitsZeroOnSigtermAndKeepsEveryAck) {
 }
 
 // A --tls-ca file that holds no certificate is named in one line before any
-// connection (issue 12, item 9: gRPC said "empty address list" when it
+// connection (gRPC used to say "empty address list" when it
 // connected, and logged four lines of its own); storeledgerd's TLS start-up
 // errors exit 1, as docs/server.md says of every start-up error.
 TEST_F(ServerTest, BadTlsFilesAreOneLineErrorsWithTheDocumentedExitStatus) {

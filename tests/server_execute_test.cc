@@ -42,7 +42,7 @@ using ::storeledger::testing::kLoadProductsPerStore;
 using ::storeledger::testing::kWriter;
 using ::testing::HasSubstr;
 
-// One size limit for a command whatever the door (issue 12, item 6): over
+// One size limit for a command whatever the door (CLI or gRPC): over
 // gRPC, a 4.0 MB command is INVALID before deciding, and nothing of it is
 // stored; at kCommandBytesMax it is decided as through the CLI.
 TEST_F(ServerTest, ACommandOverTheByteLimitIsInvalidThroughEveryMethod) {

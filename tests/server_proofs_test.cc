@@ -31,7 +31,7 @@ using ::storeledger::testing::kAuditor;
 using ::storeledger::testing::kInvestigator;
 using ::storeledger::testing::kMerchant1;
 
-// ---- proofs (issue 19)
+// ---- proofs
 
 TEST_F(ServerTest, SignsCheckpointsAndServesProofsThatVerify) {
   ServerOptions options = Options();

@@ -44,8 +44,8 @@ using ::storeledger::testing::kAuditor;
 using ::storeledger::testing::kLoadProductsPerStore;
 using ::testing::HasSubstr;
 
-// GetStore's as_of is a time the ledger holds, as --as-of is (issue 12,
-// item 10).
+// GetStore's as_of is a time the ledger holds, as --as-of is: a time
+// outside 0001..9999 is a bad argument, not an empty or wrong answer.
 TEST_F(ServerTest, GetStoreRefusesAnAsOfOutsideTheLedgersTimes) {
   Start();
   ASSERT_EQ(Execute(OpenStoreCommand("o1", "s1", "m1")).status(), v1::ACCEPTED);

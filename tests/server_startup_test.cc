@@ -66,7 +66,8 @@ TEST_F(ServerTest, PortInUseAndLockedDatabaseAreClearErrors) {
   EXPECT_THAT(second.status().message(), HasSubstr("in use by another process"));
 }
 
-// storeledgerd refuses a database that is not a ledger (issue 12, item 4).
+// storeledgerd refuses a database that is not a ledger rather than add its
+// column families to it.
 TEST_F(ServerTest, RefusesADatabaseThatIsNotALedger) {
   ServerOptions options = Options();
   options.db_dir = dir_.Sub("foreign");
