@@ -13,7 +13,7 @@
 #include "absl/time/clock.h"
 #include "core/policy.h"
 #include "core/streams.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "replay/audit.h"
 #include "replay/read_views.h"
 #include "storage/merkle_store.h"
