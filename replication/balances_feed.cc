@@ -143,6 +143,24 @@ class BalancesDb {
     return Statement(raw);
   }
 
+  // The statement of `sql` (a literal: cached by its address), prepared
+  // once, reset and unbound when the returned guard goes.
+  struct Reset {
+    void operator()(sqlite3_stmt* statement) const {
+      sqlite3_reset(statement);
+      sqlite3_clear_bindings(statement);
+    }
+  };
+  using CachedStatement = std::unique_ptr<sqlite3_stmt, Reset>;
+  absl::StatusOr<CachedStatement> Cached(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      ASSIGN_OR_RETURN(Statement prepared, Prepare(sql));
+      it = cache_.emplace(sql, std::move(prepared)).first;
+    }
+    return CachedStatement(it->second.get());
+  }
+
   absl::Status Error(absl::string_view what) const {
     return absl::UnavailableError(
         absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db_.get())));
@@ -218,8 +236,8 @@ class BalancesDb {
                                 touched.before.has_value() ? 0 : 1,
                                 touched.after->balances()));
     }
-    ASSIGN_OR_RETURN(Statement put,
-                     Prepare("INSERT OR REPLACE INTO feed_position VALUES "
+    ASSIGN_OR_RETURN(CachedStatement put,
+                     Cached("INSERT OR REPLACE INTO feed_position VALUES "
                              "(?, ?, ?, ?)"));
     sqlite3_bind_int64(put.get(), 1, partition_);
     sqlite3_bind_int64(put.get(), 2, static_cast<int64_t>(position.sequence));
@@ -244,8 +262,8 @@ class BalancesDb {
   absl::StatusOr<std::optional<v1::StoreBalances>> ReadStore(
       absl::string_view store_id) {
     ASSIGN_OR_RETURN(
-        Statement select,
-        Prepare("SELECT kind, status, upgraded_from, upgraded_to, "
+        CachedStatement select,
+        Cached("SELECT kind, status, upgraded_from, upgraded_to, "
                 "pending_fen, available_fen, withdrawing_fen, paid_out_fen, "
                 "deposit_fen FROM store_balances WHERE store_id = ?"));
     sqlite3_bind_text(select.get(), 1, store_id.data(),
@@ -277,8 +295,8 @@ class BalancesDb {
   }
 
   absl::Status WriteStore(const v1::StoreBalances& store) {
-    ASSIGN_OR_RETURN(Statement put,
-                     Prepare("INSERT OR REPLACE INTO store_balances VALUES "
+    ASSIGN_OR_RETURN(CachedStatement put,
+                     Cached("INSERT OR REPLACE INTO store_balances VALUES "
                              "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     const std::string kind = v1::StoreKind_Name(store.kind());
     const std::string status = v1::StoreStatus_Name(store.status());
@@ -302,8 +320,8 @@ class BalancesDb {
   absl::Status AddToKind(v1::StoreKind kind, int64_t stores,
                          const v1::Balances& add) {
     const std::string name = v1::StoreKind_Name(kind);
-    ASSIGN_OR_RETURN(Statement select,
-                     Prepare("SELECT stores, pending_fen, available_fen, "
+    ASSIGN_OR_RETURN(CachedStatement select,
+                     Cached("SELECT stores, pending_fen, available_fen, "
                              "withdrawing_fen, paid_out_fen, deposit_fen "
                              "FROM kind_balances WHERE kind = ?"));
     sqlite3_bind_text(select.get(), 1, name.c_str(), -1, SQLITE_TRANSIENT);
@@ -317,8 +335,8 @@ class BalancesDb {
       return Error("read kind_balances");
     }
     RETURN_IF_ERROR(AddBalances(add, &total));
-    ASSIGN_OR_RETURN(Statement put,
-                     Prepare("INSERT OR REPLACE INTO kind_balances VALUES "
+    ASSIGN_OR_RETURN(CachedStatement put,
+                     Cached("INSERT OR REPLACE INTO kind_balances VALUES "
                              "(?, ?, ?, ?, ?, ?, ?)"));
     sqlite3_bind_text(put.get(), 1, name.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(put.get(), 2, count + stores);
@@ -329,7 +347,9 @@ class BalancesDb {
     return absl::OkStatus();
   }
 
+  // Declared after db_: finalized before the database closes.
   std::unique_ptr<sqlite3, CloseDatabase> db_;
+  std::map<const char*, Statement> cache_;
   uint32_t partition_ = 0;
   std::map<std::string, Touched, std::less<>> touched_;
 };
