@@ -35,8 +35,16 @@ absl::StatusOr<std::unique_ptr<DurableConsumer>> DurableConsumer::Bind(
         "stream ", stream, " does not exist: nothing was published to "
         "partition ", partition, " yet"));
   }
-  RETURN_IF_ERROR(FromNatsStatus(
-      s, code, absl::StrCat("durable consumer ", durable, " of ", stream)));
+  absl::Status bound = FromNatsStatus(
+      s, code, absl::StrCat("durable consumer ", durable, " of ", stream));
+  if (s == NATS_ERR && code == 0) {
+    // libnats refuses to bind to a durable consumer made with another
+    // configuration (its message names the field).
+    return absl::FailedPreconditionError(absl::StrCat(
+        bound.message(), " (a durable consumer keeps the configuration it "
+        "was made with: use the same settings, or another durable name)"));
+  }
+  RETURN_IF_ERROR(bound);
   return consumer;
 }
 

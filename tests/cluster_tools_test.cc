@@ -4,6 +4,7 @@
 // (embedded, and the Backup RPC of a running storeledgerd) that audit clean
 // and seed a follower. Real nats-server processes on loopback
 // (tests/support/nats_cluster.h), real RocksDB, real SQLite.
+#include <nats/nats.h>
 #include <signal.h>
 #include <sqlite3.h>
 
@@ -376,6 +377,45 @@ TEST(PublishTest, PublishedLedgerIsFollowedToTheSameDigest) {
                         kCatchUpTimeout));
   EXPECT_EQ(follower->ledger->log().head().hash,
             migrated->ledger->log().head().hash);
+}
+
+TEST(RetentionTest, PartitionStreamKeepsEveryMessage) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect((*nats)->urls());
+  ASSERT_TRUE(js.ok()) << js.status();
+  natsConnection* connection = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&connection, (*nats)->url(0).c_str()),
+            NATS_OK);
+  jsCtx* context = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&context, connection, nullptr), NATS_OK);
+  // Ours: made without limits, and no message of it can be deleted.
+  ASSERT_TRUE((*js)->EnsureStream(8, 1).ok());
+  ASSERT_TRUE((*js)->Publish(8, "m", "m1", 0).ok());
+  jsErrCode code = static_cast<jsErrCode>(0);
+  EXPECT_NE(js_DeleteMsg(context, StreamName(8).c_str(), 1, nullptr, &code),
+            NATS_OK);
+  EXPECT_NE(js_PurgeStream(context, StreamName(8).c_str(), nullptr, &code),
+            NATS_OK);
+  absl::StatusOr<std::optional<std::string>> kept = (*js)->Get(8, 1);
+  ASSERT_TRUE(kept.ok() && kept->has_value());
+  // Someone else's, with an age limit: refused by name, nothing published.
+  const std::string name = StreamName(9);
+  const std::string subject = LogSubject(9);
+  const char* subjects[] = {subject.c_str()};
+  jsStreamConfig config;
+  jsStreamConfig_Init(&config);
+  config.Name = name.c_str();
+  config.Subjects = subjects;
+  config.SubjectsLen = 1;
+  config.MaxAge = absl::ToInt64Nanoseconds(absl::Hours(24));
+  ASSERT_EQ(js_AddStream(nullptr, context, &config, nullptr, &code), NATS_OK);
+  const absl::Status refused = (*js)->EnsureStream(9, 1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_NE(refused.message().find("max_age"), std::string::npos) << refused;
+  jsCtx_Destroy(context);
+  natsConnection_Destroy(connection);
 }
 
 TEST(BackupTest, EmbeddedBackupDuringWritesAuditsClean) {
