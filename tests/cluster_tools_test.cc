@@ -312,6 +312,56 @@ TEST(ConsumerTest, KilledRepeatedlyMidStreamCountsEveryMessageOnce) {
   }
 }
 
+TEST(ConsumerTest, TamperedMessageStopsTheFeedWithDataLossNamingThePosition) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  std::unique_ptr<Member> leader =
+      StartMember(**nats, dir.Sub("leader"), "leader", 3, false);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitUntil([&] { return leader->leads(); }, kCatchUpTimeout));
+  const std::vector<v1::Command> commands = SimulateStreamWrittenAhead(2, 1);
+  for (size_t i = 0; i < 4; ++i) {  // a message each
+    ASSERT_TRUE(leader->ledger->Execute(commands[i]).ok());
+  }
+  // The same four messages in partition 4's stream, the third one's first
+  // envelope with one byte flipped.
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect((*nats)->urls());
+  ASSERT_TRUE(js.ok());
+  ASSERT_TRUE((*js)->EnsureStream(4, 1).ok());
+  uint64_t tampered_position = 0;
+  for (uint64_t sequence = 1; sequence <= 4; ++sequence) {
+    absl::StatusOr<std::optional<std::string>> data = (*js)->Get(3, sequence);
+    ASSERT_TRUE(data.ok() && data->has_value());
+    v1::LogBatch batch;
+    ASSERT_TRUE(batch.ParseFromString(**data));
+    batch.set_partition(4);
+    if (sequence == 3) {
+      std::string* raw = batch.mutable_envelopes(0);
+      (*raw)[raw->size() / 2] ^= 0x01;
+      tampered_position = batch.first_position();
+    }
+    ASSERT_TRUE((*js)->Publish(4, batch.SerializeAsString(),
+                               absl::StrCat("t", sequence), sequence - 1)
+                    .ok());
+  }
+  const std::string sqlite_path = dir.Sub("feed.sqlite");
+  testing::CliRun consumed = testing::RunStoreledger(
+      {"consume", "--nats", (*nats)->urls_flag(), "--partition", "4",
+       "--durable", "d", "--sqlite", sqlite_path, "--batch", "1",
+       "--idle-exit-ms", "2000"});
+  EXPECT_EQ(consumed.exit_code, 1);
+  EXPECT_NE(consumed.err.find("DATA_LOSS"), std::string::npos) << consumed.err;
+  EXPECT_NE(consumed.err.find(absl::StrCat("position ", tampered_position)),
+            std::string::npos)
+      << consumed.err;
+  // What came before it is applied; nothing of it or after it.
+  const SqlTables tables = ReadTables(sqlite_path);
+  EXPECT_EQ(tables.stream_sequence, 2u);
+  EXPECT_EQ(tables.position, tampered_position - 1);
+}
+
 TEST(PublishTest, PublishedLedgerIsFollowedToTheSameDigest) {
   absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
   ASSERT_TRUE(nats.ok()) << nats.status();
