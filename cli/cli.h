@@ -83,6 +83,10 @@ int KeygenVerb(CliContext& ctx);
 int CheckpointVerb(CliContext& ctx);
 int ProveVerb(CliContext& ctx);
 int VerifyProofVerb(CliContext& ctx);
+// The cluster's tools (cli/cluster_verbs.cc, issue 14).
+int ConsumeVerb(CliContext& ctx);
+int PublishVerb(CliContext& ctx);
+int BackupVerb(CliContext& ctx);
 // Lookups (cli/find_verbs.cc).
 int FindVerb(CliContext& ctx);
 int PositionAtVerb(CliContext& ctx);
