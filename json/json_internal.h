@@ -35,7 +35,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
-#include "core/limits.h"
+#include "base/limits.h"
 #include "google/protobuf/descriptor.h"
 
 namespace storeledger::json_internal {
@@ -52,7 +52,7 @@ using ::google::protobuf::Reflection;
 // printing and 100 when parsing); our schema nests at most 6 deep.
 inline constexpr int kFastDepthMax = 32;
 
-// google.protobuf.Timestamp's range (core/limits.h); protobuf refuses to
+// google.protobuf.Timestamp's range (base/limits.h); protobuf refuses to
 // print a time outside it.
 inline constexpr int64_t kTimestampSecondsMin = kTimeSecondsMin;
 inline constexpr int64_t kTimestampSecondsMax = kTimeSecondsMax;

@@ -25,7 +25,6 @@
 // kFastDepthMax, trailing bytes. The checks after parsing (commandId,
 // occurredAt, body) are the same code for both paths.
 #include "json/json.h"
-#include "json/json_internal.h"
 
 #include <algorithm>
 #include <array>
@@ -47,12 +46,14 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "core/limits.h"
+#include "base/limits.h"
+#include "base/status_macros.h"
+#include "base/time.h"
 #include "core/policy.h"
-#include "core/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "json/json_internal.h"
 
 namespace storeledger {
 namespace json_internal {

@@ -10,7 +10,7 @@
 #include "core/evolve.h"
 #include "core/invariants.h"
 #include "core/limits.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "ledger/group_commit.h"
 #include "replay/projection_store.h"
