@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "replay/finance.h"
 #include "replication/jetstream.h"
 #include "replication/log_batch.h"

@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 
 namespace storeledger {
 namespace {

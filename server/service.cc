@@ -15,7 +15,7 @@
 #include "core/limits.h"
 #include "core/policy.h"
 #include "core/streams.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "replay/audit.h"
 #include "replay/read_views.h"
 #include "storage/backup.h"

@@ -5,7 +5,7 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/utilities/checkpoint.h"
 
