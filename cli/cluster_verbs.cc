@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "cli/cli.h"
 #include "base/status_macros.h"
+#include "cli/cli.h"
 #include "replication/balances_feed.h"
 #include "replication/jetstream.h"
 #include "replication/publish_log.h"
