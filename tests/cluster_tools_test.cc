@@ -1,4 +1,4 @@
-// The cluster's tools (issue 14 items 6 and 7, docs/cluster.md): the
+// The cluster's tools (docs/cluster.md): the
 // exactly-once consumer killed over and over while a leader writes, the
 // migration of a single-node ledger into a partition stream, and backups
 // (embedded, and the Backup RPC of a running storeledgerd) that audit clean
