@@ -29,6 +29,7 @@
 #include "base/status_macros.h"
 #include "core/streams.h"
 #include "replay/finance.h"
+#include "replay/projection_keys.h"
 #include "replay/projection_store.h"
 #include "replay/snapshots.h"
 #include "rocksdb/db.h"
@@ -52,15 +53,7 @@ constexpr char kKeySeparator = '\0';
 // meta["head"] = 8-byte position, 32-byte hash.
 constexpr absl::string_view kMetaHeadKey = "head";
 
-// Projection key prefixes (replay/projection_store.h).
-constexpr absl::string_view kStorePrefix = "s/";
-constexpr absl::string_view kKindPrefix = "k/";
-constexpr absl::string_view kProductPrefix = "p/";
-constexpr absl::string_view kOrderPrefix = "o/";
-constexpr absl::string_view kStoreOrderPrefix = "O/";
-constexpr absl::string_view kWithdrawalPrefix = "w/";
-constexpr absl::string_view kStoreWithdrawalPrefix = "W/";
-constexpr absl::string_view kMerchantPrefix = "m/";
+// Projection key prefixes: replay/projection_keys.h.
 
 constexpr absl::string_view kStoreStreamPrefix = "store-";
 constexpr absl::string_view kMerchantStreamPrefix = "merchant-";
