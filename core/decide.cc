@@ -77,20 +77,21 @@ std::string Name(v1::WithdrawalStatus v) {
 // ------------------------------------------------------------ R0 shape checks
 
 absl::Status CheckId(absl::string_view field, absl::string_view value) {
-  if (value.empty())
-    return ShapeError(absl::StrCat(field, " must not be empty"));
-  if (value.size() > kIdBytesMax) {
-    return ShapeError(absl::StrCat(field, " must be at most ", kIdBytesMax,
-                                   " bytes, got ", value.size()));
-  }
-  for (size_t i = 0; i < value.size(); ++i) {
-    const unsigned char ch = static_cast<unsigned char>(value[i]);
-    if (ch < 0x21 || ch > 0x7E) {
+  const IdCheck check = CheckIdBytes(value);
+  switch (check.problem) {
+    case IdCheck::kValid:
+      return absl::OkStatus();
+    case IdCheck::kEmpty:
+      return ShapeError(absl::StrCat(field, " must not be empty"));
+    case IdCheck::kTooLong:
+      return ShapeError(absl::StrCat(field, " must be at most ", kIdBytesMax,
+                                     " bytes, got ", value.size()));
+    case IdCheck::kBadByte:
       return ShapeError(absl::StrFormat(
           "%s must be printable ASCII without spaces (0x21..0x7E), got byte "
           "0x%02X at offset %d",
-          field, ch, i));
-    }
+          field, static_cast<unsigned char>(value[check.bad_byte_offset]),
+          check.bad_byte_offset));
   }
   return absl::OkStatus();
 }

@@ -1657,23 +1657,4 @@ std::string ToJson(const google::protobuf::Message& message) {
   return json_internal::ProtobufToJson(message);
 }
 
-absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
-                                         absl::string_view value) {
-  absl::Time t;
-  std::string error;
-  // A bare date is midnight in the ledger's zone (DESIGN.md §5: +08:00).
-  if (value.size() == 10 &&
-      absl::ParseTime("%Y-%m-%d", std::string(value), absl::FixedTimeZone(8 * 3600),
-                      &t, &error)) {
-    return t;
-  }
-  if (!absl::ParseTime(absl::RFC3339_full, std::string(value), &t, &error)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, " must be an RFC 3339 time such as 2024-11-04T00:00:00+08:00, "
-              "got '", value, "': ", error));
-  }
-  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat(flag, " ", value), t));
-  return t;
-}
-
 }  // namespace storeledger
