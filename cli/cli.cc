@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
-#include "ledger/json.h"
+#include "json/json.h"
 
 namespace storeledger {
 namespace {
@@ -55,6 +55,13 @@ The log:
   tail --from-position N [--follow] [--format jsonl|delimited]
   rebuild [--shadow] [--flush-every N] [--no-progress]
 
+The cluster (NATS JetStream; docs/cluster.md):
+  consume --nats URL[,URL] [--partition N] --durable NAME --sqlite FILE
+                                      exactly-once balances feed into SQLite
+  publish --nats URL[,URL] [--partition N]
+                                      this ledger into an empty partition stream
+  backup --to DIR                     an online consistent copy of the database
+
 --db defaults to ./storeledger-data. Times are RFC 3339 (2024-11-04T00:00:00+08:00)
 or a date (2024-11-04: midnight in the ledger's zone). --tz ZONE (+08:00, UTC,
 Asia/Shanghai) sets the zone human outputs print; default: the policy's, +08:00.
@@ -78,6 +85,8 @@ constexpr Verb kVerbs[] = {
     {"position-at", PositionAtVerb},
     {"keygen", KeygenVerb},   {"checkpoint", CheckpointVerb},
     {"prove", ProveVerb},     {"verify-proof", VerifyProofVerb},
+    {"consume", ConsumeVerb}, {"publish", PublishVerb},
+    {"backup", BackupVerb},
 };
 
 const std::vector<std::string> kBooleanFlags = {

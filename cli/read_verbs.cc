@@ -18,7 +18,7 @@
 #include "core/streams.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/feed.h"
 #include "replay/read_views.h"
 #include "replay/projection_store.h"

@@ -11,7 +11,7 @@
 #include "base/status_macros.h"
 #include "base/time.h"
 #include "google/protobuf/util/time_util.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
 #include "replay/projection_store.h"
