@@ -650,17 +650,21 @@ absl::StatusOr<uint64_t> RecordWriteBatches(const std::string& db,
   return events;
 }
 
+// The WriteBatches RecordWriteBatches wrote to `path`, in order.
+std::vector<std::string> LoadWriteBatches(const std::string& path) {
+  std::vector<std::string> batches;
+  std::ifstream in(path, std::ios::binary);
+  std::string batch;
+  while (GetString(in, &batch)) batches.push_back(std::move(batch));
+  return batches;
+}
+
 Row LayoutCeiling(const std::string& dir, const std::string& batches_path,
                   uint64_t events) {
   Row row;
   row.name = "ceiling: RocksDB, storeledger's own WriteBatches";
   row.kind = "layout";
-  std::vector<std::string> batches;
-  {
-    std::ifstream in(batches_path, std::ios::binary);
-    std::string batch;
-    while (GetString(in, &batch)) batches.push_back(std::move(batch));
-  }
+  const std::vector<std::string> batches = LoadWriteBatches(batches_path);
   if (batches.empty()) {
     return Failed(row.name, absl::NotFoundError("no write batches recorded"));
   }
@@ -743,12 +747,7 @@ Row SplitLayoutCeiling(const std::string& dir, const std::string& batches_path,
                  ? "layout split: derived left out"
                  : "layout split: derived and Merkle left out";
   row.kind = "layout-split";
-  std::vector<std::string> batches;
-  {
-    std::ifstream in(batches_path, std::ios::binary);
-    std::string batch;
-    while (GetString(in, &batch)) batches.push_back(std::move(batch));
-  }
+  const std::vector<std::string> batches = LoadWriteBatches(batches_path);
   if (batches.empty()) {
     return Failed(row.name, absl::NotFoundError("no write batches recorded"));
   }
