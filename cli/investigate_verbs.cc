@@ -12,7 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/cli.h"
 #include "core/decide.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "google/protobuf/text_format.h"
 #include "ledger/json.h"

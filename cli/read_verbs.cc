@@ -13,7 +13,7 @@
 #include "absl/time/clock.h"
 #include "cli/cli.h"
 #include "cli/history_filter.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl.h"

@@ -34,12 +34,6 @@ std::string ZoneTime(absl::Time t, const LedgerZone& zone);
 std::string ZoneTime(const google::protobuf::Timestamp& t,
                      const LedgerZone& zone);
 
-// A time flag: RFC 3339 with any offset, or a bare date "2024-10-01" meaning
-// midnight in `zone`. kInvalidArgument naming `flag` otherwise.
-absl::StatusOr<absl::Time> ParseTimeInput(absl::string_view flag,
-                                          absl::string_view value,
-                                          absl::TimeZone zone);
-
 // An amount as printed: fen as an integer ("123456"), or yuan with exactly
 // two decimals ("1234.56", "-0.05"). Exact: a fen is a hundredth of a yuan,
 // so a column of yuan sums to the fen total / 100 with no rounding.

@@ -103,7 +103,7 @@
 #include "absl/time/time.h"
 #include "core/limits.h"
 #include "core/policy.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"

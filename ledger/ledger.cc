@@ -9,7 +9,7 @@
 #include "core/decide.h"
 #include "core/evolve.h"
 #include "core/limits.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "ledger/group_commit.h"
 #include "replay/projection_store.h"

@@ -26,7 +26,7 @@
 #include "core/policy.h"
 #include "core/postings.h"
 #include "core/state.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "replay/finance.h"
 #include "replay/projection_store.h"

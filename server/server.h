@@ -53,6 +53,8 @@ struct ServerOptions {
   std::optional<CheckpointSignerOptions> checkpoints;
   // ServiceOptions::write_gate. Default: none.
   std::function<absl::Status()> write_gate = nullptr;
+  // ServiceOptions::backup_dir. Default: empty (Backup refused).
+  std::string backup_dir;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?

@@ -98,6 +98,9 @@ struct ServiceOptions {
   // answers UNAVAILABLE naming the leader, replication/replica.h).
   // Default: none (every write is let through).
   std::function<absl::Status()> write_gate = nullptr;
+  // Where Backup writes its copies (each in a new directory under it, on
+  // this machine). Default: empty -- Backup is refused FAILED_PRECONDITION.
+  std::string backup_dir;
 };
 
 // Execute is a callback-API method so that a call holds no thread while its
@@ -171,6 +174,13 @@ class LedgerService final
   grpc::Status GetCheckpoint(grpc::ServerContext* context,
                              const v1::GetCheckpointRequest* request,
                              v1::SignedCheckpoint* response) override;
+  // An online consistent copy of the database (storage/backup.h) in a new
+  // directory `name` under backup_dir (auditor, as Audit). INVALID_ARGUMENT
+  // for a name that is not one plain path component, ALREADY_EXISTS when
+  // it is taken.
+  grpc::Status Backup(grpc::ServerContext* context,
+                      const v1::BackupRequest* request,
+                      v1::BackupResult* response) override;
 
  private:
   class StreamExecution;  // one ExecuteStream call (server/service.cc)
