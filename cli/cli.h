@@ -47,8 +47,8 @@ struct CliContext {
   // Says on stderr what a time flag meant, as written beside its UTC form:
   // "storeledger state: --as-of 2024-11-04 = 2024-11-03T16:00:00Z".
   void EchoTime(absl::string_view flag) const;
-  // Says on stderr that a filter matched nothing (issue 17: no silent
-  // empty answers); `what` names what was looked for.
+  // Says on stderr that a filter matched nothing, so that an empty answer
+  // is never silent; `what` names what was looked for.
   void SayNothingMatched(absl::string_view what) const;
 };
 
@@ -78,12 +78,12 @@ int AuditVerb(CliContext& ctx);
 int RebuildVerb(CliContext& ctx);
 int ExplainVerb(CliContext& ctx);
 int DiffVerb(CliContext& ctx);
-// Proofs (cli/proof_verbs.cc, issue 19).
+// Proofs (cli/proof_verbs.cc).
 int KeygenVerb(CliContext& ctx);
 int CheckpointVerb(CliContext& ctx);
 int ProveVerb(CliContext& ctx);
 int VerifyProofVerb(CliContext& ctx);
-// The cluster's tools (cli/cluster_verbs.cc, issue 14).
+// The cluster's tools (cli/cluster_verbs.cc).
 int ConsumeVerb(CliContext& ctx);
 int PublishVerb(CliContext& ctx);
 int BackupVerb(CliContext& ctx);

@@ -1,4 +1,4 @@
-// The cluster's tools (issue 14, docs/cluster.md): consume (the reference
+// The cluster's tools (docs/cluster.md): consume (the reference
 // exactly-once downstream consumer), publish (an existing ledger into an
 // empty partition stream) and backup (an online consistent copy).
 #include <csignal>
@@ -61,8 +61,8 @@ absl::StatusOr<BalancesFeedOptions> ConsumeOptions(const Flags& flags) {
   ASSIGN_OR_RETURN(std::optional<uint64_t> batch, flags.GetUint("batch"));
   if (batch.has_value()) {
     if (*batch < 1 || *batch > kConsumerAckPendingMax) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--batch must be 1..", kConsumerAckPendingMax));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--batch must be 1..", kConsumerAckPendingMax));
     }
     options.batch_messages = static_cast<int>(*batch);
   }
@@ -96,9 +96,9 @@ int ConsumeVerb(CliContext& ctx) {
       R"({"partition":)", options->partition, R"(,"streamSequence":)",
       stats->stream_sequence, R"(,"position":)", stats->position,
       R"(,"messagesApplied":)", stats->messages_applied,
-      R"(,"messagesSkipped":)", stats->messages_skipped,
-      R"(,"messagesRead":)", stats->messages_read, R"(,"eventsApplied":)",
-      stats->events_applied, R"(,"seconds":)", seconds, "}\n");
+      R"(,"messagesSkipped":)", stats->messages_skipped, R"(,"messagesRead":)",
+      stats->messages_read, R"(,"eventsApplied":)", stats->events_applied,
+      R"(,"seconds":)", seconds, "}\n");
   return kExitOk;
 }
 
@@ -111,8 +111,8 @@ int PublishVerb(CliContext& ctx) {
   absl::StatusOr<std::optional<uint64_t>> replicas =
       ctx.flags.GetUint("replicas");
   if (!replicas.ok()) return ctx.Fail(replicas.status());
-  const int copies = static_cast<int>(
-      replicas->value_or(urls->size() >= 3 ? 3 : 1));
+  const int copies =
+      static_cast<int>(replicas->value_or(urls->size() >= 3 ? 3 : 1));
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   absl::StatusOr<std::unique_ptr<JetStream>> js = JetStream::Connect(*urls);

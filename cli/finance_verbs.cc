@@ -1,4 +1,4 @@
-// The finance verbs (DESIGN.md §5, issue 3): postings, balances, statement,
+// The finance verbs (DESIGN.md §5): postings, balances, statement,
 // audit. The figures come from replay/finance.h and replay/audit.h; this file
 // only parses flags and formats.
 #include <unistd.h>
@@ -16,7 +16,7 @@
 #include "cli/cli.h"
 #include "base/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
 #include "replay/read_views.h"
@@ -116,32 +116,17 @@ absl::StatusOr<std::vector<v1::Statement>> Statements(
 
 void WriteStatementCsv(const CliContext& ctx, const v1::Statement& statement,
                        bool pair, bool yuan) {
-  std::ostream& out = *ctx.out;
-  const std::string store =
-      pair ? absl::StrCat(CsvField(statement.store_id()), ",",
-                          v1::StoreKind_Name(statement.kind()), ",")
-           : "";
-  auto balance_rows = [&](absl::string_view section,
-                          const google::protobuf::RepeatedPtrField<
-                              v1::AccountBalance>& rows) {
-    for (const v1::AccountBalance& row : rows) {
-      out << store << section << ',' << CsvField(row.account()) << ",,,,,,,"
-          << AmountText(row.balance_fen(), yuan) << ",,\n";
-    }
-  };
-  balance_rows("opening", statement.opening());
-  for (const v1::StatementLine& line : statement.lines()) {
-    const v1::PostingLine& p = line.posting();
-    out << store << "posting," << CsvField(p.account()) << ',' << p.position()
-        << ',' << CsvField(p.event_id()) << ',' << p.event_type() << ','
-        << ZoneTime(p.occurred_at(), ctx.zone) << ','
-        << AmountText(p.debit_fen(), yuan) << ','
-        << AmountText(p.credit_fen(), yuan) << ','
-        << AmountText(line.balance_after_fen(), yuan) << ','
-        << CsvField(p.order_id()) << ',' << CsvField(p.withdrawal_id()) << '\n';
+  StatementCsvStyle style;
+  if (pair) {
+    style.row_prefix = absl::StrCat(CsvField(statement.store_id()), ",",
+                                    v1::StoreKind_Name(statement.kind()), ",");
   }
-  balance_rows("movement", statement.movements());
-  balance_rows("closing", statement.closing());
+  style.event_type = true;
+  style.time = [&](const google::protobuf::Timestamp& t) {
+    return ZoneTime(t, ctx.zone);
+  };
+  style.amount = [&](int64_t fen) { return AmountText(fen, yuan); };
+  WriteStatementCsvRows(statement, style, *ctx.out);
 }
 
 }  // namespace

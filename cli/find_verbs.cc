@@ -1,4 +1,4 @@
-// Lookups in the user's terms (issue 17): `find ID` says what an id names
+// Lookups in the user's terms: `find ID` says what an id names
 // and where it lives; `position-at T` turns a time into the position the
 // ledger had reached by then.
 #include <algorithm>
@@ -10,7 +10,7 @@
 #include "base/status_macros.h"
 #include "base/time.h"
 #include "core/streams.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {

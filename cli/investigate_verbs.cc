@@ -15,7 +15,7 @@
 #include "base/status_macros.h"
 #include "core/streams.h"
 #include "google/protobuf/text_format.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/read_views.h"
 #include "storage/merkle_store.h"
 #include "replay/rebuild.h"

@@ -1,4 +1,4 @@
-// The user's terms in human outputs (issue 17): times in the ledger's zone
+// The user's terms in human outputs: times in the ledger's zone
 // (the policy's, or --tz), a bare date as midnight in that zone, amounts in
 // fen or, with --yuan, in yuan with two decimals. JSON outputs keep
 // protobuf's UTC mapping and fen; only CSV, statements, tables and summaries

@@ -28,9 +28,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/check.h"
 #include "core/streams.h"
 #include "ledger/group_commit.h"
 #include "ledger/ledger.h"
+#include "replay/projection_keys.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {
@@ -115,7 +117,7 @@ v1::CommandResult Repeated(const v1::Command& command,
 }
 
 // ProjectionPuts writes a record's index entry (the "k/", "O/" and "W/" keys
-// of replay/projection_store.h, empty values) with every change of the
+// of replay/projection_keys.h, empty values) with every change of the
 // record. Records are never deleted, so the entry of a record that existed
 // before the group exists: rewriting it changes nothing and costs a memtable
 // insert per touched store or order. True for such an entry.
@@ -123,19 +125,18 @@ bool IndexEntryExists(const StateReader& before, absl::string_view key) {
   auto exists = [](const auto& found) {
     return found.ok() && *found != nullptr;
   };
-  if (absl::StartsWith(key, "k/")) {  // k/<kind number>/<store>
-    const size_t slash = key.find('/', 2);
-    if (slash == absl::string_view::npos) return false;
-    return exists(before.Store(key.substr(slash + 1)));
+  const std::optional<ParsedProjectionKey> parsed = ParseProjectionKey(key);
+  if (!parsed.has_value()) return false;
+  switch (parsed->type) {
+    case ParsedProjectionKey::Type::kKind:
+      return exists(before.Store(parsed->store_id));
+    case ParsedProjectionKey::Type::kStoreOrder:
+      return exists(before.Order(parsed->id));
+    case ParsedProjectionKey::Type::kStoreWithdrawal:
+      return exists(before.Withdrawal(parsed->id));
+    default:
+      return false;
   }
-  const bool order = absl::StartsWith(key, "O/");  // O/<store>\0<order>
-  if (order || absl::StartsWith(key, "W/")) {      // W/<store>\0<withdrawal>
-    const size_t nul = key.find('\0');
-    if (nul == absl::string_view::npos) return false;
-    const absl::string_view id = key.substr(nul + 1);
-    return order ? exists(before.Order(id)) : exists(before.Withdrawal(id));
-  }
-  return false;
 }
 
 absl::Status NotExecuted() {
@@ -747,6 +748,22 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
     group->request_slots.push_back(k);
   }
   group->events = next_position - group->first_position;
+  // Our own bookkeeping: one request, with one outcome, per command that
+  // writes, in the order of its slot.
+  SL_CHECK(group->requests.size() == group->request_slots.size(),
+           group->requests.size() << " requests for "
+                                  << group->request_slots.size()
+                                  << " commands that write");
+  for (size_t r = 0; r < group->requests.size(); ++r) {
+    const AppendRequest& request = group->requests[r];
+    const v1::Command& command =
+        group->slots[group->request_slots[r]].command();
+    SL_CHECK(request.outcome.has_value() &&
+                 request.outcome->result().command_id() ==
+                     command.command_id(),
+             "request " << r << " of the group does not carry command "
+                        << command.command_id() << "'s outcome");
+  }
   if (group->requests.empty()) return;
   // The group's record changes, each written once however many of its
   // commands touched it, ride with the last request: the group lands whole
@@ -773,6 +790,10 @@ void Ledger::WriteGroupTimed(Group* group) {
   absl::StatusOr<std::vector<AppendResult>> appended = log_->AppendBatch(
       std::move(group->requests), &failed, /*sync=*/!group->deferred_sync);
   if (appended.ok()) {
+    SL_CHECK(appended->size() == group->request_slots.size(),
+             "AppendBatch answered " << appended->size() << " of "
+                                     << group->request_slots.size()
+                                     << " commands");
     group->wrote = true;
     for (Slot& slot : group->slots) {
       if (slot.state != Slot::State::kWrites) continue;

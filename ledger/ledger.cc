@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/decide.h"
 #include "core/evolve.h"
+#include "core/invariants.h"
 #include "core/limits.h"
 #include "base/status_macros.h"
 #include "core/streams.h"
@@ -30,15 +31,16 @@ namespace ledger_internal {
 // id (R0: 1..kIdBytesMax bytes of printable ASCII, no spaces) cannot be
 // recorded under it: it is INVALID, like a missing id.
 std::optional<std::string> CommandIdProblem(absl::string_view id) {
-  if (id.empty()) return "commandId is missing";
-  if (id.size() > kIdBytesMax) {
-    return absl::StrCat("commandId is ", id.size(), " bytes; the limit is ",
-                        kIdBytesMax);
-  }
-  for (char c : id) {
-    if (c < 0x21 || c > 0x7e) {
+  switch (CheckIdBytes(id).problem) {
+    case IdCheck::kValid:
+      return std::nullopt;
+    case IdCheck::kEmpty:
+      return "commandId is missing";
+    case IdCheck::kTooLong:
+      return absl::StrCat("commandId is ", id.size(), " bytes; the limit is ",
+                          kIdBytesMax);
+    case IdCheck::kBadByte:
       return "commandId must be printable ASCII without spaces";
-    }
   }
   return std::nullopt;
 }
@@ -152,6 +154,7 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
       head.reset();  // so that Evolve's new head reuses this one in place
       RETURN_IF_ERROR(Evolve(decided.stream_id, version + 1, occurred_at,
                              decided.event, &changes));
+      RETURN_IF_ERROR(CheckEvolvedInvariants(decided.event, changes));
       add_event(decided.stream_id, static_cast<int64_t>(version),
                 std::move(decided.event), i);
     }

@@ -106,9 +106,9 @@ class BalancesDb {
   static absl::StatusOr<BalancesDb> Open(const std::string& path,
                                          uint32_t partition) {
     sqlite3* raw = nullptr;
-    const int rc = sqlite3_open_v2(
-        path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-        nullptr);
+    const int rc =
+        sqlite3_open_v2(path.c_str(), &raw,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
     BalancesDb db;
     db.db_.reset(raw);
     db.partition_ = partition;
@@ -117,8 +117,8 @@ class BalancesDb {
           absl::StrCat("open ", path, ": ", sqlite3_errstr(rc)));
     }
     sqlite3_busy_timeout(raw, 10'000);
-    RETURN_IF_ERROR(db.Exec(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
+    RETURN_IF_ERROR(
+        db.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
     RETURN_IF_ERROR(db.Exec(kSchema));
     return db;
   }
@@ -179,9 +179,9 @@ class BalancesDb {
       const void* hash = sqlite3_column_blob(select.get(), 2);
       const int bytes = sqlite3_column_bytes(select.get(), 2);
       if (bytes != static_cast<int>(kHashBytes)) {
-        return absl::DataLossError(absl::StrCat(
-            "feed_position of partition ", partition_, " holds a hash of ",
-            bytes, " bytes"));
+        return absl::DataLossError(absl::StrCat("feed_position of partition ",
+                                                partition_, " holds a hash of ",
+                                                bytes, " bytes"));
       }
       position.head.hash.assign(static_cast<const char*>(hash), bytes);
     } else if (rc != SQLITE_DONE) {
@@ -238,7 +238,7 @@ class BalancesDb {
     }
     ASSIGN_OR_RETURN(CachedStatement put,
                      Cached("INSERT OR REPLACE INTO feed_position VALUES "
-                             "(?, ?, ?, ?)"));
+                            "(?, ?, ?, ?)"));
     sqlite3_bind_int64(put.get(), 1, partition_);
     sqlite3_bind_int64(put.get(), 2, static_cast<int64_t>(position.sequence));
     sqlite3_bind_int64(put.get(), 3,
@@ -264,8 +264,8 @@ class BalancesDb {
     ASSIGN_OR_RETURN(
         CachedStatement select,
         Cached("SELECT kind, status, upgraded_from, upgraded_to, "
-                "pending_fen, available_fen, withdrawing_fen, paid_out_fen, "
-                "deposit_fen FROM store_balances WHERE store_id = ?"));
+               "pending_fen, available_fen, withdrawing_fen, paid_out_fen, "
+               "deposit_fen FROM store_balances WHERE store_id = ?"));
     sqlite3_bind_text(select.get(), 1, store_id.data(),
                       static_cast<int>(store_id.size()), SQLITE_TRANSIENT);
     const int rc = sqlite3_step(select.get());
@@ -282,9 +282,9 @@ class BalancesDb {
     v1::StoreStatus status = v1::StoreStatus();
     if (!v1::StoreKind_Parse(text(0), &kind) ||
         !v1::StoreStatus_Parse(text(1), &status)) {
-      return absl::DataLossError(absl::StrCat(
-          "store_balances row of ", store_id, " has kind '", text(0),
-          "' and status '", text(1), "'"));
+      return absl::DataLossError(absl::StrCat("store_balances row of ",
+                                              store_id, " has kind '", text(0),
+                                              "' and status '", text(1), "'"));
     }
     store.set_kind(kind);
     store.set_status(status);
@@ -297,7 +297,7 @@ class BalancesDb {
   absl::Status WriteStore(const v1::StoreBalances& store) {
     ASSIGN_OR_RETURN(CachedStatement put,
                      Cached("INSERT OR REPLACE INTO store_balances VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     const std::string kind = v1::StoreKind_Name(store.kind());
     const std::string status = v1::StoreStatus_Name(store.status());
     sqlite3_bind_text(put.get(), 1, store.store_id().c_str(), -1,
@@ -322,8 +322,8 @@ class BalancesDb {
     const std::string name = v1::StoreKind_Name(kind);
     ASSIGN_OR_RETURN(CachedStatement select,
                      Cached("SELECT stores, pending_fen, available_fen, "
-                             "withdrawing_fen, paid_out_fen, deposit_fen "
-                             "FROM kind_balances WHERE kind = ?"));
+                            "withdrawing_fen, paid_out_fen, deposit_fen "
+                            "FROM kind_balances WHERE kind = ?"));
     sqlite3_bind_text(select.get(), 1, name.c_str(), -1, SQLITE_TRANSIENT);
     int64_t count = 0;
     v1::Balances total;
@@ -337,7 +337,7 @@ class BalancesDb {
     RETURN_IF_ERROR(AddBalances(add, &total));
     ASSIGN_OR_RETURN(CachedStatement put,
                      Cached("INSERT OR REPLACE INTO kind_balances VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?)"));
+                            "(?, ?, ?, ?, ?, ?, ?)"));
     sqlite3_bind_text(put.get(), 1, name.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(put.get(), 2, count + stores);
     BindBalances(put.get(), 3, total);
@@ -356,12 +356,12 @@ class BalancesDb {
 
 // One message, checked and folded into the open transaction; `position`
 // moves past it.
-absl::Status ApplyMessage(BalancesDb& db, uint32_t partition,
-                          uint64_t sequence, absl::string_view data,
-                          FeedPosition* position, BalancesFeedStats* stats) {
+absl::Status ApplyMessage(BalancesDb& db, uint32_t partition, uint64_t sequence,
+                          absl::string_view data, FeedPosition* position,
+                          BalancesFeedStats* stats) {
   if (sequence != position->sequence + 1) {
-    return absl::InternalError(absl::StrCat(
-        "applying sequence ", sequence, " after ", position->sequence));
+    return absl::InternalError(absl::StrCat("applying sequence ", sequence,
+                                            " after ", position->sequence));
   }
   ASSIGN_OR_RETURN(VerifiedBatch verified,
                    VerifyLogBatch(data, partition, sequence, position->head));
@@ -373,8 +373,8 @@ absl::Status ApplyMessage(BalancesDb& db, uint32_t partition,
     absl::Status folded = FoldStoreBalances(envelope, lookup);
     if (absl::IsDataLoss(folded)) {
       return absl::DataLossError(absl::StrCat(
-          "partition ", partition, " stream sequence ", sequence,
-          ", position ", envelope.position(), ": ", folded.message()));
+          "partition ", partition, " stream sequence ", sequence, ", position ",
+          envelope.position(), ": ", folded.message()));
     }
     RETURN_IF_ERROR(folded);
   }
@@ -448,8 +448,8 @@ absl::StatusOr<BalancesFeedStats> RunBalancesFeed(
           stopped_by = data.status();
           break;
         }
-        stopped_by = ApplyMessage(db, options.partition, missing, **data,
-                                  &next, &stats);
+        stopped_by =
+            ApplyMessage(db, options.partition, missing, **data, &next, &stats);
         if (stopped_by.ok()) ++stats.messages_read;
       }
       if (!stopped_by.ok()) break;

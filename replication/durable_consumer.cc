@@ -27,13 +27,15 @@ absl::StatusOr<std::unique_ptr<DurableConsumer>> DurableConsumer::Bind(
   options.Config.AckWait = absl::ToInt64Nanoseconds(ack_wait);
   options.Config.MaxAckPending = kConsumerAckPendingMax;
   jsErrCode code = static_cast<jsErrCode>(0);
-  natsStatus s = js_PullSubscribe(&consumer->subscription_, js->js_,
-                                  subject.c_str(), durable.c_str(), nullptr,
-                                  &options, &code);
+  natsStatus s =
+      js_PullSubscribe(&consumer->subscription_, js->js_, subject.c_str(),
+                       durable.c_str(), nullptr, &options, &code);
   if (code == JSStreamNotFoundErr) {
-    return absl::NotFoundError(absl::StrCat(
-        "stream ", stream, " does not exist: nothing was published to "
-        "partition ", partition, " yet"));
+    return absl::NotFoundError(
+        absl::StrCat("stream ", stream,
+                     " does not exist: nothing was published to "
+                     "partition ",
+                     partition, " yet"));
   }
   absl::Status bound = FromNatsStatus(
       s, code, absl::StrCat("durable consumer ", durable, " of ", stream));
@@ -41,7 +43,8 @@ absl::StatusOr<std::unique_ptr<DurableConsumer>> DurableConsumer::Bind(
     // libnats refuses to bind to a durable consumer made with another
     // configuration (its message names the field).
     return absl::FailedPreconditionError(absl::StrCat(
-        bound.message(), " (a durable consumer keeps the configuration it "
+        bound.message(),
+        " (a durable consumer keeps the configuration it "
         "was made with: use the same settings, or another durable name)"));
   }
   RETURN_IF_ERROR(bound);
@@ -76,9 +79,9 @@ absl::StatusOr<std::vector<FeedMessage>> DurableConsumer::Fetch(
     if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
       natsMsg_Destroy(msg);
       if (status.ok()) {
-        status = absl::DataLossError(absl::StrCat(
-            "a message of ", StreamName(partition_),
-            " carries no JetStream metadata"));
+        status = absl::DataLossError(
+            absl::StrCat("a message of ", StreamName(partition_),
+                         " carries no JetStream metadata"));
       }
       continue;
     }
@@ -103,15 +106,15 @@ absl::StatusOr<std::vector<FeedMessage>> DurableConsumer::Fetch(
 absl::Status DurableConsumer::AckSync(uint64_t sequence) {
   auto it = unacked_.find(sequence);
   if (it == unacked_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "no unacknowledged message at sequence ", sequence, " of ",
-        StreamName(partition_)));
+    return absl::NotFoundError(
+        absl::StrCat("no unacknowledged message at sequence ", sequence, " of ",
+                     StreamName(partition_)));
   }
   jsErrCode code = static_cast<jsErrCode>(0);
   natsStatus s = natsMsg_AckSync(it->second, nullptr, &code);
-  RETURN_IF_ERROR(FromNatsStatus(
-      s, code, absl::StrCat("ack of sequence ", sequence, " of ",
-                            StreamName(partition_))));
+  RETURN_IF_ERROR(FromNatsStatus(s, code,
+                                 absl::StrCat("ack of sequence ", sequence,
+                                              " of ", StreamName(partition_))));
   natsMsg_Destroy(it->second);
   unacked_.erase(it);
   return absl::OkStatus();

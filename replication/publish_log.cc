@@ -30,18 +30,20 @@ absl::Status PublishAt(JetStream* js, uint32_t partition,
         js->Get(partition, expected + 1);
     if (stored.ok() && stored->has_value()) {
       if (**stored == data) return absl::OkStatus();
-      return absl::AbortedError(absl::StrCat(
-          "stream ", StreamName(partition), " holds another message at "
-          "sequence ", expected + 1, ": someone else writes this partition"));
+      return absl::AbortedError(
+          absl::StrCat("stream ", StreamName(partition),
+                       " holds another message at "
+                       "sequence ",
+                       expected + 1, ": someone else writes this partition"));
     }
     if (!ack.ok() && absl::IsAborted(ack.status())) return ack.status();
     last = ack.ok() ? stored.status() : ack.status();
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Milliseconds(500));
   }
-  return absl::UnavailableError(absl::StrCat(
-      "publish ", msg_id, ": no answer after ", kPublishAttemptsMax,
-      " attempts: ", last.message()));
+  return absl::UnavailableError(
+      absl::StrCat("publish ", msg_id, ": no answer after ",
+                   kPublishAttemptsMax, " attempts: ", last.message()));
 }
 
 // The envelopes and outcomes of whole commands, owned, as a StoredGroup.
@@ -68,8 +70,8 @@ absl::StatusOr<PublishLogStats> PublishLog(const EventLog& log, JetStream* js,
   ASSIGN_OR_RETURN(const uint64_t last, js->LastSequence(partition));
   if (last != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "stream ", StreamName(partition), " is not empty (last sequence ",
-        last, "): publish only fills an empty partition stream"));
+        "stream ", StreamName(partition), " is not empty (last sequence ", last,
+        "): publish only fills an empty partition stream"));
   }
   PublishLogStats stats;
   Pending pending;
@@ -77,9 +79,9 @@ absl::StatusOr<PublishLogStats> PublishLog(const EventLog& log, JetStream* js,
   uint64_t command_last = 0;  // the current command's last position
   auto flush = [&]() -> absl::Status {
     if (pending.envelopes.empty()) return absl::OkStatus();
-    ASSIGN_OR_RETURN(std::vector<std::string> messages,
-                     SplitGroup(pending.View(), partition, 0,
-                                kLogBatchBytesMax));
+    ASSIGN_OR_RETURN(
+        std::vector<std::string> messages,
+        SplitGroup(pending.View(), partition, 0, kLogBatchBytesMax));
     uint64_t first = pending.first_position;
     for (const std::string& message : messages) {
       v1::LogBatch batch;
@@ -115,7 +117,8 @@ absl::StatusOr<PublishLogStats> PublishLog(const EventLog& log, JetStream* js,
           (*outcome)->result().first_position() != envelope.position()) {
         failed = absl::FailedPreconditionError(absl::StrCat(
             "position ", envelope.position(), " (command ",
-            envelope.command_id(), ") is not the first event of a stored "
+            envelope.command_id(),
+            ") is not the first event of a stored "
             "command outcome: this log cannot be published as whole commands"));
         return false;
       }

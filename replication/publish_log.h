@@ -1,4 +1,4 @@
-// Migration (issue 14): an existing single-node ledger published into its
+// Migration: an existing single-node ledger published into its
 // partition's EMPTY JetStream stream, in the format a leader publishes
 // (LogBatch, docs/cluster.md "Wire format"): whole commands, each with its
 // stored outcome, cut below kLogBatchBytesMax, every publish fenced by the
@@ -9,6 +9,7 @@
 #define STORELEDGER_REPLICATION_PUBLISH_LOG_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "replication/jetstream.h"
@@ -22,9 +23,9 @@ inline constexpr size_t kPublishGroupEventsMax = 4096;
 inline constexpr int kPublishAttemptsMax = 50;
 
 struct PublishLogStats {
-  uint64_t messages = 0;         // published; the stream's last sequence
-  uint64_t position = 0;         // the last position published
-  std::string hash;              // its hash (the log's head hash)
+  uint64_t messages = 0;  // published; the stream's last sequence
+  uint64_t position = 0;  // the last position published
+  std::string hash;       // its hash (the log's head hash)
 };
 
 // Publishes every envelope of `log` (the stream must exist and be empty:
@@ -33,8 +34,8 @@ struct PublishLogStats {
 // when someone else wrote the stream meanwhile (the fence); kUnavailable
 // when the cluster stops answering (what was published stays; the stream
 // is then not empty, and the partition is best rebuilt: delete the stream).
-absl::StatusOr<PublishLogStats> PublishLog(const EventLog& log,
-                                           JetStream* js, uint32_t partition);
+absl::StatusOr<PublishLogStats> PublishLog(const EventLog& log, JetStream* js,
+                                           uint32_t partition);
 
 }  // namespace storeledger
 

@@ -1,4 +1,4 @@
-// storeledgerd: the ledger over gRPC (DESIGN.md §6, issue 7).
+// storeledgerd: the ledger over gRPC (DESIGN.md §6).
 //
 //   storeledgerd --db DIR [--listen 127.0.0.1:7450] [--http HOST:PORT]
 //                [--tokens FILE]

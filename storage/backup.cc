@@ -33,7 +33,8 @@ absl::StatusOr<Head> BackupTo(const EventLog& log, const std::string& dir) {
   EventLogOptions options;
   options.read_only = true;
   options.create_if_missing = false;
-  ASSIGN_OR_RETURN(std::unique_ptr<EventLog> copy, EventLog::Open(dir, options));
+  ASSIGN_OR_RETURN(std::unique_ptr<EventLog> copy,
+                   EventLog::Open(dir, options));
   return copy->head();
 }
 

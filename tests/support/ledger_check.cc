@@ -15,7 +15,7 @@
 #include "base/status_macros.h"
 #include "core/streams.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/audit.h"
 #include "replay/projection_store.h"
 #include "replay/store_view.h"

@@ -1,11 +1,12 @@
 // The one JSON codec: protobuf's JSON mapping (lowerCamel names, enum names as
 // written in DESIGN.md, int64 as strings on output, RFC 3339 timestamps).
 //
-// Both directions have a fast path (ledger/json.cc says what it covers) that
-// gives exactly protobuf's answer and hands everything it is not certain of to
-// protobuf itself. Thread-safe: any thread may call any function here.
-#ifndef STORELEDGER_LEDGER_JSON_H_
-#define STORELEDGER_LEDGER_JSON_H_
+// Both directions have a fast path (json/parse.cc and json/print.cc say
+// what each covers) that gives exactly protobuf's answer and hands
+// everything it is not certain of to protobuf itself. Thread-safe: any
+// thread may call any function here.
+#ifndef STORELEDGER_JSON_JSON_H_
+#define STORELEDGER_JSON_JSON_H_
 
 #include <string>
 #include "absl/strings/string_view.h"
@@ -25,11 +26,6 @@ absl::StatusOr<v1::Command> ParseCommandJson(absl::string_view line);
 
 // One-line JSON of `message`, every field printed (zeros included).
 std::string ToJson(const google::protobuf::Message& message);
-
-// RFC 3339 parse for flags (--as-of); a bare date (2024-11-04) is midnight
-// in the ledger's zone, +08:00. The message names the flag.
-absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
-                                         absl::string_view value);
 
 // The two halves of the codec, exposed so that tests, the fuzzer and the
 // benchmark can hold the fast paths against protobuf. Not for other callers:
@@ -58,4 +54,4 @@ bool FastMessageToJson(const google::protobuf::Message& message,
 }  // namespace json_internal
 }  // namespace storeledger
 
-#endif  // STORELEDGER_LEDGER_JSON_H_
+#endif  // STORELEDGER_JSON_JSON_H_
