@@ -1,13 +1,14 @@
 // storeledger-grpc-bench: commands/s and latency p50/p99 through storeledgerd
-// over loopback gRPC beside the embedded Ledger::Execute, at 1, 8 and 32
-// clients, in the same run on the same machine. Modes:
+// over loopback gRPC beside the embedded Ledger::Execute, at 1, 16 and 32
+// clients, in the same run on the same machine, and each gRPC row against the
+// embedded 16-client row (the yardstick for storeledgerd). Modes:
 //   embedded     Ledger::Execute in-process, one command at a time per client;
 //   grpc         unary Execute, one command at a time per client;
 //   grpc-stream  one ExecuteStream per client with up to --window commands
 //                awaiting their results (as `storeledger --server apply`),
 //                which the server executes in batches.
 //
-//   storeledger-grpc-bench [--seconds S] [--clients 1,8,32] [--no-sync]
+//   storeledger-grpc-bench [--seconds S] [--clients 1,16,32] [--no-sync]
 //                          [--window N] [--dir DIR]
 //
 // Each (mode, clients) run gets a fresh database; each client opens a store,
@@ -176,7 +177,18 @@ Figures RunStreams(int clients, absl::Duration duration, int window,
   return Summarize(start, latencies, failed);
 }
 
+struct Measured {
+  std::string mode;
+  int clients = 0;
+  Figures figures;
+};
+std::vector<Measured>& AllMeasured() {
+  static std::vector<Measured>* measured = new std::vector<Measured>();
+  return *measured;
+}
+
 void Print(const char* mode, int clients, const Figures& f) {
+  AllMeasured().push_back({mode, clients, f});
   std::printf("%-11s %7d %9llu %8.2f %11.0f %8.0f %8.0f\n", mode, clients,
               static_cast<unsigned long long>(f.commands), f.seconds,
               f.commands / f.seconds, f.p50_us, f.p99_us);
@@ -189,7 +201,7 @@ int Main(const std::vector<std::string>& args) {
                                          "window", "dir"})
                           .ok()) {
     std::cerr << "usage: storeledger-grpc-bench [--seconds S] [--clients "
-                 "1,8,32] [--no-sync] [--window N] [--dir DIR]\n";
+                 "1,16,32] [--no-sync] [--window N] [--dir DIR]\n";
     return 2;
   }
   int window = static_cast<int>(kRemoteApplyWindow);
@@ -208,7 +220,7 @@ int Main(const std::vector<std::string>& args) {
   }
   std::vector<int> levels;
   for (absl::string_view part :
-       absl::StrSplit(flags->GetOr("clients", "1,8,32"), ',', absl::SkipEmpty())) {
+       absl::StrSplit(flags->GetOr("clients", "1,16,32"), ',', absl::SkipEmpty())) {
     int n = 0;
     if (!absl::SimpleAtoi(part, &n) || n < 1 || n > 1024) {
       std::cerr << "--clients takes a list of 1..1024\n";
@@ -299,6 +311,26 @@ int Main(const std::vector<std::string>& args) {
               }));
       }
       (*server)->Shutdown();
+    }
+  }
+  // Every gRPC row against the embedded row with the most clients up to 16
+  // (16 by default): what storeledgerd keeps of the ledger behind it.
+  const Measured* yardstick = nullptr;
+  for (const Measured& m : AllMeasured()) {
+    if (m.mode == "embedded" && m.clients <= 16 &&
+        (yardstick == nullptr || m.clients > yardstick->clients)) {
+      yardstick = &m;
+    }
+  }
+  if (yardstick != nullptr && yardstick->figures.seconds > 0) {
+    const double base_rate =
+        yardstick->figures.commands / yardstick->figures.seconds;
+    for (const Measured& m : AllMeasured()) {
+      if (m.mode == "embedded" || m.figures.seconds <= 0) continue;
+      std::printf("# %-11s %3d clients: %.2fx the embedded %d-client row\n",
+                  m.mode.c_str(), m.clients,
+                  m.figures.commands / m.figures.seconds / base_rate,
+                  yardstick->clients);
     }
   }
   if (remove_base) std::filesystem::remove_all(base);

@@ -80,6 +80,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -648,17 +649,21 @@ absl::StatusOr<uint64_t> RecordWriteBatches(const std::string& db,
   return events;
 }
 
+// The WriteBatches RecordWriteBatches wrote to `path`, in order.
+std::vector<std::string> LoadWriteBatches(const std::string& path) {
+  std::vector<std::string> batches;
+  std::ifstream in(path, std::ios::binary);
+  std::string batch;
+  while (GetString(in, &batch)) batches.push_back(std::move(batch));
+  return batches;
+}
+
 Row LayoutCeiling(const std::string& dir, const std::string& batches_path,
                   uint64_t events) {
   Row row;
   row.name = "ceiling: RocksDB, storeledger's own WriteBatches";
   row.kind = "layout";
-  std::vector<std::string> batches;
-  {
-    std::ifstream in(batches_path, std::ios::binary);
-    std::string batch;
-    while (GetString(in, &batch)) batches.push_back(std::move(batch));
-  }
+  const std::vector<std::string> batches = LoadWriteBatches(batches_path);
   if (batches.empty()) {
     return Failed(row.name, absl::NotFoundError("no write batches recorded"));
   }
@@ -684,6 +689,119 @@ Row LayoutCeiling(const std::string& dir, const std::string& batches_path,
       "%d WriteBatches, %d keys (%.1f per event), storeledger's RocksDB "
       "options", batches.size(), keys,
       static_cast<double>(keys) / static_cast<double>(events));
+  return row;
+}
+
+// The same WriteBatches split by column family, for the write-behind
+// design (DESIGN.md §3 "What one append writes"): the part that cannot be
+// recomputed from the log (events, head, Merkle nodes, outcomes) synced, and
+// the derived part (stream index and heads, projections) either written
+// after it without the WAL (`derived` = kUnlogged: RocksDB memtables as the
+// write-behind memory, made durable by flushes) or left out (kLeftOut: what
+// the synced path costs when the derived writes are made elsewhere, in bulk;
+// an upper bound), or left out with the Merkle nodes too (kLeftOutWithTree:
+// the tree is recomputable from the log as well, leaving the envelopes, the
+// head and the outcomes). Measures what the contract change can give before
+// it is built.
+enum class Derived { kUnlogged, kLeftOut, kLeftOutWithTree };
+
+class SplitByFamily : public rocksdb::WriteBatch::Handler {
+ public:
+  SplitByFamily(const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& handles,
+                std::set<uint32_t> derived, rocksdb::WriteBatch* logged,
+                rocksdb::WriteBatch* behind)
+      : handles_(handles),
+        derived_(std::move(derived)),
+        logged_(logged),
+        behind_(behind) {}
+  rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
+                        const rocksdb::Slice& value) override {
+    if (!handles_.count(cf)) return Unknown(cf);
+    return Target(cf)->Put(handles_.at(cf), key, value);
+  }
+  rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+    if (!handles_.count(cf)) return Unknown(cf);
+    return Target(cf)->Delete(handles_.at(cf), key);
+  }
+
+ private:
+  static rocksdb::Status Unknown(uint32_t cf) {
+    return rocksdb::Status::InvalidArgument("unknown column family " +
+                                            std::to_string(cf));
+  }
+  rocksdb::WriteBatch* Target(uint32_t cf) {
+    return derived_.count(cf) ? behind_ : logged_;
+  }
+  const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>& handles_;
+  std::set<uint32_t> derived_;
+  rocksdb::WriteBatch* logged_;
+  rocksdb::WriteBatch* behind_;
+};
+
+Row SplitLayoutCeiling(const std::string& dir, const std::string& batches_path,
+                       uint64_t events, Derived derived) {
+  Row row;
+  row.name = derived == Derived::kUnlogged ? "layout split: derived unlogged"
+             : derived == Derived::kLeftOut
+                 ? "layout split: derived left out"
+                 : "layout split: derived and Merkle left out";
+  row.kind = "layout-split";
+  const std::vector<std::string> batches = LoadWriteBatches(batches_path);
+  if (batches.empty()) {
+    return Failed(row.name, absl::NotFoundError("no write batches recorded"));
+  }
+  absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(dir);
+  if (!log.ok()) return Failed(row.name, log.status());
+  rocksdb::DB* db = (*log)->db();
+  std::map<uint32_t, rocksdb::ColumnFamilyHandle*> handles;
+  for (rocksdb::ColumnFamilyHandle* handle :
+       {(*log)->events_cf(), (*log)->streams_cf(), (*log)->commands_cf(),
+        (*log)->meta_cf(), (*log)->projections_cf(), (*log)->merkle_cf()}) {
+    handles[handle->GetID()] = handle;
+  }
+  std::set<uint32_t> derived_families = {(*log)->streams_cf()->GetID(),
+                                         (*log)->projections_cf()->GetID()};
+  if (derived == Derived::kLeftOutWithTree) {
+    derived_families.insert((*log)->merkle_cf()->GetID());
+  }
+  std::vector<rocksdb::WriteBatch> logged(batches.size());
+  std::vector<rocksdb::WriteBatch> behind(batches.size());
+  uint64_t logged_keys = 0;
+  uint64_t behind_keys = 0;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    rocksdb::WriteBatch recorded(batches[i]);
+    SplitByFamily split(handles, derived_families, &logged[i], &behind[i]);
+    rocksdb::Status s = recorded.Iterate(&split);
+    if (!s.ok()) return Failed(row.name, absl::InternalError(s.ToString()));
+    logged_keys += logged[i].Count();
+    behind_keys += behind[i].Count();
+  }
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  rocksdb::WriteOptions unlogged;
+  unlogged.disableWAL = true;
+  const absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds();
+  for (size_t i = 0; i < batches.size(); ++i) {
+    rocksdb::Status s = db->Write(synced, &logged[i]);
+    if (s.ok() && derived == Derived::kUnlogged && behind[i].Count() > 0) {
+      s = db->Write(unlogged, &behind[i]);
+    }
+    if (!s.ok()) return Failed(row.name, absl::InternalError(s.ToString()));
+  }
+  row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  row.cpu_s = CpuSeconds() - cpu_start;
+  row.events = events;
+  const bool tree_behind = derived == Derived::kLeftOutWithTree;
+  row.note = absl::StrFormat(
+      "%.1f keys per event synced (events, head, %soutcomes), %.1f derived "
+      "(stream index and heads, projections%s) %s",
+      static_cast<double>(logged_keys) / static_cast<double>(events),
+      tree_behind ? "" : "Merkle, ",
+      static_cast<double>(behind_keys) / static_cast<double>(events),
+      tree_behind ? ", Merkle nodes" : "",
+      derived == Derived::kUnlogged ? "written unlogged after each"
+                                    : "not written");
   return row;
 }
 
@@ -1456,7 +1574,9 @@ void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
     }
     // Batch rows against the same writes without the deciding.
     std::string vs_layout = "-";
-    if ((row.kind == "batch" || row.kind == "layout") && layout != nullptr) {
+    if ((row.kind == "batch" || row.kind == "layout" ||
+         row.kind == "layout-split") &&
+        layout != nullptr) {
       vs_layout = Ratio(row.events_per_s(), layout->events_per_s());
     }
     std::cout << absl::StrFormat(
@@ -1585,6 +1705,12 @@ int Main(int argc, char** argv) {
       return std::vector<Row>{
           Ceiling(dir + "/ceiling-db", events_path),
           LayoutCeiling(dir + "/layout-db", batches_path, recorded_events),
+          SplitLayoutCeiling(dir + "/split-unlogged-db", batches_path,
+                             recorded_events, Derived::kUnlogged),
+          SplitLayoutCeiling(dir + "/split-left-out-db", batches_path,
+                             recorded_events, Derived::kLeftOut),
+          SplitLayoutCeiling(dir + "/split-no-tree-db", batches_path,
+                             recorded_events, Derived::kLeftOutWithTree),
           SyncLatency(dir + "/sync-db", flags.seconds)};
     });
     rows.insert(rows.begin(), ceiling.begin(), ceiling.end());

@@ -72,8 +72,22 @@ grpc::Status ToGrpc(const absl::Status& status) {
 
 LedgerService::LedgerService(ServiceOptions options)
     : options_(std::move(options)) {
-  absl::MutexLock lock(&mu_);
-  notified_head_ = options_.ledger->log().head().position;
+  {
+    absl::MutexLock lock(&mu_);
+    notified_head_ = options_.ledger->log().head().position;
+  }
+  for (size_t i = 0; i < kExecuteThreads; ++i) {
+    execute_threads_.emplace_back([this] { ExecuteLoop(); });
+  }
+}
+
+LedgerService::~LedgerService() {
+  {
+    std::lock_guard<std::mutex> lock(execute_mu_);
+    execute_threads_stop_ = true;
+  }
+  execute_cv_.notify_all();
+  for (std::thread& thread : execute_threads_) thread.join();
 }
 
 void LedgerService::BeginShutdown() {
@@ -141,40 +155,82 @@ grpc::Status LedgerService::CheckStoreAccess(const Principal& principal,
       storeledger::CheckStoreAccess(principal, *options_.ledger, store_id));
 }
 
-grpc::Status LedgerService::ExecuteOne(const v1::Command& command,
-                                       v1::CommandResult* result) {
-  if (stopping_) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "the server is shutting down; command not executed");
+grpc::ServerUnaryReactor* LedgerService::Execute(
+    grpc::CallbackServerContext* context, const v1::Command* request,
+    v1::CommandResult* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Principal principal;
+  grpc::Status allowed = Authorize(*context, Permission::kWrite, &principal);
+  if (allowed.ok()) allowed = WriteGate();
+  if (!allowed.ok()) {
+    reactor->Finish(allowed);
+    return reactor;
   }
-  const absl::Time started = absl::Now();
-  absl::StatusOr<v1::CommandResult> executed = options_.ledger->Execute(command);
-  if (ServerMetrics* metrics = options_.metrics; metrics != nullptr) {
-    metrics->ObserveAppend(absl::Now() - started);
-    if (executed.ok()) {
-      metrics->CountCommand(*executed);
-    } else {
-      metrics->CountCommandError();
-    }
+  {
+    std::lock_guard<std::mutex> lock(execute_mu_);
+    execute_queue_.push_back({request, response, reactor});
   }
-  // Even a failed Execute may have moved the head (it did not, by contract,
-  // but waking subscribers costs nothing).
-  NotifyAppended();
-  if (!executed.ok()) return ToGrpc(executed.status());
-  *result = *std::move(executed);
-  return grpc::Status::OK;
+  execute_cv_.notify_one();
+  return reactor;
 }
 
-grpc::Status LedgerService::Execute(grpc::ServerContext* context,
-                                    const v1::Command* request,
-                                    v1::CommandResult* response) {
-  Principal principal;
-  if (grpc::Status s = Authorize(*context, Permission::kWrite, &principal);
-      !s.ok()) {
-    return s;
+void LedgerService::ExecuteLoop() {
+  while (true) {
+    std::vector<QueuedExecute> calls;
+    {
+      std::unique_lock<std::mutex> lock(execute_mu_);
+      execute_cv_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                 execute_mu_) {
+        return execute_threads_stop_ || !execute_queue_.empty();
+      });
+      if (execute_queue_.empty()) return;  // stopping, nothing left
+      const size_t take =
+          std::min(execute_queue_.size(), kStreamBatchCommandsMax);
+      calls.assign(execute_queue_.begin(), execute_queue_.begin() + take);
+      execute_queue_.erase(execute_queue_.begin(),
+                           execute_queue_.begin() + take);
+      // More queued than one batch takes: let another thread take it.
+      if (!execute_queue_.empty()) execute_cv_.notify_one();
+    }
+    ExecuteQueued(std::move(calls));
   }
-  if (grpc::Status s = WriteGate(); !s.ok()) return s;
-  return ExecuteOne(*request, response);
+}
+
+void LedgerService::ExecuteQueued(std::vector<QueuedExecute> calls) {
+  if (stopping_) {
+    for (const QueuedExecute& call : calls) {
+      call.reactor->Finish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                       "the server is shutting down; command not executed"));
+    }
+    return;
+  }
+  std::vector<v1::Command> commands;
+  commands.reserve(calls.size());
+  for (const QueuedExecute& call : calls) commands.push_back(*call.command);
+  const absl::Time started = absl::Now();
+  std::vector<absl::StatusOr<v1::CommandResult>> results =
+      options_.ledger->ExecuteBatch(std::move(commands));
+  // ExecuteBatch stops at the first command whose execution fails (an I/O
+  // error); the ones after it were not executed (kCancelled). Each of those
+  // gets what Ledger::Execute answers it on its own, as if it had come alone.
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (!results[i].ok() && absl::IsCancelled(results[i].status())) {
+      results[i] = options_.ledger->Execute(*calls[i].command);
+    }
+  }
+  CountResults(results, absl::Now() - started);
+  // Every acknowledged command is in the log before its caller hears of it,
+  // and the subscribers are woken before the answers go out.
+  NotifyAppended();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (!results[i].ok()) {
+      calls[i].reactor->Finish(ToGrpc(results[i].status()));
+      continue;
+    }
+    *calls[i].response = *std::move(results[i]);
+    calls[i].reactor->Finish(grpc::Status::OK);
+  }
 }
 
 // One ExecuteStream call. gRPC delivers the commands (OnReadDone) into a

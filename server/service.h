@@ -27,11 +27,15 @@
 #define STORELEDGER_SERVER_SERVICE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -58,6 +62,13 @@ inline constexpr absl::Duration kSubscriberPollInterval = absl::Milliseconds(100
 // many, to one Ledger::ExecuteBatch (one group commit, one sync). It also
 // bounds what a stream buffers: reading pauses while this many wait.
 inline constexpr size_t kStreamBatchCommandsMax = 256;
+// Threads that execute unary Execute calls. Concurrent calls queue, and each
+// of these threads takes every command queued so far (up to
+// kStreamBatchCommandsMax) into one Ledger::ExecuteBatch: one thread per
+// concurrent call would cost a thread wake-up and a group of one or two
+// commands each, and the group commit pipelines a few batches at a time
+// (one deciding, one writing, one syncing, one answering).
+inline constexpr size_t kExecuteThreads = 4;
 // An idle ExecuteStream re-checks for shutdown this often.
 inline constexpr absl::Duration kStreamPollInterval = absl::Milliseconds(100);
 // Trailing metadata naming where a cut-off subscriber should resume.
@@ -96,16 +107,20 @@ struct ServiceOptions {
   std::string backup_dir;
 };
 
-// ExecuteStream is a callback-API method (a reactor) so that it can see which
-// commands have already arrived and end the call with a status while a read
-// is still pending; Subscribe is one so that it can end the call while a
-// write waits for a client that does not read. The other methods are
-// synchronous.
+// Execute is a callback-API method so that a call holds no thread while its
+// command waits in a group commit (kExecuteThreads execute the calls in
+// batches); ExecuteStream is one so that it can see which commands have
+// already arrived and end the call with a status while a read is still
+// pending; Subscribe is one so that it can end the call while a write waits
+// for a client that does not read. The other methods are synchronous.
 class LedgerService final
-    : public v1::Ledger::WithCallbackMethod_ExecuteStream<
-          v1::Ledger::WithCallbackMethod_Subscribe<v1::Ledger::Service>> {
+    : public v1::Ledger::WithCallbackMethod_Execute<
+          v1::Ledger::WithCallbackMethod_ExecuteStream<
+              v1::Ledger::WithCallbackMethod_Subscribe<v1::Ledger::Service>>> {
  public:
   explicit LedgerService(ServiceOptions options);
+  // REQUIRES: the gRPC server that served it has shut down (no call left).
+  ~LedgerService() override;
 
   // Shutdown, step one: new commands are refused (UNAVAILABLE), streams end
   // after the command in hand, subscribers end with UNAVAILABLE and their
@@ -121,8 +136,13 @@ class LedgerService final
     return stalled_subscribers_cut_off_.load();
   }
 
-  grpc::Status Execute(grpc::ServerContext* context, const v1::Command* request,
-                       v1::CommandResult* response) override;
+  // The command joins the ones other Execute calls have queued; one of
+  // kExecuteThreads runs them through Ledger::ExecuteBatch and answers each
+  // call once its command is durable, with what Ledger::Execute would have
+  // answered.
+  grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
+                                    const v1::Command* request,
+                                    v1::CommandResult* response) override;
   // Commands in, results out in the same order. The commands that have
   // arrived (up to kStreamBatchCommandsMax) are executed together with
   // Ledger::ExecuteBatch; each result is written once its command is
@@ -167,6 +187,12 @@ class LedgerService final
 
  private:
   class StreamExecution;  // one ExecuteStream call (server/service.cc)
+  // One Execute call waiting for an execute thread.
+  struct QueuedExecute {
+    const v1::Command* command;  // gRPC's, valid until Finish
+    v1::CommandResult* response;
+    grpc::ServerUnaryReactor* reactor;
+  };
   class Subscription;     // one Subscribe call (server/service.cc)
 
   // The caller's principal if its token allows `permission`;
@@ -179,8 +205,9 @@ class LedgerService final
                                 absl::string_view store_id) const;
   // ServiceOptions::write_gate's answer.
   grpc::Status WriteGate() const;
-  // Executes one command and wakes the subscribers.
-  grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
+  // An execute thread: takes what is queued, executes it, answers it.
+  void ExecuteLoop();
+  void ExecuteQueued(std::vector<QueuedExecute> calls);
   void NotifyAppended();
   void CountStreamBatch(uint64_t commands);
   // Metrics for one ExecuteBatch's results, which took `took` in all.
@@ -196,6 +223,12 @@ class LedgerService final
   std::atomic<uint64_t> stream_batches_{0};
   std::atomic<uint64_t> stream_batch_commands_{0};
   std::atomic<uint64_t> stream_largest_batch_commands_{0};
+
+  std::mutex execute_mu_;
+  std::condition_variable execute_cv_;
+  std::deque<QueuedExecute> execute_queue_ ABSL_GUARDED_BY(execute_mu_);
+  bool execute_threads_stop_ ABSL_GUARDED_BY(execute_mu_) = false;
+  std::vector<std::thread> execute_threads_;
 
   mutable absl::Mutex mu_;
   uint64_t notified_head_ ABSL_GUARDED_BY(mu_) = 0;
