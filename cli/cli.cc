@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
 #include "ledger/json.h"
+#include "replay/lookup.h"
 
 namespace storeledger {
 namespace {
@@ -214,7 +215,11 @@ int CliContext::Fail(const absl::Status& status) const {
 }
 
 absl::Status CliContext::CheckFlags() const {
-  return flags.CheckKnown(DocumentedFlags(verb));
+  std::vector<std::string> known = DocumentedFlags(verb);
+  if (flags.Has("server")) {
+    known.insert(known.end(), {"server", "token", "tls-ca"});
+  }
+  return flags.CheckKnown(known);
 }
 
 absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
@@ -228,11 +233,15 @@ absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
   }
   if (!known_at.has_value()) return position;
   ASSIGN_OR_RETURN(uint64_t at, PositionRecordedBy(ledger.log(), *known_at));
-  *err << "storeledger " << verb << ": --known-at " << *flags.Get("known-at")
-       << " = " << absl::FormatTime(absl::RFC3339_full, *known_at,
-                                    absl::UTCTimeZone())
-       << " = position " << at << "\n";
+  EchoKnownAt(*known_at, at);
   return std::optional<uint64_t>(at);
+}
+
+void CliContext::EchoKnownAt(absl::Time known_at, uint64_t position) const {
+  *err << "storeledger " << verb << ": --known-at " << *flags.Get("known-at")
+       << " = " << absl::FormatTime(absl::RFC3339_full, known_at,
+                                    absl::UTCTimeZone())
+       << " = position " << position << "\n";
 }
 
 void CliContext::EchoTime(absl::string_view flag) const {
@@ -246,22 +255,6 @@ void CliContext::EchoTime(absl::string_view flag) const {
 
 void CliContext::SayNothingMatched(absl::string_view what) const {
   *err << "storeledger " << verb << ": nothing matched: " << what << "\n";
-}
-
-absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log,
-                                            absl::Time t) {
-  // Invariant: positions <= low are recorded by t; positions > high are not.
-  uint64_t low = 0, high = log.head().position;
-  while (low < high) {
-    const uint64_t middle = low + (high - low + 1) / 2;
-    ASSIGN_OR_RETURN(v1::Envelope envelope, log.Read(middle));
-    if (ToTime(envelope.recorded_at()) <= t) {
-      low = middle;
-    } else {
-      high = middle - 1;
-    }
-  }
-  return low;
 }
 
 int RunCli(const std::vector<std::string>& args, std::istream& in,

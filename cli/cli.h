@@ -66,13 +66,16 @@ struct CliContext {
   // that fits the status (2 for kInvalidArgument, 1 otherwise).
   int Fail(const absl::Status& status) const;
   // kInvalidArgument naming a flag the verb's help does not document
-  // (cli/verb_help.cc is the one list of each verb's flags).
+  // (cli/verb_help.cc is the one list of each verb's flags; with --server,
+  // also --token and --tls-ca).
   absl::Status CheckFlags() const;
 
   // --position N or --known-at T (the last position recorded at or before
   // T), at most one of them; nullopt when neither is given (everything).
   absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(
       const Ledger& ledger) const;
+  // Says on stderr what --known-at meant: "--known-at T = UTC = position N".
+  void EchoKnownAt(absl::Time known_at, uint64_t position) const;
   // Says on stderr what a time flag meant, as written beside its UTC form:
   // "storeledger state: --as-of 2024-11-04 = 2024-11-03T16:00:00Z".
   void EchoTime(absl::string_view flag) const;
@@ -80,11 +83,6 @@ struct CliContext {
   // empty answers); `what` names what was looked for.
   void SayNothingMatched(absl::string_view what) const;
 };
-
-// The last position whose recorded_at <= t; 0 when none. recorded_at never
-// decreases along positions (the group-commit leader stamps commands in
-// order), so this is a binary search of O(log head) reads.
-absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log, absl::Time t);
 
 int RunCli(const std::vector<std::string>& args, std::istream& in,
            std::ostream& out, std::ostream& err, const Clock* clock = nullptr);
@@ -102,6 +100,21 @@ int SimulateVerb(CliContext& ctx);
 int PostingsVerb(CliContext& ctx);
 int BalancesVerb(CliContext& ctx);
 int StatementVerb(CliContext& ctx);
+// The flags of `statement`, checked (the embedded verb and --server mode).
+struct StatementFlags {
+  std::string store_id;
+  absl::Time from, to;  // the period [from, to)
+  bool pair = false;
+  bool yuan = false;
+  bool proofs = false;
+  std::string format;  // csv or json
+  static absl::StatusOr<StatementFlags> Parse(const CliContext& ctx);
+};
+// Prints the statements (one, or a pair: legacy first) as `statement` does;
+// `head` is the position they were built at, with its recorded_at.
+int PrintStatements(CliContext& ctx, const StatementFlags& flags,
+                    const std::vector<v1::Statement>& statements,
+                    const v1::PositionAt& head);
 int AuditVerb(CliContext& ctx);
 // Investigations (cli/investigate_verbs.cc).
 int RebuildVerb(CliContext& ctx);
@@ -115,10 +128,6 @@ int VerifyProofVerb(CliContext& ctx);
 // Lookups (cli/find_verbs.cc).
 int FindVerb(CliContext& ctx);
 int PositionAtVerb(CliContext& ctx);
-// The stores holding a product of this id (a legacy store and the WeChat
-// Store it was synced into share ids), sorted.
-absl::StatusOr<std::vector<std::string>> StoresWithProduct(
-    const StateReader& reader, absl::string_view product_id);
 
 // Per-verb help (cli/verb_help.cc): prints `storeledger VERB --help`;
 // false for an unknown verb.

@@ -1,6 +1,7 @@
 // `storeledger --server ADDR --token T VERB ...`: the verbs apply, state,
-// history, digest and tail through storeledgerd's gRPC service instead of
-// the database, printing exactly what the embedded verbs print.
+// history, digest, tail, find, position-at and statement through
+// storeledgerd's gRPC service instead of the database, taking the same
+// flags and printing exactly what the embedded verbs print.
 //
 // --tls-ca FILE connects with TLS, trusting the CA (or self-signed
 // certificate) in FILE; otherwise the connection is plaintext. The token may

@@ -19,6 +19,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "ledger/json.h"
 #include "replay/feed.h"
+#include "replay/lookup.h"
 #include "replay/read_views.h"
 #include "replay/projection_store.h"
 
@@ -83,15 +84,6 @@ absl::StatusOr<std::vector<std::string>> OwnersOf(const EventLog& log,
   return owners;
 }
 
-// "order o1" / "withdrawal w1" / "product p1": what --store was asked about.
-std::string AskedAbout(const HistoryFilter& filter) {
-  if (filter.order_id) return absl::StrCat("order ", *filter.order_id);
-  if (filter.withdrawal_id) {
-    return absl::StrCat("withdrawal ", *filter.withdrawal_id);
-  }
-  return absl::StrCat("product ", filter.product_id.value_or(""));
-}
-
 // The envelopes `filter` selects in one store's history: its stream (with
 // `own_stream`), the ProductsSynced of the store it upgraded into that
 // copied from it, and (with `refusals`) the refused commands naming it.
@@ -149,12 +141,10 @@ int HistoryVerb(CliContext& ctx) {
   absl::StatusOr<HistoryFilter> filter = HistoryFilter::FromFlags(ctx.flags);
   if (!filter.ok()) return ctx.Fail(filter.status());
   std::optional<std::string> store = ctx.flags.Get("store");
-  const bool by_id = filter->order_id || filter->withdrawal_id ||
-                     filter->product_id;
-  if (!store && !by_id) {
-    return ctx.Fail(absl::InvalidArgumentError(
-        "--store is required unless --order, --withdrawal or --product names "
-        "what to find"));
+  if (!filter->by_id()) {
+    if (absl::Status s = HistoryStores(*filter, store, {}).status(); !s.ok()) {
+      return ctx.Fail(s);
+    }
   }
   absl::StatusOr<std::optional<uint64_t>> limit = ctx.flags.GetUint("limit");
   if (!limit.ok()) return ctx.Fail(limit.status());
@@ -163,27 +153,16 @@ int HistoryVerb(CliContext& ctx) {
   const EventLog& log = (*ledger)->log();
   const bool refusals = ctx.flags.Has("include-rejections");
 
-  std::vector<std::string> stores;
-  if (by_id) {
-    absl::StatusOr<std::vector<std::string>> owners = OwnersOf(log, *filter);
-    if (!owners.ok()) return ctx.Fail(owners.status());
-    if (store.has_value() && !owners->empty() &&
-        std::find(owners->begin(), owners->end(), *store) == owners->end()) {
-      return ctx.Fail(absl::FailedPreconditionError(absl::StrCat(
-          AskedAbout(*filter), " is not in store ", *store, ": it belongs to ",
-          absl::StrJoin(*owners, ", "), " (R13: each lives in one store)")));
-    }
-    if (!store.has_value()) {
-      if (owners->empty()) {
-        return ctx.Fail(absl::NotFoundError(absl::StrCat(
-            "no store has ", AskedAbout(*filter),
-            " (refused commands about it: add --store ID "
-            "--include-rejections)")));
-      }
-      stores = *std::move(owners);
-    }
+  std::vector<std::string> owners;
+  if (filter->by_id()) {
+    absl::StatusOr<std::vector<std::string>> found = OwnersOf(log, *filter);
+    if (!found.ok()) return ctx.Fail(found.status());
+    owners = *std::move(found);
   }
-  if (store.has_value()) stores = {*store};
+  absl::StatusOr<std::vector<std::string>> history_stores =
+      HistoryStores(*filter, store, owners);
+  if (!history_stores.ok()) return ctx.Fail(history_stores.status());
+  const std::vector<std::string>& stores = *history_stores;
 
   // One store's own stream is streamed, so that --limit stops its scan
   // early; the rest (refusals, syncs, a second store) is collected first.

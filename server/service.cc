@@ -15,6 +15,7 @@
 #include "core/streams.h"
 #include "core/status_macros.h"
 #include "replay/audit.h"
+#include "replay/lookup.h"
 #include "replay/read_views.h"
 #include "storage/merkle_store.h"
 
@@ -685,6 +686,97 @@ grpc::Status LedgerService::GetCheckpoint(grpc::ServerContext* context,
                         "--checkpoint-key, or storeledger checkpoint)");
   }
   *response = **std::move(latest);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::Find(grpc::ServerContext* context,
+                                 const v1::FindRequest* request,
+                                 v1::FindResult* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (request->id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required");
+  }
+  absl::StatusOr<v1::FindResult> found =
+      FindId(options_.ledger->log(), request->id());
+  if (!found.ok()) return ToGrpc(found.status());
+  *response = *std::move(found);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
+                                       const v1::PositionAtRequest* request,
+                                       v1::PositionAt* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
+      !s.ok()) {
+    return s;
+  }
+  std::optional<absl::Time> at;
+  if (request->has_at()) {
+    if (absl::Status s = CheckLedgerTime("at", request->at()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    at = ToTime(request->at());
+  }
+  std::optional<uint64_t> position;
+  if (request->has_position()) position = request->position();
+  absl::StatusOr<v1::PositionAt> answer = ResolvePosition(
+      options_.ledger->log(), at, position, request->written());
+  if (!answer.ok()) return ToGrpc(answer.status());
+  *response = *std::move(answer);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetStatement(
+    grpc::ServerContext* context, const v1::GetStatementRequest* request,
+    v1::Statements* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (request->store_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "store_id is required");
+  }
+  if (!request->has_from() || !request->has_to()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "from and to are required (the period is [from, to))");
+  }
+  if (absl::Status s = CheckLedgerTime("from", request->from()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  if (absl::Status s = CheckLedgerTime("to", request->to()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
+      !s.ok()) {
+    return s;
+  }
+  const EventLog& log = options_.ledger->log();
+  // The head first: the statements hold nothing past it.
+  absl::StatusOr<v1::PositionAt> head =
+      ResolvePosition(log, std::nullopt, std::nullopt, "");
+  if (!head.ok()) return ToGrpc(head.status());
+  absl::StatusOr<std::vector<v1::Statement>> statements =
+      StatementsOf(log, request->store_id(), request->pair(),
+                   ToTime(request->from()), ToTime(request->to()));
+  if (!statements.ok()) return ToGrpc(statements.status());
+  // A merchant sees a pair only when both stores are its own (an upgrade
+  // keeps the merchant, so they are).
+  for (const v1::Statement& statement : *statements) {
+    if (grpc::Status s = CheckStoreAccess(principal, statement.store_id());
+        !s.ok()) {
+      return s;
+    }
+    *response->add_statements() = statement;
+  }
+  response->set_position(head->position());
+  *response->mutable_recorded_at() = head->recorded_at();
   return grpc::Status::OK;
 }
 

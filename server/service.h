@@ -151,6 +151,19 @@ class LedgerService final
   grpc::Status GetCheckpoint(grpc::ServerContext* context,
                              const v1::GetCheckpointRequest* request,
                              v1::SignedCheckpoint* response) override;
+  // Issue 17, the answers of `find`, `position-at` and `statement`
+  // (replay/lookup.h). Find: auditor and investigator, as Digest;
+  // PositionAt (`--known-at` on a merchant's own store) and GetStatement:
+  // also a merchant, GetStatement for its own stores.
+  grpc::Status Find(grpc::ServerContext* context,
+                    const v1::FindRequest* request,
+                    v1::FindResult* response) override;
+  grpc::Status PositionAt(grpc::ServerContext* context,
+                          const v1::PositionAtRequest* request,
+                          v1::PositionAt* response) override;
+  grpc::Status GetStatement(grpc::ServerContext* context,
+                            const v1::GetStatementRequest* request,
+                            v1::Statements* response) override;
 
  private:
   class StreamExecution;  // one ExecuteStream call (server/service.cc)
