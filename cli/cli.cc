@@ -224,6 +224,13 @@ absl::Status CliContext::CheckFlags() const {
 
 absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
     const Ledger& ledger) const {
+  return KnowledgePosition(
+      [&](absl::Time t) { return PositionRecordedBy(ledger.log(), t); });
+}
+
+absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
+    const std::function<absl::StatusOr<uint64_t>(absl::Time)>& recorded_by)
+    const {
   ASSIGN_OR_RETURN(std::optional<uint64_t> position, flags.GetUint("position"));
   ASSIGN_OR_RETURN(std::optional<absl::Time> known_at,
                    flags.GetTime("known-at"));
@@ -232,16 +239,12 @@ absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
         "give --position N or --known-at T, not both");
   }
   if (!known_at.has_value()) return position;
-  ASSIGN_OR_RETURN(uint64_t at, PositionRecordedBy(ledger.log(), *known_at));
-  EchoKnownAt(*known_at, at);
-  return std::optional<uint64_t>(at);
-}
-
-void CliContext::EchoKnownAt(absl::Time known_at, uint64_t position) const {
+  ASSIGN_OR_RETURN(uint64_t at, recorded_by(*known_at));
   *err << "storeledger " << verb << ": --known-at " << *flags.Get("known-at")
-       << " = " << absl::FormatTime(absl::RFC3339_full, known_at,
+       << " = " << absl::FormatTime(absl::RFC3339_full, *known_at,
                                     absl::UTCTimeZone())
-       << " = position " << position << "\n";
+       << " = position " << at << "\n";
+  return std::optional<uint64_t>(at);
 }
 
 void CliContext::EchoTime(absl::string_view flag) const {

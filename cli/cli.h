@@ -6,6 +6,7 @@
 #ifndef STORELEDGER_CLI_CLI_H_
 #define STORELEDGER_CLI_CLI_H_
 
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -74,8 +75,11 @@ struct CliContext {
   // T), at most one of them; nullopt when neither is given (everything).
   absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(
       const Ledger& ledger) const;
-  // Says on stderr what --known-at meant: "--known-at T = UTC = position N".
-  void EchoKnownAt(absl::Time known_at, uint64_t position) const;
+  // The same with another way to find the position recorded by a time
+  // (--server mode asks the server).
+  absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(
+      const std::function<absl::StatusOr<uint64_t>(absl::Time)>& recorded_by)
+      const;
   // Says on stderr what a time flag meant, as written beside its UTC form:
   // "storeledger state: --as-of 2024-11-04 = 2024-11-03T16:00:00Z".
   void EchoTime(absl::string_view flag) const;
@@ -95,26 +99,15 @@ int DigestVerb(CliContext& ctx);
 int VerifyVerb(CliContext& ctx);
 int ExportVerb(CliContext& ctx);
 int TailVerb(CliContext& ctx);
+// What `tail` says when --from-position is past the head (a consumer
+// restored from the wrong backup); nullopt when it is not.
+std::optional<std::string> TailPastHead(uint64_t from, uint64_t head);
 int SimulateVerb(CliContext& ctx);
-// Finance (cli/finance_verbs.cc).
+// Finance (cli/finance_verbs.cc; cli/finance_print.h shares their flags and
+// printing with --server mode).
 int PostingsVerb(CliContext& ctx);
 int BalancesVerb(CliContext& ctx);
 int StatementVerb(CliContext& ctx);
-// The flags of `statement`, checked (the embedded verb and --server mode).
-struct StatementFlags {
-  std::string store_id;
-  absl::Time from, to;  // the period [from, to)
-  bool pair = false;
-  bool yuan = false;
-  bool proofs = false;
-  std::string format;  // csv or json
-  static absl::StatusOr<StatementFlags> Parse(const CliContext& ctx);
-};
-// Prints the statements (one, or a pair: legacy first) as `statement` does;
-// `head` is the position they were built at, with its recorded_at.
-int PrintStatements(CliContext& ctx, const StatementFlags& flags,
-                    const std::vector<v1::Statement>& statements,
-                    const v1::PositionAt& head);
 int AuditVerb(CliContext& ctx);
 // Investigations (cli/investigate_verbs.cc).
 int RebuildVerb(CliContext& ctx);

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
+#include "cli/finance_print.h"
 #include "cli/history_filter.h"
 #include "cli/line_reader.h"
 #include "core/limits.h"
@@ -109,6 +110,8 @@ class Remote {
   int Find();
   int PositionAt();
   int Statement();
+  int Postings();
+  int Balances();
 
   // The position `at` had reached (or `position` clamped to the head, or
   // the head), with its recorded_at: the PositionAt call.
@@ -283,18 +286,10 @@ absl::StatusOr<v1::PositionAt> Remote::Resolve(
 }
 
 absl::StatusOr<std::optional<uint64_t>> Remote::KnowledgePosition() {
-  ASSIGN_OR_RETURN(std::optional<uint64_t> position,
-                   ctx_.flags.GetUint("position"));
-  ASSIGN_OR_RETURN(std::optional<absl::Time> known_at,
-                   ctx_.flags.GetTime("known-at"));
-  if (position.has_value() && known_at.has_value()) {
-    return absl::InvalidArgumentError(
-        "give --position N or --known-at T, not both");
-  }
-  if (!known_at.has_value()) return position;
-  ASSIGN_OR_RETURN(v1::PositionAt at, Resolve(*known_at, std::nullopt, ""));
-  ctx_.EchoKnownAt(*known_at, at.position());
-  return std::optional<uint64_t>(at.position());
+  return ctx_.KnowledgePosition([&](absl::Time t) -> absl::StatusOr<uint64_t> {
+    ASSIGN_OR_RETURN(v1::PositionAt at, Resolve(t, std::nullopt, ""));
+    return at.position();
+  });
 }
 
 absl::StatusOr<std::vector<std::string>> Remote::OwnersOf(
@@ -493,6 +488,65 @@ int Remote::Statement() {
       head);
 }
 
+int Remote::Postings() {
+  absl::StatusOr<PostingsFlags> flags = PostingsFlags::Parse(ctx_);
+  if (!flags.ok()) return ctx_.Fail(flags.status());
+  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
+  if (!position.ok()) return ctx_.Fail(position.status());
+  // The head (or the known position) first, so that the postings and the
+  // CSV's as-of line agree while the server appends.
+  absl::StatusOr<v1::PositionAt> at = Resolve(std::nullopt, *position, "");
+  if (!at.ok()) return ctx_.Fail(at.status());
+  v1::ListPostingsRequest request;
+  if (flags->filter.store_id.has_value()) {
+    request.set_store_id(*flags->filter.store_id);
+  }
+  if (flags->filter.from.has_value()) {
+    *request.mutable_from() = ToProto(*flags->filter.from);
+  }
+  if (flags->filter.to.has_value()) {
+    *request.mutable_to() = ToProto(*flags->filter.to);
+  }
+  request.set_max_position(at->position());
+  grpc::ClientContext context;
+  Prepare(&context);
+  std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
+      stub_->ListPostings(&context, request);
+  PrintPostingsHeader(ctx_, *flags, *at);
+  v1::PostingLine line;
+  uint64_t printed = 0;
+  while (reader->Read(&line)) {
+    ++printed;
+    PrintPosting(ctx_, *flags, line);
+  }
+  grpc::Status status = reader->Finish();
+  ctx_.out->flush();
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  if (printed == 0) ctx_.SayNothingMatched("no posting passes the filters");
+  return kExitOk;
+}
+
+int Remote::Balances() {
+  absl::StatusOr<BalancesFlags> flags = BalancesFlags::Parse(ctx_);
+  if (!flags.ok()) return ctx_.Fail(flags.status());
+  v1::GetBalancesRequest request;
+  if (flags->as_of.has_value()) *request.mutable_as_of() = ToProto(*flags->as_of);
+  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
+  if (!position.ok()) return ctx_.Fail(position.status());
+  if (position->has_value()) request.set_position(**position);
+  ctx_.EchoTime("as-of");
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::BalancesReport report;
+  grpc::Status status = stub_->GetBalances(&context, request, &report);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  absl::StatusOr<v1::PositionAt> at =
+      Resolve(std::nullopt, report.position(), "");
+  if (!at.ok()) return ctx_.Fail(at.status());
+  PrintBalances(ctx_, *flags, std::move(report), *at);
+  return kExitOk;
+}
+
 int Remote::Digest() {
   if (absl::Status s = ctx_.flags.CheckKnown({"server", "token", "tls-ca"});
       !s.ok()) {
@@ -535,6 +589,15 @@ int Remote::Tail() {
       ctx_.flags.GetUint("max-events");
   if (!max_events.ok()) return ctx_.Fail(max_events.status());
   const bool follow = ctx_.flags.Has("follow");
+  // A consumer ahead of the log must notice, as in the embedded verb.
+  absl::StatusOr<v1::PositionAt> head = Resolve(std::nullopt, std::nullopt, "");
+  if (!head.ok()) return ctx_.Fail(head.status());
+  if (std::optional<std::string> ahead =
+          TailPastHead(from->value_or(0), head->position())) {
+    if (!follow) return ctx_.Fail(absl::OutOfRangeError(*ahead));
+    *ctx_.err << "storeledger tail: warning: " << *ahead
+              << "; waiting for the log to reach it\n";
+  }
 
   uint64_t last = from->value_or(0);
   uint64_t emitted = 0;
@@ -631,10 +694,12 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "find") return remote.Find();
   if (ctx.verb == "position-at") return remote.PositionAt();
   if (ctx.verb == "statement") return remote.Statement();
+  if (ctx.verb == "postings") return remote.Postings();
+  if (ctx.verb == "balances") return remote.Balances();
   *ctx.err << "storeledger: verb '" << ctx.verb
            << "' does not work with --server (it needs the database itself); "
               "with --server: apply, state, history, digest, tail, find, "
-              "position-at, statement\n";
+              "position-at, statement, postings, balances\n";
   return kExitUsage;
 }
 

@@ -37,6 +37,13 @@ constexpr uint64_t kTailPollMsMax = 60'000;
 
 }  // namespace
 
+std::optional<std::string> TailPastHead(uint64_t from, uint64_t head) {
+  if (from <= head) return std::nullopt;
+  return absl::StrCat("--from-position ", from,
+                      " is past the head of the log (position ", head,
+                      "): the consumer's position is ahead of this ledger");
+}
+
 int StateVerb(CliContext& ctx) {
   if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
@@ -101,18 +108,9 @@ absl::Status CollectHistory(const EventLog& log, const std::string& store_id,
           return true;
         }));
   }
-  ProjectionReader reader(&log);
-  ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, reader.Store(store_id));
-  if (store != nullptr && !store->upgraded_to().empty()) {
-    RETURN_IF_ERROR(log.ScanStream(
-        StoreStream(store->upgraded_to()), 0, [&](const v1::Envelope& e) {
-          if (e.payload().has_products_synced() &&
-              e.payload().products_synced().source_store_id() == store_id &&
-              filter.Selects(e)) {
-            out->push_back(e);
-          }
-          return true;
-        }));
+  ASSIGN_OR_RETURN(std::vector<v1::Envelope> syncs, SyncsFrom(log, store_id));
+  for (v1::Envelope& e : syncs) {
+    if (filter.Selects(e)) out->push_back(std::move(e));
   }
   if (!refusals) return absl::OkStatus();
   bool refused = false;
@@ -341,14 +339,10 @@ int TailVerb(CliContext& ctx) {
   {
     absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
     if (!ledger.ok()) return ctx.Fail(ledger.status());
-    const uint64_t head = (*ledger)->log().head().position;
-    if (from->value_or(0) > head) {
-      const std::string ahead = absl::StrCat(
-          "--from-position ", from->value_or(0),
-          " is past the head of the log (position ", head,
-          "): the consumer's position is ahead of this ledger");
-      if (!follow) return ctx.Fail(absl::OutOfRangeError(ahead));
-      *ctx.err << "storeledger tail: warning: " << ahead
+    if (std::optional<std::string> ahead = TailPastHead(
+            from->value_or(0), (*ledger)->log().head().position)) {
+      if (!follow) return ctx.Fail(absl::OutOfRangeError(*ahead));
+      *ctx.err << "storeledger tail: warning: " << *ahead
                << "; waiting for the log to reach it\n";
     }
   }

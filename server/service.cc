@@ -15,6 +15,7 @@
 #include "core/streams.h"
 #include "core/status_macros.h"
 #include "replay/audit.h"
+#include "replay/finance.h"
 #include "replay/lookup.h"
 #include "replay/read_views.h"
 #include "storage/merkle_store.h"
@@ -777,6 +778,76 @@ grpc::Status LedgerService::GetStatement(
   }
   response->set_position(head->position());
   *response->mutable_recorded_at() = head->recorded_at();
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetBalances(grpc::ServerContext* context,
+                                        const v1::GetBalancesRequest* request,
+                                        v1::BalancesReport* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
+      !s.ok()) {
+    return s;
+  }
+  AsOf as_of;
+  if (request->has_as_of()) {
+    if (absl::Status s = CheckLedgerTime("as_of", request->as_of()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    as_of.business_time = ToTime(request->as_of());
+  }
+  if (request->has_position()) as_of.position = request->position();
+  const EventLog& log = options_.ledger->log();
+  absl::StatusOr<v1::BalancesReport> report =
+      as_of.empty() ? BalancesFromProjections(log)
+                    : BalancesFromPostings(log, as_of);
+  if (!report.ok()) return ToGrpc(report.status());
+  *response = *std::move(report);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::ListPostings(
+    grpc::ServerContext* context, const v1::ListPostingsRequest* request,
+    grpc::ServerWriter<v1::PostingLine>* writer) {
+  Principal principal;
+  const bool one_store = !request->store_id().empty();
+  if (grpc::Status s = Authorize(
+          *context, one_store ? Permission::kReadStore : Permission::kDigest,
+          &principal);
+      !s.ok()) {
+    return s;
+  }
+  PostingFilter filter;
+  if (one_store) {
+    if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
+        !s.ok()) {
+      return s;
+    }
+    filter.store_id = request->store_id();
+  }
+  if (request->has_from()) {
+    if (absl::Status s = CheckLedgerTime("from", request->from()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    filter.from = ToTime(request->from());
+  }
+  if (request->has_to()) {
+    if (absl::Status s = CheckLedgerTime("to", request->to()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    filter.to = ToTime(request->to());
+  }
+  if (request->has_max_position()) filter.max_position = request->max_position();
+  bool client_gone = false;
+  absl::Status status = ForEachPosting(
+      options_.ledger->log(), filter, [&](const v1::PostingLine& line) {
+        client_gone = !writer->Write(line);
+        return !client_gone;
+      });
+  if (!status.ok()) return ToGrpc(status);
+  if (client_gone) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  }
   return grpc::Status::OK;
 }
 

@@ -164,6 +164,14 @@ class LedgerService final
   grpc::Status GetStatement(grpc::ServerContext* context,
                             const v1::GetStatementRequest* request,
                             v1::Statements* response) override;
+  // `balances` (auditor, investigator) and `postings` (a merchant for its
+  // own store; every store: auditor, investigator).
+  grpc::Status GetBalances(grpc::ServerContext* context,
+                           const v1::GetBalancesRequest* request,
+                           v1::BalancesReport* response) override;
+  grpc::Status ListPostings(grpc::ServerContext* context,
+                            const v1::ListPostingsRequest* request,
+                            grpc::ServerWriter<v1::PostingLine>* writer) override;
 
  private:
   class StreamExecution;  // one ExecuteStream call (server/service.cc)

@@ -1,6 +1,7 @@
 // Issue 17 through storeledgerd: every verb that answers in the user's terms
 // (find, position-at, --known-at, history without --store, the sync in both
-// stores' histories, statement --pair / --yuan, --tz) prints through
+// stores' histories, statement --pair / --yuan, postings, balances, tail
+// past the head, --tz) prints through
 // `--server` exactly what it prints embedded on the server's own database
 // (a read-only open beside the running server), exit status and stderr
 // included; and the new RPCs answer with the ledger's messages.
@@ -255,6 +256,37 @@ TEST_F(ServerTermsTest, StatementsPrintWhatEmbeddedModePrints) {
                                       "2024-10-01", "--to", "2024-12-01"});
   EXPECT_EQ(denied.exit_code, 1);
   EXPECT_THAT(denied.err, HasSubstr("PERMISSION_DENIED"));
+}
+
+TEST_F(ServerTermsTest, PostingsBalancesAndTailPrintWhatEmbeddedModePrints) {
+  const std::string now = absl::FormatTime(
+      absl::RFC3339_sec, absl::Now() + absl::Seconds(1), absl::UTCTimeZone());
+  const std::vector<std::vector<std::string>> by_auditor = {
+      {"postings"},
+      {"postings", "--yuan", "--tz", "UTC"},
+      {"postings", "--format", "jsonl", "--position", "8"},
+      {"postings", "--from", "2024-10-10", "--to", "2024-10-11", "--known-at",
+       now},
+      {"balances"},
+      {"balances", "--format", "csv", "--yuan"},
+      {"balances", "--format", "csv", "--as-of", "2024-10-10", "--position",
+       "9", "--tz", "Asia/Shanghai"},
+      {"tail", "--from-position", "17"},
+  };
+  for (const auto& args : by_auditor) ExpectSame(kAuditor, args, 0);
+  ExpectSame(kMerchant1, {"postings", "--store", "s1", "--yuan"}, 0);
+  // Nothing matched, bad flags, and a consumer ahead of the log.
+  ExpectSame(kAuditor, {"postings", "--store", "s2"}, 0);
+  ExpectSame(kAuditor, {"postings", "--format", "jsonl", "--yuan"}, 2);
+  ExpectSame(kAuditor, {"balances", "--yuan"}, 2);
+  ExpectSame(kAuditor, {"tail", "--from-position", "1000"}, 1);
+  // A merchant lists its own store's postings only, and no ledger totals.
+  CliRun all = Remote(kMerchant1, {"postings"});
+  EXPECT_EQ(all.exit_code, 1);
+  EXPECT_THAT(all.err, HasSubstr("PERMISSION_DENIED"));
+  CliRun other = Remote(kMerchant2, {"postings", "--store", "s1"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_THAT(other.err, HasSubstr("PERMISSION_DENIED"));
 }
 
 TEST_F(ServerTermsTest, TheNewCallsAnswerWithTheLedgersMessages) {
