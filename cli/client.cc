@@ -20,14 +20,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
+#include "base/time.h"
 #include "cli/finance_print.h"
 #include "cli/history_filter.h"
 #include "cli/line_reader.h"
 #include "core/limits.h"
 #include "core/policy.h"
 #include "google/protobuf/io/coded_stream.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "storeledger/v1/service.grpc.pb.h"
 
 namespace storeledger {
@@ -128,6 +129,7 @@ class Remote {
   absl::StatusOr<bool> ReadHistory(
       const std::string& store_id, bool include_rejections,
       const std::function<bool(const v1::Envelope&)>& fn);
+  int Backup();
 
  private:
   CliContext& ctx_;
@@ -561,6 +563,23 @@ int Remote::Digest() {
   return kExitOk;
 }
 
+int Remote::Backup() {
+  if (absl::Status s = ctx_.flags.CheckKnown({"name", "server", "token",
+                                              "tls-ca"});
+      !s.ok()) {
+    return ctx_.Fail(s);
+  }
+  v1::BackupRequest request;
+  request.set_name(ctx_.flags.GetOr("name", ""));
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::BackupResult result;
+  grpc::Status status = stub_->Backup(&context, request, &result);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  *ctx_.out << ToJson(result) << "\n";
+  return kExitOk;
+}
+
 // `tail --follow` stops on SIGINT / SIGTERM: the handler only sets a flag
 // that a watcher thread turns into a cancellation of the call.
 volatile std::sig_atomic_t remote_tail_stop = 0;
@@ -696,10 +715,11 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "statement") return remote.Statement();
   if (ctx.verb == "postings") return remote.Postings();
   if (ctx.verb == "balances") return remote.Balances();
+  if (ctx.verb == "backup") return remote.Backup();
   *ctx.err << "storeledger: verb '" << ctx.verb
            << "' does not work with --server (it needs the database itself); "
               "with --server: apply, state, history, digest, tail, find, "
-              "position-at, statement, postings, balances\n";
+              "position-at, statement, postings, balances, backup\n";
   return kExitUsage;
 }
 

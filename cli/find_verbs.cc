@@ -1,14 +1,12 @@
-// Lookups in the user's terms (issue 17): `find ID` says what an id names
+// Lookups in the user's terms: `find ID` says what an id names
 // and where it lives; `position-at T` turns a time into the position the
 // ledger had reached by then.
-#include <algorithm>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "cli/cli.h"
-#include "core/status_macros.h"
-#include "core/streams.h"
-#include "ledger/json.h"
+#include "base/time.h"
+#include "json/json.h"
 #include "replay/lookup.h"
 
 namespace storeledger {

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/policy.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "replay/finance.h"
 #include "replay/projection_store.h"

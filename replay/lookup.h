@@ -1,4 +1,4 @@
-// Lookups in the user's terms (issue 17), shared by the command-line verbs
+// Lookups in the user's terms, shared by the command-line verbs
 // (cli/find_verbs.cc, history, statement) and the gRPC service
 // (server/service.cc), so that both give one answer: what an id names and
 // where it lives, the position a time had reached, what an event is about,

@@ -1,4 +1,4 @@
-// Issue 17 through storeledgerd: every verb that answers in the user's terms
+// The user's terms through storeledgerd: every verb that answers in the user's terms
 // (find, position-at, --known-at, history without --store, the sync in both
 // stores' histories, statement --pair / --yuan, postings, balances, tail
 // past the head, --tz) prints through
