@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "json/json.h"
+#include "replay/lookup.h"
 
 namespace storeledger {
 namespace {
@@ -145,11 +146,22 @@ int CliContext::Fail(const absl::Status& status) const {
 }
 
 absl::Status CliContext::CheckFlags() const {
-  return flags.CheckKnown(DocumentedFlags(verb));
+  std::vector<std::string> known = DocumentedFlags(verb);
+  if (flags.Has("server")) {
+    known.insert(known.end(), {"server", "token", "tls-ca"});
+  }
+  return flags.CheckKnown(known);
 }
 
 absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
     const Ledger& ledger) const {
+  return KnowledgePosition(
+      [&](absl::Time t) { return PositionRecordedBy(ledger.log(), t); });
+}
+
+absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
+    const std::function<absl::StatusOr<uint64_t>(absl::Time)>& recorded_by)
+    const {
   ASSIGN_OR_RETURN(std::optional<uint64_t> position, flags.GetUint("position"));
   ASSIGN_OR_RETURN(std::optional<absl::Time> known_at,
                    flags.GetTime("known-at"));
@@ -158,7 +170,7 @@ absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
         "give --position N or --known-at T, not both");
   }
   if (!known_at.has_value()) return position;
-  ASSIGN_OR_RETURN(uint64_t at, PositionRecordedBy(ledger.log(), *known_at));
+  ASSIGN_OR_RETURN(uint64_t at, recorded_by(*known_at));
   *err << "storeledger " << verb << ": --known-at " << *flags.Get("known-at")
        << " = " << absl::FormatTime(absl::RFC3339_full, *known_at,
                                     absl::UTCTimeZone())
@@ -177,22 +189,6 @@ void CliContext::EchoTime(absl::string_view flag) const {
 
 void CliContext::SayNothingMatched(absl::string_view what) const {
   *err << "storeledger " << verb << ": nothing matched: " << what << "\n";
-}
-
-absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log,
-                                            absl::Time t) {
-  // Invariant: positions <= low are recorded by t; positions > high are not.
-  uint64_t low = 0, high = log.head().position;
-  while (low < high) {
-    const uint64_t middle = low + (high - low + 1) / 2;
-    ASSIGN_OR_RETURN(v1::Envelope envelope, log.Read(middle));
-    if (ToTime(envelope.recorded_at()) <= t) {
-      low = middle;
-    } else {
-      high = middle - 1;
-    }
-  }
-  return low;
 }
 
 int RunCli(const std::vector<std::string>& args, std::istream& in,

@@ -6,6 +6,7 @@
 #ifndef STORELEDGER_CLI_CLI_H_
 #define STORELEDGER_CLI_CLI_H_
 
+#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -37,13 +38,19 @@ struct CliContext {
   // that fits the status (2 for kInvalidArgument, 1 otherwise).
   int Fail(const absl::Status& status) const;
   // kInvalidArgument naming a flag the verb's help does not document
-  // (cli/verb_help.cc is the one list of each verb's flags).
+  // (cli/verb_help.cc is the one list of each verb's flags; with --server,
+  // also --token and --tls-ca).
   absl::Status CheckFlags() const;
 
   // --position N or --known-at T (the last position recorded at or before
   // T), at most one of them; nullopt when neither is given (everything).
   absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(
       const Ledger& ledger) const;
+  // The same with another way to find the position recorded by a time
+  // (--server mode asks the server).
+  absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(
+      const std::function<absl::StatusOr<uint64_t>(absl::Time)>& recorded_by)
+      const;
   // Says on stderr what a time flag meant, as written beside its UTC form:
   // "storeledger state: --as-of 2024-11-04 = 2024-11-03T16:00:00Z".
   void EchoTime(absl::string_view flag) const;
@@ -51,11 +58,6 @@ struct CliContext {
   // is never silent; `what` names what was looked for.
   void SayNothingMatched(absl::string_view what) const;
 };
-
-// The last position whose recorded_at <= t; 0 when none. recorded_at never
-// decreases along positions (the group-commit leader stamps commands in
-// order), so this is a binary search of O(log head) reads.
-absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log, absl::Time t);
 
 int RunCli(const std::vector<std::string>& args, std::istream& in,
            std::ostream& out, std::ostream& err, const Clock* clock = nullptr);
@@ -68,8 +70,12 @@ int DigestVerb(CliContext& ctx);
 int VerifyVerb(CliContext& ctx);
 int ExportVerb(CliContext& ctx);
 int TailVerb(CliContext& ctx);
+// What `tail` says when --from-position is past the head (a consumer
+// restored from the wrong backup); nullopt when it is not.
+std::optional<std::string> TailPastHead(uint64_t from, uint64_t head);
 int SimulateVerb(CliContext& ctx);
-// Finance (cli/finance_verbs.cc).
+// Finance (cli/finance_verbs.cc; cli/finance_print.h shares their flags and
+// printing with --server mode).
 int PostingsVerb(CliContext& ctx);
 int BalancesVerb(CliContext& ctx);
 int StatementVerb(CliContext& ctx);
@@ -90,10 +96,6 @@ int BackupVerb(CliContext& ctx);
 // Lookups (cli/find_verbs.cc).
 int FindVerb(CliContext& ctx);
 int PositionAtVerb(CliContext& ctx);
-// The stores holding a product of this id (a legacy store and the WeChat
-// Store it was synced into share ids), sorted.
-absl::StatusOr<std::vector<std::string>> StoresWithProduct(
-    const StateReader& reader, absl::string_view product_id);
 
 // Per-verb help (cli/verb_help.cc): prints `storeledger VERB --help`;
 // false for an unknown verb.

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -19,6 +20,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "base/time.h"
+#include "cli/finance_print.h"
 #include "cli/history_filter.h"
 #include "cli/line_reader.h"
 #include "core/limits.h"
@@ -104,6 +109,27 @@ class Remote {
   int History();
   int Digest();
   int Tail();
+  int Find();
+  int PositionAt();
+  int Statement();
+  int Postings();
+  int Balances();
+
+  // The position `at` had reached (or `position` clamped to the head, or
+  // the head), with its recorded_at: the PositionAt call.
+  absl::StatusOr<v1::PositionAt> Resolve(std::optional<absl::Time> at,
+                                         std::optional<uint64_t> position,
+                                         absl::string_view written);
+  // --position N or --known-at T, as CliContext::KnowledgePosition.
+  absl::StatusOr<std::optional<uint64_t>> KnowledgePosition();
+  // The ids a history without --store finds (FindResult of `filter`'s id).
+  absl::StatusOr<std::vector<std::string>> OwnersOf(
+      const HistoryFilter& filter);
+  // One store's history as ReadStream sends it: `fn` per envelope until it
+  // returns false; whether the store has any. `cancelled` says fn stopped it.
+  absl::StatusOr<bool> ReadHistory(
+      const std::string& store_id, bool include_rejections,
+      const std::function<bool(const v1::Envelope&)>& fn);
   int Backup();
 
  private:
@@ -227,11 +253,7 @@ int Remote::Apply() {
 }
 
 int Remote::State() {
-  if (absl::Status s = ctx_.flags.CheckKnown(
-          {"store", "as-of", "position", "server", "token", "tls-ca"});
-      !s.ok()) {
-    return ctx_.Fail(s);
-  }
+  if (absl::Status s = ctx_.CheckFlags(); !s.ok()) return ctx_.Fail(s);
   std::optional<std::string> store = ctx_.flags.Get("store");
   if (!store) return ctx_.Fail(absl::InvalidArgumentError("--store is required"));
   v1::GetStoreRequest request;
@@ -239,11 +261,10 @@ int Remote::State() {
   absl::StatusOr<std::optional<absl::Time>> t = ctx_.flags.GetTime("as-of");
   if (!t.ok()) return ctx_.Fail(t.status());
   if (t->has_value()) *request.mutable_as_of() = ToProto(**t);
-  ctx_.EchoTime("as-of");
-  absl::StatusOr<std::optional<uint64_t>> position =
-      ctx_.flags.GetUint("position");
+  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
   if (!position.ok()) return ctx_.Fail(position.status());
   if (position->has_value()) request.set_position(**position);
+  ctx_.EchoTime("as-of");
   grpc::ClientContext context;
   Prepare(&context);
   v1::StoreState state;
@@ -253,59 +274,279 @@ int Remote::State() {
   return kExitOk;
 }
 
-int Remote::History() {
-  if (absl::Status s = ctx_.flags.CheckKnown(
-          {"store", "order", "product", "withdrawal", "type", "from", "to",
-           "from-position", "limit", "include-rejections", "server", "token",
-           "tls-ca"});
-      !s.ok()) {
-    return ctx_.Fail(s);
+absl::StatusOr<v1::PositionAt> Remote::Resolve(
+    std::optional<absl::Time> at, std::optional<uint64_t> position,
+    absl::string_view written) {
+  v1::PositionAtRequest request;
+  if (at.has_value()) *request.mutable_at() = ToProto(*at);
+  if (position.has_value()) request.set_position(*position);
+  request.set_written(std::string(written));
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::PositionAt answer;
+  RETURN_IF_ERROR(FromGrpc(stub_->PositionAt(&context, request, &answer)));
+  return answer;
+}
+
+absl::StatusOr<std::optional<uint64_t>> Remote::KnowledgePosition() {
+  return ctx_.KnowledgePosition([&](absl::Time t) -> absl::StatusOr<uint64_t> {
+    ASSIGN_OR_RETURN(v1::PositionAt at, Resolve(t, std::nullopt, ""));
+    return at.position();
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> Remote::OwnersOf(
+    const HistoryFilter& filter) {
+  v1::FindRequest request;
+  std::string kind;
+  if (filter.order_id.has_value()) {
+    request.set_id(*filter.order_id);
+    kind = "order";
+  } else if (filter.withdrawal_id.has_value()) {
+    request.set_id(*filter.withdrawal_id);
+    kind = "withdrawal";
+  } else {
+    request.set_id(filter.product_id.value_or(""));
+    kind = "product";
   }
-  std::optional<std::string> store = ctx_.flags.Get("store");
-  if (!store) return ctx_.Fail(absl::InvalidArgumentError("--store is required"));
-  absl::StatusOr<HistoryFilter> filter = HistoryFilter::FromFlags(ctx_.flags);
-  if (!filter.ok()) return ctx_.Fail(filter.status());
-  absl::StatusOr<std::optional<uint64_t>> limit = ctx_.flags.GetUint("limit");
-  if (!limit.ok()) return ctx_.Fail(limit.status());
-  const bool include_rejections = ctx_.flags.Has("include-rejections");
-  // The server sends the store's whole history, facts and refusals merged by
-  // position as the embedded verb merges them; the filters are applied here,
-  // by the same code as the embedded verb's.
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::FindResult found;
+  RETURN_IF_ERROR(FromGrpc(stub_->Find(&context, request, &found)));
+  std::vector<std::string> owners;
+  for (const v1::IdMatch& match : found.matches()) {
+    if (match.kind() == kind) owners.push_back(match.store_id());
+  }
+  std::sort(owners.begin(), owners.end());
+  return owners;
+}
+
+absl::StatusOr<bool> Remote::ReadHistory(
+    const std::string& store_id, bool include_rejections,
+    const std::function<bool(const v1::Envelope&)>& fn) {
   v1::ReadStreamRequest request;
-  request.set_store_id(*store);
+  request.set_store_id(store_id);
   request.set_include_rejections(include_rejections);
   grpc::ClientContext context;
   Prepare(&context);
   std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
       stub_->ReadStream(&context, request);
   v1::Envelope envelope;
-  uint64_t printed = 0;
-  // The embedded verb fails with NOT_FOUND when the store has no events and
-  // no refusal passes the filters; a fact, selected or not, means it has.
-  bool found = false;
   bool stopped = false;
   while (reader->Read(&envelope)) {
-    const bool selected = filter->Selects(envelope);
-    found = found || selected || !envelope.payload().has_command_rejected();
-    if (limit->has_value() && printed >= **limit && found) {
+    if (!fn(envelope)) {
       stopped = true;
       context.TryCancel();
       break;
     }
-    if (!selected || (limit->has_value() && printed >= **limit)) continue;
-    *ctx_.out << ToJson(envelope) << "\n";
-    ++printed;
   }
   if (stopped) {
     while (reader->Read(&envelope)) {}
   }
   grpc::Status status = reader->Finish();
-  ctx_.out->flush();
-  if (!status.ok() && !stopped) return ctx_.Fail(FromGrpc(status));
-  if (!found) return ctx_.Fail(HistoryNotFound(*store, include_rejections));
-  if (printed == 0 && limit->value_or(1) != 0) {
-    SayHistoryFilteredOut(ctx_, *store);
+  if (stopped) return true;
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) return false;
+  RETURN_IF_ERROR(FromGrpc(status));
+  return true;
+}
+
+int Remote::History() {
+  if (absl::Status s = ctx_.CheckFlags(); !s.ok()) return ctx_.Fail(s);
+  absl::StatusOr<HistoryFilter> filter = HistoryFilter::FromFlags(ctx_.flags);
+  if (!filter.ok()) return ctx_.Fail(filter.status());
+  std::optional<std::string> store = ctx_.flags.Get("store");
+  std::vector<std::string> owners;
+  if (filter->by_id()) {
+    absl::StatusOr<std::vector<std::string>> found = OwnersOf(*filter);
+    if (!found.ok()) return ctx_.Fail(found.status());
+    owners = *std::move(found);
   }
+  absl::StatusOr<std::vector<std::string>> stores =
+      HistoryStores(*filter, store, owners);
+  if (!stores.ok()) return ctx_.Fail(stores.status());
+  absl::StatusOr<std::optional<uint64_t>> limit = ctx_.flags.GetUint("limit");
+  if (!limit.ok()) return ctx_.Fail(limit.status());
+  const bool include_rejections = ctx_.flags.Has("include-rejections");
+  // The server sends each store's whole history, facts, the syncs from it
+  // and refusals merged by position as the embedded verb merges them; the
+  // filters are applied here, by the same code as the embedded verb's.
+  uint64_t printed = 0, last_position = 0;
+  auto print = [&](const v1::Envelope& envelope) {
+    if (envelope.position() == last_position) return;
+    last_position = envelope.position();
+    *ctx_.out << ToJson(envelope) << "\n";
+    ++printed;
+  };
+  // The embedded verb fails with NOT_FOUND when the store has no events and
+  // no refusal passes the filters; a fact, selected or not, means it has.
+  bool found = false;
+  if (stores->size() == 1) {
+    absl::StatusOr<bool> read = ReadHistory(
+        stores->front(), include_rejections, [&](const v1::Envelope& e) {
+          const bool selected = filter->Selects(e);
+          found = found || selected || !e.payload().has_command_rejected();
+          const bool full = limit->has_value() && printed >= **limit;
+          if (full && found) return false;
+          if (selected && !full) print(e);
+          return true;
+        });
+    if (!read.ok()) return ctx_.Fail(read.status());
+  } else {
+    // Several stores (a product synced into a WeChat Store): merged by
+    // position, a sync seen from both of its stores printed once.
+    std::vector<v1::Envelope> selected;
+    for (const std::string& id : *stores) {
+      absl::StatusOr<bool> read = ReadHistory(
+          id, include_rejections, [&](const v1::Envelope& e) {
+            const bool selects = filter->Selects(e);
+            found = found || selects || !e.payload().has_command_rejected();
+            if (selects) selected.push_back(e);
+            return true;
+          });
+      if (!read.ok()) return ctx_.Fail(read.status());
+    }
+    std::stable_sort(selected.begin(), selected.end(),
+                     [](const v1::Envelope& a, const v1::Envelope& b) {
+                       return a.position() < b.position();
+                     });
+    for (const v1::Envelope& e : selected) {
+      if (limit->has_value() && printed >= **limit) break;
+      print(e);
+    }
+  }
+  ctx_.out->flush();
+  const std::string names = absl::StrJoin(*stores, ", ");
+  if (!found) return ctx_.Fail(HistoryNotFound(names, include_rejections));
+  if (printed == 0 && limit->value_or(1) != 0) {
+    SayHistoryFilteredOut(ctx_, names);
+  }
+  return kExitOk;
+}
+
+int Remote::Find() {
+  if (absl::Status s = ctx_.CheckFlags(); !s.ok()) return ctx_.Fail(s);
+  const std::vector<std::string>& args = ctx_.flags.positional();
+  if (args.size() != 2 || args[1].empty()) {
+    return ctx_.Fail(absl::InvalidArgumentError("usage: storeledger find ID"));
+  }
+  v1::FindRequest request;
+  request.set_id(args[1]);
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::FindResult found;
+  grpc::Status status = stub_->Find(&context, request, &found);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  if (found.matches().empty()) {
+    return ctx_.Fail(absl::NotFoundError(absl::StrCat(
+        "no store, merchant, product, order, withdrawal or command has id ",
+        args[1])));
+  }
+  *ctx_.out << ToJson(found) << "\n";
+  return kExitOk;
+}
+
+int Remote::PositionAt() {
+  if (absl::Status s = ctx_.CheckFlags(); !s.ok()) return ctx_.Fail(s);
+  const std::vector<std::string>& args = ctx_.flags.positional();
+  if (args.size() != 2) {
+    return ctx_.Fail(
+        absl::InvalidArgumentError("usage: storeledger position-at T"));
+  }
+  absl::StatusOr<absl::Time> at = ParseTimeInput("T", args[1], ctx_.zone.zone);
+  if (!at.ok()) return ctx_.Fail(at.status());
+  absl::StatusOr<v1::PositionAt> answer = Resolve(*at, std::nullopt, args[1]);
+  if (!answer.ok()) return ctx_.Fail(answer.status());
+  if (answer->position() == 0) {
+    ctx_.SayNothingMatched("nothing was recorded at or before that time");
+  }
+  *ctx_.out << ToJson(*answer) << "\n";
+  return kExitOk;
+}
+
+int Remote::Statement() {
+  absl::StatusOr<StatementFlags> flags = StatementFlags::Parse(ctx_);
+  if (!flags.ok()) return ctx_.Fail(flags.status());
+  if (flags->proofs) {
+    return ctx_.Fail(absl::InvalidArgumentError(
+        "--proofs does not work with --server yet; run it on the database, "
+        "or fetch each proof with GetInclusionProof"));
+  }
+  v1::GetStatementRequest request;
+  request.set_store_id(flags->store_id);
+  *request.mutable_from() = ToProto(flags->from);
+  *request.mutable_to() = ToProto(flags->to);
+  request.set_pair(flags->pair);
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::Statements answer;
+  grpc::Status status = stub_->GetStatement(&context, request, &answer);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  v1::PositionAt head;
+  head.set_position(answer.position());
+  *head.mutable_recorded_at() = answer.recorded_at();
+  return PrintStatements(
+      ctx_, *flags,
+      std::vector<v1::Statement>(answer.statements().begin(),
+                                 answer.statements().end()),
+      head);
+}
+
+int Remote::Postings() {
+  absl::StatusOr<PostingsFlags> flags = PostingsFlags::Parse(ctx_);
+  if (!flags.ok()) return ctx_.Fail(flags.status());
+  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
+  if (!position.ok()) return ctx_.Fail(position.status());
+  // The head (or the known position) first, so that the postings and the
+  // CSV's as-of line agree while the server appends.
+  absl::StatusOr<v1::PositionAt> at = Resolve(std::nullopt, *position, "");
+  if (!at.ok()) return ctx_.Fail(at.status());
+  v1::ListPostingsRequest request;
+  if (flags->filter.store_id.has_value()) {
+    request.set_store_id(*flags->filter.store_id);
+  }
+  if (flags->filter.from.has_value()) {
+    *request.mutable_from() = ToProto(*flags->filter.from);
+  }
+  if (flags->filter.to.has_value()) {
+    *request.mutable_to() = ToProto(*flags->filter.to);
+  }
+  request.set_max_position(at->position());
+  grpc::ClientContext context;
+  Prepare(&context);
+  std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
+      stub_->ListPostings(&context, request);
+  PrintPostingsHeader(ctx_, *flags, *at);
+  v1::PostingLine line;
+  uint64_t printed = 0;
+  while (reader->Read(&line)) {
+    ++printed;
+    PrintPosting(ctx_, *flags, line);
+  }
+  grpc::Status status = reader->Finish();
+  ctx_.out->flush();
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  if (printed == 0) ctx_.SayNothingMatched("no posting passes the filters");
+  return kExitOk;
+}
+
+int Remote::Balances() {
+  absl::StatusOr<BalancesFlags> flags = BalancesFlags::Parse(ctx_);
+  if (!flags.ok()) return ctx_.Fail(flags.status());
+  v1::GetBalancesRequest request;
+  if (flags->as_of.has_value()) *request.mutable_as_of() = ToProto(*flags->as_of);
+  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
+  if (!position.ok()) return ctx_.Fail(position.status());
+  if (position->has_value()) request.set_position(**position);
+  ctx_.EchoTime("as-of");
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::BalancesReport report;
+  grpc::Status status = stub_->GetBalances(&context, request, &report);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  absl::StatusOr<v1::PositionAt> at =
+      Resolve(std::nullopt, report.position(), "");
+  if (!at.ok()) return ctx_.Fail(at.status());
+  PrintBalances(ctx_, *flags, std::move(report), *at);
   return kExitOk;
 }
 
@@ -355,6 +596,15 @@ int Remote::Tail() {
   absl::StatusOr<TailFlags> tail = TailFlags::Parse(ctx_.flags);
   if (!tail.ok()) return ctx_.Fail(tail.status());
   const bool follow = tail->follow;
+  // A consumer ahead of the log must notice, as in the embedded verb.
+  absl::StatusOr<v1::PositionAt> head = Resolve(std::nullopt, std::nullopt, "");
+  if (!head.ok()) return ctx_.Fail(head.status());
+  if (std::optional<std::string> ahead =
+          TailPastHead(tail->from_position, head->position())) {
+    if (!follow) return ctx_.Fail(absl::OutOfRangeError(*ahead));
+    *ctx_.err << "storeledger tail: warning: " << *ahead
+              << "; waiting for the log to reach it\n";
+  }
 
   uint64_t last = tail->from_position;
   uint64_t emitted = 0;
@@ -444,10 +694,16 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "history") return remote.History();
   if (ctx.verb == "digest") return remote.Digest();
   if (ctx.verb == "tail") return remote.Tail();
+  if (ctx.verb == "find") return remote.Find();
+  if (ctx.verb == "position-at") return remote.PositionAt();
+  if (ctx.verb == "statement") return remote.Statement();
+  if (ctx.verb == "postings") return remote.Postings();
+  if (ctx.verb == "balances") return remote.Balances();
   if (ctx.verb == "backup") return remote.Backup();
   *ctx.err << "storeledger: verb '" << ctx.verb
            << "' does not work with --server (it needs the database itself); "
-              "with --server: apply, state, history, digest, tail, backup\n";
+              "with --server: apply, state, history, digest, tail, find, "
+              "position-at, statement, postings, balances, backup\n";
   return kExitUsage;
 }
 

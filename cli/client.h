@@ -1,6 +1,7 @@
 // `storeledger --server ADDR --token T VERB ...`: the verbs apply, state,
-// history, digest and tail through storeledgerd's gRPC service instead of
-// the database, printing exactly what the embedded verbs print; and backup
+// history, digest, tail, find, position-at, statement, postings and balances
+// through storeledgerd's gRPC service instead of the database, taking the
+// same flags and printing exactly what the embedded verbs print; and backup
 // --name NAME, the Backup RPC (a copy under the server's --backup-dir).
 //
 // --tls-ca FILE connects with TLS, trusting the CA (or self-signed

@@ -14,11 +14,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "cli/cli.h"
+#include "cli/finance_print.h"
 #include "base/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "json/json.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
+#include "replay/lookup.h"
 #include "replay/read_views.h"
 #include "storage/merkle_store.h"
 
@@ -48,18 +50,14 @@ bool StderrIsTerminal(const CliContext& ctx) {
 // The first line of every CSV: the position (and its recorded time) the
 // figures are as of, the business time when one was asked, the zone the
 // times are in and the unit of the amounts.
-absl::StatusOr<std::string> AsOfLine(const CliContext& ctx,
-                                     const EventLog& log, absl::string_view what,
-                                     std::optional<uint64_t> position,
-                                     std::optional<absl::Time> business_time,
-                                     bool yuan) {
-  const uint64_t head = log.head().position;
-  const uint64_t at = std::min(position.value_or(head), head);
-  std::string line = absl::StrCat("# storeledger ", what, " as of position ", at);
-  if (at > 0) {
-    ASSIGN_OR_RETURN(v1::Envelope envelope, log.Read(at));
-    absl::StrAppend(&line, " (recorded ",
-                    ZoneTime(envelope.recorded_at(), ctx.zone), ")");
+std::string AsOfText(const CliContext& ctx, absl::string_view what,
+                     const v1::PositionAt& at,
+                     std::optional<absl::Time> business_time, bool yuan) {
+  std::string line = absl::StrCat("# storeledger ", what, " as of position ",
+                                  at.position());
+  if (at.position() > 0) {
+    absl::StrAppend(&line, " (recorded ", ZoneTime(at.recorded_at(), ctx.zone),
+                    ")");
   }
   if (business_time.has_value()) {
     absl::StrAppend(&line, ", business time ", ZoneTime(*business_time, ctx.zone));
@@ -86,34 +84,6 @@ std::string BalancesCsvRow(absl::string_view row, absl::string_view store_id,
                       AmountText(b.deposit_fen(), yuan), "\n");
 }
 
-// The statement of a store and, with --pair, of the one it upgraded into
-// (or from): legacy first.
-absl::StatusOr<std::vector<v1::Statement>> Statements(
-    const Ledger& ledger, const std::string& store_id, bool pair,
-    absl::Time from, absl::Time to) {
-  std::vector<std::string> ids = {store_id};
-  if (pair) {
-    absl::StatusOr<v1::StoreState> state = ledger.State(store_id);
-    RETURN_IF_ERROR(state.status());
-    if (!state->upgraded_to().empty()) {
-      ids.push_back(state->upgraded_to());
-    } else if (!state->upgraded_from().empty()) {
-      ids.insert(ids.begin(), state->upgraded_from());
-    } else {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--pair: store ", store_id,
-          " neither upgraded into a WeChat Store nor was upgraded from one"));
-    }
-  }
-  std::vector<v1::Statement> statements;
-  for (const std::string& id : ids) {
-    ASSIGN_OR_RETURN(v1::Statement statement,
-                     BuildStatement(ledger.log(), id, from, to));
-    statements.push_back(std::move(statement));
-  }
-  return statements;
-}
-
 void WriteStatementCsv(const CliContext& ctx, const v1::Statement& statement,
                        bool pair, bool yuan) {
   StatementCsvStyle style;
@@ -131,84 +101,130 @@ void WriteStatementCsv(const CliContext& ctx, const v1::Statement& statement,
 
 }  // namespace
 
-int PostingsVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
+absl::StatusOr<PostingsFlags> PostingsFlags::Parse(const CliContext& ctx) {
+  RETURN_IF_ERROR(ctx.CheckFlags());
+  PostingsFlags flags;
   const std::string format = ctx.flags.GetOr("format", "csv");
-  if (absl::Status s = CheckFormat(format, {"csv", "jsonl"}); !s.ok()) {
-    return ctx.Fail(s);
+  RETURN_IF_ERROR(CheckFormat(format, {"csv", "jsonl"}));
+  flags.csv = format == "csv";
+  flags.yuan = ctx.flags.Has("yuan");
+  if (flags.yuan && !flags.csv) {
+    return absl::InvalidArgumentError(
+        "--yuan is for the CSV; jsonl keeps fen (a machine format)");
   }
-  const bool yuan = ctx.flags.Has("yuan");
-  if (yuan && format != "csv") {
-    return ctx.Fail(absl::InvalidArgumentError(
-        "--yuan is for the CSV; jsonl keeps fen (a machine format)"));
+  flags.filter.store_id = ctx.flags.Get("store");
+  ASSIGN_OR_RETURN(flags.filter.from, ctx.flags.GetTime("from"));
+  ASSIGN_OR_RETURN(flags.filter.to, ctx.flags.GetTime("to"));
+  return flags;
+}
+
+void PrintPostingsHeader(CliContext& ctx, const PostingsFlags& flags,
+                         const v1::PositionAt& at) {
+  if (!flags.csv) return;
+  *ctx.out << AsOfText(ctx, "postings", at, std::nullopt, flags.yuan)
+           << "position,event_id,event_type,occurred_at,store_id,store_kind,"
+              "account,debit"
+           << Unit(flags.yuan) << ",credit" << Unit(flags.yuan)
+           << ",order_id,withdrawal_id\n";
+}
+
+void PrintPosting(CliContext& ctx, const PostingsFlags& flags,
+                  const v1::PostingLine& line) {
+  std::ostream& out = *ctx.out;
+  if (!flags.csv) {
+    out << ToJson(line) << '\n';
+    return;
   }
-  PostingFilter filter;
-  filter.store_id = ctx.flags.Get("store");
-  absl::StatusOr<std::optional<absl::Time>> from = ctx.flags.GetTime("from");
-  if (!from.ok()) return ctx.Fail(from.status());
-  absl::StatusOr<std::optional<absl::Time>> to = ctx.flags.GetTime("to");
-  if (!to.ok()) return ctx.Fail(to.status());
-  filter.from = *from;
-  filter.to = *to;
+  const bool yuan = flags.yuan;
+  out << line.position() << ',' << CsvField(line.event_id()) << ','
+      << line.event_type() << ',' << ZoneTime(line.occurred_at(), ctx.zone)
+      << ',' << CsvField(line.store_id()) << ','
+      << v1::StoreKind_Name(line.store_kind()) << ','
+      << CsvField(line.account()) << ',' << AmountText(line.debit_fen(), yuan)
+      << ',' << AmountText(line.credit_fen(), yuan) << ','
+      << CsvField(line.order_id()) << ',' << CsvField(line.withdrawal_id())
+      << '\n';
+}
+
+int PostingsVerb(CliContext& ctx) {
+  absl::StatusOr<PostingsFlags> flags = PostingsFlags::Parse(ctx);
+  if (!flags.ok()) return ctx.Fail(flags.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   absl::StatusOr<std::optional<uint64_t>> position =
       ctx.KnowledgePosition(**ledger);
   if (!position.ok()) return ctx.Fail(position.status());
+  PostingFilter filter = flags->filter;
   filter.max_position = *position;
-
-  std::ostream& out = *ctx.out;
-  const bool csv = format == "csv";
-  if (csv) {
-    absl::StatusOr<std::string> as_of = AsOfLine(
-        ctx, (*ledger)->log(), "postings", *position, std::nullopt, yuan);
-    if (!as_of.ok()) return ctx.Fail(as_of.status());
-    out << *as_of
-        << "position,event_id,event_type,occurred_at,store_id,store_kind,"
-           "account,debit"
-        << Unit(yuan) << ",credit" << Unit(yuan) << ",order_id,withdrawal_id\n";
+  if (flags->csv) {
+    absl::StatusOr<v1::PositionAt> at =
+        ResolvePosition((*ledger)->log(), std::nullopt, *position, "");
+    if (!at.ok()) return ctx.Fail(at.status());
+    PrintPostingsHeader(ctx, *flags, *at);
   }
   uint64_t printed = 0;
   absl::Status status = ForEachPosting(
       (*ledger)->log(), filter, [&](const v1::PostingLine& line) {
         ++printed;
-        if (csv) {
-          out << line.position() << ',' << CsvField(line.event_id()) << ','
-              << line.event_type() << ','
-              << ZoneTime(line.occurred_at(), ctx.zone) << ','
-              << CsvField(line.store_id()) << ','
-              << v1::StoreKind_Name(line.store_kind()) << ','
-              << CsvField(line.account()) << ','
-              << AmountText(line.debit_fen(), yuan) << ','
-              << AmountText(line.credit_fen(), yuan) << ','
-              << CsvField(line.order_id()) << ',' << CsvField(line.withdrawal_id())
-              << '\n';
-        } else {
-          out << ToJson(line) << '\n';
-        }
+        PrintPosting(ctx, *flags, line);
         return true;
       });
-  out.flush();
+  ctx.out->flush();
   if (!status.ok()) return ctx.Fail(status);
   if (printed == 0) ctx.SayNothingMatched("no posting passes the filters");
   return kExitOk;
 }
 
-int BalancesVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
+absl::StatusOr<BalancesFlags> BalancesFlags::Parse(const CliContext& ctx) {
+  RETURN_IF_ERROR(ctx.CheckFlags());
+  BalancesFlags flags;
   const std::string format = ctx.flags.GetOr("format", "json");
-  if (absl::Status s = CheckFormat(format, {"json", "csv"}); !s.ok()) {
-    return ctx.Fail(s);
+  RETURN_IF_ERROR(CheckFormat(format, {"json", "csv"}));
+  flags.csv = format == "csv";
+  flags.yuan = ctx.flags.Has("yuan");
+  if (flags.yuan && !flags.csv) {
+    return absl::InvalidArgumentError(
+        "--yuan is for --format csv; JSON keeps fen (a machine format)");
   }
-  const bool yuan = ctx.flags.Has("yuan");
-  if (yuan && format != "csv") {
-    return ctx.Fail(absl::InvalidArgumentError(
-        "--yuan is for --format csv; JSON keeps fen (a machine format)"));
+  ASSIGN_OR_RETURN(flags.as_of, ctx.flags.GetTime("as-of"));
+  return flags;
+}
+
+void PrintBalances(CliContext& ctx, const BalancesFlags& flags,
+                   v1::BalancesReport report, const v1::PositionAt& at) {
+  report.set_as_of_written(ctx.flags.GetOr("as-of", ""));
+  std::ostream& out = *ctx.out;
+  if (!flags.csv) {
+    out << ToJson(report) << "\n";
+    return;
   }
+  const bool yuan = flags.yuan;
+  // One table; the `row` column tells store rows from the per-kind totals,
+  // so that summing a column over row=store rows gives the totals.
+  const char* unit = Unit(yuan);
+  out << AsOfText(ctx, "balances", at, flags.as_of, yuan)
+      << absl::StrCat("row,store_id,kind,status,upgraded_from,upgraded_to,"
+                      "pending", unit, ",available", unit, ",withdrawing", unit,
+                      ",paid_out", unit, ",deposit", unit, "\n");
+  for (const v1::StoreBalances& store : report.stores()) {
+    out << BalancesCsvRow("store", store.store_id(),
+                          v1::StoreKind_Name(store.kind()),
+                          v1::StoreStatus_Name(store.status()),
+                          store.upgraded_from(), store.upgraded_to(),
+                          store.balances(), yuan);
+  }
+  for (const v1::KindTotals& totals : report.totals()) {
+    out << BalancesCsvRow(totals.legacy() ? "total_legacy" : "total_new", "",
+                          v1::StoreKind_Name(totals.kind()), "", "", "",
+                          totals.balances(), yuan);
+  }
+}
+
+int BalancesVerb(CliContext& ctx) {
+  absl::StatusOr<BalancesFlags> flags = BalancesFlags::Parse(ctx);
+  if (!flags.ok()) return ctx.Fail(flags.status());
   AsOf as_of;
-  absl::StatusOr<std::optional<absl::Time>> t = ctx.flags.GetTime("as-of");
-  if (!t.ok()) return ctx.Fail(t.status());
-  as_of.business_time = *t;
+  as_of.business_time = flags->as_of;
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   absl::StatusOr<std::optional<uint64_t>> position =
@@ -221,35 +237,10 @@ int BalancesVerb(CliContext& ctx) {
       as_of.empty() ? BalancesFromProjections(log)
                     : BalancesFromPostings(log, as_of);
   if (!report.ok()) return ctx.Fail(report.status());
-  report->set_as_of_written(ctx.flags.GetOr("as-of", ""));
-
-  std::ostream& out = *ctx.out;
-  if (format == "json") {
-    out << ToJson(*report) << "\n";
-    return kExitOk;
-  }
-  absl::StatusOr<std::string> as_of_line =
-      AsOfLine(ctx, log, "balances", report->position(), *t, yuan);
-  if (!as_of_line.ok()) return ctx.Fail(as_of_line.status());
-  // One table; the `row` column tells store rows from the per-kind totals,
-  // so that summing a column over row=store rows gives the totals.
-  const char* unit = Unit(yuan);
-  out << *as_of_line
-      << absl::StrCat("row,store_id,kind,status,upgraded_from,upgraded_to,"
-                      "pending", unit, ",available", unit, ",withdrawing", unit,
-                      ",paid_out", unit, ",deposit", unit, "\n");
-  for (const v1::StoreBalances& store : report->stores()) {
-    out << BalancesCsvRow("store", store.store_id(),
-                          v1::StoreKind_Name(store.kind()),
-                          v1::StoreStatus_Name(store.status()),
-                          store.upgraded_from(), store.upgraded_to(),
-                          store.balances(), yuan);
-  }
-  for (const v1::KindTotals& totals : report->totals()) {
-    out << BalancesCsvRow(totals.legacy() ? "total_legacy" : "total_new", "",
-                          v1::StoreKind_Name(totals.kind()), "", "", "",
-                          totals.balances(), yuan);
-  }
+  absl::StatusOr<v1::PositionAt> at =
+      ResolvePosition(log, std::nullopt, report->position(), "");
+  if (!at.ok()) return ctx.Fail(at.status());
+  PrintBalances(ctx, *flags, *std::move(report), *at);
   return kExitOk;
 }
 
@@ -287,71 +278,87 @@ absl::Status PrintStatementProofs(const EventLog& log,
 
 }  // namespace
 
-int StatementVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
-  const std::string format = ctx.flags.GetOr("format", "csv");
-  if (absl::Status s = CheckFormat(format, {"csv", "json"}); !s.ok()) {
-    return ctx.Fail(s);
+absl::StatusOr<StatementFlags> StatementFlags::Parse(const CliContext& ctx) {
+  RETURN_IF_ERROR(ctx.CheckFlags());
+  StatementFlags flags;
+  flags.format = ctx.flags.GetOr("format", "csv");
+  RETURN_IF_ERROR(CheckFormat(flags.format, {"csv", "json"}));
+  flags.yuan = ctx.flags.Has("yuan");
+  if (flags.yuan && flags.format != "csv") {
+    return absl::InvalidArgumentError(
+        "--yuan is for the CSV; JSON keeps fen (a machine format)");
   }
-  const bool yuan = ctx.flags.Has("yuan");
-  if (yuan && format != "csv") {
-    return ctx.Fail(absl::InvalidArgumentError(
-        "--yuan is for the CSV; JSON keeps fen (a machine format)"));
-  }
-  const bool pair = ctx.flags.Has("pair");
+  flags.pair = ctx.flags.Has("pair");
+  flags.proofs = ctx.flags.Has("proofs");
   std::optional<std::string> store = ctx.flags.Get("store");
-  if (!store) return ctx.Fail(absl::InvalidArgumentError("--store is required"));
-  absl::StatusOr<std::optional<absl::Time>> from = ctx.flags.GetTime("from");
-  if (!from.ok()) return ctx.Fail(from.status());
-  absl::StatusOr<std::optional<absl::Time>> to = ctx.flags.GetTime("to");
-  if (!to.ok()) return ctx.Fail(to.status());
-  if (!from->has_value() || !to->has_value()) {
-    return ctx.Fail(absl::InvalidArgumentError(
+  if (!store) return absl::InvalidArgumentError("--store is required");
+  flags.store_id = *store;
+  ASSIGN_OR_RETURN(std::optional<absl::Time> from, ctx.flags.GetTime("from"));
+  ASSIGN_OR_RETURN(std::optional<absl::Time> to, ctx.flags.GetTime("to"));
+  if (!from.has_value() || !to.has_value()) {
+    return absl::InvalidArgumentError(
         "--from and --to are required (RFC 3339 or a date; the period is "
-        "[from, to))"));
+        "[from, to))");
   }
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
-  if (!ledger.ok()) return ctx.Fail(ledger.status());
-  absl::StatusOr<std::vector<v1::Statement>> statements =
-      Statements(**ledger, *store, pair, **from, **to);
-  if (!statements.ok()) return ctx.Fail(statements.status());
+  flags.from = *from;
+  flags.to = *to;
+  return flags;
+}
 
+int PrintStatements(CliContext& ctx, const StatementFlags& flags,
+                    const std::vector<v1::Statement>& statements,
+                    const v1::PositionAt& head) {
   std::ostream& out = *ctx.out;
-  if (ctx.flags.Has("proofs")) {
-    for (const v1::Statement& statement : *statements) {
-      absl::Status s = PrintStatementProofs((*ledger)->log(), statement, out);
-      if (!s.ok()) return ctx.Fail(s);
-    }
-    return kExitOk;
-  }
-  if (format == "json") {
+  const bool pair = flags.pair;
+  const bool yuan = flags.yuan;
+  if (flags.format == "json") {
     if (!pair) {
-      out << ToJson(statements->front()) << "\n";
+      out << ToJson(statements.front()) << "\n";
       return kExitOk;
     }
     v1::StatementPair both;
-    *both.mutable_legacy() = (*statements)[0];
-    *both.mutable_wechat() = (*statements)[1];
+    *both.mutable_legacy() = statements[0];
+    *both.mutable_wechat() = statements[1];
     out << ToJson(both) << "\n";
     return kExitOk;
   }
-  absl::StatusOr<std::string> as_of_line = AsOfLine(
-      ctx, (*ledger)->log(), pair ? "statement pair" : "statement",
-      std::nullopt, std::nullopt, yuan);
-  if (!as_of_line.ok()) return ctx.Fail(as_of_line.status());
   const char* unit = Unit(yuan);
-  out << *as_of_line << "# period [" << ZoneTime(**from, ctx.zone) << ", "
-      << ZoneTime(**to, ctx.zone) << ")"
+  out << AsOfText(ctx, pair ? "statement pair" : "statement", head,
+                  std::nullopt, yuan)
+      << "# period [" << ZoneTime(flags.from, ctx.zone) << ", "
+      << ZoneTime(flags.to, ctx.zone) << ")"
       << (pair ? "; two stores, each its own rows: never sum them" : "")
       << "\n"
       << (pair ? "store_id,store_kind," : "")
       << absl::StrCat("section,account,position,event_id,event_type,"
                       "occurred_at,debit", unit, ",credit", unit, ",balance",
                       unit, ",order_id,withdrawal_id\n");
-  for (const v1::Statement& statement : *statements) {
+  for (const v1::Statement& statement : statements) {
     WriteStatementCsv(ctx, statement, pair, yuan);
   }
   return kExitOk;
+}
+
+int StatementVerb(CliContext& ctx) {
+  absl::StatusOr<StatementFlags> flags = StatementFlags::Parse(ctx);
+  if (!flags.ok()) return ctx.Fail(flags.status());
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
+  if (!ledger.ok()) return ctx.Fail(ledger.status());
+  const EventLog& log = (*ledger)->log();
+  absl::StatusOr<std::vector<v1::Statement>> statements = StatementsOf(
+      log, flags->store_id, flags->pair, flags->from, flags->to);
+  if (!statements.ok()) return ctx.Fail(statements.status());
+  if (flags->proofs) {
+    for (const v1::Statement& statement : *statements) {
+      absl::Status s = PrintStatementProofs(log, statement, *ctx.out);
+      if (!s.ok()) return ctx.Fail(s);
+    }
+    return kExitOk;
+  }
+  absl::StatusOr<v1::PositionAt> head =
+      ResolvePosition(log, std::nullopt, std::nullopt, "");
+  if (!head.ok()) return ctx.Fail(head.status());
+  return PrintStatements(ctx, *flags, *statements, *head);
 }
 
 int AuditVerb(CliContext& ctx) {

@@ -1,114 +1,17 @@
 #include "cli/history_filter.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/policy.h"
+#include "replay/lookup.h"
 
 namespace storeledger {
 
-std::string OrderIdOf(const v1::Event& event) {
-  switch (event.body_case()) {
-    case v1::Event::kOrderPlaced: return event.order_placed().order_id();
-    case v1::Event::kOrderCancelled: return event.order_cancelled().order_id();
-    case v1::Event::kOrderPaid: return event.order_paid().order_id();
-    case v1::Event::kOrderShipped: return event.order_shipped().order_id();
-    case v1::Event::kOrderSettled: return event.order_settled().order_id();
-    case v1::Event::kOrderRefunded: return event.order_refunded().order_id();
-    case v1::Event::kCommandRejected: {
-      const v1::Command& c = event.command_rejected().command();
-      switch (c.body_case()) {
-        case v1::Command::kPlaceOrder: return c.place_order().order_id();
-        case v1::Command::kCancelOrder: return c.cancel_order().order_id();
-        case v1::Command::kPayOrder: return c.pay_order().order_id();
-        case v1::Command::kShipOrder: return c.ship_order().order_id();
-        case v1::Command::kSettleOrder: return c.settle_order().order_id();
-        case v1::Command::kRefundOrder: return c.refund_order().order_id();
-        default: return "";
-      }
-    }
-    default: return "";
-  }
-}
-
 namespace {
-
-// --product: does the event (or the refused command) name the product? An
-// order names the products of its lines.
-bool NamesProduct(const v1::Event& event, absl::string_view product_id) {
-  auto in_lines = [&](const auto& lines) {
-    for (const v1::OrderLine& line : lines) {
-      if (line.product_id() == product_id) return true;
-    }
-    return false;
-  };
-  switch (event.body_case()) {
-    case v1::Event::kProductAdded:
-      return event.product_added().product_id() == product_id;
-    case v1::Event::kProductListed:
-      return event.product_listed().product_id() == product_id;
-    case v1::Event::kProductDelisted:
-      return event.product_delisted().product_id() == product_id;
-    case v1::Event::kProductDeleted:
-      return event.product_deleted().product_id() == product_id;
-    case v1::Event::kOrderPlaced:
-      return in_lines(event.order_placed().lines());
-    case v1::Event::kProductsSynced: {
-      const v1::ProductsSynced& e = event.products_synced();
-      for (const std::string& id : e.copied_product_ids()) {
-        if (id == product_id) return true;
-      }
-      for (const v1::SyncSkip& skip : e.skipped()) {
-        if (skip.product_id() == product_id) return true;
-      }
-      return false;
-    }
-    case v1::Event::kCommandRejected: {
-      const v1::Command& c = event.command_rejected().command();
-      switch (c.body_case()) {
-        case v1::Command::kAddProduct:
-          return c.add_product().product_id() == product_id;
-        case v1::Command::kListProduct:
-          return c.list_product().product_id() == product_id;
-        case v1::Command::kDelistProduct:
-          return c.delist_product().product_id() == product_id;
-        case v1::Command::kDeleteProduct:
-          return c.delete_product().product_id() == product_id;
-        case v1::Command::kPlaceOrder:
-          return in_lines(c.place_order().lines());
-        default: return false;
-      }
-    }
-    default: return false;
-  }
-}
-
-// --withdrawal: the withdrawal an event (or refused command) is about.
-std::string WithdrawalIdOf(const v1::Event& event) {
-  switch (event.body_case()) {
-    case v1::Event::kWithdrawalRequested:
-      return event.withdrawal_requested().withdrawal_id();
-    case v1::Event::kWithdrawalCompleted:
-      return event.withdrawal_completed().withdrawal_id();
-    case v1::Event::kWithdrawalFailed:
-      return event.withdrawal_failed().withdrawal_id();
-    case v1::Event::kCommandRejected: {
-      const v1::Command& c = event.command_rejected().command();
-      switch (c.body_case()) {
-        case v1::Command::kRequestWithdrawal:
-          return c.request_withdrawal().withdrawal_id();
-        case v1::Command::kCompleteWithdrawal:
-          return c.complete_withdrawal().withdrawal_id();
-        case v1::Command::kFailWithdrawal:
-          return c.fail_withdrawal().withdrawal_id();
-        default: return "";
-      }
-    }
-    default: return "";
-  }
-}
 
 // --type: comma-separated event type names ("OrderPaid,OrderRefunded"),
 // checked against the Event oneof so that a typo is an error, not silence.
@@ -174,6 +77,41 @@ bool HistoryFilter::Selects(const v1::Envelope& envelope) const {
   if (event.has_command_rejected()) return true;  // --type: facts only
   return !event_types.has_value() ||
          event_types->count(envelope.event_type()) > 0;
+}
+
+// "order o1" / "withdrawal w1" / "product p1": what --store was asked about.
+static std::string AskedAbout(const HistoryFilter& filter) {
+  if (filter.order_id) return absl::StrCat("order ", *filter.order_id);
+  if (filter.withdrawal_id) {
+    return absl::StrCat("withdrawal ", *filter.withdrawal_id);
+  }
+  return absl::StrCat("product ", filter.product_id.value_or(""));
+}
+
+absl::StatusOr<std::vector<std::string>> HistoryStores(
+    const HistoryFilter& filter, const std::optional<std::string>& store,
+    const std::vector<std::string>& owners) {
+  if (!filter.by_id()) {
+    if (!store.has_value()) {
+      return absl::InvalidArgumentError(
+          "--store is required unless --order, --withdrawal or --product "
+          "names what to find");
+    }
+    return std::vector<std::string>{*store};
+  }
+  if (store.has_value() && !owners.empty() &&
+      std::find(owners.begin(), owners.end(), *store) == owners.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        AskedAbout(filter), " is not in store ", *store, ": it belongs to ",
+        absl::StrJoin(owners, ", "), " (R13: each lives in one store)"));
+  }
+  if (store.has_value()) return std::vector<std::string>{*store};
+  if (owners.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        "no store has ", AskedAbout(filter),
+        " (refused commands about it: add --store ID --include-rejections)"));
+  }
+  return owners;
 }
 
 void SayHistoryFilteredOut(const CliContext& ctx, absl::string_view stores) {

@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -39,10 +40,22 @@ struct HistoryFilter {
   // Does the history show `envelope` (a fact of the store's stream or a
   // CommandRejected naming the store)?
   bool Selects(const v1::Envelope& envelope) const;
+
+  // --order, --withdrawal or --product: the history may find its stores.
+  bool by_id() const {
+    return order_id.has_value() || withdrawal_id.has_value() ||
+           product_id.has_value();
+  }
 };
 
-// The order an event (or the command it refused) is about; "" for none.
-std::string OrderIdOf(const v1::Event& event);
+// The stores a history shows: --store, or (by_id() without --store) the
+// `owners` of the id asked about (the store of an order or withdrawal; every
+// store with the product). kInvalidArgument without --store nor an id;
+// kFailedPrecondition naming the owner when --store is another store;
+// kNotFound when no store has the id.
+absl::StatusOr<std::vector<std::string>> HistoryStores(
+    const HistoryFilter& filter, const std::optional<std::string>& store,
+    const std::vector<std::string>& owners);
 
 // What history says when the store has neither events nor (with
 // --include-rejections) refused commands that the filters select.

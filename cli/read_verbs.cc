@@ -20,6 +20,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "json/json.h"
 #include "replay/feed.h"
+#include "replay/lookup.h"
 #include "replay/read_views.h"
 #include "replay/projection_store.h"
 
@@ -36,6 +37,13 @@ constexpr uint64_t kTailPollMsDefault = 200;
 constexpr uint64_t kTailPollMsMax = 60'000;
 
 }  // namespace
+
+std::optional<std::string> TailPastHead(uint64_t from, uint64_t head) {
+  if (from <= head) return std::nullopt;
+  return absl::StrCat("--from-position ", from,
+                      " is past the head of the log (position ", head,
+                      "): the consumer's position is ahead of this ledger");
+}
 
 int StateVerb(CliContext& ctx) {
   if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
@@ -84,15 +92,6 @@ absl::StatusOr<std::vector<std::string>> OwnersOf(const EventLog& log,
   return owners;
 }
 
-// "order o1" / "withdrawal w1" / "product p1": what --store was asked about.
-std::string AskedAbout(const HistoryFilter& filter) {
-  if (filter.order_id) return absl::StrCat("order ", *filter.order_id);
-  if (filter.withdrawal_id) {
-    return absl::StrCat("withdrawal ", *filter.withdrawal_id);
-  }
-  return absl::StrCat("product ", filter.product_id.value_or(""));
-}
-
 // The envelopes `filter` selects in one store's history: its stream (with
 // `own_stream`), the ProductsSynced of the store it upgraded into that
 // copied from it, and (with `refusals`) the refused commands naming it.
@@ -110,18 +109,9 @@ absl::Status CollectHistory(const EventLog& log, const std::string& store_id,
           return true;
         }));
   }
-  ProjectionReader reader(&log);
-  ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, reader.Store(store_id));
-  if (store != nullptr && !store->upgraded_to().empty()) {
-    RETURN_IF_ERROR(log.ScanStream(
-        StoreStream(store->upgraded_to()), 0, [&](const v1::Envelope& e) {
-          if (e.payload().has_products_synced() &&
-              e.payload().products_synced().source_store_id() == store_id &&
-              filter.Selects(e)) {
-            out->push_back(e);
-          }
-          return true;
-        }));
+  ASSIGN_OR_RETURN(std::vector<v1::Envelope> syncs, SyncsFrom(log, store_id));
+  for (v1::Envelope& e : syncs) {
+    if (filter.Selects(e)) out->push_back(std::move(e));
   }
   if (!refusals) return absl::OkStatus();
   bool refused = false;
@@ -150,12 +140,10 @@ int HistoryVerb(CliContext& ctx) {
   absl::StatusOr<HistoryFilter> filter = HistoryFilter::FromFlags(ctx.flags);
   if (!filter.ok()) return ctx.Fail(filter.status());
   std::optional<std::string> store = ctx.flags.Get("store");
-  const bool by_id = filter->order_id || filter->withdrawal_id ||
-                     filter->product_id;
-  if (!store && !by_id) {
-    return ctx.Fail(absl::InvalidArgumentError(
-        "--store is required unless --order, --withdrawal or --product names "
-        "what to find"));
+  if (!filter->by_id()) {
+    if (absl::Status s = HistoryStores(*filter, store, {}).status(); !s.ok()) {
+      return ctx.Fail(s);
+    }
   }
   absl::StatusOr<std::optional<uint64_t>> limit = ctx.flags.GetUint("limit");
   if (!limit.ok()) return ctx.Fail(limit.status());
@@ -164,27 +152,16 @@ int HistoryVerb(CliContext& ctx) {
   const EventLog& log = (*ledger)->log();
   const bool refusals = ctx.flags.Has("include-rejections");
 
-  std::vector<std::string> stores;
-  if (by_id) {
-    absl::StatusOr<std::vector<std::string>> owners = OwnersOf(log, *filter);
-    if (!owners.ok()) return ctx.Fail(owners.status());
-    if (store.has_value() && !owners->empty() &&
-        std::find(owners->begin(), owners->end(), *store) == owners->end()) {
-      return ctx.Fail(absl::FailedPreconditionError(absl::StrCat(
-          AskedAbout(*filter), " is not in store ", *store, ": it belongs to ",
-          absl::StrJoin(*owners, ", "), " (R13: each lives in one store)")));
-    }
-    if (!store.has_value()) {
-      if (owners->empty()) {
-        return ctx.Fail(absl::NotFoundError(absl::StrCat(
-            "no store has ", AskedAbout(*filter),
-            " (refused commands about it: add --store ID "
-            "--include-rejections)")));
-      }
-      stores = *std::move(owners);
-    }
+  std::vector<std::string> owners;
+  if (filter->by_id()) {
+    absl::StatusOr<std::vector<std::string>> found = OwnersOf(log, *filter);
+    if (!found.ok()) return ctx.Fail(found.status());
+    owners = *std::move(found);
   }
-  if (store.has_value()) stores = {*store};
+  absl::StatusOr<std::vector<std::string>> history_stores =
+      HistoryStores(*filter, store, owners);
+  if (!history_stores.ok()) return ctx.Fail(history_stores.status());
+  const std::vector<std::string>& stores = *history_stores;
 
   // One store's own stream is streamed, so that --limit stops its scan
   // early; the rest (refusals, syncs, a second store) is collected first.
@@ -348,14 +325,10 @@ int TailVerb(CliContext& ctx) {
   {
     absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
     if (!ledger.ok()) return ctx.Fail(ledger.status());
-    const uint64_t head = (*ledger)->log().head().position;
-    if (tail->from_position > head) {
-      const std::string ahead = absl::StrCat(
-          "--from-position ", tail->from_position,
-          " is past the head of the log (position ", head,
-          "): the consumer's position is ahead of this ledger");
-      if (!follow) return ctx.Fail(absl::OutOfRangeError(ahead));
-      *ctx.err << "storeledger tail: warning: " << ahead
+    if (std::optional<std::string> ahead = TailPastHead(
+            tail->from_position, (*ledger)->log().head().position)) {
+      if (!follow) return ctx.Fail(absl::OutOfRangeError(*ahead));
+      *ctx.err << "storeledger tail: warning: " << *ahead
                << "; waiting for the log to reach it\n";
     }
   }

@@ -13,6 +13,7 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/time_util.h"
 #include "replay/finance.h"
+#include "replay/projection_store.h"
 #include "replay/store_view.h"
 
 namespace storeledger {
@@ -229,13 +230,31 @@ v1::StoreDiff DiffStoreStates(const std::optional<v1::StoreState>& before_state,
 }
 
 
+absl::StatusOr<std::vector<v1::Envelope>> SyncsFrom(const EventLog& log,
+                                                    absl::string_view store_id) {
+  std::vector<v1::Envelope> syncs;
+  ProjectionReader reader(&log);
+  ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, reader.Store(store_id));
+  if (store == nullptr || store->upgraded_to().empty()) return syncs;
+  RETURN_IF_ERROR(log.ScanStream(
+      StoreStream(store->upgraded_to()), 0, [&](const v1::Envelope& e) {
+        if (e.payload().has_products_synced() &&
+            e.payload().products_synced().source_store_id() == store_id) {
+          syncs.push_back(e);
+        }
+        return true;
+      }));
+  return syncs;
+}
+
 absl::StatusOr<bool> ScanStoreHistory(
     const EventLog& log, absl::string_view store_id, uint64_t from_version,
     bool include_rejections,
     const std::function<bool(const v1::Envelope&)>& select_refusal,
     const std::function<bool(const v1::Envelope&)>& fn) {
-  // The refusals naming the store (few), then the store's facts streamed
-  // and merged with them by position, so that `fn` can stop the scan early.
+  // The refusals naming the store and the syncs from it (few), then the
+  // store's facts streamed and merged with them by position, so that `fn`
+  // can stop the scan early.
   std::vector<v1::Envelope> refusals;
   if (include_rejections) {
     RETURN_IF_ERROR(
@@ -247,6 +266,16 @@ absl::StatusOr<bool> ScanStoreHistory(
           }
           return true;
         }));
+  }
+  // A sync belongs to both stores' histories (R9): the ProductsSynced of
+  // the store it upgraded into that copied from it, merged in like a refusal.
+  ASSIGN_OR_RETURN(std::vector<v1::Envelope> syncs, SyncsFrom(log, store_id));
+  if (!syncs.empty()) {
+    refusals.insert(refusals.end(), syncs.begin(), syncs.end());
+    std::sort(refusals.begin(), refusals.end(),
+              [](const v1::Envelope& a, const v1::Envelope& b) {
+                return a.position() < b.position();
+              });
   }
   ASSIGN_OR_RETURN(std::optional<StreamHead> head,
                    log.GetStreamHead(StoreStream(store_id)));

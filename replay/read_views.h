@@ -51,8 +51,16 @@ v1::StoreDiff DiffStoreStates(const std::optional<v1::StoreState>& before,
 inline constexpr size_t kReadBatchEvents = 256;
 inline constexpr size_t kReadBatchBytes = 1 << 20;
 
+// The ProductsSynced events of the store `store_id` upgraded into that
+// copied from it, in position order (R9: a sync is in both histories);
+// none for a store that did not upgrade.
+absl::StatusOr<std::vector<v1::Envelope>> SyncsFrom(const EventLog& log,
+                                                    absl::string_view store_id);
+
 // A store's history: the events of its stream from `from_version` (0: all),
-// merged by position with the refused commands naming it when
+// merged by position with the ProductsSynced of the store it upgraded into
+// that copied from it (R9: a sync is in both histories), and with the
+// refused commands naming it when
 // `include_rejections` (those `select_refusal` admits; nullptr: all). Calls
 // `fn` in position order until it returns false, a batch at a time
 // (kReadBatchEvents): `fn` runs with no iterator open. Returns whether the store

@@ -17,6 +17,8 @@
 #include "core/streams.h"
 #include "base/status_macros.h"
 #include "replay/audit.h"
+#include "replay/finance.h"
+#include "replay/lookup.h"
 #include "replay/read_views.h"
 #include "storage/backup.h"
 #include "storage/merkle_store.h"
@@ -779,6 +781,167 @@ grpc::Status LedgerService::GetCheckpoint(grpc::ServerContext* context,
                         "--checkpoint-key, or storeledger checkpoint)");
   }
   *response = **std::move(latest);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::Find(grpc::ServerContext* context,
+                                 const v1::FindRequest* request,
+                                 v1::FindResult* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (request->id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required");
+  }
+  absl::StatusOr<v1::FindResult> found =
+      FindId(options_.ledger->log(), request->id());
+  if (!found.ok()) return ToGrpc(found.status());
+  *response = *std::move(found);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
+                                       const v1::PositionAtRequest* request,
+                                       v1::PositionAt* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
+      !s.ok()) {
+    return s;
+  }
+  std::optional<absl::Time> at;
+  if (request->has_at()) {
+    if (absl::Status s = CheckLedgerTime("at", request->at()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    at = ToTime(request->at());
+  }
+  std::optional<uint64_t> position;
+  if (request->has_position()) position = request->position();
+  absl::StatusOr<v1::PositionAt> answer = ResolvePosition(
+      options_.ledger->log(), at, position, request->written());
+  if (!answer.ok()) return ToGrpc(answer.status());
+  *response = *std::move(answer);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetStatement(
+    grpc::ServerContext* context, const v1::GetStatementRequest* request,
+    v1::Statements* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (request->store_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "store_id is required");
+  }
+  if (!request->has_from() || !request->has_to()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "from and to are required (the period is [from, to))");
+  }
+  if (absl::Status s = CheckLedgerTime("from", request->from()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  if (absl::Status s = CheckLedgerTime("to", request->to()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
+      !s.ok()) {
+    return s;
+  }
+  const EventLog& log = options_.ledger->log();
+  // The head first: the statements hold nothing past it.
+  absl::StatusOr<v1::PositionAt> head =
+      ResolvePosition(log, std::nullopt, std::nullopt, "");
+  if (!head.ok()) return ToGrpc(head.status());
+  absl::StatusOr<std::vector<v1::Statement>> statements =
+      StatementsOf(log, request->store_id(), request->pair(),
+                   ToTime(request->from()), ToTime(request->to()));
+  if (!statements.ok()) return ToGrpc(statements.status());
+  // A merchant sees a pair only when both stores are its own (an upgrade
+  // keeps the merchant, so they are).
+  for (const v1::Statement& statement : *statements) {
+    if (grpc::Status s = CheckStoreAccess(principal, statement.store_id());
+        !s.ok()) {
+      return s;
+    }
+    *response->add_statements() = statement;
+  }
+  response->set_position(head->position());
+  *response->mutable_recorded_at() = head->recorded_at();
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::GetBalances(grpc::ServerContext* context,
+                                        const v1::GetBalancesRequest* request,
+                                        v1::BalancesReport* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
+      !s.ok()) {
+    return s;
+  }
+  AsOf as_of;
+  if (request->has_as_of()) {
+    if (absl::Status s = CheckLedgerTime("as_of", request->as_of()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    as_of.business_time = ToTime(request->as_of());
+  }
+  if (request->has_position()) as_of.position = request->position();
+  const EventLog& log = options_.ledger->log();
+  absl::StatusOr<v1::BalancesReport> report =
+      as_of.empty() ? BalancesFromProjections(log)
+                    : BalancesFromPostings(log, as_of);
+  if (!report.ok()) return ToGrpc(report.status());
+  *response = *std::move(report);
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::ListPostings(
+    grpc::ServerContext* context, const v1::ListPostingsRequest* request,
+    grpc::ServerWriter<v1::PostingLine>* writer) {
+  Principal principal;
+  const bool one_store = !request->store_id().empty();
+  if (grpc::Status s = Authorize(
+          *context, one_store ? Permission::kReadStore : Permission::kDigest,
+          &principal);
+      !s.ok()) {
+    return s;
+  }
+  PostingFilter filter;
+  if (one_store) {
+    if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
+        !s.ok()) {
+      return s;
+    }
+    filter.store_id = request->store_id();
+  }
+  if (request->has_from()) {
+    if (absl::Status s = CheckLedgerTime("from", request->from()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    filter.from = ToTime(request->from());
+  }
+  if (request->has_to()) {
+    if (absl::Status s = CheckLedgerTime("to", request->to()); !s.ok()) {
+      return ToGrpc(s);
+    }
+    filter.to = ToTime(request->to());
+  }
+  if (request->has_max_position()) filter.max_position = request->max_position();
+  bool client_gone = false;
+  absl::Status status = ForEachPosting(
+      options_.ledger->log(), filter, [&](const v1::PostingLine& line) {
+        client_gone = !writer->Write(line);
+        return !client_gone;
+      });
+  if (!status.ok()) return ToGrpc(status);
+  if (client_gone) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+  }
   return grpc::Status::OK;
 }
 

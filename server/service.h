@@ -177,6 +177,27 @@ class LedgerService final
   grpc::Status GetCheckpoint(grpc::ServerContext* context,
                              const v1::GetCheckpointRequest* request,
                              v1::SignedCheckpoint* response) override;
+  // The answers of `find`, `position-at` and `statement`
+  // (replay/lookup.h). Find: auditor and investigator, as Digest;
+  // PositionAt (`--known-at` on a merchant's own store) and GetStatement:
+  // also a merchant, GetStatement for its own stores.
+  grpc::Status Find(grpc::ServerContext* context,
+                    const v1::FindRequest* request,
+                    v1::FindResult* response) override;
+  grpc::Status PositionAt(grpc::ServerContext* context,
+                          const v1::PositionAtRequest* request,
+                          v1::PositionAt* response) override;
+  grpc::Status GetStatement(grpc::ServerContext* context,
+                            const v1::GetStatementRequest* request,
+                            v1::Statements* response) override;
+  // `balances` (auditor, investigator) and `postings` (a merchant for its
+  // own store; every store: auditor, investigator).
+  grpc::Status GetBalances(grpc::ServerContext* context,
+                           const v1::GetBalancesRequest* request,
+                           v1::BalancesReport* response) override;
+  grpc::Status ListPostings(grpc::ServerContext* context,
+                            const v1::ListPostingsRequest* request,
+                            grpc::ServerWriter<v1::PostingLine>* writer) override;
   // An online consistent copy of the database (storage/backup.h) in a new
   // directory `name` under backup_dir (auditor, as Audit). INVALID_ARGUMENT
   // for a name that is not one plain path component, ALREADY_EXISTS when

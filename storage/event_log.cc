@@ -1272,7 +1272,9 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
     for (std::string& leaf_hash : state.leaf_hashes) {
       merkle_range.Append(std::move(leaf_hash),
                           [&](merkle::NodeId id, const std::string& hash) {
-                            batch.Put(kMerkle, merkle::NodeKey(id), hash);
+                            if (MerkleNodeStored(id)) {
+                              batch.Put(kMerkle, merkle::NodeKey(id), hash);
+                            }
                           });
     }
     CheckPositionsContiguous(batch, kEvents, old_head, state.head);

@@ -1,6 +1,8 @@
 #include "storage/merkle_store.h"
 
+#include <array>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -48,14 +50,109 @@ absl::StatusOr<std::string> ReadNode(rocksdb::DB* db,
   return *std::move(hash);
 }
 
+// The nodes below kMerkleStoredLevelMin of one aligned block of
+// kBlockLeaves leaves, hashed from its envelopes: hashes[l][j] is node
+// (l, (first_leaf >> l) + j). A block at the log's end holds what exists.
+constexpr uint64_t kBlockLeaves = uint64_t{1} << kMerkleStoredLevelMin;
+struct LowBlock {
+  uint64_t first_leaf = ~uint64_t{0};  // none yet
+  std::array<std::vector<std::string>, kMerkleStoredLevelMin> hashes;
+};
+
+absl::Status HashBlock(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events,
+                       uint64_t first_leaf, LowBlock* block) {
+  block->first_leaf = ~uint64_t{0};
+  for (std::vector<std::string>& level : block->hashes) level.clear();
+  rocksdb::ReadOptions read_options;
+  const std::string upper = PositionKey(first_leaf + kBlockLeaves + 1);
+  rocksdb::Slice upper_slice(upper);
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read_options, events));
+  std::vector<std::string>& leaves = block->hashes[0];
+  for (it->Seek(PositionKey(first_leaf + 1)); it->Valid(); it->Next()) {
+    const uint64_t expected = first_leaf + leaves.size() + 1;
+    if (it->key().size() != 8 ||
+        DecodeBigEndian64(View(it->key())) != expected) {
+      return absl::DataLossError(absl::StrCat(
+          "hashing Merkle leaves: expected the event at position ", expected));
+    }
+    leaves.push_back(merkle::LeafHash(View(it->value())));
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "read events for Merkle leaves"));
+  for (int level = 1; level < kMerkleStoredLevelMin; ++level) {
+    const std::vector<std::string>& below = block->hashes[level - 1];
+    for (size_t j = 0; j + 1 < below.size(); j += 2) {
+      block->hashes[level].push_back(merkle::NodeHash(below[j], below[j + 1]));
+    }
+  }
+  block->first_leaf = first_leaf;
+  return absl::OkStatus();
+}
+
+// Reads stored nodes, and hashes the ones below kMerkleStoredLevelMin from
+// the envelopes, one block at a time (kept for the next node asked).
+merkle::NodeReader NodeReaderOf(rocksdb::DB* db,
+                                rocksdb::ColumnFamilyHandle* events,
+                                rocksdb::ColumnFamilyHandle* nodes) {
+  auto block = std::make_shared<LowBlock>();
+  return [db, events, nodes,
+          block](merkle::NodeId id) -> absl::StatusOr<std::string> {
+    if (MerkleNodeStored(id)) return ReadNode(db, nodes, id);
+    const uint64_t first_leaf =
+        ((id.index << id.level) / kBlockLeaves) * kBlockLeaves;
+    if (block->first_leaf != first_leaf) {
+      RETURN_IF_ERROR(HashBlock(db, events, first_leaf, block.get()));
+    }
+    const std::vector<std::string>& level = block->hashes[id.level];
+    const uint64_t j = id.index - (first_leaf >> id.level);
+    if (j >= level.size()) {
+      return absl::DataLossError(absl::StrCat(
+          "merkle node (", id.level, ", ", id.index,
+          "): the log lacks the events it covers"));
+    }
+    return level[j];
+  };
+}
+
 absl::StatusOr<merkle::CompactRange> ReadRightEdge(
-    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* nodes, uint64_t size) {
+    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events,
+    rocksdb::ColumnFamilyHandle* nodes, uint64_t size) {
+  const merkle::NodeReader read = NodeReaderOf(db, events, nodes);
   std::vector<std::string> hashes;
   for (merkle::NodeId id : merkle::RightEdge(size)) {
-    ASSIGN_OR_RETURN(std::string hash, ReadNode(db, nodes, id));
+    ASSIGN_OR_RETURN(std::string hash, read(id));
     hashes.push_back(std::move(hash));
   }
   return merkle::CompactRange::FromHashes(size, std::move(hashes));
+}
+
+// The last stored node of the lowest stored level that a tree of `size`
+// leaves has; nullopt when it has none (fewer than kBlockLeaves leaves).
+std::optional<merkle::NodeId> LastStoredMarker(uint64_t size) {
+  const uint64_t blocks = size >> kMerkleStoredLevelMin;
+  if (blocks == 0) return std::nullopt;
+  return merkle::NodeId{kMerkleStoredLevelMin, blocks - 1};
+}
+
+// A database written before kMerkleStoredLevelMin stored every level: the
+// ones below it go (one range deletion, only when there are any).
+absl::Status DropUnstoredLevels(rocksdb::DB* db,
+                                rocksdb::ColumnFamilyHandle* nodes) {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db->NewIterator(rocksdb::ReadOptions(), nodes));
+  it->SeekToFirst();
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan merkle nodes"));
+  if (!it->Valid() || it->key().size() == 0 ||
+      static_cast<uint8_t>(it->key()[0]) >= kMerkleStoredLevelMin) {
+    return absl::OkStatus();
+  }
+  it.reset();
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  return FromRocks(
+      db->DeleteRange(write_options, nodes, std::string(1, '\0'),
+                      std::string(1, static_cast<char>(kMerkleStoredLevelMin))),
+      "drop unstored merkle levels");
 }
 
 // Appends the leaves of the events at positions (range->size(), last] to
@@ -104,6 +201,7 @@ absl::Status WriteTree(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events,
   rocksdb::WriteBatch batch;
   absl::Status put_status;
   auto sink = [&](merkle::NodeId id, const std::string& hash) {
+    if (!MerkleNodeStored(id)) return;
     rocksdb::Status s = batch.Put(nodes, merkle::NodeKey(id), hash);
     if (!s.ok() && put_status.ok()) put_status = FromRocks(s, "merkle batch");
   };
@@ -120,9 +218,11 @@ absl::Status WriteTree(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events,
 }
 
 uint64_t NodesOfTree(uint64_t size) {
-  // Every perfect aligned subtree: size at level 0, size / 2 at level 1, ...
+  // Every perfect aligned subtree of a stored level: size / 2^l at level l.
   uint64_t nodes = 0;
-  for (uint64_t width = size; width > 0; width >>= 1) nodes += width;
+  for (uint64_t width = size >> kMerkleStoredLevelMin; width > 0; width >>= 1) {
+    nodes += width;
+  }
   return nodes;
 }
 
@@ -131,40 +231,47 @@ uint64_t NodesOfTree(uint64_t size) {
 absl::StatusOr<merkle::CompactRange> LoadMerkleTree(
     rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events,
     rocksdb::ColumnFamilyHandle* nodes, uint64_t head, bool read_only) {
+  if (!read_only) RETURN_IF_ERROR(DropUnstoredLevels(db, nodes));
   if (head == 0) return merkle::CompactRange();
-  ASSIGN_OR_RETURN(std::optional<std::string> last_leaf,
-                   GetRaw(db, nodes, merkle::NodeKey({0, head - 1}), "merkle leaf"));
-  if (last_leaf.has_value()) return ReadRightEdge(db, nodes, head);
+  const std::optional<merkle::NodeId> marker = LastStoredMarker(head);
+  if (!marker.has_value()) return ReadRightEdge(db, events, nodes, head);
+  ASSIGN_OR_RETURN(std::optional<std::string> last,
+                   GetRaw(db, nodes, merkle::NodeKey(*marker), "merkle node"));
+  if (last.has_value()) return ReadRightEdge(db, events, nodes, head);
   if (read_only) return merkle::CompactRange();
-  // The leaves stored are a prefix (the tree is only ever completed from
-  // where it stops): find where.
+  // The stored nodes are a prefix (the tree is only ever completed from
+  // where it stops): find where, by the last node of the lowest level.
   uint64_t built = 0;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), nodes));
-  it->SeekForPrev(merkle::NodeKey({0, head - 1}));
-  RETURN_IF_ERROR(FromRocks(it->status(), "scan merkle leaves"));
+  it->SeekForPrev(merkle::NodeKey(*marker));
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan merkle nodes"));
   if (it->Valid()) {
     ASSIGN_OR_RETURN(merkle::NodeId id, merkle::ParseNodeKey(View(it->key())));
-    if (id.level == 0) built = id.index + 1;
+    if (id.level == kMerkleStoredLevelMin) {
+      built = (id.index + 1) << kMerkleStoredLevelMin;
+    }
   }
   it.reset();
-  ASSIGN_OR_RETURN(merkle::CompactRange range, ReadRightEdge(db, nodes, built));
+  ASSIGN_OR_RETURN(merkle::CompactRange range,
+                   ReadRightEdge(db, events, nodes, built));
   RETURN_IF_ERROR(WriteTree(db, events, nodes, head, &range));
   return range;
 }
 
 merkle::NodeReader MerkleNodeReader(const EventLog& log) {
-  return [&log](merkle::NodeId id) {
-    return ReadNode(log.db(), log.merkle_cf(), id);
-  };
+  return NodeReaderOf(log.db(), log.events_cf(), log.merkle_cf());
 }
 
 absl::StatusOr<uint64_t> MerkleTreeSize(const EventLog& log) {
   const uint64_t head = log.head().position;
-  if (head == 0) return uint64_t{0};
-  ASSIGN_OR_RETURN(std::optional<std::string> leaf,
-                   GetRaw(log.db(), log.merkle_cf(),
-                          merkle::NodeKey({0, head - 1}), "merkle leaf"));
-  if (!leaf.has_value()) {
+  // A tree of fewer than 2^kMerkleStoredLevelMin leaves is all hashed from
+  // the envelopes: always there.
+  const std::optional<merkle::NodeId> marker = LastStoredMarker(head);
+  if (!marker.has_value()) return head;
+  ASSIGN_OR_RETURN(std::optional<std::string> node,
+                   GetRaw(log.db(), log.merkle_cf(), merkle::NodeKey(*marker),
+                          "merkle node"));
+  if (!node.has_value()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the Merkle tree does not reach the head (position ", head,
         "); open the database for writing once to build it"));
@@ -247,6 +354,7 @@ absl::StatusOr<MerkleCheck> CheckMerkleTree(const EventLog& log) {
   merkle::CompactRange range;
   absl::Status read_error;
   auto compare = [&](merkle::NodeId id, const std::string& hash) {
+    if (!MerkleNodeStored(id)) return;
     ++check.nodes_checked;
     absl::StatusOr<std::optional<std::string>> stored =
         GetRaw(log.db(), log.merkle_cf(), merkle::NodeKey(id), "merkle node");
@@ -276,6 +384,12 @@ absl::StatusOr<MerkleCheck> CheckMerkleTree(const EventLog& log) {
     absl::StatusOr<merkle::NodeId> id = merkle::ParseNodeKey(View(it->key()));
     if (!id.ok()) {
       problem(std::string(id.status().message()));
+      continue;
+    }
+    if (!MerkleNodeStored(*id)) {
+      problem(absl::StrCat("node (", id->level, ", ", id->index,
+                           ") is stored, below the stored levels (",
+                           kMerkleStoredLevelMin, " and up)"));
       continue;
     }
     if (((id->index + 1) << id->level) <= head) ++stored_nodes;

@@ -1,8 +1,9 @@
 // The Merkle tree of an EventLog on disk (storage/FORMAT.md "The Merkle
 // tree"): loading and completing it at open, proofs read from its stored
-// nodes, the audit's recomputation, the rebuild, and the stored signed
-// checkpoints. The tree math is storage/merkle.h; the appends write the
-// nodes themselves (EventLog, in the same WriteBatch as the events).
+// nodes (and the lowest levels hashed from the envelopes), the audit's
+// recomputation, the rebuild, and the stored signed checkpoints. The tree
+// math is storage/merkle.h; the appends write the nodes MerkleNodeStored
+// names themselves (EventLog, in the same WriteBatch as the events).
 //
 // Proofs are over durable tree sizes only (at most EventLog::head()), whose
 // nodes never change. Every function is safe beside appends.
@@ -27,6 +28,17 @@ class ColumnFamilyHandle;
 
 namespace storeledger {
 
+// The lowest level stored: the nodes below it (leaves included) are not
+// written; a proof that needs one hashes the 2^kMerkleStoredLevelMin
+// envelopes of its aligned block on demand. Per event an append puts
+// 1/2^(kMerkleStoredLevelMin - 1) nodes on average instead of 2 (memtable
+// inserts were most of the tree's cost, docs/performance.md).
+inline constexpr int kMerkleStoredLevelMin = 4;
+// Whether the node is stored in "merkle" (FORMAT.md "The Merkle tree").
+inline bool MerkleNodeStored(merkle::NodeId id) {
+  return id.level >= kMerkleStoredLevelMin;
+}
+
 // Leaves written per WriteBatch when the tree is built from the log (at
 // open, by the rebuild).
 inline constexpr uint64_t kMerkleBackfillLeaves = 10'000;
@@ -41,7 +53,10 @@ absl::StatusOr<merkle::CompactRange> LoadMerkleTree(
     rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events,
     rocksdb::ColumnFamilyHandle* nodes, uint64_t head, bool read_only);
 
-// Reads stored nodes of `log`: kDataLoss when one is missing or not 32 bytes.
+// Reads nodes of `log`: a stored one, or one below kMerkleStoredLevelMin
+// hashed from its envelopes (a block of them read once per reader).
+// kDataLoss when one is missing or not 32 bytes. The reader is for one
+// proof at a time (not thread-safe).
 merkle::NodeReader MerkleNodeReader(const EventLog& log);
 
 // The largest tree size proofs may use: the durable head, when the tree

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "rocksdb/iterator.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "storage/checkpoint.h"
@@ -162,6 +163,64 @@ TEST(MerkleStoreTest, ADatabaseFromBeforeTheTreeGetsItAtItsFirstWritableOpen) {
   absl::StatusOr<std::string> reread = MerkleRoot(*log, 25);
   ASSERT_TRUE(reread.ok()) << reread.status();
   EXPECT_EQ(ToHex(*reread), ToHex(root));
+}
+
+// The merkle column family's keys, as node ids.
+std::vector<merkle::NodeId> StoredNodes(const EventLog& log) {
+  std::vector<merkle::NodeId> ids;
+  std::unique_ptr<rocksdb::Iterator> it(
+      log.db()->NewIterator(rocksdb::ReadOptions(), log.merkle_cf()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::StatusOr<merkle::NodeId> id =
+        merkle::ParseNodeKey(absl::string_view(it->key().data(), it->key().size()));
+    EXPECT_TRUE(id.ok()) << id.status();
+    if (id.ok()) ids.push_back(*id);
+  }
+  return ids;
+}
+
+TEST(MerkleStoreTest, OnlyTheLevelsFromTheStoredMinimumAreWritten) {
+  testing::TempDir dir;
+  std::string root;
+  {
+    auto log = MustOpen(dir.path());
+    AppendEvents(*log, 0, 170);
+    root = RootFromScan(*log);
+    // 170 leaves: 10 nodes at level 4, 5 at 5, 2 at 6, 1 at 7.
+    std::vector<merkle::NodeId> ids = StoredNodes(*log);
+    EXPECT_EQ(ids.size(), 10u + 5 + 2 + 1);
+    for (const merkle::NodeId& id : ids) {
+      EXPECT_GE(id.level, kMerkleStoredLevelMin) << id.index;
+    }
+    // A node below the stored levels (a database written when every level
+    // was stored) is extra to the audit...
+    ASSERT_TRUE(log->db()
+                    ->Put(rocksdb::WriteOptions(), log->merkle_cf(),
+                          merkle::NodeKey({0, 3}), std::string(32, 'x'))
+                    .ok());
+    absl::StatusOr<MerkleCheck> check = CheckMerkleTree(*log);
+    ASSERT_TRUE(check.ok()) << check.status();
+    EXPECT_EQ(check->problems_total, 1u);
+  }
+  // ... and goes at the next writable open; the proofs hash the low levels
+  // from the envelopes and still verify.
+  auto log = MustOpen(dir.path());
+  EXPECT_EQ(StoredNodes(*log).size(), 18u);
+  absl::StatusOr<MerkleCheck> check = CheckMerkleTree(*log);
+  ASSERT_TRUE(check.ok()) << check.status();
+  EXPECT_EQ(check->problems_total, 0u) << check->problems.front();
+  for (uint64_t size : {1u, 15u, 16u, 17u, 170u}) {
+    absl::StatusOr<std::string> root_of = MerkleRoot(*log, size);
+    ASSERT_TRUE(root_of.ok()) << root_of.status();
+    for (uint64_t position = 1; position <= size; position += 5) {
+      absl::StatusOr<InclusionProof> proof = ProveInclusion(*log, position, size);
+      ASSERT_TRUE(proof.ok()) << proof.status();
+      EXPECT_TRUE(VerifyProof(*proof, *root_of).ok()) << position << "/" << size;
+    }
+  }
+  absl::StatusOr<std::string> head_root = MerkleRoot(*log, 170);
+  ASSERT_TRUE(head_root.ok());
+  EXPECT_EQ(ToHex(*head_root), ToHex(root));
 }
 
 TEST(MerkleStoreTest, EverySingleByteChangeOfAnEnvelopeFailsItsInclusionProof) {

@@ -1,0 +1,350 @@
+// The user's terms through storeledgerd: every verb that answers in the user's terms
+// (find, position-at, --known-at, history without --store, the sync in both
+// stores' histories, statement --pair / --yuan, postings, balances, tail
+// past the head, --tz) prints through
+// `--server` exactly what it prints embedded on the server's own database
+// (a read-only open beside the running server), exit status and stderr
+// included; and the new RPCs answer with the ledger's messages.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "core/policy.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/server.h"
+#include "storeledger/v1/service.grpc.pb.h"
+#include "tests/support/cli_json.h"
+#include "tests/support/test_support.h"
+
+namespace storeledger {
+namespace {
+
+using ::storeledger::testing::CliRun;
+using ::storeledger::testing::Cmd;
+using ::storeledger::testing::RunStoreledger;
+using ::storeledger::testing::TempDir;
+using ::testing::HasSubstr;
+
+constexpr char kWriter[] = "writer-token-0123456789";
+constexpr char kAuditor[] = "auditor-token-0123456789";
+constexpr char kInvestigator[] = "investigator-token-0123456789";
+constexpr char kMerchant1[] = "merchant1-token-0123456789";
+constexpr char kMerchant2[] = "merchant2-token-0123456789";
+constexpr char kTokenFile[] = R"(writer-token-0123456789 writer
+auditor-token-0123456789 auditor
+investigator-token-0123456789 investigator
+merchant1-token-0123456789 merchant:m1
+merchant2-token-0123456789 merchant:m2
+)";
+
+// A mini store s1 (merchant m1) with an own and a third-party product,
+// orders either side of Beijing midnight, upgraded into w1 and synced twice
+// (p1 copied, p3 skipped; then nothing copied), a withdrawal wd1 in s1 and
+// an order o9 in w1; a store s2 of merchant m2.
+std::vector<std::string> Timeline() {
+  return {
+      Cmd("c1", "2024-06-01T09:00:00+08:00",
+          R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"),
+      Cmd("c2", "2024-06-01T10:00:00+08:00",
+          R"("addProduct":{"storeId":"s1","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"cat-1","priceFen":1000})"),
+      Cmd("c3", "2024-06-01T10:01:00+08:00",
+          R"("addProduct":{"storeId":"s1","productId":"p3","kind":"PHYSICAL","origin":"THIRD_PARTY","categoryId":"cat-1","priceFen":800})"),
+      Cmd("c4", "2024-06-01T11:00:00+08:00",
+          R"("listProduct":{"storeId":"s1","productId":"p1"})"),
+      Cmd("c5", "2024-10-09T15:00:00Z",
+          R"("placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":1,"unitPriceFen":1001}]})"),
+      Cmd("c6", "2024-10-09T15:59:59Z",
+          R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":1001})"),
+      Cmd("c7", "2024-10-10T10:00:00+08:00",
+          R"("shipOrder":{"storeId":"s1","orderId":"o1"})"),
+      Cmd("c8", "2024-10-11T10:00:00+08:00",
+          R"("settleOrder":{"storeId":"s1","orderId":"o1","commissionFen":1})"),
+      Cmd("c9", "2024-10-22T10:00:00+08:00",
+          R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
+      Cmd("c10", "2024-10-22T11:00:00+08:00",
+          R"("syncProducts":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
+      Cmd("c11", "2024-10-23T10:00:00+08:00",
+          R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"wd1","amountFen":1000})"),
+      Cmd("c12", "2024-10-24T11:00:00+08:00",
+          R"("syncProducts":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
+      Cmd("c13", "2024-11-05T13:00:00+08:00",
+          R"("grantCategoryQualification":{"storeId":"w1","categoryId":"cat-1"})"),
+      Cmd("c14", "2024-11-05T13:20:00+08:00",
+          R"("payDeposit":{"storeId":"w1","categoryId":"cat-1","amountFen":50000})"),
+      Cmd("c15", "2024-11-05T13:30:00+08:00",
+          R"("listProduct":{"storeId":"w1","productId":"p1"})"),
+      Cmd("c16", "2024-11-06T12:00:00+08:00",
+          R"("placeOrder":{"storeId":"w1","orderId":"o9","lines":[{"productId":"p1","quantity":1,"unitPriceFen":1234}]})"),
+      Cmd("c17", "2024-11-06T12:05:00+08:00",
+          R"("payOrder":{"storeId":"w1","orderId":"o9","amountFen":1234})"),
+      Cmd("c18", "2024-11-07T09:00:00+08:00",
+          R"("openStore":{"storeId":"s2","merchantId":"m2","kind":"MINI_STORE","subject":"ENTERPRISE"})"),
+  };
+}
+
+class ServerTermsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.db_dir = db_;
+    options.listen = "127.0.0.1:0";
+    absl::StatusOr<TokenTable> tokens = TokenTable::Parse(kTokenFile);
+    ASSERT_TRUE(tokens.ok()) << tokens.status();
+    options.tokens = *tokens;
+    options.ledger.sync = false;
+    absl::StatusOr<std::unique_ptr<LedgerServer>> server =
+        LedgerServer::Start(std::move(options));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    before_ = absl::Now() - absl::Seconds(1);
+    CliRun applied = Remote(kWriter, {"apply"},
+                            absl::StrJoin(Timeline(), "\n") + "\n");
+    ASSERT_EQ(applied.exit_code, 0) << applied.err;
+    ASSERT_THAT(applied.out, ::testing::Not(HasSubstr("REJECTED")));
+    stub_ = v1::Ledger::NewStub(grpc::CreateChannel(
+        server_->address(), grpc::InsecureChannelCredentials()));
+  }
+
+  CliRun Remote(const char* token, std::vector<std::string> args,
+                const std::string& in = "") {
+    args.insert(args.begin(),
+                {"--server", server_->address(), "--token", token});
+    return RunStoreledger(args, in);
+  }
+  CliRun Embedded(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--db", db_});
+    return RunStoreledger(args);
+  }
+
+  // The verb through the server prints what it prints embedded.
+  void ExpectSame(const char* token, const std::vector<std::string>& args,
+                  int exit_code) {
+    const std::string what = absl::StrJoin(args, " ");
+    CliRun remote = Remote(token, args);
+    CliRun embedded = Embedded(args);
+    EXPECT_EQ(embedded.exit_code, exit_code) << what << "\n" << embedded.err;
+    EXPECT_EQ(remote.exit_code, embedded.exit_code) << what << "\n"
+                                                    << remote.err;
+    EXPECT_EQ(remote.out, embedded.out) << what;
+    EXPECT_EQ(remote.err, embedded.err) << what;
+    // Never a silent answer: something on stdout, or stderr says why not.
+    EXPECT_FALSE(remote.out.empty() && remote.err.empty()) << what;
+  }
+
+  void Authorize(grpc::ClientContext* context, const char* token) {
+    context->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  }
+
+  TempDir dir_;
+  std::string db_ = dir_.Sub("db");
+  std::unique_ptr<LedgerServer> server_;
+  std::unique_ptr<v1::Ledger::Stub> stub_;
+  absl::Time before_;
+};
+
+TEST_F(ServerTermsTest, LookupsPrintWhatEmbeddedModePrints) {
+  for (const char* id : {"s1", "w1", "m1", "p1", "o1", "wd1", "c10"}) {
+    ExpectSame(kInvestigator, {"find", id}, 0);
+  }
+  ExpectSame(kInvestigator, {"find", "nothing-has-this-id"}, 1);
+  const std::string now = absl::FormatTime(absl::RFC3339_sec,
+                                           absl::Now() + absl::Seconds(1),
+                                           absl::UTCTimeZone());
+  ExpectSame(kAuditor, {"position-at", now}, 0);
+  ExpectSame(kAuditor, {"position-at", "2020-01-01"}, 0);  // position 0
+  ExpectSame(kAuditor, {"position-at", "--tz", "UTC", "2020-01-01"}, 0);
+  ExpectSame(kAuditor, {"position-at", "yesterday"}, 2);
+  // --known-at at, before and after what was recorded.
+  ExpectSame(kMerchant1, {"state", "--store", "s1", "--known-at", now}, 0);
+  ExpectSame(kMerchant1,
+             {"state", "--store", "s1", "--known-at", "2020-01-01"}, 1);
+  ExpectSame(kMerchant1,
+             {"state", "--store", "s1", "--known-at", now, "--position", "3"},
+             2);
+  ExpectSame(kMerchant1,
+             {"state", "--store", "s1", "--as-of", "2024-10-10"}, 0);
+}
+
+TEST_F(ServerTermsTest, HistoryFindsTheStoreAndShowsTheSyncInBoth) {
+  const std::vector<std::vector<std::string>> same = {
+      {"history", "--order", "o1"},
+      {"history", "--withdrawal", "wd1"},
+      {"history", "--product", "p1"},
+      {"history", "--product", "p3"},
+      {"history", "--product", "p1", "--limit", "3"},
+      {"history", "--store", "s1"},
+      {"history", "--store", "w1"},
+      {"history", "--store", "s1", "--type", "ProductsSynced"},
+      {"history", "--order", "o9", "--include-rejections"},
+  };
+  for (const auto& args : same) ExpectSame(kInvestigator, args, 0);
+  // Under the wrong store, or an id nobody has, or nothing to find.
+  ExpectSame(kInvestigator, {"history", "--store", "w1", "--order", "o1"}, 1);
+  ExpectSame(kInvestigator, {"history", "--order", "no-such-order"}, 1);
+  ExpectSame(kInvestigator, {"history", "--limit", "2"}, 2);
+  // A filter that selects nothing says so, remote as embedded.
+  ExpectSame(kInvestigator,
+             {"history", "--store", "s2", "--type", "OrderPaid"}, 0);
+
+  // The legacy store's history holds both syncs, the one that copied
+  // nothing included (R9: the sync belongs to both histories).
+  CliRun legacy = Remote(kMerchant1, {"history", "--store", "s1",
+                                      "--type", "ProductsSynced"});
+  ASSERT_EQ(legacy.exit_code, 0) << legacy.err;
+  ASSERT_EQ(legacy.lines().size(), 2u) << legacy.out;
+  EXPECT_THAT(legacy.lines()[0], HasSubstr(R"("copiedProductIds":["p1"])"));
+  EXPECT_THAT(legacy.lines()[1], HasSubstr(R"("copiedProductIds":[])"));
+  EXPECT_THAT(legacy.lines()[1], HasSubstr("p3"));
+}
+
+TEST_F(ServerTermsTest, ReadStreamOfALegacyStoreHoldsItsTargetsSyncs) {
+  grpc::ClientContext context;
+  Authorize(&context, kMerchant1);
+  v1::ReadStreamRequest request;
+  request.set_store_id("s1");
+  std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
+      stub_->ReadStream(&context, request);
+  v1::Envelope envelope;
+  std::vector<uint64_t> positions;
+  int syncs = 0;
+  while (reader->Read(&envelope)) {
+    positions.push_back(envelope.position());
+    if (envelope.payload().has_products_synced()) {
+      ++syncs;
+      EXPECT_EQ(envelope.stream_id(), "store-w1");
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(syncs, 2);
+  EXPECT_TRUE(std::is_sorted(positions.begin(), positions.end()));
+}
+
+TEST_F(ServerTermsTest, StatementsPrintWhatEmbeddedModePrints) {
+  const std::vector<std::vector<std::string>> same = {
+      {"statement", "--store", "s1", "--from", "2024-10-01", "--to",
+       "2024-12-01"},
+      {"statement", "--store", "s1", "--from", "2024-10-01", "--to",
+       "2024-12-01", "--yuan"},
+      {"statement", "--store", "s1", "--pair", "--from", "2024-10-01", "--to",
+       "2024-12-01", "--yuan"},
+      {"statement", "--store", "w1", "--pair", "--from", "2024-10-01", "--to",
+       "2024-12-01", "--tz", "UTC"},
+      {"statement", "--store", "w1", "--pair", "--from", "2024-10-01", "--to",
+       "2024-12-01", "--format", "json"},
+      {"statement", "--store", "s1", "--from", "2024-10-10", "--to",
+       "2024-10-11", "--tz", "Asia/Shanghai"},
+  };
+  for (const auto& args : same) ExpectSame(kMerchant1, args, 0);
+  ExpectSame(kMerchant1,
+             {"statement", "--store", "s1", "--from", "2024-10-01"}, 2);
+  ExpectSame(kMerchant1,
+             {"statement", "--store", "s1", "--from", "2024-10-01", "--to",
+              "2024-12-01", "--format", "json", "--yuan"},
+             2);
+  ExpectSame(kAuditor,
+             {"statement", "--store", "s2", "--pair", "--from", "2024-10-01",
+              "--to", "2024-12-01"},
+             1);
+  // A merchant reads its own stores' statements only.
+  CliRun denied = Remote(kMerchant2, {"statement", "--store", "s1", "--from",
+                                      "2024-10-01", "--to", "2024-12-01"});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_THAT(denied.err, HasSubstr("PERMISSION_DENIED"));
+}
+
+TEST_F(ServerTermsTest, PostingsBalancesAndTailPrintWhatEmbeddedModePrints) {
+  const std::string now = absl::FormatTime(
+      absl::RFC3339_sec, absl::Now() + absl::Seconds(1), absl::UTCTimeZone());
+  const std::vector<std::vector<std::string>> by_auditor = {
+      {"postings"},
+      {"postings", "--yuan", "--tz", "UTC"},
+      {"postings", "--format", "jsonl", "--position", "8"},
+      {"postings", "--from", "2024-10-10", "--to", "2024-10-11", "--known-at",
+       now},
+      {"balances"},
+      {"balances", "--format", "csv", "--yuan"},
+      {"balances", "--format", "csv", "--as-of", "2024-10-10", "--position",
+       "9", "--tz", "Asia/Shanghai"},
+      {"tail", "--from-position", "17"},
+  };
+  for (const auto& args : by_auditor) ExpectSame(kAuditor, args, 0);
+  ExpectSame(kMerchant1, {"postings", "--store", "s1", "--yuan"}, 0);
+  // Nothing matched, bad flags, and a consumer ahead of the log.
+  ExpectSame(kAuditor, {"postings", "--store", "s2"}, 0);
+  ExpectSame(kAuditor, {"postings", "--format", "jsonl", "--yuan"}, 2);
+  ExpectSame(kAuditor, {"balances", "--yuan"}, 2);
+  ExpectSame(kAuditor, {"tail", "--from-position", "1000"}, 1);
+  // A merchant lists its own store's postings only, and no ledger totals.
+  CliRun all = Remote(kMerchant1, {"postings"});
+  EXPECT_EQ(all.exit_code, 1);
+  EXPECT_THAT(all.err, HasSubstr("PERMISSION_DENIED"));
+  CliRun other = Remote(kMerchant2, {"postings", "--store", "s1"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_THAT(other.err, HasSubstr("PERMISSION_DENIED"));
+}
+
+TEST_F(ServerTermsTest, TheNewCallsAnswerWithTheLedgersMessages) {
+  {
+    grpc::ClientContext context;
+    Authorize(&context, kAuditor);
+    v1::FindRequest request;
+    request.set_id("o1");
+    v1::FindResult found;
+    ASSERT_TRUE(stub_->Find(&context, request, &found).ok());
+    ASSERT_EQ(found.matches_size(), 1);
+    EXPECT_EQ(found.matches(0).kind(), "order");
+    EXPECT_EQ(found.matches(0).store_id(), "s1");
+    EXPECT_EQ(found.matches(0).status(), "SETTLED");
+  }
+  {
+    // A merchant may not search the whole ledger.
+    grpc::ClientContext context;
+    Authorize(&context, kMerchant1);
+    v1::FindRequest request;
+    request.set_id("o1");
+    v1::FindResult found;
+    EXPECT_EQ(stub_->Find(&context, request, &found).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, kInvestigator);
+    v1::PositionAtRequest request;
+    *request.mutable_at() = ToProto(before_);
+    v1::PositionAt answer;
+    ASSERT_TRUE(stub_->PositionAt(&context, request, &answer).ok());
+    EXPECT_EQ(answer.position(), 0u);  // nothing was recorded before
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, kInvestigator);
+    v1::PositionAtRequest request;  // neither: the head
+    v1::PositionAt answer;
+    ASSERT_TRUE(stub_->PositionAt(&context, request, &answer).ok());
+    EXPECT_EQ(answer.position(), server_->ledger().log().head().position);
+    EXPECT_GE(ToTime(answer.recorded_at()), before_);
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, kMerchant1);
+    v1::GetStatementRequest request;
+    request.set_store_id("w1");
+    request.set_pair(true);
+    *request.mutable_from() = ToProto(absl::FromUnixSeconds(1'700'000'000));
+    *request.mutable_to() = ToProto(absl::FromUnixSeconds(1'800'000'000));
+    v1::Statements answer;
+    ASSERT_TRUE(stub_->GetStatement(&context, request, &answer).ok());
+    ASSERT_EQ(answer.statements_size(), 2);
+    EXPECT_EQ(answer.statements(0).store_id(), "s1");  // legacy first
+    EXPECT_EQ(answer.statements(1).store_id(), "w1");
+  }
+}
+
+}  // namespace
+}  // namespace storeledger
