@@ -59,6 +59,9 @@ The log:
 or a date (2024-11-04: midnight in the ledger's zone). --tz ZONE (+08:00, UTC,
 Asia/Shanghai) sets the zone human outputs print; default: the policy's, +08:00.
 `storeledger VERB --help` describes every flag of VERB.
+With --server the verbs apply, state, history, digest, audit and tail go to
+storeledgerd; its reads take --at-least P (a replica behind position P waits
+at most 2 s, then answers UNAVAILABLE naming its position: docs/cluster.md).
 )";
 
 struct Verb {

@@ -98,10 +98,20 @@ class Remote {
     }
   }
 
+  // --at-least P: the read waits (bounded, on the server) until the
+  // replica's log holds position P, else fails UNAVAILABLE naming its head.
+  absl::StatusOr<uint64_t> AtLeast() const {
+    absl::StatusOr<std::optional<uint64_t>> at_least =
+        ctx_.flags.GetUint("at-least");
+    if (!at_least.ok()) return at_least.status();
+    return at_least->value_or(0);
+  }
+
   int Apply();
   int State();
   int History();
   int Digest();
+  int Audit();
   int Tail();
 
  private:
@@ -226,7 +236,8 @@ int Remote::Apply() {
 
 int Remote::State() {
   if (absl::Status s = ctx_.flags.CheckKnown(
-          {"store", "as-of", "position", "server", "token", "tls-ca"});
+          {"store", "as-of", "position", "at-least", "server", "token",
+           "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
@@ -242,6 +253,9 @@ int Remote::State() {
       ctx_.flags.GetUint("position");
   if (!position.ok()) return ctx_.Fail(position.status());
   if (position->has_value()) request.set_position(**position);
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  request.set_min_position(*at_least);
   grpc::ClientContext context;
   Prepare(&context);
   v1::StoreState state;
@@ -254,8 +268,8 @@ int Remote::State() {
 int Remote::History() {
   if (absl::Status s = ctx_.flags.CheckKnown(
           {"store", "order", "product", "withdrawal", "type", "from", "to",
-           "from-position", "limit", "include-rejections", "server", "token",
-           "tls-ca"});
+           "from-position", "limit", "include-rejections", "at-least",
+           "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
@@ -266,12 +280,15 @@ int Remote::History() {
   absl::StatusOr<std::optional<uint64_t>> limit = ctx_.flags.GetUint("limit");
   if (!limit.ok()) return ctx_.Fail(limit.status());
   const bool include_rejections = ctx_.flags.Has("include-rejections");
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
   // The server sends the store's whole history, facts and refusals merged by
   // position as the embedded verb merges them; the filters are applied here,
   // by the same code as the embedded verb's.
   v1::ReadStreamRequest request;
   request.set_store_id(*store);
   request.set_include_rejections(include_rejections);
+  request.set_min_position(*at_least);
   grpc::ClientContext context;
   Prepare(&context);
   std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
@@ -308,17 +325,41 @@ int Remote::History() {
 }
 
 int Remote::Digest() {
-  if (absl::Status s = ctx_.flags.CheckKnown({"server", "token", "tls-ca"});
+  if (absl::Status s =
+          ctx_.flags.CheckKnown({"at-least", "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  v1::DigestRequest request;
+  request.set_min_position(*at_least);
   grpc::ClientContext context;
   Prepare(&context);
   v1::Digest digest;
-  grpc::Status status = stub_->Digest(&context, v1::DigestRequest(), &digest);
+  grpc::Status status = stub_->Digest(&context, request, &digest);
   if (!status.ok()) return ctx_.Fail(FromGrpc(status));
   *ctx_.out << ToJson(digest) << "\n";
   return kExitOk;
+}
+
+int Remote::Audit() {
+  if (absl::Status s = ctx_.flags.CheckKnown(
+          {"at-least", "no-progress", "server", "token", "tls-ca"});
+      !s.ok()) {
+    return ctx_.Fail(s);
+  }
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  const absl::Time started = absl::Now();
+  v1::AuditRequest request;
+  request.set_min_position(*at_least);
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::AuditReport report;
+  grpc::Status status = stub_->Audit(&context, request, &report);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  return PrintAuditReport(ctx_, report, started);
 }
 
 // `tail --follow` stops on SIGINT / SIGTERM: the handler only sets a flag
@@ -328,8 +369,8 @@ extern "C" void RequestRemoteTailStop(int) { remote_tail_stop = 1; }
 
 int Remote::Tail() {
   if (absl::Status s = ctx_.flags.CheckKnown({"from-position", "format",
-                                              "follow", "max-events", "server",
-                                              "token", "tls-ca"});
+                                              "follow", "max-events", "at-least",
+                                              "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
@@ -349,6 +390,8 @@ int Remote::Tail() {
       ctx_.flags.GetUint("max-events");
   if (!max_events.ok()) return ctx_.Fail(max_events.status());
   const bool follow = ctx_.flags.Has("follow");
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
 
   uint64_t last = from->value_or(0);
   uint64_t emitted = 0;
@@ -367,6 +410,7 @@ int Remote::Tail() {
     v1::SubscribeRequest request;
     request.set_from_position(last);
     request.set_catch_up_only(!follow);
+    request.set_min_position(*at_least);
     std::atomic<bool> call_over{false};
     std::thread watcher;
     if (follow) {
@@ -441,10 +485,11 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "state") return remote.State();
   if (ctx.verb == "history") return remote.History();
   if (ctx.verb == "digest") return remote.Digest();
+  if (ctx.verb == "audit") return remote.Audit();
   if (ctx.verb == "tail") return remote.Tail();
   *ctx.err << "storeledger: verb '" << ctx.verb
            << "' does not work with --server (it needs the database itself); "
-              "with --server: apply, state, history, digest, tail\n";
+              "with --server: apply, state, history, digest, audit, tail\n";
   return kExitUsage;
 }
 

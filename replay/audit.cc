@@ -35,6 +35,7 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
+#include "storage/diverged.h"
 #include "storage/merkle_store.h"
 #include "storage/rocks_util.h"
 
@@ -97,7 +98,7 @@ std::string Short(const google::protobuf::Message& message) {
 ABSL_CONST_INIT const absl::string_view kAllChecks[] = {
     kCheckHashChain,   kCheckPositions,   kCheckStreamIndex, kCheckPostings,
     kCheckBalances,    kCheckProjections, kCheckOutcomes,
-    kCheckMerkleTree,
+    kCheckMerkleTree,  kCheckDiverged,
 };
 
 // The stream an event belongs in (core/decide.cc emits each event to it).
@@ -388,6 +389,7 @@ class Auditor {
     }
     RETURN_IF_ERROR(ProjectionsPass());
     RETURN_IF_ERROR(MerkleTreePass());
+    RETURN_IF_ERROR(DivergedPass());
     for (absl::string_view name : kAllChecks) {
       v1::AuditCheck* check = report_.add_checks();
       check->set_name(std::string(name));
@@ -401,6 +403,53 @@ class Auditor {
   }
 
  private:
+  // The diverged records, reported; each one's envelopes checked whole.
+  absl::Status DivergedPass() {
+    ASSIGN_OR_RETURN(std::vector<v1::DivergedRecord> records,
+                     ReadDivergedRecords(log_, snapshot_));
+    for (v1::DivergedRecord& record : records) {
+      uint64_t expected = record.first_position();
+      std::string prev_hash;
+      std::string problem;
+      RETURN_IF_ERROR(ScanDivergedEnvelopes(
+          log_, record.record(), snapshot_,
+          [&](uint64_t position, absl::string_view raw) {
+            if (!problem.empty()) return;
+            absl::StatusOr<Envelope> envelope =
+                VerifyStoredEnvelope(position, raw);
+            if (position != expected) {
+              problem = absl::StrCat("position ", expected, " is missing");
+            } else if (!envelope.ok()) {
+              problem = std::string(envelope.status().message());
+            } else if (!prev_hash.empty() &&
+                       envelope->prev_hash() != prev_hash) {
+              problem = absl::StrCat("position ", position,
+                                     " does not link to the one before");
+            } else {
+              prev_hash = envelope->hash();
+            }
+            ++expected;
+          }));
+      if (problem.empty() && expected != record.last_position() + 1) {
+        problem = absl::StrCat("it ends at position ", expected - 1,
+                               ", not ", record.last_position());
+      }
+      if (problem.empty() && ToHex(prev_hash) != record.last_hash()) {
+        problem = "its last envelope's hash is not the record's last_hash";
+      }
+      if (!problem.empty()) {
+        Violation(kCheckDiverged, absl::StatusCode::kDataLoss,
+                  record.first_position(), "", "",
+                  absl::StrCat("diverged record ", record.record(), " (",
+                               Range(record.first_position(),
+                                     record.last_position()),
+                               "): ", problem));
+      }
+      *report_.add_diverged() = std::move(record);
+    }
+    return absl::OkStatus();
+  }
+
   // Every stored node of the Merkle tree against the tree of the stored
   // envelopes (a damaged envelope is also the chain's violation; here it is
   // the leaves and nodes above it that no longer match).

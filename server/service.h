@@ -27,6 +27,7 @@
 #define STORELEDGER_SERVER_SERVICE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -60,6 +61,13 @@ inline constexpr absl::Duration kSubscriberPollInterval = absl::Milliseconds(100
 inline constexpr size_t kStreamBatchCommandsMax = 256;
 // An idle ExecuteStream re-checks for shutdown this often.
 inline constexpr absl::Duration kStreamPollInterval = absl::Milliseconds(100);
+// How long a read carrying min_position waits for this replica's log to
+// reach it (a follower behind) before it answers UNAVAILABLE; the call's
+// own deadline, when sooner, bounds it too.
+inline constexpr absl::Duration kMinPositionWaitMax = absl::Seconds(2);
+// A read waiting for min_position re-checks the head this often.
+inline constexpr absl::Duration kMinPositionPollInterval =
+    absl::Milliseconds(5);
 // Trailing metadata naming where a cut-off subscriber should resume.
 inline constexpr char kResumePositionMetadata[] = "storeledger-resume-position";
 
@@ -166,6 +174,12 @@ class LedgerService final
                                 absl::string_view store_id) const;
   // ServiceOptions::write_gate's answer.
   grpc::Status WriteGate() const;
+  // OK once the log holds `min_position` (0: at once); waits at most
+  // kMinPositionWaitMax or until `deadline`, then UNAVAILABLE naming this
+  // replica's head.
+  grpc::Status WaitForPosition(uint64_t min_position,
+                               std::chrono::system_clock::time_point deadline)
+      const;
   // Executes one command and wakes the subscribers.
   grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
   void NotifyAppended();
