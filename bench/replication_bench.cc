@@ -278,6 +278,19 @@ int Failover(int servers, int kills, uint64_t seed) {
     js = JetStream::Connect((*nats)->urls());
   } while (!js.ok() && absl::Now() < connect_deadline);
   if (!js.ok()) return 1;
+  // The stream and the lease bucket first: a storeledgerd that finds the
+  // fresh cluster not ready to make them exits.
+  const int copies = servers >= 3 ? 3 : 1;
+  absl::Status made;
+  do {
+    made = (*js)->EnsureStream(0, copies);
+    if (made.ok()) made = (*js)->EnsureLeaseBucket(kLeaseTtlDefault, copies);
+  } while (!made.ok() && absl::Now() < connect_deadline + absl::Seconds(20) &&
+           (absl::SleepFor(absl::Milliseconds(200)), true));
+  if (!made.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(made.message()).c_str());
+    return 1;
+  }
   testing::TempDir dir;
   std::vector<Replicad> replicas(3);
   auto start = [&](Replicad& r) {
@@ -366,6 +379,7 @@ int Failover(int servers, int kills, uint64_t seed) {
       absl::SleepFor(absl::Milliseconds(1));
     }
     if (victim < 0) {
+      std::fprintf(stderr, "round %d: no leader acknowledging\n", round);
       status = 1;
       break;
     }
@@ -385,6 +399,8 @@ int Failover(int servers, int kills, uint64_t seed) {
       absl::SleepFor(absl::Milliseconds(1));
     }
     if (!first.has_value()) {
+      std::fprintf(stderr, "round %d: no acknowledgement after the kill\n",
+                   round);
       status = 1;
       break;
     }

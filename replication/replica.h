@@ -21,6 +21,10 @@
 // position (status().data_loss); nothing past it is stored or served, and
 // the replica never takes the lease.
 //
+// Starting: a log that holds positions the stream does not (a diverged
+// tail) has them moved aside by Reconcile, before the ledger opens, into a
+// diverged record that audit lists and nothing serves.
+//
 // Thread-safe. The Ledger must outlive the Replica.
 #ifndef STORELEDGER_REPLICATION_REPLICA_H_
 #define STORELEDGER_REPLICATION_REPLICA_H_

@@ -914,18 +914,32 @@ TEST(ReplicationTest, LocallyExtendedLogIsMovedAsideAndTheReplicaFollows) {
   EXPECT_FALSE(a->diverged.has_value());
 }
 
-TEST(ReplicationTest, AckLocalLeaderKilledWithUnpublishedGroupsMovesThemAside) {
-  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
-  ASSERT_TRUE(nats.ok()) << nats.status();
-  absl::StatusOr<std::unique_ptr<JetStream>> js =
-      JetStream::Connect((*nats)->urls());
-  ASSERT_TRUE(js.ok()) << js.status();
+// One NATS server, and a connection to it, for tests of storeledgerd
+// processes.
+class OneServerProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<NatsCluster>> started =
+        NatsCluster::Start(1);
+    ASSERT_TRUE(started.ok()) << started.status();
+    nats = *std::move(started);
+    absl::StatusOr<std::unique_ptr<JetStream>> connected =
+        JetStream::Connect(nats->urls());
+    ASSERT_TRUE(connected.ok()) << connected.status();
+    js = *std::move(connected);
+  }
+  std::unique_ptr<NatsCluster> nats;
+  std::unique_ptr<JetStream> js;
   TempDir dir;
-  Daemon a((*nats)->urls_flag(), dir.Sub("a"), dir.Sub("a.log"));
+};
+
+TEST_F(OneServerProcessTest,
+       AckLocalLeaderKilledWithUnpublishedGroupsMovesThemAside) {
+  Daemon a(nats->urls_flag(), dir.Sub("a"), dir.Sub("a.log"));
   a.extra_args = {"--ack", "local"};
   a.EnableHttp();
   a.Start();
-  ASSERT_TRUE(WaitForLease(**js, a.address()));
+  ASSERT_TRUE(WaitForLease(*js, a.address()));
   uint64_t published = 0;
   for (int i = 0; i < 3; ++i) {
     const std::string store = absl::StrCat("s", i);
@@ -941,7 +955,7 @@ TEST(ReplicationTest, AckLocalLeaderKilledWithUnpublishedGroupsMovesThemAside) {
       kConvergeTimeout));
   EXPECT_EQ(a.Metric(R"(storeledger_replication_role{role="leader"})"), 1);
   // NATS goes away: --ack local still answers, and the lag shows.
-  (*nats)->Kill(0);
+  nats->Kill(0);
   uint64_t answered = published;
   for (int i = 0; i < 3; ++i) {
     const std::string store = absl::StrCat("local-", i);
@@ -953,8 +967,8 @@ TEST(ReplicationTest, AckLocalLeaderKilledWithUnpublishedGroupsMovesThemAside) {
             static_cast<double>(answered - published));
   // Killed with those groups unpublished; NATS comes back.
   a.KillHard();
-  ASSERT_TRUE((*nats)->Restart(0).ok());
-  ASSERT_TRUE(WaitFor([&] { return (*js)->LastSequence(0).ok(); },
+  ASSERT_TRUE(nats->Restart(0).ok());
+  ASSERT_TRUE(WaitFor([&] { return js->LastSequence(0).ok(); },
                       kConvergeTimeout));
   // Restarted, it moves them aside, follows the stream, and leads again.
   a.Start();
@@ -984,18 +998,13 @@ TEST(ReplicationTest, AckLocalLeaderKilledWithUnpublishedGroupsMovesThemAside) {
 
 // ---- Reads with "at least position P" (docs/cluster.md).
 
-TEST(ReplicationTest, FollowerReadsAtLeastAPositionOrAnswersUnavailable) {
-  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
-  ASSERT_TRUE(nats.ok()) << nats.status();
-  absl::StatusOr<std::unique_ptr<JetStream>> js =
-      JetStream::Connect((*nats)->urls());
-  ASSERT_TRUE(js.ok()) << js.status();
-  TempDir dir;
-  Daemon leader((*nats)->urls_flag(), dir.Sub("l"), dir.Sub("l.log"));
+TEST_F(OneServerProcessTest,
+       FollowerReadsAtLeastAPositionOrAnswersUnavailable) {
+  Daemon leader(nats->urls_flag(), dir.Sub("l"), dir.Sub("l.log"));
   leader.EnableHttp();
   leader.Start();
-  ASSERT_TRUE(WaitForLease(**js, leader.address()));
-  Daemon follower((*nats)->urls_flag(), dir.Sub("f"), dir.Sub("f.log"));
+  ASSERT_TRUE(WaitForLease(*js, leader.address()));
+  Daemon follower(nats->urls_flag(), dir.Sub("f"), dir.Sub("f.log"));
   follower.extra_args = {"--follow-only"};
   follower.EnableHttp();
   follower.Start();
