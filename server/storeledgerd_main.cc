@@ -1,4 +1,4 @@
-// storeledgerd: the ledger over gRPC (DESIGN.md §6, issue 7).
+// storeledgerd: the ledger over gRPC (DESIGN.md §6).
 //
 //   storeledgerd --db DIR [--listen 127.0.0.1:7450] [--http HOST:PORT]
 //                [--tokens FILE]
@@ -7,6 +7,7 @@
 //                [--checkpoint-every-events N] [--checkpoint-every-seconds T]]
 //                [--replicate nats://HOST:PORT[,...] [--partition N]
 //                 [--ack replicated|local] [--follow-only] [--replicas R]]
+//                [--backup-dir DIR]
 //
 // With --replicate it is one replica of partition N (replication/replica.h,
 // docs/cluster.md): it follows the partition's JetStream stream, and leads
@@ -32,8 +33,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "cli/cli.h"
-#include "core/status_macros.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "replication/replica.h"
 #include "server/server.h"
 #include "storage/checkpoint.h"
@@ -51,6 +52,7 @@ constexpr char kUsage[] =
                      [--checkpoint-every-seconds T]]
                     [--replicate nats://HOST:PORT[,...] [--partition N]
                      [--ack replicated|local] [--follow-only] [--replicas R]]
+                    [--backup-dir DIR]
 
 --listen defaults to 127.0.0.1:7450 (port 0: any free port, printed at start).
 --http serves the console (pages, JSON API) and /metrics there.
@@ -63,6 +65,8 @@ command once it is synced here and acknowledged by JetStream; --ack local
 once synced here. --follow-only never leads. --replicas: copies JetStream
 keeps (default 3 with 3 servers or more, else 1). A follower refuses writes
 with UNAVAILABLE naming the leader.
+--backup-dir DIR lets auditors take online copies (the Backup RPC, or
+`storeledger --server ADDR backup --name NAME`) into new directories under DIR.
 )";
 
 // --checkpoint-key FILE [--checkpoint-every-events N]
@@ -122,7 +126,7 @@ int Main(const std::vector<std::string>& args) {
           {"listen", "http", "tokens", "tls-cert", "tls-key", "no-sync",
            "shutdown-grace-ms", "checkpoint-key", "checkpoint-every-events",
            "checkpoint-every-seconds", "replicate", "partition", "ack",
-           "follow-only", "replicas"});
+           "follow-only", "replicas", "backup-dir"});
       !s.ok() || !flags->positional().empty()) {
     std::cerr << "storeledgerd: "
               << (s.ok() ? "unexpected argument " + flags->positional().front()
@@ -149,6 +153,7 @@ int Main(const std::vector<std::string>& args) {
   options.tls_cert_file = flags->GetOr("tls-cert", "");
   options.tls_key_file = flags->GetOr("tls-key", "");
   options.ledger.sync = !flags->Has("no-sync");
+  options.backup_dir = flags->GetOr("backup-dir", "");
   if (std::optional<std::string> path = flags->Get("policy")) {
     std::ifstream file(*path);
     if (!file) {

@@ -7,10 +7,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/write_batch.h"
+#include "storage/format.h"
 #include "storage/merkle.h"
 #include "storage/rocks_util.h"
 
@@ -25,14 +26,13 @@ namespace {
 constexpr absl::string_view kDivergedPrefix("diverged\0", 9);
 constexpr size_t kRecordKeyBytes = 9 + 8;
 constexpr char kCheckpointPrefix[] = "checkpoint";  // then %x00 u64be size
-constexpr char kHeadKey[] = "head";
 constexpr char kFormatVersionKey[] = "format_version";
 
 std::string RecordKey(uint64_t record) {
   return absl::StrCat(kDivergedPrefix, PositionKey(record));
 }
 
-std::string ZeroHash() { return std::string(32, '\0'); }
+std::string ZeroHash() { return std::string(format::kHashBytes, '\0'); }
 
 rocksdb::Slice Slice(absl::string_view bytes) {
   return rocksdb::Slice(bytes.data(), bytes.size());
@@ -129,8 +129,8 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
     put(log->meta_cf(), absl::StrCat(prefix, "e", PositionKey(position)), raw);
     erase(log->events_cf(), PositionKey(position));
     erase(log->streams_cf(),
-          absl::StrCat(envelope.stream_id(), std::string(1, '\0'),
-                       PositionKey(envelope.stream_version())));
+          format::StreamIndexKey(envelope.stream_id(),
+                                 envelope.stream_version()));
     auto [it, inserted] =
         first_version.emplace(envelope.stream_id(), envelope.stream_version());
     if (!inserted) it->second = std::min(it->second, envelope.stream_version());
@@ -147,9 +147,8 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
     ASSIGN_OR_RETURN(
         std::optional<std::string> index,
         GetRaw(db, log->streams_cf(),
-               absl::StrCat(stream, std::string(1, '\0'),
-                            PositionKey(version - 1))));
-    if (!index.has_value() || index->size() != 8) {
+               format::StreamIndexKey(stream, version - 1)));
+    if (!index.has_value() || index->size() != format::kPositionBytes) {
       return absl::DataLossError(absl::StrCat(
           "stream ", stream, " has no index entry for version ", version - 1));
     }
@@ -217,7 +216,8 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
         }));
   }
 
-  put(log->meta_cf(), kHeadKey, absl::StrCat(PositionKey(keep), keep_hash));
+  put(log->meta_cf(), format::kMetaHeadKey,
+      absl::StrCat(PositionKey(keep), keep_hash));
   put(log->meta_cf(), kFormatVersionKey, BigEndian32(kFormatVersionDiverged));
   put(log->meta_cf(), prefix, SerializeDeterministic(record));
   RETURN_IF_ERROR(written);
