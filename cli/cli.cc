@@ -67,6 +67,9 @@ The cluster (NATS JetStream; docs/cluster.md):
 or a date (2024-11-04: midnight in the ledger's zone). --tz ZONE (+08:00, UTC,
 Asia/Shanghai) sets the zone human outputs print; default: the policy's, +08:00.
 `storeledger VERB --help` describes every flag of VERB.
+With --server the verbs apply, state, history, digest, audit and tail go to
+storeledgerd; its reads take --at-least P (a replica behind position P waits
+at most 2 s, then answers UNAVAILABLE naming its position: docs/cluster.md).
 )";
 
 struct Verb {
@@ -149,6 +152,11 @@ absl::Status CliContext::CheckFlags() const {
   std::vector<std::string> known = DocumentedFlags(verb);
   if (flags.Has("server")) {
     known.insert(known.end(), {"server", "token", "tls-ca"});
+    // Reads through a replica may wait for a position (docs/cluster.md).
+    if (verb == "state" || verb == "history" || verb == "digest" ||
+        verb == "audit" || verb == "tail") {
+      known.push_back("at-least");
+    }
   }
   return flags.CheckKnown(known);
 }

@@ -80,6 +80,11 @@ int PostingsVerb(CliContext& ctx);
 int BalancesVerb(CliContext& ctx);
 int StatementVerb(CliContext& ctx);
 int AuditVerb(CliContext& ctx);
+// The report on stdout (JSON), the diverged records and any violations on
+// stderr; kExitOk when it passed, kExitCheckFailed otherwise. Also for
+// `audit --server` (cli/client.cc).
+int PrintAuditReport(CliContext& ctx, const v1::AuditReport& report,
+                     absl::Time started);
 // Investigations (cli/investigate_verbs.cc).
 int RebuildVerb(CliContext& ctx);
 int ExplainVerb(CliContext& ctx);

@@ -104,10 +104,20 @@ class Remote {
     }
   }
 
+  // --at-least P: the read waits (bounded, on the server) until the
+  // replica's log holds position P, else fails UNAVAILABLE naming its head.
+  absl::StatusOr<uint64_t> AtLeast() const {
+    absl::StatusOr<std::optional<uint64_t>> at_least =
+        ctx_.flags.GetUint("at-least");
+    if (!at_least.ok()) return at_least.status();
+    return at_least->value_or(0);
+  }
+
   int Apply();
   int State();
   int History();
   int Digest();
+  int Audit();
   int Tail();
   int Find();
   int PositionAt();
@@ -265,6 +275,9 @@ int Remote::State() {
   if (!position.ok()) return ctx_.Fail(position.status());
   if (position->has_value()) request.set_position(**position);
   ctx_.EchoTime("as-of");
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  request.set_min_position(*at_least);
   grpc::ClientContext context;
   Prepare(&context);
   v1::StoreState state;
@@ -324,9 +337,12 @@ absl::StatusOr<std::vector<std::string>> Remote::OwnersOf(
 absl::StatusOr<bool> Remote::ReadHistory(
     const std::string& store_id, bool include_rejections,
     const std::function<bool(const v1::Envelope&)>& fn) {
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  RETURN_IF_ERROR(at_least.status());
   v1::ReadStreamRequest request;
   request.set_store_id(store_id);
   request.set_include_rejections(include_rejections);
+  request.set_min_position(*at_least);
   grpc::ClientContext context;
   Prepare(&context);
   std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
@@ -551,17 +567,41 @@ int Remote::Balances() {
 }
 
 int Remote::Digest() {
-  if (absl::Status s = ctx_.flags.CheckKnown({"server", "token", "tls-ca"});
+  if (absl::Status s =
+          ctx_.flags.CheckKnown({"at-least", "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  v1::DigestRequest request;
+  request.set_min_position(*at_least);
   grpc::ClientContext context;
   Prepare(&context);
   v1::Digest digest;
-  grpc::Status status = stub_->Digest(&context, v1::DigestRequest(), &digest);
+  grpc::Status status = stub_->Digest(&context, request, &digest);
   if (!status.ok()) return ctx_.Fail(FromGrpc(status));
   *ctx_.out << ToJson(digest) << "\n";
   return kExitOk;
+}
+
+int Remote::Audit() {
+  if (absl::Status s = ctx_.flags.CheckKnown(
+          {"at-least", "no-progress", "server", "token", "tls-ca"});
+      !s.ok()) {
+    return ctx_.Fail(s);
+  }
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  const absl::Time started = absl::Now();
+  v1::AuditRequest request;
+  request.set_min_position(*at_least);
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::AuditReport report;
+  grpc::Status status = stub_->Audit(&context, request, &report);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  return PrintAuditReport(ctx_, report, started);
 }
 
 int Remote::Backup() {
@@ -588,8 +628,8 @@ extern "C" void RequestRemoteTailStop(int) { remote_tail_stop = 1; }
 
 int Remote::Tail() {
   if (absl::Status s = ctx_.flags.CheckKnown({"from-position", "format",
-                                              "follow", "max-events", "server",
-                                              "token", "tls-ca"});
+                                              "follow", "max-events", "at-least",
+                                              "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
@@ -605,6 +645,8 @@ int Remote::Tail() {
     *ctx_.err << "storeledger tail: warning: " << *ahead
               << "; waiting for the log to reach it\n";
   }
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
 
   uint64_t last = tail->from_position;
   uint64_t emitted = 0;
@@ -625,6 +667,7 @@ int Remote::Tail() {
     v1::SubscribeRequest request;
     request.set_from_position(last);
     request.set_catch_up_only(!follow);
+    request.set_min_position(*at_least);
     std::atomic<bool> call_over{false};
     std::thread watcher;
     if (follow) {
@@ -693,6 +736,7 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "state") return remote.State();
   if (ctx.verb == "history") return remote.History();
   if (ctx.verb == "digest") return remote.Digest();
+  if (ctx.verb == "audit") return remote.Audit();
   if (ctx.verb == "tail") return remote.Tail();
   if (ctx.verb == "find") return remote.Find();
   if (ctx.verb == "position-at") return remote.PositionAt();
@@ -702,8 +746,8 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "backup") return remote.Backup();
   *ctx.err << "storeledger: verb '" << ctx.verb
            << "' does not work with --server (it needs the database itself); "
-              "with --server: apply, state, history, digest, tail, find, "
-              "position-at, statement, postings, balances, backup\n";
+              "with --server: apply, state, history, digest, audit, tail, "
+              "find, position-at, statement, postings, balances, backup\n";
   return kExitUsage;
 }
 

@@ -1,8 +1,11 @@
 // `storeledger --server ADDR --token T VERB ...`: the verbs apply, state,
-// history, digest, tail, find, position-at, statement, postings and balances
-// through storeledgerd's gRPC service instead of the database, taking the
-// same flags and printing exactly what the embedded verbs print; and backup
-// --name NAME, the Backup RPC (a copy under the server's --backup-dir).
+// history, digest, audit, tail, find, position-at, statement, postings and
+// balances through storeledgerd's gRPC service instead of the database,
+// taking the same flags and printing exactly what the embedded verbs print;
+// and backup --name NAME, the Backup RPC (a copy under the server's
+// --backup-dir). The reads take --at-least P (the request's min_position:
+// a replica behind P waits, bounded, then answers UNAVAILABLE naming its
+// position).
 //
 // --tls-ca FILE connects with TLS, trusting the CA (or self-signed
 // certificate) in FILE; otherwise the connection is plaintext. The token may

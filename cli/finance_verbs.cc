@@ -402,8 +402,23 @@ int AuditVerb(CliContext& ctx) {
     if (!audited.ok()) return ctx.Fail(audited.status());
     report = *std::move(audited);
   }
+  return PrintAuditReport(ctx, report, started);
+}
+
+int PrintAuditReport(CliContext& ctx, const v1::AuditReport& report,
+                     absl::Time started) {
+  const bool terminal = StderrIsTerminal(ctx);
+  std::ostream& err = *ctx.err;
   *ctx.out << ToJson(report) << "\n";
   ctx.out->flush();
+  // Tails a replica moved aside (docs/cluster.md "Diverged tail"): not part
+  // of the log, kept for investigators.
+  for (const v1::DivergedRecord& d : report.diverged()) {
+    err << "audit: diverged record " << d.record() << ": positions "
+        << d.first_position() << ".." << d.last_position() << " ("
+        << d.outcomes() << " command outcomes) moved aside: " << d.reason()
+        << "\n";
+  }
 
   const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
   if (report.ok()) {

@@ -33,7 +33,7 @@ namespace {
 ABSL_CONST_INIT const absl::string_view kAllChecks[] = {
     kCheckHashChain,   kCheckPositions,   kCheckStreamIndex, kCheckPostings,
     kCheckBalances,    kCheckProjections, kCheckOutcomes,
-    kCheckMerkleTree,
+    kCheckMerkleTree,  kCheckDiverged,
 };
 
 }  // namespace
@@ -177,6 +177,7 @@ absl::StatusOr<v1::AuditReport> Auditor::Run() {
   }
   RETURN_IF_ERROR(ProjectionsPass());
   RETURN_IF_ERROR(MerkleTreePass());
+  RETURN_IF_ERROR(DivergedPass());
   for (absl::string_view name : kAllChecks) {
     v1::AuditCheck* check = report_.add_checks();
     check->set_name(std::string(name));

@@ -48,6 +48,11 @@ inline constexpr absl::string_view kCheckProjections = "projections";
 inline constexpr absl::string_view kCheckOutcomes = "outcomes";
 // The Merkle tree recomputed from the log (storage/merkle_store.h).
 inline constexpr absl::string_view kCheckMerkleTree = "merkle_tree";
+// Each diverged record (storage/diverged.h: a replica's tail moved aside,
+// listed in AuditReport.diverged) holds its envelopes whole: contiguous
+// from its first position to its last, each verifying at its position and
+// linked to the one before, ending at its last hash.
+inline constexpr absl::string_view kCheckDiverged = "diverged";
 
 struct AuditOptions {
   // Called now and then with the pass ("events", "streams", "commands",

@@ -283,6 +283,9 @@ class Auditor {
   // envelopes (a damaged envelope is also the chain's violation; here it is
   // the leaves and nodes above it that no longer match).
   absl::Status MerkleTreePass();
+  // Pass 6 (replay/audit_diverged.cc): the diverged records, reported, and
+  // each one's envelopes checked whole.
+  absl::Status DivergedPass();
 
   // ------------------------------------------------------------ plumbing
 

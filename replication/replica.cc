@@ -1,5 +1,6 @@
 #include "replication/replica.h"
 
+#include <filesystem>
 #include <iostream>
 #include <utility>
 
@@ -7,7 +8,9 @@
 #include "core/evolve.h"
 #include "base/status_macros.h"
 #include "replay/projection_store.h"
+#include "replay/rebuild.h"
 #include "replication/log_batch.h"
+#include "storage/diverged.h"
 #include "storeledger/v1/replication.pb.h"
 
 namespace storeledger {
@@ -56,48 +59,107 @@ std::function<absl::Status(const StoredGroup&)> Replica::BeforeWrite() {
   return [this](const StoredGroup& group) { return Publish(group); };
 }
 
-// The stream sequence whose message ends at the log's head, by binary
-// search on first positions (the stream is contiguous, every message
-// checked when it was applied); its last hash must be the head's.
-absl::StatusOr<uint64_t> Replica::FindSequence(const Head& head) {
+absl::StatusOr<Replica::Fork> Replica::FindFork(const EventLog& log) {
+  const Head head = log.head();
   ASSIGN_OR_RETURN(const uint64_t last, js_->LastSequence(options_.partition));
-  if (head.position == 0) return 0;
-  uint64_t low = 1;
-  uint64_t high = last;
-  while (low <= high) {
-    const uint64_t middle = low + (high - low) / 2;
+  if (head.position == 0 || last == 0) return Fork{};
+  // The stream is contiguous (every message was checked when it was
+  // applied or published): messages are in position order.
+  auto batch_at = [&](uint64_t sequence) -> absl::StatusOr<v1::LogBatch> {
     ASSIGN_OR_RETURN(std::optional<std::string> data,
-                     js_->Get(options_.partition, middle));
+                     js_->Get(options_.partition, sequence));
     v1::LogBatch batch;
     if (!data.has_value() || !batch.ParseFromString(*data) ||
         batch.envelopes().empty()) {
       return absl::DataLossError(absl::StrCat(
-          "partition ", options_.partition, " stream sequence ", middle,
+          "partition ", options_.partition, " stream sequence ", sequence,
           " is missing or does not parse"));
     }
-    const uint64_t end = batch.first_position() + batch.envelopes_size() - 1;
-    if (head.position < batch.first_position()) {
-      high = middle - 1;
-    } else if (head.position > end) {
+    return batch;
+  };
+  // The last message that starts at or before the head.
+  uint64_t low = 1;
+  uint64_t high = last;
+  uint64_t candidate = 0;
+  while (low <= high) {
+    const uint64_t middle = low + (high - low) / 2;
+    ASSIGN_OR_RETURN(v1::LogBatch batch, batch_at(middle));
+    if (batch.first_position() <= head.position) {
+      candidate = middle;
       low = middle + 1;
-    } else if (head.position == end && LastHash(batch) == head.hash) {
-      return middle;
     } else {
-      break;
+      high = middle - 1;
     }
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "the local log's head (position ", head.position,
-      ") is not the end of any message of stream ",
-      StreamName(options_.partition), " (", last,
-      " messages): a diverged tail, which this version does not move aside "
-      "(docs/cluster.md); rebuild this replica from the stream"));
+  // The messages up to the fork end where the log holds the same hash
+  // (the chain makes every earlier position agree too); the ones after it
+  // do not, or end past the head.
+  Fork fork;
+  low = 1;
+  high = candidate;
+  while (low <= high) {
+    const uint64_t middle = low + (high - low) / 2;
+    ASSIGN_OR_RETURN(v1::LogBatch batch, batch_at(middle));
+    const uint64_t end = batch.first_position() + batch.envelopes_size() - 1;
+    bool same = false;
+    if (end <= head.position) {
+      ASSIGN_OR_RETURN(Envelope local, log.Read(end));
+      same = local.hash() == LastHash(batch);
+    }
+    if (same) {
+      fork = Fork{middle, end};
+      low = middle + 1;
+    } else {
+      high = middle - 1;
+    }
+  }
+  return fork;
+}
+
+absl::StatusOr<std::optional<v1::DivergedRecord>> Replica::Reconcile(
+    const std::string& db_dir) {
+  if (!std::filesystem::exists(std::filesystem::path(db_dir) / "CURRENT")) {
+    return std::nullopt;  // a new ledger: the stream fills it
+  }
+  EventLogOptions open;
+  open.create_if_missing = false;
+  ASSIGN_OR_RETURN(std::unique_ptr<EventLog> log, EventLog::Open(db_dir, open));
+  const Head head = log->head();
+  ASSIGN_OR_RETURN(const Fork fork, FindFork(*log));
+  if (fork.position == head.position) return std::nullopt;
+  ASSIGN_OR_RETURN(const uint64_t last, js_->LastSequence(options_.partition));
+  const std::string reason = absl::StrCat(
+      "stream ", StreamName(options_.partition), " holds this log up to "
+      "position ", fork.position, " (sequence ", fork.sequence, ") and ",
+      last == fork.sequence
+          ? std::string("nothing after it")
+          : absl::StrCat("other messages after it (up to sequence ", last,
+                         ")"),
+      "; positions ", fork.position + 1, "..", head.position,
+      " were never published");
+  ASSIGN_OR_RETURN(v1::DivergedRecord record,
+                   MoveTailAside(log.get(), fork.position, reason, absl::Now()));
+  log.reset();  // its head and caches are those of before
+  ASSIGN_OR_RETURN(log, EventLog::Open(db_dir, open));
+  RETURN_IF_ERROR(Rebuild(log.get(), RebuildOptions()).status());
+  std::cerr << "storeledger replica " << options_.name << ": moved positions "
+            << record.first_position() << ".." << record.last_position()
+            << " aside as diverged record " << record.record() << " ("
+            << reason << ")\n";
+  return record;
 }
 
 absl::Status Replica::Start(Ledger* ledger) {
   ledger_ = ledger;
   const Head head = ledger->log().head();
-  ASSIGN_OR_RETURN(const uint64_t sequence, FindSequence(head));
+  ASSIGN_OR_RETURN(const Fork fork, FindFork(ledger->log()));
+  if (fork.position != head.position) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the local log's head (position ", head.position, ") is past what "
+        "stream ", StreamName(options_.partition), " holds of it (position ",
+        fork.position, "): a diverged tail; Reconcile moves it aside"));
+  }
+  const uint64_t sequence = fork.sequence;
   {
     std::lock_guard<std::mutex> lock(mu_);
     sequence_ = sequence;
@@ -132,6 +194,7 @@ void Replica::Run() {
     if (role == ReplicaRole::kLeader) {
       Renew();
     } else if (role == ReplicaRole::kFollower) {
+      CheckStreamLast();
       busy = ApplyAvailable();
       if (!busy && !options_.follow_only) TryLead();
     }
@@ -143,6 +206,18 @@ void Replica::Run() {
                                  : kFollowPollInterval));
     }
   }
+}
+
+void Replica::CheckStreamLast() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (absl::Now() < stream_last_checked_ + kStreamLastCheckInterval) return;
+    stream_last_checked_ = absl::Now();
+  }
+  absl::StatusOr<uint64_t> last = js_->LastSequence(options_.partition);
+  if (!last.ok()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  stream_last_sequence_ = *last;
 }
 
 bool Replica::ApplyAvailable() {
@@ -286,7 +361,11 @@ absl::Status Replica::WriteGate() const {
 
 ReplicaStatus Replica::status() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return ReplicaStatus{role_, leader_, sequence_, published_position_,
+  return ReplicaStatus{role_,
+                       leader_,
+                       sequence_,
+                       std::max(stream_last_sequence_, sequence_),
+                       published_position_,
                        data_loss_};
 }
 

@@ -21,6 +21,10 @@
 // position (status().data_loss); nothing past it is stored or served, and
 // the replica never takes the lease.
 //
+// Starting: a log that holds positions the stream does not (a diverged
+// tail) has them moved aside by Reconcile, before the ledger opens, into a
+// diverged record that audit lists and nothing serves.
+//
 // Thread-safe. The Ledger must outlive the Replica.
 #ifndef STORELEDGER_REPLICATION_REPLICA_H_
 #define STORELEDGER_REPLICATION_REPLICA_H_
@@ -31,6 +35,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +52,10 @@ namespace storeledger {
 inline constexpr absl::Duration kLeaseTtlDefault = absl::Seconds(2);
 // A follower that found nothing new asks the stream again after this.
 inline constexpr absl::Duration kFollowPollInterval = absl::Milliseconds(20);
+// A follower asks the stream for its last sequence (for the lag it
+// exports) at most this often.
+inline constexpr absl::Duration kStreamLastCheckInterval =
+    absl::Milliseconds(250);
 // Groups an `--ack local` leader may have stored but not yet published;
 // an append waits for room beyond it.
 inline constexpr size_t kUnpublishedGroupsMax = 1024;
@@ -82,6 +91,9 @@ struct ReplicaStatus {
   ReplicaRole role = ReplicaRole::kFollower;
   std::string leader;              // the lease holder as last seen
   uint64_t stream_sequence = 0;    // last message applied or published
+  // The stream's last sequence as last seen (a follower asks every
+  // kStreamLastCheckInterval); at least stream_sequence.
+  uint64_t stream_last_sequence = 0;
   uint64_t published_position = 0; // leader: last position in the stream
   absl::Status data_loss;          // a follower stopped by a bad message
 };
@@ -99,9 +111,19 @@ class Replica {
   // For LedgerOptions::before_write of the ledger given to Start.
   std::function<absl::Status(const StoredGroup&)> BeforeWrite();
 
+  // Before the ledger in `db_dir` is opened: when its log holds positions
+  // the stream does not (a diverged tail: written locally and never
+  // published, or the stream extended differently since), moves them aside
+  // into a diverged record (storage/diverged.h) and rebuilds the
+  // projections, so that the log ends where the stream holds it. Returns
+  // the record made, nullopt when the log was a prefix of the stream (or
+  // there is no ledger yet).
+  absl::StatusOr<std::optional<v1::DivergedRecord>> Reconcile(
+      const std::string& db_dir);
+
   // Finds where the ledger's log stands in the stream and starts following
   // (and competing for the lease). kFailedPrecondition when the log holds
-  // positions the stream does not (a diverged tail: docs/cluster.md).
+  // positions the stream does not (Reconcile was not called).
   absl::Status Start(Ledger* ledger);
   void Stop();
 
@@ -115,8 +137,17 @@ class Replica {
  private:
   explicit Replica(ReplicaOptions options) : options_(std::move(options)) {}
 
-  absl::StatusOr<uint64_t> FindSequence(const Head& head);
+  // Where `log` and the stream part: the last message whose end the log
+  // holds with the same hash (its sequence and end position; 0, 0 when
+  // none). Messages hold whole commands, so the log up to there is a
+  // prefix of the stream.
+  struct Fork {
+    uint64_t sequence = 0;
+    uint64_t position = 0;
+  };
+  absl::StatusOr<Fork> FindFork(const EventLog& log);
   void Run();
+  void CheckStreamLast();  // stream_last_sequence_, now and then
   bool ApplyAvailable();  // true when it applied something
   absl::Status ApplyOne(uint64_t sequence, absl::string_view data);
   void TryLead();
@@ -136,6 +167,8 @@ class Replica {
   ReplicaRole role_ ABSL_GUARDED_BY(mu_) = ReplicaRole::kFollower;
   std::string leader_ ABSL_GUARDED_BY(mu_);
   uint64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t stream_last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time stream_last_checked_ ABSL_GUARDED_BY(mu_);
   uint64_t published_position_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t lease_revision_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time renew_at_ ABSL_GUARDED_BY(mu_);

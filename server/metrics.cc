@@ -73,7 +73,76 @@ ServerMetrics::ServerMetrics()
                          .Add({});
 }
 
+struct ServerMetrics::Replication {
+  prometheus::Family<prometheus::Gauge>* info;
+  prometheus::Family<prometheus::Gauge>* role;
+  prometheus::Gauge* stream_sequence;
+  prometheus::Gauge* stream_last_sequence;
+  prometheus::Gauge* lag_messages;
+  prometheus::Gauge* unpublished_events;
+  prometheus::Gauge* data_loss;
+  prometheus::Gauge* diverged_records;
+};
+
 ServerMetrics::~ServerMetrics() = default;
+
+void ServerMetrics::RenderReplication(const ReplicationGauges& gauges) {
+  std::lock_guard<std::mutex> lock(replication_mu_);
+  if (replication_ == nullptr) {
+    auto gauge = [&](const char* name, const char* help) {
+      return &prometheus::BuildGauge().Name(name).Help(help).Register(
+          *registry_).Add({});
+    };
+    replication_ = std::make_unique<Replication>();
+    Replication& r = *replication_;
+    r.info = &prometheus::BuildGauge()
+                  .Name("storeledger_replication_info")
+                  .Help("1, labelled with this replica's partition, --ack "
+                        "and --follow-only")
+                  .Register(*registry_);
+    r.role = &prometheus::BuildGauge()
+                  .Name("storeledger_replication_role")
+                  .Help("1 for this replica's role (follower, leader, "
+                        "deposed), 0 for the others")
+                  .Register(*registry_);
+    r.stream_sequence = gauge(
+        "storeledger_replication_stream_sequence",
+        "Last message of the partition stream applied or published here");
+    r.stream_last_sequence =
+        gauge("storeledger_replication_stream_last_sequence",
+              "The partition stream's last sequence, as last seen");
+    r.lag_messages = gauge(
+        "storeledger_replication_lag_messages",
+        "Stream messages not yet applied here (a follower behind)");
+    r.unpublished_events = gauge(
+        "storeledger_replication_unpublished_events",
+        "Events stored here and not yet in the stream (--ack local lag)");
+    r.data_loss = gauge("storeledger_replication_data_loss",
+                        "1 when a follower stopped at a message that failed "
+                        "a check (DATA_LOSS): it applies nothing past it");
+    r.diverged_records = gauge(
+        "storeledger_replication_diverged_records",
+        "Tails of this replica's log moved aside as diverged records");
+    r.info
+        ->Add({{"partition", std::to_string(gauges.partition)},
+               {"ack", gauges.ack},
+               {"follow_only", gauges.follow_only ? "true" : "false"}})
+        .Set(1);
+  }
+  Replication& r = *replication_;
+  for (const char* role : {"follower", "leader", "deposed"}) {
+    r.role->Add({{"role", role}}).Set(gauges.role == role ? 1 : 0);
+  }
+  r.stream_sequence->Set(static_cast<double>(gauges.stream_sequence));
+  r.stream_last_sequence->Set(static_cast<double>(gauges.stream_last_sequence));
+  r.lag_messages->Set(static_cast<double>(
+      gauges.stream_last_sequence > gauges.stream_sequence
+          ? gauges.stream_last_sequence - gauges.stream_sequence
+          : 0));
+  r.unpublished_events->Set(static_cast<double>(gauges.unpublished_events));
+  r.data_loss->Set(gauges.data_loss ? 1 : 0);
+  r.diverged_records->Set(static_cast<double>(gauges.diverged_records));
+}
 
 void ServerMetrics::CountCommand(const v1::CommandResult& result) {
   commands_
@@ -112,6 +181,7 @@ std::string ServerMetrics::Render(const MetricsGauges& gauges) {
   head_position_->Set(static_cast<double>(gauges.head_position));
   subscribers_->Set(static_cast<double>(gauges.subscribers));
   subscriber_lag_->Set(static_cast<double>(gauges.subscriber_lag_events_max));
+  if (gauges.replication.has_value()) RenderReplication(*gauges.replication);
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

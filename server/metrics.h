@@ -1,7 +1,8 @@
 // storeledgerd's Prometheus metrics (docs/server.md lists each):
 // commands by outcome and rule, group size and write / sync latency of the
 // group commit (as a LedgerObserver), append and read latency, the log's
-// head, subscribers and their lag. Labels are fixed vocabularies (outcome,
+// head, subscribers and their lag; a replica's role, stream sequence, lag
+// and data-loss stop. Labels are fixed vocabularies (outcome,
 // rule, read endpoint): never a store, merchant, order or command id, so
 // the metrics tell no merchant's business. Thread-safe.
 #ifndef STORELEDGER_SERVER_METRICS_H_
@@ -10,6 +11,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -28,12 +31,30 @@ class Histogram;
 
 namespace storeledger {
 
+// A replica's state (storeledgerd --replicate, replication/replica.h), as
+// the metrics show it.
+struct ReplicationGauges {
+  uint32_t partition = 0;
+  std::string ack;          // "replicated" or "local"
+  bool follow_only = false;
+  std::string role;         // "follower", "leader" or "deposed"
+  // The last stream message this replica applied or published, and the
+  // stream's last sequence as it last saw it.
+  uint64_t stream_sequence = 0;
+  uint64_t stream_last_sequence = 0;
+  // Events stored here and not yet in the stream (an --ack local leader).
+  uint64_t unpublished_events = 0;
+  bool data_loss = false;  // a follower stopped by a message that failed a check
+  uint64_t diverged_records = 0;  // tails moved aside (storage/diverged.h)
+};
+
 // What the metrics read at scrape time.
 struct MetricsGauges {
   uint64_t head_position = 0;
   uint64_t subscribers = 0;
   // The largest (head - last position sent) over the live subscribers.
   uint64_t subscriber_lag_events_max = 0;
+  std::optional<ReplicationGauges> replication;  // with --replicate only
 };
 
 class ServerMetrics final : public LedgerObserver {
@@ -70,6 +91,11 @@ class ServerMetrics final : public LedgerObserver {
   prometheus::Gauge* head_position_;
   prometheus::Gauge* subscribers_;
   prometheus::Gauge* subscriber_lag_;
+  // Registered at the first scrape that carries ReplicationGauges.
+  struct Replication;
+  std::mutex replication_mu_;  // scrapes may run at once
+  std::unique_ptr<Replication> replication_;  // guarded by replication_mu_
+  void RenderReplication(const ReplicationGauges& gauges);
 };
 
 }  // namespace storeledger

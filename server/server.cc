@@ -260,7 +260,11 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
     http.db_dir = options.db_dir;
     http.metrics = server->metrics_.get();
     const LedgerService* service = server->service_.get();
-    http.gauges = [service] { return service->Gauges(); };
+    http.gauges = [service, replication = options.replication_gauges] {
+      MetricsGauges gauges = service->Gauges();
+      if (replication) gauges.replication = replication();
+      return gauges;
+    };
     ASSIGN_OR_RETURN(server->http_, HttpConsole::Start(std::move(http)));
   }
   if (grpc::HealthCheckServiceInterface* health =

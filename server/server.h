@@ -62,6 +62,9 @@ struct ServerOptions {
   std::optional<CheckpointSignerOptions> checkpoints;
   // ServiceOptions::write_gate. Default: none.
   std::function<absl::Status()> write_gate = nullptr;
+  // A replica's state for /metrics (storeledgerd --replicate). Default:
+  // none (no replication metrics).
+  std::function<ReplicationGauges()> replication_gauges = nullptr;
   // ServiceOptions::backup_dir. Default: empty (Backup refused).
   std::string backup_dir;
 };

@@ -151,6 +151,28 @@ grpc::Status LedgerService::WriteGate() const {
   return ToGrpc(options_.write_gate());
 }
 
+grpc::Status LedgerService::WaitForPosition(
+    uint64_t min_position,
+    std::chrono::system_clock::time_point deadline) const {
+  const EventLog& log = options_.ledger->log();
+  if (min_position == 0 || log.head().position >= min_position) {
+    return grpc::Status::OK;
+  }
+  const absl::Time started = absl::Now();
+  const absl::Time until =
+      std::min(started + kMinPositionWaitMax, absl::FromChrono(deadline));
+  while (absl::Now() < until && !stopping_) {
+    absl::SleepFor(kMinPositionPollInterval);
+    if (log.head().position >= min_position) return grpc::Status::OK;
+  }
+  return grpc::Status(
+      grpc::StatusCode::UNAVAILABLE,
+      absl::StrCat("this replica's log is at position ", log.head().position,
+                   ", below the requested min_position ", min_position,
+                   " (waited ", absl::FormatDuration(absl::Now() - started),
+                   "); retry, or read from a replica further on"));
+}
+
 grpc::Status LedgerService::CheckStoreAccess(const Principal& principal,
                                              absl::string_view store_id) const {
   return ToGrpc(
@@ -418,6 +440,11 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  if (grpc::Status s = WaitForPosition(request->min_position(),
+                                      context->deadline());
+      !s.ok()) {
+    return s;
+  }
   const absl::Time started = absl::Now();
   AsOf as_of;
   if (request->has_as_of()) {
@@ -456,6 +483,11 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
   if (absl::Status s = storeledger::CheckStoreAccess(principal, *readable, store);
       !s.ok()) {
     return ToGrpc(s);
+  }
+  if (grpc::Status s = WaitForPosition(request->min_position(),
+                                      context->deadline());
+      !s.ok()) {
+    return s;
   }
   bool client_gone = false;
   absl::StatusOr<bool> found = ScanStoreHistory(
@@ -529,6 +561,11 @@ class LedgerService::Subscription final
   enum class Sent { kSent, kClientGone, kStalled };
 
   grpc::Status Run() {
+    if (grpc::Status s = service_->WaitForPosition(request_.min_position(),
+                                                   context_->deadline());
+        !s.ok()) {
+      return s;
+    }
     const EventLog& log = service_->options_.ledger->log();
     last_ = request_.from_position();
     const uint64_t start_head = log.head().position;
@@ -667,10 +704,15 @@ grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
 }
 
 grpc::Status LedgerService::Digest(grpc::ServerContext* context,
-                                   const v1::DigestRequest*,
+                                   const v1::DigestRequest* request,
                                    v1::Digest* response) {
   Principal principal;
   if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (grpc::Status s = WaitForPosition(request->min_position(),
+                                      context->deadline());
       !s.ok()) {
     return s;
   }
@@ -681,10 +723,15 @@ grpc::Status LedgerService::Digest(grpc::ServerContext* context,
 }
 
 grpc::Status LedgerService::Audit(grpc::ServerContext* context,
-                                  const v1::AuditRequest*,
+                                  const v1::AuditRequest* request,
                                   v1::AuditReport* response) {
   Principal principal;
   if (grpc::Status s = Authorize(*context, Permission::kAudit, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (grpc::Status s = WaitForPosition(request->min_position(),
+                                      context->deadline());
       !s.ok()) {
     return s;
   }

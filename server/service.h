@@ -27,6 +27,7 @@
 #define STORELEDGER_SERVER_SERVICE_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -71,6 +72,13 @@ inline constexpr size_t kStreamBatchCommandsMax = 256;
 inline constexpr size_t kExecuteThreads = 4;
 // An idle ExecuteStream re-checks for shutdown this often.
 inline constexpr absl::Duration kStreamPollInterval = absl::Milliseconds(100);
+// How long a read carrying min_position waits for this replica's log to
+// reach it (a follower behind) before it answers UNAVAILABLE; the call's
+// own deadline, when sooner, bounds it too.
+inline constexpr absl::Duration kMinPositionWaitMax = absl::Seconds(2);
+// A read waiting for min_position re-checks the head this often.
+inline constexpr absl::Duration kMinPositionPollInterval =
+    absl::Milliseconds(5);
 // Trailing metadata naming where a cut-off subscriber should resume.
 inline constexpr char kResumePositionMetadata[] = "storeledger-resume-position";
 
@@ -229,6 +237,12 @@ class LedgerService final
   // An execute thread: takes what is queued, executes it, answers it.
   void ExecuteLoop();
   void ExecuteQueued(std::vector<QueuedExecute> calls);
+  // OK once the log holds `min_position` (0: at once); waits at most
+  // kMinPositionWaitMax or until `deadline`, then UNAVAILABLE naming this
+  // replica's head.
+  grpc::Status WaitForPosition(uint64_t min_position,
+                               std::chrono::system_clock::time_point deadline)
+      const;
   void NotifyAppended();
   void CountStreamBatch(uint64_t commands);
   // Metrics for one ExecuteBatch's results, which took `took` in all.

@@ -22,7 +22,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
+#include <memory>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -36,6 +38,7 @@
 #include "replication/replica.h"
 #include "server/server.h"
 #include "storage/checkpoint.h"
+#include "storage/diverged.h"
 
 namespace storeledger {
 namespace {
@@ -172,7 +175,9 @@ int Main(const std::vector<std::string>& args) {
     std::cerr << "storeledgerd: " << s.message() << "\n";
     return kExitUsage;
   }
-  std::unique_ptr<Replica> replica;
+  std::shared_ptr<Replica> replica;
+  // Tails moved aside (counted once the ledger is open), for /metrics.
+  auto diverged_records = std::make_shared<std::atomic<uint64_t>>(0);
   if (std::optional<std::string> urls = flags->Get("replicate")) {
     ReplicaOptions replica_options;
     replica_options.nats_urls = absl::StrSplit(*urls, ',', absl::SkipEmpty());
@@ -203,8 +208,39 @@ int Main(const std::vector<std::string>& args) {
       return kExitCheckFailed;
     }
     replica = *std::move(connected);
+    // A tail the stream never held is moved aside before anything is
+    // served from this database (docs/cluster.md "Diverged tail").
+    if (absl::Status reconciled = replica->Reconcile(*db).status();
+        !reconciled.ok()) {
+      std::cerr << "storeledgerd: --replicate: " << reconciled << "\n";
+      return kExitCheckFailed;
+    }
     options.ledger.before_write = replica->BeforeWrite();
     options.write_gate = [r = replica.get()] { return r->WriteGate(); };
+    options.replication_gauges = [weak = std::weak_ptr<Replica>(replica),
+                                  ack, follow_only = flags->Has("follow-only"),
+                                  partition_number = partition->value_or(0),
+                                  diverged_records] {
+      ReplicationGauges gauges;
+      gauges.partition = static_cast<uint32_t>(partition_number);
+      gauges.ack = ack;
+      gauges.follow_only = follow_only;
+      gauges.diverged_records = diverged_records->load();
+      std::shared_ptr<Replica> r = weak.lock();
+      if (r == nullptr) {
+        gauges.role = "deposed";  // stopping
+        return gauges;
+      }
+      const ReplicaStatus status = r->status();
+      gauges.role = status.role == ReplicaRole::kLeader     ? "leader"
+                    : status.role == ReplicaRole::kFollower ? "follower"
+                                                            : "deposed";
+      gauges.stream_sequence = status.stream_sequence;
+      gauges.stream_last_sequence = status.stream_last_sequence;
+      gauges.unpublished_events = r->publish_lag_events();
+      gauges.data_loss = !status.data_loss.ok();
+      return gauges;
+    };
   }
 
   // A closed stdout (or a client socket) must not kill the server mid-way.
@@ -236,6 +272,9 @@ int Main(const std::vector<std::string>& args) {
               << "://" << http->address() << "/" << std::endl;
   }
   if (replica != nullptr) {
+    absl::StatusOr<std::vector<v1::DivergedRecord>> diverged =
+        ReadDivergedRecords((*server)->ledger().log());
+    if (diverged.ok()) diverged_records->store(diverged->size());
     if (absl::Status started = replica->Start(&(*server)->ledger());
         !started.ok()) {
       std::cerr << "storeledgerd: --replicate: " << started << "\n";

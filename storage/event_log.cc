@@ -711,7 +711,7 @@ struct EventLog::Impl {
 };
 
 // A new database gets its format version and an empty head in one synced
-// batch; an existing one must carry the version this code writes.
+// batch; an existing one must carry a version this code reads.
 absl::Status EventLog::Impl::Initialize() {
   ASSIGN_OR_RETURN(std::optional<std::string> version,
                    Get(kMeta, kMetaFormatVersionKey));
@@ -722,10 +722,11 @@ absl::Status EventLog::Impl::Initialize() {
                        version->size(), " bytes, expected 4"));
     }
     const uint32_t found = DecodeBigEndian32(*version);
-    if (found != kFormatVersion) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("database ", dir, " has format version ", found,
-                       "; this build reads format version ", kFormatVersion));
+    if (found != kFormatVersion && found != kFormatVersionDiverged) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database ", dir, " has format version ", found,
+          "; this build reads format versions ", kFormatVersion, " and ",
+          kFormatVersionDiverged));
     }
     return absl::OkStatus();
   }

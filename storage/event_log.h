@@ -42,7 +42,11 @@ using v1::StreamHead;
 
 inline constexpr int64_t kExpectAny = -1;       // any version
 inline constexpr int64_t kExpectNoStream = 0;   // stream must not exist
+// The format version a new ledger gets; one holding a diverged record
+// (storage/diverged.h) carries kFormatVersionDiverged, which differs only
+// by those records. This build opens both.
 inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersionDiverged = 2;
 
 // A group of appends as it is about to be stored (EventLogOptions::
 // before_write): the exact bytes of its envelopes, positions first_position

@@ -214,7 +214,7 @@ TEST_F(AuditTest, SoundLogPassesEveryCheck) {
   EXPECT_GT(report.merchants_checked(), 0u);
   EXPECT_GT(report.commands_checked(), 0u);
   EXPECT_GT(report.projection_keys_checked(), 0u);
-  ASSERT_EQ(report.checks_size(), 8);
+  ASSERT_EQ(report.checks_size(), 9);
   for (const v1::AuditCheck& check : report.checks()) {
     EXPECT_TRUE(check.ok()) << check.name();
   }

@@ -3,9 +3,11 @@
 // real RocksDB in temporary directories. In-process replicas for the
 // format, follower and fence checks; storeledgerd processes for the
 // failures (SIGSTOP, SIGKILL).
+#include <httplib.h>
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -16,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "grpcpp/grpcpp.h"
@@ -26,6 +29,7 @@
 #include "replication/jetstream.h"
 #include "replication/log_batch.h"
 #include "replication/replica.h"
+#include "server/service.h"
 #include "storeledger/v1/replication.pb.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/child_process.h"
@@ -110,6 +114,13 @@ class Node {
     EXPECT_TRUE(replica.ok()) << replica.status();
     if (!replica.ok()) return nullptr;
     node->replica = *std::move(replica);
+    // As storeledgerd does: a tail the stream never held is moved aside
+    // before the ledger opens.
+    absl::StatusOr<std::optional<v1::DivergedRecord>> diverged =
+        node->replica->Reconcile(dir);
+    EXPECT_TRUE(diverged.ok()) << diverged.status();
+    if (!diverged.ok()) return nullptr;
+    node->diverged = *std::move(diverged);
     LedgerOptions ledger_options;
     ledger_options.before_write = node->replica->BeforeWrite();
     absl::StatusOr<std::unique_ptr<Ledger>> ledger =
@@ -129,6 +140,7 @@ class Node {
 
   std::unique_ptr<Replica> replica;
   std::unique_ptr<Ledger> ledger;
+  std::optional<v1::DivergedRecord> diverged;  // what Reconcile moved aside
 };
 
 // Every envelope's stored bytes, by position.
@@ -483,13 +495,30 @@ class Daemon {
     absl::StatusOr<int> port = testing::FreeLoopbackPort();
     EXPECT_TRUE(port.ok());
     address_ = absl::StrCat("127.0.0.1:", *port);
-    stub_ = v1::Ledger::NewStub(
-        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    // A client of a replica that may die and come back: reconnect within
+    // 100-500 ms rather than gRPC's default backoff (1 s growing to 120 s),
+    // which would add its own wait to every failover measured here.
+    grpc::ChannelArguments arguments;
+    arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+    stub_ = v1::Ledger::NewStub(grpc::CreateCustomChannel(
+        address_, grpc::InsecureChannelCredentials(), arguments));
+  }
+  // Serves the console and /metrics too (Metrics()).
+  void EnableHttp() {
+    absl::StatusOr<int> port = testing::FreeLoopbackPort();
+    ASSERT_TRUE(port.ok());
+    http_port_ = *port;
+    extra_args.insert(extra_args.end(),
+                      {"--http", absl::StrCat("127.0.0.1:", http_port_)});
   }
   void Start() {
     testing::ChildOptions options;
     options.argv = {STORELEDGERD_BIN, "--db", db_, "--listen", address_,
                     "--replicate", urls_, "--shutdown-grace-ms", "500"};
+    options.argv.insert(options.argv.end(), extra_args.begin(),
+                        extra_args.end());
     options.stderr_path = log_;
     absl::StatusOr<std::unique_ptr<testing::ChildProcess>> process =
         testing::ChildProcess::Start(options);
@@ -531,8 +560,28 @@ class Daemon {
   }
   const std::string& address() const { return address_; }
   const std::string& db() const { return db_; }
+  v1::Ledger::Stub& stub() { return *stub_; }
+  // The value of one sample of /metrics ("name" or "name{labels}"), or -1.
+  double Metric(const std::string& sample) {
+    httplib::Client client("127.0.0.1", http_port_);
+    client.set_connection_timeout(1);
+    httplib::Result got = client.Get("/metrics");
+    if (!got || got->status != 200) return -1;
+    for (absl::string_view line : absl::StrSplit(got->body, '\n')) {
+      std::vector<absl::string_view> fields = absl::StrSplit(line, ' ');
+      double value;
+      if (fields.size() == 2 && fields[0] == sample &&
+          absl::SimpleAtod(fields[1], &value)) {
+        return value;
+      }
+    }
+    return -1;
+  }
+
+  std::vector<std::string> extra_args;  // after the fixed ones
 
  private:
+  int http_port_ = 0;
   std::string urls_, db_, log_, address_;
   std::unique_ptr<v1::Ledger::Stub> stub_;
   std::unique_ptr<testing::ChildProcess> process_;
@@ -708,10 +757,15 @@ TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
       }
     });
   }
-  // Kill whoever leads, at a random moment, a few times; the killed one
-  // comes back as a follower before the next round.
-  constexpr int kKills = 3;
-  for (int round = 0; round < kKills; ++round) {
+  // Kill whoever leads, at a random moment, many times
+  // (STORELEDGER_FAILOVER_KILLS, default 5); the killed one comes back as a
+  // follower before the next round.
+  int kills = 5;
+  if (const char* env = std::getenv("STORELEDGER_FAILOVER_KILLS")) {
+    ASSERT_TRUE(absl::SimpleAtoi(env, &kills) && kills > 0)
+        << "STORELEDGER_FAILOVER_KILLS=" << env;
+  }
+  for (int round = 0; round < kills; ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(
         300 + static_cast<int>(random() % 1000)));
     const int leader = Leader();
@@ -758,6 +812,291 @@ TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
     }
   }
   ExpectOutcomes(acknowledged);
+}
+
+// ---- The diverged tail (docs/cluster.md "Diverged tail").
+
+// Waits until `address` holds partition 0's lease (one NATS server).
+bool WaitForLease(JetStream& js, const std::string& address) {
+  return WaitFor(
+      [&] {
+        absl::StatusOr<std::optional<LeaseEntry>> lease =
+            js.GetLease(LeaseKey(0));
+        // The bucket may not be bound (or made) yet.
+        if (!lease.ok()) js.EnsureLeaseBucket(kLeaseTtlDefault, 1).IgnoreError();
+        return lease.ok() && lease->has_value() &&
+               (*lease)->holder == address;
+      },
+      absl::Seconds(30));
+}
+
+TEST(ReplicationTest, LocallyExtendedLogIsMovedAsideAndTheReplicaFollows) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  constexpr uint32_t kPartition = 6;
+  // A leads and publishes three commands.
+  {
+    std::unique_ptr<Node> a =
+        Node::Start((*nats)->urls(), dir.Sub("a"), "a", kPartition, false);
+    ASSERT_NE(a, nullptr);
+    ASSERT_TRUE(WaitFor([&] { return a->Leads(); }, kConvergeTimeout));
+    for (int i = 0; i < 3; ++i) {
+      const std::string store = absl::StrCat("s", i);
+      ASSERT_TRUE(a->ledger->Execute(OpenStore(store, store)).ok());
+    }
+  }
+  const uint64_t published_head = [&] {
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(dir.Sub("a"));
+    EXPECT_TRUE(ledger.ok());
+    return ledger.ok() ? (*ledger)->log().head().position : 0;
+  }();
+  // Its log is then extended beside the stream: positions no one published.
+  std::vector<std::string> tail_commands = {"t0", "t0-p1", "t0-p2"};
+  {
+    absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(dir.Sub("a"));
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    ASSERT_TRUE((*ledger)->Execute(OpenStore("t0", "t0")).ok());
+    ASSERT_TRUE((*ledger)->Execute(AddProduct("t0-p1", "t0", "p1")).ok());
+    ASSERT_TRUE((*ledger)->Execute(AddProduct("t0-p2", "t0", "p2")).ok());
+  }
+  absl::StatusOr<std::unique_ptr<EventLog>> a_log = EventLog::Open(dir.Sub("a"));
+  ASSERT_TRUE(a_log.ok());
+  const Head local_head = (*a_log)->head();
+  a_log->reset();
+  ASSERT_GT(local_head.position, published_head);
+  // B takes the lapsed lease and extends the stream at those positions
+  // with other envelopes.
+  std::unique_ptr<Node> b =
+      Node::Start((*nats)->urls(), dir.Sub("b"), "b", kPartition, false);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return b->Leads(); }, kConvergeTimeout));
+  ASSERT_EQ(b->head(), published_head);
+  ASSERT_TRUE(b->ledger->Execute(OpenStore("u0", "u0")).ok());
+  ASSERT_TRUE(b->ledger->Execute(OpenStore("u1", "u1")).ok());
+
+  // A comes back: its tail is moved aside, and it follows the stream.
+  std::unique_ptr<Node> a =
+      Node::Start((*nats)->urls(), dir.Sub("a"), "a", kPartition, true);
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(a->diverged.has_value());
+  EXPECT_EQ(a->diverged->first_position(), published_head + 1);
+  EXPECT_EQ(a->diverged->last_position(), local_head.position);
+  EXPECT_EQ(a->diverged->last_hash(), ToHex(local_head.hash));
+  EXPECT_EQ(a->diverged->outcomes(), tail_commands.size());
+  EXPECT_NE(a->diverged->reason().find("never published"), std::string::npos)
+      << a->diverged->reason();
+  ASSERT_TRUE(WaitFor([&] { return a->head() == b->head(); }, kConvergeTimeout))
+      << "a at " << a->head() << ", b at " << b->head();
+  EXPECT_EQ(StoredLog(a->ledger->log()), StoredLog(b->ledger->log()));
+  // Never served: its stores, commands and projections are gone from the
+  // log; the stream's are there.
+  EXPECT_TRUE(absl::IsNotFound(a->ledger->State("t0").status()));
+  for (const std::string& id : tail_commands) {
+    absl::StatusOr<std::optional<StoredOutcome>> outcome =
+        a->ledger->log().GetOutcome(id);
+    ASSERT_TRUE(outcome.ok());
+    EXPECT_FALSE(outcome->has_value()) << id;
+  }
+  EXPECT_TRUE(a->ledger->State("u1").ok());
+  // The audit passes and reports the record, whole.
+  absl::StatusOr<v1::AuditReport> report = Audit(a->ledger->log());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << report->ShortDebugString();
+  ASSERT_EQ(report->diverged_size(), 1);
+  EXPECT_EQ(report->diverged(0).SerializeAsString(),
+            a->diverged->SerializeAsString());
+  ExpectAuditPasses(b->ledger->log(), "b");
+  // A second start finds nothing more to move.
+  a.reset();
+  a = Node::Start((*nats)->urls(), dir.Sub("a"), "a", kPartition, true);
+  ASSERT_NE(a, nullptr);
+  EXPECT_FALSE(a->diverged.has_value());
+}
+
+// One NATS server, and a connection to it, for tests of storeledgerd
+// processes.
+class OneServerProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<NatsCluster>> started =
+        NatsCluster::Start(1);
+    ASSERT_TRUE(started.ok()) << started.status();
+    nats = *std::move(started);
+    absl::StatusOr<std::unique_ptr<JetStream>> connected =
+        JetStream::Connect(nats->urls());
+    ASSERT_TRUE(connected.ok()) << connected.status();
+    js = *std::move(connected);
+  }
+  std::unique_ptr<NatsCluster> nats;
+  std::unique_ptr<JetStream> js;
+  TempDir dir;
+};
+
+TEST_F(OneServerProcessTest,
+       AckLocalLeaderKilledWithUnpublishedGroupsMovesThemAside) {
+  Daemon a(nats->urls_flag(), dir.Sub("a"), dir.Sub("a.log"));
+  a.extra_args = {"--ack", "local"};
+  a.EnableHttp();
+  a.Start();
+  ASSERT_TRUE(WaitForLease(*js, a.address()));
+  uint64_t published = 0;
+  for (int i = 0; i < 3; ++i) {
+    const std::string store = absl::StrCat("s", i);
+    v1::CommandResult result;
+    ASSERT_TRUE(a.Execute(OpenStore(store, store), &result).ok());
+    published = result.last_position();
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return a.Metric("storeledger_replication_unpublished_events") == 0 &&
+               a.Metric("storeledger_replication_stream_sequence") == 3;
+      },
+      kConvergeTimeout));
+  EXPECT_EQ(a.Metric(R"(storeledger_replication_role{role="leader"})"), 1);
+  // NATS goes away: --ack local still answers, and the lag shows.
+  nats->Kill(0);
+  uint64_t answered = published;
+  for (int i = 0; i < 3; ++i) {
+    const std::string store = absl::StrCat("local-", i);
+    v1::CommandResult result;
+    ASSERT_TRUE(a.Execute(OpenStore(store, store), &result).ok());
+    answered = result.last_position();
+  }
+  EXPECT_EQ(a.Metric("storeledger_replication_unpublished_events"),
+            static_cast<double>(answered - published));
+  // Killed with those groups unpublished; NATS comes back.
+  a.KillHard();
+  ASSERT_TRUE(nats->Restart(0).ok());
+  ASSERT_TRUE(WaitFor([&] { return js->LastSequence(0).ok(); },
+                      kConvergeTimeout));
+  // Restarted, it moves them aside, follows the stream, and leads again.
+  a.Start();
+  v1::CommandResult next;
+  ASSERT_TRUE(WaitFor(
+      [&] { return a.Execute(OpenStore("after", "after"), &next).ok(); },
+      absl::Seconds(30)));
+  EXPECT_EQ(next.first_position(), published + 1);
+  EXPECT_EQ(a.Metric("storeledger_replication_diverged_records"), 1);
+  grpc::ClientContext context;
+  v1::AuditReport report;
+  ASSERT_TRUE(a.stub().Audit(&context, v1::AuditRequest(), &report).ok());
+  EXPECT_TRUE(report.ok()) << report.ShortDebugString();
+  ASSERT_EQ(report.diverged_size(), 1);
+  EXPECT_EQ(report.diverged(0).first_position(), published + 1);
+  EXPECT_EQ(report.diverged(0).last_position(), answered);
+  EXPECT_EQ(report.diverged(0).outcomes(), 3u);
+  // The CLI's audit through the server names it too.
+  testing::CliRun cli = testing::RunStoreledger(
+      {"--server", a.address(), "audit"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_NE(cli.err.find(absl::StrCat("diverged record 1: positions ",
+                                      published + 1, "..", answered)),
+            std::string::npos)
+      << cli.err;
+}
+
+// ---- Reads with "at least position P" (docs/cluster.md).
+
+TEST_F(OneServerProcessTest,
+       FollowerReadsAtLeastAPositionOrAnswersUnavailable) {
+  Daemon leader(nats->urls_flag(), dir.Sub("l"), dir.Sub("l.log"));
+  leader.EnableHttp();
+  leader.Start();
+  ASSERT_TRUE(WaitForLease(*js, leader.address()));
+  Daemon follower(nats->urls_flag(), dir.Sub("f"), dir.Sub("f.log"));
+  follower.extra_args = {"--follow-only"};
+  follower.EnableHttp();
+  follower.Start();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return follower.Metric(
+                   R"(storeledger_replication_role{role="follower"})") == 1;
+      },
+      kConvergeTimeout));
+
+  // Read-your-writes: each write, read at once from the follower with the
+  // position it was acknowledged at, is there.
+  uint64_t position = 0;
+  for (int i = 0; i < 5; ++i) {
+    const std::string store = absl::StrCat("s", i);
+    v1::CommandResult result;
+    ASSERT_TRUE(leader.Execute(OpenStore(store, store), &result).ok());
+    position = result.last_position();
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::GetStoreRequest request;
+    request.set_store_id(store);
+    request.set_min_position(position);
+    v1::StoreState state;
+    grpc::Status read = follower.stub().GetStore(&context, request, &state);
+    ASSERT_TRUE(read.ok()) << read.error_message();
+    EXPECT_EQ(state.store_id(), store);
+  }
+  // A position no replica has: bounded wait, then UNAVAILABLE naming the
+  // follower's position.
+  const uint64_t beyond = position + 1000;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    v1::DigestRequest request;
+    request.set_min_position(beyond);
+    v1::Digest digest;
+    const absl::Time asked = absl::Now();
+    grpc::Status read = follower.stub().Digest(&context, request, &digest);
+    const absl::Duration waited = absl::Now() - asked;
+    EXPECT_EQ(read.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_NE(read.error_message().find(absl::StrCat("at position ", position)),
+              std::string::npos)
+        << read.error_message();
+    EXPECT_GE(waited, kMinPositionWaitMax - absl::Milliseconds(50));
+    EXPECT_LT(waited, kMinPositionWaitMax + absl::Seconds(3));
+  }
+  {
+    grpc::ClientContext context;
+    v1::SubscribeRequest request;
+    request.set_catch_up_only(true);
+    request.set_min_position(beyond);
+    std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
+        follower.stub().Subscribe(&context, request);
+    v1::Envelope envelope;
+    EXPECT_FALSE(reader->Read(&envelope));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  {
+    grpc::ClientContext context;
+    v1::AuditRequest request;
+    request.set_min_position(position);
+    v1::AuditReport report;
+    ASSERT_TRUE(follower.stub().Audit(&context, request, &report).ok());
+    EXPECT_TRUE(report.ok());
+    EXPECT_GE(report.head_position(), position);
+  }
+  // The CLI's --at-least.
+  testing::CliRun state = testing::RunStoreledger(
+      {"--server", follower.address(), "state", "--store", "s4", "--at-least",
+       absl::StrCat(position)});
+  EXPECT_EQ(state.exit_code, 0) << state.err;
+  EXPECT_NE(state.out.find("\"s4\""), std::string::npos) << state.out;
+  testing::CliRun history = testing::RunStoreledger(
+      {"--server", follower.address(), "history", "--store", "s4",
+       "--at-least", absl::StrCat(beyond)});
+  EXPECT_EQ(history.exit_code, 1);
+  EXPECT_NE(history.err.find("UNAVAILABLE"), std::string::npos) << history.err;
+  EXPECT_NE(history.err.find(absl::StrCat("min_position ", beyond)),
+            std::string::npos)
+      << history.err;
+  // The metrics say who leads and how far each is.
+  EXPECT_EQ(leader.Metric(R"(storeledger_replication_role{role="leader"})"), 1);
+  EXPECT_EQ(follower.Metric(R"(storeledger_replication_role{role="leader"})"),
+            0);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return follower.Metric("storeledger_replication_stream_sequence") == 5 &&
+               follower.Metric("storeledger_replication_lag_messages") == 0;
+      },
+      kConvergeTimeout));
+  EXPECT_EQ(follower.Metric("storeledger_replication_data_loss"), 0);
 }
 
 }  // namespace

@@ -130,7 +130,7 @@ TEST_F(ServerTest, CliThroughTheServerPrintsWhatEmbeddedModePrints) {
   EXPECT_EQ(unauthenticated.exit_code, 1);
   EXPECT_THAT(unauthenticated.err, HasSubstr("UNAUTHENTICATED"));
   testing::CliRun unsupported =
-      RunStoreledger(with(remote, kAuditor, {"audit"}));
+      RunStoreledger(with(remote, kAuditor, {"rebuild"}));
   EXPECT_EQ(unsupported.exit_code, 2);
   EXPECT_THAT(unsupported.err, HasSubstr("does not work with --server"));
 }

@@ -733,12 +733,12 @@ TEST_F(EventLogTest, OtherFormatVersionIsFailedPrecondition) {
   EventLog& log = OpenLog();
   ASSERT_TRUE(log.db()
                   ->Put(rocksdb::WriteOptions(), log.meta_cf(),
-                        "format_version", std::string("\0\0\0\x02", 4))
+                        "format_version", std::string("\0\0\0\x03", 4))
                   .ok());
   log_.reset();
   absl::StatusOr<std::unique_ptr<EventLog>> reopened = EventLog::Open(dir_);
   EXPECT_EQ(reopened.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(reopened.status().message(), HasSubstr("format version 2"));
+  EXPECT_THAT(reopened.status().message(), HasSubstr("format version 3"));
 }
 
 std::vector<std::string> ColumnFamiliesOf(const std::string& dir) {
