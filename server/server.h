@@ -53,6 +53,8 @@ struct ServerOptions {
   std::optional<CheckpointSignerOptions> checkpoints;
   // ServiceOptions::write_gate. Default: none.
   std::function<absl::Status()> write_gate = nullptr;
+  // ServiceOptions::router (a partitioned cluster). Not owned. Default: none.
+  ClusterRouter* router = nullptr;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?

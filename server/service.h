@@ -40,6 +40,7 @@
 #include "ledger/ledger.h"
 #include "replay/read_views.h"
 #include "server/auth.h"
+#include "server/cluster_router.h"
 #include "server/metrics.h"
 #include "storeledger/v1/service.grpc.pb.h"
 
@@ -87,6 +88,11 @@ struct ServiceOptions {
   // answers UNAVAILABLE naming the leader, replication/replica.h).
   // Default: none (every write is let through).
   std::function<absl::Status()> write_gate = nullptr;
+  // A partitioned cluster (server/cluster_router.h): commands, store reads
+  // and reads naming another partition are sent to the partition that
+  // holds them; calls that a router sent here are served here. Not owned;
+  // must outlive the service. Default: nullptr (everything is served here).
+  ClusterRouter* router = nullptr;
 };
 
 // ExecuteStream is a callback-API method (a reactor) so that it can see which
@@ -166,6 +172,13 @@ class LedgerService final
                                 absl::string_view store_id) const;
   // ServiceOptions::write_gate's answer.
   grpc::Status WriteGate() const;
+  // The router this call goes through: nullptr when there is none or a
+  // router sent the call here.
+  ClusterRouter* RouterFor(const grpc::ServerContextBase& context) const;
+  // `commands` through `router` (nullptr: this ledger), as ExecuteBatch.
+  ClusterRouter::Results ExecuteRouted(ClusterRouter* router,
+                                       const std::string& authorization,
+                                       std::vector<v1::Command> commands);
   // Executes one command and wakes the subscribers.
   grpc::Status ExecuteOne(const v1::Command& command, v1::CommandResult* result);
   void NotifyAppended();
