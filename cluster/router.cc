@@ -9,6 +9,7 @@
 #include "cluster/placement.h"
 #include "core/decide.h"
 #include "core/status_macros.h"
+#include "ledger/store_directory.h"
 #include "grpcpp/grpcpp.h"
 
 namespace storeledger {
@@ -138,24 +139,14 @@ ClusterRouter::Results Router::Execute(std::vector<v1::Command> commands,
                   absl::CancelledError("not executed: a command before it "
                                        "failed"));
   BatchStores stores;
-  size_t begin = 0;
   bool failed = false;
-  // A segment: the commands up to the next applyPolicy, each partition's in
-  // order, the partitions at once.
-  auto run_segment = [&](size_t end) {
-    std::map<uint32_t, std::vector<size_t>> by_partition;
-    for (size_t i = begin; i < end; ++i) {
-      absl::StatusOr<uint32_t> p = PartitionOf(commands[i], &stores);
-      if (!p.ok()) {
-        results[i] = p.status();
-        failed = true;
-        return;
-      }
-      by_partition[*p].push_back(i);
-    }
+  // A segment: commands routed on what was known before it ran, each
+  // partition's in order, the partitions at once.
+  std::map<uint32_t, std::vector<size_t>> segment;
+  auto run_segment = [&] {
     std::vector<std::thread> threads;
     std::mutex results_mu;
-    for (auto& [p, indexes] : by_partition) {
+    for (auto& [p, indexes] : segment) {
       threads.emplace_back([&, p = p, &indexes = indexes] {
         std::vector<v1::Command> batch;
         for (size_t i : indexes) batch.push_back(commands[i]);
@@ -169,18 +160,38 @@ ClusterRouter::Results Router::Execute(std::vector<v1::Command> commands,
       });
     }
     for (std::thread& t : threads) t.join();
+    segment.clear();
+    stores = BatchStores();
   };
   for (size_t i = 0; i < commands.size() && !failed; ++i) {
-    if (!commands[i].has_apply_policy()) continue;
-    run_segment(i);
+    const v1::Command& command = commands[i];
+    // A store id this segment creates already, created again: which
+    // partition holds it is known only once the first has run.
+    if (const std::string* created = CreatedStoreId(command);
+        created != nullptr && stores.opened.contains(*created)) {
+      run_segment();
+      if (failed) break;
+    }
+    if (!command.has_apply_policy()) {
+      absl::StatusOr<uint32_t> p = PartitionOf(command, &stores);
+      if (!p.ok()) {
+        results[i] = p.status();
+        failed = true;
+        break;
+      }
+      segment[*p].push_back(i);
+      continue;
+    }
+    // applyPolicy: after everything before it, in every partition, the
+    // same command.
+    run_segment();
     if (failed) break;
-    // applyPolicy: every partition, the same command.
     std::vector<absl::StatusOr<v1::CommandResult>> each(
         partitions_, absl::UnknownError("not run"));
     std::vector<std::thread> threads;
     for (uint32_t p = 0; p < partitions_; ++p) {
       threads.emplace_back([&, p] {
-        Results got = RunOn(p, {commands[i]}, authorization, local);
+        Results got = RunOn(p, {command}, authorization, local);
         each[p] = std::move(got.front());
       });
     }
@@ -196,9 +207,8 @@ ClusterRouter::Results Router::Execute(std::vector<v1::Command> commands,
       answers.push_back(*std::move(each[p]));
     }
     if (!failed) results[i] = MergePartitionResults(std::move(answers));
-    begin = i + 1;
   }
-  if (!failed) run_segment(commands.size());
+  if (!failed) run_segment();
   return results;
 }
 

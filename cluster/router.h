@@ -11,8 +11,9 @@
 //                                          store placed nowhere: H(store
 //                                          id) mod P, which answers "not
 //                                          found"
-//   applyPolicy                            every partition, one command id;
-//                                          the answers merged
+//   applyPolicy                            every partition, one command id,
+//                                          after everything before it in
+//                                          the batch; the answers merged
 //   no store or merchant (a bad command)   H(command id) mod P
 //
 // A partition's leader is the holder of its lease (KV storeledger-leaders,
@@ -23,6 +24,11 @@
 // from the first command not answered, to the leader as the lease then
 // names it, for up to `retry_for`: command ids make that safe (a command
 // already executed answers `replayed`).
+//
+// A batch runs in segments: each partition's commands of a segment in
+// order, the partitions at once. A segment ends before an applyPolicy and
+// before a command that creates a store the segment already creates (which
+// partition holds it is known only once the first has run).
 //
 // Store id -> partition answers are kept once found (entries never move).
 // Thread-safe.
