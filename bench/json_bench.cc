@@ -1,4 +1,4 @@
-// storeledger-json-bench: the JSON codec's fast paths (ledger/json.cc) beside
+// storeledger-json-bench: the JSON codec's fast paths (json/) beside
 // protobuf's JsonStringToMessage and MessageToJsonString, in one run, on the
 // stream `apply` is measured on.
 //
@@ -39,7 +39,7 @@
 #include "core/policy.h"
 #include "core/state.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "ledger/json.h"
+#include "json/json.h"
 
 namespace storeledger {
 namespace {

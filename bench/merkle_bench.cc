@@ -1,4 +1,4 @@
-// storeledger-merkle-bench (issue 19): what the Merkle tree costs and what
+// storeledger-merkle-bench: what the Merkle tree costs and what
 // its proofs cost.
 //
 //   storeledger-merkle-bench [--events N[,N...]] [--dir DIR] [--batch B]

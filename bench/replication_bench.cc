@@ -1,5 +1,5 @@
-// storeledger-replication-bench: the cost of replication on NATS JetStream
-// (issue 14). One run starts a real nats-server cluster on loopback (3
+// storeledger-replication-bench: the cost of replication on NATS JetStream.
+// One run starts a real nats-server cluster on loopback (3
 // servers, or 1 with --servers 1) and, for each mode -- no replication,
 // --ack local, --ack replicated -- a fresh ledger in a temporary directory
 // (synced RocksDB), and measures:
@@ -21,7 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 #include "replication/replica.h"
 #include "tests/support/nats_cluster.h"

@@ -11,7 +11,7 @@
 #include "cli/cli.h"
 #include "cli/line_reader.h"
 #include "core/limits.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 
 namespace storeledger {

@@ -9,8 +9,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/status_macros.h"
-#include "ledger/json.h"
+#include "base/status_macros.h"
+#include "json/json.h"
 
 namespace storeledger {
 namespace {
@@ -55,6 +55,13 @@ The log:
   tail --from-position N [--follow] [--format jsonl|delimited]
   rebuild [--shadow] [--flush-every N] [--no-progress]
 
+The cluster (NATS JetStream; docs/cluster.md):
+  consume --nats URL[,URL] [--partition N] --durable NAME --sqlite FILE
+                                      exactly-once balances feed into SQLite
+  publish --nats URL[,URL] [--partition N]
+                                      this ledger into an empty partition stream
+  backup --to DIR                     an online consistent copy of the database
+
 --db defaults to ./storeledger-data. Times are RFC 3339 (2024-11-04T00:00:00+08:00)
 or a date (2024-11-04: midnight in the ledger's zone). --tz ZONE (+08:00, UTC,
 Asia/Shanghai) sets the zone human outputs print; default: the policy's, +08:00.
@@ -78,6 +85,8 @@ constexpr Verb kVerbs[] = {
     {"position-at", PositionAtVerb},
     {"keygen", KeygenVerb},   {"checkpoint", CheckpointVerb},
     {"prove", ProveVerb},     {"verify-proof", VerifyProofVerb},
+    {"consume", ConsumeVerb}, {"publish", PublishVerb},
+    {"backup", BackupVerb},
 };
 
 const std::vector<std::string> kBooleanFlags = {
@@ -118,84 +127,6 @@ absl::StatusOr<LedgerZone> ZoneFromFlags(const Flags& flags) {
 }
 
 }  // namespace
-
-absl::StatusOr<Flags> Flags::Parse(const std::vector<std::string>& args,
-                                   const std::vector<std::string>& boolean) {
-  Flags flags;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
-      std::string name = arg.substr(2);
-      std::string value;
-      const size_t eq = name.find('=');
-      const bool is_boolean =
-          std::find(boolean.begin(), boolean.end(), name) != boolean.end();
-      if (eq != std::string::npos) {
-        value = name.substr(eq + 1);
-        name.resize(eq);
-      } else if (!is_boolean) {
-        if (i + 1 >= args.size()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("flag --", name, " needs a value"));
-        }
-        value = args[++i];
-      }
-      flags.values_[name] = value;
-    } else {
-      flags.positional_.push_back(arg);
-    }
-  }
-  return flags;
-}
-
-bool Flags::Has(absl::string_view name) const {
-  return values_.find(name) != values_.end();
-}
-
-std::optional<std::string> Flags::Get(absl::string_view name) const {
-  auto it = values_.find(name);
-  if (it == values_.end()) return std::nullopt;
-  return it->second;
-}
-
-std::string Flags::GetOr(absl::string_view name,
-                         absl::string_view fallback) const {
-  return Get(name).value_or(std::string(fallback));
-}
-
-absl::StatusOr<std::optional<uint64_t>> Flags::GetUint(
-    absl::string_view name) const {
-  std::optional<std::string> value = Get(name);
-  if (!value.has_value()) return std::optional<uint64_t>();
-  uint64_t n;
-  if (!absl::SimpleAtoi(*value, &n)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", name, " must be a non-negative integer, got '", *value, "'"));
-  }
-  return std::optional<uint64_t>(n);
-}
-
-absl::StatusOr<std::optional<absl::Time>> Flags::GetTime(
-    absl::string_view name) const {
-  std::optional<std::string> value = Get(name);
-  if (!value.has_value()) return std::optional<absl::Time>();
-  ASSIGN_OR_RETURN(absl::Time t,
-                   ParseTimeInput(absl::StrCat("--", name), *value, zone_));
-  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat("--", name, " ", *value), t));
-  return std::optional<absl::Time>(t);
-}
-
-absl::Status Flags::CheckKnown(const std::vector<std::string>& known) const {
-  for (const auto& [name, value] : values_) {
-    if (name == "db" || name == "policy" || name == "tz") continue;
-    if (std::find(known.begin(), known.end(), name) == known.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name, " (known: --",
-                       absl::StrJoin(known, ", --"), ")"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::unique_ptr<Ledger>> CliContext::OpenLedger(
     bool read_only) const {

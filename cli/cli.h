@@ -14,40 +14,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/flags.h"
 #include "cli/terms.h"
 #include "ledger/ledger.h"
 
 namespace storeledger {
-
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitCheckFailed = 1;
-inline constexpr int kExitUsage = 2;
-
-// Parsed command line: the verb, its flags (--name value or --name=value;
-// boolean flags take no value) and positional arguments.
-class Flags {
- public:
-  // `boolean` names the flags that take no value.
-  static absl::StatusOr<Flags> Parse(const std::vector<std::string>& args,
-                                     const std::vector<std::string>& boolean);
-  bool Has(absl::string_view name) const;
-  std::optional<std::string> Get(absl::string_view name) const;
-  std::string GetOr(absl::string_view name, absl::string_view fallback) const;
-  absl::StatusOr<std::optional<uint64_t>> GetUint(absl::string_view name) const;
-  // RFC 3339, or a bare date: midnight in zone() (cli/terms.h).
-  absl::StatusOr<std::optional<absl::Time>> GetTime(absl::string_view name) const;
-  // kInvalidArgument naming any flag not in `known` (the global flags --db,
-  // --policy and --tz are always known).
-  absl::Status CheckKnown(const std::vector<std::string>& known) const;
-  const std::vector<std::string>& positional() const { return positional_; }
-  // The zone a bare date is midnight in. Default: UTC+08:00.
-  void set_zone(absl::TimeZone zone) { zone_ = zone; }
-
- private:
-  std::map<std::string, std::string, std::less<>> values_;
-  std::vector<std::string> positional_;
-  absl::TimeZone zone_ = absl::FixedTimeZone(8 * 60 * 60);
-};
 
 struct CliContext {
   std::string verb;
@@ -76,8 +47,8 @@ struct CliContext {
   // Says on stderr what a time flag meant, as written beside its UTC form:
   // "storeledger state: --as-of 2024-11-04 = 2024-11-03T16:00:00Z".
   void EchoTime(absl::string_view flag) const;
-  // Says on stderr that a filter matched nothing (issue 17: no silent
-  // empty answers); `what` names what was looked for.
+  // Says on stderr that a filter matched nothing, so that an empty answer
+  // is never silent; `what` names what was looked for.
   void SayNothingMatched(absl::string_view what) const;
 };
 
@@ -107,11 +78,15 @@ int AuditVerb(CliContext& ctx);
 int RebuildVerb(CliContext& ctx);
 int ExplainVerb(CliContext& ctx);
 int DiffVerb(CliContext& ctx);
-// Proofs (cli/proof_verbs.cc, issue 19).
+// Proofs (cli/proof_verbs.cc).
 int KeygenVerb(CliContext& ctx);
 int CheckpointVerb(CliContext& ctx);
 int ProveVerb(CliContext& ctx);
 int VerifyProofVerb(CliContext& ctx);
+// The cluster's tools (cli/cluster_verbs.cc, issue 14).
+int ConsumeVerb(CliContext& ctx);
+int PublishVerb(CliContext& ctx);
+int BackupVerb(CliContext& ctx);
 // Lookups (cli/find_verbs.cc).
 int FindVerb(CliContext& ctx);
 int PositionAtVerb(CliContext& ctx);

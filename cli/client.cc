@@ -23,7 +23,7 @@
 #include "core/limits.h"
 #include "core/policy.h"
 #include "google/protobuf/io/coded_stream.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "storeledger/v1/service.grpc.pb.h"
 
 namespace storeledger {
@@ -103,6 +103,7 @@ class Remote {
   int History();
   int Digest();
   int Tail();
+  int Backup();
 
  private:
   CliContext& ctx_;
@@ -341,6 +342,23 @@ int Remote::Digest() {
   return kExitOk;
 }
 
+int Remote::Backup() {
+  if (absl::Status s = ctx_.flags.CheckKnown({"name", "server", "token",
+                                              "tls-ca"});
+      !s.ok()) {
+    return ctx_.Fail(s);
+  }
+  v1::BackupRequest request;
+  request.set_name(ctx_.flags.GetOr("name", ""));
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::BackupResult result;
+  grpc::Status status = stub_->Backup(&context, request, &result);
+  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+  *ctx_.out << ToJson(result) << "\n";
+  return kExitOk;
+}
+
 // `tail --follow` stops on SIGINT / SIGTERM: the handler only sets a flag
 // that a watcher thread turns into a cancellation of the call.
 volatile std::sig_atomic_t remote_tail_stop = 0;
@@ -462,9 +480,10 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "history") return remote.History();
   if (ctx.verb == "digest") return remote.Digest();
   if (ctx.verb == "tail") return remote.Tail();
+  if (ctx.verb == "backup") return remote.Backup();
   *ctx.err << "storeledger: verb '" << ctx.verb
            << "' does not work with --server (it needs the database itself); "
-              "with --server: apply, state, history, digest, tail\n";
+              "with --server: apply, state, history, digest, tail, backup\n";
   return kExitUsage;
 }
 

@@ -1,6 +1,7 @@
 // `storeledger --server ADDR --token T VERB ...`: the verbs apply, state,
 // history, digest and tail through storeledgerd's gRPC service instead of
-// the database, printing exactly what the embedded verbs print.
+// the database, printing exactly what the embedded verbs print; and backup
+// --name NAME, the Backup RPC (a copy under the server's --backup-dir).
 //
 // --tls-ca FILE connects with TLS, trusting the CA (or self-signed
 // certificate) in FILE; otherwise the connection is plaintext. The token may

@@ -1,4 +1,4 @@
-// The finance verbs (DESIGN.md §5, issue 3): postings, balances, statement,
+// The finance verbs (DESIGN.md §5): postings, balances, statement,
 // audit. The figures come from replay/finance.h and replay/audit.h; this file
 // only parses flags and formats.
 #include <unistd.h>
@@ -14,9 +14,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "cli/cli.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "google/protobuf/util/time_util.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
 #include "replay/read_views.h"

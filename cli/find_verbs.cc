@@ -1,4 +1,4 @@
-// Lookups in the user's terms (issue 17): `find ID` says what an id names
+// Lookups in the user's terms: `find ID` says what an id names
 // and where it lives; `position-at T` turns a time into the position the
 // ledger had reached by then.
 #include <algorithm>
@@ -7,9 +7,10 @@
 #include "absl/strings/str_cat.h"
 #include "cli/cli.h"
 #include "cli/history_filter.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
+#include "base/time.h"
 #include "core/streams.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {

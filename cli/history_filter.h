@@ -50,7 +50,7 @@ absl::Status HistoryNotFound(absl::string_view store_id,
                              bool include_rejections);
 
 // Says on stderr that the stores have a history but the filters selected
-// none of it (issue 17: no silent empty answers). Not for --limit 0.
+// none of it, so that an empty answer is never silent. Not for --limit 0.
 void SayHistoryFilteredOut(const CliContext& ctx, absl::string_view stores);
 
 }  // namespace storeledger

@@ -1,4 +1,4 @@
-// The proof verbs (issue 19): keygen, checkpoint, prove, verify-proof. The
+// The proof verbs: keygen, checkpoint, prove, verify-proof. The
 // tree and its proofs are storage/merkle_store.h, the signed notes
 // storage/checkpoint.h; this file parses flags, reads and writes files, and
 // formats. verify-proof trusts nothing but the public key it is given: the
@@ -14,9 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "cli/cli.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "google/protobuf/util/json_util.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "storage/checkpoint.h"
 #include "storage/merkle.h"
 #include "storage/merkle_store.h"

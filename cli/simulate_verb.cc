@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cli/cli.h"
 #include "cli/simulate.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {

@@ -67,25 +67,6 @@ std::string ZoneTime(const google::protobuf::Timestamp& t,
   return ZoneTime(ToTime(t), zone);
 }
 
-absl::StatusOr<absl::Time> ParseTimeInput(absl::string_view flag,
-                                          absl::string_view value,
-                                          absl::TimeZone zone) {
-  absl::CivilDay day;
-  if (value.size() == 10 && absl::ParseCivilTime(value, &day)) {
-    return absl::FromCivil(day, zone);
-  }
-  absl::Time t;
-  std::string error;
-  if (!absl::ParseTime(absl::RFC3339_full, std::string(value), &t, &error)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag,
-        " must be an RFC 3339 time such as 2024-11-04T00:00:00+08:00 or a "
-        "date such as 2024-11-04 (midnight in the ledger's zone), got '",
-        value, "': ", error));
-  }
-  return t;
-}
-
 std::string AmountText(int64_t fen, bool yuan) {
   if (!yuan) return absl::StrCat(fen);
   // Magnitude in unsigned arithmetic: INT64_MIN has no positive int64.

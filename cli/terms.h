@@ -1,4 +1,4 @@
-// The user's terms in human outputs (issue 17): times in the ledger's zone
+// The user's terms in human outputs: times in the ledger's zone
 // (the policy's, or --tz), a bare date as midnight in that zone, amounts in
 // fen or, with --yuan, in yuan with two decimals. JSON outputs keep
 // protobuf's UTC mapping and fen; only CSV, statements, tables and summaries
@@ -33,12 +33,6 @@ absl::StatusOr<LedgerZone> ResolveZone(absl::string_view spec);
 std::string ZoneTime(absl::Time t, const LedgerZone& zone);
 std::string ZoneTime(const google::protobuf::Timestamp& t,
                      const LedgerZone& zone);
-
-// A time flag: RFC 3339 with any offset, or a bare date "2024-10-01" meaning
-// midnight in `zone`. kInvalidArgument naming `flag` otherwise.
-absl::StatusOr<absl::Time> ParseTimeInput(absl::string_view flag,
-                                          absl::string_view value,
-                                          absl::TimeZone zone);
 
 // An amount as printed: fen as an integer ("123456"), or yuan with exactly
 // two decimals ("1234.56", "-0.05"). Exact: a fen is a hundredth of a yuan,

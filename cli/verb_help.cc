@@ -157,6 +157,42 @@ const std::vector<VerbHelp>& Verbs() {
         {"max-events", "N", "stop after N events"},
         {"idle-exit-ms", "MS", "with --follow: stop after MS without events"},
         {"poll-ms", "MS", "with --follow: between polls (default 200)"}}},
+      {"consume",
+       "consume --nats URL[,URL] [--partition N] --durable NAME --sqlite FILE "
+       "[--batch N] [--ack-wait-ms MS] [--max-messages N] [--idle-exit-ms MS]",
+       "The reference downstream consumer (docs/cluster.md \"Write your own "
+       "projection\"): a JetStream durable pull consumer of the partition's "
+       "log that applies each message, checked as a follower checks it, to "
+       "SQLite tables of balances per store and per kind, with the stream "
+       "sequence in the same transaction, and double-acks only after the "
+       "commit: exactly once. Prints a JSON summary when it stops (SIGINT, "
+       "SIGTERM, --max-messages, --idle-exit-ms). Ignores --db.",
+       {{"nats", "URL[,URL]", "the JetStream cluster; required"},
+        {"partition", "N", "the partition (stream SL_P<N>); default 0"},
+        {"durable", "NAME", "the durable consumer's name; required"},
+        {"sqlite", "FILE", "the SQLite database (created); required"},
+        {"batch", "N", "messages per transaction (default 64)"},
+        {"ack-wait-ms", "MS",
+         "a new consumer's redelivery delay (default 30000)"},
+        {"max-messages", "N", "stop after applying N messages"},
+        {"idle-exit-ms", "MS", "stop after MS without a new message"}}},
+      {"publish", "publish --nats URL[,URL] [--partition N] [--replicas R]",
+       "Publishes this ledger (--db) into the partition's EMPTY JetStream "
+       "stream, in the format a leader publishes, so replicas started on "
+       "the stream follow it (migration to a cluster; docs/cluster.md). "
+       "Refuses a stream that holds anything, naming its last sequence.",
+       {{"nats", "URL[,URL]", "the JetStream cluster; required"},
+        {"partition", "N", "the partition (stream SL_P<N>); default 0"},
+        {"replicas", "R",
+         "copies of a stream it creates (default 3 with 3+ URLs, else 1)"}}},
+      {"backup", "backup --to DIR",
+       "An online consistent copy of the database (a RocksDB checkpoint) "
+       "into DIR, which must not exist; audit verifies it, and a replica "
+       "started on it replays only the stream after it. With a running "
+       "storeledgerd use `storeledger --server ADDR backup --name NAME` (its "
+       "--backup-dir).",
+       {{"to", "DIR", "the new directory; required"},
+        {"name", "NAME", "with --server: a directory under --backup-dir"}}},
       {"rebuild", "rebuild [--shadow] [--flush-every N] [--no-progress]",
        "Recompute every projection from the log.",
        {{"shadow", "", "only compare; exit 1 listing differences"},

@@ -4,9 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "cli/cli.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "cluster/placement.h"
-#include "core/status_macros.h"
 #include "replication/jetstream.h"
 
 namespace storeledger {

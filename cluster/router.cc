@@ -8,7 +8,7 @@
 #include "absl/time/clock.h"
 #include "cluster/placement.h"
 #include "core/decide.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "ledger/store_directory.h"
 #include "grpcpp/grpcpp.h"
 

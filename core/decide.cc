@@ -20,7 +20,7 @@
 #include "core/evolve.h"
 #include "core/limits.h"
 #include "core/money.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "google/protobuf/descriptor.h"
 

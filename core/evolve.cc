@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/money.h"
 #include "core/policy.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 
 namespace storeledger {
 namespace {

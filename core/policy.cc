@@ -160,16 +160,6 @@ int64_t RequiredDepositFen(const Policy& policy,
   return policy.default_category_deposit_fen();
 }
 
-absl::Status CheckLedgerTime(absl::string_view what, absl::Time t) {
-  if (t >= absl::FromUnixSeconds(kTimeSecondsMin) &&
-      t < absl::FromUnixSeconds(kTimeSecondsMax) + absl::Seconds(1)) {
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      what, " is outside the times the ledger holds: 0001-01-01T00:00:00Z to "
-            "9999-12-31T23:59:59.999999999Z"));
-}
-
 absl::Status CheckLedgerTime(absl::string_view what,
                              const google::protobuf::Timestamp& ts) {
   if (ts.nanos() < 0 || ts.nanos() > 999'999'999) {

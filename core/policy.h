@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/time.h"
 #include "storeledger/v1/ledger.pb.h"
 
 namespace storeledger {
@@ -26,9 +27,8 @@ absl::Status ValidatePolicy(const Policy& policy);
 // The deposit R3 requires for `category_id` before listing in a WeChat Store.
 int64_t RequiredDepositFen(const Policy& policy, absl::string_view category_id);
 
-// kInvalidArgument, naming `what` and the accepted range, unless the time is
-// one the ledger holds (kTimeSecondsMin..kTimeSecondsMax, core/limits.h).
-absl::Status CheckLedgerTime(absl::string_view what, absl::Time t);
+// CheckLedgerTime for an absl::Time is in base/time.h; this one also checks
+// the nanos field.
 absl::Status CheckLedgerTime(absl::string_view what,
                              const google::protobuf::Timestamp& ts);
 

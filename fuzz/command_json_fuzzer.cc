@@ -1,4 +1,4 @@
-// Fuzz target: the JSON codec (`apply`'s input, ledger/json.h), its fast
+// Fuzz target: the JSON codec (`apply`'s input, json/json.h), its fast
 // paths held against protobuf's own.
 //
 // Any bytes as a line: ParseCommandJson never crashes, and says exactly what
@@ -27,7 +27,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "ledger/json.h"
+#include "json/json.h"
 
 namespace {
 

@@ -28,6 +28,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/check.h"
 #include "core/streams.h"
 #include "ledger/group_commit.h"
 #include "ledger/ledger.h"
@@ -747,6 +748,22 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
     group->request_slots.push_back(k);
   }
   group->events = next_position - group->first_position;
+  // Our own bookkeeping: one request, with one outcome, per command that
+  // writes, in the order of its slot.
+  SL_CHECK(group->requests.size() == group->request_slots.size(),
+           group->requests.size() << " requests for "
+                                  << group->request_slots.size()
+                                  << " commands that write");
+  for (size_t r = 0; r < group->requests.size(); ++r) {
+    const AppendRequest& request = group->requests[r];
+    const v1::Command& command =
+        group->slots[group->request_slots[r]].command();
+    SL_CHECK(request.outcome.has_value() &&
+                 request.outcome->result().command_id() ==
+                     command.command_id(),
+             "request " << r << " of the group does not carry command "
+                        << command.command_id() << "'s outcome");
+  }
   if (group->requests.empty()) return;
   // The group's record changes, each written once however many of its
   // commands touched it, ride with the last request: the group lands whole
@@ -773,6 +790,10 @@ void Ledger::WriteGroupTimed(Group* group) {
   absl::StatusOr<std::vector<AppendResult>> appended = log_->AppendBatch(
       std::move(group->requests), &failed, /*sync=*/!group->deferred_sync);
   if (appended.ok()) {
+    SL_CHECK(appended->size() == group->request_slots.size(),
+             "AppendBatch answered " << appended->size() << " of "
+                                     << group->request_slots.size()
+                                     << " commands");
     group->wrote = true;
     for (Slot& slot : group->slots) {
       if (slot.state != Slot::State::kWrites) continue;

@@ -8,8 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/decide.h"
 #include "core/evolve.h"
+#include "core/invariants.h"
 #include "core/limits.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "ledger/group_commit.h"
 #include "replay/projection_store.h"
@@ -175,6 +176,7 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
       head.reset();  // so that Evolve's new head reuses this one in place
       RETURN_IF_ERROR(Evolve(decided.stream_id, version + 1, occurred_at,
                              decided.event, &changes));
+      RETURN_IF_ERROR(CheckEvolvedInvariants(decided.event, changes));
       add_event(decided.stream_id, static_cast<int64_t>(version),
                 std::move(decided.event), i);
     }

@@ -92,12 +92,14 @@ class LedgerObserver {
 };
 
 struct LedgerOptions {
+  // The platform's rules as data (core/policy.h). Default: DefaultPolicy().
   Policy policy = DefaultPolicy();
   // Sync the WAL before acknowledging. Default: true.
   bool sync = true;
   // recorded_at comes from here. Default: the system clock.
   const Clock* clock = nullptr;
   // Open without the write lock (readers: state, history, audit, ...).
+  // Default: false.
   bool read_only = false;
   // K of replay/snapshots.h: a store gets a snapshot (written in the same
   // batch as its events) every K events of its stream. 0: none.

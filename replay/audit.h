@@ -1,55 +1,25 @@
 // The audit engine behind `storeledger audit` (DESIGN.md §3-§5): checks,
 // without trusting the code that wrote it, that the log and its projections
-// are sound. Five streaming passes over RocksDB:
+// are sound, and reports each violation under its check's name:
+//  1. events: positions contiguous from 1 to the head; each envelope parses,
+//     hashes to its stored hash, links to the one before, sits in the stream
+//     it names, and its postings balance and touch one store; the events of
+//     each command form one run.
+//  2. streams: the index points at the envelopes, versions are contiguous,
+//     heads are right; each store and merchant stream folded anew with
+//     Evolve equals its projections byte for byte, and its balances equal
+//     the sum of its postings and never go below zero.
+//  3. commands: the stored outcomes are exactly the ones the events imply,
+//     and every envelope is indexed.
+//  4. projections: no record that no stream explains.
+//  5. merkle tree: every stored node equals the one recomputed from the log.
 //
-//  1. events (in position order): positions contiguous from 1 to the head,
-//     every envelope parses and hashes to its stored hash, every prev_hash
-//     links to the previous hash; every event sits in the stream it names;
-//     every event's postings balance to zero and touch one store, in that
-//     store's stream; the events of each command form one contiguous run.
-//  2. streams (index order): every index entry points at an envelope of that
-//     stream and version, versions are contiguous, the stream head names the
-//     last version and its business time; each store stream is folded with
-//     Evolve into fresh state and its records (store, products, orders,
-//     withdrawals) compared byte for byte with the projections, its balances
-//     with the sum of its postings, and no store account may go below zero
-//     after any event; each merchant stream likewise.
-//  3. commands: every stored outcome parses, names its key and a range of
-//     the log; the multiset of (command, range, status, rejection) of the
-//     stored outcomes equals the one pass 1 read off the runs of events.
-//     Pass 2 likewise counts the index entries that point at an intact
-//     envelope of their own stream and version: as many as pass 1 saw
-//     intact envelopes means every envelope is indexed.
-//  4. projections: every projection key belongs to a record pass 2 compared
-//     (no stray or orphaned records).
-//  5. merkle tree: every stored node of the Merkle tree equals the one
-//     recomputed from the stored envelopes, none missing or extra
-//     (storage/merkle_store.h CheckMerkleTree; a point read per node).
-//
-// Those two are compared as counts and constant-size hashes (no lookup per
-// event or command). When they disagree, or damage left a run's extent
-// unknown, a second look walks events and outcomes again with a lookup per
-// item, to name each problem by position; a sound log never needs it.
-//
-// Memory does not grow with the number of events: passes 1, 3 and 4 keep a
-// constant amount of state, and pass 2 folds one stream at a time, so its
-// memory is bounded by the records of the largest store, not by the log
-// (bench/audit_bench.cc: peak RSS 22.2 MiB at 10^5 events, 24.4 MiB at
-// 10^6). The audit reads around the block cache, so it neither grows it nor
-// evicts what the ledger keeps there.
-//
-// Thread-safety: Audit may run beside appends, on the live EventLog: every
-// pass reads one RocksDB snapshot of the durable log, taken when the audit
-// starts, so the report is of the log as of then, whatever is appended
-// meanwhile. Its iterators are made anew every few thousand steps, so that
-// a long audit pins no memtable that writers would wait for. (Do not audit
-// a read-only open of a directory that another process writes: RocksDB
-// deletes the files such an open reads as it compacts, and the audit would
-// report damage that is not there.)
-//
-// Damage is a violation, never a crash or an early stop: a damaged envelope
-// is DATA_LOSS at its position and the passes go on past it. Every loop is
-// driven by a RocksDB iterator, so the audit always ends.
+// Memory is bounded by the largest store's records, not by the log.
+// Thread-safe beside appends, on the live EventLog: the report is of the
+// durable log as of the audit's start. (Not on a read-only open of a
+// directory another process writes: RocksDB deletes the files it reads.)
+// Damage is a violation, never a crash or an early stop. How:
+// replay/audit_internal.h.
 #ifndef STORELEDGER_REPLAY_AUDIT_H_
 #define STORELEDGER_REPLAY_AUDIT_H_
 

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/limits.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/money.h"
 #include "core/policy.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "replay/projection_store.h"
 
@@ -247,10 +247,49 @@ absl::StatusOr<v1::BalancesReport> BalancesFromProjections(
   return report;
 }
 
+absl::Status FoldStoreBalances(const v1::Envelope& envelope,
+                               const StoreBalancesLookup& lookup) {
+  const v1::Event& event = envelope.payload();
+  if (event.has_store_opened()) {
+    ASSIGN_OR_RETURN(v1::StoreBalances * store,
+                     lookup(event.store_opened().store_id(), true));
+    store->set_kind(event.store_opened().kind());
+    store->set_status(v1::OPEN);
+    store->set_upgraded_from(event.store_opened().upgraded_from());
+  } else if (event.has_store_upgraded()) {
+    ASSIGN_OR_RETURN(v1::StoreBalances * store,
+                     lookup(event.store_upgraded().store_id(), true));
+    store->set_status(v1::UPGRADED);
+    store->set_upgraded_to(event.store_upgraded().target_store_id());
+  }
+  for (const Posting& posting : PostingsFor(event)) {
+    ASSIGN_OR_RETURN(v1::StoreBalances * store, lookup(posting.store_id, false));
+    if (store == nullptr) {
+      return absl::DataLossError(absl::StrCat(
+          "event at position ", envelope.position(), " moves money of ",
+          "store ", posting.store_id, ", which was not opened before"));
+    }
+    ASSIGN_OR_RETURN(const int64_t net, NetOf(posting.debit_fen,
+                                              posting.credit_fen,
+                                              posting.account));
+    RETURN_IF_ERROR(AddToBalance(BalanceFieldOf(posting.store_id,
+                                                posting.account),
+                                 net, store->mutable_balances()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::BalancesReport> BalancesFromPostings(const EventLog& log,
                                                         const AsOf& as_of) {
   const uint64_t head_position = log.head().position;
   std::map<std::string, v1::StoreBalances> stores;
+  const StoreBalancesLookup lookup =
+      [&](absl::string_view store_id,
+          bool create) -> absl::StatusOr<v1::StoreBalances*> {
+    if (create) return &StoreEntry(stores, store_id);
+    auto it = stores.find(std::string(store_id));
+    return it == stores.end() ? nullptr : &it->second;
+  };
   absl::Status fold_status;
   RETURN_IF_ERROR(
       log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
@@ -262,39 +301,8 @@ absl::StatusOr<v1::BalancesReport> BalancesFromPostings(const EventLog& log,
             ToTime(envelope.occurred_at()) > *as_of.business_time) {
           return true;  // other streams' later events may still be earlier
         }
-        const v1::Event& event = envelope.payload();
-        if (event.has_store_opened()) {
-          v1::StoreBalances& store =
-              StoreEntry(stores, event.store_opened().store_id());
-          store.set_kind(event.store_opened().kind());
-          store.set_status(v1::OPEN);
-          store.set_upgraded_from(event.store_opened().upgraded_from());
-        } else if (event.has_store_upgraded()) {
-          v1::StoreBalances& store =
-              StoreEntry(stores, event.store_upgraded().store_id());
-          store.set_status(v1::UPGRADED);
-          store.set_upgraded_to(event.store_upgraded().target_store_id());
-        }
-        for (const Posting& posting : PostingsFor(event)) {
-          auto it = stores.find(posting.store_id);
-          if (it == stores.end()) {
-            fold_status = absl::DataLossError(absl::StrCat(
-                "event at position ", envelope.position(), " moves money of ",
-                "store ", posting.store_id, ", which was not opened before"));
-            return false;
-          }
-          absl::StatusOr<int64_t> net =
-              NetOf(posting.debit_fen, posting.credit_fen, posting.account);
-          if (net.ok()) {
-            fold_status = AddToBalance(
-                BalanceFieldOf(posting.store_id, posting.account), *net,
-                it->second.mutable_balances());
-          } else {
-            fold_status = net.status();
-          }
-          if (!fold_status.ok()) return false;
-        }
-        return true;
+        fold_status = FoldStoreBalances(envelope, lookup);
+        return fold_status.ok();
       }));
   RETURN_IF_ERROR(fold_status);
 

@@ -98,6 +98,21 @@ absl::StatusOr<v1::BalancesReport> BalancesFromProjections(const EventLog& log);
 absl::StatusOr<v1::BalancesReport> BalancesFromPostings(const EventLog& log,
                                                         const AsOf& as_of);
 
+// Where FoldStoreBalances finds a store's running figures: the entry of
+// `store_id` (store_id set), made empty if missing when `create` (the event
+// opens or upgrades it); without `create`, nullptr when there is none.
+using StoreBalancesLookup = std::function<absl::StatusOr<v1::StoreBalances*>(
+    absl::string_view store_id, bool create)>;
+
+// Folds one event into the balances of the stores it touches, as
+// BalancesFromPostings does (and downstream projections do, e.g. the
+// exactly-once consumer, replication/balances_feed.h): StoreOpened and
+// StoreUpgraded set kind, status and links; each posting of PostingsFor
+// moves its store's field. kDataLoss when a posting names a store never
+// opened, or a balance would overflow; a lookup's error as it is.
+absl::Status FoldStoreBalances(const v1::Envelope& envelope,
+                               const StoreBalancesLookup& lookup);
+
 // Adds `add` to `total`, field by field; kDataLoss on overflow.
 absl::Status AddBalances(const v1::Balances& add, v1::Balances* total);
 

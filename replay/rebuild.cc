@@ -24,7 +24,7 @@
 #include "absl/time/clock.h"
 #include "core/evolve.h"
 #include "core/state.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "replay/projection_store.h"
 #include "rocksdb/db.h"

@@ -9,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/evolve.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "replay/projection_store.h"
 #include "rocksdb/db.h"

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/evolve.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "core/streams.h"
 #include "replay/snapshots.h"
 

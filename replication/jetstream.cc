@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 
 namespace storeledger {
 namespace {
@@ -43,6 +43,10 @@ absl::Status FromNats(natsStatus s, int code, absl::string_view what) {
 }
 
 }  // namespace
+
+absl::Status FromNatsStatus(int status, int js_code, absl::string_view what) {
+  return FromNats(static_cast<natsStatus>(status), js_code, what);
+}
 
 std::string StreamName(uint32_t partition) {
   return absl::StrCat("SL_P", partition);
@@ -99,6 +103,22 @@ JetStream::~JetStream() {
 namespace {
 // How long EnsureStream retries a stream it could neither create nor find.
 constexpr absl::Duration kEnsureStreamTimeout = absl::Seconds(15);
+
+// The partition stream is the log: any replica, consumer or backup may need
+// any message of it. kFailedPrecondition naming a limit that would drop one.
+absl::Status CheckKeepsEveryMessage(const jsStreamConfig& config) {
+  if (config.Retention != js_LimitsPolicy || config.MaxMsgs > 0 ||
+      config.MaxBytes > 0 || config.MaxAge > 0 || config.MaxMsgsPerSubject > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "stream ", config.Name, " would drop messages (retention ",
+        static_cast<int>(config.Retention), ", max_msgs ", config.MaxMsgs,
+        ", max_bytes ", config.MaxBytes, ", max_age ", config.MaxAge,
+        " ns, max_msgs_per_subject ", config.MaxMsgsPerSubject,
+        "); a partition stream keeps every message: recreate it without "
+        "limits (docs/cluster.md)"));
+  }
+  return absl::OkStatus();
+}
 }  // namespace
 
 absl::Status JetStream::EnsureStream(uint32_t partition, int replicas) {
@@ -112,6 +132,15 @@ absl::Status JetStream::EnsureStream(uint32_t partition, int replicas) {
   config.SubjectsLen = 1;
   config.Storage = js_FileStorage;
   config.Replicas = replicas;
+  // Every message kept, none deleted: no age, size or count limit (the
+  // defaults, stated), and the API may neither delete nor purge one.
+  config.Retention = js_LimitsPolicy;
+  config.MaxMsgs = -1;
+  config.MaxBytes = -1;
+  config.MaxAge = 0;
+  config.MaxMsgsPerSubject = -1;
+  config.DenyDelete = true;
+  config.DenyPurge = true;
   // Replicas starting together race to create the stream, and a cluster
   // just started may have no JetStream meta leader yet: either answers an
   // error for a moment (seen: "Not Found", 10059, right after another
@@ -122,14 +151,19 @@ absl::Status JetStream::EnsureStream(uint32_t partition, int replicas) {
     jsErrCode code = static_cast<jsErrCode>(0);
     natsStatus s = js_AddStream(&info, js_, &config, nullptr, &code);
     if (info != nullptr) jsStreamInfo_Destroy(info);
-    if (s == NATS_OK || code == JSStreamNameExistErr) return absl::OkStatus();
-    // Another replica may have created it meanwhile, with the same config.
+    if (s == NATS_OK) return absl::OkStatus();
+    // Another replica may have created it meanwhile, or someone else did
+    // before us: it must keep every message too.
     info = nullptr;
     code = static_cast<jsErrCode>(0);
     s = js_GetStreamInfo(&info, js_, name.c_str(), nullptr, &code);
-    if (info != nullptr) jsStreamInfo_Destroy(info);
     absl::Status status = FromNats(s, code, absl::StrCat("create stream ", name));
-    if (status.ok() || absl::Now() >= deadline) return status;
+    if (status.ok()) status = CheckKeepsEveryMessage(*info->Config);
+    if (info != nullptr) jsStreamInfo_Destroy(info);
+    if (status.ok() || absl::IsFailedPrecondition(status) ||
+        absl::Now() >= deadline) {
+      return status;
+    }
     absl::SleepFor(absl::Milliseconds(200));
   }
 }

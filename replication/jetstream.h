@@ -40,6 +40,10 @@ std::string LogSubject(uint32_t partition);  // storeledger.p<n>.log
 std::string LeaseKey(uint32_t partition);    // p<n>
 std::string LogMsgId(uint32_t partition, uint64_t first_position);  // p<n>:<pos>
 
+// A libnats status (natsStatus) and JetStream error code (jsErrCode, 0 for
+// none) as an absl::Status, by the rules above; `what` names the request.
+absl::Status FromNatsStatus(int status, int js_code, absl::string_view what);
+
 struct PublishAck {
   uint64_t sequence = 0;
   bool duplicate = false;  // the stream had this Nats-Msg-Id already
@@ -61,7 +65,8 @@ class JetStream {
   JetStream& operator=(const JetStream&) = delete;
 
   // The partition's stream, created if missing (file storage, `replicas`
-  // copies, no age or size limit).
+  // copies, no age, size or count limit, deleting and purging denied).
+  // kFailedPrecondition when it exists with a limit that drops messages.
   absl::Status EnsureStream(uint32_t partition, int replicas);
   // The stream's last sequence (0 when empty).
   absl::StatusOr<uint64_t> LastSequence(uint32_t partition);
@@ -103,6 +108,7 @@ class JetStream {
                                 absl::string_view value);
 
  private:
+  friend class DurableConsumer;  // replication/durable_consumer.h
   JetStream() = default;
   // The bucket's handle, bound on first use.
   absl::StatusOr<__kvStore*> Bucket(absl::string_view bucket);

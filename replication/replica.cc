@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/evolve.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "replay/projection_store.h"
 #include "replication/log_batch.h"
 #include "storeledger/v1/replication.pb.h"

@@ -52,7 +52,8 @@ inline constexpr absl::Duration kFollowPollInterval = absl::Milliseconds(20);
 inline constexpr size_t kUnpublishedGroupsMax = 1024;
 
 struct ReplicaOptions {
-  std::vector<std::string> nats_urls;  // nats://HOST:PORT, one cluster
+  // nats://HOST:PORT, one cluster. Required. Default: empty.
+  std::vector<std::string> nats_urls;
   uint32_t partition = 0;               // Default: 0
   enum class Ack { kReplicated, kLocal };
   Ack ack = Ack::kReplicated;           // Default: kReplicated
@@ -61,8 +62,10 @@ struct ReplicaOptions {
   // nats_urls names 3 servers or more, else 1. Default: 0.
   int replicas = 0;
   // This replica's name in the lease, where writers are sent: its gRPC
-  // address. Required.
+  // address. Required. Default: empty.
   std::string name;
+  // How long a lease lives unless renewed (renewed 4 times as often).
+  // Default: kLeaseTtlDefault (2 s).
   absl::Duration lease_ttl = kLeaseTtlDefault;
   // Tests only: the acknowledgement of every Nth publish is dropped as if
   // lost on the way (the message is stored), so that settling by asking

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "replay/projection_store.h"
 #include "storage/event_log.h"
 

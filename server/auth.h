@@ -1,4 +1,4 @@
-// Who may call what on storeledgerd (issue 7). Bearer tokens come from a file
+// Who may call what on storeledgerd. Bearer tokens come from a file
 // of `TOKEN ROLE` lines; a role is writer, auditor, investigator or
 // merchant:<merchant id>. The file must not be readable or writable by group
 // or others (refused at start). Lookup hashes the presented token and

@@ -1,4 +1,4 @@
-// storeledgerd's checkpoint signer (issue 19): a thread that signs the
+// storeledgerd's checkpoint signer: a thread that signs the
 // Merkle tree of the durable head (storage/merkle_store.h WriteCheckpoint)
 // once `every_events` events were appended since the last checkpoint, or
 // `every` has passed with any new event, and stores it; GetCheckpoint
@@ -26,6 +26,8 @@ namespace storeledger {
 inline constexpr absl::Duration kSignerPollInterval = absl::Milliseconds(100);
 
 struct CheckpointSignerOptions {
+  // The key checkpoints are signed with (storage/checkpoint.h). Required:
+  // there is no default key. Default: empty (Start refuses it).
   SigningKey key;
   // Sign once so many events were appended since the last checkpoint.
   // Default: 10000.

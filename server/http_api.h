@@ -1,4 +1,4 @@
-// The console's JSON API (issue 18): read-only questions about the ledger,
+// The console's JSON API: read-only questions about the ledger,
 // answered with the same tokens and roles as gRPC (server/auth.h). Every
 // answer is computed by the read code the CLI verbs use (replay/
 // read_views.h, replay/finance.h, Ledger::State), so the console and

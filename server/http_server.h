@@ -1,4 +1,4 @@
-// storeledgerd's HTTP side (issue 18): the console (static pages compiled
+// storeledgerd's HTTP side: the console (static pages compiled
 // into the binary, server/console/), its JSON API (server/http_api.h) and
 // GET /metrics (server/metrics.h), on cpp-httplib (Debian's
 // libcpp-httplib-dev). Same rules as gRPC: a non-loopback address needs TLS
@@ -40,20 +40,22 @@ extern const ConsoleAsset kConsoleAssets[];
 extern const size_t kConsoleAssetsCount;
 
 struct HttpConsoleOptions {
-  // host:port; port 0 picks a free port (HttpConsole::port()).
+  // host:port; port 0 picks a free port (HttpConsole::port()). Required.
+  // Default: empty.
   std::string listen;
-  // PEM files, both or neither (HTTPS with them).
+  // PEM files, both or neither (HTTPS with them). Default: empty (HTTP).
   std::string tls_cert_file;
   std::string tls_key_file;
-  // Not owned; must outlive the console.
+  // Not owned; must outlive the console. Required. Default: nullptr.
   const Ledger* ledger = nullptr;
-  // Not owned; nullptr: no authentication (loopback only).
+  // Not owned; nullptr: no authentication (loopback only). Default: nullptr.
   const TokenTable* tokens = nullptr;
-  // The database directory (the audit's read-only view).
+  // The database directory (the audit's read-only view). Default: empty.
   std::string db_dir;
-  // Not owned; nullptr: /metrics answers 404.
+  // Not owned; nullptr: /metrics answers 404. Default: nullptr.
   ServerMetrics* metrics = nullptr;
   // What /metrics reads at scrape time (head, subscribers); may be empty.
+  // Default: empty.
   std::function<MetricsGauges()> gauges;
 };
 

@@ -1,4 +1,4 @@
-// storeledgerd's Prometheus metrics (issue 18; docs/server.md lists each):
+// storeledgerd's Prometheus metrics (docs/server.md lists each):
 // commands by outcome and rule, group size and write / sync latency of the
 // group commit (as a LedgerObserver), append and read latency, the log's
 // head, subscribers and their lag. Labels are fixed vocabularies (outcome,

@@ -21,7 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 
 namespace storeledger {
 namespace {
@@ -232,6 +232,7 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   service_options.subscriber_drain_timeout = options.subscriber_drain_timeout;
   service_options.write_gate = options.write_gate;
   service_options.router = options.router;
+  service_options.backup_dir = options.backup_dir;
   server->service_ = std::make_unique<LedgerService>(std::move(service_options));
 
   grpc::EnableDefaultHealthCheckService(true);

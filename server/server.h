@@ -31,22 +31,31 @@ inline constexpr absl::Duration kShutdownGraceDefault = absl::Seconds(10);
 inline constexpr int kReceiveMessageBytesMax = 4 << 20;
 
 struct ServerOptions {
+  // The ledger's directory (created if missing). Required. Default: empty.
   std::string db_dir;
   // host:port; port 0 picks a free port (see LedgerServer::port()).
+  // Default: "127.0.0.1:7450".
   std::string listen = "127.0.0.1:7450";
   // `TOKEN ROLE` lines (server/auth.h). Empty: no authentication, which is
-  // allowed on a loopback address only.
+  // allowed on a loopback address only. Default: empty.
   std::string tokens_file;
-  // For tests: the tokens themselves, instead of tokens_file.
+  // For tests: the tokens themselves, instead of tokens_file. Default: none.
   std::optional<TokenTable> tokens;
   // PEM files; both or neither. Without them, only loopback is served.
+  // Default: empty (plaintext).
   std::string tls_cert_file;
   std::string tls_key_file;
   // host:port of the HTTP console and /metrics (server/http_server.h);
   // empty: none. Same rules as `listen` (TLS with the same certificate).
+  // Default: empty.
   std::string http_listen;
+  // The ledger's options (ledger/ledger.h). Default: LedgerOptions().
   LedgerOptions ledger;
+  // ServiceOptions::subscriber_buffer_events. Default:
+  // kSubscriberBufferEventsDefault (4096).
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
+  // ServiceOptions::subscriber_drain_timeout. Default:
+  // kSubscriberDrainTimeoutDefault (10 s).
   absl::Duration subscriber_drain_timeout = kSubscriberDrainTimeoutDefault;
   // Sign checkpoints of the Merkle tree (server/checkpoint_signer.h).
   // Default: none (GetCheckpoint serves what `storeledger checkpoint` stored).
@@ -55,6 +64,8 @@ struct ServerOptions {
   std::function<absl::Status()> write_gate = nullptr;
   // ServiceOptions::router (a partitioned cluster). Not owned. Default: none.
   ClusterRouter* router = nullptr;
+  // ServiceOptions::backup_dir. Default: empty (Backup refused).
+  std::string backup_dir;
 };
 
 // Is `host` (of host:port, brackets allowed) a loopback address or name?

@@ -9,13 +9,16 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/limits.h"
 #include "core/policy.h"
 #include "core/streams.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "replay/audit.h"
 #include "replay/read_views.h"
+#include "storage/backup.h"
 #include "storage/merkle_store.h"
 
 namespace storeledger {
@@ -757,6 +760,41 @@ grpc::Status LedgerService::Audit(grpc::ServerContext* context,
   if (options_.router != nullptr) {
     response->set_partition(options_.router->partition());
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::Backup(grpc::ServerContext* context,
+                                   const v1::BackupRequest* request,
+                                   v1::BackupResult* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kAudit, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (options_.backup_dir.empty()) {
+    return ToGrpc(absl::FailedPreconditionError(
+        "this storeledgerd takes no backups: start it with --backup-dir DIR"));
+  }
+  // One plain path component: a caller names a copy, never a place.
+  const std::string& name = request->name();
+  const bool plain =
+      !name.empty() && name.size() <= kIdBytesMax && name != "." &&
+      name != ".." &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+               c == '.' || c == '-' || c == '_';
+      });
+  if (!plain) {
+    return ToGrpc(absl::InvalidArgumentError(absl::StrCat(
+        "backup name '", name, "' must be 1..", kIdBytesMax,
+        " letters, digits, '.', '-' or '_' (a directory under --backup-dir)")));
+  }
+  const std::string path = absl::StrCat(options_.backup_dir, "/", name);
+  absl::StatusOr<Head> head = BackupTo(options_.ledger->log(), path);
+  if (!head.ok()) return ToGrpc(head.status());
+  response->set_path(path);
+  response->mutable_head()->set_position(head->position);
+  response->mutable_head()->set_hash(ToHex(head->hash));
   return grpc::Status::OK;
 }
 

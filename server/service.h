@@ -1,4 +1,4 @@
-// The storeledger.v1.Ledger gRPC service over one writable Ledger (issue 7).
+// The storeledger.v1.Ledger gRPC service over one writable Ledger.
 // Every handler authenticates the caller's bearer token and checks its role
 // (server/auth.h) before touching the ledger.
 //
@@ -73,15 +73,19 @@ struct StreamBatchStats {
 };
 
 struct ServiceOptions {
-  // Not owned; must outlive the service.
+  // Not owned; must outlive the service. Required. Default: nullptr.
   Ledger* ledger = nullptr;
   // Not owned. nullptr: no authentication, every caller may do everything
-  // (the server allows that on loopback only).
+  // (the server allows that on loopback only). Default: nullptr.
   const TokenTable* tokens = nullptr;
+  // How far (in events) a caught-up subscriber may trail the head before it
+  // is cut off with RESOURCE_EXHAUSTED. Default:
+  // kSubscriberBufferEventsDefault (4096).
   size_t subscriber_buffer_events = kSubscriberBufferEventsDefault;
   // Not owned. Counts commands, append and read latency. Default: nullptr.
   ServerMetrics* metrics = nullptr;
-  // Default: kSubscriberDrainTimeoutDefault.
+  // A subscriber whose client takes no envelope for this long is cut off.
+  // Default: kSubscriberDrainTimeoutDefault (10 s).
   absl::Duration subscriber_drain_timeout = kSubscriberDrainTimeoutDefault;
   // Asked before every Execute and ExecuteStream: a status other than ok
   // refuses the call with it (a replica that does not lead its partition
@@ -93,6 +97,9 @@ struct ServiceOptions {
   // holds them; calls that a router sent here are served here. Not owned;
   // must outlive the service. Default: nullptr (everything is served here).
   ClusterRouter* router = nullptr;
+  // Where Backup writes its copies (each in a new directory under it, on
+  // this machine). Default: empty -- Backup is refused FAILED_PRECONDITION.
+  std::string backup_dir;
 };
 
 // ExecuteStream is a callback-API method (a reactor) so that it can see which
@@ -145,8 +152,7 @@ class LedgerService final
   grpc::Status Audit(grpc::ServerContext* context,
                      const v1::AuditRequest* request,
                      v1::AuditReport* response) override;
-  // Proofs over the Merkle tree (issue 19; auditor and investigator, as
-  // Digest). A tree size of 0 is the latest checkpoint's.
+  // Proofs over the Merkle tree (auditor and investigator, as Digest). A tree size of 0 is the latest checkpoint's.
   grpc::Status GetInclusionProof(grpc::ServerContext* context,
                                  const v1::GetInclusionProofRequest* request,
                                  v1::InclusionProof* response) override;
@@ -157,6 +163,13 @@ class LedgerService final
   grpc::Status GetCheckpoint(grpc::ServerContext* context,
                              const v1::GetCheckpointRequest* request,
                              v1::SignedCheckpoint* response) override;
+  // An online consistent copy of the database (storage/backup.h) in a new
+  // directory `name` under backup_dir (auditor, as Audit). INVALID_ARGUMENT
+  // for a name that is not one plain path component, ALREADY_EXISTS when
+  // it is taken.
+  grpc::Status Backup(grpc::ServerContext* context,
+                      const v1::BackupRequest* request,
+                      v1::BackupResult* response) override;
 
  private:
   class StreamExecution;  // one ExecuteStream call (server/service.cc)

@@ -1,4 +1,4 @@
-// storeledgerd: the ledger over gRPC (DESIGN.md §6, issue 7).
+// storeledgerd: the ledger over gRPC (DESIGN.md §6).
 //
 //   storeledgerd --db DIR [--listen 127.0.0.1:7450] [--http HOST:PORT]
 //                [--tokens FILE]
@@ -7,6 +7,7 @@
 //                [--checkpoint-every-events N] [--checkpoint-every-seconds T]]
 //                [--replicate nats://HOST:PORT[,...] [--partition N]
 //                 [--ack replicated|local] [--follow-only] [--replicas R]]
+//                [--backup-dir DIR]
 //
 // With --replicate it is one replica of partition N (replication/replica.h,
 // docs/cluster.md): it follows the partition's JetStream stream, and leads
@@ -30,8 +31,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "cli/cli.h"
-#include "core/status_macros.h"
+#include "base/flags.h"
+#include "base/status_macros.h"
 #include "cluster/placement.h"
 #include "cluster/router.h"
 #include "replication/replica.h"
@@ -50,6 +51,7 @@ constexpr char kUsage[] =
                      [--checkpoint-every-seconds T]]
                     [--replicate nats://HOST:PORT[,...] [--partition N]
                      [--ack replicated|local] [--follow-only] [--replicas R]]
+                    [--backup-dir DIR]
 
 --listen defaults to 127.0.0.1:7450 (port 0: any free port, printed at start).
 --http serves the console (pages, JSON API) and /metrics there.
@@ -65,6 +67,8 @@ with UNAVAILABLE naming the leader.
 On servers where `storeledger cluster init` made a partitioned cluster, a
 replica also routes: any command or store read it is sent goes to the
 leader of the partition that holds it (docs/cluster.md "Partitions").
+--backup-dir DIR lets auditors take online copies (the Backup RPC, or
+`storeledger --server ADDR backup --name NAME`) into new directories under DIR.
 )";
 
 // --checkpoint-key FILE [--checkpoint-every-events N]
@@ -160,7 +164,7 @@ int Main(const std::vector<std::string>& args) {
           {"listen", "http", "tokens", "tls-cert", "tls-key", "no-sync",
            "shutdown-grace-ms", "checkpoint-key", "checkpoint-every-events",
            "checkpoint-every-seconds", "replicate", "partition", "ack",
-           "follow-only", "replicas"});
+           "follow-only", "replicas", "backup-dir"});
       !s.ok() || !flags->positional().empty()) {
     std::cerr << "storeledgerd: "
               << (s.ok() ? "unexpected argument " + flags->positional().front()
@@ -187,6 +191,7 @@ int Main(const std::vector<std::string>& args) {
   options.tls_cert_file = flags->GetOr("tls-cert", "");
   options.tls_key_file = flags->GetOr("tls-key", "");
   options.ledger.sync = !flags->Has("no-sync");
+  options.backup_dir = flags->GetOr("backup-dir", "");
   if (std::optional<std::string> path = flags->Get("policy")) {
     std::ifstream file(*path);
     if (!file) {

@@ -23,9 +23,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "core/limits.h"
+#include "base/check.h"
+#include "base/limits.h"
 #include "google/protobuf/arena.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/iterator.h"
@@ -35,6 +36,7 @@
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
 #include "rocksdb/cache.h"
+#include "storage/format.h"
 #include "storage/hash_internal.h"
 #include "storage/merkle.h"
 #include "storage/merkle_store.h"
@@ -45,8 +47,8 @@ namespace {
 
 using storage_internal::Sha256Concat;
 
-constexpr size_t kHashBytes = 32;
-constexpr size_t kPositionBytes = 8;
+using format::kHashBytes;
+using format::kPositionBytes;
 // An envelope's bytes end with its hash field: tag (field 12, wire type 2),
 // length 32, then the 32 hash bytes (FORMAT.md "Envelope").
 constexpr char kHashFieldTag = 0x62;
@@ -91,7 +93,7 @@ constexpr char kCommandsCf[] = "commands";
 constexpr char kMetaCf[] = "meta";
 constexpr char kProjectionsCf[] = "projections";
 constexpr char kMerkleCf[] = "merkle";
-constexpr char kMetaHeadKey[] = "head";
+using format::kMetaHeadKey;
 constexpr char kMetaFormatVersionKey[] = "format_version";
 
 // Index of each handle in Impl::handles; handle 0 is RocksDB's "default".
@@ -128,15 +130,8 @@ uint32_t DecodeBigEndian32(absl::string_view bytes) {
   return value;
 }
 
-std::string StreamIndexPrefix(absl::string_view stream_id) {
-  std::string key(stream_id);
-  key.push_back('\0');
-  return key;
-}
-
-std::string StreamIndexKey(absl::string_view stream_id, uint64_t version) {
-  return StreamIndexPrefix(stream_id) + PositionKey(version);
-}
+using format::StreamIndexKey;
+using format::StreamIndexPrefix;
 
 std::string EncodeHead(const Head& head) {
   return PositionKey(head.position) + head.hash;
@@ -437,6 +432,15 @@ class GroupBatch {
     return values;
   }
 
+  // The keys put into `cf`, in the order they were added.
+  std::vector<absl::string_view> PutKeys(CfIndex cf) const {
+    std::vector<absl::string_view> keys;
+    for (const Entry& e : entries_) {
+      if (e.cf == cf && !e.is_delete) keys.push_back(e.key);
+    }
+    return keys;
+  }
+
   rocksdb::Status Build(const std::vector<rocksdb::ColumnFamilyHandle*>& handles,
                         rocksdb::WriteBatch* batch) const {
     std::vector<uint32_t> order(entries_.size());
@@ -465,6 +469,22 @@ class GroupBatch {
   };
   std::vector<Entry> entries_;
 };
+
+// Checked before a group's batch is written (SL_CHECK: the batch is our own
+// assembly, so a failure is a bug, not bad input): its events are the
+// positions after `old_head` up to `new_head`, each once, in order.
+void CheckPositionsContiguous(const GroupBatch& batch, CfIndex events,
+                              const Head& old_head, const Head& new_head) {
+  const std::vector<absl::string_view> keys = batch.PutKeys(events);
+  SL_CHECK(new_head.position - old_head.position == keys.size(),
+           "a batch of " << keys.size() << " events moves the head from "
+                         << old_head.position << " to " << new_head.position);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    SL_CHECK(keys[i] == PositionKey(old_head.position + 1 + i),
+             "event " << i << " of a batch after position " << old_head.position
+                      << " is not at position " << old_head.position + 1 + i);
+  }
+}
 
 }  // namespace
 
@@ -1033,6 +1053,13 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
       bytes.append(hash);
       envelope.set_hash(hash);
     }
+    // Our own bookkeeping (a follower's copy was checked above, as a status):
+    // the event is at the next position and linked to the one before it.
+    SL_CHECK(envelope.position() == position &&
+                 envelope.prev_hash() == new_head.hash &&
+                 envelope.hash() == hash,
+             "event " << i << " of stream " << stream_id
+                      << " is not linked at position " << position);
     if (options.merkle_tree) leaf_hashes.push_back(merkle::LeafHash(bytes));
 
     batch.Put(kEvents, PositionKey(position), std::move(bytes));
@@ -1248,6 +1275,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
                             batch.Put(kMerkle, merkle::NodeKey(id), hash);
                           });
     }
+    CheckPositionsContiguous(batch, kEvents, old_head, state.head);
     if (state.head.position != old_head.position && !replicated &&
         impl_->options.before_write) {
       StoredGroup stored;

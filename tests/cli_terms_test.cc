@@ -1,4 +1,4 @@
-// Issue 17 through the CLI's outputs: Beijing time in human outputs, bare
+// The user's terms (cli/terms.h) through the CLI's outputs: Beijing time in human outputs, bare
 // dates, finding by any id, --known-at / position-at, the sync event in both
 // histories, finance-ready columns, --yuan, and no silent empty answers.
 #include <cstdint>

@@ -9,7 +9,7 @@
 #include "core/evolve.h"
 #include "core/limits.h"
 #include "core/policy.h"
-#include "core/status_macros.h"
+#include "base/status_macros.h"
 #include "gtest/gtest.h"
 #include "tests/core_test_util.h"
 

@@ -36,7 +36,7 @@
 #include "cli/simulate.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 #include "tests/support/child_process.h"
 #include "tests/support/ledger_check.h"

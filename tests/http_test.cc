@@ -1,4 +1,4 @@
-// storeledgerd's HTTP side (issue 18) on a loopback port: the console's
+// storeledgerd's HTTP side on a loopback port: the console's
 // pages, every JSON API endpoint for every role (a merchant sees nothing of
 // another merchant's through search, store, history, explain, statement or
 // metrics), bad input answered with a clear error, /metrics after commands
@@ -21,7 +21,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/test_support.h"

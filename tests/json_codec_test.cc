@@ -1,4 +1,4 @@
-// The JSON codec's fast paths against protobuf's own (ledger/json.cc): the
+// The JSON codec's fast paths against protobuf's own (json/): the
 // fast parser gives protobuf's message or falls back, the fast printer gives
 // protobuf's bytes or falls back, and the fallbacks give protobuf's answer,
 // error messages included.
@@ -23,7 +23,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -382,7 +382,7 @@ TEST(JsonCodecTest, ChecksAfterParsingAreTheSameOnBothPaths) {
 // A key given twice in one object is INVALID, naming the key, on the fast
 // path (which gives up on it) and protobuf's alike: protobuf alone lets the
 // last one win, another reader keeps the first, and the commandId is the
-// idempotency key (issue 12, item 5).
+// idempotency key: which body it names must not depend on the reader.
 TEST(JsonCodecTest, ADuplicateKeyIsInvalidOnBothPathsNamingTheKey) {
   const std::string at = R"("occurredAt":"2024-10-22T10:00:00Z")";
   const std::string open =

@@ -219,8 +219,8 @@ TEST_F(LedgerCliTest, MalformedLinesAreInvalidAndWriteNothing) {
 }
 
 // Every verb that opens the database refuses one that is not a ledger, in
-// one line, and leaves it as it was (issue 12, item 4: `apply` answered
-// ACCEPTED and added its column families).
+// one line, and leaves it as it was (`apply` used to answer ACCEPTED and
+// add its column families to someone else's database).
 TEST_F(LedgerCliTest, EveryVerbRefusesADatabaseThatIsNotALedger) {
   const std::string foreign = dir_.Sub("foreign");
   ASSERT_NO_FATAL_FAILURE(testing::MakeForeignRocksDb(foreign));

@@ -29,7 +29,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 #include "rocksdb/db.h"
 #include "storage/event_log.h"
@@ -134,7 +134,7 @@ v1::Command CommandOfBytes(const std::string& id, size_t bytes) {
   return command;
 }
 
-// One limit for a command whatever the door (issue 12, item 6): at it the
+// One limit for a command whatever the door (CLI or gRPC): at it the
 // command is decided (here refused by R0, and that refusal is stored); past
 // it, or at gRPC's 4 MiB, it is INVALID before deciding and nothing is
 // stored -- through Execute and ExecuteBatch alike.

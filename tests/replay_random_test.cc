@@ -20,7 +20,7 @@
 #include "core/streams.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 #include "replay/projection_store.h"
 #include "replay/snapshots.h"

@@ -1,4 +1,4 @@
-// Replication on NATS JetStream (issue 14, DESIGN.md §7, docs/cluster.md):
+// Replication on NATS JetStream (DESIGN.md §7, docs/cluster.md):
 // real nats-server processes on loopback (tests/support/nats_cluster.h),
 // real RocksDB in temporary directories. In-process replicas for the
 // format, follower and fence checks; storeledgerd processes for the
@@ -20,7 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 #include "replay/audit.h"
 #include "replication/jetstream.h"

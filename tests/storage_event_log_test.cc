@@ -750,7 +750,7 @@ std::vector<std::string> ColumnFamiliesOf(const std::string& dir) {
 
 // Only an empty or absent directory becomes a new ledger; a database
 // without the format marker is refused, writable or read-only, and left as
-// it was (issue 12, item 4: it was taken over, column families added).
+// it was (it used to be taken over, column families added).
 TEST_F(EventLogTest, ADatabaseThatIsNotALedgerIsRefusedAndLeftAlone) {
   EventLogOptions read_only;
   read_only.read_only = true;

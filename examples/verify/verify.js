@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// An outside auditor's verifier for storeledger's proofs (issue 19), in
+// An outside auditor's verifier for storeledger's proofs, in
 // Node.js with no dependencies and none of storeledger's code: it trusts
 // the public key it is given and nothing else. It checks a signed checkpoint
 // (C2SP signed note, Ed25519), an inclusion proof against it (RFC 9162

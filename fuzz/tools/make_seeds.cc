@@ -18,7 +18,7 @@
 
 #include "absl/strings/str_format.h"
 #include "cli/simulate.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 
 namespace {

@@ -21,15 +21,18 @@
 namespace storeledger::testing {
 
 struct ChildOptions {
-  std::vector<std::string> argv;  // argv[0] is the program's path
+  // argv[0] is the program's path. Required. Default: empty.
+  std::vector<std::string> argv;
   // stdin: this file, or a pipe the parent writes (stdin_fd()) when
-  // `stdin_pipe`, or /dev/null.
+  // `stdin_pipe`, or /dev/null. Default: empty, false (/dev/null).
   std::string stdin_path;
   bool stdin_pipe = false;
-  // stderr goes to this file (appended); /dev/null when empty.
+  // stderr goes to this file (appended); /dev/null when empty. Default:
+  // empty.
   std::string stderr_path;
   // Keep at most this many bytes of stdout in out(); the rest is counted
   // (bytes_read(), lines_read()) and dropped, so a long run stays small.
+  // Default: 64 MiB.
   size_t out_bytes_max = 64 << 20;
 };
 

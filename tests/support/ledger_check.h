@@ -28,9 +28,11 @@ struct RecoveryCheckOptions {
   // (both from scratch and through replay's snapshots), picked by `seed`.
   // Default: 8. SIZE_MAX: every store.
   size_t fold_stores_max = 8;
+  // Picks the stores to fold. Default: 1.
   uint64_t seed = 1;
   // The instant effective statuses are judged at. Default: the Unix epoch.
   absl::Time now = absl::UnixEpoch();
+  // The rules the ledger was written with. Default: DefaultPolicy().
   Policy policy = DefaultPolicy();
 };
 

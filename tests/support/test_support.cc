@@ -12,7 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/cli.h"
 #include "gtest/gtest.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "rocksdb/db.h"
 
 namespace storeledger::testing {

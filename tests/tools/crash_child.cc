@@ -23,7 +23,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/decide.h"
-#include "ledger/json.h"
+#include "json/json.h"
 #include "ledger/ledger.h"
 
 namespace {

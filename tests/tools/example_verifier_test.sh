@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ctest example_verifier (issue 19): the verifier in examples/verify/ (Node.js,
+# ctest example_verifier: the verifier in examples/verify/ (Node.js,
 # no dependencies) and `storeledger verify-proof` against proofs the CLI
 # produced, honest ones and tampered ones they must both refuse.
 # usage: example_verifier_test.sh STORELEDGER_BIN SOURCE_DIR

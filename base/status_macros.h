@@ -1,7 +1,7 @@
 // The two status macros Abseil 20220623 does not ship yet. Use them for every
 // fallible call that returns absl::Status or absl::StatusOr<T>.
-#ifndef STORELEDGER_CORE_STATUS_MACROS_H_
-#define STORELEDGER_CORE_STATUS_MACROS_H_
+#ifndef STORELEDGER_BASE_STATUS_MACROS_H_
+#define STORELEDGER_BASE_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -24,4 +24,4 @@
   if (!statusor.ok()) return statusor.status();      \
   lhs = std::move(statusor).value()
 
-#endif  // STORELEDGER_CORE_STATUS_MACROS_H_
+#endif  // STORELEDGER_BASE_STATUS_MACROS_H_

@@ -1,11 +1,12 @@
 // The one JSON codec: protobuf's JSON mapping (lowerCamel names, enum names as
 // written in DESIGN.md, int64 as strings on output, RFC 3339 timestamps).
 //
-// Both directions have a fast path (ledger/json.cc says what it covers) that
-// gives exactly protobuf's answer and hands everything it is not certain of to
-// protobuf itself. Thread-safe: any thread may call any function here.
-#ifndef STORELEDGER_LEDGER_JSON_H_
-#define STORELEDGER_LEDGER_JSON_H_
+// Both directions have a fast path (json/parse.cc and json/print.cc say
+// what each covers) that gives exactly protobuf's answer and hands
+// everything it is not certain of to protobuf itself. Thread-safe: any
+// thread may call any function here.
+#ifndef STORELEDGER_JSON_JSON_H_
+#define STORELEDGER_JSON_JSON_H_
 
 #include <string>
 #include "absl/strings/string_view.h"
@@ -58,4 +59,4 @@ bool FastMessageToJson(const google::protobuf::Message& message,
 }  // namespace json_internal
 }  // namespace storeledger
 
-#endif  // STORELEDGER_LEDGER_JSON_H_
+#endif  // STORELEDGER_JSON_JSON_H_

@@ -1,0 +1,85 @@
+// The reference downstream consumer (DESIGN.md §7, docs/cluster.md "Write
+// your own projection"): a partition's log, read through a JetStream
+// durable pull consumer, applied exactly once to SQLite tables of balances
+// per store and per store kind.
+//
+// Exactly once, by this pattern: every message's effects and the stream
+// sequence it carries are written in one SQLite transaction (synchronous
+// FULL: durable at COMMIT), and the message is acknowledged with a double
+// ack only after that COMMIT. A message delivered again -- the consumer
+// died between COMMIT and ack, or its ack was lost -- is at or below the
+// stored sequence and changes nothing. A message past the stored sequence
+// + 1 (earlier ones were delivered to a consumer that died, and are not
+// redelivered yet) is preceded by the missing ones, read from the stream by
+// sequence: the stream keeps every message.
+//
+// Each message is checked as a follower checks it (replication/log_batch.h:
+// partition, contiguous positions, hash chain, the chain's link to the last
+// applied hash, stored in the same row as the sequence); the balances are
+// folded with the ledger's own code (replay/finance.h FoldStoreBalances),
+// so the tables equal `storeledger balances` at the same position.
+//
+// Schema (created if missing):
+//   feed_position(partition PK, stream_sequence, position, hash)
+//   store_balances(store_id PK, partition, kind, status, upgraded_from,
+//                  upgraded_to, pending_fen, available_fen, withdrawing_fen,
+//                  paid_out_fen, deposit_fen)
+//   kind_balances(kind PK, stores, pending_fen, ... deposit_fen)
+// Kinds and statuses are their enum names (MINI_STORE, OPEN).
+#ifndef STORELEDGER_REPLICATION_BALANCES_FEED_H_
+#define STORELEDGER_REPLICATION_BALANCES_FEED_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "replication/durable_consumer.h"
+
+namespace storeledger {
+
+// Messages fetched, applied in one transaction and then acknowledged.
+inline constexpr int kFeedBatchMessagesDefault = 64;
+// How long one fetch waits for messages.
+inline constexpr absl::Duration kFeedFetchWait = absl::Milliseconds(200);
+
+struct BalancesFeedOptions {
+  std::vector<std::string> nats_urls;  // nats://HOST:PORT, one cluster
+  uint32_t partition = 0;              // Default: 0
+  std::string durable;                 // the consumer's name; required
+  std::string sqlite_path;             // the database file; required
+  // Default: kFeedBatchMessagesDefault.
+  int batch_messages = kFeedBatchMessagesDefault;
+  // Default: kConsumerAckWaitDefault.
+  absl::Duration ack_wait = kConsumerAckWaitDefault;
+  // Stop once this many messages were applied. 0: no limit. Default: 0.
+  uint64_t max_messages = 0;
+  // Stop after this long without a new message. Default: never.
+  absl::Duration idle_exit = absl::InfiniteDuration();
+  // Asked between batches: true stops. Default: none.
+  std::function<bool()> stop = nullptr;
+};
+
+struct BalancesFeedStats {
+  uint64_t stream_sequence = 0;   // the last applied, as stored
+  uint64_t position = 0;          // the log position it ends at
+  uint64_t messages_applied = 0;  // this run
+  uint64_t messages_skipped = 0;  // delivered again, at or below the stored
+  uint64_t messages_read = 0;     // read from the stream to fill a gap
+  uint64_t events_applied = 0;
+  absl::Duration took;
+};
+
+// Runs the consumer until `options` says stop. A message that fails a
+// check is kDataLoss naming the position: nothing of the batch holding it
+// is committed or acknowledged (the stored sequence stays before the
+// batch), and a later run stops at it again. SQLite errors are
+// kUnavailable; NATS errors as replication/jetstream.h.
+absl::StatusOr<BalancesFeedStats> RunBalancesFeed(
+    const BalancesFeedOptions& options);
+
+}  // namespace storeledger
+
+#endif  // STORELEDGER_REPLICATION_BALANCES_FEED_H_

@@ -1,0 +1,17 @@
+#include "storage/format.h"
+
+#include "storage/event_log.h"
+
+namespace storeledger::format {
+
+std::string StreamIndexPrefix(absl::string_view stream_id) {
+  std::string key(stream_id);
+  key.push_back(kStreamIndexSeparator);
+  return key;
+}
+
+std::string StreamIndexKey(absl::string_view stream_id, uint64_t version) {
+  return StreamIndexPrefix(stream_id) + PositionKey(version);
+}
+
+}  // namespace storeledger::format
