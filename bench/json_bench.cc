@@ -4,7 +4,7 @@
 //
 //   storeledger-json-bench [--stores N] [--seed S] [--rounds R]
 //
-// The simulate stream (bench/simulate_stream.h: --stores 2000, --seed 1, the
+// The simulate stream (PlanWrittenAhead: --stores 2000, --seed 1, the
 // one storeledger-bench runs) is built in memory and printed one JSON line
 // per command with ToJson, as storeledger-bench writes it (json_codec_test
 // holds ToJson to protobuf's bytes on the 400-store stream of seed 1). Each
@@ -32,7 +32,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "bench/simulate_stream.h"
 #include "cli/simulate.h"
 #include "core/decide.h"
 #include "core/evolve.h"
@@ -158,7 +157,7 @@ int Main(int argc, char** argv) {
   const Flags flags = ParseFlags(argc, argv);
   const absl::Time setup_start = absl::Now();
   const std::vector<v1::Command> commands =
-      SimulateStreamWrittenAhead(flags.stores, flags.seed);
+      PlanWrittenAhead(flags.stores, flags.seed);
   std::vector<std::string> lines;
   lines.reserve(commands.size());
   for (const v1::Command& command : commands) {

@@ -95,7 +95,6 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "bench/simulate_stream.h"
 #include "cli/cli.h"
 #include "cli/simulate.h"
 #include "core/streams.h"
@@ -414,7 +413,7 @@ struct Latencies {
 class Stream {
  public:
   Stream(int stores, uint64_t seed)
-      : commands_(SimulateStreamWrittenAhead(stores, seed)) {}
+      : commands_(PlanWrittenAhead(stores, seed)) {}
 
   size_t size() const { return commands_.size(); }
   const v1::Command& base(size_t i) const { return commands_[i]; }

@@ -83,7 +83,7 @@ int KeygenVerb(CliContext& ctx);
 int CheckpointVerb(CliContext& ctx);
 int ProveVerb(CliContext& ctx);
 int VerifyProofVerb(CliContext& ctx);
-// The cluster's tools (cli/cluster_verbs.cc, issue 14).
+// The cluster's tools (cli/cluster_verbs.cc).
 int ConsumeVerb(CliContext& ctx);
 int PublishVerb(CliContext& ctx);
 int BackupVerb(CliContext& ctx);

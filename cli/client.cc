@@ -1,4 +1,5 @@
 #include "cli/client.h"
+#include "cli/tail_flags.h"
 
 #include <atomic>
 #include <csignal>
@@ -371,26 +372,15 @@ int Remote::Tail() {
       !s.ok()) {
     return ctx_.Fail(s);
   }
-  if (!ctx_.flags.Has("from-position")) {
-    return ctx_.Fail(absl::InvalidArgumentError(
-        "--from-position is required (0 for the whole log)"));
-  }
-  const std::string format = ctx_.flags.GetOr("format", "jsonl");
-  if (format != "delimited" && format != "jsonl") {
-    return ctx_.Fail(absl::InvalidArgumentError(
-        "--format must be jsonl or delimited, got '" + format + "'"));
-  }
-  const bool delimited = format == "delimited";
-  absl::StatusOr<std::optional<uint64_t>> from = ctx_.flags.GetUint("from-position");
-  if (!from.ok()) return ctx_.Fail(from.status());
-  absl::StatusOr<std::optional<uint64_t>> max_events =
-      ctx_.flags.GetUint("max-events");
-  if (!max_events.ok()) return ctx_.Fail(max_events.status());
-  const bool follow = ctx_.flags.Has("follow");
+  absl::StatusOr<TailFlags> tail = TailFlags::Parse(ctx_.flags);
+  if (!tail.ok()) return ctx_.Fail(tail.status());
+  const bool follow = tail->follow;
 
-  uint64_t last = from->value_or(0);
+  uint64_t last = tail->from_position;
   uint64_t emitted = 0;
-  auto done = [&] { return max_events->has_value() && emitted >= **max_events; };
+  auto done = [&] {
+    return tail->max_events.has_value() && emitted >= *tail->max_events;
+  };
   remote_tail_stop = 0;
   void (*previous_int)(int) = SIG_DFL;
   void (*previous_term)(int) = SIG_DFL;
@@ -423,14 +413,8 @@ int Remote::Tail() {
     v1::Envelope envelope;
     bool stopped = false;
     while (!done() && reader->Read(&envelope)) {
-      if (delimited) {
-        const std::string raw = envelope.SerializeAsString();
-        uint8_t varint[5];  // a varint32 is at most 5 bytes
-        uint8_t* end =
-            google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
-                static_cast<uint32_t>(raw.size()), varint);
-        ctx_.out->write(reinterpret_cast<const char*>(varint), end - varint);
-        ctx_.out->write(raw.data(), static_cast<std::streamsize>(raw.size()));
+      if (tail->delimited) {
+        WriteDelimited(*ctx_.out, envelope.SerializeAsString());
       } else {
         *ctx_.out << ToJson(envelope) << "\n";
       }

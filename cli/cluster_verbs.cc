@@ -1,4 +1,4 @@
-// The cluster's tools (issue 14, docs/cluster.md): consume (the reference
+// The cluster's tools (docs/cluster.md): consume (the reference
 // exactly-once downstream consumer), publish (an existing ledger into an
 // empty partition stream) and backup (an online consistent copy).
 #include <csignal>

@@ -116,32 +116,17 @@ absl::StatusOr<std::vector<v1::Statement>> Statements(
 
 void WriteStatementCsv(const CliContext& ctx, const v1::Statement& statement,
                        bool pair, bool yuan) {
-  std::ostream& out = *ctx.out;
-  const std::string store =
-      pair ? absl::StrCat(CsvField(statement.store_id()), ",",
-                          v1::StoreKind_Name(statement.kind()), ",")
-           : "";
-  auto balance_rows = [&](absl::string_view section,
-                          const google::protobuf::RepeatedPtrField<
-                              v1::AccountBalance>& rows) {
-    for (const v1::AccountBalance& row : rows) {
-      out << store << section << ',' << CsvField(row.account()) << ",,,,,,,"
-          << AmountText(row.balance_fen(), yuan) << ",,\n";
-    }
-  };
-  balance_rows("opening", statement.opening());
-  for (const v1::StatementLine& line : statement.lines()) {
-    const v1::PostingLine& p = line.posting();
-    out << store << "posting," << CsvField(p.account()) << ',' << p.position()
-        << ',' << CsvField(p.event_id()) << ',' << p.event_type() << ','
-        << ZoneTime(p.occurred_at(), ctx.zone) << ','
-        << AmountText(p.debit_fen(), yuan) << ','
-        << AmountText(p.credit_fen(), yuan) << ','
-        << AmountText(line.balance_after_fen(), yuan) << ','
-        << CsvField(p.order_id()) << ',' << CsvField(p.withdrawal_id()) << '\n';
+  StatementCsvStyle style;
+  if (pair) {
+    style.row_prefix = absl::StrCat(CsvField(statement.store_id()), ",",
+                                    v1::StoreKind_Name(statement.kind()), ",");
   }
-  balance_rows("movement", statement.movements());
-  balance_rows("closing", statement.closing());
+  style.event_type = true;
+  style.time = [&](const google::protobuf::Timestamp& t) {
+    return ZoneTime(t, ctx.zone);
+  };
+  style.amount = [&](int64_t fen) { return AmountText(fen, yuan); };
+  WriteStatementCsvRows(statement, style, *ctx.out);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cli/cli.h"
+#include "cli/tail_flags.h"
 #include "cli/history_filter.h"
 #include "base/status_macros.h"
 #include "core/streams.h"
@@ -314,20 +315,8 @@ int TailVerb(CliContext& ctx) {
   if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
-  if (!ctx.flags.Has("from-position")) {
-    return ctx.Fail(absl::InvalidArgumentError(
-        "--from-position is required (0 for the whole log)"));
-  }
-  const std::string format = ctx.flags.GetOr("format", "jsonl");
-  if (format != "delimited" && format != "jsonl") {
-    return ctx.Fail(absl::InvalidArgumentError(
-        "--format must be jsonl or delimited, got '" + format + "'"));
-  }
-  const bool delimited = format == "delimited";
-  absl::StatusOr<std::optional<uint64_t>> from = ctx.flags.GetUint("from-position");
-  if (!from.ok()) return ctx.Fail(from.status());
-  absl::StatusOr<std::optional<uint64_t>> max_events = ctx.flags.GetUint("max-events");
-  if (!max_events.ok()) return ctx.Fail(max_events.status());
+  absl::StatusOr<TailFlags> tail = TailFlags::Parse(ctx.flags);
+  if (!tail.ok()) return ctx.Fail(tail.status());
   absl::StatusOr<std::optional<uint64_t>> idle_exit_ms =
       ctx.flags.GetUint("idle-exit-ms");
   if (!idle_exit_ms.ok()) return ctx.Fail(idle_exit_ms.status());
@@ -338,24 +327,21 @@ int TailVerb(CliContext& ctx) {
     return ctx.Fail(absl::InvalidArgumentError(absl::StrCat(
         "--poll-ms must be 1..", kTailPollMsMax)));
   }
-  const bool follow = ctx.flags.Has("follow");
+  const bool follow = tail->follow;
 
   uint64_t emitted = 0;
   // The stored bytes, as JSON or varint-length-prefixed.
   auto emit = [&](const v1::Envelope& envelope, absl::string_view raw) {
-    if (delimited) {
-      uint8_t varint[5];  // a varint32 is at most 5 bytes
-      uint8_t* end =
-          google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
-              static_cast<uint32_t>(raw.size()), varint);
-      ctx.out->write(reinterpret_cast<const char*>(varint), end - varint);
-      ctx.out->write(raw.data(), static_cast<std::streamsize>(raw.size()));
+    if (tail->delimited) {
+      WriteDelimited(*ctx.out, raw);
     } else {
       *ctx.out << ToJson(envelope) << "\n";
     }
     ++emitted;
   };
-  auto done = [&] { return max_events->has_value() && emitted >= **max_events; };
+  auto done = [&] {
+    return tail->max_events.has_value() && emitted >= *tail->max_events;
+  };
 
   // A consumer ahead of the log (restored from the wrong backup, pointed at
   // the wrong ledger) must notice: an error, or with --follow a warning.
@@ -363,9 +349,9 @@ int TailVerb(CliContext& ctx) {
     absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
     if (!ledger.ok()) return ctx.Fail(ledger.status());
     const uint64_t head = (*ledger)->log().head().position;
-    if (from->value_or(0) > head) {
+    if (tail->from_position > head) {
       const std::string ahead = absl::StrCat(
-          "--from-position ", from->value_or(0),
+          "--from-position ", tail->from_position,
           " is past the head of the log (position ", head,
           "): the consumer's position is ahead of this ledger");
       if (!follow) return ctx.Fail(absl::OutOfRangeError(ahead));
@@ -379,7 +365,7 @@ int TailVerb(CliContext& ctx) {
     absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
     if (!ledger.ok()) return ctx.Fail(ledger.status());
     absl::Status status = (*ledger)->log().Scan(
-        from->value_or(0),
+        tail->from_position,
         [&](const v1::Envelope& envelope, absl::string_view raw) {
           if (done()) return false;
           emit(envelope, raw);
@@ -395,7 +381,7 @@ int TailVerb(CliContext& ctx) {
   // restarts with --from-position <the last position it saw> picks up
   // exactly where it stopped.
   absl::StatusOr<std::unique_ptr<LogFollower>> follower = LogFollower::Open(
-      ctx.flags.GetOr("db", "./storeledger-data"), from->value_or(0));
+      ctx.flags.GetOr("db", "./storeledger-data"), tail->from_position);
   if (!follower.ok()) return ctx.Fail(follower.status());
   tail_stop_requested = 0;
   void (*previous_int)(int) = std::signal(SIGINT, RequestTailStop);

@@ -411,4 +411,50 @@ std::vector<SimulatedStep> PlanMigration(int stores, uint64_t seed) {
   return steps;
 }
 
+bool SimulatedWithdrawals::NeedsBalance(const SimulatedStep& step) {
+  return step.command.has_request_withdrawal() &&
+         step.amount != SimulatedStep::Amount::kAsWritten;
+}
+
+std::optional<v1::Command> SimulatedWithdrawals::Next(
+    const SimulatedStep& step, int64_t available_fen) {
+  v1::Command command = step.command;
+  if (NeedsBalance(step)) {
+    v1::RequestWithdrawal* request = command.mutable_request_withdrawal();
+    if (step.amount == SimulatedStep::Amount::kTooMuch) {
+      request->set_amount_fen(available_fen + 1);
+    } else if (available_fen == 0) {
+      // Nothing to withdraw: the merchant would not ask.
+      skipped_.insert(request->withdrawal_id());
+      return std::nullopt;
+    } else {
+      request->set_amount_fen(available_fen);
+    }
+  }
+  if ((command.has_complete_withdrawal() &&
+       skipped_.count(command.complete_withdrawal().withdrawal_id())) ||
+      (command.has_fail_withdrawal() &&
+       skipped_.count(command.fail_withdrawal().withdrawal_id()))) {
+    return std::nullopt;
+  }
+  return command;
+}
+
+std::vector<v1::Command> PlanWrittenAhead(int stores, uint64_t seed) {
+  std::vector<v1::Command> commands;
+  for (SimulatedStep& step : PlanMigration(stores, seed)) {
+    v1::Command& command = step.command;
+    if (command.has_request_withdrawal()) {
+      if (step.amount == SimulatedStep::Amount::kAll) {
+        command.mutable_request_withdrawal()->set_amount_fen(kWithdrawAllFen);
+      } else if (step.amount == SimulatedStep::Amount::kTooMuch) {
+        command.mutable_request_withdrawal()->set_amount_fen(
+            kWithdrawTooMuchFen);
+      }
+    }
+    commands.push_back(std::move(command));
+  }
+  return commands;
+}
+
 }  // namespace storeledger

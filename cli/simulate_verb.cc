@@ -115,7 +115,7 @@ int SimulateVerb(CliContext& ctx) {
   const uint64_t first_position = ledger.log().head().position;
   std::map<std::string, int64_t> rejected_by_rule;
   int64_t accepted = 0, rejected = 0, replayed = 0, skipped = 0;
-  std::set<std::string> skipped_withdrawals;
+  SimulatedWithdrawals withdrawals;
   const absl::Time started = absl::Now();
   absl::Time last_progress = started;
   // Commands go to the ledger in batches (ExecuteBatch: group commit). A
@@ -140,32 +140,19 @@ int SimulateVerb(CliContext& ctx) {
     return absl::OkStatus();
   };
   for (size_t i = 0; i < steps.size(); ++i) {
-    v1::Command command = steps[i].command;
-    if (command.has_request_withdrawal() &&
-        steps[i].amount != SimulatedStep::Amount::kAsWritten) {
+    int64_t available = 0;
+    if (SimulatedWithdrawals::NeedsBalance(steps[i])) {
       if (absl::Status s = execute(); !s.ok()) return ctx.Fail(s);
-      auto* request = command.mutable_request_withdrawal();
-      absl::StatusOr<v1::StoreState> state = ledger.State(request->store_id());
-      const int64_t available = state.ok() ? state->balances().available_fen() : 0;
-      if (steps[i].amount == SimulatedStep::Amount::kTooMuch) {
-        request->set_amount_fen(available + 1);
-      } else if (available == 0) {
-        // Nothing to withdraw: the merchant would not ask.
-        skipped_withdrawals.insert(request->withdrawal_id());
-        ++skipped;
-        continue;
-      } else {
-        request->set_amount_fen(available);
-      }
+      absl::StatusOr<v1::StoreState> state =
+          ledger.State(steps[i].command.request_withdrawal().store_id());
+      available = state.ok() ? state->balances().available_fen() : 0;
     }
-    if ((command.has_complete_withdrawal() &&
-         skipped_withdrawals.count(command.complete_withdrawal().withdrawal_id())) ||
-        (command.has_fail_withdrawal() &&
-         skipped_withdrawals.count(command.fail_withdrawal().withdrawal_id()))) {
+    std::optional<v1::Command> command = withdrawals.Next(steps[i], available);
+    if (!command.has_value()) {
       ++skipped;
       continue;
     }
-    batch.push_back(std::move(command));
+    batch.push_back(*std::move(command));
     if (batch.size() >= kGroupCommandsMax) {
       if (absl::Status s = execute(); !s.ok()) return ctx.Fail(s);
     }

@@ -8,6 +8,7 @@
 #include "core/decide.h"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 #include <utility>
 
@@ -33,17 +34,16 @@ constexpr char kRejectionPayloadUrl[] =
     "type.storeledger.dev/storeledger.core.Rejection";
 
 // A rejection of `command` by `rule`, as a status (see the file comment).
-absl::Status Reject(absl::string_view rule, RejectionCode code,
-                    std::string message) {
+absl::Status Reject(Rule rule, RejectionCode code, std::string message) {
   absl::Status status(absl::StatusCode::kFailedPrecondition, message);
   status.SetPayload(
       kRejectionPayloadUrl,
-      absl::Cord(absl::StrCat(rule, ":", static_cast<int>(code))));
+      absl::Cord(absl::StrCat(RuleName(rule), ":", static_cast<int>(code))));
   return status;
 }
 
 absl::Status ShapeError(std::string message) {
-  return Reject("R0", v1::INVALID_ARGUMENT, std::move(message));
+  return Reject(Rule::kShape, v1::INVALID_ARGUMENT, std::move(message));
 }
 
 // Instants are shown in China time, as the article and the policy state them.
@@ -77,20 +77,21 @@ std::string Name(v1::WithdrawalStatus v) {
 // ------------------------------------------------------------ R0 shape checks
 
 absl::Status CheckId(absl::string_view field, absl::string_view value) {
-  if (value.empty())
-    return ShapeError(absl::StrCat(field, " must not be empty"));
-  if (value.size() > kIdBytesMax) {
-    return ShapeError(absl::StrCat(field, " must be at most ", kIdBytesMax,
-                                   " bytes, got ", value.size()));
-  }
-  for (size_t i = 0; i < value.size(); ++i) {
-    const unsigned char ch = static_cast<unsigned char>(value[i]);
-    if (ch < 0x21 || ch > 0x7E) {
+  const IdCheck check = CheckIdBytes(value);
+  switch (check.problem) {
+    case IdCheck::kValid:
+      return absl::OkStatus();
+    case IdCheck::kEmpty:
+      return ShapeError(absl::StrCat(field, " must not be empty"));
+    case IdCheck::kTooLong:
+      return ShapeError(absl::StrCat(field, " must be at most ", kIdBytesMax,
+                                     " bytes, got ", value.size()));
+    case IdCheck::kBadByte:
       return ShapeError(absl::StrFormat(
           "%s must be printable ASCII without spaces (0x21..0x7E), got byte "
           "0x%02X at offset %d",
-          field, ch, i));
-    }
+          field, static_cast<unsigned char>(value[check.bad_byte_offset]),
+          check.bad_byte_offset));
   }
   return absl::OkStatus();
 }
@@ -165,9 +166,8 @@ bool AtOrAfter(const Context& c, const google::protobuf::Timestamp& instant) {
   return c.at >= ToTime(instant);
 }
 
-absl::StatusOr<RecordRef<StoreRecord>> RequireStore(const Context& c,
-                                         absl::string_view rule,
-                                         absl::string_view store_id) {
+absl::StatusOr<RecordRef<StoreRecord>> RequireStore(
+    const Context& c, Rule rule, absl::string_view store_id) {
   ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, c.state.Store(store_id));
   if (!store) {
     return Reject(rule, v1::NOT_FOUND,
@@ -176,10 +176,9 @@ absl::StatusOr<RecordRef<StoreRecord>> RequireStore(const Context& c,
   return store;
 }
 
-absl::StatusOr<RecordRef<ProductRecord>> RequireProduct(const Context& c,
-                                             absl::string_view rule,
-                                             absl::string_view store_id,
-                                             absl::string_view product_id) {
+absl::StatusOr<RecordRef<ProductRecord>> RequireProduct(
+    const Context& c, Rule rule, absl::string_view store_id,
+    absl::string_view product_id) {
   ASSIGN_OR_RETURN(RecordRef<ProductRecord> product,
                    c.state.Product(store_id, product_id));
   if (!product) {
@@ -191,10 +190,9 @@ absl::StatusOr<RecordRef<ProductRecord>> RequireProduct(const Context& c,
 }
 
 // The order `order_id`, which must live in `store_id` (R13).
-absl::StatusOr<RecordRef<OrderRecord>> RequireOrder(const Context& c,
-                                         absl::string_view rule,
-                                         absl::string_view store_id,
-                                         absl::string_view order_id) {
+absl::StatusOr<RecordRef<OrderRecord>> RequireOrder(
+    const Context& c, Rule rule, absl::string_view store_id,
+    absl::string_view order_id) {
   ASSIGN_OR_RETURN(RecordRef<OrderRecord> order, c.state.Order(order_id));
   if (!order) {
     return Reject(rule, v1::NOT_FOUND,
@@ -202,7 +200,7 @@ absl::StatusOr<RecordRef<OrderRecord>> RequireOrder(const Context& c,
   }
   if (order->store_id() != store_id) {
     NameStore(c, order->store_id());
-    return Reject("R13", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kOwnStore, v1::FAILED_PRECONDITION,
                   absl::StrCat("order ", order_id, " belongs to store ",
                                order->store_id(), ", not ", store_id));
   }
@@ -215,21 +213,20 @@ absl::StatusOr<RecordRef<WithdrawalRecord>> RequireWithdrawal(
   ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> withdrawal,
                    c.state.Withdrawal(withdrawal_id));
   if (!withdrawal) {
-    return Reject("R14", v1::NOT_FOUND,
+    return Reject(Rule::kWithdrawal, v1::NOT_FOUND,
                   absl::StrCat("withdrawal ", withdrawal_id, " not found"));
   }
   if (withdrawal->store_id() != store_id) {
     NameStore(c, withdrawal->store_id());
     return Reject(
-        "R13", v1::FAILED_PRECONDITION,
+        Rule::kOwnStore, v1::FAILED_PRECONDITION,
         absl::StrCat("withdrawal ", withdrawal_id, " belongs to store ",
                      withdrawal->store_id(), ", not ", store_id));
   }
   return withdrawal;
 }
 
-absl::Status RequireNotUpgraded(absl::string_view rule,
-                                const StoreRecord& store,
+absl::Status RequireNotUpgraded(Rule rule, const StoreRecord& store,
                                 absl::string_view what) {
   if (store.status() == v1::UPGRADED) {
     return Reject(rule, v1::FAILED_PRECONDITION,
@@ -253,19 +250,19 @@ absl::Status DecideOpenStore(Context& c) {
   ASSIGN_OR_RETURN(RecordRef<StoreRecord> existing,
                    c.state.Store(cmd.store_id()));
   if (existing) {
-    return Reject("R1", v1::ALREADY_EXISTS,
+    return Reject(Rule::kOpenStore, v1::ALREADY_EXISTS,
                   absl::StrCat("store ", cmd.store_id(), " already exists"));
   }
   if (cmd.kind() == v1::WECHAT_STORE) {
     if (!AtOrAfter(c, c.policy.wechat_store_launch())) {
-      return Reject("R1", v1::FAILED_PRECONDITION,
+      return Reject(Rule::kOpenStore, v1::FAILED_PRECONDITION,
                     absl::StrCat("WECHAT_STORE stores open ",
                                  FromInstant(c, "WECHAT_STORE_LAUNCH",
                                              c.policy.wechat_store_launch())));
     }
     if (cmd.subject() == v1::PERSONAL && !c.policy.personal_wechat_store()) {
       return Reject(
-          "R1", v1::FAILED_PRECONDITION,
+          Rule::kOpenStore, v1::FAILED_PRECONDITION,
           absl::StrCat("a PERSONAL merchant cannot open a WECHAT_STORE "
                        "(policy personal_wechat_store is off); merchant ",
                        cmd.merchant_id(),
@@ -276,7 +273,7 @@ absl::Status DecideOpenStore(Context& c) {
                    c.state.Merchant(cmd.merchant_id()));
   if (merchant && merchant->subject() != cmd.subject()) {
     return Reject(
-        "R1", v1::FAILED_PRECONDITION,
+        Rule::kOpenStore, v1::FAILED_PRECONDITION,
         absl::StrCat("openStore.subject must be merchant ", cmd.merchant_id(),
                      "'s subject ", Name(merchant->subject()), ", got ",
                      Name(cmd.subject())));
@@ -312,11 +309,11 @@ absl::Status DecideRegisterIndividualBusiness(Context& c) {
   ASSIGN_OR_RETURN(RecordRef<MerchantRecord> merchant,
                    c.state.Merchant(cmd.merchant_id()));
   if (!merchant) {
-    return Reject("R7", v1::NOT_FOUND,
+    return Reject(Rule::kRegisterBusiness, v1::NOT_FOUND,
                   absl::StrCat("merchant ", cmd.merchant_id(), " not found"));
   }
   if (merchant->subject() != v1::PERSONAL) {
-    return Reject("R7", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kRegisterBusiness, v1::FAILED_PRECONDITION,
                   absl::StrCat("merchant ", cmd.merchant_id(), " is ",
                                Name(merchant->subject()),
                                "; only a PERSONAL merchant registers as an "
@@ -346,13 +343,14 @@ absl::Status DecideAddProduct(Context& c) {
   RETURN_IF_ERROR(CheckAmount("addProduct.priceFen", cmd.price_fen()));
 
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R2", cmd.store_id()));
+                   RequireStore(c, Rule::kAddProduct, cmd.store_id()));
   const StoreRecord& store = *store_ref;
-  RETURN_IF_ERROR(RequireNotUpgraded("R2", store, "it adds no products"));
+  RETURN_IF_ERROR(
+      RequireNotUpgraded(Rule::kAddProduct, store, "it adds no products"));
   if (store.kind() == v1::MINI_STORE &&
       AtOrAfter(c, c.policy.mini_evoucher_cutoff())) {
     return Reject(
-        "R2", v1::FAILED_PRECONDITION,
+        Rule::kAddProduct, v1::FAILED_PRECONDITION,
         absl::StrCat("MINI_STORE ", store.store_id(), " adds no products ",
                      FromInstant(c, "MINI_EVOUCHER_CUTOFF",
                                  c.policy.mini_evoucher_cutoff())));
@@ -360,7 +358,7 @@ absl::Status DecideAddProduct(Context& c) {
   if (store.kind() == v1::CHANNELS_STORE &&
       AtOrAfter(c, c.policy.channels_no_new_products())) {
     return Reject(
-        "R2", v1::FAILED_PRECONDITION,
+        Rule::kAddProduct, v1::FAILED_PRECONDITION,
         absl::StrCat("CHANNELS_STORE ", store.store_id(), " adds no products ",
                      FromInstant(c, "CHANNELS_NO_NEW_PRODUCTS",
                                  c.policy.channels_no_new_products())));
@@ -368,16 +366,16 @@ absl::Status DecideAddProduct(Context& c) {
   ASSIGN_OR_RETURN(RecordRef<ProductRecord> existing,
                    c.state.Product(cmd.store_id(), cmd.product_id()));
   if (existing) {
-    return Reject("R2", v1::ALREADY_EXISTS,
+    return Reject(Rule::kAddProduct, v1::ALREADY_EXISTS,
                   absl::StrCat("product ", cmd.product_id(),
                                " already exists in store ", cmd.store_id()));
   }
   if (static_cast<size_t>(store.product_count()) >= kProductsPerStoreMax) {
-    return Reject("R2", v1::FAILED_PRECONDITION,
-                  absl::StrCat("store ", cmd.store_id(), " already holds ",
-                               store.product_count(),
-                               " products, the maximum is ",
-                               kProductsPerStoreMax));
+    return Reject(
+        Rule::kAddProduct, v1::FAILED_PRECONDITION,
+        absl::StrCat("store ", cmd.store_id(), " already holds ",
+                     store.product_count(), " products, the maximum is ",
+                     kProductsPerStoreMax));
   }
   Event event;
   v1::ProductAdded* e = event.mutable_product_added();
@@ -397,14 +395,16 @@ absl::Status DecideListProduct(Context& c) {
   RETURN_IF_ERROR(CheckId("listProduct.productId", cmd.product_id()));
 
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R3", cmd.store_id()));
+                   RequireStore(c, Rule::kListProduct, cmd.store_id()));
   const StoreRecord& store = *store_ref;
-  ASSIGN_OR_RETURN(const RecordRef<ProductRecord> product_ref,
-                   RequireProduct(c, "R3", cmd.store_id(), cmd.product_id()));
+  ASSIGN_OR_RETURN(
+      const RecordRef<ProductRecord> product_ref,
+      RequireProduct(c, Rule::kListProduct, cmd.store_id(), cmd.product_id()));
   const ProductRecord& product = *product_ref;
-  RETURN_IF_ERROR(RequireNotUpgraded("R3", store, "it lists no products"));
+  RETURN_IF_ERROR(
+      RequireNotUpgraded(Rule::kListProduct, store, "it lists no products"));
   if (product.status() != v1::DRAFT && product.status() != v1::DELISTED) {
-    return Reject("R3", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kListProduct, v1::FAILED_PRECONDITION,
                   absl::StrCat("product ", cmd.product_id(), " in store ",
                                cmd.store_id(), " is ", Name(product.status()),
                                "; only a DRAFT or DELISTED product is listed"));
@@ -414,7 +414,7 @@ absl::Status DecideListProduct(Context& c) {
       if (product.kind() == v1::E_VOUCHER &&
           AtOrAfter(c, c.policy.mini_evoucher_cutoff())) {
         return Reject(
-            "R3", v1::FAILED_PRECONDITION,
+            Rule::kListProduct, v1::FAILED_PRECONDITION,
             absl::StrCat("MINI_STORE ", store.store_id(),
                          " lists no E_VOUCHER product ",
                          FromInstant(c, "MINI_EVOUCHER_CUTOFF",
@@ -422,7 +422,7 @@ absl::Status DecideListProduct(Context& c) {
       }
       if (AtOrAfter(c, c.policy.mini_physical_cutoff())) {
         return Reject(
-            "R3", v1::FAILED_PRECONDITION,
+            Rule::kListProduct, v1::FAILED_PRECONDITION,
             absl::StrCat("MINI_STORE ", store.store_id(), " lists no product ",
                          FromInstant(c, "MINI_PHYSICAL_CUTOFF",
                                      c.policy.mini_physical_cutoff())));
@@ -432,7 +432,7 @@ absl::Status DecideListProduct(Context& c) {
       if (cmd.live_room() &&
           AtOrAfter(c, c.policy.channels_live_room_closed())) {
         return Reject(
-            "R3", v1::FAILED_PRECONDITION,
+            Rule::kListProduct, v1::FAILED_PRECONDITION,
             absl::StrCat("CHANNELS_STORE ", store.store_id(),
                          " lists nothing into live rooms ",
                          FromInstant(c, "CHANNELS_LIVE_ROOM_CLOSED",
@@ -447,7 +447,7 @@ absl::Status DecideListProduct(Context& c) {
       }
       if (!qualified) {
         return Reject(
-            "R3", v1::FAILED_PRECONDITION,
+            Rule::kListProduct, v1::FAILED_PRECONDITION,
             absl::StrCat("category ", category, " of product ",
                          cmd.product_id(), " is not qualified in store ",
                          store.store_id(),
@@ -459,7 +459,7 @@ absl::Status DecideListProduct(Context& c) {
           it == store.deposit_fen_by_category().end() ? 0 : it->second;
       if (paid < required) {
         return Reject(
-            "R3", v1::FAILED_PRECONDITION,
+            Rule::kListProduct, v1::FAILED_PRECONDITION,
             absl::StrCat("deposit for category ", category, " in store ",
                          store.store_id(), " is ", paid,
                          " fen; the policy requires ", required, " fen"));
@@ -482,13 +482,15 @@ absl::Status DecideDelistProduct(Context& c) {
   const v1::DelistProduct& cmd = c.command.delist_product();
   RETURN_IF_ERROR(CheckId("delistProduct.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("delistProduct.productId", cmd.product_id()));
-  RETURN_IF_ERROR(RequireStore(c, "R4", cmd.store_id()).status());
+  RETURN_IF_ERROR(
+      RequireStore(c, Rule::kDelistProduct, cmd.store_id()).status());
   ASSIGN_OR_RETURN(const RecordRef<ProductRecord> product_ref,
-                   RequireProduct(c, "R4", cmd.store_id(), cmd.product_id()));
+                   RequireProduct(c, Rule::kDelistProduct, cmd.store_id(),
+                                  cmd.product_id()));
   const ProductRecord& product = *product_ref;
   if (product.status() != v1::LISTED) {
     return Reject(
-        "R4", v1::FAILED_PRECONDITION,
+        Rule::kDelistProduct, v1::FAILED_PRECONDITION,
         absl::StrCat("product ", cmd.product_id(), " in store ", cmd.store_id(),
                      " is ", Name(product.status()), ", not LISTED"));
   }
@@ -506,20 +508,21 @@ absl::Status DecideDeleteProduct(Context& c) {
   RETURN_IF_ERROR(CheckId("deleteProduct.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("deleteProduct.productId", cmd.product_id()));
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R5", cmd.store_id()));
+                   RequireStore(c, Rule::kDeleteProduct, cmd.store_id()));
   const StoreRecord& store = *store_ref;
   ASSIGN_OR_RETURN(const RecordRef<ProductRecord> product_ref,
-                   RequireProduct(c, "R5", cmd.store_id(), cmd.product_id()));
+                   RequireProduct(c, Rule::kDeleteProduct, cmd.store_id(),
+                                  cmd.product_id()));
   const ProductRecord& product = *product_ref;
   if (product.status() == v1::DELETED) {
-    return Reject("R5", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kDeleteProduct, v1::FAILED_PRECONDITION,
                   absl::StrCat("product ", cmd.product_id(), " in store ",
                                cmd.store_id(), " is already DELETED"));
   }
   // A product the policy has taken off the shelf (R6) counts as delisted.
   if (EffectiveStatus(product, store.kind(), c.at, c.policy) == v1::LISTED) {
     return Reject(
-        "R5", v1::FAILED_PRECONDITION,
+        Rule::kDeleteProduct, v1::FAILED_PRECONDITION,
         absl::StrCat("product ", cmd.product_id(), " in store ", cmd.store_id(),
                      " is LISTED; delist it before deleting"));
   }
@@ -559,7 +562,7 @@ absl::Status DecideApplyPolicy(Context& c) {
         continue;
       }
       if (c.decision->events.size() >= kEventsPerCommandMax) {
-        return Reject("R0", v1::FAILED_PRECONDITION,
+        return Reject(Rule::kShape, v1::FAILED_PRECONDITION,
                       absl::StrCat("applyPolicy would append more than ",
                                    kEventsPerCommandMax, " events"));
       }
@@ -583,11 +586,11 @@ absl::Status DecideUpgradeStore(Context& c) {
   RETURN_IF_ERROR(CheckId("upgradeStore.targetStoreId", cmd.target_store_id()));
 
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> source_ref,
-                   RequireStore(c, "R8", cmd.source_store_id()));
+                   RequireStore(c, Rule::kUpgrade, cmd.source_store_id()));
   const StoreRecord& source = *source_ref;
   if (source.status() == v1::UPGRADED) {
     return Reject(
-        "R8", v1::FAILED_PRECONDITION,
+        Rule::kUpgrade, v1::FAILED_PRECONDITION,
         absl::StrCat("store ", source.store_id(), " was already upgraded to ",
                      source.upgraded_to()));
   }
@@ -595,7 +598,7 @@ absl::Status DecideUpgradeStore(Context& c) {
     case v1::MINI_STORE:
       if (!AtOrAfter(c, c.policy.mini_upgrade_open())) {
         return Reject(
-            "R8", v1::FAILED_PRECONDITION,
+            Rule::kUpgrade, v1::FAILED_PRECONDITION,
             absl::StrCat("MINI_STORE ", source.store_id(),
                          " cannot upgrade yet: ",
                          BeforeInstant(c, "MINI_UPGRADE_OPEN",
@@ -605,7 +608,7 @@ absl::Status DecideUpgradeStore(Context& c) {
     case v1::CHANNELS_STORE:
       if (!AtOrAfter(c, c.policy.wechat_store_launch())) {
         return Reject(
-            "R8", v1::FAILED_PRECONDITION,
+            Rule::kUpgrade, v1::FAILED_PRECONDITION,
             absl::StrCat("CHANNELS_STORE ", source.store_id(),
                          " cannot upgrade yet: ",
                          BeforeInstant(c, "WECHAT_STORE_LAUNCH",
@@ -613,7 +616,7 @@ absl::Status DecideUpgradeStore(Context& c) {
       }
       break;
     default:
-      return Reject("R8", v1::FAILED_PRECONDITION,
+      return Reject(Rule::kUpgrade, v1::FAILED_PRECONDITION,
                     absl::StrCat("store ", source.store_id(), " is a ",
                                  Name(source.kind()),
                                  "; only MINI_STORE and CHANNELS_STORE "
@@ -622,12 +625,12 @@ absl::Status DecideUpgradeStore(Context& c) {
   ASSIGN_OR_RETURN(RecordRef<MerchantRecord> merchant,
                    c.state.Merchant(source.merchant_id()));
   if (!merchant) {
-    return Reject("R8", v1::NOT_FOUND,
+    return Reject(Rule::kUpgrade, v1::NOT_FOUND,
                   absl::StrCat("merchant ", source.merchant_id(), " of store ",
                                source.store_id(), " not found"));
   }
   if (merchant->subject() == v1::PERSONAL) {
-    return Reject("R8", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kUpgrade, v1::FAILED_PRECONDITION,
                   absl::StrCat("merchant ", merchant->merchant_id(),
                                " is PERSONAL and cannot upgrade store ",
                                source.store_id(),
@@ -638,7 +641,7 @@ absl::Status DecideUpgradeStore(Context& c) {
                    c.state.Store(cmd.target_store_id()));
   if (target) {
     return Reject(
-        "R8", v1::ALREADY_EXISTS,
+        Rule::kUpgrade, v1::ALREADY_EXISTS,
         absl::StrCat("store ", cmd.target_store_id(), " already exists"));
   }
   Event upgraded;
@@ -663,13 +666,13 @@ absl::Status DecideSyncProducts(Context& c) {
   RETURN_IF_ERROR(CheckId("syncProducts.sourceStoreId", cmd.source_store_id()));
   RETURN_IF_ERROR(CheckId("syncProducts.targetStoreId", cmd.target_store_id()));
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> source_ref,
-                   RequireStore(c, "R9", cmd.source_store_id()));
+                   RequireStore(c, Rule::kSync, cmd.source_store_id()));
   const StoreRecord& source = *source_ref;
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> target_ref,
-                   RequireStore(c, "R9", cmd.target_store_id()));
+                   RequireStore(c, Rule::kSync, cmd.target_store_id()));
   const StoreRecord& target = *target_ref;
   if (source.upgraded_to() != target.store_id()) {
-    return Reject("R9", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kSync, v1::FAILED_PRECONDITION,
                   absl::StrCat("store ", source.store_id(),
                                " was not upgraded into ", target.store_id(),
                                source.upgraded_to().empty()
@@ -712,7 +715,7 @@ absl::Status DecideSyncProducts(Context& c) {
     }
     if (target_count >= kProductsPerStoreMax) {
       return Reject(
-          "R9", v1::FAILED_PRECONDITION,
+          Rule::kSync, v1::FAILED_PRECONDITION,
           absl::StrCat("syncing into store ", target.store_id(),
                        " would exceed ", kProductsPerStoreMax, " products"));
     }
@@ -749,10 +752,10 @@ absl::StatusOr<RecordRef<StoreRecord>> RequireWeChatStore(const Context& c,
                                                absl::string_view store_id,
                                                absl::string_view what) {
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R15", store_id));
+                   RequireStore(c, Rule::kWeChatStoreCategory, store_id));
   const StoreRecord& store = *store_ref;
   if (store.kind() != v1::WECHAT_STORE) {
-    return Reject("R15", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kWeChatStoreCategory, v1::FAILED_PRECONDITION,
                   absl::StrCat("store ", store_id, " is a ", Name(store.kind()),
                                "; ", what, " only in a WECHAT_STORE"));
   }
@@ -772,7 +775,7 @@ absl::Status DecideGrantCategoryQualification(Context& c) {
   for (const std::string& q : store.qualified_categories()) {
     if (q == cmd.category_id()) {
       return Reject(
-          "R15", v1::ALREADY_EXISTS,
+          Rule::kWeChatStoreCategory, v1::ALREADY_EXISTS,
           absl::StrCat("category ", cmd.category_id(),
                        " is already qualified in store ", cmd.store_id()));
     }
@@ -865,21 +868,21 @@ absl::Status DecidePlaceOrder(Context& c) {
   }
 
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R10", cmd.store_id()));
+                   RequireStore(c, Rule::kPlaceOrder, cmd.store_id()));
   const StoreRecord& store = *store_ref;
   ASSIGN_OR_RETURN(RecordRef<OrderRecord> existing,
                    c.state.Order(cmd.order_id()));
   if (existing) {
     NameStore(c, existing->store_id());
     return Reject(
-        "R10", v1::ALREADY_EXISTS,
+        Rule::kPlaceOrder, v1::ALREADY_EXISTS,
         absl::StrCat("order ", cmd.order_id(), " already exists (in store ",
                      existing->store_id(), ")"));
   }
   if (cmd.channel() == v1::LIVE_ROOM && store.kind() == v1::CHANNELS_STORE &&
       AtOrAfter(c, c.policy.channels_live_room_closed())) {
     return Reject(
-        "R10", v1::FAILED_PRECONDITION,
+        Rule::kPlaceOrder, v1::FAILED_PRECONDITION,
         absl::StrCat("CHANNELS_STORE ", store.store_id(),
                      " takes no LIVE_ROOM orders ",
                      FromInstant(c, "CHANNELS_LIVE_ROOM_CLOSED",
@@ -888,14 +891,14 @@ absl::Status DecidePlaceOrder(Context& c) {
   if (cmd.channel() == v1::OFFICIAL_ACCOUNT) {
     if (store.kind() != v1::WECHAT_STORE) {
       return Reject(
-          "R10", v1::FAILED_PRECONDITION,
+          Rule::kPlaceOrder, v1::FAILED_PRECONDITION,
           absl::StrCat("OFFICIAL_ACCOUNT orders are taken only by a "
                        "WECHAT_STORE; store ",
                        store.store_id(), " is a ", Name(store.kind())));
     }
     if (!AtOrAfter(c, c.policy.official_account_sales())) {
       return Reject(
-          "R10", v1::FAILED_PRECONDITION,
+          Rule::kPlaceOrder, v1::FAILED_PRECONDITION,
           absl::StrCat("OFFICIAL_ACCOUNT orders are not taken yet: ",
                        BeforeInstant(c, "OFFICIAL_ACCOUNT_SALES",
                                      c.policy.official_account_sales())));
@@ -906,7 +909,7 @@ absl::Status DecidePlaceOrder(Context& c) {
     ASSIGN_OR_RETURN(RecordRef<ProductRecord> product,
                      c.state.Product(store.store_id(), line.product_id()));
     if (!product) {
-      return Reject("R10", v1::NOT_FOUND,
+      return Reject(Rule::kPlaceOrder, v1::NOT_FOUND,
                     absl::StrCat("placeOrder.lines[", i,
                                  "].productId: product ", line.product_id(),
                                  " not found in store ", store.store_id()));
@@ -915,7 +918,7 @@ absl::Status DecidePlaceOrder(Context& c) {
         EffectiveStatus(*product, store.kind(), c.at, c.policy);
     if (effective != v1::LISTED) {
       return Reject(
-          "R10", v1::FAILED_PRECONDITION,
+          Rule::kPlaceOrder, v1::FAILED_PRECONDITION,
           absl::StrCat("placeOrder.lines[", i, "].productId: product ",
                        line.product_id(), " in store ", store.store_id(),
                        " is ", Name(effective),
@@ -934,8 +937,7 @@ absl::Status DecidePlaceOrder(Context& c) {
   return absl::OkStatus();
 }
 
-absl::Status RequireOrderStatus(absl::string_view rule,
-                                const OrderRecord& order,
+absl::Status RequireOrderStatus(Rule rule, const OrderRecord& order,
                                 std::initializer_list<v1::OrderStatus> allowed,
                                 absl::string_view verb) {
   std::vector<std::string> names;
@@ -953,10 +955,12 @@ absl::Status DecideCancelOrder(Context& c) {
   const v1::CancelOrder& cmd = c.command.cancel_order();
   RETURN_IF_ERROR(CheckId("cancelOrder.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("cancelOrder.orderId", cmd.order_id()));
-  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
-                   RequireOrder(c, "R11", cmd.store_id(), cmd.order_id()));
+  ASSIGN_OR_RETURN(
+      const RecordRef<OrderRecord> order_ref,
+      RequireOrder(c, Rule::kPayOrCancel, cmd.store_id(), cmd.order_id()));
   const OrderRecord& order = *order_ref;
-  RETURN_IF_ERROR(RequireOrderStatus("R11", order, {v1::PLACED}, "cancelled"));
+  RETURN_IF_ERROR(
+      RequireOrderStatus(Rule::kPayOrCancel, order, {v1::PLACED}, "cancelled"));
   Event event;
   v1::OrderCancelled* e = event.mutable_order_cancelled();
   e->set_store_id(cmd.store_id());
@@ -970,18 +974,20 @@ absl::Status DecidePayOrder(Context& c) {
   RETURN_IF_ERROR(CheckId("payOrder.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("payOrder.orderId", cmd.order_id()));
   RETURN_IF_ERROR(CheckAmount("payOrder.amountFen", cmd.amount_fen()));
-  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
-                   RequireOrder(c, "R11", cmd.store_id(), cmd.order_id()));
+  ASSIGN_OR_RETURN(
+      const RecordRef<OrderRecord> order_ref,
+      RequireOrder(c, Rule::kPayOrCancel, cmd.store_id(), cmd.order_id()));
   const OrderRecord& order = *order_ref;
-  RETURN_IF_ERROR(RequireOrderStatus("R11", order, {v1::PLACED}, "paid"));
+  RETURN_IF_ERROR(
+      RequireOrderStatus(Rule::kPayOrCancel, order, {v1::PLACED}, "paid"));
   if (cmd.amount_fen() != order.total_fen()) {
-    return Reject("R11", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kPayOrCancel, v1::FAILED_PRECONDITION,
                   absl::StrCat("payOrder.amountFen must equal the total ",
                                order.total_fen(), " fen of order ",
                                cmd.order_id(), ", got ", cmd.amount_fen()));
   }
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R11", cmd.store_id()));
+                   RequireStore(c, Rule::kPayOrCancel, cmd.store_id()));
   const StoreRecord& store = *store_ref;
   RETURN_IF_ERROR(CheckBalanceRoom("payOrder.amountFen", cmd.amount_fen(),
                                    store.balances().pending_fen(), "pending",
@@ -999,10 +1005,12 @@ absl::Status DecideShipOrder(Context& c) {
   const v1::ShipOrder& cmd = c.command.ship_order();
   RETURN_IF_ERROR(CheckId("shipOrder.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("shipOrder.orderId", cmd.order_id()));
-  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
-                   RequireOrder(c, "R12", cmd.store_id(), cmd.order_id()));
+  ASSIGN_OR_RETURN(
+      const RecordRef<OrderRecord> order_ref,
+      RequireOrder(c, Rule::kOrderMoney, cmd.store_id(), cmd.order_id()));
   const OrderRecord& order = *order_ref;
-  RETURN_IF_ERROR(RequireOrderStatus("R12", order, {v1::PAID}, "shipped"));
+  RETURN_IF_ERROR(
+      RequireOrderStatus(Rule::kOrderMoney, order, {v1::PAID}, "shipped"));
   Event event;
   v1::OrderShipped* e = event.mutable_order_shipped();
   e->set_store_id(cmd.store_id());
@@ -1020,21 +1028,23 @@ absl::Status DecideSettleOrder(Context& c) {
                                    kAmountFenMax, ", got ",
                                    cmd.commission_fen()));
   }
-  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
-                   RequireOrder(c, "R12", cmd.store_id(), cmd.order_id()));
+  ASSIGN_OR_RETURN(
+      const RecordRef<OrderRecord> order_ref,
+      RequireOrder(c, Rule::kOrderMoney, cmd.store_id(), cmd.order_id()));
   const OrderRecord& order = *order_ref;
-  RETURN_IF_ERROR(RequireOrderStatus("R12", order, {v1::SHIPPED}, "settled"));
+  RETURN_IF_ERROR(
+      RequireOrderStatus(Rule::kOrderMoney, order, {v1::SHIPPED}, "settled"));
   const int64_t gross_fen = order.paid_fen() - order.refunded_fen();
   if (cmd.commission_fen() > gross_fen) {
     return Reject(
-        "R12", v1::FAILED_PRECONDITION,
+        Rule::kOrderMoney, v1::FAILED_PRECONDITION,
         absl::StrCat("settleOrder.commissionFen must be <= ", gross_fen,
                      " (paid ", order.paid_fen(), " - refunded ",
                      order.refunded_fen(), " of order ", cmd.order_id(),
                      "), got ", cmd.commission_fen()));
   }
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R12", cmd.store_id()));
+                   RequireStore(c, Rule::kOrderMoney, cmd.store_id()));
   const StoreRecord& store = *store_ref;
   RETURN_IF_ERROR(CheckBalanceRoom(
       "settleOrder net", gross_fen - cmd.commission_fen(),
@@ -1055,15 +1065,17 @@ absl::Status DecideRefundOrder(Context& c) {
   RETURN_IF_ERROR(CheckId("refundOrder.storeId", cmd.store_id()));
   RETURN_IF_ERROR(CheckId("refundOrder.orderId", cmd.order_id()));
   RETURN_IF_ERROR(CheckAmount("refundOrder.amountFen", cmd.amount_fen()));
-  ASSIGN_OR_RETURN(const RecordRef<OrderRecord> order_ref,
-                   RequireOrder(c, "R12", cmd.store_id(), cmd.order_id()));
+  ASSIGN_OR_RETURN(
+      const RecordRef<OrderRecord> order_ref,
+      RequireOrder(c, Rule::kOrderMoney, cmd.store_id(), cmd.order_id()));
   const OrderRecord& order = *order_ref;
-  RETURN_IF_ERROR(RequireOrderStatus(
-      "R12", order, {v1::PAID, v1::SHIPPED, v1::SETTLED}, "refunded"));
+  RETURN_IF_ERROR(RequireOrderStatus(Rule::kOrderMoney, order,
+                                     {v1::PAID, v1::SHIPPED, v1::SETTLED},
+                                     "refunded"));
   const int64_t refundable_fen = order.paid_fen() - order.refunded_fen();
   if (cmd.amount_fen() > refundable_fen) {
     return Reject(
-        "R12", v1::FAILED_PRECONDITION,
+        Rule::kOrderMoney, v1::FAILED_PRECONDITION,
         absl::StrCat("refundOrder.amountFen must be <= ", refundable_fen,
                      " (paid ", order.paid_fen(), " - refunded ",
                      order.refunded_fen(), " of order ", cmd.order_id(),
@@ -1073,10 +1085,10 @@ absl::Status DecideRefundOrder(Context& c) {
   if (order.status() == v1::SETTLED) {
     source = v1::FROM_AVAILABLE;
     ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                     RequireStore(c, "R12", cmd.store_id()));
+                     RequireStore(c, Rule::kOrderMoney, cmd.store_id()));
     const StoreRecord& store = *store_ref;
     if (store.balances().available_fen() < cmd.amount_fen()) {
-      return Reject("R12", v1::INSUFFICIENT_FUNDS,
+      return Reject(Rule::kOrderMoney, v1::INSUFFICIENT_FUNDS,
                     absl::StrCat("refundOrder.amountFen ", cmd.amount_fen(),
                                  " exceeds the available balance ",
                                  store.balances().available_fen(), " of store ",
@@ -1104,19 +1116,19 @@ absl::Status DecideRequestWithdrawal(Context& c) {
       CheckId("requestWithdrawal.withdrawalId", cmd.withdrawal_id()));
   RETURN_IF_ERROR(CheckAmount("requestWithdrawal.amountFen", cmd.amount_fen()));
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R14", cmd.store_id()));
+                   RequireStore(c, Rule::kWithdrawal, cmd.store_id()));
   const StoreRecord& store = *store_ref;
   ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> existing,
                    c.state.Withdrawal(cmd.withdrawal_id()));
   if (existing) {
     NameStore(c, existing->store_id());
     return Reject(
-        "R14", v1::ALREADY_EXISTS,
+        Rule::kWithdrawal, v1::ALREADY_EXISTS,
         absl::StrCat("withdrawal ", cmd.withdrawal_id(),
                      " already exists (in store ", existing->store_id(), ")"));
   }
   if (cmd.amount_fen() > store.balances().available_fen()) {
-    return Reject("R14", v1::INSUFFICIENT_FUNDS,
+    return Reject(Rule::kWithdrawal, v1::INSUFFICIENT_FUNDS,
                   absl::StrCat("requestWithdrawal.amountFen ", cmd.amount_fen(),
                                " exceeds the available balance ",
                                store.balances().available_fen(), " of store ",
@@ -1149,12 +1161,12 @@ absl::Status DecideFinishWithdrawal(Context& c, bool complete) {
                    RequireWithdrawal(c, store_id, withdrawal_id));
   const WithdrawalRecord& withdrawal = *withdrawal_ref;
   if (withdrawal.status() != v1::WITHDRAWING) {
-    return Reject("R14", v1::FAILED_PRECONDITION,
+    return Reject(Rule::kWithdrawal, v1::FAILED_PRECONDITION,
                   absl::StrCat("withdrawal ", withdrawal_id, " is ",
                                Name(withdrawal.status()), ", not WITHDRAWING"));
   }
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
-                   RequireStore(c, "R14", store_id));
+                   RequireStore(c, Rule::kWithdrawal, store_id));
   const StoreRecord& store = *store_ref;
   RETURN_IF_ERROR(CheckBalanceRoom(
       verb + " amount", withdrawal.amount_fen(),
@@ -1238,7 +1250,7 @@ absl::Status CheckTimeOrder(const Context& c) {
     if (!head) continue;
     const absl::Time last = ToTime(head->last_occurred_at());
     if (c.at < last) {
-      return Reject("R0", v1::FAILED_PRECONDITION,
+      return Reject(Rule::kShape, v1::FAILED_PRECONDITION,
                     absl::StrCat("occurredAt ", c.At(),
                                  " is earlier than the latest event of stream ",
                                  event.stream_id, " (", ShowTime(last), ")"));
@@ -1259,6 +1271,15 @@ absl::Status CheckEnvelope(const Command& command) {
 }
 
 }  // namespace
+
+absl::string_view RuleName(Rule rule) {
+  static constexpr absl::string_view kNames[] = {
+      "R0", "R1", "R2",  "R3",  "R4",  "R5",  "R6",  "R7",
+      "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15"};
+  static_assert(std::size(kNames) ==
+                static_cast<size_t>(Rule::kWeChatStoreCategory) + 1);
+  return kNames[static_cast<size_t>(rule)];
+}
 
 std::string EventTypeName(const Event& event) {
   const google::protobuf::OneofDescriptor* body =

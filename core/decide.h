@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/policy.h"
 #include "core/state.h"
 #include "storeledger/v1/ledger.pb.h"
@@ -17,6 +18,28 @@ namespace storeledger {
 using v1::Command;
 using v1::Event;
 using v1::RejectionCode;
+
+// The rules of DESIGN.md §1, by what they govern; RuleName is the one table
+// of the names every output prints ("R0".."R15").
+enum class Rule {
+  kShape,                // R0: ids, amounts, quantities, enums, time order
+  kOpenStore,            // R1
+  kAddProduct,           // R2
+  kListProduct,          // R3
+  kDelistProduct,        // R4
+  kDeleteProduct,        // R5
+  kCutoffs,              // R6: effective status, applyPolicy
+  kRegisterBusiness,     // R7
+  kUpgrade,              // R8
+  kSync,                 // R9
+  kPlaceOrder,           // R10
+  kPayOrCancel,          // R11
+  kOrderMoney,           // R12: ship, settle, refund
+  kOwnStore,             // R13
+  kWithdrawal,           // R14
+  kWeChatStoreCategory,  // R15: qualification and deposit
+};
+absl::string_view RuleName(Rule rule);
 
 struct DecidedEvent {
   std::string stream_id;  // core/streams.h

@@ -7,12 +7,29 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/strings/string_view.h"
 #include "base/limits.h"
 
 namespace storeledger {
 
 // R0: ids are 1..kIdBytesMax bytes of printable ASCII without spaces.
 inline constexpr size_t kIdBytesMax = 64;
+// What keeps `id` from being a valid id, the first problem found; the
+// callers (Decide's shape checks, the ledger's commandId check) word it.
+struct IdCheck {
+  enum Problem { kValid, kEmpty, kTooLong, kBadByte };
+  Problem problem = kValid;
+  size_t bad_byte_offset = 0;  // kBadByte: the first byte not in 0x21..0x7E
+};
+inline IdCheck CheckIdBytes(absl::string_view id) {
+  if (id.empty()) return {IdCheck::kEmpty};
+  if (id.size() > kIdBytesMax) return {IdCheck::kTooLong};
+  for (size_t i = 0; i < id.size(); ++i) {
+    const unsigned char ch = static_cast<unsigned char>(id[i]);
+    if (ch < 0x21 || ch > 0x7E) return {IdCheck::kBadByte, i};
+  }
+  return {};
+}
 // R10: lines in one order.
 inline constexpr size_t kOrderLinesMax = 100;
 // R0: any single amount (price, payment, deposit, withdrawal) and any

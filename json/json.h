@@ -27,11 +27,6 @@ absl::StatusOr<v1::Command> ParseCommandJson(absl::string_view line);
 // One-line JSON of `message`, every field printed (zeros included).
 std::string ToJson(const google::protobuf::Message& message);
 
-// RFC 3339 parse for flags (--as-of); a bare date (2024-11-04) is midnight
-// in the ledger's zone, +08:00. The message names the flag.
-absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
-                                         absl::string_view value);
-
 // The two halves of the codec, exposed so that tests, the fuzzer and the
 // benchmark can hold the fast paths against protobuf. Not for other callers:
 // ParseCommandJson and ToJson are the codec.

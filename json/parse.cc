@@ -1,5 +1,5 @@
-// The JSON codec's parser: ParseCommandJson and its fast path, the
-// duplicate-key check protobuf lacks, and ParseTimeFlag.
+// The JSON codec's parser: ParseCommandJson and its fast path, and the
+// duplicate-key check protobuf lacks.
 //
 // Parse (FastJsonToMessage, used by ParseCommandJson). One pass over the line
 // into the message. It accepts the canonical subset our producers write:
@@ -773,25 +773,6 @@ absl::StatusOr<v1::Command> ParseCommandJson(absl::string_view line) {
     if (!status.ok()) return status;
   }
   return json_internal::CheckCommand(std::move(command));
-}
-
-absl::StatusOr<absl::Time> ParseTimeFlag(absl::string_view flag,
-                                         absl::string_view value) {
-  absl::Time t;
-  std::string error;
-  // A bare date is midnight in the ledger's zone (DESIGN.md §5: +08:00).
-  if (value.size() == 10 &&
-      absl::ParseTime("%Y-%m-%d", std::string(value), absl::FixedTimeZone(8 * 3600),
-                      &t, &error)) {
-    return t;
-  }
-  if (!absl::ParseTime(absl::RFC3339_full, std::string(value), &t, &error)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, " must be an RFC 3339 time such as 2024-11-04T00:00:00+08:00, "
-              "got '", value, "': ", error));
-  }
-  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat(flag, " ", value), t));
-  return t;
 }
 
 }  // namespace storeledger

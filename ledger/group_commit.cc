@@ -32,6 +32,7 @@
 #include "core/streams.h"
 #include "ledger/group_commit.h"
 #include "ledger/ledger.h"
+#include "replay/projection_keys.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {
@@ -116,7 +117,7 @@ v1::CommandResult Repeated(const v1::Command& command,
 }
 
 // ProjectionPuts writes a record's index entry (the "k/", "O/" and "W/" keys
-// of replay/projection_store.h, empty values) with every change of the
+// of replay/projection_keys.h, empty values) with every change of the
 // record. Records are never deleted, so the entry of a record that existed
 // before the group exists: rewriting it changes nothing and costs a memtable
 // insert per touched store or order. True for such an entry.
@@ -124,19 +125,18 @@ bool IndexEntryExists(const StateReader& before, absl::string_view key) {
   auto exists = [](const auto& found) {
     return found.ok() && *found != nullptr;
   };
-  if (absl::StartsWith(key, "k/")) {  // k/<kind number>/<store>
-    const size_t slash = key.find('/', 2);
-    if (slash == absl::string_view::npos) return false;
-    return exists(before.Store(key.substr(slash + 1)));
+  const std::optional<ParsedProjectionKey> parsed = ParseProjectionKey(key);
+  if (!parsed.has_value()) return false;
+  switch (parsed->type) {
+    case ParsedProjectionKey::Type::kKind:
+      return exists(before.Store(parsed->store_id));
+    case ParsedProjectionKey::Type::kStoreOrder:
+      return exists(before.Order(parsed->id));
+    case ParsedProjectionKey::Type::kStoreWithdrawal:
+      return exists(before.Withdrawal(parsed->id));
+    default:
+      return false;
   }
-  const bool order = absl::StartsWith(key, "O/");  // O/<store>\0<order>
-  if (order || absl::StartsWith(key, "W/")) {      // W/<store>\0<withdrawal>
-    const size_t nul = key.find('\0');
-    if (nul == absl::string_view::npos) return false;
-    const absl::string_view id = key.substr(nul + 1);
-    return order ? exists(before.Order(id)) : exists(before.Withdrawal(id));
-  }
-  return false;
 }
 
 absl::Status NotExecuted() {

@@ -31,15 +31,16 @@ namespace ledger_internal {
 // id (R0: 1..kIdBytesMax bytes of printable ASCII, no spaces) cannot be
 // recorded under it: it is INVALID, like a missing id.
 std::optional<std::string> CommandIdProblem(absl::string_view id) {
-  if (id.empty()) return "commandId is missing";
-  if (id.size() > kIdBytesMax) {
-    return absl::StrCat("commandId is ", id.size(), " bytes; the limit is ",
-                        kIdBytesMax);
-  }
-  for (char c : id) {
-    if (c < 0x21 || c > 0x7e) {
+  switch (CheckIdBytes(id).problem) {
+    case IdCheck::kValid:
+      return std::nullopt;
+    case IdCheck::kEmpty:
+      return "commandId is missing";
+    case IdCheck::kTooLong:
+      return absl::StrCat("commandId is ", id.size(), " bytes; the limit is ",
+                          kIdBytesMax);
+    case IdCheck::kBadByte:
       return "commandId must be printable ASCII without spaces";
-    }
   }
   return std::nullopt;
 }

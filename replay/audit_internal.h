@@ -54,6 +54,7 @@
 #include "core/state.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
+#include "replay/projection_keys.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
@@ -73,17 +74,9 @@ using format::kPositionBytes;
 using format::kStreamIndexSeparator;
 using format::StreamIndexKey;
 
-// Projection key prefixes (replay/projection_store.h).
-inline constexpr absl::string_view kStorePrefix = "s/";
-inline constexpr absl::string_view kKindPrefix = "k/";
-inline constexpr absl::string_view kProductPrefix = "p/";
-inline constexpr absl::string_view kOrderPrefix = "o/";
-inline constexpr absl::string_view kStoreOrderPrefix = "O/";
-inline constexpr absl::string_view kWithdrawalPrefix = "w/";
-inline constexpr absl::string_view kStoreWithdrawalPrefix = "W/";
-inline constexpr absl::string_view kMerchantPrefix = "m/";
-// Between the parts of a projection key (replay/projection_store.h).
-inline constexpr char kKeySeparator = '\0';
+// The projection key prefixes (kStorePrefix, ...) are
+// replay/projection_keys.h's; between the parts of a pair key:
+inline constexpr char kKeySeparator = kProjectionKeySeparator;
 
 inline constexpr absl::string_view kStoreStreamPrefix = "store-";
 inline constexpr absl::string_view kMerchantStreamPrefix = "merchant-";

@@ -12,13 +12,11 @@
 #include "core/policy.h"
 #include "base/status_macros.h"
 #include "core/streams.h"
+#include "replay/projection_keys.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {
 namespace {
-
-// Projection keys of store records (replay/projection_store.h).
-constexpr absl::string_view kStoreKeyPrefix = "s/";
 
 bool Admits(const PostingFilter& filter, absl::Time occurred_at) {
   if (filter.from.has_value() && occurred_at < *filter.from) return false;
@@ -225,7 +223,7 @@ absl::StatusOr<v1::BalancesReport> BalancesFromProjections(
   report.set_position(log.head().position);
   absl::Status parse_status;
   RETURN_IF_ERROR(log.ScanProjections(
-      kStoreKeyPrefix, [&](absl::string_view key, absl::string_view value) {
+      kStorePrefix, [&](absl::string_view key, absl::string_view value) {
         StoreRecord record;
         if (!record.ParseFromArray(value.data(),
                                    static_cast<int>(value.size()))) {

@@ -11,28 +11,6 @@
 namespace storeledger {
 namespace {
 
-constexpr char kSep = '\0';
-
-std::string Pair(absl::string_view prefix, absl::string_view a,
-                 absl::string_view b) {
-  return absl::StrCat(prefix, a, absl::string_view(&kSep, 1), b);
-}
-std::string ProductKey(absl::string_view store, absl::string_view product) {
-  return Pair("p/", store, product);
-}
-std::string OrderKey(absl::string_view order) { return absl::StrCat("o/", order); }
-std::string StoreOrderKey(absl::string_view store, absl::string_view order) {
-  return Pair("O/", store, order);
-}
-std::string WithdrawalKey(absl::string_view id) { return absl::StrCat("w/", id); }
-std::string StoreWithdrawalKey(absl::string_view store, absl::string_view id) {
-  return Pair("W/", store, id);
-}
-std::string MerchantKey(absl::string_view id) { return absl::StrCat("m/", id); }
-std::string KindKey(StoreKind kind, absl::string_view store) {
-  return absl::StrCat("k/", static_cast<int>(kind), "/", store);
-}
-
 // Reads and parses one record; a value that does not parse is kDataLoss.
 template <typename Record>
 absl::StatusOr<RecordRef<Record>> ReadRecord(const EventLog* log,
@@ -89,34 +67,36 @@ absl::StatusOr<std::vector<std::string>> ScanIds(const EventLog* log,
 
 }  // namespace
 
-std::string StoreKey(absl::string_view store_id) {
-  return absl::StrCat("s/", store_id);
+std::string ProjectionReader::Key(std::string key) const {
+  if (key_prefix_.empty()) return key;
+  return absl::StrCat(key_prefix_, key);
 }
 
 absl::StatusOr<RecordRef<StoreRecord>> ProjectionReader::Store(
     absl::string_view store_id) const {
-  return ReadRecord<StoreRecord>(log_, at_, StoreKey(store_id));
+  return ReadRecord<StoreRecord>(log_, at_, Key(StoreKey(store_id)));
 }
 
 absl::StatusOr<RecordRef<ProductRecord>> ProjectionReader::Product(
     absl::string_view store_id, absl::string_view product_id) const {
-  return ReadRecord<ProductRecord>(log_, at_, ProductKey(store_id, product_id));
+  return ReadRecord<ProductRecord>(log_, at_,
+                                   Key(ProductKey(store_id, product_id)));
 }
 
 absl::StatusOr<std::vector<ProductRecord>> ProjectionReader::Products(
     absl::string_view store_id) const {
-  return ScanRecords<ProductRecord>(log_, at_, Pair("p/", store_id, ""));
+  return ScanRecords<ProductRecord>(log_, at_, Key(ProductsPrefix(store_id)));
 }
 
 absl::StatusOr<RecordRef<OrderRecord>> ProjectionReader::Order(
     absl::string_view order_id) const {
-  return ReadRecord<OrderRecord>(log_, at_, OrderKey(order_id));
+  return ReadRecord<OrderRecord>(log_, at_, Key(OrderKey(order_id)));
 }
 
 absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
     absl::string_view store_id) const {
   ASSIGN_OR_RETURN(std::vector<std::string> ids,
-                   ScanIds(log_, at_, Pair("O/", store_id, "")));
+                   ScanIds(log_, at_, Key(StoreOrdersPrefix(store_id))));
   std::vector<OrderRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
@@ -133,13 +113,14 @@ absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
 
 absl::StatusOr<RecordRef<WithdrawalRecord>> ProjectionReader::Withdrawal(
     absl::string_view withdrawal_id) const {
-  return ReadRecord<WithdrawalRecord>(log_, at_, WithdrawalKey(withdrawal_id));
+  return ReadRecord<WithdrawalRecord>(log_, at_,
+                                      Key(WithdrawalKey(withdrawal_id)));
 }
 
 absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
     absl::string_view store_id) const {
   ASSIGN_OR_RETURN(std::vector<std::string> ids,
-                   ScanIds(log_, at_, Pair("W/", store_id, "")));
+                   ScanIds(log_, at_, Key(StoreWithdrawalsPrefix(store_id))));
   std::vector<WithdrawalRecord> out;
   out.reserve(ids.size());
   for (const std::string& id : ids) {
@@ -156,16 +137,17 @@ absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
 
 absl::StatusOr<RecordRef<MerchantRecord>> ProjectionReader::Merchant(
     absl::string_view merchant_id) const {
-  return ReadRecord<MerchantRecord>(log_, at_, MerchantKey(merchant_id));
+  return ReadRecord<MerchantRecord>(log_, at_, Key(MerchantKey(merchant_id)));
 }
 
 absl::StatusOr<std::vector<std::string>> ProjectionReader::StoreIds(
     StoreKind kind) const {
-  return ScanIds(log_, at_, KindKey(kind, ""));
+  return ScanIds(log_, at_, Key(StoreKindPrefix(kind)));
 }
 
 absl::StatusOr<RecordRef<StreamHead>> ProjectionReader::Head(
     absl::string_view stream_id) const {
+  if (!key_prefix_.empty()) return nullptr;  // heads are the log's
   ASSIGN_OR_RETURN(std::optional<StreamHead> head,
                    log_->GetStreamHead(stream_id, at_));
   if (!head.has_value()) return nullptr;
@@ -176,7 +158,7 @@ void AppendProjectionPuts(absl::string_view store_id, const StoreRecord& store,
                           ProjectionPutList* puts) {
   puts->emplace_back(StoreKey(store_id), SerializeDeterministic(store));
   // Idempotent index write: a store's kind never changes.
-  puts->emplace_back(KindKey(store.kind(), store_id), "");
+  puts->emplace_back(StoreKindKey(store.kind(), store_id), "");
 }
 
 void AppendProjectionPuts(absl::string_view store_id,

@@ -2,15 +2,7 @@
 // "projections" column family, written in the same WriteBatch as the events
 // that change them (so they are never behind or ahead of the log).
 //
-// Key layout (also in storage/FORMAT.md):
-//   s/<store>                 StoreRecord
-//   k/<kind number>/<store>   ""   (stores by kind, for ApplyPolicy)
-//   p/<store>\0<product>      ProductRecord
-//   o/<order>                 OrderRecord       (order ids are ledger-wide)
-//   O/<store>\0<order>        ""   (a store's orders)
-//   w/<withdrawal>            WithdrawalRecord  (ledger-wide)
-//   W/<store>\0<withdrawal>   ""   (a store's withdrawals)
-//   m/<merchant>              MerchantRecord
+// Key layout: replay/projection_keys.h.
 // Values are deterministic protobuf serializations, so a projection rebuilt
 // from the log is byte-identical to the one maintained inline.
 #ifndef STORELEDGER_REPLAY_PROJECTION_STORE_H_
@@ -21,6 +13,7 @@
 #include <vector>
 
 #include "core/state.h"
+#include "replay/projection_keys.h"
 #include "storage/event_log.h"
 
 namespace storeledger {
@@ -32,12 +25,16 @@ namespace storeledger {
 // it reads agrees with every other: make one per question. Only the group
 // commit, deciding against its own unsynced groups, reads kAppended (the
 // database as written, at each read).
+// A reader made with a `key_prefix` reads the records stored under that
+// prefix before their keys (the rebuild's shadow space, replay/rebuild.h)
+// and has no stream heads: Head() answers nullptr.
 class ProjectionReader : public StateReader {
  public:
   explicit ProjectionReader(
       const EventLog* log,
-      EventLog::ReadView view = EventLog::ReadView::kDurable)
-      : log_(log), at_(log->Pin(view)) {}
+      EventLog::ReadView view = EventLog::ReadView::kDurable,
+      std::string key_prefix = "")
+      : log_(log), at_(log->Pin(view)), key_prefix_(std::move(key_prefix)) {}
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override;
@@ -61,8 +58,12 @@ class ProjectionReader : public StateReader {
       absl::string_view stream_id) const override;
 
  private:
+  // `key` under key_prefix_.
+  std::string Key(std::string key) const;
+
   const EventLog* log_;
   EventLog::ReadPoint at_;
+  const std::string key_prefix_;
 };
 
 // The projection writes for every record changed in `overlay` (stream heads
@@ -86,10 +87,6 @@ void AppendProjectionPuts(absl::string_view withdrawal_id,
 void AppendProjectionPuts(absl::string_view merchant_id,
                           const MerchantRecord& merchant,
                           ProjectionPutList* puts);
-
-
-// Key of a store record; prefix under which all projection keys live.
-std::string StoreKey(absl::string_view store_id);
 
 }  // namespace storeledger
 

@@ -372,30 +372,44 @@ std::string CsvField(absl::string_view field) {
   return out;
 }
 
-std::string StatementCsv(const v1::Statement& statement) {
-  std::ostringstream out;
-  out << "section,account,position,event_id,occurred_at,debit_fen,credit_fen,"
-         "balance_fen,order_id,withdrawal_id\n";
+void WriteStatementCsvRows(const v1::Statement& statement,
+                           const StatementCsvStyle& style, std::ostream& out) {
+  auto time = [&](const google::protobuf::Timestamp& t) {
+    return style.time ? style.time(t)
+                      : google::protobuf::util::TimeUtil::ToString(t);
+  };
+  auto amount = [&](int64_t fen) {
+    return style.amount ? style.amount(fen) : absl::StrCat(fen);
+  };
   auto balance_rows = [&](absl::string_view section,
                           const google::protobuf::RepeatedPtrField<
                               v1::AccountBalance>& rows) {
     for (const v1::AccountBalance& row : rows) {
-      out << section << ',' << CsvField(row.account()) << ",,,,,,"
-          << row.balance_fen() << ",,\n";
+      out << style.row_prefix << section << ',' << CsvField(row.account())
+          << (style.event_type ? ",,,,,,," : ",,,,,,")
+          << amount(row.balance_fen()) << ",,\n";
     }
   };
   balance_rows("opening", statement.opening());
   for (const v1::StatementLine& line : statement.lines()) {
     const v1::PostingLine& p = line.posting();
-    out << "posting," << CsvField(p.account()) << ',' << p.position() << ','
-        << CsvField(p.event_id()) << ','
-        << google::protobuf::util::TimeUtil::ToString(p.occurred_at()) << ','
-        << p.debit_fen() << ',' << p.credit_fen() << ','
-        << line.balance_after_fen() << ',' << CsvField(p.order_id()) << ','
-        << CsvField(p.withdrawal_id()) << '\n';
+    out << style.row_prefix << "posting," << CsvField(p.account()) << ','
+        << p.position() << ',' << CsvField(p.event_id()) << ',';
+    if (style.event_type) out << p.event_type() << ',';
+    out << time(p.occurred_at()) << ',' << amount(p.debit_fen()) << ','
+        << amount(p.credit_fen()) << ',' << amount(line.balance_after_fen())
+        << ',' << CsvField(p.order_id()) << ',' << CsvField(p.withdrawal_id())
+        << '\n';
   }
   balance_rows("movement", statement.movements());
   balance_rows("closing", statement.closing());
+}
+
+std::string StatementCsv(const v1::Statement& statement) {
+  std::ostringstream out;
+  out << "section,account,position,event_id,occurred_at,debit_fen,credit_fen,"
+         "balance_fen,order_id,withdrawal_id\n";
+  WriteStatementCsvRows(statement, StatementCsvStyle(), out);
   return out.str();
 }
 

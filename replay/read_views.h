@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -92,8 +93,26 @@ absl::Status VerifyDigest(const EventLog& log, const DigestText& digest);
 // quotes doubled.
 std::string CsvField(absl::string_view field);
 
-// `statement --format csv`: a header row, then opening, posting, movement
-// and closing rows.
+// How a statement's CSV rows print: the CLI's `statement --format csv` (the
+// ledger's zone, fen or yuan, --pair's store columns, the event type) and
+// the HTTP API's (UTC, fen).
+struct StatementCsvStyle {
+  // Columns before every row (--pair: "store_id,store_kind,"). Default: none.
+  std::string row_prefix;
+  // An event_type column after event_id. Default: false.
+  bool event_type = false;
+  // occurred_at as printed. Default (null): RFC 3339 in UTC.
+  std::function<std::string(const google::protobuf::Timestamp&)> time;
+  // An amount as printed. Default (null): fen.
+  std::function<std::string(int64_t)> amount;
+};
+
+// The opening, posting, movement and closing rows of `statement`.
+void WriteStatementCsvRows(const v1::Statement& statement,
+                           const StatementCsvStyle& style, std::ostream& out);
+
+// `statement --format csv` over HTTP: a header row, then
+// WriteStatementCsvRows in the default style.
 std::string StatementCsv(const v1::Statement& statement);
 
 }  // namespace storeledger

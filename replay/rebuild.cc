@@ -16,16 +16,16 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
-
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "core/evolve.h"
 #include "core/state.h"
-#include "base/status_macros.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "replay/projection_keys.h"
 #include "replay/projection_store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
@@ -37,12 +37,8 @@
 namespace storeledger {
 namespace {
 
-// The record prefixes of projection_store.h, in byte order (the order the
-// comparison walks them). A key ProjectionPuts writes outside these is a
-// change to the layout this file must learn about: the rebuild refuses it.
-constexpr std::array<absl::string_view, 8> kLivePrefixes = {
-    "O/", "W/", "k/", "m/", "o/", "p/", "s/", "w/"};
-static_assert(std::is_sorted(kLivePrefixes.begin(), kLivePrefixes.end()),
+static_assert(std::is_sorted(kProjectionRecordPrefixes.begin(),
+                             kProjectionRecordPrefixes.end()),
               "CheckShadowGaps seeks the gaps between them in this order");
 // Events between two progress callbacks.
 constexpr uint64_t kProgressEveryEvents = 1 << 16;
@@ -60,144 +56,6 @@ std::string PrefixEnd(absl::string_view prefix) {
 std::string Shadow(absl::string_view key) {
   return absl::StrCat(kShadowPrefix, key);
 }
-
-// Key layout of projection_store.h, read side. (The write side is
-// ProjectionPuts itself, so rebuilt bytes and keys are the inline ones; a
-// mismatch here would surface as a kDataLoss from Evolve, which the tests
-// would catch.)
-std::string PairKey(absl::string_view prefix, absl::string_view a,
-                    absl::string_view b) {
-  std::string key = absl::StrCat(prefix, a);
-  key.push_back('\0');
-  key.append(b.data(), b.size());
-  return key;
-}
-
-// StateReader over the shadow key space: what the rebuild has flushed so
-// far. Only the point reads Evolve uses are served from it; the list reads
-// are served too (by scans), for completeness. Stream heads live in the log,
-// not in projections: Head() answers from nothing, and Evolve never asks.
-// It reads the rebuild's own scratch writes (made without the WAL, never
-// through an append) as written: EventLog::ReadView::kAppended, no snapshot.
-class ShadowReader : public StateReader {
- public:
-  explicit ShadowReader(const EventLog* log) : log_(log) {}
-
-  absl::StatusOr<RecordRef<StoreRecord>> Store(
-      absl::string_view store_id) const override {
-    return Read<StoreRecord>(absl::StrCat("s/", store_id));
-  }
-  absl::StatusOr<RecordRef<ProductRecord>> Product(
-      absl::string_view store_id, absl::string_view product_id) const override {
-    return Read<ProductRecord>(PairKey("p/", store_id, product_id));
-  }
-  absl::StatusOr<std::vector<ProductRecord>> Products(
-      absl::string_view store_id) const override {
-    std::vector<ProductRecord> out;
-    absl::Status status;
-    RETURN_IF_ERROR(log_->ScanProjections(
-        Shadow(PairKey("p/", store_id, "")),
-        [&](absl::string_view key, absl::string_view value) {
-          ProductRecord record;
-          if (!record.ParseFromArray(value.data(),
-                                     static_cast<int>(value.size()))) {
-            status = Corrupt(key);
-            return false;
-          }
-          out.push_back(std::move(record));
-          return true;
-        },
-        kAsWritten));
-    RETURN_IF_ERROR(status);
-    return out;
-  }
-  absl::StatusOr<RecordRef<OrderRecord>> Order(
-      absl::string_view order_id) const override {
-    return Read<OrderRecord>(absl::StrCat("o/", order_id));
-  }
-  absl::StatusOr<std::vector<OrderRecord>> Orders(
-      absl::string_view store_id) const override {
-    return ByIndex<OrderRecord>(PairKey("O/", store_id, ""), "o/");
-  }
-  absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
-      absl::string_view withdrawal_id) const override {
-    return Read<WithdrawalRecord>(absl::StrCat("w/", withdrawal_id));
-  }
-  absl::StatusOr<std::vector<WithdrawalRecord>> Withdrawals(
-      absl::string_view store_id) const override {
-    return ByIndex<WithdrawalRecord>(PairKey("W/", store_id, ""), "w/");
-  }
-  absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
-      absl::string_view merchant_id) const override {
-    return Read<MerchantRecord>(absl::StrCat("m/", merchant_id));
-  }
-  absl::StatusOr<std::vector<std::string>> StoreIds(
-      StoreKind kind) const override {
-    const std::string prefix =
-        Shadow(absl::StrCat("k/", static_cast<int>(kind), "/"));
-    std::vector<std::string> ids;
-    RETURN_IF_ERROR(log_->ScanProjections(
-        prefix,
-        [&](absl::string_view key, absl::string_view) {
-          ids.emplace_back(key.substr(prefix.size()));
-          return true;
-        },
-        kAsWritten));
-    return ids;
-  }
-  absl::StatusOr<RecordRef<StreamHead>> Head(
-      absl::string_view) const override {
-    return nullptr;
-  }
-
- private:
-  static constexpr EventLog::ReadView kAsWritten = EventLog::ReadView::kAppended;
-
-  static absl::Status Corrupt(absl::string_view key) {
-    return absl::DataLossError(
-        absl::StrCat("rebuilt record ", absl::CEscape(key), " is corrupt"));
-  }
-
-  template <typename Record>
-  absl::StatusOr<RecordRef<Record>> Read(absl::string_view live_key) const {
-    const std::string key = Shadow(live_key);
-    ASSIGN_OR_RETURN(std::optional<std::string> bytes,
-                     log_->GetProjection(key, kAsWritten));
-    if (!bytes.has_value()) return nullptr;
-    auto record = std::make_shared<Record>();
-    if (!record->ParseFromString(*bytes)) return Corrupt(key);
-    return RecordRef<Record>(std::move(record));
-  }
-
-  template <typename Record>
-  absl::StatusOr<std::vector<Record>> ByIndex(const std::string& index_prefix,
-                                              absl::string_view record_prefix)
-      const {
-    const std::string prefix = Shadow(index_prefix);
-    std::vector<std::string> ids;
-    RETURN_IF_ERROR(log_->ScanProjections(
-        prefix,
-        [&](absl::string_view key, absl::string_view) {
-          ids.emplace_back(key.substr(prefix.size()));
-          return true;
-        },
-        kAsWritten));
-    std::vector<Record> out;
-    for (const std::string& id : ids) {
-      ASSIGN_OR_RETURN(RecordRef<Record> record,
-                       Read<Record>(absl::StrCat(record_prefix, id)));
-      if (record == nullptr) {
-        return absl::DataLossError(absl::StrCat(
-            "rebuilt index ", absl::CEscape(prefix), " names ", id,
-            " but its record is missing"));
-      }
-      out.push_back(*record);
-    }
-    return out;
-  }
-
-  const EventLog* log_;
-};
 
 // A Bloom filter over the records the rebuild has written to the shadow
 // space (each once). The shadow space starts empty (DeleteShadow), so a record the
@@ -277,7 +135,9 @@ uint64_t RecordHash(RecordType type, absl::string_view id,
 class RecordCache : public MutableState {
  public:
   RecordCache(EventLog* log, uint64_t sst_keys_min)
-      : log_(log), shadow_(log), sst_keys_min_(sst_keys_min) {}
+      : log_(log),
+        shadow_(log, EventLog::ReadView::kAppended, std::string(kShadowPrefix)),
+        sst_keys_min_(sst_keys_min) {}
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override {
@@ -562,8 +422,8 @@ class RecordCache : public MutableState {
       if (!IsLiveProjectionKey(live_key)) {
         return absl::InternalError(absl::StrCat(
             "rebuild: ProjectionPuts wrote key ", absl::CEscape(live_key),
-            " outside the record prefixes replay/rebuild.cc knows; teach it "
-            "the new prefix"));
+            " outside the record prefixes of replay/projection_keys.h; add "
+            "it to kProjectionRecordPrefixes"));
       }
     }
     // Sorted by pointer: moving two strings per swap cost more than the
@@ -635,7 +495,9 @@ class RecordCache : public MutableState {
   }
 
   EventLog* log_;
-  ShadowReader shadow_;
+  // The shadow space as written (no WAL, never through an append):
+  // EventLog::ReadView::kAppended, no snapshot.
+  ProjectionReader shadow_;
   const uint64_t sst_keys_min_;
   ProjectionPutList puts_;  // one eviction's writes (Evict, WriteShadow)
   // Lookups are const (StateReader); they record the touch and cache what
@@ -904,7 +766,7 @@ class RebuildRun {
   // Walks live and shadow keys of each record prefix side by side.
   absl::Status CompareAndSwap() {
     RETURN_IF_ERROR(CheckShadowGaps());
-    for (absl::string_view prefix : kLivePrefixes) {
+    for (absl::string_view prefix : kProjectionRecordPrefixes) {
       RETURN_IF_ERROR(ComparePrefix(prefix));
     }
     summary_.set_records_rebuilt(records_rebuilt_);
@@ -914,16 +776,16 @@ class RebuildRun {
   // Nothing but live prefixes may sit in the shadow space (WriteShadow
   // checks what it writes; this checks what it finds): the gaps around and
   // between the live prefixes' ranges in it are empty. One seek per gap
-  // (kLivePrefixes is in byte order), not a scan of every shadow key; the
-  // comparison walks, and counts, what is inside the ranges.
+  // (kProjectionRecordPrefixes is in byte order), not a scan of every shadow
+  // key; the comparison walks, and counts, what is inside the ranges.
   absl::Status CheckShadowGaps() {
     const std::string shadow_end = PrefixEnd(kShadowPrefix);
     std::unique_ptr<rocksdb::Iterator> it =
         Iterate(std::string(kShadowPrefix), shadow_end);
     std::string gap_begin(kShadowPrefix);
-    for (size_t i = 0; i <= kLivePrefixes.size(); ++i) {
-      const std::string gap_end = i < kLivePrefixes.size()
-                                      ? Shadow(kLivePrefixes[i])
+    for (size_t i = 0; i <= kProjectionRecordPrefixes.size(); ++i) {
+      const std::string gap_end = i < kProjectionRecordPrefixes.size()
+                                      ? Shadow(kProjectionRecordPrefixes[i])
                                       : shadow_end;
       it->Seek(gap_begin);
       if (it->Valid() && View(it->key()) < gap_end) {
@@ -931,7 +793,7 @@ class RebuildRun {
             "rebuild: unexpected shadow key ", absl::CEscape(View(it->key()))));
       }
       RETURN_IF_ERROR(FromRocks(it->status(), "rebuild: scan rebuilt"));
-      if (i < kLivePrefixes.size()) gap_begin = PrefixEnd(gap_end);
+      if (i < kProjectionRecordPrefixes.size()) gap_begin = PrefixEnd(gap_end);
     }
     return absl::OkStatus();
   }
@@ -1055,7 +917,7 @@ class RebuildRun {
 }  // namespace
 
 bool IsLiveProjectionKey(absl::string_view key) {
-  for (absl::string_view prefix : kLivePrefixes) {
+  for (absl::string_view prefix : kProjectionRecordPrefixes) {
     if (absl::StartsWith(key, prefix)) return true;
   }
   return false;

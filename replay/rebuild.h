@@ -52,7 +52,8 @@ inline constexpr uint64_t kRebuildSstKeysMinDefault = 4096;
 struct RebuildOptions {
   // Compare only: leave the live projections as they are. Default: false.
   bool shadow_only = false;
-  // Default: kRebuildFlushEventsDefault.
+  // A record no event touched for this many events is flushed to the
+  // shadow space. Default: kRebuildFlushEventsDefault (50,000).
   uint64_t flush_every_events = kRebuildFlushEventsDefault;
   // Evictions of at least this many keys are ingested as one SST file.
   // Default: kRebuildSstKeysMinDefault.
@@ -61,8 +62,10 @@ struct RebuildOptions {
   // two stages). false: one thread does both. Default: true.
   bool verify_on_second_thread = true;
   // Called now and then while replaying (events done, events in total).
+  // Default: none.
   std::function<void(uint64_t done, uint64_t total)> progress;
   // Called for each key where rebuilt and live differ, in key order.
+  // Default: none.
   std::function<void(const v1::ProjectionDifference&)> on_difference;
   // When set, filled with how the replay went (benchmarks, tests).
   struct Stats {
@@ -72,6 +75,7 @@ struct RebuildOptions {
     uint64_t filter_bytes = 0;         // the written-records Bloom filter
     double replay_seconds = 0;         // wall time of the replay phase
   };
+  // Default: nullptr (no stats).
   Stats* stats = nullptr;
 };
 

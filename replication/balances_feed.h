@@ -46,10 +46,13 @@ inline constexpr int kFeedBatchMessagesDefault = 64;
 inline constexpr absl::Duration kFeedFetchWait = absl::Milliseconds(200);
 
 struct BalancesFeedOptions {
-  std::vector<std::string> nats_urls;  // nats://HOST:PORT, one cluster
-  uint32_t partition = 0;              // Default: 0
-  std::string durable;                 // the consumer's name; required
-  std::string sqlite_path;             // the database file; required
+  // nats://HOST:PORT, one cluster. Required. Default: empty.
+  std::vector<std::string> nats_urls;
+  uint32_t partition = 0;  // Default: 0
+  // The consumer's name. Required. Default: empty.
+  std::string durable;
+  // The database file. Required. Default: empty.
+  std::string sqlite_path;
   // Default: kFeedBatchMessagesDefault.
   int batch_messages = kFeedBatchMessagesDefault;
   // Default: kConsumerAckWaitDefault.

@@ -1,4 +1,4 @@
-// Migration (issue 14): an existing single-node ledger published into its
+// Migration: an existing single-node ledger published into its
 // partition's EMPTY JetStream stream, in the format a leader publishes
 // (LogBatch, docs/cluster.md "Wire format"): whole commands, each with its
 // stored outcome, cut below kLogBatchBytesMax, every publish fenced by the

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
+#include "base/time.h"
 #include "google/protobuf/util/time_util.h"
 #include "json/json.h"
 #include "replay/audit.h"
@@ -68,8 +69,11 @@ absl::StatusOr<std::optional<absl::Time>> OptionalTime(
     const std::map<std::string, std::string>& params, absl::string_view name) {
   auto it = params.find(std::string(name));
   if (it == params.end() || it->second.empty()) return std::optional<absl::Time>();
-  ASSIGN_OR_RETURN(absl::Time t, ParseTimeFlag(absl::StrCat("parameter ", name),
-                                               it->second));
+  // A bare date is midnight in the ledger's zone (DESIGN.md §5: +08:00).
+  const std::string what = absl::StrCat("parameter ", name);
+  ASSIGN_OR_RETURN(absl::Time t, ParseTimeInput(what, it->second,
+                                                absl::FixedTimeZone(8 * 3600)));
+  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat(what, " ", it->second), t));
   return std::optional<absl::Time>(t);
 }
 

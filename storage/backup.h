@@ -1,4 +1,4 @@
-// An online, consistent copy of a ledger's database (issue 14, docs/cluster.md
+// An online, consistent copy of a ledger's database (docs/cluster.md
 // "Backup"): a RocksDB checkpoint -- SST files hard-linked where the file
 // system allows, copied otherwise, with the WAL -- taken while appends go on.
 // The copy is the database as of one instant: a crash image at an append

@@ -38,44 +38,13 @@ using ::storeledger::testing::China;
 using ::storeledger::testing::CliRun;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::TempDir;
+using ::storeledger::testing::RunSimulatedPlan;
 using ::testing::HasSubstr;
 
 constexpr int kStores = 30;
 constexpr uint64_t kSeed = 7;
 // Small, so that the simulated stores get snapshots and audit checks them.
 constexpr uint64_t kSnapshotEvery = 10;
-
-// The simulate verb's loop (cli/simulate_verb.cc) over a ledger that does
-// not sync, so that the fixture is fast.
-void RunPlan(Ledger& ledger, const std::vector<SimulatedStep>& steps) {
-  std::set<std::string> skipped;
-  for (const SimulatedStep& step : steps) {
-    v1::Command command = step.command;
-    if (command.has_request_withdrawal() &&
-        step.amount != SimulatedStep::Amount::kAsWritten) {
-      auto* request = command.mutable_request_withdrawal();
-      absl::StatusOr<v1::StoreState> state = ledger.State(request->store_id());
-      const int64_t available =
-          state.ok() ? state->balances().available_fen() : 0;
-      if (step.amount == SimulatedStep::Amount::kTooMuch) {
-        request->set_amount_fen(available + 1);
-      } else if (available == 0) {
-        skipped.insert(request->withdrawal_id());
-        continue;
-      } else {
-        request->set_amount_fen(available);
-      }
-    }
-    if ((command.has_complete_withdrawal() &&
-         skipped.count(command.complete_withdrawal().withdrawal_id())) ||
-        (command.has_fail_withdrawal() &&
-         skipped.count(command.fail_withdrawal().withdrawal_id()))) {
-      continue;
-    }
-    absl::StatusOr<v1::CommandResult> result = ledger.Execute(command);
-    ASSERT_TRUE(result.ok()) << result.status();
-  }
-}
 
 v1::AuditReport ParseReport(const std::string& json) {
   v1::AuditReport report;
@@ -132,7 +101,7 @@ class AuditTest : public ::testing::Test {
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     std::cout << "simulated ledger: " << kStores << " stores, seed " << kSeed
               << "\n";
-    RunPlan(**ledger, PlanMigration(kStores, kSeed));
+    RunSimulatedPlan(**ledger, PlanMigration(kStores, kSeed));
   }
   static void TearDownTestSuite() {
     delete pristine_dir_;

@@ -1,4 +1,4 @@
-// The cluster's tools (issue 14 items 6 and 7, docs/cluster.md): the
+// The cluster's tools (docs/cluster.md): the
 // exactly-once consumer killed over and over while a leader writes, the
 // migration of a single-node ledger into a partition stream, and backups
 // (embedded, and the Backup RPC of a running storeledgerd) that audit clean
@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "bench/simulate_stream.h"
+#include "cli/simulate.h"
 #include "cli/cli.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -224,7 +224,7 @@ TEST(ConsumerTest, KilledRepeatedlyMidStreamCountsEveryMessageOnce) {
   // A realistic stream with money moving (payments, settlements, refunds,
   // withdrawals, deposits), written in small groups while the consumer runs.
   const std::vector<v1::Command> commands =
-      SimulateStreamWrittenAhead(40, seed);
+      PlanWrittenAhead(40, seed);
   std::atomic<bool> written{false};
   std::thread writer([&] {
     constexpr size_t kSlice = 20;
@@ -324,7 +324,7 @@ TEST(ConsumerTest, TamperedMessageStopsTheFeedWithDataLossNamingThePosition) {
       StartMember(**nats, dir.Sub("leader"), "leader", 3, false);
   ASSERT_NE(leader, nullptr);
   ASSERT_TRUE(WaitUntil([&] { return leader->leads(); }, kCatchUpTimeout));
-  const std::vector<v1::Command> commands = SimulateStreamWrittenAhead(2, 1);
+  const std::vector<v1::Command> commands = PlanWrittenAhead(2, 1);
   for (size_t i = 0; i < 4; ++i) {  // a message each
     ASSERT_TRUE(leader->ledger->Execute(commands[i]).ok());
   }
@@ -372,7 +372,7 @@ TEST(PublishTest, PublishedLedgerIsFollowedToTheSameDigest) {
   ASSERT_TRUE(nats.ok()) << nats.status();
   TempDir dir;
   const std::string source = dir.Sub("single-node");
-  const std::vector<v1::Command> commands = SimulateStreamWrittenAhead(20, 7);
+  const std::vector<v1::Command> commands = PlanWrittenAhead(20, 7);
   {
     absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(source);
     ASSERT_TRUE(ledger.ok()) << ledger.status();
@@ -425,7 +425,7 @@ TEST(PublishTest, PublishedLedgerIsFollowedToTheSameDigest) {
       StartMember(**nats, source, "migrated", 5, false);
   ASSERT_NE(migrated, nullptr);
   ASSERT_TRUE(WaitUntil([&] { return migrated->leads(); }, kCatchUpTimeout));
-  const std::vector<v1::Command> more = SimulateStreamWrittenAhead(3, 99);
+  const std::vector<v1::Command> more = PlanWrittenAhead(3, 99);
   v1::Command next = more.front();
   next.set_command_id("after-migration");
   ASSERT_TRUE(migrated->ledger->Execute(next).ok());
@@ -476,7 +476,7 @@ TEST(RetentionTest, PartitionStreamKeepsEveryMessage) {
 
 TEST(BackupTest, EmbeddedBackupDuringWritesAuditsClean) {
   TempDir dir;
-  const std::vector<v1::Command> commands = SimulateStreamWrittenAhead(30, 3);
+  const std::vector<v1::Command> commands = PlanWrittenAhead(30, 3);
   {
     absl::StatusOr<std::unique_ptr<Ledger>> ledger =
         Ledger::Open(dir.Sub("db"));
@@ -560,7 +560,7 @@ TEST(BackupTest, BackupRpcDuringWritesAuditsCleanAndSeedsAFollower) {
   Daemon leader(dir.Sub("leader"), dir.path(), dir.Sub("leader.log"),
                 {"--replicate", (*nats)->urls_flag(), "--partition", "6"});
   ASSERT_TRUE(leader.WaitReady()) << FileText(dir.Sub("leader.log"));
-  const std::vector<v1::Command> commands = SimulateStreamWrittenAhead(10, 5);
+  const std::vector<v1::Command> commands = PlanWrittenAhead(10, 5);
   // Writes through gRPC, acknowledged once the stream has them.
   std::atomic<size_t> acknowledged{0};
   auto write = [&](size_t from, size_t to) {

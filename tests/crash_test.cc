@@ -102,21 +102,13 @@ uint64_t Seed() {
 }
 
 // The planned stream as JSON lines, with the balance-dependent withdrawals
-// given fixed amounts (some are refused, which is as good a test), and the
-// command ids.
+// given fixed amounts (cli/simulate.h PlanWrittenAhead: some are refused,
+// which is as good a test), and the command ids.
 void PlanLines(uint64_t seed, std::vector<std::string>* lines,
                std::vector<std::string>* ids) {
-  for (SimulatedStep& step : PlanMigration(kPlannedStores, seed)) {
-    if (step.command.has_request_withdrawal()) {
-      if (step.amount == SimulatedStep::Amount::kAll) {
-        step.command.mutable_request_withdrawal()->set_amount_fen(100);
-      } else if (step.amount == SimulatedStep::Amount::kTooMuch) {
-        step.command.mutable_request_withdrawal()->set_amount_fen(
-            1'000'000'000'000);
-      }
-    }
-    lines->push_back(ToJson(step.command));
-    ids->push_back(step.command.command_id());
+  for (const v1::Command& command : PlanWrittenAhead(kPlannedStores, seed)) {
+    lines->push_back(ToJson(command));
+    ids->push_back(command.command_id());
   }
 }
 

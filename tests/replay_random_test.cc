@@ -37,36 +37,7 @@ using ::storeledger::testing::CommandFromJson;
 using ::storeledger::testing::FixedClock;
 using ::storeledger::testing::SeedFromEnvironment;
 using ::storeledger::testing::TempDir;
-
-// Runs the simulator's plan through Execute, as `simulate` does.
-void RunPlan(Ledger& ledger, const std::vector<SimulatedStep>& steps) {
-  std::set<std::string> skipped;
-  for (const SimulatedStep& step : steps) {
-    v1::Command command = step.command;
-    if (command.has_request_withdrawal() &&
-        step.amount != SimulatedStep::Amount::kAsWritten) {
-      auto* request = command.mutable_request_withdrawal();
-      absl::StatusOr<v1::StoreState> state = ledger.State(request->store_id());
-      const int64_t available = state.ok() ? state->balances().available_fen() : 0;
-      if (step.amount == SimulatedStep::Amount::kTooMuch) {
-        request->set_amount_fen(available + 1);
-      } else if (available == 0) {
-        skipped.insert(request->withdrawal_id());
-        continue;
-      } else {
-        request->set_amount_fen(available);
-      }
-    }
-    if ((command.has_complete_withdrawal() &&
-         skipped.count(command.complete_withdrawal().withdrawal_id())) ||
-        (command.has_fail_withdrawal() &&
-         skipped.count(command.fail_withdrawal().withdrawal_id()))) {
-      continue;
-    }
-    absl::StatusOr<v1::CommandResult> result = ledger.Execute(command);
-    ASSERT_TRUE(result.ok()) << result.status();
-  }
-}
+using ::storeledger::testing::RunSimulatedPlan;
 
 // A busy WeChat Store with a small, bounded state and a long history: random
 // list/delist toggles, deposits and whole order lives. Rejections happen
@@ -141,7 +112,7 @@ class ReplayRandomTest : public ::testing::Test {
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = *std::move(ledger);
     const int stores = std::uniform_int_distribution<int>(6, 14)(rng_);
-    ASSERT_NO_FATAL_FAILURE(RunPlan(*ledger_, PlanMigration(stores, seed_ % 1000 + 1)));
+    ASSERT_NO_FATAL_FAILURE(RunSimulatedPlan(*ledger_, PlanMigration(stores, seed_ % 1000 + 1)));
     ASSERT_NO_FATAL_FAILURE(RunBusyStore(*ledger_, rng_, 400));
     for (v1::StoreKind kind :
          {v1::MINI_STORE, v1::CHANNELS_STORE, v1::WECHAT_STORE}) {

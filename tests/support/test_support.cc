@@ -103,4 +103,20 @@ uint64_t SeedFromEnvironment(const char* variable) {
   return (uint64_t{device()} << 32) | device();
 }
 
+void RunSimulatedPlan(Ledger& ledger, const std::vector<SimulatedStep>& steps) {
+  SimulatedWithdrawals withdrawals;
+  for (const SimulatedStep& step : steps) {
+    int64_t available = 0;
+    if (SimulatedWithdrawals::NeedsBalance(step)) {
+      absl::StatusOr<v1::StoreState> state =
+          ledger.State(step.command.request_withdrawal().store_id());
+      available = state.ok() ? state->balances().available_fen() : 0;
+    }
+    std::optional<v1::Command> command = withdrawals.Next(step, available);
+    if (!command.has_value()) continue;
+    absl::StatusOr<v1::CommandResult> result = ledger.Execute(*command);
+    ASSERT_TRUE(result.ok()) << result.status();
+  }
+}
+
 }  // namespace storeledger::testing

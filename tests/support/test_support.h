@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "cli/simulate.h"
 #include "ledger/ledger.h"
 #include "storeledger/v1/ledger.pb.h"
 
@@ -64,6 +65,11 @@ struct CliRun {
 };
 CliRun RunStoreledger(const std::vector<std::string>& args,
                       const std::string& stdin_text = "");
+
+// Runs a simulated plan through Ledger::Execute, one command at a time, as
+// `simulate` runs it (cli/simulate.h SimulatedWithdrawals); fails the test
+// when the ledger fails a command.
+void RunSimulatedPlan(Ledger& ledger, const std::vector<SimulatedStep>& steps);
 
 // The seed of a randomized test: the number in the environment variable
 // `variable` when it holds one (to repeat a run), else a fresh one -- and a

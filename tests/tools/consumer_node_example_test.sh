@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ctest consumer_node_example (issue 14): examples/consumer-node/consumer.js
+# ctest consumer_node_example: examples/consumer-node/consumer.js
 # against a real nats-server (loopback, a random port) and a partition stream
 # that `storeledger publish` filled: it counts every event exactly once, a
 # second run over the same stream changes nothing, and a message delivered
