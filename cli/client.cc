@@ -581,7 +581,27 @@ int Remote::Digest() {
   v1::Digest digest;
   grpc::Status status = stub_->Digest(&context, request, &digest);
   if (!status.ok()) return ctx_.Fail(FromGrpc(status));
-  *ctx_.out << ToJson(digest) << "\n";
+  if (digest.partitions() <= 1) {
+    *ctx_.out << ToJson(digest) << "\n";
+    return kExitOk;
+  }
+  // A partitioned cluster (docs/cluster.md "Partitions"): one line per
+  // partition, asked through this node, then the cluster's events in all.
+  uint64_t events = 0;
+  for (uint32_t p = 0; p < digest.partitions(); ++p) {
+    grpc::ClientContext one;
+    Prepare(&one);
+    v1::DigestRequest request;
+    request.set_partition(p);
+    v1::Digest of;
+    status = stub_->Digest(&one, request, &of);
+    if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+    *ctx_.out << "{\"partition\":" << p << ",\"position\":" << of.position()
+              << ",\"hash\":\"" << of.hash() << "\"}\n";
+    events += of.position();
+  }
+  *ctx_.out << "{\"partitions\":" << digest.partitions()
+            << ",\"events\":" << events << "}\n";
   return kExitOk;
 }
 

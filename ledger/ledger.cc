@@ -112,12 +112,35 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
   return std::unique_ptr<Ledger>(new Ledger(std::move(log), std::move(options)));
 }
 
+// Decide, with the store directory's answer for a store the command
+// creates (ledger/store_directory.h, steps 1-3).
+absl::StatusOr<Decision> Ledger::DecidePlaced(const v1::Command& command,
+                                              const StateReader& state) {
+  StoreDirectory* const directory = options_.directory;
+  const std::string* const created = CreatedStoreId(command);
+  if (directory == nullptr || created == nullptr || created->empty()) {
+    return Decide(command, state, options_.policy);
+  }
+  ASSIGN_OR_RETURN(RecordRef<StoreRecord> here, state.Store(*created));
+  if (here != nullptr) return Decide(command, state, options_.policy);
+  ASSIGN_OR_RETURN(const bool elsewhere, directory->PlacedElsewhere(*created));
+  if (!elsewhere) {
+    ASSIGN_OR_RETURN(Decision decision,
+                     Decide(command, state, options_.policy));
+    if (!decision.accepted) return decision;
+    ASSIGN_OR_RETURN(const bool placed, directory->Place(*created));
+    if (placed) return decision;
+  }
+  const PlacedElsewhereState placed_elsewhere(&state, *created);
+  return Decide(command, placed_elsewhere, options_.policy);
+}
+
 absl::Status Ledger::DecideOne(const v1::Command& command,
                                const std::string& fingerprint,
                                StateOverlay& state, uint64_t first_position,
                                AppendRequest* request,
                                v1::CommandResult* result, bool* rejected) {
-  ASSIGN_OR_RETURN(Decision decision, Decide(command, state, options_.policy));
+  ASSIGN_OR_RETURN(Decision decision, DecidePlaced(command, state));
 
   const absl::Time now = options_.clock->RecordedAt(command);
   *result = ResultOf(command);

@@ -50,8 +50,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "core/decide.h"
 #include "core/policy.h"
 #include "ledger/state_cache.h"
+#include "ledger/store_directory.h"
 #include "replay/projection_store.h"
 #include "replay/snapshots.h"
 #include "replay/store_view.h"
@@ -123,6 +125,10 @@ struct LedgerOptions {
   // and every later one (the ledger answers nothing more until reopened).
   // Default: none.
   std::function<absl::Status(const StoredGroup& group)> before_write = nullptr;
+  // A partitioned cluster's store directory (ledger/store_directory.h),
+  // asked while a command that creates a store is decided. Not owned; must
+  // outlive the ledger. Default: nullptr (store ids are this ledger's own).
+  StoreDirectory* directory = nullptr;
 };
 
 // Where the group commit's time goes (Ledger::stats()): for benchmarks and
@@ -247,6 +253,9 @@ class Ledger {
   // its effects into `state`. Fills the append request and the result (its
   // positions are set after the append). `first_position` is the position
   // its first event will get.
+  // Decide, asking options_.directory about a store `command` creates.
+  absl::StatusOr<Decision> DecidePlaced(const v1::Command& command,
+                                        const StateReader& state);
   absl::Status DecideOne(const v1::Command& command,
                          const std::string& fingerprint, StateOverlay& state,
                          uint64_t first_position, AppendRequest* request,

@@ -91,6 +91,7 @@ absl::StatusOr<std::unique_ptr<JetStream>> JetStream::Connect(
 }
 
 JetStream::~JetStream() {
+  for (auto& [name, bucket] : buckets_) kvStore_Destroy(bucket);
   if (leases_ != nullptr) kvStore_Destroy(leases_);
   if (js_ != nullptr) jsCtx_Destroy(js_);
   if (connection_ != nullptr) {
@@ -282,6 +283,75 @@ absl::StatusOr<uint64_t> JetStream::RenewLease(absl::string_view key,
   absl::Status status = FromNats(s, 0, absl::StrCat("renew lease ", key));
   if (s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS) return status;
   return absl::AbortedError(status.message());
+}
+
+absl::Status JetStream::EnsureBucket(absl::string_view bucket, int replicas) {
+  const std::string name(bucket);
+  kvConfig config;
+  kvConfig_Init(&config);
+  config.Bucket = name.c_str();
+  config.History = 1;
+  config.StorageType = js_FileStorage;
+  config.Replicas = replicas;
+  kvStore* kv = nullptr;
+  natsStatus s = js_CreateKeyValue(&kv, js_, &config);
+  if (s != NATS_OK) {
+    // Made by another process already (with the same config)?
+    const absl::Status created =
+        FromNats(s, 0, absl::StrCat("create KV bucket ", name));
+    s = js_KeyValue(&kv, js_, name.c_str());
+    if (s != NATS_OK) return created;
+  }
+  std::lock_guard<std::mutex> lock(buckets_mu_);
+  auto [it, inserted] = buckets_.emplace(name, kv);
+  if (!inserted) kvStore_Destroy(kv);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kvStore*> JetStream::Bucket(absl::string_view bucket) {
+  std::lock_guard<std::mutex> lock(buckets_mu_);
+  if (auto it = buckets_.find(bucket); it != buckets_.end()) return it->second;
+  const std::string name(bucket);
+  kvStore* kv = nullptr;
+  natsStatus s = js_KeyValue(&kv, js_, name.c_str());
+  if (s == NATS_NOT_FOUND) {
+    return absl::NotFoundError(absl::StrCat("no KV bucket ", name));
+  }
+  RETURN_IF_ERROR(FromNats(s, 0, absl::StrCat("KV bucket ", name)));
+  buckets_.emplace(name, kv);
+  return kv;
+}
+
+absl::StatusOr<std::optional<std::string>> JetStream::KvGet(
+    absl::string_view bucket, absl::string_view key) {
+  ASSIGN_OR_RETURN(kvStore* const kv, Bucket(bucket));
+  kvEntry* entry = nullptr;
+  const std::string k(key);
+  natsStatus s = kvStore_Get(&entry, kv, k.c_str());
+  if (s == NATS_NOT_FOUND) return std::nullopt;
+  RETURN_IF_ERROR(FromNats(s, 0, absl::StrCat("get ", bucket, "/", key)));
+  std::string value(static_cast<const char*>(kvEntry_Value(entry)),
+                    kvEntry_ValueLen(entry));
+  kvEntry_Destroy(entry);
+  return value;
+}
+
+absl::StatusOr<bool> JetStream::KvCreate(absl::string_view bucket,
+                                         absl::string_view key,
+                                         absl::string_view value) {
+  ASSIGN_OR_RETURN(kvStore* const kv, Bucket(bucket));
+  uint64_t revision = 0;
+  const std::string k(key);
+  natsStatus s = kvStore_Create(&revision, kv, k.c_str(), value.data(),
+                                static_cast<int>(value.size()));
+  if (s == NATS_OK) return true;
+  const absl::Status status =
+      FromNats(s, 0, absl::StrCat("create ", bucket, "/", key));
+  if (s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS) return status;
+  // Refused: the key exists, unless the refusal was about something else.
+  ASSIGN_OR_RETURN(std::optional<std::string> existing, KvGet(bucket, key));
+  if (existing.has_value()) return false;
+  return status;
 }
 
 }  // namespace storeledger

@@ -11,7 +11,10 @@
 #define STORELEDGER_REPLICATION_JETSTREAM_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -90,9 +93,27 @@ class JetStream {
                                       absl::string_view holder,
                                       uint64_t revision);
 
+  // A KV bucket holding one value a key, with no TTL (the cluster's
+  // configuration, the store directory: docs/cluster.md "Partitions"),
+  // created if missing.
+  absl::Status EnsureBucket(absl::string_view bucket, int replicas);
+  // The value of `key`; nullopt when the key is absent. kNotFound naming
+  // the bucket when the bucket does not exist.
+  absl::StatusOr<std::optional<std::string>> KvGet(absl::string_view bucket,
+                                                   absl::string_view key);
+  // Creates `key` = `value` when the key is absent (KV create): true; false
+  // when it exists (its value unchanged).
+  absl::StatusOr<bool> KvCreate(absl::string_view bucket,
+                                absl::string_view key,
+                                absl::string_view value);
+
  private:
   friend class DurableConsumer;  // replication/durable_consumer.h
   JetStream() = default;
+  // The bucket's handle, bound on first use.
+  absl::StatusOr<__kvStore*> Bucket(absl::string_view bucket);
+  std::mutex buckets_mu_;
+  std::map<std::string, __kvStore*, std::less<>> buckets_;
   __natsConnection* connection_ = nullptr;
   __jsCtx* js_ = nullptr;
   __kvStore* leases_ = nullptr;

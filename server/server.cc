@@ -231,6 +231,7 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   service_options.metrics = server->metrics_.get();
   service_options.subscriber_drain_timeout = options.subscriber_drain_timeout;
   service_options.write_gate = options.write_gate;
+  service_options.router = options.router;
   service_options.backup_dir = options.backup_dir;
   server->service_ = std::make_unique<LedgerService>(std::move(service_options));
 

@@ -65,6 +65,8 @@ struct ServerOptions {
   // A replica's state for /metrics (storeledgerd --replicate). Default:
   // none (no replication metrics).
   std::function<ReplicationGauges()> replication_gauges = nullptr;
+  // ServiceOptions::router (a partitioned cluster). Not owned. Default: none.
+  ClusterRouter* router = nullptr;
   // ServiceOptions::backup_dir. Default: empty (Backup refused).
   std::string backup_dir;
 };

@@ -28,6 +28,14 @@ namespace {
 
 constexpr char kAuthorizationMetadata[] = "authorization";
 
+// The caller's authorization metadata ("" when none), for a routed call.
+std::string AuthorizationOf(const grpc::ServerContextBase& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(kAuthorizationMetadata);
+  if (it == metadata.end()) return std::string();
+  return std::string(it->second.data(), it->second.size());
+}
+
 // What the reactors driven by a worker thread (ExecuteStream, Subscribe)
 // share: one write in flight at a time and its outcome, cancellation, and
 // the two references that free the reactor -- gRPC's until OnDone, the
@@ -185,7 +193,28 @@ grpc::ServerUnaryReactor* LedgerService::Execute(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   Principal principal;
   grpc::Status allowed = Authorize(*context, Permission::kWrite, &principal);
-  if (allowed.ok()) allowed = WriteGate();
+  if (allowed.ok()) {
+    if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+      // Sent to its partition's leader (which may be this node) and answered
+      // here; the call waits on this thread for the leader's answer.
+      if (stopping_) {
+        reactor->Finish(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            "the server is shutting down; command not executed"));
+        return reactor;
+      }
+      ClusterRouter::Results results =
+          ExecuteRouted(router, AuthorizationOf(*context), {*request});
+      if (results.front().ok()) {
+        *response = *std::move(results.front());
+        reactor->Finish(grpc::Status::OK);
+      } else {
+        reactor->Finish(ToGrpc(results.front().status()));
+      }
+      return reactor;
+    }
+    allowed = WriteGate();
+  }
   if (!allowed.ok()) {
     reactor->Finish(allowed);
     return reactor;
@@ -257,6 +286,33 @@ void LedgerService::ExecuteQueued(std::vector<QueuedExecute> calls) {
   }
 }
 
+ClusterRouter* LedgerService::RouterFor(
+    const grpc::ServerContextBase& context) const {
+  if (options_.router == nullptr) return nullptr;
+  const auto& metadata = context.client_metadata();
+  if (metadata.find(kRoutedMetadata) != metadata.end()) return nullptr;
+  return options_.router;
+}
+
+ClusterRouter::Results LedgerService::ExecuteRouted(
+    ClusterRouter* router, const std::string& authorization,
+    std::vector<v1::Command> commands) {
+  auto local = [this](std::vector<v1::Command> batch) {
+    if (grpc::Status gate = WriteGate(); !gate.ok()) {
+      return ClusterRouter::Results(
+          batch.size(), absl::Status(static_cast<absl::StatusCode>(
+                                         gate.error_code()),
+                                     gate.error_message()));
+    }
+    ClusterRouter::Results results =
+        options_.ledger->ExecuteBatch(std::move(batch));
+    NotifyAppended();
+    return results;
+  };
+  if (router == nullptr) return local(std::move(commands));
+  return router->Execute(std::move(commands), authorization, local);
+}
+
 // One ExecuteStream call. gRPC delivers the commands (OnReadDone) into a
 // queue; the call's worker thread takes every command queued so far, up to
 // kStreamBatchCommandsMax, runs them through one Ledger::ExecuteBatch, writes
@@ -274,8 +330,11 @@ class LedgerService::StreamExecution final
     : public WorkerReactor<
           grpc::ServerBidiReactor<v1::Command, v1::CommandResult>> {
  public:
-  StreamExecution(LedgerService* service, grpc::Status refused)
-      : service_(service) {
+  StreamExecution(LedgerService* service, grpc::Status refused,
+                  ClusterRouter* router, std::string authorization)
+      : service_(service),
+        router_(router),
+        authorization_(std::move(authorization)) {
     if (!refused.ok()) {
       references_ = 1;  // no worker
       Finish(std::move(refused));
@@ -345,9 +404,8 @@ class LedgerService::StreamExecution final
       service_->CountStreamBatch(batch.size());
       const absl::Time started = absl::Now();
       std::vector<absl::StatusOr<v1::CommandResult>> results =
-          service_->options_.ledger->ExecuteBatch(std::move(batch));
+          service_->ExecuteRouted(router_, authorization_, std::move(batch));
       batch.clear();
-      service_->NotifyAppended();
       service_->CountResults(results, absl::Now() - started);
       for (absl::StatusOr<v1::CommandResult>& result : results) {
         // ExecuteBatch stops at the first failed command; the ones after it
@@ -384,6 +442,8 @@ class LedgerService::StreamExecution final
   }
 
   LedgerService* const service_;
+  ClusterRouter* const router_;  // nullptr: this ledger
+  const std::string authorization_;
   v1::Command incoming_;  // the read in flight writes here
   std::deque<v1::Command> queue_;
   bool read_paused_ = false;   // the queue was full; no read in flight
@@ -420,8 +480,10 @@ grpc::ServerBidiReactor<v1::Command, v1::CommandResult>*
 LedgerService::ExecuteStream(grpc::CallbackServerContext* context) {
   Principal principal;
   grpc::Status allowed = Authorize(*context, Permission::kWrite, &principal);
-  if (allowed.ok()) allowed = WriteGate();
-  return new StreamExecution(this, std::move(allowed));
+  ClusterRouter* router = RouterFor(*context);
+  if (allowed.ok() && router == nullptr) allowed = WriteGate();
+  return new StreamExecution(this, std::move(allowed), router,
+                             AuthorizationOf(*context));
 }
 
 grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
@@ -435,6 +497,17 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
   if (request->store_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "store_id is required");
+  }
+  // In another partition: asked there (which checks access itself).
+  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
+        router->StoreReader(request->store_id());
+    if (!there.ok()) return ToGrpc(there.status());
+    if (*there != nullptr) {
+      grpc::ClientContext call;
+      PrepareRoutedCall(&call, AuthorizationOf(*context));
+      return (*there)->GetStore(&call, *request, response);
+    }
   }
   if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
       !s.ok()) {
@@ -476,6 +549,27 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
   if (store.empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "store_id is required");
+  }
+  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
+        router->StoreReader(store);
+    if (!there.ok()) return ToGrpc(there.status());
+    if (*there != nullptr) {
+      grpc::ClientContext call;
+      PrepareRoutedCall(&call, AuthorizationOf(*context));
+      std::unique_ptr<grpc::ClientReaderInterface<v1::Envelope>> reader =
+          (*there)->ReadStream(&call, *request);
+      v1::Envelope envelope;
+      while (reader->Read(&envelope)) {
+        if (!writer->Write(envelope)) {
+          call.TryCancel();
+          reader->Finish();
+          return grpc::Status(grpc::StatusCode::CANCELLED,
+                              "the client went away");
+        }
+      }
+      return reader->Finish();
+    }
   }
   absl::StatusOr<std::optional<std::vector<std::string>>> readable =
       ReadableStores(principal, *options_.ledger);
@@ -694,6 +788,15 @@ grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
     grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) {
   Principal principal;
   grpc::Status refused = Authorize(*context, Permission::kReadLog, &principal);
+  if (refused.ok() && request->has_partition() && options_.router != nullptr &&
+      request->partition() != options_.router->partition()) {
+    refused = grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("this node serves partition ",
+                     options_.router->partition(), "; subscribe to partition ",
+                     request->partition(),
+                     " at a replica of it (the feed is not routed)"));
+  }
   if (refused.ok() && subscribers_.fetch_add(1) >= kSubscribersMax) {
     subscribers_.fetch_sub(1);
     refused = grpc::Status(
@@ -711,10 +814,25 @@ grpc::Status LedgerService::Digest(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  if (ClusterRouter* router = RouterFor(*context);
+      router != nullptr && request->has_partition()) {
+    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
+        router->PartitionReader(request->partition());
+    if (!there.ok()) return ToGrpc(there.status());
+    if (*there != nullptr) {
+      grpc::ClientContext call;
+      PrepareRoutedCall(&call, AuthorizationOf(*context));
+      return (*there)->Digest(&call, *request, response);
+    }
+  }
   if (grpc::Status s = WaitForPosition(request->min_position(),
                                       context->deadline());
       !s.ok()) {
     return s;
+  }
+  if (options_.router != nullptr) {
+    response->set_partition(options_.router->partition());
+    response->set_partitions(options_.router->partitions());
   }
   const Head head = options_.ledger->log().head();
   response->set_position(head.position);
@@ -730,6 +848,17 @@ grpc::Status LedgerService::Audit(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  if (ClusterRouter* router = RouterFor(*context);
+      router != nullptr && request->has_partition()) {
+    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
+        router->PartitionReader(request->partition());
+    if (!there.ok()) return ToGrpc(there.status());
+    if (*there != nullptr) {
+      grpc::ClientContext call;
+      PrepareRoutedCall(&call, AuthorizationOf(*context));
+      return (*there)->Audit(&call, *request, response);
+    }
+  }
   if (grpc::Status s = WaitForPosition(request->min_position(),
                                       context->deadline());
       !s.ok()) {
@@ -743,6 +872,9 @@ grpc::Status LedgerService::Audit(grpc::ServerContext* context,
       storeledger::Audit(options_.ledger->log());
   if (!report.ok()) return ToGrpc(report.status());
   *response = *std::move(report);
+  if (options_.router != nullptr) {
+    response->set_partition(options_.router->partition());
+  }
   return grpc::Status::OK;
 }
 

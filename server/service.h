@@ -45,6 +45,7 @@
 #include "ledger/ledger.h"
 #include "replay/read_views.h"
 #include "server/auth.h"
+#include "server/cluster_router.h"
 #include "server/metrics.h"
 #include "storeledger/v1/service.grpc.pb.h"
 
@@ -110,6 +111,11 @@ struct ServiceOptions {
   // answers UNAVAILABLE naming the leader, replication/replica.h).
   // Default: none (every write is let through).
   std::function<absl::Status()> write_gate = nullptr;
+  // A partitioned cluster (server/cluster_router.h): commands, store reads
+  // and reads naming another partition are sent to the partition that
+  // holds them; calls that a router sent here are served here. Not owned;
+  // must outlive the service. Default: nullptr (everything is served here).
+  ClusterRouter* router = nullptr;
   // Where Backup writes its copies (each in a new directory under it, on
   // this machine). Default: empty -- Backup is refused FAILED_PRECONDITION.
   std::string backup_dir;
@@ -243,6 +249,13 @@ class LedgerService final
   grpc::Status WaitForPosition(uint64_t min_position,
                                std::chrono::system_clock::time_point deadline)
       const;
+  // The router this call goes through: nullptr when there is none or a
+  // router sent the call here.
+  ClusterRouter* RouterFor(const grpc::ServerContextBase& context) const;
+  // `commands` through `router` (nullptr: this ledger), as ExecuteBatch.
+  ClusterRouter::Results ExecuteRouted(ClusterRouter* router,
+                                       const std::string& authorization,
+                                       std::vector<v1::Command> commands);
   void NotifyAppended();
   void CountStreamBatch(uint64_t commands);
   // Metrics for one ExecuteBatch's results, which took `took` in all.

@@ -35,6 +35,8 @@
 #include "absl/strings/str_split.h"
 #include "base/flags.h"
 #include "base/status_macros.h"
+#include "cluster/placement.h"
+#include "cluster/router.h"
 #include "replication/replica.h"
 #include "server/server.h"
 #include "storage/checkpoint.h"
@@ -65,6 +67,9 @@ command once it is synced here and acknowledged by JetStream; --ack local
 once synced here. --follow-only never leads. --replicas: copies JetStream
 keeps (default 3 with 3 servers or more, else 1). A follower refuses writes
 with UNAVAILABLE naming the leader.
+On servers where `storeledger cluster init` made a partitioned cluster, a
+replica also routes: any command or store read it is sent goes to the
+leader of the partition that holds it (docs/cluster.md "Partitions").
 --backup-dir DIR lets auditors take online copies (the Backup RPC, or
 `storeledger --server ADDR backup --name NAME`) into new directories under DIR.
 )";
@@ -105,6 +110,42 @@ absl::Status CheckpointFlags(const Flags& flags, ServerOptions* options) {
   signer.every_events = events.value_or(signer.every_events);
   if (seconds.has_value()) signer.every = absl::Seconds(*seconds);
   options->checkpoints = std::move(signer);
+  return absl::OkStatus();
+}
+
+// What a replica of a partitioned cluster adds (docs/cluster.md
+// "Partitions"): the store directory its ledger decides with, and the
+// router its service sends other partitions' calls through.
+struct PartitionedCluster {
+  std::unique_ptr<JetStream> js;  // the directory's connection
+  std::unique_ptr<NatsStoreDirectory> directory;
+  std::unique_ptr<Router> router;
+};
+
+// Joins the cluster `cluster init` created on `urls`, if it did: without
+// it this is a replica of an unpartitioned ledger (issue 14).
+absl::Status JoinPartitionedCluster(const std::vector<std::string>& urls,
+                                    uint32_t partition, Replica* replica,
+                                    PartitionedCluster* cluster,
+                                    ServerOptions* options) {
+  ASSIGN_OR_RETURN(cluster->js, JetStream::Connect(urls));
+  ASSIGN_OR_RETURN(std::optional<uint32_t> partitions,
+                   ClusterPartitions(*cluster->js));
+  if (!partitions.has_value()) {
+    cluster->js.reset();
+    return absl::OkStatus();
+  }
+  RouterOptions router;
+  router.nats_urls = urls;
+  router.partition = partition;
+  router.leads = [replica] { return replica->WriteGate().ok(); };
+  ASSIGN_OR_RETURN(cluster->router, Router::Connect(std::move(router)));
+  cluster->directory =
+      std::make_unique<NatsStoreDirectory>(cluster->js.get(), partition);
+  options->ledger.directory = cluster->directory.get();
+  options->router = cluster->router.get();
+  std::cout << "storeledgerd: partition " << partition << " of "
+            << *partitions << std::endl;
   return absl::OkStatus();
 }
 
@@ -178,6 +219,7 @@ int Main(const std::vector<std::string>& args) {
   std::shared_ptr<Replica> replica;
   // Tails moved aside (counted once the ledger is open), for /metrics.
   auto diverged_records = std::make_shared<std::atomic<uint64_t>>(0);
+  PartitionedCluster cluster;  // outlives the server, which uses it
   if (std::optional<std::string> urls = flags->Get("replicate")) {
     ReplicaOptions replica_options;
     replica_options.nats_urls = absl::StrSplit(*urls, ',', absl::SkipEmpty());
@@ -241,6 +283,15 @@ int Main(const std::vector<std::string>& args) {
       gauges.data_loss = !status.data_loss.ok();
       return gauges;
     };
+    if (absl::Status s = JoinPartitionedCluster(
+            std::vector<std::string>(
+                absl::StrSplit(*urls, ',', absl::SkipEmpty())),
+            static_cast<uint32_t>(partition->value_or(0)), replica.get(),
+            &cluster, &options);
+        !s.ok()) {
+      std::cerr << "storeledgerd: --replicate: " << s << "\n";
+      return kExitCheckFailed;
+    }
   }
 
   // A closed stdout (or a client socket) must not kill the server mid-way.

@@ -460,7 +460,8 @@ TEST(JsonCodecTest, PrintsWhatProtobufPrints) {
   const std::string result_json =
       R"({"line":"1","commandId":"","status":"REJECTED","rule":"","code":"REJECTION_CODE_UNSPECIFIED",)"
       R"("message":"\u003cb\u003e\"quoted\" & 'single'\n\u2028","firstPosition":"18446744073709551615",)"
-      R"("lastPosition":"0","replayed":false,"syncedProductIds":[],"skipped":[{"productId":"p","reason":""}]})";
+      R"("lastPosition":"0","replayed":false,"syncedProductIds":[],"skipped":[{"productId":"p","reason":""}],)"
+      R"("partition":0,"partitionResults":[]})";
   EXPECT_EQ(ProtobufToJson(result), result_json);
   EXPECT_EQ(FastPrinted(result, &handled), result_json);
   EXPECT_TRUE(handled);
