@@ -591,10 +591,10 @@ int Remote::Digest() {
   for (uint32_t p = 0; p < digest.partitions(); ++p) {
     grpc::ClientContext one;
     Prepare(&one);
-    v1::DigestRequest request;
-    request.set_partition(p);
+    v1::DigestRequest one_request;
+    one_request.set_partition(p);
     v1::Digest of;
-    status = stub_->Digest(&one, request, &of);
+    status = stub_->Digest(&one, one_request, &of);
     if (!status.ok()) return ctx_.Fail(FromGrpc(status));
     *ctx_.out << "{\"partition\":" << p << ",\"position\":" << of.position()
               << ",\"hash\":\"" << of.hash() << "\"}\n";
