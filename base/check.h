@@ -14,14 +14,14 @@
 #include <cstdlib>
 #include <iostream>
 
-#define SL_CHECK(condition, message)                                       \
-  do {                                                                     \
-    if (__builtin_expect(!(condition), 0)) {                               \
-      std::cerr << __FILE__ << ":" << __LINE__                             \
-                << ": invariant broken: " #condition ": " << message       \
-                << std::endl;                                              \
-      std::abort();                                                        \
-    }                                                                      \
+#define SL_CHECK(condition, message)                                 \
+  do {                                                               \
+    if (__builtin_expect(!(condition), 0)) {                         \
+      std::cerr << __FILE__ << ":" << __LINE__                       \
+                << ": invariant broken: " #condition ": " << message \
+                << std::endl;                                        \
+      std::abort();                                                  \
+    }                                                                \
   } while (false)
 
 #endif  // STORELEDGER_BASE_CHECK_H_

@@ -36,7 +36,8 @@ class Flags {
   std::string GetOr(absl::string_view name, absl::string_view fallback) const;
   absl::StatusOr<std::optional<uint64_t>> GetUint(absl::string_view name) const;
   // RFC 3339, or a bare date: midnight in zone() (base/time.h).
-  absl::StatusOr<std::optional<absl::Time>> GetTime(absl::string_view name) const;
+  absl::StatusOr<std::optional<absl::Time>> GetTime(
+      absl::string_view name) const;
   // kInvalidArgument naming any flag not in `known` (the global flags --db,
   // --policy and --tz are always known).
   absl::Status CheckKnown(const std::vector<std::string>& known) const;

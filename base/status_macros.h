@@ -10,10 +10,10 @@
 #define SL_CONCAT_(a, b) SL_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status); returns it from the caller if not ok.
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    ::absl::Status sl_status_ = (expr);                \
-    if (!sl_status_.ok()) return sl_status_;           \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status sl_status_ = (expr);      \
+    if (!sl_status_.ok()) return sl_status_; \
   } while (false)
 
 // `lhs` = the value of `rexpr` (an absl::StatusOr<T>), or returns its status.

@@ -33,8 +33,9 @@ absl::Status CheckLedgerTime(absl::string_view what, absl::Time t) {
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      what, " is outside the times the ledger holds: 0001-01-01T00:00:00Z to "
-            "9999-12-31T23:59:59.999999999Z"));
+      what,
+      " is outside the times the ledger holds: 0001-01-01T00:00:00Z to "
+      "9999-12-31T23:59:59.999999999Z"));
 }
 
 }  // namespace storeledger

@@ -102,12 +102,13 @@ class StoreScript {
                           R"(","categoryId":"cat-1"})");
     } else if (step == 2) {
       body = absl::StrCat(R"("payDeposit":{"storeId":")", id_,
-                          R"(","categoryId":"cat-1","amountFen":)",
-                          kDepositFen, "}");
+                          R"(","categoryId":"cat-1","amountFen":)", kDepositFen,
+                          "}");
     } else if (step == 3) {
-      body = absl::StrCat(R"("addProduct":{"storeId":")", id_,
-                          R"(","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"cat-1","priceFen":)",
-                          kPriceFen, "}");
+      body = absl::StrCat(
+          R"("addProduct":{"storeId":")", id_,
+          R"(","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"cat-1","priceFen":)",
+          kPriceFen, "}");
     } else if (step == 4) {
       body = absl::StrCat(R"("listProduct":{"storeId":")", id_,
                           R"(","productId":"p1"})");
@@ -118,15 +119,15 @@ class StoreScript {
       const std::string order_id = absl::StrCat("o-", id_, "-", order);
       switch ((step - 6) % 4) {
         case 0:
-          body = absl::StrCat(R"("placeOrder":{"storeId":")", id_,
-                              R"(","orderId":")", order_id,
-                              R"(","lines":[{"productId":"p1","quantity":1,"unitPriceFen":)",
-                              kPriceFen, "}]}");
+          body = absl::StrCat(
+              R"("placeOrder":{"storeId":")", id_, R"(","orderId":")", order_id,
+              R"(","lines":[{"productId":"p1","quantity":1,"unitPriceFen":)",
+              kPriceFen, "}]}");
           break;
         case 1:
           body = absl::StrCat(R"("payOrder":{"storeId":")", id_,
-                              R"(","orderId":")", order_id,
-                              R"(","amountFen":)", kPriceFen, "}");
+                              R"(","orderId":")", order_id, R"(","amountFen":)",
+                              kPriceFen, "}");
           break;
         case 2:
           body = absl::StrCat(R"("shipOrder":{"storeId":")", id_,
@@ -138,8 +139,7 @@ class StoreScript {
                               R"(","commissionFen":)", kCommissionFen, "}");
       }
     } else {
-      const int64_t available =
-          kOrdersPerStore * (kPriceFen - kCommissionFen);
+      const int64_t available = kOrdersPerStore * (kPriceFen - kCommissionFen);
       const int last = step - (6 + 4 * kOrdersPerStore);
       if (last == 0) {  // refused (R14): one fen more than available
         body = absl::StrCat(R"("requestWithdrawal":{"storeId":")", id_,
@@ -147,8 +147,8 @@ class StoreScript {
                             R"(-x","amountFen":)", available + 1, "}");
       } else if (last == 1) {
         body = absl::StrCat(R"("requestWithdrawal":{"storeId":")", id_,
-                            R"(","withdrawalId":"w-)", id_,
-                            R"(","amountFen":)", available, "}");
+                            R"(","withdrawalId":"w-)", id_, R"(","amountFen":)",
+                            available, "}");
       } else {
         body = absl::StrCat(R"("completeWithdrawal":{"storeId":")", id_,
                             R"(","withdrawalId":"w-)", id_, R"("})");
@@ -190,21 +190,21 @@ int BuildUntil(const std::string& dir, uint64_t target, int next_store) {
         const bool refusal_expected =
             step == 6 + 4 * kOrdersPerStore;  // the over-withdrawal
         if ((result->status() == v1::ACCEPTED) == refusal_expected) {
-          Die(absl::InternalError(absl::StrCat("step ", step, ": ",
-                                               ToJson(*result))));
+          Die(absl::InternalError(
+              absl::StrCat("step ", step, ": ", ToJson(*result))));
         }
         ++commands;
       }
     }
-    std::cerr << "\rbuilding: " << (*ledger)->log().head().position
-              << " events" << std::flush;
+    std::cerr << "\rbuilding: " << (*ledger)->log().head().position << " events"
+              << std::flush;
   }
   // Flush the memtables, as a long-running ledger would have: otherwise
   // every reader replays the WAL into memory on open, and measures that.
   EventLog* log = (*ledger)->mutable_log();
   for (rocksdb::ColumnFamilyHandle* cf :
-       {log->events_cf(), log->streams_cf(), log->commands_cf(),
-        log->meta_cf(), log->projections_cf()}) {
+       {log->events_cf(), log->streams_cf(), log->commands_cf(), log->meta_cf(),
+        log->projections_cf()}) {
     rocksdb::Status flushed = log->db()->Flush(rocksdb::FlushOptions(), cf);
     if (!flushed.ok()) Die(absl::InternalError(flushed.ToString()));
   }
@@ -246,9 +246,10 @@ int ChildAudit(const std::string& dir) {
   options.progress = [&](absl::string_view pass, uint64_t, uint64_t) {
     if (pass == pass_now) return;
     const absl::Time now = absl::Now();
-    absl::StrAppend(&passes, pass_now, " ",
-                    absl::StrFormat("%.2f", absl::ToDoubleSeconds(now - pass_started)),
-                    " s, ");
+    absl::StrAppend(
+        &passes, pass_now, " ",
+        absl::StrFormat("%.2f", absl::ToDoubleSeconds(now - pass_started)),
+        " s, ");
     pass_now = std::string(pass);
     pass_started = now;
   };
@@ -256,15 +257,15 @@ int ChildAudit(const std::string& dir) {
   if (!report.ok()) Die(report.status());
   const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
   absl::StrAppend(&passes, pass_now, " ",
-                  absl::StrFormat("%.2f", absl::ToDoubleSeconds(
-                                              absl::Now() - pass_started)),
+                  absl::StrFormat("%.2f", absl::ToDoubleSeconds(absl::Now() -
+                                                                pass_started)),
                   " s");
   // Where the memory is: RocksDB's table readers (index and filter blocks,
   // which grow with the database's size) and block cache, beside the heap.
   uint64_t table_readers = 0, block_cache = 0;
   for (rocksdb::ColumnFamilyHandle* cf :
-       {log->events_cf(), log->streams_cf(), log->commands_cf(),
-        log->meta_cf(), log->projections_cf()}) {
+       {log->events_cf(), log->streams_cf(), log->commands_cf(), log->meta_cf(),
+        log->projections_cf()}) {
     uint64_t value = 0;
     if (log->db()->GetIntProperty(cf, "rocksdb.estimate-table-readers-mem",
                                   &value)) {
@@ -280,13 +281,13 @@ int ChildAudit(const std::string& dir) {
                    table_readers / 1048576.0, block_cache / 1048576.0,
                    heap.uordblks / 1048576.0,
                    (heap.arena + heap.hblkhd) / 1048576.0);
-  std::cout << report->events_checked() << " " << seconds << " "
-            << PeakRssKb() << " " << (report->ok() ? 1 : 0) << " "
+  std::cout << report->events_checked() << " " << seconds << " " << PeakRssKb()
+            << " " << (report->ok() ? 1 : 0) << " "
             << CpuSeconds() - cpu_started << "\n";
   if (!report->ok()) {
     std::cerr << "audit found " << report->violations_total()
-              << " violations, the first: "
-              << ToJson(report->violations(0)) << "\n";
+              << " violations, the first: " << ToJson(report->violations(0))
+              << "\n";
   }
   return 0;
 }
@@ -308,8 +309,7 @@ int ChildRawScan(const std::string& dir) {
   if (!it->status().ok()) Die(absl::InternalError(it->status().ToString()));
   const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
   std::cout << entries << " " << seconds << " " << PeakRssKb() << " "
-            << (bytes > 0 ? 1 : 0) << " " << CpuSeconds() - cpu_started
-            << "\n";
+            << (bytes > 0 ? 1 : 0) << " " << CpuSeconds() - cpu_started << "\n";
   return 0;
 }
 
@@ -427,8 +427,7 @@ Checkpoint MeasureAt(const std::string& dir) {
                    c.open.rss_kb / 1024.0, c.audit.seconds / c.raw.seconds,
                    c.audit.cpu_seconds / std::max(c.raw.cpu_seconds, 1e-6),
                    c.audit.seconds / c.verify.seconds,
-                   c.audit.cpu_seconds /
-                       std::max(c.verify.cpu_seconds, 1e-6));
+                   c.audit.cpu_seconds / std::max(c.verify.cpu_seconds, 1e-6));
   std::cout.flush();
   return c;
 }
@@ -482,8 +481,8 @@ int Main(int argc, char** argv) {
       const std::string value = argv[++i];
       if (arg == "--dir") {
         dir = value;
-      } else if (!absl::SimpleAtoi(value, arg == "--events" ? &events
-                                                            : &checkpoint)) {
+      } else if (!absl::SimpleAtoi(value,
+                                   arg == "--events" ? &events : &checkpoint)) {
         std::cerr << arg << " needs a number\n";
         return 2;
       }

@@ -14,18 +14,18 @@
 // Each (mode, clients) run gets a fresh database; each client opens a store,
 // adds 99 products to it, opens the next, ..., for S seconds. Latency is
 // from sending a command to receiving its result.
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <deque>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -74,7 +74,8 @@ v1::Command AddProduct(const std::string& store, int i) {
 
 // Client c's i-th command.
 v1::Command CommandFor(int c, int i) {
-  const std::string store = absl::StrCat("bench", c, "-", i / kProductsPerStore);
+  const std::string store =
+      absl::StrCat("bench", c, "-", i / kProductsPerStore);
   return i % kProductsPerStore == 0 ? OpenStore(store) : AddProduct(store, i);
 }
 
@@ -134,8 +135,9 @@ Figures Run(int clients, absl::Duration duration, ExecuteFn execute) {
 
 // Each client pipelines its commands on one ExecuteStream, at most `window`
 // of them awaiting their results, for `duration`.
-Figures RunStreams(int clients, absl::Duration duration, int window,
-                   const std::vector<std::unique_ptr<v1::Ledger::Stub>>& stubs) {
+Figures RunStreams(
+    int clients, absl::Duration duration, int window,
+    const std::vector<std::unique_ptr<v1::Ledger::Stub>>& stubs) {
   std::vector<std::vector<double>> latencies(clients);
   std::atomic<bool> failed{false};
   std::vector<std::thread> threads;
@@ -169,7 +171,8 @@ Figures RunStreams(int clients, absl::Duration duration, int window,
       }
       stream->WritesDone();
       v1::CommandResult extra;
-      while (stream->Read(&extra)) {}
+      while (stream->Read(&extra)) {
+      }
       if (!stream->Finish().ok()) failed = true;
     });
   }
@@ -197,9 +200,9 @@ void Print(const char* mode, int clients, const Figures& f) {
 
 int Main(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags = Flags::Parse(args, {"no-sync"});
-  if (!flags.ok() || !flags->CheckKnown({"seconds", "clients", "no-sync",
-                                         "window", "dir"})
-                          .ok()) {
+  if (!flags.ok() ||
+      !flags->CheckKnown({"seconds", "clients", "no-sync", "window", "dir"})
+           .ok()) {
     std::cerr << "usage: storeledger-grpc-bench [--seconds S] [--clients "
                  "1,16,32] [--no-sync] [--window N] [--dir DIR]\n";
     return 2;
@@ -219,8 +222,8 @@ int Main(const std::vector<std::string>& args) {
     }
   }
   std::vector<int> levels;
-  for (absl::string_view part :
-       absl::StrSplit(flags->GetOr("clients", "1,16,32"), ',', absl::SkipEmpty())) {
+  for (absl::string_view part : absl::StrSplit(
+           flags->GetOr("clients", "1,16,32"), ',', absl::SkipEmpty())) {
     int n = 0;
     if (!absl::SimpleAtoi(part, &n) || n < 1 || n > 1024) {
       std::cerr << "--clients takes a list of 1..1024\n";
@@ -241,11 +244,11 @@ int Main(const std::vector<std::string>& args) {
     remove_base = true;
   }
   const absl::Duration duration = absl::Seconds(seconds);
-  std::printf("# %s, sync %s, %.1f s per run, grpc-stream window %d, %u "
-              "hardware threads\n",
-              "OpenStore + 99 AddProduct per store per client",
-              sync ? "on" : "off", seconds, window,
-              std::thread::hardware_concurrency());
+  std::printf(
+      "# %s, sync %s, %.1f s per run, grpc-stream window %d, %u "
+      "hardware threads\n",
+      "OpenStore + 99 AddProduct per store per client", sync ? "on" : "off",
+      seconds, window, std::thread::hardware_concurrency());
   std::printf("%-11s %7s %9s %8s %11s %8s %8s\n", "mode", "clients", "commands",
               "seconds", "commands/s", "p50_us", "p99_us");
   int run = 0;
@@ -289,15 +292,16 @@ int Main(const std::vector<std::string>& args) {
       if (streaming) {
         Print("grpc-stream", clients,
               RunStreams(clients, duration, window, stubs));
-        const StreamBatchStats stats = (*server)->service().stream_batch_stats();
-        std::printf("#   %llu ExecuteBatch calls, %.1f commands each on "
-                    "average, largest %llu\n",
-                    static_cast<unsigned long long>(stats.batches),
-                    stats.batches == 0
-                        ? 0.0
-                        : static_cast<double>(stats.commands) / stats.batches,
-                    static_cast<unsigned long long>(
-                        stats.largest_batch_commands));
+        const StreamBatchStats stats =
+            (*server)->service().stream_batch_stats();
+        std::printf(
+            "#   %llu ExecuteBatch calls, %.1f commands each on "
+            "average, largest %llu\n",
+            static_cast<unsigned long long>(stats.batches),
+            stats.batches == 0
+                ? 0.0
+                : static_cast<double>(stats.commands) / stats.batches,
+            static_cast<unsigned long long>(stats.largest_batch_commands));
       } else {
         Print("grpc", clients,
               Run(clients, duration, [&](int c, const v1::Command& command) {

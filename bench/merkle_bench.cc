@@ -62,7 +62,8 @@ std::unique_ptr<EventLog> OpenFresh(const std::string& dir, bool tree) {
   options.merkle_tree = tree;
   auto log = EventLog::Open(dir, options);
   if (!log.ok()) {
-    std::fprintf(stderr, "open %s: %s\n", dir.c_str(), log.status().ToString().c_str());
+    std::fprintf(stderr, "open %s: %s\n", dir.c_str(),
+                 log.status().ToString().c_str());
     std::exit(1);
   }
   return *std::move(log);
@@ -126,8 +127,9 @@ void Proofs(const std::string& dir, uint64_t events, int proofs) {
     const uint64_t position = 1 + random() % events;
     auto proof = ProveInclusion(**log, position, events);
     if (!proof.ok() ||
-        !merkle::VerifyInclusion(position - 1, events, merkle::LeafHash(proof->envelope),
-                                 proof->path, *root)
+        !merkle::VerifyInclusion(position - 1, events,
+                                 merkle::LeafHash(proof->envelope), proof->path,
+                                 *root)
              .ok()) {
       std::fprintf(stderr, "inclusion proof of %llu failed\n",
                    static_cast<unsigned long long>(position));
@@ -142,9 +144,10 @@ void Proofs(const std::string& dir, uint64_t events, int proofs) {
   for (int i = 0; i < proofs; ++i) {
     const uint64_t first = 1 + random() % events;
     auto proof = ProveConsistency(**log, first, events);
-    if (!proof.ok() || !merkle::VerifyConsistency(first, events, proof->first_root,
-                                                  *root, proof->path)
-                            .ok()) {
+    if (!proof.ok() ||
+        !merkle::VerifyConsistency(first, events, proof->first_root, *root,
+                                   proof->path)
+             .ok()) {
       std::fprintf(stderr, "consistency proof from %llu failed\n",
                    static_cast<unsigned long long>(first));
       std::exit(1);
@@ -157,9 +160,9 @@ void Proofs(const std::string& dir, uint64_t events, int proofs) {
       "%.1f us prove+verify; consistency %.1f hashes (%.0f bytes) %.1f us "
       "prove+verify\n",
       static_cast<unsigned long long>(events),
-      static_cast<double>(path_hashes) / proofs,
-      32.0 * path_hashes / proofs, static_cast<double>(envelope_bytes) / proofs,
-      inclusion_us, static_cast<double>(consistency_hashes) / proofs,
+      static_cast<double>(path_hashes) / proofs, 32.0 * path_hashes / proofs,
+      static_cast<double>(envelope_bytes) / proofs, inclusion_us,
+      static_cast<double>(consistency_hashes) / proofs,
       32.0 * consistency_hashes / proofs, consistency_us);
 }
 
@@ -192,10 +195,11 @@ int Main(int argc, char** argv) {
   for (uint64_t events : sizes) {
     const Throughput t = Fill(dir, events, batch);
     const double off = t.off_events_per_s, on = t.on_events_per_s;
-    std::printf("%llu events: append tree off %.0f events/s, on %.0f events/s "
-                "(%.1f%% slower)\n",
-                static_cast<unsigned long long>(events), off, on,
-                100.0 * (off - on) / off);
+    std::printf(
+        "%llu events: append tree off %.0f events/s, on %.0f events/s "
+        "(%.1f%% slower)\n",
+        static_cast<unsigned long long>(events), off, on,
+        100.0 * (off - on) / off);
     std::fflush(stdout);
     Proofs(dir, events, proofs);
     std::fflush(stdout);

@@ -15,12 +15,13 @@
 //
 // usage: storeledger-replay-bench [--dir DIR] [--events N] [--stores S]
 //            [--store-events 1000,100000,1000000] [--queries Q] [--keep]
-//            [--reuse] [--build-only] [--rebuild-modes pipelined|one-thread|both]
+//            [--reuse] [--build-only] [--rebuild-modes
+//            pipelined|one-thread|both]
 // --store-events "" skips the as-of part; --events 0 skips the rebuild part.
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <spawn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -181,7 +182,8 @@ class StoreWorkload {
 // delisted over and over, and small deposits.
 class TogglingWorkload {
  public:
-  explicit TogglingWorkload(std::string store_id) : store_(std::move(store_id)) {}
+  explicit TogglingWorkload(std::string store_id)
+      : store_(std::move(store_id)) {}
 
   v1::Command Next(absl::Time at) {
     v1::Command c;
@@ -277,7 +279,8 @@ void Fill(Ledger& ledger, uint64_t events, absl::string_view label, Next next) {
     if (absl::Now() - last_report > absl::Seconds(10)) {
       last_report = absl::Now();
       std::cerr << absl::StrFormat("  %s: %d/%d events\n", label,
-                                   ledger.log().head().position - start, events);
+                                   ledger.log().head().position - start,
+                                   events);
     }
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - began);
@@ -382,9 +385,8 @@ void BenchRebuild(const std::string& dir, uint64_t events, int stores,
     std::unique_ptr<Ledger> ledger = OpenLedger(dir);
     const uint64_t head = ledger->log().head().position;
     build = head < events;
-    std::cout << "reusing the ledger in " << dir << " (" << head
-              << " events)" << (build ? ": too short, rebuilding it" : "")
-              << "\n";
+    std::cout << "reusing the ledger in " << dir << " (" << head << " events)"
+              << (build ? ": too short, rebuilding it" : "") << "\n";
     if (build) {
       ledger.reset();
       std::filesystem::remove_all(dir);
@@ -405,10 +407,13 @@ void BenchRebuild(const std::string& dir, uint64_t events, int stores,
       return c;
     });
     // Flush memtables so that every measurement below reads SST files.
-    Check(ledger->log().db()->Flush(rocksdb::FlushOptions(),
-                                    {ledger->log().events_cf(),
-                                     ledger->log().projections_cf(),
-                                     ledger->log().streams_cf()}).ok()
+    Check(ledger->log()
+                  .db()
+                  ->Flush(rocksdb::FlushOptions(),
+                          {ledger->log().events_cf(),
+                           ledger->log().projections_cf(),
+                           ledger->log().streams_cf()})
+                  .ok()
               ? absl::OkStatus()
               : absl::InternalError("flush"),
           "flush");
@@ -506,9 +511,9 @@ void BenchRebuild(const std::string& dir, uint64_t events, int stores,
     RebuildOptions::Stats stats;
     options.stats = &stats;
     absl::StatusOr<v1::RebuildSummary> summary;
-    const std::string label =
-        second_thread ? "rebuild --shadow, verify on a 2nd thread"
-                      : "rebuild --shadow, one thread";
+    const std::string label = second_thread
+                                  ? "rebuild --shadow, verify on a 2nd thread"
+                                  : "rebuild --shadow, one thread";
     const Phase all = measure(label + " (all)", total, [&] {
       summary = Rebuild(log, options);
       Check(summary.status(), "rebuild");
@@ -527,8 +532,8 @@ void BenchRebuild(const std::string& dir, uint64_t events, int stores,
   }
   // The log's verified scan (hash of every envelope, chain, contiguity).
   measure("EventLog::Scan (parse + SHA-256 + chain)", total, [&] {
-    Check(log->Scan(0, [&](const v1::Envelope&,
-                           absl::string_view) { return true; }),
+    Check(log->Scan(
+              0, [&](const v1::Envelope&, absl::string_view) { return true; }),
           "scan");
   });
   // Scan + Evolve into one in-memory overlay (no flushes, memory unbounded):
@@ -557,15 +562,17 @@ void BenchRebuild(const std::string& dir, uint64_t events, int stores,
         replay.seconds / raw_seconds);
   }
   // Leave nothing for the child to replay from the WAL at open.
-  Check(log->db()->Flush(rocksdb::FlushOptions(),
-                         {log->events_cf(), log->projections_cf()}).ok()
+  Check(log->db()
+                ->Flush(rocksdb::FlushOptions(),
+                        {log->events_cf(), log->projections_cf()})
+                .ok()
             ? absl::OkStatus()
             : absl::InternalError("flush"),
         "flush");
   ledger.reset();
   // The real CLI as a child process: wall time and peak RSS.
-  ChildRun child = RunChild({SelfDir() + "/storeledger", "--db", dir,
-                             "rebuild", "--shadow", "--no-progress"});
+  ChildRun child = RunChild({SelfDir() + "/storeledger", "--db", dir, "rebuild",
+                             "--shadow", "--no-progress"});
   std::cout << absl::StrFormat(
       "storeledger rebuild --shadow (child process): exit %d, %.2f s wall "
       "(%.0f events/s end to end), peak RSS %.1f MiB, load %.2f\n",
@@ -624,15 +631,15 @@ void BenchAsOf(const std::string& dir, const std::vector<uint64_t>& sizes,
   }
   std::mt19937_64 rng(42);
   std::cout << absl::StrFormat("%-16s %10s %10s %12s %12s %12s %14s %14s\n",
-                               "store", "events", "records", "p50 us",
-                               "p99 us", "max us", "no-snap p50 us",
-                               "no-snap max us");
+                               "store", "events", "records", "p50 us", "p99 us",
+                               "max us", "no-snap p50 us", "no-snap max us");
   for (const Target& t : targets) {
     std::vector<absl::Time> times;
     for (int i = 0; i < queries; ++i) {
       const int64_t span = absl::ToInt64Seconds(t.last - t.first);
-      times.push_back(t.first + absl::Seconds(std::uniform_int_distribution<int64_t>(
-                                    1, span)(rng)));
+      times.push_back(
+          t.first +
+          absl::Seconds(std::uniform_int_distribution<int64_t>(1, span)(rng)));
     }
     std::vector<double> with, without;
     size_t records = 0;
@@ -640,8 +647,8 @@ void BenchAsOf(const std::string& dir, const std::vector<uint64_t>& sizes,
       AsOf as_of;
       as_of.business_time = at;
       const absl::Time began = absl::Now();
-      absl::StatusOr<v1::StoreState> state = FoldStoreState(
-          ledger->log(), t.store, as_of, at, ledger->policy());
+      absl::StatusOr<v1::StoreState> state =
+          FoldStoreState(ledger->log(), t.store, as_of, at, ledger->policy());
       with.push_back(absl::ToDoubleMicroseconds(absl::Now() - began));
       Check(state.status(), "as-of query");
       records = std::max<size_t>(records, state->products_size() +
@@ -650,7 +657,9 @@ void BenchAsOf(const std::string& dir, const std::vector<uint64_t>& sizes,
     }
     // Without snapshots: a fold from the first event. Few queries for big
     // stores (each is a walk of the whole prefix).
-    const int slow_queries = t.events >= 1'000'000 ? 3 : t.events >= 100'000 ? 10 : queries;
+    const int slow_queries = t.events >= 1'000'000 ? 3
+                             : t.events >= 100'000 ? 10
+                                                   : queries;
     {
       // The same query folded from the store's first event, as
       // FoldStoreState would without snapshots.
@@ -659,12 +668,14 @@ void BenchAsOf(const std::string& dir, const std::vector<uint64_t>& sizes,
         const absl::Time began = absl::Now();
         StateOverlay state(&EmptyState());
         absl::Status evolve_status;
-        Check(ledger->log().ScanStream(
-                  StoreStream(t.store), 0, [&](const v1::Envelope& e) {
-                    if (ToTime(e.occurred_at()) > at) return false;
-                    evolve_status = EvolveEnvelope(e, &state);
-                    return evolve_status.ok();
-                  }),
+        Check(ledger->log().ScanStream(StoreStream(t.store), 0,
+                                       [&](const v1::Envelope& e) {
+                                         if (ToTime(e.occurred_at()) > at)
+                                           return false;
+                                         evolve_status =
+                                             EvolveEnvelope(e, &state);
+                                         return evolve_status.ok();
+                                       }),
               "fold");
         Check(evolve_status, "evolve");
         Check(BuildStoreState(state, t.store, at, ledger->policy()).status(),
@@ -673,9 +684,9 @@ void BenchAsOf(const std::string& dir, const std::vector<uint64_t>& sizes,
       }
     }
     const Latency a = Percentiles(with), b = Percentiles(without);
-    std::cout << absl::StrFormat("%-16s %10d %10d %12.0f %12.0f %12.0f %14.0f %14.0f\n",
-                                 t.store, t.events, records, a.p50_us, a.p99_us,
-                                 a.max_us, b.p50_us, b.max_us);
+    std::cout << absl::StrFormat(
+        "%-16s %10d %10d %12.0f %12.0f %12.0f %14.0f %14.0f\n", t.store,
+        t.events, records, a.p50_us, a.p99_us, a.max_us, b.p50_us, b.max_us);
   }
 }
 
@@ -715,7 +726,8 @@ int main(int argc, char** argv) {
       if (!absl::SimpleAtoi(value(), &queries) || queries < 1) std::exit(2);
     } else if (arg == "--store-events") {
       sizes.clear();
-      for (absl::string_view s : absl::StrSplit(value(), ',', absl::SkipEmpty())) {
+      for (absl::string_view s :
+           absl::StrSplit(value(), ',', absl::SkipEmpty())) {
         uint64_t n;
         if (!absl::SimpleAtoi(s, &n)) std::exit(2);
         sizes.push_back(n);
@@ -737,7 +749,8 @@ int main(int argc, char** argv) {
     } else {
       std::cerr << "usage: storeledger-replay-bench [--dir DIR] [--events N] "
                    "[--stores S] [--store-events A,B,C] [--queries Q] [--keep] "
-                   "[--reuse] [--build-only] [--rebuild-modes pipelined|one-thread|both]\n";
+                   "[--reuse] [--build-only] [--rebuild-modes "
+                   "pipelined|one-thread|both]\n";
       return 2;
     }
   }

@@ -18,20 +18,22 @@
 // acknowledged by another replica is measured (median, max); the killed
 // one is restarted as a follower before the next round.
 //
-//   build/bin/storeledger-replication-bench [--servers 3] [--batch-commands 20000]
-//                                           [--client-commands 200] [--kills 10]
+//   build/bin/storeledger-replication-bench [--servers 3] [--batch-commands
+//   20000]
+//                                           [--client-commands 200] [--kills
+//                                           10]
 //                                           [--seed S]
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <mutex>
-#include <random>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,9 +41,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
 #include "json/json.h"
 #include "ledger/ledger.h"
-#include "grpcpp/grpcpp.h"
 #include "replication/jetstream.h"
 #include "replication/replica.h"
 #include "storeledger/v1/service.grpc.pb.h"
@@ -56,7 +58,8 @@ v1::Command OpenStore(const std::string& store) {
   return *ParseCommandJson(absl::StrCat(
       R"({"commandId":")", store,
       R"(","occurredAt":"2024-06-01T10:00:00+08:00","openStore":{"storeId":")",
-      store, R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
+      store,
+      R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
 }
 
 double Percentile(std::vector<double> values, double p) {
@@ -87,7 +90,8 @@ class Follower {
     absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(dir);
     if (!ledger.ok()) return nullptr;
     follower->ledger_ = *std::move(ledger);
-    if (!follower->replica_->Start(follower->ledger_.get()).ok()) return nullptr;
+    if (!follower->replica_->Start(follower->ledger_.get()).ok())
+      return nullptr;
     Follower* f = follower.get();
     follower->sampler_ = std::thread([f, leader] {
       while (!f->stop_) {
@@ -200,8 +204,8 @@ int Run(int servers, int batch_commands, int client_commands) {
           for (int i = 0; i < client_commands; ++i) {
             const absl::Time t = absl::Now();
             if (!(*ledger)
-                     ->Execute(OpenStore(absl::StrCat("c", clients, "-", c,
-                                                      "-", i)))
+                     ->Execute(
+                         OpenStore(absl::StrCat("c", clients, "-", c, "-", i)))
                      .ok()) {
               failed = true;
               return;
@@ -237,15 +241,16 @@ int Run(int servers, int batch_commands, int client_commands) {
       const double replay_seconds =
           absl::ToDoubleSeconds(absl::Now() - started);
       follower->StopSampling();
-      follower_rows.push_back(absl::StrFormat(
-          "replay from empty,%d,%.3f,%.0f,,,", head, replay_seconds,
-          head / replay_seconds));
+      follower_rows.push_back(
+          absl::StrFormat("replay from empty,%d,%.3f,%.0f,,,", head,
+                          replay_seconds, head / replay_seconds));
       follower.reset();
     }
     replica.reset();  // before the ledger closes
   }
-  std::printf("\nfollower,events,seconds,events_per_s,lag_p50_events,"
-              "lag_max_events,at_head_after_last_ack_ms\n");
+  std::printf(
+      "\nfollower,events,seconds,events_per_s,lag_p50_events,"
+      "lag_max_events,at_head_after_last_ack_ms\n");
   for (const std::string& row : follower_rows) std::printf("%s\n", row.c_str());
   return 0;
 }
@@ -295,8 +300,14 @@ int Failover(int servers, int kills, uint64_t seed) {
   std::vector<Replicad> replicas(3);
   auto start = [&](Replicad& r) {
     testing::ChildOptions options;
-    options.argv = {StoreledgerdPath(), "--db", r.db, "--listen", r.address,
-                    "--replicate", (*nats)->urls_flag(), "--shutdown-grace-ms",
+    options.argv = {StoreledgerdPath(),
+                    "--db",
+                    r.db,
+                    "--listen",
+                    r.address,
+                    "--replicate",
+                    (*nats)->urls_flag(),
+                    "--shutdown-grace-ms",
                     "500"};
     options.stderr_path = r.log;
     absl::StatusOr<std::unique_ptr<testing::ChildProcess>> process =
@@ -348,9 +359,11 @@ int Failover(int servers, int kills, uint64_t seed) {
           continue;
         }
         grpc::ClientContext context;
-        context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+        context.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
         v1::CommandResult result;
-        if (replicas[to].stub
+        if (replicas[to]
+                .stub
                 ->Execute(&context, OpenStore(absl::StrCat("f", c, "-", i)),
                           &result)
                 .ok()) {
@@ -423,10 +436,10 @@ int Failover(int servers, int kills, uint64_t seed) {
     return status;
   }
   std::printf("\nfailover,kills,median_s,max_s,seed\n");
-  std::printf("leader SIGKILL to first ack on another replica,%zu,%.3f,%.3f,%llu\n",
-              seconds.size(), Percentile(seconds, 0.50),
-              Percentile(seconds, 1.0),
-              static_cast<unsigned long long>(seed));
+  std::printf(
+      "leader SIGKILL to first ack on another replica,%zu,%.3f,%.3f,%llu\n",
+      seconds.size(), Percentile(seconds, 0.50), Percentile(seconds, 1.0),
+      static_cast<unsigned long long>(seed));
   return 0;
 }
 
@@ -437,11 +450,15 @@ int main(int argc, char** argv) {
   int servers = 3, batch = 20000, client = 200, kills = 10;
   uint64_t seed = std::random_device()();
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--servers") == 0) servers = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--batch-commands") == 0) batch = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--client-commands") == 0) client = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--servers") == 0)
+      servers = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--batch-commands") == 0)
+      batch = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--client-commands") == 0)
+      client = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--kills") == 0) kills = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--seed") == 0) seed = std::strtoull(argv[i + 1], nullptr, 10);
+    if (std::strcmp(argv[i], "--seed") == 0)
+      seed = std::strtoull(argv[i + 1], nullptr, 10);
   }
   if (batch > 0) {
     if (int status = storeledger::Run(servers, batch, client); status != 0) {

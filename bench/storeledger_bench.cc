@@ -54,8 +54,8 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <libpq-fe.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -65,8 +65,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -149,7 +149,8 @@ struct Flags {
   // Ledgers without WAL sync: for CPU profiles only, the rows mean nothing.
   bool no_sync = false;
   // Rows to run (ceiling needs apply): a subset of kPhases.
-  std::vector<std::string> only = {"apply", "ceiling", "batch", "clients", "pg"};
+  std::vector<std::string> only = {"apply", "ceiling", "batch", "clients",
+                                   "pg"};
   bool Runs(absl::string_view phase) const {
     return std::find(only.begin(), only.end(), phase) != only.end();
   }
@@ -228,7 +229,8 @@ Flags ParseFlags(int argc, char** argv) {
 
 struct Row {
   std::string name;
-  std::string kind;  // "ceiling", "batch", "one", "concurrent", "pg-batch", "pg-one", "pg-concurrent", "memory"
+  std::string kind;  // "ceiling", "batch", "one", "concurrent", "pg-batch",
+                     // "pg-one", "pg-concurrent", "memory"
   int clients = 0;
   double seconds = 0;
   uint64_t events = 0;
@@ -254,9 +256,8 @@ std::string Encode(const Row& row) {
   return absl::StrCat(clean(row.name), "\t", row.kind, "\t", row.clients, "\t",
                       absl::StrFormat("%.6f", row.seconds), "\t", row.events,
                       "\t", row.commands, "\t", row.p50_ms, "\t", row.p99_ms,
-                      "\t", row.p999_ms, "\t", row.rss_mb, "\t",
-                      row.cpu_s, "\t", clean(row.note), "\t",
-                      clean(row.error), "\n");
+                      "\t", row.p999_ms, "\t", row.rss_mb, "\t", row.cpu_s,
+                      "\t", clean(row.note), "\t", clean(row.error), "\n");
 }
 
 std::optional<Row> Decode(const std::string& line) {
@@ -352,7 +353,8 @@ std::vector<Row> InChild(const std::string& what,
     for (const Row& row : rows) text += Encode(row);
     size_t written = 0;
     while (written < text.size()) {
-      const ssize_t n = write(fds[1], text.data() + written, text.size() - written);
+      const ssize_t n =
+          write(fds[1], text.data() + written, text.size() - written);
       if (n <= 0) break;
       written += static_cast<size_t>(n);
     }
@@ -380,7 +382,8 @@ std::vector<Row> InChild(const std::string& what,
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     Row failed;
     failed.name = what;
-    failed.error = absl::StrCat("child exited abnormally (status ", status, ")");
+    failed.error =
+        absl::StrCat("child exited abnormally (status ", status, ")");
     rows.push_back(failed);
   }
   return rows;
@@ -440,7 +443,8 @@ class Stream {
     int index = 0;
     size_t i = at + 2;
     bool any = false;
-    while (i < command_id.size() && command_id[i] >= '0' && command_id[i] <= '9') {
+    while (i < command_id.size() && command_id[i] >= '0' &&
+           command_id[i] <= '9') {
       index = index * 10 + (command_id[i] - '0');
       ++i;
       any = true;
@@ -458,7 +462,8 @@ class Stream {
       if (field->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE) {
         if (field->is_repeated()) {
           for (int k = 0; k < reflection->FieldSize(*message, field); ++k) {
-            AddSuffix(suffix, reflection->MutableRepeatedMessage(message, field, k));
+            AddSuffix(suffix,
+                      reflection->MutableRepeatedMessage(message, field, k));
           }
         } else if (reflection->HasField(*message, field)) {
           AddSuffix(suffix, reflection->MutableMessage(message, field));
@@ -514,8 +519,8 @@ absl::Status ExportEvents(const std::string& db, const std::string& path) {
   absl::StatusOr<std::unique_ptr<EventLog>> log = EventLog::Open(db, options);
   if (!log.ok()) return log.status();
   std::ofstream out(path, std::ios::binary);
-  absl::Status status = (*log)->Scan(
-      0, [&](const v1::Envelope& envelope, absl::string_view raw) {
+  absl::Status status =
+      (*log)->Scan(0, [&](const v1::Envelope& envelope, absl::string_view raw) {
         PutString(out, envelope.stream_id());
         const uint64_t version = envelope.stream_version();
         out.write(reinterpret_cast<const char*>(&version), sizeof(version));
@@ -535,7 +540,8 @@ std::vector<StoredEvent> LoadEvents(const std::string& path) {
     StoredEvent event;
     if (!GetString(in, &event.stream_id)) break;
     in.read(reinterpret_cast<char*>(&event.version), sizeof(event.version));
-    if (!GetString(in, &event.command_id) || !GetString(in, &event.bytes)) break;
+    if (!GetString(in, &event.command_id) || !GetString(in, &event.bytes))
+      break;
     events.push_back(std::move(event));
   }
   return events;
@@ -545,7 +551,8 @@ std::vector<StoredEvent> LoadEvents(const std::string& path) {
 
 Row Ceiling(const std::string& dir, const std::string& events_path) {
   Row row;
-  row.name = absl::StrFormat("ceiling: RocksDB, synced WriteBatch of %d", kBatch);
+  row.name =
+      absl::StrFormat("ceiling: RocksDB, synced WriteBatch of %d", kBatch);
   row.kind = "ceiling";
   std::vector<size_t> sizes;
   for (const StoredEvent& event : LoadEvents(events_path)) {
@@ -687,7 +694,8 @@ Row LayoutCeiling(const std::string& dir, const std::string& batches_path,
   row.events = events;
   row.note = absl::StrFormat(
       "%d WriteBatches, %d keys (%.1f per event), storeledger's RocksDB "
-      "options", batches.size(), keys,
+      "options",
+      batches.size(), keys,
       static_cast<double>(keys) / static_cast<double>(events));
   return row;
 }
@@ -851,10 +859,12 @@ std::string StatsNote(const GroupCommitStats& stats) {
 
 Row Batch(const std::string& db, const Stream& stream) {
   Row row;
-  row.name = absl::StrFormat("storeledger ExecuteBatch, groups of %d", kGroupCommandsMax);
+  row.name = absl::StrFormat("storeledger ExecuteBatch, groups of %d",
+                             kGroupCommandsMax);
   row.kind = "batch";
   const double stream_mb = ProcFieldMb("/proc/self/status", "VmRSS:");
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, BenchLedgerOptions());
+  absl::StatusOr<std::unique_ptr<Ledger>> ledger =
+      Ledger::Open(db, BenchLedgerOptions());
   if (!ledger.ok()) return Failed(row.name, ledger.status());
   row.note = absl::StrFormat("RSS includes %.0f MB of commands held in memory",
                              stream_mb);
@@ -879,7 +889,8 @@ Row Batch(const std::string& db, const Stream& stream) {
 
 // The stream split among `clients` by store: client k runs the commands of
 // stores with index % clients == k, in stream order, round after round.
-std::vector<std::vector<uint32_t>> Partition(const Stream& stream, int clients) {
+std::vector<std::vector<uint32_t>> Partition(const Stream& stream,
+                                             int clients) {
   std::vector<std::vector<uint32_t>> shares(clients);
   for (size_t i = 0; i < stream.size(); ++i) {
     const int store = Stream::StoreIndex(stream.base(i).command_id());
@@ -895,7 +906,8 @@ Row Clients(const std::string& db, const Stream& stream, int clients,
                              clients, clients == 1 ? "" : "s");
   row.kind = clients == 1 ? "one" : "concurrent";
   row.clients = clients;
-  absl::StatusOr<std::unique_ptr<Ledger>> opened = Ledger::Open(db, BenchLedgerOptions());
+  absl::StatusOr<std::unique_ptr<Ledger>> opened =
+      Ledger::Open(db, BenchLedgerOptions());
   if (!opened.ok()) return Failed(row.name, opened.status());
   Ledger& ledger = **opened;
   const std::vector<std::vector<uint32_t>> shares = Partition(stream, clients);
@@ -912,8 +924,8 @@ Row Clients(const std::string& db, const Stream& stream, int clients,
   for (int k = 0; k < clients && !shares[k].empty(); ++k) {
     const size_t mine = made_max / clients;
     for (size_t j = 0; j < mine; ++j) {
-      made[k].push_back(stream.Get(j / shares[k].size(),
-                                   shares[k][j % shares[k].size()]));
+      made[k].push_back(
+          stream.Get(j / shares[k].size(), shares[k][j % shares[k].size()]));
     }
   }
   row.note = absl::StrFormat(
@@ -1007,7 +1019,8 @@ HeapMb Heap() {
 std::vector<Row> Memory(const std::string& db, const Stream& stream,
                         uint64_t target_events) {
   std::vector<Row> rows;
-  absl::StatusOr<std::unique_ptr<Ledger>> opened = Ledger::Open(db, BenchLedgerOptions());
+  absl::StatusOr<std::unique_ptr<Ledger>> opened =
+      Ledger::Open(db, BenchLedgerOptions());
   if (!opened.ok()) return {Failed("memory", opened.status())};
   Ledger& ledger = **opened;
   const uint64_t early = std::min<uint64_t>(1'000'000, target_events / 10);
@@ -1017,7 +1030,8 @@ std::vector<Row> Memory(const std::string& db, const Stream& stream,
   absl::Time segment_start = start;
   uint64_t segment_events = 0;
   std::vector<v1::Command> commands;
-  for (size_t round = 0; ledger.log().head().position < target_events; ++round) {
+  for (size_t round = 0; ledger.log().head().position < target_events;
+       ++round) {
     for (size_t i = 0; i < stream.size(); ++i) {
       std::optional<v1::Command> command = stream.Get(round, i);
       if (!command.has_value()) continue;
@@ -1039,7 +1053,8 @@ std::vector<Row> Memory(const std::string& db, const Stream& stream,
         row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
         row.cpu_s = CpuSeconds() - cpu_start;
         row.rss_mb = ProcFieldMb("/proc/self/status", "VmHWM:");
-        const double segment = absl::ToDoubleSeconds(absl::Now() - segment_start);
+        const double segment =
+            absl::ToDoubleSeconds(absl::Now() - segment_start);
         // Where RocksDB's memory is (all column families).
         auto property_mb = [&](const char* name) {
           uint64_t total = 0;
@@ -1099,8 +1114,8 @@ int Shell(const std::string& line) {
 class PgServer {
  public:
   // Starts a server in `dir` (created), as `nobody` when we are root.
-  static absl::StatusOr<std::unique_ptr<PgServer>> Start(const std::string& bin,
-                                                         const std::string& dir) {
+  static absl::StatusOr<std::unique_ptr<PgServer>> Start(
+      const std::string& bin, const std::string& dir) {
     auto server = std::unique_ptr<PgServer>(new PgServer());
     server->bin_ = bin;
     server->dir_ = dir;
@@ -1110,10 +1125,12 @@ class PgServer {
       // it) must be usable by the user it runs as.
       struct passwd* nobody = getpwnam("nobody");
       if (nobody == nullptr) {
-        return absl::FailedPreconditionError("running as root and no user nobody");
+        return absl::FailedPreconditionError(
+            "running as root and no user nobody");
       }
       if (chown(dir.c_str(), nobody->pw_uid, nobody->pw_gid) != 0) {
-        return absl::InternalError(absl::StrCat("chown ", dir, ": ", std::strerror(errno)));
+        return absl::InternalError(
+            absl::StrCat("chown ", dir, ": ", std::strerror(errno)));
       }
       chmod(dir.c_str(), 0700);
       server->as_ = "runuser -u nobody -- ";
@@ -1121,15 +1138,17 @@ class PgServer {
     const std::string data = dir + "/data";
     const std::string log = dir + "/server.log";
     if (Shell(absl::StrCat(server->as_, bin, "/initdb -D ", data,
-                           " -U bench --auth=trust -E UTF8 --no-locale >",
-                           dir, "/initdb.log 2>&1")) != 0) {
-      return absl::InternalError(absl::StrCat("initdb failed; see ", dir, "/initdb.log"));
+                           " -U bench --auth=trust -E UTF8 --no-locale >", dir,
+                           "/initdb.log 2>&1")) != 0) {
+      return absl::InternalError(
+          absl::StrCat("initdb failed; see ", dir, "/initdb.log"));
     }
     if (Shell(absl::StrCat(
             server->as_, bin, "/pg_ctl -D ", data, " -l ", log, " -w -t 60",
             " -o \"-c listen_addresses='' -c unix_socket_directories='", dir,
             "' -c max_connections=200\" start >/dev/null 2>&1")) != 0) {
-      return absl::InternalError(absl::StrCat("pg_ctl start failed; see ", log));
+      return absl::InternalError(
+          absl::StrCat("pg_ctl start failed; see ", log));
     }
     server->started_ = true;
     std::ifstream pid_file(data + "/postmaster.pid");
@@ -1157,7 +1176,8 @@ class PgServer {
       int pid = 0;
       if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
       if (pid != postmaster_pid_ && ParentOf(pid) != postmaster_pid_) continue;
-      const double pss = ProcFieldMb(absl::StrCat("/proc/", pid, "/smaps_rollup"), "Pss:");
+      const double pss =
+          ProcFieldMb(absl::StrCat("/proc/", pid, "/smaps_rollup"), "Pss:");
       if (pss > 0) total += pss;
     }
     closedir(proc);
@@ -1251,14 +1271,15 @@ constexpr char kPgAppendAny[] =
 
 class PgClient {
  public:
-  static absl::StatusOr<std::unique_ptr<PgClient>> Connect(const std::string& conninfo) {
+  static absl::StatusOr<std::unique_ptr<PgClient>> Connect(
+      const std::string& conninfo) {
     auto client = std::unique_ptr<PgClient>(new PgClient());
     client->conn_ = PQconnectdb(conninfo.c_str());
     if (PQstatus(client->conn_) != CONNECTION_OK) {
       return absl::UnavailableError(PQerrorMessage(client->conn_));
     }
-    for (const auto& [name, sql] : {std::pair{"exact", kPgAppendExact},
-                                    std::pair{"any", kPgAppendAny}}) {
+    for (const auto& [name, sql] :
+         {std::pair{"exact", kPgAppendExact}, std::pair{"any", kPgAppendAny}}) {
       // text, int8, text, bytea ("any" does not use $2: name its type).
       static const Oid kTypes[4] = {25, 20, 25, 17};
       PGresult* r = PQprepare(client->conn_, name, sql, 4, kTypes);
@@ -1275,7 +1296,8 @@ class PgClient {
     if (conn_ != nullptr) PQfinish(conn_);
   }
 
-  static absl::Status Exec(const std::string& conninfo, const std::string& sql) {
+  static absl::Status Exec(const std::string& conninfo,
+                           const std::string& sql) {
     PGconn* conn = PQconnectdb(conninfo.c_str());
     absl::Status status;
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -1321,7 +1343,8 @@ class PgClient {
     for (size_t i = 0; i < expected; ++i) {
       PGresult* r = PQgetResult(conn_);
       if (r == nullptr) {
-        if (status.ok()) status = absl::InternalError("a pipeline result is missing");
+        if (status.ok())
+          status = absl::InternalError("a pipeline result is missing");
         break;
       }
       if (PQresultStatus(r) == PGRES_FATAL_ERROR && status.ok()) {
@@ -1359,7 +1382,8 @@ std::vector<std::vector<const StoredEvent*>> ByCommand(
     const std::vector<StoredEvent>& events) {
   std::vector<std::vector<const StoredEvent*>> commands;
   for (const StoredEvent& e : events) {
-    if (commands.empty() || commands.back().front()->command_id != e.command_id) {
+    if (commands.empty() ||
+        commands.back().front()->command_id != e.command_id) {
       commands.emplace_back();
     }
     commands.back().push_back(&e);
@@ -1370,7 +1394,8 @@ std::vector<std::vector<const StoredEvent*>> ByCommand(
 std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
                           const std::string& events_path) {
   std::vector<Row> rows;
-  absl::StatusOr<std::unique_ptr<PgServer>> server = PgServer::Start(flags.pg_bin, dir);
+  absl::StatusOr<std::unique_ptr<PgServer>> server =
+      PgServer::Start(flags.pg_bin, dir);
   if (!server.ok()) return {Failed("PostgreSQL", server.status())};
   const std::string conninfo = (*server)->conninfo();
   PssSampler sampler(server->get());
@@ -1379,7 +1404,8 @@ std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
 
   auto reset_table = [&]() -> absl::Status {
     absl::Status s = PgClient::Exec(
-        conninfo, "DROP FUNCTION IF EXISTS append_exact; DROP TABLE IF EXISTS events");
+        conninfo,
+        "DROP FUNCTION IF EXISTS append_exact; DROP TABLE IF EXISTS events");
     if (!s.ok()) return s;
     s = PgClient::Exec(conninfo, kPgSchema);
     if (!s.ok()) return s;
@@ -1394,7 +1420,8 @@ std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
     row.name = absl::StrFormat("PostgreSQL 15: txn of %d events", kBatch);
     row.kind = "pg-batch";
     if (absl::Status s = reset_table(); !s.ok()) return {Failed(row.name, s)};
-    absl::StatusOr<std::unique_ptr<PgClient>> client = PgClient::Connect(conninfo);
+    absl::StatusOr<std::unique_ptr<PgClient>> client =
+        PgClient::Connect(conninfo);
     if (!client.ok()) return {Failed(row.name, client.status())};
     sampler.Reset();
     const absl::Time start = absl::Now();
@@ -1443,7 +1470,8 @@ std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
     std::vector<std::thread> threads;
     for (int k = 0; k < clients; ++k) {
       threads.emplace_back([&, k] {
-        absl::StatusOr<std::unique_ptr<PgClient>> client = PgClient::Connect(conninfo);
+        absl::StatusOr<std::unique_ptr<PgClient>> client =
+            PgClient::Connect(conninfo);
         if (!client.ok()) {
           std::lock_guard<std::mutex> lock(error_mu);
           error = client.status();
@@ -1452,7 +1480,8 @@ std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
         }
         for (size_t round = 0; !stop.load(); ++round) {
           if (shares[k].empty()) return;
-          const std::string suffix = round == 0 ? "" : absl::StrCat("~r", round);
+          const std::string suffix =
+              round == 0 ? "" : absl::StrCat("~r", round);
           for (size_t i : shares[k]) {
             if (stop.load() || absl::Now() >= deadline) {
               stop.store(true);
@@ -1504,7 +1533,8 @@ std::vector<Row> Postgres(const Flags& flags, const std::string& dir,
     Latencies all;
     uint64_t retried = 0;
     for (int k = 0; k < clients; ++k) {
-      all.ms.insert(all.ms.end(), latencies[k].ms.begin(), latencies[k].ms.end());
+      all.ms.insert(all.ms.end(), latencies[k].ms.begin(),
+                    latencies[k].ms.end());
       row.commands += counts[k];
       row.events += event_counts[k];
       retried += retries[k];
@@ -1541,10 +1571,10 @@ void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
       pg_clients[row.clients] = &row;
     }
   }
-  std::cout << absl::StrFormat(
-      "%-48s %10s %10s %8s %8s %8s %8s %9s %8s %9s\n", "", "events/s",
-      "commands/s", "p50 ms", "p99 ms", "p999 ms", "RSS MB", "/ceiling",
-      "/layout", "/peer");
+  std::cout << absl::StrFormat("%-48s %10s %10s %8s %8s %8s %8s %9s %8s %9s\n",
+                               "", "events/s", "commands/s", "p50 ms", "p99 ms",
+                               "p999 ms", "RSS MB", "/ceiling", "/layout",
+                               "/peer");
   for (const Row& row : rows) {
     if (row.kind == "memory") continue;
     if (!row.error.empty()) {
@@ -1583,8 +1613,8 @@ void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
         "%-48s %10.0f %10s %8s %8s %8s %8.0f %9s %8s %9s\n", row.name,
         row.events_per_s(),
         row.commands > 0 ? absl::StrFormat("%.0f", row.commands_per_s()) : "-",
-        Ms(row.p50_ms), Ms(row.p99_ms), Ms(row.p999_ms), row.rss_mb,
-        vs_ceiling, vs_layout, vs_peer);
+        Ms(row.p50_ms), Ms(row.p99_ms), Ms(row.p999_ms), row.rss_mb, vs_ceiling,
+        vs_layout, vs_peer);
   }
   if (!pg_skipped.empty()) std::cout << pg_skipped << "\n";
   std::cout << "\n/ceiling: batch rows against the synced WriteBatch ceiling "
@@ -1602,24 +1632,26 @@ void PrintTable(const std::vector<Row>& rows, const std::string& pg_skipped) {
       cpu = absl::StrFormat("; process CPU %.2f s (%.1f us/event)", row.cpu_s,
                             1e6 * row.cpu_s / row.events);
     }
-    std::cout << absl::StrFormat("  %s: %d commands, %d events in %.2f s%s%s%s\n",
-                                 row.name, row.commands, row.events,
-                                 row.seconds, cpu, row.note.empty() ? "" : "; ",
-                                 row.note);
+    std::cout << absl::StrFormat(
+        "  %s: %d commands, %d events in %.2f s%s%s%s\n", row.name,
+        row.commands, row.events, row.seconds, cpu,
+        row.note.empty() ? "" : "; ", row.note);
   }
   bool memory = false;
   double early_peak = 0;
   for (const Row& row : rows) {
     if (row.kind != "memory" || !row.error.empty()) continue;
     if (!memory) {
-      std::cout << "\nmemory (ExecuteBatch of the stream repeated with fresh ids):\n";
+      std::cout
+          << "\nmemory (ExecuteBatch of the stream repeated with fresh ids):\n";
       early_peak = row.rss_mb;
       memory = true;
     }
-    std::cout << absl::StrFormat("  %-24s peak RSS %6.0f MB (%+.1f%% vs first line); %s\n",
-                                 row.name, row.rss_mb,
-                                 early_peak > 0 ? 100.0 * (row.rss_mb - early_peak) / early_peak : 0.0,
-                                 row.note);
+    std::cout << absl::StrFormat(
+        "  %-24s peak RSS %6.0f MB (%+.1f%% vs first line); %s\n", row.name,
+        row.rss_mb,
+        early_peak > 0 ? 100.0 * (row.rss_mb - early_peak) / early_peak : 0.0,
+        row.note);
   }
 }
 
@@ -1662,7 +1694,8 @@ int Main(int argc, char** argv) {
     std::vector<Row> info = InChild("writing the simulate stream", [&] {
       Stream stream(flags.stores, flags.seed);
       std::ofstream out(jsonl);
-      for (size_t i = 0; i < stream.size(); ++i) out << ToJson(stream.base(i)) << "\n";
+      for (size_t i = 0; i < stream.size(); ++i)
+        out << ToJson(stream.base(i)) << "\n";
       Row row;
       row.kind = "info";
       row.commands = stream.size();
@@ -1725,23 +1758,24 @@ int Main(int argc, char** argv) {
     if (!flags.Runs("clients")) break;
     add(InChild(absl::StrCat(clients, " client(s)"), [&] {
       Stream stream(flags.stores, flags.seed);
-      return std::vector<Row>{Clients(absl::StrCat(dir, "/clients-", clients, "-db"),
-                                      stream, clients, flags.seconds)};
+      return std::vector<Row>{
+          Clients(absl::StrCat(dir, "/clients-", clients, "-db"), stream,
+                  clients, flags.seconds)};
     }));
   }
   std::string pg_skipped;
   if (!flags.Runs("pg")) {
   } else if (flags.no_pg) {
     pg_skipped = "PostgreSQL peer: skipped (--no-pg)";
-  } else if (!Exists(flags.pg_bin + "/initdb") || !Exists(flags.pg_bin + "/pg_ctl")) {
+  } else if (!Exists(flags.pg_bin + "/initdb") ||
+             !Exists(flags.pg_bin + "/pg_ctl")) {
     pg_skipped = absl::StrCat(
         "PostgreSQL peer: skipped -- no initdb/pg_ctl in ", flags.pg_bin,
         " (install PostgreSQL 15: scripts/bench installs it, or apt-get "
         "install postgresql-15; or pass --pg-bin DIR)");
   } else {
-    add(InChild("PostgreSQL", [&] {
-      return Postgres(flags, dir + "/pg", events_path);
-    }));
+    add(InChild("PostgreSQL",
+                [&] { return Postgres(flags, dir + "/pg", events_path); }));
   }
   if (flags.memory_events > 0) {
     add(InChild("memory", [&] {

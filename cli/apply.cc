@@ -35,8 +35,8 @@ int ApplyVerb(CliContext& ctx) {
   if (args.size() == 2 && args[1] != "-") {
     file.open(args[1]);
     if (!file) {
-      return ctx.Fail(absl::InvalidArgumentError(
-          absl::StrCat("cannot read ", args[1])));
+      return ctx.Fail(
+          absl::InvalidArgumentError(absl::StrCat("cannot read ", args[1])));
     }
     in = &file;
   }
@@ -125,9 +125,9 @@ int ApplyVerb(CliContext& ctx) {
       batch->bytes += text.size();
       if (too_long) {
         batch->lines.push_back(
-            {line_number, InvalidResult("", absl::StrCat("line is longer than ",
-                                                         kInputLineBytesMax,
-                                                         " bytes"))});
+            {line_number,
+             InvalidResult("", absl::StrCat("line is longer than ",
+                                            kInputLineBytesMax, " bytes"))});
       } else if (absl::StripAsciiWhitespace(text).empty()) {
         continue;  // blank lines are skipped but counted
       } else {

@@ -1,6 +1,4 @@
 #include "cli/cli.h"
-#include "core/policy.h"
-#include "cli/client.h"
 
 #include <fstream>
 #include <iostream>
@@ -10,13 +8,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
+#include "cli/client.h"
+#include "core/policy.h"
 #include "json/json.h"
 #include "replay/lookup.h"
 
 namespace storeledger {
 namespace {
 
-constexpr char kUsage[] = R"(usage: storeledger [--db DIR] [--policy FILE] VERB [flags]
+constexpr char kUsage[] =
+    R"(usage: storeledger [--db DIR] [--policy FILE] VERB [flags]
        storeledger --server HOST:PORT --token T [--tls-ca FILE] VERB [flags]
 
 Writing:
@@ -78,24 +79,36 @@ struct Verb {
 };
 
 constexpr Verb kVerbs[] = {
-    {"apply", ApplyVerb},     {"state", StateVerb},
-    {"history", HistoryVerb}, {"digest", DigestVerb},
-    {"verify", VerifyVerb},   {"export", ExportVerb},
-    {"tail", TailVerb},       {"simulate", SimulateVerb},
-    {"postings", PostingsVerb}, {"balances", BalancesVerb},
-    {"statement", StatementVerb}, {"audit", AuditVerb},
-    {"rebuild", RebuildVerb}, {"explain", ExplainVerb},
-    {"diff", DiffVerb},       {"find", FindVerb},
+    {"apply", ApplyVerb},
+    {"state", StateVerb},
+    {"history", HistoryVerb},
+    {"digest", DigestVerb},
+    {"verify", VerifyVerb},
+    {"export", ExportVerb},
+    {"tail", TailVerb},
+    {"simulate", SimulateVerb},
+    {"postings", PostingsVerb},
+    {"balances", BalancesVerb},
+    {"statement", StatementVerb},
+    {"audit", AuditVerb},
+    {"rebuild", RebuildVerb},
+    {"explain", ExplainVerb},
+    {"diff", DiffVerb},
+    {"find", FindVerb},
     {"position-at", PositionAtVerb},
-    {"keygen", KeygenVerb},   {"checkpoint", CheckpointVerb},
-    {"prove", ProveVerb},     {"verify-proof", VerifyProofVerb},
-    {"consume", ConsumeVerb}, {"publish", PublishVerb},
+    {"keygen", KeygenVerb},
+    {"checkpoint", CheckpointVerb},
+    {"prove", ProveVerb},
+    {"verify-proof", VerifyProofVerb},
+    {"consume", ConsumeVerb},
+    {"publish", PublishVerb},
     {"backup", BackupVerb},
 };
 
 const std::vector<std::string> kBooleanFlags = {
-    "follow", "shadow", "include-rejections", "help", "no-progress",
-    "yuan",   "pair",   "append", "proofs"};
+    "follow", "shadow",      "include-rejections",
+    "help",   "no-progress", "yuan",
+    "pair",   "append",      "proofs"};
 
 // The policy of --policy FILE, if given.
 absl::StatusOr<std::optional<Policy>> PolicyFromFlag(const Flags& flags) {
@@ -180,8 +193,8 @@ absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
   if (!known_at.has_value()) return position;
   ASSIGN_OR_RETURN(uint64_t at, recorded_by(*known_at));
   *err << "storeledger " << verb << ": --known-at " << *flags.Get("known-at")
-       << " = " << absl::FormatTime(absl::RFC3339_full, *known_at,
-                                    absl::UTCTimeZone())
+       << " = "
+       << absl::FormatTime(absl::RFC3339_full, *known_at, absl::UTCTimeZone())
        << " = position " << at << "\n";
   return std::optional<uint64_t>(at);
 }
@@ -220,9 +233,15 @@ int RunCli(const std::vector<std::string>& args, std::istream& in,
     return kExitUsage;
   }
   flags->set_zone(zone->zone);
-  CliContext ctx{flags->positional().front(), *std::move(flags), &in, &out,
-                 &err, clock, *std::move(zone)};
-  // storeledger --server ADDR --token T VERB: through storeledgerd (cli/client.h).
+  CliContext ctx{flags->positional().front(),
+                 *std::move(flags),
+                 &in,
+                 &out,
+                 &err,
+                 clock,
+                 *std::move(zone)};
+  // storeledger --server ADDR --token T VERB: through storeledgerd
+  // (cli/client.h).
   if (ctx.flags.Has("server")) return RunRemoteVerb(ctx);
   for (const Verb& verb : kVerbs) {
     if (ctx.verb == verb.name) return verb.fn(ctx);

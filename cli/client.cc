@@ -1,20 +1,19 @@
 #include "cli/client.h"
-#include "cli/tail_flags.h"
-
-#include <atomic>
-#include <csignal>
-#include <cstdlib>
-#include <deque>
-#include <functional>
-#include <fstream>
-#include <iostream>
-#include <sstream>
-#include <thread>
 
 #include <grpcpp/grpcpp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -26,6 +25,7 @@
 #include "cli/finance_print.h"
 #include "cli/history_filter.h"
 #include "cli/line_reader.h"
+#include "cli/tail_flags.h"
 #include "core/limits.h"
 #include "core/policy.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -151,7 +151,8 @@ class Remote {
 int Remote::Apply() {
   const std::vector<std::string>& args = ctx_.flags.positional();
   if (args.size() > 2) {
-    return ctx_.Fail(absl::InvalidArgumentError("apply takes at most one FILE"));
+    return ctx_.Fail(
+        absl::InvalidArgumentError("apply takes at most one FILE"));
   }
   std::ifstream file;
   std::istream* in = ctx_.in;
@@ -215,10 +216,10 @@ int Remote::Apply() {
   while (!broken && reader.Next(&line, &too_long)) {
     ++line_number;
     if (too_long) {
-      pending.push_back({line_number,
-                         InvalidResult("", absl::StrCat("line is longer than ",
-                                                        kInputLineBytesMax,
-                                                        " bytes"))});
+      pending.push_back(
+          {line_number,
+           InvalidResult("", absl::StrCat("line is longer than ",
+                                          kInputLineBytesMax, " bytes"))});
     } else if (absl::StripAsciiWhitespace(line).empty()) {
       continue;
     } else {
@@ -252,12 +253,12 @@ int Remote::Apply() {
   if (!status.ok()) {
     return ctx_.Fail(absl::Status(
         static_cast<absl::StatusCode>(status.error_code()),
-        absl::StrCat(status.error_message(),
-                     pending.empty()
-                         ? ""
-                         : absl::StrCat(" (results from line ",
-                                        pending.front().line,
-                                        " on were not received)"))));
+        absl::StrCat(
+            status.error_message(),
+            pending.empty()
+                ? ""
+                : absl::StrCat(" (results from line ", pending.front().line,
+                               " on were not received)"))));
   }
   return any_invalid ? kExitUsage : kExitOk;
 }
@@ -265,7 +266,8 @@ int Remote::Apply() {
 int Remote::State() {
   if (absl::Status s = ctx_.CheckFlags(); !s.ok()) return ctx_.Fail(s);
   std::optional<std::string> store = ctx_.flags.Get("store");
-  if (!store) return ctx_.Fail(absl::InvalidArgumentError("--store is required"));
+  if (!store)
+    return ctx_.Fail(absl::InvalidArgumentError("--store is required"));
   v1::GetStoreRequest request;
   request.set_store_id(*store);
   absl::StatusOr<std::optional<absl::Time>> t = ctx_.flags.GetTime("as-of");
@@ -287,9 +289,9 @@ int Remote::State() {
   return kExitOk;
 }
 
-absl::StatusOr<v1::PositionAt> Remote::Resolve(
-    std::optional<absl::Time> at, std::optional<uint64_t> position,
-    absl::string_view written) {
+absl::StatusOr<v1::PositionAt> Remote::Resolve(std::optional<absl::Time> at,
+                                               std::optional<uint64_t> position,
+                                               absl::string_view written) {
   v1::PositionAtRequest request;
   if (at.has_value()) *request.mutable_at() = ToProto(*at);
   if (position.has_value()) request.set_position(*position);
@@ -357,7 +359,8 @@ absl::StatusOr<bool> Remote::ReadHistory(
     }
   }
   if (stopped) {
-    while (reader->Read(&envelope)) {}
+    while (reader->Read(&envelope)) {
+    }
   }
   grpc::Status status = reader->Finish();
   if (stopped) return true;
@@ -412,8 +415,8 @@ int Remote::History() {
     // position, a sync seen from both of its stores printed once.
     std::vector<v1::Envelope> selected;
     for (const std::string& id : *stores) {
-      absl::StatusOr<bool> read = ReadHistory(
-          id, include_rejections, [&](const v1::Envelope& e) {
+      absl::StatusOr<bool> read =
+          ReadHistory(id, include_rejections, [&](const v1::Envelope& e) {
             const bool selects = filter->Selects(e);
             found = found || selects || !e.payload().has_command_rejected();
             if (selects) selected.push_back(e);
@@ -500,11 +503,10 @@ int Remote::Statement() {
   v1::PositionAt head;
   head.set_position(answer.position());
   *head.mutable_recorded_at() = answer.recorded_at();
-  return PrintStatements(
-      ctx_, *flags,
-      std::vector<v1::Statement>(answer.statements().begin(),
-                                 answer.statements().end()),
-      head);
+  return PrintStatements(ctx_, *flags,
+                         std::vector<v1::Statement>(answer.statements().begin(),
+                                                    answer.statements().end()),
+                         head);
 }
 
 int Remote::Postings() {
@@ -549,7 +551,8 @@ int Remote::Balances() {
   absl::StatusOr<BalancesFlags> flags = BalancesFlags::Parse(ctx_);
   if (!flags.ok()) return ctx_.Fail(flags.status());
   v1::GetBalancesRequest request;
-  if (flags->as_of.has_value()) *request.mutable_as_of() = ToProto(*flags->as_of);
+  if (flags->as_of.has_value())
+    *request.mutable_as_of() = ToProto(*flags->as_of);
   absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
   if (!position.ok()) return ctx_.Fail(position.status());
   if (position->has_value()) request.set_position(**position);
@@ -625,8 +628,8 @@ int Remote::Audit() {
 }
 
 int Remote::Backup() {
-  if (absl::Status s = ctx_.flags.CheckKnown({"name", "server", "token",
-                                              "tls-ca"});
+  if (absl::Status s =
+          ctx_.flags.CheckKnown({"name", "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
@@ -647,9 +650,9 @@ volatile std::sig_atomic_t remote_tail_stop = 0;
 extern "C" void RequestRemoteTailStop(int) { remote_tail_stop = 1; }
 
 int Remote::Tail() {
-  if (absl::Status s = ctx_.flags.CheckKnown({"from-position", "format",
-                                              "follow", "max-events", "at-least",
-                                              "server", "token", "tls-ca"});
+  if (absl::Status s = ctx_.flags.CheckKnown(
+          {"from-position", "format", "follow", "max-events", "at-least",
+           "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
@@ -718,7 +721,8 @@ int Remote::Tail() {
     if (done()) {
       stopped = true;
       context.TryCancel();
-      while (reader->Read(&envelope)) {}
+      while (reader->Read(&envelope)) {
+      }
     }
     grpc::Status status = reader->Finish();
     call_over = true;

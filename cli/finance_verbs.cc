@@ -13,9 +13,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "cli/cli.h"
 #include "cli/finance_print.h"
-#include "base/status_macros.h"
 #include "google/protobuf/util/time_util.h"
 #include "json/json.h"
 #include "replay/audit.h"
@@ -38,9 +38,9 @@ absl::Status CheckFormat(const std::string& format,
   if (std::find(allowed.begin(), allowed.end(), format) != allowed.end()) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--format must be ", absl::StrJoin(allowed, " or "), ", got '", format,
-      "'"));
+  return absl::InvalidArgumentError(absl::StrCat("--format must be ",
+                                                 absl::StrJoin(allowed, " or "),
+                                                 ", got '", format, "'"));
 }
 
 bool StderrIsTerminal(const CliContext& ctx) {
@@ -53,14 +53,15 @@ bool StderrIsTerminal(const CliContext& ctx) {
 std::string AsOfText(const CliContext& ctx, absl::string_view what,
                      const v1::PositionAt& at,
                      std::optional<absl::Time> business_time, bool yuan) {
-  std::string line = absl::StrCat("# storeledger ", what, " as of position ",
-                                  at.position());
+  std::string line =
+      absl::StrCat("# storeledger ", what, " as of position ", at.position());
   if (at.position() > 0) {
     absl::StrAppend(&line, " (recorded ", ZoneTime(at.recorded_at(), ctx.zone),
                     ")");
   }
   if (business_time.has_value()) {
-    absl::StrAppend(&line, ", business time ", ZoneTime(*business_time, ctx.zone));
+    absl::StrAppend(&line, ", business time ",
+                    ZoneTime(*business_time, ctx.zone));
   }
   absl::StrAppend(&line, "; times in ", ctx.zone.name, "; amounts in ",
                   yuan ? "yuan" : "fen", "\n");
@@ -73,8 +74,8 @@ const char* Unit(bool yuan) { return yuan ? "_yuan" : "_fen"; }
 std::string BalancesCsvRow(absl::string_view row, absl::string_view store_id,
                            absl::string_view kind, absl::string_view status,
                            absl::string_view upgraded_from,
-                           absl::string_view upgraded_to,
-                           const v1::Balances& b, bool yuan) {
+                           absl::string_view upgraded_to, const v1::Balances& b,
+                           bool yuan) {
   return absl::StrCat(row, ",", CsvField(store_id), ",", kind, ",", status, ",",
                       CsvField(upgraded_from), ",", CsvField(upgraded_to), ",",
                       AmountText(b.pending_fen(), yuan), ",",
@@ -163,12 +164,12 @@ int PostingsVerb(CliContext& ctx) {
     PrintPostingsHeader(ctx, *flags, *at);
   }
   uint64_t printed = 0;
-  absl::Status status = ForEachPosting(
-      (*ledger)->log(), filter, [&](const v1::PostingLine& line) {
-        ++printed;
-        PrintPosting(ctx, *flags, line);
-        return true;
-      });
+  absl::Status status = ForEachPosting((*ledger)->log(), filter,
+                                       [&](const v1::PostingLine& line) {
+                                         ++printed;
+                                         PrintPosting(ctx, *flags, line);
+                                         return true;
+                                       });
   ctx.out->flush();
   if (!status.ok()) return ctx.Fail(status);
   if (printed == 0) ctx.SayNothingMatched("no posting passes the filters");
@@ -203,15 +204,16 @@ void PrintBalances(CliContext& ctx, const BalancesFlags& flags,
   // so that summing a column over row=store rows gives the totals.
   const char* unit = Unit(yuan);
   out << AsOfText(ctx, "balances", at, flags.as_of, yuan)
-      << absl::StrCat("row,store_id,kind,status,upgraded_from,upgraded_to,"
-                      "pending", unit, ",available", unit, ",withdrawing", unit,
-                      ",paid_out", unit, ",deposit", unit, "\n");
+      << absl::StrCat(
+             "row,store_id,kind,status,upgraded_from,upgraded_to,"
+             "pending",
+             unit, ",available", unit, ",withdrawing", unit, ",paid_out", unit,
+             ",deposit", unit, "\n");
   for (const v1::StoreBalances& store : report.stores()) {
-    out << BalancesCsvRow("store", store.store_id(),
-                          v1::StoreKind_Name(store.kind()),
-                          v1::StoreStatus_Name(store.status()),
-                          store.upgraded_from(), store.upgraded_to(),
-                          store.balances(), yuan);
+    out << BalancesCsvRow(
+        "store", store.store_id(), v1::StoreKind_Name(store.kind()),
+        v1::StoreStatus_Name(store.status()), store.upgraded_from(),
+        store.upgraded_to(), store.balances(), yuan);
   }
   for (const v1::KindTotals& totals : report.totals()) {
     out << BalancesCsvRow(totals.legacy() ? "total_legacy" : "total_new", "",
@@ -327,12 +329,13 @@ int PrintStatements(CliContext& ctx, const StatementFlags& flags,
                   std::nullopt, yuan)
       << "# period [" << ZoneTime(flags.from, ctx.zone) << ", "
       << ZoneTime(flags.to, ctx.zone) << ")"
-      << (pair ? "; two stores, each its own rows: never sum them" : "")
-      << "\n"
+      << (pair ? "; two stores, each its own rows: never sum them" : "") << "\n"
       << (pair ? "store_id,store_kind," : "")
-      << absl::StrCat("section,account,position,event_id,event_type,"
-                      "occurred_at,debit", unit, ",credit", unit, ",balance",
-                      unit, ",order_id,withdrawal_id\n");
+      << absl::StrCat(
+             "section,account,position,event_id,event_type,"
+             "occurred_at,debit",
+             unit, ",credit", unit, ",balance", unit,
+             ",order_id,withdrawal_id\n");
   for (const v1::Statement& statement : statements) {
     WriteStatementCsv(ctx, statement, pair, yuan);
   }
@@ -345,8 +348,8 @@ int StatementVerb(CliContext& ctx) {
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   const EventLog& log = (*ledger)->log();
-  absl::StatusOr<std::vector<v1::Statement>> statements = StatementsOf(
-      log, flags->store_id, flags->pair, flags->from, flags->to);
+  absl::StatusOr<std::vector<v1::Statement>> statements =
+      StatementsOf(log, flags->store_id, flags->pair, flags->from, flags->to);
   if (!statements.ok()) return ctx.Fail(statements.status());
   if (flags->proofs) {
     for (const v1::Statement& statement : *statements) {
@@ -378,8 +381,8 @@ int AuditVerb(CliContext& ctx) {
     v1::AuditViolation* v = report.add_violations();
     v->set_check(std::string(kCheckHashChain));
     v->set_code(absl::StatusCodeToString(ledger.status().code()));
-    v->set_message(absl::StrCat("the log cannot be opened: ",
-                                ledger.status().message()));
+    v->set_message(
+        absl::StrCat("the log cannot be opened: ", ledger.status().message()));
     report.set_violations_total(1);
   } else {
     AuditOptions options;
@@ -396,8 +399,7 @@ int AuditVerb(CliContext& ctx) {
         err << "\033[K" << std::flush;
       };
     }
-    absl::StatusOr<v1::AuditReport> audited =
-        Audit((*ledger)->log(), options);
+    absl::StatusOr<v1::AuditReport> audited = Audit((*ledger)->log(), options);
     if (terminal && options.progress) err << "\r\033[K";
     if (!audited.ok()) return ctx.Fail(audited.status());
     report = *std::move(audited);
@@ -429,8 +431,7 @@ int PrintAuditReport(CliContext& ctx, const v1::AuditReport& report,
           report.events_checked(), report.head_position(),
           report.postings_checked(), report.streams_checked(),
           report.stores_checked(), report.merchants_checked(),
-          report.commands_checked(), report.projection_keys_checked(),
-          seconds);
+          report.commands_checked(), report.projection_keys_checked(), seconds);
     }
     return kExitOk;
   }

@@ -24,9 +24,9 @@ absl::StatusOr<std::set<std::string>> ParseEventTypes(absl::string_view list) {
   std::set<std::string> types;
   for (absl::string_view name : absl::StrSplit(list, ',', absl::SkipEmpty())) {
     if (known.count(std::string(name)) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--type: unknown event type '", name, "'; one of: ",
-          absl::StrJoin(known, ", ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--type: unknown event type '", name,
+                       "'; one of: ", absl::StrJoin(known, ", ")));
     }
     types.insert(std::string(name));
   }

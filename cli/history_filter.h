@@ -25,12 +25,12 @@
 namespace storeledger {
 
 struct HistoryFilter {
-  std::optional<uint64_t> after_position;  // --from-position
-  std::optional<absl::Time> from_time;     // --from (business time)
-  std::optional<absl::Time> to_time;       // --to (business time)
-  std::optional<std::string> order_id;       // --order
-  std::optional<std::string> product_id;     // --product
-  std::optional<std::string> withdrawal_id;  // --withdrawal
+  std::optional<uint64_t> after_position;            // --from-position
+  std::optional<absl::Time> from_time;               // --from (business time)
+  std::optional<absl::Time> to_time;                 // --to (business time)
+  std::optional<std::string> order_id;               // --order
+  std::optional<std::string> product_id;             // --product
+  std::optional<std::string> withdrawal_id;          // --withdrawal
   std::optional<std::set<std::string>> event_types;  // --type, facts only
 
   // Reads the filter flags; kInvalidArgument naming a bad one (an unknown

@@ -10,16 +10,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "cli/cli.h"
 #include "core/decide.h"
-#include "base/status_macros.h"
 #include "core/streams.h"
 #include "google/protobuf/text_format.h"
 #include "json/json.h"
 #include "replay/read_views.h"
-#include "storage/merkle_store.h"
 #include "replay/rebuild.h"
 #include "replay/store_view.h"
+#include "storage/merkle_store.h"
 
 namespace storeledger {
 
@@ -40,7 +40,8 @@ int RebuildVerb(CliContext& ctx) {
 
   RebuildOptions options;
   options.shadow_only = ctx.flags.Has("shadow");
-  options.flush_every_events = flush_every->value_or(kRebuildFlushEventsDefault);
+  options.flush_every_events =
+      flush_every->value_or(kRebuildFlushEventsDefault);
   const bool progress = !ctx.flags.Has("no-progress") &&
                         ctx.err == &std::cerr && isatty(STDERR_FILENO);
   if (progress) {
@@ -91,7 +92,8 @@ int ExplainVerb(CliContext& ctx) {
   }
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
-  absl::StatusOr<v1::Explanation> explanation = Explain((*ledger)->log(), (*ledger)->policy(), *command_id);
+  absl::StatusOr<v1::Explanation> explanation =
+      Explain((*ledger)->log(), (*ledger)->policy(), *command_id);
   if (!explanation.ok()) return ctx.Fail(explanation.status());
   *ctx.out << ToJson(*explanation) << "\n";
   return kExitOk;
@@ -100,7 +102,8 @@ int ExplainVerb(CliContext& ctx) {
 int DiffVerb(CliContext& ctx) {
   if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
   std::optional<std::string> store = ctx.flags.Get("store");
-  if (!store) return ctx.Fail(absl::InvalidArgumentError("--store is required"));
+  if (!store)
+    return ctx.Fail(absl::InvalidArgumentError("--store is required"));
   absl::StatusOr<std::optional<absl::Time>> from = ctx.flags.GetTime("from");
   if (!from.ok()) return ctx.Fail(from.status());
   absl::StatusOr<std::optional<absl::Time>> to = ctx.flags.GetTime("to");
@@ -125,12 +128,12 @@ int DiffVerb(CliContext& ctx) {
           "--to, --position or --known-at)"));
     }
     if (**to_position < **from_position) {
-      return ctx.Fail(
-          absl::InvalidArgumentError("--to-position is before --from-position"));
+      return ctx.Fail(absl::InvalidArgumentError(
+          "--to-position is before --from-position"));
     }
   } else {
-    if (!from->has_value() || !to->has_value() ||
-        from_position->has_value() || to_position->has_value()) {
+    if (!from->has_value() || !to->has_value() || from_position->has_value() ||
+        to_position->has_value()) {
       return ctx.Fail(absl::InvalidArgumentError(
           "give --from T1 --to T2 (business times), or --at T with "
           "--from-position N1 --to-position N2"));

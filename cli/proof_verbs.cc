@@ -13,8 +13,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "cli/cli.h"
 #include "base/status_macros.h"
+#include "cli/cli.h"
 #include "google/protobuf/util/json_util.h"
 #include "json/json.h"
 #include "storage/checkpoint.h"
@@ -49,15 +49,16 @@ absl::Status WriteNewFile(const std::string& path, const std::string& text,
                           mode_t mode) {
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, mode);
   if (fd < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": cannot create the file (", strerror(errno),
-        "); keygen never overwrites a key"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot create the file (", strerror(errno),
+                     "); keygen never overwrites a key"));
   }
-  const bool written =
-      write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-      fsync(fd) == 0;
+  const bool written = write(fd, text.data(), text.size()) ==
+                           static_cast<ssize_t>(text.size()) &&
+                       fsync(fd) == 0;
   close(fd);
-  if (!written) return absl::UnavailableError(absl::StrCat(path, ": write failed"));
+  if (!written)
+    return absl::UnavailableError(absl::StrCat(path, ": write failed"));
   return absl::OkStatus();
 }
 
@@ -93,7 +94,8 @@ int KeygenVerb(CliContext& ctx) {
   if (!out.ok()) return ctx.Fail(out.status());
   absl::StatusOr<SigningKey> key = GenerateSigningKey(*name);
   if (!key.ok()) return ctx.Fail(key.status());
-  if (absl::Status s = WriteNewFile(*out + ".key", FormatSigningKey(*key), 0600);
+  if (absl::Status s =
+          WriteNewFile(*out + ".key", FormatSigningKey(*key), 0600);
       !s.ok()) {
     return ctx.Fail(s);
   }
@@ -107,7 +109,8 @@ int KeygenVerb(CliContext& ctx) {
 }
 
 int CheckpointVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"key"}); !s.ok()) return ctx.Fail(s);
+  if (absl::Status s = ctx.flags.CheckKnown({"key"}); !s.ok())
+    return ctx.Fail(s);
   absl::StatusOr<std::string> path = RequiredFlag(ctx, "key");
   if (!path.ok()) return ctx.Fail(path.status());
   absl::StatusOr<std::string> text = ReadFile(*path, "--key");
@@ -119,7 +122,8 @@ int CheckpointVerb(CliContext& ctx) {
   }
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(false);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
-  const absl::Time now = (ctx.clock != nullptr ? *ctx.clock : SystemClock()).Now();
+  const absl::Time now =
+      (ctx.clock != nullptr ? *ctx.clock : SystemClock()).Now();
   absl::StatusOr<v1::SignedCheckpoint> checkpoint = WriteCheckpoint(
       *(*ledger)->mutable_log(), *key, absl::ToUnixSeconds(now));
   if (!checkpoint.ok()) return ctx.Fail(checkpoint.status());
@@ -133,11 +137,14 @@ int ProveVerb(CliContext& ctx) {
       !s.ok()) {
     return ctx.Fail(s);
   }
-  absl::StatusOr<std::optional<uint64_t>> position = ctx.flags.GetUint("position");
+  absl::StatusOr<std::optional<uint64_t>> position =
+      ctx.flags.GetUint("position");
   if (!position.ok()) return ctx.Fail(position.status());
-  absl::StatusOr<std::optional<uint64_t>> tree_size = ctx.flags.GetUint("tree-size");
+  absl::StatusOr<std::optional<uint64_t>> tree_size =
+      ctx.flags.GetUint("tree-size");
   if (!tree_size.ok()) return ctx.Fail(tree_size.status());
-  absl::StatusOr<std::optional<uint64_t>> first = ctx.flags.GetUint("consistency");
+  absl::StatusOr<std::optional<uint64_t>> first =
+      ctx.flags.GetUint("consistency");
   if (!first.ok()) return ctx.Fail(first.status());
   if (position->has_value() == first->has_value()) {
     return ctx.Fail(absl::InvalidArgumentError(
@@ -146,9 +153,9 @@ int ProveVerb(CliContext& ctx) {
   uint64_t second = 0;  // the latest checkpoint's size
   if (first->has_value() && ctx.flags.positional().size() > 1 &&
       !absl::SimpleAtoi(ctx.flags.positional()[1], &second)) {
-    return ctx.Fail(absl::InvalidArgumentError(absl::StrCat(
-        "--consistency A B: B must be a tree size, got '",
-        ctx.flags.positional()[1], "'")));
+    return ctx.Fail(absl::InvalidArgumentError(
+        absl::StrCat("--consistency A B: B must be a tree size, got '",
+                     ctx.flags.positional()[1], "'")));
   }
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
@@ -171,25 +178,24 @@ namespace {
 
 // The checkpoint to trust: the note in the file `flag` names if given (one
 // the auditor kept), else the one the proof carries; its signature checked.
-absl::StatusOr<Checkpoint> TrustedCheckpoint(const CliContext& ctx,
-                                             absl::string_view flag,
-                                             const v1::SignedCheckpoint& carried,
-                                             const VerifierKey& key,
-                                             uint64_t tree_size) {
+absl::StatusOr<Checkpoint> TrustedCheckpoint(
+    const CliContext& ctx, absl::string_view flag,
+    const v1::SignedCheckpoint& carried, const VerifierKey& key,
+    uint64_t tree_size) {
   std::string note = carried.note();
   if (std::optional<std::string> path = ctx.flags.Get(flag)) {
     ASSIGN_OR_RETURN(note, ReadFile(*path, absl::StrCat("--", flag)));
   }
   if (note.empty()) {
-    return absl::DataLossError(absl::StrCat(
-        "no signed checkpoint of tree size ", tree_size,
-        ": the proof carries none; give --", flag, " FILE"));
+    return absl::DataLossError(
+        absl::StrCat("no signed checkpoint of tree size ", tree_size,
+                     ": the proof carries none; give --", flag, " FILE"));
   }
   ASSIGN_OR_RETURN(Checkpoint checkpoint, VerifyCheckpoint(note, key));
   if (checkpoint.tree_size != tree_size) {
-    return absl::DataLossError(
-        absl::StrCat("the checkpoint is of tree size ", checkpoint.tree_size,
-                     ", the proof of ", tree_size));
+    return absl::DataLossError(absl::StrCat("the checkpoint is of tree size ",
+                                            checkpoint.tree_size,
+                                            ", the proof of ", tree_size));
   }
   return checkpoint;
 }
@@ -198,7 +204,8 @@ absl::Status VerifyInclusionFile(CliContext& ctx, const std::string& json,
                                  const VerifierKey& key) {
   v1::InclusionProof proof;
   if (!google::protobuf::util::JsonStringToMessage(json, &proof).ok()) {
-    return absl::InvalidArgumentError("the proof is not an InclusionProof in JSON");
+    return absl::InvalidArgumentError(
+        "the proof is not an InclusionProof in JSON");
   }
   ASSIGN_OR_RETURN(Checkpoint checkpoint,
                    TrustedCheckpoint(ctx, "checkpoint", proof.checkpoint(), key,
@@ -206,7 +213,8 @@ absl::Status VerifyInclusionFile(CliContext& ctx, const std::string& json,
   const std::vector<std::string> path(proof.audit_path().begin(),
                                       proof.audit_path().end());
   if (proof.position() == 0 || proof.leaf_index() != proof.position() - 1) {
-    return absl::DataLossError("the proof's leaf index is not its position - 1");
+    return absl::DataLossError(
+        "the proof's leaf index is not its position - 1");
   }
   RETURN_IF_ERROR(merkle::VerifyInclusion(proof.leaf_index(), proof.tree_size(),
                                           merkle::LeafHash(proof.envelope()),
@@ -219,7 +227,8 @@ absl::Status VerifyInclusionFile(CliContext& ctx, const std::string& json,
   }
   *ctx.out << "{\"ok\":true,\"position\":" << proof.position()
            << ",\"treeSize\":" << proof.tree_size() << ",\"origin\":\""
-           << checkpoint.origin << "\",\"envelope\":" << ToJson(envelope) << "}\n";
+           << checkpoint.origin << "\",\"envelope\":" << ToJson(envelope)
+           << "}\n";
   return absl::OkStatus();
 }
 
@@ -227,7 +236,8 @@ absl::Status VerifyConsistencyFile(CliContext& ctx, const std::string& json,
                                    const VerifierKey& key) {
   v1::ConsistencyProof proof;
   if (!google::protobuf::util::JsonStringToMessage(json, &proof).ok()) {
-    return absl::InvalidArgumentError("the proof is not a ConsistencyProof in JSON");
+    return absl::InvalidArgumentError(
+        "the proof is not a ConsistencyProof in JSON");
   }
   ASSIGN_OR_RETURN(Checkpoint first,
                    TrustedCheckpoint(ctx, "old", proof.first_checkpoint(), key,
@@ -246,7 +256,8 @@ absl::Status VerifyConsistencyFile(CliContext& ctx, const std::string& json,
 }  // namespace
 
 int VerifyProofVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"key", "checkpoint", "old", "new"});
+  if (absl::Status s =
+          ctx.flags.CheckKnown({"key", "checkpoint", "old", "new"});
       !s.ok()) {
     return ctx.Fail(s);
   }
@@ -257,7 +268,8 @@ int VerifyProofVerb(CliContext& ctx) {
   }
   absl::StatusOr<VerifierKey> key = ReadVerifierKey(ctx);
   if (!key.ok()) return ctx.Fail(key.status());
-  absl::StatusOr<std::string> json = ReadFile(ctx.flags.positional()[1], "proof");
+  absl::StatusOr<std::string> json =
+      ReadFile(ctx.flags.positional()[1], "proof");
   if (!json.ok()) return ctx.Fail(json.status());
   const bool consistency = json->find("\"firstSize\"") != std::string::npos;
   absl::Status verified = consistency ? VerifyConsistencyFile(ctx, *json, *key)

@@ -11,18 +11,18 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "cli/cli.h"
-#include "cli/tail_flags.h"
-#include "cli/history_filter.h"
 #include "base/status_macros.h"
+#include "cli/cli.h"
+#include "cli/history_filter.h"
+#include "cli/tail_flags.h"
 #include "core/streams.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl.h"
 #include "json/json.h"
 #include "replay/feed.h"
 #include "replay/lookup.h"
-#include "replay/read_views.h"
 #include "replay/projection_store.h"
+#include "replay/read_views.h"
 
 namespace storeledger {
 namespace {
@@ -50,7 +50,8 @@ int StateVerb(CliContext& ctx) {
     return ctx.Fail(s);
   }
   std::optional<std::string> store = ctx.flags.Get("store");
-  if (!store) return ctx.Fail(absl::InvalidArgumentError("--store is required"));
+  if (!store)
+    return ctx.Fail(absl::InvalidArgumentError("--store is required"));
   AsOf as_of;
   absl::StatusOr<std::optional<absl::Time>> t = ctx.flags.GetTime("as-of");
   if (!t.ok()) return ctx.Fail(t.status());
@@ -170,8 +171,8 @@ int HistoryVerb(CliContext& ctx) {
   bool any_exists = false;
   for (const std::string& id : stores) {
     bool exists = false;
-    if (absl::Status s = CollectHistory(log, id, *filter, !stream_one,
-                                        refusals, &exists, &selected);
+    if (absl::Status s = CollectHistory(log, id, *filter, !stream_one, refusals,
+                                        &exists, &selected);
         !s.ok()) {
       return ctx.Fail(s);
     }
@@ -253,7 +254,8 @@ int VerifyVerb(CliContext& ctx) {
 // Shared by export and tail: envelopes after `from`, as JSON lines or as
 // varint-length-prefixed protobuf.
 static int WriteEnvelopes(CliContext& ctx, bool delimited) {
-  absl::StatusOr<std::optional<uint64_t>> from = ctx.flags.GetUint("from-position");
+  absl::StatusOr<std::optional<uint64_t>> from =
+      ctx.flags.GetUint("from-position");
   if (!from.ok()) return ctx.Fail(from.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
@@ -261,7 +263,8 @@ static int WriteEnvelopes(CliContext& ctx, bool delimited) {
   std::optional<google::protobuf::io::CodedOutputStream> coded;
   if (delimited) coded.emplace(&raw_out);
   absl::Status status = (*ledger)->log().Scan(
-      from->value_or(0), [&](const v1::Envelope& envelope, absl::string_view raw) {
+      from->value_or(0),
+      [&](const v1::Envelope& envelope, absl::string_view raw) {
         if (delimited) {
           coded->WriteVarint32(static_cast<uint32_t>(raw.size()));
           coded->WriteRaw(raw.data(), static_cast<int>(raw.size()));
@@ -297,12 +300,13 @@ int TailVerb(CliContext& ctx) {
   absl::StatusOr<std::optional<uint64_t>> idle_exit_ms =
       ctx.flags.GetUint("idle-exit-ms");
   if (!idle_exit_ms.ok()) return ctx.Fail(idle_exit_ms.status());
-  absl::StatusOr<std::optional<uint64_t>> poll_ms = ctx.flags.GetUint("poll-ms");
+  absl::StatusOr<std::optional<uint64_t>> poll_ms =
+      ctx.flags.GetUint("poll-ms");
   if (!poll_ms.ok()) return ctx.Fail(poll_ms.status());
   const uint64_t poll = poll_ms->value_or(kTailPollMsDefault);
   if (poll == 0 || poll > kTailPollMsMax) {
-    return ctx.Fail(absl::InvalidArgumentError(absl::StrCat(
-        "--poll-ms must be 1..", kTailPollMsMax)));
+    return ctx.Fail(absl::InvalidArgumentError(
+        absl::StrCat("--poll-ms must be 1..", kTailPollMsMax)));
   }
   const bool follow = tail->follow;
 
@@ -384,8 +388,8 @@ int TailVerb(CliContext& ctx) {
     // Sleep in short slices so a signal ends the wait promptly.
     const absl::Time wake = absl::Now() + absl::Milliseconds(poll);
     while (!tail_stop_requested && absl::Now() < wake) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(
-          std::min<uint64_t>(poll, 20)));
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::min<uint64_t>(poll, 20)));
     }
   }
   std::signal(SIGINT, previous_int);

@@ -39,7 +39,8 @@ struct PlannedProduct {
 
 class StorePlanner {
  public:
-  StorePlanner(int index, uint64_t seed, std::vector<std::pair<absl::Time, SimulatedStep>>* out)
+  StorePlanner(int index, uint64_t seed,
+               std::vector<std::pair<absl::Time, SimulatedStep>>* out)
       : index_(index),
         rng_(seed * 1'000'003ULL + static_cast<uint64_t>(index)),
         out_(out),
@@ -48,14 +49,20 @@ class StorePlanner {
   void Plan();
 
  private:
-  double Uniform() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
-  int Int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+  double Uniform() {
+    return std::uniform_real_distribution<double>(0, 1)(rng_);
+  }
+  int Int(int lo, int hi) {
+    return std::uniform_int_distribution<int>(lo, hi)(rng_);
+  }
   absl::Time Between(absl::Time a, absl::Time b) {
     const int64_t span = absl::ToInt64Minutes(b - a);
-    return a + absl::Minutes(std::uniform_int_distribution<int64_t>(0, std::max<int64_t>(span, 0))(rng_));
+    return a + absl::Minutes(std::uniform_int_distribution<int64_t>(
+                   0, std::max<int64_t>(span, 0))(rng_));
   }
 
-  Command& Add(absl::Time at, SimulatedStep::Amount amount = SimulatedStep::Amount::kAsWritten) {
+  Command& Add(absl::Time at, SimulatedStep::Amount amount =
+                                  SimulatedStep::Amount::kAsWritten) {
     auto& [time, step] = out_->emplace_back();
     time = at;
     step.amount = amount;
@@ -64,9 +71,11 @@ class StorePlanner {
     return step.command;
   }
 
-  void AddProducts(const std::string& store, v1::StoreKind kind, absl::Time from,
-                   int n, std::vector<PlannedProduct>* products);
-  void PlanOrders(const std::string& store, v1::StoreKind kind, absl::Time from, absl::Time to, int n,
+  void AddProducts(const std::string& store, v1::StoreKind kind,
+                   absl::Time from, int n,
+                   std::vector<PlannedProduct>* products);
+  void PlanOrders(const std::string& store, v1::StoreKind kind, absl::Time from,
+                  absl::Time to, int n,
                   const std::vector<PlannedProduct>& products);
   void PlanWithdrawals(const std::string& store, absl::Time at);
   void PlanWeChatSetup(const std::string& store, absl::Time at,
@@ -110,7 +119,8 @@ void StorePlanner::AddProducts(const std::string& store, v1::StoreKind kind,
         auto* delist = Add(product.gone_at).mutable_delist_product();
         delist->set_store_id(store);
         delist->set_product_id(product.id);
-        auto* del = Add(product.gone_at + absl::Hours(1)).mutable_delete_product();
+        auto* del =
+            Add(product.gone_at + absl::Hours(1)).mutable_delete_product();
         del->set_store_id(store);
         del->set_product_id(product.id);
       }
@@ -130,20 +140,21 @@ bool Sellable(const PlannedProduct& product, v1::StoreKind kind, absl::Time t) {
 }
 
 void StorePlanner::PlanOrders(const std::string& store, v1::StoreKind kind,
-                              absl::Time from,
-                              absl::Time to, int n,
+                              absl::Time from, absl::Time to, int n,
                               const std::vector<PlannedProduct>& products) {
   if (products.empty()) return;
   for (int k = 0; k < n; ++k) {
     const absl::Time t = Between(from, to);
-    const PlannedProduct& product = products[Int(0, static_cast<int>(products.size()) - 1)];
+    const PlannedProduct& product =
+        products[Int(0, static_cast<int>(products.size()) - 1)];
     const std::string order_id = absl::StrCat("o-", store, "-", ++orders_);
     v1::Channel channel = v1::STORE_PAGE;
     if (kind == v1::CHANNELS_STORE && Uniform() < 0.25) channel = v1::LIVE_ROOM;
     if (kind == v1::WECHAT_STORE && t >= kOfficialAccount && Uniform() < 0.3) {
       channel = v1::OFFICIAL_ACCOUNT;
     }
-    if (kind != v1::WECHAT_STORE && Uniform() < 0.02) channel = v1::OFFICIAL_ACCOUNT;
+    if (kind != v1::WECHAT_STORE && Uniform() < 0.02)
+      channel = v1::OFFICIAL_ACCOUNT;
     const int64_t quantity = Uniform() < 0.01 ? 0 : Int(1, 3);  // R0 on purpose
     auto* place = Add(t).mutable_place_order();
     place->set_store_id(store);
@@ -156,7 +167,8 @@ void StorePlanner::PlanOrders(const std::string& store, v1::StoreKind kind,
     const bool refused =
         quantity == 0 || !Sellable(product, kind, t) ||
         (channel == v1::OFFICIAL_ACCOUNT && kind != v1::WECHAT_STORE) ||
-        (channel == v1::LIVE_ROOM && kind == v1::CHANNELS_STORE && t >= kLiveRoomClosed);
+        (channel == v1::LIVE_ROOM && kind == v1::CHANNELS_STORE &&
+         t >= kLiveRoomClosed);
     if (refused) continue;  // the refusal is the point; no follow-ups
     const int64_t total = quantity * product.price_fen;
     if (Uniform() < 0.05) {
@@ -214,10 +226,12 @@ void StorePlanner::PlanWithdrawals(const std::string& store, absl::Time at) {
     auto* too_much = Add(at - absl::Hours(2), SimulatedStep::Amount::kTooMuch)
                          .mutable_request_withdrawal();
     too_much->set_store_id(store);
-    too_much->set_withdrawal_id(absl::StrCat("wd-", store, "-", ++withdrawals_));
+    too_much->set_withdrawal_id(
+        absl::StrCat("wd-", store, "-", ++withdrawals_));
   }
   std::string id = absl::StrCat("wd-", store, "-", ++withdrawals_);
-  auto* request = Add(at, SimulatedStep::Amount::kAll).mutable_request_withdrawal();
+  auto* request =
+      Add(at, SimulatedStep::Amount::kAll).mutable_request_withdrawal();
   request->set_store_id(store);
   request->set_withdrawal_id(id);
   if (Uniform() < 0.1) {  // the bank bounces it; the merchant tries again
@@ -235,12 +249,14 @@ void StorePlanner::PlanWithdrawals(const std::string& store, absl::Time at) {
   complete->set_withdrawal_id(id);
 }
 
-void StorePlanner::PlanWeChatSetup(const std::string& store, absl::Time at,
-                                   const std::vector<PlannedProduct>& products) {
+void StorePlanner::PlanWeChatSetup(
+    const std::string& store, absl::Time at,
+    const std::vector<PlannedProduct>& products) {
   std::vector<std::string> categories;
   for (const PlannedProduct& p : products) categories.push_back(p.category);
   std::sort(categories.begin(), categories.end());
-  categories.erase(std::unique(categories.begin(), categories.end()), categories.end());
+  categories.erase(std::unique(categories.begin(), categories.end()),
+                   categories.end());
   const bool short_deposit = Uniform() < 0.1;
   for (const std::string& category : categories) {
     auto* grant = Add(at).mutable_grant_category_qualification();
@@ -275,7 +291,7 @@ void StorePlanner::Plan() {
   const std::string store = SimulatedStoreId(index_);
   const std::string merchant = absl::StrCat("m", index_);
   const double kind_roll = Uniform();
-  const v1::StoreKind kind = kind_roll < 0.45   ? v1::MINI_STORE
+  const v1::StoreKind kind = kind_roll < 0.45  ? v1::MINI_STORE
                              : kind_roll < 0.8 ? v1::CHANNELS_STORE
                                                : v1::WECHAT_STORE;
   const double subject_roll = Uniform();
@@ -288,7 +304,8 @@ void StorePlanner::Plan() {
     absl::Time opened = Between(kLaunch, China(10, 31));
     if (subject == v1::PERSONAL || Uniform() < 0.05) {
       // Refused: a personal WeChat Store (R1) or one before the launch.
-      const absl::Time early = subject == v1::PERSONAL ? opened : kLaunch - absl::Hours(6);
+      const absl::Time early =
+          subject == v1::PERSONAL ? opened : kLaunch - absl::Hours(6);
       auto* open = Add(early).mutable_open_store();
       open->set_store_id(store);
       open->set_merchant_id(merchant);
@@ -320,7 +337,8 @@ void StorePlanner::Plan() {
   std::vector<PlannedProduct> products;
   AddProducts(store, kind, opened, Int(3, 7), &products);
   if (kind == v1::CHANNELS_STORE && Uniform() < 0.1) {  // too late (R2)
-    auto* late = Add(Between(kChannelsNoNew, China(10, 20))).mutable_add_product();
+    auto* late =
+        Add(Between(kChannelsNoNew, China(10, 20))).mutable_add_product();
     late->set_store_id(store);
     late->set_product_id("late-1");
     late->set_kind(v1::PHYSICAL);
@@ -345,7 +363,8 @@ void StorePlanner::Plan() {
     }
     if (subject == v1::PERSONAL) {
       upgrade(at);  // refused: register as an individual business first (R8)
-      auto* reg = Add(at + absl::Hours(24)).mutable_register_individual_business();
+      auto* reg =
+          Add(at + absl::Hours(24)).mutable_register_individual_business();
       reg->set_merchant_id(merchant);
       reg->set_license_number(absl::StrFormat("92440300MA%08d", index_));
       at += absl::Hours(48);
@@ -372,8 +391,8 @@ void StorePlanner::Plan() {
     }
     const absl::Time ready = at + absl::Hours(3);
     PlanWeChatSetup(target, ready, synced);
-    PlanOrders(target, v1::WECHAT_STORE, ready + absl::Hours(4), end,
-               Int(3, 8), synced);
+    PlanOrders(target, v1::WECHAT_STORE, ready + absl::Hours(4), end, Int(3, 8),
+               synced);
     PlanWithdrawals(target, China(12, 21));
   }
   // The legacy store keeps settling and withdrawing after the upgrade (R13).
@@ -399,12 +418,14 @@ std::vector<SimulatedStep> PlanMigration(int stores, uint64_t seed) {
   for (absl::Time at : policy_runs) {
     auto& [time, step] = planned.emplace_back();
     time = at;
-    step.command.set_command_id(absl::StrFormat("sim%d-policy-%d", seed, ++run));
+    step.command.set_command_id(
+        absl::StrFormat("sim%d-policy-%d", seed, ++run));
     *step.command.mutable_occurred_at() = ToProto(at);
     step.command.mutable_apply_policy();
   }
-  std::stable_sort(planned.begin(), planned.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(
+      planned.begin(), planned.end(),
+      [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<SimulatedStep> steps;
   steps.reserve(planned.size());
   for (auto& [time, step] : planned) steps.push_back(std::move(step));
@@ -416,8 +437,8 @@ bool SimulatedWithdrawals::NeedsBalance(const SimulatedStep& step) {
          step.amount != SimulatedStep::Amount::kAsWritten;
 }
 
-std::optional<v1::Command> SimulatedWithdrawals::Next(
-    const SimulatedStep& step, int64_t available_fen) {
+std::optional<v1::Command> SimulatedWithdrawals::Next(const SimulatedStep& step,
+                                                      int64_t available_fen) {
   v1::Command command = step.command;
   if (NeedsBalance(step)) {
     v1::RequestWithdrawal* request = command.mutable_request_withdrawal();

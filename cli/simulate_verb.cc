@@ -11,9 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "base/status_macros.h"
 #include "cli/cli.h"
 #include "cli/simulate.h"
-#include "base/status_macros.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {
@@ -40,7 +40,8 @@ void AddBalances(const v1::Balances& b, v1::Balances* total) {
 // the same plan gives the same log, byte for byte.
 class SimulatedClock : public Clock {
  public:
-  explicit SimulatedClock(absl::Time recorded_before) : last_(recorded_before) {}
+  explicit SimulatedClock(absl::Time recorded_before)
+      : last_(recorded_before) {}
 
   absl::Time Now() const override {
     absl::MutexLock lock(&mu_);
@@ -78,8 +79,8 @@ int SimulateVerb(CliContext& ctx) {
   if (!seed.ok()) return ctx.Fail(seed.status());
   if (!stores->has_value() || **stores < 1 ||
       **stores > static_cast<uint64_t>(kSimulateStoresMax)) {
-    return ctx.Fail(absl::InvalidArgumentError(absl::StrFormat(
-        "--stores N is required, 1..%d", kSimulateStoresMax)));
+    return ctx.Fail(absl::InvalidArgumentError(
+        absl::StrFormat("--stores N is required, 1..%d", kSimulateStoresMax)));
   }
   const int store_count = static_cast<int>(**stores);
   // The simulated clock starts after whatever the ledger already recorded.
@@ -110,8 +111,8 @@ int SimulateVerb(CliContext& ctx) {
 
   const std::vector<SimulatedStep> steps =
       PlanMigration(store_count, seed->value_or(1));
-  const bool progress = !ctx.flags.Has("no-progress") && ctx.err == &std::cerr &&
-                        isatty(STDERR_FILENO);
+  const bool progress = !ctx.flags.Has("no-progress") &&
+                        ctx.err == &std::cerr && isatty(STDERR_FILENO);
   const uint64_t first_position = ledger.log().head().position;
   std::map<std::string, int64_t> rejected_by_rule;
   int64_t accepted = 0, rejected = 0, replayed = 0, skipped = 0;
@@ -172,7 +173,8 @@ int SimulateVerb(CliContext& ctx) {
   ProjectionReader reader(&ledger.log());
   std::map<std::string, KindTotals> by_kind;
   std::string example_legacy, example_target;
-  for (v1::StoreKind kind : {v1::MINI_STORE, v1::CHANNELS_STORE, v1::WECHAT_STORE}) {
+  for (v1::StoreKind kind :
+       {v1::MINI_STORE, v1::CHANNELS_STORE, v1::WECHAT_STORE}) {
     absl::StatusOr<std::vector<std::string>> ids = reader.StoreIds(kind);
     if (!ids.ok()) return ctx.Fail(ids.status());
     for (const std::string& id : *ids) {
@@ -181,7 +183,8 @@ int SimulateVerb(CliContext& ctx) {
       if (*store == nullptr) continue;
       std::string label = v1::StoreKind_Name(kind);
       if (kind == v1::WECHAT_STORE) {
-        label += (*store)->upgraded_from().empty() ? " (opened new)" : " (upgraded into)";
+        label += (*store)->upgraded_from().empty() ? " (opened new)"
+                                                   : " (upgraded into)";
       }
       KindTotals& totals = by_kind[label];
       if ((*store)->status() == v1::UPGRADED) {
@@ -200,8 +203,9 @@ int SimulateVerb(CliContext& ctx) {
   std::ostream& out = *ctx.out;
   out << absl::StrFormat("simulate: %d stores, seed %d, %d commands planned\n",
                          store_count, seed->value_or(1), steps.size());
-  out << absl::StrFormat("commands: %d accepted, %d rejected, %d replayed, %d not sent\n",
-                         accepted, rejected, replayed, skipped);
+  out << absl::StrFormat(
+      "commands: %d accepted, %d rejected, %d replayed, %d not sent\n",
+      accepted, rejected, replayed, skipped);
   out << "rejected by rule:";
   for (const auto& [rule, n] : rejected_by_rule) out << " " << rule << "=" << n;
   out << "\n";
@@ -215,9 +219,11 @@ int SimulateVerb(CliContext& ctx) {
   for (const auto& [label, t] : by_kind) {
     out << absl::StrFormat("%-30s %6d %9d %14s %14s %14s %14s %14s\n", label,
                            t.stores_open, t.stores_upgraded,
-                           AmountText(t.money.pending_fen(), true), AmountText(t.money.available_fen(), true),
+                           AmountText(t.money.pending_fen(), true),
+                           AmountText(t.money.available_fen(), true),
                            AmountText(t.money.withdrawing_fen(), true),
-                           AmountText(t.money.paid_out_fen(), true), AmountText(t.money.deposit_fen(), true));
+                           AmountText(t.money.paid_out_fen(), true),
+                           AmountText(t.money.deposit_fen(), true));
   }
   const double commands = static_cast<double>(accepted + rejected);
   out << absl::StrFormat(

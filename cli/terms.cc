@@ -45,8 +45,9 @@ absl::StatusOr<LedgerZone> ResolveZone(absl::string_view spec) {
   }
   int seconds = 0;
   if (ParseOffset(spec, &seconds)) {
-    return LedgerZone{absl::FixedTimeZone(seconds),
-                      seconds == 0 ? "UTC" : absl::StrCat("UTC", OffsetText(seconds))};
+    return LedgerZone{
+        absl::FixedTimeZone(seconds),
+        seconds == 0 ? "UTC" : absl::StrCat("UTC", OffsetText(seconds))};
   }
   absl::TimeZone zone;
   if (!absl::LoadTimeZone(std::string(spec), &zone)) {
@@ -70,8 +71,8 @@ std::string ZoneTime(const google::protobuf::Timestamp& t,
 std::string AmountText(int64_t fen, bool yuan) {
   if (!yuan) return absl::StrCat(fen);
   // Magnitude in unsigned arithmetic: INT64_MIN has no positive int64.
-  const uint64_t magnitude = fen < 0 ? 0 - static_cast<uint64_t>(fen)
-                                     : static_cast<uint64_t>(fen);
+  const uint64_t magnitude =
+      fen < 0 ? 0 - static_cast<uint64_t>(fen) : static_cast<uint64_t>(fen);
   return absl::StrFormat("%s%d.%02d", fen < 0 ? "-" : "", magnitude / 100,
                          magnitude % 100);
 }

@@ -35,11 +35,13 @@ constexpr char kYuan[] =
 
 const std::vector<VerbHelp>& Verbs() {
   static const std::vector<VerbHelp>* verbs = new std::vector<VerbHelp>{
-      {"apply", "apply [FILE|-]",
+      {"apply",
+       "apply [FILE|-]",
        "Applies JSON-line commands (FILE, or stdin); one JSON result per "
        "input line. Exit 2 if any line was INVALID.",
        {}},
-      {"simulate", "simulate --stores N [--seed S] [--append]",
+      {"simulate",
+       "simulate --stores N [--seed S] [--append]",
        "A realistic migration along the article's timeline, through the same "
        "path as apply. recordedAt follows the simulated timeline (a few "
        "seconds after each occurredAt). The summary's amounts are in yuan.",
@@ -47,20 +49,23 @@ const std::vector<VerbHelp>& Verbs() {
         {"seed", "S", "the plan's seed (default 1): same seed, same log"},
         {"append", "", "simulate into a ledger that already has events"},
         {"no-progress", "", "no progress line on a terminal"}}},
-      {"state", "state --store ID [--as-of T] [--position N | --known-at T]",
+      {"state",
+       "state --store ID [--as-of T] [--position N | --known-at T]",
        "The store as JSON (StoreState, times in UTC).",
        {{"store", "ID", "the store; required"},
         {"as-of", kTimeValue,
          "business time: only events that occurred at or before T"},
         {"position", "N", "knowledge: only events at positions <= N"},
         {"known-at", kTimeValue, kKnownAt}}},
-      {"history", "history [--store ID] [filters]",
+      {"history",
+       "history [--store ID] [filters]",
        "Events as JSON lines, each with its global position. Without --store, "
        "--order or --withdrawal finds the store that owns the id, --product "
        "every store that has a product of that id (ids are per store). "
        "A product sync shows in both the legacy store's and the WeChat "
        "Store's history.",
-       {{"store", "ID", "the store (optional with --order/--withdrawal/--product)"},
+       {{"store", "ID",
+         "the store (optional with --order/--withdrawal/--product)"},
         {"order", "ID", "only events about this order"},
         {"product", "ID", "only events naming this product"},
         {"withdrawal", "ID", "only events about this withdrawal"},
@@ -69,8 +74,10 @@ const std::vector<VerbHelp>& Verbs() {
         {"to", kTimeValue, "business time <= T"},
         {"from-position", "N", "positions > N"},
         {"limit", "N", "at most N lines"},
-        {"include-rejections", "", "also the refused commands naming the store"}}},
-      {"explain", "explain --command-id ID",
+        {"include-rejections", "",
+         "also the refused commands naming the store"}}},
+      {"explain",
+       "explain --command-id ID",
        "A command's outcome, deciding rule, events, and the touched stores "
        "just before it.",
        {{"command-id", "ID", "the command; required"}}},
@@ -87,15 +94,18 @@ const std::vector<VerbHelp>& Verbs() {
         {"at", kTimeValue, "one business time for both sides (with positions)"},
         {"from-position", "N", "the earlier knowledge position"},
         {"to-position", "N", "the later knowledge position"}}},
-      {"find", "find ID",
+      {"find",
+       "find ID",
        "What an id names (store, merchant, product, order, withdrawal, "
        "command) and where it lives, as JSON. Exit 1 if nothing.",
        {}},
-      {"position-at", "position-at T",
+      {"position-at",
+       "position-at T",
        "The last position recorded at or before T, as JSON.",
        {}},
       {"postings",
-       "postings [--store ID] [--from T] [--to T] [--position N | --known-at T] "
+       "postings [--store ID] [--from T] [--to T] [--position N | --known-at "
+       "T] "
        "[--format csv|jsonl] [--yuan]",
        "Every double-entry posting with its event type and store kind. The "
        "CSV starts with a # line naming the position it is as of and the "
@@ -132,15 +142,18 @@ const std::vector<VerbHelp>& Verbs() {
         {"proofs", "",
          "one JSON line per posting with its inclusion proof against the "
          "latest signed checkpoint (docs/finance.md)"}}},
-      {"audit", "audit [--no-progress]",
+      {"audit",
+       "audit [--no-progress]",
        "Every check of the log and projections; JSON report; exit 1 naming "
        "each violation.",
        {{"no-progress", "", "no progress line on a terminal"}}},
       {"digest", "digest", "{\"position\":N,\"hash\":HEX} of the head.", {}},
-      {"verify", "verify --digest N:HEX",
+      {"verify",
+       "verify --digest N:HEX",
        "Exit 0 only if the log up to N still hashes to HEX.",
        {{"digest", "N:HEX", "as printed by digest; required"}}},
-      {"export", "export [--from-position N] [--format delimited|jsonl]",
+      {"export",
+       "export [--from-position N] [--format delimited|jsonl]",
        "The envelopes after N.",
        {{"from-position", "N", "positions > N (default 0)"},
         {"format", "delimited|jsonl",
@@ -176,7 +189,8 @@ const std::vector<VerbHelp>& Verbs() {
          "a new consumer's redelivery delay (default 30000)"},
         {"max-messages", "N", "stop after applying N messages"},
         {"idle-exit-ms", "MS", "stop after MS without a new message"}}},
-      {"publish", "publish --nats URL[,URL] [--partition N] [--replicas R]",
+      {"publish",
+       "publish --nats URL[,URL] [--partition N] [--replicas R]",
        "Publishes this ledger (--db) into the partition's EMPTY JetStream "
        "stream, in the format a leader publishes, so replicas started on "
        "the stream follow it (migration to a cluster; docs/cluster.md). "
@@ -185,7 +199,8 @@ const std::vector<VerbHelp>& Verbs() {
         {"partition", "N", "the partition (stream SL_P<N>); default 0"},
         {"replicas", "R",
          "copies of a stream it creates (default 3 with 3+ URLs, else 1)"}}},
-      {"backup", "backup --to DIR",
+      {"backup",
+       "backup --to DIR",
        "An online consistent copy of the database (a RocksDB checkpoint) "
        "into DIR, which must not exist; audit verifies it, and a replica "
        "started on it replays only the stream after it. With a running "
@@ -193,7 +208,8 @@ const std::vector<VerbHelp>& Verbs() {
        "--backup-dir).",
        {{"to", "DIR", "the new directory; required"},
         {"name", "NAME", "with --server: a directory under --backup-dir"}}},
-      {"rebuild", "rebuild [--shadow] [--flush-every N] [--no-progress]",
+      {"rebuild",
+       "rebuild [--shadow] [--flush-every N] [--no-progress]",
        "Recompute every projection from the log.",
        {{"shadow", "", "only compare; exit 1 listing differences"},
         {"flush-every", "N", "events per projection batch"},

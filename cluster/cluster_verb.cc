@@ -45,9 +45,9 @@ int RunClusterVerb(const std::vector<std::string>& args, std::ostream& out,
   if (!flags.ok()) return Usage(err, flags.status().message());
   if (absl::Status s = flags->CheckKnown({"nats", "partitions", "replicas"});
       !s.ok() || !flags->positional().empty()) {
-    return Usage(err, s.ok() ? "unexpected argument " +
-                                   flags->positional().front()
-                             : std::string(s.message()));
+    return Usage(err, s.ok()
+                          ? "unexpected argument " + flags->positional().front()
+                          : std::string(s.message()));
   }
   std::optional<std::string> nats = flags->Get("nats");
   if (!nats.has_value()) return Usage(err, "--nats URL is required");
@@ -62,15 +62,16 @@ int RunClusterVerb(const std::vector<std::string>& args, std::ostream& out,
   if (!js.ok()) return Fail(err, js.status());
 
   if (what == "init") {
-    if (!partitions->has_value()) return Usage(err, "--partitions P is required");
+    if (!partitions->has_value())
+      return Usage(err, "--partitions P is required");
     if (**partitions < 1 || **partitions > kPartitionsMax) {
-      return Usage(err, absl::StrCat("--partitions must be 1..",
-                                     kPartitionsMax));
+      return Usage(err,
+                   absl::StrCat("--partitions must be 1..", kPartitionsMax));
     }
-    const int copies = static_cast<int>(
-        replicas->value_or(urls.size() >= 3 ? 3 : 1));
-    absl::StatusOr<uint32_t> made = InitCluster(
-        **js, static_cast<uint32_t>(**partitions), copies);
+    const int copies =
+        static_cast<int>(replicas->value_or(urls.size() >= 3 ? 3 : 1));
+    absl::StatusOr<uint32_t> made =
+        InitCluster(**js, static_cast<uint32_t>(**partitions), copies);
     if (!made.ok()) return Fail(err, made.status());
     out << "cluster: " << *made << " partitions (H(merchant id) mod " << *made
         << ", H = first 8 bytes of SHA-256, big-endian)\n";
@@ -89,9 +90,9 @@ int RunClusterVerb(const std::vector<std::string>& args, std::ostream& out,
         (*js)->KvGet(kLeaderBucket, LeaseKey(p));
     out << "partition " << p << ": leader "
         << (absl::IsNotFound(leader.status()) ? std::string("none")
-            : !leader.ok()          ? std::string(leader.status().message())
-            : leader->has_value()   ? **leader
-                                    : std::string("none"))
+            : !leader.ok()        ? std::string(leader.status().message())
+            : leader->has_value() ? **leader
+                                  : std::string("none"))
         << "\n";
   }
   return kExitOk;

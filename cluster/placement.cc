@@ -19,8 +19,8 @@ std::string DirectoryKey(absl::string_view store_id) {
     if (plain) {
       key.push_back(c);
     } else {
-      absl::StrAppend(&key, "=", absl::Hex(static_cast<unsigned char>(c),
-                                           absl::kZeroPad2));
+      absl::StrAppend(
+          &key, "=", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
     }
   }
   return key;
@@ -55,15 +55,14 @@ uint32_t PartitionOfMerchant(absl::string_view merchant_id,
 absl::StatusOr<uint32_t> InitCluster(JetStream& js, uint32_t partitions,
                                      int replicas) {
   if (partitions < 1 || partitions > kPartitionsMax) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--partitions must be 1..", kPartitionsMax, ", got ",
-                     partitions));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--partitions must be 1..", kPartitionsMax, ", got ", partitions));
   }
   RETURN_IF_ERROR(js.EnsureBucket(kClusterBucket, replicas));
   RETURN_IF_ERROR(js.EnsureBucket(kStoreDirectoryBucket, replicas));
-  ASSIGN_OR_RETURN(const bool created,
-                   js.KvCreate(kClusterBucket, kPartitionsKey,
-                               absl::StrCat(partitions)));
+  ASSIGN_OR_RETURN(
+      const bool created,
+      js.KvCreate(kClusterBucket, kPartitionsKey, absl::StrCat(partitions)));
   if (created) return partitions;
   ASSIGN_OR_RETURN(std::optional<uint32_t> stored, ClusterPartitions(js));
   if (!stored.has_value()) {
@@ -83,10 +82,10 @@ absl::StatusOr<std::optional<uint32_t>> ClusterPartitions(JetStream& js) {
   if (absl::IsNotFound(value.status())) return std::nullopt;
   RETURN_IF_ERROR(value.status());
   if (!value->has_value()) return std::nullopt;
-  ASSIGN_OR_RETURN(const uint32_t partitions,
-                   ParsePartition(absl::StrCat(kClusterBucket, "/",
-                                               kPartitionsKey),
-                                  **value));
+  ASSIGN_OR_RETURN(
+      const uint32_t partitions,
+      ParsePartition(absl::StrCat(kClusterBucket, "/", kPartitionsKey),
+                     **value));
   if (partitions < 1) {
     return absl::DataLossError("the cluster's partition count is 0");
   }

@@ -6,11 +6,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "cluster/placement.h"
 #include "core/decide.h"
-#include "base/status_macros.h"
-#include "ledger/store_directory.h"
 #include "grpcpp/grpcpp.h"
+#include "ledger/store_directory.h"
 
 namespace storeledger {
 namespace {
@@ -48,8 +48,7 @@ void AddMetadata(grpc::ClientContext* context,
 absl::StatusOr<std::unique_ptr<Router>> Router::Connect(RouterOptions options) {
   ASSIGN_OR_RETURN(std::unique_ptr<JetStream> js,
                    JetStream::Connect(options.nats_urls));
-  ASSIGN_OR_RETURN(std::optional<uint32_t> partitions,
-                   ClusterPartitions(*js));
+  ASSIGN_OR_RETURN(std::optional<uint32_t> partitions, ClusterPartitions(*js));
   if (!partitions.has_value()) {
     return absl::FailedPreconditionError(
         "no partitioned cluster on these NATS servers: run `storeledger "
@@ -77,9 +76,9 @@ absl::StatusOr<std::optional<uint32_t>> Router::StorePartition(
                    PlacedPartition(*js_, store_id));
   if (placed.has_value()) {
     if (*placed >= partitions_) {
-      return absl::DataLossError(absl::StrCat(
-          "the store directory places ", store_id, " in partition ", *placed,
-          " of ", partitions_));
+      return absl::DataLossError(absl::StrCat("the store directory places ",
+                                              store_id, " in partition ",
+                                              *placed, " of ", partitions_));
     }
     std::lock_guard<std::mutex> lock(mu_);
     placed_.emplace(store_id, *placed);
@@ -93,8 +92,8 @@ absl::StatusOr<uint32_t> Router::PartitionOf(const v1::Command& command,
     case v1::Command::kApplyPolicy:
       return kAllPartitions;
     case v1::Command::kOpenStore: {
-      const uint32_t p = PartitionOfMerchant(
-          command.open_store().merchant_id(), partitions_);
+      const uint32_t p =
+          PartitionOfMerchant(command.open_store().merchant_id(), partitions_);
       batch->opened.emplace(command.open_store().store_id(), p);
       return p;
     }
@@ -233,14 +232,13 @@ ClusterRouter::Results Router::RunOn(uint32_t partition,
     }
     done += i;
     if (done == n) return out;
-    const absl::Status why =
-        i < got.size() ? got[i].status()
-                       : absl::UnavailableError("the leader answered fewer "
-                                                "results than commands");
+    const absl::Status why = i < got.size() ? got[i].status()
+                                            : absl::UnavailableError(
+                                                  "the leader answered fewer "
+                                                  "results than commands");
     if (!Retryable(why) || absl::Now() + kRouteRetryInterval > deadline) {
-      out[done] = absl::Status(
-          why.code(), absl::StrCat("partition ", partition, ": ",
-                                   why.message()));
+      out[done] = absl::Status(why.code(), absl::StrCat("partition ", partition,
+                                                        ": ", why.message()));
       return out;
     }
     absl::SleepFor(kRouteRetryInterval);
@@ -263,8 +261,8 @@ ClusterRouter::Results Router::Remote(uint32_t partition,
   }
   grpc::ClientContext context;
   AddMetadata(&context, authorization);
-  std::unique_ptr<grpc::ClientReaderWriterInterface<v1::Command,
-                                                    v1::CommandResult>>
+  std::unique_ptr<
+      grpc::ClientReaderWriterInterface<v1::Command, v1::CommandResult>>
       stream = (*stub)->ExecuteStream(&context);
   std::thread writer([&] {
     for (const v1::Command& command : commands) {
@@ -316,9 +314,9 @@ absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> Router::StoreReader(
 absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>>
 Router::PartitionReader(uint32_t partition) {
   if (partition >= partitions_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("partition ", partition, ": the cluster has ",
-                     partitions_, " partitions"));
+    return absl::InvalidArgumentError(absl::StrCat("partition ", partition,
+                                                   ": the cluster has ",
+                                                   partitions_, " partitions"));
   }
   if (partition == options_.partition) return nullptr;
   return LeaderStub(partition);

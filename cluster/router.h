@@ -72,8 +72,7 @@ class Router final : public ClusterRouter {
   // Connects and reads the cluster's partitions: kFailedPrecondition when
   // `storeledger cluster init` never ran on these servers,
   // kInvalidArgument when options.partition is not below their count.
-  static absl::StatusOr<std::unique_ptr<Router>> Connect(
-      RouterOptions options);
+  static absl::StatusOr<std::unique_ptr<Router>> Connect(RouterOptions options);
 
   Results Execute(std::vector<v1::Command> commands,
                   const std::string& authorization,
@@ -131,8 +130,7 @@ class Router final : public ClusterRouter {
 // partition rejected it (that one's rule), the message when all agree (else
 // each partition's, "p<N>: ..."), replayed when all replayed, positions 0,
 // and each partition's own in partition_results.
-v1::CommandResult MergePartitionResults(
-    std::vector<v1::CommandResult> results);
+v1::CommandResult MergePartitionResults(std::vector<v1::CommandResult> results);
 
 }  // namespace storeledger
 

@@ -18,10 +18,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 #include "core/evolve.h"
 #include "core/limits.h"
 #include "core/money.h"
-#include "base/status_macros.h"
 #include "core/streams.h"
 #include "google/protobuf/descriptor.h"
 
@@ -748,9 +748,8 @@ absl::Status DecideSyncProducts(Context& c) {
 
 // ------------------------------------------------------------ R15
 
-absl::StatusOr<RecordRef<StoreRecord>> RequireWeChatStore(const Context& c,
-                                               absl::string_view store_id,
-                                               absl::string_view what) {
+absl::StatusOr<RecordRef<StoreRecord>> RequireWeChatStore(
+    const Context& c, absl::string_view store_id, absl::string_view what) {
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
                    RequireStore(c, Rule::kWeChatStoreCategory, store_id));
   const StoreRecord& store = *store_ref;
@@ -769,7 +768,8 @@ absl::Status DecideGrantCategoryQualification(Context& c) {
       CheckId("grantCategoryQualification.storeId", cmd.store_id()));
   RETURN_IF_ERROR(
       CheckId("grantCategoryQualification.categoryId", cmd.category_id()));
-  ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
+  ASSIGN_OR_RETURN(
+      const RecordRef<StoreRecord> store_ref,
       RequireWeChatStore(c, cmd.store_id(), "categories are qualified"));
   const StoreRecord& store = *store_ref;
   for (const std::string& q : store.qualified_categories()) {
@@ -1134,10 +1134,9 @@ absl::Status DecideRequestWithdrawal(Context& c) {
                                store.balances().available_fen(), " of store ",
                                cmd.store_id()));
   }
-  RETURN_IF_ERROR(CheckBalanceRoom("requestWithdrawal.amountFen",
-                                   cmd.amount_fen(),
-                                   store.balances().withdrawing_fen(),
-                                   "withdrawing", cmd.store_id()));
+  RETURN_IF_ERROR(CheckBalanceRoom(
+      "requestWithdrawal.amountFen", cmd.amount_fen(),
+      store.balances().withdrawing_fen(), "withdrawing", cmd.store_id()));
   Event event;
   v1::WithdrawalRequested* e = event.mutable_withdrawal_requested();
   e->set_store_id(cmd.store_id());
@@ -1168,11 +1167,11 @@ absl::Status DecideFinishWithdrawal(Context& c, bool complete) {
   ASSIGN_OR_RETURN(const RecordRef<StoreRecord> store_ref,
                    RequireStore(c, Rule::kWithdrawal, store_id));
   const StoreRecord& store = *store_ref;
-  RETURN_IF_ERROR(CheckBalanceRoom(
-      verb + " amount", withdrawal.amount_fen(),
-      complete ? store.balances().paid_out_fen()
-               : store.balances().available_fen(),
-      complete ? "paid-out" : "available", store_id));
+  RETURN_IF_ERROR(CheckBalanceRoom(verb + " amount", withdrawal.amount_fen(),
+                                   complete ? store.balances().paid_out_fen()
+                                            : store.balances().available_fen(),
+                                   complete ? "paid-out" : "available",
+                                   store_id));
   Event event;
   if (complete) {
     v1::WithdrawalCompleted* e = event.mutable_withdrawal_completed();
@@ -1245,8 +1244,7 @@ absl::Status CheckTimeOrder(const Context& c) {
   std::set<std::string> seen;
   for (const DecidedEvent& event : c.decision->events) {
     if (!seen.insert(event.stream_id).second) continue;
-    ASSIGN_OR_RETURN(RecordRef<StreamHead> head,
-                     c.state.Head(event.stream_id));
+    ASSIGN_OR_RETURN(RecordRef<StreamHead> head, c.state.Head(event.stream_id));
     if (!head) continue;
     const absl::Time last = ToTime(head->last_occurred_at());
     if (c.at < last) {

@@ -7,9 +7,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/money.h"
 #include "core/policy.h"
-#include "base/status_macros.h"
 
 namespace storeledger {
 namespace {

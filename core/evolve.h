@@ -4,9 +4,8 @@
 #ifndef STORELEDGER_CORE_EVOLVE_H_
 #define STORELEDGER_CORE_EVOLVE_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/state.h"
 #include "storeledger/v1/ledger.pb.h"
@@ -23,8 +22,7 @@ absl::Status Evolve(absl::string_view stream_id, uint64_t stream_version,
                     MutableState* state);
 
 // Convenience: evolve from a stored envelope.
-absl::Status EvolveEnvelope(const v1::Envelope& envelope,
-                            MutableState* state);
+absl::Status EvolveEnvelope(const v1::Envelope& envelope, MutableState* state);
 
 // R6: a product's status with the policy cutoffs applied at `at`.
 v1::ProductStatus EffectiveStatus(const v1::ProductRecord& product,

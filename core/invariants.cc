@@ -45,10 +45,10 @@ absl::Status CheckEvolvedInvariants(const v1::Event& event,
       state.Store(postings.front().store_id);
   if (!read.ok()) return read.status();
   const RecordRef<StoreRecord>& store = *read;
-  SL_CHECK(store != nullptr, "money moved in store "
-                                 << postings.front().store_id
-                                 << ", which does not exist: "
-                                 << event.ShortDebugString());
+  SL_CHECK(store != nullptr,
+           "money moved in store "
+               << postings.front().store_id
+               << ", which does not exist: " << event.ShortDebugString());
   CheckBalancesInvariant(*store);
   return absl::OkStatus();
 }

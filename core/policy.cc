@@ -46,8 +46,7 @@ absl::Status CheckInstant(const char* field, bool present,
         absl::StrCat("policy.", field, " must be set"));
   }
   if (ts.seconds() < kTimeSecondsMin || ts.seconds() > kTimeSecondsMax ||
-      ts.nanos() < 0 ||
-      ts.nanos() > 999'999'999) {
+      ts.nanos() < 0 || ts.nanos() > 999'999'999) {
     return absl::InvalidArgumentError(
         absl::StrCat("policy.", field, " is not a valid timestamp (seconds ",
                      ts.seconds(), ", nanos ", ts.nanos(), ")"));

@@ -5,9 +5,8 @@
 #ifndef STORELEDGER_CORE_POLICY_H_
 #define STORELEDGER_CORE_POLICY_H_
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/time.h"
 #include "storeledger/v1/ledger.pb.h"

@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-
 #include "storeledger/v1/ledger.pb.h"
 
 namespace storeledger {

@@ -44,8 +44,7 @@ class EmptyStateReader : public StateReader {
   absl::StatusOr<std::vector<std::string>> StoreIds(StoreKind) const override {
     return std::vector<std::string>();
   }
-  absl::StatusOr<RecordRef<StreamHead>> Head(
-      absl::string_view) const override {
+  absl::StatusOr<RecordRef<StreamHead>> Head(absl::string_view) const override {
     return nullptr;
   }
 };
@@ -140,8 +139,8 @@ absl::StatusOr<std::vector<ProductRecord>> StateOverlay::Products(
   absl::StatusOr<std::vector<ProductRecord>> base = base_->Products(store_id);
   if (!base.ok()) return base.status();
   std::vector<const ProductRecord*> changed;
-  for (auto it = products_.lower_bound(
-           std::make_pair(store_id, absl::string_view()));
+  for (auto it =
+           products_.lower_bound(std::make_pair(store_id, absl::string_view()));
        it != products_.end() && it->first.first == store_id; ++it) {
     changed.push_back(it->second.get());
   }
@@ -320,9 +319,9 @@ void StateOverlay::Clear() {
 }
 
 StateChanges StateOverlay::TakeChanges() {
-  StateChanges changes{std::move(stores_),      std::move(products_),
-                       std::move(orders_),      std::move(withdrawals_),
-                       std::move(merchants_),   std::move(heads_)};
+  StateChanges changes{std::move(stores_),    std::move(products_),
+                       std::move(orders_),    std::move(withdrawals_),
+                       std::move(merchants_), std::move(heads_)};
   Clear();  // a moved-from map is valid but unspecified: make it empty
   return changes;
 }

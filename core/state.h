@@ -13,11 +13,11 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "storeledger/v1/ledger.pb.h"
 
 namespace storeledger {
@@ -86,9 +86,8 @@ struct ProductKeyLess {
 // with readers and other overlays (then a change copies it first).
 template <typename Record>
 using RecordMap = std::map<std::string, std::shared_ptr<Record>, std::less<>>;
-using ProductMap =
-    std::map<std::pair<std::string, std::string>,
-             std::shared_ptr<ProductRecord>, ProductKeyLess>;
+using ProductMap = std::map<std::pair<std::string, std::string>,
+                            std::shared_ptr<ProductRecord>, ProductKeyLess>;
 
 // The changed records of a StateOverlay, taken out of it.
 struct StateChanges {

@@ -4,6 +4,7 @@
 #define STORELEDGER_CORE_STREAMS_H_
 
 #include <string>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 

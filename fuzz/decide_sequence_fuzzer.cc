@@ -83,10 +83,10 @@ class Sequence {
       case 3:
         return in_.Int(1, 100'000);
       case 4:
-        return in_.Pick(std::vector<int64_t>{
-            0, -1, 1, kAmountFenMax, kAmountFenMax + 1,
-            std::numeric_limits<int64_t>::max(),
-            std::numeric_limits<int64_t>::min()});
+        return in_.Pick(
+            std::vector<int64_t>{0, -1, 1, kAmountFenMax, kAmountFenMax + 1,
+                                 std::numeric_limits<int64_t>::max(),
+                                 std::numeric_limits<int64_t>::min()});
       default:
         return right + in_.Int(-2, 2);
     }
@@ -109,8 +109,8 @@ class Sequence {
 
   v1::Command Next(int index) {
     // Business time: mostly forward across the article's calendar.
-    static const std::vector<int64_t> kSteps = {0, 60, 3600, 86400,
-                                                7 * 86400, 20 * 86400};
+    static const std::vector<int64_t> kSteps = {0,     60,        3600,
+                                                86400, 7 * 86400, 20 * 86400};
     if (in_.Int(0, 15) == 0) {
       at_ -= absl::Seconds(86400);
     } else {
@@ -225,8 +225,7 @@ class Sequence {
       case 15:
         c.mutable_settle_order()->set_store_id(store);
         c.mutable_settle_order()->set_order_id(order);
-        c.mutable_settle_order()->set_commission_fen(
-            Amount(order_total / 20));
+        c.mutable_settle_order()->set_commission_fen(Amount(order_total / 20));
         break;
       case 16:
         c.mutable_refund_order()->set_store_id(store);
@@ -255,21 +254,22 @@ class Sequence {
   void Step(int index) {
     const v1::Command command = Next(index);
     absl::StatusOr<Decision> decision = Decide(command, state_, policy_);
-    FUZZ_CHECK(decision.ok(), decision.status() << " deciding "
-                                                << command.ShortDebugString());
+    FUZZ_CHECK(decision.ok(),
+               decision.status() << " deciding " << command.ShortDebugString());
     const testing::ModelVerdict expected = model_.Apply(command);
     FUZZ_CHECK(decision->accepted == expected.accepted &&
                    decision->rule == expected.rule,
-               "core and the model disagree on " << command.ShortDebugString()
-                   << ": core "
-                   << (decision->accepted ? "ACCEPTED" : decision->rule)
-                   << " (" << decision->message << "), model "
+               "core and the model disagree on "
+                   << command.ShortDebugString() << ": core "
+                   << (decision->accepted ? "ACCEPTED" : decision->rule) << " ("
+                   << decision->message << "), model "
                    << (expected.accepted ? "ACCEPTED" : expected.rule));
     absl::StatusOr<Decision> again = Decide(command, state_, policy_);
-    FUZZ_CHECK(again.ok() && again->accepted == decision->accepted &&
-                   again->events.size() == decision->events.size() &&
-                   again->rule == decision->rule,
-               "Decide is not deterministic for " << command.ShortDebugString());
+    FUZZ_CHECK(
+        again.ok() && again->accepted == decision->accepted &&
+            again->events.size() == decision->events.size() &&
+            again->rule == decision->rule,
+        "Decide is not deterministic for " << command.ShortDebugString());
     if (!decision->accepted) {
       FUZZ_CHECK(!decision->rule.empty() &&
                      decision->code != v1::REJECTION_CODE_UNSPECIFIED &&
@@ -283,9 +283,9 @@ class Sequence {
     const absl::Time at = ToTime(command.occurred_at());
     for (size_t i = 0; i < decision->events.size(); ++i) {
       const DecidedEvent& decided = decision->events[i];
-      FUZZ_CHECK(MessageDifferencer::Equals(decided.event,
-                                            again->events[i].event),
-                 "Decide is not deterministic");
+      FUZZ_CHECK(
+          MessageDifferencer::Equals(decided.event, again->events[i].event),
+          "Decide is not deterministic");
       CheckPostings(decided);
       absl::StatusOr<RecordRef<StreamHead>> head =
           state_.Head(decided.stream_id);
@@ -337,15 +337,15 @@ class Sequence {
 
   void CheckBalances() {
     FUZZ_CHECK(model_.stores().size() == state_.stores().size(),
-               state_.stores().size() << " stores, the model has "
-                                      << model_.stores().size());
+               state_.stores().size()
+                   << " stores, the model has " << model_.stores().size());
     for (const auto& [id, store] : state_.stores()) {
       const v1::Balances& b = store->balances();
-      FUZZ_CHECK(b.pending_fen() >= 0 && b.available_fen() >= 0 &&
-                     b.withdrawing_fen() >= 0 && b.paid_out_fen() >= 0 &&
-                     b.deposit_fen() >= 0,
-                 "negative balance in store " << id << ": "
-                                              << b.ShortDebugString());
+      FUZZ_CHECK(
+          b.pending_fen() >= 0 && b.available_fen() >= 0 &&
+              b.withdrawing_fen() >= 0 && b.paid_out_fen() >= 0 &&
+              b.deposit_fen() >= 0,
+          "negative balance in store " << id << ": " << b.ShortDebugString());
       FUZZ_CHECK(b.pending_fen() == Account(PendingAccount(id)) &&
                      b.available_fen() == Account(AvailableAccount(id)) &&
                      b.withdrawing_fen() == Account(WithdrawingAccount(id)) &&

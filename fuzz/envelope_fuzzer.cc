@@ -42,8 +42,8 @@ storeledger::EventLog& TheLog() {
   static Log* const the_log = [] {
     // Damaged bytes make protobuf log (invalid UTF-8 ...); the reader's
     // kDataLoss is what counts, the log lines are noise.
-    google::protobuf::SetLogHandler(
-        [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
+    google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*,
+                                       int, const std::string&) {});
     Log* l = new Log();
     l->env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
     storeledger::EventLogOptions options;
@@ -80,9 +80,9 @@ void CheckAccepted(const std::string& raw,
              "accepted bytes that do not end with the hash field");
   const std::string body = raw.substr(0, raw.size() - kHashBytes - 2);
   FUZZ_CHECK(envelope.prev_hash().size() == kHashBytes, "prev_hash size");
-  FUZZ_CHECK(storeledger::Sha256(envelope.prev_hash() + body) ==
-                 envelope.hash(),
-             "accepted an envelope whose hash does not match its bytes");
+  FUZZ_CHECK(
+      storeledger::Sha256(envelope.prev_hash() + body) == envelope.hash(),
+      "accepted an envelope whose hash does not match its bytes");
   FUZZ_CHECK(raw.substr(raw.size() - kHashBytes) == envelope.hash(),
              "the parsed hash is not the stored hash bytes");
 }
@@ -98,7 +98,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // hash check; what it claims (position, prev_hash) is still its own.
     storeledger::v1::Envelope parsed;
     std::string prev_hash(kHashBytes, '\0');
-    if (parsed.ParseFromString(raw) && parsed.prev_hash().size() == kHashBytes) {
+    if (parsed.ParseFromString(raw) &&
+        parsed.prev_hash().size() == kHashBytes) {
       prev_hash = parsed.prev_hash();
     }
     const std::string hash = storeledger::Sha256(prev_hash + raw);
@@ -106,9 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     raw.push_back(static_cast<char>(kHashBytes));
     raw += hash;
   }
-  rocksdb::Status put =
-      log.db()->Put(rocksdb::WriteOptions(), log.events_cf(),
-                    storeledger::PositionKey(1), raw);
+  rocksdb::Status put = log.db()->Put(rocksdb::WriteOptions(), log.events_cf(),
+                                      storeledger::PositionKey(1), raw);
   FUZZ_CHECK(put.ok(), put.ToString());
 
   absl::StatusOr<storeledger::v1::Envelope> read = log.Read(1);
@@ -120,15 +120,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   bool scanned = false;
-  absl::Status scan = log.Scan(
-      0, [&](const storeledger::v1::Envelope& envelope, absl::string_view bytes) {
-        FUZZ_CHECK(bytes == raw, "Scan passed other bytes than stored");
-        CheckAccepted(raw, envelope);
-        FUZZ_CHECK(envelope.prev_hash() == std::string(kHashBytes, '\0'),
-                   "position 1 must chain from the zero hash");
-        scanned = true;
-        return true;
-      });
+  absl::Status scan = log.Scan(0, [&](const storeledger::v1::Envelope& envelope,
+                                      absl::string_view bytes) {
+    FUZZ_CHECK(bytes == raw, "Scan passed other bytes than stored");
+    CheckAccepted(raw, envelope);
+    FUZZ_CHECK(envelope.prev_hash() == std::string(kHashBytes, '\0'),
+               "position 1 must chain from the zero hash");
+    scanned = true;
+    return true;
+  });
   if (scan.ok()) {
     FUZZ_CHECK(scanned, "Scan succeeded without the event at the head");
     FUZZ_CHECK(read.ok(), "Scan accepted what Read refused");

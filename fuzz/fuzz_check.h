@@ -7,13 +7,13 @@
 #include <cstdlib>
 #include <iostream>
 
-#define FUZZ_CHECK(condition, message)                                   \
-  do {                                                                   \
-    if (!(condition)) {                                                  \
-      std::cerr << __FILE__ << ":" << __LINE__ << ": FUZZ_CHECK("        \
-                << #condition << ") failed: " << message << std::endl;   \
-      std::abort();                                                      \
-    }                                                                    \
+#define FUZZ_CHECK(condition, message)                                 \
+  do {                                                                 \
+    if (!(condition)) {                                                \
+      std::cerr << __FILE__ << ":" << __LINE__ << ": FUZZ_CHECK("      \
+                << #condition << ") failed: " << message << std::endl; \
+      std::abort();                                                    \
+    }                                                                  \
   } while (false)
 
 #endif  // STORELEDGER_FUZZ_FUZZ_CHECK_H_

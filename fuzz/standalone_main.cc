@@ -60,12 +60,14 @@ std::string ReadFile(const std::filesystem::path& path) {
                      std::istreambuf_iterator<char>());
 }
 
-const char kInteresting[] = {'\0', '\xff', '"', '{', '}', '[', ']', ':', ',',
-                             '0', '9', '-', 'e', '\\', ' ', '\x7f', '\x80'};
+const char kInteresting[] = {'\0', '\xff', '"', '{',    '}',   '[',
+                             ']',  ':',    ',', '0',    '9',   '-',
+                             'e',  '\\',   ' ', '\x7f', '\x80'};
 
 std::string Mutate(const std::vector<std::string>& corpus, std::mt19937_64& rng,
                    size_t max_len) {
-  std::string s = corpus.empty() ? std::string() : corpus[rng() % corpus.size()];
+  std::string s =
+      corpus.empty() ? std::string() : corpus[rng() % corpus.size()];
   const int ops = 1 + static_cast<int>(rng() % 4);
   for (int i = 0; i < ops; ++i) {
     const size_t at = s.empty() ? 0 : rng() % s.size();
@@ -81,7 +83,8 @@ std::string Mutate(const std::vector<std::string>& corpus, std::mt19937_64& rng,
                  kInteresting[rng() % sizeof(kInteresting)]);
         break;
       case 3:
-        if (!s.empty()) s.erase(at, 1 + rng() % std::min<size_t>(16, s.size() - at));
+        if (!s.empty())
+          s.erase(at, 1 + rng() % std::min<size_t>(16, s.size() - at));
         break;
       case 4:
         if (!s.empty()) {
@@ -130,8 +133,7 @@ int main(int argc, char** argv) {
       paths.push_back(arg);
     }
   }
-  const std::string target =
-      std::filesystem::path(argv[0]).filename().string();
+  const std::string target = std::filesystem::path(argv[0]).filename().string();
   crash_path = "standalone-crash-" + target + "-" + std::to_string(seed);
   // A failed FUZZ_CHECK aborts: keep the input that did it.
   std::signal(SIGABRT, [](int) {
@@ -175,10 +177,11 @@ int main(int argc, char** argv) {
     std::cout << "; mutating with seed " << seed << std::flush;
     std::mt19937_64 rng(seed);
     const auto start = std::chrono::steady_clock::now();
-    const auto end = seconds > 0 ? start + std::chrono::duration_cast<
-                                               std::chrono::steady_clock::duration>(
-                                               std::chrono::duration<double>(seconds))
-                                 : std::chrono::steady_clock::time_point::max();
+    const auto end = seconds > 0
+                         ? start + std::chrono::duration_cast<
+                                       std::chrono::steady_clock::duration>(
+                                       std::chrono::duration<double>(seconds))
+                         : std::chrono::steady_clock::time_point::max();
     uint64_t mutated = 0;
     while (std::chrono::steady_clock::now() < end &&
            (runs == 0 || mutated < runs)) {

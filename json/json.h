@@ -9,9 +9,9 @@
 #define STORELEDGER_JSON_JSON_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 #include "storeledger/v1/ledger.pb.h"
 

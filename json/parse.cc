@@ -17,15 +17,13 @@
 // Anything else makes it give up, and ParseCommandJson hands the whole line to
 // JsonStringToMessage, so acceptance, rejection and the error message stay
 // protobuf's (except that a key given twice in one object is refused first,
-// DuplicateKeyScanner): unknown or snake_case keys, duplicate keys, a second oneof
-// member, null, floats or exponents, enum numbers, quoted 32-bit integers,
-// bools or numbers as strings, \u and other escapes, raw control characters,
-// other whitespace, maps, bytes, floating-point fields, well-known types other
-// than Timestamp, proto2 or proto3-optional fields, nesting deeper than
-// kFastDepthMax, trailing bytes. The checks after parsing (commandId,
+// DuplicateKeyScanner): unknown or snake_case keys, duplicate keys, a second
+// oneof member, null, floats or exponents, enum numbers, quoted 32-bit
+// integers, bools or numbers as strings, \u and other escapes, raw control
+// characters, other whitespace, maps, bytes, floating-point fields, well-known
+// types other than Timestamp, proto2 or proto3-optional fields, nesting deeper
+// than kFastDepthMax, trailing bytes. The checks after parsing (commandId,
 // occurredAt, body) are the same code for both paths.
-#include "json/json.h"
-
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -53,6 +51,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "json/json.h"
 #include "json/json_internal.h"
 
 namespace storeledger {
@@ -300,8 +299,7 @@ class Parser {
         const Reflection* timestamp_reflection = timestamp->GetReflection();
         timestamp_reflection->SetInt64(timestamp, TimestampSecondsField(),
                                        seconds);
-        timestamp_reflection->SetInt32(timestamp, TimestampNanosField(),
-                                       nanos);
+        timestamp_reflection->SetInt32(timestamp, TimestampNanosField(), nanos);
         return true;
       }
       default:  // bytes, maps, unsupported kinds
@@ -508,8 +506,7 @@ class DuplicateKeyScanner {
   // One value. `message`: the message type an object here is (nullptr:
   // none, or outside the schema); `map`: the map field an object here is.
   // False when scanning stops (a duplicate, or input that is not JSON).
-  bool Value(const Descriptor* message, const FieldDescriptor* map,
-             int depth) {
+  bool Value(const Descriptor* message, const FieldDescriptor* map, int depth) {
     if (depth > kDepthMax || p_ == end_) return false;
     if (*p_ == '{') return Object(message, map, depth);
     if (*p_ == '[') {
@@ -523,9 +520,9 @@ class DuplicateKeyScanner {
         if (!Value(message, map, depth + 1)) return false;
         SkipSpace();
         if (p_ < end_ && *p_ == ']') {
-        ++p_;
-        return true;
-      }
+          ++p_;
+          return true;
+        }
         if (p_ == end_ || *p_ != ',') return false;
         ++p_;
         SkipSpace();
@@ -564,11 +561,10 @@ class DuplicateKeyScanner {
       }
       const std::string& identity = field != nullptr ? field->name() : key;
       if (std::find(seen.begin(), seen.end(), identity) != seen.end()) {
-        duplicate_ =
-            field != nullptr && key != field->json_name()
-                ? absl::StrCat("key \"", key, "\" names field ",
-                               field->json_name(), " a second time")
-                : absl::StrCat("key \"", key, "\" appears twice");
+        duplicate_ = field != nullptr && key != field->json_name()
+                         ? absl::StrCat("key \"", key, "\" names field ",
+                                        field->json_name(), " a second time")
+                         : absl::StrCat("key \"", key, "\" appears twice");
         return false;
       }
       seen.push_back(identity);
@@ -595,9 +591,9 @@ class DuplicateKeyScanner {
       if (!Value(inner, inner_map, depth + 1)) return false;
       SkipSpace();
       if (p_ < end_ && *p_ == '}') {
-      ++p_;
-      return true;
-    }
+        ++p_;
+        return true;
+      }
       if (p_ == end_ || *p_ != ',') return false;
       ++p_;
       SkipSpace();
@@ -713,9 +709,9 @@ absl::Status ProtobufJsonToCommand(absl::string_view line,
   command->Clear();
   if (std::optional<std::string> duplicate =
           DuplicateKeyScanner(line).Find(v1::Command::descriptor())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "not a JSON storeledger.v1.Command: ", *duplicate,
-        " in one object (a key may be given once)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a JSON storeledger.v1.Command: ", *duplicate,
+                     " in one object (a key may be given once)"));
   }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;
@@ -762,7 +758,6 @@ bool FastJsonToMessage(absl::string_view json,
   message->Clear();
   return Parser(json).Document(*table, message);
 }
-
 
 }  // namespace json_internal
 

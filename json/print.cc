@@ -211,7 +211,6 @@ bool AppendQuoted(absl::string_view value, Sink* out) {
   return true;
 }
 
-
 }  // namespace
 
 // AppendQuoted into a plain string, for the tables.

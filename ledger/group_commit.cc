@@ -18,6 +18,8 @@
 // front of the queue, in order, and is decided again. When the write itself
 // fails (I/O), the log refuses every later append, so no command of that or
 // any later group is acknowledged.
+#include "ledger/group_commit.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -30,7 +32,6 @@
 #include "absl/time/clock.h"
 #include "base/check.h"
 #include "core/streams.h"
-#include "ledger/group_commit.h"
 #include "ledger/ledger.h"
 #include "replay/projection_keys.h"
 #include "replay/projection_store.h"
@@ -108,11 +109,11 @@ v1::CommandResult Repeated(const v1::Command& command,
   result.set_status(v1::REJECTED);
   result.set_rule("R0");
   result.set_code(v1::IDEMPOTENCY_CONFLICT);
-  result.set_message(absl::StrCat(
-      "commandId ", command.command_id(),
-      " was already used for a different command (first outcome: ",
-      v1::OutcomeStatus_Name(first.status()),
-      "); a retry must resend the identical command"));
+  result.set_message(
+      absl::StrCat("commandId ", command.command_id(),
+                   " was already used for a different command (first outcome: ",
+                   v1::OutcomeStatus_Name(first.status()),
+                   "); a retry must resend the identical command"));
   return result;
 }
 
@@ -251,7 +252,7 @@ struct Ledger::Group {
     kWriteError,  // not written, or unknown: the log refuses appends now
   };
   Outcome outcome = Outcome::kPending;
-  absl::Status error;       // kRetry, kWriteError
+  absl::Status error;  // kRetry, kWriteError
   absl::Duration write_time;
   bool write_started = false;  // guarded by mu_
   bool complete = false;       // guarded by mu_: written (or failed)
@@ -387,10 +388,9 @@ void Ledger::NotifyFront() {
 }
 
 bool Ledger::Waits(const Group& group, const Caller* caller) {
-  return std::any_of(group.waiters.begin(), group.waiters.end(),
-                     [caller](const Waiter* w) {
-                       return w->caller == caller && !w->done;
-                     });
+  return std::any_of(
+      group.waiters.begin(), group.waiters.end(),
+      [caller](const Waiter* w) { return w->caller == caller && !w->done; });
 }
 
 void Ledger::WakeSyncer() {
@@ -543,14 +543,12 @@ void Ledger::RunSyncs(std::unique_lock<std::mutex>& lock) {
   // in a row -- with many clients, the ones the last sync answered are the
   // ones being decided now.
   const absl::Time gather_until = absl::Now() + kSyncGatherMax;
-  while ((deciding_ ||
-          (inflight_ != nullptr && inflight_->write_started &&
-           !inflight_->complete)) &&
+  while ((deciding_ || (inflight_ != nullptr && inflight_->write_started &&
+                        !inflight_->complete)) &&
          absl::Now() < gather_until) {
     inflight_cv_.wait_for(lock, std::chrono::microseconds(50));
   }
-  std::vector<std::shared_ptr<Group>> batch(unsynced_.begin(),
-                                            unsynced_.end());
+  std::vector<std::shared_ptr<Group>> batch(unsynced_.begin(), unsynced_.end());
   unsynced_.clear();
   lock.unlock();
   // Covers every group in `batch`: each was written before this call.
@@ -669,8 +667,9 @@ void Ledger::FinishWrite(Group* group) {
 
 void Ledger::DecideGroup(Group* group, const Group* previous) {
   group->before.target =
-      previous != nullptr ? static_cast<const StateReader*>(previous->state.get())
-                          : cache_.get();
+      previous != nullptr
+          ? static_cast<const StateReader*>(previous->state.get())
+          : cache_.get();
   group->state = std::make_unique<StateOverlay>(&group->before);
   StateOverlay& state = *group->state;
   uint64_t next_position = previous != nullptr
@@ -718,8 +717,7 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
       }
     }
     absl::StatusOr<std::optional<v1::StoredOutcome>> stored =
-        log_->GetOutcome(command.command_id(),
-                          EventLog::ReadView::kAppended);
+        log_->GetOutcome(command.command_id(), EventLog::ReadView::kAppended);
     if (!stored.ok()) {
       slot.Answer(stored.status());
       continue;
@@ -751,16 +749,15 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
   // Our own bookkeeping: one request, with one outcome, per command that
   // writes, in the order of its slot.
   SL_CHECK(group->requests.size() == group->request_slots.size(),
-           group->requests.size() << " requests for "
-                                  << group->request_slots.size()
-                                  << " commands that write");
+           group->requests.size()
+               << " requests for " << group->request_slots.size()
+               << " commands that write");
   for (size_t r = 0; r < group->requests.size(); ++r) {
     const AppendRequest& request = group->requests[r];
     const v1::Command& command =
         group->slots[group->request_slots[r]].command();
     SL_CHECK(request.outcome.has_value() &&
-                 request.outcome->result().command_id() ==
-                     command.command_id(),
+                 request.outcome->result().command_id() == command.command_id(),
              "request " << r << " of the group does not carry command "
                         << command.command_id() << "'s outcome");
   }

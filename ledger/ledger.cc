@@ -6,11 +6,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/decide.h"
 #include "core/evolve.h"
 #include "core/invariants.h"
 #include "core/limits.h"
-#include "base/status_macros.h"
 #include "core/streams.h"
 #include "ledger/group_commit.h"
 #include "replay/projection_store.h"
@@ -109,7 +109,8 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
   log_options.before_write = options.before_write;
   ASSIGN_OR_RETURN(std::unique_ptr<EventLog> log,
                    EventLog::Open(dir, log_options));
-  return std::unique_ptr<Ledger>(new Ledger(std::move(log), std::move(options)));
+  return std::unique_ptr<Ledger>(
+      new Ledger(std::move(log), std::move(options)));
 }
 
 // Decide, with the store directory's answer for a store the command
@@ -161,9 +162,9 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
 
   if (decision.accepted) {
     if (decision.events.size() > kEventsPerCommandMax) {
-      return absl::InternalError(absl::StrCat(
-          "decide produced ", decision.events.size(),
-          " events, over the limit of ", kEventsPerCommandMax));
+      return absl::InternalError(
+          absl::StrCat("decide produced ", decision.events.size(),
+                       " events, over the limit of ", kEventsPerCommandMax));
     }
     // The command's own changes, over the group's: folded into the group's
     // only when all of them evolved.
@@ -184,10 +185,9 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
     // Due store snapshots ride in the same batch (replay/snapshots.h). Only
     // the leader appends, so the events get the positions from
     // first_position on.
-    RETURN_IF_ERROR(AddDueSnapshots(*log_, changes, request->events,
-                                    first_position,
-                                    options_.snapshot_every_events,
-                                    &request->projection_puts));
+    RETURN_IF_ERROR(AddDueSnapshots(
+        *log_, changes, request->events, first_position,
+        options_.snapshot_every_events, &request->projection_puts));
     state.MergeFrom(std::move(changes));
     result->set_status(v1::ACCEPTED);
     result->set_message(decision.message);

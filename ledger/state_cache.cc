@@ -7,14 +7,19 @@ namespace {
 
 // Cache keys: a one-letter kind, then the id(s). A NUL separates store and
 // product ids (ids are printable ASCII, R0).
-std::string StoreCacheKey(absl::string_view id) { return absl::StrCat("s", id); }
-std::string ProductCacheKey(absl::string_view store, absl::string_view product) {
+std::string StoreCacheKey(absl::string_view id) {
+  return absl::StrCat("s", id);
+}
+std::string ProductCacheKey(absl::string_view store,
+                            absl::string_view product) {
   std::string key = absl::StrCat("p", store);
   key.push_back('\0');
   key.append(product.data(), product.size());
   return key;
 }
-std::string OrderCacheKey(absl::string_view id) { return absl::StrCat("o", id); }
+std::string OrderCacheKey(absl::string_view id) {
+  return absl::StrCat("o", id);
+}
 std::string WithdrawalCacheKey(absl::string_view id) {
   return absl::StrCat("w", id);
 }
@@ -121,8 +126,9 @@ absl::StatusOr<std::vector<WithdrawalRecord>> StateCache::Withdrawals(
 
 absl::StatusOr<RecordRef<MerchantRecord>> StateCache::Merchant(
     absl::string_view merchant_id) const {
-  return Read<MerchantRecord>(MerchantCacheKey(merchant_id),
-                              [&] { return committed_->Merchant(merchant_id); });
+  return Read<MerchantRecord>(MerchantCacheKey(merchant_id), [&] {
+    return committed_->Merchant(merchant_id);
+  });
 }
 
 absl::StatusOr<std::vector<std::string>> StateCache::StoreIds(

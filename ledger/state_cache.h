@@ -76,11 +76,10 @@ class StateCache : public StateReader {
  private:
   // std::monostate: known absent. Records are shared with the readers that
   // hold them (so evicting one never pulls it from under a reader).
-  using Value =
-      std::variant<std::monostate, RecordRef<StoreRecord>,
-                   RecordRef<ProductRecord>, RecordRef<OrderRecord>,
-                   RecordRef<WithdrawalRecord>, RecordRef<MerchantRecord>,
-                   RecordRef<StreamHead>>;
+  using Value = std::variant<std::monostate, RecordRef<StoreRecord>,
+                             RecordRef<ProductRecord>, RecordRef<OrderRecord>,
+                             RecordRef<WithdrawalRecord>,
+                             RecordRef<MerchantRecord>, RecordRef<StreamHead>>;
   using Entry = std::pair<std::string, Value>;
 
   // The cached value of `key`, moved to the front; nullptr when not cached.

@@ -31,9 +31,9 @@ namespace audit_internal {
 namespace {
 
 ABSL_CONST_INIT const absl::string_view kAllChecks[] = {
-    kCheckHashChain,   kCheckPositions,   kCheckStreamIndex, kCheckPostings,
-    kCheckBalances,    kCheckProjections, kCheckOutcomes,
-    kCheckMerkleTree,  kCheckDiverged,
+    kCheckHashChain, kCheckPositions,  kCheckStreamIndex,
+    kCheckPostings,  kCheckBalances,   kCheckProjections,
+    kCheckOutcomes,  kCheckMerkleTree, kCheckDiverged,
 };
 
 }  // namespace
@@ -113,12 +113,11 @@ bool AccountOfStore(absl::string_view store_id, absl::string_view account) {
 std::string OutcomeFingerprint(absl::string_view command_id, uint64_t first,
                                uint64_t last, v1::OutcomeStatus status,
                                absl::string_view fingerprint,
-                               absl::string_view rule,
-                               v1::RejectionCode code) {
-  return absl::StrCat(command_id.size(), ":", command_id, "|", first, "|",
-                      last, "|", static_cast<int>(status), "|",
-                      fingerprint.size(), ":", fingerprint, "|", rule.size(),
-                      ":", rule, "|", static_cast<int>(code));
+                               absl::string_view rule, v1::RejectionCode code) {
+  return absl::StrCat(command_id.size(), ":", command_id, "|", first, "|", last,
+                      "|", static_cast<int>(status), "|", fingerprint.size(),
+                      ":", fingerprint, "|", rule.size(), ":", rule, "|",
+                      static_cast<int>(code));
 }
 
 absl::StatusOr<v1::AuditReport> Auditor::Run() {
@@ -196,8 +195,8 @@ uint64_t Auditor::CountOf(absl::string_view check) const {
 }
 
 void Auditor::Violation(absl::string_view check, absl::StatusCode code,
-               uint64_t position, absl::string_view stream_id,
-               absl::string_view key, std::string message) {
+                        uint64_t position, absl::string_view stream_id,
+                        absl::string_view key, std::string message) {
   ++counts_[std::string(check)];
   report_.set_violations_total(report_.violations_total() + 1);
   if (static_cast<size_t>(report_.violations_size()) >=
@@ -214,30 +213,30 @@ void Auditor::Violation(absl::string_view check, absl::StatusCode code,
 }
 
 void Auditor::Integrity(absl::string_view check, absl::StatusCode code,
-               uint64_t position, absl::string_view stream_id,
-               absl::string_view key, std::string message) {
+                        uint64_t position, absl::string_view stream_id,
+                        absl::string_view key, std::string message) {
   if (diagnosing_) return;
   Violation(check, code, position, stream_id, key, std::move(message));
 }
 
 void Auditor::Progress(absl::string_view pass, uint64_t done, uint64_t total,
-              bool final_call) {
+                       bool final_call) {
   if (!options_.progress) return;
-  if (final_call || (options_.progress_every > 0 &&
-                     done % options_.progress_every == 0)) {
+  if (final_call ||
+      (options_.progress_every > 0 && done % options_.progress_every == 0)) {
     options_.progress(pass, done, total);
   }
 }
 
 absl::Status Auditor::IteratorEnd(const rocksdb::Iterator& it,
-                         absl::string_view check, absl::string_view what) {
+                                  absl::string_view check,
+                                  absl::string_view what) {
   const rocksdb::Status& s = it.status();
   if (s.ok()) return absl::OkStatus();
   if (s.IsCorruption()) {
     Violation(check, absl::StatusCode::kDataLoss, 0, "", "",
               absl::StrCat("RocksDB reports corruption while reading ", what,
-                           "; the rest of it was not checked: ",
-                           s.ToString()));
+                           "; the rest of it was not checked: ", s.ToString()));
     return absl::OkStatus();
   }
   return absl::UnavailableError(
@@ -263,8 +262,7 @@ absl::StatusOr<std::optional<std::string>> Auditor::Get(
 
 absl::StatusOr<v1::Envelope> Auditor::ReadEnvelope(uint64_t position) {
   if (position == 0 || position > head_position_) {
-    return absl::NotFoundError(absl::StrCat("no event at position ",
-                                            position));
+    return absl::NotFoundError(absl::StrCat("no event at position ", position));
   }
   ASSIGN_OR_RETURN(std::optional<std::string> raw,
                    events_lookup_.Find(PositionKey(position)));
@@ -282,9 +280,9 @@ absl::StatusOr<std::optional<v1::StoredOutcome>> Auditor::ReadOutcome(
   if (!bytes.has_value()) return std::optional<v1::StoredOutcome>();
   v1::StoredOutcome outcome;
   if (!outcome.ParseFromString(*bytes)) {
-    return absl::DataLossError(absl::StrCat(
-        "stored outcome of command ", absl::CEscape(command_id),
-        " does not parse"));
+    return absl::DataLossError(absl::StrCat("stored outcome of command ",
+                                            absl::CEscape(command_id),
+                                            " does not parse"));
   }
   return std::optional<v1::StoredOutcome>(std::move(outcome));
 }

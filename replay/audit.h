@@ -56,9 +56,9 @@ inline constexpr absl::string_view kCheckDiverged = "diverged";
 
 struct AuditOptions {
   // Called now and then with the pass ("events", "streams", "commands",
-  // "projections", "merkle tree"; "events (second look)", "commands (second look)" when
-  // needed), the items done in it, and the total when known (events: the
-  // head position; otherwise 0). Default: none.
+  // "projections", "merkle tree"; "events (second look)", "commands (second
+  // look)" when needed), the items done in it, and the total when known
+  // (events: the head position; otherwise 0). Default: none.
   std::function<void(absl::string_view pass, uint64_t done, uint64_t total)>
       progress;
   // Items between two progress calls. Default: 100000.

@@ -26,15 +26,14 @@ absl::Status Auditor::CommandsPass() {
     Progress(pass, ++done, 0);
   }
   if (!diagnosing_) {
-    RETURN_IF_ERROR(
-        IteratorEnd(*it, kCheckOutcomes, "the command outcomes"));
+    RETURN_IF_ERROR(IteratorEnd(*it, kCheckOutcomes, "the command outcomes"));
   }
   Progress(pass, done, 0, true);
   return absl::OkStatus();
 }
 
 absl::Status Auditor::CheckOutcome(absl::string_view command_id,
-                          absl::string_view value) {
+                                   absl::string_view value) {
   auto violation = [&](uint64_t position, std::string message) {
     Integrity(kCheckOutcomes, absl::StatusCode::kDataLoss, position, "",
               command_id,
@@ -52,9 +51,9 @@ absl::Status Auditor::CheckOutcome(absl::string_view command_id,
                               absl::CEscape(result.command_id())));
   }
   if (result.status() != v1::ACCEPTED && result.status() != v1::REJECTED) {
-    violation(0, absl::StrCat("status ",
-                              v1::OutcomeStatus_Name(result.status()),
-                              " is never stored"));
+    violation(0,
+              absl::StrCat("status ", v1::OutcomeStatus_Name(result.status()),
+                           " is never stored"));
     return absl::OkStatus();
   }
   const uint64_t first = result.first_position();
@@ -72,9 +71,9 @@ absl::Status Auditor::CheckOutcome(absl::string_view command_id,
     return absl::OkStatus();
   }
   if (result.status() == v1::REJECTED && first != last) {
-    violation(first, absl::StrCat("a rejection names positions ",
-                                  Range(first, last),
-                                  "; a rejection is one event"));
+    violation(first,
+              absl::StrCat("a rejection names positions ", Range(first, last),
+                           "; a rejection is one event"));
   }
   if (!diagnosing_) {
     const bool rejected = result.status() == v1::REJECTED;
@@ -92,9 +91,8 @@ absl::Status Auditor::CheckOutcome(absl::string_view command_id,
       Violation(kCheckOutcomes, absl::StatusCode::kDataLoss, position, "",
                 command_id,
                 absl::StrCat("stored outcome of command ",
-                             absl::CEscape(command_id), ": ",
-                             "names position ", position,
-                             ", which holds an event of command ",
+                             absl::CEscape(command_id), ": ", "names position ",
+                             position, ", which holds an event of command ",
                              absl::CEscape(envelope->command_id())));
     }
     if (first == last) break;

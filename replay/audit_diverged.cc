@@ -30,8 +30,7 @@ absl::Status Auditor::DivergedPass() {
             problem = absl::StrCat("position ", expected, " is missing");
           } else if (!envelope.ok()) {
             problem = std::string(envelope.status().message());
-          } else if (!prev_hash.empty() &&
-                     envelope->prev_hash() != prev_hash) {
+          } else if (!prev_hash.empty() && envelope->prev_hash() != prev_hash) {
             problem = absl::StrCat("position ", position,
                                    " does not link to the one before");
           } else {
@@ -47,12 +46,12 @@ absl::Status Auditor::DivergedPass() {
       problem = "its last envelope's hash is not the record's last_hash";
     }
     if (!problem.empty()) {
-      Violation(kCheckDiverged, absl::StatusCode::kDataLoss,
-                record.first_position(), "", "",
-                absl::StrCat("diverged record ", record.record(), " (",
-                             Range(record.first_position(),
-                                   record.last_position()),
-                             "): ", problem));
+      Violation(
+          kCheckDiverged, absl::StatusCode::kDataLoss, record.first_position(),
+          "", "",
+          absl::StrCat("diverged record ", record.record(), " (",
+                       Range(record.first_position(), record.last_position()),
+                       "): ", problem));
     }
     *report_.add_diverged() = std::move(record);
   }

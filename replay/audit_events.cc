@@ -41,15 +41,13 @@ absl::Status Auditor::EventsPass() {
       continue;
     }
     if (position > head_position_) {
-      Integrity(kCheckPositions, absl::StatusCode::kDataLoss, position, "",
-                "",
+      Integrity(kCheckPositions, absl::StatusCode::kDataLoss, position, "", "",
                 absl::StrCat("an event is stored at position ", position,
                              ", beyond the head at ", head_position_));
       continue;
     }
     if (position != expected) {
-      Integrity(kCheckPositions, absl::StatusCode::kDataLoss, expected, "",
-                "",
+      Integrity(kCheckPositions, absl::StatusCode::kDataLoss, expected, "", "",
                 absl::StrCat("position", expected + 1 == position ? " " : "s ",
                              Range(expected, position - 1),
                              " missing: the log has a gap"));
@@ -70,11 +68,10 @@ absl::Status Auditor::EventsPass() {
                            " missing: the log ends before its head"));
   }
   CloseRun();
-  if (!diagnosing_ && prev_hash.has_value() &&
-      expected == head_position_ + 1 &&
+  if (!diagnosing_ && prev_hash.has_value() && expected == head_position_ + 1 &&
       head_position_ > 0 && *prev_hash != head_hash_) {
-    Integrity(kCheckHashChain, absl::StatusCode::kDataLoss, head_position_,
-              "", "",
+    Integrity(kCheckHashChain, absl::StatusCode::kDataLoss, head_position_, "",
+              "",
               absl::StrCat("the stored head hash ", ToHex(head_hash_),
                            " differs from the hash of the last event, ",
                            ToHex(*prev_hash)));
@@ -85,7 +82,7 @@ absl::Status Auditor::EventsPass() {
 }
 
 void Auditor::CheckEnvelope(uint64_t position, absl::string_view raw,
-                   std::optional<std::string>* prev_hash) {
+                            std::optional<std::string>* prev_hash) {
   if (!diagnosing_) report_.set_events_checked(report_.events_checked() + 1);
   absl::StatusOr<v1::Envelope> parsed = ParseStoredEnvelope(position, raw);
   if (!parsed.ok()) {
@@ -99,20 +96,20 @@ void Auditor::CheckEnvelope(uint64_t position, absl::string_view raw,
   const std::string computed = StoredEnvelopeHash(envelope, raw);
   const bool hash_ok = computed == envelope.hash();
   if (!hash_ok) {
-    Integrity(kCheckHashChain, absl::StatusCode::kDataLoss, position,
-              envelope.stream_id(), "",
-              absl::StrCat("event at position ", position,
-                           ": hash mismatch: stored ", ToHex(envelope.hash()),
-                           ", computed ", ToHex(computed),
-                           " (the stored bytes were changed)"));
+    Integrity(
+        kCheckHashChain, absl::StatusCode::kDataLoss, position,
+        envelope.stream_id(), "",
+        absl::StrCat("event at position ", position, ": hash mismatch: stored ",
+                     ToHex(envelope.hash()), ", computed ", ToHex(computed),
+                     " (the stored bytes were changed)"));
   }
   if (prev_hash->has_value() && envelope.prev_hash() != **prev_hash) {
-    Integrity(kCheckHashChain, absl::StatusCode::kDataLoss, position,
-              envelope.stream_id(), "",
-              absl::StrCat("event at position ", position, ": prev_hash ",
-                           ToHex(envelope.prev_hash()),
-                           " does not link to the hash ", ToHex(**prev_hash),
-                           " of position ", position - 1));
+    Integrity(
+        kCheckHashChain, absl::StatusCode::kDataLoss, position,
+        envelope.stream_id(), "",
+        absl::StrCat("event at position ", position, ": prev_hash ",
+                     ToHex(envelope.prev_hash()), " does not link to the hash ",
+                     ToHex(**prev_hash), " of position ", position - 1));
   }
   *prev_hash = envelope.hash();
   if (!hash_ok) {
@@ -132,10 +129,10 @@ void Auditor::CheckEnvelope(uint64_t position, absl::string_view raw,
 void Auditor::CheckIndexed(const v1::Envelope& envelope) {
   const uint64_t position = envelope.position();
   const std::string& stream = envelope.stream_id();
-  if (stream.empty() || stream.find(kStreamIndexSeparator) != std::string::npos) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position,
-              stream, "",
-              "the envelope's stream id is empty or holds a NUL byte");
+  if (stream.empty() ||
+      stream.find(kStreamIndexSeparator) != std::string::npos) {
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position, stream,
+              "", "the envelope's stream id is empty or holds a NUL byte");
     return;
   }
   const std::string key = StreamIndexKey(stream, envelope.stream_version());
@@ -146,21 +143,20 @@ void Auditor::CheckIndexed(const v1::Envelope& envelope) {
     return;
   }
   if (!value->has_value()) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position,
-              stream, key,
-              absl::StrCat("event at position ", position, " (stream ",
-                           stream, " version ", envelope.stream_version(),
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position, stream,
+              key,
+              absl::StrCat("event at position ", position, " (stream ", stream,
+                           " version ", envelope.stream_version(),
                            ") is not in the stream index"));
   } else if (**value != PositionKey(position)) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position,
-              stream, key,
-              absl::StrCat(
-                  "the index entry of stream ", stream, " version ",
-                  envelope.stream_version(), " points at ",
-                  (*value)->size() == kPositionBytes
-                      ? absl::StrCat("position ", DecodeBigEndian64(**value))
-                      : std::string("a malformed position"),
-                  ", not at position ", position, ", which holds it"));
+    Violation(
+        kCheckStreamIndex, absl::StatusCode::kDataLoss, position, stream, key,
+        absl::StrCat("the index entry of stream ", stream, " version ",
+                     envelope.stream_version(), " points at ",
+                     (*value)->size() == kPositionBytes
+                         ? absl::StrCat("position ", DecodeBigEndian64(**value))
+                         : std::string("a malformed position"),
+                     ", not at position ", position, ", which holds it"));
   }
 }
 
@@ -189,21 +185,21 @@ void Auditor::CheckPostings(const v1::Envelope& envelope) {
   bool overflow = false;
   for (const Posting& posting : postings) {
     if (posting.store_id != store) {
-      Violation(kCheckPostings, absl::StatusCode::kFailedPrecondition,
-                position, envelope.stream_id(), "",
+      Violation(kCheckPostings, absl::StatusCode::kFailedPrecondition, position,
+                envelope.stream_id(), "",
                 absl::StrCat("the postings of one event name two stores, ",
                              store, " and ", posting.store_id, " (R13)"));
     }
     if (!AccountOfStore(store, posting.account)) {
-      Violation(kCheckPostings, absl::StatusCode::kFailedPrecondition,
-                position, envelope.stream_id(), "",
-                absl::StrCat("a posting of store ", store, " touches account ",
-                             posting.account,
-                             ", which is not that store's (R13)"));
+      Violation(
+          kCheckPostings, absl::StatusCode::kFailedPrecondition, position,
+          envelope.stream_id(), "",
+          absl::StrCat("a posting of store ", store, " touches account ",
+                       posting.account, ", which is not that store's (R13)"));
     }
     if (posting.debit_fen < 0 || posting.credit_fen < 0) {
-      Violation(kCheckPostings, absl::StatusCode::kFailedPrecondition,
-                position, envelope.stream_id(), "",
+      Violation(kCheckPostings, absl::StatusCode::kFailedPrecondition, position,
+                envelope.stream_id(), "",
                 absl::StrCat("a posting to ", posting.account,
                              " has a negative amount"));
     }
@@ -222,17 +218,17 @@ void Auditor::CheckPostings(const v1::Envelope& envelope) {
               envelope.stream_id(), "",
               "the postings' sum overflows int64 fen");
   } else if (sum != 0) {
-    Violation(kCheckPostings, absl::StatusCode::kFailedPrecondition,
-              position, envelope.stream_id(), "",
+    Violation(kCheckPostings, absl::StatusCode::kFailedPrecondition, position,
+              envelope.stream_id(), "",
               absl::StrCat("the postings do not balance: debits - credits = ",
                            sum, " fen"));
   }
   if (envelope.stream_id() != StoreStream(store)) {
-    Violation(kCheckPostings, absl::StatusCode::kFailedPrecondition,
-              position, envelope.stream_id(), "",
-              absl::StrCat("the event moves money of store ", store,
-                           " but lives in stream ", envelope.stream_id(),
-                           " (R13)"));
+    Violation(
+        kCheckPostings, absl::StatusCode::kFailedPrecondition, position,
+        envelope.stream_id(), "",
+        absl::StrCat("the event moves money of store ", store,
+                     " but lives in stream ", envelope.stream_id(), " (R13)"));
   }
 }
 
@@ -259,8 +255,7 @@ void Auditor::AddToRun(const v1::Envelope& envelope) {
     run_.tainted = next_run_tainted_;
     if (envelope.command_id().empty()) {
       Integrity(kCheckOutcomes, absl::StatusCode::kDataLoss, position,
-                envelope.stream_id(), "",
-                "the envelope carries no command id");
+                envelope.stream_id(), "", "the envelope carries no command id");
       run_.outcome_unreadable = true;
       tainted_any_ = true;
     } else if (lookup_outcomes_) {
@@ -301,13 +296,13 @@ void Auditor::CheckAgainstOutcome(const v1::Envelope& envelope) {
   const uint64_t position = envelope.position();
   const bool is_rejection = envelope.payload().has_command_rejected();
   if (result.status() != (is_rejection ? v1::REJECTED : v1::ACCEPTED)) {
-    Violation(kCheckOutcomes, absl::StatusCode::kDataLoss, position,
-              envelope.stream_id(), envelope.command_id(),
-              absl::StrCat("command ", envelope.command_id(),
-                           " has stored outcome ",
-                           v1::OutcomeStatus_Name(result.status()),
-                           " but its event at position ", position, " is a ",
-                           envelope.event_type()));
+    Violation(
+        kCheckOutcomes, absl::StatusCode::kDataLoss, position,
+        envelope.stream_id(), envelope.command_id(),
+        absl::StrCat("command ", envelope.command_id(), " has stored outcome ",
+                     v1::OutcomeStatus_Name(result.status()),
+                     " but its event at position ", position, " is a ",
+                     envelope.event_type()));
     return;
   }
   if (!is_rejection) return;
@@ -349,8 +344,8 @@ void Auditor::CloseRun() {
   if (run_.outcome_unreadable) return;
   const std::string& id = run_.command_id;
   if (!run_.outcome.has_value()) {
-    Violation(kCheckOutcomes, absl::StatusCode::kDataLoss, run_.first_good,
-              "", id,
+    Violation(kCheckOutcomes, absl::StatusCode::kDataLoss, run_.first_good, "",
+              id,
               absl::StrCat("the events of command ", id, " at position",
                            run_.first_good == run_.last_good ? " " : "s ",
                            Range(run_.first_good, run_.last_good),
@@ -358,20 +353,18 @@ void Auditor::CloseRun() {
     return;
   }
   const v1::CommandResult& result = run_.outcome->result();
-  const bool matches =
-      run_.tainted ? result.first_position() <= run_.first_good &&
-                         run_.last_good <= result.last_position()
-                   : result.first_position() == run_.first &&
-                         result.last_position() == run_.last;
+  const bool matches = run_.tainted
+                           ? result.first_position() <= run_.first_good &&
+                                 run_.last_good <= result.last_position()
+                           : result.first_position() == run_.first &&
+                                 result.last_position() == run_.last;
   if (!matches) {
-    Violation(kCheckOutcomes, absl::StatusCode::kDataLoss, run_.first_good,
-              "", id,
-              absl::StrCat("the stored outcome of command ", id,
-                           " names positions ",
-                           Range(result.first_position(),
-                                 result.last_position()),
-                           " but its events are at positions ",
-                           Range(run_.first_good, run_.last_good)));
+    Violation(
+        kCheckOutcomes, absl::StatusCode::kDataLoss, run_.first_good, "", id,
+        absl::StrCat("the stored outcome of command ", id, " names positions ",
+                     Range(result.first_position(), result.last_position()),
+                     " but its events are at positions ",
+                     Range(run_.first_good, run_.last_good)));
   }
 }
 

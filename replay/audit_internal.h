@@ -252,12 +252,10 @@ class MultisetHash {
 std::string OutcomeFingerprint(absl::string_view command_id, uint64_t first,
                                uint64_t last, v1::OutcomeStatus status,
                                absl::string_view fingerprint,
-                               absl::string_view rule,
-                               v1::RejectionCode code);
+                               absl::string_view rule, v1::RejectionCode code);
 
 class Auditor {
  public:
-
   Auditor(const EventLog& log, const AuditOptions& options)
       : log_(log),
         options_(options),
@@ -278,7 +276,6 @@ class Auditor {
   absl::StatusOr<v1::AuditReport> Run();
 
  private:
-
   // Every stored node of the Merkle tree against the tree of the stored
   // envelopes (a damaged envelope is also the chain's violation; here it is
   // the leaves and nodes above it that no longer match).
@@ -306,8 +303,8 @@ class Auditor {
 
   // An iterator error: corruption RocksDB itself detected (a block checksum)
   // is a violation that ends the pass; anything else stops the audit.
-  absl::Status IteratorEnd(const rocksdb::Iterator& it,
-                           absl::string_view check, absl::string_view what);
+  absl::Status IteratorEnd(const rocksdb::Iterator& it, absl::string_view check,
+                           absl::string_view what);
 
   std::vector<Lookup*> Lookups();
 
@@ -445,12 +442,12 @@ class Auditor {
   // Walks the stored keys under `prefix` beside the folded ids (both sorted
   // by id), calling `both` for ids in both and reporting the rest.
   template <typename Map, typename IdOf>
-  void MergeIndex(const std::string& prefix, const Map& folded, IdOf id_of,
-                  absl::string_view what,
-                  const std::function<
-                      void(absl::string_view id, absl::string_view value,
-                           const typename Map::mapped_type::element_type&)>&
-                      both);
+  void MergeIndex(
+      const std::string& prefix, const Map& folded, IdOf id_of,
+      absl::string_view what,
+      const std::function<void(absl::string_view id, absl::string_view value,
+                               const typename Map::mapped_type::element_type&)>&
+          both);
 
   void CompareStore();
 

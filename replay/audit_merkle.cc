@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "storage/merkle_store.h"
 #include "replay/audit_internal.h"
+#include "storage/merkle_store.h"
 
 namespace storeledger::audit_internal {
 

@@ -20,8 +20,7 @@ absl::Status Auditor::ProjectionsPass() {
   std::unique_ptr<rocksdb::Iterator> it = Sequential(log_.projections_cf());
   uint64_t done = 0;
   for (it->SeekToFirst(); it->Valid() && io_error_.ok(); it->Next()) {
-    report_.set_projection_keys_checked(report_.projection_keys_checked() +
-                                        1);
+    report_.set_projection_keys_checked(report_.projection_keys_checked() + 1);
     CheckProjectionKey(View(it->key()), View(it->value()));
     Progress("projections", ++done, 0);
   }
@@ -41,13 +40,15 @@ bool Auditor::StreamExists(const std::string& stream) {
   return cached_stream_exists_;
 }
 
-void Auditor::CheckProjectionKey(absl::string_view key, absl::string_view value) {
+void Auditor::CheckProjectionKey(absl::string_view key,
+                                 absl::string_view value) {
   auto orphan = [&](std::string message) {
     Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0, "", key,
               std::move(message));
   };
   const std::string sep = Sep();
-  auto store_of_pair = [&](absl::string_view rest) -> std::optional<std::string> {
+  auto store_of_pair =
+      [&](absl::string_view rest) -> std::optional<std::string> {
     const size_t at = rest.find(kKeySeparator);
     if (at == absl::string_view::npos) return std::nullopt;
     return std::string(rest.substr(0, at));
@@ -84,9 +85,8 @@ void Auditor::CheckProjectionKey(absl::string_view key, absl::string_view value)
       return orphan("a malformed store-by-kind index key");
     }
     const absl::string_view store = rest.substr(slash + 1);
-    absl::StatusOr<std::optional<std::string>> bytes =
-        GetOrReport(log_.projections_cf(), StoreKey(store),
-                    kCheckProjections, 0);
+    absl::StatusOr<std::optional<std::string>> bytes = GetOrReport(
+        log_.projections_cf(), StoreKey(store), kCheckProjections, 0);
     if (!bytes.ok()) {
       io_error_ = bytes.status();
       return;
@@ -114,13 +114,15 @@ void Auditor::CheckProjectionKey(absl::string_view key, absl::string_view value)
     std::string store_id;
     if (is_order) {
       OrderRecord record;
-      if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      if (!record.ParseFromArray(value.data(),
+                                 static_cast<int>(value.size()))) {
         return orphan("the order record does not parse");
       }
       store_id = record.store_id();
     } else {
       WithdrawalRecord record;
-      if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      if (!record.ParseFromArray(value.data(),
+                                 static_cast<int>(value.size()))) {
         return orphan("the withdrawal record does not parse");
       }
       store_id = record.store_id();
@@ -133,8 +135,8 @@ void Auditor::CheckProjectionKey(absl::string_view key, absl::string_view value)
     if (!indexed.ok()) {
       io_error_ = indexed.status();
     } else if (!indexed->has_value()) {
-      orphan(absl::StrCat(is_order ? "order " : "withdrawal ", id,
-                          " of store ", store_id,
+      orphan(absl::StrCat(is_order ? "order " : "withdrawal ", id, " of store ",
+                          store_id,
                           " is not in that store's index, so the log does "
                           "not account for it"));
     }

@@ -46,14 +46,13 @@ absl::Status Auditor::StreamsPass() {
     const absl::string_view version_bytes = key.substr(separator + 1);
     if (version_bytes.size() != kPositionBytes ||
         value.size() != kPositionBytes) {
-      Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream,
-                key, "malformed stream index entry");
+      Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream, key,
+                "malformed stream index entry");
       StopFold("its stream index holds a malformed entry", 0, true);
       walk_.sums_complete = false;
       continue;
     }
-    VisitIndexEntry(DecodeBigEndian64(version_bytes),
-                    DecodeBigEndian64(value));
+    VisitIndexEntry(DecodeBigEndian64(version_bytes), DecodeBigEndian64(value));
     Progress("streams", ++done, 0);
   }
   RETURN_IF_ERROR(io_error_);
@@ -111,9 +110,9 @@ void Auditor::CheckSnapshot(const v1::Envelope& envelope) {
   if (!expected.ok()) {
     Violation(kCheckProjections, absl::StatusCode::kDataLoss,
               envelope.position(), walk_.stream_id, snapshot_key,
-              absl::StrCat("a snapshot is stored at version ", version,
-                           " but the fold gives none: ",
-                           expected.status().message()));
+              absl::StrCat(
+                  "a snapshot is stored at version ", version,
+                  " but the fold gives none: ", expected.status().message()));
     return;
   }
   CompareRecord(snapshot_key, &*expected,
@@ -136,8 +135,7 @@ void Auditor::VisitIndexEntry(uint64_t version, uint64_t position) {
     // The second look of pass 1 names the unindexed event; the position of
     // the missing version is not known from the index.
     walk_.sums_complete = false;
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0,
-              stream, "",
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream, "",
               absl::StrCat("stream ", stream, ": version",
                            walk_.next_version + 1 == version ? " " : "s ",
                            Range(walk_.next_version, version - 1),
@@ -149,8 +147,8 @@ void Auditor::VisitIndexEntry(uint64_t version, uint64_t position) {
   absl::StatusOr<v1::Envelope> envelope = ReadEnvelope(position);
   if (!envelope.ok()) walk_.sums_complete = false;
   if (absl::IsNotFound(envelope.status())) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position,
-              stream, StreamIndexKey(stream, version),
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position, stream,
+              StreamIndexKey(stream, version),
               absl::StrCat("stream ", stream, " version ", version,
                            " points at position ", position,
                            ", where there is no event"));
@@ -170,8 +168,8 @@ void Auditor::VisitIndexEntry(uint64_t version, uint64_t position) {
   }
   if (envelope->stream_id() != stream ||
       envelope->stream_version() != version) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position,
-              stream, StreamIndexKey(stream, version),
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, position, stream,
+              StreamIndexKey(stream, version),
               absl::StrCat("stream ", stream, " version ", version,
                            " points at position ", position,
                            ", which holds stream ", envelope->stream_id(),
@@ -185,7 +183,8 @@ void Auditor::VisitIndexEntry(uint64_t version, uint64_t position) {
       ToTime(envelope->occurred_at()) < ToTime(walk_.last_occurred_at)) {
     Violation(kCheckStreamIndex, absl::StatusCode::kFailedPrecondition,
               position, stream, "",
-              absl::StrCat("stream ", stream, ": business time goes back at "
+              absl::StrCat("stream ", stream,
+                           ": business time goes back at "
                            "version ",
                            version, " (R0)"));
   }
@@ -196,7 +195,8 @@ void Auditor::VisitIndexEntry(uint64_t version, uint64_t position) {
     if (!evolved.ok()) {
       Violation(kCheckProjections, absl::StatusCode::kDataLoss, position,
                 stream, "",
-                absl::StrCat("folding stream ", stream, " with Evolve fails "
+                absl::StrCat("folding stream ", stream,
+                             " with Evolve fails "
                              "at version ",
                              version, ": ", evolved.message()));
       StopFold("Evolve rejects one of its events", position, true);
@@ -227,13 +227,13 @@ void Auditor::SumPostings(const v1::Envelope& envelope) {
   for (const std::string& account : touched) {
     const int64_t balance_fen = walk_.accounts.Get(account);
     if (balance_fen < 0 && walk_.negative_reported.insert(account).second) {
-      Violation(kCheckBalances, absl::StatusCode::kFailedPrecondition,
-                envelope.position(), walk_.stream_id, "",
-                absl::StrCat("account ", account, " is ", balance_fen,
-                             " fen after the event at position ",
-                             envelope.position(),
-                             ": a store balance went below zero (later "
-                             "events of the stream are not reported again)"));
+      Violation(
+          kCheckBalances, absl::StatusCode::kFailedPrecondition,
+          envelope.position(), walk_.stream_id, "",
+          absl::StrCat("account ", account, " is ", balance_fen,
+                       " fen after the event at position ", envelope.position(),
+                       ": a store balance went below zero (later "
+                       "events of the stream are not reported again)"));
     }
   }
 }
@@ -253,12 +253,12 @@ void Auditor::FinishStream() {
   }
   for (uint64_t version : walk_.snapshot_versions) {
     if (!Folding() && version <= walk_.last_version) continue;
-    Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0, stream,
-              SnapshotKey(walk_.store_id, version),
-              absl::StrCat("a snapshot of store ", walk_.store_id,
-                           " at version ", version,
-                           ", past the stream's last version ",
-                           walk_.last_version));
+    Violation(
+        kCheckProjections, absl::StatusCode::kDataLoss, 0, stream,
+        SnapshotKey(walk_.store_id, version),
+        absl::StrCat("a snapshot of store ", walk_.store_id, " at version ",
+                     version, ", past the stream's last version ",
+                     walk_.last_version));
   }
   if (!Folding()) {
     if (!walk_.fold_problem_reported) {
@@ -279,22 +279,19 @@ void Auditor::FinishStream() {
 void Auditor::CheckStreamHead() {
   const std::string& stream = walk_.stream_id;
   if (!walk_.head_bytes.has_value()) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream,
-              stream,
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream, stream,
               absl::StrCat("stream ", stream,
                            " has index entries but no stream head"));
     return;
   }
   StreamHead stored;
   if (!stored.ParseFromString(*walk_.head_bytes)) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream,
-              stream,
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream, stream,
               absl::StrCat("the head of stream ", stream, " does not parse"));
     return;
   }
   if (stored.version() != walk_.last_version) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream,
-              stream,
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream, stream,
               absl::StrCat("the head of stream ", stream, " names version ",
                            stored.version(), " but its index ends at version ",
                            walk_.last_version));
@@ -304,17 +301,15 @@ void Auditor::CheckStreamHead() {
   expected.set_version(walk_.last_version);
   *expected.mutable_last_occurred_at() = walk_.last_occurred_at;
   if (SerializeDeterministic(expected) != *walk_.head_bytes) {
-    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream,
-              stream,
-              absl::StrCat("the head of stream ", stream, " is ",
-                           Short(stored), ", its last event gives ",
-                           Short(expected)));
+    Violation(kCheckStreamIndex, absl::StatusCode::kDataLoss, 0, stream, stream,
+              absl::StrCat("the head of stream ", stream, " is ", Short(stored),
+                           ", its last event gives ", Short(expected)));
   }
 }
 
 void Auditor::CompareRecord(const std::string& key,
-                   const google::protobuf::Message* folded,
-                   const google::protobuf::Message& prototype) {
+                            const google::protobuf::Message* folded,
+                            const google::protobuf::Message& prototype) {
   const std::string& stream = walk_.stream_id;
   absl::StatusOr<std::optional<std::string>> stored =
       GetOrReport(log_.projections_cf(), key, kCheckProjections, 0);
@@ -324,8 +319,7 @@ void Auditor::CompareRecord(const std::string& key,
   }
   if (!stored->has_value()) {
     if (folded != nullptr) {
-      Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0, stream,
-                key,
+      Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0, stream, key,
                 absl::StrCat("record missing from the projections; the log "
                              "gives ",
                              Short(*folded)));
@@ -339,9 +333,9 @@ void Auditor::CompareRecord(const std::string& key,
   }
   if (SerializeDeterministic(*folded) == **stored) return;
   std::unique_ptr<google::protobuf::Message> parsed(prototype.New());
-  const std::string stored_text =
-      parsed->ParseFromString(**stored) ? Short(*parsed)
-                                        : std::string("bytes that do not parse");
+  const std::string stored_text = parsed->ParseFromString(**stored)
+                                      ? Short(*parsed)
+                                      : std::string("bytes that do not parse");
   Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0, stream, key,
             absl::StrCat("the stored record differs from the one folded "
                          "from the log: stored ",
@@ -349,12 +343,12 @@ void Auditor::CompareRecord(const std::string& key,
 }
 
 template <typename Map, typename IdOf>
-void Auditor::MergeIndex(const std::string& prefix, const Map& folded, IdOf id_of,
-                absl::string_view what,
-                const std::function<
-                    void(absl::string_view id, absl::string_view value,
-                         const typename Map::mapped_type::element_type&)>&
-                    both) {
+void Auditor::MergeIndex(
+    const std::string& prefix, const Map& folded, IdOf id_of,
+    absl::string_view what,
+    const std::function<void(absl::string_view id, absl::string_view value,
+                             const typename Map::mapped_type::element_type&)>&
+        both) {
   const std::string& stream = walk_.stream_id;
   auto next = folded.begin();
   auto missing = [&]() {
@@ -376,18 +370,17 @@ void Auditor::MergeIndex(const std::string& prefix, const Map& folded, IdOf id_o
           both(id, value, *next->second);
           ++next;
         } else {
-          Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0,
-                    stream, key,
-                    absl::StrCat(what, " ", id,
-                                 " is stored but the log has no such ",
-                                 what, " in stream ", stream));
+          Violation(
+              kCheckProjections, absl::StatusCode::kDataLoss, 0, stream, key,
+              absl::StrCat(what, " ", id, " is stored but the log has no such ",
+                           what, " in stream ", stream));
         }
         return io_error_.ok();
       });
   for (; next != folded.end(); ++next) missing();
   if (absl::IsDataLoss(scanned)) {
-    Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0, stream,
-              prefix, std::string(scanned.message()));
+    Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0, stream, prefix,
+              std::string(scanned.message()));
   } else if (!scanned.ok()) {
     io_error_ = scanned;
   }
@@ -433,8 +426,7 @@ void Auditor::CompareStore() {
       });
   MergeIndex(
       absl::StrCat(kStoreOrderPrefix, store_id, sep), state.orders(),
-      [](const std::string& id) -> const std::string& { return id; },
-      "order",
+      [](const std::string& id) -> const std::string& { return id; }, "order",
       [&](absl::string_view id, absl::string_view value,
           const OrderRecord& folded) {
         CheckEmptyIndexValue(id, value, kStoreOrderPrefix);
@@ -442,8 +434,7 @@ void Auditor::CompareStore() {
                       OrderRecord::default_instance());
       });
   MergeIndex(
-      absl::StrCat(kStoreWithdrawalPrefix, store_id, sep),
-      state.withdrawals(),
+      absl::StrCat(kStoreWithdrawalPrefix, store_id, sep), state.withdrawals(),
       [](const std::string& id) -> const std::string& { return id; },
       "withdrawal",
       [&](absl::string_view id, absl::string_view value,
@@ -454,11 +445,11 @@ void Auditor::CompareStore() {
       });
 }
 
-void Auditor::CheckEmptyIndexValue(absl::string_view id, absl::string_view value,
-                          absl::string_view prefix) {
+void Auditor::CheckEmptyIndexValue(absl::string_view id,
+                                   absl::string_view value,
+                                   absl::string_view prefix) {
   if (value.empty()) return;
-  Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0,
-            walk_.stream_id,
+  Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0, walk_.stream_id,
             absl::StrCat(prefix, walk_.store_id, Sep(), id),
             "an index entry holds a value; index entries are empty");
 }
@@ -478,15 +469,16 @@ void Auditor::CompareBalances(const StoreRecord& store) {
   absl::StatusOr<v1::Balances> from_postings =
       StoreBalancesFromAccounts(walk_.store_id, walk_.accounts);
   if (!from_postings.ok()) {
-    Violation(kCheckBalances, absl::StatusCode::kDataLoss, 0,
-              walk_.stream_id, "", std::string(from_postings.status().message()));
+    Violation(kCheckBalances, absl::StatusCode::kDataLoss, 0, walk_.stream_id,
+              "", std::string(from_postings.status().message()));
     return;
   }
   if (SerializeDeterministic(*from_postings) !=
       SerializeDeterministic(store.balances())) {
     Violation(kCheckBalances, absl::StatusCode::kFailedPrecondition, 0,
               walk_.stream_id, StoreKey(walk_.store_id),
-              absl::StrCat("store ", walk_.store_id, ": balances folded "
+              absl::StrCat("store ", walk_.store_id,
+                           ": balances folded "
                            "with Evolve ",
                            Short(store.balances()),
                            " differ from the sum of its postings ",
@@ -527,11 +519,10 @@ void Auditor::CheckMerchantLists(const StoreRecord& store) {
   }
   const auto& ids = merchant.store_ids();
   if (std::find(ids.begin(), ids.end(), store.store_id()) == ids.end()) {
-    Violation(kCheckProjections, absl::StatusCode::kDataLoss, 0,
-              walk_.stream_id, key,
-              absl::StrCat("merchant ", store.merchant_id(),
-                           "'s record does not list its store ",
-                           store.store_id()));
+    Violation(
+        kCheckProjections, absl::StatusCode::kDataLoss, 0, walk_.stream_id, key,
+        absl::StrCat("merchant ", store.merchant_id(),
+                     "'s record does not list its store ", store.store_id()));
   }
 }
 

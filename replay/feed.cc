@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/limits.h"
 #include "base/status_macros.h"
+#include "core/limits.h"
 #include "rocksdb/db.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
@@ -32,9 +32,8 @@ absl::StatusOr<std::unique_ptr<LogFollower>> LogFollower::Open(
   }
   std::unique_ptr<LogFollower> follower(new LogFollower());
   std::string pattern =
-      (scratch_parent.empty()
-           ? std::filesystem::temp_directory_path()
-           : std::filesystem::path(scratch_parent)) /
+      (scratch_parent.empty() ? std::filesystem::temp_directory_path()
+                              : std::filesystem::path(scratch_parent)) /
       "storeledger-follow-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) {
     return absl::UnavailableError(
@@ -85,7 +84,8 @@ absl::Status LogFollower::LoadStartHash() {
                                PositionKey(last_position_), &raw);
   if (s.IsNotFound()) return absl::OkStatus();  // not written yet
   RETURN_IF_ERROR(FromRocks(s, "follow: read the starting event"));
-  ASSIGN_OR_RETURN(v1::Envelope start, VerifyStoredEnvelope(last_position_, raw));
+  ASSIGN_OR_RETURN(v1::Envelope start,
+                   VerifyStoredEnvelope(last_position_, raw));
   last_hash_ = start.hash();
   return absl::OkStatus();
 }
@@ -114,7 +114,8 @@ absl::StatusOr<uint64_t> LogFollower::Poll(
           ")"));
     }
     const absl::string_view raw = View(it->value());
-    ASSIGN_OR_RETURN(v1::Envelope envelope, VerifyStoredEnvelope(expected, raw));
+    ASSIGN_OR_RETURN(v1::Envelope envelope,
+                     VerifyStoredEnvelope(expected, raw));
     if (envelope.prev_hash() != last_hash_) {
       return absl::DataLossError(absl::StrCat(
           "event at position ", expected, ": prev_hash ",

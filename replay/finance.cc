@@ -8,9 +8,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/money.h"
 #include "core/policy.h"
-#include "base/status_macros.h"
 #include "core/streams.h"
 #include "replay/projection_keys.h"
 #include "replay/projection_store.h"
@@ -58,14 +58,15 @@ absl::Status FillTotals(v1::BalancesReport* report) {
     for (const v1::StoreBalances& store : report->stores()) {
       if (store.kind() != kind) continue;
       totals->set_stores(totals->stores() + 1);
-      RETURN_IF_ERROR(AddBalances(store.balances(), totals->mutable_balances()));
+      RETURN_IF_ERROR(
+          AddBalances(store.balances(), totals->mutable_balances()));
     }
   }
   return absl::OkStatus();
 }
 
-std::vector<v1::AccountBalance> Rows(
-    const std::set<std::string>& accounts, const AccountBalances& balances) {
+std::vector<v1::AccountBalance> Rows(const std::set<std::string>& accounts,
+                                     const AccountBalances& balances) {
   std::vector<v1::AccountBalance> rows;
   for (const std::string& account : accounts) {
     v1::AccountBalance& row = rows.emplace_back();
@@ -146,8 +147,8 @@ BalanceField BalanceFieldOf(absl::string_view store_id,
                             absl::string_view account) {
   // Store accounts are "<store>/<name>"; store ids may themselves hold a
   // '/', so match the whole name rather than split on the first '/'.
-  if (absl::StartsWith(account, store_id) &&
-      account.size() > store_id.size() && account[store_id.size()] == '/') {
+  if (absl::StartsWith(account, store_id) && account.size() > store_id.size() &&
+      account[store_id.size()] == '/') {
     const absl::string_view rest = account.substr(store_id.size() + 1);
     if (rest == "pending") return BalanceField::kPending;
     if (rest == "available") return BalanceField::kAvailable;
@@ -162,24 +163,44 @@ absl::Status AddToBalance(BalanceField field, int64_t delta_fen,
                           v1::Balances* balances) {
   int64_t current = 0;
   switch (field) {
-    case BalanceField::kNone: return absl::OkStatus();
-    case BalanceField::kPending: current = balances->pending_fen(); break;
-    case BalanceField::kAvailable: current = balances->available_fen(); break;
+    case BalanceField::kNone:
+      return absl::OkStatus();
+    case BalanceField::kPending:
+      current = balances->pending_fen();
+      break;
+    case BalanceField::kAvailable:
+      current = balances->available_fen();
+      break;
     case BalanceField::kWithdrawing:
       current = balances->withdrawing_fen();
       break;
-    case BalanceField::kPaidOut: current = balances->paid_out_fen(); break;
-    case BalanceField::kDeposit: current = balances->deposit_fen(); break;
+    case BalanceField::kPaidOut:
+      current = balances->paid_out_fen();
+      break;
+    case BalanceField::kDeposit:
+      current = balances->deposit_fen();
+      break;
   }
   std::optional<int64_t> sum = CheckedAdd(current, delta_fen);
   if (!sum.has_value()) return Overflow("a store balance");
   switch (field) {
-    case BalanceField::kNone: break;
-    case BalanceField::kPending: balances->set_pending_fen(*sum); break;
-    case BalanceField::kAvailable: balances->set_available_fen(*sum); break;
-    case BalanceField::kWithdrawing: balances->set_withdrawing_fen(*sum); break;
-    case BalanceField::kPaidOut: balances->set_paid_out_fen(*sum); break;
-    case BalanceField::kDeposit: balances->set_deposit_fen(*sum); break;
+    case BalanceField::kNone:
+      break;
+    case BalanceField::kPending:
+      balances->set_pending_fen(*sum);
+      break;
+    case BalanceField::kAvailable:
+      balances->set_available_fen(*sum);
+      break;
+    case BalanceField::kWithdrawing:
+      balances->set_withdrawing_fen(*sum);
+      break;
+    case BalanceField::kPaidOut:
+      balances->set_paid_out_fen(*sum);
+      break;
+    case BalanceField::kDeposit:
+      balances->set_deposit_fen(*sum);
+      break;
   }
   return absl::OkStatus();
 }
@@ -188,8 +209,8 @@ absl::StatusOr<v1::Balances> StoreBalancesFromAccounts(
     absl::string_view store_id, const AccountBalances& accounts) {
   v1::Balances balances;
   for (const auto& [account, balance_fen] : accounts.accounts()) {
-    RETURN_IF_ERROR(AddToBalance(BalanceFieldOf(store_id, account),
-                                 balance_fen, &balances));
+    RETURN_IF_ERROR(AddToBalance(BalanceFieldOf(store_id, account), balance_fen,
+                                 &balances));
   }
   return balances;
 }
@@ -261,18 +282,19 @@ absl::Status FoldStoreBalances(const v1::Envelope& envelope,
     store->set_upgraded_to(event.store_upgraded().target_store_id());
   }
   for (const Posting& posting : PostingsFor(event)) {
-    ASSIGN_OR_RETURN(v1::StoreBalances * store, lookup(posting.store_id, false));
+    ASSIGN_OR_RETURN(v1::StoreBalances * store,
+                     lookup(posting.store_id, false));
     if (store == nullptr) {
       return absl::DataLossError(absl::StrCat(
           "event at position ", envelope.position(), " moves money of ",
           "store ", posting.store_id, ", which was not opened before"));
     }
-    ASSIGN_OR_RETURN(const int64_t net, NetOf(posting.debit_fen,
-                                              posting.credit_fen,
-                                              posting.account));
-    RETURN_IF_ERROR(AddToBalance(BalanceFieldOf(posting.store_id,
-                                                posting.account),
-                                 net, store->mutable_balances()));
+    ASSIGN_OR_RETURN(
+        const int64_t net,
+        NetOf(posting.debit_fen, posting.credit_fen, posting.account));
+    RETURN_IF_ERROR(
+        AddToBalance(BalanceFieldOf(posting.store_id, posting.account), net,
+                     store->mutable_balances()));
   }
   return absl::OkStatus();
 }
@@ -289,19 +311,18 @@ absl::StatusOr<v1::BalancesReport> BalancesFromPostings(const EventLog& log,
     return it == stores.end() ? nullptr : &it->second;
   };
   absl::Status fold_status;
-  RETURN_IF_ERROR(
-      log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
-        if (as_of.position.has_value() &&
-            envelope.position() > *as_of.position) {
-          return false;
-        }
-        if (as_of.business_time.has_value() &&
-            ToTime(envelope.occurred_at()) > *as_of.business_time) {
-          return true;  // other streams' later events may still be earlier
-        }
-        fold_status = FoldStoreBalances(envelope, lookup);
-        return fold_status.ok();
-      }));
+  RETURN_IF_ERROR(log.Scan(0, [&](const v1::Envelope& envelope,
+                                  absl::string_view) {
+    if (as_of.position.has_value() && envelope.position() > *as_of.position) {
+      return false;
+    }
+    if (as_of.business_time.has_value() &&
+        ToTime(envelope.occurred_at()) > *as_of.business_time) {
+      return true;  // other streams' later events may still be earlier
+    }
+    fold_status = FoldStoreBalances(envelope, lookup);
+    return fold_status.ok();
+  }));
   RETURN_IF_ERROR(fold_status);
 
   v1::BalancesReport report;
@@ -321,9 +342,9 @@ absl::StatusOr<v1::Statement> BuildStatement(const EventLog& log,
                                              absl::string_view store_id,
                                              absl::Time from, absl::Time to) {
   if (!(from < to)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--from (", absl::FormatTime(from), ") must be before --to (",
-        absl::FormatTime(to), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--from (", absl::FormatTime(from),
+                     ") must be before --to (", absl::FormatTime(to), ")"));
   }
   const std::string stream = StoreStream(store_id);
   ASSIGN_OR_RETURN(std::optional<StreamHead> head, log.GetStreamHead(stream));
@@ -342,7 +363,8 @@ absl::StatusOr<v1::Statement> BuildStatement(const EventLog& log,
   absl::Status fold_status;
   RETURN_IF_ERROR(log.ScanStream(stream, 0, [&](const v1::Envelope& envelope) {
     const v1::Event& event = envelope.payload();
-    if (event.has_store_opened() && event.store_opened().store_id() == store_id) {
+    if (event.has_store_opened() &&
+        event.store_opened().store_id() == store_id) {
       statement.set_kind(event.store_opened().kind());
     }
     const absl::Time occurred_at = ToTime(envelope.occurred_at());
@@ -352,8 +374,8 @@ absl::StatusOr<v1::Statement> BuildStatement(const EventLog& log,
       accounts.insert(posting.account);
       auto apply = [&](AccountBalances& sums) {
         if (fold_status.ok()) {
-          fold_status =
-              sums.Apply(posting.account, posting.debit_fen, posting.credit_fen);
+          fold_status = sums.Apply(posting.account, posting.debit_fen,
+                                   posting.credit_fen);
         }
       };
       apply(closing);
@@ -378,9 +400,9 @@ absl::StatusOr<v1::Statement> BuildStatement(const EventLog& log,
         CheckedAdd(opening.Get(account), movements.Get(account));
     if (!sum.has_value() || *sum != closing.Get(account)) {
       return absl::InternalError(absl::StrCat(
-          "statement of store ", store_id, ": account ", account,
-          " opens at ", opening.Get(account), " and moves ",
-          movements.Get(account), " but closes at ", closing.Get(account)));
+          "statement of store ", store_id, ": account ", account, " opens at ",
+          opening.Get(account), " and moves ", movements.Get(account),
+          " but closes at ", closing.Get(account)));
     }
   }
   for (v1::AccountBalance& row : Rows(accounts, opening)) {

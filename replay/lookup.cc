@@ -4,8 +4,8 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
-#include "core/policy.h"
 #include "base/status_macros.h"
+#include "core/policy.h"
 #include "core/streams.h"
 #include "replay/finance.h"
 #include "replay/projection_store.h"
@@ -14,25 +14,39 @@ namespace storeledger {
 
 std::string OrderIdOf(const v1::Event& event) {
   switch (event.body_case()) {
-    case v1::Event::kOrderPlaced: return event.order_placed().order_id();
-    case v1::Event::kOrderCancelled: return event.order_cancelled().order_id();
-    case v1::Event::kOrderPaid: return event.order_paid().order_id();
-    case v1::Event::kOrderShipped: return event.order_shipped().order_id();
-    case v1::Event::kOrderSettled: return event.order_settled().order_id();
-    case v1::Event::kOrderRefunded: return event.order_refunded().order_id();
+    case v1::Event::kOrderPlaced:
+      return event.order_placed().order_id();
+    case v1::Event::kOrderCancelled:
+      return event.order_cancelled().order_id();
+    case v1::Event::kOrderPaid:
+      return event.order_paid().order_id();
+    case v1::Event::kOrderShipped:
+      return event.order_shipped().order_id();
+    case v1::Event::kOrderSettled:
+      return event.order_settled().order_id();
+    case v1::Event::kOrderRefunded:
+      return event.order_refunded().order_id();
     case v1::Event::kCommandRejected: {
       const v1::Command& c = event.command_rejected().command();
       switch (c.body_case()) {
-        case v1::Command::kPlaceOrder: return c.place_order().order_id();
-        case v1::Command::kCancelOrder: return c.cancel_order().order_id();
-        case v1::Command::kPayOrder: return c.pay_order().order_id();
-        case v1::Command::kShipOrder: return c.ship_order().order_id();
-        case v1::Command::kSettleOrder: return c.settle_order().order_id();
-        case v1::Command::kRefundOrder: return c.refund_order().order_id();
-        default: return "";
+        case v1::Command::kPlaceOrder:
+          return c.place_order().order_id();
+        case v1::Command::kCancelOrder:
+          return c.cancel_order().order_id();
+        case v1::Command::kPayOrder:
+          return c.pay_order().order_id();
+        case v1::Command::kShipOrder:
+          return c.ship_order().order_id();
+        case v1::Command::kSettleOrder:
+          return c.settle_order().order_id();
+        case v1::Command::kRefundOrder:
+          return c.refund_order().order_id();
+        default:
+          return "";
       }
     }
-    default: return "";
+    default:
+      return "";
   }
 }
 
@@ -79,10 +93,12 @@ bool NamesProduct(const v1::Event& event, absl::string_view product_id) {
           return c.delete_product().product_id() == product_id;
         case v1::Command::kPlaceOrder:
           return in_lines(c.place_order().lines());
-        default: return false;
+        default:
+          return false;
       }
     }
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -104,10 +120,12 @@ std::string WithdrawalIdOf(const v1::Event& event) {
           return c.complete_withdrawal().withdrawal_id();
         case v1::Command::kFailWithdrawal:
           return c.fail_withdrawal().withdrawal_id();
-        default: return "";
+        default:
+          return "";
       }
     }
-    default: return "";
+    default:
+      return "";
   }
 }
 
@@ -141,8 +159,7 @@ absl::StatusOr<v1::FindResult> FindId(const EventLog& log,
   const About everything = nullptr;
   auto add = [&](std::string kind, const std::string& store_id,
                  std::string merchant_id, std::string stream_id,
-                 std::string status, const About& about)
-      -> absl::Status {
+                 std::string status, const About& about) -> absl::Status {
     v1::IdMatch* match = result.add_matches();
     match->set_kind(std::move(kind));
     match->set_id(id);
@@ -174,18 +191,14 @@ absl::StatusOr<v1::FindResult> FindId(const EventLog& log,
   for (const std::string& store_id : product_stores) {
     ASSIGN_OR_RETURN(RecordRef<ProductRecord> product,
                      reader.Product(store_id, id));
-    const About about = [&](const v1::Event& e) {
-      return NamesProduct(e, id);
-    };
+    const About about = [&](const v1::Event& e) { return NamesProduct(e, id); };
     RETURN_IF_ERROR(add("product", store_id, merchant_of(store_id),
                         StoreStream(store_id),
                         v1::ProductStatus_Name(product->status()), about));
   }
   ASSIGN_OR_RETURN(RecordRef<OrderRecord> order, reader.Order(id));
   if (order != nullptr) {
-    const About about = [&](const v1::Event& e) {
-      return OrderIdOf(e) == id;
-    };
+    const About about = [&](const v1::Event& e) { return OrderIdOf(e) == id; };
     RETURN_IF_ERROR(add("order", order->store_id(),
                         merchant_of(order->store_id()),
                         StoreStream(order->store_id()),
@@ -210,10 +223,10 @@ absl::StatusOr<v1::FindResult> FindId(const EventLog& log,
     match->set_kind("command");
     match->set_id(id);
     const v1::CommandResult& r = outcome->result();
-    match->set_status(r.rule().empty()
-                          ? v1::OutcomeStatus_Name(r.status())
-                          : absl::StrCat(v1::OutcomeStatus_Name(r.status()),
-                                         " ", r.rule()));
+    match->set_status(
+        r.rule().empty()
+            ? v1::OutcomeStatus_Name(r.status())
+            : absl::StrCat(v1::OutcomeStatus_Name(r.status()), " ", r.rule()));
     match->set_first_position(r.first_position());
     if (r.first_position() != 0) {
       ASSIGN_OR_RETURN(v1::Envelope first, log.Read(r.first_position()));
@@ -239,8 +252,7 @@ absl::StatusOr<std::vector<std::string>> StoresWithProduct(
   return stores;
 }
 
-absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log,
-                                            absl::Time t) {
+absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log, absl::Time t) {
   // Invariant: positions <= low are recorded by t; positions > high are not.
   uint64_t low = 0, high = log.head().position;
   while (low < high) {
@@ -255,9 +267,10 @@ absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log,
   return low;
 }
 
-absl::StatusOr<v1::PositionAt> ResolvePosition(
-    const EventLog& log, std::optional<absl::Time> at,
-    std::optional<uint64_t> position, absl::string_view written) {
+absl::StatusOr<v1::PositionAt> ResolvePosition(const EventLog& log,
+                                               std::optional<absl::Time> at,
+                                               std::optional<uint64_t> position,
+                                               absl::string_view written) {
   v1::PositionAt answer;
   answer.set_written(std::string(written));
   uint64_t resolved = log.head().position;

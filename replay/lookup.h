@@ -47,9 +47,10 @@ absl::StatusOr<uint64_t> PositionRecordedBy(const EventLog& log, absl::Time t);
 // A position with its recorded_at: the last one recorded by `at` when
 // given (`position-at`, --known-at), else `position` clamped to the head,
 // else the head. `written` is echoed. recorded_at is unset for position 0.
-absl::StatusOr<v1::PositionAt> ResolvePosition(
-    const EventLog& log, std::optional<absl::Time> at,
-    std::optional<uint64_t> position, absl::string_view written);
+absl::StatusOr<v1::PositionAt> ResolvePosition(const EventLog& log,
+                                               std::optional<absl::Time> at,
+                                               std::optional<uint64_t> position,
+                                               absl::string_view written);
 
 // The statement of `store_id` over [from, to) and, with `pair`, of the
 // store it upgraded into (or from): legacy first, never summed.

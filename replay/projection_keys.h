@@ -35,7 +35,7 @@ inline constexpr absl::string_view kMerchantPrefix = "m/";
 inline constexpr char kProjectionKeySeparator = '\0';
 // Every record prefix above, in byte order.
 inline constexpr std::array<absl::string_view, 8> kProjectionRecordPrefixes = {
-    kStoreOrderPrefix, kStoreWithdrawalPrefix, kKindPrefix, kMerchantPrefix,
+    kStoreOrderPrefix, kStoreWithdrawalPrefix, kKindPrefix,  kMerchantPrefix,
     kOrderPrefix,      kProductPrefix,         kStorePrefix, kWithdrawalPrefix};
 
 std::string StoreKey(absl::string_view store_id);

@@ -35,9 +35,11 @@ absl::StatusOr<std::vector<Record>> ScanRecords(const EventLog* log,
   std::vector<Record> out;
   absl::Status parse_status;
   RETURN_IF_ERROR(log->ScanProjections(
-      prefix, [&](absl::string_view key, absl::string_view value) {
+      prefix,
+      [&](absl::string_view key, absl::string_view value) {
         Record record;
-        if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+        if (!record.ParseFromArray(value.data(),
+                                   static_cast<int>(value.size()))) {
           parse_status = absl::DataLossError(absl::StrCat(
               "projection record ", absl::CEscape(key), " is corrupt"));
           return false;
@@ -102,9 +104,9 @@ absl::StatusOr<std::vector<OrderRecord>> ProjectionReader::Orders(
   for (const std::string& id : ids) {
     ASSIGN_OR_RETURN(RecordRef<OrderRecord> order, Order(id));
     if (order == nullptr) {
-      return absl::DataLossError(absl::StrCat(
-          "order index names ", id, " in store ", store_id,
-          " but the order record is missing"));
+      return absl::DataLossError(
+          absl::StrCat("order index names ", id, " in store ", store_id,
+                       " but the order record is missing"));
     }
     out.push_back(*std::move(order));
   }
@@ -126,9 +128,9 @@ absl::StatusOr<std::vector<WithdrawalRecord>> ProjectionReader::Withdrawals(
   for (const std::string& id : ids) {
     ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> withdrawal, Withdrawal(id));
     if (withdrawal == nullptr) {
-      return absl::DataLossError(absl::StrCat(
-          "withdrawal index names ", id, " in store ", store_id,
-          " but the withdrawal record is missing"));
+      return absl::DataLossError(
+          absl::StrCat("withdrawal index names ", id, " in store ", store_id,
+                       " but the withdrawal record is missing"));
     }
     out.push_back(*std::move(withdrawal));
   }
@@ -187,7 +189,8 @@ void AppendProjectionPuts(absl::string_view withdrawal_id,
 void AppendProjectionPuts(absl::string_view merchant_id,
                           const MerchantRecord& merchant,
                           ProjectionPutList* puts) {
-  puts->emplace_back(MerchantKey(merchant_id), SerializeDeterministic(merchant));
+  puts->emplace_back(MerchantKey(merchant_id),
+                     SerializeDeterministic(merchant));
 }
 
 ProjectionPutList ProjectionPuts(const StateOverlay& overlay) {

@@ -78,7 +78,8 @@ void AppendProjectionPuts(absl::string_view store_id, const StoreRecord& store,
                           ProjectionPutList* puts);
 void AppendProjectionPuts(absl::string_view store_id,
                           absl::string_view product_id,
-                          const ProductRecord& product, ProjectionPutList* puts);
+                          const ProductRecord& product,
+                          ProjectionPutList* puts);
 void AppendProjectionPuts(absl::string_view order_id, const OrderRecord& order,
                           ProjectionPutList* puts);
 void AppendProjectionPuts(absl::string_view withdrawal_id,

@@ -38,7 +38,8 @@ std::string FieldText(const google::protobuf::Message& message,
     }
     return out;
   }
-  google::protobuf::TextFormat::PrintFieldValueToString(message, field, -1, &out);
+  google::protobuf::TextFormat::PrintFieldValueToString(message, field, -1,
+                                                        &out);
   return out;
 }
 
@@ -96,7 +97,8 @@ v1::Balances Delta(const v1::Balances& before, const v1::Balances& after) {
 
 // The stores a recorded command touched: the store streams it appended to,
 // or, for a refusal, the stores it named. In first-seen order.
-std::vector<std::string> TouchedStores(const std::vector<v1::Envelope>& events) {
+std::vector<std::string> TouchedStores(
+    const std::vector<v1::Envelope>& events) {
   std::vector<std::string> ids;
   auto add = [&ids](const std::string& id) {
     if (id.empty()) return;
@@ -104,7 +106,8 @@ std::vector<std::string> TouchedStores(const std::vector<v1::Envelope>& events) 
   };
   for (const v1::Envelope& envelope : events) {
     if (envelope.payload().has_command_rejected()) {
-      for (const std::string& id : envelope.payload().command_rejected().store_ids()) {
+      for (const std::string& id :
+           envelope.payload().command_rejected().store_ids()) {
         add(id);
       }
     } else if (absl::StartsWith(envelope.stream_id(), kStoreStreamPrefix)) {
@@ -229,9 +232,8 @@ v1::StoreDiff DiffStoreStates(const std::optional<v1::StoreState>& before_state,
   return diff;
 }
 
-
-absl::StatusOr<std::vector<v1::Envelope>> SyncsFrom(const EventLog& log,
-                                                    absl::string_view store_id) {
+absl::StatusOr<std::vector<v1::Envelope>> SyncsFrom(
+    const EventLog& log, absl::string_view store_id) {
   std::vector<v1::Envelope> syncs;
   ProjectionReader reader(&log);
   ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, reader.Store(store_id));
@@ -328,16 +330,15 @@ absl::StatusOr<std::vector<BalancePoint>> StoreBalanceSeries(
         bool moved = false;
         for (const Posting& posting : PostingsFor(envelope.payload())) {
           if (posting.store_id != store_id) continue;
-          failed = AddToBalance(BalanceFieldOf(store_id, posting.account),
-                                posting.debit_fen - posting.credit_fen,
-                                &running);
+          failed =
+              AddToBalance(BalanceFieldOf(store_id, posting.account),
+                           posting.debit_fen - posting.credit_fen, &running);
           if (!failed.ok()) return false;
           moved = true;
         }
         if (moved) {
-          points.push_back(BalancePoint{envelope.position(),
-                                        ToTime(envelope.occurred_at()),
-                                        running});
+          points.push_back(BalancePoint{
+              envelope.position(), ToTime(envelope.occurred_at()), running});
         }
         return true;
       }));
@@ -381,9 +382,9 @@ absl::Status VerifyDigest(const EventLog& log, const DigestText& digest) {
         return envelope.position() < digest.position;
       }));
   if (ToHex(got) != digest.hash_hex) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the log up to position ", digest.position, " hashes to ", ToHex(got),
-        ", not ", digest.hash_hex));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the log up to position ", digest.position, " hashes to ",
+                     ToHex(got), ", not ", digest.hash_hex));
   }
   return absl::OkStatus();
 }
@@ -410,15 +411,15 @@ void WriteStatementCsvRows(const v1::Statement& statement,
   auto amount = [&](int64_t fen) {
     return style.amount ? style.amount(fen) : absl::StrCat(fen);
   };
-  auto balance_rows = [&](absl::string_view section,
-                          const google::protobuf::RepeatedPtrField<
-                              v1::AccountBalance>& rows) {
-    for (const v1::AccountBalance& row : rows) {
-      out << style.row_prefix << section << ',' << CsvField(row.account())
-          << (style.event_type ? ",,,,,,," : ",,,,,,")
-          << amount(row.balance_fen()) << ",,\n";
-    }
-  };
+  auto balance_rows =
+      [&](absl::string_view section,
+          const google::protobuf::RepeatedPtrField<v1::AccountBalance>& rows) {
+        for (const v1::AccountBalance& row : rows) {
+          out << style.row_prefix << section << ',' << CsvField(row.account())
+              << (style.event_type ? ",,,,,,," : ",,,,,,")
+              << amount(row.balance_fen()) << ",,\n";
+        }
+      };
   balance_rows("opening", statement.opening());
   for (const v1::StatementLine& line : statement.lines()) {
     const v1::PostingLine& p = line.posting();

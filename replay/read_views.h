@@ -63,8 +63,9 @@ absl::StatusOr<std::vector<v1::Envelope>> SyncsFrom(const EventLog& log,
 // refused commands naming it when
 // `include_rejections` (those `select_refusal` admits; nullptr: all). Calls
 // `fn` in position order until it returns false, a batch at a time
-// (kReadBatchEvents): `fn` runs with no iterator open. Returns whether the store
-// has any event or selected refusal at all (false: `fn` was never called).
+// (kReadBatchEvents): `fn` runs with no iterator open. Returns whether the
+// store has any event or selected refusal at all (false: `fn` was never
+// called).
 absl::StatusOr<bool> ScanStoreHistory(
     const EventLog& log, absl::string_view store_id, uint64_t from_version,
     bool include_rejections,

@@ -58,8 +58,8 @@ std::string Shadow(absl::string_view key) {
 }
 
 // A Bloom filter over the records the rebuild has written to the shadow
-// space (each once). The shadow space starts empty (DeleteShadow), so a record the
-// filter has never seen is absent and needs no RocksDB read: every new
+// space (each once). The shadow space starts empty (DeleteShadow), so a record
+// the filter has never seen is absent and needs no RocksDB read: every new
 // order, withdrawal, product or store is such a miss (Evolve checks that it
 // does not exist yet). ~1.2 bytes per record written (10 bits, 7 probes:
 // ~1% false positives, which cost one read each), in filters of
@@ -112,8 +112,13 @@ class WrittenFilter {
   std::vector<Filter> filters_;
 };
 
-enum RecordType : int { kStoreType, kProductType, kOrderType,
-                        kWithdrawalType, kMerchantType };
+enum RecordType : int {
+  kStoreType,
+  kProductType,
+  kOrderType,
+  kWithdrawalType,
+  kMerchantType
+};
 
 uint64_t RecordHash(RecordType type, absl::string_view id,
                     absl::string_view second = absl::string_view()) {
@@ -141,33 +146,36 @@ class RecordCache : public MutableState {
 
   absl::StatusOr<RecordRef<StoreRecord>> Store(
       absl::string_view store_id) const override {
-    return Lookup(stores_, store_id,
-                  [&] { return RecordHash(kStoreType, store_id); },
-                  [&] { return shadow_.Store(store_id); });
+    return Lookup(
+        stores_, store_id, [&] { return RecordHash(kStoreType, store_id); },
+        [&] { return shadow_.Store(store_id); });
   }
   absl::StatusOr<RecordRef<ProductRecord>> Product(
       absl::string_view store_id, absl::string_view product_id) const override {
-    return Lookup(products_, ProductCacheKey(store_id, product_id),
-                  [&] { return RecordHash(kProductType, store_id, product_id); },
-                  [&] { return shadow_.Product(store_id, product_id); });
+    return Lookup(
+        products_, ProductCacheKey(store_id, product_id),
+        [&] { return RecordHash(kProductType, store_id, product_id); },
+        [&] { return shadow_.Product(store_id, product_id); });
   }
   absl::StatusOr<RecordRef<OrderRecord>> Order(
       absl::string_view order_id) const override {
-    return Lookup(orders_, order_id,
-                  [&] { return RecordHash(kOrderType, order_id); },
-                  [&] { return shadow_.Order(order_id); });
+    return Lookup(
+        orders_, order_id, [&] { return RecordHash(kOrderType, order_id); },
+        [&] { return shadow_.Order(order_id); });
   }
   absl::StatusOr<RecordRef<WithdrawalRecord>> Withdrawal(
       absl::string_view withdrawal_id) const override {
-    return Lookup(withdrawals_, withdrawal_id,
-                  [&] { return RecordHash(kWithdrawalType, withdrawal_id); },
-                  [&] { return shadow_.Withdrawal(withdrawal_id); });
+    return Lookup(
+        withdrawals_, withdrawal_id,
+        [&] { return RecordHash(kWithdrawalType, withdrawal_id); },
+        [&] { return shadow_.Withdrawal(withdrawal_id); });
   }
   absl::StatusOr<RecordRef<MerchantRecord>> Merchant(
       absl::string_view merchant_id) const override {
-    return Lookup(merchants_, merchant_id,
-                  [&] { return RecordHash(kMerchantType, merchant_id); },
-                  [&] { return shadow_.Merchant(merchant_id); });
+    return Lookup(
+        merchants_, merchant_id,
+        [&] { return RecordHash(kMerchantType, merchant_id); },
+        [&] { return shadow_.Merchant(merchant_id); });
   }
   // The list reads (Evolve makes none) merge the cached records over what
   // the shadow space holds.
@@ -188,8 +196,9 @@ class RecordCache : public MutableState {
       absl::string_view store_id) const override {
     ASSIGN_OR_RETURN(std::vector<WithdrawalRecord> base,
                      shadow_.Withdrawals(store_id));
-    return MergeList(std::move(base), withdrawals_, store_id,
-                     [](const WithdrawalRecord& r) { return r.withdrawal_id(); });
+    return MergeList(
+        std::move(base), withdrawals_, store_id,
+        [](const WithdrawalRecord& r) { return r.withdrawal_id(); });
   }
   absl::StatusOr<std::vector<std::string>> StoreIds(
       StoreKind kind) const override {
@@ -200,40 +209,42 @@ class RecordCache : public MutableState {
     }
     return std::vector<std::string>(ids.begin(), ids.end());
   }
-  absl::StatusOr<RecordRef<StreamHead>> Head(
-      absl::string_view) const override {
+  absl::StatusOr<RecordRef<StreamHead>> Head(absl::string_view) const override {
     return nullptr;  // stream heads live in the log
   }
 
   absl::StatusOr<StoreRecord*> MutableStore(
       absl::string_view store_id) override {
-    return Change(stores_, store_id,
-                  [&] { return RecordHash(kStoreType, store_id); },
-                  [&] { return shadow_.Store(store_id); });
+    return Change(
+        stores_, store_id, [&] { return RecordHash(kStoreType, store_id); },
+        [&] { return shadow_.Store(store_id); });
   }
   absl::StatusOr<ProductRecord*> MutableProduct(
       absl::string_view store_id, absl::string_view product_id) override {
-    return Change(products_, ProductCacheKey(store_id, product_id),
-                  [&] { return RecordHash(kProductType, store_id, product_id); },
-                  [&] { return shadow_.Product(store_id, product_id); });
+    return Change(
+        products_, ProductCacheKey(store_id, product_id),
+        [&] { return RecordHash(kProductType, store_id, product_id); },
+        [&] { return shadow_.Product(store_id, product_id); });
   }
   absl::StatusOr<OrderRecord*> MutableOrder(
       absl::string_view order_id) override {
-    return Change(orders_, order_id,
-                  [&] { return RecordHash(kOrderType, order_id); },
-                  [&] { return shadow_.Order(order_id); });
+    return Change(
+        orders_, order_id, [&] { return RecordHash(kOrderType, order_id); },
+        [&] { return shadow_.Order(order_id); });
   }
   absl::StatusOr<WithdrawalRecord*> MutableWithdrawal(
       absl::string_view withdrawal_id) override {
-    return Change(withdrawals_, withdrawal_id,
-                  [&] { return RecordHash(kWithdrawalType, withdrawal_id); },
-                  [&] { return shadow_.Withdrawal(withdrawal_id); });
+    return Change(
+        withdrawals_, withdrawal_id,
+        [&] { return RecordHash(kWithdrawalType, withdrawal_id); },
+        [&] { return shadow_.Withdrawal(withdrawal_id); });
   }
   absl::StatusOr<MerchantRecord*> MutableMerchant(
       absl::string_view merchant_id) override {
-    return Change(merchants_, merchant_id,
-                  [&] { return RecordHash(kMerchantType, merchant_id); },
-                  [&] { return shadow_.Merchant(merchant_id); });
+    return Change(
+        merchants_, merchant_id,
+        [&] { return RecordHash(kMerchantType, merchant_id); },
+        [&] { return shadow_.Merchant(merchant_id); });
   }
 
   void PutStore(StoreRecord record) override {
@@ -345,7 +356,7 @@ class RecordCache : public MutableState {
                                            absl::string_view key,
                                            const Hash& hash,
                                            const Load& load) const {
-    ASSIGN_OR_RETURN(Cached<Record>* cached, Find(map, key, hash, load));
+    ASSIGN_OR_RETURN(Cached<Record> * cached, Find(map, key, hash, load));
     if (cached == nullptr) return nullptr;
     return RecordRef<Record>(cached->record);
   }
@@ -354,7 +365,7 @@ class RecordCache : public MutableState {
   template <typename Record, typename Hash, typename Load>
   absl::StatusOr<Record*> Change(Map<Record>& map, absl::string_view key,
                                  const Hash& hash, const Load& load) {
-    ASSIGN_OR_RETURN(Cached<Record>* cached, Find(map, key, hash, load));
+    ASSIGN_OR_RETURN(Cached<Record> * cached, Find(map, key, hash, load));
     if (cached == nullptr) return nullptr;
     if (cached->record.use_count() != 1) {
       cached->record = std::make_shared<Record>(*cached->record);
@@ -466,8 +477,7 @@ class RecordCache : public MutableState {
   // leave it behind; the next run overwrites it).
   absl::Status IngestShadow(
       const std::vector<const std::pair<std::string, std::string>*>& puts) {
-    rocksdb::Options options =
-        log_->db()->GetOptions(log_->projections_cf());
+    rocksdb::Options options = log_->db()->GetOptions(log_->projections_cf());
     // Read once (the comparison) and deleted: not worth compressing.
     options.compression = rocksdb::kNoCompression;
     options.bottommost_compression = rocksdb::kDisableCompressionOption;
@@ -483,8 +493,8 @@ class RecordCache : public MutableState {
       key.append(put->first);
       // SstFileWriter refuses a key not after the one before: a key
       // ProjectionPuts wrote twice surfaces here.
-      RETURN_IF_ERROR(FromRocks(writer.Put(key, put->second),
-                                "rebuild: write shadow SST"));
+      RETURN_IF_ERROR(
+          FromRocks(writer.Put(key, put->second), "rebuild: write shadow SST"));
     }
     RETURN_IF_ERROR(FromRocks(writer.Finish(), "rebuild: finish shadow SST"));
     rocksdb::IngestExternalFileOptions ingest;
@@ -581,10 +591,9 @@ class BatchQueue {
 absl::Status DeleteShadow(EventLog* log) {
   const std::string begin(kShadowPrefix);
   const std::string end = PrefixEnd(kShadowPrefix);
-  return FromRocks(
-      log->db()->DeleteRange(rocksdb::WriteOptions(), log->projections_cf(),
-                             begin, end),
-      "rebuild: clear the shadow space");
+  return FromRocks(log->db()->DeleteRange(rocksdb::WriteOptions(),
+                                          log->projections_cf(), begin, end),
+                   "rebuild: clear the shadow space");
 }
 
 // Pauses RocksDB's automatic compactions of the projections column family
@@ -628,12 +637,18 @@ class CompactionPause {
 // The record type stored under a live key, for the difference report.
 const google::protobuf::Message* RecordPrototype(absl::string_view key) {
   switch (key.empty() ? '\0' : key[0]) {
-    case 's': return &StoreRecord::default_instance();
-    case 'p': return &ProductRecord::default_instance();
-    case 'o': return &OrderRecord::default_instance();
-    case 'w': return &WithdrawalRecord::default_instance();
-    case 'm': return &MerchantRecord::default_instance();
-    default: return nullptr;  // k/ O/ W/: index entries with empty values
+    case 's':
+      return &StoreRecord::default_instance();
+    case 'p':
+      return &ProductRecord::default_instance();
+    case 'o':
+      return &OrderRecord::default_instance();
+    case 'w':
+      return &WithdrawalRecord::default_instance();
+    case 'm':
+      return &MerchantRecord::default_instance();
+    default:
+      return nullptr;  // k/ O/ W/: index entries with empty values
   }
 }
 
@@ -810,9 +825,8 @@ class RebuildRun {
     rebuilt->Seek(shadow_begin);
     while (live->Valid() || rebuilt->Valid()) {
       const absl::string_view rebuilt_key =
-          rebuilt->Valid()
-              ? View(rebuilt->key()).substr(kShadowPrefix.size())
-              : absl::string_view();
+          rebuilt->Valid() ? View(rebuilt->key()).substr(kShadowPrefix.size())
+                           : absl::string_view();
       const absl::string_view live_key =
           live->Valid() ? View(live->key()) : absl::string_view();
       if (!live->Valid() || (rebuilt->Valid() && rebuilt_key < live_key)) {
@@ -821,16 +835,16 @@ class RebuildRun {
         ++records_rebuilt_;
         rebuilt->Next();
       } else if (!rebuilt->Valid() || live_key < rebuilt_key) {
-        RETURN_IF_ERROR(Differ(live_key, "not derived from the log", "",
-                               std::nullopt));
+        RETURN_IF_ERROR(
+            Differ(live_key, "not derived from the log", "", std::nullopt));
         live->Next();
       } else {
         if (View(live->value()) != View(rebuilt->value())) {
-          RETURN_IF_ERROR(Differ(
-              live_key, "value differs",
-              DescribeDifference(live_key, View(rebuilt->value()),
-                                 View(live->value())),
-              View(rebuilt->value())));
+          RETURN_IF_ERROR(
+              Differ(live_key, "value differs",
+                     DescribeDifference(live_key, View(rebuilt->value()),
+                                        View(live->value())),
+                     View(rebuilt->value())));
         }
         ++records_rebuilt_;
         live->Next();
@@ -851,9 +865,8 @@ class RebuildRun {
       v1::ProjectionDifference difference;
       difference.set_key(absl::CEscape(live_key));
       const google::protobuf::Message* prototype = RecordPrototype(live_key);
-      difference.set_record(prototype == nullptr
-                                ? "index"
-                                : prototype->GetDescriptor()->name());
+      difference.set_record(
+          prototype == nullptr ? "index" : prototype->GetDescriptor()->name());
       difference.set_problem(std::string(problem));
       difference.set_detail(std::string(detail));
       options_.on_difference(difference);

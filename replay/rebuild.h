@@ -70,10 +70,10 @@ struct RebuildOptions {
   // When set, filled with how the replay went (benchmarks, tests).
   struct Stats {
     uint64_t shadow_keys_written = 0;  // puts into the shadow space
-    uint64_t reads_back = 0;   // records read back from the shadow space
-    uint64_t cached_records_max = 0;   // most records held in memory
-    uint64_t filter_bytes = 0;         // the written-records Bloom filter
-    double replay_seconds = 0;         // wall time of the replay phase
+    uint64_t reads_back = 0;          // records read back from the shadow space
+    uint64_t cached_records_max = 0;  // most records held in memory
+    uint64_t filter_bytes = 0;        // the written-records Bloom filter
+    double replay_seconds = 0;        // wall time of the replay phase
   };
   // Default: nullptr (no stats).
   Stats* stats = nullptr;

@@ -8,8 +8,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "core/evolve.h"
 #include "base/status_macros.h"
+#include "core/evolve.h"
 #include "core/streams.h"
 #include "replay/projection_store.h"
 #include "rocksdb/db.h"
@@ -50,8 +50,7 @@ bool Admits(const v1::SnapshotMeta& meta, std::optional<uint64_t> position_max,
 class MetaIndex {
  public:
   MetaIndex(const EventLog& log, absl::string_view store_id)
-      : prefix_(StorePrefix(kSnapshotMetaPrefix, store_id)),
-        lower_(prefix_) {
+      : prefix_(StorePrefix(kSnapshotMetaPrefix, store_id)), lower_(prefix_) {
     rocksdb::ReadOptions options;
     lower_slice_ = rocksdb::Slice(lower_);
     options.iterate_lower_bound = &lower_slice_;
@@ -69,7 +68,8 @@ class MetaIndex {
     v1::SnapshotMeta meta;
     const rocksdb::Slice value = it_->value();
     if (!meta.ParseFromArray(value.data(), static_cast<int>(value.size())) ||
-        meta.version() != DecodeVersion(View(it_->key()).substr(prefix_.size()))) {
+        meta.version() !=
+            DecodeVersion(View(it_->key()).substr(prefix_.size()))) {
       return absl::DataLossError(absl::StrCat(
           "snapshot meta ", absl::CEscape(View(it_->key())), " is corrupt"));
     }
@@ -137,7 +137,8 @@ absl::StatusOr<v1::StoreSnapshot> MakeSnapshot(const StateReader& state,
     return absl::NotFoundError(
         absl::StrCat("snapshot: store ", store_id, " not found"));
   }
-  ASSIGN_OR_RETURN(std::vector<ProductRecord> products, state.Products(store_id));
+  ASSIGN_OR_RETURN(std::vector<ProductRecord> products,
+                   state.Products(store_id));
   ASSIGN_OR_RETURN(std::vector<OrderRecord> orders, state.Orders(store_id));
   ASSIGN_OR_RETURN(std::vector<WithdrawalRecord> withdrawals,
                    state.Withdrawals(store_id));
@@ -192,9 +193,9 @@ absl::Status AddDueSnapshots(
     const v1::Envelope& envelope = events[i].envelope;
     if (!absl::StartsWith(envelope.stream_id(), kStoreStreamPrefix)) continue;
     if (events[i].expected_version < 0) {
-      return absl::InternalError(absl::StrCat(
-          "snapshots: event for ", envelope.stream_id(),
-          " has no exact expected version"));
+      return absl::InternalError(
+          absl::StrCat("snapshots: event for ", envelope.stream_id(),
+                       " has no exact expected version"));
     }
     const uint64_t version =
         static_cast<uint64_t>(events[i].expected_version) + 1;
@@ -248,7 +249,8 @@ absl::StatusOr<std::optional<v1::StoreSnapshot>> FindSnapshot(
   uint64_t hi = newest->version();
   while (lo <= hi) {
     const uint64_t mid = lo + (hi - lo) / 2;
-    ASSIGN_OR_RETURN(std::optional<v1::SnapshotMeta> meta, index.AtOrBefore(mid));
+    ASSIGN_OR_RETURN(std::optional<v1::SnapshotMeta> meta,
+                     index.AtOrBefore(mid));
     if (!meta.has_value() || meta->version() < lo) {
       lo = mid + 1;  // no snapshot in [lo, mid]
     } else if (Admits(*meta, position_max, business_time_max)) {
@@ -292,8 +294,9 @@ absl::StatusOr<uint64_t> DeleteAllSnapshots(EventLog* log) {
         RETURN_IF_ERROR(FromRocks(batch.Delete(log->projections_cf(), keys[j]),
                                   "delete snapshots"));
       }
-      RETURN_IF_ERROR(FromRocks(
-          log->db()->Write(rocksdb::WriteOptions(), &batch), "delete snapshots"));
+      RETURN_IF_ERROR(
+          FromRocks(log->db()->Write(rocksdb::WriteOptions(), &batch),
+                    "delete snapshots"));
     }
     deleted += keys.size();
   }
@@ -330,9 +333,8 @@ absl::Status VerifySnapshotSample(const EventLog& log, const Policy& /*policy*/,
         count == 1 ? all.size() - 1 : i * (all.size() - 1) / (count - 1);
     const auto& [store_id, version] = all[index];
     auto mismatch = [&](absl::string_view what) {
-      return absl::DataLossError(absl::StrCat("snapshot of store ", store_id,
-                                              " at version ", version, ": ",
-                                              what));
+      return absl::DataLossError(absl::StrCat(
+          "snapshot of store ", store_id, " at version ", version, ": ", what));
     };
     ASSIGN_OR_RETURN(std::optional<std::string> meta_bytes,
                      log.GetProjection(SnapshotMetaKey(store_id, version)));
@@ -342,7 +344,8 @@ absl::Status VerifySnapshotSample(const EventLog& log, const Policy& /*policy*/,
     }
     ASSIGN_OR_RETURN(std::optional<v1::StoreSnapshot> snapshot,
                      ReadSnapshot(log, store_id, version));
-    if (!snapshot.has_value()) return mismatch("the snapshot record is missing");
+    if (!snapshot.has_value())
+      return mismatch("the snapshot record is missing");
     if (SerializeDeterministic(snapshot->meta()) != *meta_bytes) {
       return mismatch("the snapshot and its meta record disagree");
     }

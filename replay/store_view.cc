@@ -1,8 +1,8 @@
 #include "replay/store_view.h"
 
 #include "absl/strings/str_cat.h"
-#include "core/evolve.h"
 #include "base/status_macros.h"
+#include "core/evolve.h"
 #include "core/streams.h"
 #include "replay/snapshots.h"
 
@@ -28,7 +28,8 @@ absl::StatusOr<v1::StoreState> BuildStoreState(const StateReader& state,
   *out.mutable_qualified_categories() = store->qualified_categories();
   *out.mutable_deposit_fen_by_category() = store->deposit_fen_by_category();
 
-  ASSIGN_OR_RETURN(std::vector<ProductRecord> products, state.Products(store_id));
+  ASSIGN_OR_RETURN(std::vector<ProductRecord> products,
+                   state.Products(store_id));
   for (const ProductRecord& product : products) {
     v1::ProductView* view = out.add_products();
     view->set_product_id(product.product_id());
@@ -67,16 +68,15 @@ absl::StatusOr<v1::StoreState> BuildStoreState(const StateReader& state,
 
 absl::StatusOr<v1::StoreState> FoldStoreState(const EventLog& log,
                                               absl::string_view store_id,
-                                              const AsOf& as_of,
-                                              absl::Time now,
+                                              const AsOf& as_of, absl::Time now,
                                               const Policy& policy) {
   StateOverlay state(&EmptyState());
   // Start from the newest snapshot the as-of admits (replay/snapshots.h), so
   // the fold covers about K events rather than the store's whole history.
   uint64_t after_version = 0;
-  ASSIGN_OR_RETURN(std::optional<v1::StoreSnapshot> snapshot,
-                   FindSnapshot(log, store_id, as_of.position,
-                                as_of.business_time));
+  ASSIGN_OR_RETURN(
+      std::optional<v1::StoreSnapshot> snapshot,
+      FindSnapshot(log, store_id, as_of.position, as_of.business_time));
   if (snapshot.has_value()) {
     LoadSnapshot(*snapshot, &state);
     after_version = snapshot->meta().version();

@@ -5,9 +5,9 @@
 #define STORELEDGER_REPLAY_STORE_VIEW_H_
 
 #include <optional>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/policy.h"
 #include "core/state.h"
@@ -36,8 +36,7 @@ absl::StatusOr<v1::StoreState> BuildStoreState(const StateReader& state,
 // at as_of.business_time, or at `now` when it is not given.
 absl::StatusOr<v1::StoreState> FoldStoreState(const EventLog& log,
                                               absl::string_view store_id,
-                                              const AsOf& as_of,
-                                              absl::Time now,
+                                              const AsOf& as_of, absl::Time now,
                                               const Policy& policy);
 
 }  // namespace storeledger

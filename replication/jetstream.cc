@@ -16,13 +16,11 @@ namespace {
 absl::Status FromNats(natsStatus s, int code, absl::string_view what) {
   if (s == NATS_OK) return absl::OkStatus();
   const char* last = nats_GetLastError(nullptr);
-  const std::string message =
-      absl::StrCat(what, ": ", natsStatus_GetText(s),
-                   code != 0 ? absl::StrCat(" (JetStream error ", code, ")")
-                             : std::string(),
-                   last != nullptr && *last != '\0'
-                       ? absl::StrCat(": ", last)
-                       : std::string());
+  const std::string message = absl::StrCat(
+      what, ": ", natsStatus_GetText(s),
+      code != 0 ? absl::StrCat(" (JetStream error ", code, ")") : std::string(),
+      last != nullptr && *last != '\0' ? absl::StrCat(": ", last)
+                                       : std::string());
   if (code == JSStreamWrongLastSequenceErr) {
     return absl::AbortedError(message);
   }
@@ -54,7 +52,9 @@ std::string StreamName(uint32_t partition) {
 std::string LogSubject(uint32_t partition) {
   return absl::StrCat("storeledger.p", partition, ".log");
 }
-std::string LeaseKey(uint32_t partition) { return absl::StrCat("p", partition); }
+std::string LeaseKey(uint32_t partition) {
+  return absl::StrCat("p", partition);
+}
 std::string LogMsgId(uint32_t partition, uint64_t first_position) {
   return absl::StrCat("p", partition, ":", first_position);
 }
@@ -84,9 +84,9 @@ absl::StatusOr<std::unique_ptr<JetStream>> JetStream::Connect(
   jsOptions js_options;
   jsOptions_Init(&js_options);
   js_options.Wait = js->wait_ms_;
-  RETURN_IF_ERROR(FromNats(
-      natsConnection_JetStream(&js->js_, js->connection_, &js_options), 0,
-      "JetStream context"));
+  RETURN_IF_ERROR(
+      FromNats(natsConnection_JetStream(&js->js_, js->connection_, &js_options),
+               0, "JetStream context"));
   return js;
 }
 
@@ -108,7 +108,8 @@ constexpr absl::Duration kEnsureStreamTimeout = absl::Seconds(15);
 // any message of it. kFailedPrecondition naming a limit that would drop one.
 absl::Status CheckKeepsEveryMessage(const jsStreamConfig& config) {
   if (config.Retention != js_LimitsPolicy || config.MaxMsgs > 0 ||
-      config.MaxBytes > 0 || config.MaxAge > 0 || config.MaxMsgsPerSubject > 0) {
+      config.MaxBytes > 0 || config.MaxAge > 0 ||
+      config.MaxMsgsPerSubject > 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "stream ", config.Name, " would drop messages (retention ",
         static_cast<int>(config.Retention), ", max_msgs ", config.MaxMsgs,
@@ -157,7 +158,8 @@ absl::Status JetStream::EnsureStream(uint32_t partition, int replicas) {
     info = nullptr;
     code = static_cast<jsErrCode>(0);
     s = js_GetStreamInfo(&info, js_, name.c_str(), nullptr, &code);
-    absl::Status status = FromNats(s, code, absl::StrCat("create stream ", name));
+    absl::Status status =
+        FromNats(s, code, absl::StrCat("create stream ", name));
     if (status.ok()) status = CheckKeepsEveryMessage(*info->Config);
     if (info != nullptr) jsStreamInfo_Destroy(info);
     if (status.ok() || absl::IsFailedPrecondition(status) ||
@@ -189,8 +191,8 @@ absl::StatusOr<std::optional<std::string>> JetStream::Get(uint32_t partition,
     if (msg != nullptr) natsMsg_Destroy(msg);
     return std::nullopt;
   }
-  RETURN_IF_ERROR(FromNats(
-      s, code, absl::StrCat("get message ", sequence, " of ", name)));
+  RETURN_IF_ERROR(
+      FromNats(s, code, absl::StrCat("get message ", sequence, " of ", name)));
   std::string data(natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
   natsMsg_Destroy(msg);
   return data;
@@ -209,8 +211,7 @@ absl::StatusOr<PublishAck> JetStream::Publish(
   // means "not set": the first message of a partition expects 0 too.
   if (s == NATS_OK && expected_last_sequence.has_value()) {
     const std::string expected = absl::StrCat(*expected_last_sequence);
-    s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence",
-                          expected.c_str());
+    s = natsMsgHeader_Set(msg, "Nats-Expected-Last-Sequence", expected.c_str());
   }
   jsPubOptions options;
   jsPubOptions_Init(&options);

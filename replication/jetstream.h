@@ -38,7 +38,8 @@ inline constexpr char kLeaderBucket[] = "storeledger-leaders";
 std::string StreamName(uint32_t partition);  // SL_P<n>
 std::string LogSubject(uint32_t partition);  // storeledger.p<n>.log
 std::string LeaseKey(uint32_t partition);    // p<n>
-std::string LogMsgId(uint32_t partition, uint64_t first_position);  // p<n>:<pos>
+std::string LogMsgId(uint32_t partition,
+                     uint64_t first_position);  // p<n>:<pos>
 
 // A libnats status (natsStatus) and JetStream error code (jsErrCode, 0 for
 // none) as an absl::Status, by the rules above; `what` names the request.
@@ -103,8 +104,7 @@ class JetStream {
                                                    absl::string_view key);
   // Creates `key` = `value` when the key is absent (KV create): true; false
   // when it exists (its value unchanged).
-  absl::StatusOr<bool> KvCreate(absl::string_view bucket,
-                                absl::string_view key,
+  absl::StatusOr<bool> KvCreate(absl::string_view bucket, absl::string_view key,
                                 absl::string_view value);
 
  private:

@@ -23,16 +23,18 @@ constexpr size_t kFieldOverheadBytes = 1 + 5;
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> SplitGroup(
-    const StoredGroup& group, uint32_t partition, uint64_t lease_revision,
-    size_t bytes_max) {
+absl::StatusOr<std::vector<std::string>> SplitGroup(const StoredGroup& group,
+                                                    uint32_t partition,
+                                                    uint64_t lease_revision,
+                                                    size_t bytes_max) {
   std::vector<Unit> units;
   size_t next = 0;  // the group's first envelope no unit covers yet
   for (absl::string_view outcome_bytes : group.outcomes) {
     v1::StoredOutcome outcome;
     if (!outcome.ParseFromArray(outcome_bytes.data(),
                                 static_cast<int>(outcome_bytes.size()))) {
-      return absl::InternalError("a stored outcome of the group does not parse");
+      return absl::InternalError(
+          "a stored outcome of the group does not parse");
     }
     const v1::CommandResult& result = outcome.result();
     if (result.first_position() == 0 && result.last_position() == 0) continue;
@@ -58,9 +60,9 @@ absl::StatusOr<std::vector<std::string>> SplitGroup(
     units.push_back(std::move(unit));
   }
   if (next != group.envelopes.size()) {
-    return absl::InternalError(absl::StrCat(
-        "the group's outcomes cover ", next, " of its ",
-        group.envelopes.size(), " envelopes"));
+    return absl::InternalError(absl::StrCat("the group's outcomes cover ", next,
+                                            " of its ", group.envelopes.size(),
+                                            " envelopes"));
   }
 
   // partition, first_position, lease_revision, prev_hash: at most 64 bytes.
@@ -141,10 +143,9 @@ absl::StatusOr<VerifiedBatch> VerifyLogBatch(absl::string_view data,
     absl::StatusOr<Envelope> envelope = VerifyStoredEnvelope(position, raw);
     if (!envelope.ok()) return loss(position, envelope.status().message());
     if (envelope->prev_hash() != prev_hash) {
-      return loss(position, absl::StrCat("prev_hash ",
-                                         ToHex(envelope->prev_hash()),
-                                         " does not link to position ",
-                                         position - 1));
+      return loss(position,
+                  absl::StrCat("prev_hash ", ToHex(envelope->prev_hash()),
+                               " does not link to position ", position - 1));
     }
     prev_hash = envelope->hash();
     verified.envelopes.push_back(*std::move(envelope));
@@ -160,10 +161,10 @@ absl::StatusOr<VerifiedBatch> VerifyLogBatch(absl::string_view data,
     if (result.first_position() != covered ||
         result.last_position() < result.first_position() ||
         result.last_position() >= position) {
-      return loss(covered, absl::StrCat("outcome of command ",
-                                        result.command_id(), " names ",
-                                        result.first_position(), "..",
-                                        result.last_position()));
+      return loss(
+          covered,
+          absl::StrCat("outcome of command ", result.command_id(), " names ",
+                       result.first_position(), "..", result.last_position()));
     }
     covered = result.last_position() + 1;
   }

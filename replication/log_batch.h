@@ -19,9 +19,10 @@ namespace storeledger {
 // most `bytes_max` serialized. kResourceExhausted naming the command when
 // one command alone is over it; kInternal when the outcomes do not cover
 // the envelopes as the format requires.
-absl::StatusOr<std::vector<std::string>> SplitGroup(
-    const StoredGroup& group, uint32_t partition, uint64_t lease_revision,
-    size_t bytes_max);
+absl::StatusOr<std::vector<std::string>> SplitGroup(const StoredGroup& group,
+                                                    uint32_t partition,
+                                                    uint64_t lease_revision,
+                                                    size_t bytes_max);
 
 // A message checked against the log it must extend (`head`): it parses, is
 // of `partition`, starts at head.position + 1 with prev_hash head.hash, and

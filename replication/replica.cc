@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/evolve.h"
 #include "base/status_macros.h"
+#include "core/evolve.h"
 #include "replay/projection_store.h"
 #include "replay/rebuild.h"
 #include "replication/log_batch.h"
@@ -71,9 +71,9 @@ absl::StatusOr<Replica::Fork> Replica::FindFork(const EventLog& log) {
     v1::LogBatch batch;
     if (!data.has_value() || !batch.ParseFromString(*data) ||
         batch.envelopes().empty()) {
-      return absl::DataLossError(absl::StrCat(
-          "partition ", options_.partition, " stream sequence ", sequence,
-          " is missing or does not parse"));
+      return absl::DataLossError(absl::StrCat("partition ", options_.partition,
+                                              " stream sequence ", sequence,
+                                              " is missing or does not parse"));
     }
     return batch;
   };
@@ -129,23 +129,25 @@ absl::StatusOr<std::optional<v1::DivergedRecord>> Replica::Reconcile(
   if (fork.position == head.position) return std::nullopt;
   ASSIGN_OR_RETURN(const uint64_t last, js_->LastSequence(options_.partition));
   const std::string reason = absl::StrCat(
-      "stream ", StreamName(options_.partition), " holds this log up to "
-      "position ", fork.position, " (sequence ", fork.sequence, ") and ",
+      "stream ", StreamName(options_.partition),
+      " holds this log up to "
+      "position ",
+      fork.position, " (sequence ", fork.sequence, ") and ",
       last == fork.sequence
           ? std::string("nothing after it")
-          : absl::StrCat("other messages after it (up to sequence ", last,
-                         ")"),
+          : absl::StrCat("other messages after it (up to sequence ", last, ")"),
       "; positions ", fork.position + 1, "..", head.position,
       " were never published");
-  ASSIGN_OR_RETURN(v1::DivergedRecord record,
-                   MoveTailAside(log.get(), fork.position, reason, absl::Now()));
+  ASSIGN_OR_RETURN(
+      v1::DivergedRecord record,
+      MoveTailAside(log.get(), fork.position, reason, absl::Now()));
   log.reset();  // its head and caches are those of before
   ASSIGN_OR_RETURN(log, EventLog::Open(db_dir, open));
   RETURN_IF_ERROR(Rebuild(log.get(), RebuildOptions()).status());
   std::cerr << "storeledger replica " << options_.name << ": moved positions "
             << record.first_position() << ".." << record.last_position()
-            << " aside as diverged record " << record.record() << " ("
-            << reason << ")\n";
+            << " aside as diverged record " << record.record() << " (" << reason
+            << ")\n";
   return record;
 }
 
@@ -155,8 +157,10 @@ absl::Status Replica::Start(Ledger* ledger) {
   ASSIGN_OR_RETURN(const Fork fork, FindFork(ledger->log()));
   if (fork.position != head.position) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the local log's head (position ", head.position, ") is past what "
-        "stream ", StreamName(options_.partition), " holds of it (position ",
+        "the local log's head (position ", head.position,
+        ") is past what "
+        "stream ",
+        StreamName(options_.partition), " holds of it (position ",
         fork.position, "): a diverged tail; Reconcile moves it aside"));
   }
   const uint64_t sequence = fork.sequence;
@@ -200,10 +204,9 @@ void Replica::Run() {
     }
     std::unique_lock<std::mutex> lock(mu_);
     if (!busy && !stop_) {
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(
-                             role == ReplicaRole::kLeader
-                                 ? options_.lease_ttl / 8
-                                 : kFollowPollInterval));
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(role == ReplicaRole::kLeader
+                                                        ? options_.lease_ttl / 8
+                                                        : kFollowPollInterval));
     }
   }
 }
@@ -333,14 +336,13 @@ absl::Status Replica::Depose(absl::Status why) {
   if (role_ != ReplicaRole::kDeposed) {
     role_ = ReplicaRole::kDeposed;
     deposed_ = why;
-    std::cerr << "storeledger replica " << options_.name << ": deposed: "
-              << why.message() << "\n";
+    std::cerr << "storeledger replica " << options_.name
+              << ": deposed: " << why.message() << "\n";
   }
   cv_.notify_all();
   return absl::UnavailableError(absl::StrCat(
-      "partition ", options_.partition,
-      ": this replica no longer leads (", deposed_.message(),
-      "); nothing more is acknowledged here"));
+      "partition ", options_.partition, ": this replica no longer leads (",
+      deposed_.message(), "); nothing more is acknowledged here"));
 }
 
 absl::Status Replica::WriteGate() const {
@@ -355,8 +357,7 @@ absl::Status Replica::WriteGate() const {
   return absl::UnavailableError(absl::StrCat(
       "partition ", options_.partition, ": this replica follows",
       options_.follow_only ? " (read replica)" : "", "; the leader is ",
-      leader_.empty() ? "not known yet" : leader_,
-      ": send writes there"));
+      leader_.empty() ? "not known yet" : leader_, ": send writes there"));
 }
 
 ReplicaStatus Replica::status() const {
@@ -379,15 +380,15 @@ absl::Status Replica::Publish(const StoredGroup& group) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (role_ != ReplicaRole::kLeader) {
-      return absl::UnavailableError(absl::StrCat(
-          "partition ", options_.partition,
-          ": not the leader; nothing stored"));
+      return absl::UnavailableError(
+          absl::StrCat("partition ", options_.partition,
+                       ": not the leader; nothing stored"));
     }
     lease_revision = lease_revision_;
   }
-  ASSIGN_OR_RETURN(std::vector<std::string> messages,
-                   SplitGroup(group, options_.partition, lease_revision,
-                              kLogBatchBytesMax));
+  ASSIGN_OR_RETURN(
+      std::vector<std::string> messages,
+      SplitGroup(group, options_.partition, lease_revision, kLogBatchBytesMax));
   std::vector<uint64_t> first_positions;
   for (const std::string& message : messages) {
     v1::LogBatch batch;
@@ -401,8 +402,8 @@ absl::Status Replica::Publish(const StoredGroup& group) {
     cv_.wait(lock, [&] {
       return stop_ || unpublished_.size() < kUnpublishedGroupsMax;
     });
-    unpublished_.push_back(
-        Pending{std::move(messages), std::move(first_positions), last_position});
+    unpublished_.push_back(Pending{std::move(messages),
+                                   std::move(first_positions), last_position});
     appended_position_ = last_position;
     cv_.notify_all();
     return absl::OkStatus();
@@ -480,16 +481,17 @@ absl::Status Replica::PublishMessage(const std::string& data,
         return absl::OkStatus();
       }
       return Depose(absl::FailedPreconditionError(absl::StrCat(
-          "stream ", StreamName(options_.partition), " holds another message"
-          " at sequence ", expected + 1, " (", msg_id, " refused by the fence",
+          "stream ", StreamName(options_.partition),
+          " holds another message"
+          " at sequence ",
+          expected + 1, " (", msg_id, " refused by the fence",
           ack.ok() ? "" : absl::StrCat(": ", ack.status().message()), ")")));
     }
     if (!ack.ok() && absl::IsAborted(ack.status()) && stored.ok()) {
       // Refused, and nothing at expected + 1: the stream moved elsewhere
       // (a sequence we never saw); we are not its writer any more.
-      return Depose(absl::FailedPreconditionError(
-          absl::StrCat(msg_id, " refused by the fence: ",
-                       ack.status().message())));
+      return Depose(absl::FailedPreconditionError(absl::StrCat(
+          msg_id, " refused by the fence: ", ack.status().message())));
     }
     // No answer, nothing stored yet (or the stream could not be asked):
     // the same publish again, once the cluster answers.

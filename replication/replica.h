@@ -63,10 +63,10 @@ inline constexpr size_t kUnpublishedGroupsMax = 1024;
 struct ReplicaOptions {
   // nats://HOST:PORT, one cluster. Required. Default: empty.
   std::vector<std::string> nats_urls;
-  uint32_t partition = 0;               // Default: 0
+  uint32_t partition = 0;  // Default: 0
   enum class Ack { kReplicated, kLocal };
-  Ack ack = Ack::kReplicated;           // Default: kReplicated
-  bool follow_only = false;             // never take the lease. Default: false
+  Ack ack = Ack::kReplicated;  // Default: kReplicated
+  bool follow_only = false;    // never take the lease. Default: false
   // Copies JetStream keeps of the stream and the lease bucket. 0: 3 when
   // nats_urls names 3 servers or more, else 1. Default: 0.
   int replicas = 0;
@@ -89,13 +89,13 @@ enum class ReplicaRole { kFollower, kLeader, kDeposed };
 
 struct ReplicaStatus {
   ReplicaRole role = ReplicaRole::kFollower;
-  std::string leader;              // the lease holder as last seen
-  uint64_t stream_sequence = 0;    // last message applied or published
+  std::string leader;            // the lease holder as last seen
+  uint64_t stream_sequence = 0;  // last message applied or published
   // The stream's last sequence as last seen (a follower asks every
   // kStreamLastCheckInterval); at least stream_sequence.
   uint64_t stream_last_sequence = 0;
-  uint64_t published_position = 0; // leader: last position in the stream
-  absl::Status data_loss;          // a follower stopped by a bad message
+  uint64_t published_position = 0;  // leader: last position in the stream
+  absl::Status data_loss;           // a follower stopped by a bad message
 };
 
 class Replica {
@@ -148,7 +148,7 @@ class Replica {
   absl::StatusOr<Fork> FindFork(const EventLog& log);
   void Run();
   void CheckStreamLast();  // stream_last_sequence_, now and then
-  bool ApplyAvailable();  // true when it applied something
+  bool ApplyAvailable();   // true when it applied something
   absl::Status ApplyOne(uint64_t sequence, absl::string_view data);
   void TryLead();
   void Renew();
@@ -184,7 +184,7 @@ class Replica {
   std::deque<Pending> unpublished_ ABSL_GUARDED_BY(mu_);
   uint64_t appended_position_ ABSL_GUARDED_BY(mu_) = 0;
 
-  std::mutex publish_mu_;  // one publish at a time, in order
+  std::mutex publish_mu_;   // one publish at a time, in order
   uint64_t publishes_ = 0;  // guarded by publish_mu_
   std::thread runner_;
   std::thread publisher_;

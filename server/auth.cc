@@ -41,10 +41,14 @@ absl::StatusOr<Principal> ParseRole(absl::string_view text) {
 std::string RoleName(const Principal& principal) {
   if (principal.unrestricted) return "unrestricted";
   switch (principal.role) {
-    case Role::kWriter: return "writer";
-    case Role::kAuditor: return "auditor";
-    case Role::kInvestigator: return "investigator";
-    case Role::kMerchant: return absl::StrCat("merchant:", principal.merchant_id);
+    case Role::kWriter:
+      return "writer";
+    case Role::kAuditor:
+      return "auditor";
+    case Role::kInvestigator:
+      return "investigator";
+    case Role::kMerchant:
+      return absl::StrCat("merchant:", principal.merchant_id);
   }
   return "?";
 }
@@ -66,10 +70,11 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view text) {
       return absl::InvalidArgumentError(absl::StrCat(
           "token file line ", line_number, ": expected `TOKEN ROLE`"));
     }
-    if (fields[0].size() < kTokenBytesMin || fields[0].size() > kTokenBytesMax) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "token file line ", line_number, ": a token must be ",
-          kTokenBytesMin, "..", kTokenBytesMax, " characters"));
+    if (fields[0].size() < kTokenBytesMin ||
+        fields[0].size() > kTokenBytesMax) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token file line ", line_number, ": a token must be ",
+                       kTokenBytesMin, "..", kTokenBytesMax, " characters"));
     }
     absl::StatusOr<Principal> principal = ParseRole(fields[1]);
     if (!principal.ok()) {
@@ -112,9 +117,9 @@ absl::StatusOr<TokenTable> TokenTable::Load(const std::string& path) {
   text << file.rdbuf();
   absl::StatusOr<TokenTable> table = Parse(text.str());
   if (!table.ok()) {
-    return absl::Status(table.status().code(),
-                        absl::StrCat("--tokens ", path, ": ",
-                                     table.status().message()));
+    return absl::Status(
+        table.status().code(),
+        absl::StrCat("--tokens ", path, ": ", table.status().message()));
   }
   return table;
 }
@@ -125,8 +130,9 @@ std::optional<Principal> TokenTable::Lookup(absl::string_view token) const {
   // Every entry is compared, with no early exit, and CRYPTO_memcmp takes the
   // same time wherever the bytes differ.
   for (const Entry& entry : entries_) {
-    const bool equal = CRYPTO_memcmp(presented.data(), entry.token_sha256.data(),
-                                     presented.size()) == 0;
+    const bool equal =
+        CRYPTO_memcmp(presented.data(), entry.token_sha256.data(),
+                      presented.size()) == 0;
     if (equal) found = &entry;
   }
   if (found == nullptr) return std::nullopt;
@@ -171,8 +177,8 @@ absl::StatusOr<Principal> Authorize(
       break;
   }
   if (!allowed) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("role ", RoleName(principal), " may not call this method"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "role ", RoleName(principal), " may not call this method"));
   }
   return principal;
 }

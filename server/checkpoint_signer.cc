@@ -49,9 +49,9 @@ void CheckpointSigner::Run() {
     }
     const uint64_t head = log_->head().position;
     const absl::Time now = absl::Now();
-    const bool due = head > signed_size &&
-                     (head - signed_size >= options_.every_events ||
-                      now - last_signed >= options_.every);
+    const bool due =
+        head > signed_size && (head - signed_size >= options_.every_events ||
+                               now - last_signed >= options_.every);
     if (due) {
       absl::StatusOr<v1::SignedCheckpoint> checkpoint =
           WriteCheckpoint(*log_, options_.key, absl::ToUnixSeconds(now));

@@ -25,11 +25,21 @@ std::string JsonString(absl::string_view text) {
   std::string out = "\"";
   for (unsigned char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           absl::StrAppendFormat(&out, "\\u%04x", c);
@@ -51,16 +61,17 @@ ApiReply ErrorReply(const absl::Status& status) {
   ApiReply reply;
   reply.http_status = HttpStatusOf(status.code());
   reply.body = absl::StrCat(
-      "{\"error\":", JsonString(status.message()), ",\"code\":",
-      JsonString(absl::StatusCodeToString(status.code())), "}");
+      "{\"error\":", JsonString(status.message()),
+      ",\"code\":", JsonString(absl::StatusCodeToString(status.code())), "}");
   return reply;
 }
 
-absl::StatusOr<std::string> Required(const std::map<std::string, std::string>& params,
-                                     absl::string_view name) {
+absl::StatusOr<std::string> Required(
+    const std::map<std::string, std::string>& params, absl::string_view name) {
   auto it = params.find(std::string(name));
   if (it == params.end() || it->second.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("parameter ", name, " is required"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter ", name, " is required"));
   }
   return it->second;
 }
@@ -68,7 +79,8 @@ absl::StatusOr<std::string> Required(const std::map<std::string, std::string>& p
 absl::StatusOr<std::optional<absl::Time>> OptionalTime(
     const std::map<std::string, std::string>& params, absl::string_view name) {
   auto it = params.find(std::string(name));
-  if (it == params.end() || it->second.empty()) return std::optional<absl::Time>();
+  if (it == params.end() || it->second.empty())
+    return std::optional<absl::Time>();
   // A bare date is midnight in the ledger's zone (DESIGN.md §5: +08:00).
   const std::string what = absl::StrCat("parameter ", name);
   ASSIGN_OR_RETURN(absl::Time t, ParseTimeInput(what, it->second,
@@ -93,12 +105,14 @@ absl::StatusOr<absl::Time> RequiredTime(
 absl::StatusOr<std::optional<uint64_t>> OptionalPosition(
     const std::map<std::string, std::string>& params, const EventLog& log) {
   auto it = params.find("position");
-  if (it == params.end() || it->second.empty()) return std::optional<uint64_t>();
+  if (it == params.end() || it->second.empty())
+    return std::optional<uint64_t>();
   uint64_t position = 0;
   if (!absl::SimpleAtoi(it->second, &position)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "parameter position must be a log position (an unsigned integer), got '",
-        it->second, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter position must be a log position (an unsigned "
+                     "integer), got '",
+                     it->second, "'"));
   }
   const uint64_t head = log.head().position;
   if (position > head) {
@@ -119,13 +133,13 @@ absl::Status CheckStoresAccess(const Principal& principal, const Ledger& ledger,
                                absl::string_view what) {
   if (!IsMerchant(principal)) return absl::OkStatus();
   if (store_ids.empty()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "role ", RoleName(principal), " may not read ", what));
+    return absl::PermissionDeniedError(
+        absl::StrCat("role ", RoleName(principal), " may not read ", what));
   }
   for (const std::string& id : store_ids) {
     if (!CheckStoreAccess(principal, ledger, id).ok()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "role ", RoleName(principal), " may not read ", what));
+      return absl::PermissionDeniedError(
+          absl::StrCat("role ", RoleName(principal), " may not read ", what));
     }
   }
   return absl::OkStatus();
@@ -135,27 +149,36 @@ std::string StoreHit(absl::string_view kind, absl::string_view id,
                      const StoreRecord& store) {
   return absl::StrCat(
       "{\"kind\":", JsonString(kind), ",\"id\":", JsonString(id),
-      ",\"storeId\":", JsonString(store.store_id()), ",\"storeKind\":",
-      JsonString(v1::StoreKind_Name(store.kind())), ",\"merchantId\":",
-      JsonString(store.merchant_id()), ",\"upgradedFrom\":",
-      JsonString(store.upgraded_from()), ",\"upgradedTo\":",
-      JsonString(store.upgraded_to()), "}");
+      ",\"storeId\":", JsonString(store.store_id()),
+      ",\"storeKind\":", JsonString(v1::StoreKind_Name(store.kind())),
+      ",\"merchantId\":", JsonString(store.merchant_id()),
+      ",\"upgradedFrom\":", JsonString(store.upgraded_from()),
+      ",\"upgradedTo\":", JsonString(store.upgraded_to()), "}");
 }
 
 }  // namespace
 
 int HttpStatusOf(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return 200;
+    case absl::StatusCode::kOk:
+      return 200;
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
-    case absl::StatusCode::kResourceExhausted: return 413;
-    case absl::StatusCode::kFailedPrecondition: return 409;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 500;
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kResourceExhausted:
+      return 413;
+    case absl::StatusCode::kFailedPrecondition:
+      return 409;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
   }
 }
 
@@ -192,9 +215,9 @@ absl::StatusOr<ApiReply> ConsoleApi::Route(
   ApiReply reply;
   if (path == "/api/whoami") {
     reply.body = absl::StrCat(
-        "{\"role\":", JsonString(RoleName(principal)), ",\"merchantId\":",
-        JsonString(principal.merchant_id), ",\"authenticated\":",
-        principal.unrestricted ? "false" : "true", "}");
+        "{\"role\":", JsonString(RoleName(principal)),
+        ",\"merchantId\":", JsonString(principal.merchant_id),
+        ",\"authenticated\":", principal.unrestricted ? "false" : "true", "}");
   } else if (path == "/api/policy") {
     reply.body = ToJson(ledger_->policy());
   } else if (path == "/api/search") {
@@ -238,14 +261,15 @@ absl::StatusOr<std::string> ConsoleApi::Search(const Principal& principal,
     return CheckStoreAccess(principal, *ledger_, store_id).ok();
   };
   ASSIGN_OR_RETURN(RecordRef<StoreRecord> store, reader.Store(q));
-  if (store != nullptr && visible(q)) hits.push_back(StoreHit("store", q, *store));
+  if (store != nullptr && visible(q))
+    hits.push_back(StoreHit("store", q, *store));
   ASSIGN_OR_RETURN(RecordRef<MerchantRecord> merchant, reader.Merchant(q));
   if (merchant != nullptr &&
       (!IsMerchant(principal) || principal.merchant_id == q)) {
     if (merchant->store_ids_size() > static_cast<int>(kSearchStoresMax)) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "merchant ", q, " has more than ", kSearchStoresMax,
-          " stores; search one of them by its id"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("merchant ", q, " has more than ", kSearchStoresMax,
+                       " stores; search one of them by its id"));
     }
     for (const std::string& id : merchant->store_ids()) {
       ASSIGN_OR_RETURN(RecordRef<StoreRecord> s, reader.Store(id));
@@ -257,7 +281,8 @@ absl::StatusOr<std::string> ConsoleApi::Search(const Principal& principal,
     ASSIGN_OR_RETURN(RecordRef<StoreRecord> s, reader.Store(order->store_id()));
     if (s != nullptr) hits.push_back(StoreHit("order", q, *s));
   }
-  ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> withdrawal, reader.Withdrawal(q));
+  ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> withdrawal,
+                   reader.Withdrawal(q));
   if (withdrawal != nullptr && visible(withdrawal->store_id())) {
     ASSIGN_OR_RETURN(RecordRef<StoreRecord> s,
                      reader.Store(withdrawal->store_id()));
@@ -290,7 +315,8 @@ absl::StatusOr<std::string> ConsoleApi::Search(const Principal& principal,
         "no store, merchant, order, withdrawal or command",
         IsMerchant(principal) ? " of yours" : "", " has the id '", q, "'"));
   }
-  std::string out = absl::StrCat("{\"query\":", JsonString(q), ",\"results\":[");
+  std::string out =
+      absl::StrCat("{\"query\":", JsonString(q), ",\"results\":[");
   for (size_t i = 0; i < hits.size(); ++i) {
     absl::StrAppend(&out, i == 0 ? "" : ",", hits[i]);
   }
@@ -322,18 +348,17 @@ absl::StatusOr<std::string> ConsoleApi::History(const Principal& principal,
   const auto may_read = [&](const v1::Envelope& e) {
     return MayReadRefusal(principal, readable, e.payload().command_rejected());
   };
-  ASSIGN_OR_RETURN(bool found,
-                   ScanStoreHistory(ledger_->log(), id, 0, true, may_read,
-                                    [&](const v1::Envelope& e) {
-                                      if (count == kConsoleHistoryEventsMax) {
-                                        ++count;
-                                        return false;
-                                      }
-                                      absl::StrAppend(&events,
-                                                      count++ == 0 ? "" : ",",
-                                                      ToJson(e));
-                                      return true;
-                                    }));
+  ASSIGN_OR_RETURN(
+      bool found,
+      ScanStoreHistory(
+          ledger_->log(), id, 0, true, may_read, [&](const v1::Envelope& e) {
+            if (count == kConsoleHistoryEventsMax) {
+              ++count;
+              return false;
+            }
+            absl::StrAppend(&events, count++ == 0 ? "" : ",", ToJson(e));
+            return true;
+          }));
   if (!found) {
     return absl::NotFoundError(absl::StrCat(
         "store ", id, " has no events and no refused commands in this ledger"));
@@ -342,8 +367,8 @@ absl::StatusOr<std::string> ConsoleApi::History(const Principal& principal,
     return absl::ResourceExhaustedError(absl::StrCat(
         "store ", id, " has more than ", kConsoleHistoryEventsMax,
         " events and refusals, more than the console shows; page through "
-        "them with `storeledger history --store ", id,
-        " --from-position N --limit M`"));
+        "them with `storeledger history --store ",
+        id, " --from-position N --limit M`"));
   }
   return absl::StrCat("{\"storeId\":", JsonString(id), ",\"events\":[", events,
                       "]}");
@@ -357,12 +382,13 @@ absl::StatusOr<std::string> ConsoleApi::BalanceSeries(
   RETURN_IF_ERROR(ledger_->State(id).status());
   ASSIGN_OR_RETURN(std::vector<BalancePoint> points,
                    StoreBalanceSeries(ledger_->log(), id));
-  std::string out = absl::StrCat("{\"storeId\":", JsonString(id), ",\"points\":[");
+  std::string out =
+      absl::StrCat("{\"storeId\":", JsonString(id), ",\"points\":[");
   for (size_t i = 0; i < points.size(); ++i) {
     absl::StrAppend(&out, i == 0 ? "" : ",", "{\"position\":\"",
-                    points[i].position, "\",\"occurredAt\":",
-                    TimeJson(points[i].occurred_at), ",\"balances\":",
-                    ToJson(points[i].balances), "}");
+                    points[i].position,
+                    "\",\"occurredAt\":", TimeJson(points[i].occurred_at),
+                    ",\"balances\":", ToJson(points[i].balances), "}");
   }
   absl::StrAppend(&out, "]}");
   return out;
@@ -373,18 +399,21 @@ absl::StatusOr<std::string> ConsoleApi::Diff(const Principal& principal,
   ASSIGN_OR_RETURN(std::string id, Required(params, "store"));
   ASSIGN_OR_RETURN(absl::Time from, RequiredTime(params, "from"));
   ASSIGN_OR_RETURN(absl::Time to, RequiredTime(params, "to"));
-  if (to < from) return absl::InvalidArgumentError("parameter to is before from");
+  if (to < from)
+    return absl::InvalidArgumentError("parameter to is before from");
   ASSIGN_OR_RETURN(std::optional<uint64_t> position,
                    OptionalPosition(params, ledger_->log()));
   RETURN_IF_ERROR(CheckStoreAccess(principal, *ledger_, id));
-  absl::StatusOr<v1::StoreState> before = ledger_->State(id, AsOf{from, position});
+  absl::StatusOr<v1::StoreState> before =
+      ledger_->State(id, AsOf{from, position});
   std::optional<v1::StoreState> before_state;
   if (before.ok()) {
     before_state = *std::move(before);
   } else if (!absl::IsNotFound(before.status())) {
     return before.status();
   }
-  ASSIGN_OR_RETURN(v1::StoreState after, ledger_->State(id, AsOf{to, position}));
+  ASSIGN_OR_RETURN(v1::StoreState after,
+                   ledger_->State(id, AsOf{to, position}));
   v1::StoreDiff diff = DiffStoreStates(before_state, after);
   *diff.mutable_from() = ToProto(from);
   *diff.mutable_to() = ToProto(to);
@@ -459,9 +488,9 @@ absl::StatusOr<std::string> ConsoleApi::Audit(const Params& params) {
   const absl::Time started = absl::Now();
   ASSIGN_OR_RETURN(v1::AuditReport report, storeledger::Audit(*view));
   std::string answer = absl::StrCat(
-      "{\"ranAt\":", TimeJson(started), ",\"seconds\":",
-      absl::ToDoubleSeconds(absl::Now() - started), ",\"report\":",
-      ToJson(report), "}");
+      "{\"ranAt\":", TimeJson(started),
+      ",\"seconds\":", absl::ToDoubleSeconds(absl::Now() - started),
+      ",\"report\":", ToJson(report), "}");
   absl::MutexLock lock(&audit_mu_);
   last_audit_ = answer;
   return answer;
@@ -482,10 +511,9 @@ absl::StatusOr<std::string> ConsoleApi::Verify(const Params& params) const {
   return absl::StrCat(
       "{\"verified\":", verified.ok() ? "true" : "false", ",\"position\":\"",
       digest->position, "\",\"message\":",
-      JsonString(verified.ok()
-                     ? absl::StrCat("the log up to position ", digest->position,
-                                    " is unchanged")
-                     : std::string(verified.message())),
+      JsonString(verified.ok() ? absl::StrCat("the log up to position ",
+                                              digest->position, " is unchanged")
+                               : std::string(verified.message())),
       "}");
 }
 

@@ -80,8 +80,9 @@ class ConsoleApi {
 
  private:
   using Params = std::map<std::string, std::string>;
-  absl::StatusOr<ApiReply> Route(absl::string_view path, const Params& params,
-                                 std::optional<absl::string_view> authorization);
+  absl::StatusOr<ApiReply> Route(
+      absl::string_view path, const Params& params,
+      std::optional<absl::string_view> authorization);
   absl::StatusOr<std::string> Search(const Principal& principal,
                                      const Params& params) const;
   absl::StatusOr<std::string> Store(const Principal& principal,

@@ -82,7 +82,8 @@ absl::StatusOr<std::unique_ptr<HttpConsole>> HttpConsole::Start(
   console->Route();
 
   std::string bare = console->host_;
-  if (bare.size() > 2 && bare.front() == '[') bare = bare.substr(1, bare.size() - 2);
+  if (bare.size() > 2 && bare.front() == '[')
+    bare = bare.substr(1, bare.size() - 2);
   httplib::Server& server = *console->server_;
   if (host_port.second == 0) {
     console->port_ = server.bind_to_any_port(bare.c_str());
@@ -113,9 +114,9 @@ void HttpConsole::Route() {
     SetCommonHeaders(res);
     res.set_header("Cache-Control", "no-store");
     if (!reply.attachment_name.empty()) {
-      res.set_header("Content-Disposition",
-                     absl::StrCat("attachment; filename=\"",
-                                  reply.attachment_name, "\""));
+      res.set_header(
+          "Content-Disposition",
+          absl::StrCat("attachment; filename=\"", reply.attachment_name, "\""));
     }
     res.status = reply.http_status;
     res.set_content(reply.body, reply.content_type.c_str());
@@ -123,27 +124,27 @@ void HttpConsole::Route() {
       options_.metrics->ObserveRead(req.path, absl::Now() - started);
     }
   });
-  server.Get("/metrics", [this](const httplib::Request& req,
-                                httplib::Response& res) {
-    SetCommonHeaders(res);
-    absl::StatusOr<Principal> principal =
-        api_->Authorize(AuthorizationOf(req), Permission::kReadLog);
-    if (!principal.ok()) {
-      res.status = HttpStatusOf(principal.status().code());
-      res.set_content(std::string(principal.status().message()) + "\n",
-                      "text/plain");
-      return;
-    }
-    if (options_.metrics == nullptr) {
-      res.status = 404;
-      res.set_content("no metrics in this server\n", "text/plain");
-      return;
-    }
-    MetricsGauges gauges;
-    if (options_.gauges) gauges = options_.gauges();
-    res.set_content(options_.metrics->Render(gauges),
-                    "text/plain; version=0.0.4; charset=utf-8");
-  });
+  server.Get(
+      "/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+        SetCommonHeaders(res);
+        absl::StatusOr<Principal> principal =
+            api_->Authorize(AuthorizationOf(req), Permission::kReadLog);
+        if (!principal.ok()) {
+          res.status = HttpStatusOf(principal.status().code());
+          res.set_content(std::string(principal.status().message()) + "\n",
+                          "text/plain");
+          return;
+        }
+        if (options_.metrics == nullptr) {
+          res.status = 404;
+          res.set_content("no metrics in this server\n", "text/plain");
+          return;
+        }
+        MetricsGauges gauges;
+        if (options_.gauges) gauges = options_.gauges();
+        res.set_content(options_.metrics->Render(gauges),
+                        "text/plain; version=0.0.4; charset=utf-8");
+      });
   server.Get(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) {
     SetCommonHeaders(res);
     const ConsoleAsset* asset = FindAsset(req.path);

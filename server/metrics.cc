@@ -12,7 +12,7 @@ namespace {
 // Latency buckets in seconds: 50 us (a cached read) to 10 s (an audit).
 prometheus::Histogram::BucketBoundaries LatencyBuckets() {
   return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-          0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,    10};
+          0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   10};
 }
 
 // Group sizes: 1 up to kGroupCommandsMax (1000).
@@ -39,20 +39,23 @@ ServerMetrics::ServerMetrics()
                          .Add({}, GroupBuckets());
   group_write_seconds_ = &prometheus::BuildHistogram()
                               .Name("storeledger_group_write_seconds")
-                              .Help("Wall time of one group's write (with "
-                                    "its sync unless deferred)")
+                              .Help(
+                                  "Wall time of one group's write (with "
+                                  "its sync unless deferred)")
                               .Register(*registry_)
                               .Add({}, LatencyBuckets());
   sync_seconds_ = &prometheus::BuildHistogram()
                        .Name("storeledger_sync_seconds")
-                       .Help("Wall time of one WAL sync covering groups "
-                             "written unsynced")
+                       .Help(
+                           "Wall time of one WAL sync covering groups "
+                           "written unsynced")
                        .Register(*registry_)
                        .Add({}, LatencyBuckets());
   append_seconds_ = &prometheus::BuildHistogram()
                          .Name("storeledger_append_seconds")
-                         .Help("Wall time from a command's arrival to its "
-                               "durable result")
+                         .Help(
+                             "Wall time from a command's arrival to its "
+                             "durable result")
                          .Register(*registry_)
                          .Add({}, LatencyBuckets());
   head_position_ = &prometheus::BuildGauge()
@@ -67,8 +70,9 @@ ServerMetrics::ServerMetrics()
                       .Add({});
   subscriber_lag_ = &prometheus::BuildGauge()
                          .Name("storeledger_subscriber_lag_events_max")
-                         .Help("Events between the head and the slowest live "
-                               "subscriber")
+                         .Help(
+                             "Events between the head and the slowest live "
+                             "subscriber")
                          .Register(*registry_)
                          .Add({});
 }
@@ -90,39 +94,44 @@ void ServerMetrics::RenderReplication(const ReplicationGauges& gauges) {
   std::lock_guard<std::mutex> lock(replication_mu_);
   if (replication_ == nullptr) {
     auto gauge = [&](const char* name, const char* help) {
-      return &prometheus::BuildGauge().Name(name).Help(help).Register(
-          *registry_).Add({});
+      return &prometheus::BuildGauge()
+                  .Name(name)
+                  .Help(help)
+                  .Register(*registry_)
+                  .Add({});
     };
     replication_ = std::make_unique<Replication>();
     Replication& r = *replication_;
     r.info = &prometheus::BuildGauge()
                   .Name("storeledger_replication_info")
-                  .Help("1, labelled with this replica's partition, --ack "
-                        "and --follow-only")
+                  .Help(
+                      "1, labelled with this replica's partition, --ack "
+                      "and --follow-only")
                   .Register(*registry_);
     r.role = &prometheus::BuildGauge()
                   .Name("storeledger_replication_role")
-                  .Help("1 for this replica's role (follower, leader, "
-                        "deposed), 0 for the others")
+                  .Help(
+                      "1 for this replica's role (follower, leader, "
+                      "deposed), 0 for the others")
                   .Register(*registry_);
-    r.stream_sequence = gauge(
-        "storeledger_replication_stream_sequence",
-        "Last message of the partition stream applied or published here");
+    r.stream_sequence =
+        gauge("storeledger_replication_stream_sequence",
+              "Last message of the partition stream applied or published here");
     r.stream_last_sequence =
         gauge("storeledger_replication_stream_last_sequence",
               "The partition stream's last sequence, as last seen");
-    r.lag_messages = gauge(
-        "storeledger_replication_lag_messages",
-        "Stream messages not yet applied here (a follower behind)");
-    r.unpublished_events = gauge(
-        "storeledger_replication_unpublished_events",
-        "Events stored here and not yet in the stream (--ack local lag)");
+    r.lag_messages =
+        gauge("storeledger_replication_lag_messages",
+              "Stream messages not yet applied here (a follower behind)");
+    r.unpublished_events =
+        gauge("storeledger_replication_unpublished_events",
+              "Events stored here and not yet in the stream (--ack local lag)");
     r.data_loss = gauge("storeledger_replication_data_loss",
                         "1 when a follower stopped at a message that failed "
                         "a check (DATA_LOSS): it applies nothing past it");
-    r.diverged_records = gauge(
-        "storeledger_replication_diverged_records",
-        "Tails of this replica's log moved aside as diverged records");
+    r.diverged_records =
+        gauge("storeledger_replication_diverged_records",
+              "Tails of this replica's log moved aside as diverged records");
     r.info
         ->Add({{"partition", std::to_string(gauges.partition)},
                {"ack", gauges.ack},

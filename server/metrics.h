@@ -35,16 +35,17 @@ namespace storeledger {
 // the metrics show it.
 struct ReplicationGauges {
   uint32_t partition = 0;
-  std::string ack;          // "replicated" or "local"
+  std::string ack;  // "replicated" or "local"
   bool follow_only = false;
-  std::string role;         // "follower", "leader" or "deposed"
+  std::string role;  // "follower", "leader" or "deposed"
   // The last stream message this replica applied or published, and the
   // stream's last sequence as it last saw it.
   uint64_t stream_sequence = 0;
   uint64_t stream_last_sequence = 0;
   // Events stored here and not yet in the stream (an --ack local leader).
   uint64_t unpublished_events = 0;
-  bool data_loss = false;  // a follower stopped by a message that failed a check
+  bool data_loss =
+      false;  // a follower stopped by a message that failed a check
   uint64_t diverged_records = 0;  // tails moved aside (storage/diverged.h)
 };
 
@@ -93,7 +94,7 @@ class ServerMetrics final : public LedgerObserver {
   prometheus::Gauge* subscriber_lag_;
   // Registered at the first scrape that carries ReplicationGauges.
   struct Replication;
-  std::mutex replication_mu_;  // scrapes may run at once
+  std::mutex replication_mu_;                 // scrapes may run at once
   std::unique_ptr<Replication> replication_;  // guarded by replication_mu_
   void RenderReplication(const ReplicationGauges& gauges);
 };

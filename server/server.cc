@@ -1,6 +1,9 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -12,10 +15,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -53,28 +52,32 @@ absl::Status CheckCertificates(const std::string& cert_path,
                                const std::string& key_path,
                                const std::string& key_pem) {
   ERR_clear_error();
-  BIO* cert_bio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
+  BIO* cert_bio =
+      BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
   X509* cert = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr);
   BIO_free(cert_bio);
   if (cert == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tls-cert ", cert_path, ": not a PEM certificate (", OpenSslError(), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("--tls-cert ", cert_path,
+                                                   ": not a PEM certificate (",
+                                                   OpenSslError(), ")"));
   }
-  BIO* key_bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  BIO* key_bio =
+      BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
   EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);
   BIO_free(key_bio);
   absl::Status status;
   if (key == nullptr) {
-    status = absl::InvalidArgumentError(absl::StrCat(
-        "--tls-key ", key_path, ": not a PEM private key (", OpenSslError(), ")"));
+    status = absl::InvalidArgumentError(
+        absl::StrCat("--tls-key ", key_path, ": not a PEM private key (",
+                     OpenSslError(), ")"));
   } else if (X509_check_private_key(cert, key) != 1) {
     ERR_clear_error();
-    status = absl::InvalidArgumentError(absl::StrCat(
-        "--tls-key ", key_path, " does not belong to the certificate in ",
-        cert_path));
-  } else if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
     status = absl::InvalidArgumentError(
-        absl::StrCat("--tls-cert ", cert_path, ": the certificate has expired"));
+        absl::StrCat("--tls-key ", key_path,
+                     " does not belong to the certificate in ", cert_path));
+  } else if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "--tls-cert ", cert_path, ": the certificate has expired"));
   }
   EVP_PKEY_free(key);
   X509_free(cert);
@@ -89,7 +92,8 @@ std::string BindProblem(const std::string& host, int port) {
   addrinfo* found = nullptr;
   const std::string port_text = std::to_string(port);
   std::string bare = host;
-  if (bare.size() > 2 && bare.front() == '[') bare = bare.substr(1, bare.size() - 2);
+  if (bare.size() > 2 && bare.front() == '[')
+    bare = bare.substr(1, bare.size() - 2);
   if (int rc = getaddrinfo(bare.c_str(), port_text.c_str(), &hints, &found);
       rc != 0) {
     return absl::StrCat("cannot resolve ", host, ": ", gai_strerror(rc));
@@ -204,7 +208,8 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   if (server->tls_) {
     ASSIGN_OR_RETURN(std::string cert,
                      ReadFile("--tls-cert", options.tls_cert_file));
-    ASSIGN_OR_RETURN(std::string key, ReadFile("--tls-key", options.tls_key_file));
+    ASSIGN_OR_RETURN(std::string key,
+                     ReadFile("--tls-key", options.tls_key_file));
     RETURN_IF_ERROR(CheckCertificates(options.tls_cert_file, cert,
                                       options.tls_key_file, key));
     grpc::SslServerCredentialsOptions ssl;
@@ -233,7 +238,8 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   service_options.write_gate = options.write_gate;
   service_options.router = options.router;
   service_options.backup_dir = options.backup_dir;
-  server->service_ = std::make_unique<LedgerService>(std::move(service_options));
+  server->service_ =
+      std::make_unique<LedgerService>(std::move(service_options));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -14,9 +14,9 @@
 #include "absl/time/time.h"
 #include "ledger/ledger.h"
 #include "server/auth.h"
+#include "server/checkpoint_signer.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
-#include "server/checkpoint_signer.h"
 #include "server/service.h"
 
 namespace grpc {

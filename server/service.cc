@@ -12,10 +12,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "core/limits.h"
 #include "core/policy.h"
 #include "core/streams.h"
-#include "base/status_macros.h"
 #include "replay/audit.h"
 #include "replay/finance.h"
 #include "replay/lookup.h"
@@ -198,9 +198,9 @@ grpc::ServerUnaryReactor* LedgerService::Execute(
       // Sent to its partition's leader (which may be this node) and answered
       // here; the call waits on this thread for the leader's answer.
       if (stopping_) {
-        reactor->Finish(grpc::Status(
-            grpc::StatusCode::UNAVAILABLE,
-            "the server is shutting down; command not executed"));
+        reactor->Finish(
+            grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                         "the server is shutting down; command not executed"));
         return reactor;
       }
       ClusterRouter::Results results =
@@ -232,10 +232,10 @@ void LedgerService::ExecuteLoop() {
     std::vector<QueuedExecute> calls;
     {
       std::unique_lock<std::mutex> lock(execute_mu_);
-      execute_cv_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
-                                 execute_mu_) {
-        return execute_threads_stop_ || !execute_queue_.empty();
-      });
+      execute_cv_.wait(
+          lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(execute_mu_) {
+            return execute_threads_stop_ || !execute_queue_.empty();
+          });
       if (execute_queue_.empty()) return;  // stopping, nothing left
       const size_t take =
           std::min(execute_queue_.size(), kStreamBatchCommandsMax);
@@ -300,9 +300,9 @@ ClusterRouter::Results LedgerService::ExecuteRouted(
   auto local = [this](std::vector<v1::Command> batch) {
     if (grpc::Status gate = WriteGate(); !gate.ok()) {
       return ClusterRouter::Results(
-          batch.size(), absl::Status(static_cast<absl::StatusCode>(
-                                         gate.error_code()),
-                                     gate.error_message()));
+          batch.size(),
+          absl::Status(static_cast<absl::StatusCode>(gate.error_code()),
+                       gate.error_message()));
     }
     ClusterRouter::Results results =
         options_.ledger->ExecuteBatch(std::move(batch));
@@ -446,9 +446,9 @@ class LedgerService::StreamExecution final
   const std::string authorization_;
   v1::Command incoming_;  // the read in flight writes here
   std::deque<v1::Command> queue_;
-  bool read_paused_ = false;   // the queue was full; no read in flight
-  bool reads_over_ = false;    // no more commands will arrive
-  bool finishing_ = false;     // the worker is ending the call: no new reads
+  bool read_paused_ = false;  // the queue was full; no read in flight
+  bool reads_over_ = false;   // no more commands will arrive
+  bool finishing_ = false;    // the worker is ending the call: no new reads
 };
 
 void LedgerService::CountResults(
@@ -513,8 +513,8 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
-  if (grpc::Status s = WaitForPosition(request->min_position(),
-                                      context->deadline());
+  if (grpc::Status s =
+          WaitForPosition(request->min_position(), context->deadline());
       !s.ok()) {
     return s;
   }
@@ -537,9 +537,9 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
-                                       const v1::ReadStreamRequest* request,
-                                       grpc::ServerWriter<v1::Envelope>* writer) {
+grpc::Status LedgerService::ReadStream(
+    grpc::ServerContext* context, const v1::ReadStreamRequest* request,
+    grpc::ServerWriter<v1::Envelope>* writer) {
   Principal principal;
   if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
       !s.ok()) {
@@ -574,12 +574,13 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
   absl::StatusOr<std::optional<std::vector<std::string>>> readable =
       ReadableStores(principal, *options_.ledger);
   if (!readable.ok()) return ToGrpc(readable.status());
-  if (absl::Status s = storeledger::CheckStoreAccess(principal, *readable, store);
+  if (absl::Status s =
+          storeledger::CheckStoreAccess(principal, *readable, store);
       !s.ok()) {
     return ToGrpc(s);
   }
-  if (grpc::Status s = WaitForPosition(request->min_position(),
-                                      context->deadline());
+  if (grpc::Status s =
+          WaitForPosition(request->min_position(), context->deadline());
       !s.ok()) {
     return s;
   }
@@ -601,10 +602,10 @@ grpc::Status LedgerService::ReadStream(grpc::ServerContext* context,
   if (!*found) {
     return grpc::Status(
         grpc::StatusCode::NOT_FOUND,
-        absl::StrCat("store ", store, " has no events",
-                     request->include_rejections() ? " and no refused commands"
-                                                   : "",
-                     " in this ledger"));
+        absl::StrCat(
+            "store ", store, " has no events",
+            request->include_rejections() ? " and no refused commands" : "",
+            " in this ledger"));
   }
   if (client_gone) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
@@ -712,10 +713,11 @@ class LedgerService::Subscription final
         if (last_ >= start_head) live = true;
         if (live && log.head().position - last_ >
                         service_->options_.subscriber_buffer_events) {
-          return Resume(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("the subscriber fell more than ",
-                                     service_->options_.subscriber_buffer_events,
-                                     " events behind the head"));
+          return Resume(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              absl::StrCat("the subscriber fell more than ",
+                           service_->options_.subscriber_buffer_events,
+                           " events behind the head"));
         }
         if (service_->stopping_ || Cancelled()) break;
       }
@@ -729,16 +731,15 @@ class LedgerService::Subscription final
                          std::vector<v1::Envelope>* batch) const {
     batch->clear();
     size_t bytes = 0;
-    return log.Scan(last_, [&](const v1::Envelope& envelope,
-                               absl::string_view raw) {
-      if (request_.catch_up_only() && envelope.position() > start_head) {
-        return false;
-      }
-      batch->push_back(envelope);
-      bytes += raw.size();
-      return batch->size() < kReadBatchEvents &&
-             bytes < kReadBatchBytes;
-    });
+    return log.Scan(
+        last_, [&](const v1::Envelope& envelope, absl::string_view raw) {
+          if (request_.catch_up_only() && envelope.position() > start_head) {
+            return false;
+          }
+          batch->push_back(envelope);
+          bytes += raw.size();
+          return batch->size() < kReadBatchEvents && bytes < kReadBatchBytes;
+        });
   }
 
   // Hands `envelope` to gRPC and waits, at most subscriber_drain_timeout,
@@ -750,11 +751,10 @@ class LedgerService::Subscription final
     outgoing_ = std::move(envelope);
     write_pending_ = true;
     StartWrite(&outgoing_);
-    if (!changed_.wait_for(
-            lock,
-            absl::ToChronoMilliseconds(
-                service_->options_.subscriber_drain_timeout),
-            [&] { return !write_pending_ || cancelled_; })) {
+    if (!changed_.wait_for(lock,
+                           absl::ToChronoMilliseconds(
+                               service_->options_.subscriber_drain_timeout),
+                           [&] { return !write_pending_ || cancelled_; })) {
       return Sent::kStalled;
     }
     return !write_pending_ && write_ok_ ? Sent::kSent : Sent::kClientGone;
@@ -781,7 +781,7 @@ class LedgerService::Subscription final
   const v1::SubscribeRequest request_;
   uint64_t last_ = 0;  // the last position handed to gRPC (worker only)
   std::atomic<uint64_t> sent_{0};  // last_, for the lag metric
-  v1::Envelope outgoing_;  // the write in flight reads it
+  v1::Envelope outgoing_;          // the write in flight reads it
 };
 
 grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
@@ -799,9 +799,9 @@ grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
   }
   if (refused.ok() && subscribers_.fetch_add(1) >= kSubscribersMax) {
     subscribers_.fetch_sub(1);
-    refused = grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("more than ", kSubscribersMax, " subscribers; retry later"));
+    refused = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                           absl::StrCat("more than ", kSubscribersMax,
+                                        " subscribers; retry later"));
   }
   return new Subscription(this, context, *request, std::move(refused));
 }
@@ -825,8 +825,8 @@ grpc::Status LedgerService::Digest(grpc::ServerContext* context,
       return (*there)->Digest(&call, *request, response);
     }
   }
-  if (grpc::Status s = WaitForPosition(request->min_position(),
-                                      context->deadline());
+  if (grpc::Status s =
+          WaitForPosition(request->min_position(), context->deadline());
       !s.ok()) {
     return s;
   }
@@ -859,8 +859,8 @@ grpc::Status LedgerService::Audit(grpc::ServerContext* context,
       return (*there)->Audit(&call, *request, response);
     }
   }
-  if (grpc::Status s = WaitForPosition(request->min_position(),
-                                      context->deadline());
+  if (grpc::Status s =
+          WaitForPosition(request->min_position(), context->deadline());
       !s.ok()) {
     return s;
   }
@@ -894,10 +894,9 @@ grpc::Status LedgerService::Backup(grpc::ServerContext* context,
   const std::string& name = request->name();
   const bool plain =
       !name.empty() && name.size() <= kIdBytesMax && name != "." &&
-      name != ".." &&
-      std::all_of(name.begin(), name.end(), [](char c) {
-        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-               c == '.' || c == '-' || c == '_';
+      name != ".." && std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+               c == '-' || c == '_';
       });
   if (!plain) {
     return ToGrpc(absl::InvalidArgumentError(absl::StrCat(
@@ -998,16 +997,16 @@ grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
   }
   std::optional<uint64_t> position;
   if (request->has_position()) position = request->position();
-  absl::StatusOr<v1::PositionAt> answer = ResolvePosition(
-      options_.ledger->log(), at, position, request->written());
+  absl::StatusOr<v1::PositionAt> answer =
+      ResolvePosition(options_.ledger->log(), at, position, request->written());
   if (!answer.ok()) return ToGrpc(answer.status());
   *response = *std::move(answer);
   return grpc::Status::OK;
 }
 
-grpc::Status LedgerService::GetStatement(
-    grpc::ServerContext* context, const v1::GetStatementRequest* request,
-    v1::Statements* response) {
+grpc::Status LedgerService::GetStatement(grpc::ServerContext* context,
+                                         const v1::GetStatementRequest* request,
+                                         v1::Statements* response) {
   Principal principal;
   if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
       !s.ok()) {
@@ -1110,13 +1109,14 @@ grpc::Status LedgerService::ListPostings(
     }
     filter.to = ToTime(request->to());
   }
-  if (request->has_max_position()) filter.max_position = request->max_position();
+  if (request->has_max_position())
+    filter.max_position = request->max_position();
   bool client_gone = false;
-  absl::Status status = ForEachPosting(
-      options_.ledger->log(), filter, [&](const v1::PostingLine& line) {
-        client_gone = !writer->Write(line);
-        return !client_gone;
-      });
+  absl::Status status = ForEachPosting(options_.ledger->log(), filter,
+                                       [&](const v1::PostingLine& line) {
+                                         client_gone = !writer->Write(line);
+                                         return !client_gone;
+                                       });
   if (!status.ok()) return ToGrpc(status);
   if (client_gone) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");

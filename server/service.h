@@ -32,9 +32,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
-#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,7 +59,8 @@ inline constexpr size_t kSubscribersMax = 64;
 inline constexpr absl::Duration kSubscriberDrainTimeoutDefault =
     absl::Seconds(10);
 // A waiting subscriber re-checks for cancellation this often.
-inline constexpr absl::Duration kSubscriberPollInterval = absl::Milliseconds(100);
+inline constexpr absl::Duration kSubscriberPollInterval =
+    absl::Milliseconds(100);
 // ExecuteStream hands the commands that have arrived on a stream, up to this
 // many, to one Ledger::ExecuteBatch (one group commit, one sync). It also
 // bounds what a stream buffers: reading pauses while this many wait.
@@ -180,13 +181,15 @@ class LedgerService final
   grpc::Status Audit(grpc::ServerContext* context,
                      const v1::AuditRequest* request,
                      v1::AuditReport* response) override;
-  // Proofs over the Merkle tree (auditor and investigator, as Digest). A tree size of 0 is the latest checkpoint's.
+  // Proofs over the Merkle tree (auditor and investigator, as Digest). A tree
+  // size of 0 is the latest checkpoint's.
   grpc::Status GetInclusionProof(grpc::ServerContext* context,
                                  const v1::GetInclusionProofRequest* request,
                                  v1::InclusionProof* response) override;
-  grpc::Status GetConsistencyProof(grpc::ServerContext* context,
-                                   const v1::GetConsistencyProofRequest* request,
-                                   v1::ConsistencyProof* response) override;
+  grpc::Status GetConsistencyProof(
+      grpc::ServerContext* context,
+      const v1::GetConsistencyProofRequest* request,
+      v1::ConsistencyProof* response) override;
   // The latest stored checkpoint; NOT_FOUND when none was signed yet.
   grpc::Status GetCheckpoint(grpc::ServerContext* context,
                              const v1::GetCheckpointRequest* request,
@@ -209,9 +212,9 @@ class LedgerService final
   grpc::Status GetBalances(grpc::ServerContext* context,
                            const v1::GetBalancesRequest* request,
                            v1::BalancesReport* response) override;
-  grpc::Status ListPostings(grpc::ServerContext* context,
-                            const v1::ListPostingsRequest* request,
-                            grpc::ServerWriter<v1::PostingLine>* writer) override;
+  grpc::Status ListPostings(
+      grpc::ServerContext* context, const v1::ListPostingsRequest* request,
+      grpc::ServerWriter<v1::PostingLine>* writer) override;
   // An online consistent copy of the database (storage/backup.h) in a new
   // directory `name` under backup_dir (auditor, as Audit). INVALID_ARGUMENT
   // for a name that is not one plain path component, ALREADY_EXISTS when
@@ -228,7 +231,7 @@ class LedgerService final
     v1::CommandResult* response;
     grpc::ServerUnaryReactor* reactor;
   };
-  class Subscription;     // one Subscribe call (server/service.cc)
+  class Subscription;  // one Subscribe call (server/service.cc)
 
   // The caller's principal if its token allows `permission`;
   // UNAUTHENTICATED or PERMISSION_DENIED otherwise.
@@ -246,9 +249,9 @@ class LedgerService final
   // OK once the log holds `min_position` (0: at once); waits at most
   // kMinPositionWaitMax or until `deadline`, then UNAVAILABLE naming this
   // replica's head.
-  grpc::Status WaitForPosition(uint64_t min_position,
-                               std::chrono::system_clock::time_point deadline)
-      const;
+  grpc::Status WaitForPosition(
+      uint64_t min_position,
+      std::chrono::system_clock::time_point deadline) const;
   // The router this call goes through: nullptr when there is none or a
   // router sent the call here.
   ClusterRouter* RouterFor(const grpc::ServerContextBase& context) const;

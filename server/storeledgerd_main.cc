@@ -24,8 +24,8 @@
 
 #include <atomic>
 #include <fstream>
-#include <memory>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -75,7 +75,8 @@ leader of the partition that holds it (docs/cluster.md "Partitions").
 )";
 
 // --checkpoint-key FILE [--checkpoint-every-events N]
-// [--checkpoint-every-seconds T]: sign checkpoints (server/checkpoint_signer.h).
+// [--checkpoint-every-seconds T]: sign checkpoints
+// (server/checkpoint_signer.h).
 absl::Status CheckpointFlags(const Flags& flags, ServerOptions* options) {
   std::optional<std::string> path = flags.Get("checkpoint-key");
   if (!path.has_value()) {
@@ -144,8 +145,8 @@ absl::Status JoinPartitionedCluster(const std::vector<std::string>& urls,
       std::make_unique<NatsStoreDirectory>(cluster->js.get(), partition);
   options->ledger.directory = cluster->directory.get();
   options->router = cluster->router.get();
-  std::cout << "storeledgerd: partition " << partition << " of "
-            << *partitions << std::endl;
+  std::cout << "storeledgerd: partition " << partition << " of " << *partitions
+            << std::endl;
   return absl::OkStatus();
 }
 
@@ -172,7 +173,8 @@ int Main(const std::vector<std::string>& args) {
     std::cerr << "storeledgerd: "
               << (s.ok() ? "unexpected argument " + flags->positional().front()
                          : std::string(s.message()))
-              << "\n" << kUsage;
+              << "\n"
+              << kUsage;
     return kExitUsage;
   }
   std::optional<std::string> db = flags->Get("db");
@@ -198,7 +200,8 @@ int Main(const std::vector<std::string>& args) {
   if (std::optional<std::string> path = flags->Get("policy")) {
     std::ifstream file(*path);
     if (!file) {
-      std::cerr << "storeledgerd: --policy " << *path << ": cannot read the file\n";
+      std::cerr << "storeledgerd: --policy " << *path
+                << ": cannot read the file\n";
       return kExitCheckFailed;
     }
     std::stringstream text;
@@ -259,8 +262,8 @@ int Main(const std::vector<std::string>& args) {
     }
     options.ledger.before_write = replica->BeforeWrite();
     options.write_gate = [r = replica.get()] { return r->WriteGate(); };
-    options.replication_gauges = [weak = std::weak_ptr<Replica>(replica),
-                                  ack, follow_only = flags->Has("follow-only"),
+    options.replication_gauges = [weak = std::weak_ptr<Replica>(replica), ack,
+                                  follow_only = flags->Has("follow-only"),
                                   partition_number = partition->value_or(0),
                                   diverged_records] {
       ReplicationGauges gauges;
@@ -350,9 +353,8 @@ int Main(const std::vector<std::string>& args) {
   std::cout << "storeledgerd: signal " << signal_number
             << ", finishing calls in flight" << std::endl;
   replica.reset();
-  (*server)->Shutdown(grace_ms->has_value()
-                          ? absl::Milliseconds(**grace_ms)
-                          : kShutdownGraceDefault);
+  (*server)->Shutdown(grace_ms->has_value() ? absl::Milliseconds(**grace_ms)
+                                            : kShutdownGraceDefault);
   std::cout << "storeledgerd: stopped" << std::endl;
   return kExitOk;
 }

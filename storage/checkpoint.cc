@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
@@ -39,14 +39,15 @@ const unsigned char* Bytes(absl::string_view s) {
 
 absl::Status CheckName(absl::string_view name) {
   if (name.empty() || name.size() > kKeyNameBytesMax) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "key name must be 1 to ", kKeyNameBytesMax, " bytes, got ", name.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("key name must be 1 to ", kKeyNameBytesMax, " bytes, got ",
+                     name.size()));
   }
   for (char c : name) {
     if (c <= ' ' || c > '~' || c == '+') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "key name '", absl::CHexEscape(name),
-          "' must be printable ASCII without '+' or spaces"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("key name '", absl::CHexEscape(name),
+                       "' must be printable ASCII without '+' or spaces"));
     }
   }
   return absl::OkStatus();
@@ -77,7 +78,8 @@ absl::StatusOr<SigningKey> FromSeed(absl::string_view name, std::string seed) {
   }
   Pkey pkey(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, Bytes(seed),
                                          seed.size()));
-  if (pkey == nullptr) return absl::InternalError("OpenSSL refused the Ed25519 key");
+  if (pkey == nullptr)
+    return absl::InternalError("OpenSSL refused the Ed25519 key");
   std::string public_key(kEd25519KeyBytes, '\0');
   size_t length = public_key.size();
   if (EVP_PKEY_get_raw_public_key(
@@ -108,12 +110,13 @@ absl::Status ParseKeyLine(absl::string_view text, absl::string_view what,
                           std::string* name, std::string* raw,
                           std::string* hex_id) {
   absl::string_view line = absl::StripTrailingAsciiWhitespace(text);
-  std::vector<std::string> parts = absl::StrSplit(line, absl::MaxSplits('+', 2));
+  std::vector<std::string> parts =
+      absl::StrSplit(line, absl::MaxSplits('+', 2));
   std::string decoded;
   if (parts.size() != 3 || !CanonicalBase64Unescape(parts[2], &decoded) ||
       decoded.size() != 1 + kEd25519KeyBytes || decoded[0] != kSignatureType) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " is not '<name>+<key id>+<base64 Ed25519 key>'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not '<name>+<key id>+<base64 Ed25519 key>'"));
   }
   *name = parts[0];
   *hex_id = parts[1];
@@ -124,9 +127,9 @@ absl::Status ParseKeyLine(absl::string_view text, absl::string_view what,
 absl::Status CheckHexId(absl::string_view hex_id, const VerifierKey& key,
                         absl::string_view what) {
   if (hex_id != ToHex(key.key_id)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": key id ", hex_id, " does not match the key (", ToHex(key.key_id),
-        ")"));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": key id ", hex_id,
+                                                   " does not match the key (",
+                                                   ToHex(key.key_id), ")"));
   }
   return absl::OkStatus();
 }
@@ -171,7 +174,8 @@ absl::StatusOr<SigningKey> GenerateSigningKey(absl::string_view name) {
   std::string seed(kEd25519KeyBytes, '\0');
   size_t length = seed.size();
   if (EVP_PKEY_get_raw_private_key(
-          pkey.get(), reinterpret_cast<unsigned char*>(seed.data()), &length) != 1 ||
+          pkey.get(), reinterpret_cast<unsigned char*>(seed.data()), &length) !=
+          1 ||
       length != kEd25519KeyBytes) {
     return absl::InternalError("OpenSSL could not export the Ed25519 key");
   }
@@ -180,7 +184,8 @@ absl::StatusOr<SigningKey> GenerateSigningKey(absl::string_view name) {
 
 std::string FormatSigningKey(const SigningKey& key) {
   return absl::StrCat(kPrivateKeyPrefix, key.verifier.name, "+",
-                      ToHex(key.verifier.key_id), "+", TypedBase64(key.seed), "\n");
+                      ToHex(key.verifier.key_id), "+", TypedBase64(key.seed),
+                      "\n");
 }
 
 absl::StatusOr<SigningKey> ParseSigningKey(absl::string_view text) {
@@ -203,7 +208,8 @@ std::string FormatVerifierKey(const VerifierKey& key) {
 
 absl::StatusOr<VerifierKey> ParseVerifierKey(absl::string_view text) {
   std::string name, public_key, hex_id;
-  RETURN_IF_ERROR(ParseKeyLine(text, "public key", &name, &public_key, &hex_id));
+  RETURN_IF_ERROR(
+      ParseKeyLine(text, "public key", &name, &public_key, &hex_id));
   ASSIGN_OR_RETURN(VerifierKey key, MakeVerifier(name, std::move(public_key)));
   RETURN_IF_ERROR(CheckHexId(hex_id, key, "public key"));
   return key;
@@ -212,9 +218,9 @@ absl::StatusOr<VerifierKey> ParseVerifierKey(absl::string_view text) {
 absl::StatusOr<std::string> SignCheckpoint(const Checkpoint& checkpoint,
                                            const SigningKey& key) {
   if (checkpoint.origin != key.verifier.name) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint origin '", checkpoint.origin, "' is not the key's name '",
-        key.verifier.name, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint origin '", checkpoint.origin,
+                     "' is not the key's name '", key.verifier.name, "'"));
   }
   if (checkpoint.root.size() != 32) {
     return absl::InvalidArgumentError("checkpoint root is not 32 bytes");
@@ -226,14 +232,17 @@ absl::StatusOr<std::string> SignCheckpoint(const Checkpoint& checkpoint,
   std::string signature(kEd25519SignatureBytes, '\0');
   size_t length = signature.size();
   if (pkey == nullptr || ctx == nullptr ||
-      EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()) != 1 ||
-      EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()),
+      EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()) !=
+          1 ||
+      EVP_DigestSign(ctx.get(),
+                     reinterpret_cast<unsigned char*>(signature.data()),
                      &length, Bytes(body), body.size()) != 1 ||
       length != kEd25519SignatureBytes) {
     return absl::InternalError("OpenSSL could not sign the checkpoint");
   }
   return absl::StrCat(body, "\n", kSignaturePrefix, key.verifier.name, " ",
-                      absl::Base64Escape(key.verifier.key_id + signature), "\n");
+                      absl::Base64Escape(key.verifier.key_id + signature),
+                      "\n");
 }
 
 absl::StatusOr<Checkpoint> VerifyCheckpoint(absl::string_view note,
@@ -244,7 +253,8 @@ absl::StatusOr<Checkpoint> VerifyCheckpoint(absl::string_view note,
   }
   const size_t blank = note.find("\n\n");
   if (blank == absl::string_view::npos) {
-    return absl::DataLossError("checkpoint has no blank line before its signatures");
+    return absl::DataLossError(
+        "checkpoint has no blank line before its signatures");
   }
   const absl::string_view body = note.substr(0, blank + 1);
   const std::string wanted = absl::StrCat(kSignaturePrefix, key.name, " ");
@@ -264,7 +274,8 @@ absl::StatusOr<Checkpoint> VerifyCheckpoint(absl::string_view note,
                                           key.public_key.size()));
     MdCtx ctx(EVP_MD_CTX_new());
     if (pkey == nullptr || ctx == nullptr ||
-        EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()) != 1) {
+        EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr,
+                             pkey.get()) != 1) {
       return absl::InternalError("OpenSSL could not load the public key");
     }
     if (EVP_DigestVerify(ctx.get(), Bytes(signature), signature.size(),
@@ -274,14 +285,15 @@ absl::StatusOr<Checkpoint> VerifyCheckpoint(absl::string_view note,
     }
   }
   if (!signed_by_key) {
-    return absl::DataLossError(absl::StrCat(
-        "checkpoint carries no valid signature of key ", key.name, "+",
-        ToHex(key.key_id)));
+    return absl::DataLossError(
+        absl::StrCat("checkpoint carries no valid signature of key ", key.name,
+                     "+", ToHex(key.key_id)));
   }
   ASSIGN_OR_RETURN(Checkpoint checkpoint, ParseBody(body));
   if (checkpoint.origin != key.name) {
-    return absl::DataLossError(absl::StrCat("checkpoint origin '", checkpoint.origin,
-                                            "' is not the key's name '", key.name, "'"));
+    return absl::DataLossError(
+        absl::StrCat("checkpoint origin '", checkpoint.origin,
+                     "' is not the key's name '", key.name, "'"));
   }
   return checkpoint;
 }

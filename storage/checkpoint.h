@@ -43,7 +43,7 @@ absl::StatusOr<VerifierKey> ParseVerifierKey(absl::string_view text);
 struct Checkpoint {
   std::string origin;  // the signing key's name
   uint64_t tree_size = 0;
-  std::string root;    // 32 bytes, MTH(tree_size)
+  std::string root;  // 32 bytes, MTH(tree_size)
   int64_t time_unix_seconds = 0;
 };
 

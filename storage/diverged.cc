@@ -67,8 +67,8 @@ absl::Status ScanPrefix(
   rocksdb::ReadOptions read;
   read.snapshot = snapshot;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(read, cf));
-  for (it->Seek(Slice(prefix)); it->Valid() && it->key().starts_with(Slice(prefix));
-       it->Next()) {
+  for (it->Seek(Slice(prefix));
+       it->Valid() && it->key().starts_with(Slice(prefix)); it->Next()) {
     fn(View(it->key()), View(it->value()));
   }
   return FromRocks(it->status(), "scan for a diverged tail");
@@ -128,9 +128,8 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
     const uint64_t position = envelope.position();
     put(log->meta_cf(), absl::StrCat(prefix, "e", PositionKey(position)), raw);
     erase(log->events_cf(), PositionKey(position));
-    erase(log->streams_cf(),
-          format::StreamIndexKey(envelope.stream_id(),
-                                 envelope.stream_version()));
+    erase(log->streams_cf(), format::StreamIndexKey(envelope.stream_id(),
+                                                    envelope.stream_version()));
     auto [it, inserted] =
         first_version.emplace(envelope.stream_id(), envelope.stream_version());
     if (!inserted) it->second = std::min(it->second, envelope.stream_version());
@@ -144,10 +143,9 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
       erase(log->streams_cf(), stream);
       continue;
     }
-    ASSIGN_OR_RETURN(
-        std::optional<std::string> index,
-        GetRaw(db, log->streams_cf(),
-               format::StreamIndexKey(stream, version - 1)));
+    ASSIGN_OR_RETURN(std::optional<std::string> index,
+                     GetRaw(db, log->streams_cf(),
+                            format::StreamIndexKey(stream, version - 1)));
     if (!index.has_value() || index->size() != format::kPositionBytes) {
       return absl::DataLossError(absl::StrCat(
           "stream ", stream, " has no index entry for version ", version - 1));
@@ -184,7 +182,8 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
       const std::string from =
           merkle::NodeKey(merkle::NodeId{level, keep >> level});
       for (it->Seek(from); it->Valid(); it->Next()) {
-        ASSIGN_OR_RETURN(merkle::NodeId id, merkle::ParseNodeKey(View(it->key())));
+        ASSIGN_OR_RETURN(merkle::NodeId id,
+                         merkle::ParseNodeKey(View(it->key())));
         if (id.level != level) break;
         erase(log->merkle_cf(), View(it->key()));
       }
@@ -209,11 +208,10 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
 
   // Snapshots are a cache; those of a version in the tail would be wrong.
   for (absl::string_view cache : {"snap/", "snapmeta/"}) {
-    RETURN_IF_ERROR(ScanPrefix(
-        db, log->projections_cf(), cache, nullptr,
-        [&](absl::string_view key, absl::string_view) {
-          erase(log->projections_cf(), key);
-        }));
+    RETURN_IF_ERROR(ScanPrefix(db, log->projections_cf(), cache, nullptr,
+                               [&](absl::string_view key, absl::string_view) {
+                                 erase(log->projections_cf(), key);
+                               }));
   }
 
   put(log->meta_cf(), format::kMetaHeadKey,
@@ -231,17 +229,17 @@ absl::StatusOr<std::vector<v1::DivergedRecord>> ReadDivergedRecords(
     const EventLog& log, const rocksdb::Snapshot* snapshot) {
   std::vector<v1::DivergedRecord> records;
   absl::Status parsed = absl::OkStatus();
-  RETURN_IF_ERROR(ScanPrefix(
-      log.db(), log.meta_cf(), kDivergedPrefix, snapshot,
-      [&](absl::string_view key, absl::string_view value) {
-        if (key.size() != kRecordKeyBytes || !parsed.ok()) return;
-        if (!records.emplace_back().ParseFromArray(
-                value.data(), static_cast<int>(value.size()))) {
-          parsed = absl::DataLossError(absl::StrCat(
-              "diverged record ", DecodeBigEndian64(key.substr(9)),
-              " does not parse"));
-        }
-      }));
+  RETURN_IF_ERROR(
+      ScanPrefix(log.db(), log.meta_cf(), kDivergedPrefix, snapshot,
+                 [&](absl::string_view key, absl::string_view value) {
+                   if (key.size() != kRecordKeyBytes || !parsed.ok()) return;
+                   if (!records.emplace_back().ParseFromArray(
+                           value.data(), static_cast<int>(value.size()))) {
+                     parsed = absl::DataLossError(absl::StrCat(
+                         "diverged record ", DecodeBigEndian64(key.substr(9)),
+                         " does not parse"));
+                   }
+                 }));
   RETURN_IF_ERROR(parsed);
   return records;
 }

@@ -25,8 +25,9 @@
 #include "absl/strings/string_view.h"
 #include "base/check.h"
 #include "base/limits.h"
-#include "google/protobuf/arena.h"
 #include "base/status_macros.h"
+#include "google/protobuf/arena.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/iterator.h"
@@ -35,7 +36,6 @@
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
-#include "rocksdb/cache.h"
 #include "storage/format.h"
 #include "storage/hash_internal.h"
 #include "storage/merkle.h"
@@ -215,9 +215,9 @@ absl::Status CheckLedgerDirectory(const std::string& dir,
     return absl::OkStatus();
   }
   std::vector<std::string> families;
-  RETURN_IF_ERROR(FromRocks(
-      rocksdb::DB::ListColumnFamilies(db_options, dir, &families),
-      absl::StrCat("open database ", dir)));
+  RETURN_IF_ERROR(
+      FromRocks(rocksdb::DB::ListColumnFamilies(db_options, dir, &families),
+                absl::StrCat("open database ", dir)));
   for (const std::string& family : families) {
     if (!IsLedgerColumnFamily(family)) {
       return NotALedger(dir, absl::StrCat("it has a column family \"", family,
@@ -240,10 +240,9 @@ absl::Status CheckLedgerDirectory(const std::string& dir,
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  RETURN_IF_ERROR(FromRocks(
-      rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors, &handles,
-                                   &raw),
-      absl::StrCat("open database ", dir)));
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(
+                                db_options, dir, descriptors, &handles, &raw),
+                            absl::StrCat("open database ", dir)));
   std::unique_ptr<rocksdb::DB> db(raw);
   absl::Status status;
   bool marked = false;
@@ -441,8 +440,9 @@ class GroupBatch {
     return keys;
   }
 
-  rocksdb::Status Build(const std::vector<rocksdb::ColumnFamilyHandle*>& handles,
-                        rocksdb::WriteBatch* batch) const {
+  rocksdb::Status Build(
+      const std::vector<rocksdb::ColumnFamilyHandle*>& handles,
+      rocksdb::WriteBatch* batch) const {
     std::vector<uint32_t> order(entries_.size());
     for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
@@ -453,8 +453,9 @@ class GroupBatch {
     });
     for (uint32_t i : order) {
       const Entry& e = entries_[i];
-      rocksdb::Status s = e.is_delete ? batch->Delete(handles[e.cf], e.key)
-                                      : batch->Put(handles[e.cf], e.key, e.value);
+      rocksdb::Status s = e.is_delete
+                              ? batch->Delete(handles[e.cf], e.key)
+                              : batch->Put(handles[e.cf], e.key, e.value);
       if (!s.ok()) return s;
     }
     return rocksdb::Status::OK();
@@ -499,8 +500,8 @@ struct EventLog::Impl {
   // not at all (AppendBatch).
   struct Writer {
     std::vector<AppendRequest>* requests = nullptr;
-    size_t events = 0;  // over all requests
-    bool sync = true;   // EventLogOptions::sync permitting
+    size_t events = 0;        // over all requests
+    bool sync = true;         // EventLogOptions::sync permitting
     bool replicated = false;  // AppendReplicated: stored bytes, no hook
     absl::StatusOr<std::vector<AppendResult>> results =
         absl::InternalError("not run");
@@ -573,8 +574,7 @@ struct EventLog::Impl {
   std::shared_ptr<const rocksdb::Snapshot> NewSnapshot() const {
     rocksdb::DB* const database = db.get();
     return std::shared_ptr<const rocksdb::Snapshot>(
-        database->GetSnapshot(),
-        [database](const rocksdb::Snapshot* snapshot) {
+        database->GetSnapshot(), [database](const rocksdb::Snapshot* snapshot) {
           database->ReleaseSnapshot(snapshot);
         });
   }
@@ -723,10 +723,10 @@ absl::Status EventLog::Impl::Initialize() {
     }
     const uint32_t found = DecodeBigEndian32(*version);
     if (found != kFormatVersion && found != kFormatVersionDiverged) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "database ", dir, " has format version ", found,
-          "; this build reads format versions ", kFormatVersion, " and ",
-          kFormatVersionDiverged));
+      return absl::FailedPreconditionError(
+          absl::StrCat("database ", dir, " has format version ", found,
+                       "; this build reads format versions ", kFormatVersion,
+                       " and ", kFormatVersionDiverged));
     }
     return absl::OkStatus();
   }
@@ -793,7 +793,8 @@ absl::Status EventLog::Impl::LoadHead() {
           "database ", dir, ": head is at position ", loaded.position,
           " but the last stored event is at position ", last));
     }
-    ASSIGN_OR_RETURN(Envelope envelope, VerifyStoredEnvelope(last, View(it->value())));
+    ASSIGN_OR_RETURN(Envelope envelope,
+                     VerifyStoredEnvelope(last, View(it->value())));
     if (envelope.hash() != loaded.hash) {
       return absl::DataLossError(
           absl::StrCat("database ", dir, ": head hash ", ToHex(loaded.hash),
@@ -839,10 +840,11 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   cache_options.high_pri_pool_ratio = 0.5;
   const std::shared_ptr<rocksdb::Cache> block_cache =
       rocksdb::NewLRUCache(cache_options);
-  db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
-      options.memtables_bytes_max > 0 ? options.memtables_bytes_max
-                                      : kMemtablesBytesMax,
-      block_cache, /*allow_stall=*/true);
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(
+          options.memtables_bytes_max > 0 ? options.memtables_bytes_max
+                                          : kMemtablesBytesMax,
+          block_cache, /*allow_stall=*/true);
 
   // point_lookups: the append path looks keys up one by one (command ids,
   // stream heads, records), many of them absent: bloom filters pay. Events
@@ -897,7 +899,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       cf_options_for(kMemtableBytesSmall, false, true);
   // Node hashes are random bytes: LZ4 would spend flush and compaction CPU
   // finding nothing to compress.
-  rocksdb::ColumnFamilyOptions merkle = cf_options_for(kMemtableBytes, false, false);
+  rocksdb::ColumnFamilyOptions merkle =
+      cf_options_for(kMemtableBytes, false, false);
   merkle.compression = rocksdb::kNoCompression;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
       {rocksdb::kDefaultColumnFamilyName, small},
@@ -925,7 +928,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
         std::find(families.begin(), families.end(), kMerkleCf) ==
             families.end()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "database ", dir, " has no Merkle tree yet (written before it "
+          "database ", dir,
+          " has no Merkle tree yet (written before it "
           "existed): open it for writing once (e.g. storeledger rebuild) to "
           "build it"));
     }
@@ -952,10 +956,10 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   RETURN_IF_ERROR(impl->Initialize());
   RETURN_IF_ERROR(impl->LoadHead());
   if (options.merkle_tree) {
-    ASSIGN_OR_RETURN(impl->merkle_range,
-                     LoadMerkleTree(impl->db.get(), impl->cf(kEvents),
-                                    impl->cf(kMerkle), impl->head.position,
-                                    options.read_only));
+    ASSIGN_OR_RETURN(
+        impl->merkle_range,
+        LoadMerkleTree(impl->db.get(), impl->cf(kEvents), impl->cf(kMerkle),
+                       impl->head.position, options.read_only));
   }
   return std::unique_ptr<EventLog>(new EventLog(std::move(impl)));
 }
@@ -968,16 +972,15 @@ absl::Status CheckReplicated(uint64_t position, absl::string_view head_hash,
                              uint64_t stream_version,
                              const Envelope& envelope) {
   if (envelope.prev_hash() != head_hash) {
-    return absl::DataLossError(absl::StrCat(
-        "event at position ", position, ": prev_hash ",
-        ToHex(envelope.prev_hash()), " does not link to the hash ",
-        ToHex(head_hash), " of position ", position - 1));
+    return absl::DataLossError(
+        absl::StrCat("event at position ", position, ": prev_hash ",
+                     ToHex(envelope.prev_hash()), " does not link to the hash ",
+                     ToHex(head_hash), " of position ", position - 1));
   }
   if (envelope.stream_version() != stream_version) {
     return absl::DataLossError(absl::StrCat(
         "event at position ", position, ": stream ", envelope.stream_id(),
-        " version ", envelope.stream_version(), ", expected ",
-        stream_version));
+        " version ", envelope.stream_version(), ", expected ", stream_version));
   }
   return absl::OkStatus();
 }
@@ -995,9 +998,8 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
   for (size_t i = 0; i < request.events.size(); ++i) {
     Envelope& envelope = request.events[i].envelope;
     if (!request.events[i].stored.empty()) {
-      RETURN_IF_ERROR(VerifyStoredEnvelopeInto(new_head.position + 1,
-                                               request.events[i].stored,
-                                               &envelope));
+      RETURN_IF_ERROR(VerifyStoredEnvelopeInto(
+          new_head.position + 1, request.events[i].stored, &envelope));
     }
     const int64_t expected = request.events[i].expected_version;
     const std::string& stream_id = envelope.stream_id();
@@ -1030,8 +1032,8 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
     std::string hash;
     if (!request.events[i].stored.empty()) {
       // A follower's copy of what the leader stored: checked, kept as is.
-      RETURN_IF_ERROR(CheckReplicated(position, new_head.hash, actual + 1,
-                                      envelope));
+      RETURN_IF_ERROR(
+          CheckReplicated(position, new_head.hash, actual + 1, envelope));
       bytes = std::move(request.events[i].stored);
       hash = envelope.hash();
     } else {
@@ -1042,10 +1044,10 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
       bytes = SerializeDeterministic(envelope);
       // Check the record before it is written: the limit covers the hash.
       if (bytes.size() + kHashFieldBytes > kEnvelopeBytesMax) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "event ", i, " of stream ", stream_id, ": envelope is ",
-            bytes.size() + kHashFieldBytes, " bytes, over the limit of ",
-            kEnvelopeBytesMax));
+        return absl::InvalidArgumentError(
+            absl::StrCat("event ", i, " of stream ", stream_id,
+                         ": envelope is ", bytes.size() + kHashFieldBytes,
+                         " bytes, over the limit of ", kEnvelopeBytesMax));
       }
       hash = Sha256Concat(new_head.hash, bytes);
       // Field 12 is the last field, so its encoding is the tail of the bytes.
@@ -1377,9 +1379,9 @@ Head EventLog::appended_head() const { return impl_->GetHead(); }
 absl::Status EventLog::WriteRefusal() const {
   std::lock_guard<std::mutex> lock(impl_->append_mu);
   if (!impl_->failed.has_value()) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      absl::StrCat("ledger is read-only after a write error: ",
-                   impl_->failed->message(), "; reopen to recover"));
+  return absl::FailedPreconditionError(absl::StrCat(
+      "ledger is read-only after a write error: ", impl_->failed->message(),
+      "; reopen to recover"));
 }
 
 absl::Status EventLog::Sync() {

@@ -40,8 +40,8 @@ using v1::Envelope;
 using v1::StoredOutcome;
 using v1::StreamHead;
 
-inline constexpr int64_t kExpectAny = -1;       // any version
-inline constexpr int64_t kExpectNoStream = 0;   // stream must not exist
+inline constexpr int64_t kExpectAny = -1;      // any version
+inline constexpr int64_t kExpectNoStream = 0;  // stream must not exist
 // The format version a new ledger gets; one holding a diverged record
 // (storage/diverged.h) carries kFormatVersionDiverged, which differs only
 // by those records. This build opens both.
@@ -123,7 +123,7 @@ struct AppendRequest {
 struct AppendResult {
   uint64_t first_position = 0;  // 0 when no events were appended
   uint64_t last_position = 0;
-  std::string head_hash;        // chain hash after this append
+  std::string head_hash;  // chain hash after this append
 };
 
 struct Head {
@@ -238,10 +238,9 @@ class EventLog {
   // until `fn` returns false or the head (as of the call) is reached. The
   // raw stored bytes are passed too. Each envelope is checked as in Read and
   // positions must be contiguous (a gap is kDataLoss).
-  absl::Status Scan(
-      uint64_t after_position,
-      const std::function<bool(const Envelope&, absl::string_view raw)>& fn)
-      const;
+  absl::Status Scan(uint64_t after_position,
+                    const std::function<bool(const Envelope&,
+                                             absl::string_view raw)>& fn) const;
 
   // Scan for a consumer on another thread (rebuild's pipeline): the same
   // checks, in the same order, but the verified envelopes are handed to `fn`
@@ -254,9 +253,8 @@ class EventLog {
       const std::function<bool(EnvelopeBatch* batch)>& fn) const;
 
   // Envelopes of one stream with stream_version > after_version, in order.
-  absl::Status ScanStream(
-      absl::string_view stream_id, uint64_t after_version,
-      const std::function<bool(const Envelope&)>& fn) const;
+  absl::Status ScanStream(absl::string_view stream_id, uint64_t after_version,
+                          const std::function<bool(const Envelope&)>& fn) const;
 
   // The reads by key below see the durable database (kDurable): a RocksDB
   // snapshot with no write that awaits its Sync (taken before the first
@@ -357,7 +355,8 @@ std::string Sha256(absl::string_view bytes);
 // The message's bytes with deterministic serialization (map entries in key
 // order): what the log stores and hashes, and what the projections store
 // (so a record rebuilt from the log is byte-identical to the inline one).
-std::string SerializeDeterministic(const google::protobuf::MessageLite& message);
+std::string SerializeDeterministic(
+    const google::protobuf::MessageLite& message);
 
 }  // namespace storeledger
 

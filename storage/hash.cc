@@ -65,7 +65,8 @@ std::string Sha256(absl::string_view bytes) {
   return storage_internal::Sha256Concat(bytes, absl::string_view());
 }
 
-std::string SerializeDeterministic(const google::protobuf::MessageLite& message) {
+std::string SerializeDeterministic(
+    const google::protobuf::MessageLite& message) {
   // Sized first and written into place: no growing of the string while
   // serializing (the append path serializes every envelope, outcome and
   // record it writes).

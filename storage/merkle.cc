@@ -31,9 +31,9 @@ absl::StatusOr<std::string> RangeHash(uint64_t begin, uint64_t end,
     const int level = std::countr_zero(count);
     ASSIGN_OR_RETURN(std::string hash, read(NodeId{level, begin >> level}));
     if (hash.size() != kHashBytes) {
-      return absl::DataLossError(absl::StrCat(
-          "merkle node (", level, ", ", begin >> level, ") has ", hash.size(),
-          " bytes, expected ", kHashBytes));
+      return absl::DataLossError(
+          absl::StrCat("merkle node (", level, ", ", begin >> level, ") has ",
+                       hash.size(), " bytes, expected ", kHashBytes));
     }
     return hash;
   }
@@ -139,14 +139,14 @@ std::string NodeKey(NodeId id) {
 
 absl::StatusOr<NodeId> ParseNodeKey(absl::string_view key) {
   if (key.size() != kNodeKeyBytes) {
-    return absl::DataLossError(absl::StrCat("merkle key has ", key.size(),
-                                            " bytes, expected ", kNodeKeyBytes));
+    return absl::DataLossError(absl::StrCat(
+        "merkle key has ", key.size(), " bytes, expected ", kNodeKeyBytes));
   }
   NodeId id;
   id.level = static_cast<unsigned char>(key[0]);
   if (id.level >= kLevelsMax) {
-    return absl::DataLossError(
-        absl::StrCat("merkle key has level ", id.level, ", above ", kLevelsMax - 1));
+    return absl::DataLossError(absl::StrCat("merkle key has level ", id.level,
+                                            ", above ", kLevelsMax - 1));
   }
   for (size_t i = 1; i < kNodeKeyBytes; ++i) {
     id.index = (id.index << 8) | static_cast<unsigned char>(key[i]);
@@ -170,9 +170,9 @@ absl::StatusOr<CompactRange> CompactRange::FromHashes(
     uint64_t size, std::vector<std::string> hashes) {
   const size_t expected = static_cast<size_t>(std::popcount(size));
   if (hashes.size() != expected) {
-    return absl::DataLossError(
-        absl::StrCat("a tree of ", size, " leaves has ", expected,
-                     " right-edge nodes, got ", hashes.size()));
+    return absl::DataLossError(absl::StrCat("a tree of ", size, " leaves has ",
+                                            expected, " right-edge nodes, got ",
+                                            hashes.size()));
   }
   for (const std::string& hash : hashes) {
     RETURN_IF_ERROR(CheckHashSize("right-edge node", hash));
@@ -230,7 +230,8 @@ absl::StatusOr<std::vector<std::string>> ConsistencyProof(
   if (size1 == 0 || size1 > size2) {
     return absl::InvalidArgumentError(
         absl::StrCat("a consistency proof needs 0 < first size <= second size, "
-                     "got ", size1, " and ", size2));
+                     "got ",
+                     size1, " and ", size2));
   }
   std::vector<std::string> proof;
   if (size1 == size2) return proof;
@@ -254,7 +255,8 @@ absl::Status VerifyInclusion(uint64_t index, uint64_t size,
   std::string r(leaf_hash);
   for (const std::string& p : proof) {
     if (sn == 0) {
-      return absl::DataLossError("inclusion proof is longer than the tree is high");
+      return absl::DataLossError(
+          "inclusion proof is longer than the tree is high");
     }
     if ((fn & 1) != 0 || fn == sn) {
       r = NodeHash(p, r);
@@ -266,7 +268,8 @@ absl::Status VerifyInclusion(uint64_t index, uint64_t size,
     sn >>= 1;
   }
   if (sn != 0) {
-    return absl::DataLossError("inclusion proof is shorter than the tree is high");
+    return absl::DataLossError(
+        "inclusion proof is shorter than the tree is high");
   }
   if (r != root) {
     return absl::DataLossError(
@@ -277,20 +280,21 @@ absl::Status VerifyInclusion(uint64_t index, uint64_t size,
 }
 
 absl::Status VerifyConsistency(uint64_t size1, uint64_t size2,
-                               absl::string_view root1,
-                               absl::string_view root2,
+                               absl::string_view root1, absl::string_view root2,
                                const std::vector<std::string>& proof) {
   if (size1 == 0 || size1 > size2) {
     return absl::DataLossError(
         absl::StrCat("a consistency proof needs 0 < first size <= second size, "
-                     "got ", size1, " and ", size2));
+                     "got ",
+                     size1, " and ", size2));
   }
   RETURN_IF_ERROR(CheckHashSize("first root hash", root1));
   RETURN_IF_ERROR(CheckHashSize("second root hash", root2));
   RETURN_IF_ERROR(CheckProofHashes(proof));
   if (size1 == size2) {
     if (!proof.empty()) {
-      return absl::DataLossError("consistency proof between equal sizes is not empty");
+      return absl::DataLossError(
+          "consistency proof between equal sizes is not empty");
     }
     if (root1 != root2) {
       return absl::DataLossError("equal tree sizes with different root hashes");

@@ -93,8 +93,7 @@ absl::Status VerifyInclusion(uint64_t index, uint64_t size,
                              absl::string_view root);
 // RFC 9162 §2.1.4.2. Ok, or kDataLoss saying why the proof fails.
 absl::Status VerifyConsistency(uint64_t size1, uint64_t size2,
-                               absl::string_view root1,
-                               absl::string_view root2,
+                               absl::string_view root1, absl::string_view root2,
                                const std::vector<std::string>& proof);
 
 }  // namespace storeledger::merkle

@@ -39,13 +39,15 @@ absl::StatusOr<std::optional<std::string>> GetRaw(
 absl::StatusOr<std::string> ReadNode(rocksdb::DB* db,
                                      rocksdb::ColumnFamilyHandle* nodes,
                                      merkle::NodeId id) {
-  const std::string what = absl::StrCat("merkle node (", id.level, ", ", id.index, ")");
+  const std::string what =
+      absl::StrCat("merkle node (", id.level, ", ", id.index, ")");
   ASSIGN_OR_RETURN(std::optional<std::string> hash,
                    GetRaw(db, nodes, merkle::NodeKey(id), what));
-  if (!hash.has_value()) return absl::DataLossError(absl::StrCat(what, " is missing"));
+  if (!hash.has_value())
+    return absl::DataLossError(absl::StrCat(what, " is missing"));
   if (hash->size() != merkle::kHashBytes) {
-    return absl::DataLossError(absl::StrCat(what, " has ", hash->size(),
-                                            " bytes, expected ", merkle::kHashBytes));
+    return absl::DataLossError(absl::StrCat(
+        what, " has ", hash->size(), " bytes, expected ", merkle::kHashBytes));
   }
   return *std::move(hash);
 }
@@ -106,9 +108,9 @@ merkle::NodeReader NodeReaderOf(rocksdb::DB* db,
     const std::vector<std::string>& level = block->hashes[id.level];
     const uint64_t j = id.index - (first_leaf >> id.level);
     if (j >= level.size()) {
-      return absl::DataLossError(absl::StrCat(
-          "merkle node (", id.level, ", ", id.index,
-          "): the log lacks the events it covers"));
+      return absl::DataLossError(
+          absl::StrCat("merkle node (", id.level, ", ", id.index,
+                       "): the log lacks the events it covers"));
     }
     return level[j];
   };
@@ -160,10 +162,10 @@ absl::Status DropUnstoredLevels(rocksdb::DB* db,
 // after every kMerkleBackfillLeaves leaves and at the end. The events are
 // hashed as stored (not parsed: a damaged envelope is the chain check's to
 // name; here it just makes a different leaf).
-absl::Status FoldEvents(
-    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events, uint64_t last,
-    merkle::CompactRange* range, const merkle::NodeSink& sink,
-    const std::function<absl::Status()>& batch_done) {
+absl::Status FoldEvents(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events,
+                        uint64_t last, merkle::CompactRange* range,
+                        const merkle::NodeSink& sink,
+                        const std::function<absl::Status()>& batch_done) {
   if (range->size() >= last) return batch_done();
   rocksdb::ReadOptions read_options;
   read_options.fill_cache = false;
@@ -174,7 +176,8 @@ absl::Status FoldEvents(
   uint64_t in_batch = 0;
   for (it->Seek(PositionKey(range->size() + 1)); it->Valid(); it->Next()) {
     const uint64_t expected = range->size() + 1;
-    if (it->key().size() != 8 || DecodeBigEndian64(View(it->key())) != expected) {
+    if (it->key().size() != 8 ||
+        DecodeBigEndian64(View(it->key())) != expected) {
       return absl::DataLossError(absl::StrCat(
           "building the Merkle tree: expected the event at position ", expected,
           ", found key of ", it->key().size(), " bytes"));
@@ -187,9 +190,9 @@ absl::Status FoldEvents(
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "scan events for the Merkle tree"));
   if (range->size() != last) {
-    return absl::DataLossError(absl::StrCat(
-        "building the Merkle tree: the events end at position ", range->size(),
-        ", the head is ", last));
+    return absl::DataLossError(
+        absl::StrCat("building the Merkle tree: the events end at position ",
+                     range->size(), ", the head is ", last));
   }
   return batch_done();
 }
@@ -210,7 +213,8 @@ absl::Status WriteTree(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events,
     if (batch.Count() == 0) return absl::OkStatus();
     rocksdb::WriteOptions write_options;
     write_options.sync = true;
-    RETURN_IF_ERROR(FromRocks(db->Write(write_options, &batch), "write merkle nodes"));
+    RETURN_IF_ERROR(
+        FromRocks(db->Write(write_options, &batch), "write merkle nodes"));
     batch.Clear();
     return absl::OkStatus();
   };
@@ -242,7 +246,8 @@ absl::StatusOr<merkle::CompactRange> LoadMerkleTree(
   // The stored nodes are a prefix (the tree is only ever completed from
   // where it stops): find where, by the last node of the lowest level.
   uint64_t built = 0;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), nodes));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db->NewIterator(rocksdb::ReadOptions(), nodes));
   it->SeekForPrev(merkle::NodeKey(*marker));
   RETURN_IF_ERROR(FromRocks(it->status(), "scan merkle nodes"));
   if (it->Valid()) {
@@ -272,9 +277,9 @@ absl::StatusOr<uint64_t> MerkleTreeSize(const EventLog& log) {
                    GetRaw(log.db(), log.merkle_cf(), merkle::NodeKey(*marker),
                           "merkle node"));
   if (!node.has_value()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the Merkle tree does not reach the head (position ", head,
-        "); open the database for writing once to build it"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the Merkle tree does not reach the head (position ", head,
+                     "); open the database for writing once to build it"));
   }
   return head;
 }
@@ -293,7 +298,8 @@ absl::Status CheckTreeSize(const EventLog& log, absl::string_view what,
 
 }  // namespace
 
-absl::StatusOr<std::string> MerkleRoot(const EventLog& log, uint64_t tree_size) {
+absl::StatusOr<std::string> MerkleRoot(const EventLog& log,
+                                       uint64_t tree_size) {
   RETURN_IF_ERROR(CheckTreeSize(log, "tree size", tree_size));
   return merkle::RootHash(tree_size, MerkleNodeReader(log));
 }
@@ -318,7 +324,8 @@ absl::StatusOr<InclusionProof> ProveInclusion(const EventLog& log,
   proof.envelope = *std::move(envelope);
   const merkle::NodeReader read = MerkleNodeReader(log);
   ASSIGN_OR_RETURN(proof.root, merkle::RootHash(tree_size, read));
-  ASSIGN_OR_RETURN(proof.path, merkle::InclusionProof(position - 1, tree_size, read));
+  ASSIGN_OR_RETURN(proof.path,
+                   merkle::InclusionProof(position - 1, tree_size, read));
   return proof;
 }
 
@@ -408,8 +415,8 @@ absl::Status RebuildMerkleTree(EventLog& log) {
   // Every node key is kNodeKeyBytes long and starts with a level byte below
   // 64: [%x00, %xff) covers them all.
   RETURN_IF_ERROR(FromRocks(
-      log.db()->DeleteRange(write_options, log.merkle_cf(), std::string(1, '\0'),
-                            std::string(1, '\xff')),
+      log.db()->DeleteRange(write_options, log.merkle_cf(),
+                            std::string(1, '\0'), std::string(1, '\xff')),
       "clear merkle nodes"));
   merkle::CompactRange range;
   return WriteTree(log.db(), log.events_cf(), log.merkle_cf(),
@@ -420,10 +427,10 @@ absl::Status PutCheckpoint(EventLog& log, uint64_t tree_size,
                            absl::string_view note) {
   rocksdb::WriteOptions write_options;
   write_options.sync = true;
-  return FromRocks(log.db()->Put(write_options, log.meta_cf(),
-                                 CheckpointKey(tree_size),
-                                 rocksdb::Slice(note.data(), note.size())),
-                   "store checkpoint");
+  return FromRocks(
+      log.db()->Put(write_options, log.meta_cf(), CheckpointKey(tree_size),
+                    rocksdb::Slice(note.data(), note.size())),
+      "store checkpoint");
 }
 
 absl::StatusOr<v1::SignedCheckpoint> WriteCheckpoint(EventLog& log,
@@ -447,22 +454,24 @@ absl::StatusOr<std::optional<v1::SignedCheckpoint>> LatestCheckpoint(
       log.db()->NewIterator(rocksdb::ReadOptions(), log.meta_cf()));
   it->SeekForPrev(CheckpointKey(~uint64_t{0}));
   RETURN_IF_ERROR(FromRocks(it->status(), "read checkpoints"));
-  const std::string prefix = CheckpointKey(0).substr(0, sizeof(kCheckpointPrefix));
+  const std::string prefix =
+      CheckpointKey(0).substr(0, sizeof(kCheckpointPrefix));
   if (!it->Valid() || !absl::StartsWith(View(it->key()), prefix) ||
       it->key().size() != prefix.size() + 8) {
     return std::optional<v1::SignedCheckpoint>();
   }
   v1::SignedCheckpoint checkpoint;
   checkpoint.set_note(it->value().ToString());
-  checkpoint.set_tree_size(DecodeBigEndian64(View(it->key()).substr(prefix.size())));
+  checkpoint.set_tree_size(
+      DecodeBigEndian64(View(it->key()).substr(prefix.size())));
   return checkpoint;
 }
 
 absl::StatusOr<std::optional<v1::SignedCheckpoint>> GetCheckpoint(
     const EventLog& log, uint64_t tree_size) {
-  ASSIGN_OR_RETURN(std::optional<std::string> note,
-                   GetRaw(log.db(), log.meta_cf(), CheckpointKey(tree_size),
-                          "checkpoint"));
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> note,
+      GetRaw(log.db(), log.meta_cf(), CheckpointKey(tree_size), "checkpoint"));
   if (!note.has_value()) return std::optional<v1::SignedCheckpoint>();
   v1::SignedCheckpoint checkpoint;
   checkpoint.set_note(*std::move(note));
@@ -495,7 +504,8 @@ absl::StatusOr<v1::InclusionProof> InclusionProofMessage(const EventLog& log,
                                                          uint64_t position,
                                                          uint64_t tree_size) {
   ASSIGN_OR_RETURN(tree_size, ResolveTreeSize(log, tree_size));
-  ASSIGN_OR_RETURN(InclusionProof proof, ProveInclusion(log, position, tree_size));
+  ASSIGN_OR_RETURN(InclusionProof proof,
+                   ProveInclusion(log, position, tree_size));
   v1::InclusionProof out;
   out.set_position(proof.position);
   out.set_leaf_index(proof.position - 1);
@@ -520,7 +530,8 @@ absl::StatusOr<v1::ConsistencyProof> ConsistencyProofMessage(
   out.set_first_root(std::move(proof.first_root));
   out.set_second_root(std::move(proof.second_root));
   for (std::string& hash : proof.path) out.add_path(std::move(hash));
-  RETURN_IF_ERROR(AttachCheckpoint(log, first_size, out.mutable_first_checkpoint()));
+  RETURN_IF_ERROR(
+      AttachCheckpoint(log, first_size, out.mutable_first_checkpoint()));
   RETURN_IF_ERROR(
       AttachCheckpoint(log, second_size, out.mutable_second_checkpoint()));
   return out;

@@ -3,12 +3,14 @@
 // envelope, a deleted event, a damaged projection, index entry, command
 // outcome or snapshot. Each must be reported by check and position (or key),
 // and audit must go on past the damage.
+#include "replay/audit.h"
+
 #include <atomic>
 #include <filesystem>
-#include <thread>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -23,7 +25,6 @@
 #include "gtest/gtest.h"
 #include "json/json.h"
 #include "ledger/ledger.h"
-#include "replay/audit.h"
 #include "replay/projection_store.h"
 #include "replay/snapshots.h"
 #include "rocksdb/db.h"
@@ -36,9 +37,9 @@ namespace {
 
 using ::storeledger::testing::China;
 using ::storeledger::testing::CliRun;
+using ::storeledger::testing::RunSimulatedPlan;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::TempDir;
-using ::storeledger::testing::RunSimulatedPlan;
 using ::testing::HasSubstr;
 
 constexpr int kStores = 30;
@@ -127,11 +128,13 @@ class AuditTest : public ::testing::Test {
                         const std::function<bool(const v1::Envelope&)>& pick) {
     std::unique_ptr<EventLog> log = OpenLog();
     uint64_t found = 0;
-    EXPECT_TRUE(log->Scan(after, [&](const v1::Envelope& e, absl::string_view) {
-                     if (!pick(e)) return true;
-                     found = e.position();
-                     return false;
-                   }).ok());
+    EXPECT_TRUE(log->Scan(after,
+                          [&](const v1::Envelope& e, absl::string_view) {
+                            if (!pick(e)) return true;
+                            found = e.position();
+                            return false;
+                          })
+                    .ok());
     EXPECT_NE(found, 0u) << "no such event after " << after;
     return found;
   }
@@ -177,10 +180,10 @@ class AuditTest : public ::testing::Test {
 
   void PutProjection(const std::string& key, const std::string& value) {
     std::unique_ptr<EventLog> log = OpenLog();
-    ASSERT_TRUE(log->db()
-                    ->Put(rocksdb::WriteOptions(), log->projections_cf(), key,
-                          value)
-                    .ok());
+    ASSERT_TRUE(
+        log->db()
+            ->Put(rocksdb::WriteOptions(), log->projections_cf(), key, value)
+            .ok());
   }
 
   std::string GetProjection(const std::string& key) {
@@ -276,9 +279,9 @@ TEST_P(ChangedByteTest, AuditAndVerifyNameThePosition) {
   EXPECT_THAT(audit.err, HasSubstr(absl::StrCat("position ", position)));
 
   // verify: the head digest taken before the change fails, naming it...
-  CliRun verify = RunStoreledger(
-      {"--db", db_, "verify", "--digest",
-       absl::StrCat(before.position, ":", ToHex(before.hash))});
+  CliRun verify =
+      RunStoreledger({"--db", db_, "verify", "--digest",
+                      absl::StrCat(before.position, ":", ToHex(before.hash))});
   EXPECT_EQ(verify.exit_code, 1) << verify.out;
   EXPECT_THAT(verify.err, HasSubstr(absl::StrCat("position ", position)));
 }
@@ -295,9 +298,9 @@ TEST_F(AuditTest, DigestBeforeTheDamageStillVerifies) {
   ASSERT_TRUE(earlier.ok());
   log.reset();
   ASSERT_NO_FATAL_FAILURE(ChangeEventByte(position, 40));
-  CliRun verify = RunStoreledger(
-      {"--db", db_, "verify", "--digest",
-       absl::StrCat(position - 1, ":", ToHex(earlier->hash()))});
+  CliRun verify =
+      RunStoreledger({"--db", db_, "verify", "--digest",
+                      absl::StrCat(position - 1, ":", ToHex(earlier->hash()))});
   EXPECT_EQ(verify.exit_code, 0) << verify.err;
 }
 
@@ -369,9 +372,9 @@ TEST_F(AuditTest, DeletedEventIsAGap) {
   EXPECT_TRUE(named_missing) << Describe(report);
   EXPECT_EQ(report.events_checked(), head.position - 1);
 
-  CliRun verify = RunStoreledger(
-      {"--db", db_, "verify", "--digest",
-       absl::StrCat(head.position, ":", ToHex(head.hash))});
+  CliRun verify =
+      RunStoreledger({"--db", db_, "verify", "--digest",
+                      absl::StrCat(head.position, ":", ToHex(head.hash))});
   EXPECT_EQ(verify.exit_code, 1);
   EXPECT_THAT(verify.err, HasSubstr(absl::StrCat("position ", position)));
 }
@@ -419,9 +422,8 @@ TEST_F(AuditTest, DifferentStoreRecordIsAMismatch) {
 
 TEST_F(AuditTest, ChangedOrderRecordIsAMismatch) {
   // The first order of the log, changed in place.
-  const uint64_t position = FindPosition(0, [](const v1::Envelope& e) {
-    return e.payload().has_order_placed();
-  });
+  const uint64_t position = FindPosition(
+      0, [](const v1::Envelope& e) { return e.payload().has_order_placed(); });
   std::string order_id;
   {
     std::unique_ptr<EventLog> log = OpenLog();
@@ -472,14 +474,14 @@ TEST_F(AuditTest, DamagedSnapshotIsAMismatch) {
   std::string key, value;
   {
     std::unique_ptr<EventLog> log = OpenLog();
-    ASSERT_TRUE(log->ScanProjections(kSnapshotPrefix,
-                                     [&](absl::string_view k,
-                                         absl::string_view v) {
-                                       key = std::string(k);
-                                       value = std::string(v);
-                                       return false;
-                                     })
-                    .ok());
+    ASSERT_TRUE(
+        log->ScanProjections(kSnapshotPrefix,
+                             [&](absl::string_view k, absl::string_view v) {
+                               key = std::string(k);
+                               value = std::string(v);
+                               return false;
+                             })
+            .ok());
   }
   ASSERT_FALSE(key.empty());
   v1::StoreSnapshot snapshot;
@@ -502,8 +504,9 @@ TEST_F(AuditTest, MissingIndexEntryIsReported) {
     std::string key = envelope.stream_id();
     key.push_back('\0');
     key += PositionKey(envelope.stream_version());
-    ASSERT_TRUE(
-        log->db()->Delete(rocksdb::WriteOptions(), log->streams_cf(), key).ok());
+    ASSERT_TRUE(log->db()
+                    ->Delete(rocksdb::WriteOptions(), log->streams_cf(), key)
+                    .ok());
   }
   v1::AuditReport report = ParseReport(RunAudit().out);
   // Pass 1: the event is not indexed; pass 2: the stream has a gap.
@@ -558,7 +561,8 @@ TEST_F(AuditTest, EngineReportsProgressAndCapsViolations) {
   options.progress_every = 100;
   std::set<std::string> passes;
   uint64_t last_events_done = 0, events_total = 0;
-  options.progress = [&](absl::string_view pass, uint64_t done, uint64_t total) {
+  options.progress = [&](absl::string_view pass, uint64_t done,
+                         uint64_t total) {
     passes.insert(std::string(pass));
     if (pass == "events") {
       EXPECT_GE(done, last_events_done);
@@ -572,10 +576,10 @@ TEST_F(AuditTest, EngineReportsProgressAndCapsViolations) {
   EXPECT_EQ(report->violations_size(), 3);
   EXPECT_GE(report->violations_total(), 5u);
   // Damage makes the engine take a second look to name each problem.
-  EXPECT_EQ(passes, (std::set<std::string>{
-                        "events", "streams", "commands", "projections",
-                        "events (second look)", "commands (second look)",
-                        "merkle tree"}));
+  EXPECT_EQ(passes,
+            (std::set<std::string>{"events", "streams", "commands",
+                                   "projections", "events (second look)",
+                                   "commands (second look)", "merkle tree"}));
   EXPECT_EQ(last_events_done, log->head().position);
   EXPECT_EQ(events_total, log->head().position);
 }

@@ -1,6 +1,7 @@
-// The user's terms (cli/terms.h) through the CLI's outputs: Beijing time in human outputs, bare
-// dates, finding by any id, --known-at / position-at, the sync event in both
-// histories, finance-ready columns, --yuan, and no silent empty answers.
+// The user's terms (cli/terms.h) through the CLI's outputs: Beijing time in
+// human outputs, bare dates, finding by any id, --known-at / position-at, the
+// sync event in both histories, finance-ready columns, --yuan, and no silent
+// empty answers.
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -110,7 +111,8 @@ class CliTermsTest : public ::testing::Test {
     return out;
   }
 
-  FixedClock clock_{absl::FromUnixSeconds(1'733'000'000)};  // 2024-11-30T20:53:20Z
+  FixedClock clock_{
+      absl::FromUnixSeconds(1'733'000'000)};  // 2024-11-30T20:53:20Z
   TempDir dir_;
   std::string db_ = dir_.Sub("db");
 };
@@ -140,8 +142,8 @@ TEST_F(CliTermsTest, PostingsPrintBeijingTimeAndSayWhichZone) {
 TEST_F(CliTermsTest, ADateIsMidnightInTheLedgersZone) {
   // --from 2024-10-10: from Beijing midnight, so o2's payment (16:00:00Z)
   // is in and o1's (15:59:59Z) is out.
-  CliRun run = Run({"postings", "--store", "s1", "--from", "2024-10-10",
-                    "--to", "2024-10-11"});
+  CliRun run = Run({"postings", "--store", "s1", "--from", "2024-10-10", "--to",
+                    "2024-10-11"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_THAT(run.out, HasSubstr(",o2,"));
   EXPECT_THAT(run.out, Not(HasSubstr(",o1,")));
@@ -158,8 +160,8 @@ TEST_F(CliTermsTest, ADateIsMidnightInTheLedgersZone) {
   EXPECT_THAT(state.err,
               HasSubstr("--as-of 2024-10-10 = 2024-10-09T16:00:00+00:00"));
   const v1::StoreState at_midnight = FromJson<v1::StoreState>(state.out);
-  CliRun explicit_time = Run({"state", "--store", "s1", "--as-of",
-                              "2024-10-10T00:00:00+08:00"});
+  CliRun explicit_time =
+      Run({"state", "--store", "s1", "--as-of", "2024-10-10T00:00:00+08:00"});
   EXPECT_EQ(explicit_time.out, state.out);
   EXPECT_EQ(at_midnight.balances().pending_fen(), 1001 + 999);
   EXPECT_EQ(Run({"state", "--store", "s1", "--as-of", "2024-13-01"}).exit_code,
@@ -185,7 +187,8 @@ TEST_F(CliTermsTest, HistoryFindsTheStoreOfAnOrderOrWithdrawal) {
 
   CliRun wrong = Run({"history", "--store", "w1", "--order", "o1"});
   EXPECT_EQ(wrong.exit_code, 1);
-  EXPECT_THAT(wrong.err, HasSubstr("order o1 is not in store w1: it belongs to s1"));
+  EXPECT_THAT(wrong.err,
+              HasSubstr("order o1 is not in store w1: it belongs to s1"));
   EXPECT_EQ(wrong.out, "");
   CliRun unknown = Run({"history", "--order", "nope"});
   EXPECT_EQ(unknown.exit_code, 1);
@@ -204,7 +207,8 @@ TEST_F(CliTermsTest, FindSaysWhatAnIdIsAndWhereItLives) {
   EXPECT_EQ(o9.matches(0).status(), "PAID");
   EXPECT_GT(o9.matches(0).first_position(), 0u);
 
-  const v1::FindResult store = FromJson<v1::FindResult>(Run({"find", "s1"}).out);
+  const v1::FindResult store =
+      FromJson<v1::FindResult>(Run({"find", "s1"}).out);
   ASSERT_EQ(store.matches_size(), 1);
   EXPECT_EQ(store.matches(0).kind(), "store");
   EXPECT_EQ(store.matches(0).status(), "UPGRADED");
@@ -216,7 +220,8 @@ TEST_F(CliTermsTest, FindSaysWhatAnIdIsAndWhereItLives) {
   EXPECT_EQ(command.matches(0).kind(), "command");
   EXPECT_EQ(command.matches(0).stream_id(), "store-w1");
 
-  const v1::FindResult product = FromJson<v1::FindResult>(Run({"find", "p1"}).out);
+  const v1::FindResult product =
+      FromJson<v1::FindResult>(Run({"find", "p1"}).out);
   ASSERT_EQ(product.matches_size(), 2);  // s1 and its copy in w1
   EXPECT_EQ(product.matches(0).store_id(), "s1");
   EXPECT_EQ(product.matches(1).store_id(), "w1");
@@ -239,19 +244,21 @@ TEST(CliKnownAtTest, KnownAtIsTheLastPositionRecordedAtOrBeforeT) {
     const int code = RunCli(args, input, out, err, &clock);
     return CliRun{code, out.str(), err.str()};
   };
-  ASSERT_EQ(run({"apply", "-"},
-                Cmd("k1", "2024-06-01T09:00:00+08:00",
-                    R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})") +
-                    "\n")
-                .exit_code,
-            0);  // positions 1 (store) and 2 (merchant), recorded 09:00
+  ASSERT_EQ(
+      run({"apply", "-"},
+          Cmd("k1", "2024-06-01T09:00:00+08:00",
+              R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})") +
+              "\n")
+          .exit_code,
+      0);  // positions 1 (store) and 2 (merchant), recorded 09:00
   clock.Advance(absl::Hours(1));
-  ASSERT_EQ(run({"apply", "-"},
-                Cmd("k2", "2024-06-01T10:00:00+08:00",
-                    R"("addProduct":{"storeId":"s1","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100})") +
-                    "\n")
-                .exit_code,
-            0);  // position 3, recorded 10:00
+  ASSERT_EQ(
+      run({"apply", "-"},
+          Cmd("k2", "2024-06-01T10:00:00+08:00",
+              R"("addProduct":{"storeId":"s1","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100})") +
+              "\n")
+          .exit_code,
+      0);  // position 3, recorded 10:00
 
   auto position_at = [&](const std::string& t) {
     CliRun r = run({"position-at", t});
@@ -276,9 +283,10 @@ TEST(CliKnownAtTest, KnownAtIsTheLastPositionRecordedAtOrBeforeT) {
   EXPECT_EQ(products("2024-12-01T09:59:59+08:00"), 0);
   EXPECT_EQ(products("2024-12-01T10:00:00+08:00"), 1);
   EXPECT_EQ(products("2024-12-01T11:00:00+08:00"), 1);
-  EXPECT_EQ(run({"state", "--store", "s1", "--known-at", "2024-12-01T08:00:00+08:00"})
-                .exit_code,
-            1);  // the store was not known yet
+  EXPECT_EQ(
+      run({"state", "--store", "s1", "--known-at", "2024-12-01T08:00:00+08:00"})
+          .exit_code,
+      1);  // the store was not known yet
   EXPECT_EQ(run({"state", "--store", "s1", "--position", "2", "--known-at",
                  "2024-12-02"})
                 .exit_code,
@@ -313,10 +321,11 @@ TEST_F(CliTermsTest, TheSyncIsInBothHistoriesEvenWhenItCopiesNothing) {
   EXPECT_EQ(source[0].position(), target[0].position());
 
   // Again: nothing to copy, and the history says so.
-  CliRun again = Run({"apply", "-"},
-                     Cmd("c19", "2024-11-07T10:00:00+08:00",
-                         R"("syncProducts":{"sourceStoreId":"s1","targetStoreId":"w1"})") +
-                         "\n");
+  CliRun again =
+      Run({"apply", "-"},
+          Cmd("c19", "2024-11-07T10:00:00+08:00",
+              R"("syncProducts":{"sourceStoreId":"s1","targetStoreId":"w1"})") +
+              "\n");
   ASSERT_EQ(again.exit_code, 0) << again.err;
   const std::vector<v1::Envelope> both =
       History({"--store", "s1", "--type", "ProductsSynced"});
@@ -363,7 +372,8 @@ int64_t FenOf(const std::string& yuan) {
   const size_t dot = yuan.find('.');
   EXPECT_EQ(dot, yuan.size() - 3) << yuan;
   int64_t fen = 0;
-  EXPECT_TRUE(absl::SimpleAtoi(yuan.substr(0, dot) + yuan.substr(dot + 1), &fen))
+  EXPECT_TRUE(
+      absl::SimpleAtoi(yuan.substr(0, dot) + yuan.substr(dot + 1), &fen))
       << yuan;
   return fen;
 }
@@ -393,7 +403,7 @@ TEST_F(CliTermsTest, YuanNeverChangesATotal) {
   CliRun balances = Run({"balances", "--format", "csv", "--yuan"});
   ASSERT_EQ(balances.exit_code, 0) << balances.err;
   EXPECT_THAT(balances.out, HasSubstr("pending_yuan"));
-  EXPECT_THAT(balances.out, HasSubstr(",500.00"));  // w1's deposit
+  EXPECT_THAT(balances.out, HasSubstr(",500.00"));      // w1's deposit
   EXPECT_EQ(Run({"balances", "--yuan"}).exit_code, 2);  // JSON keeps fen
 
   EXPECT_EQ(AmountText(-5, true), "-0.05");
@@ -455,7 +465,8 @@ TEST_F(CliTermsTest, AFilterMatchingNothingSaysSo) {
   EXPECT_THAT(run.err, HasSubstr("nothing matched"));
 }
 
-TEST(CliSimulateTest, RefusesANonEmptyLedgerUnlessAppendAndRecordsOnItsTimeline) {
+TEST(CliSimulateTest,
+     RefusesANonEmptyLedgerUnlessAppendAndRecordsOnItsTimeline) {
   TempDir dir;
   const std::string db = dir.Sub("db");
   CliRun first = testing::RunStoreledger(
@@ -469,7 +480,8 @@ TEST(CliSimulateTest, RefusesANonEmptyLedgerUnlessAppendAndRecordsOnItsTimeline)
   EXPECT_EQ(again.out, "");
 
   // recorded_at follows occurred_at by seconds, and never goes back.
-  CliRun tail = testing::RunStoreledger({"--db", db, "tail", "--from-position", "0"});
+  CliRun tail =
+      testing::RunStoreledger({"--db", db, "tail", "--from-position", "0"});
   ASSERT_EQ(tail.exit_code, 0) << tail.err;
   absl::Time last_recorded = absl::InfinitePast();
   for (const std::string& line : tail.lines()) {
@@ -485,9 +497,9 @@ TEST(CliSimulateTest, RefusesANonEmptyLedgerUnlessAppendAndRecordsOnItsTimeline)
   // On the simulated timeline (2024-25), not today's clock.
   EXPECT_LT(last_recorded, China(12, 31) + absl::Hours(24 * 180));
 
-  CliRun appended = testing::RunStoreledger(
-      {"--db", db, "simulate", "--stores", "3", "--seed", "2", "--append",
-       "--no-progress"});
+  CliRun appended =
+      testing::RunStoreledger({"--db", db, "simulate", "--stores", "3",
+                               "--seed", "2", "--append", "--no-progress"});
   EXPECT_EQ(appended.exit_code, 0) << appended.err;
 }
 

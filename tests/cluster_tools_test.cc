@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "cli/simulate.h"
 #include "cli/cli.h"
+#include "cli/simulate.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
@@ -223,8 +223,7 @@ TEST(ConsumerTest, KilledRepeatedlyMidStreamCountsEveryMessageOnce) {
 
   // A realistic stream with money moving (payments, settlements, refunds,
   // withdrawals, deposits), written in small groups while the consumer runs.
-  const std::vector<v1::Command> commands =
-      PlanWrittenAhead(40, seed);
+  const std::vector<v1::Command> commands = PlanWrittenAhead(40, seed);
   std::atomic<bool> written{false};
   std::thread writer([&] {
     constexpr size_t kSlice = 20;

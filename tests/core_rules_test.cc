@@ -5,11 +5,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "core/decide.h"
 #include "core/evolve.h"
 #include "core/limits.h"
 #include "core/policy.h"
-#include "base/status_macros.h"
 #include "gtest/gtest.h"
 #include "tests/core_test_util.h"
 
@@ -92,8 +92,7 @@ class FailingState : public StateReader {
   absl::StatusOr<std::vector<std::string>> StoreIds(StoreKind) const override {
     return Fail<std::vector<std::string>>();
   }
-  absl::StatusOr<RecordRef<StreamHead>> Head(
-      absl::string_view) const override {
+  absl::StatusOr<RecordRef<StreamHead>> Head(absl::string_view) const override {
     return Fail<RecordRef<StreamHead>>();
   }
 };

@@ -80,8 +80,7 @@ class MemoryLedger {
     if (decision->accepted) {
       const absl::Time at = ToTime(command.occurred_at());
       for (const DecidedEvent& e : decision->events) {
-        absl::StatusOr<RecordRef<StreamHead>> head =
-            state_.Head(e.stream_id);
+        absl::StatusOr<RecordRef<StreamHead>> head = state_.Head(e.stream_id);
         EXPECT_TRUE(head.ok());
         const uint64_t version =
             (head.ok() && *head) ? (*head)->version() + 1 : 1;

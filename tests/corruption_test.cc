@@ -85,21 +85,19 @@ std::vector<v1::Command> Plan(int stores, uint64_t seed) {
 // Every answer one damaged copy gave, classified.
 struct Trial {
   bool open_failed = false;
-  int data_loss = 0;           // reads that reported kDataLoss
+  int data_loss = 0;                   // reads that reported kDataLoss
   int data_loss_reading_position = 0;  // ... reading one position
-  int data_loss_with_position = 0;  // ... naming that position
-  int wrong_answers = 0;       // reads that answered something else
-  int other_errors = 0;        // reads that failed with another code
-  bool audit_failed = false;   // the audit reported violations
-  bool shorter = false;        // the head is before the pristine head
+  int data_loss_with_position = 0;     // ... naming that position
+  int wrong_answers = 0;               // reads that answered something else
+  int other_errors = 0;                // reads that failed with another code
+  bool audit_failed = false;           // the audit reported violations
+  bool shorter = false;                // the head is before the pristine head
   std::vector<std::string> problems;
-  bool detected() const {
-    return open_failed || data_loss > 0 || audit_failed;
-  }
+  bool detected() const { return open_failed || data_loss > 0 || audit_failed; }
 };
 
-void Classify(const absl::Status& status, Trial* trial,
-              absl::string_view what, uint64_t position = 0) {
+void Classify(const absl::Status& status, Trial* trial, absl::string_view what,
+              uint64_t position = 0) {
   if (absl::IsDataLoss(status)) {
     ++trial->data_loss;
     if (position > 0) {
@@ -109,8 +107,8 @@ void Classify(const absl::Status& status, Trial* trial,
         ++trial->data_loss_with_position;
       } else {
         trial->problems.push_back(absl::StrCat(
-            what, "(", position, ") DATA_LOSS without its position: ",
-            status.ToString()));
+            what, "(", position,
+            ") DATA_LOSS without its position: ", status.ToString()));
       }
     }
     return;
@@ -154,22 +152,23 @@ Trial Examine(const std::string& dir, const Pristine& pristine) {
     }
     if (!MessageDifferencer::Equals(*envelope,
                                     pristine.envelopes[position - 1])) {
-      Wrong(&trial, absl::StrCat("read(", position, ") returned another event"));
+      Wrong(&trial,
+            absl::StrCat("read(", position, ") returned another event"));
     }
   }
   // The whole chain.
   uint64_t scanned = 0;
-  absl::Status scan = log.Scan(0, [&](const v1::Envelope& envelope,
-                                      absl::string_view) {
-    if (envelope.position() > pristine.head ||
-        !MessageDifferencer::Equals(envelope,
-                                    pristine.envelopes[envelope.position() - 1])) {
-      Wrong(&trial, absl::StrCat("scan returned another event at position ",
-                                 envelope.position()));
-    }
-    ++scanned;
-    return true;
-  });
+  absl::Status scan =
+      log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
+        if (envelope.position() > pristine.head ||
+            !MessageDifferencer::Equals(
+                envelope, pristine.envelopes[envelope.position() - 1])) {
+          Wrong(&trial, absl::StrCat("scan returned another event at position ",
+                                     envelope.position()));
+        }
+        ++scanned;
+        return true;
+      });
   if (!scan.ok()) Classify(scan, &trial, "scan");
   // Every store's balances and records. When the log came back shorter
   // (and said so), each answer must be the pristine ledger's as of the
@@ -197,8 +196,8 @@ Trial Examine(const std::string& dir, const Pristine& pristine) {
       expected = FoldStoreState(pristine_ledger->log(), id, at_head, kNow,
                                 pristine_ledger->policy());
       if (!expected.ok() && !absl::IsNotFound(expected.status())) {
-        Wrong(&trial, absl::StrCat("the pristine fold of ", id, " failed: ",
-                                   expected.status().ToString()));
+        Wrong(&trial, absl::StrCat("the pristine fold of ", id,
+                                   " failed: ", expected.status().ToString()));
         continue;
       }
     }
@@ -210,8 +209,10 @@ Trial Examine(const std::string& dir, const Pristine& pristine) {
       continue;
     }
     if (!expected.ok()) {
-      Wrong(&trial, absl::StrCat("store ", id, " answered although it opens "
-                                 "after the damaged head ", head));
+      Wrong(&trial, absl::StrCat("store ", id,
+                                 " answered although it opens "
+                                 "after the damaged head ",
+                                 head));
     } else if (!MessageDifferencer::Equals(*state, *expected)) {
       Wrong(&trial, absl::StrCat("store ", id, " answered ",
                                  state->balances().ShortDebugString(),
@@ -299,11 +300,12 @@ class CorruptionTest : public ::testing::Test {
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     const EventLog& log = (*ledger)->log();
     pristine_->head = log.head().position;
-    ASSERT_TRUE(log.Scan(0, [&](const v1::Envelope& envelope,
-                                absl::string_view) {
-                     pristine_->envelopes.push_back(envelope);
-                     return true;
-                   }).ok());
+    ASSERT_TRUE(log.Scan(0,
+                         [&](const v1::Envelope& envelope, absl::string_view) {
+                           pristine_->envelopes.push_back(envelope);
+                           return true;
+                         })
+                    .ok());
     ProjectionReader reader(&log);
     for (v1::StoreKind kind :
          {v1::MINI_STORE, v1::CHANNELS_STORE, v1::WECHAT_STORE}) {
@@ -350,7 +352,8 @@ class CorruptionTest : public ::testing::Test {
     int data_loss_answers = 0, data_loss_reads = 0, with_position = 0,
         wrong_answers = 0;
     for (int trial_number = 0; trial_number < kTrialsPerKind; ++trial_number) {
-      const std::string copy = temp_->Sub(absl::StrCat(name, "-", trial_number));
+      const std::string copy =
+          temp_->Sub(absl::StrCat(name, "-", trial_number));
       std::filesystem::copy(pristine_->dir, copy,
                             std::filesystem::copy_options::recursive);
       const std::string file = files[rng() % files.size()];
@@ -359,13 +362,13 @@ class CorruptionTest : public ::testing::Test {
       const Trial trial = Examine(copy, *pristine_);
       std::filesystem::remove_all(copy);
 
-      const std::string where = absl::StrCat(
-          name, " trial ", trial_number, " (", flips, " bits in ", file,
-          ", seed ", Seed(), ")");
-      EXPECT_EQ(trial.wrong_answers, 0) << where << ": "
-                                        << absl::StrJoin(trial.problems, "; ");
-      EXPECT_EQ(trial.other_errors, 0) << where << ": "
-                                       << absl::StrJoin(trial.problems, "; ");
+      const std::string where =
+          absl::StrCat(name, " trial ", trial_number, " (", flips, " bits in ",
+                       file, ", seed ", Seed(), ")");
+      EXPECT_EQ(trial.wrong_answers, 0)
+          << where << ": " << absl::StrJoin(trial.problems, "; ");
+      EXPECT_EQ(trial.other_errors, 0)
+          << where << ": " << absl::StrJoin(trial.problems, "; ");
       if (trial.shorter && !trial.detected()) {
         ++silently_shorter;
         ADD_FAILURE() << where

@@ -21,8 +21,8 @@
 #include <cstddef>
 #include <cstdlib>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -115,10 +115,10 @@ void PlanLines(uint64_t seed, std::vector<std::string>* lines,
 struct Totals {
   int starts = 0;
   int kills = 0;
-  int kills_while_opening = 0;  // killed before printing anything
+  int kills_while_opening = 0;   // killed before printing anything
   int kills_while_creating = 0;  // ... even before the database existed
-  int finished = 0;             // the writer ran to the end of its input
-  int ledgers_completed = 0;    // ledgers whose whole plan was acknowledged
+  int finished = 0;              // the writer ran to the end of its input
+  int ledgers_completed = 0;     // ledgers whose whole plan was acknowledged
   uint64_t acknowledged = 0;
   uint64_t events = 0;
   uint64_t upgrades = 0;
@@ -144,8 +144,9 @@ class CrashTest : public ::testing::Test {
   // Parses the child's complete result lines into acknowledgements;
   // `indexes[line - 1]` is the plan index of input line `line`. Returns the
   // plan indexes acknowledged.
-  std::vector<size_t> TakeAcknowledgements(const std::vector<std::string>& lines,
-                                           const std::vector<size_t>& indexes) {
+  std::vector<size_t> TakeAcknowledgements(
+      const std::vector<std::string>& lines,
+      const std::vector<size_t>& indexes) {
     std::vector<size_t> acked;
     for (const std::string& line : lines) {
       v1::CommandResult result;
@@ -181,12 +182,12 @@ class CrashTest : public ::testing::Test {
       ++totals->kills_while_creating;
       if (!std::filesystem::exists(db_ + "/CURRENT")) return;
       ledger = Ledger::Open(db_);
-      ASSERT_TRUE(ledger.ok()) << "kill " << kill_number
-                               << ": a half-created database does not open: "
-                               << ledger.status();
+      ASSERT_TRUE(ledger.ok())
+          << "kill " << kill_number
+          << ": a half-created database does not open: " << ledger.status();
     }
-    ASSERT_TRUE(ledger.ok()) << "kill " << kill_number << ": "
-                             << ledger.status();
+    ASSERT_TRUE(ledger.ok())
+        << "kill " << kill_number << ": " << ledger.status();
     RecoveryCheckOptions options;
     options.audit = audit;
     options.seed = Seed() + static_cast<uint64_t>(kill_number);
@@ -229,17 +230,16 @@ class CrashTest : public ::testing::Test {
     }
   }
 
-  void RunOnce(std::mt19937_64& rng,
-               const std::function<std::vector<std::string>(
-                   const std::string&)>& argv_for_input,
-               absl::Time end, std::vector<size_t>* remaining,
-               Totals* totals) {
+  void RunOnce(
+      std::mt19937_64& rng,
+      const std::function<std::vector<std::string>(const std::string&)>&
+          argv_for_input,
+      absl::Time end, std::vector<size_t>* remaining, Totals* totals) {
     const int start = ++totals->starts;
     const std::vector<size_t> input_indexes(
         remaining->begin(),
-        remaining->begin() +
-            static_cast<std::ptrdiff_t>(
-                std::min(remaining->size(), kLinesPerStart)));
+        remaining->begin() + static_cast<std::ptrdiff_t>(
+                                 std::min(remaining->size(), kLinesPerStart)));
     const std::string input = WriteInput(input_indexes, start);
     ChildOptions child_options;
     child_options.argv = argv_for_input(input);
@@ -250,8 +250,8 @@ class CrashTest : public ::testing::Test {
 
     const bool early = rng() % kEarlyKillOneIn == 0;
     const int delay_ms = static_cast<int>(
-        rng() % static_cast<uint64_t>(
-                    (early ? kEarlyKillMaxMs : kill_delay_ms_) + 1));
+        rng() %
+        static_cast<uint64_t>((early ? kEarlyKillMaxMs : kill_delay_ms_) + 1));
     const bool ended =
         (*child)->ReadUntil(absl::Now() + absl::Milliseconds(delay_ms));
     if (!ended) (*child)->Kill(SIGKILL);
@@ -262,7 +262,8 @@ class CrashTest : public ::testing::Test {
     } else {
       ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
           << "the writer " << testing::DescribeWaitStatus(status)
-          << "; its stderr:\n" << StderrTail(child_options.stderr_path);
+          << "; its stderr:\n"
+          << StderrTail(child_options.stderr_path);
       ++totals->finished;
     }
 
@@ -313,15 +314,16 @@ void Report(absl::string_view what, const Totals& t) {
             << " acknowledged commands all present, " << t.events
             << " events and " << t.upgrades
             << " upgrades (each in both streams) in the last log, " << t.audits
-            << " audits passed, "
-            << t.stores_folded << " store projections equal to their fold\n";
+            << " audits passed, " << t.stores_folded
+            << " store projections equal to their fold\n";
 }
 
 TEST_F(CrashTest, ApplySurvivesSigkillAtRandomMoments) {
   const absl::Duration budget =
       absl::Seconds(EnvOr("STORELEDGER_CRASH_SECONDS", 60) * 6 / 10);
   Totals totals;
-  Run(budget,
+  Run(
+      budget,
       [&](const std::string& input) {
         return std::vector<std::string>{STORELEDGER_BIN, "--db", db_, "apply",
                                         input};
@@ -338,10 +340,16 @@ TEST_F(CrashTest, ConcurrentWritersSurviveSigkillAtRandomMoments) {
   const absl::Duration budget =
       absl::Seconds(EnvOr("STORELEDGER_CRASH_SECONDS", 60) * 4 / 10);
   Totals totals;
-  Run(budget,
+  Run(
+      budget,
       [&](const std::string& input) {
-        return std::vector<std::string>{STORELEDGER_CRASH_CHILD, "--db", db_,
-                                        "--input", input, "--threads", "4"};
+        return std::vector<std::string>{STORELEDGER_CRASH_CHILD,
+                                        "--db",
+                                        db_,
+                                        "--input",
+                                        input,
+                                        "--threads",
+                                        "4"};
       },
       &totals);
   Report("concurrent writers", totals);

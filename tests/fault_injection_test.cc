@@ -118,8 +118,8 @@ class FaultTest : public ::testing::Test {
     options.seed = Seed();
     absl::StatusOr<RecoveryCheckStats> stats =
         testing::CheckRecoveredLog((*ledger)->log(), acknowledged, options);
-    EXPECT_TRUE(stats.ok()) << when << " (seed " << Seed()
-                            << "): " << stats.status();
+    EXPECT_TRUE(stats.ok())
+        << when << " (seed " << Seed() << "): " << stats.status();
     return stats.ok() ? *stats : RecoveryCheckStats{};
   }
 
@@ -159,7 +159,8 @@ enum class WritePath {
   // One caller, ExecuteBatch of up to kBatchCommandsMax (apply): chunks of
   // kGroupCommandsMax written, each with its sync, by the writer thread.
   kExecuteBatch,
-  // kPowerLossThreads callers, Execute each: groups of several callers' commands.
+  // kPowerLossThreads callers, Execute each: groups of several callers'
+  // commands.
   kConcurrentExecute,
   // kPowerLossThreads callers, ExecuteBatch of up to kStreamBatchCommands each:
   // storeledgerd's ExecuteStream, one worker per stream (server/service.cc).
@@ -178,28 +179,27 @@ struct PowerLossRun {
   int flushes = 0;
   uint64_t in_flight = 0;  // commands whose call failed when the power went
   size_t acknowledged = 0;
-  int ledgers = 0;  // a fresh one each time the plan is done
+  int ledgers = 0;      // a fresh one each time the plan is done
   uint64_t events = 0;  // in the last ledger
 };
 
 // One caller's share of the plan (lane `lane` of `lanes`: every lanes-th
 // command), run through `path` until the plan is done or a call fails.
 // `next` is the lane's first command not acknowledged yet.
-void RunLane(Ledger& ledger, WritePath path, const std::vector<v1::Command>& plan,
-             size_t lane, size_t lanes, uint64_t seed, size_t* next,
-             std::mutex* mu, AcknowledgedResults* acknowledged,
-             PowerLossRun* run, FaultFileSystem* fs,
-             const std::function<void(Ledger&)>& flush,
+void RunLane(Ledger& ledger, WritePath path,
+             const std::vector<v1::Command>& plan, size_t lane, size_t lanes,
+             uint64_t seed, size_t* next, std::mutex* mu,
+             AcknowledgedResults* acknowledged, PowerLossRun* run,
+             FaultFileSystem* fs, const std::function<void(Ledger&)>& flush,
              const std::function<void(Ledger&)>& compact) {
   std::mt19937_64 rng(seed);
   const bool batches =
       path == WritePath::kExecuteBatch || path == WritePath::kStreams;
   while (*next < plan.size() && fs->active()) {
     std::vector<v1::Command> commands;
-    const size_t size_max = !batches ? 1
-                            : path == WritePath::kStreams
-                                ? kStreamBatchCommands
-                                : kBatchCommandsMax;
+    const size_t size_max = !batches                      ? 1
+                            : path == WritePath::kStreams ? kStreamBatchCommands
+                                                          : kBatchCommandsMax;
     const size_t size = 1 + rng() % size_max;
     for (size_t i = *next; i < plan.size() && commands.size() < size;
          i += lanes) {
@@ -276,8 +276,8 @@ class PowerLossTest : public FaultTest,
       // operations: its countdown starts once the ledger is open (the
       // Execute path covers losses while opening) and is shorter, which
       // keeps the ledgers (and the checks after each loss) small.
-      const int64_t crash_after =
-          static_cast<int64_t>(rng() % (batches ? kCrashOpsMax / 4 : kCrashOpsMax));
+      const int64_t crash_after = static_cast<int64_t>(
+          rng() % (batches ? kCrashOpsMax / 4 : kCrashOpsMax));
       if (!batches) fs_.CrashAfterOps(crash_after);
       {
         absl::StatusOr<std::unique_ptr<Ledger>> ledger = Open();
@@ -316,10 +316,14 @@ class PowerLossTest : public FaultTest,
 
 std::string PathName(const ::testing::TestParamInfo<WritePath>& info) {
   switch (info.param) {
-    case WritePath::kExecute: return "Execute";
-    case WritePath::kExecuteBatch: return "ExecuteBatch";
-    case WritePath::kConcurrentExecute: return "ConcurrentExecute";
-    case WritePath::kStreams: return "ConcurrentStreams";
+    case WritePath::kExecute:
+      return "Execute";
+    case WritePath::kExecuteBatch:
+      return "ExecuteBatch";
+    case WritePath::kConcurrentExecute:
+      return "ConcurrentExecute";
+    case WritePath::kStreams:
+      return "ConcurrentStreams";
   }
   return "?";
 }
@@ -330,15 +334,15 @@ TEST_P(PowerLossTest, EveryAcknowledgedCommandSurvivesPowerLoss) {
       Run(150, GetParam() == WritePath::kExecute ? kPowerLossBudget
                                                  : absl::Seconds(8));
   if (HasFailure()) return;
-  std::cout << "power loss (" << PathName({GetParam(), 0}) << "): "
-            << run.losses << " simulated power losses ("
+  std::cout << "power loss (" << PathName({GetParam(), 0})
+            << "): " << run.losses << " simulated power losses ("
             << run.losses_while_opening << " while opening), " << run.flushes
             << " flushes, " << fs_.dropped_bytes() << " unsynced bytes and "
             << fs_.dropped_files() << " files/renames dropped; "
             << run.acknowledged << " acknowledged commands in " << run.ledgers
-            << " ledger(s), all present after every loss ("
-            << run.in_flight << " in flight when the power went; "
-            << run.events << " events in the last ledger)\n";
+            << " ledger(s), all present after every loss (" << run.in_flight
+            << " in flight when the power went; " << run.events
+            << " events in the last ledger)\n";
   RecordProperty("power_losses", run.losses);
   EXPECT_GE(run.losses, kPowerLossesMin);
   EXPECT_GT(run.acknowledged, 100u);
@@ -412,7 +416,8 @@ TEST_F(FaultTest, WithoutSyncPowerLossLeavesAConsistentPrefix) {
       absl::StatusOr<std::unique_ptr<Ledger>> ledger = Open(/*sync=*/false);
       if (ledger.ok()) {
         for (size_t i = next; i < plan.size(); ++i) {
-          absl::StatusOr<v1::CommandResult> result = (*ledger)->Execute(plan[i]);
+          absl::StatusOr<v1::CommandResult> result =
+              (*ledger)->Execute(plan[i]);
           if (!result.ok()) break;
           if (!result->replayed()) done.push_back(plan[i].command_id());
           if (rng() % kFlushOneIn == 0) Flush(**ledger);
@@ -488,9 +493,8 @@ size_t RunUntilFailure(Ledger& ledger, const std::vector<v1::Command>& plan,
       for (size_t later = next; later < std::min(plan.size(), next + 3);
            ++later) {
         absl::StatusOr<v1::CommandResult> refused = ledger.Execute(plan[later]);
-        EXPECT_FALSE(refused.ok())
-            << "after a write error the ledger accepted "
-            << plan[later].command_id();
+        EXPECT_FALSE(refused.ok()) << "after a write error the ledger accepted "
+                                   << plan[later].command_id();
         if (refused.ok()) break;
         EXPECT_TRUE(absl::IsFailedPrecondition(refused.status()) ||
                     absl::IsUnavailable(refused.status()))
@@ -517,8 +521,8 @@ TEST_F(FaultTest, FailedWalWriteIsNeverAcknowledgedAndStopsWrites) {
     ASSERT_FALSE(failed);
     fs_.InjectError(FileKind::kWal, FaultOp::kSync);
     absl::StatusOr<v1::CommandResult> result = (*ledger)->Execute(plan[next]);
-    ASSERT_FALSE(result.ok()) << "ACCEPTED although its WAL sync failed: "
-                              << result->DebugString();
+    ASSERT_FALSE(result.ok())
+        << "ACCEPTED although its WAL sync failed: " << result->DebugString();
     EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
     absl::StatusOr<v1::CommandResult> refused =
         (*ledger)->Execute(plan[next + 1]);

@@ -108,7 +108,8 @@ std::string Text(const v1::Balances& b) { return b.ShortDebugString(); }
 std::map<std::string, int64_t> AsMap(
     const google::protobuf::RepeatedPtrField<v1::AccountBalance>& rows) {
   std::map<std::string, int64_t> out;
-  for (const v1::AccountBalance& row : rows) out[row.account()] = row.balance_fen();
+  for (const v1::AccountBalance& row : rows)
+    out[row.account()] = row.balance_fen();
   return out;
 }
 
@@ -119,8 +120,9 @@ class SimulatedFinanceTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     db_ = new std::string(dir_->Sub("db"));
-    CliRun run = RunStoreledger({"--db", *db_, "simulate", "--stores",
-                                 absl::StrCat(kSimulatedStores), "--seed", "1"});
+    CliRun run =
+        RunStoreledger({"--db", *db_, "simulate", "--stores",
+                        absl::StrCat(kSimulatedStores), "--seed", "1"});
     ASSERT_EQ(run.exit_code, 0) << run.err;
   }
   static void TearDownTestSuite() {
@@ -189,9 +191,11 @@ TEST_F(SimulatedFinanceTest, PostingsCsvSummedEqualBalancesForEveryStore) {
     EXPECT_GE(position, last_position) << "postings are in log order";
     last_position = position;
     google::protobuf::Timestamp occurred_at;
-    EXPECT_TRUE(google::protobuf::util::TimeUtil::FromString(f[3], &occurred_at))
+    EXPECT_TRUE(
+        google::protobuf::util::TimeUtil::FromString(f[3], &occurred_at))
         << f[3];
-    EXPECT_TRUE(absl::EndsWith(f[3], "+08:00")) << "occurred_at is Beijing time";
+    EXPECT_TRUE(absl::EndsWith(f[3], "+08:00"))
+        << "occurred_at is Beijing time";
     const int64_t net = Int(f[7]) - Int(f[8]);
     sums[f[4]][f[6]] += net;
     grand_total += net;
@@ -203,16 +207,16 @@ TEST_F(SimulatedFinanceTest, PostingsCsvSummedEqualBalancesForEveryStore) {
   ASSERT_GE(report.stores_size(), kSimulatedStores);
   int with_money = 0;
   for (const v1::StoreBalances& store : report.stores()) {
-    const v1::Balances from_postings = BalancesOf(store.store_id(),
-                                                  sums[store.store_id()]);
+    const v1::Balances from_postings =
+        BalancesOf(store.store_id(), sums[store.store_id()]);
     EXPECT_EQ(Text(from_postings), Text(store.balances()))
         << "store " << store.store_id();
     if (store.balances().paid_out_fen() > 0) ++with_money;
     sums.erase(store.store_id());
   }
   EXPECT_GT(with_money, 10) << "the simulation moves money";
-  EXPECT_TRUE(sums.empty()) << "postings of stores balances does not list: "
-                            << sums.begin()->first;
+  EXPECT_TRUE(sums.empty())
+      << "postings of stores balances does not list: " << sums.begin()->first;
 }
 
 TEST_F(SimulatedFinanceTest, JsonlAndCsvCarryTheSamePostings) {
@@ -228,7 +232,8 @@ TEST_F(SimulatedFinanceTest, JsonlAndCsvCarryTheSamePostings) {
     EXPECT_EQ(f[1], p.event_id());
     EXPECT_EQ(f[2], p.event_type());
     google::protobuf::Timestamp occurred_at;
-    ASSERT_TRUE(google::protobuf::util::TimeUtil::FromString(f[3], &occurred_at));
+    ASSERT_TRUE(
+        google::protobuf::util::TimeUtil::FromString(f[3], &occurred_at));
     EXPECT_EQ(occurred_at.seconds(), p.occurred_at().seconds());
     EXPECT_EQ(f[4], p.store_id());
     EXPECT_EQ(f[5], v1::StoreKind_Name(p.store_kind()));
@@ -268,8 +273,7 @@ TEST_F(SimulatedFinanceTest, FiltersSplitThePostingsWithoutLoss) {
 
 TEST_F(SimulatedFinanceTest, BalancesFoldedFromPostingsAtHeadEqualProjections) {
   v1::BalancesReport live = Balances();
-  v1::BalancesReport folded =
-      Balances({"--position", absl::StrCat(Head())});
+  v1::BalancesReport folded = Balances({"--position", absl::StrCat(Head())});
   EXPECT_EQ(folded.source(), "postings");
   folded.set_source(live.source());
   EXPECT_EQ(folded.SerializeAsString(), live.SerializeAsString())
@@ -293,8 +297,8 @@ TEST_F(SimulatedFinanceTest, BalancesAsOfAgreeWithStateAsOfAndWithPostings) {
       EXPECT_EQ(Text(BalancesOf(store.store_id(), sums[store.store_id()])),
                 Text(store.balances()))
           << store.store_id();
-      CliRun state = Cli({"state", "--store", store.store_id(), "--as-of",
-                          ChinaText(t)});
+      CliRun state =
+          Cli({"state", "--store", store.store_id(), "--as-of", ChinaText(t)});
       ASSERT_EQ(state.exit_code, 0) << state.err;
       EXPECT_EQ(Text(FromJson<v1::StoreState>(state.out).balances()),
                 Text(store.balances()))
@@ -396,10 +400,10 @@ void CheckStatementChain(const std::string& db, const std::string& store,
   for (size_t i = 0; i + 1 < boundaries.size(); ++i) {
     SCOPED_TRACE(absl::StrCat(store, " [", ChinaText(boundaries[i]), ", ",
                               ChinaText(boundaries[i + 1]), ")"));
-    CliRun run = RunStoreledger({"--db", db, "statement", "--store", store,
-                                 "--from", ChinaText(boundaries[i]), "--to",
-                                 ChinaText(boundaries[i + 1]), "--format",
-                                 "json"});
+    CliRun run =
+        RunStoreledger({"--db", db, "statement", "--store", store, "--from",
+                        ChinaText(boundaries[i]), "--to",
+                        ChinaText(boundaries[i + 1]), "--format", "json"});
     ASSERT_EQ(run.exit_code, 0) << run.err;
     const v1::Statement statement = FromJson<v1::Statement>(run.out);
     const auto opening = AsMap(statement.opening());
@@ -424,7 +428,8 @@ void CheckStatementChain(const std::string& db, const std::string& store,
     int64_t closing_total = 0;
     for (const auto& [account, fen] : closing) {
       const int64_t open = opening.count(account) ? opening.at(account) : 0;
-      const int64_t moved = movements.count(account) ? movements.at(account) : 0;
+      const int64_t moved =
+          movements.count(account) ? movements.at(account) : 0;
       EXPECT_EQ(open + moved, fen) << account;
       EXPECT_EQ(from_lines[account], moved) << account;
       if (last_balance.count(account)) {
@@ -450,14 +455,17 @@ TEST_F(SimulatedFinanceTest, StatementsChainAcrossPeriodsStraddlingUpgrades) {
     ++upgraded;
     absl::Time upgraded_at = absl::InfiniteFuture();
     for (const v1::Envelope& e : StoreEvents(*db_, store.store_id())) {
-      if (e.payload().has_store_upgraded()) upgraded_at = ToTime(e.occurred_at());
+      if (e.payload().has_store_upgraded())
+        upgraded_at = ToTime(e.occurred_at());
     }
     ASSERT_NE(upgraded_at, absl::InfiniteFuture()) << store.store_id();
     // The middle period straddles the upgrade by an hour on either side.
     const std::vector<absl::Time> boundaries = {
         absl::FromCivil(absl::CivilDay(2023, 1, 1), absl::UTCTimeZone()),
-        upgraded_at - absl::Hours(24 * 7), upgraded_at - absl::Hours(1),
-        upgraded_at + absl::Hours(1), China(11, 18),
+        upgraded_at - absl::Hours(24 * 7),
+        upgraded_at - absl::Hours(1),
+        upgraded_at + absl::Hours(1),
+        China(11, 18),
         absl::FromCivil(absl::CivilDay(2026, 1, 1), absl::UTCTimeZone())};
     CheckStatementChain(*db_, store.store_id(), boundaries,
                         final_balances[store.store_id()]);
@@ -505,9 +513,9 @@ TEST_F(SimulatedFinanceTest, BadFlagsAreUsageErrorsAndUnknownStoreIsNotFound) {
                  ChinaText(China(11, 1)), "--to", ChinaText(China(10, 1))})
                 .exit_code,
             2);
-  CliRun unknown = Cli({"statement", "--store", "nope", "--from",
-                        ChinaText(China(10, 1)), "--to",
-                        ChinaText(China(11, 1))});
+  CliRun unknown =
+      Cli({"statement", "--store", "nope", "--from", ChinaText(China(10, 1)),
+           "--to", ChinaText(China(11, 1))});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_THAT(unknown.err, HasSubstr("nope"));
   EXPECT_EQ(Cli({"postings", "--format", "xml"}).exit_code, 2);
@@ -573,7 +581,8 @@ void RehashChain(const std::vector<Exported>& envelopes, uint64_t first,
     v1::Envelope without = e.envelope;
     without.clear_hash();
     const std::string bytes = DeterministicBytes(without);
-    ASSERT_EQ(Sha256Of(prev_hash, bytes), e.envelope.hash()) << "at " << expected;
+    ASSERT_EQ(Sha256Of(prev_hash, bytes), e.envelope.hash())
+        << "at " << expected;
     // The stored bytes are exactly that serialization plus the hash field.
     ASSERT_EQ(e.raw.substr(0, bytes.size()), bytes) << "at " << expected;
     prev_hash = e.envelope.hash();
@@ -628,7 +637,8 @@ class HandFinanceTest : public ::testing::Test {
          R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"},
         {China(10, 1, 11),
          R"("addProduct":{"storeId":"s1","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"cat-1","priceFen":"10000"})"},
-        {China(10, 1, 12), R"("listProduct":{"storeId":"s1","productId":"p1"})"},
+        {China(10, 1, 12),
+         R"("listProduct":{"storeId":"s1","productId":"p1"})"},
         {China(10, 2, 10),
          R"("placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":"2","unitPriceFen":"10000"}]})"},
         {China(10, 2, 11),
@@ -687,21 +697,18 @@ TEST_F(HandFinanceTest, StatementStraddlingTheUpgrade) {
   // [10-20, 10-26): the upgrade (10-22, no money) and o2's settlement.
   v1::Statement s = Statement("s1", China(10, 20), China(10, 26));
   EXPECT_EQ(s.kind(), v1::MINI_STORE);
-  EXPECT_EQ(AsMap(s.opening()),
-            (Accounts{{"buyers", -30000},
-                      {"platform/commission", 1000},
-                      {"s1/available", 19000},
-                      {"s1/pending", 10000}}));
-  EXPECT_EQ(AsMap(s.movements()),
-            (Accounts{{"buyers", 0},
-                      {"platform/commission", 500},
-                      {"s1/available", 9500},
-                      {"s1/pending", -10000}}));
-  EXPECT_EQ(AsMap(s.closing()),
-            (Accounts{{"buyers", -30000},
-                      {"platform/commission", 1500},
-                      {"s1/available", 28500},
-                      {"s1/pending", 0}}));
+  EXPECT_EQ(AsMap(s.opening()), (Accounts{{"buyers", -30000},
+                                          {"platform/commission", 1000},
+                                          {"s1/available", 19000},
+                                          {"s1/pending", 10000}}));
+  EXPECT_EQ(AsMap(s.movements()), (Accounts{{"buyers", 0},
+                                            {"platform/commission", 500},
+                                            {"s1/available", 9500},
+                                            {"s1/pending", -10000}}));
+  EXPECT_EQ(AsMap(s.closing()), (Accounts{{"buyers", -30000},
+                                          {"platform/commission", 1500},
+                                          {"s1/available", 28500},
+                                          {"s1/pending", 0}}));
   ASSERT_EQ(s.lines_size(), 3);
   EXPECT_EQ(s.lines(0).posting().account(), "s1/pending");
   EXPECT_EQ(s.lines(0).posting().credit_fen(), 10000);
@@ -711,22 +718,21 @@ TEST_F(HandFinanceTest, StatementStraddlingTheUpgrade) {
 
   // The period after: the withdrawal leaves through payouts/s1.
   v1::Statement after = Statement("s1", China(10, 26), China(11, 1));
-  EXPECT_EQ(AsMap(after.closing()),
-            (Accounts{{"buyers", -30000},
-                      {"payouts/s1", 28500},
-                      {"platform/commission", 1500},
-                      {"s1/available", 0},
-                      {"s1/pending", 0},
-                      {"s1/withdrawing", 0}}));
+  EXPECT_EQ(AsMap(after.closing()), (Accounts{{"buyers", -30000},
+                                              {"payouts/s1", 28500},
+                                              {"platform/commission", 1500},
+                                              {"s1/available", 0},
+                                              {"s1/pending", 0},
+                                              {"s1/withdrawing", 0}}));
   EXPECT_EQ(after.lines(0).posting().withdrawal_id(), "w1");
 
   // The WeChat Store it became holds only its own deposit.
   v1::Statement target = Statement("s1-wx", China(10, 1), China(11, 1));
   EXPECT_EQ(target.kind(), v1::WECHAT_STORE);
-  EXPECT_TRUE(target.opening().empty() ||
-              AsMap(target.opening()) ==
-                  (Accounts{{"merchant_bank/s1-wx", 0},
-                            {"s1-wx/deposit/cat-1", 0}}));
+  EXPECT_TRUE(
+      target.opening().empty() ||
+      AsMap(target.opening()) ==
+          (Accounts{{"merchant_bank/s1-wx", 0}, {"s1-wx/deposit/cat-1", 0}}));
   EXPECT_EQ(AsMap(target.closing()),
             (Accounts{{"merchant_bank/s1-wx", -50000},
                       {"s1-wx/deposit/cat-1", 50000}}));
@@ -751,8 +757,8 @@ TEST_F(HandFinanceTest, BalancesAndTotals) {
   EXPECT_EQ(report.stores(1).balances().deposit_fen(), 50000);
   EXPECT_EQ(report.totals(0).balances().paid_out_fen(), 28500);  // mini
   EXPECT_EQ(report.totals(0).stores(), 1u);
-  EXPECT_EQ(report.totals(1).stores(), 0u);                      // channels
-  EXPECT_EQ(report.totals(2).balances().deposit_fen(), 50000);   // wechat
+  EXPECT_EQ(report.totals(1).stores(), 0u);                     // channels
+  EXPECT_EQ(report.totals(2).balances().deposit_fen(), 50000);  // wechat
   EXPECT_EQ(report.totals(2).balances().paid_out_fen(), 0);
 
   // As of the day before the upgrade: o2 paid, not settled.
@@ -773,14 +779,14 @@ TEST_F(HandFinanceTest, AuditPassesAndDigestSurvivesLaterAppends) {
       FromJson<v1::Digest>(RunStoreledger({"--db", db_, "digest"}).out);
   CliRun more = RunStoreledger(
       {"--db", db_, "apply", "-"},
-      absl::StrCat(R"({"commandId":"h-later","occurredAt":")",
-                   ChinaText(China(11, 2)),
-                   R"(","placeOrder":{"storeId":"s1","orderId":"o3","lines":[{"productId":"p1","quantity":"1","unitPriceFen":"10000"}]}})",
-                   "\n"));
+      absl::StrCat(
+          R"({"commandId":"h-later","occurredAt":")", ChinaText(China(11, 2)),
+          R"(","placeOrder":{"storeId":"s1","orderId":"o3","lines":[{"productId":"p1","quantity":"1","unitPriceFen":"10000"}]}})",
+          "\n"));
   ASSERT_EQ(more.exit_code, 0) << more.err;
-  CliRun verify = RunStoreledger(
-      {"--db", db_, "verify", "--digest",
-       absl::StrCat(digest.position(), ":", digest.hash())});
+  CliRun verify =
+      RunStoreledger({"--db", db_, "verify", "--digest",
+                      absl::StrCat(digest.position(), ":", digest.hash())});
   EXPECT_EQ(verify.exit_code, 0) << verify.err;
 }
 

@@ -210,7 +210,9 @@ class CommandMaker {
   }
   // Business time moves forward for everyone together (some commands still
   // arrive late: R0 refuses them, which is part of the test).
-  absl::Time Now() { return China(6, 2) + absl::Seconds(clock_->fetch_add(60)); }
+  absl::Time Now() {
+    return China(6, 2) + absl::Seconds(clock_->fetch_add(60));
+  }
 
   std::string prefix_;
   std::mt19937_64 rng_;
@@ -240,11 +242,11 @@ std::unique_ptr<Ledger> OpenLedger(const std::string& dir, const Clock* clock,
 // how appends were grouped; replay/snapshots.h), by key.
 std::map<std::string, std::string> Projections(const EventLog& log) {
   std::map<std::string, std::string> out;
-  absl::Status s = log.ScanProjections("", [&](absl::string_view key,
-                                               absl::string_view value) {
-    if (!absl::StartsWith(key, "snap")) out.emplace(key, value);
-    return true;
-  });
+  absl::Status s = log.ScanProjections(
+      "", [&](absl::string_view key, absl::string_view value) {
+        if (!absl::StartsWith(key, "snap")) out.emplace(key, value);
+        return true;
+      });
   EXPECT_TRUE(s.ok()) << s;
   return out;
 }
@@ -261,23 +263,23 @@ struct LogView {
 
 LogView ReadLog(const EventLog& log) {
   LogView view;
-  absl::Status s = log.Scan(0, [&](const v1::Envelope& envelope,
-                                   absl::string_view) {
-    ++view.count;
-    view.streams.insert(envelope.stream_id());
-    auto [it, first] = view.ranges.try_emplace(
-        envelope.command_id(), envelope.position(), envelope.position());
-    if (first) {
-      view.command_order.push_back(envelope.command_id());
-    } else {
-      // A command's events are one contiguous range: one append.
-      if (it->second.second + 1 != envelope.position()) {
-        view.contiguous_per_command = false;
-      }
-      it->second.second = envelope.position();
-    }
-    return true;
-  });
+  absl::Status s =
+      log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
+        ++view.count;
+        view.streams.insert(envelope.stream_id());
+        auto [it, first] = view.ranges.try_emplace(
+            envelope.command_id(), envelope.position(), envelope.position());
+        if (first) {
+          view.command_order.push_back(envelope.command_id());
+        } else {
+          // A command's events are one contiguous range: one append.
+          if (it->second.second + 1 != envelope.position()) {
+            view.contiguous_per_command = false;
+          }
+          it->second.second = envelope.position();
+        }
+        return true;
+      });
   EXPECT_TRUE(s.ok()) << "the chain does not verify: " << s;
   return view;
 }
@@ -468,7 +470,8 @@ TEST(GroupCommitTest, ExecuteBatchAnswersAsExecuteOneAtATime) {
   }
   EXPECT_EQ(follows_same, 1);
   EXPECT_EQ(follows_other, 1);
-  EXPECT_EQ(ToHex(batched->log().head().hash), ToHex(single->log().head().hash));
+  EXPECT_EQ(ToHex(batched->log().head().hash),
+            ToHex(single->log().head().hash));
   EXPECT_EQ(Projections(batched->log()), Projections(single->log()));
 }
 

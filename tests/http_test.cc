@@ -6,18 +6,17 @@
 // The ledger is tests/data/console_scenario.jsonl (the browser test's too):
 // merchant m1's mini store L1 upgraded into WeChat Store W1, merchant m2's
 // Channels store S2.
+#include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
 #include <fstream>
 #include <memory>
 #include <string>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -107,7 +106,8 @@ class HttpTest : public ::testing::Test {
     httplib::Result result = client.Get(path.c_str(), headers);
     Reply reply;
     if (!result) {
-      ADD_FAILURE() << "GET " << path << ": " << httplib::to_string(result.error());
+      ADD_FAILURE() << "GET " << path << ": "
+                    << httplib::to_string(result.error());
       return reply;
     }
     reply.status = result->status;
@@ -122,8 +122,8 @@ class HttpTest : public ::testing::Test {
     Message message;
     EXPECT_EQ(reply.status, 200) << reply.body;
     google::protobuf::util::JsonParseOptions options;
-    auto status = google::protobuf::util::JsonStringToMessage(reply.body,
-                                                              &message, options);
+    auto status = google::protobuf::util::JsonStringToMessage(
+        reply.body, &message, options);
     EXPECT_TRUE(status.ok()) << status << " in " << reply.body;
     return message;
   }
@@ -140,8 +140,8 @@ TEST_F(HttpTest, ServesTheCompiledInPagesToAnyoneButNoDataWithoutAToken) {
   EXPECT_EQ(Get("/app.js", nullptr).status, 200);
   EXPECT_EQ(Get("/no-such-page.html", nullptr).status, 404);
 
-  for (const char* path : {"/api/whoami", "/api/store?id=L1", "/api/search?q=L1",
-                           "/api/digest", "/metrics"}) {
+  for (const char* path : {"/api/whoami", "/api/store?id=L1",
+                           "/api/search?q=L1", "/api/digest", "/metrics"}) {
     Reply none = Get(path, nullptr);
     EXPECT_EQ(none.status, 401) << path << ": " << none.body;
     EXPECT_THAT(none.body, Not(HasSubstr("L1\",\"kind")));
@@ -164,15 +164,15 @@ TEST_F(HttpTest, SearchFindsTheStoreOfEveryKindOfId) {
     const char* kind;
     const char* store;
   };
-  for (const Case& c : {Case{"L1", "store", "L1"}, Case{"o1", "order", "L1"},
-                        Case{"o3", "order", "W1"}, Case{"w1", "withdrawal", "L1"},
-                        Case{"m2", "merchant", "S2"}}) {
+  for (const Case& c :
+       {Case{"L1", "store", "L1"}, Case{"o1", "order", "L1"},
+        Case{"o3", "order", "W1"}, Case{"w1", "withdrawal", "L1"},
+        Case{"m2", "merchant", "S2"}}) {
     Reply reply = Get(absl::StrCat("/api/search?q=", c.q), kInvestigator);
     EXPECT_EQ(reply.status, 200) << c.q << ": " << reply.body;
-    EXPECT_THAT(reply.body, HasSubstr(absl::StrCat("\"kind\":\"", c.kind,
-                                                   "\",\"id\":\"", c.q,
-                                                   "\",\"storeId\":\"", c.store,
-                                                   "\"")))
+    EXPECT_THAT(reply.body, HasSubstr(absl::StrCat(
+                                "\"kind\":\"", c.kind, "\",\"id\":\"", c.q,
+                                "\",\"storeId\":\"", c.store, "\"")))
         << reply.body;
   }
   Reply merchant = Get("/api/search?q=m1", kInvestigator);
@@ -182,7 +182,8 @@ TEST_F(HttpTest, SearchFindsTheStoreOfEveryKindOfId) {
   EXPECT_THAT(upgrade.body, HasSubstr("\"kind\":\"command\""));
   EXPECT_THAT(upgrade.body, HasSubstr("\"storeIds\":[\"L1\",\"W1\"]"));
   Reply refused = Get("/api/search?q=c19", kInvestigator);
-  EXPECT_THAT(refused.body, HasSubstr("\"status\":\"REJECTED\",\"rule\":\"R2\""));
+  EXPECT_THAT(refused.body,
+              HasSubstr("\"status\":\"REJECTED\",\"rule\":\"R2\""));
 
   Reply unknown = Get("/api/search?q=nothing-has-this-id", kInvestigator);
   EXPECT_EQ(unknown.status, 404);
@@ -191,14 +192,15 @@ TEST_F(HttpTest, SearchFindsTheStoreOfEveryKindOfId) {
 }
 
 TEST_F(HttpTest, StoreAsOfAndAsKnownAtAPosition) {
-  v1::StoreState now = Parse<v1::StoreState>(Get("/api/store?id=L1", kInvestigator));
+  v1::StoreState now =
+      Parse<v1::StoreState>(Get("/api/store?id=L1", kInvestigator));
   EXPECT_EQ(now.status(), v1::UPGRADED);
   EXPECT_EQ(now.upgraded_to(), "W1");
   EXPECT_EQ(now.balances().available_fen(), 14000);
   EXPECT_EQ(now.balances().paid_out_fen(), 5000);
 
-  v1::StoreState before = Parse<v1::StoreState>(Get(
-      "/api/store?id=L1&asOf=2024-10-11T00:00:00%2B08:00", kInvestigator));
+  v1::StoreState before = Parse<v1::StoreState>(
+      Get("/api/store?id=L1&asOf=2024-10-11T00:00:00%2B08:00", kInvestigator));
   EXPECT_EQ(before.status(), v1::OPEN);
   EXPECT_EQ(before.balances().available_fen(), 19000);
   EXPECT_EQ(before.balances().paid_out_fen(), 0);
@@ -241,7 +243,8 @@ TEST_F(HttpTest, BalanceSeriesEndsOnTheLedgersBalances) {
     v1::Balances balances;
     const std::string json =
         series.body.substr(last + 11, series.body.size() - last - 11 - 3);
-    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json, &balances).ok())
+    ASSERT_TRUE(
+        google::protobuf::util::JsonStringToMessage(json, &balances).ok())
         << json;
     EXPECT_EQ(ToJson(balances), ToJson(state.balances())) << store;
   }
@@ -251,9 +254,9 @@ TEST_F(HttpTest, BalanceSeriesEndsOnTheLedgersBalances) {
 }
 
 TEST_F(HttpTest, DiffAndExplain) {
-  v1::StoreDiff diff = Parse<v1::StoreDiff>(Get(
-      "/api/diff?store=L1&from=2024-10-01&to=2024-10-23T00:00:00%2B08:00",
-      kInvestigator));
+  v1::StoreDiff diff = Parse<v1::StoreDiff>(
+      Get("/api/diff?store=L1&from=2024-10-01&to=2024-10-23T00:00:00%2B08:00",
+          kInvestigator));
   EXPECT_EQ(diff.status_after(), v1::UPGRADED);
   EXPECT_EQ(diff.balances().delta().paid_out_fen(), 5000);
   v1::Explanation explanation =
@@ -279,8 +282,9 @@ TEST_F(HttpTest, FinanceBalancesStatementAuditDigestVerify) {
   }
   EXPECT_TRUE(legacy_and_new_apart);
 
-  Reply csv = Get("/api/statement?store=L1&from=2024-10-01&to=2024-11-01&format=csv",
-                  kAuditor);
+  Reply csv =
+      Get("/api/statement?store=L1&from=2024-10-01&to=2024-11-01&format=csv",
+          kAuditor);
   EXPECT_EQ(csv.status, 200) << csv.body;
   EXPECT_THAT(csv.content_type, HasSubstr("text/csv"));
   EXPECT_THAT(csv.disposition, HasSubstr("statement-L1.csv"));
@@ -315,8 +319,10 @@ TEST_F(HttpTest, AMerchantSeesOnlyItsOwnStores) {
   EXPECT_EQ(Get("/api/history?store=W1", kMerchant1).status, 200);
   EXPECT_EQ(Get("/api/search?q=o1", kMerchant1).status, 200);
   EXPECT_EQ(Get("/api/explain?commandId=c12", kMerchant1).status, 200);
-  EXPECT_EQ(Get("/api/statement?store=W1&from=2024-10-01&to=2024-11-01",
-                kMerchant1).status, 200);
+  EXPECT_EQ(
+      Get("/api/statement?store=W1&from=2024-10-01&to=2024-11-01", kMerchant1)
+          .status,
+      200);
   // m2 asks about m1's: the same answer as for an id that does not exist.
   for (const char* q : {"L1", "W1", "o1", "o3", "w1", "m1", "c12"}) {
     Reply reply = Get(absl::StrCat("/api/search?q=", q), kMerchant2);
@@ -336,8 +342,8 @@ TEST_F(HttpTest, AMerchantSeesOnlyItsOwnStores) {
     EXPECT_THAT(reply.body, Not(HasSubstr("o1"))) << path;
   }
   // Ledger-wide views are not a merchant's.
-  for (const char* path : {"/api/balances", "/api/digest", "/api/audit",
-                           "/metrics"}) {
+  for (const char* path :
+       {"/api/balances", "/api/digest", "/api/audit", "/metrics"}) {
     EXPECT_EQ(Get(path, kMerchant2).status, 403) << path;
   }
   EXPECT_EQ(Get("/api/search?q=S2", kMerchant2).status, 200);
@@ -347,8 +353,8 @@ TEST_F(HttpTest, BadInputGetsAClearError) {
   Reply time = Get("/api/store?id=L1&asOf=yesterday", kInvestigator);
   EXPECT_EQ(time.status, 400);
   EXPECT_THAT(time.body, HasSubstr("asOf must be an RFC 3339 time"));
-  Reply position = Get("/api/store?id=L1&position=99999999999999999999999",
-                       kInvestigator);
+  Reply position =
+      Get("/api/store?id=L1&position=99999999999999999999999", kInvestigator);
   EXPECT_EQ(position.status, 400);
   EXPECT_THAT(position.body, HasSubstr("position"));
   Reply past = Get("/api/store?id=L1&position=1000000", kInvestigator);
@@ -358,18 +364,24 @@ TEST_F(HttpTest, BadInputGetsAClearError) {
   EXPECT_EQ(unknown.status, 404);
   EXPECT_THAT(unknown.body, HasSubstr("nope"));
   EXPECT_EQ(Get("/api/store", kInvestigator).status, 400);
-  Reply backwards = Get("/api/diff?store=L1&from=2024-11-01&to=2024-10-01",
-                        kInvestigator);
+  Reply backwards =
+      Get("/api/diff?store=L1&from=2024-11-01&to=2024-10-01", kInvestigator);
   EXPECT_EQ(backwards.status, 400);
   EXPECT_THAT(backwards.body, HasSubstr("before"));
-  EXPECT_EQ(Get("/api/statement?store=L1&from=2024-11-01&to=2024-10-01",
-                kAuditor).status, 400);
-  EXPECT_EQ(Get("/api/statement?store=L1&from=2024-10-01&to=2024-11-01&format=xml",
-                kAuditor).status, 400);
+  EXPECT_EQ(
+      Get("/api/statement?store=L1&from=2024-11-01&to=2024-10-01", kAuditor)
+          .status,
+      400);
+  EXPECT_EQ(
+      Get("/api/statement?store=L1&from=2024-10-01&to=2024-11-01&format=xml",
+          kAuditor)
+          .status,
+      400);
   // A huge range is answered, and agrees with the ledger.
-  Reply huge = Get("/api/statement?store=L1&from=0001-01-01T00:00:00Z"
-                   "&to=9999-12-31T00:00:00Z&format=csv",
-                   kAuditor);
+  Reply huge =
+      Get("/api/statement?store=L1&from=0001-01-01T00:00:00Z"
+          "&to=9999-12-31T00:00:00Z&format=csv",
+          kAuditor);
   EXPECT_EQ(huge.status, 200) << huge.body;
   EXPECT_THAT(huge.body, HasSubstr("closing,L1/available,,,,,,14000,,"));
   EXPECT_EQ(Get("/api/no-such-endpoint", kInvestigator).status, 404);
@@ -379,20 +391,26 @@ TEST_F(HttpTest, MetricsCountCommandsByOutcomeAndRuleWithoutIds) {
   Reply metrics = Get("/metrics", kInvestigator);
   ASSERT_EQ(metrics.status, 200) << metrics.body;
   EXPECT_THAT(metrics.content_type, HasSubstr("text/plain"));
-  EXPECT_THAT(metrics.body, HasSubstr(
-      "storeledger_commands_total{outcome=\"REJECTED\",rule=\"R2\"} 1"));
-  EXPECT_THAT(metrics.body, HasSubstr(
-      "storeledger_commands_total{outcome=\"ACCEPTED\",rule=\"\"} 23"));
-  EXPECT_THAT(metrics.body, HasSubstr("storeledger_group_commit_commands_count 24"));
+  EXPECT_THAT(
+      metrics.body,
+      HasSubstr(
+          "storeledger_commands_total{outcome=\"REJECTED\",rule=\"R2\"} 1"));
+  EXPECT_THAT(
+      metrics.body,
+      HasSubstr(
+          "storeledger_commands_total{outcome=\"ACCEPTED\",rule=\"\"} 23"));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("storeledger_group_commit_commands_count 24"));
   EXPECT_THAT(metrics.body, HasSubstr("storeledger_append_seconds_count 24"));
-  EXPECT_THAT(metrics.body, HasSubstr(absl::StrCat(
-      "storeledger_log_head_position ",
-      server_->ledger().log().head().position)));
+  EXPECT_THAT(metrics.body,
+              HasSubstr(absl::StrCat("storeledger_log_head_position ",
+                                     server_->ledger().log().head().position)));
   EXPECT_THAT(metrics.body, HasSubstr("storeledger_subscribers 0"));
   EXPECT_THAT(metrics.body, HasSubstr("storeledger_sync_seconds_count"));
   Get("/api/store?id=L1", kInvestigator);
-  EXPECT_THAT(Get("/metrics", kAuditor).body,
-              HasSubstr("storeledger_read_seconds_count{endpoint=\"/api/store\"}"));
+  EXPECT_THAT(
+      Get("/metrics", kAuditor).body,
+      HasSubstr("storeledger_read_seconds_count{endpoint=\"/api/store\"}"));
   // No label carries a store, merchant, order or command id.
   for (const char* id : {"\"L1\"", "\"W1\"", "\"S2\"", "\"m1\"", "\"m2\"",
                          "\"o1\"", "\"c19\""}) {
@@ -438,13 +456,14 @@ TEST(HttpTlsTest, ServesHttpsWithTheServersCertificate) {
   TempDir dir;
   const std::string cert = dir.Sub("cert.pem");
   const std::string key = dir.Sub("key.pem");
-  ASSERT_EQ(std::system(absl::StrCat(
-                            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
-                            "-subj /CN=localhost -addext "
-                            "subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ",
-                            key, " -out ", cert, " 2>/dev/null")
-                            .c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(
+          absl::StrCat("openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
+                       "-subj /CN=localhost -addext "
+                       "subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ",
+                       key, " -out ", cert, " 2>/dev/null")
+              .c_str()),
+      0);
   ServerOptions options;
   options.db_dir = dir.Sub("db");
   options.listen = "127.0.0.1:0";

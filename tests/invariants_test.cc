@@ -22,7 +22,8 @@ v1::Event Settled(int64_t gross_fen, int64_t commission_fen, int64_t net_fen) {
 }
 
 TEST(InvariantsDeathTest, SlCheckAbortsWithFileLineAndMessage) {
-  EXPECT_DEATH(SL_CHECK(1 + 1 == 3, "arithmetic is " << "broken"),
+  EXPECT_DEATH(SL_CHECK(1 + 1 == 3, "arithmetic is "
+                                        << "broken"),
                "invariants_test.cc:[0-9]+: invariant broken: 1 \\+ 1 == 3: "
                "arithmetic is broken");
   SL_CHECK(1 + 1 == 2, "never printed");
@@ -44,8 +45,9 @@ TEST(InvariantsDeathTest, ANegativeBalanceAfterEvolveCrashes) {
 
   store.mutable_balances()->set_pending_fen(-1);
   state.PutStore(store);
-  EXPECT_DEATH(CheckEvolvedInvariants(Settled(100, 10, 90), state).IgnoreError(),
-               "store s1 has a negative balance");
+  EXPECT_DEATH(
+      CheckEvolvedInvariants(Settled(100, 10, 90), state).IgnoreError(),
+      "store s1 has a negative balance");
   // An event that moves no money names no store to check.
   v1::Event opened;
   opened.mutable_store_opened()->set_store_id("s1");

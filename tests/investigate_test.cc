@@ -53,7 +53,8 @@ using ::testing::HasSubstr;
 // A legacy mini store through its upgrade and the cutoffs, with refused
 // attempts after them. Expected outcomes are checked in SetUp.
 const std::vector<std::pair<std::string, const char*>>& Scenario() {
-  static const auto* lines = new std::vector<std::pair<std::string, const char*>>{
+  static const auto* lines = new std::vector<
+      std::pair<std::string, const char*>>{
       {Cmd("c1", "2024-06-01T09:00:00+08:00",
            R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"),
        "ACCEPTED"},
@@ -144,7 +145,8 @@ class InvestigateTest : public ::testing::Test {
 
   std::vector<std::string> Types(const CliRun& run) {
     std::vector<std::string> types;
-    for (const v1::Envelope& e : Envelopes(run)) types.push_back(e.event_type());
+    for (const v1::Envelope& e : Envelopes(run))
+      types.push_back(e.event_type());
     return types;
   }
 
@@ -162,9 +164,9 @@ class InvestigateTest : public ::testing::Test {
 // ------------------------------------------------------------------ history
 
 TEST_F(InvestigateTest, HistoryFiltersByOrderProductWithdrawalTypeAndTime) {
-  EXPECT_THAT(Types(Run({"history", "--store", "s1", "--order", "o1"})),
-              ElementsAre("OrderPlaced", "OrderPaid", "OrderShipped",
-                          "OrderSettled"));
+  EXPECT_THAT(
+      Types(Run({"history", "--store", "s1", "--order", "o1"})),
+      ElementsAre("OrderPlaced", "OrderPaid", "OrderShipped", "OrderSettled"));
   EXPECT_THAT(Types(Run({"history", "--store", "s1", "--product", "p2"})),
               ElementsAre("ProductAdded", "ProductListed", "ProductDelisted",
                           "ProductDeleted"));
@@ -191,8 +193,8 @@ TEST_F(InvestigateTest, HistoryFiltersByOrderProductWithdrawalTypeAndTime) {
   EXPECT_GT(rest.front().position(), after);
 
   // Refusals sit next to the facts, in position order, with rule and message.
-  std::vector<v1::Envelope> product = Envelopes(
-      Run({"history", "--store", "s1", "--product", "p2", "--include-rejections"}));
+  std::vector<v1::Envelope> product = Envelopes(Run(
+      {"history", "--store", "s1", "--product", "p2", "--include-rejections"}));
   std::vector<std::string> rules;
   for (size_t i = 0; i < product.size(); ++i) {
     if (i > 0) {
@@ -204,8 +206,9 @@ TEST_F(InvestigateTest, HistoryFiltersByOrderProductWithdrawalTypeAndTime) {
     }
   }
   EXPECT_THAT(rules, ElementsAre("R10", "R3"));  // order o2, relisting p2
-  std::vector<v1::Envelope> w2 = Envelopes(Run(
-      {"history", "--store", "s1", "--withdrawal", "w2", "--include-rejections"}));
+  std::vector<v1::Envelope> w2 =
+      Envelopes(Run({"history", "--store", "s1", "--withdrawal", "w2",
+                     "--include-rejections"}));
   ASSERT_EQ(w2.size(), 1u);
   EXPECT_EQ(w2[0].payload().command_rejected().rule(), "R14");
   // --type selects facts; refusals asked for are still shown.
@@ -220,12 +223,13 @@ TEST_F(InvestigateTest, HistoryRefusesBadFiltersAndUnknownStores) {
   CliRun bad_type = Run({"history", "--store", "s1", "--type", "OrderPayed"});
   EXPECT_EQ(bad_type.exit_code, 2);
   EXPECT_THAT(bad_type.err, HasSubstr("OrderPayed"));
-  EXPECT_EQ(Run({"history", "--store", "s1", "--from", "yesterday"}).exit_code, 2);
-  EXPECT_EQ(Run({"history", "--store", "s1", "--from",
-                 "2024-11-02T00:00:00+08:00", "--to",
-                 "2024-11-01T00:00:00+08:00"})
-                .exit_code,
+  EXPECT_EQ(Run({"history", "--store", "s1", "--from", "yesterday"}).exit_code,
             2);
+  EXPECT_EQ(
+      Run({"history", "--store", "s1", "--from", "2024-11-02T00:00:00+08:00",
+           "--to", "2024-11-01T00:00:00+08:00"})
+          .exit_code,
+      2);
   CliRun unknown = Run({"history", "--store", "nobody"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_THAT(unknown.err, HasSubstr("nobody"));
@@ -258,7 +262,12 @@ TEST_F(InvestigateTest, ExplainRejectionShowsRuleAndWhatTheRuleSaw) {
   EXPECT_EQ(e.outcome().rule(), "R10");
   ASSERT_EQ(e.events_size(), 1);
   ASSERT_TRUE(e.events(0).payload().has_command_rejected());
-  EXPECT_EQ(e.events(0).payload().command_rejected().command().place_order().order_id(),
+  EXPECT_EQ(e.events(0)
+                .payload()
+                .command_rejected()
+                .command()
+                .place_order()
+                .order_id(),
             "o2");
   ASSERT_EQ(e.stores_before_size(), 1);
   // p2 was still LISTED in the records, but the e-voucher cutoff had passed
@@ -275,8 +284,8 @@ TEST_F(InvestigateTest, ExplainRejectionShowsRuleAndWhatTheRuleSaw) {
 }
 
 TEST_F(InvestigateTest, ExplainUpgradeNamesTheStoreItOpened) {
-  v1::Explanation e = FromJson<v1::Explanation>(
-      Run({"explain", "--command-id", "c11"}).out);
+  v1::Explanation e =
+      FromJson<v1::Explanation>(Run({"explain", "--command-id", "c11"}).out);
   EXPECT_EQ(e.events_size(), 2);
   ASSERT_EQ(e.stores_before_size(), 1);
   EXPECT_EQ(e.stores_before(0).store_id(), "s1");
@@ -292,15 +301,16 @@ TEST_F(InvestigateTest, ExplainUpgradeNamesTheStoreItOpened) {
 // --------------------------------------------------------------------- diff
 
 TEST_F(InvestigateTest, DiffShowsProductsOrdersWithdrawalsAndBalances) {
-  CliRun run = Run({"diff", "--store", "s1", "--from",
-                    "2024-06-01T12:00:00+08:00", "--to",
-                    "2024-11-30T00:00:00+08:00"});
+  CliRun run =
+      Run({"diff", "--store", "s1", "--from", "2024-06-01T12:00:00+08:00",
+           "--to", "2024-11-30T00:00:00+08:00"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   v1::StoreDiff d = FromJson<v1::StoreDiff>(run.out);
   EXPECT_TRUE(d.store_existed_before());
   EXPECT_EQ(d.status_before(), v1::OPEN);
   EXPECT_EQ(d.status_after(), v1::UPGRADED);
-  EXPECT_THAT(d.store_fields(), ::testing::IsSupersetOf({"status", "upgradedTo"}));
+  EXPECT_THAT(d.store_fields(),
+              ::testing::IsSupersetOf({"status", "upgradedTo"}));
   std::map<std::string, v1::ProductChange> products;
   for (const auto& c : d.products()) products[c.product_id()] = c;
   ASSERT_EQ(products.size(), 2u);
@@ -343,9 +353,10 @@ TEST_F(InvestigateTest, DiffShowsProductsOrdersWithdrawalsAndBalances) {
                  "--to", "2024-06-01T00:00:00+08:00"})
                 .exit_code,
             2);
-  EXPECT_EQ(Run({"diff", "--store", "s1", "--from", "2024-11-30T00:00:00+08:00"})
-                .exit_code,
-            2);
+  EXPECT_EQ(
+      Run({"diff", "--store", "s1", "--from", "2024-11-30T00:00:00+08:00"})
+          .exit_code,
+      2);
 }
 
 // ------------------------------------------------------------------ rebuild
@@ -353,11 +364,13 @@ TEST_F(InvestigateTest, DiffShowsProductsOrdersWithdrawalsAndBalances) {
 // Live projection keys and values (record prefixes only).
 std::map<std::string, std::string> LiveProjections(const EventLog& log) {
   std::map<std::string, std::string> out;
-  EXPECT_TRUE(log.ScanProjections("", [&](absl::string_view k,
-                                          absl::string_view v) {
-                   if (IsLiveProjectionKey(k)) out.emplace(k, v);
-                   return true;
-                 }).ok());
+  EXPECT_TRUE(
+      log.ScanProjections("",
+                          [&](absl::string_view k, absl::string_view v) {
+                            if (IsLiveProjectionKey(k)) out.emplace(k, v);
+                            return true;
+                          })
+          .ok());
   return out;
 }
 
@@ -369,8 +382,9 @@ std::unique_ptr<EventLog> OpenLog(const std::string& dir) {
 
 // A ledger in `db` of PlanMigration(stores, seed)'s commands as written,
 // executed one at a time (sync off: these tests do not crash it).
-void SimulateLedger(const std::string& db, int stores, uint64_t seed,
-                    uint64_t snapshot_every_events = kSnapshotEveryEventsDefault) {
+void SimulateLedger(
+    const std::string& db, int stores, uint64_t seed,
+    uint64_t snapshot_every_events = kSnapshotEveryEventsDefault) {
   LedgerOptions options;
   options.sync = false;
   options.snapshot_every_events = snapshot_every_events;
@@ -463,11 +477,13 @@ TEST(RebuildTest, RebuildFromNothingIsByteIdenticalToInline) {
     std::unique_ptr<EventLog> log = OpenLog(db);
     inline_projections = LiveProjections(*log);
     ASSERT_GT(inline_projections.size(), 100u);
-    ASSERT_TRUE(log->ScanProjections(kSnapshotPrefix, [&](absl::string_view k,
-                                                          absl::string_view v) {
-                       snapshots_before.emplace(k, v);
-                       return true;
-                     }).ok());
+    ASSERT_TRUE(
+        log->ScanProjections(kSnapshotPrefix,
+                             [&](absl::string_view k, absl::string_view v) {
+                               snapshots_before.emplace(k, v);
+                               return true;
+                             })
+            .ok());
     ASSERT_FALSE(snapshots_before.empty());
     for (const auto& [key, value] : inline_projections) {
       ASSERT_TRUE(log->db()->Delete({}, log->projections_cf(), key).ok());
@@ -484,11 +500,13 @@ TEST(RebuildTest, RebuildFromNothingIsByteIdenticalToInline) {
   std::unique_ptr<EventLog> log = OpenLog(db);
   EXPECT_EQ(LiveProjections(*log), inline_projections);
   std::map<std::string, std::string> snapshots_after;
-  ASSERT_TRUE(log->ScanProjections(kSnapshotPrefix, [&](absl::string_view k,
-                                                        absl::string_view v) {
-                     snapshots_after.emplace(k, v);
-                     return true;
-                   }).ok());
+  ASSERT_TRUE(
+      log->ScanProjections(kSnapshotPrefix,
+                           [&](absl::string_view k, absl::string_view v) {
+                             snapshots_after.emplace(k, v);
+                             return true;
+                           })
+          .ok());
   EXPECT_EQ(snapshots_after, snapshots_before);
 }
 
@@ -501,9 +519,8 @@ TEST(RebuildTest, AStrayShadowKeyStopsTheRebuild) {
   ASSERT_NO_FATAL_FAILURE(SimulateLedger(db, 4, 3));
   std::unique_ptr<EventLog> log = OpenLog(db);
   const std::map<std::string, std::string> healthy = LiveProjections(*log);
-  for (const std::string& stray :
-       {std::string("\x01"), std::string("a/x"), std::string("z"),
-        std::string("k")}) {
+  for (const std::string& stray : {std::string("\x01"), std::string("a/x"),
+                                   std::string("z"), std::string("k")}) {
     SCOPED_TRACE(absl::CEscape(stray));
     RebuildOptions options;
     // The last progress call comes after the last shadow write.
@@ -555,8 +572,8 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
           {100, 1},
           {1'000'000, 1}}) {
       SCOPED_TRACE(absl::StrCat("second thread ", second_thread,
-                                ", flush every ", flush_every,
-                                ", SST from ", sst_keys_min, " keys"));
+                                ", flush every ", flush_every, ", SST from ",
+                                sst_keys_min, " keys"));
       RebuildOptions options;
       options.shadow_only = true;
       options.verify_on_second_thread = second_thread;
@@ -586,9 +603,8 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
   // Damage one envelope in the third batch.
   const uint64_t damaged = 2100;
   std::string raw;
-  ASSERT_TRUE(log->db()
-                  ->Get({}, log->events_cf(), PositionKey(damaged), &raw)
-                  .ok());
+  ASSERT_TRUE(
+      log->db()->Get({}, log->events_cf(), PositionKey(damaged), &raw).ok());
   raw[raw.size() / 2] ^= 0x01;
   ASSERT_TRUE(
       log->db()->Put({}, log->events_cf(), PositionKey(damaged), raw).ok());
@@ -609,7 +625,8 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
 
 std::vector<uint64_t> Positions(const std::string& jsonl) {
   std::vector<uint64_t> out;
-  for (absl::string_view line : absl::StrSplit(jsonl, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line :
+       absl::StrSplit(jsonl, '\n', absl::SkipEmpty())) {
     out.push_back(FromJson<v1::Envelope>(std::string(line)).position());
   }
   return out;
@@ -623,16 +640,20 @@ std::vector<uint64_t> Range(uint64_t first, uint64_t last) {
 
 TEST_F(InvestigateTest, TailPrintsEveryEventAfterAPositionInOrder) {
   const uint64_t head = Head();
-  EXPECT_EQ(Positions(Run({"tail", "--from-position", "0"}).out), Range(1, head));
-  EXPECT_EQ(Positions(Run({"tail", "--from-position", absl::StrCat(head - 3)}).out),
-            Range(head - 2, head));
-  EXPECT_EQ(Positions(Run({"tail", "--from-position", "5", "--max-events", "2"}).out),
-            Range(6, 7));
+  EXPECT_EQ(Positions(Run({"tail", "--from-position", "0"}).out),
+            Range(1, head));
+  EXPECT_EQ(
+      Positions(Run({"tail", "--from-position", absl::StrCat(head - 3)}).out),
+      Range(head - 2, head));
+  EXPECT_EQ(
+      Positions(Run({"tail", "--from-position", "5", "--max-events", "2"}).out),
+      Range(6, 7));
   EXPECT_TRUE(Run({"tail", "--from-position", absl::StrCat(head)}).out.empty());
   EXPECT_EQ(Run({"tail"}).exit_code, 2);
 
   // Delimited: varint length, then the stored envelope bytes.
-  CliRun delimited = Run({"tail", "--from-position", "0", "--format", "delimited"});
+  CliRun delimited =
+      Run({"tail", "--from-position", "0", "--format", "delimited"});
   ASSERT_EQ(delimited.exit_code, 0) << delimited.err;
   google::protobuf::io::ArrayInputStream raw(
       delimited.out.data(), static_cast<int>(delimited.out.size()));
@@ -671,9 +692,9 @@ TEST(TailFollowTest, ConcurrentWriterAndRestartingConsumerSeeOneToHead) {
     writer_done = true;
   });
   // First consumer: stops after 40 events, mid-stream.
-  CliRun first = RunStoreledger({"--db", db, "tail", "--from-position", "0",
-                                 "--follow", "--poll-ms", "5",
-                                 "--max-events", "40"});
+  CliRun first =
+      RunStoreledger({"--db", db, "tail", "--from-position", "0", "--follow",
+                      "--poll-ms", "5", "--max-events", "40"});
   ASSERT_EQ(first.exit_code, 0) << first.err;
   // The writer was still at work: the feed followed a growing log.
   EXPECT_FALSE(writer_done);
@@ -681,9 +702,9 @@ TEST(TailFollowTest, ConcurrentWriterAndRestartingConsumerSeeOneToHead) {
   ASSERT_EQ(seen.size(), 40u);
   // Restarted from the last position it saw; exits once idle after the
   // writer is done.
-  CliRun second = RunStoreledger(
-      {"--db", db, "tail", "--from-position", absl::StrCat(seen.back()),
-       "--follow", "--poll-ms", "5", "--idle-exit-ms", "1500"});
+  CliRun second = RunStoreledger({"--db", db, "tail", "--from-position",
+                                  absl::StrCat(seen.back()), "--follow",
+                                  "--poll-ms", "5", "--idle-exit-ms", "1500"});
   writer.join();
   ASSERT_TRUE(writer_done);
   ASSERT_EQ(second.exit_code, 0) << second.err;
@@ -712,9 +733,9 @@ TEST(TailFollowTest, SeparateProcessStopsCleanlyOnSigterm) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
   posix_spawn_file_actions_addclose(&actions, out_pipe[0]);
-  std::vector<std::string> args = {STORELEDGER_BIN, "--db", db, "tail",
-                                   "--from-position", "0", "--follow",
-                                   "--poll-ms", "10"};
+  std::vector<std::string> args = {
+      STORELEDGER_BIN, "--db",      db,  "tail", "--from-position", "0",
+      "--follow",      "--poll-ms", "10"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

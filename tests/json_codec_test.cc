@@ -15,13 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "cli/simulate.h"
+#include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/unknown_field_set.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "json/json.h"
 #include "tests/support/test_support.h"
@@ -395,19 +395,21 @@ TEST(JsonCodecTest, ADuplicateKeyIsInvalidOnBothPathsNamingTheKey) {
       {absl::StrCat(R"({"commandId":"dup-1","commandId":"dup-2",)", at, ",",
                     open, "}"),
        R"(key "commandId" appears twice)"},
-      {absl::StrCat(R"({"commandId":"c",)", at,
-                    R"(,"openStore":{"storeId":"s1","storeId":"s2","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"),
+      {absl::StrCat(
+           R"({"commandId":"c",)", at,
+           R"(,"openStore":{"storeId":"s1","storeId":"s2","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"),
        R"(key "storeId" appears twice)"},
       {absl::StrCat(R"({"commandId":"c","command_id":"d",)", at, ",", open,
                     "}"),
        R"(key "command_id" names field commandId a second time)"},
-      {absl::StrCat(R"({"commandId":"c","command\u0049d":"d",)", at, ",",
-                    open, "}"),
+      {absl::StrCat(R"({"commandId":"c","command\u0049d":"d",)", at, ",", open,
+                    "}"),
        R"(key "commandId" appears twice)"},
       {absl::StrCat(R"({"commandId":"c",)", at, ",", at, ",", open, "}"),
        R"(key "occurredAt" appears twice)"},
-      {absl::StrCat(R"({"commandId":"c",)", at,
-                    R"(,"placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":1,"unitPriceFen":5},{"productId":"p2","quantity":1,"quantity":2,"unitPriceFen":5}]}})"),
+      {absl::StrCat(
+           R"({"commandId":"c",)", at,
+           R"(,"placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":1,"unitPriceFen":5},{"productId":"p2","quantity":1,"quantity":2,"unitPriceFen":5}]}})"),
        R"(key "quantity" appears twice)"},
       {absl::StrCat(R"({"commandId":"c",)", at,
                     R"(,"applyPolicy":{},"applyPolicy":{}})"),
@@ -429,7 +431,8 @@ TEST(JsonCodecTest, ADuplicateKeyIsInvalidOnBothPathsNamingTheKey) {
   ExpectFastParse(two_lines);
   const std::string spaced = absl::StrCat(
       R"({ "commandId" : "c" , "occurredAt":"2024-10-22T10:00:00+08:00", "upgradeStore" : {"sourceStoreId":"a", "targetStoreId":"b"}})");
-  EXPECT_TRUE(ParseCommandJson(spaced).ok()) << ParseCommandJson(spaced).status();
+  EXPECT_TRUE(ParseCommandJson(spaced).ok())
+      << ParseCommandJson(spaced).status();
 }
 
 // ---------------------------------------------------------------- print

@@ -66,38 +66,57 @@ TEST_F(LedgerCliTest, ArticleTimelineKeepsLegacyAndNewMoneyApart) {
           R"("addProduct":{"storeId":"s1","productId":"p2","kind":"E_VOUCHER","origin":"OWN","categoryId":"cat-2","priceFen":500})"),
       Cmd("c4", "2024-06-01T10:02:00+08:00",
           R"("addProduct":{"storeId":"s1","productId":"p3","kind":"PHYSICAL","origin":"THIRD_PARTY","categoryId":"cat-1","priceFen":800})"),
-      Cmd("c5", "2024-06-01T11:00:00+08:00", R"("listProduct":{"storeId":"s1","productId":"p1"})"),
-      Cmd("c6", "2024-06-01T11:00:00+08:00", R"("listProduct":{"storeId":"s1","productId":"p2"})"),
-      Cmd("c7", "2024-06-01T11:00:00+08:00", R"("listProduct":{"storeId":"s1","productId":"p3"})"),
+      Cmd("c5", "2024-06-01T11:00:00+08:00",
+          R"("listProduct":{"storeId":"s1","productId":"p1"})"),
+      Cmd("c6", "2024-06-01T11:00:00+08:00",
+          R"("listProduct":{"storeId":"s1","productId":"p2"})"),
+      Cmd("c7", "2024-06-01T11:00:00+08:00",
+          R"("listProduct":{"storeId":"s1","productId":"p3"})"),
       Cmd("c8", "2024-10-01T12:00:00+08:00",
           R"("placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":2,"unitPriceFen":1000}]})"),
-      Cmd("c9", "2024-10-01T12:05:00+08:00", R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":2000})"),
-      Cmd("c10", "2024-10-02T12:00:00+08:00", R"("shipOrder":{"storeId":"s1","orderId":"o1"})"),
-      Cmd("c11", "2024-10-09T12:00:00+08:00", R"("settleOrder":{"storeId":"s1","orderId":"o1","commissionFen":100})"),
+      Cmd("c9", "2024-10-01T12:05:00+08:00",
+          R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":2000})"),
+      Cmd("c10", "2024-10-02T12:00:00+08:00",
+          R"("shipOrder":{"storeId":"s1","orderId":"o1"})"),
+      Cmd("c11", "2024-10-09T12:00:00+08:00",
+          R"("settleOrder":{"storeId":"s1","orderId":"o1","commissionFen":100})"),
       // A minute before mini stores may upgrade (R8), then at the open.
-      Cmd("c12", "2024-10-20T23:59:00+08:00", R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
-      Cmd("c13", "2024-10-22T10:00:00+08:00", R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
-      Cmd("c14", "2024-10-22T11:00:00+08:00", R"("syncProducts":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
+      Cmd("c12", "2024-10-20T23:59:00+08:00",
+          R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
+      Cmd("c13", "2024-10-22T10:00:00+08:00",
+          R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
+      Cmd("c14", "2024-10-22T11:00:00+08:00",
+          R"("syncProducts":{"sourceStoreId":"s1","targetStoreId":"w1"})"),
       // The legacy store still sells what is still listed there.
       Cmd("c15", "2024-10-23T12:00:00+08:00",
           R"("placeOrder":{"storeId":"s1","orderId":"o2","lines":[{"productId":"p1","quantity":1,"unitPriceFen":1000}]})"),
-      Cmd("c16", "2024-10-23T12:05:00+08:00", R"("payOrder":{"storeId":"s1","orderId":"o2","amountFen":1000})"),
+      Cmd("c16", "2024-10-23T12:05:00+08:00",
+          R"("payOrder":{"storeId":"s1","orderId":"o2","amountFen":1000})"),
       Cmd("c17", "2024-11-04T00:00:00+08:00", R"("applyPolicy":{})"),
       Cmd("c18", "2024-11-05T12:00:00+08:00",
           R"("placeOrder":{"storeId":"s1","orderId":"o3","lines":[{"productId":"p2","quantity":1,"unitPriceFen":500}]})"),
-      Cmd("c19", "2024-11-05T13:00:00+08:00", R"("grantCategoryQualification":{"storeId":"w1","categoryId":"cat-1"})"),
-      Cmd("c20", "2024-11-05T13:10:00+08:00", R"("listProduct":{"storeId":"w1","productId":"p1"})"),
-      Cmd("c21", "2024-11-05T13:20:00+08:00", R"("payDeposit":{"storeId":"w1","categoryId":"cat-1","amountFen":50000})"),
-      Cmd("c22", "2024-11-05T13:30:00+08:00", R"("listProduct":{"storeId":"w1","productId":"p1"})"),
+      Cmd("c19", "2024-11-05T13:00:00+08:00",
+          R"("grantCategoryQualification":{"storeId":"w1","categoryId":"cat-1"})"),
+      Cmd("c20", "2024-11-05T13:10:00+08:00",
+          R"("listProduct":{"storeId":"w1","productId":"p1"})"),
+      Cmd("c21", "2024-11-05T13:20:00+08:00",
+          R"("payDeposit":{"storeId":"w1","categoryId":"cat-1","amountFen":50000})"),
+      Cmd("c22", "2024-11-05T13:30:00+08:00",
+          R"("listProduct":{"storeId":"w1","productId":"p1"})"),
       Cmd("c23", "2024-11-06T12:00:00+08:00",
           R"("placeOrder":{"storeId":"w1","orderId":"o4","channel":"OFFICIAL_ACCOUNT","lines":[{"productId":"p1","quantity":3,"unitPriceFen":1000}]})"),
-      Cmd("c24", "2024-11-06T12:05:00+08:00", R"("payOrder":{"storeId":"w1","orderId":"o4","amountFen":3000})"),
+      Cmd("c24", "2024-11-06T12:05:00+08:00",
+          R"("payOrder":{"storeId":"w1","orderId":"o4","amountFen":3000})"),
       // Legacy money is withdrawn from the legacy store, after the upgrade.
-      Cmd("c25", "2024-11-20T10:00:00+08:00", R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"wd1","amountFen":1901})"),
-      Cmd("c26", "2024-11-20T10:01:00+08:00", R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"wd1","amountFen":1900})"),
-      Cmd("c27", "2024-11-21T10:00:00+08:00", R"("completeWithdrawal":{"storeId":"s1","withdrawalId":"wd1"})"),
+      Cmd("c25", "2024-11-20T10:00:00+08:00",
+          R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"wd1","amountFen":1901})"),
+      Cmd("c26", "2024-11-20T10:01:00+08:00",
+          R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"wd1","amountFen":1900})"),
+      Cmd("c27", "2024-11-21T10:00:00+08:00",
+          R"("completeWithdrawal":{"storeId":"s1","withdrawalId":"wd1"})"),
       // An order of the legacy store named under the new one (R13).
-      Cmd("c28", "2024-11-22T10:00:00+08:00", R"("shipOrder":{"storeId":"w1","orderId":"o2"})"),
+      Cmd("c28", "2024-11-22T10:00:00+08:00",
+          R"("shipOrder":{"storeId":"w1","orderId":"o2"})"),
   };
   CliRun run = Apply(lines);
   ASSERT_EQ(run.exit_code, 0) << run.err;
@@ -107,12 +126,13 @@ TEST_F(LedgerCliTest, ArticleTimelineKeepsLegacyAndNewMoneyApart) {
                              v1::RejectionCode code) {
     const v1::CommandResult& r = results[line - 1];
     EXPECT_EQ(r.line(), line);
-    EXPECT_EQ(r.status(), v1::REJECTED) << "line " << line << ": " << r.message();
+    EXPECT_EQ(r.status(), v1::REJECTED)
+        << "line " << line << ": " << r.message();
     EXPECT_EQ(r.rule(), rule) << "line " << line << ": " << r.message();
     EXPECT_EQ(r.code(), code) << "line " << line << ": " << r.message();
   };
-  for (int line : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 19,
-                   21, 22, 23, 24, 26, 27}) {
+  for (int line : {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 13,
+                   14, 15, 16, 17, 19, 21, 22, 23, 24, 26, 27}) {
     EXPECT_EQ(results[line - 1].status(), v1::ACCEPTED)
         << "line " << line << ": " << results[line - 1].rule() << " "
         << results[line - 1].message();
@@ -126,7 +146,8 @@ TEST_F(LedgerCliTest, ArticleTimelineKeepsLegacyAndNewMoneyApart) {
   // The upgrade is one append over two streams: two contiguous positions.
   EXPECT_EQ(results[12].last_position(), results[12].first_position() + 1);
   // R9: own products copied, the third-party one skipped with its reason.
-  EXPECT_THAT(results[13].synced_product_ids(), ::testing::ElementsAre("p1", "p2"));
+  EXPECT_THAT(results[13].synced_product_ids(),
+              ::testing::ElementsAre("p1", "p2"));
   ASSERT_EQ(results[13].skipped_size(), 1);
   EXPECT_EQ(results[13].skipped(0).product_id(), "p3");
 
@@ -134,8 +155,8 @@ TEST_F(LedgerCliTest, ArticleTimelineKeepsLegacyAndNewMoneyApart) {
   EXPECT_EQ(legacy.kind(), v1::MINI_STORE);
   EXPECT_EQ(legacy.status(), v1::UPGRADED);
   EXPECT_EQ(legacy.upgraded_to(), "w1");
-  EXPECT_EQ(legacy.balances().pending_fen(), 1000);    // o2, paid after upgrade
-  EXPECT_EQ(legacy.balances().available_fen(), 0);     // 2000 - 100 - 1900
+  EXPECT_EQ(legacy.balances().pending_fen(), 1000);  // o2, paid after upgrade
+  EXPECT_EQ(legacy.balances().available_fen(), 0);   // 2000 - 100 - 1900
   EXPECT_EQ(legacy.balances().paid_out_fen(), 1900);
   EXPECT_EQ(legacy.balances().deposit_fen(), 0);
   ASSERT_EQ(legacy.orders_size(), 2);
@@ -153,8 +174,7 @@ TEST_F(LedgerCliTest, ArticleTimelineKeepsLegacyAndNewMoneyApart) {
   EXPECT_EQ(wechat.products(0).synced_from(), "s1");
 
   // Bitemporal: before the upgrade the legacy store was open, unupgraded.
-  v1::StoreState before =
-      State("s1", {"--as-of", "2024-10-22T09:59:59+08:00"});
+  v1::StoreState before = State("s1", {"--as-of", "2024-10-22T09:59:59+08:00"});
   EXPECT_EQ(before.status(), v1::OPEN);
   EXPECT_EQ(before.balances().available_fen(), 1900);
   // What the ledger knew at the upgrade's position about now.
@@ -169,8 +189,8 @@ TEST_F(LedgerCliTest, ArticleTimelineKeepsLegacyAndNewMoneyApart) {
   ASSERT_EQ(history.exit_code, 0) << history.err;
   EXPECT_THAT(history.out, HasSubstr("CommandRejected"));
   EXPECT_THAT(history.out, HasSubstr("StoreUpgraded"));
-  CliRun o2 = RunStoreledger({"--db", db_, "history", "--store", "s1",
-                              "--order", "o2"});
+  CliRun o2 = RunStoreledger(
+      {"--db", db_, "history", "--store", "s1", "--order", "o2"});
   EXPECT_EQ(o2.lines().size(), 2u) << o2.out;  // placed, paid
 
   // Applying the same file again replays every outcome and writes nothing.
@@ -254,8 +274,9 @@ TEST_F(LedgerCliTest, EveryVerbRefusesADatabaseThatIsNotALedger) {
     SCOPED_TRACE(absl::StrJoin(args, " "));
     EXPECT_NE(run.exit_code, 0);
     EXPECT_EQ(run.out, "");
-    EXPECT_THAT(run.err, HasSubstr(absl::StrCat("database ", foreign,
-                                                " is not a storeledger ledger")));
+    EXPECT_THAT(run.err,
+                HasSubstr(absl::StrCat("database ", foreign,
+                                       " is not a storeledger ledger")));
     EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
   }
   std::vector<std::string> families;
@@ -269,10 +290,13 @@ TEST_F(LedgerCliTest, EveryVerbRefusesADatabaseThatIsNotALedger) {
 // and 99999 parse as RFC 3339 to absl) and names the accepted range; the
 // range's own ends are accepted.
 TEST_F(LedgerCliTest, TimeFlagsOutsideTheLedgersRangeAreRefused) {
-  ASSERT_EQ(Apply({Cmd("c1", "2024-06-01T09:00:00+08:00",
-                       R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      Apply(
+          {Cmd(
+              "c1", "2024-06-01T09:00:00+08:00",
+              R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")})
+          .exit_code,
+      0);
   const std::string ok_from = "0001-01-01T00:00:00Z";
   const std::string ok_to = "9999-12-31T23:59:59.999999999Z";
   struct Use {
@@ -322,8 +346,9 @@ TEST_F(LedgerCliTest, ShapeViolationsAreRejectedByR0AndRecorded) {
   const std::string long_id(65, 's');
   CliRun run = Apply({
       Cmd("c1", "2024-06-01T09:00:00+08:00",
-          absl::StrCat(R"("openStore":{"storeId":")", long_id,
-                       R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")),
+          absl::StrCat(
+              R"("openStore":{"storeId":")", long_id,
+              R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")),
       Cmd("c2", "2024-06-01T09:00:00+08:00",
           R"("openStore":{"storeId":"","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"),
       Cmd("c3", "2024-06-01T09:00:00+08:00",
@@ -343,19 +368,26 @@ TEST_F(LedgerCliTest, ShapeViolationsAreRejectedByR0AndRecorded) {
 }
 
 TEST_F(LedgerCliTest, DigestVerifiesAfterLaterAppends) {
-  ASSERT_EQ(Apply({Cmd("c1", "2024-06-01T09:00:00+08:00",
-                       R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      Apply(
+          {Cmd(
+              "c1", "2024-06-01T09:00:00+08:00",
+              R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")})
+          .exit_code,
+      0);
   CliRun digest = RunStoreledger({"--db", db_, "digest"});
   v1::Digest d = FromJson<v1::Digest>(digest.out);
   ASSERT_EQ(d.position(), 2u);  // StoreOpened + MerchantOnboarded
-  ASSERT_EQ(Apply({Cmd("c2", "2024-06-01T10:00:00+08:00",
-                       R"("addProduct":{"storeId":"s1","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100})")})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      Apply(
+          {Cmd(
+              "c2", "2024-06-01T10:00:00+08:00",
+              R"("addProduct":{"storeId":"s1","productId":"p1","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100})")})
+          .exit_code,
+      0);
   const std::string arg = absl::StrCat(d.position(), ":", d.hash());
-  EXPECT_EQ(RunStoreledger({"--db", db_, "verify", "--digest", arg}).exit_code, 0);
+  EXPECT_EQ(RunStoreledger({"--db", db_, "verify", "--digest", arg}).exit_code,
+            0);
   std::string wrong = d.hash();
   wrong[0] = wrong[0] == '0' ? '1' : '0';
   CliRun bad = RunStoreledger({"--db", db_, "verify", "--digest",
@@ -365,10 +397,13 @@ TEST_F(LedgerCliTest, DigestVerifiesAfterLaterAppends) {
 }
 
 TEST_F(LedgerCliTest, ExportDelimitedIsLengthPrefixedEnvelopes) {
-  ASSERT_EQ(Apply({Cmd("c1", "2024-06-01T09:00:00+08:00",
-                       R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"CHANNELS_STORE","subject":"ENTERPRISE"})")})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      Apply(
+          {Cmd(
+              "c1", "2024-06-01T09:00:00+08:00",
+              R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"CHANNELS_STORE","subject":"ENTERPRISE"})")})
+          .exit_code,
+      0);
   CliRun run = RunStoreledger({"--db", db_, "export", "--format", "delimited"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   google::protobuf::io::ArrayInputStream raw(run.out.data(),
@@ -396,13 +431,14 @@ TEST_F(LedgerCliTest, SimulateIsDeterministicAndRejectsByRule) {
   const std::string digest_a = RunStoreledger({"--db", db_, "digest"}).out;
 
   TempDir other;
-  CliRun second = RunStoreledger({"--db", other.Sub("db"), "simulate",
-                                  "--stores", "40", "--seed", "7",
-                                  "--no-progress"});
+  CliRun second =
+      RunStoreledger({"--db", other.Sub("db"), "simulate", "--stores", "40",
+                      "--seed", "7", "--no-progress"});
   ASSERT_EQ(second.exit_code, 0) << second.err;
   // recorded_at differs between runs, so compare what does not depend on it.
   EXPECT_EQ(FromJson<v1::Digest>(digest_a).position(),
-            FromJson<v1::Digest>(RunStoreledger({"--db", other.Sub("db"), "digest"}).out)
+            FromJson<v1::Digest>(
+                RunStoreledger({"--db", other.Sub("db"), "digest"}).out)
                 .position());
   auto summary_line = [](const std::string& out) {
     return out.substr(0, out.find("throughput"));

@@ -14,6 +14,8 @@
 //
 // Seeded: the seed is printed; re-run with STORELEDGER_SEED=<seed>.
 // STORELEDGER_MODEL_COMMANDS sets the number of commands (default 4000).
+#include "tests/support/ledger_model.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <iterator>
@@ -30,7 +32,6 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger.h"
-#include "tests/support/ledger_model.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -69,22 +70,20 @@ class Generator {
       const int merchant = Int(0, std::size(kMerchants) - 1);
       b->set_merchant_id(kMerchants[merchant]);
       // Mostly a kind by store (mini, Channels, WeChat in turn).
-      b->set_kind(static_cast<v1::StoreKind>(Chance(80) ? 1 + store % 3
-                                                        : Int(1, 3)));
+      b->set_kind(
+          static_cast<v1::StoreKind>(Chance(80) ? 1 + store % 3 : Int(1, 3)));
       // Mostly the merchant's subject (R1 refuses another one); the first
       // half of the merchants start PERSONAL (registrations to come).
       auto known = model_->merchants().find(b->merchant_id());
-      b->set_subject(
-          Chance(10) ? static_cast<v1::Subject>(Int(1, 3))
-          : known != model_->merchants().end()
-              ? known->second
-              : merchant < static_cast<int>(std::size(kMerchants)) / 2
-                  ? v1::PERSONAL
-                  : static_cast<v1::Subject>(Int(1, 2)));
+      b->set_subject(Chance(10) ? static_cast<v1::Subject>(Int(1, 3))
+                     : known != model_->merchants().end() ? known->second
+                     : merchant < static_cast<int>(std::size(kMerchants)) / 2
+                         ? v1::PERSONAL
+                         : static_cast<v1::Subject>(Int(1, 2)));
     } else if (roll < 9) {
       auto* b = c.mutable_register_individual_business();
       const std::vector<std::string> personal = PersonalMerchants();
-      b->set_merchant_id(Chance(10)                          ? "m-unknown"
+      b->set_merchant_id(Chance(10)                        ? "m-unknown"
                          : !personal.empty() && Chance(60) ? OneOf(personal)
                                                            : Pick(kMerchants));
       b->set_license_number(Chance(5) ? "" : "L-1");
@@ -140,9 +139,9 @@ class Generator {
       b->set_store_id(!selling.empty() && Chance(70) ? OneOf(selling)
                                                      : AnyStore());
       b->set_order_id(absl::StrCat("o", Int(1, 600)));
-      b->set_channel(Chance(15) ? v1::LIVE_ROOM
-                                : Chance(15) ? v1::OFFICIAL_ACCOUNT
-                                             : v1::STORE_PAGE);
+      b->set_channel(Chance(15)   ? v1::LIVE_ROOM
+                     : Chance(15) ? v1::OFFICIAL_ACCOUNT
+                                  : v1::STORE_PAGE);
       // One to four lines (none now and then: R0).
       const int lines = Chance(2) ? 0 : Int(1, 4);
       for (int l = 0; l < lines; ++l) {
@@ -178,13 +177,17 @@ class Generator {
         b->set_store_id(store_id);
         b->set_order_id(order_id);
         const int64_t gross = order ? order->paid - order->refunded : 100;
-        b->set_commission_fen(Chance(5) ? -1 : Chance(5) ? gross + 1 : gross / 20);
+        b->set_commission_fen(Chance(5)   ? -1
+                              : Chance(5) ? gross + 1
+                                          : gross / 20);
       } else if (kind < 9) {
         auto* b = c.mutable_refund_order();
         b->set_store_id(store_id);
         b->set_order_id(order_id);
         const int64_t left = order ? order->paid - order->refunded : 100;
-        b->set_amount_fen(Chance(5) ? 0 : Chance(50) ? left : std::max<int64_t>(1, left / 2));
+        b->set_amount_fen(Chance(5)    ? 0
+                          : Chance(50) ? left
+                                       : std::max<int64_t>(1, left / 2));
       } else {
         auto* b = c.mutable_cancel_order();
         b->set_store_id(store_id);
@@ -195,7 +198,8 @@ class Generator {
       std::string store_id = AnyStore();
       if (!model_->withdrawals().empty() && Chance(60)) {
         auto it = model_->withdrawals().begin();
-        std::advance(it, Int(0, static_cast<int>(model_->withdrawals().size()) - 1));
+        std::advance(
+            it, Int(0, static_cast<int>(model_->withdrawals().size()) - 1));
         withdrawal_id = it->first;
         if (!Chance(5)) store_id = it->second.store;
         if (Chance(50)) {
@@ -223,7 +227,9 @@ class Generator {
   }
 
  private:
-  int Int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+  int Int(int lo, int hi) {
+    return std::uniform_int_distribution<int>(lo, hi)(rng_);
+  }
   bool Chance(int percent) { return Int(0, 99) < percent; }
   template <size_t N>
   std::string Pick(const char* const (&pool)[N]) {
@@ -304,8 +310,8 @@ class Generator {
   static constexpr const char* kTargets[] = {
       "u1", "u2",  "u3",  "u4",  "u5",  "u6",  "u7",  "u8",
       "u9", "u10", "u11", "u12", "u13", "u14", "u15", "u16"};
-  static constexpr const char* kMerchants[] = {"m1", "m2", "m3",  "m4",
-                                               "m5", "m6", "m7",  "m8",
+  static constexpr const char* kMerchants[] = {"m1", "m2",  "m3",  "m4",
+                                               "m5", "m6",  "m7",  "m8",
                                                "m9", "m10", "m11", "m12"};
   static constexpr const char* kProducts[] = {"p1", "p2", "p3", "p4", "p5"};
   static constexpr const char* kCategories[] = {"c1", "c2"};
@@ -366,7 +372,8 @@ TEST(LedgerModelTest, LedgerAndModelAgreeOnEveryOutcomeAndBalance) {
   auto fixture = [&](const std::string& id, absl::Time when,
                      const std::string& json) {
     v1::Command command;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &command).ok())
+    EXPECT_TRUE(
+        google::protobuf::util::JsonStringToMessage(json, &command).ok())
         << json;
     command.set_command_id(id);
     *command.mutable_occurred_at() = ToProto(when);
@@ -391,15 +398,14 @@ TEST(LedgerModelTest, LedgerAndModelAgreeOnEveryOutcomeAndBalance) {
   bool cutoff_seen = false;
 
   // From before the Channels product stop to past every Mini cutoff.
-  const absl::Duration step =
-      (China(12, 1) - at) / std::max(commands, 1);
+  const absl::Duration step = (China(12, 1) - at) / std::max(commands, 1);
   for (int n = 1; n <= commands && !HasFatalFailure(); ++n) {
     at += step;
     if (!cutoff_seen && at >= China(11, 18)) {
       cutoff_seen = true;
-      const v1::CommandResult refused = fixture(
-          "fx-4", at,
-          R"({"placeOrder": {"storeId": "fx-mini", "orderId": "fx-o",
+      const v1::CommandResult refused =
+          fixture("fx-4", at,
+                  R"({"placeOrder": {"storeId": "fx-mini", "orderId": "fx-o",
               "lines": [{"productId": "fx-p", "quantity": "1",
                          "unitPriceFen": "100"}]}})");
       EXPECT_EQ(refused.rule(), "R10") << refused.ShortDebugString();
@@ -417,11 +423,14 @@ TEST(LedgerModelTest, LedgerAndModelAgreeOnEveryOutcomeAndBalance) {
         ASSERT_TRUE(state.ok()) << id << ": " << state.status();
         const v1::Balances& b = state->balances();
         ASSERT_EQ(b.pending_fen(), expected.pending) << id << " after " << n;
-        ASSERT_EQ(b.available_fen(), expected.available) << id << " after " << n;
-        ASSERT_EQ(b.withdrawing_fen(), expected.withdrawing) << id << " after " << n;
+        ASSERT_EQ(b.available_fen(), expected.available)
+            << id << " after " << n;
+        ASSERT_EQ(b.withdrawing_fen(), expected.withdrawing)
+            << id << " after " << n;
         ASSERT_EQ(b.paid_out_fen(), expected.paid_out) << id << " after " << n;
         ASSERT_EQ(b.deposit_fen(), expected.deposit) << id << " after " << n;
-        ASSERT_EQ(state->status() == v1::UPGRADED, !expected.upgraded_to.empty())
+        ASSERT_EQ(state->status() == v1::UPGRADED,
+                  !expected.upgraded_to.empty())
             << id;
       }
     }
@@ -481,14 +490,18 @@ TEST(LedgerModelTest, LedgerAndModelAgreeOnEveryOutcomeAndBalance) {
       });
   ASSERT_TRUE(scanned.ok()) << scanned;
   for (const auto& [id, expected] : model.stores()) {
-    EXPECT_EQ(balance_by_account[absl::StrCat(id, "/pending")], expected.pending);
-    EXPECT_EQ(balance_by_account[absl::StrCat(id, "/available")], expected.available);
+    EXPECT_EQ(balance_by_account[absl::StrCat(id, "/pending")],
+              expected.pending);
+    EXPECT_EQ(balance_by_account[absl::StrCat(id, "/available")],
+              expected.available);
     EXPECT_EQ(balance_by_account[absl::StrCat(id, "/withdrawing")],
               expected.withdrawing);
-    EXPECT_EQ(balance_by_account[absl::StrCat("payouts/", id)], expected.paid_out);
+    EXPECT_EQ(balance_by_account[absl::StrCat("payouts/", id)],
+              expected.paid_out);
     int64_t deposits = 0;
     for (const auto& [category, fen] : expected.deposit_by_category) {
-      EXPECT_EQ(balance_by_account[absl::StrCat(id, "/deposit/", category)], fen);
+      EXPECT_EQ(balance_by_account[absl::StrCat(id, "/deposit/", category)],
+                fen);
       deposits += fen;
     }
     EXPECT_EQ(deposits, expected.deposit) << id;

@@ -1,5 +1,7 @@
 // Ledger::Execute against a real RocksDB: idempotency, atomic upgrades,
 // rejections recorded, and a reopen that preserves log, chain and projections.
+#include "ledger/ledger.h"
+
 #include <memory>
 #include <string>
 
@@ -7,7 +9,6 @@
 #include "core/streams.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "ledger/ledger.h"
 #include "replay/projection_store.h"
 #include "tests/support/test_support.h"
 
@@ -35,19 +36,19 @@ class LedgerTest : public ::testing::Test {
   }
   v1::CommandResult Run(const std::string& id, absl::Time at,
                         const std::string& body) {
-    v1::Command command = CommandFromJson(absl::StrCat(
-        R"({"commandId":")", id, R"(","occurredAt":")", ChinaText(at), R"(",)",
-        body, "}"));
+    v1::Command command = CommandFromJson(
+        absl::StrCat(R"({"commandId":")", id, R"(","occurredAt":")",
+                     ChinaText(at), R"(",)", body, "}"));
     absl::StatusOr<v1::CommandResult> result = ledger_->Execute(command);
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? *result : v1::CommandResult();
   }
   void OpenMiniStore(const std::string& store, const std::string& merchant) {
-    v1::CommandResult r = Run(
-        "open-" + store, China(6, 1),
-        absl::StrCat(R"("openStore":{"storeId":")", store,
-                     R"(","merchantId":")", merchant,
-                     R"(","kind":"MINI_STORE","subject":"ENTERPRISE"})"));
+    v1::CommandResult r =
+        Run("open-" + store, China(6, 1),
+            absl::StrCat(R"("openStore":{"storeId":")", store,
+                         R"(","merchantId":")", merchant,
+                         R"(","kind":"MINI_STORE","subject":"ENTERPRISE"})"));
     ASSERT_EQ(r.status(), v1::ACCEPTED) << r.message();
   }
 
@@ -86,8 +87,9 @@ TEST_F(LedgerTest, SameIdDifferentBodyIsAnIdempotencyConflict) {
 }
 
 TEST_F(LedgerTest, RejectionIsRecordedAndReplayedToo) {
-  v1::CommandResult r = Run("pay", China(6, 1),
-                            R"("payOrder":{"storeId":"s9","orderId":"o1","amountFen":100})");
+  v1::CommandResult r =
+      Run("pay", China(6, 1),
+          R"("payOrder":{"storeId":"s9","orderId":"o1","amountFen":100})");
   EXPECT_EQ(r.status(), v1::REJECTED);
   EXPECT_EQ(r.code(), v1::NOT_FOUND);
   ASSERT_EQ(r.first_position(), 1u);
@@ -95,8 +97,9 @@ TEST_F(LedgerTest, RejectionIsRecordedAndReplayedToo) {
   ASSERT_TRUE(envelope.ok()) << envelope.status();
   EXPECT_EQ(envelope->stream_id(), kRejectionsStream);
   EXPECT_EQ(envelope->payload().command_rejected().rule(), r.rule());
-  v1::CommandResult again = Run("pay", China(6, 1),
-                                R"("payOrder":{"storeId":"s9","orderId":"o1","amountFen":100})");
+  v1::CommandResult again =
+      Run("pay", China(6, 1),
+          R"("payOrder":{"storeId":"s9","orderId":"o1","amountFen":100})");
   EXPECT_TRUE(again.replayed());
   EXPECT_EQ(ledger_->log().head().position, 1u);
 }
@@ -106,9 +109,9 @@ TEST_F(LedgerTest, UpgradeIsBothStreamsOrNeither) {
   OpenMiniStore("taken", "m2");
   // Refused (target id in use): neither stream changes.
   const uint64_t head = ledger_->log().head().position;
-  v1::CommandResult refused = Run(
-      "up-1", China(10, 22),
-      R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"taken"})");
+  v1::CommandResult refused =
+      Run("up-1", China(10, 22),
+          R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"taken"})");
   EXPECT_EQ(refused.status(), v1::REJECTED);
   EXPECT_EQ(refused.rule(), "R8");
   EXPECT_EQ(ledger_->log().head().position, head + 1);  // the rejection only
@@ -117,13 +120,15 @@ TEST_F(LedgerTest, UpgradeIsBothStreamsOrNeither) {
   ASSERT_TRUE(source.ok());
   EXPECT_EQ((*source)->version(), 1u);
 
-  v1::CommandResult upgraded = Run(
-      "up-2", China(10, 22),
-      R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"w1"})");
+  v1::CommandResult upgraded =
+      Run("up-2", China(10, 22),
+          R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"w1"})");
   ASSERT_EQ(upgraded.status(), v1::ACCEPTED) << upgraded.message();
   EXPECT_EQ(upgraded.last_position(), upgraded.first_position() + 1);
-  absl::StatusOr<v1::Envelope> first = ledger_->log().Read(upgraded.first_position());
-  absl::StatusOr<v1::Envelope> second = ledger_->log().Read(upgraded.last_position());
+  absl::StatusOr<v1::Envelope> first =
+      ledger_->log().Read(upgraded.first_position());
+  absl::StatusOr<v1::Envelope> second =
+      ledger_->log().Read(upgraded.last_position());
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_EQ(first->stream_id(), StoreStream("s1"));
   EXPECT_EQ(first->event_type(), "StoreUpgraded");
@@ -153,13 +158,15 @@ TEST_F(LedgerTest, ReopenPreservesLogChainAndProjections) {
   EXPECT_EQ(after.hash, before.hash);
   absl::StatusOr<v1::StoreState> state_after = ledger_->State("s1");
   ASSERT_TRUE(state_after.ok());
-  EXPECT_EQ(state_after->SerializeAsString(), state_before->SerializeAsString());
+  EXPECT_EQ(state_after->SerializeAsString(),
+            state_before->SerializeAsString());
   // The chain still links, and appends continue after the head.
-  EXPECT_TRUE(ledger_->log().Scan(0, [](const v1::Envelope&, absl::string_view) {
-                return true;
-              }).ok());
-  v1::CommandResult ship = Run("ship", China(6, 4),
-                               R"("shipOrder":{"storeId":"s1","orderId":"o1"})");
+  EXPECT_TRUE(
+      ledger_->log()
+          .Scan(0, [](const v1::Envelope&, absl::string_view) { return true; })
+          .ok());
+  v1::CommandResult ship = Run(
+      "ship", China(6, 4), R"("shipOrder":{"storeId":"s1","orderId":"o1"})");
   EXPECT_EQ(ship.first_position(), before.position + 1);
 }
 
@@ -167,7 +174,8 @@ TEST_F(LedgerTest, FoldedStateEqualsProjectionAtHead) {
   OpenMiniStore("s1", "m1");
   Run("add", China(6, 2),
       R"("addProduct":{"storeId":"s1","productId":"p1","kind":"E_VOUCHER","origin":"OWN","categoryId":"c","priceFen":100})");
-  Run("list", China(6, 2, 1), R"("listProduct":{"storeId":"s1","productId":"p1"})");
+  Run("list", China(6, 2, 1),
+      R"("listProduct":{"storeId":"s1","productId":"p1"})");
   AsOf head;
   head.position = ledger_->log().head().position;
   absl::StatusOr<v1::StoreState> folded = ledger_->State("s1", head);
@@ -184,7 +192,8 @@ TEST_F(LedgerTest, AProjectionReaderReadsThePointItWasMadeAt) {
   const ProjectionReader before(&ledger_->log());
   Run("add", China(6, 2),
       R"("addProduct":{"storeId":"s1","productId":"p1","kind":"E_VOUCHER","origin":"OWN","categoryId":"c","priceFen":100})");
-  Run("list", China(6, 2, 1), R"("listProduct":{"storeId":"s1","productId":"p1"})");
+  Run("list", China(6, 2, 1),
+      R"("listProduct":{"storeId":"s1","productId":"p1"})");
 
   EXPECT_EQ(before.Product("s1", "p1").value(), nullptr);
   EXPECT_TRUE(before.Products("s1").value().empty());

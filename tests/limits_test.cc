@@ -2,6 +2,8 @@
 // and just past it; sums that would overflow int64; a large input streaming
 // through `apply` in memory that does not grow with it; and two processes on
 // one ledger.
+#include "core/limits.h"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <iterator>
 #include <iostream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
@@ -24,7 +26,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/simulate.h"
-#include "core/limits.h"
 #include "core/streams.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
@@ -62,7 +63,9 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 
-std::string Id(size_t bytes, char fill = 'i') { return std::string(bytes, fill); }
+std::string Id(size_t bytes, char fill = 'i') {
+  return std::string(bytes, fill);
+}
 
 std::string Cmd(absl::string_view id, absl::string_view body,
                 absl::string_view at = "2024-06-01T09:00:00+08:00") {
@@ -89,15 +92,17 @@ std::string PadTo(std::string json, size_t bytes) {
 
 TEST(LimitsTest, InputLineAtTheLimitIsParsedPastItIsInvalid) {
   TempDir dir;
-  const std::string open = R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})";
+  const std::string open =
+      R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})";
   const std::string at_limit = PadTo(Cmd("c-at", open), kInputLineBytesMax);
   const std::string past_limit =
       PadTo(Cmd("c-past", open), kInputLineBytesMax + 1);
   const std::string after = Cmd(
       "c-after",
       R"("openStore":{"storeId":"s2","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})");
-  CliRun run = RunStoreledger({"--db", dir.Sub("db"), "apply", "-"},
-                              at_limit + "\n" + past_limit + "\n" + after + "\n");
+  CliRun run =
+      RunStoreledger({"--db", dir.Sub("db"), "apply", "-"},
+                     at_limit + "\n" + past_limit + "\n" + after + "\n");
   EXPECT_EQ(run.exit_code, 2) << run.err;  // an INVALID line
   const std::vector<std::string> lines = run.lines();
   ASSERT_EQ(lines.size(), 3u) << run.out << run.err;
@@ -157,10 +162,10 @@ TEST(LimitsTest, CommandAtTheByteLimitIsDecidedPastItIsInvalidAndNotStored) {
         (*ledger)->Execute(CommandOfBytes("c-past", bytes));
     ASSERT_TRUE(past.ok()) << past.status();
     EXPECT_EQ(past->status(), v1::INVALID);
-    EXPECT_EQ(past->message(),
-              absl::StrCat("the command is ", bytes, " bytes; the limit is ",
-                           kCommandBytesMax,
-                           " (core/limits.h kCommandBytesMax)"));
+    EXPECT_EQ(
+        past->message(),
+        absl::StrCat("the command is ", bytes, " bytes; the limit is ",
+                     kCommandBytesMax, " (core/limits.h kCommandBytesMax)"));
     std::vector<v1::Command> batch;
     batch.push_back(CommandOfBytes("c-batch-past", bytes));
     batch.push_back(CommandOfBytes("c-batch-at", kCommandBytesMax));
@@ -193,8 +198,10 @@ TEST(LimitsTest, CommandIdOf64BytesIsAcceptedOf65IsInvalid) {
   ASSERT_TRUE(ledger.ok()) << ledger.status();
   auto open = [&](const std::string& id, const std::string& store) {
     return (*ledger)->Execute(testing::CommandFromJson(Cmd(
-        id, absl::StrCat(R"("openStore":{"storeId":")", store,
-                         R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"))));
+        id,
+        absl::StrCat(
+            R"("openStore":{"storeId":")", store,
+            R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"))));
   };
   absl::StatusOr<v1::CommandResult> at = open(Id(kIdBytesMax, 'a'), "s1");
   ASSERT_TRUE(at.ok()) << at.status();
@@ -236,8 +243,8 @@ TEST(LimitsTest, EveryKindOfIdOf64BytesIsAcceptedOf65IsRejected) {
       {"addProduct.productId / categoryId",
        [&](MemoryLedger& l, const std::string& id, bool ok) {
          ASSERT_TRUE(Accepted(l.OpenStore(at, "s1", "m1", "MINI_STORE")));
-         const Decision d = l.AddProduct(Shift(at, 1), "s1", id, "PHYSICAL",
-                                         "OWN", id);
+         const Decision d =
+             l.AddProduct(Shift(at, 1), "s1", id, "PHYSICAL", "OWN", id);
          if (ok) {
            EXPECT_TRUE(Accepted(d));
          } else {
@@ -299,10 +306,10 @@ Decision PlaceLines(MemoryLedger& l, absl::string_view order, size_t lines,
                                      quantity, R"(","unitPriceFen":")",
                                      unit_price_fen, R"("})"));
   }
-  return l.Run(Shift(kEarly, at_seconds),
-               absl::StrCat(R"("placeOrder":{"storeId":"s1","orderId":")",
-                            order, R"(","lines":[)",
-                            absl::StrJoin(line_json, ","), "]}"));
+  return l.Run(
+      Shift(kEarly, at_seconds),
+      absl::StrCat(R"("placeOrder":{"storeId":"s1","orderId":")", order,
+                   R"(","lines":[)", absl::StrJoin(line_json, ","), "]}"));
 }
 
 TEST(LimitsTest, OrderOf100LinesIsAcceptedOf101IsRejected) {
@@ -329,43 +336,41 @@ TEST(LimitsTest, EveryAmountAtTheMaximumIsAcceptedPastItIsRejected) {
     SCOPED_TRACE("addProduct.priceFen");
     MemoryLedger l;
     ASSERT_TRUE(Accepted(l.OpenStore(kEarly, "s1", "m1", "MINI_STORE")));
-    EXPECT_TRUE(Accepted(l.AddProduct(Shift(kEarly, 1), "s1", "p-at",
-                                      "PHYSICAL", "OWN", "food",
-                                      kAmountFenMax)));
-    EXPECT_TRUE(Rejected(l.AddProduct(Shift(kEarly, 2), "s1", "p-past",
-                                      "PHYSICAL", "OWN", "food",
-                                      kAmountFenMax + 1),
-                         "R0", v1::INVALID_ARGUMENT,
-                         "priceFen must be <= 1000000000000000"));
+    EXPECT_TRUE(
+        Accepted(l.AddProduct(Shift(kEarly, 1), "s1", "p-at", "PHYSICAL", "OWN",
+                              "food", kAmountFenMax)));
+    EXPECT_TRUE(Rejected(
+        l.AddProduct(Shift(kEarly, 2), "s1", "p-past", "PHYSICAL", "OWN",
+                     "food", kAmountFenMax + 1),
+        "R0", v1::INVALID_ARGUMENT, "priceFen must be <= 1000000000000000"));
   }
   {
     SCOPED_TRACE("placeOrder total, payOrder, settleOrder, refundOrder");
     MemoryLedger l;
     StoreWithProduct(l, kAmountFenMax);
     EXPECT_TRUE(Accepted(PlaceLines(l, "o1", 1, 1, kAmountFenMax)));
-    EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", Shift(kEarly, 11), "s1",
-                                      "o1", kAmountFenMax + 1),
+    EXPECT_TRUE(Rejected(l.OrderMoney("payOrder", Shift(kEarly, 11), "s1", "o1",
+                                      kAmountFenMax + 1),
                          "R0", v1::INVALID_ARGUMENT, "must be <="));
-    EXPECT_TRUE(Accepted(l.OrderMoney("payOrder", Shift(kEarly, 12), "s1",
-                                      "o1", kAmountFenMax)));
+    EXPECT_TRUE(Accepted(l.OrderMoney("payOrder", Shift(kEarly, 12), "s1", "o1",
+                                      kAmountFenMax)));
     EXPECT_EQ(l.Store("s1").balances().pending_fen(), kAmountFenMax);
     EXPECT_TRUE(Rejected(l.OrderMoney("refundOrder", Shift(kEarly, 13), "s1",
                                       "o1", kAmountFenMax + 1),
                          "R0", v1::INVALID_ARGUMENT, "must be <="));
-    EXPECT_TRUE(Accepted(
-        l.OrderVerb("shipOrder", Shift(kEarly, 14), "s1", "o1")));
+    EXPECT_TRUE(
+        Accepted(l.OrderVerb("shipOrder", Shift(kEarly, 14), "s1", "o1")));
     EXPECT_TRUE(Rejected(l.OrderMoney("settleOrder", Shift(kEarly, 15), "s1",
                                       "o1", kAmountFenMax + 1),
                          "R0", v1::INVALID_ARGUMENT, "commissionFen"));
-    EXPECT_TRUE(Accepted(l.OrderMoney("settleOrder", Shift(kEarly, 16), "s1",
-                                      "o1", 0)));
+    EXPECT_TRUE(Accepted(
+        l.OrderMoney("settleOrder", Shift(kEarly, 16), "s1", "o1", 0)));
     EXPECT_EQ(l.Store("s1").balances().available_fen(), kAmountFenMax);
-    EXPECT_TRUE(Rejected(
-        l.RequestWithdrawal(Shift(kEarly, 17), "s1", "w-past",
-                            kAmountFenMax + 1),
-        "R0", v1::INVALID_ARGUMENT, "must be <="));
-    EXPECT_TRUE(Accepted(l.RequestWithdrawal(Shift(kEarly, 18), "s1", "w-at",
-                                             kAmountFenMax)));
+    EXPECT_TRUE(Rejected(l.RequestWithdrawal(Shift(kEarly, 17), "s1", "w-past",
+                                             kAmountFenMax + 1),
+                         "R0", v1::INVALID_ARGUMENT, "must be <="));
+    EXPECT_TRUE(Accepted(
+        l.RequestWithdrawal(Shift(kEarly, 18), "s1", "w-at", kAmountFenMax)));
   }
 }
 
@@ -382,8 +387,8 @@ TEST(LimitsTest, OrderTotalsThatWouldOverflowAreRejected) {
   EXPECT_TRUE(Rejected(PlaceLines(l, "o-mul", 1, kQuantityMax, kAmountFenMax),
                        "R0", v1::INVALID_ARGUMENT, "overflows"));
   EXPECT_TRUE(Rejected(
-      PlaceLines(l, "o-sum", kOrderLinesMax, kQuantityMax, kAmountFenMax),
-      "R0", v1::INVALID_ARGUMENT, "overflows"));
+      PlaceLines(l, "o-sum", kOrderLinesMax, kQuantityMax, kAmountFenMax), "R0",
+      v1::INVALID_ARGUMENT, "overflows"));
 }
 
 // A store whose balances have grown to within a few fen of int64's maximum
@@ -397,14 +402,17 @@ class BalanceOverflowTest : public ::testing::Test {
     ASSERT_TRUE(Accepted(PlaceLines(l_, "o1", 1, 1, 1000)));
     ASSERT_TRUE(Accepted(
         l_.OrderMoney("payOrder", Shift(kEarly, 11), "s1", "o1", 1000)));
-    ASSERT_TRUE(Accepted(l_.OrderVerb("shipOrder", Shift(kEarly, 12), "s1", "o1")));
+    ASSERT_TRUE(
+        Accepted(l_.OrderVerb("shipOrder", Shift(kEarly, 12), "s1", "o1")));
     ASSERT_TRUE(Accepted(PlaceLines(l_, "o2", 1, 1, 1000, 12)));
     ASSERT_TRUE(Accepted(
         l_.OrderMoney("payOrder", Shift(kEarly, 13), "s1", "o2", 1000)));
-    ASSERT_TRUE(Accepted(l_.OrderVerb("shipOrder", Shift(kEarly, 14), "s1", "o2")));
+    ASSERT_TRUE(
+        Accepted(l_.OrderVerb("shipOrder", Shift(kEarly, 14), "s1", "o2")));
     ASSERT_TRUE(Accepted(
         l_.OrderMoney("settleOrder", Shift(kEarly, 15), "s1", "o2", 0)));
-    ASSERT_TRUE(Accepted(l_.RequestWithdrawal(Shift(kEarly, 16), "s1", "w1", 500)));
+    ASSERT_TRUE(
+        Accepted(l_.RequestWithdrawal(Shift(kEarly, 16), "s1", "w1", 500)));
   }
   // Sets one balance of s1 (the others stay).
   void SetBalance(void (v1::Balances::*set)(int64_t), int64_t fen) {
@@ -476,8 +484,8 @@ TEST(LimitsTest, DepositIntoAFullDepositBalanceIsRejected) {
 
 // Adds `count` LISTED products to store `store` directly (as a long history
 // would have left them), without deciding each.
-void PutListedProducts(MemoryLedger& l, const std::string& store,
-                       size_t count, v1::ProductKind kind = v1::PHYSICAL) {
+void PutListedProducts(MemoryLedger& l, const std::string& store, size_t count,
+                       v1::ProductKind kind = v1::PHYSICAL) {
   for (size_t i = 0; i < count; ++i) {
     ProductRecord product;
     product.set_store_id(store);
@@ -624,7 +632,8 @@ void WriteStream(int fd, uint64_t bytes) {
       "pad-open",
       R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})");
   const std::string padded = PadTo(open, kInputLineBytesMax) + "\n";
-  const std::string too_long = std::string(kInputLineBytesMax + 4096, 'x') + "\n";
+  const std::string too_long =
+      std::string(kInputLineBytesMax + 4096, 'x') + "\n";
   std::string small;
   for (int i = 0; i < 2000; ++i) small += open + "\n";
   for (int i = 0; i < 200; ++i) small += "{not json\n";
@@ -643,10 +652,12 @@ void WriteStream(int fd, uint64_t bytes) {
   while (written < bytes) {
     std::string fresh;
     for (int i = 0; i < 5; ++i) {
-      fresh += Cmd(absl::StrCat("new-", unit, "-", i),
-                   absl::StrCat(R"("openStore":{"storeId":"n)", unit, "-", i,
-                                R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")) +
-               "\n";
+      fresh +=
+          Cmd(absl::StrCat("new-", unit, "-", i),
+              absl::StrCat(
+                  R"("openStore":{"storeId":"n)", unit, "-", i,
+                  R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")) +
+          "\n";
     }
     ++unit;
     if (!put(padded) || !put(too_long) || !put(fresh) || !put(small)) return;
@@ -693,21 +704,24 @@ TEST(LimitsTest, ApplyStreamsLargeInputInMemoryThatDoesNotGrowWithIt) {
   // multi-gigabyte run the README reports.
   const char* large_mib = std::getenv("STORELEDGER_APPLY_LARGE_MIB");
   const uint64_t kLarge =
-      (large_mib != nullptr ? std::strtoull(large_mib, nullptr, 10) : 200) << 20;
+      (large_mib != nullptr ? std::strtoull(large_mib, nullptr, 10) : 200)
+      << 20;
   TempDir dir;
   // The write after the stdin pipe closes must not kill the test.
   signal(SIGPIPE, SIG_IGN);
   const StreamRun small = ApplyStream(dir.Sub("small"), kSmall);
   const StreamRun large = ApplyStream(dir.Sub("large"), kLarge);
   // INVALID lines (the over-long and malformed ones) make the exit status 2.
-  EXPECT_TRUE(WIFEXITED(small.wait_status) && WEXITSTATUS(small.wait_status) == 2)
+  EXPECT_TRUE(WIFEXITED(small.wait_status) &&
+              WEXITSTATUS(small.wait_status) == 2)
       << testing::DescribeWaitStatus(small.wait_status);
-  EXPECT_TRUE(WIFEXITED(large.wait_status) && WEXITSTATUS(large.wait_status) == 2)
+  EXPECT_TRUE(WIFEXITED(large.wait_status) &&
+              WEXITSTATUS(large.wait_status) == 2)
       << testing::DescribeWaitStatus(large.wait_status);
   EXPECT_GT(large.result_lines, 3 * small.result_lines);
   std::cout << "apply: 50 MiB of input -> " << small.result_lines
-            << " result lines, peak RSS " << small.max_rss_kb / 1024
-            << " MiB; " << (kLarge >> 20) << " MiB -> " << large.result_lines
+            << " result lines, peak RSS " << small.max_rss_kb / 1024 << " MiB; "
+            << (kLarge >> 20) << " MiB -> " << large.result_lines
             << " result lines, peak RSS " << large.max_rss_kb / 1024
             << " MiB\n";
   RecordProperty("rss_kb_50mib", static_cast<int>(small.max_rss_kb));
@@ -749,9 +763,10 @@ TEST(LimitsTest, SecondWriterProcessGetsInUseErrorNeverACorruptLedger) {
   second_options.stderr_path = dir.Sub("second.err");
   {
     std::ofstream input(second_options.stdin_path);
-    input << Cmd("second-1",
-                 R"("openStore":{"storeId":"s2","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")
-          << "\n";
+    input
+        << Cmd("second-1",
+               R"("openStore":{"storeId":"s2","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})")
+        << "\n";
   }
   absl::StatusOr<std::unique_ptr<ChildProcess>> second =
       ChildProcess::Start(second_options);
@@ -786,9 +801,11 @@ TEST(LimitsTest, SecondWriterProcessGetsInUseErrorNeverACorruptLedger) {
   read_only.read_only = true;
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(db, read_only);
   ASSERT_TRUE(ledger.ok()) << ledger.status();
-  EXPECT_TRUE((*ledger)->log().Scan(0, [](const v1::Envelope&,
-                                         absl::string_view) { return true; })
-                  .ok());
+  EXPECT_TRUE(
+      (*ledger)
+          ->log()
+          .Scan(0, [](const v1::Envelope&, absl::string_view) { return true; })
+          .ok());
   for (const char* id : {"first-1", "first-2"}) {
     absl::StatusOr<std::optional<v1::StoredOutcome>> outcome =
         (*ledger)->log().GetOutcome(id);

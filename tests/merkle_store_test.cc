@@ -3,19 +3,20 @@
 // the appends keep the tree, an open completes it, proofs verify against an
 // earlier root and fail once a stored byte changes, a rewritten log fails
 // consistency, and a changed byte of a checkpoint fails its signature.
+#include "storage/merkle_store.h"
+
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "rocksdb/iterator.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "rocksdb/iterator.h"
 #include "storage/checkpoint.h"
 #include "storage/event_log.h"
 #include "storage/merkle.h"
-#include "storage/merkle_store.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -53,8 +54,9 @@ void AppendEvents(EventLog& log, int first, int count, int rename = -1) {
     AppendRequest request;
     const int batch = std::min(1 + i % 4, first + count - i);
     for (int j = 0; j < batch; ++j, ++i) {
-      request.events.push_back(MakeEvent(
-          absl::StrCat("s-", i % 5), absl::StrCat("e", i, i == rename ? "-x" : "")));
+      request.events.push_back(
+          MakeEvent(absl::StrCat("s-", i % 5),
+                    absl::StrCat("e", i, i == rename ? "-x" : "")));
     }
     absl::StatusOr<AppendResult> result = log.Append(std::move(request));
     ASSERT_TRUE(result.ok()) << result.status();
@@ -64,17 +66,19 @@ void AppendEvents(EventLog& log, int first, int count, int rename = -1) {
 // The root recomputed from the stored bytes with a fresh compact range.
 std::string RootFromScan(const EventLog& log) {
   merkle::CompactRange range;
-  absl::Status status = log.Scan(0, [&](const Envelope&, absl::string_view raw) {
-    range.Append(merkle::LeafHash(raw), nullptr);
-    return true;
-  });
+  absl::Status status =
+      log.Scan(0, [&](const Envelope&, absl::string_view raw) {
+        range.Append(merkle::LeafHash(raw), nullptr);
+        return true;
+      });
   EXPECT_TRUE(status.ok()) << status;
   return range.Root();
 }
 
 absl::Status VerifyProof(const InclusionProof& proof, absl::string_view root) {
   return merkle::VerifyInclusion(proof.position - 1, proof.tree_size,
-                                 merkle::LeafHash(proof.envelope), proof.path, root);
+                                 merkle::LeafHash(proof.envelope), proof.path,
+                                 root);
 }
 
 TEST(MerkleStoreTest, AppendsKeepTheTreeAndEveryProofVerifies) {
@@ -171,8 +175,8 @@ std::vector<merkle::NodeId> StoredNodes(const EventLog& log) {
   std::unique_ptr<rocksdb::Iterator> it(
       log.db()->NewIterator(rocksdb::ReadOptions(), log.merkle_cf()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    absl::StatusOr<merkle::NodeId> id =
-        merkle::ParseNodeKey(absl::string_view(it->key().data(), it->key().size()));
+    absl::StatusOr<merkle::NodeId> id = merkle::ParseNodeKey(
+        absl::string_view(it->key().data(), it->key().size()));
     EXPECT_TRUE(id.ok()) << id.status();
     if (id.ok()) ids.push_back(*id);
   }
@@ -213,9 +217,11 @@ TEST(MerkleStoreTest, OnlyTheLevelsFromTheStoredMinimumAreWritten) {
     absl::StatusOr<std::string> root_of = MerkleRoot(*log, size);
     ASSERT_TRUE(root_of.ok()) << root_of.status();
     for (uint64_t position = 1; position <= size; position += 5) {
-      absl::StatusOr<InclusionProof> proof = ProveInclusion(*log, position, size);
+      absl::StatusOr<InclusionProof> proof =
+          ProveInclusion(*log, position, size);
       ASSERT_TRUE(proof.ok()) << proof.status();
-      EXPECT_TRUE(VerifyProof(*proof, *root_of).ok()) << position << "/" << size;
+      EXPECT_TRUE(VerifyProof(*proof, *root_of).ok())
+          << position << "/" << size;
     }
   }
   absl::StatusOr<std::string> head_root = MerkleRoot(*log, 170);
@@ -238,8 +244,10 @@ TEST(MerkleStoreTest, EverySingleByteChangeOfAnEnvelopeFailsItsInclusionProof) {
   for (size_t i = 0; i < original.size(); ++i) {
     std::string changed = original;
     changed[i] ^= 0x20;
-    ASSERT_TRUE(log->db()->Put(rocksdb::WriteOptions(), log->events_cf(),
-                               PositionKey(kPosition), changed).ok());
+    ASSERT_TRUE(log->db()
+                    ->Put(rocksdb::WriteOptions(), log->events_cf(),
+                          PositionKey(kPosition), changed)
+                    .ok());
     absl::StatusOr<InclusionProof> proof = ProveInclusion(*log, kPosition, 20);
     ASSERT_TRUE(proof.ok()) << proof.status();
     EXPECT_EQ(proof->envelope, changed);
@@ -264,7 +272,8 @@ TEST(MerkleStoreTest, EverySingleByteChangeOfAnEnvelopeFailsItsInclusionProof) {
   EXPECT_NE(*new_root, *checkpoint_root);
 }
 
-TEST(MerkleStoreTest, AConsistencyProofFromALogRewrittenBelowTheCheckpointFails) {
+TEST(MerkleStoreTest,
+     AConsistencyProofFromALogRewrittenBelowTheCheckpointFails) {
   testing::TempDir honest_dir;
   testing::TempDir rewritten_dir;
   auto honest = MustOpen(honest_dir.path());
@@ -277,7 +286,8 @@ TEST(MerkleStoreTest, AConsistencyProofFromALogRewrittenBelowTheCheckpointFails)
   absl::StatusOr<ConsistencyProof> good = ProveConsistency(*honest, 12, 30);
   ASSERT_TRUE(good.ok());
   EXPECT_TRUE(merkle::VerifyConsistency(12, 30, *checkpoint_root,
-                                        good->second_root, good->path).ok());
+                                        good->second_root, good->path)
+                  .ok());
   absl::StatusOr<ConsistencyProof> bad = ProveConsistency(*rewritten, 12, 30);
   ASSERT_TRUE(bad.ok());
   EXPECT_TRUE(absl::IsDataLoss(merkle::VerifyConsistency(
@@ -285,11 +295,13 @@ TEST(MerkleStoreTest, AConsistencyProofFromALogRewrittenBelowTheCheckpointFails)
   // Against its own earlier root the rewritten log is consistent: only the
   // checkpoint someone kept reveals the rewrite.
   EXPECT_TRUE(merkle::VerifyConsistency(12, 30, bad->first_root,
-                                        bad->second_root, bad->path).ok());
+                                        bad->second_root, bad->path)
+                  .ok());
 }
 
 TEST(MerkleStoreTest, CheckpointsSignVerifyAndStore) {
-  absl::StatusOr<SigningKey> key = GenerateSigningKey("example.com/storeledger");
+  absl::StatusOr<SigningKey> key =
+      GenerateSigningKey("example.com/storeledger");
   ASSERT_TRUE(key.ok()) << key.status();
   absl::StatusOr<SigningKey> reread = ParseSigningKey(FormatSigningKey(*key));
   ASSERT_TRUE(reread.ok()) << reread.status();
@@ -317,26 +329,32 @@ TEST(MerkleStoreTest, CheckpointsSignVerifyAndStore) {
           << "byte " << i << " ^ " << int{flip};
     }
   }
-  absl::StatusOr<SigningKey> other = GenerateSigningKey("example.com/storeledger");
+  absl::StatusOr<SigningKey> other =
+      GenerateSigningKey("example.com/storeledger");
   ASSERT_TRUE(other.ok());
-  EXPECT_TRUE(absl::IsDataLoss(VerifyCheckpoint(*note, other->verifier).status()));
-  EXPECT_TRUE(absl::IsInvalidArgument(GenerateSigningKey("has space").status()));
+  EXPECT_TRUE(
+      absl::IsDataLoss(VerifyCheckpoint(*note, other->verifier).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(GenerateSigningKey("has space").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(GenerateSigningKey("a+b").status()));
 
   testing::TempDir dir;
   auto log = MustOpen(dir.path());
-  absl::StatusOr<std::optional<v1::SignedCheckpoint>> none = LatestCheckpoint(*log);
+  absl::StatusOr<std::optional<v1::SignedCheckpoint>> none =
+      LatestCheckpoint(*log);
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   ASSERT_TRUE(PutCheckpoint(*log, 5, "five").ok());
   ASSERT_TRUE(PutCheckpoint(*log, 300, "three hundred").ok());
   ASSERT_TRUE(PutCheckpoint(*log, 40, "forty").ok());
-  absl::StatusOr<std::optional<v1::SignedCheckpoint>> latest = LatestCheckpoint(*log);
+  absl::StatusOr<std::optional<v1::SignedCheckpoint>> latest =
+      LatestCheckpoint(*log);
   ASSERT_TRUE(latest.ok());
   ASSERT_TRUE(latest->has_value());
   EXPECT_EQ((*latest)->note(), "three hundred");
   EXPECT_EQ((*latest)->tree_size(), 300u);
-  absl::StatusOr<std::optional<v1::SignedCheckpoint>> forty = GetCheckpoint(*log, 40);
+  absl::StatusOr<std::optional<v1::SignedCheckpoint>> forty =
+      GetCheckpoint(*log, 40);
   ASSERT_TRUE(forty.ok());
   ASSERT_TRUE(forty->has_value());
   EXPECT_EQ((*forty)->note(), "forty");

@@ -93,23 +93,27 @@ struct Tree {
 
   void Append(const std::string& leaf) {
     range.Append(LeafHash(leaf), [&](NodeId id, const std::string& hash) {
-      const bool inserted = nodes.emplace(std::make_pair(id.level, id.index), hash).second;
-      EXPECT_TRUE(inserted) << "node (" << id.level << ", " << id.index
-                            << ") emitted twice";
+      const bool inserted =
+          nodes.emplace(std::make_pair(id.level, id.index), hash).second;
+      EXPECT_TRUE(inserted)
+          << "node (" << id.level << ", " << id.index << ") emitted twice";
     });
   }
   NodeReader Reader() const {
     return [this](NodeId id) -> absl::StatusOr<std::string> {
       auto it = nodes.find({id.level, id.index});
       if (it == nodes.end()) {
-        return absl::NotFoundError(absl::StrCat("node ", id.level, "/", id.index));
+        return absl::NotFoundError(
+            absl::StrCat("node ", id.level, "/", id.index));
       }
       return it->second;
     };
   }
 };
 
-std::string Hex(const std::string& bytes) { return absl::BytesToHexString(bytes); }
+std::string Hex(const std::string& bytes) {
+  return absl::BytesToHexString(bytes);
+}
 
 TEST(MerkleTest, KnownAnswersOfRfc6962TestLeaves) {
   // The eight leaves of the Certificate Transparency reference tests; the
@@ -147,7 +151,8 @@ TEST(MerkleTest, RootsAndStoredNodesMatchTheReferenceForSizes1To64) {
     EXPECT_EQ(Hex(*root), Hex(expected)) << "size " << n;
     // The compact range is what RightEdge names, read back from the nodes.
     std::vector<std::string> edge;
-    for (NodeId id : RightEdge(n)) edge.push_back(tree.nodes.at({id.level, id.index}));
+    for (NodeId id : RightEdge(n))
+      edge.push_back(tree.nodes.at({id.level, id.index}));
     EXPECT_EQ(edge, tree.range.hashes()) << "size " << n;
     absl::StatusOr<CompactRange> loaded = CompactRange::FromHashes(n, edge);
     ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -190,9 +195,11 @@ TEST(MerkleTest, InclusionProofsForEveryLeafOfEverySizeUpTo64) {
         bad[i][7] ^= 0x01;
         EXPECT_FALSE(VerifyInclusion(m, n, leaf_hash, bad, root).ok());
       }
-      EXPECT_FALSE(VerifyInclusion(m, n, LeafHash(d[m] + "x"), *proof, root).ok());
+      EXPECT_FALSE(
+          VerifyInclusion(m, n, LeafHash(d[m] + "x"), *proof, root).ok());
       if (n > 1) {
-        EXPECT_FALSE(VerifyInclusion((m + 1) % n, n, leaf_hash, *proof, root).ok());
+        EXPECT_FALSE(
+            VerifyInclusion((m + 1) % n, n, leaf_hash, *proof, root).ok());
       }
       // (Not checked: the same path for a tree of another size. A proof
       // of leaf m can verify for n and n + 1 alike when the paths have the
@@ -262,9 +269,12 @@ TEST(MerkleTest, ARewrittenPrefixFailsConsistency) {
 TEST(MerkleTest, BadArgumentsAndKeys) {
   Tree tree;
   for (const std::string& leaf : MakeLeaves(5)) tree.Append(leaf);
-  EXPECT_TRUE(absl::IsInvalidArgument(InclusionProof(5, 5, tree.Reader()).status()));
-  EXPECT_TRUE(absl::IsInvalidArgument(ConsistencyProof(0, 5, tree.Reader()).status()));
-  EXPECT_TRUE(absl::IsInvalidArgument(ConsistencyProof(4, 3, tree.Reader()).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(InclusionProof(5, 5, tree.Reader()).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(ConsistencyProof(0, 5, tree.Reader()).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(ConsistencyProof(4, 3, tree.Reader()).status()));
   // A missing node is the reader's error, passed on.
   EXPECT_TRUE(absl::IsNotFound(InclusionProof(0, 6, tree.Reader()).status()));
   const NodeId id{3, 0x0102030405060708};

@@ -6,11 +6,11 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <iostream>
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <set>
@@ -22,9 +22,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/simulate.h"
-#include "core/decide.h"
 #include "cluster/placement.h"
 #include "cluster/router.h"
+#include "core/decide.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -66,12 +66,13 @@ struct CliRun {
   std::string out;
   std::string err;
 };
-CliRun RunStoreledger(const std::vector<std::string>& args, const TempDir& dir) {
+CliRun RunStoreledger(const std::vector<std::string>& args,
+                      const TempDir& dir) {
   testing::ChildOptions options;
   options.argv = {STORELEDGER_BIN};
   options.argv.insert(options.argv.end(), args.begin(), args.end());
-  const std::string err_path = dir.Sub(absl::StrCat("cli-", ::getpid(), "-",
-                                                    absl::ToUnixNanos(absl::Now())));
+  const std::string err_path = dir.Sub(
+      absl::StrCat("cli-", ::getpid(), "-", absl::ToUnixNanos(absl::Now())));
   options.stderr_path = err_path;
   CliRun run;
   absl::StatusOr<std::unique_ptr<testing::ChildProcess>> process =
@@ -110,10 +111,18 @@ class Node {
   }
   void Start() {
     testing::ChildOptions options;
-    options.argv = {STORELEDGERD_BIN,  "--db",          db_,
-                    "--listen",        address_,        "--replicate",
-                    urls_,             "--partition",   absl::StrCat(partition_),
-                    "--no-sync",       "--shutdown-grace-ms", "500"};
+    options.argv = {STORELEDGERD_BIN,
+                    "--db",
+                    db_,
+                    "--listen",
+                    address_,
+                    "--replicate",
+                    urls_,
+                    "--partition",
+                    absl::StrCat(partition_),
+                    "--no-sync",
+                    "--shutdown-grace-ms",
+                    "500"};
     options.stderr_path = log_;
     absl::StatusOr<std::unique_ptr<testing::ChildProcess>> process =
         testing::ChildProcess::Start(options);
@@ -149,10 +158,10 @@ class PartitionTest : public ::testing::Test {
     CliRun init;
     ASSERT_TRUE(WaitFor(
         [&] {
-          init = RunStoreledger({"cluster", "init", "--nats",
-                                 nats_->urls_flag(), "--partitions",
-                                 absl::StrCat(kPartitions)},
-                                *dir_);
+          init =
+              RunStoreledger({"cluster", "init", "--nats", nats_->urls_flag(),
+                              "--partitions", absl::StrCat(kPartitions)},
+                             *dir_);
           return init.status == 0;
         },
         kStartTimeout))
@@ -238,13 +247,13 @@ TEST(PlacementTest, HashIsTheFirstEightBytesOfSha256BigEndian) {
 
 TEST_F(PartitionTest, InitIsFixedOnceMade) {
   ASSERT_EQ(kPartitions, 4u);
-  CliRun same = RunStoreledger({"cluster", "init", "--nats", nats_->urls_flag(),
-                             "--partitions", "4"},
-                            *dir_);
+  CliRun same = RunStoreledger(
+      {"cluster", "init", "--nats", nats_->urls_flag(), "--partitions", "4"},
+      *dir_);
   EXPECT_EQ(same.status, 0) << same.err;
-  CliRun other = RunStoreledger({"cluster", "init", "--nats", nats_->urls_flag(),
-                              "--partitions", "8"},
-                             *dir_);
+  CliRun other = RunStoreledger(
+      {"cluster", "init", "--nats", nats_->urls_flag(), "--partitions", "8"},
+      *dir_);
   EXPECT_EQ(other.status, 1);
   EXPECT_NE(other.err.find("created with 4 partitions"), std::string::npos)
       << other.err;
@@ -262,9 +271,9 @@ TEST_F(PartitionTest, OneNodeReachesEveryPartition) {
   for (uint32_t p = 0; p < kPartitions; ++p) {
     const std::string store = absl::StrCat("reach-", p);
     v1::CommandResult result;
-    grpc::Status s = Execute(
-        OpenStore(absl::StrCat("reach-open-", p), store, MerchantIn(p)),
-        &result);
+    grpc::Status s =
+        Execute(OpenStore(absl::StrCat("reach-open-", p), store, MerchantIn(p)),
+                &result);
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(result.status(), v1::ACCEPTED) << result.message();
     EXPECT_EQ(result.partition(), p);
@@ -298,28 +307,30 @@ TEST_F(PartitionTest, ConcurrentOpenStoreOfOneIdExactlyOneWins) {
     v1::CommandResult a, b;
     grpc::Status sa, sb;
     std::thread first([&] {
-      sa = Execute(OpenStore(absl::StrCat(store, "-a"), store, MerchantIn(1, i)),
-                   &a);
+      sa = Execute(
+          OpenStore(absl::StrCat(store, "-a"), store, MerchantIn(1, i)), &a);
     });
     std::thread second([&] {
-      sb = Execute(OpenStore(absl::StrCat(store, "-b"), store, MerchantIn(2, i)),
-                   &b);
+      sb = Execute(
+          OpenStore(absl::StrCat(store, "-b"), store, MerchantIn(2, i)), &b);
     });
     first.join();
     second.join();
     ASSERT_TRUE(sa.ok() && sb.ok()) << sa.error_message() << sb.error_message();
     ASSERT_EQ((a.status() == v1::ACCEPTED) + (b.status() == v1::ACCEPTED), 1)
-        << store << ": " << a.ShortDebugString() << " / " << b.ShortDebugString();
+        << store << ": " << a.ShortDebugString() << " / "
+        << b.ShortDebugString();
     const v1::CommandResult& lost = a.status() == v1::ACCEPTED ? b : a;
     EXPECT_EQ(lost.rule(), "R1");
     EXPECT_EQ(lost.code(), v1::ALREADY_EXISTS);
     EXPECT_EQ(lost.message(), absl::StrCat("store ", store, " already exists"));
     // A retry of the loser is answered from its stored outcome.
     v1::CommandResult again;
-    ASSERT_TRUE(Execute(OpenStore(lost.command_id(), store,
-                                  MerchantIn(a.status() == v1::ACCEPTED ? 2 : 1, i)),
-                        &again)
-                    .ok());
+    ASSERT_TRUE(
+        Execute(OpenStore(lost.command_id(), store,
+                          MerchantIn(a.status() == v1::ACCEPTED ? 2 : 1, i)),
+                &again)
+            .ok());
     EXPECT_TRUE(again.replayed());
     EXPECT_EQ(again.rule(), "R1");
   }
@@ -334,8 +345,7 @@ TEST_F(PartitionTest, RoutedCommandCost) {
   auto run = [&](v1::Ledger::Stub& stub, const std::string& tag) {
     std::vector<double> ms;
     for (int i = 0; i < kCommands; ++i) {
-      const std::string store =
-          absl::StrCat("cost-", tag.size(), "-", i);
+      const std::string store = absl::StrCat("cost-", tag.size(), "-", i);
       grpc::ClientContext context;
       v1::CommandResult result;
       const absl::Time start = absl::Now();
@@ -391,7 +401,8 @@ struct Reference {
   std::vector<v1::CommandResult> results;
 };
 
-Reference RunSingleNode(const std::vector<SimulatedStep>& steps, Ledger& ledger) {
+Reference RunSingleNode(const std::vector<SimulatedStep>& steps,
+                        Ledger& ledger) {
   Reference ref;
   std::vector<v1::Command> chunk;
   std::set<std::string> skipped_withdrawals;
@@ -422,9 +433,11 @@ Reference RunSingleNode(const std::vector<SimulatedStep>& steps, Ledger& ledger)
       }
     }
     if ((command.has_complete_withdrawal() &&
-         skipped_withdrawals.count(command.complete_withdrawal().withdrawal_id())) ||
+         skipped_withdrawals.count(
+             command.complete_withdrawal().withdrawal_id())) ||
         (command.has_fail_withdrawal() &&
-         skipped_withdrawals.count(command.fail_withdrawal().withdrawal_id()))) {
+         skipped_withdrawals.count(
+             command.fail_withdrawal().withdrawal_id()))) {
       continue;
     }
     chunk.push_back(std::move(command));
@@ -461,7 +474,8 @@ std::string OrderOrWithdrawalId(const v1::Command& c) {
 
 // Sends `indexes` of `commands` over one ExecuteStream to `stub`, results
 // into `results` at the same indexes.
-void StreamThrough(v1::Ledger::Stub& stub, const std::vector<v1::Command>& commands,
+void StreamThrough(v1::Ledger::Stub& stub,
+                   const std::vector<v1::Command>& commands,
                    const std::vector<size_t>& indexes,
                    std::vector<absl::StatusOr<v1::CommandResult>>* results,
                    std::atomic<size_t>* progress) {
@@ -628,15 +642,13 @@ TEST_F(PartitionTest, SameStreamSameOutcomesAsOneLedger) {
       ++across;
       continue;
     }
-    const bool same = want.status() == have.status() &&
-                      want.rule() == have.rule() &&
-                      want.code() == have.code() &&
-                      (commands[i].has_apply_policy() ||
-                       want.message() == have.message());
+    const bool same =
+        want.status() == have.status() && want.rule() == have.rule() &&
+        want.code() == have.code() &&
+        (commands[i].has_apply_policy() || want.message() == have.message());
     if (!same && ++differing <= 10) {
-      ADD_FAILURE() << "command " << i << " "
-                    << commands[i].ShortDebugString() << "\n  one ledger: "
-                    << want.ShortDebugString()
+      ADD_FAILURE() << "command " << i << " " << commands[i].ShortDebugString()
+                    << "\n  one ledger: " << want.ShortDebugString()
                     << "\n  cluster:    " << have.ShortDebugString();
     }
   }
@@ -682,8 +694,8 @@ TEST_F(PartitionTest, SameStreamSameOutcomesAsOneLedger) {
     add(cluster_totals, have);
     if (!google::protobuf::util::MessageDifferencer::Equals(*want, have) &&
         ++states_differing <= 5) {
-      ADD_FAILURE() << "store " << id << "\n  one ledger: "
-                    << want->ShortDebugString()
+      ADD_FAILURE() << "store " << id
+                    << "\n  one ledger: " << want->ShortDebugString()
                     << "\n  cluster:    " << have.ShortDebugString();
     }
   }
@@ -701,7 +713,8 @@ TEST_F(PartitionTest, SameStreamSameOutcomesAsOneLedger) {
   }
   std::cout << commands.size() << " commands, " << found << " stores, "
             << across << " R13 across partitions (NOT_FOUND there); rules:";
-  for (const auto& [rule, count] : rules) std::cout << " " << rule << "=" << count;
+  for (const auto& [rule, count] : rules)
+    std::cout << " " << rule << "=" << count;
   std::cout << "\nsingle node " << absl::FormatDuration(single_done - started)
             << ", cluster " << absl::FormatDuration(cluster_done - single_done)
             << ", compare " << absl::FormatDuration(absl::Now() - cluster_done)

@@ -35,9 +35,9 @@ using ::storeledger::testing::China;
 using ::storeledger::testing::ChinaText;
 using ::storeledger::testing::CommandFromJson;
 using ::storeledger::testing::FixedClock;
+using ::storeledger::testing::RunSimulatedPlan;
 using ::storeledger::testing::SeedFromEnvironment;
 using ::storeledger::testing::TempDir;
-using ::storeledger::testing::RunSimulatedPlan;
 
 // A busy WeChat Store with a small, bounded state and a long history: random
 // list/delist toggles, deposits and whole order lives. Rejections happen
@@ -47,9 +47,9 @@ void RunBusyStore(Ledger& ledger, std::mt19937_64& rng, int commands) {
   int n = 0;
   auto run = [&](const std::string& body) {
     at += absl::Minutes(std::uniform_int_distribution<int>(0, 30)(rng));
-    v1::Command command = CommandFromJson(absl::StrCat(
-        R"({"commandId":"busy-)", ++n, R"(","occurredAt":")", ChinaText(at),
-        R"(",)", body, "}"));
+    v1::Command command = CommandFromJson(
+        absl::StrCat(R"({"commandId":"busy-)", ++n, R"(","occurredAt":")",
+                     ChinaText(at), R"(",)", body, "}"));
     absl::StatusOr<v1::CommandResult> result = ledger.Execute(command);
     ASSERT_TRUE(result.ok()) << result.status();
   };
@@ -57,25 +57,29 @@ void RunBusyStore(Ledger& ledger, std::mt19937_64& rng, int commands) {
   run(R"("grantCategoryQualification":{"storeId":"busy","categoryId":"cat-1"})");
   run(R"("payDeposit":{"storeId":"busy","categoryId":"cat-1","amountFen":"50000"})");
   for (int p = 1; p <= 3; ++p) {
-    run(absl::StrCat(R"("addProduct":{"storeId":"busy","productId":"p)", p,
-                     R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"cat-1","priceFen":"1000"})"));
+    run(absl::StrCat(
+        R"("addProduct":{"storeId":"busy","productId":"p)", p,
+        R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"cat-1","priceFen":"1000"})"));
   }
   int orders = 0;
   for (int i = 0; i < commands; ++i) {
     const int p = std::uniform_int_distribution<int>(1, 3)(rng);
     switch (std::uniform_int_distribution<int>(0, 3)(rng)) {
       case 0:
-        run(absl::StrCat(R"("listProduct":{"storeId":"busy","productId":"p)", p, R"("})"));
+        run(absl::StrCat(R"("listProduct":{"storeId":"busy","productId":"p)", p,
+                         R"("})"));
         break;
       case 1:
-        run(absl::StrCat(R"("delistProduct":{"storeId":"busy","productId":"p)", p, R"("})"));
+        run(absl::StrCat(R"("delistProduct":{"storeId":"busy","productId":"p)",
+                         p, R"("})"));
         break;
       case 2:
         run(R"("payDeposit":{"storeId":"busy","categoryId":"cat-1","amountFen":"100"})");
         break;
       default: {
         const std::string order = absl::StrCat("bo-", ++orders);
-        run(absl::StrCat(R"("listProduct":{"storeId":"busy","productId":"p)", p, R"("})"));
+        run(absl::StrCat(R"("listProduct":{"storeId":"busy","productId":"p)", p,
+                         R"("})"));
         run(absl::StrCat(R"("placeOrder":{"storeId":"busy","orderId":")", order,
                          R"(","lines":[{"productId":"p)", p,
                          R"(","quantity":"2","unitPriceFen":"1000"}]})"));
@@ -112,7 +116,8 @@ class ReplayRandomTest : public ::testing::Test {
     ASSERT_TRUE(ledger.ok()) << ledger.status();
     ledger_ = *std::move(ledger);
     const int stores = std::uniform_int_distribution<int>(6, 14)(rng_);
-    ASSERT_NO_FATAL_FAILURE(RunSimulatedPlan(*ledger_, PlanMigration(stores, seed_ % 1000 + 1)));
+    ASSERT_NO_FATAL_FAILURE(
+        RunSimulatedPlan(*ledger_, PlanMigration(stores, seed_ % 1000 + 1)));
     ASSERT_NO_FATAL_FAILURE(RunBusyStore(*ledger_, rng_, 400));
     for (v1::StoreKind kind :
          {v1::MINI_STORE, v1::CHANNELS_STORE, v1::WECHAT_STORE}) {
@@ -156,7 +161,8 @@ class ReplayRandomTest : public ::testing::Test {
           absl::Minutes(std::uniform_int_distribution<int64_t>(0, span)(rng_));
     }
     if (which != 0) {
-      q.as_of.position = std::uniform_int_distribution<uint64_t>(0, Head())(rng_);
+      q.as_of.position =
+          std::uniform_int_distribution<uint64_t>(0, Head())(rng_);
     }
     return q;
   }
@@ -292,15 +298,16 @@ TEST_F(ReplayRandomTest, KnowledgeTimeDiffersByTheEventsRecordedBetween) {
       EXPECT_TRUE(absl::IsNotFound(s2.status())) << "seed " << seed_;
     }
     if (between == 0) {
-      EXPECT_EQ(Text(s1), Text(s2)) << "no event between " << p1 << " and "
-                                    << p2 << ", seed " << seed_;
+      EXPECT_EQ(Text(s1), Text(s2))
+          << "no event between " << p1 << " and " << p2 << ", seed " << seed_;
     } else {
       ++differing;
       ASSERT_TRUE(s2.ok()) << s2.status();
       EXPECT_NE(Text(s1), Text(s2)) << between << " events between " << p1
                                     << " and " << p2 << ", seed " << seed_;
       if (s1.ok()) {
-        EXPECT_EQ(s2->version() - s1->version(), static_cast<uint64_t>(between));
+        EXPECT_EQ(s2->version() - s1->version(),
+                  static_cast<uint64_t>(between));
       }
     }
   }
@@ -311,13 +318,14 @@ TEST_F(ReplayRandomTest, KnowledgeTimeDiffersByTheEventsRecordedBetween) {
 // one whose meta points at the wrong event is passed over by readers.
 TEST_F(ReplayRandomTest, DamagedSnapshotsAreCaughtOrPassedOver) {
   std::vector<std::pair<std::string, std::string>> snapshots;
-  ASSERT_TRUE(ledger_->log()
-                  .ScanProjections(kSnapshotPrefix,
-                                   [&](absl::string_view k, absl::string_view v) {
-                                     snapshots.emplace_back(k, v);
-                                     return true;
-                                   })
-                  .ok());
+  ASSERT_TRUE(
+      ledger_->log()
+          .ScanProjections(kSnapshotPrefix,
+                           [&](absl::string_view k, absl::string_view v) {
+                             snapshots.emplace_back(k, v);
+                             return true;
+                           })
+          .ok());
   ASSERT_FALSE(snapshots.empty());
   const auto& [key, value] = snapshots.back();
   v1::StoreSnapshot snapshot;

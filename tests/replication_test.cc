@@ -11,9 +11,9 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,7 +57,8 @@ v1::Command OpenStore(const std::string& id, const std::string& store) {
   absl::StatusOr<v1::Command> command = ParseCommandJson(absl::StrCat(
       R"({"commandId":")", id,
       R"(","occurredAt":"2024-06-01T10:00:00+08:00","openStore":{"storeId":")",
-      store, R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
+      store,
+      R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
   EXPECT_TRUE(command.ok()) << command.status();
   return *command;
 }
@@ -75,7 +76,8 @@ v1::Command AddProduct(const std::string& id, const std::string& store,
 
 // Connects with retries: a fresh cluster elects its JetStream meta leader
 // a moment after its servers accept connections.
-absl::StatusOr<std::unique_ptr<Replica>> ConnectReplica(ReplicaOptions options) {
+absl::StatusOr<std::unique_ptr<Replica>> ConnectReplica(
+    ReplicaOptions options) {
   absl::Status last;
   const absl::Time deadline = absl::Now() + kConvergeTimeout;
   while (absl::Now() < deadline) {
@@ -91,15 +93,12 @@ absl::StatusOr<std::unique_ptr<Replica>> ConnectReplica(ReplicaOptions options) 
 // A replica in this process: its Ledger publishes through it.
 class Node {
  public:
-  static std::unique_ptr<Node> Start(const std::vector<std::string>& urls,
-                                     const std::string& dir,
-                                     const std::string& name,
-                                     uint32_t partition, bool follow_only,
-                                     absl::Duration lease_ttl =
-                                         absl::Seconds(1),
-                                     uint64_t drop_publish_ack_every = 0,
-                                     ReplicaOptions::Ack ack =
-                                         ReplicaOptions::Ack::kReplicated) {
+  static std::unique_ptr<Node> Start(
+      const std::vector<std::string>& urls, const std::string& dir,
+      const std::string& name, uint32_t partition, bool follow_only,
+      absl::Duration lease_ttl = absl::Seconds(1),
+      uint64_t drop_publish_ack_every = 0,
+      ReplicaOptions::Ack ack = ReplicaOptions::Ack::kReplicated) {
     auto node = std::make_unique<Node>();
     ReplicaOptions options;
     options.nats_urls = urls;
@@ -109,8 +108,7 @@ class Node {
     options.lease_ttl = lease_ttl;
     options.drop_publish_ack_every = drop_publish_ack_every;
     options.ack = ack;
-    absl::StatusOr<std::unique_ptr<Replica>> replica =
-        ConnectReplica(options);
+    absl::StatusOr<std::unique_ptr<Replica>> replica = ConnectReplica(options);
     EXPECT_TRUE(replica.ok()) << replica.status();
     if (!replica.ok()) return nullptr;
     node->replica = *std::move(replica);
@@ -183,8 +181,8 @@ TEST(ReplicationTest, LeaderPublishesFollowerStoresTheSameBytes) {
     const std::string store = absl::StrCat("s", s);
     commands.push_back(OpenStore(absl::StrCat(store, "-open"), store));
     for (int p = 0; p < 20; ++p) {
-      commands.push_back(AddProduct(absl::StrCat(store, "-", p), store,
-                                    absl::StrCat("p", p)));
+      commands.push_back(
+          AddProduct(absl::StrCat(store, "-", p), store, absl::StrCat("p", p)));
     }
   }
   for (const auto& result : leader->ledger->ExecuteBatch(commands)) {
@@ -195,13 +193,15 @@ TEST(ReplicationTest, LeaderPublishesFollowerStoresTheSameBytes) {
   ASSERT_TRUE(leader->ledger->Execute(AddProduct("extra", "s0", "p99")).ok());
   const uint64_t head = leader->head();
   ASSERT_GE(head, commands.size() + 1);
-  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
-                      kConvergeTimeout))
+  ASSERT_TRUE(
+      WaitFor([&] { return follower->head() == head; }, kConvergeTimeout))
       << "follower at " << follower->head() << " of " << head;
 
   // The same bytes at every position, hence the same digest everywhere.
-  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
-  EXPECT_EQ(follower->ledger->log().head().hash, leader->ledger->log().head().hash);
+  EXPECT_EQ(StoredLog(follower->ledger->log()),
+            StoredLog(leader->ledger->log()));
+  EXPECT_EQ(follower->ledger->log().head().hash,
+            leader->ledger->log().head().hash);
   ExpectAuditPasses(follower->ledger->log(), "follower");
   ExpectAuditPasses(leader->ledger->log(), "leader");
   // Projections folded on the follower answer as the leader's do.
@@ -267,7 +267,8 @@ TEST(ReplicationTest, TamperedMessageIsRefusedWithDataLossNamingThePosition) {
   const size_t flip = seed % 40;  // which byte of the body is flipped
   const std::vector<Case> cases = {
       {"bad hash", 11,
-       [&](uint64_t sequence, v1::LogBatch batch) -> std::optional<v1::LogBatch> {
+       [&](uint64_t sequence,
+           v1::LogBatch batch) -> std::optional<v1::LogBatch> {
          if (sequence == 3) {
            std::string* raw = batch.mutable_envelopes(0);
            (*raw)[flip] = static_cast<char>((*raw)[flip] ^ 0x01);
@@ -276,7 +277,8 @@ TEST(ReplicationTest, TamperedMessageIsRefusedWithDataLossNamingThePosition) {
        },
        3},
       {"gap", 12,
-       [](uint64_t sequence, v1::LogBatch batch) -> std::optional<v1::LogBatch> {
+       [](uint64_t sequence,
+          v1::LogBatch batch) -> std::optional<v1::LogBatch> {
          if (sequence == 2) return std::nullopt;
          return batch;
        },
@@ -296,26 +298,28 @@ TEST(ReplicationTest, TamperedMessageIsRefusedWithDataLossNamingThePosition) {
     } else {
       // 1, 3, 2, 4.
       std::map<uint64_t, v1::LogBatch> kept;
-      CopyStream(**js, 1, 99, [&](uint64_t sequence, v1::LogBatch batch)
-                                  -> std::optional<v1::LogBatch> {
-        kept[sequence] = batch;
-        return std::nullopt;
-      });
+      CopyStream(**js, 1, 99,
+                 [&](uint64_t sequence,
+                     v1::LogBatch batch) -> std::optional<v1::LogBatch> {
+                   kept[sequence] = batch;
+                   return std::nullopt;
+                 });
       ASSERT_TRUE((*js)->EnsureStream(c.partition, 1).ok());
       for (uint64_t sequence : {1, 3, 2, 4}) {
         v1::LogBatch batch = kept[sequence];
         batch.set_partition(c.partition);
-        ASSERT_TRUE((*js)->Publish(c.partition, batch.SerializeAsString(),
-                                   absl::StrCat("r", sequence), std::nullopt)
+        ASSERT_TRUE((*js)
+                        ->Publish(c.partition, batch.SerializeAsString(),
+                                  absl::StrCat("r", sequence), std::nullopt)
                         .ok());
       }
     }
     std::unique_ptr<Node> follower = Node::Start(
         (*nats)->urls(), dir.Sub(c.name), c.name, c.partition, true);
     ASSERT_NE(follower, nullptr);
-    ASSERT_TRUE(WaitFor(
-        [&] { return !follower->replica->status().data_loss.ok(); },
-        kConvergeTimeout))
+    ASSERT_TRUE(
+        WaitFor([&] { return !follower->replica->status().data_loss.ok(); },
+                kConvergeTimeout))
         << "follower at " << follower->head() << ", stream sequence "
         << follower->replica->status().stream_sequence;
     const absl::Status loss = follower->replica->status().data_loss;
@@ -367,8 +371,8 @@ TEST(ReplicationTest, NatsServerFailuresLoseNothingAndQuorumLossStopsAcks) {
   ASSERT_TRUE(nats.ok()) << nats.status();
   TempDir dir;
   // A lease that outlives the outage: this test is about the stream.
-  std::unique_ptr<Node> leader = Node::Start(
-      (*nats)->urls(), dir.Sub("a"), "a", 0, false, absl::Seconds(60));
+  std::unique_ptr<Node> leader = Node::Start((*nats)->urls(), dir.Sub("a"), "a",
+                                             0, false, absl::Seconds(60));
   ASSERT_NE(leader, nullptr);
   ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
   std::unique_ptr<Node> follower =
@@ -411,9 +415,10 @@ TEST(ReplicationTest, NatsServerFailuresLoseNothingAndQuorumLossStopsAcks) {
   ASSERT_TRUE(execute("after").ok());
 
   const uint64_t head = leader->head();
-  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
-                      kConvergeTimeout));
-  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
+  ASSERT_TRUE(
+      WaitFor([&] { return follower->head() == head; }, kConvergeTimeout));
+  EXPECT_EQ(StoredLog(follower->ledger->log()),
+            StoredLog(leader->ledger->log()));
   for (const auto& [id, position] : acknowledged) {
     absl::StatusOr<std::optional<StoredOutcome>> outcome =
         follower->ledger->log().GetOutcome(id);
@@ -427,8 +432,8 @@ TEST(ReplicationTest, LostPublishAcknowledgementSettlesToExactlyOneCopy) {
   ASSERT_TRUE(nats.ok()) << nats.status();
   TempDir dir;
   // Every third acknowledgement is lost.
-  std::unique_ptr<Node> leader = Node::Start(
-      (*nats)->urls(), dir.Sub("a"), "a", 3, false, absl::Seconds(5), 3);
+  std::unique_ptr<Node> leader = Node::Start((*nats)->urls(), dir.Sub("a"), "a",
+                                             3, false, absl::Seconds(5), 3);
   ASSERT_NE(leader, nullptr);
   ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
   constexpr int kCommands = 12;
@@ -479,12 +484,13 @@ TEST(ReplicationTest, AckLocalPublishesBehindTheAnswer) {
     ASSERT_TRUE(result.ok()) << result.status();
   }
   const uint64_t head = leader->head();
-  EXPECT_TRUE(WaitFor(
-      [&] { return leader->replica->publish_lag_events() == 0; },
-      kConvergeTimeout));
-  ASSERT_TRUE(WaitFor([&] { return follower->head() == head; },
-                      kConvergeTimeout));
-  EXPECT_EQ(StoredLog(follower->ledger->log()), StoredLog(leader->ledger->log()));
+  EXPECT_TRUE(
+      WaitFor([&] { return leader->replica->publish_lag_events() == 0; },
+              kConvergeTimeout));
+  ASSERT_TRUE(
+      WaitFor([&] { return follower->head() == head; }, kConvergeTimeout));
+  EXPECT_EQ(StoredLog(follower->ledger->log()),
+            StoredLog(leader->ledger->log()));
 }
 
 // A storeledgerd process, one replica of partition 0.
@@ -515,8 +521,15 @@ class Daemon {
   }
   void Start() {
     testing::ChildOptions options;
-    options.argv = {STORELEDGERD_BIN, "--db", db_, "--listen", address_,
-                    "--replicate", urls_, "--shutdown-grace-ms", "500"};
+    options.argv = {STORELEDGERD_BIN,
+                    "--db",
+                    db_,
+                    "--listen",
+                    address_,
+                    "--replicate",
+                    urls_,
+                    "--shutdown-grace-ms",
+                    "500"};
     options.argv.insert(options.argv.end(), extra_args.begin(),
                         extra_args.end());
     options.stderr_path = log_;
@@ -613,7 +626,8 @@ class ReplicaProcessTest : public ::testing::Test {
               js_->GetLease(LeaseKey(0));
           if (!lease.ok() || !lease->has_value()) {
             // The bucket may not exist yet on a fresh cluster.
-            if (!lease.ok()) js_->EnsureLeaseBucket(kLeaseTtlDefault, 3).IgnoreError();
+            if (!lease.ok())
+              js_->EnsureLeaseBucket(kLeaseTtlDefault, 3).IgnoreError();
             return false;
           }
           for (size_t i = 0; i < daemons_.size(); ++i) {
@@ -706,16 +720,16 @@ TEST_F(ReplicaProcessTest, PausedOldLeaderIsFencedAcknowledgesNothingFollows) {
   daemons_[old_leader]->Signal(SIGCONT);
   // Straight after it wakes: whatever it tries, it acknowledges nothing.
   v1::CommandResult result;
-  grpc::Status answered = daemons_[old_leader]->Execute(
-      OpenStore("stale", "stale"), &result);
-  EXPECT_FALSE(answered.ok()) << "a deposed leader acknowledged "
-                              << result.ShortDebugString();
+  grpc::Status answered =
+      daemons_[old_leader]->Execute(OpenStore("stale", "stale"), &result);
+  EXPECT_FALSE(answered.ok())
+      << "a deposed leader acknowledged " << result.ShortDebugString();
   // It comes back as a follower and catches up.
   const uint64_t head = daemons_[new_leader]->HeadPosition();
   ASSERT_GT(head, 0u);
-  EXPECT_TRUE(WaitFor(
-      [&] { return daemons_[old_leader]->HeadPosition() >= head; },
-      absl::Seconds(30)));
+  EXPECT_TRUE(
+      WaitFor([&] { return daemons_[old_leader]->HeadPosition() >= head; },
+              absl::Seconds(30)));
   std::vector<std::vector<std::string>> logs = StopAndReadLogs();
   // It was deposed (by the fence or by its lost lease) and came back.
   std::ifstream stderr_file(dir_.Sub(absl::StrCat("r", old_leader, ".log")));
@@ -727,8 +741,8 @@ TEST_F(ReplicaProcessTest, PausedOldLeaderIsFencedAcknowledgesNothingFollows) {
   for (size_t r = 1; r < logs.size(); ++r) {
     const size_t common = std::min(logs[0].size(), logs[r].size());
     for (size_t p = 0; p < common; ++p) {
-      ASSERT_EQ(logs[0][p], logs[r][p]) << "replica " << r << " position "
-                                        << p + 1;
+      ASSERT_EQ(logs[0][p], logs[r][p])
+          << "replica " << r << " position " << p + 1;
     }
   }
   ExpectOutcomes(acknowledged);
@@ -766,8 +780,8 @@ TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
         << "STORELEDGER_FAILOVER_KILLS=" << env;
   }
   for (int round = 0; round < kills; ++round) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(
-        300 + static_cast<int>(random() % 1000)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(300 + static_cast<int>(random() % 1000)));
     const int leader = Leader();
     ASSERT_GE(leader, 0);
     size_t before_kill;
@@ -807,8 +821,8 @@ TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
     EXPECT_EQ(logs[r].size(), logs[0].size()) << "replica " << r;
     const size_t common = std::min(logs[0].size(), logs[r].size());
     for (size_t p = 0; p < common; ++p) {
-      ASSERT_EQ(logs[0][p], logs[r][p]) << "replica " << r << " position "
-                                        << p + 1;
+      ASSERT_EQ(logs[0][p], logs[r][p])
+          << "replica " << r << " position " << p + 1;
     }
   }
   ExpectOutcomes(acknowledged);
@@ -823,9 +837,9 @@ bool WaitForLease(JetStream& js, const std::string& address) {
         absl::StatusOr<std::optional<LeaseEntry>> lease =
             js.GetLease(LeaseKey(0));
         // The bucket may not be bound (or made) yet.
-        if (!lease.ok()) js.EnsureLeaseBucket(kLeaseTtlDefault, 1).IgnoreError();
-        return lease.ok() && lease->has_value() &&
-               (*lease)->holder == address;
+        if (!lease.ok())
+          js.EnsureLeaseBucket(kLeaseTtlDefault, 1).IgnoreError();
+        return lease.ok() && lease->has_value() && (*lease)->holder == address;
       },
       absl::Seconds(30));
 }
@@ -860,7 +874,8 @@ TEST(ReplicationTest, LocallyExtendedLogIsMovedAsideAndTheReplicaFollows) {
     ASSERT_TRUE((*ledger)->Execute(AddProduct("t0-p1", "t0", "p1")).ok());
     ASSERT_TRUE((*ledger)->Execute(AddProduct("t0-p2", "t0", "p2")).ok());
   }
-  absl::StatusOr<std::unique_ptr<EventLog>> a_log = EventLog::Open(dir.Sub("a"));
+  absl::StatusOr<std::unique_ptr<EventLog>> a_log =
+      EventLog::Open(dir.Sub("a"));
   ASSERT_TRUE(a_log.ok());
   const Head local_head = (*a_log)->head();
   a_log->reset();
@@ -968,8 +983,8 @@ TEST_F(OneServerProcessTest,
   // Killed with those groups unpublished; NATS comes back.
   a.KillHard();
   ASSERT_TRUE(nats->Restart(0).ok());
-  ASSERT_TRUE(WaitFor([&] { return js->LastSequence(0).ok(); },
-                      kConvergeTimeout));
+  ASSERT_TRUE(
+      WaitFor([&] { return js->LastSequence(0).ok(); }, kConvergeTimeout));
   // Restarted, it moves them aside, follows the stream, and leads again.
   a.Start();
   v1::CommandResult next;
@@ -987,8 +1002,8 @@ TEST_F(OneServerProcessTest,
   EXPECT_EQ(report.diverged(0).last_position(), answered);
   EXPECT_EQ(report.diverged(0).outcomes(), 3u);
   // The CLI's audit through the server names it too.
-  testing::CliRun cli = testing::RunStoreledger(
-      {"--server", a.address(), "audit"});
+  testing::CliRun cli =
+      testing::RunStoreledger({"--server", a.address(), "audit"});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_NE(cli.err.find(absl::StrCat("diverged record 1: positions ",
                                       published + 1, "..", answered)),
@@ -1079,8 +1094,8 @@ TEST_F(OneServerProcessTest,
   EXPECT_EQ(state.exit_code, 0) << state.err;
   EXPECT_NE(state.out.find("\"s4\""), std::string::npos) << state.out;
   testing::CliRun history = testing::RunStoreledger(
-      {"--server", follower.address(), "history", "--store", "s4",
-       "--at-least", absl::StrCat(beyond)});
+      {"--server", follower.address(), "history", "--store", "s4", "--at-least",
+       absl::StrCat(beyond)});
   EXPECT_EQ(history.exit_code, 1);
   EXPECT_NE(history.err.find("UNAVAILABLE"), std::string::npos) << history.err;
   EXPECT_NE(history.err.find(absl::StrCat("min_position ", beyond)),
@@ -1092,7 +1107,8 @@ TEST_F(OneServerProcessTest,
             0);
   EXPECT_TRUE(WaitFor(
       [&] {
-        return follower.Metric("storeledger_replication_stream_sequence") == 5 &&
+        return follower.Metric("storeledger_replication_stream_sequence") ==
+                   5 &&
                follower.Metric("storeledger_replication_lag_messages") == 0;
       },
       kConvergeTimeout));

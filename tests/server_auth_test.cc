@@ -2,6 +2,7 @@
 // role matrix over every RPC, merchant-scoped reads that name nothing of
 // another merchant's stores, a foreign store answered as a missing one,
 // and the token table's refusals.
+#include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -13,8 +14,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
@@ -38,14 +37,14 @@ using ::storeledger::testing::AddProductCommand;
 using ::storeledger::testing::China;
 using ::storeledger::testing::ChinaText;
 using ::storeledger::testing::CommandFromJson;
-using ::storeledger::testing::OpenStoreCommand;
-using ::storeledger::testing::ServerTest;
 using ::storeledger::testing::kAuditor;
 using ::storeledger::testing::kInvestigator;
 using ::storeledger::testing::kMerchant1;
 using ::storeledger::testing::kMerchant2;
 using ::storeledger::testing::kTokenFile;
 using ::storeledger::testing::kWriter;
+using ::storeledger::testing::OpenStoreCommand;
+using ::storeledger::testing::ServerTest;
 using ::testing::HasSubstr;
 
 // ---- who may do what
@@ -75,7 +74,8 @@ TEST_F(ServerTest, RoleMatrix) {
     stream->Write(OpenStoreCommand(id, id, "m9"));
     stream->WritesDone();
     v1::CommandResult result;
-    while (stream->Read(&result)) {}
+    while (stream->Read(&result)) {
+    }
     return stream->Finish().error_code();
   };
   auto get_store = [&](const char* store) {
@@ -96,7 +96,8 @@ TEST_F(ServerTest, RoleMatrix) {
       request.set_store_id(store);
       auto reader = stub_->ReadStream(&context, request);
       v1::Envelope envelope;
-      while (reader->Read(&envelope)) {}
+      while (reader->Read(&envelope)) {
+      }
       return reader->Finish().error_code();
     };
   };
@@ -112,7 +113,8 @@ TEST_F(ServerTest, RoleMatrix) {
     request.set_catch_up_only(true);
     auto reader = stub_->Subscribe(&context, request);
     v1::Envelope envelope;
-    while (reader->Read(&envelope)) {}
+    while (reader->Read(&envelope)) {
+    }
     return reader->Finish().error_code();
   };
   calls["Digest"] = [&](const char* token) {
@@ -136,31 +138,65 @@ TEST_F(ServerTest, RoleMatrix) {
     std::map<std::string, Code> expected;
   };
   const std::vector<Row> rows = {
-      {"writer", kWriter,
-       {{"Execute", kOk}, {"ExecuteStream", kOk}, {"GetStore(s1)", kDenied},
-        {"GetStore(s2)", kDenied}, {"GetStore(nope)", kDenied},
-        {"ReadStream(s1)", kDenied}, {"ReadStream(s2)", kDenied},
-        {"Subscribe", kDenied}, {"Digest", kDenied}, {"Audit", kDenied}}},
-      {"auditor", kAuditor,
-       {{"Execute", kDenied}, {"ExecuteStream", kDenied}, {"GetStore(s1)", kOk},
-        {"GetStore(s2)", kOk}, {"GetStore(nope)", kNotFound},
-        {"ReadStream(s1)", kOk}, {"ReadStream(s2)", kOk}, {"Subscribe", kOk},
-        {"Digest", kOk}, {"Audit", kOk}}},
-      {"investigator", kInvestigator,
-       {{"Execute", kDenied}, {"ExecuteStream", kDenied}, {"GetStore(s1)", kOk},
-        {"GetStore(s2)", kOk}, {"GetStore(nope)", kNotFound},
-        {"ReadStream(s1)", kOk}, {"ReadStream(s2)", kOk}, {"Subscribe", kOk},
-        {"Digest", kOk}, {"Audit", kDenied}}},
-      {"merchant:m1", kMerchant1,
-       {{"Execute", kDenied}, {"ExecuteStream", kDenied}, {"GetStore(s1)", kOk},
-        {"GetStore(s2)", kDenied}, {"GetStore(nope)", kDenied},
-        {"ReadStream(s1)", kOk}, {"ReadStream(s2)", kDenied},
-        {"Subscribe", kDenied}, {"Digest", kDenied}, {"Audit", kDenied}}},
-      {"merchant:m2", kMerchant2,
-       {{"Execute", kDenied}, {"ExecuteStream", kDenied},
-        {"GetStore(s1)", kDenied}, {"GetStore(s2)", kOk},
-        {"GetStore(nope)", kDenied}, {"ReadStream(s1)", kDenied},
-        {"ReadStream(s2)", kOk}, {"Subscribe", kDenied}, {"Digest", kDenied},
+      {"writer",
+       kWriter,
+       {{"Execute", kOk},
+        {"ExecuteStream", kOk},
+        {"GetStore(s1)", kDenied},
+        {"GetStore(s2)", kDenied},
+        {"GetStore(nope)", kDenied},
+        {"ReadStream(s1)", kDenied},
+        {"ReadStream(s2)", kDenied},
+        {"Subscribe", kDenied},
+        {"Digest", kDenied},
+        {"Audit", kDenied}}},
+      {"auditor",
+       kAuditor,
+       {{"Execute", kDenied},
+        {"ExecuteStream", kDenied},
+        {"GetStore(s1)", kOk},
+        {"GetStore(s2)", kOk},
+        {"GetStore(nope)", kNotFound},
+        {"ReadStream(s1)", kOk},
+        {"ReadStream(s2)", kOk},
+        {"Subscribe", kOk},
+        {"Digest", kOk},
+        {"Audit", kOk}}},
+      {"investigator",
+       kInvestigator,
+       {{"Execute", kDenied},
+        {"ExecuteStream", kDenied},
+        {"GetStore(s1)", kOk},
+        {"GetStore(s2)", kOk},
+        {"GetStore(nope)", kNotFound},
+        {"ReadStream(s1)", kOk},
+        {"ReadStream(s2)", kOk},
+        {"Subscribe", kOk},
+        {"Digest", kOk},
+        {"Audit", kDenied}}},
+      {"merchant:m1",
+       kMerchant1,
+       {{"Execute", kDenied},
+        {"ExecuteStream", kDenied},
+        {"GetStore(s1)", kOk},
+        {"GetStore(s2)", kDenied},
+        {"GetStore(nope)", kDenied},
+        {"ReadStream(s1)", kOk},
+        {"ReadStream(s2)", kDenied},
+        {"Subscribe", kDenied},
+        {"Digest", kDenied},
+        {"Audit", kDenied}}},
+      {"merchant:m2",
+       kMerchant2,
+       {{"Execute", kDenied},
+        {"ExecuteStream", kDenied},
+        {"GetStore(s1)", kDenied},
+        {"GetStore(s2)", kOk},
+        {"GetStore(nope)", kDenied},
+        {"ReadStream(s1)", kDenied},
+        {"ReadStream(s2)", kOk},
+        {"Subscribe", kDenied},
+        {"Digest", kDenied},
         {"Audit", kDenied}}},
   };
   for (const Row& row : rows) {
@@ -180,8 +216,9 @@ TEST_F(ServerTest, RoleMatrix) {
     grpc::ClientContext context;
     context.AddMetadata("authorization", kAuditor);  // no "Bearer "
     v1::Digest digest;
-    EXPECT_EQ(stub_->Digest(&context, v1::DigestRequest(), &digest).error_code(),
-              kUnauth);
+    EXPECT_EQ(
+        stub_->Digest(&context, v1::DigestRequest(), &digest).error_code(),
+        kUnauth);
   }
   // Denied and unauthenticated commands wrote nothing: the head is the two
   // stores (store + merchant events each) plus the writer's one Execute
@@ -193,10 +230,9 @@ TEST_F(ServerTest, RoleMatrix) {
 
 // A command in the fixture's JSON at 2024-06-DD 10:00 China time.
 v1::Command At(int day, const std::string& id, const std::string& body) {
-  return CommandFromJson(absl::StrCat(R"({"commandId":")", id,
-                                      R"(","occurredAt":")",
-                                      ChinaText(China(6, day, 10)), R"(",)",
-                                      body, "}"));
+  return CommandFromJson(
+      absl::StrCat(R"({"commandId":")", id, R"(","occurredAt":")",
+                   ChinaText(China(6, day, 10)), R"(",)", body, "}"));
 }
 
 // The ids (runs of [A-Za-z0-9_-]) in `text`.
@@ -236,7 +272,8 @@ TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
       At(3, "x-list-2", R"("listProduct":{"storeId":"s2","productId":"p1"})"),
       At(4, "x-place-2",
          R"("placeOrder":{"storeId":"s2","orderId":"o2","lines":[{"productId":"p1","quantity":1,"unitPriceFen":100}]})"),
-      At(5, "x-pay-2", R"("payOrder":{"storeId":"s2","orderId":"o2","amountFen":100})"),
+      At(5, "x-pay-2",
+         R"("payOrder":{"storeId":"s2","orderId":"o2","amountFen":100})"),
       At(6, "x-ship-2", R"("shipOrder":{"storeId":"s2","orderId":"o2"})"),
       At(7, "x-settle-2",
          R"("settleOrder":{"storeId":"s2","orderId":"o2","commissionFen":10})"),
@@ -251,9 +288,12 @@ TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
   // Refused commands naming s1 and, in the command or in the message, s2,
   // m2 or m2's order and withdrawal; and one naming s1 alone.
   const std::vector<v1::Command> refused = {
-      At(9, "x-r9", R"("syncProducts":{"sourceStoreId":"s2","targetStoreId":"s1"})"),
-      At(9, "x-r8", R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"s2"})"),
-      At(9, "x-r13-order", R"("payOrder":{"storeId":"s1","orderId":"o2","amountFen":100})"),
+      At(9, "x-r9",
+         R"("syncProducts":{"sourceStoreId":"s2","targetStoreId":"s1"})"),
+      At(9, "x-r8",
+         R"("upgradeStore":{"sourceStoreId":"s1","targetStoreId":"s2"})"),
+      At(9, "x-r13-order",
+         R"("payOrder":{"storeId":"s1","orderId":"o2","amountFen":100})"),
       At(9, "x-r10",
          R"("placeOrder":{"storeId":"s1","orderId":"o2","lines":[{"productId":"p1","quantity":1,"unitPriceFen":100}]})"),
       At(9, "x-r14",
@@ -332,8 +372,8 @@ TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
     for (const ReadAnswer& answer : answers) {
       ASSERT_TRUE(answer.status.ok()) << answer.status.error_message();
       for (const std::string& token : Tokens(answer.text)) {
-        EXPECT_FALSE(m.foreign.count(token))
-            << "names " << token << " in\n" << answer.text;
+        EXPECT_FALSE(m.foreign.count(token)) << "names " << token << " in\n"
+                                             << answer.text;
       }
     }
     // The log-wide RPCs are not a merchant's to call.
@@ -346,9 +386,9 @@ TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
     grpc::ClientContext audit_context;
     Authorize(&audit_context, m.token);
     v1::AuditReport report;
-    EXPECT_EQ(stub_->Audit(&audit_context, v1::AuditRequest(), &report)
-                  .error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(
+        stub_->Audit(&audit_context, v1::AuditRequest(), &report).error_code(),
+        grpc::StatusCode::PERMISSION_DENIED);
     grpc::ClientContext subscribe_context;
     Authorize(&subscribe_context, m.token);
     auto subscription =
@@ -374,25 +414,26 @@ TEST_F(ServerTest, AnotherMerchantsStoreAndAMissingOneAnswerAlike) {
     // s2's record made unreadable: reading it is an error (DATA_LOSS).
     const std::string db = dir_.Sub("db");
     std::vector<std::string> families;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), db,
-                                                &families)
-                    .ok());
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::Options(), db, &families)
+            .ok());
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
     for (const std::string& family : families) {
       descriptors.emplace_back(family, rocksdb::ColumnFamilyOptions());
     }
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), db, descriptors,
-                                  &handles, &raw)
-                    .ok());
+    ASSERT_TRUE(
+        rocksdb::DB::Open(rocksdb::Options(), db, descriptors, &handles, &raw)
+            .ok());
     std::unique_ptr<rocksdb::DB> rocks(raw);
     const auto projections =
         std::find(families.begin(), families.end(), "projections");
     ASSERT_NE(projections, families.end());
-    ASSERT_TRUE(rocks->Put(rocksdb::WriteOptions(),
-                           handles[projections - families.begin()],
-                           StoreKey("s2"), "not a StoreRecord")
+    ASSERT_TRUE(rocks
+                    ->Put(rocksdb::WriteOptions(),
+                          handles[projections - families.begin()],
+                          StoreKey("s2"), "not a StoreRecord")
                     .ok());
     for (rocksdb::ColumnFamilyHandle* handle : handles) {
       ASSERT_TRUE(rocks->DestroyColumnFamilyHandle(handle).ok());
@@ -426,7 +467,9 @@ TEST_F(ServerTest, AnotherMerchantsStoreAndAMissingOneAnswerAlike) {
   for (int variant = 0; variant < 3; ++variant) {
     for (const auto& call :
          std::vector<std::function<grpc::Status(const std::string&)>>{
-             [&](const std::string& store) { return get_store(store, variant); },
+             [&](const std::string& store) {
+               return get_store(store, variant);
+             },
              [&](const std::string& store) {
                return read_stream(store, variant % 2);
              }}) {
@@ -469,9 +512,12 @@ TEST_F(ServerTest, TokenTableRefusesBadFiles) {
 
   EXPECT_THAT(TokenTable::Parse("short writer").status().message(),
               HasSubstr("line 1"));
-  EXPECT_THAT(TokenTable::Parse("a-long-enough-token-0000 admin").status().message(),
-              HasSubstr("unknown role 'admin'"));
-  EXPECT_THAT(TokenTable::Parse("a-long-enough-token-0000 merchant:").status().message(),
+  EXPECT_THAT(
+      TokenTable::Parse("a-long-enough-token-0000 admin").status().message(),
+      HasSubstr("unknown role 'admin'"));
+  EXPECT_THAT(TokenTable::Parse("a-long-enough-token-0000 merchant:")
+                  .status()
+                  .message(),
               HasSubstr("unknown role"));
   EXPECT_THAT(TokenTable::Parse("a-long-enough-token-0000 writer\n"
                                 "a-long-enough-token-0000 auditor\n")

@@ -1,6 +1,7 @@
 // The programs around storeledgerd: the CLI as its client (the same output
 // as embedded mode), the daemon binary (SIGTERM, TLS start-up errors), and
 // the Node example client when node is installed.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -15,8 +16,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -40,6 +39,12 @@ using ::storeledger::testing::Ack;
 using ::storeledger::testing::AddProductCommand;
 using ::storeledger::testing::Child;
 using ::storeledger::testing::ExpectAcksInLog;
+using ::storeledger::testing::kAuditor;
+using ::storeledger::testing::kInvestigator;
+using ::storeledger::testing::kMerchant1;
+using ::storeledger::testing::kMerchant2;
+using ::storeledger::testing::kTokenFile;
+using ::storeledger::testing::kWriter;
 using ::storeledger::testing::OpenStoreCommand;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::ServerTest;
@@ -47,12 +52,6 @@ using ::storeledger::testing::Slurp;
 using ::storeledger::testing::Spawn;
 using ::storeledger::testing::StoreFillCommand;
 using ::storeledger::testing::WaitExit;
-using ::storeledger::testing::kAuditor;
-using ::storeledger::testing::kInvestigator;
-using ::storeledger::testing::kMerchant1;
-using ::storeledger::testing::kMerchant2;
-using ::storeledger::testing::kTokenFile;
-using ::storeledger::testing::kWriter;
 using ::testing::HasSubstr;
 
 // ---- the CLI as a client
@@ -121,8 +120,8 @@ TEST_F(ServerTest, CliThroughTheServerPrintsWhatEmbeddedModePrints) {
     }
   }
   // A merchant reading another merchant's store, a bad token.
-  testing::CliRun denied = RunStoreledger(
-      with(remote, kMerchant2, {"state", "--store", "s1"}));
+  testing::CliRun denied =
+      RunStoreledger(with(remote, kMerchant2, {"state", "--store", "s1"}));
   EXPECT_EQ(denied.exit_code, 1);
   EXPECT_THAT(denied.err, HasSubstr("PERMISSION_DENIED"));
   testing::CliRun unauthenticated =
@@ -166,9 +165,9 @@ TEST_F(ServerTest, CliApplyNamesTheFirstLineWithoutAResultWhenTheServerGoes) {
     ASSERT_THAT(line, HasSubstr(R"("status":"ACCEPTED")"));
   }
   ASSERT_LT(printed, kLines);
-  EXPECT_THAT(run.err, HasSubstr(absl::StrCat("(results from line ",
-                                              printed + 1,
-                                              " on were not received)")));
+  EXPECT_THAT(run.err,
+              HasSubstr(absl::StrCat("(results from line ", printed + 1,
+                                     " on were not received)")));
 }
 
 // `history` with every filter, remote against embedded on the server's own
@@ -183,28 +182,47 @@ TEST_F(ServerTest, CliHistoryFiltersPrintWhatEmbeddedModePrints) {
                         at, R"(:00+08:00",)", body, "}\n");
   };
   auto product = [](const std::string& store, const std::string& id) {
-    return absl::StrCat(R"("addProduct":{"storeId":")", store,
-                        R"(","productId":")", id,
-                        R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100})");
+    return absl::StrCat(
+        R"("addProduct":{"storeId":")", store, R"(","productId":")", id,
+        R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100})");
   };
   const std::string input = absl::StrCat(
-      line("h1", "01T10:00", R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"),
+      line(
+          "h1", "01T10:00",
+          R"("openStore":{"storeId":"s1","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"})"),
       line("h2", "02T10:00", product("s1", "p1")),
       line("h3", "02T11:00", product("s1", "p2")),
-      line("h4", "03T10:00", R"("listProduct":{"storeId":"s1","productId":"p1"})"),
-      line("h5", "03T11:00", R"("listProduct":{"storeId":"s1","productId":"p2"})"),
-      line("h6", "04T10:00", R"("placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":2,"unitPriceFen":100}]})"),
-      line("h7", "04T11:00", R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":150})"),
-      line("h8", "04T12:00", R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":200})"),
-      line("h9", "05T10:00", R"("placeOrder":{"storeId":"s1","orderId":"o2","lines":[{"productId":"p2","quantity":1,"unitPriceFen":300}]})"),
+      line("h4", "03T10:00",
+           R"("listProduct":{"storeId":"s1","productId":"p1"})"),
+      line("h5", "03T11:00",
+           R"("listProduct":{"storeId":"s1","productId":"p2"})"),
+      line(
+          "h6", "04T10:00",
+          R"("placeOrder":{"storeId":"s1","orderId":"o1","lines":[{"productId":"p1","quantity":2,"unitPriceFen":100}]})"),
+      line("h7", "04T11:00",
+           R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":150})"),
+      line("h8", "04T12:00",
+           R"("payOrder":{"storeId":"s1","orderId":"o1","amountFen":200})"),
+      line(
+          "h9", "05T10:00",
+          R"("placeOrder":{"storeId":"s1","orderId":"o2","lines":[{"productId":"p2","quantity":1,"unitPriceFen":300}]})"),
       line("h10", "05T11:00", R"("shipOrder":{"storeId":"s1","orderId":"o1"})"),
-      line("h11", "06T10:00", R"("settleOrder":{"storeId":"s1","orderId":"o1","commissionFen":20})"),
-      line("h12", "07T10:00", R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"w1","amountFen":500})"),
-      line("h13", "07T11:00", R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"w1","amountFen":100})"),
-      line("h14", "08T10:00", R"("completeWithdrawal":{"storeId":"s1","withdrawalId":"w1"})"),
-      line("h15", "08T11:00", R"("listProduct":{"storeId":"s1","productId":"p9"})"),
+      line(
+          "h11", "06T10:00",
+          R"("settleOrder":{"storeId":"s1","orderId":"o1","commissionFen":20})"),
+      line(
+          "h12", "07T10:00",
+          R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"w1","amountFen":500})"),
+      line(
+          "h13", "07T11:00",
+          R"("requestWithdrawal":{"storeId":"s1","withdrawalId":"w1","amountFen":100})"),
+      line("h14", "08T10:00",
+           R"("completeWithdrawal":{"storeId":"s1","withdrawalId":"w1"})"),
+      line("h15", "08T11:00",
+           R"("listProduct":{"storeId":"s1","productId":"p9"})"),
       line("h16", "08T12:00", product("ghost", "g1")),
-      line("h17", "09T10:00", R"("cancelOrder":{"storeId":"s1","orderId":"o2"})"));
+      line("h17", "09T10:00",
+           R"("cancelOrder":{"storeId":"s1","orderId":"o2"})"));
   const std::vector<std::string> remote = {"--server", server_->address(),
                                            "--token", kInvestigator};
   testing::CliRun applied = RunStoreledger(
@@ -312,15 +330,15 @@ TEST_F(ServerTest, DaemonExitsZeroOnSigtermAndKeepsEveryAck) {
   chmod(tokens.c_str(), 0644);
   const std::string db = dir_.Sub("db");
   // Refused: a token file others can read.
-  Child refused = Spawn({"--db", db, "--listen", "127.0.0.1:0", "--tokens",
-                         tokens},
-                        dir_.Sub("refused.err"));
+  Child refused =
+      Spawn({"--db", db, "--listen", "127.0.0.1:0", "--tokens", tokens},
+            dir_.Sub("refused.err"));
   EXPECT_EQ(WaitExit(refused.pid), 1);
   EXPECT_THAT(Slurp(refused.err_path), HasSubstr("chmod 600"));
   chmod(tokens.c_str(), 0600);
 
-  Child child = Spawn({"--db", db, "--listen", "127.0.0.1:0", "--tokens", tokens,
-                       "--shutdown-grace-ms", "5000"},
+  Child child = Spawn({"--db", db, "--listen", "127.0.0.1:0", "--tokens",
+                       tokens, "--shutdown-grace-ms", "5000"},
                       dir_.Sub("daemon.err"));
   ASSERT_THAT(child.first_line, HasSubstr("listening on 127.0.0.1:"))
       << Slurp(child.err_path);
@@ -339,7 +357,8 @@ TEST_F(ServerTest, DaemonExitsZeroOnSigtermAndKeepsEveryAck) {
       for (int i = 0;; ++i) {
         grpc::ClientContext context;
         Authorize(&context, kWriter);
-        context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+        context.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
         v1::CommandResult result;
         grpc::Status status = stub->Execute(
             &context,
@@ -349,8 +368,8 @@ TEST_F(ServerTest, DaemonExitsZeroOnSigtermAndKeepsEveryAck) {
             &result);
         if (!status.ok()) return;
         std::lock_guard<std::mutex> lock(mu);
-        acks.push_back(
-            {result.command_id(), result.first_position(), result.last_position()});
+        acks.push_back({result.command_id(), result.first_position(),
+                        result.last_position()});
       }
     });
   }
@@ -374,16 +393,17 @@ TEST_F(ServerTest, BadTlsFilesAreOneLineErrorsWithTheDocumentedExitStatus) {
   const std::string key = dir_.Sub("key.pem");
   {
     std::ofstream(garbage) << "this is not a certificate\n";
-    std::ofstream(key) << "-----BEGIN PRIVATE KEY-----\n"
-                          "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
-                          "-----END PRIVATE KEY-----\n";
+    std::ofstream(key)
+        << "-----BEGIN PRIVATE KEY-----\n"
+           "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
+           "-----END PRIVATE KEY-----\n";
   }
   for (const std::string& ca : {garbage, key}) {
     for (const std::vector<std::string>& verb :
          std::vector<std::vector<std::string>>{
              {"digest"}, {"state", "--store", "s1"}, {"apply"}}) {
-      std::vector<std::string> args = {"--server", server_->address(),
-                                       "--token", kAuditor, "--tls-ca", ca};
+      std::vector<std::string> args = {
+          "--server", server_->address(), "--token", kAuditor, "--tls-ca", ca};
       args.insert(args.end(), verb.begin(), verb.end());
       testing::CliRun run = RunStoreledger(args, "");
       SCOPED_TRACE(absl::StrJoin(args, " "));
@@ -402,10 +422,10 @@ TEST_F(ServerTest, BadTlsFilesAreOneLineErrorsWithTheDocumentedExitStatus) {
   }
   chmod(tokens.c_str(), 0600);
   for (const std::string& cert : {garbage, key}) {
-    Child daemon = Spawn({"--db", dir_.Sub("tls-db"), "--listen", "127.0.0.1:0",
-                          "--tokens", tokens, "--tls-cert", cert, "--tls-key",
-                          key},
-                         dir_.Sub("tls.err"));
+    Child daemon =
+        Spawn({"--db", dir_.Sub("tls-db"), "--listen", "127.0.0.1:0",
+               "--tokens", tokens, "--tls-cert", cert, "--tls-key", key},
+              dir_.Sub("tls.err"));
     EXPECT_EQ(WaitExit(daemon.pid), 1);
     const std::string err = Slurp(daemon.err_path);
     EXPECT_THAT(err, HasSubstr(absl::StrCat("--tls-cert ", cert,
@@ -426,9 +446,10 @@ TEST_F(ServerTest, NodeExampleClientRunsAgainstTheServer) {
     const bool can_install =
         std::filesystem::exists(example + "/package-lock.json") &&
         std::system("command -v npm >/dev/null 2>&1") == 0 &&
-        std::system(absl::StrCat("npm ci --silent --no-audit --no-fund --prefix ",
-                                 example, " >/dev/null 2>&1")
-                        .c_str()) == 0;
+        std::system(
+            absl::StrCat("npm ci --silent --no-audit --no-fund --prefix ",
+                         example, " >/dev/null 2>&1")
+                .c_str()) == 0;
     if (!can_install) {
       GTEST_SKIP() << "examples/node/node_modules is missing and `npm ci "
                       "--prefix examples/node` did not work (offline?)";
@@ -436,10 +457,10 @@ TEST_F(ServerTest, NodeExampleClientRunsAgainstTheServer) {
   }
   Start();
   const std::string out = dir_.Sub("node.out");
-  const std::string command = absl::StrCat(
-      "node ", example, "/client.js --server ", server_->address(),
-      " --token ", kWriter, " --subscribe-token ", kAuditor,
-      " --store node-s1 > ", out, " 2>&1");
+  const std::string command =
+      absl::StrCat("node ", example, "/client.js --server ", server_->address(),
+                   " --token ", kWriter, " --subscribe-token ", kAuditor,
+                   " --store node-s1 > ", out, " 2>&1");
   const int rc = std::system(command.c_str());
   const std::string text = Slurp(out);
   ASSERT_EQ(rc, 0) << text;

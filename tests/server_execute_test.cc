@@ -2,6 +2,8 @@
 // load test where every acknowledgement is in the log, stream batching and
 // ordering, a stream's end on shutdown, on a failed command and on a client
 // that cancels, and graceful shutdown under load.
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <iostream>
@@ -11,8 +13,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -33,13 +33,13 @@ namespace {
 using ::storeledger::testing::Ack;
 using ::storeledger::testing::AddProductCommand;
 using ::storeledger::testing::ExpectAcksInLog;
-using ::storeledger::testing::OpenStoreCommand;
-using ::storeledger::testing::ServerTest;
-using ::storeledger::testing::StoreFillCommand;
 using ::storeledger::testing::kLoadClients;
 using ::storeledger::testing::kLoadCommandsPerClient;
 using ::storeledger::testing::kLoadProductsPerStore;
 using ::storeledger::testing::kWriter;
+using ::storeledger::testing::OpenStoreCommand;
+using ::storeledger::testing::ServerTest;
+using ::storeledger::testing::StoreFillCommand;
 using ::testing::HasSubstr;
 
 // One size limit for a command whatever the door (CLI or gRPC): over
@@ -139,10 +139,11 @@ TEST_F(ServerTest, LoadEveryAcknowledgementIsInTheLog) {
   for (std::thread& t : clients) t.join();
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   EXPECT_EQ(failures.load(), 0);
-  ASSERT_EQ(acks.size(), static_cast<size_t>(kLoadClients) * kLoadCommandsPerClient);
+  ASSERT_EQ(acks.size(),
+            static_cast<size_t>(kLoadClients) * kLoadCommandsPerClient);
   std::cout << acks.size() << " commands from " << kLoadClients
-            << " clients in " << seconds << " s ("
-            << acks.size() / seconds << " commands/s)\n";
+            << " clients in " << seconds << " s (" << acks.size() / seconds
+            << " commands/s)\n";
   const EventLog& log = server_->ledger().log();
   // One event per command, plus MerchantOnboarded for the first store of m1.
   EXPECT_EQ(log.head().position,
@@ -221,7 +222,8 @@ TEST_F(ServerTest, ExecuteStreamBatchesAndAnswersInOrder) {
     }
   }
   const StreamBatchStats stats = server_->service().stream_batch_stats();
-  EXPECT_EQ(stats.commands, static_cast<uint64_t>(kStreams) * kCommandsPerStream);
+  EXPECT_EQ(stats.commands,
+            static_cast<uint64_t>(kStreams) * kCommandsPerStream);
   EXPECT_LT(stats.batches, stats.commands) << "no batch of more than one";
   EXPECT_LE(stats.largest_batch_commands, kStreamBatchCommandsMax);
   std::cout << stats.commands << " commands in " << stats.batches
@@ -287,8 +289,8 @@ TEST_F(ServerTest, ExecuteStreamEndsWithTheStatusOfAFailedCommand) {
     if (!stream->Write(command(i))) break;
   }
   // No WritesDone: the server ends the call itself.
-  EXPECT_FALSE(stream->Read(&result)) << "a result after the failure: "
-                                      << result.DebugString();
+  EXPECT_FALSE(stream->Read(&result))
+      << "a result after the failure: " << result.DebugString();
   grpc::Status status = stream->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << status.error_message();
@@ -297,9 +299,9 @@ TEST_F(ServerTest, ExecuteStreamEndsWithTheStatusOfAFailedCommand) {
   grpc::ClientContext unary;
   Authorize(&unary, kWriter);
   v1::CommandResult refused;
-  EXPECT_EQ(stub_->Execute(&unary, command(kBefore + kAfter), &refused)
-                .error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(
+      stub_->Execute(&unary, command(kBefore + kAfter), &refused).error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 // A client that cancels its stream in the middle: the server stops that
@@ -321,11 +323,12 @@ TEST_F(ServerTest, ExecuteStreamSurvivesAClientThatCancels) {
     });
     v1::CommandResult result;
     while (acks.size() < 100 && stream->Read(&result)) {
-      acks.push_back(
-          {result.command_id(), result.first_position(), result.last_position()});
+      acks.push_back({result.command_id(), result.first_position(),
+                      result.last_position()});
     }
     context.TryCancel();
-    while (stream->Read(&result)) {}
+    while (stream->Read(&result)) {
+    }
     sender.join();
     EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
@@ -372,8 +375,8 @@ TEST_F(ServerTest, GracefulShutdownUnderLoadLosesNothingAcknowledged) {
           return;  // UNAVAILABLE: shutting down; nothing acknowledged
         }
         std::lock_guard<std::mutex> lock(mu);
-        acks.push_back(
-            {result.command_id(), result.first_position(), result.last_position()});
+        acks.push_back({result.command_id(), result.first_position(),
+                        result.last_position()});
       }
     });
   }

@@ -1,13 +1,13 @@
 // Signed checkpoints and the proofs storeledgerd serves: a checkpoint
 // signed every N events, inclusion and consistency proofs that verify
 // against it, and who may ask.
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -25,11 +25,11 @@
 namespace storeledger {
 namespace {
 
-using ::storeledger::testing::OpenStoreCommand;
-using ::storeledger::testing::ServerTest;
 using ::storeledger::testing::kAuditor;
 using ::storeledger::testing::kInvestigator;
 using ::storeledger::testing::kMerchant1;
+using ::storeledger::testing::OpenStoreCommand;
+using ::storeledger::testing::ServerTest;
 
 // ---- proofs
 
@@ -84,34 +84,42 @@ TEST_F(ServerTest, SignsCheckpointsAndServesProofsThatVerify) {
   v1::GetInclusionProofRequest inclusion_request;
   inclusion_request.set_position(2);
   v1::InclusionProof inclusion;
-  ASSERT_TRUE(stub_->GetInclusionProof(&inclusion_context, inclusion_request,
-                                       &inclusion).ok());
+  ASSERT_TRUE(
+      stub_
+          ->GetInclusionProof(&inclusion_context, inclusion_request, &inclusion)
+          .ok());
   EXPECT_EQ(inclusion.tree_size(), head);
   EXPECT_EQ(inclusion.checkpoint().note(), checkpoint.note());
   const std::vector<std::string> path(inclusion.audit_path().begin(),
                                       inclusion.audit_path().end());
-  EXPECT_TRUE(merkle::VerifyInclusion(1, head, merkle::LeafHash(inclusion.envelope()),
-                                      path, trusted->root).ok());
+  EXPECT_TRUE(merkle::VerifyInclusion(1, head,
+                                      merkle::LeafHash(inclusion.envelope()),
+                                      path, trusted->root)
+                  .ok());
 
   grpc::ClientContext consistency_context;
   Authorize(&consistency_context, kAuditor);
   v1::GetConsistencyProofRequest consistency_request;
   consistency_request.set_first_size(1);
   v1::ConsistencyProof consistency;
-  ASSERT_TRUE(stub_->GetConsistencyProof(&consistency_context,
-                                         consistency_request, &consistency).ok());
+  ASSERT_TRUE(stub_
+                  ->GetConsistencyProof(&consistency_context,
+                                        consistency_request, &consistency)
+                  .ok());
   const std::vector<std::string> hashes(consistency.path().begin(),
                                         consistency.path().end());
   EXPECT_TRUE(merkle::VerifyConsistency(1, head, consistency.first_root(),
-                                        trusted->root, hashes).ok());
+                                        trusted->root, hashes)
+                  .ok());
 
   // A merchant may not ask; a position past the tree is a bad argument.
   grpc::ClientContext merchant_context;
   Authorize(&merchant_context, kMerchant1);
   v1::InclusionProof ignored;
-  EXPECT_EQ(stub_->GetInclusionProof(&merchant_context, inclusion_request,
-                                     &ignored).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      stub_->GetInclusionProof(&merchant_context, inclusion_request, &ignored)
+          .error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   grpc::ClientContext past_context;
   Authorize(&past_context, kAuditor);
   inclusion_request.set_position(head + 1);

@@ -1,6 +1,13 @@
 // storeledgerd's read side: GetStore's as_of bounds, the health and
 // reflection services a client discovers it with, and Audit over the live
 // ledger while writers append and RocksDB compacts.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/descriptor_database.h>
+#include <google/protobuf/message.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <future>
@@ -11,13 +18,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/descriptor.pb.h>
-#include <google/protobuf/descriptor_database.h>
-#include <google/protobuf/message.h>
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -36,12 +36,12 @@
 namespace storeledger {
 namespace {
 
+using ::storeledger::testing::kAuditor;
+using ::storeledger::testing::kLoadProductsPerStore;
 using ::storeledger::testing::OpenStoreCommand;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::ServerTest;
 using ::storeledger::testing::StoreFillCommand;
-using ::storeledger::testing::kAuditor;
-using ::storeledger::testing::kLoadProductsPerStore;
 using ::testing::HasSubstr;
 
 // GetStore's as_of is a time the ledger holds, as --as-of is: a time
@@ -49,8 +49,8 @@ using ::testing::HasSubstr;
 TEST_F(ServerTest, GetStoreRefusesAnAsOfOutsideTheLedgersTimes) {
   Start();
   ASSERT_EQ(Execute(OpenStoreCommand("o1", "s1", "m1")).status(), v1::ACCEPTED);
-  for (const int64_t seconds : {kTimeSecondsMin - 1, kTimeSecondsMax + 1,
-                                int64_t{-100'000'000'000}}) {
+  for (const int64_t seconds :
+       {kTimeSecondsMin - 1, kTimeSecondsMax + 1, int64_t{-100'000'000'000}}) {
     grpc::ClientContext context;
     Authorize(&context, kAuditor);
     v1::GetStoreRequest request;
@@ -93,9 +93,9 @@ TEST_F(ServerTest, HealthCheckSaysServing) {
   auto check = [&](const std::string& service) {
     std::string request_bytes;
     if (!service.empty()) {
-      request_bytes = absl::StrCat(std::string(1, '\x0a'),
-                                   std::string(1, static_cast<char>(service.size())),
-                                   service);
+      request_bytes = absl::StrCat(
+          std::string(1, '\x0a'),
+          std::string(1, static_cast<char>(service.size())), service);
     }
     grpc::Slice slice(request_bytes);
     grpc::ByteBuffer request(&slice, 1);
@@ -205,9 +205,9 @@ TEST_F(ServerTest, ReflectionListsTheServicesAndDescribesTheLedger) {
   };
   list->GetReflection()->SetString(list.get(), field(*list, "list_services"),
                                    "*");
-  file->GetReflection()->SetString(
-      file.get(), field(*file, "file_containing_symbol"),
-      "storeledger.v1.Ledger");
+  file->GetReflection()->SetString(file.get(),
+                                   field(*file, "file_containing_symbol"),
+                                   "storeledger.v1.Ledger");
 
   // No token: reflection, like health, is open (it describes the API, not
   // the ledger).
@@ -223,7 +223,8 @@ TEST_F(ServerTest, ReflectionListsTheServicesAndDescribesTheLedger) {
   // 1. list_services_response { service { name } ... }
   ASSERT_TRUE(response->ParseFromString(call.responses()[0]));
   const google::protobuf::Reflection* r = response->GetReflection();
-  ASSERT_TRUE(r->HasField(*response, field(*response, "list_services_response")))
+  ASSERT_TRUE(
+      r->HasField(*response, field(*response, "list_services_response")))
       << response->DebugString();
   const google::protobuf::Message& services =
       r->GetMessage(*response, field(*response, "list_services_response"));
@@ -233,7 +234,8 @@ TEST_F(ServerTest, ReflectionListsTheServicesAndDescribesTheLedger) {
   for (int i = 0;
        i < services.GetReflection()->FieldSize(services, service_field); ++i) {
     const google::protobuf::Message& service =
-        services.GetReflection()->GetRepeatedMessage(services, service_field, i);
+        services.GetReflection()->GetRepeatedMessage(services, service_field,
+                                                     i);
     names.insert(
         service.GetReflection()->GetString(service, field(service, "name")));
   }
@@ -347,15 +349,14 @@ TEST_F(ServerTest, AuditOfTheLiveLedgerPassesDuringWritesAndReportsDamage) {
     status = audit(&report);
     ++audits;
     if (!status.ok()) {
-      ADD_FAILURE() << "audit " << audits << ": " << status.error_code()
-                    << " " << status.error_message();
+      ADD_FAILURE() << "audit " << audits << ": " << status.error_code() << " "
+                    << status.error_message();
       break;
     }
-    EXPECT_TRUE(report.ok()) << "audit " << audits << ": "
-                             << report.violations_total() << " violations, "
-                             << (report.violations_size() > 0
-                                     ? report.violations(0).message()
-                                     : "");
+    EXPECT_TRUE(report.ok())
+        << "audit " << audits << ": " << report.violations_total()
+        << " violations, "
+        << (report.violations_size() > 0 ? report.violations(0).message() : "");
     EXPECT_GE(report.head_position(), audited_head);
     audited_head = report.head_position();
   }
@@ -380,7 +381,8 @@ TEST_F(ServerTest, AuditOfTheLiveLedgerPassesDuringWritesAndReportsDamage) {
     named = named || (violation.check() == kCheckProjections &&
                       violation.key() == "s/after");
   }
-  EXPECT_TRUE(named) << report.violations_total() << " violations, none of "
+  EXPECT_TRUE(named) << report.violations_total()
+                     << " violations, none of "
                         "the projections at s/after";
 }
 

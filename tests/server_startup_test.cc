@@ -1,6 +1,8 @@
 // storeledgerd's start-up: the refusals (a public address without TLS, a
 // port or database in use, a database that is not a ledger, bad
 // certificates) and serving TLS with a good certificate.
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -8,8 +10,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -25,10 +25,10 @@
 namespace storeledger {
 namespace {
 
-using ::storeledger::testing::OpenStoreCommand;
-using ::storeledger::testing::ServerTest;
 using ::storeledger::testing::kAuditor;
 using ::storeledger::testing::kWriter;
+using ::storeledger::testing::OpenStoreCommand;
+using ::storeledger::testing::ServerTest;
 using ::testing::HasSubstr;
 
 // ---- start-up refusals
@@ -63,7 +63,8 @@ TEST_F(ServerTest, PortInUseAndLockedDatabaseAreClearErrors) {
   ServerOptions same_db = Options();  // port 0, the running server's db
   second = LedgerServer::Start(same_db);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(second.status().message(), HasSubstr("in use by another process"));
+  EXPECT_THAT(second.status().message(),
+              HasSubstr("in use by another process"));
 }
 
 // storeledgerd refuses a database that is not a ledger rather than add its
@@ -146,10 +147,12 @@ TEST_F(ServerTest, ServesTlsWithAGoodCertificate) {
   auto plain = v1::Ledger::NewStub(grpc::CreateChannel(
       (*server)->address(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext plain_context;
-  plain_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+  plain_context.set_deadline(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   Authorize(&plain_context, kAuditor);
   v1::Digest digest;
-  EXPECT_FALSE(plain->Digest(&plain_context, v1::DigestRequest(), &digest).ok());
+  EXPECT_FALSE(
+      plain->Digest(&plain_context, v1::DigestRequest(), &digest).ok());
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Subscribe: catch-up then live without gaps, the limit of open
 // subscriptions, a slow subscriber cut off and resuming, and stalled
 // subscribers that cost writers nothing.
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <iostream>
@@ -10,8 +12,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -27,13 +27,13 @@ namespace storeledger {
 namespace {
 
 using ::storeledger::testing::AddProductCommand;
-using ::storeledger::testing::OpenStoreCommand;
-using ::storeledger::testing::ServerTest;
-using ::storeledger::testing::StoreFillCommand;
 using ::storeledger::testing::kAuditor;
 using ::storeledger::testing::kInvestigator;
 using ::storeledger::testing::kLoadProductsPerStore;
 using ::storeledger::testing::kWriter;
+using ::storeledger::testing::OpenStoreCommand;
+using ::storeledger::testing::ServerTest;
+using ::storeledger::testing::StoreFillCommand;
 using ::testing::HasSubstr;
 
 // ---- subscriptions
@@ -42,9 +42,11 @@ TEST_F(ServerTest, SubscribeCatchesUpThenFollowsWithoutGaps) {
   Start();
   constexpr int kBefore = 300;
   constexpr int kDuring = 700;
-  ASSERT_EQ(Execute(OpenStoreCommand("open", "s1", "m1")).status(), v1::ACCEPTED);
+  ASSERT_EQ(Execute(OpenStoreCommand("open", "s1", "m1")).status(),
+            v1::ACCEPTED);
   for (int i = 0; i < kBefore; ++i) {
-    Execute(AddProductCommand(absl::StrCat("b", i), "s1", absl::StrCat("b", i)));
+    Execute(
+        AddProductCommand(absl::StrCat("b", i), "s1", absl::StrCat("b", i)));
   }
   std::atomic<uint64_t> until{0};
   std::vector<uint64_t> positions;
@@ -52,7 +54,8 @@ TEST_F(ServerTest, SubscribeCatchesUpThenFollowsWithoutGaps) {
   std::thread subscriber([&] { positions = Collect(0, until, &cutoffs); });
   std::thread writer([&] {
     for (int i = 0; i < kDuring; ++i) {
-      Execute(AddProductCommand(absl::StrCat("d", i), "s1", absl::StrCat("d", i)));
+      Execute(
+          AddProductCommand(absl::StrCat("d", i), "s1", absl::StrCat("d", i)));
     }
   });
   writer.join();
@@ -77,7 +80,8 @@ TEST_F(ServerTest, SubscribeCatchesUpThenFollowsWithoutGaps) {
 // leaves there is room again.
 TEST_F(ServerTest, SubscribersUpToTheLimitAreServedOneMoreIsRefused) {
   Start();
-  ASSERT_EQ(Execute(OpenStoreCommand("open", "s1", "m1")).status(), v1::ACCEPTED);
+  ASSERT_EQ(Execute(OpenStoreCommand("open", "s1", "m1")).status(),
+            v1::ACCEPTED);
   struct Subscription {
     grpc::ClientContext context;
     std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader;
@@ -135,7 +139,8 @@ TEST_F(ServerTest, SlowSubscriberIsCutOffAndResumesWithoutGaps) {
   // commands below can take longer than the default drain timeout.
   options.subscriber_drain_timeout = absl::Minutes(5);
   Start(options);
-  ASSERT_EQ(Execute(OpenStoreCommand("open", "s1", "m1")).status(), v1::ACCEPTED);
+  ASSERT_EQ(Execute(OpenStoreCommand("open", "s1", "m1")).status(),
+            v1::ACCEPTED);
 
   // A subscriber that reads one event, then nothing while the writer appends
   // far more than the transport can hold for it.
@@ -153,7 +158,8 @@ TEST_F(ServerTest, SlowSubscriberIsCutOffAndResumesWithoutGaps) {
   uint64_t last = envelope.position();
   constexpr int kCommands = 4000;
   for (int i = 0; i < kCommands; ++i) {
-    Execute(AddProductCommand(absl::StrCat("p", i), "s1", absl::StrCat("p", i)));
+    Execute(
+        AddProductCommand(absl::StrCat("p", i), "s1", absl::StrCat("p", i)));
   }
   std::vector<uint64_t> positions = {last};
   while (reader->Read(&envelope)) {
@@ -212,8 +218,8 @@ TEST_F(ServerTest, StalledSubscribersCostWritersNothing) {
         auto stream = stub_->ExecuteStream(&context);
         std::thread sender([&] {
           for (int i = 0; i < kStallCommandsPerStream; ++i) {
-            const std::string store = absl::StrCat(
-                tag, c, "-", i / kLoadProductsPerStore);
+            const std::string store =
+                absl::StrCat(tag, c, "-", i / kLoadProductsPerStore);
             if (!stream->Write(
                     StoreFillCommand(store, i % kLoadProductsPerStore, i))) {
               break;

@@ -1,15 +1,15 @@
-// The user's terms through storeledgerd: every verb that answers in the user's terms
-// (find, position-at, --known-at, history without --store, the sync in both
-// stores' histories, statement --pair / --yuan, postings, balances, tail
+// The user's terms through storeledgerd: every verb that answers in the user's
+// terms (find, position-at, --known-at, history without --store, the sync in
+// both stores' histories, statement --pair / --yuan, postings, balances, tail
 // past the head, --tz) prints through
 // `--server` exactly what it prints embedded on the server's own database
 // (a read-only open beside the running server), exit status and stderr
 // included; and the new RPCs answer with the ledger's messages.
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -103,8 +103,8 @@ class ServerTermsTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     before_ = absl::Now() - absl::Seconds(1);
-    CliRun applied = Remote(kWriter, {"apply"},
-                            absl::StrJoin(Timeline(), "\n") + "\n");
+    CliRun applied =
+        Remote(kWriter, {"apply"}, absl::StrJoin(Timeline(), "\n") + "\n");
     ASSERT_EQ(applied.exit_code, 0) << applied.err;
     ASSERT_THAT(applied.out, ::testing::Not(HasSubstr("REJECTED")));
     stub_ = v1::Ledger::NewStub(grpc::CreateChannel(
@@ -153,22 +153,21 @@ TEST_F(ServerTermsTest, LookupsPrintWhatEmbeddedModePrints) {
     ExpectSame(kInvestigator, {"find", id}, 0);
   }
   ExpectSame(kInvestigator, {"find", "nothing-has-this-id"}, 1);
-  const std::string now = absl::FormatTime(absl::RFC3339_sec,
-                                           absl::Now() + absl::Seconds(1),
-                                           absl::UTCTimeZone());
+  const std::string now = absl::FormatTime(
+      absl::RFC3339_sec, absl::Now() + absl::Seconds(1), absl::UTCTimeZone());
   ExpectSame(kAuditor, {"position-at", now}, 0);
   ExpectSame(kAuditor, {"position-at", "2020-01-01"}, 0);  // position 0
   ExpectSame(kAuditor, {"position-at", "--tz", "UTC", "2020-01-01"}, 0);
   ExpectSame(kAuditor, {"position-at", "yesterday"}, 2);
   // --known-at at, before and after what was recorded.
   ExpectSame(kMerchant1, {"state", "--store", "s1", "--known-at", now}, 0);
-  ExpectSame(kMerchant1,
-             {"state", "--store", "s1", "--known-at", "2020-01-01"}, 1);
+  ExpectSame(kMerchant1, {"state", "--store", "s1", "--known-at", "2020-01-01"},
+             1);
   ExpectSame(kMerchant1,
              {"state", "--store", "s1", "--known-at", now, "--position", "3"},
              2);
-  ExpectSame(kMerchant1,
-             {"state", "--store", "s1", "--as-of", "2024-10-10"}, 0);
+  ExpectSame(kMerchant1, {"state", "--store", "s1", "--as-of", "2024-10-10"},
+             0);
 }
 
 TEST_F(ServerTermsTest, HistoryFindsTheStoreAndShowsTheSyncInBoth) {
@@ -189,13 +188,13 @@ TEST_F(ServerTermsTest, HistoryFindsTheStoreAndShowsTheSyncInBoth) {
   ExpectSame(kInvestigator, {"history", "--order", "no-such-order"}, 1);
   ExpectSame(kInvestigator, {"history", "--limit", "2"}, 2);
   // A filter that selects nothing says so, remote as embedded.
-  ExpectSame(kInvestigator,
-             {"history", "--store", "s2", "--type", "OrderPaid"}, 0);
+  ExpectSame(kInvestigator, {"history", "--store", "s2", "--type", "OrderPaid"},
+             0);
 
   // The legacy store's history holds both syncs, the one that copied
   // nothing included (R9: the sync belongs to both histories).
-  CliRun legacy = Remote(kMerchant1, {"history", "--store", "s1",
-                                      "--type", "ProductsSynced"});
+  CliRun legacy = Remote(
+      kMerchant1, {"history", "--store", "s1", "--type", "ProductsSynced"});
   ASSERT_EQ(legacy.exit_code, 0) << legacy.err;
   ASSERT_EQ(legacy.lines().size(), 2u) << legacy.out;
   EXPECT_THAT(legacy.lines()[0], HasSubstr(R"("copiedProductIds":["p1"])"));
@@ -241,8 +240,8 @@ TEST_F(ServerTermsTest, StatementsPrintWhatEmbeddedModePrints) {
        "2024-10-11", "--tz", "Asia/Shanghai"},
   };
   for (const auto& args : same) ExpectSame(kMerchant1, args, 0);
-  ExpectSame(kMerchant1,
-             {"statement", "--store", "s1", "--from", "2024-10-01"}, 2);
+  ExpectSame(kMerchant1, {"statement", "--store", "s1", "--from", "2024-10-01"},
+             2);
   ExpectSame(kMerchant1,
              {"statement", "--store", "s1", "--from", "2024-10-01", "--to",
               "2024-12-01", "--format", "json", "--yuan"},

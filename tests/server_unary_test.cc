@@ -3,6 +3,8 @@
 // kExecuteThreads), and every call must still get the answer to its own
 // command, exactly what Ledger::Execute would have given it: its id, its
 // positions (which hold its events in the log), and a retry's replay.
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -10,8 +12,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -84,8 +84,8 @@ class ServerUnaryTest : public ::testing::Test {
          ++p) {
       absl::StatusOr<Envelope> envelope = server_->ledger().log().Read(p);
       ASSERT_TRUE(envelope.ok()) << envelope.status();
-      EXPECT_EQ(envelope->command_id(), result.command_id()) << "position "
-                                                             << p;
+      EXPECT_EQ(envelope->command_id(), result.command_id())
+          << "position " << p;
     }
   }
 
@@ -125,9 +125,8 @@ TEST_F(ServerUnaryTest, ConcurrentCallsEachGetTheAnswerToTheirOwnCommand) {
     ASSERT_EQ(results[c].size(), static_cast<size_t>(kCommandsPerClient));
     for (int i = 0; i < kCommandsPerClient; ++i) {
       const v1::CommandResult& result = results[c][i];
-      EXPECT_EQ(result.command_id(),
-                i == 0 ? absl::StrCat("s", c, "-open")
-                       : absl::StrCat("s", c, "-", i));
+      EXPECT_EQ(result.command_id(), i == 0 ? absl::StrCat("s", c, "-open")
+                                            : absl::StrCat("s", c, "-", i));
       EXPECT_EQ(result.status(), v1::ACCEPTED) << result.message();
       EXPECT_FALSE(result.replayed());
       ExpectEventsOf(result);

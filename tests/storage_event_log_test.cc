@@ -423,16 +423,19 @@ TEST_F(EventLogTest, ScanAndScanBatchesOverManyEnvelopes) {
   ASSERT_EQ(all->size(), kEvents);
   for (uint64_t i = 0; i < kEvents; ++i) {
     EXPECT_EQ((*all)[i].position(), i + 1);
-    EXPECT_EQ((*all)[i].event_id(), absl::StrCat("event-with-a-long-id-", i + 1));
+    EXPECT_EQ((*all)[i].event_id(),
+              absl::StrCat("event-with-a-long-id-", i + 1));
     EXPECT_EQ((*all)[i].hash(), EnvelopeHash((*all)[i]));
   }
 
   std::vector<EnvelopeBatch> kept;
-  ASSERT_TRUE(log.ScanBatches(300, 1000, [&](EnvelopeBatch* batch) {
-                   kept.emplace_back();
-                   std::swap(kept.back(), *batch);
-                   return true;
-                 }).ok());
+  ASSERT_TRUE(log.ScanBatches(300, 1000,
+                              [&](EnvelopeBatch* batch) {
+                                kept.emplace_back();
+                                std::swap(kept.back(), *batch);
+                                return true;
+                              })
+                  .ok());
   ASSERT_EQ(kept.size(), 3u);
   EXPECT_EQ(kept[0].size(), 1000u);
   EXPECT_EQ(kept[1].size(), 1000u);
@@ -450,28 +453,35 @@ TEST_F(EventLogTest, ScanAndScanBatchesOverManyEnvelopes) {
 
   // Stopping early: fn returning false ends the scan without an error.
   int calls = 0;
-  ASSERT_TRUE(log.ScanBatches(0, 1000, [&](EnvelopeBatch*) {
-                   ++calls;
-                   return false;
-                 }).ok());
+  ASSERT_TRUE(log.ScanBatches(0, 1000,
+                              [&](EnvelopeBatch*) {
+                                ++calls;
+                                return false;
+                              })
+                  .ok());
   EXPECT_EQ(calls, 1);
 
   // A batch size of 0 is taken as 1; a scan from the head hands out nothing.
   std::vector<uint64_t> positions;
-  ASSERT_TRUE(log.ScanBatches(kEvents - 2, 0, [&](EnvelopeBatch* batch) {
-                   if (batch->size() != 1) {
-                     ADD_FAILURE() << "a batch of " << batch->size();
-                     return false;
-                   }
-                   positions.push_back((*batch)[0].position());
-                   return true;
-                 }).ok());
+  ASSERT_TRUE(log.ScanBatches(kEvents - 2, 0,
+                              [&](EnvelopeBatch* batch) {
+                                if (batch->size() != 1) {
+                                  ADD_FAILURE()
+                                      << "a batch of " << batch->size();
+                                  return false;
+                                }
+                                positions.push_back((*batch)[0].position());
+                                return true;
+                              })
+                  .ok());
   EXPECT_THAT(positions, ElementsAre(kEvents - 1, kEvents));
   calls = 0;
-  ASSERT_TRUE(log.ScanBatches(kEvents, 1000, [&](EnvelopeBatch*) {
-                   ++calls;
-                   return true;
-                 }).ok());
+  ASSERT_TRUE(log.ScanBatches(kEvents, 1000,
+                              [&](EnvelopeBatch*) {
+                                ++calls;
+                                return true;
+                              })
+                  .ok());
   EXPECT_EQ(calls, 0);
 }
 
@@ -771,7 +781,8 @@ TEST_F(EventLogTest, ADatabaseThatIsNotALedgerIsRefusedAndLeftAlone) {
   for (const Foreign& f : foreign) {
     SCOPED_TRACE(f.name);
     const std::string dir = dir_ + "/" + f.name;
-    ASSERT_NO_FATAL_FAILURE(testing::MakeForeignRocksDb(dir, f.families, f.put));
+    ASSERT_NO_FATAL_FAILURE(
+        testing::MakeForeignRocksDb(dir, f.families, f.put));
     for (const EventLogOptions& options : {EventLogOptions(), read_only}) {
       absl::StatusOr<std::unique_ptr<EventLog>> opened =
           EventLog::Open(dir, options);
@@ -801,7 +812,8 @@ TEST_F(EventLogTest, ADatabaseThatIsNotALedgerIsRefusedAndLeftAlone) {
   const std::string cut_short = dir_ + "/cut-short";
   ASSERT_NO_FATAL_FAILURE(
       testing::MakeForeignRocksDb(cut_short, {"default", "events"}, false));
-  absl::StatusOr<std::unique_ptr<EventLog>> finished = EventLog::Open(cut_short);
+  absl::StatusOr<std::unique_ptr<EventLog>> finished =
+      EventLog::Open(cut_short);
   ASSERT_TRUE(finished.ok()) << finished.status();
   EXPECT_EQ((*finished)->head().position, 0u);
   finished->reset();
@@ -954,9 +966,8 @@ absl::StatusOr<std::vector<AppendResult>> AppendUnsynced(
   return log.AppendBatch(std::move(requests), nullptr, /*sync=*/false);
 }
 
-AppendRequest WithPuts(
-    AppendRequest request,
-    std::vector<std::pair<std::string, std::string>> puts) {
+AppendRequest WithPuts(AppendRequest request,
+                       std::vector<std::pair<std::string, std::string>> puts) {
   request.projection_puts = std::move(puts);
   return request;
 }
@@ -964,10 +975,10 @@ AppendRequest WithPuts(
 // e1 on s-a with projection r/1 = "one", synced; then e2 on s-a with
 // r/1 = "two" and r/2 = "new", unsynced.
 void AppendSyncedThenUnsynced(EventLog& log) {
-  ASSERT_TRUE(log.Append(WithPuts(
-                             Request({MakeEvent("s-a", kExpectNoStream, "e1")}),
-                             {{"r/1", "one"}}))
-                  .ok());
+  ASSERT_TRUE(
+      log.Append(WithPuts(Request({MakeEvent("s-a", kExpectNoStream, "e1")}),
+                          {{"r/1", "one"}}))
+          .ok());
   ASSERT_TRUE(AppendUnsynced(log, WithPuts(Request({MakeEvent("s-a", 1, "e2")}),
                                            {{"r/1", "two"}, {"r/2", "new"}}))
                   .ok());
@@ -1062,7 +1073,8 @@ TEST_F(EventLogTest, APinnedDurablePointReadsOneDatabase) {
   EXPECT_THAT(ProjectionKeys(log, before_sync), ElementsAre("r/1"));
 
   const EventLog::ReadPoint synced = log.Pin();
-  MustAppend(WithPuts(Request({MakeEvent("s-a", 2, "e3")}), {{"r/3", "three"}}));
+  MustAppend(
+      WithPuts(Request({MakeEvent("s-a", 2, "e3")}), {{"r/3", "three"}}));
   EXPECT_EQ(log.GetStreamHead("s-a").value()->version(), 3u);
   EXPECT_EQ(log.GetStreamHead("s-a", synced).value()->version(), 2u);
   EXPECT_FALSE(log.GetProjection("r/3", synced).value().has_value());
@@ -1087,10 +1099,11 @@ TEST_F(EventLogTest, ASyncEndingDuringAnUnsyncedWriteKeepsItHidden) {
   };
   EventLog& log = OpenLog(options);
   target = &log;
-  ASSERT_TRUE(AppendUnsynced(
-                  log, WithPuts(Request({MakeEvent("s-a", kExpectNoStream, "e1")}),
-                                {{"r/1", "one"}}))
-                  .ok());
+  ASSERT_TRUE(
+      AppendUnsynced(
+          log, WithPuts(Request({MakeEvent("s-a", kExpectNoStream, "e1")}),
+                        {{"r/1", "one"}}))
+          .ok());
   sync_in_tap = true;
   ASSERT_TRUE(AppendUnsynced(log, WithPuts(Request({MakeEvent("s-a", 1, "e2")}),
                                            {{"r/1", "two"}}))

@@ -82,8 +82,8 @@ int main(int argc, char** argv) {
     std::set<std::string> types;
     index = 0;
     absl::Status scan = (*ledger)->log().Scan(
-        0, [&](const storeledger::v1::Envelope& envelope,
-               absl::string_view raw) {
+        0,
+        [&](const storeledger::v1::Envelope& envelope, absl::string_view raw) {
           if (!types.insert(envelope.event_type()).second &&
               envelope.position() > 3) {
             return true;

@@ -104,8 +104,7 @@ bool ChildProcess::ReadSome() {
   if (n < 0) return errno == EINTR || errno == EAGAIN;
   if (n == 0) return false;
   bytes_read_ += static_cast<uint64_t>(n);
-  lines_read_ += static_cast<uint64_t>(
-      std::count(buffer, buffer + n, '\n'));
+  lines_read_ += static_cast<uint64_t>(std::count(buffer, buffer + n, '\n'));
   if (out_.size() < out_bytes_max_) out_.append(buffer, static_cast<size_t>(n));
   return true;
 }

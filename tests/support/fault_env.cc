@@ -76,13 +76,20 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
 
 const char* OpName(FaultOp op) {
   switch (op) {
-    case FaultOp::kAny: return "any";
-    case FaultOp::kAppend: return "append";
-    case FaultOp::kSync: return "sync";
-    case FaultOp::kCreate: return "create";
-    case FaultOp::kRename: return "rename";
-    case FaultOp::kDelete: return "delete";
-    case FaultOp::kDirSync: return "directory fsync";
+    case FaultOp::kAny:
+      return "any";
+    case FaultOp::kAppend:
+      return "append";
+    case FaultOp::kSync:
+      return "sync";
+    case FaultOp::kCreate:
+      return "create";
+    case FaultOp::kRename:
+      return "rename";
+    case FaultOp::kDelete:
+      return "delete";
+    case FaultOp::kDirSync:
+      return "directory fsync";
   }
   return "?";
 }
@@ -184,7 +191,9 @@ class TrackedDirectory : public rocksdb::FSDirectoryWrapper {
  public:
   TrackedDirectory(std::unique_ptr<rocksdb::FSDirectory> target,
                    FaultFileSystem* fs, std::string path)
-      : FSDirectoryWrapper(std::move(target)), fs_(fs), path_(std::move(path)) {}
+      : FSDirectoryWrapper(std::move(target)),
+        fs_(fs),
+        path_(std::move(path)) {}
 
   rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
                           rocksdb::IODebugContext* dbg) override {
@@ -312,9 +321,8 @@ rocksdb::IOStatus FaultFileSystem::BeforeOp(FaultOp op,
   if (ops_until_crash_ > 0) --ops_until_crash_;
   const FileKind kind = KindOfFile(path);
   for (auto it = rules_.begin(); it != rules_.end(); ++it) {
-    const bool kind_matches =
-        it->kind == FileKind::kAny ||
-        (op != FaultOp::kDirSync && it->kind == kind);
+    const bool kind_matches = it->kind == FileKind::kAny ||
+                              (op != FaultOp::kDirSync && it->kind == kind);
     const bool op_matches = it->op == FaultOp::kAny || it->op == op;
     if (!kind_matches || !op_matches) continue;
     if (it->skip > 0) {

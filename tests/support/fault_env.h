@@ -51,7 +51,15 @@ enum class FileKind { kAny, kWal, kTable, kManifest, kOther };
 FileKind KindOfFile(absl::string_view path);
 
 // The operations that can be made to fail.
-enum class FaultOp { kAny, kAppend, kSync, kCreate, kRename, kDelete, kDirSync };
+enum class FaultOp {
+  kAny,
+  kAppend,
+  kSync,
+  kCreate,
+  kRename,
+  kDelete,
+  kDirSync
+};
 
 class FaultFileSystem : public rocksdb::FileSystemWrapper {
  public:

@@ -11,8 +11,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/evolve.h"
 #include "base/status_macros.h"
+#include "core/evolve.h"
 #include "core/streams.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "json/json.h"
@@ -58,10 +58,10 @@ absl::Status CheckRun(const EventLog& log, const std::string& command_id,
   const v1::CommandResult& result = outcome->result();
   if (result.first_position() != run.first ||
       result.last_position() != run.last) {
-    return absl::DataLossError(absl::StrCat(
-        "command ", command_id, " has events at positions ", run.first, "..",
-        run.last, " but its outcome names ", result.first_position(), "..",
-        result.last_position()));
+    return absl::DataLossError(
+        absl::StrCat("command ", command_id, " has events at positions ",
+                     run.first, "..", run.last, " but its outcome names ",
+                     result.first_position(), "..", result.last_position()));
   }
   if (result.status() == v1::REJECTED) {
     if (run.first != run.last || !run.rejected_record ||
@@ -72,22 +72,22 @@ absl::Status CheckRun(const EventLog& log, const std::string& command_id,
     }
   } else if (result.status() == v1::ACCEPTED) {
     if (run.rejected_record) {
-      return absl::DataLossError(absl::StrCat(
-          "accepted command ", command_id, " has a CommandRejected event"));
+      return absl::DataLossError(absl::StrCat("accepted command ", command_id,
+                                              " has a CommandRejected event"));
     }
   } else {
-    return absl::DataLossError(absl::StrCat(
-        "command ", command_id, " has events but its outcome is ",
-        v1::OutcomeStatus_Name(result.status())));
+    return absl::DataLossError(
+        absl::StrCat("command ", command_id, " has events but its outcome is ",
+                     v1::OutcomeStatus_Name(result.status())));
   }
   for (const auto& [source, target] : run.upgrades) {
     if (run.streams.count(StoreStream(source)) == 0 ||
         run.streams.count(StoreStream(target)) == 0 ||
         run.opened_upgraded.count(target) == 0) {
-      return absl::DataLossError(absl::StrCat(
-          "upgrade ", command_id, " of ", source, " into ", target,
-          " is not in both streams (streams: ",
-          absl::StrJoin(run.streams, ", "), ")"));
+      return absl::DataLossError(
+          absl::StrCat("upgrade ", command_id, " of ", source, " into ", target,
+                       " is not in both streams (streams: ",
+                       absl::StrJoin(run.streams, ", "), ")"));
     }
   }
   return absl::OkStatus();
@@ -136,9 +136,9 @@ absl::Status Acknowledge(const v1::CommandResult& result,
   if (first.status() != kept.status() ||
       first.first_position() != kept.first_position() ||
       first.last_position() != kept.last_position()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "command ", result.command_id(), " was acknowledged as ",
-        Shown(first), " and later as ", Shown(kept)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("command ", result.command_id(), " was acknowledged as ",
+                     Shown(first), " and later as ", Shown(kept)));
   }
   return absl::OkStatus();
 }
@@ -167,29 +167,29 @@ absl::StatusOr<RecoveryCheckStats> CheckRecoveredLog(
     return CheckRun(log, current, run);
   };
   uint64_t last_position = 0;
-  RETURN_IF_ERROR(log.Scan(0, [&](const v1::Envelope& envelope,
-                                  absl::string_view) {
-    last_position = envelope.position();
-    if (envelope.command_id() != current) {
-      run_status = finish();
-      if (!run_status.ok()) return false;
-      current = envelope.command_id();
-      run = Run{envelope.position(), envelope.position()};
-    }
-    run.last = envelope.position();
-    run.streams.insert(envelope.stream_id());
-    const v1::Event& event = envelope.payload();
-    if (event.has_command_rejected()) run.rejected_record = true;
-    if (event.has_store_upgraded()) {
-      run.upgrades.emplace_back(event.store_upgraded().store_id(),
-                                event.store_upgraded().target_store_id());
-    }
-    if (event.has_store_opened() &&
-        !event.store_opened().upgraded_from().empty()) {
-      run.opened_upgraded.insert(event.store_opened().store_id());
-    }
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
+        last_position = envelope.position();
+        if (envelope.command_id() != current) {
+          run_status = finish();
+          if (!run_status.ok()) return false;
+          current = envelope.command_id();
+          run = Run{envelope.position(), envelope.position()};
+        }
+        run.last = envelope.position();
+        run.streams.insert(envelope.stream_id());
+        const v1::Event& event = envelope.payload();
+        if (event.has_command_rejected()) run.rejected_record = true;
+        if (event.has_store_upgraded()) {
+          run.upgrades.emplace_back(event.store_upgraded().store_id(),
+                                    event.store_upgraded().target_store_id());
+        }
+        if (event.has_store_opened() &&
+            !event.store_opened().upgraded_from().empty()) {
+          run.opened_upgraded.insert(event.store_opened().store_id());
+        }
+        return true;
+      }));
   RETURN_IF_ERROR(run_status);
   RETURN_IF_ERROR(finish());
   if (last_position != head.position) {
@@ -234,9 +234,9 @@ absl::StatusOr<RecoveryCheckStats> CheckRecoveredLog(
     ASSIGN_OR_RETURN(std::optional<v1::StoredOutcome> outcome,
                      log.GetOutcome(id));
     if (!outcome.has_value()) {
-      return absl::DataLossError(absl::StrCat(
-          "acknowledged command ", id, " (", Shown(promised),
-          ") has no stored outcome: it was lost"));
+      return absl::DataLossError(
+          absl::StrCat("acknowledged command ", id, " (", Shown(promised),
+                       ") has no stored outcome: it was lost"));
     }
     const v1::CommandResult& stored = outcome->result();
     if (stored.status() != promised.status() ||
@@ -253,8 +253,7 @@ absl::StatusOr<RecoveryCheckStats> CheckRecoveredLog(
   if (options.audit) {
     ASSIGN_OR_RETURN(v1::AuditReport report, Audit(log));
     if (!report.ok()) {
-      return absl::DataLossError(
-          absl::StrCat("audit failed: ", Shown(report)));
+      return absl::DataLossError(absl::StrCat("audit failed: ", Shown(report)));
     }
   }
 
@@ -268,13 +267,14 @@ absl::StatusOr<RecoveryCheckStats> CheckRecoveredLog(
     }
     ProjectionReader reader(&log);
     for (const std::string& id : store_ids) {
-      ASSIGN_OR_RETURN(v1::StoreState live,
-                       BuildStoreState(reader, id, options.now, options.policy));
+      ASSIGN_OR_RETURN(
+          v1::StoreState live,
+          BuildStoreState(reader, id, options.now, options.policy));
       ASSIGN_OR_RETURN(v1::StoreState scratch,
                        FoldFromScratch(log, id, options));
-      ASSIGN_OR_RETURN(v1::StoreState folded,
-                       FoldStoreState(log, id, AsOf{}, options.now,
-                                      options.policy));
+      ASSIGN_OR_RETURN(
+          v1::StoreState folded,
+          FoldStoreState(log, id, AsOf{}, options.now, options.policy));
       if (!google::protobuf::util::MessageDifferencer::Equals(live, scratch) ||
           !google::protobuf::util::MessageDifferencer::Equals(live, folded)) {
         return absl::DataLossError(absl::StrCat(

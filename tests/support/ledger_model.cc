@@ -47,27 +47,42 @@ std::string MerchantStreamName(const std::string& merchant) {
 // The rule that governs each verb.
 const char* RuleOf(v1::Command::BodyCase body) {
   switch (body) {
-    case v1::Command::kOpenStore: return "R1";
-    case v1::Command::kAddProduct: return "R2";
-    case v1::Command::kListProduct: return "R3";
-    case v1::Command::kDelistProduct: return "R4";
-    case v1::Command::kDeleteProduct: return "R5";
-    case v1::Command::kApplyPolicy: return "R6";
-    case v1::Command::kRegisterIndividualBusiness: return "R7";
-    case v1::Command::kUpgradeStore: return "R8";
-    case v1::Command::kSyncProducts: return "R9";
-    case v1::Command::kPlaceOrder: return "R10";
+    case v1::Command::kOpenStore:
+      return "R1";
+    case v1::Command::kAddProduct:
+      return "R2";
+    case v1::Command::kListProduct:
+      return "R3";
+    case v1::Command::kDelistProduct:
+      return "R4";
+    case v1::Command::kDeleteProduct:
+      return "R5";
+    case v1::Command::kApplyPolicy:
+      return "R6";
+    case v1::Command::kRegisterIndividualBusiness:
+      return "R7";
+    case v1::Command::kUpgradeStore:
+      return "R8";
+    case v1::Command::kSyncProducts:
+      return "R9";
+    case v1::Command::kPlaceOrder:
+      return "R10";
     case v1::Command::kCancelOrder:
-    case v1::Command::kPayOrder: return "R11";
+    case v1::Command::kPayOrder:
+      return "R11";
     case v1::Command::kShipOrder:
     case v1::Command::kSettleOrder:
-    case v1::Command::kRefundOrder: return "R12";
+    case v1::Command::kRefundOrder:
+      return "R12";
     case v1::Command::kRequestWithdrawal:
     case v1::Command::kCompleteWithdrawal:
-    case v1::Command::kFailWithdrawal: return "R14";
+    case v1::Command::kFailWithdrawal:
+      return "R14";
     case v1::Command::kGrantCategoryQualification:
-    case v1::Command::kPayDeposit: return "R15";
-    case v1::Command::BODY_NOT_SET: break;
+    case v1::Command::kPayDeposit:
+      return "R15";
+    case v1::Command::BODY_NOT_SET:
+      break;
   }
   return "R0";
 }
@@ -130,28 +145,40 @@ ModelVerdict LedgerModel::Apply(const v1::Command& c) {
 
 ModelVerdict LedgerModel::Judge(const v1::Command& c, Streams* streams) {
   switch (c.body_case()) {
-    case v1::Command::kOpenStore: return OpenStore(c.open_store(), streams);
+    case v1::Command::kOpenStore:
+      return OpenStore(c.open_store(), streams);
     case v1::Command::kRegisterIndividualBusiness:
       return Register(c.register_individual_business(), streams);
-    case v1::Command::kAddProduct: return AddProduct(c.add_product(), streams);
+    case v1::Command::kAddProduct:
+      return AddProduct(c.add_product(), streams);
     case v1::Command::kListProduct:
       return ListProduct(c.list_product(), streams);
     case v1::Command::kDelistProduct:
       return DelistProduct(c.delist_product(), streams);
     case v1::Command::kDeleteProduct:
       return DeleteProduct(c.delete_product(), streams);
-    case v1::Command::kApplyPolicy: return ApplyPolicy(streams);
-    case v1::Command::kUpgradeStore: return Upgrade(c.upgrade_store(), streams);
-    case v1::Command::kSyncProducts: return Sync(c.sync_products(), streams);
+    case v1::Command::kApplyPolicy:
+      return ApplyPolicy(streams);
+    case v1::Command::kUpgradeStore:
+      return Upgrade(c.upgrade_store(), streams);
+    case v1::Command::kSyncProducts:
+      return Sync(c.sync_products(), streams);
     case v1::Command::kGrantCategoryQualification:
       return Grant(c.grant_category_qualification(), streams);
-    case v1::Command::kPayDeposit: return PayDeposit(c.pay_deposit(), streams);
-    case v1::Command::kPlaceOrder: return PlaceOrder(c.place_order(), streams);
-    case v1::Command::kCancelOrder: return Cancel(c.cancel_order(), streams);
-    case v1::Command::kPayOrder: return Pay(c.pay_order(), streams);
-    case v1::Command::kShipOrder: return Ship(c.ship_order(), streams);
-    case v1::Command::kSettleOrder: return Settle(c.settle_order(), streams);
-    case v1::Command::kRefundOrder: return Refund(c.refund_order(), streams);
+    case v1::Command::kPayDeposit:
+      return PayDeposit(c.pay_deposit(), streams);
+    case v1::Command::kPlaceOrder:
+      return PlaceOrder(c.place_order(), streams);
+    case v1::Command::kCancelOrder:
+      return Cancel(c.cancel_order(), streams);
+    case v1::Command::kPayOrder:
+      return Pay(c.pay_order(), streams);
+    case v1::Command::kShipOrder:
+      return Ship(c.ship_order(), streams);
+    case v1::Command::kSettleOrder:
+      return Settle(c.settle_order(), streams);
+    case v1::Command::kRefundOrder:
+      return Refund(c.refund_order(), streams);
     case v1::Command::kRequestWithdrawal:
       return RequestWithdrawal(c.request_withdrawal(), streams);
     case v1::Command::kCompleteWithdrawal:
@@ -162,7 +189,8 @@ ModelVerdict LedgerModel::Judge(const v1::Command& c, Streams* streams) {
       return FinishWithdrawal(c.fail_withdrawal().store_id(),
                               c.fail_withdrawal().withdrawal_id(), false,
                               streams);
-    case v1::Command::BODY_NOT_SET: break;
+    case v1::Command::BODY_NOT_SET:
+      break;
   }
   return Reject("R0");  // no body
 }
@@ -311,8 +339,7 @@ ModelVerdict LedgerModel::DeleteProduct(const v1::DeleteProduct& c,
   if (!GoodId(c.store_id()) || !GoodId(c.product_id())) return Reject("R0");
   ModelStore* store = FindStore(c.store_id());
   ModelProduct* product = FindProduct(c.store_id(), c.product_id());
-  if (!store || !product || product->status == v1::DELETED)
-    return Reject("R5");
+  if (!store || !product || product->status == v1::DELETED) return Reject("R5");
   // Delist first; a product past its cutoff (R6) counts as delisted.
   if (Effective(*store, *product) == v1::LISTED) return Reject("R5");
   streams->insert(StoreStreamName(c.store_id()));
@@ -599,16 +626,15 @@ ModelVerdict LedgerModel::RequestWithdrawal(const v1::RequestWithdrawal& c,
 }
 
 ModelVerdict LedgerModel::FinishWithdrawal(const std::string& store_id,
-                                           const std::string& id,
-                                           bool complete, Streams* streams) {
+                                           const std::string& id, bool complete,
+                                           Streams* streams) {
   if (!GoodId(store_id) || !GoodId(id)) return Reject("R0");
   auto it = withdrawals_.find(id);
   if (it == withdrawals_.end()) return Reject("R14");
   if (it->second.store != store_id) return Reject("R13");
   if (it->second.status != v1::WITHDRAWING) return Reject("R14");
   ModelStore& store = stores_.at(store_id);
-  if (Overflows(complete ? store.paid_out : store.available,
-                it->second.amount))
+  if (Overflows(complete ? store.paid_out : store.available, it->second.amount))
     return Reject("R0");
   streams->insert(StoreStreamName(store_id));
   if (!effects_) return Accept();

@@ -115,8 +115,7 @@ class LedgerModel {
   ModelVerdict ApplyPolicy(Streams* streams);
   ModelVerdict Upgrade(const v1::UpgradeStore& c, Streams* streams);
   ModelVerdict Sync(const v1::SyncProducts& c, Streams* streams);
-  ModelVerdict Grant(const v1::GrantCategoryQualification& c,
-                     Streams* streams);
+  ModelVerdict Grant(const v1::GrantCategoryQualification& c, Streams* streams);
   ModelVerdict PayDeposit(const v1::PayDeposit& c, Streams* streams);
   ModelVerdict PlaceOrder(const v1::PlaceOrder& c, Streams* streams);
   ModelVerdict Cancel(const v1::CancelOrder& c, Streams* streams);

@@ -34,8 +34,8 @@ bool Accepts(int port) {
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&address),
-                          sizeof(address)) == 0;
+  const bool ok =
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
   close(fd);
   return ok;
 }
@@ -88,7 +88,8 @@ absl::StatusOr<std::unique_ptr<NatsCluster>> NatsCluster::Start(int servers) {
         routes.push_back(absl::StrCat("nats://127.0.0.1:",
                                       cluster->servers_[j].cluster_port));
       }
-      absl::StrAppend(&config, "cluster { name: storeledger\n  listen: 127.0.0.1:",
+      absl::StrAppend(&config,
+                      "cluster { name: storeledger\n  listen: 127.0.0.1:",
                       server.cluster_port, "\n  routes: [",
                       absl::StrJoin(routes, ", "), "]\n}\n");
     }
@@ -136,7 +137,9 @@ std::vector<std::string> NatsCluster::urls() const {
   return all;
 }
 
-std::string NatsCluster::urls_flag() const { return absl::StrJoin(urls(), ","); }
+std::string NatsCluster::urls_flag() const {
+  return absl::StrJoin(urls(), ",");
+}
 
 void NatsCluster::Kill(int i) {
   if (servers_[i].process == nullptr) return;

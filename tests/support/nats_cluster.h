@@ -32,12 +32,12 @@ class NatsCluster {
   ~NatsCluster();
 
   int size() const { return static_cast<int>(servers_.size()); }
-  std::string url(int i) const;       // nats://127.0.0.1:PORT
+  std::string url(int i) const;  // nats://127.0.0.1:PORT
   std::vector<std::string> urls() const;
-  std::string urls_flag() const;      // for --replicate: a,b,c
+  std::string urls_flag() const;  // for --replicate: a,b,c
 
-  void Kill(int i);                   // SIGKILL
-  absl::Status Restart(int i);        // same ports, same store
+  void Kill(int i);             // SIGKILL
+  absl::Status Restart(int i);  // same ports, same store
 
  private:
   struct Server {

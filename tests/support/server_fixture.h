@@ -13,6 +13,7 @@
 #define STORELEDGER_TESTS_SUPPORT_SERVER_FIXTURE_H_
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,8 +26,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -132,7 +131,8 @@ class ServerTest : public ::testing::Test {
 
   // Subscribes from `from` and collects positions until `until` (inclusive)
   // arrives, resuming after RESOURCE_EXHAUSTED as a client should.
-  std::vector<uint64_t> Collect(uint64_t from, const std::atomic<uint64_t>& until,
+  std::vector<uint64_t> Collect(uint64_t from,
+                                const std::atomic<uint64_t>& until,
                                 int* cutoffs) {
     std::vector<uint64_t> positions;
     uint64_t last = from;

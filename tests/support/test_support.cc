@@ -53,7 +53,8 @@ v1::Command CommandFromJson(const std::string& json) {
 }
 
 std::vector<std::string> CliRun::lines() const {
-  std::vector<std::string> out = absl::StrSplit(this->out, '\n', absl::SkipEmpty());
+  std::vector<std::string> out =
+      absl::StrSplit(this->out, '\n', absl::SkipEmpty());
   return out;
 }
 

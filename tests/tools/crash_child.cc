@@ -36,8 +36,8 @@ namespace {
 void WriteAll(const std::string& text) {
   size_t done = 0;
   while (done < text.size()) {
-    const ssize_t n = ::write(STDOUT_FILENO, text.data() + done,
-                              text.size() - done);
+    const ssize_t n =
+        ::write(STDOUT_FILENO, text.data() + done, text.size() - done);
     if (n <= 0) Die("write to stdout failed");
     done += static_cast<size_t>(n);
   }
@@ -80,10 +80,10 @@ int main(int argc, char** argv) {
       Die(absl::StrCat("line ", line_number, ": ", command.status().message()));
     }
     const std::vector<std::string> stores = storeledger::StoreIdsOf(*command);
-    const size_t slot =
-        stores.empty() ? 0
-                       : std::hash<std::string>()(stores.front()) %
-                             static_cast<size_t>(threads);
+    const size_t slot = stores.empty()
+                            ? 0
+                            : std::hash<std::string>()(stores.front()) %
+                                  static_cast<size_t>(threads);
     work[slot].emplace_back(line_number, *std::move(command));
   }
 
