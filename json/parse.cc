@@ -312,8 +312,11 @@ class Parser {
         absl::string_view(p_, word.size()) != word) {
       return false;
     }
+    const char* start = p_;
     p_ += word.size();
-    return AtDelimiter();
+    if (AtDelimiter()) return true;
+    p_ = start;  // "truefalse" is neither word: try the next from the start
+    return false;
   }
 
   // A decimal integer for a field of `kind`: a JSON number, or for 64-bit

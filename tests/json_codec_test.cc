@@ -934,6 +934,20 @@ TEST(JsonCodecTest, RandomMessagesPrintAsProtobufPrintsThemAndParseBack) {
   EXPECT_GT(parsed_fast, messages / 8) << "seed " << seed;
 }
 
+// Two literals run together are neither: the first's failed match must not
+// leave the second to be read as the value (seed 2374590624243600181 found
+// "liveRoom":truefalse accepted as false).
+TEST(JsonCodecTest, LiteralsRunTogetherAreInvalid) {
+  for (absl::string_view value : {"truefalse", "falsetrue", "truetrue"}) {
+    const std::string line = absl::StrCat(
+        R"({"commandId":"c1","occurredAt":"2024-10-22T10:00:00+08:00",)",
+        R"("listProduct":{"storeId":"s1","productId":"p1","liveRoom":)", value,
+        "}}");
+    EXPECT_FALSE(ParseCommandJson(line).ok()) << line;
+    ExpectParsesAsProtobuf(line);
+  }
+}
+
 TEST(JsonCodecTest, RandomCommandsAndMutatedLinesParseAsProtobufParsesThem) {
   const uint64_t seed = PrintedSeed("json_codec_test random parse");
   const google::protobuf::LogSilencer quiet;
