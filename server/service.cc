@@ -36,6 +36,21 @@ std::string AuthorizationOf(const grpc::ServerContextBase& context) {
   return std::string(it->second.data(), it->second.size());
 }
 
+// A call another node answers: `there` is that node's stub, or nullptr when
+// this node answers it (then nullopt). Otherwise `call` is made on it with
+// the caller's token and marked routed, and its status is the answer.
+template <typename Call>
+std::optional<grpc::Status> Forward(
+    const grpc::ServerContextBase& context,
+    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there,
+    Call call) {
+  if (!there.ok()) return ToGrpc(there.status());
+  if (*there == nullptr) return std::nullopt;
+  grpc::ClientContext routed;
+  PrepareRoutedCall(&routed, AuthorizationOf(context));
+  return call(**there, &routed);
+}
+
 // What the reactors driven by a worker thread (ExecuteStream, Subscribe)
 // share: one write in flight at a time and its outcome, cancellation, and
 // the two references that free the reactor -- gRPC's until OnDone, the
@@ -500,13 +515,12 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
   }
   // In another partition: asked there (which checks access itself).
   if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
-    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
-        router->StoreReader(request->store_id());
-    if (!there.ok()) return ToGrpc(there.status());
-    if (*there != nullptr) {
-      grpc::ClientContext call;
-      PrepareRoutedCall(&call, AuthorizationOf(*context));
-      return (*there)->GetStore(&call, *request, response);
+    if (std::optional<grpc::Status> answered = Forward(
+            *context, router->StoreReader(request->store_id()),
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.GetStore(call, *request, response);
+            })) {
+      return *answered;
     }
   }
   if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
@@ -816,13 +830,12 @@ grpc::Status LedgerService::Digest(grpc::ServerContext* context,
   }
   if (ClusterRouter* router = RouterFor(*context);
       router != nullptr && request->has_partition()) {
-    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
-        router->PartitionReader(request->partition());
-    if (!there.ok()) return ToGrpc(there.status());
-    if (*there != nullptr) {
-      grpc::ClientContext call;
-      PrepareRoutedCall(&call, AuthorizationOf(*context));
-      return (*there)->Digest(&call, *request, response);
+    if (std::optional<grpc::Status> answered = Forward(
+            *context, router->PartitionReader(request->partition()),
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.Digest(call, *request, response);
+            })) {
+      return *answered;
     }
   }
   if (grpc::Status s =
@@ -850,13 +863,12 @@ grpc::Status LedgerService::Audit(grpc::ServerContext* context,
   }
   if (ClusterRouter* router = RouterFor(*context);
       router != nullptr && request->has_partition()) {
-    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
-        router->PartitionReader(request->partition());
-    if (!there.ok()) return ToGrpc(there.status());
-    if (*there != nullptr) {
-      grpc::ClientContext call;
-      PrepareRoutedCall(&call, AuthorizationOf(*context));
-      return (*there)->Audit(&call, *request, response);
+    if (std::optional<grpc::Status> answered = Forward(
+            *context, router->PartitionReader(request->partition()),
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.Audit(call, *request, response);
+            })) {
+      return *answered;
     }
   }
   if (grpc::Status s =
