@@ -21,6 +21,7 @@
 #include "ledger/group_commit.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <utility>
@@ -169,9 +170,10 @@ struct Ledger::Waiter {
   size_t unanswered = 0;
   // ExecuteBatch: the batch index of the first command that failed (a non-ok
   // status; SIZE_MAX while none has); the batch's later commands are not
-  // executed. Shared by the chunks of one batch; read and written only by
-  // leaders and the writer. `offset`: the batch index of commands[0].
-  size_t* first_failure = nullptr;
+  // executed. Shared by the chunks of one batch; read by the leader deciding
+  // one chunk while the writer may be answering an earlier chunk with a
+  // failure, hence atomic. `offset`: the batch index of commands[0].
+  std::atomic<size_t>* first_failure = nullptr;
   size_t offset = 0;
   bool stop_at_first_error = false;
   bool done = false;  // guarded by mu_
@@ -205,10 +207,17 @@ struct Ledger::Slot {
   }
   size_t batch_index() const { return waiter->offset + index; }
   // After a failure earlier in its batch.
-  bool Stopped() const { return batch_index() > *waiter->first_failure; }
+  bool Stopped() const {
+    return batch_index() >
+           waiter->first_failure->load(std::memory_order_relaxed);
+  }
   void Answer(absl::StatusOr<v1::CommandResult> answer) {
     if (!answer.ok() && waiter->stop_at_first_error) {
-      *waiter->first_failure = std::min(*waiter->first_failure, batch_index());
+      size_t first = waiter->first_failure->load(std::memory_order_relaxed);
+      while (batch_index() < first &&
+             !waiter->first_failure->compare_exchange_weak(
+                 first, batch_index(), std::memory_order_relaxed)) {
+      }
     }
     waiter->results[index] = std::move(answer);
     waiter->answered[index] = 1;
@@ -289,7 +298,7 @@ absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
   // Hashed here, on the caller's thread, not by the leader.
   std::string fingerprint = CommandFingerprint(command);
   absl::StatusOr<v1::CommandResult> result = absl::InternalError("not run");
-  size_t first_failure = SIZE_MAX;
+  std::atomic<size_t> first_failure{SIZE_MAX};
   Caller caller;
   Waiter waiter;
   waiter.caller = &caller;
@@ -310,7 +319,7 @@ std::vector<absl::StatusOr<v1::CommandResult>> Ledger::ExecuteBatch(
   std::vector<absl::StatusOr<v1::CommandResult>> results(
       n, absl::InternalError("not run"));
   std::vector<std::string> fingerprints(n);
-  size_t first_failure = SIZE_MAX;
+  std::atomic<size_t> first_failure{SIZE_MAX};
   Caller caller;
   std::vector<std::unique_ptr<Waiter>> chunks;
   for (size_t offset = 0; offset < n; offset += kGroupCommandsMax) {
@@ -340,8 +349,8 @@ std::vector<absl::StatusOr<v1::CommandResult>> Ledger::ExecuteBatch(
   if (!waiters.empty()) Submit(&caller, waiters);
   // INVALID commands after the first failure were answered before it was
   // known; like every command after it, they count as not executed.
-  for (size_t i = first_failure == SIZE_MAX ? n : first_failure + 1; i < n;
-       ++i) {
+  const size_t failed = first_failure.load();
+  for (size_t i = failed == SIZE_MAX ? n : failed + 1; i < n; ++i) {
     results[i] = NotExecuted();
   }
   return results;

@@ -1398,7 +1398,18 @@ absl::Status EventLog::Sync() {
   // begins, so it is durable once the sync returns: the readers' view then,
   // if appends made meanwhile still await a sync.
   std::shared_ptr<const rocksdb::Snapshot> covered = impl_->NewSnapshot();
-  absl::Status synced = FromRocks(impl_->db->SyncWAL(), "sync the WAL");
+  // An empty synced write, not DB::SyncWAL: it goes through RocksDB's write
+  // queue behind every write before it, so a write whose WAL append failed
+  // has already stopped the database (its error comes back here). SyncWAL
+  // runs beside the queue: called while a concurrent write's append is
+  // failing, it reaches the failed WAL file, which Debian's librocksdb 7.8
+  // (built with assertions) answers with an abort
+  // (WritableFileWriter::AssertFalseAndGetStatusForPrevError).
+  rocksdb::WriteOptions synced_write;
+  synced_write.sync = true;
+  rocksdb::WriteBatch nothing;
+  absl::Status synced =
+      FromRocks(impl_->db->Write(synced_write, &nothing), "sync the WAL");
   if (!synced.ok()) {
     // As after a failed write: whether the unsynced appends reached the disk
     // is unknown, so the log refuses further appends until reopened.

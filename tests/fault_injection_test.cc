@@ -349,17 +349,14 @@ TEST_P(PowerLossTest, EveryAcknowledgedCommandSurvivesPowerLoss) {
   EXPECT_GT(fs_.dropped_bytes(), 0u);  // the crashes did drop something
 }
 
-// kStreams (concurrent ExecuteBatch callers) is left out for now: in one
-// fresh-clone run (2026-12-06) it aborted inside Debian's RocksDB 7.8, an
-// assertion in WritableFileWriter (`sync_without_flush_called_`) after an
-// injected WAL fault, so the process died before the test could judge the
-// ledger. Until that is understood (docs/reliability.md, "Open findings")
-// the concurrent-batch path is covered by ConcurrentExecute, ExecuteBatch
-// and EveryBatchChunkIsSyncedBeforeItIsAcknowledged below.
+// Every path, kStreams (concurrent ExecuteBatch callers) included: with
+// EventLog::Sync calling DB::SyncWAL it once aborted inside Debian's RocksDB
+// 7.8 (docs/reliability.md, "A RocksDB assertion under concurrent batches").
 INSTANTIATE_TEST_SUITE_P(WritePaths, PowerLossTest,
                          ::testing::Values(WritePath::kExecute,
                                            WritePath::kExecuteBatch,
-                                           WritePath::kConcurrentExecute),
+                                           WritePath::kConcurrentExecute,
+                                           WritePath::kStreams),
                          PathName);
 
 // An ExecuteBatch of three chunks (the writer thread writes the first two,
