@@ -61,6 +61,9 @@ constexpr int kPowerLosses = 200;
 // At least this many, even past the budget (a batch path's losses cost
 // more: each is followed by a check of thousands of commands).
 constexpr int kPowerLossesMin = 5;
+// A run that acknowledged fewer commands than this over all its ledgers
+// checked too little to pass.
+constexpr size_t kPowerLossAcknowledgedMin = 100;
 constexpr absl::Duration kPowerLossBudget = absl::Seconds(15);
 // The machine goes off within this many file operations of a (re)start; a
 // synced command costs about two (WAL append, WAL sync).
@@ -265,11 +268,15 @@ class PowerLossTest : public FaultTest,
       return true;
     };
     // The budget, stretched (at most threefold, for a slow sanitizer
-    // build) until kPowerLossesMin losses have been checked.
+    // build) until kPowerLossesMin losses have been checked and
+    // kPowerLossAcknowledgedMin commands acknowledged.
     const absl::Time end = absl::Now() + budget;
     const absl::Time hard_end = end + 2 * budget;
-    while (run.losses < kPowerLosses &&
-           (absl::Now() < end || run.losses < kPowerLossesMin) &&
+    auto enough = [&] {
+      return run.losses >= kPowerLossesMin &&
+             run.acknowledged + acknowledged.size() > kPowerLossAcknowledgedMin;
+    };
+    while (run.losses < kPowerLosses && (absl::Now() < end || !enough()) &&
            absl::Now() < hard_end && !HasFailure()) {
       if (done()) start_over();  // the batch paths get through a plan fast
       // A batch path gets through thousands of commands in kCrashOpsMax
@@ -345,7 +352,7 @@ TEST_P(PowerLossTest, EveryAcknowledgedCommandSurvivesPowerLoss) {
             << " events in the last ledger)\n";
   RecordProperty("power_losses", run.losses);
   EXPECT_GE(run.losses, kPowerLossesMin);
-  EXPECT_GT(run.acknowledged, 100u);
+  EXPECT_GT(run.acknowledged, kPowerLossAcknowledgedMin);
   EXPECT_GT(fs_.dropped_bytes(), 0u);  // the crashes did drop something
 }
 
