@@ -3,10 +3,8 @@
 #include "storage/event_log.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,11 +51,6 @@ using format::kPositionBytes;
 // length 32, then the 32 hash bytes (FORMAT.md "Envelope").
 constexpr char kHashFieldTag = 0x62;
 constexpr size_t kHashFieldBytes = 2 + kHashBytes;
-
-// Events one group commit may hold beyond its first request: bounds the
-// memory of one WriteBatch while still letting many small appends share a
-// sync.
-constexpr size_t kGroupEventsMax = 10'000;
 
 // Read-ahead of a scan of the events column family (one large read instead
 // of one per block).
@@ -495,44 +488,30 @@ struct EventLog::Impl {
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
 
-  // One Append call waiting in the queue (LevelDB's DBImpl::Writer).
-  // A writer carries one request (Append) or several that land together or
-  // not at all (AppendBatch).
-  struct Writer {
-    std::vector<AppendRequest>* requests = nullptr;
-    size_t events = 0;        // over all requests
-    bool sync = true;         // EventLogOptions::sync permitting
-    bool replicated = false;  // AppendReplicated: stored bytes, no hook
-    absl::StatusOr<std::vector<AppendResult>> results =
-        absl::InternalError("not run");
-    // The request that failed (requests->size() for a write error).
-    size_t failed_request = 0;
-    bool done = false;
-    std::condition_variable cv;
-  };
-
-  // Appends queue here. The writer at the front is the leader: it takes the
-  // queue as a group, checks and applies the requests one after another
-  // (each sees the effect of the ones before it), and writes the group as
-  // one WriteBatch with one sync, so concurrent appends share a sync.
-  // std::mutex rather than absl::Mutex: the system Abseil is not built for
-  // ThreadSanitizer, which then cannot see absl::Mutex's ordering.
+  // Held across one append (its checks, its write and the head moving up):
+  // appends are serialized, and concurrent callers simply wait their turn.
+  // Grouping is the caller's (the ledger's group commit hands each group
+  // over as one AppendBatch). std::mutex rather than absl::Mutex: the
+  // system Abseil is not built for ThreadSanitizer, which then cannot see
+  // absl::Mutex's ordering.
   std::mutex append_mu;
-  std::deque<Writer*> writers ABSL_GUARDED_BY(append_mu);
-  // Set by a failed write; later appends return it (until reopen).
-  std::optional<absl::Status> failed ABSL_GUARDED_BY(append_mu);
+  // Set by a failed write or sync; later appends return it (until reopen).
+  // Its own mutex, not append_mu: Sync and WriteRefusal must not wait for
+  // an append under way.
+  mutable std::mutex failed_mu;
+  std::optional<absl::Status> failed ABSL_GUARDED_BY(failed_mu);
 
-  // Stream heads as committed, for the leader's expected-version checks
-  // (kHeadCacheStreamsMax). Used and updated only by the leader, updated
+  // Stream heads as committed, for the expected-version checks
+  // (kHeadCacheStreamsMax). Used and updated only under append_mu, updated
   // only after a successful write. It mirrors what this EventLog wrote: a
   // write that bypasses Append (a test damaging the database through db())
   // is seen after a reopen.
   absl::flat_hash_map<std::string, StreamHead> head_cache;
   // The Merkle tree's right edge as committed (storage/merkle_store.h), when
-  // EventLogOptions::merkle_tree is on: leader only, like head_cache.
+  // EventLogOptions::merkle_tree is on: under append_mu, like head_cache.
   merkle::CompactRange merkle_range;
 
-  // Written only by the leader (and Sync); read by anyone. `head` is the
+  // Written only under append_mu (and by Sync); read by anyone. `head` is the
   // last appended event, `durable_head` the last one known synced: they
   // differ only while an append made with sync = false awaits its Sync.
   mutable std::mutex head_mu;
@@ -1171,13 +1150,11 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
     bool replicated) {
   size_t ignored = 0;
   if (failed_request == nullptr) failed_request = &ignored;
-  size_t events = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     if (absl::Status valid = ValidateRequest(requests[i]); !valid.ok()) {
       *failed_request = i;
       return valid;
     }
-    events += requests[i].events.size();
   }
   if (impl_->options.read_only) {
     *failed_request = 0;
@@ -1186,190 +1163,127 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
   }
   if (requests.empty()) return std::vector<AppendResult>();
 
-  Impl::Writer self;
-  self.requests = &requests;
-  self.events = events;
-  self.sync = sync;
-  self.replicated = replicated;
-  std::unique_lock<std::mutex> lock(impl_->append_mu);
-  impl_->writers.push_back(&self);
-  while (!self.done && impl_->writers.front() != &self) {
-    self.cv.wait(lock);
+  std::lock_guard<std::mutex> append_lock(impl_->append_mu);
+  if (absl::Status refused = WriteRefusal(); !refused.ok()) {
+    *failed_request = 0;
+    return refused;
   }
-  if (self.done) {  // A leader did our work.
-    if (!self.results.ok()) *failed_request = self.failed_request;
-    return std::move(self.results);
-  }
-
-  // This thread leads: take the queue as a group.
-  std::vector<Impl::Writer*> group;
-  size_t group_events = 0;
-  bool group_sync = false;  // one writer that asks for a sync syncs them all
-  for (Impl::Writer* writer : impl_->writers) {
-    if (!group.empty() && (group_events + writer->events > kGroupEventsMax ||
-                           writer->replicated != self.replicated)) {
-      break;
+  const bool synced = sync && impl_->options.sync;
+  const Head old_head = impl_->GetHead();
+  Impl::GroupState state{old_head, {}, {}};
+  GroupBatch batch;
+  std::vector<AppendResult> results;
+  results.reserve(requests.size());
+  // Each request against the log as the ones before it leave it; the first
+  // that fails its checks fails them all, and nothing is written.
+  for (size_t i = 0; i < requests.size(); ++i) {
+    absl::StatusOr<AppendResult> result =
+        impl_->AddToBatch(requests[i], state, batch);
+    if (!result.ok()) {
+      *failed_request = i;
+      return result.status();
     }
-    group.push_back(writer);
-    group_events += writer->events;
-    group_sync = group_sync || writer->sync;
+    results.push_back(*std::move(result));
   }
-  group_sync = group_sync && impl_->options.sync;
-  const std::optional<absl::Status> failed = impl_->failed;
+  // Each stream's head once per call, as the requests leave it (not once
+  // per request: a group of a thousand commands often touches a store's
+  // stream several times).
+  for (const auto& [stream_id, stream_head] : state.stream_heads) {
+    batch.Put(kStreams, stream_id, SerializeDeterministic(stream_head));
+  }
+  if (state.head.position != old_head.position) {
+    batch.Put(kMeta, kMetaHeadKey, EncodeHead(state.head));
+  }
+  // The leaves and the nodes they complete (FORMAT.md "The Merkle tree").
+  merkle::CompactRange merkle_range = impl_->merkle_range;
+  for (std::string& leaf_hash : state.leaf_hashes) {
+    merkle_range.Append(std::move(leaf_hash),
+                        [&](merkle::NodeId id, const std::string& hash) {
+                          if (MerkleNodeStored(id)) {
+                            batch.Put(kMerkle, merkle::NodeKey(id), hash);
+                          }
+                        });
+  }
+  CheckPositionsContiguous(batch, kEvents, old_head, state.head);
 
-  // Only the leader touches the head and the batch; followers only queue, so
-  // the mutex is released for the checks and the (slow, synced) write.
-  lock.unlock();
   std::optional<absl::Status> write_error;
-  std::optional<absl::Status> hook_error;  // before_write refused the group
-  if (failed.has_value()) {
-    const absl::Status refused = absl::FailedPreconditionError(absl::StrCat(
-        "ledger is read-only after a write error: ", failed->message(),
-        "; reopen to recover"));  // WriteRefusal's words
-    for (Impl::Writer* writer : group) {
-      writer->results = refused;
-      writer->failed_request = 0;
+  std::optional<absl::Status> hook_error;  // before_write refused the batch
+  if (state.head.position != old_head.position && !replicated &&
+      impl_->options.before_write) {
+    StoredGroup stored;
+    stored.first_position = old_head.position + 1;
+    stored.prev_hash = old_head.hash;
+    stored.envelopes = batch.PutValues(kEvents);
+    stored.outcomes = batch.PutValues(kCommands);
+    if (absl::Status refused = impl_->options.before_write(stored);
+        !refused.ok()) {
+      hook_error = refused;
     }
-  } else {
-    const Head old_head = impl_->GetHead();
-    Impl::GroupState state{old_head, {}, {}};
-    GroupBatch batch;
-    for (Impl::Writer* writer : group) {
-      // A writer's requests land together or not at all: on a failure the
-      // batch goes back to the save point and the state to this copy.
-      std::optional<Impl::GroupState> before;
-      if (writer->requests->size() > 1) before = state;
-      const size_t save_point = batch.size();
-      std::vector<AppendResult> results;
-      results.reserve(writer->requests->size());
-      absl::Status error;
-      for (size_t i = 0; i < writer->requests->size(); ++i) {
-        absl::StatusOr<AppendResult> result =
-            impl_->AddToBatch((*writer->requests)[i], state, batch);
-        if (!result.ok()) {
-          error = result.status();
-          writer->failed_request = i;
-          break;
-        }
-        results.push_back(*std::move(result));
-      }
-      if (error.ok()) {
-        writer->results = std::move(results);
-      } else {
-        writer->results = error;
-        if (before.has_value()) state = *std::move(before);
-        batch.RollbackTo(save_point);
-      }
-    }
-    // Each stream's head once per group, as the group leaves it (not once
-    // per request: a group of a thousand commands often touches a store's
-    // stream several times).
-    for (const auto& [stream_id, stream_head] : state.stream_heads) {
-      batch.Put(kStreams, stream_id, SerializeDeterministic(stream_head));
-    }
-    if (state.head.position != old_head.position) {
-      batch.Put(kMeta, kMetaHeadKey, EncodeHead(state.head));
-    }
-    // The leaves and the nodes they complete (FORMAT.md "The Merkle tree").
-    merkle::CompactRange merkle_range = impl_->merkle_range;
-    for (std::string& leaf_hash : state.leaf_hashes) {
-      merkle_range.Append(std::move(leaf_hash),
-                          [&](merkle::NodeId id, const std::string& hash) {
-                            if (MerkleNodeStored(id)) {
-                              batch.Put(kMerkle, merkle::NodeKey(id), hash);
-                            }
-                          });
-    }
-    CheckPositionsContiguous(batch, kEvents, old_head, state.head);
-    if (state.head.position != old_head.position && !replicated &&
-        impl_->options.before_write) {
-      StoredGroup stored;
-      stored.first_position = old_head.position + 1;
-      stored.prev_hash = old_head.hash;
-      stored.envelopes = batch.PutValues(kEvents);
-      stored.outcomes = batch.PutValues(kCommands);
-      if (absl::Status refused = impl_->options.before_write(stored);
-          !refused.ok()) {
-        hook_error = refused;
-      }
-    }
-    if (hook_error.has_value()) {
-      write_error = hook_error;
-    } else if (batch.size() > 0) {
-      rocksdb::WriteBatch write_batch;
-      rocksdb::Status s = batch.Build(impl_->handles, &write_batch);
-      if (s.ok() && !group_sync && impl_->options.sync) {
-        // Readers keep reading what is durable until a Sync covers this
-        // write -- also a Sync that ends before the head moves up to it.
-        std::lock_guard<std::mutex> head_lock(impl_->head_mu);
-        if (impl_->durable_view == nullptr) {
-          impl_->durable_view = impl_->NewSnapshot();
-        }
-        impl_->unsynced_write_in_flight = true;
-      }
-      if (s.ok() && impl_->options.write_batch_tap) {
-        impl_->options.write_batch_tap(View(write_batch.Data()));
-      }
-      if (s.ok()) {
-        rocksdb::WriteOptions write_options;
-        write_options.sync = group_sync;
-        s = impl_->db->Write(write_options, &write_batch);
-      }
-      if (!s.ok()) write_error = FromRocks(s, "append");
-    }
-    if (write_error.has_value()) {
-      // I/O trouble is kUnavailable; anything else from a write is kInternal.
-      if (!hook_error.has_value() &&
-          write_error->code() != absl::StatusCode::kUnavailable) {
-        write_error = absl::InternalError(write_error->message());
-      }
-      {
-        // The view stays: nothing after this write is ever acknowledged.
-        std::lock_guard<std::mutex> head_lock(impl_->head_mu);
-        impl_->unsynced_write_in_flight = false;
-      }
-      for (Impl::Writer* writer : group) {
-        if (writer->results.ok()) {
-          writer->results = *write_error;
-          writer->failed_request = writer->requests->size();
-        }
-      }
-    } else {
-      if (impl_->head_cache.size() + state.stream_heads.size() >
-          kHeadCacheStreamsMax) {
-        impl_->head_cache.clear();
-      }
-      for (auto& [stream_id, stream_head] : state.stream_heads) {
-        impl_->head_cache.insert_or_assign(stream_id, std::move(stream_head));
-      }
-      impl_->merkle_range = std::move(merkle_range);
-      // Only now, after the write succeeded, do readers see the new head;
-      // the durable one once it is synced (here, or by a later Sync). With
-      // EventLogOptions::sync off nothing is ever promised durable: both
-      // move together.
+  }
+  if (hook_error.has_value()) {
+    write_error = hook_error;
+  } else if (batch.size() > 0) {
+    rocksdb::WriteBatch write_batch;
+    rocksdb::Status s = batch.Build(impl_->handles, &write_batch);
+    if (s.ok() && !synced && impl_->options.sync) {
+      // Readers keep reading what is durable until a Sync covers this
+      // write -- also a Sync that ends before the head moves up to it.
       std::lock_guard<std::mutex> head_lock(impl_->head_mu);
-      impl_->head = state.head;
-      impl_->unsynced_write_in_flight = false;
-      if (group_sync || !impl_->options.sync) {
-        impl_->durable_head = state.head;
-        // A synced write covers the unsynced ones before it.
-        impl_->durable_view.reset();
+      if (impl_->durable_view == nullptr) {
+        impl_->durable_view = impl_->NewSnapshot();
       }
+      impl_->unsynced_write_in_flight = true;
     }
+    if (s.ok() && impl_->options.write_batch_tap) {
+      impl_->options.write_batch_tap(View(write_batch.Data()));
+    }
+    if (s.ok()) {
+      rocksdb::WriteOptions write_options;
+      write_options.sync = synced;
+      s = impl_->db->Write(write_options, &write_batch);
+    }
+    if (!s.ok()) write_error = FromRocks(s, "append");
   }
-  lock.lock();
+  if (write_error.has_value()) {
+    // I/O trouble is kUnavailable; anything else from a write is kInternal.
+    if (!hook_error.has_value() &&
+        write_error->code() != absl::StatusCode::kUnavailable) {
+      write_error = absl::InternalError(write_error->message());
+    }
+    {
+      // The view stays: nothing after this write is ever acknowledged.
+      std::lock_guard<std::mutex> head_lock(impl_->head_mu);
+      impl_->unsynced_write_in_flight = false;
+    }
+    {
+      std::lock_guard<std::mutex> failed_lock(impl_->failed_mu);
+      impl_->failed = *write_error;
+    }
+    *failed_request = requests.size();
+    return *std::move(write_error);
+  }
 
-  if (write_error.has_value()) impl_->failed = *write_error;
-  for (Impl::Writer* writer : group) {
-    impl_->writers.pop_front();
-    if (writer != &self) {
-      writer->done = true;
-      writer->cv.notify_one();
-    }
+  if (impl_->head_cache.size() + state.stream_heads.size() >
+      kHeadCacheStreamsMax) {
+    impl_->head_cache.clear();
   }
-  if (!impl_->writers.empty()) impl_->writers.front()->cv.notify_one();
-  if (!self.results.ok()) *failed_request = self.failed_request;
-  return std::move(self.results);
+  for (auto& [stream_id, stream_head] : state.stream_heads) {
+    impl_->head_cache.insert_or_assign(stream_id, std::move(stream_head));
+  }
+  impl_->merkle_range = std::move(merkle_range);
+  // Only now, after the write succeeded, do readers see the new head; the
+  // durable one once it is synced (here, or by a later Sync). With
+  // EventLogOptions::sync off nothing is ever promised durable: both move
+  // together.
+  std::lock_guard<std::mutex> head_lock(impl_->head_mu);
+  impl_->head = state.head;
+  impl_->unsynced_write_in_flight = false;
+  if (synced || !impl_->options.sync) {
+    impl_->durable_head = state.head;
+    // A synced write covers the unsynced ones before it.
+    impl_->durable_view.reset();
+  }
+  return results;
 }
 
 Head EventLog::head() const { return impl_->GetDurableHead(); }
@@ -1377,7 +1291,7 @@ Head EventLog::head() const { return impl_->GetDurableHead(); }
 Head EventLog::appended_head() const { return impl_->GetHead(); }
 
 absl::Status EventLog::WriteRefusal() const {
-  std::lock_guard<std::mutex> lock(impl_->append_mu);
+  std::lock_guard<std::mutex> lock(impl_->failed_mu);
   if (!impl_->failed.has_value()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "ledger is read-only after a write error: ", impl_->failed->message(),
@@ -1416,7 +1330,7 @@ absl::Status EventLog::Sync() {
     if (synced.code() != absl::StatusCode::kUnavailable) {
       synced = absl::InternalError(synced.message());
     }
-    std::lock_guard<std::mutex> lock(impl_->append_mu);
+    std::lock_guard<std::mutex> lock(impl_->failed_mu);
     if (!impl_->failed.has_value()) impl_->failed = synced;
     return synced;
   }

@@ -185,13 +185,18 @@ class EventLog {
 
   // Appends `requests` in order as one unit: each is checked as Append
   // checks it, against the log as the requests before it leave it, and
-  // either all of them are written (in one WriteBatch, possibly shared with
-  // concurrent appends, with one WAL sync) or none is. The results are in
-  // request order. When request i fails its checks nothing is written, its
-  // error is returned and *failed_request (if not null) is set to i; on a
-  // write error it is set to requests.size(). The ledger's group commit uses
-  // this: the commands of a group are decided against each other's effects,
-  // so they must land together or not at all.
+  // either all of them are written (in one WriteBatch, with one WAL sync)
+  // or none is. The results are in request order. When request i fails its
+  // checks nothing is written, its error is returned and *failed_request
+  // (if not null) is set to i; on a write error it is set to
+  // requests.size(). The ledger's group commit uses this: the commands of a
+  // group are decided against each other's effects, so they must land
+  // together or not at all.
+  //
+  // Appends (Append, AppendBatch, AppendReplicated) are serialized: a call
+  // made while another is under way waits for it, and each lands whole in
+  // its own WriteBatch. The log does not merge concurrent calls; callers
+  // that want grouping group themselves (the ledger's group commit does).
   //
   // With `sync` false the write is not synced: its events are in the log
   // and visible to reads by key (stream index, projections, outcomes) at
@@ -208,7 +213,7 @@ class EventLog {
   // envelope at the next position (VerifyStoredEnvelope), links to the hash
   // before it and carries the next version of its stream; a failure is
   // kDataLoss naming the position, and nothing is written. before_write is
-  // not called.
+  // not called. Serialized with the other appends, as AppendBatch is.
   absl::StatusOr<std::vector<AppendResult>> AppendReplicated(
       std::vector<AppendRequest> requests);
 

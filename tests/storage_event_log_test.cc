@@ -1188,11 +1188,11 @@ TEST_F(EventLogTest, ConcurrentAppendsAndReads) {
   }
 }
 
-// Writers race on one stream with optimistic versions: each conflict is
-// kAborted and retried, so exactly the successful appends land, in order,
-// whether or not they shared a group commit with a conflicting one.
+// Writers race on one stream with optimistic versions: appends are
+// serialized, each conflict is kAborted and retried, so exactly the
+// successful appends land, each whole, in order.
 TEST_F(EventLogTest, ConcurrentConflictsOnOneStream) {
-  EventLog& log = OpenLog();  // synced: concurrent appends share syncs
+  EventLog& log = OpenLog();  // synced: each append waits for its own sync
   constexpr int kThreads = 4;
   constexpr int kAppendsPerThread = 25;
   std::atomic<int> conflicts{0};
