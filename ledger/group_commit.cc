@@ -1,5 +1,5 @@
-// Group commit (ledger/ledger.h): the queue, the leaders that decide groups
-// and the writer thread that appends them.
+// Group commit (ledger/group_commit.h): the queue, the leaders that decide
+// groups and the writer thread that appends them.
 //
 //   callers --> queue_ --> leader: decide group N+1 --> writer: append N+1
 //                          (against the cache and      (one WriteBatch, one
@@ -18,6 +18,10 @@
 // front of the queue, in order, and is decided again. When the write itself
 // fails (I/O), the log refuses every later append, so no command of that or
 // any later group is acknowledged.
+//
+// Between a group's write and its sync the log's readers see only what is
+// durable (EventLog's kDurable view); the leaders decide against the log as
+// written (kAppended, committed_) and the cache over it.
 #include "ledger/group_commit.h"
 
 #include <algorithm>
@@ -33,7 +37,7 @@
 #include "absl/time/clock.h"
 #include "base/check.h"
 #include "core/streams.h"
-#include "ledger/ledger.h"
+#include "ledger/command_shape.h"
 #include "replay/projection_keys.h"
 #include "replay/projection_store.h"
 
@@ -150,14 +154,14 @@ absl::Status NotExecuted() {
 
 // A thread inside Execute or ExecuteBatch; woken when one of its waiters is
 // answered, may lead, or may queue.
-struct Ledger::Caller {
+struct GroupCommit::Caller {
   std::condition_variable cv;
 };
 
 // One caller's commands in the queue: Execute's one command, or one chunk of
 // an ExecuteBatch. The caller answers the INVALID ones itself (answered set
 // before queueing); the leaders and the writer answer the rest.
-struct Ledger::Waiter {
+struct GroupCommit::Waiter {
   Caller* caller = nullptr;
   const v1::Command* commands = nullptr;
   // Execute hashes its command on the caller's thread (many callers, many
@@ -180,7 +184,7 @@ struct Ledger::Waiter {
 };
 
 // One unanswered command of a group.
-struct Ledger::Slot {
+struct GroupCommit::Slot {
   enum class State {
     kPending,          // being decided
     kAnswered,         // its waiter holds the answer
@@ -188,7 +192,7 @@ struct Ledger::Slot {
     kFollows,          // same command id as slot `earlier` of this group
     kFollowsPrevious,  // same id as slot `earlier` of the previous group
   };
-  Ledger::Waiter* waiter = nullptr;
+  GroupCommit::Waiter* waiter = nullptr;
   size_t index = 0;  // within the waiter
   State state = State::kPending;
   size_t request = 0;
@@ -227,7 +231,7 @@ struct Ledger::Slot {
 };
 
 // Commands decided together and written together.
-struct Ledger::Group {
+struct GroupCommit::Group {
   std::vector<Waiter*> waiters;
   std::vector<Slot> slots;
   // The state before this group: the previous group's changes over the
@@ -244,7 +248,7 @@ struct Ledger::Group {
   uint64_t events = 0;
   bool any_rejection = false;
 
-  // Written without a sync (its leader writes it; Ledger::RunSyncs makes it
+  // Written without a sync (its leader writes it; RunSyncs makes it
   // durable). Set before the write.
   bool deferred_sync = false;
   // The group being written when this one was decided: the first uses of
@@ -272,17 +276,18 @@ struct Ledger::Group {
   }
 };
 
-Ledger::Ledger(std::unique_ptr<EventLog> log, LedgerOptions options)
-    : log_(std::move(log)), options_(std::move(options)) {
-  // The ledger decides against its groups written and not yet synced.
-  committed_ = std::make_unique<ProjectionReader>(
-      log_.get(), EventLog::ReadView::kAppended);
+GroupCommit::GroupCommit(EventLog* log, GroupCommitOptions options,
+                         DecideCommandFn decide)
+    : log_(log), options_(options), decide_(std::move(decide)) {
+  // The leaders decide against their groups written and not yet synced.
+  committed_ =
+      std::make_unique<ProjectionReader>(log_, EventLog::ReadView::kAppended);
   cache_ = std::make_unique<StateCache>(committed_.get(),
                                         options_.state_cache_entries);
   writer_ = std::thread([this] { WriterLoop(); });
 }
 
-Ledger::~Ledger() {
+GroupCommit::~GroupCommit() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -291,7 +296,8 @@ Ledger::~Ledger() {
   writer_.join();
 }
 
-absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
+absl::StatusOr<v1::CommandResult> GroupCommit::Execute(
+    const v1::Command& command) {
   if (std::optional<v1::CommandResult> invalid = ShapeProblem(command)) {
     return *std::move(invalid);
   }
@@ -313,7 +319,7 @@ absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
   return result;
 }
 
-std::vector<absl::StatusOr<v1::CommandResult>> Ledger::ExecuteBatch(
+std::vector<absl::StatusOr<v1::CommandResult>> GroupCommit::ExecuteBatch(
     std::vector<v1::Command> commands) {
   const size_t n = commands.size();
   std::vector<absl::StatusOr<v1::CommandResult>> results(
@@ -356,7 +362,7 @@ std::vector<absl::StatusOr<v1::CommandResult>> Ledger::ExecuteBatch(
   return results;
 }
 
-void Ledger::Submit(Caller* caller, const std::vector<Waiter*>& waiters) {
+void GroupCommit::Submit(Caller* caller, const std::vector<Waiter*>& waiters) {
   std::unique_lock<std::mutex> lock(mu_);
   size_t queued = 0;
   while (true) {
@@ -392,17 +398,17 @@ void Ledger::Submit(Caller* caller, const std::vector<Waiter*>& waiters) {
   }
 }
 
-void Ledger::NotifyFront() {
+void GroupCommit::NotifyFront() {
   if (!deciding_ && !queue_.empty()) queue_.front()->caller->cv.notify_one();
 }
 
-bool Ledger::Waits(const Group& group, const Caller* caller) {
+bool GroupCommit::Waits(const Group& group, const Caller* caller) {
   return std::any_of(
       group.waiters.begin(), group.waiters.end(),
       [caller](const Waiter* w) { return w->caller == caller && !w->done; });
 }
 
-void Ledger::WakeSyncer() {
+void GroupCommit::WakeSyncer() {
   if (syncing_ || unsynced_.empty()) return;
   for (Waiter* waiter : unsynced_.front()->waiters) {
     if (!waiter->done) {
@@ -412,7 +418,7 @@ void Ledger::WakeSyncer() {
   }
 }
 
-void Ledger::Publish(const Group& group) {
+void GroupCommit::Publish(const Group& group) {
   for (Waiter* waiter : group.waiters) {
     if (waiter->unanswered == 0 && !waiter->done) {
       waiter->done = true;
@@ -421,7 +427,7 @@ void Ledger::Publish(const Group& group) {
   }
 }
 
-void Ledger::Requeue(const std::vector<Group*>& groups) {
+void GroupCommit::Requeue(const std::vector<Group*>& groups) {
   std::vector<Waiter*> again;
   for (const Group* group : groups) {
     Publish(*group);
@@ -436,8 +442,8 @@ void Ledger::Requeue(const std::vector<Group*>& groups) {
   NotifyFront();
 }
 
-void Ledger::Lead(Caller* caller, bool more_to_queue,
-                  std::unique_lock<std::mutex>& lock) {
+void GroupCommit::Lead(Caller* caller, bool more_to_queue,
+                       std::unique_lock<std::mutex>& lock) {
   deciding_ = true;
   // (The writer requeues a group to be decided again itself when no leader
   // is deciding, and a deciding leader does so before it steps down; this
@@ -545,7 +551,7 @@ void Ledger::Lead(Caller* caller, bool more_to_queue,
   if (!syncing_ && !unsynced_.empty()) RunSyncs(lock);
 }
 
-void Ledger::RunSyncs(std::unique_lock<std::mutex>& lock) {
+void GroupCommit::RunSyncs(std::unique_lock<std::mutex>& lock) {
   syncing_ = true;
   // A group being decided or written now is covered too if the sync waits
   // for it (briefly: kSyncGatherMax): one sync for both costs less than two
@@ -587,7 +593,7 @@ void Ledger::RunSyncs(std::unique_lock<std::mutex>& lock) {
   WakeSyncer();
 }
 
-void Ledger::AnswerWritten(Group& group, const absl::Status& synced) {
+void GroupCommit::AnswerWritten(Group& group, const absl::Status& synced) {
   for (Slot& slot : group.slots) {
     if (slot.state == Slot::State::kWrites) {
       if (synced.ok()) {
@@ -610,7 +616,7 @@ void Ledger::AnswerWritten(Group& group, const absl::Status& synced) {
   AnswerFollowers(group, synced);
 }
 
-void Ledger::AnswerFollowers(Group& group, const absl::Status& status) {
+void GroupCommit::AnswerFollowers(Group& group, const absl::Status& status) {
   for (Slot& slot : group.slots) {
     if (slot.state != Slot::State::kFollowsPrevious) continue;
     const Group& first_group = *group.previous;
@@ -627,12 +633,23 @@ void Ledger::AnswerFollowers(Group& group, const absl::Status& status) {
   group.previous.reset();
 }
 
-GroupCommitStats Ledger::stats() const {
+GroupCommitStats GroupCommit::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
 }
 
-void Ledger::FinishWrite(Group* group) {
+absl::StatusOr<std::vector<AppendResult>> GroupCommit::AppendReplicated(
+    std::vector<AppendRequest> requests) {
+  absl::StatusOr<std::vector<AppendResult>> appended =
+      log_->AppendReplicated(std::move(requests));
+  // The next group decided here (after a promotion) must not decide against
+  // records cached before these appends.
+  std::lock_guard<std::mutex> lock(mu_);
+  clear_cache_ = true;
+  return appended;
+}
+
+void GroupCommit::FinishWrite(Group* group) {
   using Outcome = Group::Outcome;
   group->complete = true;
   stats_.writing += group->write_time;
@@ -674,7 +691,7 @@ void Ledger::FinishWrite(Group* group) {
   inflight_cv_.notify_all();
 }
 
-void Ledger::DecideGroup(Group* group, const Group* previous) {
+void GroupCommit::DecideGroup(Group* group, const Group* previous) {
   group->before.target =
       previous != nullptr
           ? static_cast<const StateReader*>(previous->state.get())
@@ -739,8 +756,8 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
     AppendRequest request;
     bool rejected = false;
     if (absl::Status decided =
-            DecideOne(command, slot.fingerprint(), state, next_position,
-                      &request, &slot.result, &rejected);
+            decide_(command, slot.fingerprint(), state, next_position, &request,
+                    &slot.result, &rejected);
         !decided.ok()) {
       slot.Answer(decided);
       continue;
@@ -780,13 +797,13 @@ void Ledger::DecideGroup(Group* group, const Group* previous) {
   }
 }
 
-void Ledger::WriteGroup(Group* group) {
+void GroupCommit::WriteGroup(Group* group) {
   const absl::Time start = absl::Now();
   WriteGroupTimed(group);
   group->write_time = absl::Now() - start;
 }
 
-void Ledger::WriteGroupTimed(Group* group) {
+void GroupCommit::WriteGroupTimed(Group* group) {
   using Outcome = Group::Outcome;
   if (group->requests.empty()) {
     group->outcome = Outcome::kDurable;
@@ -833,7 +850,7 @@ void Ledger::WriteGroupTimed(Group* group) {
   group->outcome = Outcome::kRetry;
 }
 
-void Ledger::WriterLoop() {
+void GroupCommit::WriterLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     writer_cv_.wait(lock, [&] {

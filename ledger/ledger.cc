@@ -12,7 +12,7 @@
 #include "core/invariants.h"
 #include "core/limits.h"
 #include "core/streams.h"
-#include "ledger/group_commit.h"
+#include "ledger/command_shape.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {
@@ -25,74 +25,11 @@ class WallClock : public Clock {
 
 }  // namespace
 
-namespace ledger_internal {
-
-// The command id is the idempotency key, so a command whose id is not a valid
-// id (R0: 1..kIdBytesMax bytes of printable ASCII, no spaces) cannot be
-// recorded under it: it is INVALID, like a missing id.
-std::optional<std::string> CommandIdProblem(absl::string_view id) {
-  switch (CheckIdBytes(id).problem) {
-    case IdCheck::kValid:
-      return std::nullopt;
-    case IdCheck::kEmpty:
-      return "commandId is missing";
-    case IdCheck::kTooLong:
-      return absl::StrCat("commandId is ", id.size(), " bytes; the limit is ",
-                          kIdBytesMax);
-    case IdCheck::kBadByte:
-      return "commandId must be printable ASCII without spaces";
-  }
-  return std::nullopt;
-}
-
-std::optional<v1::CommandResult> ShapeProblem(const v1::Command& command) {
-  // First, so that nothing of an oversized command is decided or stored (its
-  // id is not even echoed when it is not a valid one).
-  if (const size_t bytes = command.ByteSizeLong(); bytes > kCommandBytesMax) {
-    return InvalidResult(
-        CommandIdProblem(command.command_id()) ? "" : command.command_id(),
-        absl::StrCat("the command is ", bytes, " bytes; the limit is ",
-                     kCommandBytesMax, " (core/limits.h kCommandBytesMax)"));
-  }
-  if (std::optional<std::string> problem =
-          CommandIdProblem(command.command_id())) {
-    return InvalidResult(command.command_id(), *problem);
-  }
-  if (!command.has_occurred_at()) {
-    return InvalidResult(command.command_id(), "occurredAt is missing");
-  }
-  if (command.body_case() == v1::Command::BODY_NOT_SET) {
-    return InvalidResult(command.command_id(), "command body is missing");
-  }
-  return std::nullopt;
-}
-
-v1::CommandResult ResultOf(const v1::Command& command) {
-  v1::CommandResult result;
-  result.set_command_id(command.command_id());
-  return result;
-}
-
-}  // namespace ledger_internal
-
 using ledger_internal::ResultOf;
 
 const Clock& SystemClock() {
   static const WallClock* clock = new WallClock();
   return *clock;
-}
-
-std::string CommandFingerprint(const v1::Command& command) {
-  return Sha256(SerializeDeterministic(command));
-}
-
-v1::CommandResult InvalidResult(absl::string_view command_id,
-                                absl::string_view message) {
-  v1::CommandResult result;
-  result.set_command_id(std::string(command_id));
-  result.set_status(v1::INVALID);
-  result.set_message(std::string(message));
-  return result;
 }
 
 absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
@@ -112,6 +49,36 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
   return std::unique_ptr<Ledger>(
       new Ledger(std::move(log), std::move(options)));
 }
+
+Ledger::Ledger(std::unique_ptr<EventLog> log, LedgerOptions options)
+    : log_(std::move(log)), options_(std::move(options)) {
+  GroupCommitOptions group_options;
+  group_options.sync = options_.sync;
+  group_options.state_cache_entries = options_.state_cache_entries;
+  group_options.observer = options_.observer;
+  group_commit_ = std::make_unique<GroupCommit>(
+      log_.get(), group_options,
+      [this](const v1::Command& command, const std::string& fingerprint,
+             StateOverlay& state, uint64_t first_position,
+             AppendRequest* request, v1::CommandResult* result,
+             bool* rejected) {
+        return DecideOne(command, fingerprint, state, first_position, request,
+                         result, rejected);
+      });
+}
+
+Ledger::~Ledger() = default;
+
+absl::StatusOr<v1::CommandResult> Ledger::Execute(const v1::Command& command) {
+  return group_commit_->Execute(command);
+}
+
+std::vector<absl::StatusOr<v1::CommandResult>> Ledger::ExecuteBatch(
+    std::vector<v1::Command> commands) {
+  return group_commit_->ExecuteBatch(std::move(commands));
+}
+
+GroupCommitStats Ledger::stats() const { return group_commit_->stats(); }
 
 // Decide, with the store directory's answer for a store the command
 // creates (ledger/store_directory.h, steps 1-3).
@@ -223,13 +190,7 @@ absl::Status Ledger::DecideOne(const v1::Command& command,
 
 absl::StatusOr<std::vector<AppendResult>> Ledger::AppendReplicated(
     std::vector<AppendRequest> requests) {
-  absl::StatusOr<std::vector<AppendResult>> appended =
-      log_->AppendReplicated(std::move(requests));
-  // The next group decided here (after a promotion) must not decide against
-  // records cached before these appends.
-  std::lock_guard<std::mutex> lock(mu_);
-  clear_cache_ = true;
-  return appended;
+  return group_commit_->AppendReplicated(std::move(requests));
 }
 
 absl::StatusOr<v1::StoreState> Ledger::State(absl::string_view store_id,
