@@ -192,7 +192,7 @@ struct GroupCommit::Slot {
     kFollows,          // same command id as slot `earlier` of this group
     kFollowsPrevious,  // same id as slot `earlier` of the previous group
   };
-  GroupCommit::Waiter* waiter = nullptr;
+  Waiter* waiter = nullptr;
   size_t index = 0;  // within the waiter
   State state = State::kPending;
   size_t request = 0;
