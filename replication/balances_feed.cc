@@ -1,3 +1,21 @@
+// The reference downstream consumer (replication/balances_feed.h).
+//
+// Exactly once, by this pattern: every message's effects and the stream
+// sequence it carries are written in one SQLite transaction (synchronous
+// FULL: durable at COMMIT), and the message is acknowledged with a double
+// ack only after that COMMIT. A message delivered again -- the consumer
+// died between COMMIT and ack, or its ack was lost -- is at or below the
+// stored sequence and changes nothing. A message past the stored sequence
+// + 1 (earlier ones were delivered to a consumer that died, and are not
+// redelivered yet) is preceded by the missing ones, read from the stream by
+// sequence: the stream keeps every message.
+//
+// Each message is checked as a follower checks it (replication/log_batch.h:
+// partition, contiguous positions, hash chain, the chain's link to the last
+// applied hash, stored in the same row as the sequence); the balances are
+// folded with the ledger's own code (replay/finance.h FoldStoreBalances),
+// so the tables equal `storeledger balances` at the same position.
+
 #include "replication/balances_feed.h"
 
 #include <sqlite3.h>
