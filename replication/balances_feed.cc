@@ -32,6 +32,7 @@
 #include "replay/finance.h"
 #include "replication/jetstream.h"
 #include "replication/log_batch.h"
+#include "storage/format.h"
 
 namespace storeledger {
 namespace {
@@ -63,8 +64,6 @@ CREATE TABLE IF NOT EXISTS kind_balances (
   paid_out_fen INTEGER NOT NULL,
   deposit_fen INTEGER NOT NULL);
 )sql";
-
-constexpr size_t kHashBytes = 32;
 
 struct CloseDatabase {
   void operator()(sqlite3* db) const { sqlite3_close(db); }
@@ -114,7 +113,7 @@ absl::StatusOr<v1::Balances> Negated(const v1::Balances& b) {
 // Where the feed stands: the last applied message and the log's head then.
 struct FeedPosition {
   uint64_t sequence = 0;
-  Head head{0, std::string(kHashBytes, '\0')};
+  Head head{0, std::string(format::kHashBytes, '\0')};
 };
 
 // The SQLite side: one transaction at a time, stores read on first touch
@@ -196,7 +195,7 @@ class BalancesDb {
       position.head.position = sqlite3_column_int64(select.get(), 1);
       const void* hash = sqlite3_column_blob(select.get(), 2);
       const int bytes = sqlite3_column_bytes(select.get(), 2);
-      if (bytes != static_cast<int>(kHashBytes)) {
+      if (bytes != static_cast<int>(format::kHashBytes)) {
         return absl::DataLossError(absl::StrCat("feed_position of partition ",
                                                 partition_, " holds a hash of ",
                                                 bytes, " bytes"));

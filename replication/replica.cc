@@ -34,18 +34,16 @@
 #include "replay/rebuild.h"
 #include "replication/log_batch.h"
 #include "storage/diverged.h"
+#include "storage/format.h"
 #include "storeledger/v1/replication.pb.h"
 
 namespace storeledger {
 namespace {
 
-constexpr size_t kHashBytes = 32;
-
 // The hash of the last envelope of a message: the tail of its bytes.
 std::string LastHash(const v1::LogBatch& batch) {
-  const std::string& last = batch.envelopes(batch.envelopes_size() - 1);
-  return last.size() < kHashBytes ? std::string()
-                                  : last.substr(last.size() - kHashBytes);
+  return std::string(format::HashOfStoredEnvelope(
+      batch.envelopes(batch.envelopes_size() - 1)));
 }
 
 }  // namespace
