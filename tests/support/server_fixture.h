@@ -34,6 +34,7 @@
 #include "storage/event_log.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/fault_env.h"
+#include "tests/support/server_tokens.h"
 #include "tests/support/test_support.h"
 
 extern char** environ;
@@ -45,19 +46,6 @@ namespace storeledger::testing {
 inline constexpr int kLoadClients = 32;
 inline constexpr int kLoadCommandsPerClient = 2000;
 inline constexpr int kLoadProductsPerStore = 100;
-
-inline constexpr char kWriter[] = "writer-token-0123456789";
-inline constexpr char kAuditor[] = "auditor-token-0123456789";
-inline constexpr char kInvestigator[] = "investigator-token-0123456789";
-inline constexpr char kMerchant1[] = "merchant1-token-0123456789";
-inline constexpr char kMerchant2[] = "merchant2-token-0123456789";
-inline constexpr char kTokenFile[] = R"(# token role
-writer-token-0123456789 writer
-auditor-token-0123456789 auditor
-investigator-token-0123456789 investigator
-merchant1-token-0123456789 merchant:m1
-merchant2-token-0123456789 merchant:m2
-)";
 
 inline v1::Command OpenStoreCommand(const std::string& id,
                                     const std::string& store,
