@@ -23,7 +23,7 @@
 #include "json/json.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
-#include "tests/support/server_tokens.h"
+#include "tests/support/server_options.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -35,6 +35,7 @@ using ::storeledger::testing::kMerchant1;
 using ::storeledger::testing::kMerchant2;
 using ::storeledger::testing::kTokenFile;
 using ::storeledger::testing::kWriter;
+using ::storeledger::testing::LoopbackServerOptions;
 using ::storeledger::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -49,14 +50,8 @@ struct Reply {
 class HttpTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.db_dir = dir_.Sub("db");
-    options.listen = "127.0.0.1:0";
+    ServerOptions options = LoopbackServerOptions(dir_.Sub("db"));
     options.http_listen = "127.0.0.1:0";
-    absl::StatusOr<TokenTable> tokens = TokenTable::Parse(kTokenFile);
-    ASSERT_TRUE(tokens.ok()) << tokens.status();
-    options.tokens = *tokens;
-    options.ledger.sync = false;
     absl::StatusOr<std::unique_ptr<LedgerServer>> server =
         LedgerServer::Start(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();

@@ -20,7 +20,7 @@
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/cli_json.h"
-#include "tests/support/server_tokens.h"
+#include "tests/support/server_options.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -32,8 +32,8 @@ using ::storeledger::testing::kAuditor;
 using ::storeledger::testing::kInvestigator;
 using ::storeledger::testing::kMerchant1;
 using ::storeledger::testing::kMerchant2;
-using ::storeledger::testing::kTokenFile;
 using ::storeledger::testing::kWriter;
+using ::storeledger::testing::LoopbackServerOptions;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::TempDir;
 using ::testing::HasSubstr;
@@ -86,13 +86,7 @@ std::vector<std::string> Timeline() {
 class ServerTermsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.db_dir = db_;
-    options.listen = "127.0.0.1:0";
-    absl::StatusOr<TokenTable> tokens = TokenTable::Parse(kTokenFile);
-    ASSERT_TRUE(tokens.ok()) << tokens.status();
-    options.tokens = *tokens;
-    options.ledger.sync = false;
+    ServerOptions options = LoopbackServerOptions(db_);
     absl::StatusOr<std::unique_ptr<LedgerServer>> server =
         LedgerServer::Start(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();

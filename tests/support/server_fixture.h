@@ -34,7 +34,7 @@
 #include "storage/event_log.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/fault_env.h"
-#include "tests/support/server_tokens.h"
+#include "tests/support/server_options.h"
 #include "tests/support/test_support.h"
 
 extern char** environ;
@@ -78,18 +78,7 @@ inline v1::Command StoreFillCommand(const std::string& store, int i,
 // as `token` (the writer by default) and expects the call to succeed.
 class ServerTest : public ::testing::Test {
  protected:
-  ServerOptions Options() {
-    ServerOptions options;
-    options.db_dir = dir_.Sub("db");
-    options.listen = "127.0.0.1:0";
-    absl::StatusOr<TokenTable> tokens = TokenTable::Parse(kTokenFile);
-    EXPECT_TRUE(tokens.ok()) << tokens.status();
-    options.tokens = *tokens;
-    // Durability across a crash is the storage tests' business; these
-    // check what the server acknowledges, so they skip the fsyncs.
-    options.ledger.sync = false;
-    return options;
-  }
+  ServerOptions Options() { return LoopbackServerOptions(dir_.Sub("db")); }
   void Start(ServerOptions options) {
     absl::StatusOr<std::unique_ptr<LedgerServer>> server =
         LedgerServer::Start(std::move(options));
