@@ -170,6 +170,8 @@ absl::Status CliContext::CheckFlags() const {
         verb == "audit" || verb == "tail") {
       known.push_back("at-least");
     }
+    // A partitioned cluster's postings of every store: one partition's.
+    if (verb == "postings") known.push_back("partition");
   }
   return flags.CheckKnown(known);
 }

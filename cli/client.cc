@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -30,6 +31,7 @@
 #include "core/policy.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "json/json.h"
+#include "replay/finance.h"
 #include "storeledger/v1/service.grpc.pb.h"
 
 namespace storeledger {
@@ -125,13 +127,24 @@ class Remote {
   int Postings();
   int Balances();
 
+  // Which log a position belongs to in a partitioned cluster: the one of
+  // the partition holding `store_id`, else of `partition`; neither: the
+  // log of the node asked (the only one when the ledger is not partitioned).
+  struct LogScope {
+    std::string store_id;
+    std::optional<uint32_t> partition;
+  };
   // The position `at` had reached (or `position` clamped to the head, or
   // the head), with its recorded_at: the PositionAt call.
   absl::StatusOr<v1::PositionAt> Resolve(std::optional<absl::Time> at,
                                          std::optional<uint64_t> position,
-                                         absl::string_view written);
+                                         absl::string_view written,
+                                         const LogScope& scope = {});
   // --position N or --known-at T, as CliContext::KnowledgePosition.
-  absl::StatusOr<std::optional<uint64_t>> KnowledgePosition();
+  absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(
+      const LogScope& scope = {});
+  // The cluster's partition count (Digest); 0 when not partitioned.
+  absl::StatusOr<uint32_t> Partitions();
   // The ids a history without --store finds (FindResult of `filter`'s id).
   absl::StatusOr<std::vector<std::string>> OwnersOf(
       const HistoryFilter& filter);
@@ -273,7 +286,8 @@ int Remote::State() {
   absl::StatusOr<std::optional<absl::Time>> t = ctx_.flags.GetTime("as-of");
   if (!t.ok()) return ctx_.Fail(t.status());
   if (t->has_value()) *request.mutable_as_of() = ToProto(**t);
-  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
+  absl::StatusOr<std::optional<uint64_t>> position =
+      KnowledgePosition({*store, std::nullopt});
   if (!position.ok()) return ctx_.Fail(position.status());
   if (position->has_value()) request.set_position(**position);
   ctx_.EchoTime("as-of");
@@ -291,11 +305,14 @@ int Remote::State() {
 
 absl::StatusOr<v1::PositionAt> Remote::Resolve(std::optional<absl::Time> at,
                                                std::optional<uint64_t> position,
-                                               absl::string_view written) {
+                                               absl::string_view written,
+                                               const LogScope& scope) {
   v1::PositionAtRequest request;
   if (at.has_value()) *request.mutable_at() = ToProto(*at);
   if (position.has_value()) request.set_position(*position);
   request.set_written(std::string(written));
+  request.set_store_id(scope.store_id);
+  if (scope.partition.has_value()) request.set_partition(*scope.partition);
   grpc::ClientContext context;
   Prepare(&context);
   v1::PositionAt answer;
@@ -303,11 +320,21 @@ absl::StatusOr<v1::PositionAt> Remote::Resolve(std::optional<absl::Time> at,
   return answer;
 }
 
-absl::StatusOr<std::optional<uint64_t>> Remote::KnowledgePosition() {
+absl::StatusOr<std::optional<uint64_t>> Remote::KnowledgePosition(
+    const LogScope& scope) {
   return ctx_.KnowledgePosition([&](absl::Time t) -> absl::StatusOr<uint64_t> {
-    ASSIGN_OR_RETURN(v1::PositionAt at, Resolve(t, std::nullopt, ""));
+    ASSIGN_OR_RETURN(v1::PositionAt at, Resolve(t, std::nullopt, "", scope));
     return at.position();
   });
+}
+
+absl::StatusOr<uint32_t> Remote::Partitions() {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::Digest digest;
+  RETURN_IF_ERROR(
+      FromGrpc(stub_->Digest(&context, v1::DigestRequest(), &digest)));
+  return digest.partitions();
 }
 
 absl::StatusOr<std::vector<std::string>> Remote::OwnersOf(
@@ -512,13 +539,47 @@ int Remote::Statement() {
 int Remote::Postings() {
   absl::StatusOr<PostingsFlags> flags = PostingsFlags::Parse(ctx_);
   if (!flags.ok()) return ctx_.Fail(flags.status());
-  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
+  // Positions are per partition in a cluster: a store's postings are its
+  // partition's; every store's, one partition's (--partition).
+  LogScope scope;
+  absl::StatusOr<std::optional<uint64_t>> partition =
+      ctx_.flags.GetUint("partition");
+  if (!partition.ok()) return ctx_.Fail(partition.status());
+  if (flags->filter.store_id.has_value()) {
+    if (partition->has_value()) {
+      return ctx_.Fail(absl::InvalidArgumentError(
+          "--partition is for every store's postings; a --store's are its "
+          "partition's"));
+    }
+    scope.store_id = *flags->filter.store_id;
+  } else {
+    absl::StatusOr<uint32_t> partitions = Partitions();
+    if (!partitions.ok()) return ctx_.Fail(partitions.status());
+    if (*partitions > 1 && !partition->has_value()) {
+      return ctx_.Fail(absl::InvalidArgumentError(absl::StrCat(
+          "this cluster has ", *partitions,
+          " partitions and positions are per partition: give --store ID, or "
+          "--partition N (0..",
+          *partitions - 1, ") for every store's postings of one")));
+    }
+    if (partition->has_value()) {
+      if (**partition >= std::max<uint32_t>(*partitions, 1)) {
+        return ctx_.Fail(absl::InvalidArgumentError(
+            absl::StrCat("--partition ", **partition, ": this ledger has ",
+                         std::max<uint32_t>(*partitions, 1), " partition(s)")));
+      }
+      if (*partitions > 1) scope.partition = static_cast<uint32_t>(**partition);
+    }
+  }
+  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition(scope);
   if (!position.ok()) return ctx_.Fail(position.status());
   // The head (or the known position) first, so that the postings and the
   // CSV's as-of line agree while the server appends.
-  absl::StatusOr<v1::PositionAt> at = Resolve(std::nullopt, *position, "");
+  absl::StatusOr<v1::PositionAt> at =
+      Resolve(std::nullopt, *position, "", scope);
   if (!at.ok()) return ctx_.Fail(at.status());
   v1::ListPostingsRequest request;
+  if (scope.partition.has_value()) request.set_partition(*scope.partition);
   if (flags->filter.store_id.has_value()) {
     request.set_store_id(*flags->filter.store_id);
   }
@@ -550,22 +611,46 @@ int Remote::Postings() {
 int Remote::Balances() {
   absl::StatusOr<BalancesFlags> flags = BalancesFlags::Parse(ctx_);
   if (!flags.ok()) return ctx_.Fail(flags.status());
-  v1::GetBalancesRequest request;
-  if (flags->as_of.has_value())
-    *request.mutable_as_of() = ToProto(*flags->as_of);
-  absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition();
-  if (!position.ok()) return ctx_.Fail(position.status());
-  if (position->has_value()) request.set_position(**position);
+  absl::StatusOr<uint32_t> partitions = Partitions();
+  if (!partitions.ok()) return ctx_.Fail(partitions.status());
+  // A partitioned cluster: every partition's stores, each as of its own
+  // position (--known-at T resolved in each log), summed per kind here.
+  const bool partitioned = *partitions > 1;
+  if (partitioned && ctx_.flags.Has("position")) {
+    return ctx_.Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--position names a position of one log, and this cluster has ",
+        *partitions, " (one a partition); use --known-at T")));
+  }
   ctx_.EchoTime("as-of");
-  grpc::ClientContext context;
-  Prepare(&context);
-  v1::BalancesReport report;
-  grpc::Status status = stub_->GetBalances(&context, request, &report);
-  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
-  absl::StatusOr<v1::PositionAt> at =
-      Resolve(std::nullopt, report.position(), "");
-  if (!at.ok()) return ctx_.Fail(at.status());
-  PrintBalances(ctx_, *flags, std::move(report), *at);
+  std::vector<v1::BalancesReport> reports;
+  std::vector<v1::PositionAt> ats;
+  for (uint32_t p = 0; p < std::max<uint32_t>(*partitions, 1); ++p) {
+    LogScope scope;
+    if (partitioned) scope.partition = p;
+    v1::GetBalancesRequest request;
+    if (flags->as_of.has_value())
+      *request.mutable_as_of() = ToProto(*flags->as_of);
+    if (partitioned) request.set_partition(p);
+    absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition(scope);
+    if (!position.ok()) return ctx_.Fail(position.status());
+    if (position->has_value()) request.set_position(**position);
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::BalancesReport& report = reports.emplace_back();
+    grpc::Status status = stub_->GetBalances(&context, request, &report);
+    if (!status.ok()) return ctx_.Fail(FromGrpc(status));
+    absl::StatusOr<v1::PositionAt> at =
+        Resolve(std::nullopt, report.position(), "", scope);
+    if (!at.ok()) return ctx_.Fail(at.status());
+    ats.push_back(*std::move(at));
+  }
+  if (!partitioned) {
+    PrintBalances(ctx_, *flags, std::move(reports.front()), ats);
+    return kExitOk;
+  }
+  absl::StatusOr<v1::BalancesReport> merged = MergePartitionBalances(reports);
+  if (!merged.ok()) return ctx_.Fail(merged.status());
+  PrintBalances(ctx_, *flags, *std::move(merged), ats);
   return kExitOk;
 }
 

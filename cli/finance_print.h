@@ -38,9 +38,13 @@ struct BalancesFlags {
   bool yuan = false;
   static absl::StatusOr<BalancesFlags> Parse(const CliContext& ctx);
 };
-// `at`: the report's position, with its recorded_at.
+// `ats`: the report's position, with its recorded_at; for a partitioned
+// cluster's report (MergePartitionBalances) one per partition, in partition
+// order, printed first (JSON: a {"partition":p,"positionAt":...} line each;
+// CSV: a # line each).
 void PrintBalances(CliContext& ctx, const BalancesFlags& flags,
-                   v1::BalancesReport report, const v1::PositionAt& at);
+                   v1::BalancesReport report,
+                   const std::vector<v1::PositionAt>& ats);
 
 // The flags of `statement`, checked (the embedded verb and --server mode).
 struct StatementFlags {

@@ -189,10 +189,18 @@ absl::StatusOr<BalancesFlags> BalancesFlags::Parse(const CliContext& ctx) {
 }
 
 void PrintBalances(CliContext& ctx, const BalancesFlags& flags,
-                   v1::BalancesReport report, const v1::PositionAt& at) {
+                   v1::BalancesReport report,
+                   const std::vector<v1::PositionAt>& ats) {
   report.set_as_of_written(ctx.flags.GetOr("as-of", ""));
   std::ostream& out = *ctx.out;
+  const bool partitioned = ats.size() > 1;
   if (!flags.csv) {
+    if (partitioned) {
+      for (size_t p = 0; p < ats.size(); ++p) {
+        out << "{\"partition\":" << p << ",\"positionAt\":" << ToJson(ats[p])
+            << "}\n";
+      }
+    }
     out << ToJson(report) << "\n";
     return;
   }
@@ -200,12 +208,17 @@ void PrintBalances(CliContext& ctx, const BalancesFlags& flags,
   // One table; the `row` column tells store rows from the per-kind totals,
   // so that summing a column over row=store rows gives the totals.
   const char* unit = Unit(yuan);
-  out << AsOfText(ctx, "balances", at, flags.as_of, yuan)
-      << absl::StrCat(
-             "row,store_id,kind,status,upgraded_from,upgraded_to,"
-             "pending",
-             unit, ",available", unit, ",withdrawing", unit, ",paid_out", unit,
-             ",deposit", unit, "\n");
+  for (size_t p = 0; p < ats.size(); ++p) {
+    out << AsOfText(ctx,
+                    partitioned ? absl::StrCat("balances of partition ", p)
+                                : std::string("balances"),
+                    ats[p], flags.as_of, yuan);
+  }
+  out << absl::StrCat(
+      "row,store_id,kind,status,upgraded_from,upgraded_to,"
+      "pending",
+      unit, ",available", unit, ",withdrawing", unit, ",paid_out", unit,
+      ",deposit", unit, "\n");
   for (const v1::StoreBalances& store : report.stores()) {
     out << BalancesCsvRow(
         "store", store.store_id(), v1::StoreKind_Name(store.kind()),
@@ -236,7 +249,7 @@ int BalancesVerb(CliContext& ctx) {
   absl::StatusOr<v1::PositionAt> at =
       ResolvePosition(log, std::nullopt, report->position(), "");
   if (!at.ok()) return ctx.Fail(at.status());
-  PrintBalances(ctx, *flags, *std::move(report), *at);
+  PrintBalances(ctx, *flags, *std::move(report), {*at});
   return kExitOk;
 }
 

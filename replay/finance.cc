@@ -1,6 +1,7 @@
 #include "replay/finance.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <utility>
 #include <vector>
@@ -213,6 +214,33 @@ absl::StatusOr<v1::Balances> StoreBalancesFromAccounts(
                                  &balances));
   }
   return balances;
+}
+
+absl::StatusOr<v1::BalancesReport> MergePartitionBalances(
+    const std::vector<v1::BalancesReport>& reports) {
+  v1::BalancesReport merged;
+  if (reports.empty()) return merged;
+  merged.set_source(reports.front().source());
+  if (reports.front().has_as_of()) {
+    *merged.mutable_as_of() = reports.front().as_of();
+  }
+  std::map<std::string, const v1::StoreBalances*> stores;
+  for (const v1::BalancesReport& report : reports) {
+    if (report.source() != merged.source()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "balances of one cluster from two sources: ", merged.source(),
+          " and ", report.source()));
+    }
+    for (const v1::StoreBalances& store : report.stores()) {
+      if (!stores.emplace(store.store_id(), &store).second) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "store ", store.store_id(), " is in two partitions' balances"));
+      }
+    }
+  }
+  for (const auto& [id, store] : stores) *merged.add_stores() = *store;
+  RETURN_IF_ERROR(FillTotals(&merged));
+  return merged;
 }
 
 absl::Status AddBalances(const v1::Balances& add, v1::Balances* total) {

@@ -113,6 +113,15 @@ using StoreBalancesLookup = std::function<absl::StatusOr<v1::StoreBalances*>(
 absl::Status FoldStoreBalances(const v1::Envelope& envelope,
                                const StoreBalancesLookup& lookup);
 
+// A partitioned cluster's balances (docs/cluster.md "Partitions"): the
+// stores of every partition's report, sorted by store id, and the totals
+// per kind recomputed over them as one ledger's (legacy and WeChat Store
+// never summed). position is 0: each report's own names its partition's.
+// kInvalidArgument when a store id is in two reports (store ids are unique
+// in a cluster) or the reports' sources differ; kDataLoss on overflow.
+absl::StatusOr<v1::BalancesReport> MergePartitionBalances(
+    const std::vector<v1::BalancesReport>& reports);
+
 // Adds `add` to `total`, field by field; kDataLoss on overflow.
 absl::Status AddBalances(const v1::Balances& add, v1::Balances* total);
 

@@ -95,6 +95,42 @@ absl::StatusOr<AsOf> AsOfOf(const Request& request) {
   return as_of;
 }
 
+// Forward for a server-streaming call: `open` starts it on the other node's
+// stub, and every message it sends is written to `writer` in turn.
+template <typename Message, typename Open>
+std::optional<grpc::Status> ForwardStream(
+    const grpc::ServerContextBase& context,
+    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there,
+    grpc::ServerWriter<Message>* writer, Open open) {
+  if (!there.ok()) return ToGrpc(there.status());
+  if (*there == nullptr) return std::nullopt;
+  grpc::ClientContext routed;
+  PrepareRoutedCall(&routed, AuthorizationOf(context));
+  std::unique_ptr<grpc::ClientReaderInterface<Message>> reader =
+      open(**there, &routed);
+  Message message;
+  while (reader->Read(&message)) {
+    if (!writer->Write(message)) {
+      routed.TryCancel();
+      reader->Finish();
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
+  }
+  return reader->Finish();
+}
+
+// A partitioned cluster's answer that holds one partition's records and
+// positions (balances, every store's postings) must name the partition.
+grpc::Status PartitionRequired(const ClusterRouter& router, const char* what) {
+  return grpc::Status(
+      grpc::StatusCode::FAILED_PRECONDITION,
+      absl::StrCat("this cluster has ", router.partitions(),
+                   " partitions and positions are per partition: set ",
+                   "partition (0..", router.partitions() - 1, ") to get ", what,
+                   " of one (storeledger ", what, " --server sums ",
+                   "or lists them)"));
+}
+
 // What the reactors driven by a worker thread (ExecuteStream, Subscribe)
 // share: one write in flight at a time and its outcome, cancellation, and
 // the two references that free the reactor -- gRPC's until OnDone, the
@@ -601,24 +637,12 @@ grpc::Status LedgerService::ReadStream(
                         "store_id is required");
   }
   if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
-    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
-        router->StoreReader(store);
-    if (!there.ok()) return ToGrpc(there.status());
-    if (*there != nullptr) {
-      grpc::ClientContext call;
-      PrepareRoutedCall(&call, AuthorizationOf(*context));
-      std::unique_ptr<grpc::ClientReaderInterface<v1::Envelope>> reader =
-          (*there)->ReadStream(&call, *request);
-      v1::Envelope envelope;
-      while (reader->Read(&envelope)) {
-        if (!writer->Write(envelope)) {
-          call.TryCancel();
-          reader->Finish();
-          return grpc::Status(grpc::StatusCode::CANCELLED,
-                              "the client went away");
-        }
-      }
-      return reader->Finish();
+    if (std::optional<grpc::Status> answered = ForwardStream(
+            *context, router->StoreReader(store), writer,
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.ReadStream(call, *request);
+            })) {
+      return *answered;
     }
   }
   absl::StatusOr<std::optional<std::vector<std::string>>> readable =
@@ -1015,7 +1039,28 @@ grpc::Status LedgerService::Find(grpc::ServerContext* context,
   if (request->id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required");
   }
-  return Reply(FindId(options_.ledger->log(), request->id()), response);
+  absl::StatusOr<v1::FindResult> found =
+      FindId(options_.ledger->log(), request->id());
+  if (!found.ok()) return ToGrpc(found.status());
+  *response = *std::move(found);
+  // A partitioned cluster: what every other partition knows of the id too
+  // (an applyPolicy's command id is in each; anything else in one).
+  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+    for (uint32_t p = 0; p < router->partitions(); ++p) {
+      v1::FindResult there;
+      std::optional<grpc::Status> answered = Forward(
+          *context, router->PartitionReader(p),
+          [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+            return stub.Find(call, *request, &there);
+          });
+      if (!answered.has_value()) continue;  // this node's partition
+      if (!answered->ok()) return *answered;
+      for (v1::IdMatch& match : *there.mutable_matches()) {
+        *response->add_matches() = std::move(match);
+      }
+    }
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
@@ -1025,6 +1070,22 @@ grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
   if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
       !s.ok()) {
     return s;
+  }
+  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+    absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
+        nullptr;  // this node's log
+    if (!request->store_id().empty()) {
+      there = router->StoreReader(request->store_id());
+    } else if (request->has_partition()) {
+      there = router->PartitionReader(request->partition());
+    }
+    if (std::optional<grpc::Status> answered = Forward(
+            *context, std::move(there),
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.PositionAt(call, *request, response);
+            })) {
+      return *answered;
+    }
   }
   std::optional<absl::Time> at;
   if (request->has_at()) {
@@ -1062,6 +1123,16 @@ grpc::Status LedgerService::GetStatement(grpc::ServerContext* context,
   if (absl::Status s = CheckLedgerTime("to", request->to()); !s.ok()) {
     return ToGrpc(s);
   }
+  // In another partition: asked there (which checks access itself).
+  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+    if (std::optional<grpc::Status> answered = Forward(
+            *context, router->StoreReader(request->store_id()),
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.GetStatement(call, *request, response);
+            })) {
+      return *answered;
+    }
+  }
   if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
       !s.ok()) {
     return s;
@@ -1097,6 +1168,17 @@ grpc::Status LedgerService::GetBalances(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+    if (!request->has_partition())
+      return PartitionRequired(*router, "balances");
+    if (std::optional<grpc::Status> answered = Forward(
+            *context, router->PartitionReader(request->partition()),
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.GetBalances(call, *request, response);
+            })) {
+      return *answered;
+    }
+  }
   absl::StatusOr<AsOf> as_of = AsOfOf(*request);
   if (!as_of.ok()) return ToGrpc(as_of.status());
   const EventLog& log = options_.ledger->log();
@@ -1115,6 +1197,21 @@ grpc::Status LedgerService::ListPostings(
           &principal);
       !s.ok()) {
     return s;
+  }
+  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+    if (!one_store && !request->has_partition()) {
+      return PartitionRequired(*router, "postings");
+    }
+    if (std::optional<grpc::Status> answered = ForwardStream(
+            *context,
+            one_store ? router->StoreReader(request->store_id())
+                      : router->PartitionReader(request->partition()),
+            writer,
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.ListPostings(call, *request);
+            })) {
+      return *answered;
+    }
   }
   PostingFilter filter;
   if (one_store) {

@@ -23,11 +23,19 @@ absl::StatusOr<Head> BackupTo(const EventLog& log, const std::string& dir) {
   // log_size_for_flush 0: the memtables are flushed first, so the copy
   // needs little of the WAL; with several column families RocksDB copies
   // the live WAL as well, so the copy is consistent across them.
-  if (s.ok()) s = checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0);
-  if (!s.ok()) {
+  // Between the log's writes (EventLog::RunBetweenWrites: the flush must
+  // not meet a WAL file a failed write left behind).
+  absl::Status copied = log.RunBetweenWrites([&] {
+    if (s.ok()) s = checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0);
+    if (!s.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("backup to ", dir, ": ", s.ToString()));
+    }
+    return absl::OkStatus();
+  });
+  if (!copied.ok()) {
     std::filesystem::remove_all(dir, error);
-    return absl::UnavailableError(
-        absl::StrCat("backup to ", dir, ": ", s.ToString()));
+    return copied;
   }
   // The head the copy holds, read back from the copy itself.
   EventLogOptions options;

@@ -522,6 +522,13 @@ struct EventLog::Impl {
   // Set by a failed write; later appends return it (until reopen).
   std::optional<absl::Status> failed ABSL_GUARDED_BY(append_mu);
 
+  // Held around every RocksDB write of the log (a group's, Sync's) and by
+  // RunBetweenWrites. wal_failed: a write failed, so the WAL file may hold
+  // an error that Debian's RocksDB 7.8 (built with assertions) aborts on
+  // when a memtable switch (a flush, a checkpoint) touches the file again.
+  mutable std::mutex rocks_write_mu;
+  bool wal_failed ABSL_GUARDED_BY(rocks_write_mu) = false;
+
   // Stream heads as committed, for the leader's expected-version checks
   // (kHeadCacheStreamsMax). Used and updated only by the leader, updated
   // only after a successful write. It mirrors what this EventLog wrote: a
@@ -1313,7 +1320,9 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
       if (s.ok()) {
         rocksdb::WriteOptions write_options;
         write_options.sync = group_sync;
+        std::lock_guard<std::mutex> write_lock(impl_->rocks_write_mu);
         s = impl_->db->Write(write_options, &write_batch);
+        if (!s.ok()) impl_->wal_failed = true;
       }
       if (!s.ok()) write_error = FromRocks(s, "append");
     }
@@ -1384,6 +1393,17 @@ absl::Status EventLog::WriteRefusal() const {
       "; reopen to recover"));
 }
 
+absl::Status EventLog::RunBetweenWrites(
+    const std::function<absl::Status()>& fn) const {
+  std::lock_guard<std::mutex> write_lock(impl_->rocks_write_mu);
+  if (impl_->wal_failed) {
+    RETURN_IF_ERROR(WriteRefusal());
+    return absl::FailedPreconditionError(
+        "ledger is read-only after a write error; reopen to recover");
+  }
+  return fn();
+}
+
 absl::Status EventLog::Sync() {
   if (impl_->options.read_only) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -1408,8 +1428,13 @@ absl::Status EventLog::Sync() {
   rocksdb::WriteOptions synced_write;
   synced_write.sync = true;
   rocksdb::WriteBatch nothing;
-  absl::Status synced =
-      FromRocks(impl_->db->Write(synced_write, &nothing), "sync the WAL");
+  absl::Status synced;
+  {
+    std::lock_guard<std::mutex> write_lock(impl_->rocks_write_mu);
+    synced =
+        FromRocks(impl_->db->Write(synced_write, &nothing), "sync the WAL");
+    if (!synced.ok()) impl_->wal_failed = true;
+  }
   if (!synced.ok()) {
     // As after a failed write: whether the unsynced appends reached the disk
     // is unknown, so the log refuses further appends until reopened.

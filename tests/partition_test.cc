@@ -21,6 +21,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "base/flags.h"
 #include "cli/simulate.h"
 #include "cluster/placement.h"
 #include "cluster/router.h"
@@ -30,9 +32,12 @@
 #include "gtest/gtest.h"
 #include "json/json.h"
 #include "ledger/ledger.h"
+#include "replay/finance.h"
+#include "replay/lookup.h"
 #include "replication/jetstream.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/child_process.h"
+#include "tests/support/cli_json.h"
 #include "tests/support/nats_cluster.h"
 #include "tests/support/test_support.h"
 
@@ -291,6 +296,85 @@ TEST_F(PartitionTest, OneNodeReachesEveryPartition) {
   }
 }
 
+// The CLI against one node: balances sums every partition (a position
+// line per partition, then one report with every store); every store's
+// postings need --partition; a store's statement comes from its partition.
+TEST_F(PartitionTest, CliFinanceReadsThroughOneNode) {
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    v1::CommandResult result;
+    grpc::Status s = Execute(OpenStore(absl::StrCat("cli-open-", p),
+                                       absl::StrCat("cli-", p), MerchantIn(p)),
+                             &result);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(result.status(), v1::ACCEPTED) << result.message();
+  }
+  // Node 0's log ahead of the others, so that a position of the wrong
+  // partition shows below.
+  for (int i = 0; i < 3; ++i) {
+    v1::CommandResult result;
+    grpc::Status s =
+        Execute(OpenStore(absl::StrCat("cli-extra-open-", i),
+                          absl::StrCat("cli-extra-", i), MerchantIn(0, i + 1)),
+                &result);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  const std::string server = nodes_[0]->address();
+  CliRun balances = RunStoreledger({"--server", server, "balances"}, *dir_);
+  ASSERT_EQ(balances.status, 0) << balances.err;
+  std::vector<std::string> lines =
+      absl::StrSplit(balances.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), kPartitions + 1) << balances.out;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(lines[p].rfind(absl::StrCat("{\"partition\":", p, ","), 0), 0u)
+        << lines[p];
+  }
+  const auto report =
+      std::make_optional(testing::FromJson<v1::BalancesReport>(lines.back()));
+  std::set<std::string> stores;
+  for (const v1::StoreBalances& store : report->stores()) {
+    stores.insert(store.store_id());
+  }
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_TRUE(stores.count(absl::StrCat("cli-", p))) << "cli-" << p;
+  }
+  uint64_t mini_stores = 0;
+  for (const v1::KindTotals& totals : report->totals()) {
+    if (totals.kind() == v1::MINI_STORE) mini_stores = totals.stores();
+  }
+  EXPECT_GE(mini_stores, kPartitions);
+
+  CliRun all = RunStoreledger({"--server", server, "postings"}, *dir_);
+  EXPECT_EQ(all.status, kExitUsage) << all.err;
+  EXPECT_NE(all.err.find("--partition N"), std::string::npos) << all.err;
+  CliRun one = RunStoreledger(
+      {"--server", server, "postings", "--partition", "1"}, *dir_);
+  EXPECT_EQ(one.status, 0) << one.err;
+
+  CliRun statement =
+      RunStoreledger({"--server", server, "statement", "--store",
+                      absl::StrCat("cli-", kPartitions - 1), "--from",
+                      "2024-01-01", "--to", "2025-01-01"},
+                     *dir_);
+  EXPECT_EQ(statement.status, 0) << statement.err;
+  // As of the head of the store's partition, not of node 0's.
+  grpc::ClientContext context;
+  v1::DigestRequest request;
+  request.set_partition(kPartitions - 1);
+  v1::Digest digest;
+  grpc::Status s = Entry().Digest(&context, request, &digest);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  grpc::ClientContext own_context;
+  v1::Digest own;
+  s = Entry().Digest(&own_context, v1::DigestRequest(), &own);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_NE(own.position(), digest.position());
+  EXPECT_NE(statement.out.find(
+                absl::StrCat("as of position ", digest.position(), " (")),
+            std::string::npos)
+      << statement.out << "partition " << kPartitions - 1 << " head "
+      << digest.position();
+}
+
 // The same store id opened at once by merchants of two partitions: exactly
 // one wins; the other is refused by R1 as if the store were its own.
 TEST_F(PartitionTest, ConcurrentOpenStoreOfOneIdExactlyOneWins) {
@@ -497,6 +581,152 @@ void StreamThrough(v1::Ledger::Stub& stub,
   }
 }
 
+// Positions and event ids name places in a log; one ledger and a cluster
+// number theirs apart. Everything else of a posting must be the same.
+void ClearLogPlace(v1::PostingLine* line) {
+  line->clear_position();
+  line->clear_event_id();
+}
+
+// The finance reads through node 0 (routed to the store's partition, or
+// one partition at a time) against the same reads of one ledger.
+void CompareFinanceReads(v1::Ledger::Stub& entry, const Ledger& single,
+                         const std::set<std::string>& store_ids) {
+  const EventLog& log = single.log();
+  // Balances: one partition an answer; merged, one ledger's.
+  {
+    grpc::ClientContext context;
+    v1::BalancesReport report;
+    grpc::Status s = entry.GetBalances(&context, {}, &report);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << s.error_message();
+  }
+  std::vector<v1::BalancesReport> reports;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    grpc::ClientContext context;
+    v1::GetBalancesRequest request;
+    request.set_partition(p);
+    grpc::Status s =
+        entry.GetBalances(&context, request, &reports.emplace_back());
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  // Only the stores of this stream: the suite's other tests opened more.
+  for (v1::BalancesReport& report : reports) {
+    auto* stores = report.mutable_stores();
+    stores->erase(std::remove_if(stores->begin(), stores->end(),
+                                 [&](const v1::StoreBalances& store) {
+                                   return !store_ids.count(store.store_id());
+                                 }),
+                  stores->end());
+  }
+  absl::StatusOr<v1::BalancesReport> merged = MergePartitionBalances(reports);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  absl::StatusOr<v1::BalancesReport> want = BalancesFromProjections(log);
+  ASSERT_TRUE(want.ok()) << want.status();
+  want->clear_position();
+  EXPECT_TRUE(
+      google::protobuf::util::MessageDifferencer::Equals(*want, *merged))
+      << "one ledger: " << want->ShortDebugString()
+      << "\ncluster:    " << merged->ShortDebugString();
+
+  // Statements, a store's postings and find, for some stores of each
+  // partition.
+  const absl::Time from =
+      absl::FromCivil(absl::CivilDay(2024, 1, 1), absl::UTCTimeZone());
+  const absl::Time to =
+      absl::FromCivil(absl::CivilDay(2027, 1, 1), absl::UTCTimeZone());
+  size_t compared = 0;
+  uint64_t postings_compared = 0;
+  for (const std::string& id : store_ids) {
+    if (compared == 24) break;
+    absl::StatusOr<std::vector<v1::Statement>> statements =
+        StatementsOf(log, id, /*pair=*/false, from, to);
+    if (!statements.ok()) continue;  // never opened
+    ++compared;
+    grpc::ClientContext context;
+    v1::GetStatementRequest request;
+    request.set_store_id(id);
+    *request.mutable_from() = ToProto(from);
+    *request.mutable_to() = ToProto(to);
+    v1::Statements have;
+    grpc::Status s = entry.GetStatement(&context, request, &have);
+    ASSERT_TRUE(s.ok()) << id << ": " << s.error_message();
+    ASSERT_EQ(have.statements_size(), 1) << id;
+    v1::Statement want_statement = statements->front();
+    v1::Statement have_statement = have.statements(0);
+    for (v1::Statement* st : {&want_statement, &have_statement}) {
+      for (v1::StatementLine& line : *st->mutable_lines()) {
+        ClearLogPlace(line.mutable_posting());
+      }
+    }
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+        want_statement, have_statement))
+        << "statement of " << id;
+
+    std::vector<std::string> want_lines, have_lines;
+    PostingFilter filter;
+    filter.store_id = id;
+    ASSERT_TRUE(ForEachPosting(log, filter, [&](const v1::PostingLine& line) {
+                  v1::PostingLine copy = line;
+                  ClearLogPlace(&copy);
+                  want_lines.push_back(copy.SerializeAsString());
+                  return true;
+                }).ok());
+    grpc::ClientContext postings_context;
+    v1::ListPostingsRequest postings_request;
+    postings_request.set_store_id(id);
+    std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
+        entry.ListPostings(&postings_context, postings_request);
+    v1::PostingLine line;
+    while (reader->Read(&line)) {
+      ClearLogPlace(&line);
+      have_lines.push_back(line.SerializeAsString());
+    }
+    s = reader->Finish();
+    ASSERT_TRUE(s.ok()) << id << ": " << s.error_message();
+    EXPECT_EQ(want_lines, have_lines) << "postings of " << id;
+    postings_compared += want_lines.size();
+
+    grpc::ClientContext find_context;
+    v1::FindRequest find_request;
+    find_request.set_id(id);
+    v1::FindResult found;
+    s = entry.Find(&find_context, find_request, &found);
+    ASSERT_TRUE(s.ok()) << id << ": " << s.error_message();
+    EXPECT_TRUE(
+        std::any_of(found.matches().begin(), found.matches().end(),
+                    [](const v1::IdMatch& m) { return m.kind() == "store"; }))
+        << "find " << id << ": " << found.ShortDebugString();
+  }
+  EXPECT_GT(compared, 0u);
+  EXPECT_GT(postings_compared, 0u);
+
+  // Every store's postings: one partition at a time, all of them together
+  // (those of this stream's stores) one ledger's count.
+  uint64_t want_count = 0, have_count = 0;
+  ASSERT_TRUE(ForEachPosting(log, {}, [&](const v1::PostingLine&) {
+                ++want_count;
+                return true;
+              }).ok());
+  // (Every posting of one ledger is of a store of this stream.)
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    grpc::ClientContext context;
+    v1::ListPostingsRequest request;
+    request.set_partition(p);
+    std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
+        entry.ListPostings(&context, request);
+    v1::PostingLine line;
+    while (reader->Read(&line)) have_count += store_ids.count(line.store_id());
+    grpc::Status s = reader->Finish();
+    ASSERT_TRUE(s.ok()) << "partition " << p << ": " << s.error_message();
+  }
+  EXPECT_EQ(want_count, have_count);
+  std::cout << "finance reads through node 0: balances of " << kPartitions
+            << " partitions merged, " << compared << " statements, "
+            << postings_compared << " postings of those stores, " << have_count
+            << " postings in all, as one ledger's\n";
+}
+
 TEST_F(PartitionTest, SameStreamSameOutcomesAsOneLedger) {
   const uint64_t seed = testing::SeedFromEnvironment();
   const char* stores_env = std::getenv("STORELEDGER_PARTITION_STORES");
@@ -696,6 +926,7 @@ TEST_F(PartitionTest, SameStreamSameOutcomesAsOneLedger) {
   EXPECT_EQ(states_differing, 0u);
   EXPECT_EQ(single_totals, cluster_totals);
   EXPECT_GT(found, static_cast<size_t>(stores) / 2);
+  CompareFinanceReads(Entry(), **single, store_ids);
 
   size_t replayed = 0;
   for (const auto& r : got) replayed += r.ok() && r->replayed();
