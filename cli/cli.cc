@@ -182,6 +182,13 @@ absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
       [&](absl::Time t) { return PositionRecordedBy(ledger.log(), t); });
 }
 
+absl::StatusOr<CliContext::LedgerRead> CliContext::OpenLedgerForRead() const {
+  LedgerRead read;
+  ASSIGN_OR_RETURN(read.ledger, OpenLedger(true));
+  ASSIGN_OR_RETURN(read.position, KnowledgePosition(*read.ledger));
+  return read;
+}
+
 absl::StatusOr<std::optional<uint64_t>> CliContext::KnowledgePosition(
     const std::function<absl::StatusOr<uint64_t>(absl::Time)>& recorded_by)
     const {

@@ -46,6 +46,13 @@ struct CliContext {
   // T), at most one of them; nullopt when neither is given (everything).
   absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(
       const Ledger& ledger) const;
+  // The ledger at --db opened read-only, and KnowledgePosition in it: what
+  // a read verb answers from.
+  struct LedgerRead {
+    std::unique_ptr<Ledger> ledger;
+    std::optional<uint64_t> position;  // nullopt: everything
+  };
+  absl::StatusOr<LedgerRead> OpenLedgerForRead() const;
   // The same with another way to find the position recorded by a time
   // (--server mode asks the server).
   absl::StatusOr<std::optional<uint64_t>> KnowledgePosition(

@@ -150,21 +150,18 @@ void PrintPosting(CliContext& ctx, const PostingsFlags& flags,
 int PostingsVerb(CliContext& ctx) {
   absl::StatusOr<PostingsFlags> flags = PostingsFlags::Parse(ctx);
   if (!flags.ok()) return ctx.Fail(flags.status());
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
-  if (!ledger.ok()) return ctx.Fail(ledger.status());
-  absl::StatusOr<std::optional<uint64_t>> position =
-      ctx.KnowledgePosition(**ledger);
-  if (!position.ok()) return ctx.Fail(position.status());
+  absl::StatusOr<CliContext::LedgerRead> read = ctx.OpenLedgerForRead();
+  if (!read.ok()) return ctx.Fail(read.status());
   PostingFilter filter = flags->filter;
-  filter.max_position = *position;
+  filter.max_position = read->position;
   if (flags->csv) {
     absl::StatusOr<v1::PositionAt> at =
-        ResolvePosition((*ledger)->log(), std::nullopt, *position, "");
+        ResolvePosition(read->ledger->log(), std::nullopt, read->position, "");
     if (!at.ok()) return ctx.Fail(at.status());
     PrintPostingsHeader(ctx, *flags, *at);
   }
   uint64_t printed = 0;
-  absl::Status status = ForEachPosting((*ledger)->log(), filter,
+  absl::Status status = ForEachPosting(read->ledger->log(), filter,
                                        [&](const v1::PostingLine& line) {
                                          ++printed;
                                          PrintPosting(ctx, *flags, line);
@@ -240,14 +237,11 @@ int BalancesVerb(CliContext& ctx) {
   if (!flags.ok()) return ctx.Fail(flags.status());
   AsOf as_of;
   as_of.business_time = flags->as_of;
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
-  if (!ledger.ok()) return ctx.Fail(ledger.status());
-  absl::StatusOr<std::optional<uint64_t>> position =
-      ctx.KnowledgePosition(**ledger);
-  if (!position.ok()) return ctx.Fail(position.status());
-  as_of.position = *position;
+  absl::StatusOr<CliContext::LedgerRead> read = ctx.OpenLedgerForRead();
+  if (!read.ok()) return ctx.Fail(read.status());
+  as_of.position = read->position;
   ctx.EchoTime("as-of");
-  const EventLog& log = (*ledger)->log();
+  const EventLog& log = read->ledger->log();
   absl::StatusOr<v1::BalancesReport> report =
       as_of.empty() ? BalancesFromProjections(log)
                     : BalancesFromPostings(log, as_of);

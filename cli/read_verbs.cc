@@ -56,14 +56,11 @@ int StateVerb(CliContext& ctx) {
   absl::StatusOr<std::optional<absl::Time>> t = ctx.flags.GetTime("as-of");
   if (!t.ok()) return ctx.Fail(t.status());
   as_of.business_time = *t;
-  absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
-  if (!ledger.ok()) return ctx.Fail(ledger.status());
-  absl::StatusOr<std::optional<uint64_t>> position =
-      ctx.KnowledgePosition(**ledger);
-  if (!position.ok()) return ctx.Fail(position.status());
-  as_of.position = *position;
+  absl::StatusOr<CliContext::LedgerRead> read = ctx.OpenLedgerForRead();
+  if (!read.ok()) return ctx.Fail(read.status());
+  as_of.position = read->position;
   ctx.EchoTime("as-of");
-  absl::StatusOr<v1::StoreState> state = (*ledger)->State(*store, as_of);
+  absl::StatusOr<v1::StoreState> state = read->ledger->State(*store, as_of);
   if (!state.ok()) return ctx.Fail(state.status());
   *ctx.out << ToJson(*state) << "\n";
   return kExitOk;

@@ -71,6 +71,17 @@ class StorePlanner {
     return step.command;
   }
 
+  // An openStore of `store` at `at`.
+  void AddOpenStore(absl::Time at, const std::string& store,
+                    const std::string& merchant, v1::StoreKind kind,
+                    v1::Subject subject) {
+    auto* open = Add(at).mutable_open_store();
+    open->set_store_id(store);
+    open->set_merchant_id(merchant);
+    open->set_kind(kind);
+    open->set_subject(subject);
+  }
+
   void AddProducts(const std::string& store, v1::StoreKind kind,
                    absl::Time from, int n,
                    std::vector<PlannedProduct>* products);
@@ -306,19 +317,11 @@ void StorePlanner::Plan() {
       // Refused: a personal WeChat Store (R1) or one before the launch.
       const absl::Time early =
           subject == v1::PERSONAL ? opened : kLaunch - absl::Hours(6);
-      auto* open = Add(early).mutable_open_store();
-      open->set_store_id(store);
-      open->set_merchant_id(merchant);
-      open->set_kind(kind);
-      open->set_subject(subject);
+      AddOpenStore(early, store, merchant, kind, subject);
       if (subject == v1::PERSONAL) subject = v1::INDIVIDUAL_BUSINESS;
       opened += absl::Hours(1);
     }
-    auto* open = Add(opened).mutable_open_store();
-    open->set_store_id(store);
-    open->set_merchant_id(merchant);
-    open->set_kind(kind);
-    open->set_subject(subject);
+    AddOpenStore(opened, store, merchant, kind, subject);
     std::vector<PlannedProduct> products;
     AddProducts(store, kind, opened, Int(2, 6), &products);
     const absl::Time ready = opened + absl::Hours(10);
@@ -329,11 +332,7 @@ void StorePlanner::Plan() {
   }
 
   const absl::Time opened = Between(China(5, 1), China(8, 20));
-  auto* open = Add(opened).mutable_open_store();
-  open->set_store_id(store);
-  open->set_merchant_id(merchant);
-  open->set_kind(kind);
-  open->set_subject(subject);
+  AddOpenStore(opened, store, merchant, kind, subject);
   std::vector<PlannedProduct> products;
   AddProducts(store, kind, opened, Int(3, 7), &products);
   if (kind == v1::CHANNELS_STORE && Uniform() < 0.1) {  // too late (R2)

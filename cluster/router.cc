@@ -1,3 +1,13 @@
+// The router of a partitioned cluster (cluster/router.h); which call goes
+// where is docs/cluster.md "Routing".
+//
+// A batch runs in segments: each partition's commands of a segment in
+// order, the partitions at once. A segment ends before an applyPolicy and
+// before a command that creates a store the segment already creates (which
+// partition holds it is known only once the first has run).
+//
+// Store id -> partition answers are kept once found (entries never move).
+
 #include "cluster/router.h"
 
 #include <thread>

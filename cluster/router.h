@@ -1,37 +1,12 @@
-// The router of a partitioned cluster (DESIGN.md §7, docs/cluster.md
-// "Partitions"): every storeledgerd of a cluster has one, so that any node
-// accepts any command and read and sends it to the partition that holds it.
+// The router of a partitioned cluster (DESIGN.md §7): every storeledgerd of
+// a cluster has one, so that any node accepts any command and read and
+// sends it to the partition that holds it, as docs/cluster.md "Routing"
+// lays out (which call goes where, leaders by lease, retries).
 //
-//   openStore, registerIndividualBusiness  the merchant's partition,
-//                                          H(merchant id) mod P
-//   a command naming a store               the store directory's partition
-//                                          for its (first, source) store;
-//                                          a store opened earlier in the
-//                                          same batch: that command's; a
-//                                          store placed nowhere: H(store
-//                                          id) mod P, which answers "not
-//                                          found"
-//   applyPolicy                            every partition, one command id,
-//                                          after everything before it in
-//                                          the batch; the answers merged
-//   no store or merchant (a bad command)   H(command id) mod P
-//
-// A partition's leader is the holder of its lease (KV storeledger-leaders,
-// key p<N>, value its gRPC address). A command for this node's partition,
-// while this node leads, executes here; any other goes to the leader over
-// gRPC (plaintext), marked routed. A call that fails for want of a leader
-// (none yet, deposed, unreachable: UNAVAILABLE and the like) is sent again,
-// from the first command not answered, to the leader as the lease then
-// names it, for up to `retry_for`: command ids make that safe (a command
-// already executed answers `replayed`).
-//
-// A batch runs in segments: each partition's commands of a segment in
-// order, the partitions at once. A segment ends before an applyPolicy and
-// before a command that creates a store the segment already creates (which
-// partition holds it is known only once the first has run).
-//
-// Store id -> partition answers are kept once found (entries never move).
-// Thread-safe.
+// A call that fails for want of a leader is sent again, from the first
+// command not answered, to the leader the lease then names, for up to
+// `retry_for`: command ids make that safe (an executed command answers
+// `replayed`). Thread-safe.
 #ifndef STORELEDGER_CLUSTER_ROUTER_H_
 #define STORELEDGER_CLUSTER_ROUTER_H_
 

@@ -26,10 +26,11 @@
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "storage/event_log.h"
+#include "storage/format.h"
 
 namespace {
 
-constexpr size_t kHashBytes = 32;
+using storeledger::format::kHashBytes;
 constexpr char kHashFieldTag = 0x62;  // field 12, wire type 2
 
 struct Log {

@@ -1,29 +1,9 @@
 // The JSON codec's internals, shared by its two halves (json/parse.cc and
 // json/print.cc) and the tables both walk (json/tables.cc). The codec is
-// protobuf's JSON mapping, with a fast path each way.
-//
-// Why: `apply` reads one Command and prints one CommandResult per line, and
-// protobuf 3.21's JsonStringToMessage / MessageToJsonString (a type resolver,
-// an object-writer pipeline, a binary round trip, and for the printer a tree
-// of every field) cost ~13 µs and ~8 µs a line, more than the append path
-// behind them. The fast paths walk the message with reflection instead, from
-// per-type tables built once (descriptor-driven: no per-command code). They are
-// an optimisation of the one codec, not a second format: their answer is
-// protobuf's answer, and whatever they are not certain of goes to protobuf.
-//
-// How equivalence is tested (tests/json_codec_test.cc, fuzz/): every line of a
-// generated simulate stream takes the fast path to a message
-// MessageDifferencer::Equals to protobuf's parse, and every command prints
-// as protobuf prints it; seeded random messages of every type in our schema
-// (Commands, CommandResults, Envelopes, StoreStates, ...: random unicode,
-// escapes, control characters, bad UTF-8, extreme integers, unknown enum
-// numbers, every oneof case, timestamps with nanos) print byte for byte as
-// protobuf prints them and parse back to themselves; randomly edited lines
-// parse as protobuf parses them; every code point, and every byte at every
-// offset of a string, is printed and parsed both ways; hand-written lines
-// outside the subset fall back and give protobuf's exact error. The fuzzer
-// holds ParseCommandJson against ProtobufParseCommandJson and ToJson against
-// ProtobufToJson for any input.
+// protobuf's JSON mapping, with a fast path each way that walks the message
+// with reflection from per-type tables built once: an optimisation of the
+// one codec, not a second format; whatever it is not certain of goes to
+// protobuf. Why, and how equivalence is tested: json/tables.cc.
 //
 // Everything here is internal to json/; json/json.h is the codec.
 #ifndef STORELEDGER_JSON_JSON_INTERNAL_H_

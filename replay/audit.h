@@ -1,25 +1,13 @@
 // The audit engine behind `storeledger audit` (DESIGN.md §3-§5): checks,
 // without trusting the code that wrote it, that the log and its projections
-// are sound, and reports each violation under its check's name:
-//  1. events: positions contiguous from 1 to the head; each envelope parses,
-//     hashes to its stored hash, links to the one before, sits in the stream
-//     it names, and its postings balance and touch one store; the events of
-//     each command form one run.
-//  2. streams: the index points at the envelopes, versions are contiguous,
-//     heads are right; each store and merchant stream folded anew with
-//     Evolve equals its projections byte for byte, and its balances equal
-//     the sum of its postings and never go below zero.
-//  3. commands: the stored outcomes are exactly the ones the events imply,
-//     and every envelope is indexed.
-//  4. projections: no record that no stream explains.
-//  5. merkle tree: every stored node equals the one recomputed from the log.
+// are sound, and reports each violation under its check's name: events,
+// streams, commands, projections, merkle tree (audit.cc lists what each
+// checks). Damage is a violation, never a crash or an early stop; memory is
+// bounded by the largest store's records, not by the log.
 //
-// Memory is bounded by the largest store's records, not by the log.
 // Thread-safe beside appends, on the live EventLog: the report is of the
 // durable log as of the audit's start. (Not on a read-only open of a
 // directory another process writes: RocksDB deletes the files it reads.)
-// Damage is a violation, never a crash or an early stop. How:
-// replay/audit_internal.h.
 #ifndef STORELEDGER_REPLAY_AUDIT_H_
 #define STORELEDGER_REPLAY_AUDIT_H_
 

@@ -1,36 +1,11 @@
-// The audit engine's internals (replay/audit.h says what it checks): one
-// Auditor holds the state the passes share -- the snapshot, the point-read
-// iterators, the report, and what one pass counts for a later one to
-// compare -- and each pass is in its own file:
-//
-//   audit.cc              Run: the passes in order, the second look, the
-//                         report; the plumbing every pass uses
-//   audit_events.cc       pass 1, the events in position order
-//   audit_streams.cc      pass 2, the stream index, folded stream by stream
-//   audit_commands.cc     pass 3, the stored command outcomes
-//   audit_projections.cc  pass 4, every projection key
-//   audit_merkle.cc       pass 5, the Merkle tree (storage/merkle_store.h)
-//
-// Passes 1 and 3 compare the commands' runs of events with the stored
-// outcomes, and passes 1 and 2 the intact envelopes with the index entries
-// that point at them, as counts and constant-size multiset hashes: no
-// lookup per event or command. When they disagree, or damage left a run's
-// extent unknown, a second look walks events and outcomes again with a
-// lookup per item, to name each problem by position; a sound log never
-// needs it.
-//
-// Memory: passes 1, 3 and 4 keep a constant amount of state, and pass 2
-// folds one stream at a time (bench/audit_bench.cc: peak RSS 22.2 MiB at
-// 10^5 events, 24.4 MiB at 10^6). Reads go around the block cache, so the
-// audit neither grows it nor evicts what the ledger keeps there. Every pass
-// reads one RocksDB snapshot of the durable log, taken at the start; its
-// iterators are made anew every kIteratorStepsMax steps, so that a long
-// audit pins no memtable writers would wait for. A damaged envelope is
-// DATA_LOSS at its position and the passes go on past it; every loop is
-// driven by a RocksDB iterator, so the audit always ends.
-//
-// The log's own layout (positions, the stream index, the head) is
-// storage/format.h; the projection keys' is replay/projection_store.h.
+// The audit engine's internals (replay/audit.h is the contract): one
+// Auditor holds the state the passes share (the snapshot, the point-read
+// iterators, the report, what one pass counts for a later one to compare)
+// and each pass is in its own file: audit.cc (Run, the second look, the
+// plumbing every pass uses), audit_events.cc (pass 1), audit_streams.cc
+// (2), audit_commands.cc (3), audit_projections.cc (4), audit_merkle.cc (5,
+// storage/merkle_store.h). Layouts: storage/format.h for the log,
+// replay/projection_store.h for the projection keys.
 // Internal to replay/: callers use Audit() (replay/audit.h). An Auditor is
 // used once, by one thread.
 #ifndef STORELEDGER_REPLAY_AUDIT_INTERNAL_H_

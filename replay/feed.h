@@ -1,19 +1,9 @@
 // The downstream feed's follower: reads the event log of a database that
 // another process is writing, as it grows, for `tail --follow`.
 //
-// A read-only RocksDB sees the database as of its open and replays the whole
-// unflushed WAL to get there (about a second for the 28 MB WAL `./run`
-// leaves), so re-opening on every poll costs more the busier the writer is.
-// The follower instead keeps one RocksDB *secondary* instance open and calls
-// TryCatchUpWithPrimary on each poll, which reads only what the writer added
-// since the last one.
-//
-// Every envelope is checked as EventLog::Scan checks it (storage/FORMAT.md):
-// its key is the next position, its bytes end with the hash field, the hash
-// is SHA-256(prev_hash || body), and prev_hash links to the previous
-// envelope's hash. So the feed has no gap, no duplicate and no altered event;
-// kDataLoss otherwise.
-//
+// Every envelope is checked as EventLog::Scan checks it (storage/FORMAT.md:
+// the next position, the hash, the link to the previous envelope), so the
+// feed has no gap, no duplicate and no altered event; kDataLoss otherwise.
 // Not thread-safe.
 #ifndef STORELEDGER_REPLAY_FEED_H_
 #define STORELEDGER_REPLAY_FEED_H_

@@ -1,3 +1,20 @@
+// Rebuild (replay/rebuild.h).
+//
+// The log is streamed once, in position order. A reader thread iterates
+// the events column family and checks every envelope (EventLog::ScanBatches:
+// hash, chain, contiguity -- the checks of EventLog::Scan); the calling
+// thread folds the verified envelopes through EvolveEnvelope (the inline
+// path's fold) into a StateOverlay over an in-memory cache of the records
+// being rebuilt. A record not touched for a whole flush interval
+// (`flush_every_events` events) is written to the *shadow* key space
+// ("shadow/" + live key, in the projections column family; ProjectionPuts,
+// so the bytes are the ones the inline path writes), key-sorted, as one
+// ingested SST file per eviction (or WriteBatches for a small one), and
+// dropped from memory; the rest are written at the end.
+// Memory is bounded by the records touched in the last two flush intervals
+// (plus a Bloom filter of ~1.2 bytes per record written), never by the
+// length of the log.
+
 #include "replay/rebuild.h"
 
 #include <algorithm>

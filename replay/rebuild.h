@@ -1,26 +1,12 @@
 // Rebuild: recompute every projection record from the log and compare it
-// with (or put it in place of) the live projections.
+// with (or put it in place of) the live projections: the keys under the
+// record prefixes of replay/projection_store.h (s/ k/ p/ o/ O/ w/ W/ m/).
+// Snapshots (snap/, snapmeta/) are a cache with their own check
+// (VerifySnapshotSample) and are neither compared nor touched.
 //
-// The log is streamed once, in position order. A reader thread iterates
-// the events column family and checks every envelope (EventLog::ScanBatches:
-// hash, chain, contiguity -- the checks of EventLog::Scan); the calling
-// thread folds the verified envelopes through EvolveEnvelope (the inline
-// path's fold) into a StateOverlay over an in-memory cache of the records
-// being rebuilt. A record not touched for a whole flush interval
-// (`flush_every_events` events) is written to the *shadow* key space
-// ("shadow/" + live key, in the projections column family; ProjectionPuts,
-// so the bytes are the ones the inline path writes), key-sorted, as one
-// ingested SST file per eviction (or WriteBatches for a small one), and
-// dropped from memory; the rest are written at the end.
-// Memory is bounded by the records touched in the last two flush intervals
-// (plus a Bloom filter of ~1.2 bytes per record written), never by the
-// length of the log.
-//
-// The live projection key space is the set of keys under the record prefixes
-// of replay/projection_store.h (s/ k/ p/ o/ O/ w/ W/ m/). Snapshots (snap/,
-// snapmeta/) are a cache with their own check (VerifySnapshotSample) and are
-// neither compared nor touched.
-//
+// The log is read once, every envelope checked as EventLog::Scan checks it;
+// memory is bounded by the records recently touched, never by the length of
+// the log (rebuild.cc says how). Errors: see Rebuild.
 // REQUIRES: no other writer appends while a rebuild runs (the CLI holds the
 // database's lock for its duration).
 #ifndef STORELEDGER_REPLAY_REBUILD_H_

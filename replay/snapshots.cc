@@ -1,3 +1,19 @@
+// Per-store snapshots (replay/snapshots.h).
+//
+// A snapshot does not match the log when its position does not hold the
+// stream version it names. Choosing a snapshot reads only the small
+// SnapshotMeta records (snapmeta/), never the snapshots themselves.
+//
+// When: the append that takes a store's stream across a multiple of K
+// (LedgerOptions::snapshot_every_events) writes a snapshot of that store in
+// the same WriteBatch, provided the stream has grown by at least
+// max(K, R) events since the store's latest snapshot, R being the number of
+// records that snapshot holds. The second condition keeps the total size of
+// a store's snapshots linear in its history even when the store's state
+// grows with it (a shop that keeps every order): snapshots then come every
+// ~R events, and a query reads at most one snapshot of R records and folds at
+// most ~max(K, R) + K events -- proportional to the answer, not to history.
+
 #include "replay/snapshots.h"
 
 #include <algorithm>

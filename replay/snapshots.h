@@ -1,28 +1,12 @@
 // Per-store snapshots: a store's records folded up to one version of its
-// stream, so that an as-of query folds at most about K events (plus the
-// snapshot itself) instead of the store's whole history.
+// stream, so that an as-of query folds at most about K events
+// (LedgerOptions::snapshot_every_events) plus the snapshot, instead of the
+// store's whole history.
 //
-// Snapshots are a cache. They live in the projections column family beside
-// the records they summarise, but no answer depends on them: deleting every
-// snapshot changes no result, only its cost. A snapshot that does not match
-// the log (its position does not hold the stream version it names) is
+// Snapshots are a cache in the projections column family (keys snap/ and
+// snapmeta/, storage/FORMAT.md): no answer depends on them, deleting every
+// snapshot changes only the cost. A snapshot that does not match the log is
 // ignored by readers and reported by VerifySnapshotSample.
-//
-// Key layout (projections column family):
-//   snap/<store>\0<big-endian u64 version>      StoreSnapshot
-//   snapmeta/<store>\0<big-endian u64 version>  SnapshotMeta (small: choosing
-//                                               a snapshot reads only these)
-//
-// When: the append that takes a store's stream across a multiple of K
-// (LedgerOptions::snapshot_every_events) writes a snapshot of that store in
-// the same WriteBatch, provided the stream has grown by at least
-// max(K, R) events since the store's latest snapshot, R being the number of
-// records that snapshot holds. The second condition keeps the total size of
-// a store's snapshots linear in its history even when the store's state
-// grows with it (a shop that keeps every order): snapshots then come every
-// ~R events, and a query reads at most one snapshot of R records and folds at
-// most ~max(K, R) + K events -- proportional to the answer, not to history.
-//
 // Thread-safety: functions here are as thread-safe as EventLog.
 #ifndef STORELEDGER_REPLAY_SNAPSHOTS_H_
 #define STORELEDGER_REPLAY_SNAPSHOTS_H_

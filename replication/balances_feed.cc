@@ -1,3 +1,21 @@
+// The reference downstream consumer (replication/balances_feed.h).
+//
+// Exactly once, by this pattern: every message's effects and the stream
+// sequence it carries are written in one SQLite transaction (synchronous
+// FULL: durable at COMMIT), and the message is acknowledged with a double
+// ack only after that COMMIT. A message delivered again -- the consumer
+// died between COMMIT and ack, or its ack was lost -- is at or below the
+// stored sequence and changes nothing. A message past the stored sequence
+// + 1 (earlier ones were delivered to a consumer that died, and are not
+// redelivered yet) is preceded by the missing ones, read from the stream by
+// sequence: the stream keeps every message.
+//
+// Each message is checked as a follower checks it (replication/log_batch.h:
+// partition, contiguous positions, hash chain, the chain's link to the last
+// applied hash, stored in the same row as the sequence); the balances are
+// folded with the ledger's own code (replay/finance.h FoldStoreBalances),
+// so the tables equal `storeledger balances` at the same position.
+
 #include "replication/balances_feed.h"
 
 #include <sqlite3.h>
@@ -14,6 +32,7 @@
 #include "replay/finance.h"
 #include "replication/jetstream.h"
 #include "replication/log_batch.h"
+#include "storage/format.h"
 
 namespace storeledger {
 namespace {
@@ -45,8 +64,6 @@ CREATE TABLE IF NOT EXISTS kind_balances (
   paid_out_fen INTEGER NOT NULL,
   deposit_fen INTEGER NOT NULL);
 )sql";
-
-constexpr size_t kHashBytes = 32;
 
 struct CloseDatabase {
   void operator()(sqlite3* db) const { sqlite3_close(db); }
@@ -96,7 +113,7 @@ absl::StatusOr<v1::Balances> Negated(const v1::Balances& b) {
 // Where the feed stands: the last applied message and the log's head then.
 struct FeedPosition {
   uint64_t sequence = 0;
-  Head head{0, std::string(kHashBytes, '\0')};
+  Head head{0, std::string(format::kHashBytes, '\0')};
 };
 
 // The SQLite side: one transaction at a time, stores read on first touch
@@ -178,7 +195,7 @@ class BalancesDb {
       position.head.position = sqlite3_column_int64(select.get(), 1);
       const void* hash = sqlite3_column_blob(select.get(), 2);
       const int bytes = sqlite3_column_bytes(select.get(), 2);
-      if (bytes != static_cast<int>(kHashBytes)) {
+      if (bytes != static_cast<int>(format::kHashBytes)) {
         return absl::DataLossError(absl::StrCat("feed_position of partition ",
                                                 partition_, " holds a hash of ",
                                                 bytes, " bytes"));

@@ -1,31 +1,13 @@
-// The reference downstream consumer (DESIGN.md §7, docs/cluster.md "Write
-// your own projection"): a partition's log, read through a JetStream
-// durable pull consumer, applied exactly once to SQLite tables of balances
-// per store and per store kind.
-//
-// Exactly once, by this pattern: every message's effects and the stream
-// sequence it carries are written in one SQLite transaction (synchronous
-// FULL: durable at COMMIT), and the message is acknowledged with a double
-// ack only after that COMMIT. A message delivered again -- the consumer
-// died between COMMIT and ack, or its ack was lost -- is at or below the
-// stored sequence and changes nothing. A message past the stored sequence
-// + 1 (earlier ones were delivered to a consumer that died, and are not
-// redelivered yet) is preceded by the missing ones, read from the stream by
-// sequence: the stream keeps every message.
-//
-// Each message is checked as a follower checks it (replication/log_batch.h:
-// partition, contiguous positions, hash chain, the chain's link to the last
-// applied hash, stored in the same row as the sequence); the balances are
-// folded with the ledger's own code (replay/finance.h FoldStoreBalances),
-// so the tables equal `storeledger balances` at the same position.
-//
-// Schema (created if missing):
-//   feed_position(partition PK, stream_sequence, position, hash)
-//   store_balances(store_id PK, partition, kind, status, upgraded_from,
-//                  upgraded_to, pending_fen, available_fen, withdrawing_fen,
-//                  paid_out_fen, deposit_fen)
-//   kind_balances(kind PK, stores, pending_fen, ... deposit_fen)
-// Kinds and statuses are their enum names (MINI_STORE, OPEN).
+// The reference downstream consumer (DESIGN.md §7): a partition's log, read
+// through a JetStream durable pull consumer, applied exactly once (the
+// pattern of docs/cluster.md "Write your own projection") to SQLite tables
+// of balances per store and per store kind, folded with the ledger's own
+// code (replay/finance.h FoldStoreBalances), so the tables equal
+// `storeledger balances` at the same position. The schema: kSchema in
+// balances_feed.cc.
+// Errors: a message that fails a follower's checks (replication/
+// log_batch.h) is kDataLoss naming its position; nothing of its batch is
+// committed or acknowledged.
 #ifndef STORELEDGER_REPLICATION_BALANCES_FEED_H_
 #define STORELEDGER_REPLICATION_BALANCES_FEED_H_
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "storage/format.h"
 
 namespace storeledger {
 namespace {
@@ -76,8 +77,8 @@ absl::StatusOr<std::vector<std::string>> SplitGroup(const StoredGroup& group,
     messages.push_back(SerializeDeterministic(batch));
     // The next message links to this one's last envelope: its hash is the
     // stored bytes' tail (storage/FORMAT.md "Envelope").
-    const std::string& last = batch.envelopes(batch.envelopes_size() - 1);
-    prev_hash = last.substr(last.size() - 32);
+    prev_hash = std::string(format::HashOfStoredEnvelope(
+        batch.envelopes(batch.envelopes_size() - 1)));
     batch.Clear();
     batch_bytes = kHeaderBytes;
   };

@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "replication/log_batch.h"
+#include "storage/format.h"
 
 namespace storeledger {
 namespace {
@@ -75,7 +76,7 @@ absl::StatusOr<PublishLogStats> PublishLog(const EventLog& log, JetStream* js,
   }
   PublishLogStats stats;
   Pending pending;
-  pending.prev_hash = std::string(32, '\0');
+  pending.prev_hash = std::string(format::kHashBytes, '\0');
   uint64_t command_last = 0;  // the current command's last position
   auto flush = [&]() -> absl::Status {
     if (pending.envelopes.empty()) return absl::OkStatus();
@@ -90,8 +91,8 @@ absl::StatusOr<PublishLogStats> PublishLog(const EventLog& log, JetStream* js,
       RETURN_IF_ERROR(PublishAt(js, partition, message, first, stats.messages));
       ++stats.messages;
     }
-    const std::string& tail = pending.envelopes.back();
-    pending.prev_hash = tail.substr(tail.size() - 32);
+    pending.prev_hash =
+        std::string(format::HashOfStoredEnvelope(pending.envelopes.back()));
     pending.first_position += pending.envelopes.size();
     pending.envelopes.clear();
     pending.outcomes.clear();

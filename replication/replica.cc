@@ -1,3 +1,26 @@
+// One replica of a partition (replication/replica.h).
+//
+// Leading: with Ack::kReplicated a group is stored (and its commands
+// answered) only after JetStream acknowledged every message that carries
+// it; a lost acknowledgement is settled by reading the stream at the
+// expected sequence and comparing the bytes, and the publish is retried
+// (same Nats-Msg-Id, same expected sequence) while no answer comes -- the
+// leader then answers nothing, it never falls back to local-only. A
+// refused publish (someone else extended the stream) or a lost lease
+// deposes the replica: it answers nothing more and calls on_deposed
+// (storeledgerd re-executes itself and comes back as a follower).
+//
+// Following: each message is checked (replication/log_batch.h) before
+// anything of it is stored; its envelopes are stored unchanged and the
+// projections folded from them (replay/projection_store.h). A message
+// that fails a check stops the follower there: kDataLoss naming the
+// position (status().data_loss); nothing past it is stored or served, and
+// the replica never takes the lease.
+//
+// Starting: a log that holds positions the stream does not (a diverged
+// tail) has them moved aside by Reconcile, before the ledger opens, into a
+// diverged record that audit lists and nothing serves.
+
 #include "replication/replica.h"
 
 #include <filesystem>
@@ -11,18 +34,16 @@
 #include "replay/rebuild.h"
 #include "replication/log_batch.h"
 #include "storage/diverged.h"
+#include "storage/format.h"
 #include "storeledger/v1/replication.pb.h"
 
 namespace storeledger {
 namespace {
 
-constexpr size_t kHashBytes = 32;
-
 // The hash of the last envelope of a message: the tail of its bytes.
 std::string LastHash(const v1::LogBatch& batch) {
-  const std::string& last = batch.envelopes(batch.envelopes_size() - 1);
-  return last.size() < kHashBytes ? std::string()
-                                  : last.substr(last.size() - kHashBytes);
+  return std::string(format::HashOfStoredEnvelope(
+      batch.envelopes(batch.envelopes_size() - 1)));
 }
 
 }  // namespace

@@ -1,30 +1,13 @@
 // One replica of a partition (DESIGN.md §7, docs/cluster.md): it follows
 // the partition's JetStream stream into its Ledger, or, holding the
-// partition's lease, leads -- every group its Ledger appends is published
-// to the stream, fenced by the stream's expected last sequence, before it
-// is stored (Replica::BeforeWrite, for LedgerOptions::before_write).
+// partition's lease, leads: every group its Ledger appends is published to
+// the stream, fenced by the stream's expected last sequence, before it is
+// stored (BeforeWrite, for LedgerOptions::before_write).
 //
-// Leading: with Ack::kReplicated a group is stored (and its commands
-// answered) only after JetStream acknowledged every message that carries
-// it; a lost acknowledgement is settled by reading the stream at the
-// expected sequence and comparing the bytes, and the publish is retried
-// (same Nats-Msg-Id, same expected sequence) while no answer comes -- the
-// leader then answers nothing, it never falls back to local-only. A
-// refused publish (someone else extended the stream) or a lost lease
-// deposes the replica: it answers nothing more and calls on_deposed
-// (storeledgerd re-executes itself and comes back as a follower).
-//
-// Following: each message is checked (replication/log_batch.h) before
-// anything of it is stored; its envelopes are stored unchanged and the
-// projections folded from them (replay/projection_store.h). A message
-// that fails a check stops the follower there: kDataLoss naming the
-// position (status().data_loss); nothing past it is stored or served, and
-// the replica never takes the lease.
-//
-// Starting: a log that holds positions the stream does not (a diverged
-// tail) has them moved aside by Reconcile, before the ledger opens, into a
-// diverged record that audit lists and nothing serves.
-//
+// Errors: a leader whose publish is refused or whose lease is lost is
+// deposed (on_deposed) and answers nothing more; a follower stops at a bad
+// message with kDataLoss naming its position (status().data_loss), and
+// stores nothing past it. How: replica.cc.
 // Thread-safe. The Ledger must outlive the Replica.
 #ifndef STORELEDGER_REPLICATION_REPLICA_H_
 #define STORELEDGER_REPLICATION_REPLICA_H_

@@ -1,30 +1,13 @@
-// The console's JSON API: read-only questions about the ledger,
-// answered with the same tokens and roles as gRPC (server/auth.h). Every
-// answer is computed by the read code the CLI verbs use (replay/
+// ConsoleApi: the console's read-only JSON API (docs/server.md lists every
+// endpoint), answered by the read code the CLI verbs use (replay/
 // read_views.h, replay/finance.h, Ledger::State), so the console and
-// `storeledger` agree by construction.
+// `storeledger` agree by construction; tokens and roles are gRPC's
+// (server/auth.h).
 //
-//   GET /api/whoami                         the caller's role
-//   GET /api/policy                         the policy calendar (DESIGN §1)
-//   GET /api/search?q=ID                    store, merchant, order, withdrawal
-//                                           or command id -> its store(s)
-//   GET /api/store?id=S[&asOf=T][&position=P]        StoreState
-//   GET /api/history?store=S                events and refusals naming S
-//   GET /api/balance-series?store=S         balances after each money event
-//   GET /api/diff?store=S&from=T&to=T[&position=P]   StoreDiff
-//   GET /api/explain?commandId=C            Explanation
-//   GET /api/balances[?asOf=T][&position=P] BalancesReport (not merchants)
-//   GET /api/statement?store=S&from=T&to=T[&format=csv]  Statement
-//   GET /api/audit[?run=1]                  the last audit (auditor only)
-//   GET /api/digest                         the head's digest
-//   GET /api/verify?digest=N:HEX            {"verified":bool,"message":..}
-//
-// Errors are {"error": message, "code": canonical code} with 400 (bad
-// input), 401 (no or unknown token), 403 (role), 404 (unknown id), 413 (an
-// answer over its limit) or 500. A merchant asking about another merchant's
-// store, order, withdrawal or command gets 403, exactly as for an id that
-// does not exist, so it cannot probe. Thread-safe: the HTTP server calls it
-// from many threads.
+// Errors are {"error": message, "code": canonical code} with the HTTP status
+// of HttpStatusOf. A merchant asking about another merchant's store, order,
+// withdrawal or command gets the answer of an id that does not exist, so it
+// cannot probe. Thread-safe: the HTTP server calls it from many threads.
 #ifndef STORELEDGER_SERVER_HTTP_API_H_
 #define STORELEDGER_SERVER_HTTP_API_H_
 

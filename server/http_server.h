@@ -43,7 +43,8 @@ struct HttpConsoleOptions {
   // host:port; port 0 picks a free port (HttpConsole::port()). Required.
   // Default: empty.
   std::string listen;
-  // PEM files, both or neither (HTTPS with them). Default: empty (HTTP).
+  // PEM files, both or neither (HTTPS with them). Default: both empty
+  // (HTTP).
   std::string tls_cert_file;
   std::string tls_key_file;
   // Not owned; must outlive the console. Required. Default: nullptr.

@@ -42,7 +42,7 @@ struct ServerOptions {
   // For tests: the tokens themselves, instead of tokens_file. Default: none.
   std::optional<TokenTable> tokens;
   // PEM files; both or neither. Without them, only loopback is served.
-  // Default: empty (plaintext).
+  // Default: both empty (plaintext).
   std::string tls_cert_file;
   std::string tls_key_file;
   // host:port of the HTTP console and /metrics (server/http_server.h);

@@ -1,3 +1,25 @@
+// The storeledger.v1.Ledger gRPC service (server/service.h).
+//
+// Subscribe reads the log with EventLog::Scan from the subscriber's position
+// and then waits for new appends: this process holds the only writable
+// Ledger, so every acknowledged Execute wakes the waiting subscribers. It
+// reads a batch (kReadBatchEvents, kReadBatchBytes), lets go of
+// the scan, and only then sends: no subscriber holds a RocksDB iterator,
+// snapshot or memtable while it waits for its client, so a client that stops
+// reading cannot hold back the flushes that writers wait for (RocksDB's
+// write-buffer budget stalls every write while a memtable stays pinned).
+//
+// A subscriber is cut off with RESOURCE_EXHAUSTED and its resume position
+// (trailing metadata `storeledger-resume-position`, and "resume with
+// from_position=N" in the message) when its client has not taken an
+// envelope for `subscriber_drain_timeout`, or, once caught up, when it
+// trails the head by more than `subscriber_buffer_events`. The status
+// follows the envelopes already sent, so a client that reads on receives
+// every envelope up to the resume position and then the status; it resumes
+// from there without a gap. The log is the buffer: a slow subscriber costs
+// a batch of memory, and writers nothing. ReadStream reads a store's stream
+// the same way, a batch at a time.
+
 #include "server/service.h"
 
 #include <algorithm>
@@ -49,6 +71,28 @@ std::optional<grpc::Status> Forward(
   grpc::ClientContext routed;
   PrepareRoutedCall(&routed, AuthorizationOf(context));
   return call(**there, &routed);
+}
+
+// The answer of a handler that computed `answer`: its value in `response`,
+// or its status.
+template <typename Message>
+grpc::Status Reply(absl::StatusOr<Message> answer, Message* response) {
+  if (!answer.ok()) return ToGrpc(answer.status());
+  *response = *std::move(answer);
+  return grpc::Status::OK;
+}
+
+// The AsOf a read asks for (GetStore, GetBalances): business time `as_of`,
+// checked as a ledger time, and knowledge time `position`, each when set.
+template <typename Request>
+absl::StatusOr<AsOf> AsOfOf(const Request& request) {
+  AsOf as_of;
+  if (request.has_as_of()) {
+    RETURN_IF_ERROR(CheckLedgerTime("as_of", request.as_of()));
+    as_of.business_time = ToTime(request.as_of());
+  }
+  if (request.has_position()) as_of.position = request.position();
+  return as_of;
 }
 
 // Forward for a server-streaming call: `open` starts it on the other node's
@@ -569,22 +613,14 @@ grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
     return s;
   }
   const absl::Time started = absl::Now();
-  AsOf as_of;
-  if (request->has_as_of()) {
-    if (absl::Status s = CheckLedgerTime("as_of", request->as_of()); !s.ok()) {
-      return ToGrpc(s);
-    }
-    as_of.business_time = ToTime(request->as_of());
-  }
-  if (request->has_position()) as_of.position = request->position();
+  absl::StatusOr<AsOf> as_of = AsOfOf(*request);
+  if (!as_of.ok()) return ToGrpc(as_of.status());
   absl::StatusOr<v1::StoreState> state =
-      options_.ledger->State(request->store_id(), as_of);
+      options_.ledger->State(request->store_id(), *as_of);
   if (options_.metrics != nullptr) {
     options_.metrics->ObserveRead("GetStore", absl::Now() - started);
   }
-  if (!state.ok()) return ToGrpc(state.status());
-  *response = *std::move(state);
-  return grpc::Status::OK;
+  return Reply(std::move(state), response);
 }
 
 grpc::Status LedgerService::ReadStream(
@@ -844,28 +880,38 @@ grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
   return new Subscription(this, context, *request, std::move(refused));
 }
 
-grpc::Status LedgerService::Digest(grpc::ServerContext* context,
-                                   const v1::DigestRequest* request,
-                                   v1::Digest* response) {
+template <typename Request, typename Call>
+std::optional<grpc::Status> LedgerService::StartPartitionRead(
+    const grpc::ServerContext& context, Permission permission,
+    const Request& request, Call call) const {
   Principal principal;
-  if (grpc::Status s = Authorize(*context, Permission::kDigest, &principal);
-      !s.ok()) {
+  if (grpc::Status s = Authorize(context, permission, &principal); !s.ok()) {
     return s;
   }
-  if (ClusterRouter* router = RouterFor(*context);
-      router != nullptr && request->has_partition()) {
+  if (ClusterRouter* router = RouterFor(context);
+      router != nullptr && request.has_partition()) {
     if (std::optional<grpc::Status> answered = Forward(
-            *context, router->PartitionReader(request->partition()),
-            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
-              return stub.Digest(call, *request, response);
-            })) {
-      return *answered;
+            context, router->PartitionReader(request.partition()), call)) {
+      return answered;
     }
   }
   if (grpc::Status s =
-          WaitForPosition(request->min_position(), context->deadline());
+          WaitForPosition(request.min_position(), context.deadline());
       !s.ok()) {
     return s;
+  }
+  return std::nullopt;
+}
+
+grpc::Status LedgerService::Digest(grpc::ServerContext* context,
+                                   const v1::DigestRequest* request,
+                                   v1::Digest* response) {
+  if (std::optional<grpc::Status> answered = StartPartitionRead(
+          *context, Permission::kDigest, *request,
+          [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+            return stub.Digest(call, *request, response);
+          })) {
+    return *answered;
   }
   if (options_.router != nullptr) {
     response->set_partition(options_.router->partition());
@@ -880,25 +926,12 @@ grpc::Status LedgerService::Digest(grpc::ServerContext* context,
 grpc::Status LedgerService::Audit(grpc::ServerContext* context,
                                   const v1::AuditRequest* request,
                                   v1::AuditReport* response) {
-  Principal principal;
-  if (grpc::Status s = Authorize(*context, Permission::kAudit, &principal);
-      !s.ok()) {
-    return s;
-  }
-  if (ClusterRouter* router = RouterFor(*context);
-      router != nullptr && request->has_partition()) {
-    if (std::optional<grpc::Status> answered = Forward(
-            *context, router->PartitionReader(request->partition()),
-            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
-              return stub.Audit(call, *request, response);
-            })) {
-      return *answered;
-    }
-  }
-  if (grpc::Status s =
-          WaitForPosition(request->min_position(), context->deadline());
-      !s.ok()) {
-    return s;
+  if (std::optional<grpc::Status> answered = StartPartitionRead(
+          *context, Permission::kAudit, *request,
+          [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+            return stub.Audit(call, *request, response);
+          })) {
+    return *answered;
   }
   // The live log, through one snapshot shared by every pass (replay/
   // audit.h); writers carry on meanwhile. Not a read-only open of the
@@ -956,11 +989,9 @@ grpc::Status LedgerService::GetInclusionProof(
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<v1::InclusionProof> proof = InclusionProofMessage(
-      options_.ledger->log(), request->position(), request->tree_size());
-  if (!proof.ok()) return ToGrpc(proof.status());
-  *response = *std::move(proof);
-  return grpc::Status::OK;
+  return Reply(InclusionProofMessage(options_.ledger->log(),
+                                     request->position(), request->tree_size()),
+               response);
 }
 
 grpc::Status LedgerService::GetConsistencyProof(
@@ -971,11 +1002,10 @@ grpc::Status LedgerService::GetConsistencyProof(
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<v1::ConsistencyProof> proof = ConsistencyProofMessage(
-      options_.ledger->log(), request->first_size(), request->second_size());
-  if (!proof.ok()) return ToGrpc(proof.status());
-  *response = *std::move(proof);
-  return grpc::Status::OK;
+  return Reply(
+      ConsistencyProofMessage(options_.ledger->log(), request->first_size(),
+                              request->second_size()),
+      response);
 }
 
 grpc::Status LedgerService::GetCheckpoint(grpc::ServerContext* context,
@@ -1066,11 +1096,9 @@ grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
   }
   std::optional<uint64_t> position;
   if (request->has_position()) position = request->position();
-  absl::StatusOr<v1::PositionAt> answer =
-      ResolvePosition(options_.ledger->log(), at, position, request->written());
-  if (!answer.ok()) return ToGrpc(answer.status());
-  *response = *std::move(answer);
-  return grpc::Status::OK;
+  return Reply(
+      ResolvePosition(options_.ledger->log(), at, position, request->written()),
+      response);
 }
 
 grpc::Status LedgerService::GetStatement(grpc::ServerContext* context,
@@ -1151,21 +1179,12 @@ grpc::Status LedgerService::GetBalances(grpc::ServerContext* context,
       return *answered;
     }
   }
-  AsOf as_of;
-  if (request->has_as_of()) {
-    if (absl::Status s = CheckLedgerTime("as_of", request->as_of()); !s.ok()) {
-      return ToGrpc(s);
-    }
-    as_of.business_time = ToTime(request->as_of());
-  }
-  if (request->has_position()) as_of.position = request->position();
+  absl::StatusOr<AsOf> as_of = AsOfOf(*request);
+  if (!as_of.ok()) return ToGrpc(as_of.status());
   const EventLog& log = options_.ledger->log();
-  absl::StatusOr<v1::BalancesReport> report =
-      as_of.empty() ? BalancesFromProjections(log)
-                    : BalancesFromPostings(log, as_of);
-  if (!report.ok()) return ToGrpc(report.status());
-  *response = *std::move(report);
-  return grpc::Status::OK;
+  return Reply(as_of->empty() ? BalancesFromProjections(log)
+                              : BalancesFromPostings(log, *as_of),
+               response);
 }
 
 grpc::Status LedgerService::ListPostings(

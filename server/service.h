@@ -1,27 +1,13 @@
-// The storeledger.v1.Ledger gRPC service over one writable Ledger.
-// Every handler authenticates the caller's bearer token and checks its role
-// (server/auth.h) before touching the ledger.
+// LedgerService: the storeledger.v1.Ledger gRPC service over one writable
+// Ledger (ServiceOptions::ledger, not owned). Every handler authenticates
+// the caller's bearer token and checks its role (server/auth.h) before
+// touching the ledger; errors are the canonical codes of the ledger's
+// statuses (ToGrpc).
 //
-// Subscribe reads the log with EventLog::Scan from the subscriber's position
-// and then waits for new appends: this process holds the only writable
-// Ledger, so every acknowledged Execute wakes the waiting subscribers. It
-// reads a batch (kReadBatchEvents, kReadBatchBytes), lets go of
-// the scan, and only then sends: no subscriber holds a RocksDB iterator,
-// snapshot or memtable while it waits for its client, so a client that stops
-// reading cannot hold back the flushes that writers wait for (RocksDB's
-// write-buffer budget stalls every write while a memtable stays pinned).
-//
-// A subscriber is cut off with RESOURCE_EXHAUSTED and its resume position
-// (trailing metadata `storeledger-resume-position`, and "resume with
-// from_position=N" in the message) when its client has not taken an
-// envelope for `subscriber_drain_timeout`, or, once caught up, when it
-// trails the head by more than `subscriber_buffer_events`. The status
-// follows the envelopes already sent, so a client that reads on receives
-// every envelope up to the resume position and then the status; it resumes
-// from there without a gap. The log is the buffer: a slow subscriber costs
-// a batch of memory, and writers nothing. ReadStream reads a store's stream
-// the same way, a batch at a time.
-//
+// Subscribe and ReadStream hold no RocksDB state while they send: a slow
+// client costs a batch of memory and writers nothing. A subscriber too far
+// behind is cut off with RESOURCE_EXHAUSTED and its resume position, from
+// which it resumes without a gap (service.cc says when and how).
 // Safe for concurrent use: gRPC calls the handlers from many threads.
 #ifndef STORELEDGER_SERVER_SERVICE_H_
 #define STORELEDGER_SERVER_SERVICE_H_
@@ -255,6 +241,14 @@ class LedgerService final
   // The router this call goes through: nullptr when there is none or a
   // router sent the call here.
   ClusterRouter* RouterFor(const grpc::ServerContextBase& context) const;
+  // The start of a read that may name a partition (Digest, Audit): the
+  // caller must be allowed `permission`; a partition another node serves is
+  // asked there (`call` on its stub, as Forward in service.cc); then this
+  // replica's log must reach request.min_position(). nullopt: answer here.
+  template <typename Request, typename Call>
+  std::optional<grpc::Status> StartPartitionRead(
+      const grpc::ServerContext& context, Permission permission,
+      const Request& request, Call call) const;
   // `commands` through `router` (nullptr: this ledger), as ExecuteBatch.
   ClusterRouter::Results ExecuteRouted(ClusterRouter* router,
                                        const std::string& authorization,

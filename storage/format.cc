@@ -14,4 +14,9 @@ std::string StreamIndexKey(absl::string_view stream_id, uint64_t version) {
   return StreamIndexPrefix(stream_id) + PositionKey(version);
 }
 
+absl::string_view HashOfStoredEnvelope(absl::string_view stored_envelope) {
+  if (stored_envelope.size() < kHashBytes) return absl::string_view();
+  return stored_envelope.substr(stored_envelope.size() - kHashBytes);
+}
+
 }  // namespace storeledger::format

@@ -40,6 +40,11 @@ std::string StreamIndexPrefix(absl::string_view stream_id);
 // "<stream id>\0<version, 8 bytes big-endian>".
 std::string StreamIndexKey(absl::string_view stream_id, uint64_t version);
 
+// The hash a stored envelope ends with: its last kHashBytes bytes, the hash
+// field's value (storage/FORMAT.md "Envelope"), unchecked. Empty when
+// `stored_envelope` is shorter than a hash (no checked envelope is).
+absl::string_view HashOfStoredEnvelope(absl::string_view stored_envelope);
+
 }  // namespace storeledger::format
 
 #endif  // STORELEDGER_STORAGE_FORMAT_H_

@@ -41,17 +41,9 @@ namespace {
 
 using testing::NatsCluster;
 using testing::TempDir;
+using testing::WaitFor;
 
 constexpr absl::Duration kCatchUpTimeout = absl::Seconds(30);
-
-bool WaitUntil(const std::function<bool()>& done, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 // A ledger in this process and its replica of `partition`.
 struct Member {
@@ -75,8 +67,8 @@ std::unique_ptr<Member> StartMember(const NatsCluster& nats,
   // A fresh server elects its JetStream leader a moment after it listens.
   absl::StatusOr<std::unique_ptr<Replica>> replica;
   EXPECT_TRUE(
-      WaitUntil([&] { return (replica = Replica::Connect(options)).ok(); },
-                kCatchUpTimeout))
+      WaitFor([&] { return (replica = Replica::Connect(options)).ok(); },
+              kCatchUpTimeout))
       << replica.status();
   if (!replica.ok()) return nullptr;
   member->replica = *std::move(replica);
@@ -219,7 +211,7 @@ TEST(ConsumerTest, KilledRepeatedlyMidStreamCountsEveryMessageOnce) {
   std::unique_ptr<Member> leader =
       StartMember(**nats, dir.Sub("leader"), "leader", 0, false);
   ASSERT_NE(leader, nullptr);
-  ASSERT_TRUE(WaitUntil([&] { return leader->leads(); }, kCatchUpTimeout));
+  ASSERT_TRUE(WaitFor([&] { return leader->leads(); }, kCatchUpTimeout));
 
   // A realistic stream with money moving (payments, settlements, refunds,
   // withdrawals, deposits), written in small groups while the consumer runs.
@@ -322,7 +314,7 @@ TEST(ConsumerTest, TamperedMessageStopsTheFeedWithDataLossNamingThePosition) {
   std::unique_ptr<Member> leader =
       StartMember(**nats, dir.Sub("leader"), "leader", 3, false);
   ASSERT_NE(leader, nullptr);
-  ASSERT_TRUE(WaitUntil([&] { return leader->leads(); }, kCatchUpTimeout));
+  ASSERT_TRUE(WaitFor([&] { return leader->leads(); }, kCatchUpTimeout));
   const std::vector<v1::Command> commands = PlanWrittenAhead(2, 1);
   for (size_t i = 0; i < 4; ++i) {  // a message each
     ASSERT_TRUE(leader->ledger->Execute(commands[i]).ok());
@@ -411,9 +403,8 @@ TEST(PublishTest, PublishedLedgerIsFollowedToTheSameDigest) {
     source_head = (*log)->head();
   }
   ASSERT_GT(source_head.position, commands.size() / 2);
-  ASSERT_TRUE(
-      WaitUntil([&] { return follower->head() == source_head.position; },
-                kCatchUpTimeout))
+  ASSERT_TRUE(WaitFor([&] { return follower->head() == source_head.position; },
+                      kCatchUpTimeout))
       << "follower at " << follower->head() << " of " << source_head.position;
   EXPECT_EQ(follower->ledger->log().head().hash, source_head.hash);
   ExpectAuditPasses(follower->ledger->log(), "follower");
@@ -423,13 +414,13 @@ TEST(PublishTest, PublishedLedgerIsFollowedToTheSameDigest) {
   std::unique_ptr<Member> migrated =
       StartMember(**nats, source, "migrated", 5, false);
   ASSERT_NE(migrated, nullptr);
-  ASSERT_TRUE(WaitUntil([&] { return migrated->leads(); }, kCatchUpTimeout));
+  ASSERT_TRUE(WaitFor([&] { return migrated->leads(); }, kCatchUpTimeout));
   const std::vector<v1::Command> more = PlanWrittenAhead(3, 99);
   v1::Command next = more.front();
   next.set_command_id("after-migration");
   ASSERT_TRUE(migrated->ledger->Execute(next).ok());
-  ASSERT_TRUE(WaitUntil([&] { return follower->head() == migrated->head(); },
-                        kCatchUpTimeout));
+  ASSERT_TRUE(WaitFor([&] { return follower->head() == migrated->head(); },
+                      kCatchUpTimeout));
   EXPECT_EQ(follower->ledger->log().head().hash,
             migrated->ledger->log().head().hash);
 }
@@ -535,7 +526,7 @@ class Daemon {
     }
   }
   bool WaitReady() {
-    return WaitUntil(
+    return WaitFor(
         [&] {
           grpc::ClientContext context;
           v1::Digest digest;
@@ -577,7 +568,7 @@ TEST(BackupTest, BackupRpcDuringWritesAuditsCleanAndSeedsAFollower) {
   const size_t half = commands.size() / 2;
   std::thread writer([&] { write(0, half); });
   ASSERT_TRUE(
-      WaitUntil([&] { return acknowledged > half / 2; }, kCatchUpTimeout));
+      WaitFor([&] { return acknowledged > half / 2; }, kCatchUpTimeout));
   // Names that are not one plain path component are refused.
   for (const std::string bad : {"../escape", "", "a/b", ".."}) {
     grpc::ClientContext context;
@@ -644,8 +635,8 @@ TEST(BackupTest, BackupRpcDuringWritesAuditsCleanAndSeedsAFollower) {
                   .Digest(&digest_context, v1::DigestRequest(), &leader_digest)
                   .ok());
   ASSERT_TRUE(
-      WaitUntil([&] { return follower->head() == leader_digest.position(); },
-                kCatchUpTimeout))
+      WaitFor([&] { return follower->head() == leader_digest.position(); },
+              kCatchUpTimeout))
       << "follower at " << follower->head() << " of "
       << leader_digest.position();
   EXPECT_EQ(ToHex(follower->ledger->log().head().hash), leader_digest.hash());

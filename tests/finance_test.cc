@@ -23,11 +23,12 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "storage/event_log.h"
+#include "storage/format.h"
 #include "storeledger/v1/ledger.pb.h"
+#include "tests/support/cli_json.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -36,19 +37,12 @@ namespace {
 using ::storeledger::testing::China;
 using ::storeledger::testing::ChinaText;
 using ::storeledger::testing::CliRun;
+using ::storeledger::testing::FromJson;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::TempDir;
 using ::testing::HasSubstr;
 
 constexpr int kSimulatedStores = 60;
-
-template <typename Message>
-Message FromJson(const std::string& json) {
-  Message message;
-  auto status = google::protobuf::util::JsonStringToMessage(json, &message);
-  EXPECT_TRUE(status.ok()) << status.ToString() << " in " << json;
-  return message;
-}
 
 // One CSV record (RFC 4180, no line breaks inside fields).
 std::vector<std::string> CsvFields(const std::string& line) {
@@ -597,7 +591,8 @@ TEST_F(SimulatedFinanceTest, ExportRoundTripsAndItsChainRehashes) {
   CliRun digest = Cli({"digest"});
   const v1::Digest head = FromJson<v1::Digest>(digest.out);
   ASSERT_EQ(envelopes.size(), head.position());
-  ASSERT_NO_FATAL_FAILURE(RehashChain(envelopes, 1, std::string(32, '\0')));
+  ASSERT_NO_FATAL_FAILURE(
+      RehashChain(envelopes, 1, std::string(format::kHashBytes, '\0')));
   // The last hash is the digest finance writes down.
   std::string hex;
   for (unsigned char c : envelopes.back().envelope.hash()) {

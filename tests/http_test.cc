@@ -23,26 +23,22 @@
 #include "json/json.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
+#include "tests/support/server_options.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
 namespace {
 
+using ::storeledger::testing::kAuditor;
+using ::storeledger::testing::kInvestigator;
+using ::storeledger::testing::kMerchant1;
+using ::storeledger::testing::kMerchant2;
+using ::storeledger::testing::kTokenFile;
+using ::storeledger::testing::kWriter;
+using ::storeledger::testing::LoopbackServerOptions;
 using ::storeledger::testing::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-constexpr char kWriter[] = "writer-token-0123456789";
-constexpr char kAuditor[] = "auditor-token-0123456789";
-constexpr char kInvestigator[] = "investigator-token-0123456789";
-constexpr char kMerchant1[] = "merchant1-token-0123456789";
-constexpr char kMerchant2[] = "merchant2-token-0123456789";
-constexpr char kTokenFile[] = R"(writer-token-0123456789 writer
-auditor-token-0123456789 auditor
-investigator-token-0123456789 investigator
-merchant1-token-0123456789 merchant:m1
-merchant2-token-0123456789 merchant:m2
-)";
 
 struct Reply {
   int status = 0;
@@ -54,14 +50,8 @@ struct Reply {
 class HttpTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.db_dir = dir_.Sub("db");
-    options.listen = "127.0.0.1:0";
+    ServerOptions options = LoopbackServerOptions(dir_.Sub("db"));
     options.http_listen = "127.0.0.1:0";
-    absl::StatusOr<TokenTable> tokens = TokenTable::Parse(kTokenFile);
-    ASSERT_TRUE(tokens.ok()) << tokens.status();
-    options.tokens = *tokens;
-    options.ledger.sync = false;
     absl::StatusOr<std::unique_ptr<LedgerServer>> server =
         LedgerServer::Start(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();

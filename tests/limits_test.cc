@@ -34,6 +34,7 @@
 #include "ledger/ledger.h"
 #include "rocksdb/db.h"
 #include "storage/event_log.h"
+#include "storage/format.h"
 #include "tests/core_test_util.h"
 #include "tests/support/child_process.h"
 #include "tests/support/test_support.h"
@@ -562,8 +563,8 @@ v1::Envelope EnvelopeOfStoredSize(size_t bytes) {
     v1::Envelope copy = envelope;
     copy.set_position(1);
     copy.set_stream_version(1);
-    copy.set_prev_hash(std::string(32, '\0'));
-    copy.set_hash(std::string(32, '\0'));
+    copy.set_prev_hash(std::string(format::kHashBytes, '\0'));
+    copy.set_hash(std::string(format::kHashBytes, '\0'));
     return copy.ByteSizeLong();
   };
   size_t filler = bytes - stored_size();

@@ -46,6 +46,7 @@ namespace {
 
 using testing::NatsCluster;
 using testing::TempDir;
+using testing::WaitFor;
 
 // STORELEDGER_PARTITION_COUNT (default 4) sets it for a benchmark run of
 // the differential test alone (docs/performance.md); the other tests need
@@ -55,15 +56,8 @@ const uint32_t kPartitions = [] {
   return count != nullptr ? static_cast<uint32_t>(std::atoi(count)) : 4u;
 }();
 constexpr absl::Duration kStartTimeout = absl::Seconds(30);
-
-bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
+// How often a wait asks again (each ask may spawn a CLI process).
+constexpr absl::Duration kPollInterval = absl::Milliseconds(50);
 
 // `storeledger ARGS...`: its exit status, stdout and stderr.
 struct CliRun {
@@ -169,7 +163,7 @@ class PartitionTest : public ::testing::Test {
                              *dir_);
           return init.status == 0;
         },
-        kStartTimeout))
+        kStartTimeout, kPollInterval))
         << init.err;
     for (uint32_t p = 0; p < kPartitions; ++p) {
       nodes_.push_back(new Node(nats_->urls_flag(),
@@ -188,7 +182,7 @@ class PartitionTest : public ::testing::Test {
             return leader.ok() && leader->has_value() &&
                    **leader == nodes_[p]->address();
           },
-          kStartTimeout))
+          kStartTimeout, kPollInterval))
           << "partition " << p << " has no leader; see "
           << dir_->Sub(absl::StrCat("p", p, ".log"));
     }

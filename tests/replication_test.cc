@@ -41,17 +41,9 @@ namespace {
 
 using testing::NatsCluster;
 using testing::TempDir;
+using testing::WaitFor;
 
 constexpr absl::Duration kConvergeTimeout = absl::Seconds(20);
-
-bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return true;
-}
 
 v1::Command OpenStore(const std::string& id, const std::string& store) {
   absl::StatusOr<v1::Command> command = ParseCommandJson(absl::StrCat(

@@ -20,6 +20,7 @@
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/cli_json.h"
+#include "tests/support/server_options.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
@@ -27,21 +28,15 @@ namespace {
 
 using ::storeledger::testing::CliRun;
 using ::storeledger::testing::Cmd;
+using ::storeledger::testing::kAuditor;
+using ::storeledger::testing::kInvestigator;
+using ::storeledger::testing::kMerchant1;
+using ::storeledger::testing::kMerchant2;
+using ::storeledger::testing::kWriter;
+using ::storeledger::testing::LoopbackServerOptions;
 using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::TempDir;
 using ::testing::HasSubstr;
-
-constexpr char kWriter[] = "writer-token-0123456789";
-constexpr char kAuditor[] = "auditor-token-0123456789";
-constexpr char kInvestigator[] = "investigator-token-0123456789";
-constexpr char kMerchant1[] = "merchant1-token-0123456789";
-constexpr char kMerchant2[] = "merchant2-token-0123456789";
-constexpr char kTokenFile[] = R"(writer-token-0123456789 writer
-auditor-token-0123456789 auditor
-investigator-token-0123456789 investigator
-merchant1-token-0123456789 merchant:m1
-merchant2-token-0123456789 merchant:m2
-)";
 
 // A mini store s1 (merchant m1) with an own and a third-party product,
 // orders either side of Beijing midnight, upgraded into w1 and synced twice
@@ -91,13 +86,7 @@ std::vector<std::string> Timeline() {
 class ServerTermsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.db_dir = db_;
-    options.listen = "127.0.0.1:0";
-    absl::StatusOr<TokenTable> tokens = TokenTable::Parse(kTokenFile);
-    ASSERT_TRUE(tokens.ok()) << tokens.status();
-    options.tokens = *tokens;
-    options.ledger.sync = false;
+    ServerOptions options = LoopbackServerOptions(db_);
     absl::StatusOr<std::unique_ptr<LedgerServer>> server =
         LedgerServer::Start(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();

@@ -17,34 +17,19 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
+#include "tests/support/server_fixture.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
 namespace {
 
-using ::storeledger::testing::China;
-using ::storeledger::testing::ChinaText;
-using ::storeledger::testing::CommandFromJson;
+using ::storeledger::testing::AddProductCommand;
+using ::storeledger::testing::kWriter;
+using ::storeledger::testing::OpenStoreCommand;
 using ::storeledger::testing::TempDir;
 
-constexpr char kWriter[] = "writer-token-0123456789";
 constexpr int kClients = 16;
 constexpr int kCommandsPerClient = 25;
-
-v1::Command OpenStore(const std::string& id, const std::string& store) {
-  return CommandFromJson(absl::StrCat(
-      R"({"commandId":")", id, R"(","occurredAt":")", ChinaText(China(6, 1)),
-      R"(","openStore":{"storeId":")", store,
-      R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
-}
-
-v1::Command AddProduct(const std::string& id, const std::string& store,
-                       const std::string& product) {
-  return CommandFromJson(absl::StrCat(
-      R"({"commandId":")", id, R"(","occurredAt":")", ChinaText(China(6, 2)),
-      R"(","addProduct":{"storeId":")", store, R"(","productId":")", product,
-      R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c","priceFen":100}})"));
-}
 
 class ServerUnaryTest : public ::testing::Test {
  protected:
@@ -103,9 +88,9 @@ TEST_F(ServerUnaryTest, ConcurrentCallsEachGetTheAnswerToTheirOwnCommand) {
       const std::string store = absl::StrCat("s", c);
       for (int i = 0; i < kCommandsPerClient; ++i) {
         const v1::Command command =
-            i == 0 ? OpenStore(absl::StrCat(store, "-open"), store)
-                   : AddProduct(absl::StrCat(store, "-", i), store,
-                                absl::StrCat("p", i));
+            i == 0 ? OpenStoreCommand(absl::StrCat(store, "-open"), store, "m1")
+                   : AddProductCommand(absl::StrCat(store, "-", i), store,
+                                       absl::StrCat("p", i));
         v1::CommandResult result;
         const grpc::Status status = Execute(c, command, &result);
         EXPECT_TRUE(status.ok()) << status.error_message();
@@ -159,8 +144,8 @@ TEST_F(ServerUnaryTest, ConcurrentCallsEachGetTheAnswerToTheirOwnCommand) {
 // every other caller gets that execution's answer as a replay.
 TEST_F(ServerUnaryTest, TheSameCommandFromManyCallersIsExecutedOnce) {
   v1::CommandResult opened;
-  ASSERT_TRUE(Execute(0, OpenStore("open", "s1"), &opened).ok());
-  const v1::Command command = AddProduct("add", "s1", "p1");
+  ASSERT_TRUE(Execute(0, OpenStoreCommand("open", "s1", "m1"), &opened).ok());
+  const v1::Command command = AddProductCommand("add", "s1", "p1");
   std::atomic<int> ready{0};
   std::vector<v1::CommandResult> results(kClients);
   std::vector<std::thread> threads;

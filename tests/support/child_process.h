@@ -24,7 +24,7 @@ struct ChildOptions {
   // argv[0] is the program's path. Required. Default: empty.
   std::vector<std::string> argv;
   // stdin: this file, or a pipe the parent writes (stdin_fd()) when
-  // `stdin_pipe`, or /dev/null. Default: empty, false (/dev/null).
+  // `stdin_pipe`, or /dev/null. Default: empty and false (/dev/null).
   std::string stdin_path;
   bool stdin_pipe = false;
   // stderr goes to this file (appended); /dev/null when empty. Default:

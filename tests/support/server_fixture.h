@@ -34,6 +34,7 @@
 #include "storage/event_log.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/fault_env.h"
+#include "tests/support/server_options.h"
 #include "tests/support/test_support.h"
 
 extern char** environ;
@@ -45,19 +46,6 @@ namespace storeledger::testing {
 inline constexpr int kLoadClients = 32;
 inline constexpr int kLoadCommandsPerClient = 2000;
 inline constexpr int kLoadProductsPerStore = 100;
-
-inline constexpr char kWriter[] = "writer-token-0123456789";
-inline constexpr char kAuditor[] = "auditor-token-0123456789";
-inline constexpr char kInvestigator[] = "investigator-token-0123456789";
-inline constexpr char kMerchant1[] = "merchant1-token-0123456789";
-inline constexpr char kMerchant2[] = "merchant2-token-0123456789";
-inline constexpr char kTokenFile[] = R"(# token role
-writer-token-0123456789 writer
-auditor-token-0123456789 auditor
-investigator-token-0123456789 investigator
-merchant1-token-0123456789 merchant:m1
-merchant2-token-0123456789 merchant:m2
-)";
 
 inline v1::Command OpenStoreCommand(const std::string& id,
                                     const std::string& store,
@@ -90,18 +78,7 @@ inline v1::Command StoreFillCommand(const std::string& store, int i,
 // as `token` (the writer by default) and expects the call to succeed.
 class ServerTest : public ::testing::Test {
  protected:
-  ServerOptions Options() {
-    ServerOptions options;
-    options.db_dir = dir_.Sub("db");
-    options.listen = "127.0.0.1:0";
-    absl::StatusOr<TokenTable> tokens = TokenTable::Parse(kTokenFile);
-    EXPECT_TRUE(tokens.ok()) << tokens.status();
-    options.tokens = *tokens;
-    // Durability across a crash is the storage tests' business; these
-    // check what the server acknowledges, so they skip the fsyncs.
-    options.ledger.sync = false;
-    return options;
-  }
+  ServerOptions Options() { return LoopbackServerOptions(dir_.Sub("db")); }
   void Start(ServerOptions options) {
     absl::StatusOr<std::unique_ptr<LedgerServer>> server =
         LedgerServer::Start(std::move(options));

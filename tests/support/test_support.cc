@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "cli/cli.h"
 #include "gtest/gtest.h"
 #include "json/json.h"
@@ -118,6 +119,16 @@ void RunSimulatedPlan(Ledger& ledger, const std::vector<SimulatedStep>& steps) {
     absl::StatusOr<v1::CommandResult> result = ledger.Execute(*command);
     ASSERT_TRUE(result.ok()) << result.status();
   }
+}
+
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout,
+             absl::Duration poll) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(poll);
+  }
+  return true;
 }
 
 }  // namespace storeledger::testing

@@ -4,6 +4,7 @@
 #define STORELEDGER_TESTS_SUPPORT_TEST_SUPPORT_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,11 @@ void RunSimulatedPlan(Ledger& ledger, const std::vector<SimulatedStep>& steps);
 // test failure when the variable is set to something else. The caller
 // prints it with the variable's name.
 uint64_t SeedFromEnvironment(const char* variable = "STORELEDGER_SEED");
+
+// Asks `done` every `poll` until it answers true (then true) or `timeout`
+// has passed (then false).
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout,
+             absl::Duration poll = absl::Milliseconds(20));
 
 }  // namespace storeledger::testing
 
