@@ -501,12 +501,12 @@ struct EventLog::Impl {
   mutable std::mutex failed_mu;
   std::optional<absl::Status> failed ABSL_GUARDED_BY(failed_mu);
 
-  // Held around every RocksDB write of the log (a group's, Sync's) and by
-  // RunBetweenWrites. wal_failed: a write failed, so the WAL file may hold
-  // an error that Debian's RocksDB 7.8 (built with assertions) aborts on
-  // when a memtable switch (a flush, a checkpoint) touches the file again.
+  // Held around every RocksDB write of the log (Write below) and by
+  // RunBetweenWrites, so that a failed write has set `failed` before anything
+  // else touches RocksDB's WAL file: Debian's RocksDB 7.8 (built with
+  // assertions) aborts when a memtable switch (a flush, a checkpoint) reaches
+  // a WAL file a write failed on.
   mutable std::mutex rocks_write_mu;
-  bool wal_failed ABSL_GUARDED_BY(rocks_write_mu) = false;
 
   // Stream heads as committed, for the expected-version checks
   // (kHeadCacheStreamsMax). Used and updated only under append_mu, updated
@@ -555,6 +555,22 @@ struct EventLog::Impl {
   Head GetDurableHead() const {
     std::lock_guard<std::mutex> lock(head_mu);
     return durable_head;
+  }
+
+  // One RocksDB write of the log. A failure is kUnavailable for I/O trouble,
+  // else kInternal, and is recorded in `failed` (the first one stays) before
+  // the next write or RunBetweenWrites can start.
+  absl::Status Write(const rocksdb::WriteOptions& write_options,
+                     rocksdb::WriteBatch* batch, absl::string_view what) {
+    std::lock_guard<std::mutex> write_lock(rocks_write_mu);
+    absl::Status status = FromRocks(db->Write(write_options, batch), what);
+    if (status.ok()) return status;
+    if (status.code() != absl::StatusCode::kUnavailable) {
+      status = absl::InternalError(status.message());
+    }
+    std::lock_guard<std::mutex> failed_lock(failed_mu);
+    if (!failed.has_value()) failed = status;
+    return status;
   }
 
   std::shared_ptr<const rocksdb::Snapshot> NewSnapshot() const {
@@ -1213,8 +1229,8 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
   }
   CheckPositionsContiguous(batch, kEvents, old_head, state.head);
 
+  // before_write's refusal, or the write's failure.
   std::optional<absl::Status> write_error;
-  std::optional<absl::Status> hook_error;  // before_write refused the batch
   if (state.head.position != old_head.position && !replicated &&
       impl_->options.before_write) {
     StoredGroup stored;
@@ -1224,12 +1240,10 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
     stored.outcomes = batch.PutValues(kCommands);
     if (absl::Status refused = impl_->options.before_write(stored);
         !refused.ok()) {
-      hook_error = refused;
+      write_error = refused;
     }
   }
-  if (hook_error.has_value()) {
-    write_error = hook_error;
-  } else if (batch.size() > 0) {
+  if (!write_error.has_value() && batch.size() > 0) {
     rocksdb::WriteBatch write_batch;
     rocksdb::Status s = batch.Build(impl_->handles, &write_batch);
     if (s.ok() && !synced && impl_->options.sync) {
@@ -1244,21 +1258,20 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
     if (s.ok() && impl_->options.write_batch_tap) {
       impl_->options.write_batch_tap(View(write_batch.Data()));
     }
-    if (s.ok()) {
+    if (!s.ok()) {
+      // Building the batch failed: nothing reached RocksDB.
+      write_error = absl::InternalError(FromRocks(s, "append").message());
+    } else {
       rocksdb::WriteOptions write_options;
       write_options.sync = synced;
-      std::lock_guard<std::mutex> write_lock(impl_->rocks_write_mu);
-      s = impl_->db->Write(write_options, &write_batch);
-      if (!s.ok()) impl_->wal_failed = true;
+      if (absl::Status written =
+              impl_->Write(write_options, &write_batch, "append");
+          !written.ok()) {
+        write_error = written;
+      }
     }
-    if (!s.ok()) write_error = FromRocks(s, "append");
   }
   if (write_error.has_value()) {
-    // I/O trouble is kUnavailable; anything else from a write is kInternal.
-    if (!hook_error.has_value() &&
-        write_error->code() != absl::StatusCode::kUnavailable) {
-      write_error = absl::InternalError(write_error->message());
-    }
     {
       // The view stays: nothing after this write is ever acknowledged.
       std::lock_guard<std::mutex> head_lock(impl_->head_mu);
@@ -1266,7 +1279,7 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
     }
     {
       std::lock_guard<std::mutex> failed_lock(impl_->failed_mu);
-      impl_->failed = *write_error;
+      if (!impl_->failed.has_value()) impl_->failed = *write_error;
     }
     *failed_request = requests.size();
     return *std::move(write_error);
@@ -1310,11 +1323,7 @@ absl::Status EventLog::WriteRefusal() const {
 absl::Status EventLog::RunBetweenWrites(
     const std::function<absl::Status()>& fn) const {
   std::lock_guard<std::mutex> write_lock(impl_->rocks_write_mu);
-  if (impl_->wal_failed) {
-    RETURN_IF_ERROR(WriteRefusal());
-    return absl::FailedPreconditionError(
-        "ledger is read-only after a write error; reopen to recover");
-  }
+  RETURN_IF_ERROR(WriteRefusal());
   return fn();
 }
 
@@ -1342,23 +1351,10 @@ absl::Status EventLog::Sync() {
   rocksdb::WriteOptions synced_write;
   synced_write.sync = true;
   rocksdb::WriteBatch nothing;
-  absl::Status synced;
-  {
-    std::lock_guard<std::mutex> write_lock(impl_->rocks_write_mu);
-    synced =
-        FromRocks(impl_->db->Write(synced_write, &nothing), "sync the WAL");
-    if (!synced.ok()) impl_->wal_failed = true;
-  }
-  if (!synced.ok()) {
-    // As after a failed write: whether the unsynced appends reached the disk
-    // is unknown, so the log refuses further appends until reopened.
-    if (synced.code() != absl::StatusCode::kUnavailable) {
-      synced = absl::InternalError(synced.message());
-    }
-    std::lock_guard<std::mutex> lock(impl_->failed_mu);
-    if (!impl_->failed.has_value()) impl_->failed = synced;
-    return synced;
-  }
+  // A failure is recorded as after a failed write: whether the unsynced
+  // appends reached the disk is unknown, so the log refuses further appends
+  // until reopened.
+  RETURN_IF_ERROR(impl_->Write(synced_write, &nothing, "sync the WAL"));
   std::lock_guard<std::mutex> lock(impl_->head_mu);
   if (target.position > impl_->durable_head.position) {
     impl_->durable_head = target;

@@ -19,6 +19,7 @@
 // Seeded: STORELEDGER_FAULT_SEED=S repeats a run.
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <iterator>
@@ -39,6 +40,7 @@
 #include "ledger/ledger.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "storage/backup.h"
 #include "tests/support/fault_env.h"
 #include "tests/support/ledger_check.h"
 #include "tests/support/test_support.h"
@@ -551,6 +553,20 @@ TEST_F(FaultTest, FailedWalWriteIsNeverAcknowledgedAndStopsWrites) {
         << refused.status();
     // Reads still answer.
     EXPECT_TRUE((*ledger)->log().GetOutcome(plan[0].command_id()).ok());
+    // Nothing that would switch memtables reaches the failed WAL file (in
+    // Debian's RocksDB 7.8 that is an abort): a flush is refused unrun, and
+    // so is a backup, which leaves no directory behind.
+    bool ran = false;
+    absl::Status flush = (*ledger)->log().RunBetweenWrites([&] {
+      ran = true;
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(absl::IsFailedPrecondition(flush)) << flush;
+    EXPECT_FALSE(ran);
+    const std::string backup_dir = dir_.Sub("backup-after-failure");
+    absl::StatusOr<Head> backup = BackupTo((*ledger)->log(), backup_dir);
+    EXPECT_TRUE(absl::IsFailedPrecondition(backup.status())) << backup.status();
+    EXPECT_FALSE(std::filesystem::exists(backup_dir));
   }
   fs_.ClearErrors();
   Check(acknowledged, "after reopening");
