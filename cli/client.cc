@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -562,13 +563,13 @@ int Remote::Postings() {
           "--partition N (0..",
           *partitions - 1, ") for every store's postings of one")));
     }
+    // The server answers a partition it does not have.
     if (partition->has_value()) {
-      if (**partition >= std::max<uint32_t>(*partitions, 1)) {
+      if (**partition > std::numeric_limits<uint32_t>::max()) {
         return ctx_.Fail(absl::InvalidArgumentError(
-            absl::StrCat("--partition ", **partition, ": this ledger has ",
-                         std::max<uint32_t>(*partitions, 1), " partition(s)")));
+            absl::StrCat("--partition ", **partition, " is out of range")));
       }
-      if (*partitions > 1) scope.partition = static_cast<uint32_t>(**partition);
+      scope.partition = static_cast<uint32_t>(**partition);
     }
   }
   absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition(scope);

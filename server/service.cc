@@ -119,16 +119,32 @@ std::optional<grpc::Status> ForwardStream(
   return reader->Finish();
 }
 
+// A `partition` named to a ledger that is not partitioned: 0 is its one log;
+// any other is refused, not ignored. (A partitioned node's router checks the
+// range itself.)
+grpc::Status CheckPartitionExists(const ClusterRouter* router,
+                                  bool has_partition, uint32_t partition) {
+  if (router != nullptr || !has_partition || partition == 0) {
+    return grpc::Status::OK;
+  }
+  return grpc::Status(
+      grpc::StatusCode::INVALID_ARGUMENT,
+      absl::StrCat("partition ", partition,
+                   ": this ledger is not partitioned (its one log is "
+                   "partition 0)"));
+}
+
 // A partitioned cluster's answer that holds one partition's records and
 // positions (balances, every store's postings) must name the partition.
-grpc::Status PartitionRequired(const ClusterRouter& router, const char* what) {
+grpc::Status PartitionRequired(const ClusterRouter& router, const char* what,
+                               const char* cli) {
   return grpc::Status(
       grpc::StatusCode::FAILED_PRECONDITION,
       absl::StrCat("this cluster has ", router.partitions(),
-                   " partitions and positions are per partition: set ",
-                   "partition (0..", router.partitions() - 1, ") to get ", what,
-                   " of one (storeledger ", what, " --server sums ",
-                   "or lists them)"));
+                   " partitions and positions are per partition: set "
+                   "partition (0..",
+                   router.partitions() - 1, ") to get ", what, " of one (", cli,
+                   ")"));
 }
 
 // What the reactors driven by a worker thread (ExecuteStream, Subscribe)
@@ -888,6 +904,11 @@ std::optional<grpc::Status> LedgerService::StartPartitionRead(
   if (grpc::Status s = Authorize(context, permission, &principal); !s.ok()) {
     return s;
   }
+  if (grpc::Status s = CheckPartitionExists(
+          options_.router, request.has_partition(), request.partition());
+      !s.ok()) {
+    return s;
+  }
   if (ClusterRouter* router = RouterFor(context);
       router != nullptr && request.has_partition()) {
     if (std::optional<grpc::Status> answered = Forward(
@@ -1071,6 +1092,11 @@ grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  if (grpc::Status s = CheckPartitionExists(
+          options_.router, request->has_partition(), request->partition());
+      !s.ok()) {
+    return s;
+  }
   if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
     absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> there =
         nullptr;  // this node's log
@@ -1168,9 +1194,16 @@ grpc::Status LedgerService::GetBalances(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  if (grpc::Status s = CheckPartitionExists(
+          options_.router, request->has_partition(), request->partition());
+      !s.ok()) {
+    return s;
+  }
   if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
-    if (!request->has_partition())
-      return PartitionRequired(*router, "balances");
+    if (!request->has_partition()) {
+      return PartitionRequired(*router, "balances",
+                               "storeledger balances --server sums them");
+    }
     if (std::optional<grpc::Status> answered = Forward(
             *context, router->PartitionReader(request->partition()),
             [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
@@ -1198,9 +1231,16 @@ grpc::Status LedgerService::ListPostings(
       !s.ok()) {
     return s;
   }
+  if (grpc::Status s = CheckPartitionExists(
+          options_.router, request->has_partition(), request->partition());
+      !s.ok()) {
+    return s;
+  }
   if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
     if (!one_store && !request->has_partition()) {
-      return PartitionRequired(*router, "postings");
+      return PartitionRequired(
+          *router, "postings",
+          "storeledger postings --server --partition N lists one's");
     }
     if (std::optional<grpc::Status> answered = ForwardStream(
             *context,

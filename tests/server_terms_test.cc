@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -331,6 +332,58 @@ TEST_F(ServerTermsTest, TheNewCallsAnswerWithTheLedgersMessages) {
     ASSERT_EQ(answer.statements_size(), 2);
     EXPECT_EQ(answer.statements(0).store_id(), "s1");  // legacy first
     EXPECT_EQ(answer.statements(1).store_id(), "w1");
+  }
+}
+
+// This ledger is not partitioned: partition 0 is its one log, and any other
+// partition a request names is refused, not ignored.
+TEST_F(ServerTermsTest, APartitionOtherThanZeroIsRefusedUnpartitioned) {
+  auto check = [&](const char* call, grpc::Status s, bool ok) {
+    if (ok) {
+      EXPECT_TRUE(s.ok()) << call << ": " << s.error_message();
+      return;
+    }
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << call;
+    EXPECT_THAT(s.error_message(), HasSubstr("not partitioned")) << call;
+  };
+  for (const uint32_t partition : {0u, 1u}) {
+    const bool ok = partition == 0;
+    {
+      grpc::ClientContext context;
+      Authorize(&context, kAuditor);
+      v1::GetBalancesRequest request;
+      request.set_partition(partition);
+      v1::BalancesReport report;
+      check("GetBalances", stub_->GetBalances(&context, request, &report), ok);
+    }
+    {
+      grpc::ClientContext context;
+      Authorize(&context, kAuditor);
+      v1::PositionAtRequest request;
+      request.set_partition(partition);
+      v1::PositionAt answer;
+      check("PositionAt", stub_->PositionAt(&context, request, &answer), ok);
+    }
+    {
+      grpc::ClientContext context;
+      Authorize(&context, kAuditor);
+      v1::DigestRequest request;
+      request.set_partition(partition);
+      v1::Digest digest;
+      check("Digest", stub_->Digest(&context, request, &digest), ok);
+    }
+    {
+      grpc::ClientContext context;
+      Authorize(&context, kAuditor);
+      v1::ListPostingsRequest request;
+      request.set_partition(partition);
+      std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
+          stub_->ListPostings(&context, request);
+      v1::PostingLine line;
+      while (reader->Read(&line)) {
+      }
+      check("ListPostings", reader->Finish(), ok);
+    }
   }
 }
 
