@@ -4,8 +4,11 @@
 // chain across period boundaries (upgrades included) with opening +
 // movements = closing; `export` round-trips and its hash chain re-verifies
 // with OpenSSL directly, not through the storage code.
+#include "replay/finance.h"
+
 #include <openssl/evp.h>
 
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -316,6 +319,59 @@ TEST_F(SimulatedFinanceTest, BalancesAtAPositionIgnoreLaterEvents) {
               Text(store.balances()))
         << store.store_id();
   }
+}
+
+// A partitioned cluster's balances (MergePartitionBalances): one ledger's
+// report dealt out to three "partitions" and merged back is the same
+// report, totals included, but for the position (per partition).
+TEST_F(SimulatedFinanceTest, PartitionBalancesMergeBackIntoOneReport) {
+  const v1::BalancesReport whole = Balances();
+  ASSERT_GT(whole.stores_size(), 3);
+  std::vector<v1::BalancesReport> parts(3);
+  for (size_t p = 0; p < parts.size(); ++p) {
+    parts[p].set_source(whole.source());
+    parts[p].set_position(whole.position() + p);
+  }
+  // Dealt from the end, so that no part is sorted as the whole is.
+  for (int i = whole.stores_size() - 1; i >= 0; --i) {
+    *parts[i % parts.size()].add_stores() = whole.stores(i);
+  }
+  absl::StatusOr<v1::BalancesReport> merged = MergePartitionBalances(parts);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  v1::BalancesReport want = whole;
+  want.clear_position();
+  EXPECT_EQ(merged->SerializeAsString(), want.SerializeAsString())
+      << merged->ShortDebugString();
+
+  absl::StatusOr<v1::BalancesReport> none = MergePartitionBalances({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->stores_size(), 0);
+
+  // A store in two partitions (store ids are unique in a cluster).
+  std::vector<v1::BalancesReport> twice = parts;
+  *twice[1].add_stores() = twice[0].stores(0);
+  absl::StatusOr<v1::BalancesReport> duplicate = MergePartitionBalances(twice);
+  EXPECT_TRUE(absl::IsInvalidArgument(duplicate.status()))
+      << duplicate.status();
+  EXPECT_THAT(duplicate.status().message(),
+              HasSubstr(twice[0].stores(0).store_id()));
+
+  // Projections and postings are not summed together.
+  std::vector<v1::BalancesReport> mixed = parts;
+  mixed[2].set_source("postings");
+  EXPECT_TRUE(absl::IsInvalidArgument(MergePartitionBalances(mixed).status()));
+
+  // Totals that would overflow are an error, not a wrapped figure.
+  std::vector<v1::BalancesReport> huge(2);
+  for (size_t p = 0; p < huge.size(); ++p) {
+    huge[p].set_source(whole.source());
+    v1::StoreBalances* store = huge[p].add_stores();
+    store->set_store_id(absl::StrCat("huge-", p));
+    store->set_kind(v1::MINI_STORE);
+    store->mutable_balances()->set_available_fen(
+        std::numeric_limits<int64_t>::max());
+  }
+  EXPECT_TRUE(absl::IsDataLoss(MergePartitionBalances(huge).status()));
 }
 
 TEST_F(SimulatedFinanceTest, TotalsKeepLegacyAndWeChatStoreMoneyApart) {

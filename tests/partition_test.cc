@@ -328,17 +328,17 @@ TEST_F(PartitionTest, CliFinanceReadsThroughOneNode) {
     EXPECT_EQ(lines[p].rfind(absl::StrCat("{\"partition\":", p, ","), 0), 0u)
         << lines[p];
   }
-  const auto report =
-      std::make_optional(testing::FromJson<v1::BalancesReport>(lines.back()));
+  const v1::BalancesReport report =
+      testing::FromJson<v1::BalancesReport>(lines.back());
   std::set<std::string> stores;
-  for (const v1::StoreBalances& store : report->stores()) {
+  for (const v1::StoreBalances& store : report.stores()) {
     stores.insert(store.store_id());
   }
   for (uint32_t p = 0; p < kPartitions; ++p) {
     EXPECT_TRUE(stores.count(absl::StrCat("cli-", p))) << "cli-" << p;
   }
   uint64_t mini_stores = 0;
-  for (const v1::KindTotals& totals : report->totals()) {
+  for (const v1::KindTotals& totals : report.totals()) {
     if (totals.kind() == v1::MINI_STORE) mini_stores = totals.stores();
   }
   EXPECT_GE(mini_stores, kPartitions);
@@ -349,6 +349,28 @@ TEST_F(PartitionTest, CliFinanceReadsThroughOneNode) {
   CliRun one = RunStoreledger(
       {"--server", server, "postings", "--partition", "1"}, *dir_);
   EXPECT_EQ(one.status, 0) << one.err;
+  // Bad partitions and positions are refused, naming what was wrong.
+  const std::string beyond = absl::StrCat(kPartitions + 5);
+  CliRun missing = RunStoreledger(
+      {"--server", server, "postings", "--partition", beyond}, *dir_);
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(
+      missing.err.find(absl::StrCat("partition ", beyond, ": the cluster has ",
+                                    kPartitions, " partitions")),
+      std::string::npos)
+      << missing.err;
+  CliRun both = RunStoreledger(
+      {"--server", server, "postings", "--store", "cli-1", "--partition", "1"},
+      *dir_);
+  EXPECT_EQ(both.status, kExitUsage);
+  EXPECT_NE(both.err.find("--partition is for every store's postings"),
+            std::string::npos)
+      << both.err;
+  CliRun position = RunStoreledger(
+      {"--server", server, "balances", "--position", "1"}, *dir_);
+  EXPECT_EQ(position.status, kExitUsage);
+  EXPECT_NE(position.err.find("use --known-at T"), std::string::npos)
+      << position.err;
 
   CliRun statement =
       RunStoreledger({"--server", server, "statement", "--store",
@@ -588,6 +610,28 @@ void ClearLogPlace(v1::PostingLine* line) {
   line->clear_event_id();
 }
 
+// Every PostingLine a ListPostings call streams, with their log places
+// cleared (ClearLogPlace) when `clear`, or the call's error.
+absl::StatusOr<std::vector<v1::PostingLine>> ListPostings(
+    v1::Ledger::Stub& entry, const v1::ListPostingsRequest& request,
+    bool clear) {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
+      entry.ListPostings(&context, request);
+  std::vector<v1::PostingLine> lines;
+  v1::PostingLine line;
+  while (reader->Read(&line)) {
+    if (clear) ClearLogPlace(&line);
+    lines.push_back(line);
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        s.error_message());
+  }
+  return lines;
+}
+
 // The finance reads through node 0 (routed to the store's partition, or
 // one partition at a time) against the same reads of one ledger.
 void CompareFinanceReads(v1::Ledger::Stub& entry, const Ledger& single,
@@ -672,18 +716,14 @@ void CompareFinanceReads(v1::Ledger::Stub& entry, const Ledger& single,
                   want_lines.push_back(copy.SerializeAsString());
                   return true;
                 }).ok());
-    grpc::ClientContext postings_context;
     v1::ListPostingsRequest postings_request;
     postings_request.set_store_id(id);
-    std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
-        entry.ListPostings(&postings_context, postings_request);
-    v1::PostingLine line;
-    while (reader->Read(&line)) {
-      ClearLogPlace(&line);
+    absl::StatusOr<std::vector<v1::PostingLine>> listed =
+        ListPostings(entry, postings_request, /*clear=*/true);
+    ASSERT_TRUE(listed.ok()) << id << ": " << listed.status();
+    for (const v1::PostingLine& line : *listed) {
       have_lines.push_back(line.SerializeAsString());
     }
-    s = reader->Finish();
-    ASSERT_TRUE(s.ok()) << id << ": " << s.error_message();
     EXPECT_EQ(want_lines, have_lines) << "postings of " << id;
     postings_compared += want_lines.size();
 
@@ -710,15 +750,19 @@ void CompareFinanceReads(v1::Ledger::Stub& entry, const Ledger& single,
               }).ok());
   // (Every posting of one ledger is of a store of this stream.)
   for (uint32_t p = 0; p < kPartitions; ++p) {
-    grpc::ClientContext context;
     v1::ListPostingsRequest request;
     request.set_partition(p);
-    std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
-        entry.ListPostings(&context, request);
-    v1::PostingLine line;
-    while (reader->Read(&line)) have_count += store_ids.count(line.store_id());
-    grpc::Status s = reader->Finish();
-    ASSERT_TRUE(s.ok()) << "partition " << p << ": " << s.error_message();
+    absl::StatusOr<std::vector<v1::PostingLine>> lines =
+        ListPostings(entry, request, /*clear=*/false);
+    ASSERT_TRUE(lines.ok()) << "partition " << p << ": " << lines.status();
+    for (const v1::PostingLine& line : *lines) {
+      have_count += store_ids.count(line.store_id());
+    }
+  }
+  {
+    v1::ListPostingsRequest request;  // every store, no partition named
+    EXPECT_TRUE(absl::IsFailedPrecondition(
+        ListPostings(entry, request, /*clear=*/false).status()));
   }
   EXPECT_EQ(want_count, have_count);
   std::cout << "finance reads through node 0: balances of " << kPartitions
