@@ -46,6 +46,7 @@
 #include "ledger/ledger.h"
 #include "replication/jetstream.h"
 #include "replication/replica.h"
+#include "server/cluster_router.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/child_process.h"
 #include "tests/support/nats_cluster.h"
@@ -270,6 +271,7 @@ struct Replicad {
   std::string db;
   std::string log;
   std::unique_ptr<testing::ChildProcess> process;
+  std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::Ledger::Stub> stub;
 };
 
@@ -321,14 +323,9 @@ int Failover(int servers, int kills, uint64_t seed) {
     replicas[i].address = absl::StrCat("127.0.0.1:", *port);
     replicas[i].db = dir.Sub(absl::StrCat("r", i));
     replicas[i].log = dir.Sub(absl::StrCat("r", i, ".log"));
-    // Reconnect within 100-500 ms (gRPC's default backoff, 1 s growing to
-    // 120 s, would be measured as failover time).
-    grpc::ChannelArguments arguments;
-    arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-    replicas[i].stub = v1::Ledger::NewStub(grpc::CreateCustomChannel(
-        replicas[i].address, grpc::InsecureChannelCredentials(), arguments));
+    replicas[i].channel =
+        ReplicaChannel(replicas[i].address, grpc::InsecureChannelCredentials());
+    replicas[i].stub = v1::Ledger::NewStub(replicas[i].channel);
     if (!start(replicas[i])) return 1;
   }
   std::atomic<int> leader{-1};
@@ -362,7 +359,8 @@ int Failover(int servers, int kills, uint64_t seed) {
         context.set_deadline(
             absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
         v1::CommandResult result;
-        if (replicas[to]
+        if (AwaitReplica(*replicas[to].channel, kReplicaConnectWait) &&
+            replicas[to]
                 .stub
                 ->Execute(&context, OpenStore(absl::StrCat("f", c, "-", i)),
                           &result)

@@ -305,13 +305,23 @@ absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> Router::LeaderStub(
     return absl::UnavailableError(
         absl::StrCat("partition ", partition, " has no leader right now"));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  std::shared_ptr<v1::Ledger::StubInterface>& stub = stubs_[*leader];
-  if (stub == nullptr) {
-    stub = v1::Ledger::NewStub(
-        grpc::CreateChannel(*leader, grpc::InsecureChannelCredentials()));
+  Channel to;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Channel& known = channels_[*leader];
+    if (known.channel == nullptr) {
+      known.channel =
+          ReplicaChannel(*leader, grpc::InsecureChannelCredentials());
+      known.stub = v1::Ledger::NewStub(known.channel);
+    }
+    to = known;
   }
-  return stub;
+  if (!AwaitReplica(*to.channel, kReplicaConnectWait)) {
+    return absl::UnavailableError(absl::StrCat(
+        "partition ", partition, ": its leader ", *leader,
+        " did not answer within ", absl::FormatDuration(kReplicaConnectWait)));
+  }
+  return to.stub;
 }
 
 absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> Router::StoreReader(

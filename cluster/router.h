@@ -97,8 +97,11 @@ class Router final : public ClusterRouter {
 
   std::mutex mu_;
   absl::flat_hash_map<std::string, uint32_t> placed_;  // guarded by mu_
-  std::map<std::string, std::shared_ptr<v1::Ledger::StubInterface>>
-      stubs_;  // by address; guarded by mu_
+  struct Channel {
+    std::shared_ptr<grpc::Channel> channel;
+    std::shared_ptr<v1::Ledger::StubInterface> stub;
+  };
+  std::map<std::string, Channel> channels_;  // by address; guarded by mu_
 };
 
 // applyPolicy's answers from every partition, as one: REJECTED when one

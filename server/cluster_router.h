@@ -2,7 +2,8 @@
 // holds them (DESIGN.md §7, docs/cluster.md "Partitions"; implemented by
 // cluster/router.h, which knows NATS). A call that a router sent on carries
 // kRoutedMetadata: the node that receives it serves it itself (its write
-// gate applies), so a call is routed at most once.
+// gate applies), so a call is routed at most once. ReplicaChannel and
+// AwaitReplica are how any caller that follows a lease reaches a replica.
 #ifndef STORELEDGER_SERVER_CLUSTER_ROUTER_H_
 #define STORELEDGER_SERVER_CLUSTER_ROUTER_H_
 
@@ -14,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "storeledger/v1/service.grpc.pb.h"
 
@@ -29,6 +31,40 @@ inline void PrepareRoutedCall(grpc::ClientContext* context,
   if (!authorization.empty()) {
     context->AddMetadata("authorization", authorization);
   }
+}
+
+// A channel to one replica of a partition, for a caller that follows the
+// lease. A replica that dies comes back, or another takes its lease,
+// within seconds, so the channel tries to reconnect every 100-500 ms
+// rather than on gRPC's default backoff (1 s, growing to 120 s).
+inline std::shared_ptr<grpc::Channel> ReplicaChannel(
+    const std::string& address,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+  grpc::ChannelArguments arguments;
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+  return grpc::CreateCustomChannel(address, credentials, arguments);
+}
+
+// How long a caller waits for a replica's channel to connect before a call.
+inline constexpr absl::Duration kReplicaConnectWait = absl::Seconds(1);
+
+// Waits up to `at_most` for `channel` to connect; true when it is. Call it
+// before a call to the replica a lease names. A channel whose connection
+// failed reconnects only while something polls it, and a call that fails
+// fast on the channel's last error polls nothing: in a process where no
+// call is waiting, only gRPC's backup poller (every 5 s) moves the
+// connection on, and a client retrying against a leader that has just
+// come back kept seeing "connection refused" for 5-10 s
+// (docs/cluster.md "Failover").
+inline bool AwaitReplica(grpc::Channel& channel, absl::Duration at_most) {
+  const grpc_connectivity_state state =
+      channel.GetState(/*try_to_connect=*/true);
+  if (state == GRPC_CHANNEL_READY) return true;
+  if (state == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    grpc::experimental::ChannelResetConnectionBackoff(&channel);
+  }
+  return channel.WaitForConnected(absl::ToChronoTime(absl::Now() + at_most));
 }
 
 class ClusterRouter {

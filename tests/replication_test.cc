@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -29,6 +30,7 @@
 #include "replication/jetstream.h"
 #include "replication/log_batch.h"
 #include "replication/replica.h"
+#include "server/cluster_router.h"
 #include "server/service.h"
 #include "storeledger/v1/replication.pb.h"
 #include "storeledger/v1/service.grpc.pb.h"
@@ -493,15 +495,8 @@ class Daemon {
     absl::StatusOr<int> port = testing::FreeLoopbackPort();
     EXPECT_TRUE(port.ok());
     address_ = absl::StrCat("127.0.0.1:", *port);
-    // A client of a replica that may die and come back: reconnect within
-    // 100-500 ms rather than gRPC's default backoff (1 s growing to 120 s),
-    // which would add its own wait to every failover measured here.
-    grpc::ChannelArguments arguments;
-    arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-    stub_ = v1::Ledger::NewStub(grpc::CreateCustomChannel(
-        address_, grpc::InsecureChannelCredentials(), arguments));
+    channel_ = ReplicaChannel(address_, grpc::InsecureChannelCredentials());
+    stub_ = v1::Ledger::NewStub(channel_);
   }
   // Serves the console and /metrics too (Metrics()).
   void EnableHttp() {
@@ -566,6 +561,13 @@ class Daemon {
   const std::string& address() const { return address_; }
   const std::string& db() const { return db_; }
   v1::Ledger::Stub& stub() { return *stub_; }
+  grpc::Channel& channel() { return *channel_; }
+  // What the process wrote to stderr, over all its starts.
+  std::string Said() const {
+    std::ifstream file(log_);
+    return std::string((std::istreambuf_iterator<char>(file)),
+                       std::istreambuf_iterator<char>());
+  }
   // The value of one sample of /metrics ("name" or "name{labels}"), or -1.
   double Metric(const std::string& sample) {
     httplib::Client client("127.0.0.1", http_port_);
@@ -588,6 +590,7 @@ class Daemon {
  private:
   int http_port_ = 0;
   std::string urls_, db_, log_, address_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Ledger::Stub> stub_;
   std::unique_ptr<testing::ChildProcess> process_;
 };
@@ -643,11 +646,23 @@ class ReplicaProcessTest : public ::testing::Test {
       const int leader = Leader();
       if (leader >= 0) {
         v1::CommandResult result;
-        if (daemons_[leader]->Execute(command, &result).ok()) return result;
+        if (AwaitReplica(daemons_[leader]->channel(), kReplicaConnectWait) &&
+            daemons_[leader]->Execute(command, &result).ok()) {
+          return result;
+        }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return std::nullopt;
+  }
+  // Every daemon's stderr, headed by its address: what a failed
+  // assertion prints.
+  std::string AllSaid() const {
+    std::string all;
+    for (const auto& daemon : daemons_) {
+      absl::StrAppend(&all, "---- ", daemon->address(), "\n", daemon->Said());
+    }
+    return all;
   }
   // Stops every daemon and reads each one's log.
   std::vector<std::vector<std::string>> StopAndReadLogs() {
@@ -724,9 +739,7 @@ TEST_F(ReplicaProcessTest, PausedOldLeaderIsFencedAcknowledgesNothingFollows) {
               absl::Seconds(30)));
   std::vector<std::vector<std::string>> logs = StopAndReadLogs();
   // It was deposed (by the fence or by its lost lease) and came back.
-  std::ifstream stderr_file(dir_.Sub(absl::StrCat("r", old_leader, ".log")));
-  const std::string said((std::istreambuf_iterator<char>(stderr_file)),
-                         std::istreambuf_iterator<char>());
+  const std::string said = daemons_[old_leader]->Said();
   EXPECT_NE(said.find("deposed"), std::string::npos) << said;
   std::cout << said;
   // No position holds two different envelopes anywhere.
@@ -740,6 +753,43 @@ TEST_F(ReplicaProcessTest, PausedOldLeaderIsFencedAcknowledgesNothingFollows) {
   ExpectOutcomes(acknowledged);
 }
 
+// A client that calls a replica which died and came back connects as soon
+// as the replica listens, not when gRPC's backup poller next runs (every
+// 5 s: before AwaitReplica, 4-10 s after each restart here). Three
+// restarts, so a lucky poll cannot pass it.
+TEST(ReplicaChannelTest, AClientReachesARestartedReplicaAtOnce) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  Daemon daemon((*nats)->urls_flag(), dir.Sub("r"), dir.Sub("r.log"));
+  daemon.Start();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return daemon.HeadPosition() > 0 ||
+               AwaitReplica(daemon.channel(), absl::Milliseconds(100));
+      },
+      absl::Seconds(30)));
+  for (int round = 0; round < 3; ++round) {
+    daemon.KillHard();
+    // Calls against the dead replica for a second: the channel fails.
+    for (const absl::Time until = absl::Now() + absl::Seconds(1);
+         absl::Now() < until;) {
+      EXPECT_EQ(daemon.HeadPosition(), 0u);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    daemon.Start();
+    const absl::Time started = absl::Now();
+    ASSERT_TRUE(WaitFor(
+        [&] { return AwaitReplica(daemon.channel(), absl::Milliseconds(200)); },
+        absl::Seconds(30)));
+    const absl::Duration took = absl::Now() - started;
+    std::cout << "round " << round << ": connected "
+              << absl::FormatDuration(took) << " after the restart\n";
+    // storeledgerd listens within ~0.3 s of its start here.
+    EXPECT_LT(took, absl::Milliseconds(1500)) << "round " << round;
+  }
+}
+
 TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
   StartAll(3);
   const uint64_t seed = testing::SeedFromEnvironment();
@@ -750,6 +800,12 @@ TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
   std::map<std::string, uint64_t> acknowledged;
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;
+  // A failed assertion returns from here: the clients stop and are joined
+  // first, so the failure is reported rather than ending in terminate().
+  absl::Cleanup join_clients = [&] {
+    stop = true;
+    for (std::thread& client : clients) client.join();
+  };
   constexpr int kClients = 4;
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
@@ -792,13 +848,13 @@ TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
           return acknowledged.size() > before_kill + kClients;
         },
         absl::Seconds(15)))
-        << "round " << round;
+        << "round " << round << "\n"
+        << AllSaid();
     std::cout << "failover " << round << ": acknowledgements again after "
               << absl::FormatDuration(absl::Now() - killed_at) << "\n";
     daemons_[leader]->Start();
   }
-  stop = true;
-  for (std::thread& client : clients) client.join();
+  std::move(join_clients).Invoke();
   // Every replica catches up with the leader.
   const int leader = Leader();
   ASSERT_GE(leader, 0);
