@@ -231,8 +231,12 @@ class Cluster {
   }
 
   ~Cluster() {
-    for (Node& node : nodes_) node.process->Kill(SIGTERM);
-    for (Node& node : nodes_) node.process->Wait();
+    for (Node& node : nodes_) {
+      if (node.process != nullptr) node.process->Kill(SIGTERM);
+    }
+    for (Node& node : nodes_) {
+      if (node.process != nullptr) node.process->Wait();
+    }
   }
 
   uint32_t partitions() const { return static_cast<uint32_t>(nodes_.size()); }
@@ -550,6 +554,8 @@ bool ParseFlags(int argc, char** argv, BenchFlags* flags) {
 }  // namespace storeledger
 
 int main(int argc, char** argv) {
+  // A row as soon as it is measured, also into a file.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   storeledger::BenchFlags flags;
   if (!storeledger::ParseFlags(argc, argv, &flags)) return 2;
   return storeledger::Run(flags);
