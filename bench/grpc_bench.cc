@@ -31,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bench/bench_commands.h"
 #include "cli/cli.h"
 #include "cli/client.h"
 #include "core/policy.h"
@@ -58,25 +59,12 @@ v1::Command OpenStore(const std::string& store) {
   return command;
 }
 
-v1::Command AddProduct(const std::string& store, int i) {
-  v1::Command command;
-  command.set_command_id(absl::StrCat(store, "-", i));
-  *command.mutable_occurred_at() = ToProto(absl::FromUnixSeconds(1717293600));
-  v1::AddProduct* body = command.mutable_add_product();
-  body->set_store_id(store);
-  body->set_product_id(absl::StrCat("p", i));
-  body->set_kind(v1::PHYSICAL);
-  body->set_origin(v1::OWN);
-  body->set_category_id("c");
-  body->set_price_fen(100);
-  return command;
-}
-
 // Client c's i-th command.
 v1::Command CommandFor(int c, int i) {
   const std::string store =
       absl::StrCat("bench", c, "-", i / kProductsPerStore);
-  return i % kProductsPerStore == 0 ? OpenStore(store) : AddProduct(store, i);
+  return i % kProductsPerStore == 0 ? OpenStore(store)
+                                    : BenchAddProduct(store, i);
 }
 
 struct Figures {

@@ -44,7 +44,6 @@
 //       [--products-per-store 9] [--merchants 1000] [--no-sync] [--no-baseline]
 //       [--seed S]
 #include <signal.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -67,6 +66,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bench/bench_commands.h"
 #include "cluster/placement.h"
 #include "grpcpp/grpcpp.h"
 #include "json/json.h"
@@ -104,33 +104,11 @@ v1::Command OpenStore(const std::string& store, const std::string& merchant) {
       R"(","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
 }
 
-v1::Command AddProduct(const std::string& store, int i) {
-  v1::Command command;
-  command.set_command_id(absl::StrCat(store, "-", i));
-  command.mutable_occurred_at()->set_seconds(1717293600);
-  v1::AddProduct* body = command.mutable_add_product();
-  body->set_store_id(store);
-  body->set_product_id(absl::StrCat("p", i));
-  body->set_kind(v1::PHYSICAL);
-  body->set_origin(v1::OWN);
-  body->set_category_id("c");
-  body->set_price_fen(100);
-  return command;
-}
-
 double Percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
   return values[std::min(values.size() - 1,
                          static_cast<size_t>(p * values.size()))];
-}
-
-std::string StoreledgerdPath() {
-  char path[4096];
-  const ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  if (n <= 0) return "storeledgerd";
-  std::string self(path, static_cast<size_t>(n));
-  return self.substr(0, self.rfind('/') + 1) + "storeledgerd";
 }
 
 // The last `bytes` of the file at `path` (a node's log, for an error).
@@ -348,11 +326,11 @@ absl::StatusOr<Load> RunClients(const Cluster& cluster,
         context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
         v1::CommandResult result;
         const absl::Time t = absl::Now();
-        const grpc::Status s =
-            stub.Execute(&context,
-                         command.open ? OpenStore(store, command.merchant)
-                                      : AddProduct(store, static_cast<int>(i)),
-                         &result);
+        const grpc::Status s = stub.Execute(
+            &context,
+            command.open ? OpenStore(store, command.merchant)
+                         : BenchAddProduct(store, static_cast<int>(i)),
+            &result);
         const double ms = absl::ToDoubleMilliseconds(absl::Now() - t);
         failed[c] = s.ok() ? Accepted(result)
                            : absl::UnavailableError(s.error_message());
@@ -429,7 +407,7 @@ int Run(const BenchFlags& flags) {
           absl::StrCat("m", random() % flags.merchants);
       ++per_partition[PartitionOfMerchant(merchant, placed)];
       batches[0].push_back(OpenStore(absl::StrCat("b", i), merchant));
-      batches[1].push_back(AddProduct(absl::StrCat("b", i), i));
+      batches[1].push_back(BenchAddProduct(absl::StrCat("b", i), i));
     }
     for (int b = 0; b < 2; ++b) {
       absl::StatusOr<double> seconds = RunBatch(**cluster, batches[b]);

@@ -41,6 +41,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench/bench_commands.h"
 #include "grpcpp/grpcpp.h"
 #include "json/json.h"
 #include "ledger/ledger.h"
@@ -257,14 +258,6 @@ int Run(int servers, int batch_commands, int client_commands) {
 }
 
 // ---- Failover: storeledgerd processes, leader killed with SIGKILL.
-
-std::string StoreledgerdPath() {
-  char path[4096];
-  const ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  if (n <= 0) return "storeledgerd";
-  std::string self(path, static_cast<size_t>(n));
-  return self.substr(0, self.rfind('/') + 1) + "storeledgerd";
-}
 
 struct Replicad {
   std::string address;
