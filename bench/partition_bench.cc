@@ -26,6 +26,10 @@
 //                        store directory entry (a NATS KV create)
 //   N clients to leader  the same load (same merchants, new store ids), each
 //                        command sent to its partition's leader directly
+//   ... marked routed    the same again, each call marked as a router marks
+//                        the calls it sends on (PrepareRoutedCall), so the
+//                        leader serves it itself without its router: what
+//                        the router's path costs a unary call
 // and the routing overhead: the p50 of the commands of partitions other
 // than 0 (the routed ones) through node 0 beside the p50 of the same
 // partitions' commands sent to their leader. First (unless --no-baseline),
@@ -301,12 +305,22 @@ struct Load {
   std::vector<double> open_ms;    // of the openStore commands
 };
 
+// Where a client sends its unary calls.
+enum class Target {
+  kNode0,
+  kLeader,
+  // The leader, each call marked as a router marks the calls it sends on:
+  // served there without going through its router.
+  kLeaderMarkedRouted,
+};
+constexpr const char* kTargetNames[] = {"via node 0", "to the leader",
+                                        "to the leader marked routed"};
+
 // Every client's `plan` as unary Execute, one command at a time each, its
-// stores named `tag`-client-index: to node 0, or to each command's own
-// leader when `direct`.
+// stores named `tag`-client-index, sent to `target`.
 absl::StatusOr<Load> RunClients(const Cluster& cluster,
                                 const std::vector<std::vector<Planned>>& plan,
-                                const std::string& tag, bool direct) {
+                                const std::string& tag, Target target) {
   const int clients = static_cast<int>(plan.size());
   std::vector<std::vector<std::unique_ptr<v1::Ledger::Stub>>> stubs;
   for (int c = 0; c < clients; ++c) stubs.push_back(Connect(cluster));
@@ -321,8 +335,12 @@ absl::StatusOr<Load> RunClients(const Cluster& cluster,
       for (size_t i = 0; i < plan[c].size(); ++i) {
         const Planned& command = plan[c][i];
         if (command.open) store = absl::StrCat(tag, "-", c, "-", i);
-        v1::Ledger::Stub& stub = *stubs[c][direct ? command.partition : 0];
+        v1::Ledger::Stub& stub =
+            *stubs[c][target == Target::kNode0 ? 0 : command.partition];
         grpc::ClientContext context;
+        if (target == Target::kLeaderMarkedRouted) {
+          PrepareRoutedCall(&context, "");
+        }
         context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
         v1::CommandResult result;
         const absl::Time t = absl::Now();
@@ -367,8 +385,8 @@ int Run(const BenchFlags& flags) {
   std::mt19937_64 random(flags.seed);
   std::vector<std::string> routing_rows;
   // Each workload's rate unpartitioned and with P = 1, for the ratios
-  // (index: the two batches, clients via node 0, clients to the leader).
-  std::optional<double> unpartitioned[4], one_partition[4];
+  // (index: the two batches, then the clients' Target).
+  std::optional<double> unpartitioned[5], one_partition[5];
   auto ratios = [&](int workload, double rate) {
     std::string text;
     for (const auto* peer :
@@ -438,21 +456,23 @@ int Run(const BenchFlags& flags) {
       }
     }
     // Unpartitioned, node 0 is every command's leader: one run.
-    Load loads[2];
-    for (int direct = 0; direct < (partitions == 0 ? 1 : 2); ++direct) {
-      absl::StatusOr<Load> load =
-          RunClients(**cluster, plan, direct ? "d" : "v", direct != 0);
+    Load loads[3];
+    for (int t = 0; t < (partitions == 0 ? 1 : 3); ++t) {
+      absl::StatusOr<Load> load = RunClients(
+          **cluster, plan, std::string(1, "vdr"[t]), static_cast<Target>(t));
       if (!load.ok()) return fail(load.status());
-      loads[direct] = *std::move(load);
-      const Load& l = loads[direct];
+      loads[t] = *std::move(load);
+      const Load& l = loads[t];
       const double rate = l.all_ms.size() / l.seconds;
-      remember(partitions, 2 + direct, rate);
-      if (partitions == 0) remember(partitions, 3, rate);
+      remember(partitions, 2 + t, rate);
+      if (partitions == 0) {
+        remember(partitions, 3, rate);
+        remember(partitions, 4, rate);
+      }
       std::printf("%s,%d clients %s,%zu,%.3f,%.0f,%.2f,%.2f%s,%.2f\n",
-                  label.c_str(), flags.clients,
-                  direct ? "to the leader" : "via node 0", l.all_ms.size(),
-                  l.seconds, rate, Percentile(l.all_ms, 0.50),
-                  Percentile(l.all_ms, 0.99), ratios(2 + direct, rate).c_str(),
+                  label.c_str(), flags.clients, kTargetNames[t],
+                  l.all_ms.size(), l.seconds, rate, Percentile(l.all_ms, 0.50),
+                  Percentile(l.all_ms, 0.99), ratios(2 + t, rate).c_str(),
                   Percentile(l.open_ms, 0.50));
     }
     if (partitions == 0) continue;
