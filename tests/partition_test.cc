@@ -27,6 +27,7 @@
 #include "cluster/placement.h"
 #include "cluster/router.h"
 #include "core/decide.h"
+#include "core/streams.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -171,21 +172,23 @@ class PartitionTest : public ::testing::Test {
                                 dir_->Sub(absl::StrCat("p", p, ".log")), p));
       nodes_.back()->Start();
     }
+    for (uint32_t p = 0; p < kPartitions; ++p) AwaitLeader(p);
+  }
+  // Until partition p's lease names its node.
+  static void AwaitLeader(uint32_t p) {
     absl::StatusOr<std::unique_ptr<JetStream>> js =
         JetStream::Connect(nats_->urls());
     ASSERT_TRUE(js.ok()) << js.status();
-    for (uint32_t p = 0; p < kPartitions; ++p) {
-      ASSERT_TRUE(WaitFor(
-          [&] {
-            absl::StatusOr<std::optional<std::string>> leader =
-                (*js)->KvGet(kLeaderBucket, LeaseKey(p));
-            return leader.ok() && leader->has_value() &&
-                   **leader == nodes_[p]->address();
-          },
-          kStartTimeout, kPollInterval))
-          << "partition " << p << " has no leader; see "
-          << dir_->Sub(absl::StrCat("p", p, ".log"));
-    }
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          absl::StatusOr<std::optional<std::string>> leader =
+              (*js)->KvGet(kLeaderBucket, LeaseKey(p));
+          return leader.ok() && leader->has_value() &&
+                 **leader == nodes_[p]->address();
+        },
+        kStartTimeout, kPollInterval))
+        << "partition " << p << " has no leader; see "
+        << dir_->Sub(absl::StrCat("p", p, ".log"));
   }
   static void TearDownTestSuite() {
     for (Node* node : nodes_) delete node;
@@ -395,6 +398,138 @@ TEST_F(PartitionTest, CliFinanceReadsThroughOneNode) {
             std::string::npos)
       << statement.out << "partition " << kPartitions - 1 << " head "
       << digest.position();
+}
+
+// digest, audit and explain through one node: a line per partition and
+// the cluster's line; a command of another partition explained from its
+// partition; a partition that does not answer fails audit and digest,
+// named.
+TEST_F(PartitionTest, CliDigestAuditExplainThroughOneNode) {
+  ASSERT_GE(kPartitions, 3u);
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    v1::CommandResult result;
+    grpc::Status s = Execute(OpenStore(absl::StrCat("ade-open-", p),
+                                       absl::StrCat("ade-", p), MerchantIn(p)),
+                             &result);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(result.status(), v1::ACCEPTED) << result.message();
+  }
+  // One command id in two partitions (ids are unique per partition).
+  for (uint32_t p : {1u, 2u}) {
+    v1::CommandResult result;
+    grpc::Status s = Execute(
+        OpenStore("ade-twice", absl::StrCat("ade-twice-", p), MerchantIn(p)),
+        &result);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(result.status(), v1::ACCEPTED) << result.message();
+  }
+  const std::string server = nodes_[0]->address();
+  auto lines_of = [](const CliRun& run) -> std::vector<std::string> {
+    return absl::StrSplit(run.out, '\n', absl::SkipEmpty());
+  };
+  const std::string summary = absl::StrCat("{\"partitions\":", kPartitions);
+
+  CliRun digest = RunStoreledger({"--server", server, "digest"}, *dir_);
+  ASSERT_EQ(digest.status, 0) << digest.err;
+  std::vector<std::string> lines = lines_of(digest);
+  ASSERT_EQ(lines.size(), kPartitions + 1) << digest.out;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(lines[p].rfind(absl::StrCat("{\"partition\":", p, ","), 0), 0u)
+        << lines[p];
+  }
+  EXPECT_EQ(lines.back().rfind(summary, 0), 0u) << lines.back();
+  EXPECT_NE(lines.back().find("\"ok\":true,\"failed\":[]"), std::string::npos)
+      << lines.back();
+
+  CliRun audit = RunStoreledger({"--server", server, "audit"}, *dir_);
+  ASSERT_EQ(audit.status, 0) << audit.err;
+  lines = lines_of(audit);
+  ASSERT_EQ(lines.size(), kPartitions + 1) << audit.out;
+  uint64_t events = 0;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    const v1::AuditReport report = testing::FromJson<v1::AuditReport>(lines[p]);
+    EXPECT_EQ(report.partition(), p);
+    EXPECT_TRUE(report.ok()) << lines[p];
+    EXPECT_GE(report.head_position(), 1u);
+    events += report.events_checked();
+  }
+  EXPECT_EQ(lines.back(), absl::StrCat(summary, ",\"events\":", events,
+                                       ",\"ok\":true,\"failed\":[]}"));
+  CliRun one =
+      RunStoreledger({"--server", server, "audit", "--partition", "2"}, *dir_);
+  ASSERT_EQ(one.status, 0) << one.err;
+  ASSERT_EQ(lines_of(one).size(), 1u) << one.out;
+  EXPECT_EQ(testing::FromJson<v1::AuditReport>(one.out).partition(), 2u);
+
+  // Partition 3's command through node 0: what partition 3 itself answers.
+  const uint32_t last = kPartitions - 1;
+  CliRun explain =
+      RunStoreledger({"--server", server, "explain", "--command-id",
+                      absl::StrCat("ade-open-", last)},
+                     *dir_);
+  ASSERT_EQ(explain.status, 0) << explain.err;
+  grpc::ClientContext context;
+  v1::ExplainRequest request;
+  request.set_command_id(absl::StrCat("ade-open-", last));
+  request.set_partition(last);
+  v1::Explanation there;
+  grpc::Status s = nodes_[last]->stub().Explain(&context, request, &there);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(explain.out, ToJson(there) + "\n");
+  EXPECT_EQ(there.outcome().partition(), last);
+  ASSERT_EQ(there.events_size(), 1);
+  EXPECT_EQ(there.events(0).stream_id(),
+            StoreStream(absl::StrCat("ade-", last)));
+  CliRun elsewhere =
+      RunStoreledger({"--server", server, "explain", "--command-id",
+                      absl::StrCat("ade-open-", last), "--partition", "1"},
+                     *dir_);
+  EXPECT_EQ(elsewhere.status, 1);
+  EXPECT_NE(elsewhere.err.find("NOT_FOUND"), std::string::npos)
+      << elsewhere.err;
+  CliRun twice = RunStoreledger(
+      {"--server", server, "explain", "--command-id", "ade-twice"}, *dir_);
+  EXPECT_EQ(twice.status, 1);
+  EXPECT_NE(twice.err.find("is in partitions 1, 2"), std::string::npos)
+      << twice.err;
+  CliRun chosen = RunStoreledger({"--server", server, "explain", "--command-id",
+                                  "ade-twice", "--partition", "2"},
+                                 *dir_);
+  ASSERT_EQ(chosen.status, 0) << chosen.err;
+  EXPECT_EQ(
+      testing::FromJson<v1::Explanation>(chosen.out).outcome().partition(), 2u);
+
+  // The last partition's only replica stopped: audit and digest print
+  // every other partition, and fail naming it.
+  nodes_[last]->KillHard();
+  for (const char* verb : {"audit", "digest"}) {
+    CliRun down = RunStoreledger({"--server", server, verb}, *dir_);
+    EXPECT_EQ(down.status, kExitCheckFailed) << verb << ": " << down.err;
+    lines = lines_of(down);
+    ASSERT_EQ(lines.size(), kPartitions + 1) << down.out;
+    EXPECT_EQ(lines[last].rfind(absl::StrCat("{\"partition\":", last,
+                                             ",\"error\":\"UNAVAILABLE"),
+                                0),
+              0u)
+        << lines[last];
+    EXPECT_NE(lines.back().find(
+                  absl::StrCat("\"ok\":false,\"failed\":[", last, "]}")),
+              std::string::npos)
+        << lines.back();
+    EXPECT_NE(down.err.find(absl::StrCat("FAILED: partition ", last, " of ",
+                                         kPartitions)),
+              std::string::npos)
+        << down.err;
+  }
+  // A command id could be in the partition that does not answer too.
+  CliRun unsure = RunStoreledger(
+      {"--server", server, "explain", "--command-id", "ade-open-0"}, *dir_);
+  EXPECT_EQ(unsure.status, 1);
+  EXPECT_NE(unsure.err.find(absl::StrCat("UNAVAILABLE: partition ", last)),
+            std::string::npos)
+      << unsure.err;
+  nodes_[last]->Start();
+  AwaitLeader(last);
 }
 
 // The same store id opened at once by merchants of two partitions: exactly
