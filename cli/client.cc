@@ -151,7 +151,8 @@ class Remote {
   // --partition N, checked to fit a partition number; nullopt when absent.
   absl::StatusOr<std::optional<uint32_t>> PartitionFlag() const;
   // `digest` and `audit` of a partitioned cluster (docs/cluster.md
-  // "Routing"): `ask(p)` for each of the `partitions` in turn, which prints
+  // "Routing"; --at-least, a position of one log, refused): `ask(p)` for
+  // each of the `partitions` in turn, which prints
   // that partition's line and says whether it passed; a partition that
   // cannot answer gets a line {"partition":p,"error":"..."} and is named on
   // stderr. Then the summary line: `summary` ("events":N and the like) and
@@ -678,6 +679,11 @@ int Remote::EveryPartition(
     uint32_t partitions,
     const std::function<absl::StatusOr<bool>(uint32_t)>& ask,
     const std::function<std::string()>& summary) {
+  if (ctx_.flags.Has("at-least")) {
+    return ctx_.Fail(absl::InvalidArgumentError(
+        "--at-least is a position of one partition's log: give --partition "
+        "N too"));
+  }
   std::vector<uint32_t> failed;
   for (uint32_t p = 0; p < partitions; ++p) {
     absl::StatusOr<bool> passed = ask(p);
@@ -723,11 +729,6 @@ int Remote::Digest() {
   if (digest.partitions() <= 1 || partition->has_value()) {
     *ctx_.out << ToJson(digest) << "\n";
     return kExitOk;
-  }
-  if (*at_least != 0) {
-    return ctx_.Fail(absl::InvalidArgumentError(
-        "--at-least is a position of one partition's log: give --partition "
-        "N too"));
   }
   // A partitioned cluster (docs/cluster.md "Partitions"): one line per
   // partition, asked through this node, then the cluster's events in all.
@@ -782,11 +783,6 @@ int Remote::Audit() {
       return ctx_.Fail(s);
     }
     return PrintAuditReport(ctx_, report, started);
-  }
-  if (*at_least != 0) {
-    return ctx_.Fail(absl::InvalidArgumentError(
-        "--at-least is a position of one partition's log: give --partition "
-        "N too"));
   }
   // A partitioned cluster: each partition's report (it names its
   // partition), then the cluster's line.
