@@ -14,6 +14,8 @@
 #include <functional>
 #include <iostream>
 #include <limits>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -22,6 +24,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "base/time.h"
 #include "cli/finance_print.h"
@@ -124,6 +127,11 @@ class Remote {
   int Audit();
   int Explain();
   int Tail();
+  int TailAll();
+  absl::Status Feed(std::optional<uint32_t> partition, uint64_t from,
+                    bool follow, uint64_t at_least,
+                    const std::function<bool(const v1::Envelope&)>& emit,
+                    const std::atomic<bool>& stop);
   int Find();
   int PositionAt();
   int Statement();
@@ -843,18 +851,107 @@ int Remote::Backup() {
 volatile std::sig_atomic_t remote_tail_stop = 0;
 extern "C" void RequestRemoteTailStop(int) { remote_tail_stop = 1; }
 
+// While it lives (and `follow`), SIGINT and SIGTERM set remote_tail_stop.
+class StopSignals {
+ public:
+  explicit StopSignals(bool follow) : follow_(follow) {
+    remote_tail_stop = 0;
+    if (!follow_) return;
+    previous_int_ = std::signal(SIGINT, RequestRemoteTailStop);
+    previous_term_ = std::signal(SIGTERM, RequestRemoteTailStop);
+  }
+  ~StopSignals() {
+    if (!follow_) return;
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+
+ private:
+  const bool follow_;
+  void (*previous_int_)(int) = SIG_DFL;
+  void (*previous_term_)(int) = SIG_DFL;
+};
+
+// One partition's feed (`partition` unset: the log of the node asked) from
+// `from`, each envelope handed to `emit` (false: stop); resumes where it
+// was cut off for falling behind; ends with the call's status (ok when
+// `emit` or `stop` ended it). `stop`, or SIGINT / SIGTERM while
+// following, cancels the call.
+absl::Status Remote::Feed(std::optional<uint32_t> partition, uint64_t from,
+                          bool follow, uint64_t at_least,
+                          const std::function<bool(const v1::Envelope&)>& emit,
+                          const std::atomic<bool>& stop) {
+  uint64_t last = from;
+  while (true) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    v1::SubscribeRequest request;
+    request.set_from_position(last);
+    request.set_catch_up_only(!follow);
+    request.set_min_position(at_least);
+    if (partition.has_value()) request.set_partition(*partition);
+    std::atomic<bool> call_over{false};
+    std::thread watcher([&] {
+      while (!call_over) {
+        if (stop || remote_tail_stop) {
+          context.TryCancel();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
+        stub_->Subscribe(&context, request);
+    v1::Envelope envelope;
+    bool stopped = false;
+    while (reader->Read(&envelope)) {
+      last = envelope.position();
+      if (!emit(envelope)) {
+        stopped = true;
+        context.TryCancel();
+        while (reader->Read(&envelope)) {
+        }
+        break;
+      }
+    }
+    grpc::Status status = reader->Finish();
+    call_over = true;
+    watcher.join();
+    if (stopped || stop || remote_tail_stop) return absl::OkStatus();
+    // Cut off for falling behind: resume from the last position received.
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+        context.GetServerTrailingMetadata().count(kResumePositionMetadata)) {
+      continue;
+    }
+    return FromGrpc(status);
+  }
+}
+
 int Remote::Tail() {
   if (absl::Status s = ctx_.flags.CheckKnown(
           {"from-position", "format", "follow", "max-events", "at-least",
-           "server", "token", "tls-ca"});
+           "partition", "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
+  }
+  const std::optional<std::string> partition_flag = ctx_.flags.Get("partition");
+  if (partition_flag == "all") return TailAll();
+  std::optional<uint32_t> partition;
+  if (partition_flag.has_value()) {
+    uint32_t p;
+    if (!absl::SimpleAtoi(*partition_flag, &p)) {
+      return ctx_.Fail(absl::InvalidArgumentError(
+          absl::StrCat("--partition takes a partition number or `all`, not '",
+                       *partition_flag, "'")));
+    }
+    partition = p;
   }
   absl::StatusOr<TailFlags> tail = TailFlags::Parse(ctx_.flags);
   if (!tail.ok()) return ctx_.Fail(tail.status());
   const bool follow = tail->follow;
   // A consumer ahead of the log must notice, as in the embedded verb.
-  absl::StatusOr<v1::PositionAt> head = Resolve(std::nullopt, std::nullopt, "");
+  absl::StatusOr<v1::PositionAt> head =
+      Resolve(std::nullopt, std::nullopt, "", LogScope{"", partition});
   if (!head.ok()) return ctx_.Fail(head.status());
   if (std::optional<std::string> ahead =
           TailPastHead(tail->from_position, head->position())) {
@@ -865,77 +962,109 @@ int Remote::Tail() {
   absl::StatusOr<uint64_t> at_least = AtLeast();
   if (!at_least.ok()) return ctx_.Fail(at_least.status());
 
-  uint64_t last = tail->from_position;
   uint64_t emitted = 0;
-  auto done = [&] {
-    return tail->max_events.has_value() && emitted >= *tail->max_events;
+  auto emit = [&](const v1::Envelope& envelope) {
+    if (tail->max_events.has_value() && emitted >= *tail->max_events) {
+      return false;
+    }
+    if (tail->delimited) {
+      WriteDelimited(*ctx_.out, envelope.SerializeAsString());
+    } else {
+      *ctx_.out << ToJson(envelope) << "\n";
+    }
+    ctx_.out->flush();
+    ++emitted;
+    return !tail->max_events.has_value() || emitted < *tail->max_events;
   };
-  remote_tail_stop = 0;
-  void (*previous_int)(int) = SIG_DFL;
-  void (*previous_term)(int) = SIG_DFL;
-  if (follow) {
-    previous_int = std::signal(SIGINT, RequestRemoteTailStop);
-    previous_term = std::signal(SIGTERM, RequestRemoteTailStop);
-  }
-  absl::Status result;
-  while (true) {
-    grpc::ClientContext context;
-    Prepare(&context);
-    v1::SubscribeRequest request;
-    request.set_from_position(last);
-    request.set_catch_up_only(!follow);
-    request.set_min_position(*at_least);
-    std::atomic<bool> call_over{false};
-    std::thread watcher;
-    if (follow) {
-      watcher = std::thread([&] {
-        while (!call_over) {
-          if (remote_tail_stop) {
-            context.TryCancel();
-            return;
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-      });
-    }
-    std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
-        stub_->Subscribe(&context, request);
-    v1::Envelope envelope;
-    bool stopped = false;
-    while (!done() && reader->Read(&envelope)) {
-      if (tail->delimited) {
-        WriteDelimited(*ctx_.out, envelope.SerializeAsString());
-      } else {
-        *ctx_.out << ToJson(envelope) << "\n";
-      }
-      ctx_.out->flush();
-      last = envelope.position();
-      ++emitted;
-    }
-    if (done()) {
-      stopped = true;
-      context.TryCancel();
-      while (reader->Read(&envelope)) {
-      }
-    }
-    grpc::Status status = reader->Finish();
-    call_over = true;
-    if (watcher.joinable()) watcher.join();
-    if (stopped || remote_tail_stop) break;
-    // Cut off for falling behind: resume from the last position received.
-    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
-        context.GetServerTrailingMetadata().count(kResumePositionMetadata)) {
-      continue;
-    }
-    result = FromGrpc(status);
-    break;
-  }
-  if (follow) {
-    std::signal(SIGINT, previous_int);
-    std::signal(SIGTERM, previous_term);
-  }
+  const StopSignals signals(follow);
+  const std::atomic<bool> never{false};
+  absl::Status result =
+      Feed(partition, tail->from_position, follow, *at_least, emit, never);
   ctx_.out->flush();
   if (!result.ok()) return ctx_.Fail(result);
+  return kExitOk;
+}
+
+// `tail --partition all`: every partition's feed at once, merged as the
+// envelopes come (each partition in its order; there is no order across
+// partitions, whose positions are their own), each JSON line with its
+// `partition`. --from-position is one position for every partition or one
+// per partition ("P0,P1,..."), so a consumer resumes each where it was.
+int Remote::TailAll() {
+  if (ctx_.flags.Has("at-least")) {
+    return ctx_.Fail(absl::InvalidArgumentError(
+        "--at-least names a position of one log; with --partition all every "
+        "partition has its own"));
+  }
+  if (ctx_.flags.GetOr("format", "jsonl") != "jsonl") {
+    return ctx_.Fail(absl::InvalidArgumentError(
+        "--partition all prints JSON lines (--format jsonl): the delimited "
+        "form has no place for each envelope's partition"));
+  }
+  absl::StatusOr<uint32_t> partitions = Partitions();
+  if (!partitions.ok()) return ctx_.Fail(partitions.status());
+  const uint32_t count = std::max<uint32_t>(*partitions, 1);
+  absl::StatusOr<std::optional<uint64_t>> max_events =
+      ctx_.flags.GetUint("max-events");
+  if (!max_events.ok()) return ctx_.Fail(max_events.status());
+  const bool follow = ctx_.flags.Has("follow");
+  std::vector<uint64_t> from(count, 0);
+  const std::string positions = ctx_.flags.GetOr("from-position", "");
+  std::vector<std::string> given = absl::StrSplit(positions, ',');
+  if (positions.empty() || (given.size() != 1 && given.size() != count)) {
+    return ctx_.Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--from-position: one position for every partition, or ", count,
+        " (one per partition, comma-separated), not '", positions, "'")));
+  }
+  for (uint32_t p = 0; p < count; ++p) {
+    const std::string& text = given[given.size() == 1 ? 0 : p];
+    if (!absl::SimpleAtoi(text, &from[p])) {
+      return ctx_.Fail(absl::InvalidArgumentError(
+          absl::StrCat("--from-position: '", text,
+                       "' is not a position (partition ", p, ")")));
+    }
+  }
+  std::mutex mu;
+  uint64_t emitted = 0;
+  std::atomic<bool> stop{false};
+  std::vector<absl::Status> results(count);
+  const StopSignals signals(follow);
+  std::vector<std::thread> feeds;
+  for (uint32_t p = 0; p < count; ++p) {
+    feeds.emplace_back([&, p] {
+      auto emit = [&](const v1::Envelope& envelope) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (stop || (max_events->has_value() && emitted >= **max_events)) {
+          stop = true;
+          return false;
+        }
+        // The envelope's JSON object, its partition first.
+        *ctx_.out << "{\"partition\":" << p << ","
+                  << absl::string_view(ToJson(envelope)).substr(1) << "\n";
+        ctx_.out->flush();
+        ++emitted;
+        if (max_events->has_value() && emitted >= **max_events) {
+          stop = true;
+        }
+        return !stop.load();
+      };
+      results[p] =
+          Feed(*partitions == 0 ? std::nullopt : std::optional<uint32_t>(p),
+               from[p], follow, 0, emit, stop);
+      // One partition's failure ends every feed: the merged feed is whole
+      // or it says what is missing.
+      if (!results[p].ok()) stop = true;
+    });
+  }
+  for (std::thread& feed : feeds) feed.join();
+  ctx_.out->flush();
+  for (uint32_t p = 0; p < count; ++p) {
+    if (!results[p].ok()) {
+      return ctx_.Fail(absl::Status(
+          results[p].code(),
+          absl::StrCat("partition ", p, ": ", results[p].message())));
+    }
+  }
   return kExitOk;
 }
 

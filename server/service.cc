@@ -18,7 +18,9 @@
 // every envelope up to the resume position and then the status; it resumes
 // from there without a gap. The log is the buffer: a slow subscriber costs
 // a batch of memory, and writers nothing. ReadStream reads a store's stream
-// the same way, a batch at a time.
+// the same way, a batch at a time. On a partitioned cluster, another
+// partition's feed is relayed from that partition's leader (Relay), with
+// the same cut-off.
 
 #include "server/service.h"
 
@@ -717,9 +719,15 @@ class LedgerService::Subscription final
  public:
   // `refused`: not ok when the call is refused (no worker, no slot); ok when
   // it holds one of the kSubscribersMax slots, which the worker gives back.
+  // `relay`: a replica of the partition asked for, when that is not this
+  // node's (the feed is read there and written on); nullptr: this log.
   Subscription(LedgerService* service, grpc::CallbackServerContext* context,
-               const v1::SubscribeRequest& request, grpc::Status refused)
-      : service_(service), context_(context), request_(request) {
+               const v1::SubscribeRequest& request, grpc::Status refused,
+               std::shared_ptr<v1::Ledger::StubInterface> relay = nullptr)
+      : service_(service),
+        context_(context),
+        request_(request),
+        relay_(std::move(relay)) {
     if (!refused.ok()) {
       references_ = 1;  // no worker
       Finish(std::move(refused));
@@ -727,12 +735,13 @@ class LedgerService::Subscription final
     }
     std::thread([this] {
       sent_ = request_.from_position();
-      {
+      // The lag metric is this log's: a relayed feed is another's.
+      if (relay_ == nullptr) {
         absl::MutexLock lock(&service_->mu_);
         service_->subscriber_positions_.insert(&sent_);
       }
-      grpc::Status status = Run();
-      {
+      grpc::Status status = relay_ != nullptr ? Relay() : Run();
+      if (relay_ == nullptr) {
         absl::MutexLock lock(&service_->mu_);
         service_->subscriber_positions_.erase(&sent_);
       }
@@ -816,6 +825,74 @@ class LedgerService::Subscription final
     }
   }
 
+  // Another partition's feed: the same call made on a replica of it, each
+  // envelope written on as it comes, with the same cut-off for a client
+  // that stops reading (the upstream call is then cancelled: it holds
+  // nothing there either). Its end is the upstream's, resume position
+  // included (the last envelope written here is the last received).
+  grpc::Status Relay() {
+    grpc::ClientContext upstream;
+    PrepareRoutedCall(&upstream, AuthorizationOf(*context_));
+    upstream.set_deadline(context_->deadline());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_) return ClientGone();
+      upstream_ = &upstream;
+    }
+    std::unique_ptr<grpc::ClientReaderInterface<v1::Envelope>> reader =
+        relay_->Subscribe(&upstream, request_);
+    last_ = request_.from_position();
+    std::optional<grpc::Status> ended;
+    v1::Envelope envelope;
+    while (!ended.has_value() && reader->Read(&envelope)) {
+      const uint64_t position = envelope.position();
+      switch (Write(std::move(envelope))) {
+        case Sent::kSent:
+          last_ = position;
+          sent_ = position;
+          break;
+        case Sent::kClientGone:
+          ended = ClientGone();
+          break;
+        case Sent::kStalled:
+          last_ = position;
+          sent_ = position;
+          service_->stalled_subscribers_cut_off_.fetch_add(1);
+          ended = Resume(
+              grpc::StatusCode::RESOURCE_EXHAUSTED,
+              absl::StrCat("the subscriber took no event for ",
+                           absl::FormatDuration(
+                               service_->options_.subscriber_drain_timeout)));
+          break;
+      }
+    }
+    if (ended.has_value()) {
+      upstream.TryCancel();
+      while (reader->Read(&envelope)) {
+      }
+    }
+    grpc::Status finished = reader->Finish();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      upstream_ = nullptr;
+    }
+    if (ended.has_value()) return *ended;
+    if (finished.ok()) return finished;
+    if (upstream.GetServerTrailingMetadata().count(kResumePositionMetadata)) {
+      context_->AddTrailingMetadata(kResumePositionMetadata,
+                                    absl::StrCat(last_));
+    }
+    return grpc::Status(finished.error_code(),
+                        absl::StrCat("partition ", request_.partition(), ": ",
+                                     finished.error_message()));
+  }
+
+  void OnCancel() override {
+    WorkerReactor::OnCancel();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (upstream_ != nullptr) upstream_->TryCancel();
+  }
+
   // The envelopes after last_ (up to start_head for a catch-up-only call),
   // at most kReadBatchEvents of them and stopping after the one that
   // reaches kReadBatchBytes. The scan is over when this returns.
@@ -871,6 +948,8 @@ class LedgerService::Subscription final
   LedgerService* const service_;
   grpc::CallbackServerContext* const context_;
   const v1::SubscribeRequest request_;
+  const std::shared_ptr<v1::Ledger::StubInterface> relay_;
+  grpc::ClientContext* upstream_ = nullptr;  // Relay's call; guarded by mu_
   uint64_t last_ = 0;  // the last position handed to gRPC (worker only)
   std::atomic<uint64_t> sent_{0};  // last_, for the lag metric
   v1::Envelope outgoing_;          // the write in flight reads it
@@ -880,14 +959,29 @@ grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
     grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) {
   Principal principal;
   grpc::Status refused = Authorize(*context, Permission::kReadLog, &principal);
+  if (refused.ok()) {
+    refused = CheckPartitionExists(options_.router, request->has_partition(),
+                                   request->partition());
+  }
+  // Another partition's feed is relayed from a replica of it; a call routed
+  // here already is served from this log or refused (routed at most once).
+  std::shared_ptr<v1::Ledger::StubInterface> relay;
   if (refused.ok() && request->has_partition() && options_.router != nullptr &&
       request->partition() != options_.router->partition()) {
-    refused = grpc::Status(
-        grpc::StatusCode::FAILED_PRECONDITION,
-        absl::StrCat("this node serves partition ",
-                     options_.router->partition(), "; subscribe to partition ",
-                     request->partition(),
-                     " at a replica of it (the feed is not routed)"));
+    if (ClusterRouter* router = RouterFor(*context); router == nullptr) {
+      refused =
+          grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                       absl::StrCat("this node serves partition ",
+                                    options_.router->partition(),
+                                    "; a routed subscription to partition ",
+                                    request->partition(), " reached it"));
+    } else if (absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>>
+                   there = router->PartitionReader(request->partition());
+               !there.ok()) {
+      refused = ToGrpc(there.status());
+    } else {
+      relay = *std::move(there);
+    }
   }
   if (refused.ok() && subscribers_.fetch_add(1) >= kSubscribersMax) {
     subscribers_.fetch_sub(1);
@@ -895,7 +989,8 @@ grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
                            absl::StrCat("more than ", kSubscribersMax,
                                         " subscribers; retry later"));
   }
-  return new Subscription(this, context, *request, std::move(refused));
+  return new Subscription(this, context, *request, std::move(refused),
+                          std::move(relay));
 }
 
 template <typename Request, typename Call>

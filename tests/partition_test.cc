@@ -13,15 +13,20 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "base/flags.h"
 #include "cli/simulate.h"
 #include "cluster/placement.h"
@@ -312,6 +317,110 @@ TEST_F(PartitionTest, OneNodeReachesEveryPartition) {
     EXPECT_EQ(digest.partition(), p);
     EXPECT_GE(digest.position(), 1u);
   }
+}
+
+// A partition's feed, as `stub` sends it (catch-up only; `partition` unset:
+// the log of the node asked), each envelope serialized.
+std::vector<std::string> FeedOf(v1::Ledger::Stub& stub,
+                                std::optional<uint32_t> partition,
+                                grpc::Status* status) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::SubscribeRequest request;
+  request.set_catch_up_only(true);
+  if (partition.has_value()) request.set_partition(*partition);
+  std::unique_ptr<grpc::ClientReader<v1::Envelope>> reader =
+      stub.Subscribe(&context, request);
+  std::vector<std::string> feed;
+  v1::Envelope envelope;
+  while (reader->Read(&envelope)) feed.push_back(envelope.SerializeAsString());
+  *status = reader->Finish();
+  return feed;
+}
+
+// Every partition's feed through node 0 is the one its own node sends, and
+// `tail --partition all` merges them whole, each partition in its order.
+TEST_F(PartitionTest, EveryPartitionsFeedThroughOneNode) {
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    // As many in each partition: the other tests of this cluster expect
+    // node 0's log to stay the longest.
+    for (int i = 0; i < 2; ++i) {
+      v1::CommandResult result;
+      grpc::Status s =
+          Execute(OpenStore(absl::StrCat("feed-open-", p, "-", i),
+                            absl::StrCat("feed-", p, "-", i), MerchantIn(p, i)),
+                  &result);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      ASSERT_EQ(result.status(), v1::ACCEPTED) << result.message();
+    }
+  }
+  std::vector<std::vector<std::string>> direct(kPartitions);
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    grpc::Status s;
+    direct[p] = FeedOf(nodes_[p]->stub(), std::nullopt, &s);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_FALSE(direct[p].empty()) << "partition " << p;
+    std::vector<std::string> routed = FeedOf(Entry(), p, &s);
+    ASSERT_TRUE(s.ok()) << "partition " << p << ": " << s.error_message();
+    EXPECT_EQ(routed, direct[p]) << "partition " << p;
+  }
+
+  const std::string server = nodes_[0]->address();
+  CliRun one = RunStoreledger(
+      {"--server", server, "tail", "--from-position", "1", "--partition", "2"},
+      *dir_);
+  ASSERT_EQ(one.status, 0) << one.err;
+  std::vector<std::string> one_lines =
+      absl::StrSplit(one.out, '\n', absl::SkipEmpty());
+  EXPECT_EQ(one_lines.size(), direct[2].size() - 1);
+
+  CliRun all = RunStoreledger({"--server", server, "tail", "--from-position",
+                               "0", "--partition", "all"},
+                              *dir_);
+  ASSERT_EQ(all.status, 0) << all.err;
+  // Each line: {"partition":P, then the envelope's own JSON members.
+  std::vector<std::vector<std::string>> merged(kPartitions);
+  for (absl::string_view line :
+       absl::StrSplit(all.out, '\n', absl::SkipEmpty())) {
+    const size_t comma = line.find(',');
+    uint32_t p;
+    ASSERT_TRUE(absl::ConsumePrefix(&line, "{\"partition\":") &&
+                comma != absl::string_view::npos &&
+                absl::SimpleAtoi(line.substr(0, line.find(',')), &p) &&
+                p < kPartitions)
+        << line;
+    merged[p].push_back(testing::FromJson<v1::Envelope>(
+                            absl::StrCat("{", line.substr(line.find(',') + 1)))
+                            .SerializeAsString());
+  }
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(merged[p], direct[p]) << "partition " << p;
+  }
+  // Resumed per partition: one position each, the head of each but the
+  // last, which gives its last envelope again.
+  std::vector<std::string> from;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    from.push_back(absl::StrCat(direct[p].size() - (p + 1 == kPartitions)));
+  }
+  CliRun resumed =
+      RunStoreledger({"--server", server, "tail", "--from-position",
+                      absl::StrJoin(from, ","), "--partition", "all"},
+                     *dir_);
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  std::vector<std::string> resumed_lines =
+      absl::StrSplit(resumed.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(resumed_lines.size(), 1u) << resumed.out;
+  EXPECT_EQ(resumed_lines[0].rfind(
+                absl::StrCat("{\"partition\":", kPartitions - 1, ","), 0),
+            0u)
+      << resumed_lines[0];
+
+  CliRun wrong = RunStoreledger({"--server", server, "tail", "--from-position",
+                                 "0,0", "--partition", "all"},
+                                *dir_);
+  EXPECT_EQ(wrong.status, kExitUsage) << wrong.out;
+  EXPECT_NE(wrong.err.find("one per partition"), std::string::npos)
+      << wrong.err;
 }
 
 // The CLI against one node: balances sums every partition (a position

@@ -552,6 +552,7 @@ class Daemon {
   }
   // The head's position, or 0 when it does not answer.
   uint64_t HeadPosition() {
+    if (!AwaitReplica(*channel_, kReplicaConnectWait)) return 0;
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
     v1::Digest digest;
