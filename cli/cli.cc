@@ -68,8 +68,8 @@ The cluster (NATS JetStream; docs/cluster.md):
 or a date (2024-11-04: midnight in the ledger's zone). --tz ZONE (+08:00, UTC,
 Asia/Shanghai) sets the zone human outputs print; default: the policy's, +08:00.
 `storeledger VERB --help` describes every flag of VERB.
-With --server the verbs apply, state, history, digest, audit and tail go to
-storeledgerd; its reads take --at-least P (a replica behind position P waits
+With --server the verbs apply, state, history, explain, digest, audit and tail
+(and the finance reads) go to storeledgerd; its reads take --at-least P (a replica behind position P waits
 at most 2 s, then answers UNAVAILABLE naming its position: docs/cluster.md).
 )";
 
@@ -167,11 +167,15 @@ absl::Status CliContext::CheckFlags() const {
     known.insert(known.end(), {"server", "token", "tls-ca"});
     // Reads through a replica may wait for a position (docs/cluster.md).
     if (verb == "state" || verb == "history" || verb == "digest" ||
-        verb == "audit" || verb == "tail") {
+        verb == "audit" || verb == "tail" || verb == "explain") {
       known.push_back("at-least");
     }
-    // A partitioned cluster's postings of every store: one partition's.
-    if (verb == "postings") known.push_back("partition");
+    // A partitioned cluster: one partition's postings of every store, its
+    // digest, its audit, its record of a command (docs/cluster.md).
+    if (verb == "postings" || verb == "digest" || verb == "audit" ||
+        verb == "explain") {
+      known.push_back("partition");
+    }
   }
   return flags.CheckKnown(known);
 }

@@ -89,9 +89,11 @@ int StatementVerb(CliContext& ctx);
 int AuditVerb(CliContext& ctx);
 // The report on stdout (JSON), the diverged records and any violations on
 // stderr; kExitOk when it passed, kExitCheckFailed otherwise. Also for
-// `audit --server` (cli/client.cc).
+// `audit --server` (cli/client.cc), which names the `partition` of a
+// partitioned cluster's report in the stderr lines.
 int PrintAuditReport(CliContext& ctx, const v1::AuditReport& report,
-                     absl::Time started);
+                     absl::Time started,
+                     std::optional<uint32_t> partition = std::nullopt);
 // Investigations (cli/investigate_verbs.cc).
 int RebuildVerb(CliContext& ctx);
 int ExplainVerb(CliContext& ctx);

@@ -34,6 +34,7 @@
 #include "core/limits.h"
 #include "core/policy.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/struct.pb.h"
 #include "json/json.h"
 #include "replay/finance.h"
 #include "storeledger/v1/service.grpc.pb.h"
@@ -124,6 +125,7 @@ class Remote {
   int History();
   int Digest();
   int Audit();
+  int Explain();
   int Tail();
   int TailAll();
   absl::Status Feed(std::optional<uint32_t> partition, uint64_t from,
@@ -154,6 +156,19 @@ class Remote {
       const LogScope& scope = {});
   // The cluster's partition count (Digest); 0 when not partitioned.
   absl::StatusOr<uint32_t> Partitions();
+  // --partition N, checked to fit a partition number; nullopt when absent.
+  absl::StatusOr<std::optional<uint32_t>> PartitionFlag() const;
+  // `digest` and `audit` of a partitioned cluster (docs/cluster.md
+  // "Routing"; --at-least, a position of one log, refused): `ask(p)` for
+  // each of the `partitions` in turn, which prints
+  // that partition's line and says whether it passed; a partition that
+  // cannot answer gets a line {"partition":p,"error":"..."} and is named on
+  // stderr. Then the summary line: `summary` ("events":N and the like) and
+  // the partitions that failed. kExitOk when none did, else
+  // kExitCheckFailed naming them.
+  int EveryPartition(uint32_t partitions,
+                     const std::function<absl::StatusOr<bool>(uint32_t)>& ask,
+                     const std::function<std::string()>& summary);
   // The ids a history without --store finds (FindResult of `filter`'s id).
   absl::StatusOr<std::vector<std::string>> OwnersOf(
       const HistoryFilter& filter);
@@ -551,8 +566,7 @@ int Remote::Postings() {
   // Positions are per partition in a cluster: a store's postings are its
   // partition's; every store's, one partition's (--partition).
   LogScope scope;
-  absl::StatusOr<std::optional<uint64_t>> partition =
-      ctx_.flags.GetUint("partition");
+  absl::StatusOr<std::optional<uint32_t>> partition = PartitionFlag();
   if (!partition.ok()) return ctx_.Fail(partition.status());
   if (flags->filter.store_id.has_value()) {
     if (partition->has_value()) {
@@ -572,13 +586,7 @@ int Remote::Postings() {
           *partitions - 1, ") for every store's postings of one")));
     }
     // The server answers a partition it does not have.
-    if (partition->has_value()) {
-      if (**partition > std::numeric_limits<uint32_t>::max()) {
-        return ctx_.Fail(absl::InvalidArgumentError(
-            absl::StrCat("--partition ", **partition, " is out of range")));
-      }
-      scope.partition = static_cast<uint32_t>(**partition);
-    }
+    scope.partition = *partition;
   }
   absl::StatusOr<std::optional<uint64_t>> position = KnowledgePosition(scope);
   if (!position.ok()) return ctx_.Fail(position.status());
@@ -663,62 +671,162 @@ int Remote::Balances() {
   return kExitOk;
 }
 
+absl::StatusOr<std::optional<uint32_t>> Remote::PartitionFlag() const {
+  absl::StatusOr<std::optional<uint64_t>> partition =
+      ctx_.flags.GetUint("partition");
+  if (!partition.ok()) return partition.status();
+  if (!partition->has_value()) return std::optional<uint32_t>();
+  if (**partition > std::numeric_limits<uint32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--partition ", **partition, " is out of range"));
+  }
+  return std::optional<uint32_t>(static_cast<uint32_t>(**partition));
+}
+
+int Remote::EveryPartition(
+    uint32_t partitions,
+    const std::function<absl::StatusOr<bool>(uint32_t)>& ask,
+    const std::function<std::string()>& summary) {
+  if (ctx_.flags.Has("at-least")) {
+    return ctx_.Fail(absl::InvalidArgumentError(
+        "--at-least is a position of one partition's log: give --partition "
+        "N too"));
+  }
+  std::vector<uint32_t> failed;
+  for (uint32_t p = 0; p < partitions; ++p) {
+    absl::StatusOr<bool> passed = ask(p);
+    if (passed.ok() && *passed) continue;
+    failed.push_back(p);
+    if (passed.ok()) continue;
+    google::protobuf::Value error;
+    error.set_string_value(passed.status().ToString());
+    *ctx_.out << "{\"partition\":" << p << ",\"error\":" << ToJson(error)
+              << "}\n";
+    *ctx_.err << "storeledger " << ctx_.verb << ": partition " << p << ": "
+              << passed.status() << "\n";
+  }
+  *ctx_.out << "{\"partitions\":" << partitions << "," << summary()
+            << ",\"ok\":" << (failed.empty() ? "true" : "false")
+            << ",\"failed\":[" << absl::StrJoin(failed, ",") << "]}\n";
+  ctx_.out->flush();
+  if (failed.empty()) return kExitOk;
+  *ctx_.err << "storeledger " << ctx_.verb << ": FAILED: partition"
+            << (failed.size() == 1 ? " " : "s ") << absl::StrJoin(failed, ", ")
+            << " of " << partitions << "\n";
+  return kExitCheckFailed;
+}
+
 int Remote::Digest() {
-  if (absl::Status s =
-          ctx_.flags.CheckKnown({"at-least", "server", "token", "tls-ca"});
+  if (absl::Status s = ctx_.flags.CheckKnown(
+          {"at-least", "partition", "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
   absl::StatusOr<uint64_t> at_least = AtLeast();
   if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  absl::StatusOr<std::optional<uint32_t>> partition = PartitionFlag();
+  if (!partition.ok()) return ctx_.Fail(partition.status());
   v1::DigestRequest request;
   request.set_min_position(*at_least);
+  if (partition->has_value()) request.set_partition(**partition);
   grpc::ClientContext context;
   Prepare(&context);
   v1::Digest digest;
   grpc::Status status = stub_->Digest(&context, request, &digest);
   if (!status.ok()) return ctx_.Fail(FromGrpc(status));
-  if (digest.partitions() <= 1) {
+  if (digest.partitions() <= 1 || partition->has_value()) {
     *ctx_.out << ToJson(digest) << "\n";
     return kExitOk;
   }
   // A partitioned cluster (docs/cluster.md "Partitions"): one line per
   // partition, asked through this node, then the cluster's events in all.
   uint64_t events = 0;
-  for (uint32_t p = 0; p < digest.partitions(); ++p) {
-    grpc::ClientContext one;
-    Prepare(&one);
-    v1::DigestRequest one_request;
-    one_request.set_partition(p);
-    v1::Digest of;
-    status = stub_->Digest(&one, one_request, &of);
-    if (!status.ok()) return ctx_.Fail(FromGrpc(status));
-    *ctx_.out << "{\"partition\":" << p << ",\"position\":" << of.position()
-              << ",\"hash\":\"" << of.hash() << "\"}\n";
-    events += of.position();
-  }
-  *ctx_.out << "{\"partitions\":" << digest.partitions()
-            << ",\"events\":" << events << "}\n";
-  return kExitOk;
+  return EveryPartition(
+      digest.partitions(),
+      [&](uint32_t p) -> absl::StatusOr<bool> {
+        grpc::ClientContext one;
+        Prepare(&one);
+        v1::DigestRequest one_request;
+        one_request.set_partition(p);
+        v1::Digest of;
+        RETURN_IF_ERROR(FromGrpc(stub_->Digest(&one, one_request, &of)));
+        *ctx_.out << "{\"partition\":" << p << ",\"position\":" << of.position()
+                  << ",\"hash\":\"" << of.hash() << "\"}\n";
+        events += of.position();
+        return true;
+      },
+      [&] { return absl::StrCat("\"events\":", events); });
 }
 
 int Remote::Audit() {
-  if (absl::Status s = ctx_.flags.CheckKnown(
-          {"at-least", "no-progress", "server", "token", "tls-ca"});
+  if (absl::Status s =
+          ctx_.flags.CheckKnown({"at-least", "no-progress", "partition",
+                                 "server", "token", "tls-ca"});
       !s.ok()) {
     return ctx_.Fail(s);
   }
   absl::StatusOr<uint64_t> at_least = AtLeast();
   if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  absl::StatusOr<std::optional<uint32_t>> partition = PartitionFlag();
+  if (!partition.ok()) return ctx_.Fail(partition.status());
+  std::optional<uint32_t> partitions;
+  if (!partition->has_value()) {
+    absl::StatusOr<uint32_t> count = Partitions();
+    if (!count.ok()) return ctx_.Fail(count.status());
+    if (*count > 1) partitions = *count;
+  }
   const absl::Time started = absl::Now();
-  v1::AuditRequest request;
+  auto audit = [&](std::optional<uint32_t> p,
+                   v1::AuditReport* report) -> absl::Status {
+    v1::AuditRequest request;
+    request.set_min_position(*at_least);
+    if (p.has_value()) request.set_partition(*p);
+    grpc::ClientContext context;
+    Prepare(&context);
+    return FromGrpc(stub_->Audit(&context, request, report));
+  };
+  if (!partitions.has_value()) {
+    v1::AuditReport report;
+    if (absl::Status s = audit(*partition, &report); !s.ok()) {
+      return ctx_.Fail(s);
+    }
+    return PrintAuditReport(ctx_, report, started);
+  }
+  // A partitioned cluster: each partition's report (it names its
+  // partition), then the cluster's line.
+  uint64_t events = 0;
+  return EveryPartition(
+      *partitions,
+      [&](uint32_t p) -> absl::StatusOr<bool> {
+        v1::AuditReport report;
+        RETURN_IF_ERROR(audit(p, &report));
+        events += report.events_checked();
+        return PrintAuditReport(ctx_, report, started, p) == kExitOk;
+      },
+      [&] { return absl::StrCat("\"events\":", events); });
+}
+
+int Remote::Explain() {
+  if (absl::Status s = ctx_.CheckFlags(); !s.ok()) return ctx_.Fail(s);
+  std::optional<std::string> command_id = ctx_.flags.Get("command-id");
+  if (!command_id || command_id->empty()) {
+    return ctx_.Fail(absl::InvalidArgumentError("--command-id is required"));
+  }
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  absl::StatusOr<std::optional<uint32_t>> partition = PartitionFlag();
+  if (!partition.ok()) return ctx_.Fail(partition.status());
+  v1::ExplainRequest request;
+  request.set_command_id(*command_id);
   request.set_min_position(*at_least);
+  if (partition->has_value()) request.set_partition(**partition);
   grpc::ClientContext context;
   Prepare(&context);
-  v1::AuditReport report;
-  grpc::Status status = stub_->Audit(&context, request, &report);
+  v1::Explanation explanation;
+  grpc::Status status = stub_->Explain(&context, request, &explanation);
   if (!status.ok()) return ctx_.Fail(FromGrpc(status));
-  return PrintAuditReport(ctx_, report, started);
+  *ctx_.out << ToJson(explanation) << "\n";
+  return kExitOk;
 }
 
 int Remote::Backup() {
@@ -976,6 +1084,7 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "history") return remote.History();
   if (ctx.verb == "digest") return remote.Digest();
   if (ctx.verb == "audit") return remote.Audit();
+  if (ctx.verb == "explain") return remote.Explain();
   if (ctx.verb == "tail") return remote.Tail();
   if (ctx.verb == "find") return remote.Find();
   if (ctx.verb == "position-at") return remote.PositionAt();
@@ -985,8 +1094,9 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "backup") return remote.Backup();
   *ctx.err << "storeledger: verb '" << ctx.verb
            << "' does not work with --server (it needs the database itself); "
-              "with --server: apply, state, history, digest, audit, tail, "
-              "find, position-at, statement, postings, balances, backup\n";
+              "with --server: apply, state, history, explain, digest, audit, "
+              "tail, find, position-at, statement, postings, balances, "
+              "backup\n";
   return kExitUsage;
 }
 

@@ -415,15 +415,17 @@ int AuditVerb(CliContext& ctx) {
 }
 
 int PrintAuditReport(CliContext& ctx, const v1::AuditReport& report,
-                     absl::Time started) {
+                     absl::Time started, std::optional<uint32_t> partition) {
   const bool terminal = StderrIsTerminal(ctx);
   std::ostream& err = *ctx.err;
+  const std::string of =
+      partition.has_value() ? absl::StrCat("partition ", *partition, ": ") : "";
   *ctx.out << ToJson(report) << "\n";
   ctx.out->flush();
   // Tails a replica moved aside (docs/cluster.md "Diverged tail"): not part
   // of the log, kept for investigators.
   for (const v1::DivergedRecord& d : report.diverged()) {
-    err << "audit: diverged record " << d.record() << ": positions "
+    err << "audit: " << of << "diverged record " << d.record() << ": positions "
         << d.first_position() << ".." << d.last_position() << " ("
         << d.outcomes() << " command outcomes) moved aside: " << d.reason()
         << "\n";
@@ -433,16 +435,17 @@ int PrintAuditReport(CliContext& ctx, const v1::AuditReport& report,
   if (report.ok()) {
     if (terminal) {
       err << absl::StrFormat(
-          "audit: OK: %d events (head %d), %d postings, %d streams (%d stores, "
+          "audit: %sOK: %d events (head %d), %d postings, %d streams (%d "
+          "stores, "
           "%d merchants), %d command outcomes, %d projection keys; %.2f s\n",
-          report.events_checked(), report.head_position(),
+          of, report.events_checked(), report.head_position(),
           report.postings_checked(), report.streams_checked(),
           report.stores_checked(), report.merchants_checked(),
           report.commands_checked(), report.projection_keys_checked(), seconds);
     }
     return kExitOk;
   }
-  err << "storeledger audit: FAILED: " << report.violations_total()
+  err << "storeledger audit: " << of << "FAILED: " << report.violations_total()
       << " violation" << (report.violations_total() == 1 ? "" : "s") << "\n";
   int printed = 0;
   for (const v1::AuditViolation& v : report.violations()) {

@@ -79,7 +79,9 @@ const std::vector<VerbHelp>& Verbs() {
       {"explain",
        "explain --command-id ID",
        "A command's outcome, deciding rule, events, and the touched stores "
-       "just before it.",
+       "just before it. With --server on a partitioned cluster: from the "
+       "partition holding the command (outcome.partition); --partition N "
+       "for an applyPolicy, which is in each.",
        {{"command-id", "ID", "the command; required"}}},
       {"diff",
        "diff --store ID (--from T1 --to T2 [--position N | --known-at T] | "
@@ -145,9 +147,17 @@ const std::vector<VerbHelp>& Verbs() {
       {"audit",
        "audit [--no-progress]",
        "Every check of the log and projections; JSON report; exit 1 naming "
-       "each violation.",
+       "each violation. With --server on a partitioned cluster: a report "
+       "per partition, then {\"partitions\":P,...,\"failed\":[...]}; exit "
+       "1 naming each partition that failed or did not answer; --partition "
+       "N audits one.",
        {{"no-progress", "", "no progress line on a terminal"}}},
-      {"digest", "digest", "{\"position\":N,\"hash\":HEX} of the head.", {}},
+      {"digest",
+       "digest",
+       "{\"position\":N,\"hash\":HEX} of the head. With --server on a "
+       "partitioned cluster: a line per partition, then "
+       "{\"partitions\":P,\"events\":N,...}; --partition N asks one.",
+       {}},
       {"verify",
        "verify --digest N:HEX",
        "Exit 0 only if the log up to N still hashes to HEX.",

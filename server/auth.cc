@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "replay/projection_store.h"
+#include "replay/read_views.h"
 #include "storage/event_log.h"
 
 namespace storeledger {
@@ -237,6 +238,34 @@ bool MayReadRefusal(const Principal& principal,
     return false;
   }
   return true;
+}
+
+absl::StatusOr<v1::Explanation> ExplainAs(const Principal& principal,
+                                          const Ledger& ledger,
+                                          absl::string_view command_id) {
+  absl::StatusOr<v1::Explanation> explanation =
+      Explain(ledger.log(), ledger.policy(), command_id);
+  if (principal.unrestricted || principal.role != Role::kMerchant) {
+    return explanation;
+  }
+  std::vector<std::string> stores;
+  if (explanation.ok()) {
+    stores = TouchedStores(std::vector<v1::Envelope>(
+        explanation->events().begin(), explanation->events().end()));
+  }
+  ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> readable,
+                   ReadableStores(principal, ledger));
+  // None touched (unknown) or one not its own: the same answer.
+  const bool own =
+      !stores.empty() &&
+      std::all_of(stores.begin(), stores.end(), [&](const std::string& id) {
+        return CheckStoreAccess(principal, readable, id).ok();
+      });
+  if (!own) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "role ", RoleName(principal), " may not read command ", command_id));
+  }
+  return explanation;
 }
 
 std::optional<absl::string_view> BearerToken(absl::string_view header) {

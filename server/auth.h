@@ -102,6 +102,14 @@ bool MayReadRefusal(const Principal& principal,
                     const std::optional<std::vector<std::string>>& readable,
                     const v1::CommandRejected& refusal);
 
+// `explain` of `command_id` (replay/read_views.h Explain) as `principal`
+// may see it: a merchant only when every store the command touched is its
+// own, and an unknown command and another merchant's get the same
+// kPermissionDenied. Shared by gRPC's Explain and the console's.
+absl::StatusOr<v1::Explanation> ExplainAs(const Principal& principal,
+                                          const Ledger& ledger,
+                                          absl::string_view command_id);
+
 // The token of an `authorization` header value "Bearer <token>", or nullopt
 // when the value has another form.
 std::optional<absl::string_view> BearerToken(absl::string_view header);

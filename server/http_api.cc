@@ -423,20 +423,9 @@ absl::StatusOr<std::string> ConsoleApi::Diff(const Principal& principal,
 absl::StatusOr<std::string> ConsoleApi::Explain(const Principal& principal,
                                                 const Params& params) const {
   ASSIGN_OR_RETURN(std::string id, Required(params, "commandId"));
-  absl::StatusOr<v1::Explanation> explanation =
-      storeledger::Explain(ledger_->log(), ledger_->policy(), id);
-  if (IsMerchant(principal)) {
-    // Unknown and another merchant's: the same answer.
-    std::vector<std::string> stores;
-    if (explanation.ok()) {
-      stores = TouchedStores(std::vector<v1::Envelope>(
-          explanation->events().begin(), explanation->events().end()));
-    }
-    RETURN_IF_ERROR(CheckStoresAccess(principal, *ledger_, stores,
-                                      absl::StrCat("command ", id)));
-  }
-  RETURN_IF_ERROR(explanation.status());
-  return ToJson(*explanation);
+  ASSIGN_OR_RETURN(v1::Explanation explanation,
+                   ExplainAs(principal, *ledger_, id));
+  return ToJson(explanation);
 }
 
 absl::StatusOr<std::string> ConsoleApi::Balances(const Params& params) const {

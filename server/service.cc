@@ -34,7 +34,9 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "core/limits.h"
@@ -994,11 +996,12 @@ grpc::ServerWriteReactor<v1::Envelope>* LedgerService::Subscribe(
 template <typename Request, typename Call>
 std::optional<grpc::Status> LedgerService::StartPartitionRead(
     const grpc::ServerContext& context, Permission permission,
-    const Request& request, Call call) const {
-  Principal principal;
-  if (grpc::Status s = Authorize(context, permission, &principal); !s.ok()) {
+    const Request& request, Call call, Principal* principal) const {
+  Principal caller;
+  if (grpc::Status s = Authorize(context, permission, &caller); !s.ok()) {
     return s;
   }
+  if (principal != nullptr) *principal = caller;
   if (grpc::Status s = CheckPartitionExists(
           options_.router, request.has_partition(), request.partition());
       !s.ok()) {
@@ -1059,6 +1062,94 @@ grpc::Status LedgerService::Audit(grpc::ServerContext* context,
   *response = *std::move(report);
   if (options_.router != nullptr) {
     response->set_partition(options_.router->partition());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::Explain(grpc::ServerContext* context,
+                                    const v1::ExplainRequest* request,
+                                    v1::Explanation* response) {
+  if (request->command_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "command_id is required");
+  }
+  if (ClusterRouter* router = RouterFor(*context);
+      router != nullptr && !request->has_partition()) {
+    return ExplainInEveryPartition(context, *router, *request, response);
+  }
+  Principal principal;
+  if (std::optional<grpc::Status> answered = StartPartitionRead(
+          *context, Permission::kReadStore, *request,
+          [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+            return stub.Explain(call, *request, response);
+          },
+          &principal)) {
+    return *answered;
+  }
+  absl::StatusOr<v1::Explanation> explanation =
+      ExplainAs(principal, *options_.ledger, request->command_id());
+  if (!explanation.ok()) return ToGrpc(explanation.status());
+  *response = *std::move(explanation);
+  if (options_.router != nullptr) {
+    response->mutable_outcome()->set_partition(options_.router->partition());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::ExplainInEveryPartition(
+    grpc::ServerContext* context, const ClusterRouter& router,
+    const v1::ExplainRequest& request, v1::Explanation* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (request.min_position() != 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "min_position is a position of one partition's log: "
+                        "set partition too");
+  }
+  // A command id is unique in its partition: each partition answers for
+  // its own log (NOT_FOUND when the id is not there; a merchant's
+  // PERMISSION_DENIED then too), and any other failure is the answer, as
+  // the command may be where it failed.
+  std::vector<uint32_t> holders;
+  grpc::Status absent(grpc::StatusCode::NOT_FOUND, "");
+  for (uint32_t p = 0; p < router.partitions(); ++p) {
+    v1::ExplainRequest one = request;
+    one.set_partition(p);
+    v1::Explanation there;
+    grpc::Status s = Explain(context, &one, &there);
+    if (s.ok()) {
+      holders.push_back(p);
+      *response = std::move(there);
+    } else if (s.error_code() == grpc::StatusCode::NOT_FOUND ||
+               s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+      if (absent.error_message().empty() ||
+          s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+        absent = s;
+      }
+    } else {
+      const std::string named = absl::StrCat("partition ", p);
+      return grpc::Status(
+          s.error_code(),
+          absl::StrCat(absl::StartsWith(s.error_message(), named)
+                           ? ""
+                           : absl::StrCat(named, ": "),
+                       s.error_message(),
+                       " (the command may be there; set partition to ask "
+                       "another alone)"));
+    }
+  }
+  if (holders.empty()) return absent;
+  if (holders.size() > 1) {
+    response->Clear();
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("command ", request.command_id(), " is in partitions ",
+                     absl::StrJoin(holders, ", "),
+                     " (an applyPolicy runs in each): set partition to "
+                     "explain one's (storeledger explain --partition N)"));
   }
   return grpc::Status::OK;
 }

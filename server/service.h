@@ -167,6 +167,11 @@ class LedgerService final
   grpc::Status Audit(grpc::ServerContext* context,
                      const v1::AuditRequest* request,
                      v1::AuditReport* response) override;
+  // `explain --command-id` (docs/cluster.md "Routing"): kReadStore; a
+  // merchant sees only a command whose stores are all its own.
+  grpc::Status Explain(grpc::ServerContext* context,
+                       const v1::ExplainRequest* request,
+                       v1::Explanation* response) override;
   // Proofs over the Merkle tree (auditor and investigator, as Digest). A tree
   // size of 0 is the latest checkpoint's.
   grpc::Status GetInclusionProof(grpc::ServerContext* context,
@@ -241,14 +246,21 @@ class LedgerService final
   // The router this call goes through: nullptr when there is none or a
   // router sent the call here.
   ClusterRouter* RouterFor(const grpc::ServerContextBase& context) const;
-  // The start of a read that may name a partition (Digest, Audit): the
-  // caller must be allowed `permission`; a partition another node serves is
+  // The start of a read that may name a partition (Digest, Audit,
+  // Explain): the caller must be allowed `permission` (its principal in
+  // `principal` when not nullptr); a partition another node serves is
   // asked there (`call` on its stub, as Forward in service.cc); then this
   // replica's log must reach request.min_position(). nullopt: answer here.
   template <typename Request, typename Call>
   std::optional<grpc::Status> StartPartitionRead(
       const grpc::ServerContext& context, Permission permission,
-      const Request& request, Call call) const;
+      const Request& request, Call call, Principal* principal = nullptr) const;
+  // Explain with no partition on a partitioned cluster: every partition
+  // asked, the one holding the command answers.
+  grpc::Status ExplainInEveryPartition(grpc::ServerContext* context,
+                                       const ClusterRouter& router,
+                                       const v1::ExplainRequest& request,
+                                       v1::Explanation* response);
   // `commands` through `router` (nullptr: this ledger), as ExecuteBatch.
   ClusterRouter::Results ExecuteRouted(ClusterRouter* router,
                                        const std::string& authorization,

@@ -32,6 +32,7 @@
 #include "cluster/placement.h"
 #include "cluster/router.h"
 #include "core/decide.h"
+#include "core/streams.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -39,7 +40,11 @@
 #include "ledger/ledger.h"
 #include "replay/finance.h"
 #include "replay/lookup.h"
+#include "replay/projection_keys.h"
+#include "replay/projection_store.h"
 #include "replication/jetstream.h"
+#include "rocksdb/db.h"
+#include "storage/event_log.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/child_process.h"
 #include "tests/support/cli_json.h"
@@ -176,21 +181,34 @@ class PartitionTest : public ::testing::Test {
                                 dir_->Sub(absl::StrCat("p", p, ".log")), p));
       nodes_.back()->Start();
     }
+    for (uint32_t p = 0; p < kPartitions; ++p) AwaitLeader(p);
+  }
+  // Until partition p's lease names its node and the node answers (a
+  // node restarted on its address finds the lease of the one killed).
+  static void AwaitLeader(uint32_t p) {
     absl::StatusOr<std::unique_ptr<JetStream>> js =
         JetStream::Connect(nats_->urls());
     ASSERT_TRUE(js.ok()) << js.status();
-    for (uint32_t p = 0; p < kPartitions; ++p) {
-      ASSERT_TRUE(WaitFor(
-          [&] {
-            absl::StatusOr<std::optional<std::string>> leader =
-                (*js)->KvGet(kLeaderBucket, LeaseKey(p));
-            return leader.ok() && leader->has_value() &&
-                   **leader == nodes_[p]->address();
-          },
-          kStartTimeout, kPollInterval))
-          << "partition " << p << " has no leader; see "
-          << dir_->Sub(absl::StrCat("p", p, ".log"));
-    }
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          absl::StatusOr<std::optional<std::string>> leader =
+              (*js)->KvGet(kLeaderBucket, LeaseKey(p));
+          if (!leader.ok() || !leader->has_value() ||
+              **leader != nodes_[p]->address()) {
+            return false;
+          }
+          grpc::ClientContext context;
+          context.set_deadline(
+              absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+          v1::Digest digest;
+          return nodes_[p]
+              ->stub()
+              .Digest(&context, v1::DigestRequest(), &digest)
+              .ok();
+        },
+        kStartTimeout, kPollInterval))
+        << "partition " << p << " has no leader; see "
+        << dir_->Sub(absl::StrCat("p", p, ".log"));
   }
   static void TearDownTestSuite() {
     for (Node* node : nodes_) delete node;
@@ -504,6 +522,187 @@ TEST_F(PartitionTest, CliFinanceReadsThroughOneNode) {
             std::string::npos)
       << statement.out << "partition " << kPartitions - 1 << " head "
       << digest.position();
+}
+
+// digest, audit and explain through one node: a line per partition and
+// the cluster's line; a command of another partition explained from its
+// partition; a partition that does not answer, or whose audit fails,
+// fails audit (and digest) naming it.
+TEST_F(PartitionTest, CliDigestAuditExplainThroughOneNode) {
+  ASSERT_GE(kPartitions, 3u);
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    v1::CommandResult result;
+    grpc::Status s = Execute(OpenStore(absl::StrCat("ade-open-", p),
+                                       absl::StrCat("ade-", p), MerchantIn(p)),
+                             &result);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(result.status(), v1::ACCEPTED) << result.message();
+  }
+  // One command id in two partitions (ids are unique per partition).
+  for (uint32_t p : {1u, 2u}) {
+    v1::CommandResult result;
+    grpc::Status s = Execute(
+        OpenStore("ade-twice", absl::StrCat("ade-twice-", p), MerchantIn(p)),
+        &result);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(result.status(), v1::ACCEPTED) << result.message();
+  }
+  const std::string server = nodes_[0]->address();
+  auto lines_of = [](const CliRun& run) -> std::vector<std::string> {
+    return absl::StrSplit(run.out, '\n', absl::SkipEmpty());
+  };
+  const std::string summary = absl::StrCat("{\"partitions\":", kPartitions);
+
+  CliRun digest = RunStoreledger({"--server", server, "digest"}, *dir_);
+  ASSERT_EQ(digest.status, 0) << digest.err;
+  std::vector<std::string> lines = lines_of(digest);
+  ASSERT_EQ(lines.size(), kPartitions + 1) << digest.out;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(lines[p].rfind(absl::StrCat("{\"partition\":", p, ","), 0), 0u)
+        << lines[p];
+  }
+  EXPECT_EQ(lines.back().rfind(summary, 0), 0u) << lines.back();
+  EXPECT_NE(lines.back().find("\"ok\":true,\"failed\":[]"), std::string::npos)
+      << lines.back();
+
+  CliRun audit = RunStoreledger({"--server", server, "audit"}, *dir_);
+  ASSERT_EQ(audit.status, 0) << audit.err;
+  lines = lines_of(audit);
+  ASSERT_EQ(lines.size(), kPartitions + 1) << audit.out;
+  uint64_t events = 0;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    const v1::AuditReport report = testing::FromJson<v1::AuditReport>(lines[p]);
+    EXPECT_EQ(report.partition(), p);
+    EXPECT_TRUE(report.ok()) << lines[p];
+    EXPECT_GE(report.head_position(), 1u);
+    events += report.events_checked();
+  }
+  EXPECT_EQ(lines.back(), absl::StrCat(summary, ",\"events\":", events,
+                                       ",\"ok\":true,\"failed\":[]}"));
+  CliRun one =
+      RunStoreledger({"--server", server, "audit", "--partition", "2"}, *dir_);
+  ASSERT_EQ(one.status, 0) << one.err;
+  ASSERT_EQ(lines_of(one).size(), 1u) << one.out;
+  EXPECT_EQ(testing::FromJson<v1::AuditReport>(one.out).partition(), 2u);
+
+  // Partition 3's command through node 0: what partition 3 itself answers.
+  const uint32_t last = kPartitions - 1;
+  CliRun explain =
+      RunStoreledger({"--server", server, "explain", "--command-id",
+                      absl::StrCat("ade-open-", last)},
+                     *dir_);
+  ASSERT_EQ(explain.status, 0) << explain.err;
+  grpc::ClientContext context;
+  v1::ExplainRequest request;
+  request.set_command_id(absl::StrCat("ade-open-", last));
+  request.set_partition(last);
+  v1::Explanation there;
+  grpc::Status s = nodes_[last]->stub().Explain(&context, request, &there);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(explain.out, ToJson(there) + "\n");
+  EXPECT_EQ(there.outcome().partition(), last);
+  EXPECT_TRUE(std::any_of(there.events().begin(), there.events().end(),
+                          [&](const v1::Envelope& e) {
+                            return e.stream_id() ==
+                                   StoreStream(absl::StrCat("ade-", last));
+                          }))
+      << explain.out;
+  CliRun elsewhere =
+      RunStoreledger({"--server", server, "explain", "--command-id",
+                      absl::StrCat("ade-open-", last), "--partition", "1"},
+                     *dir_);
+  EXPECT_EQ(elsewhere.status, 1);
+  EXPECT_NE(elsewhere.err.find("NOT_FOUND"), std::string::npos)
+      << elsewhere.err;
+  CliRun twice = RunStoreledger(
+      {"--server", server, "explain", "--command-id", "ade-twice"}, *dir_);
+  EXPECT_EQ(twice.status, 1);
+  EXPECT_NE(twice.err.find("is in partitions 1, 2"), std::string::npos)
+      << twice.err;
+  CliRun chosen = RunStoreledger({"--server", server, "explain", "--command-id",
+                                  "ade-twice", "--partition", "2"},
+                                 *dir_);
+  ASSERT_EQ(chosen.status, 0) << chosen.err;
+  EXPECT_EQ(
+      testing::FromJson<v1::Explanation>(chosen.out).outcome().partition(), 2u);
+
+  // The last partition's only replica stopped: audit and digest print
+  // every other partition, and fail naming it.
+  nodes_[last]->KillHard();
+  for (const char* verb : {"audit", "digest"}) {
+    CliRun down = RunStoreledger({"--server", server, verb}, *dir_);
+    EXPECT_EQ(down.status, kExitCheckFailed) << verb << ": " << down.err;
+    lines = lines_of(down);
+    ASSERT_EQ(lines.size(), kPartitions + 1) << down.out;
+    EXPECT_EQ(lines[last].rfind(absl::StrCat("{\"partition\":", last,
+                                             ",\"error\":\"UNAVAILABLE"),
+                                0),
+              0u)
+        << lines[last];
+    EXPECT_NE(lines.back().find(
+                  absl::StrCat("\"ok\":false,\"failed\":[", last, "]}")),
+              std::string::npos)
+        << lines.back();
+    EXPECT_NE(down.err.find(absl::StrCat("FAILED: partition ", last, " of ",
+                                         kPartitions)),
+              std::string::npos)
+        << down.err;
+  }
+  // A command id could be in the partition that does not answer too.
+  CliRun unsure = RunStoreledger(
+      {"--server", server, "explain", "--command-id", "ade-open-0"}, *dir_);
+  EXPECT_EQ(unsure.status, 1);
+  EXPECT_NE(unsure.err.find(absl::StrCat("UNAVAILABLE: partition ", last)),
+            std::string::npos)
+      << unsure.err;
+
+  // While it is stopped, a store record no event accounts for goes into
+  // its database: audit prints every partition's report and fails naming
+  // that partition; taken out again, the partition audits sound.
+  auto ghost = [&](bool present) {
+    absl::StatusOr<std::unique_ptr<EventLog>> log =
+        EventLog::Open(dir_->Sub(absl::StrCat("p", last)));
+    ASSERT_TRUE(log.ok()) << log.status();
+    rocksdb::DB& db = *(*log)->db();
+    StoreRecord record;
+    record.set_store_id("ghost");
+    record.set_kind(v1::WECHAT_STORE);
+    const rocksdb::Status written =
+        present ? db.Put(rocksdb::WriteOptions(), (*log)->projections_cf(),
+                         StoreKey("ghost"), SerializeDeterministic(record))
+                : db.Delete(rocksdb::WriteOptions(), (*log)->projections_cf(),
+                            StoreKey("ghost"));
+    ASSERT_TRUE(written.ok()) << written.ToString();
+  };
+  ghost(true);
+  nodes_[last]->Start();
+  AwaitLeader(last);
+  CliRun damaged = RunStoreledger({"--server", server, "audit"}, *dir_);
+  EXPECT_EQ(damaged.status, kExitCheckFailed) << damaged.err;
+  lines = lines_of(damaged);
+  ASSERT_EQ(lines.size(), kPartitions + 1) << damaged.out;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    const v1::AuditReport report = testing::FromJson<v1::AuditReport>(lines[p]);
+    EXPECT_EQ(report.partition(), p);
+    EXPECT_EQ(report.ok(), p != last) << lines[p];
+  }
+  EXPECT_NE(
+      lines.back().find(absl::StrCat("\"ok\":false,\"failed\":[", last, "]}")),
+      std::string::npos)
+      << lines.back();
+  EXPECT_NE(damaged.err.find(absl::StrCat("storeledger audit: partition ", last,
+                                          ": FAILED: 1 violation")),
+            std::string::npos)
+      << damaged.err;
+  EXPECT_NE(damaged.err.find("a record of store ghost"), std::string::npos)
+      << damaged.err;
+  nodes_[last]->KillHard();
+  ghost(false);
+  nodes_[last]->Start();
+  AwaitLeader(last);
+  CliRun sound = RunStoreledger(
+      {"--server", server, "audit", "--partition", absl::StrCat(last)}, *dir_);
+  EXPECT_EQ(sound.status, 0) << sound.err;
 }
 
 // The same store id opened at once by merchants of two partitions: exactly

@@ -1,7 +1,7 @@
 // The user's terms through storeledgerd: every verb that answers in the user's
 // terms (find, position-at, --known-at, history without --store, the sync in
 // both stores' histories, statement --pair / --yuan, postings, balances, tail
-// past the head, --tz) prints through
+// past the head, --tz, explain) prints through
 // `--server` exactly what it prints embedded on the server's own database
 // (a read-only open beside the running server), exit status and stderr
 // included; and the new RPCs answer with the ledger's messages.
@@ -384,7 +384,45 @@ TEST_F(ServerTermsTest, APartitionOtherThanZeroIsRefusedUnpartitioned) {
       }
       check("ListPostings", reader->Finish(), ok);
     }
+    {
+      grpc::ClientContext context;
+      Authorize(&context, kAuditor);
+      v1::ExplainRequest request;
+      request.set_command_id("c1");
+      request.set_partition(partition);
+      v1::Explanation explanation;
+      check("Explain", stub_->Explain(&context, request, &explanation), ok);
+    }
   }
+}
+
+// explain (and audit, digest) through the server prints what it prints
+// embedded; a merchant
+// explains only a command whose stores are all its own, and an unknown
+// command gets it the same answer as another merchant's.
+TEST_F(ServerTermsTest, ExplainPrintsWhatEmbeddedModePrints) {
+  for (const char* id : {"c1", "c5", "c9", "c10", "c18"}) {
+    ExpectSame(kInvestigator, {"explain", "--command-id", id}, 0);
+  }
+  ExpectSame(kAuditor, {"explain", "--command-id", "no-such-command"}, 1);
+  ExpectSame(kAuditor, {"explain"}, 2);
+  ExpectSame(kMerchant1, {"explain", "--command-id", "c9"}, 0);
+  for (const char* id : {"c18", "no-such-command"}) {
+    CliRun other = Remote(kMerchant1, {"explain", "--command-id", id});
+    EXPECT_EQ(other.exit_code, 1) << id;
+    EXPECT_THAT(other.err,
+                HasSubstr(absl::StrCat("PERMISSION_DENIED: role merchant:m1 "
+                                       "may not read command ",
+                                       id)))
+        << id;
+  }
+  // audit and digest of an unpartitioned ledger: its one report, as
+  // embedded (the partitioned cluster's lines: partition_test).
+  ExpectSame(kAuditor, {"audit", "--no-progress"}, 0);
+  ExpectSame(kAuditor, {"digest"}, 0);
+  CliRun writer = Remote(kWriter, {"explain", "--command-id", "c1"});
+  EXPECT_EQ(writer.exit_code, 1);
+  EXPECT_THAT(writer.err, HasSubstr("PERMISSION_DENIED"));
 }
 
 }  // namespace
