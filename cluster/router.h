@@ -56,6 +56,11 @@ class Router final : public ClusterRouter {
       absl::string_view store_id) override;
   absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> PartitionReader(
       uint32_t partition) override;
+  absl::StatusOr<uint32_t> PartitionOfCommand(
+      const v1::Command& command) override {
+    BatchStores alone;
+    return PartitionOf(command, &alone);
+  }
   uint32_t partition() const override { return options_.partition; }
   uint32_t partitions() const override { return partitions_; }
 

@@ -98,6 +98,10 @@ class ClusterRouter {
   virtual absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>>
   PartitionReader(uint32_t partition) = 0;
 
+  // The partition `command` alone goes to (as Execute would send it);
+  // ~0u for one that goes to every partition (applyPolicy).
+  virtual absl::StatusOr<uint32_t> PartitionOfCommand(
+      const v1::Command& command) = 0;
   virtual uint32_t partition() const = 0;
   virtual uint32_t partitions() const = 0;
 };

@@ -308,10 +308,23 @@ grpc::ServerUnaryReactor* LedgerService::Execute(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   Principal principal;
   grpc::Status allowed = Authorize(*context, Permission::kWrite, &principal);
+  ClusterRouter* own_partition = nullptr;
   if (allowed.ok()) {
-    if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
-      // Sent to its partition's leader (which may be this node) and answered
-      // here; the call waits on this thread for the leader's answer.
+    ClusterRouter* router = RouterFor(*context);
+    // A command of this node's partition, while it leads, takes the queue
+    // every unary call takes (batched with the others); ExecuteQueued sends
+    // it on if this node no longer leads when it runs.
+    if (router != nullptr) {
+      absl::StatusOr<uint32_t> partition = router->PartitionOfCommand(*request);
+      if (partition.ok() && *partition == router->partition() &&
+          WriteGate().ok()) {
+        own_partition = router;
+        router = nullptr;
+      }
+    }
+    if (router != nullptr) {
+      // Sent to its partition's leader and answered here; the call waits
+      // on this thread for the leader's answer.
       if (stopping_) {
         reactor->Finish(
             grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -336,7 +349,9 @@ grpc::ServerUnaryReactor* LedgerService::Execute(
   }
   {
     std::lock_guard<std::mutex> lock(execute_mu_);
-    execute_queue_.push_back({request, response, reactor});
+    execute_queue_.push_back(
+        {request, response, reactor, own_partition,
+         own_partition != nullptr ? AuthorizationOf(*context) : ""});
   }
   execute_cv_.notify_one();
   return reactor;
@@ -391,6 +406,20 @@ void LedgerService::ExecuteQueued(std::vector<QueuedExecute> calls) {
   // Every acknowledged command is in the log before its caller hears of it,
   // and the subscribers are woken before the answers go out.
   NotifyAppended();
+  // A partitioned node's own commands: answered with the partition, or,
+  // refused because this node no longer leads, sent to the leader the lease
+  // now names (its command id makes that safe, as every routed retry).
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i].router == nullptr) continue;
+    if (results[i].ok()) {
+      results[i]->set_partition(calls[i].router->partition());
+    } else if (absl::IsUnavailable(results[i].status())) {
+      results[i] =
+          std::move(ExecuteRouted(calls[i].router, calls[i].authorization,
+                                  {*calls[i].command})
+                        .front());
+    }
+  }
   for (size_t i = 0; i < calls.size(); ++i) {
     if (!results[i].ok()) {
       calls[i].reactor->Finish(ToGrpc(results[i].status()));

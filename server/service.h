@@ -221,6 +221,11 @@ class LedgerService final
     const v1::Command* command;  // gRPC's, valid until Finish
     v1::CommandResult* response;
     grpc::ServerUnaryReactor* reactor;
+    // A partitioned node's own command: its router, to send it on to the
+    // partition's leader if this node no longer leads when it runs; and
+    // the caller's authorization, passed on then. nullptr: not partitioned.
+    ClusterRouter* router = nullptr;
+    std::string authorization;
   };
   class Subscription;  // one Subscribe call (server/service.cc)
 

@@ -299,6 +299,21 @@ TEST_F(PartitionTest, OneNodeReachesEveryPartition) {
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(result.status(), v1::ACCEPTED) << result.message();
     EXPECT_EQ(result.partition(), p);
+    // Sent to the partition's own node, it is executed there (the queue of
+    // unary calls) and answered with the partition too.
+    {
+      grpc::ClientContext own;
+      own.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      v1::CommandResult direct;
+      s = nodes_[p]->stub().Execute(
+          &own,
+          OpenStore(absl::StrCat("reach-own-open-", p),
+                    absl::StrCat("reach-own-", p), MerchantIn(p, 1)),
+          &direct);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+      EXPECT_EQ(direct.status(), v1::ACCEPTED) << direct.message();
+      EXPECT_EQ(direct.partition(), p);
+    }
 
     grpc::ClientContext context;
     v1::GetStoreRequest request;
