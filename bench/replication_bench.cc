@@ -56,12 +56,15 @@
 namespace storeledger {
 namespace {
 
+// A store of its own merchant, as stores are: a merchant record lists its
+// stores, and one merchant with every store of the run (as before
+// 2026-12-07) made each openStore rewrite a list of tens of thousands.
 v1::Command OpenStore(const std::string& store) {
   return *ParseCommandJson(absl::StrCat(
       R"({"commandId":")", store,
       R"(","occurredAt":"2024-06-01T10:00:00+08:00","openStore":{"storeId":")",
-      store,
-      R"(","merchantId":"m1","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
+      store, R"(","merchantId":"m-)", store,
+      R"(","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
 }
 
 double Percentile(std::vector<double> values, double p) {
