@@ -100,21 +100,6 @@ struct BenchFlags {
   uint64_t seed = std::random_device()();
 };
 
-v1::Command OpenStore(const std::string& store, const std::string& merchant) {
-  return *ParseCommandJson(absl::StrCat(
-      R"({"commandId":")", store,
-      R"(","occurredAt":"2024-06-01T10:00:00+08:00","openStore":{"storeId":")",
-      store, R"(","merchantId":")", merchant,
-      R"(","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
-}
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1,
-                         static_cast<size_t>(p * values.size()))];
-}
-
 // The last `bytes` of the file at `path` (a node's log, for an error).
 std::string Tail(const std::string& path, size_t bytes = 2000) {
   std::ifstream in(path);
@@ -346,7 +331,7 @@ absl::StatusOr<Load> RunClients(const Cluster& cluster,
         const absl::Time t = absl::Now();
         const grpc::Status s = stub.Execute(
             &context,
-            command.open ? OpenStore(store, command.merchant)
+            command.open ? BenchOpenStore(store, command.merchant)
                          : BenchAddProduct(store, static_cast<int>(i)),
             &result);
         const double ms = absl::ToDoubleMilliseconds(absl::Now() - t);
@@ -424,7 +409,7 @@ int Run(const BenchFlags& flags) {
       const std::string merchant =
           absl::StrCat("m", random() % flags.merchants);
       ++per_partition[PartitionOfMerchant(merchant, placed)];
-      batches[0].push_back(OpenStore(absl::StrCat("b", i), merchant));
+      batches[0].push_back(BenchOpenStore(absl::StrCat("b", i), merchant));
       batches[1].push_back(BenchAddProduct(absl::StrCat("b", i), i));
     }
     for (int b = 0; b < 2; ++b) {

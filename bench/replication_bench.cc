@@ -60,18 +60,7 @@ namespace {
 // stores, and one merchant with every store of the run (as before
 // 2026-12-07) made each openStore rewrite a list of tens of thousands.
 v1::Command OpenStore(const std::string& store) {
-  return *ParseCommandJson(absl::StrCat(
-      R"({"commandId":")", store,
-      R"(","occurredAt":"2024-06-01T10:00:00+08:00","openStore":{"storeId":")",
-      store, R"(","merchantId":"m-)", store,
-      R"(","kind":"MINI_STORE","subject":"ENTERPRISE"}})"));
-}
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1,
-                         static_cast<size_t>(p * values.size()))];
+  return BenchOpenStore(store, absl::StrCat("m-", store));
 }
 
 // A read replica in this process following `partition`, and its lag
