@@ -436,6 +436,23 @@ TEST_F(PartitionTest, EveryPartitionsFeedThroughOneNode) {
   EXPECT_EQ(wrong.status, kExitUsage) << wrong.out;
   EXPECT_NE(wrong.err.find("one per partition"), std::string::npos)
       << wrong.err;
+  // Each refusal names what was wrong, and nothing is printed.
+  for (const auto& [args, says] :
+       std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--from-position", "x"}, "'x' is not a position (partition 0)"},
+           {{"--from-position", "0", "--format", "delimited"},
+            "no place for each envelope's partition"},
+           {{"--from-position", "0", "--at-least", "1"},
+            "every partition has its own"},
+       }) {
+    std::vector<std::string> argv = {"--server", server, "tail", "--partition",
+                                     "all"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CliRun refused = RunStoreledger(argv, *dir_);
+    EXPECT_EQ(refused.status, kExitUsage) << refused.err;
+    EXPECT_NE(refused.err.find(says), std::string::npos) << refused.err;
+    EXPECT_EQ(refused.out, "");
+  }
 }
 
 // The CLI against one node: balances sums every partition (a position

@@ -337,61 +337,53 @@ TEST_F(ServerTermsTest, TheNewCallsAnswerWithTheLedgersMessages) {
 
 // This ledger is not partitioned: partition 0 is its one log, and any other
 // partition a request names is refused, not ignored.
+// Every read that names a partition: 0 is an unpartitioned ledger's one
+// log, any other is INVALID_ARGUMENT (the reads' shared check, and
+// Subscribe's own).
 TEST_F(ServerTermsTest, APartitionOtherThanZeroIsRefusedUnpartitioned) {
-  auto check = [&](const char* call, grpc::Status s, bool ok) {
-    if (ok) {
-      EXPECT_TRUE(s.ok()) << call << ": " << s.error_message();
-      return;
-    }
-    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << call;
-    EXPECT_THAT(s.error_message(), HasSubstr("not partitioned")) << call;
-  };
+  v1::ExplainRequest explain;
+  explain.set_command_id("c1");
+  v1::SubscribeRequest subscribe;
+  subscribe.set_catch_up_only(true);
   for (const uint32_t partition : {0u, 1u}) {
-    const bool ok = partition == 0;
-    {
+    // A unary call's status, or a server stream's once read to its end.
+    auto unary = [&](auto call, auto request, auto response) {
       grpc::ClientContext context;
       Authorize(&context, kAuditor);
-      v1::GetBalancesRequest request;
       request.set_partition(partition);
-      v1::BalancesReport report;
-      check("GetBalances", stub_->GetBalances(&context, request, &report), ok);
-    }
-    {
+      return ((*stub_).*call)(&context, request, &response);
+    };
+    auto streamed = [&](auto open, auto request, auto message) {
       grpc::ClientContext context;
       Authorize(&context, kAuditor);
-      v1::PositionAtRequest request;
       request.set_partition(partition);
-      v1::PositionAt answer;
-      check("PositionAt", stub_->PositionAt(&context, request, &answer), ok);
-    }
-    {
-      grpc::ClientContext context;
-      Authorize(&context, kAuditor);
-      v1::DigestRequest request;
-      request.set_partition(partition);
-      v1::Digest digest;
-      check("Digest", stub_->Digest(&context, request, &digest), ok);
-    }
-    {
-      grpc::ClientContext context;
-      Authorize(&context, kAuditor);
-      v1::ListPostingsRequest request;
-      request.set_partition(partition);
-      std::unique_ptr<grpc::ClientReader<v1::PostingLine>> reader =
-          stub_->ListPostings(&context, request);
-      v1::PostingLine line;
-      while (reader->Read(&line)) {
+      auto reader = ((*stub_).*open)(&context, request);
+      while (reader->Read(&message)) {
       }
-      check("ListPostings", reader->Finish(), ok);
-    }
-    {
-      grpc::ClientContext context;
-      Authorize(&context, kAuditor);
-      v1::ExplainRequest request;
-      request.set_command_id("c1");
-      request.set_partition(partition);
-      v1::Explanation explanation;
-      check("Explain", stub_->Explain(&context, request, &explanation), ok);
+      return reader->Finish();
+    };
+    const std::vector<std::pair<const char*, grpc::Status>> answers = {
+        {"GetBalances", unary(&v1::Ledger::Stub::GetBalances,
+                              v1::GetBalancesRequest(), v1::BalancesReport())},
+        {"PositionAt", unary(&v1::Ledger::Stub::PositionAt,
+                             v1::PositionAtRequest(), v1::PositionAt())},
+        {"Digest",
+         unary(&v1::Ledger::Stub::Digest, v1::DigestRequest(), v1::Digest())},
+        {"Explain",
+         unary(&v1::Ledger::Stub::Explain, explain, v1::Explanation())},
+        {"ListPostings",
+         streamed(&v1::Ledger::Stub::ListPostings, v1::ListPostingsRequest(),
+                  v1::PostingLine())},
+        {"Subscribe",
+         streamed(&v1::Ledger::Stub::Subscribe, subscribe, v1::Envelope())},
+    };
+    for (const auto& [call, s] : answers) {
+      if (partition == 0) {
+        EXPECT_TRUE(s.ok()) << call << ": " << s.error_message();
+        continue;
+      }
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << call;
+      EXPECT_THAT(s.error_message(), HasSubstr("not partitioned")) << call;
     }
   }
 }
