@@ -166,8 +166,9 @@ absl::Status CliContext::CheckFlags() const {
   if (flags.Has("server")) {
     known.insert(known.end(), {"server", "token", "tls-ca"});
     // Reads through a replica may wait for a position (docs/cluster.md).
-    if (verb == "state" || verb == "history" || verb == "digest" ||
-        verb == "audit" || verb == "tail" || verb == "explain") {
+    if (verb == "state" || verb == "diff" || verb == "history" ||
+        verb == "digest" || verb == "audit" || verb == "tail" ||
+        verb == "explain") {
       known.push_back("at-least");
     }
     // A partitioned cluster: one partition's postings of every store, its

@@ -27,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "base/time.h"
+#include "cli/diff_flags.h"
 #include "cli/finance_print.h"
 #include "cli/history_filter.h"
 #include "cli/line_reader.h"
@@ -122,6 +123,7 @@ class Remote {
 
   int Apply();
   int State();
+  int Diff();
   int History();
   int Digest();
   int Audit();
@@ -178,6 +180,10 @@ class Remote {
       const std::string& store_id, bool include_rejections,
       const std::function<bool(const v1::Envelope&)>& fn);
   int Backup();
+  // The store as of `as_of` (GetStore), once the replica holds min_position.
+  absl::StatusOr<v1::StoreState> GetStore(const std::string& store_id,
+                                          const AsOf& as_of,
+                                          uint64_t min_position);
 
  private:
   CliContext& ctx_;
@@ -305,26 +311,54 @@ int Remote::State() {
   std::optional<std::string> store = ctx_.flags.Get("store");
   if (!store)
     return ctx_.Fail(absl::InvalidArgumentError("--store is required"));
-  v1::GetStoreRequest request;
-  request.set_store_id(*store);
+  AsOf as_of;
   absl::StatusOr<std::optional<absl::Time>> t = ctx_.flags.GetTime("as-of");
   if (!t.ok()) return ctx_.Fail(t.status());
-  if (t->has_value()) *request.mutable_as_of() = ToProto(**t);
+  as_of.business_time = *t;
   absl::StatusOr<std::optional<uint64_t>> position =
       KnowledgePosition({*store, std::nullopt});
   if (!position.ok()) return ctx_.Fail(position.status());
-  if (position->has_value()) request.set_position(**position);
+  as_of.position = *position;
   ctx_.EchoTime("as-of");
   absl::StatusOr<uint64_t> at_least = AtLeast();
   if (!at_least.ok()) return ctx_.Fail(at_least.status());
-  request.set_min_position(*at_least);
+  absl::StatusOr<v1::StoreState> state = GetStore(*store, as_of, *at_least);
+  if (!state.ok()) return ctx_.Fail(state.status());
+  *ctx_.out << ToJson(*state) << "\n";
+  return kExitOk;
+}
+
+absl::StatusOr<v1::StoreState> Remote::GetStore(const std::string& store_id,
+                                                const AsOf& as_of,
+                                                uint64_t min_position) {
+  v1::GetStoreRequest request;
+  request.set_store_id(store_id);
+  if (as_of.business_time.has_value()) {
+    *request.mutable_as_of() = ToProto(*as_of.business_time);
+  }
+  if (as_of.position.has_value()) request.set_position(*as_of.position);
+  request.set_min_position(min_position);
   grpc::ClientContext context;
   Prepare(&context);
   v1::StoreState state;
-  grpc::Status status = stub_->GetStore(&context, request, &state);
-  if (!status.ok()) return ctx_.Fail(FromGrpc(status));
-  *ctx_.out << ToJson(state) << "\n";
-  return kExitOk;
+  RETURN_IF_ERROR(FromGrpc(stub_->GetStore(&context, request, &state)));
+  return state;
+}
+
+// `diff` from two GetStore answers: the sides' positions are of the log of
+// the store's partition (KnowledgePosition asks that log).
+int Remote::Diff() {
+  absl::StatusOr<DiffFlags> flags = DiffFlags::Parse(ctx_);
+  if (!flags.ok()) return ctx_.Fail(flags.status());
+  absl::StatusOr<std::optional<uint64_t>> position =
+      KnowledgePosition({flags->store_id, std::nullopt});
+  if (!position.ok()) return ctx_.Fail(position.status());
+  flags->SetKnowledge(*position);
+  absl::StatusOr<uint64_t> at_least = AtLeast();
+  if (!at_least.ok()) return ctx_.Fail(at_least.status());
+  return PrintDiff(ctx_, *flags,
+                   GetStore(flags->store_id, flags->before, *at_least),
+                   GetStore(flags->store_id, flags->after, *at_least));
 }
 
 absl::StatusOr<v1::PositionAt> Remote::Resolve(std::optional<absl::Time> at,
@@ -1081,6 +1115,7 @@ int RunRemoteVerb(CliContext& ctx) {
   if (absl::Status s = remote.Connect(); !s.ok()) return ctx.Fail(s);
   if (ctx.verb == "apply") return remote.Apply();
   if (ctx.verb == "state") return remote.State();
+  if (ctx.verb == "diff") return remote.Diff();
   if (ctx.verb == "history") return remote.History();
   if (ctx.verb == "digest") return remote.Digest();
   if (ctx.verb == "audit") return remote.Audit();
@@ -1094,8 +1129,8 @@ int RunRemoteVerb(CliContext& ctx) {
   if (ctx.verb == "backup") return remote.Backup();
   *ctx.err << "storeledger: verb '" << ctx.verb
            << "' does not work with --server (it needs the database itself); "
-              "with --server: apply, state, history, explain, digest, audit, "
-              "tail, find, position-at, statement, postings, balances, "
+              "with --server: apply, state, diff, history, explain, digest, "
+              "audit, tail, find, position-at, statement, postings, balances, "
               "backup\n";
   return kExitUsage;
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "cli/cli.h"
+#include "cli/diff_flags.h"
 #include "core/decide.h"
 #include "core/streams.h"
 #include "google/protobuf/text_format.h"
@@ -99,75 +100,89 @@ int ExplainVerb(CliContext& ctx) {
   return kExitOk;
 }
 
-int DiffVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
+absl::StatusOr<DiffFlags> DiffFlags::Parse(const CliContext& ctx) {
+  RETURN_IF_ERROR(ctx.CheckFlags());
+  DiffFlags flags;
   std::optional<std::string> store = ctx.flags.Get("store");
-  if (!store)
-    return ctx.Fail(absl::InvalidArgumentError("--store is required"));
-  absl::StatusOr<std::optional<absl::Time>> from = ctx.flags.GetTime("from");
-  if (!from.ok()) return ctx.Fail(from.status());
-  absl::StatusOr<std::optional<absl::Time>> to = ctx.flags.GetTime("to");
-  if (!to.ok()) return ctx.Fail(to.status());
-  absl::StatusOr<std::optional<absl::Time>> at = ctx.flags.GetTime("at");
-  if (!at.ok()) return ctx.Fail(at.status());
-  absl::StatusOr<std::optional<uint64_t>> from_position =
-      ctx.flags.GetUint("from-position");
-  if (!from_position.ok()) return ctx.Fail(from_position.status());
-  absl::StatusOr<std::optional<uint64_t>> to_position =
-      ctx.flags.GetUint("to-position");
-  if (!to_position.ok()) return ctx.Fail(to_position.status());
+  if (!store) return absl::InvalidArgumentError("--store is required");
+  flags.store_id = *store;
+  ASSIGN_OR_RETURN(std::optional<absl::Time> from, ctx.flags.GetTime("from"));
+  ASSIGN_OR_RETURN(std::optional<absl::Time> to, ctx.flags.GetTime("to"));
+  ASSIGN_OR_RETURN(std::optional<absl::Time> at, ctx.flags.GetTime("at"));
+  ASSIGN_OR_RETURN(std::optional<uint64_t> from_position,
+                   ctx.flags.GetUint("from-position"));
+  ASSIGN_OR_RETURN(std::optional<uint64_t> to_position,
+                   ctx.flags.GetUint("to-position"));
   // Two business times at one knowledge position, or two knowledge
   // positions at one business time.
-  const bool by_position = at->has_value();
-  if (by_position) {
-    if (from->has_value() || to->has_value() || ctx.flags.Has("position") ||
-        ctx.flags.Has("known-at") || !from_position->has_value() ||
-        !to_position->has_value()) {
-      return ctx.Fail(absl::InvalidArgumentError(
+  flags.by_position = at.has_value();
+  if (flags.by_position) {
+    if (from.has_value() || to.has_value() || ctx.flags.Has("position") ||
+        ctx.flags.Has("known-at") || !from_position.has_value() ||
+        !to_position.has_value()) {
+      return absl::InvalidArgumentError(
           "--at T takes --from-position N1 --to-position N2 (and no --from, "
-          "--to, --position or --known-at)"));
+          "--to, --position or --known-at)");
     }
-    if (**to_position < **from_position) {
-      return ctx.Fail(absl::InvalidArgumentError(
-          "--to-position is before --from-position"));
+    if (*to_position < *from_position) {
+      return absl::InvalidArgumentError(
+          "--to-position is before --from-position");
     }
+    flags.before = AsOf{at, from_position};
+    flags.after = AsOf{at, to_position};
   } else {
-    if (!from->has_value() || !to->has_value() || from_position->has_value() ||
-        to_position->has_value()) {
-      return ctx.Fail(absl::InvalidArgumentError(
+    if (!from.has_value() || !to.has_value() || from_position.has_value() ||
+        to_position.has_value()) {
+      return absl::InvalidArgumentError(
           "give --from T1 --to T2 (business times), or --at T with "
-          "--from-position N1 --to-position N2"));
+          "--from-position N1 --to-position N2");
     }
-    if (**to < **from) {
-      return ctx.Fail(absl::InvalidArgumentError("--to is before --from"));
-    }
+    if (*to < *from) return absl::InvalidArgumentError("--to is before --from");
+    flags.before = AsOf{from, std::nullopt};
+    flags.after = AsOf{to, std::nullopt};
   }
+  return flags;
+}
+
+void DiffFlags::SetKnowledge(std::optional<uint64_t> position) {
+  if (by_position) return;
+  before.position = position;
+  after.position = position;
+}
+
+int PrintDiff(CliContext& ctx, const DiffFlags& flags,
+              const absl::StatusOr<v1::StoreState>& before,
+              const absl::StatusOr<v1::StoreState>& after) {
+  std::optional<v1::StoreState> before_state;
+  if (before.ok()) {
+    before_state = *before;
+  } else if (!absl::IsNotFound(before.status())) {
+    return ctx.Fail(before.status());
+  }
+  if (!after.ok()) return ctx.Fail(after.status());
+  v1::StoreDiff diff = DiffStoreStates(before_state, *after);
+  *diff.mutable_from() = ToProto(*flags.before.business_time);
+  *diff.mutable_to() = ToProto(*flags.after.business_time);
+  diff.set_from_position(flags.before.position.value_or(0));
+  diff.set_to_position(flags.after.position.value_or(0));
+  *ctx.out << ToJson(diff) << "\n";
+  return kExitOk;
+}
+
+int DiffVerb(CliContext& ctx) {
+  absl::StatusOr<DiffFlags> flags = DiffFlags::Parse(ctx);
+  if (!flags.ok()) return ctx.Fail(flags.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
   const Ledger& l = **ledger;
   absl::StatusOr<std::optional<uint64_t>> position = ctx.KnowledgePosition(l);
   if (!position.ok()) return ctx.Fail(position.status());
-
-  AsOf before_as_of{by_position ? *at : *from,
-                    by_position ? *from_position : *position};
-  AsOf after_as_of{by_position ? *at : *to,
-                   by_position ? *to_position : *position};
-  absl::StatusOr<v1::StoreState> before = l.State(*store, before_as_of);
-  std::optional<v1::StoreState> before_state;
-  if (before.ok()) {
-    before_state = *std::move(before);
-  } else if (!absl::IsNotFound(before.status())) {
-    return ctx.Fail(before.status());
-  }
-  absl::StatusOr<v1::StoreState> after = l.State(*store, after_as_of);
-  if (!after.ok()) return ctx.Fail(after.status());
-  v1::StoreDiff diff = DiffStoreStates(before_state, *after);
-  *diff.mutable_from() = ToProto(*before_as_of.business_time);
-  *diff.mutable_to() = ToProto(*after_as_of.business_time);
-  diff.set_from_position(before_as_of.position.value_or(0));
-  diff.set_to_position(after_as_of.position.value_or(0));
-  *ctx.out << ToJson(diff) << "\n";
-  return kExitOk;
+  flags->SetKnowledge(*position);
+  // Both sides are read before either is judged, as --server mode does.
+  absl::StatusOr<v1::StoreState> before =
+      l.State(flags->store_id, flags->before);
+  absl::StatusOr<v1::StoreState> after = l.State(flags->store_id, flags->after);
+  return PrintDiff(ctx, *flags, before, after);
 }
 
 }  // namespace storeledger

@@ -1,7 +1,7 @@
 // The user's terms through storeledgerd: every verb that answers in the user's
 // terms (find, position-at, --known-at, history without --store, the sync in
 // both stores' histories, statement --pair / --yuan, postings, balances, tail
-// past the head, --tz, explain) prints through
+// past the head, --tz, explain, diff) prints through
 // `--server` exactly what it prints embedded on the server's own database
 // (a read-only open beside the running server), exit status and stderr
 // included; and the new RPCs answer with the ledger's messages.
@@ -158,6 +158,51 @@ TEST_F(ServerTermsTest, LookupsPrintWhatEmbeddedModePrints) {
              2);
   ExpectSame(kMerchant1, {"state", "--store", "s1", "--as-of", "2024-10-10"},
              0);
+}
+
+// diff by two business times (as known at a position or a time) and by two
+// positions at one business time, through the server as embedded.
+TEST_F(ServerTermsTest, DiffPrintsWhatEmbeddedModePrints) {
+  const std::string now = absl::FormatTime(
+      absl::RFC3339_sec, absl::Now() + absl::Seconds(1), absl::UTCTimeZone());
+  const std::vector<std::vector<std::string>> same = {
+      {"diff", "--store", "s1", "--from", "2024-10-01", "--to", "2024-11-01"},
+      {"diff", "--store", "w1", "--from", "2024-10-01", "--to", "2024-12-01",
+       "--position", "20"},
+      {"diff", "--store", "s1", "--from", "2024-10-01", "--to", "2024-11-01",
+       "--known-at", now},
+      {"diff", "--store", "s1", "--at", "2024-12-01", "--from-position", "3",
+       "--to-position", "12"},
+      // Before its first position the store did not exist yet.
+      {"diff", "--store", "w1", "--at", "2024-12-01", "--from-position", "1",
+       "--to-position", "30"},
+  };
+  for (const auto& args : same) ExpectSame(kInvestigator, args, 0);
+  CliRun by_position =
+      Remote(kInvestigator, {"diff", "--store", "s1", "--at", "2024-12-01",
+                             "--from-position", "3", "--to-position", "12"});
+  EXPECT_THAT(by_position.out, HasSubstr(R"("fromPosition":"3")"));
+  EXPECT_THAT(by_position.out, HasSubstr(R"("change":"ADDED")"));
+  // Bad flags, a store nobody has, a store not known at that time.
+  ExpectSame(kInvestigator,
+             {"diff", "--store", "s1", "--at", "2024-12-01", "--from-position",
+              "5", "--to-position", "4"},
+             2);
+  ExpectSame(kInvestigator, {"diff", "--store", "s1", "--from", "2024-10-01"},
+             2);
+  ExpectSame(kInvestigator,
+             {"diff", "--store", "nobody", "--from", "2024-10-01", "--to",
+              "2024-11-01"},
+             1);
+  ExpectSame(kInvestigator,
+             {"diff", "--store", "s1", "--from", "2024-10-01", "--to",
+              "2024-11-01", "--known-at", "2020-01-01"},
+             1);
+  // A merchant diffs its own stores only.
+  CliRun other = Remote(kMerchant2, {"diff", "--store", "s1", "--from",
+                                     "2024-10-01", "--to", "2024-11-01"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_THAT(other.err, HasSubstr("PERMISSION_DENIED"));
 }
 
 TEST_F(ServerTermsTest, HistoryFindsTheStoreAndShowsTheSyncInBoth) {
