@@ -68,9 +68,10 @@ The cluster (NATS JetStream; docs/cluster.md):
 or a date (2024-11-04: midnight in the ledger's zone). --tz ZONE (+08:00, UTC,
 Asia/Shanghai) sets the zone human outputs print; default: the policy's, +08:00.
 `storeledger VERB --help` describes every flag of VERB.
-With --server the verbs apply, state, history, explain, digest, audit and tail
-(and the finance reads) go to storeledgerd; its reads take --at-least P (a replica behind position P waits
-at most 2 s, then answers UNAVAILABLE naming its position: docs/cluster.md).
+With --server the verbs apply, state, diff, history, explain, find, position-at,
+digest, audit, tail, statement, postings, balances and backup go to storeledgerd;
+its reads take --at-least P (a replica behind position P waits at most 2 s, then
+answers UNAVAILABLE naming its position: docs/cluster.md).
 )";
 
 struct Verb {
@@ -165,17 +166,8 @@ absl::Status CliContext::CheckFlags() const {
   std::vector<std::string> known = DocumentedFlags(verb);
   if (flags.Has("server")) {
     known.insert(known.end(), {"server", "token", "tls-ca"});
-    // Reads through a replica may wait for a position (docs/cluster.md).
-    if (verb == "state" || verb == "diff" || verb == "history" ||
-        verb == "digest" || verb == "audit" || verb == "tail" ||
-        verb == "explain") {
-      known.push_back("at-least");
-    }
-    // A partitioned cluster: one partition's postings of every store, its
-    // digest, its audit, its record of a command (docs/cluster.md).
-    if (verb == "postings" || verb == "digest" || verb == "audit" ||
-        verb == "explain") {
-      known.push_back("partition");
+    for (std::string& flag : DocumentedServerFlags(verb)) {
+      known.push_back(std::move(flag));
     }
   }
   return flags.CheckKnown(known);

@@ -39,7 +39,7 @@ struct CliContext {
   int Fail(const absl::Status& status) const;
   // kInvalidArgument naming a flag the verb's help does not document
   // (cli/verb_help.cc is the one list of each verb's flags; with --server,
-  // also --token and --tls-ca).
+  // also --server, --token, --tls-ca and DocumentedServerFlags).
   absl::Status CheckFlags() const;
 
   // --position N or --known-at T (the last position recorded at or before
@@ -117,6 +117,9 @@ bool PrintVerbHelp(absl::string_view verb, std::ostream& out);
 // The flags a verb's help documents, for tests that hold help and parsing
 // to each other.
 std::vector<std::string> DocumentedFlags(absl::string_view verb);
+// The flags a verb's help documents for --server mode only (--at-least,
+// --partition), which CheckFlags accepts with --server.
+std::vector<std::string> DocumentedServerFlags(absl::string_view verb);
 
 }  // namespace storeledger
 

@@ -85,7 +85,7 @@ absl::StatusOr<VerifierKey> ReadVerifierKey(const CliContext& ctx) {
 }  // namespace
 
 int KeygenVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"name", "out"}); !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   absl::StatusOr<std::string> name = RequiredFlag(ctx, "name");
@@ -109,8 +109,7 @@ int KeygenVerb(CliContext& ctx) {
 }
 
 int CheckpointVerb(CliContext& ctx) {
-  if (absl::Status s = ctx.flags.CheckKnown({"key"}); !s.ok())
-    return ctx.Fail(s);
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) return ctx.Fail(s);
   absl::StatusOr<std::string> path = RequiredFlag(ctx, "key");
   if (!path.ok()) return ctx.Fail(path.status());
   absl::StatusOr<std::string> text = ReadFile(*path, "--key");
@@ -132,9 +131,7 @@ int CheckpointVerb(CliContext& ctx) {
 }
 
 int ProveVerb(CliContext& ctx) {
-  if (absl::Status s =
-          ctx.flags.CheckKnown({"position", "tree-size", "consistency"});
-      !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   absl::StatusOr<std::optional<uint64_t>> position =
@@ -256,9 +253,7 @@ absl::Status VerifyConsistencyFile(CliContext& ctx, const std::string& json,
 }  // namespace
 
 int VerifyProofVerb(CliContext& ctx) {
-  if (absl::Status s =
-          ctx.flags.CheckKnown({"key", "checkpoint", "old", "new"});
-      !s.ok()) {
+  if (absl::Status s = ctx.CheckFlags(); !s.ok()) {
     return ctx.Fail(s);
   }
   if (ctx.flags.positional().size() != 2) {

@@ -1,7 +1,9 @@
 // Per-verb help: one table of every verb's flags. The embedded verbs accept
 // exactly the flags listed here (CliContext::CheckFlags), so the help cannot
-// fall behind the parsing. The global flags (--db, --policy, --tz, --server,
-// --token, --tls-ca) are in the general usage.
+// fall behind the parsing; with --server, also the flags of ServerFlags().
+// The global flags (--db, --policy, --tz, --server, --token, --tls-ca) are
+// in the general usage.
+#include <algorithm>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -168,6 +170,41 @@ const std::vector<VerbHelp>& Verbs() {
        {{"from-position", "N", "positions > N (default 0)"},
         {"format", "delimited|jsonl",
          "default delimited (varint-length-prefixed protobuf)"}}},
+      {"keygen",
+       "keygen --name LOG-NAME --out PREFIX",
+       "Makes an Ed25519 signing key for checkpoints: PREFIX.key (mode 0600) "
+       "and PREFIX.pub, which an outside auditor verifies with; prints the "
+       "public key. Refuses files that exist.",
+       {{"name", "LOG-NAME",
+         "the log's name, signed into every checkpoint; "
+         "required"},
+        {"out", "PREFIX",
+         "where to write PREFIX.key and PREFIX.pub; "
+         "required"}}},
+      {"checkpoint",
+       "checkpoint --key PREFIX.key",
+       "Signs the Merkle tree head of the log (its size and root) and stores "
+       "it; prints the signed note (docs/finance.md).",
+       {{"key", "FILE", "the signing key keygen wrote; required"}}},
+      {"prove",
+       "prove --position N [--tree-size M] | prove --consistency A [B]",
+       "A proof as JSON: that the envelope at position N is in the tree of "
+       "the latest signed checkpoint (or of size M), or that the tree of "
+       "size A is a prefix of the tree of size B (default: the latest "
+       "checkpoint's).",
+       {{"position", "N", "inclusion proof of the envelope at N"},
+        {"tree-size", "M", "against the tree of size M (with --position)"},
+        {"consistency", "A", "consistency proof from tree size A to B"}}},
+      {"verify-proof",
+       "verify-proof --key PREFIX.pub [--checkpoint NOTE | --old NOTE "
+       "[--new NOTE]] PROOF",
+       "Checks a proof file of prove with no access to the ledger; exit 0 "
+       "only if it holds, 1 if it does not.",
+       {{"key", "FILE", "the log's public key (PREFIX.pub); required"},
+        {"checkpoint", "NOTE",
+         "a signed note to check an inclusion proof against"},
+        {"old", "NOTE", "the first signed note of a consistency proof"},
+        {"new", "NOTE", "the second signed note of a consistency proof"}}},
       {"tail",
        "tail --from-position N [--follow] [--format jsonl|delimited] "
        "[--max-events N] [--idle-exit-ms MS] [--poll-ms MS]",
@@ -178,8 +215,10 @@ const std::vector<VerbHelp>& Verbs() {
         {"follow", "", "wait for new events"},
         {"format", "jsonl|delimited", "default jsonl"},
         {"max-events", "N", "stop after N events"},
-        {"idle-exit-ms", "MS", "with --follow: stop after MS without events"},
-        {"poll-ms", "MS", "with --follow: between polls (default 200)"}}},
+        {"idle-exit-ms", "MS",
+         "with --follow: stop after MS without events (not with --server)"},
+        {"poll-ms", "MS",
+         "with --follow: between polls (default 200; not with --server)"}}},
       {"consume",
        "consume --nats URL[,URL] [--partition N] --durable NAME --sqlite FILE "
        "[--batch N] [--ack-wait-ms MS] [--max-messages N] [--idle-exit-ms MS]",
@@ -228,6 +267,46 @@ const std::vector<VerbHelp>& Verbs() {
   return *verbs;
 }
 
+// The flags a verb takes only with --server (beside --server, --token and
+// --tls-ca): CheckFlags accepts them there, and the help lists them.
+struct ServerFlag {
+  std::vector<std::string> verbs;
+  FlagHelp flag;
+};
+
+const std::vector<ServerFlag>& ServerFlags() {
+  static const std::vector<ServerFlag>* flags = new std::vector<ServerFlag>{
+      {{"state", "diff", "history", "digest", "audit", "tail", "explain"},
+       {"at-least", "P",
+        "read your writes on a replica: it answers once its log holds "
+        "position P (waiting at most 2 s, then UNAVAILABLE naming its "
+        "position; docs/cluster.md)"}},
+      {{"postings"},
+       {"partition", "N",
+        "a partitioned cluster, without --store: that partition's postings "
+        "(required there)"}},
+      {{"digest", "audit"},
+       {"partition", "N", "a partitioned cluster: that partition's only"}},
+      {{"explain"},
+       {"partition", "N",
+        "a partitioned cluster: that partition's record of the command (an "
+        "applyPolicy is in each)"}},
+      {{"tail"},
+       {"partition", "N|all",
+        "a partitioned cluster: that partition's feed, or every partition's "
+        "merged, each line naming its partition (docs/cluster.md)"}},
+  };
+  return *flags;
+}
+
+void PrintFlag(const FlagHelp& flag, std::ostream& out) {
+  std::string left = absl::StrCat("  --", flag.name);
+  if (*flag.value != '\0') absl::StrAppend(&left, " ", flag.value);
+  out << left;
+  out << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ') << flag.text
+      << "\n";
+}
+
 const VerbHelp* Find(absl::string_view verb) {
   for (const VerbHelp& help : Verbs()) {
     if (verb == help.name) return &help;
@@ -244,12 +323,18 @@ bool PrintVerbHelp(absl::string_view verb, std::ostream& out) {
       << help->synopsis << "\n\n"
       << help->text << "\n";
   if (!help->flags.empty()) out << "\nflags:\n";
-  for (const FlagHelp& flag : help->flags) {
-    std::string left = absl::StrCat("  --", flag.name);
-    if (*flag.value != '\0') absl::StrAppend(&left, " ", flag.value);
-    out << left;
-    out << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ')
-        << flag.text << "\n";
+  for (const FlagHelp& flag : help->flags) PrintFlag(flag, out);
+  bool server_header = false;
+  for (const ServerFlag& server : ServerFlags()) {
+    if (std::find(server.verbs.begin(), server.verbs.end(), verb) ==
+        server.verbs.end()) {
+      continue;
+    }
+    if (!server_header) {
+      out << "\nwith --server HOST:PORT --token T [--tls-ca FILE], also:\n";
+      server_header = true;
+    }
+    PrintFlag(server.flag, out);
   }
   out << "\nTimes: RFC 3339 with any offset, or a date (midnight in the "
          "ledger's zone).\n";
@@ -260,6 +345,17 @@ std::vector<std::string> DocumentedFlags(absl::string_view verb) {
   std::vector<std::string> names;
   if (const VerbHelp* help = Find(verb)) {
     for (const FlagHelp& flag : help->flags) names.push_back(flag.name);
+  }
+  return names;
+}
+
+std::vector<std::string> DocumentedServerFlags(absl::string_view verb) {
+  std::vector<std::string> names;
+  for (const ServerFlag& server : ServerFlags()) {
+    if (std::find(server.verbs.begin(), server.verbs.end(), verb) !=
+        server.verbs.end()) {
+      names.push_back(server.flag.name);
+    }
   }
   return names;
 }

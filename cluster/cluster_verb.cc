@@ -1,5 +1,6 @@
 #include "cluster/cluster_verb.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -36,6 +37,12 @@ int Fail(std::ostream& err, const absl::Status& status) {
 
 int RunClusterVerb(const std::vector<std::string>& args, std::ostream& out,
                    std::ostream& err) {
+  // `storeledger cluster --help`, `storeledger cluster init --help`: the
+  // usage on stdout, exit 0, as every verb's --help.
+  if (std::find(args.begin(), args.end(), "--help") != args.end()) {
+    out << kClusterUsage;
+    return kExitOk;
+  }
   if (args.empty() || (args.front() != "init" && args.front() != "status")) {
     return Usage(err, "the first word must be init or status");
   }

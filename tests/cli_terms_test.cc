@@ -506,22 +506,38 @@ TEST(CliSimulateTest,
 // ------------------------------------------------------------- help
 
 TEST(CliHelpTest, EveryVerbDescribesItsFlags) {
+  // Every verb of RunCli: its own help (not the general usage), every flag
+  // it accepts, embedded and with --server.
   for (const char* verb :
-       {"apply", "simulate", "state", "history", "explain", "diff", "find",
-        "position-at", "postings", "balances", "statement", "audit", "digest",
-        "verify", "export", "tail", "rebuild"}) {
+       {"apply",        "simulate", "state",       "history",    "explain",
+        "diff",         "find",     "position-at", "postings",   "balances",
+        "statement",    "audit",    "digest",      "verify",     "export",
+        "tail",         "rebuild",  "keygen",      "checkpoint", "prove",
+        "verify-proof", "consume",  "publish",     "backup"}) {
     CliRun help = testing::RunStoreledger({verb, "--help"});
     EXPECT_EQ(help.exit_code, 0) << verb;
-    EXPECT_THAT(help.out, HasSubstr(absl::StrCat("storeledger [--db DIR]")))
+    EXPECT_THAT(help.out,
+                ::testing::StartsWith(absl::StrCat(
+                    "usage: storeledger [--db DIR] [--policy FILE] [--tz "
+                    "ZONE] ",
+                    verb)))
         << verb;
     for (const std::string& flag : DocumentedFlags(verb)) {
       EXPECT_THAT(help.out, HasSubstr("--" + flag)) << verb;
     }
+    for (const std::string& flag : DocumentedServerFlags(verb)) {
+      EXPECT_THAT(help.out, HasSubstr("--" + flag)) << verb;
+    }
   }
   CliRun tail = testing::RunStoreledger({"tail", "--help"});
-  for (const char* flag : {"--max-events", "--idle-exit-ms", "--poll-ms"}) {
+  for (const char* flag : {"--max-events", "--idle-exit-ms", "--poll-ms",
+                           "--server", "--at-least", "--partition N|all"}) {
     EXPECT_THAT(tail.out, HasSubstr(flag));
   }
+  // The proof verbs accept what their help lists, and nothing else.
+  CliRun keygen = testing::RunStoreledger({"keygen", "--bogus", "1"});
+  EXPECT_EQ(keygen.exit_code, 2);
+  EXPECT_THAT(keygen.err, HasSubstr("--name"));
   // The table is also what the verb accepts.
   CliRun unknown = testing::RunStoreledger({"state", "--bogus", "1"});
   EXPECT_EQ(unknown.exit_code, 2);

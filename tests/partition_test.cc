@@ -267,6 +267,22 @@ TEST(PlacementTest, HashIsTheFirstEightBytesOfSha256BigEndian) {
   EXPECT_EQ(PartitionOfMerchant("anything", 1), 0u);
 }
 
+// `storeledger cluster [init|status] --help` prints the usage on stdout and
+// exits 0, as every verb's --help (no NATS needed).
+TEST(ClusterVerbTest, HelpIsTheUsage) {
+  TempDir dir;
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"cluster", "--help"},
+                                             {"cluster", "init", "--help"},
+                                             {"cluster", "status", "--help"}}) {
+    const CliRun help = RunStoreledger(args, dir);
+    EXPECT_EQ(help.status, 0) << absl::StrJoin(args, " ") << "\n" << help.err;
+    EXPECT_TRUE(absl::StrContains(help.out, "--partitions P [--replicas R]"))
+        << help.out;
+    EXPECT_EQ(help.err, "");
+  }
+}
+
 TEST_F(PartitionTest, InitIsFixedOnceMade) {
   ASSERT_EQ(kPartitions, 4u);
   CliRun same = RunStoreledger(
