@@ -8,13 +8,19 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "cli/cli.h"
 #include "core/policy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -321,6 +327,73 @@ TEST_F(ServerTermsTest, PostingsBalancesAndTailPrintWhatEmbeddedModePrints) {
   CliRun other = Remote(kMerchant2, {"postings", "--store", "s1"});
   EXPECT_EQ(other.exit_code, 1);
   EXPECT_THAT(other.err, HasSubstr("PERMISSION_DENIED"));
+}
+
+// A stream buffer one thread writes and another waits on: the stderr of a
+// `tail --follow` running in a thread.
+class WatchedBuffer : public std::stringbuf {
+ public:
+  // Whether `text` was written within `timeout`.
+  bool WaitFor(const std::string& text, absl::Duration timeout) {
+    std::unique_lock<std::recursive_mutex> lock(mu_);
+    return written_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
+                             [&] { return absl::StrContains(str(), text); });
+  }
+  std::string Text() {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return str();
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    const int_type r = std::stringbuf::overflow(c);
+    written_.notify_all();
+    return r;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    const std::streamsize r = std::stringbuf::xsputn(s, n);
+    written_.notify_all();
+    return r;
+  }
+
+ private:
+  // Recursive: stringbuf's xsputn calls overflow when its buffer is full.
+  std::recursive_mutex mu_;
+  std::condition_variable_any written_;
+};
+
+// `tail --follow` from past the head through the server warns on stderr
+// that the consumer is ahead, then waits and delivers what reaches it.
+TEST_F(ServerTermsTest, TailFollowPastTheHeadWarnsThenWaits) {
+  const uint64_t head = server_->ledger().log().head().position;
+  WatchedBuffer err_buffer;
+  std::ostream err(&err_buffer);
+  std::ostringstream out;
+  int exit_code = -1;
+  std::thread tail([&] {
+    std::istringstream in;
+    exit_code = RunCli({"--server", server_->address(), "--token", kAuditor,
+                        "tail", "--from-position", absl::StrCat(head + 1),
+                        "--follow", "--max-events", "1"},
+                       in, out, err);
+  });
+  const bool warned =
+      err_buffer.WaitFor("ahead of this ledger", absl::Seconds(30));
+  // Two events: position head + 2 reaches the consumer's position.
+  CliRun applied = Remote(
+      kWriter, {"apply"},
+      Cmd("c19", "2024-11-08T09:00:00+08:00",
+          R"("openStore":{"storeId":"s3","merchantId":"m3","kind":"MINI_STORE","subject":"ENTERPRISE"})") +
+          "\n");
+  tail.join();
+  ASSERT_TRUE(warned) << err_buffer.Text();
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_EQ(exit_code, 0) << err_buffer.Text();
+  EXPECT_THAT(err_buffer.Text(), HasSubstr("storeledger tail: warning: "));
+  EXPECT_THAT(out.str(),
+              HasSubstr(absl::StrCat(R"({"position":")", head + 2, "\"")));
 }
 
 TEST_F(ServerTermsTest, TheNewCallsAnswerWithTheLedgersMessages) {
