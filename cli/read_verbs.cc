@@ -256,6 +256,11 @@ static int WriteEnvelopes(CliContext& ctx, bool delimited) {
   if (!from.ok()) return ctx.Fail(from.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());
+  // Past the head, an export is empty: say so, as tail does.
+  if (std::optional<std::string> ahead =
+          TailPastHead(from->value_or(0), (*ledger)->log().head().position)) {
+    return ctx.Fail(absl::OutOfRangeError(*ahead));
+  }
   google::protobuf::io::OstreamOutputStream raw_out(ctx.out);
   std::optional<google::protobuf::io::CodedOutputStream> coded;
   if (delimited) coded.emplace(&raw_out);

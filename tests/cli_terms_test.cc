@@ -456,6 +456,15 @@ TEST_F(CliTermsTest, TailPastTheHeadIsNotSilent) {
   EXPECT_EQ(follow.exit_code, 0) << follow.err;
   EXPECT_THAT(follow.err, HasSubstr("warning"));
   EXPECT_THAT(follow.err, HasSubstr("ahead of this ledger"));
+  // export from past the head is not an empty success either.
+  CliRun export_at_head =
+      Run({"export", "--from-position", absl::StrCat(position)});
+  EXPECT_EQ(export_at_head.exit_code, 0) << export_at_head.err;
+  CliRun export_past = Run({"export", "--from-position",
+                            absl::StrCat(position + 1), "--format", "jsonl"});
+  EXPECT_EQ(export_past.exit_code, 1);
+  EXPECT_EQ(export_past.out, "");
+  EXPECT_THAT(export_past.err, HasSubstr("past the head of the log"));
 }
 
 TEST_F(CliTermsTest, AFilterMatchingNothingSaysSo) {
