@@ -320,6 +320,16 @@ int PrintStatements(CliContext& ctx, const StatementFlags& flags,
   std::ostream& out = *ctx.out;
   const bool pair = flags.pair;
   const bool yuan = flags.yuan;
+  // A store without an account by the period's end (it opened later, or
+  // no money ever moved) has an empty statement: say so.
+  for (const v1::Statement& statement : statements) {
+    if (statement.opening_size() == 0 && statement.closing_size() == 0 &&
+        statement.lines_size() == 0) {
+      ctx.SayNothingMatched(absl::StrCat(
+          "store ", statement.store_id(), " has no postings before ",
+          ZoneTime(flags.to, ctx.zone), ", so its statement is empty"));
+    }
+  }
   if (flags.format == "json") {
     if (!pair) {
       out << ToJson(statements.front()) << "\n";

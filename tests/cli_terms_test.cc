@@ -439,6 +439,19 @@ TEST_F(CliTermsTest, StatementPairShowsBothStoresApart) {
   EXPECT_EQ(pair.wechat().store_id(), "w1");
   EXPECT_GT(pair.wechat().lines_size(), 0);
   EXPECT_GT(pair.legacy().lines_size(), 0);
+
+  // A period before the store had any money: an empty statement, said so.
+  CliRun before = Run({"statement", "--store", "s1", "--pair", "--from",
+                       "2024-01-01", "--to", "2024-02-01"});
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_EQ(before.lines().size(), 3u) << before.out;  // two # lines, header
+  EXPECT_THAT(before.err,
+              HasSubstr("nothing matched: store s1 has no postings before "
+                        "2024-02-01T00:00:00+08:00"));
+  EXPECT_THAT(before.err, HasSubstr("store w1 has no postings"));
+  CliRun with_money = Run({"statement", "--store", "s1", "--from", "2024-11-01",
+                           "--to", "2024-12-01"});
+  EXPECT_EQ(with_money.err, "");
 }
 
 // ------------------------------------------------------------- empty answers

@@ -291,6 +291,15 @@ TEST_F(ServerTermsTest, StatementsPrintWhatEmbeddedModePrints) {
              {"statement", "--store", "s2", "--pair", "--from", "2024-10-01",
               "--to", "2024-12-01"},
              1);
+  // s2 never had money: an empty statement, said so on stderr.
+  ExpectSame(kAuditor,
+             {"statement", "--store", "s2", "--from", "2024-10-01", "--to",
+              "2024-12-01"},
+             0);
+  EXPECT_THAT(Remote(kAuditor, {"statement", "--store", "s2", "--from",
+                                "2024-10-01", "--to", "2024-12-01"})
+                  .err,
+              HasSubstr("nothing matched: store s2 has no postings"));
   // A merchant reads its own stores' statements only.
   CliRun denied = Remote(kMerchant2, {"statement", "--store", "s1", "--from",
                                       "2024-10-01", "--to", "2024-12-01"});
