@@ -194,6 +194,13 @@ void PrintBalances(CliContext& ctx, const BalancesFlags& flags,
   report.set_as_of_written(ctx.flags.GetOr("as-of", ""));
   std::ostream& out = *ctx.out;
   const bool partitioned = ats.size() > 1;
+  // Totals of nothing (an --as-of or a position before the first store):
+  // say so rather than print zeros as if they were figures.
+  if (report.stores_size() == 0) {
+    ctx.SayNothingMatched(
+        "no store existed at that business time and position; the totals "
+        "are of no store");
+  }
   if (!flags.csv) {
     if (partitioned) {
       for (size_t p = 0; p < ats.size(); ++p) {

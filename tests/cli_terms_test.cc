@@ -405,6 +405,15 @@ TEST_F(CliTermsTest, YuanNeverChangesATotal) {
   EXPECT_THAT(balances.out, HasSubstr("pending_yuan"));
   EXPECT_THAT(balances.out, HasSubstr(",500.00"));      // w1's deposit
   EXPECT_EQ(Run({"balances", "--yuan"}).exit_code, 2);  // JSON keeps fen
+  EXPECT_EQ(balances.err, "");
+  // Before the first store: totals of nothing, said so.
+  for (const char* format : {"json", "csv"}) {
+    CliRun before =
+        Run({"balances", "--as-of", "2024-05-01", "--format", format});
+    EXPECT_EQ(before.exit_code, 0) << before.err;
+    EXPECT_THAT(before.err, HasSubstr("nothing matched: no store existed"))
+        << format;
+  }
 
   EXPECT_EQ(AmountText(-5, true), "-0.05");
   EXPECT_EQ(AmountText(INT64_MIN, true), "-92233720368547758.08");
