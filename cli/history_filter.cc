@@ -101,9 +101,15 @@ absl::StatusOr<std::vector<std::string>> HistoryStores(
   }
   if (store.has_value() && !owners.empty() &&
       std::find(owners.begin(), owners.end(), *store) == owners.end()) {
+    // An order or withdrawal lives in one store (R13); a product id is a
+    // store's own, so several stores may have one of that id.
+    const bool product = !filter.order_id && !filter.withdrawal_id;
     return absl::FailedPreconditionError(absl::StrCat(
-        AskedAbout(filter), " is not in store ", *store, ": it belongs to ",
-        absl::StrJoin(owners, ", "), " (R13: each lives in one store)"));
+        AskedAbout(filter), " is not in store ", *store,
+        product ? ": stores with a product of that id: " : ": it belongs to ",
+        absl::StrJoin(owners, ", "),
+        product ? " (product ids are per store)"
+                : " (R13: each lives in one store)"));
   }
   if (store.has_value()) return std::vector<std::string>{*store};
   if (owners.empty()) {

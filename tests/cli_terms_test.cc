@@ -190,6 +190,18 @@ TEST_F(CliTermsTest, HistoryFindsTheStoreOfAnOrderOrWithdrawal) {
   EXPECT_THAT(wrong.err,
               HasSubstr("order o1 is not in store w1: it belongs to s1"));
   EXPECT_EQ(wrong.out, "");
+  CliRun wrong_withdrawal =
+      Run({"history", "--store", "w1", "--withdrawal", "wd1"});
+  EXPECT_EQ(wrong_withdrawal.exit_code, 1);
+  EXPECT_THAT(wrong_withdrawal.err,
+              HasSubstr("withdrawal wd1 is not in store w1: it belongs to s1"));
+  // A product id is a store's own: the stores that have one are named.
+  CliRun wrong_product = Run({"history", "--store", "w1", "--product", "p3"});
+  EXPECT_EQ(wrong_product.exit_code, 1);
+  EXPECT_THAT(wrong_product.err,
+              HasSubstr("product p3 is not in store w1: stores with a product "
+                        "of that id: s1 (product ids are per store)"));
+  EXPECT_EQ(wrong_product.out, "");
   CliRun unknown = Run({"history", "--order", "nope"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_THAT(unknown.err, HasSubstr("no store has order nope"));

@@ -226,6 +226,9 @@ TEST_F(ServerTermsTest, HistoryFindsTheStoreAndShowsTheSyncInBoth) {
   for (const auto& args : same) ExpectSame(kInvestigator, args, 0);
   // Under the wrong store, or an id nobody has, or nothing to find.
   ExpectSame(kInvestigator, {"history", "--store", "w1", "--order", "o1"}, 1);
+  ExpectSame(kInvestigator, {"history", "--store", "w1", "--withdrawal", "wd1"},
+             1);
+  ExpectSame(kInvestigator, {"history", "--store", "w1", "--product", "p3"}, 1);
   ExpectSame(kInvestigator, {"history", "--order", "no-such-order"}, 1);
   ExpectSame(kInvestigator, {"history", "--limit", "2"}, 2);
   // A filter that selects nothing says so, remote as embedded.
