@@ -103,11 +103,19 @@ absl::StatusOr<std::vector<std::string>> HistoryStores(
       std::find(owners.begin(), owners.end(), *store) == owners.end()) {
     // An order or withdrawal lives in one store (R13); a product id is a
     // store's own, so several stores may have one of that id.
+    // A common product id is in thousands of stores: name the first few.
     const bool product = !filter.order_id && !filter.withdrawal_id;
+    constexpr size_t kOwnersNamed = 10;
+    const size_t named = std::min(owners.size(), kOwnersNamed);
     return absl::FailedPreconditionError(absl::StrCat(
         AskedAbout(filter), " is not in store ", *store,
         product ? ": stores with a product of that id: " : ": it belongs to ",
-        absl::StrJoin(owners, ", "),
+        absl::StrJoin(owners.begin(), owners.begin() + named, ", "),
+        owners.size() > named
+            ? absl::StrCat(" and ", owners.size() - named,
+                           " more (`storeledger find ",
+                           filter.product_id.value_or(""), "` lists them)")
+            : "",
         product ? " (product ids are per store)"
                 : " (R13: each lives in one store)"));
   }

@@ -202,6 +202,33 @@ TEST_F(CliTermsTest, HistoryFindsTheStoreOfAnOrderOrWithdrawal) {
               HasSubstr("product p3 is not in store w1: stores with a product "
                         "of that id: s1 (product ids are per store)"));
   EXPECT_EQ(wrong_product.out, "");
+  // A product id in many stores: the first ten are named, and the rest
+  // counted.
+  std::string many;
+  for (int i = 0; i < 12; ++i) {
+    const std::string store = absl::StrCat("x", 10 + i);
+    absl::StrAppend(
+        &many,
+        Cmd(absl::StrCat("open-", store), "2024-06-02T09:00:00+08:00",
+            absl::StrCat(
+                R"("openStore":{"storeId":")", store,
+                R"(","merchantId":"mx","kind":"MINI_STORE","subject":"ENTERPRISE"})")),
+        "\n",
+        Cmd(absl::StrCat("add-", store), "2024-06-02T10:00:00+08:00",
+            absl::StrCat(
+                R"("addProduct":{"storeId":")", store,
+                R"(","productId":"px","kind":"PHYSICAL","origin":"OWN","categoryId":"cat-1","priceFen":100})")),
+        "\n");
+  }
+  CliRun applied = Run({"apply", "-"}, many);
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  ASSERT_THAT(applied.out, Not(HasSubstr("REJECTED"))) << applied.out;
+  CliRun in_many = Run({"history", "--store", "s1", "--product", "px"});
+  EXPECT_EQ(in_many.exit_code, 1);
+  EXPECT_THAT(in_many.err,
+              HasSubstr("stores with a product of that id: x10, x11, x12, x13, "
+                        "x14, x15, x16, x17, x18, x19 and 2 more (`storeledger "
+                        "find px` lists them)"));
   CliRun unknown = Run({"history", "--order", "nope"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_THAT(unknown.err, HasSubstr("no store has order nope"));
