@@ -308,8 +308,7 @@ absl::StatusOr<v1::StoreState> Remote::GetStore(const std::string& store_id,
   return state;
 }
 
-// `diff` from two GetStore answers: the sides' positions are of the log of
-// the store's partition (KnowledgePosition asks that log).
+// `diff` through GetDiff, with --known-at T asked of the store's log.
 int Remote::Diff() {
   absl::StatusOr<DiffFlags> flags = DiffFlags::Parse(ctx_);
   if (!flags.ok()) return ctx_.Fail(flags.status());
@@ -319,9 +318,25 @@ int Remote::Diff() {
   flags->SetKnowledge(*position);
   absl::StatusOr<uint64_t> at_least = AtLeast();
   if (!at_least.ok()) return ctx_.Fail(at_least.status());
-  return PrintDiff(ctx_, *flags,
-                   GetStore(flags->store_id, flags->before, *at_least),
-                   GetStore(flags->store_id, flags->after, *at_least));
+  v1::GetDiffRequest request;
+  request.set_store_id(flags->store_id);
+  for (const auto& [side, as_of] :
+       {std::pair(request.mutable_from(), &flags->before),
+        std::pair(request.mutable_to(), &flags->after)}) {
+    if (as_of->business_time.has_value()) {
+      *side->mutable_as_of() = ToProto(*as_of->business_time);
+    }
+    if (as_of->position.has_value()) side->set_position(*as_of->position);
+  }
+  request.set_min_position(*at_least);
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::StoreDiff diff;
+  if (absl::Status s = FromGrpc(stub_->GetDiff(&context, request, &diff));
+      !s.ok()) {
+    return ctx_.Fail(s);
+  }
+  return PrintDiff(ctx_, diff);
 }
 
 absl::StatusOr<v1::PositionAt> Remote::Resolve(std::optional<absl::Time> at,

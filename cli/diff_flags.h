@@ -30,11 +30,9 @@ struct DiffFlags {
   void SetKnowledge(std::optional<uint64_t> position);
 };
 
-// Prints the StoreDiff from `before` (NOT_FOUND: the store did not exist
-// yet) to `after` as JSON; any other failure of either is the answer.
-int PrintDiff(CliContext& ctx, const DiffFlags& flags,
-              const absl::StatusOr<v1::StoreState>& before,
-              const absl::StatusOr<v1::StoreState>& after);
+// Prints the diff (replay/read_views.h DiffStoreAt, or GetDiff's answer)
+// as JSON, or fails with its status.
+int PrintDiff(CliContext& ctx, const absl::StatusOr<v1::StoreDiff>& diff);
 
 }  // namespace storeledger
 

@@ -150,22 +150,9 @@ void DiffFlags::SetKnowledge(std::optional<uint64_t> position) {
   after.position = position;
 }
 
-int PrintDiff(CliContext& ctx, const DiffFlags& flags,
-              const absl::StatusOr<v1::StoreState>& before,
-              const absl::StatusOr<v1::StoreState>& after) {
-  std::optional<v1::StoreState> before_state;
-  if (before.ok()) {
-    before_state = *before;
-  } else if (!absl::IsNotFound(before.status())) {
-    return ctx.Fail(before.status());
-  }
-  if (!after.ok()) return ctx.Fail(after.status());
-  v1::StoreDiff diff = DiffStoreStates(before_state, *after);
-  *diff.mutable_from() = ToProto(*flags.before.business_time);
-  *diff.mutable_to() = ToProto(*flags.after.business_time);
-  diff.set_from_position(flags.before.position.value_or(0));
-  diff.set_to_position(flags.after.position.value_or(0));
-  *ctx.out << ToJson(diff) << "\n";
+int PrintDiff(CliContext& ctx, const absl::StatusOr<v1::StoreDiff>& diff) {
+  if (!diff.ok()) return ctx.Fail(diff.status());
+  *ctx.out << ToJson(*diff) << "\n";
   return kExitOk;
 }
 
@@ -178,11 +165,11 @@ int DiffVerb(CliContext& ctx) {
   absl::StatusOr<std::optional<uint64_t>> position = ctx.KnowledgePosition(l);
   if (!position.ok()) return ctx.Fail(position.status());
   flags->SetKnowledge(*position);
-  // Both sides are read before either is judged, as --server mode does.
-  absl::StatusOr<v1::StoreState> before =
-      l.State(flags->store_id, flags->before);
-  absl::StatusOr<v1::StoreState> after = l.State(flags->store_id, flags->after);
-  return PrintDiff(ctx, *flags, before, after);
+  return PrintDiff(ctx, DiffStoreAt(
+                            [&](const AsOf& as_of) {
+                              return l.State(flags->store_id, as_of);
+                            },
+                            flags->before, flags->after));
 }
 
 }  // namespace storeledger

@@ -163,6 +163,29 @@ absl::StatusOr<v1::Explanation> Explain(const EventLog& log,
   return out;
 }
 
+absl::StatusOr<v1::StoreDiff> DiffStoreAt(
+    const std::function<absl::StatusOr<v1::StoreState>(const AsOf&)>& state,
+    const AsOf& before, const AsOf& after) {
+  absl::StatusOr<v1::StoreState> before_state = state(before);
+  std::optional<v1::StoreState> existed;
+  if (before_state.ok()) {
+    existed = *std::move(before_state);
+  } else if (!absl::IsNotFound(before_state.status())) {
+    return before_state.status();
+  }
+  ASSIGN_OR_RETURN(v1::StoreState after_state, state(after));
+  v1::StoreDiff diff = DiffStoreStates(existed, after_state);
+  if (before.business_time.has_value()) {
+    *diff.mutable_from() = ToProto(*before.business_time);
+  }
+  if (after.business_time.has_value()) {
+    *diff.mutable_to() = ToProto(*after.business_time);
+  }
+  diff.set_from_position(before.position.value_or(0));
+  diff.set_to_position(after.position.value_or(0));
+  return diff;
+}
+
 v1::StoreDiff DiffStoreStates(const std::optional<v1::StoreState>& before_state,
                               const v1::StoreState& after) {
   const v1::StoreState before = before_state.value_or(v1::StoreState());

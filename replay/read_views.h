@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "core/policy.h"
+#include "replay/store_view.h"
 #include "storage/event_log.h"
 #include "storeledger/v1/ledger.pb.h"
 
@@ -42,6 +43,13 @@ absl::StatusOr<v1::Explanation> Explain(const EventLog& log,
 // caller sets from/to.
 v1::StoreDiff DiffStoreStates(const std::optional<v1::StoreState>& before,
                               const v1::StoreState& after);
+// `diff` of a store from `before` to `after` (`diff`, GetDiff): `state`
+// gives the store as of one side; NOT_FOUND on the `before` side means it
+// did not exist yet, any other failure is the answer. Sets from/to (when a
+// side has a business time) and from/to_position (0: the head).
+absl::StatusOr<v1::StoreDiff> DiffStoreAt(
+    const std::function<absl::StatusOr<v1::StoreState>(const AsOf&)>& state,
+    const AsOf& before, const AsOf& after);
 
 // What a streaming read (Subscribe, ReadStream, a store's history) reads
 // from the log before it hands any of it on: at most this many envelopes,

@@ -1428,6 +1428,53 @@ grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
       response);
 }
 
+grpc::Status LedgerService::GetDiff(grpc::ServerContext* context,
+                                    const v1::GetDiffRequest* request,
+                                    v1::StoreDiff* response) {
+  Principal principal;
+  if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
+      !s.ok()) {
+    return s;
+  }
+  if (request->store_id().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "store_id is required");
+  }
+  // In another partition: asked there (which checks access itself).
+  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
+    if (std::optional<grpc::Status> answered = Forward(
+            *context, router->StoreReader(request->store_id()),
+            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+              return stub.GetDiff(call, *request, response);
+            })) {
+      return *answered;
+    }
+  }
+  if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
+      !s.ok()) {
+    return s;
+  }
+  if (grpc::Status s =
+          WaitForPosition(request->min_position(), context->deadline());
+      !s.ok()) {
+    return s;
+  }
+  const absl::Time started = absl::Now();
+  absl::StatusOr<AsOf> from = AsOfOf(request->from());
+  if (!from.ok()) return ToGrpc(from.status());
+  absl::StatusOr<AsOf> to = AsOfOf(request->to());
+  if (!to.ok()) return ToGrpc(to.status());
+  absl::StatusOr<v1::StoreDiff> diff = DiffStoreAt(
+      [&](const AsOf& as_of) {
+        return options_.ledger->State(request->store_id(), as_of);
+      },
+      *from, *to);
+  if (options_.metrics != nullptr) {
+    options_.metrics->ObserveRead("GetDiff", absl::Now() - started);
+  }
+  return Reply(std::move(diff), response);
+}
+
 grpc::Status LedgerService::GetStatement(grpc::ServerContext* context,
                                          const v1::GetStatementRequest* request,
                                          v1::Statements* response) {

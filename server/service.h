@@ -205,6 +205,11 @@ class LedgerService final
   grpc::Status GetStatement(grpc::ServerContext* context,
                             const v1::GetStatementRequest* request,
                             v1::Statements* response) override;
+  // `diff` (replay/read_views.h DiffStoreAt): as GetStore, also a
+  // merchant for its own stores.
+  grpc::Status GetDiff(grpc::ServerContext* context,
+                       const v1::GetDiffRequest* request,
+                       v1::StoreDiff* response) override;
   // `balances` (auditor, investigator) and `postings` (a merchant for its
   // own store; every store: auditor, investigator).
   grpc::Status GetBalances(grpc::ServerContext* context,

@@ -602,6 +602,17 @@ TEST_F(PartitionTest, OneNodeReachesEveryPartition) {
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(state.merchant_id(), MerchantIn(p));
 
+    // A diff is routed as a store read: the store's partition answers.
+    grpc::ClientContext diff_context;
+    v1::GetDiffRequest diff_request;
+    diff_request.set_store_id(store);
+    diff_request.mutable_from()->set_position(0);
+    v1::StoreDiff diff;
+    s = Entry().GetDiff(&diff_context, diff_request, &diff);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_FALSE(diff.store_existed_before());
+    EXPECT_EQ(diff.store_id(), store);
+
     grpc::ClientContext digest_context;
     v1::DigestRequest digest_request;
     digest_request.set_partition(p);

@@ -209,6 +209,25 @@ TEST_F(ServerTermsTest, DiffPrintsWhatEmbeddedModePrints) {
                                      "2024-10-01", "--to", "2024-11-01"});
   EXPECT_EQ(other.exit_code, 1);
   EXPECT_THAT(other.err, HasSubstr("PERMISSION_DENIED"));
+
+  // GetDiff itself: w1 before it existed (position 1) and at the head.
+  grpc::ClientContext context;
+  Authorize(&context, kMerchant1);
+  v1::GetDiffRequest request;
+  request.set_store_id("w1");
+  request.mutable_from()->set_position(1);
+  v1::StoreDiff diff;
+  ASSERT_TRUE(stub_->GetDiff(&context, request, &diff).ok());
+  EXPECT_FALSE(diff.store_existed_before());
+  EXPECT_EQ(diff.status_after(), v1::OPEN);
+  EXPECT_EQ(diff.from_position(), 1u);
+  EXPECT_EQ(diff.to_position(), 0u);  // the head
+  EXPECT_FALSE(diff.has_from());      // no business-time bound
+  grpc::ClientContext unknown_context;
+  Authorize(&unknown_context, kAuditor);
+  request.set_store_id("nobody");
+  EXPECT_EQ(stub_->GetDiff(&unknown_context, request, &diff).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 TEST_F(ServerTermsTest, HistoryFindsTheStoreAndShowsTheSyncInBoth) {
