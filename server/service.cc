@@ -716,36 +716,47 @@ LedgerService::ExecuteStream(grpc::CallbackServerContext* context) {
                              AuthorizationOf(*context));
 }
 
-grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
-                                     const v1::GetStoreRequest* request,
-                                     v1::StoreState* response) {
+template <typename Request, typename Call>
+std::optional<grpc::Status> LedgerService::StartStoreRead(
+    const grpc::ServerContext& context, const Request& request,
+    Call call) const {
   Principal principal;
-  if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
+  if (grpc::Status s = Authorize(context, Permission::kReadStore, &principal);
       !s.ok()) {
     return s;
   }
-  if (request->store_id().empty()) {
+  if (request.store_id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "store_id is required");
   }
   // In another partition: asked there (which checks access itself).
-  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
-    if (std::optional<grpc::Status> answered = Forward(
-            *context, router->StoreReader(request->store_id()),
-            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
-              return stub.GetStore(call, *request, response);
-            })) {
-      return *answered;
+  if (ClusterRouter* router = RouterFor(context); router != nullptr) {
+    if (std::optional<grpc::Status> answered =
+            Forward(context, router->StoreReader(request.store_id()), call)) {
+      return answered;
     }
   }
-  if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
+  if (grpc::Status s = CheckStoreAccess(principal, request.store_id());
       !s.ok()) {
     return s;
   }
   if (grpc::Status s =
-          WaitForPosition(request->min_position(), context->deadline());
+          WaitForPosition(request.min_position(), context.deadline());
       !s.ok()) {
     return s;
+  }
+  return std::nullopt;
+}
+
+grpc::Status LedgerService::GetStore(grpc::ServerContext* context,
+                                     const v1::GetStoreRequest* request,
+                                     v1::StoreState* response) {
+  if (std::optional<grpc::Status> answered = StartStoreRead(
+          *context, *request,
+          [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+            return stub.GetStore(call, *request, response);
+          })) {
+    return *answered;
   }
   const absl::Time started = absl::Now();
   absl::StatusOr<AsOf> as_of = AsOfOf(*request);
@@ -1431,33 +1442,12 @@ grpc::Status LedgerService::PositionAt(grpc::ServerContext* context,
 grpc::Status LedgerService::GetDiff(grpc::ServerContext* context,
                                     const v1::GetDiffRequest* request,
                                     v1::StoreDiff* response) {
-  Principal principal;
-  if (grpc::Status s = Authorize(*context, Permission::kReadStore, &principal);
-      !s.ok()) {
-    return s;
-  }
-  if (request->store_id().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "store_id is required");
-  }
-  // In another partition: asked there (which checks access itself).
-  if (ClusterRouter* router = RouterFor(*context); router != nullptr) {
-    if (std::optional<grpc::Status> answered = Forward(
-            *context, router->StoreReader(request->store_id()),
-            [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
-              return stub.GetDiff(call, *request, response);
-            })) {
-      return *answered;
-    }
-  }
-  if (grpc::Status s = CheckStoreAccess(principal, request->store_id());
-      !s.ok()) {
-    return s;
-  }
-  if (grpc::Status s =
-          WaitForPosition(request->min_position(), context->deadline());
-      !s.ok()) {
-    return s;
+  if (std::optional<grpc::Status> answered = StartStoreRead(
+          *context, *request,
+          [&](v1::Ledger::StubInterface& stub, grpc::ClientContext* call) {
+            return stub.GetDiff(call, *request, response);
+          })) {
+    return *answered;
   }
   const absl::Time started = absl::Now();
   absl::StatusOr<AsOf> from = AsOfOf(request->from());

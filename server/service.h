@@ -280,6 +280,15 @@ class LedgerService final
   std::optional<grpc::Status> StartPartitionRead(
       const grpc::ServerContext& context, Permission permission,
       const Request& request, Call call, Principal* principal = nullptr) const;
+  // The start of a read of one store (GetStore, GetDiff): the caller may
+  // read stores, request.store_id() is set, a store of another partition is
+  // asked there (`call` on its stub, which checks access itself), the
+  // caller may read this store, and this replica's log reaches
+  // request.min_position(). nullopt: answer here.
+  template <typename Request, typename Call>
+  std::optional<grpc::Status> StartStoreRead(const grpc::ServerContext& context,
+                                             const Request& request,
+                                             Call call) const;
   // Explain with no partition on a partitioned cluster: every partition
   // asked, the one holding the command answers.
   grpc::Status ExplainInEveryPartition(grpc::ServerContext* context,
