@@ -279,14 +279,14 @@ function stateView(state, historyFilter) {
     table(SERIES.map(([, label]) => label + ' (CNY)'),
       [SERIES.map(([field]) => h('span', { 'data-field': field, 'data-fen': b[field] }, fen(b[field])))]),
     h('div', { class: 'row' },
-      h('div', {}, h('h2', {}, 'Products'), table(['product', 'kind', 'origin', 'status', 'effective', 'synced from'],
+      h('div', { id: 'products' }, h('h2', {}, 'Products'), table(['product', 'kind', 'origin', 'status', 'effective', 'synced from'],
         state.products.map((p) => [p.productId, p.kind, p.origin, p.status, p.effectiveStatus, p.syncedFrom]))),
       h('div', {}, h('h2', {}, 'Orders'), h('div', { id: 'orders' }, table(['order', 'status', 'total', 'paid', 'refunded', ''],
         state.orders.map((o) => [o.orderId, o.status, fen(o.totalFen), fen(o.paidFen), fen(o.refundedFen),
-          h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); historyFilter('orderId', o.orderId); } }, 'history')])))),
+          h('a', { href: '#', 'data-order': o.orderId, onclick: (ev) => { ev.preventDefault(); historyFilter('orderId', o.orderId); } }, 'history')])))),
       h('div', {}, h('h2', {}, 'Withdrawals'), h('div', { id: 'withdrawals' }, table(['withdrawal', 'status', 'amount', ''],
         state.withdrawals.map((w) => [w.withdrawalId, w.status, fen(w.amountFen),
-          h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); historyFilter('withdrawalId', w.withdrawalId); } }, 'history')]))))));
+          h('a', { href: '#', 'data-withdrawal': w.withdrawalId, onclick: (ev) => { ev.preventDefault(); historyFilter('withdrawalId', w.withdrawalId); } }, 'history')]))))));
 }
 
 // Does this event (or refused command) name the order / withdrawal?
@@ -298,7 +298,7 @@ function historyTable(events) {
     const body = e.payload[type];
     const detail = type === 'commandRejected' ? `REFUSED ${body.rule}: ${body.message}` : JSON.stringify(body);
     return [e.position, chinaText(eventTime(e)), type,
-      h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); explainPanel(e.commandId, document.getElementById('explain')); } }, e.commandId),
+      h('a', { href: '#', 'data-command': e.commandId, onclick: (ev) => { ev.preventDefault(); explainPanel(e.commandId, document.getElementById('explain')); } }, e.commandId),
       detail.length > 140 ? detail.slice(0, 140) + '…' : detail];
   }));
 }
@@ -361,7 +361,7 @@ async function storePage(storeId) {
   const own = lanes.find((l) => l.state.storeId === storeId);
   const showHistory = (key, id) => {
     const events = key ? own.events.filter((e) => names(e, key, id)) : own.events;
-    historyBox.replaceChildren(h('h2', {}, key ? `History of ${id}` : 'History (events and refused commands)'),
+    historyBox.replaceChildren(h('h2', { 'data-filter': id || '' }, key ? `History of ${id}` : 'History (events and refused commands)'),
       historyTable(events));
   };
   const renderState = (st) => stateBox.replaceChildren(stateView(st, showHistory));

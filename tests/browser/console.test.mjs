@@ -81,6 +81,14 @@ async function signedInPage(token) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.errors = errors;
+  // Nothing but this server: no CDN, nothing fetched elsewhere at run time.
+  const elsewhere = [];
+  page.on('request', (r) => {
+    // (data: URLs are chromium's own, such as the date picker's icon.)
+    const url = r.url();
+    if (!url.startsWith(base + '/') && !url.startsWith('blob:' + base + '/') && !url.startsWith('data:')) elsewhere.push(url);
+  });
+  page.elsewhere = elsewhere;
   await page.goto(base + '/#/signin');
   await page.waitForSelector('#sign-in-form');
   await page.type('#token', token);
@@ -135,6 +143,37 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   assert.equal(await attr(page, '#balance-charts path[data-store="W1"][data-series="depositFen"]', 'data-last'), '50000');
   await page.screenshot({ path: path.join(output, 'store.png'), fullPage: false });
 
+  // Each row of the orders and withdrawals tables opens its own history.
+  const historyRows = () => page.$$eval('#history tr', (rows) => rows.slice(1).map((r) =>
+    [...r.children].map((c) => c.textContent)));
+  await page.click('#orders a[data-order="o1"]');
+  await page.waitForSelector('#history h2[data-filter="o1"]');
+  assert.deepEqual((await historyRows()).map((r) => r[2]),
+    ['orderPlaced', 'orderPaid', 'orderShipped', 'orderSettled']);
+  await page.click('#withdrawals a[data-withdrawal="w1"]');
+  await page.waitForSelector('#history h2[data-filter="w1"]');
+  assert.deepEqual((await historyRows()).map((r) => r[2]), ['withdrawalRequested', 'withdrawalCompleted']);
+  // A command's explain: from its id in the history, and from the timeline.
+  const explained = (command) => page.waitForFunction((c) => document.querySelector('#explain h2')?.textContent ===
+    'Command ' + c && document.getElementById('explain-outcome'), {}, command);
+  await page.click('#history a[data-command="c11"]');
+  await explained('c11');
+  assert.match(await page.$eval('#explain-outcome', (el) => el.textContent), /^ACCEPTED/);
+  await page.click('#timeline g.event[data-type="commandRejected"]');
+  await explained('c19');
+  assert.match(await page.$eval('#explain-outcome', (el) => el.textContent), /^REJECTED by R2: /);
+
+  // As known at a position: right after c02 (the first product), before c03
+  // (the second).
+  const c02 = (await api('/api/explain?commandId=c02', TOKENS.investigator)).outcome.lastPosition;
+  await page.$eval('#asof-position', (el, p) => { el.value = p; }, c02);
+  await page.click('#asof-show');
+  await page.waitForSelector('#state[data-version="2"]');
+  assert.deepEqual(await page.$$eval('#products tr', (rows) => rows.slice(1).map((r) => r.children[0].textContent)), ['p1']);
+  await page.$eval('#asof-position', (el) => { el.value = ''; });
+  await page.click('#asof-show');
+  await page.waitForSelector('#state[data-status="UPGRADED"]');
+
   // The as-of control changes the state shown.
   assert.equal(await attr(page, '#state', 'data-status'), 'UPGRADED');
   await page.$eval('#asof-time', (el) => { el.value = '2024-10-11T00:00'; });
@@ -151,6 +190,7 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   const asOf = await page.$('#asof-state');
   await asOf.screenshot({ path: path.join(output, 'as-of.png') });
   assert.deepEqual(page.errors, []);
+  assert.deepEqual(page.elsewhere, []);
   await page.close();
 });
 
@@ -173,6 +213,7 @@ test('finance sees balances per kind, a statement with CSV, the audit and a veri
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(output, 'finance.png') });
   assert.deepEqual(page.errors, []);
+  assert.deepEqual(page.elsewhere, []);
   await page.close();
 });
 
