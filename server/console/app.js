@@ -158,7 +158,7 @@ async function explainPanel(commandId, where) {
     where.append(h('p', { id: 'explain-outcome' }, `${o.status}`, o.rule ? ` by ${o.rule}` : '',
       o.message ? `: ${o.message}` : '', ` — positions ${o.firstPosition}..${o.lastPosition}`));
     if (o.syncedProductIds.length || o.skipped.length) {
-      where.append(h('p', { id: 'sync-details' }, 'copied: ', o.syncedProductIds.join(', ') || 'none',
+      where.append(h('p', { id: 'explain-sync' }, 'copied: ', o.syncedProductIds.join(', ') || 'none',
         '; skipped: ', o.skipped.map((k) => `${k.productId} (${k.reason})`).join(', ') || 'none'));
     }
     where.append(h('pre', {}, JSON.stringify(x, null, 1)));
@@ -328,17 +328,24 @@ async function storePage(storeId) {
   const lo = Math.min(...times, policy[0][2]) - 3 * 86400e3;
   const hi = Math.max(...times, policy[policy.length - 1][2]) + 3 * 86400e3;
   const domain = [lo, hi];
-  // The sync: the target's products copied from the legacy store, by command.
-  const syncs = new Map();
-  if (lanes.length === 2) {
-    for (const e of lanes[1].events) {
-      if (e.payload.productAdded && e.payload.productAdded.syncedFrom) syncs.set(e.commandId, eventTime(e));
-    }
-  }
+  // The product syncs: each leaves a ProductsSynced on the WeChat Store's
+  // stream (R9), with what it copied and what it skipped and why, even when
+  // it copied nothing.
+  const syncs = lanes.length === 2 ? lanes[1].events.filter((e) => e.payload.productsSynced) : [];
   main.append(h('h2', {}, 'Timeline (business time, +08:00; ✕ = refused command, dashed = policy instants)'),
-    timelineSvg(lanes, policy, domain, [...syncs.values()]),
+    timelineSvg(lanes, policy, domain, syncs.map(eventTime)),
     h('div', { class: 'legend' }, ['store', 'product', 'order', 'withdrawal', 'deposit'].map((k) =>
       h('span', {}, h('i', { class: 'kind-' + k }), k))));
+  if (syncs.length) {
+    main.append(h('h2', {}, 'Product syncs'), h('ul', { id: 'sync-details' }, syncs.map((e) => {
+      const sync = e.payload.productsSynced;
+      return h('li', { 'data-command': e.commandId }, `${chinaText(eventTime(e))} `,
+        h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); explainPanel(e.commandId, document.getElementById('explain')); } },
+          e.commandId),
+        ` ${sync.sourceStoreId} → ${sync.storeId}: copied: ${sync.copiedProductIds.join(', ') || 'none'}; skipped: `,
+        sync.skipped.map((k) => `${k.productId} (${k.reason})`).join(', ') || 'none');
+    })));
+  }
   for (const k of ['store', 'product', 'order', 'withdrawal', 'deposit']) {
     for (const el of main.querySelectorAll('.kind-' + k)) el.style.background = colorOf(k);
   }
@@ -350,10 +357,6 @@ async function storePage(storeId) {
     for (const el of main.querySelectorAll('.swatch-' + label.replace(' ', '-'))) el.style.background = color;
   }
   const explain = h('div', { id: 'explain', class: 'panel' }, 'Click an event or a command id to explain it.');
-  for (const commandId of syncs.keys()) {
-    explain.replaceChildren();
-    explainPanel(commandId, explain);  // the sync: what was copied, what skipped and why
-  }
 
   // As of / diff.
   const stateBox = h('div', { id: 'asof-state' });

@@ -1,8 +1,8 @@
 // The console in a real browser: Debian's chromium, headless, driven by
 // puppeteer-core, against a storeledgerd serving tests/data/
 // console_scenario.jsonl (merchant m1's mini store L1 upgraded into WeChat
-// Store W1 on 2024-10-22; merchant m2's Channels store S2). Screenshots of
-// each page go to $BROWSER_TEST_OUTPUT.
+// Store W1 on 2024-10-22, and synced twice; merchant m2's Channels store
+// S2). Screenshots of each page go to $BROWSER_TEST_OUTPUT.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -34,6 +34,12 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'console-test-'));
   const db = path.join(dir, 'db');
   execFileSync(storeledger, ['--db', db, 'apply', scenario], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // A second product sync, after W1 listed p1: it copies nothing (p1 already
+  // synced, p2 third-party) and must still be linked and described.
+  const resync = path.join(dir, 'resync.jsonl');
+  fs.writeFileSync(resync, JSON.stringify({ commandId: 'c25', occurredAt: '2024-10-28T09:00:00+08:00',
+    syncProducts: { sourceStoreId: 'L1', targetStoreId: 'W1' } }) + '\n');
+  execFileSync(storeledger, ['--db', db, 'apply', resync], { stdio: ['ignore', 'ignore', 'inherit'] });
   const tokens = path.join(dir, 'tokens');
   fs.writeFileSync(tokens, `${TOKENS.investigator} investigator\n${TOKENS.auditor} auditor\n` +
     `${TOKENS.m1} merchant:m1\n${TOKENS.m2} merchant:m2\n`, { mode: 0o600 });
@@ -123,13 +129,13 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   assert.equal(await date('L1', 'commandRejected'), '2024-11-05');
   assert.match(await page.$eval('#timeline g.event[data-type="commandRejected"] title', (el) => el.textContent), /REFUSED R2/);
   assert.ok(await page.$('#timeline line.link[data-kind="upgrade"]'), 'the upgrade links the two lanes');
-  assert.ok(await page.$('#timeline line.link[data-kind="sync"]'), 'the sync links the two lanes');
+  // Each sync links the two lanes, the one that copied nothing too.
+  assert.equal((await page.$$('#timeline line.link[data-kind="sync"]')).length, 2);
   assert.equal((await page.$$('#timeline g.policy')).length, 7);
   assert.equal(await attr(page, '#timeline g.policy[data-name="miniUpgradeOpen"]', 'data-date'), '2024-10-21');
-  await page.waitForSelector('#sync-details');
-  const sync = await page.$eval('#sync-details', (el) => el.textContent);
-  assert.match(sync, /copied: p1/);
-  assert.match(sync, /skipped: p2 \(/);
+  const sync = (command) => page.$eval(`#sync-details li[data-command="${command}"]`, (el) => el.textContent);
+  assert.match(await sync('c13'), /2024-10-22 10:30.*copied: p1; skipped: p2 \(third-party product\)/);
+  assert.match(await sync('c25'), /2024-10-28 09:00.*copied: none; skipped: p1 \(already synced\), p2 \(third-party product\)/);
 
   // The balance chart: every series, ending on what the ledger reports.
   for (const store of ['L1', 'W1']) {
