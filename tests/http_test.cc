@@ -219,6 +219,46 @@ TEST_F(HttpTest, HistoryHoldsEventsAndRefusalsInPositionOrder) {
   EXPECT_EQ(Get("/api/history?store=nope", kInvestigator).status, 404);
 }
 
+// A history longer than the console shows (kConsoleHistoryEventsMax) is
+// refused whole, naming the CLI verb that pages through it, not cut short.
+TEST_F(HttpTest, AHistoryLongerThanTheConsoleShowsIsRefusedNamingTheCliVerb) {
+  // S2 has 5 events; products added before the Channels cutoff make it
+  // exactly the most the console shows, then one more.
+  const int64_t s2_events = 5;
+  auto add_products = [&](int64_t from, int64_t to) {
+    std::vector<v1::Command> batch;
+    for (int64_t i = from; i < to; ++i) {
+      absl::StatusOr<v1::Command> command = ParseCommandJson(absl::StrCat(
+          R"({"commandId":"bulk-)", i,
+          R"(","occurredAt":"2024-09-03T09:00:00+08:00","addProduct":)",
+          R"({"storeId":"S2","productId":"bulk-)", i,
+          R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c",)",
+          R"("priceFen":100}})"));
+      ASSERT_TRUE(command.ok()) << command.status();
+      batch.push_back(*std::move(command));
+      if (batch.size() == 1000 || i + 1 == to) {
+        for (const auto& result :
+             server_->ledger().ExecuteBatch(std::move(batch))) {
+          ASSERT_TRUE(result.ok()) << result.status();
+          ASSERT_EQ(result->status(), v1::ACCEPTED) << ToJson(*result);
+        }
+        batch.clear();
+      }
+    }
+  };
+  const int64_t most = static_cast<int64_t>(kConsoleHistoryEventsMax);
+  add_products(0, most - s2_events);
+  Reply whole = Get("/api/history?store=S2", kInvestigator);
+  ASSERT_EQ(whole.status, 200) << whole.body.substr(0, 300);
+  EXPECT_THAT(whole.body, HasSubstr(absl::StrCat("\"productId\":\"bulk-",
+                                                 most - s2_events - 1)));
+  add_products(most - s2_events, most - s2_events + 1);
+  Reply longer = Get("/api/history?store=S2", kInvestigator);
+  EXPECT_EQ(longer.status, 413) << longer.body.substr(0, 300);
+  EXPECT_THAT(longer.body, HasSubstr("more than 20000 events"));
+  EXPECT_THAT(longer.body, HasSubstr("storeledger history --store S2"));
+}
+
 TEST_F(HttpTest, BalanceSeriesEndsOnTheLedgersBalances) {
   for (const char* store : {"L1", "W1", "S2"}) {
     v1::StoreState state = Parse<v1::StoreState>(
