@@ -182,8 +182,9 @@ int HttpStatusOf(absl::StatusCode code) {
   }
 }
 
-ConsoleApi::ConsoleApi(const Ledger* ledger, const TokenTable* tokens)
-    : ledger_(ledger), tokens_(tokens) {}
+ConsoleApi::ConsoleApi(const Ledger* ledger, const TokenTable* tokens,
+                       ConsoleScope scope)
+    : ledger_(ledger), tokens_(tokens), scope_(scope) {}
 
 absl::StatusOr<Principal> ConsoleApi::Authorize(
     std::optional<absl::string_view> authorization,
@@ -195,7 +196,20 @@ ApiReply ConsoleApi::Get(absl::string_view path,
                          const std::map<std::string, std::string>& params,
                          std::optional<absl::string_view> authorization) {
   absl::StatusOr<ApiReply> reply = Route(path, params, authorization);
-  if (!reply.ok()) return ErrorReply(reply.status());
+  if (!reply.ok()) {
+    absl::Status status = reply.status();
+    if (scope_.partitions > 0 &&
+        (absl::IsNotFound(status) || absl::IsPermissionDenied(status))) {
+      // Not "there is no such id": there is none in this partition.
+      status = absl::Status(
+          status.code(),
+          absl::StrCat(status.message(), " (this console reads partition ",
+                       scope_.partition, " of ", scope_.partitions,
+                       ", this node's: a store and its ids are on the "
+                       "consoles of their partition's nodes)"));
+    }
+    return ErrorReply(status);
+  }
   return *std::move(reply);
 }
 
@@ -216,7 +230,9 @@ absl::StatusOr<ApiReply> ConsoleApi::Route(
     reply.body = absl::StrCat(
         "{\"role\":", JsonString(RoleName(principal)),
         ",\"merchantId\":", JsonString(principal.merchant_id),
-        ",\"authenticated\":", principal.unrestricted ? "false" : "true", "}");
+        ",\"authenticated\":", principal.unrestricted ? "false" : "true",
+        ",\"partition\":", scope_.partition,
+        ",\"partitions\":", scope_.partitions, "}");
   } else if (path == "/api/policy") {
     reply.body = ToJson(ledger_->policy());
   } else if (path == "/api/search") {

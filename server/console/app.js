@@ -116,7 +116,9 @@ function signInPage(message) {
 async function whoami() {
   const who = await api('/api/whoami');
   document.getElementById('who').textContent =
-    who.authenticated ? 'signed in as ' + who.role : 'no tokens (loopback)';
+    (who.authenticated ? 'signed in as ' + who.role : 'no tokens (loopback)') +
+    // A partitioned cluster: this node's console reads its own partition.
+    (who.partitions ? ` — partition ${who.partition} of ${who.partitions}` : '');
   return who;
 }
 
