@@ -135,8 +135,14 @@ TEST_F(HttpTest, ServesTheCompiledInPagesToAnyoneButNoDataWithoutAToken) {
   EXPECT_EQ(Get("/app.js", nullptr).status, 200);
   EXPECT_EQ(Get("/no-such-page.html", nullptr).status, 404);
 
-  for (const char* path : {"/api/whoami", "/api/store?id=L1",
-                           "/api/search?q=L1", "/api/digest", "/metrics"}) {
+  // Every endpoint.
+  for (const char* path :
+       {"/api/whoami", "/api/policy", "/api/search?q=L1", "/api/store?id=L1",
+        "/api/history?store=L1", "/api/balance-series?store=L1",
+        "/api/diff?store=L1&from=2024-10-01&to=2024-11-01",
+        "/api/explain?commandId=c12", "/api/balances",
+        "/api/statement?store=L1&from=2024-10-01&to=2024-11-01", "/api/audit",
+        "/api/digest", "/api/verify?digest=1:00", "/metrics"}) {
     Reply none = Get(path, nullptr);
     EXPECT_EQ(none.status, 401) << path << ": " << none.body;
     EXPECT_THAT(none.body, Not(HasSubstr("L1\",\"kind")));
@@ -151,6 +157,29 @@ TEST_F(HttpTest, WhoamiNamesTheRole) {
               HasSubstr("\"role\":\"investigator\""));
   EXPECT_THAT(Get("/api/whoami", kMerchant1).body,
               HasSubstr("\"merchantId\":\"m1\""));
+  // Not partitioned: no partition to name.
+  EXPECT_THAT(Get("/api/whoami", kAuditor).body,
+              HasSubstr("\"partition\":0,\"partitions\":0"));
+}
+
+// The timeline's vertical lines: the seven instants of DESIGN §1, as the
+// ledger's policy has them, for any reader.
+TEST_F(HttpTest, PolicyHasTheSevenInstants) {
+  for (const char* token : {kInvestigator, kAuditor, kMerchant2}) {
+    Reply policy = Get("/api/policy", token);
+    EXPECT_EQ(policy.status, 200) << policy.body;
+    EXPECT_EQ(policy.body, ToJson(server_->ledger().policy()));
+  }
+  Reply policy = Get("/api/policy", kInvestigator);
+  for (const char* instant :
+       {"\"wechatStoreLaunch\":\"2024-08-24T16:00:00Z\"",
+        "\"channelsNoNewProducts\":\"2024-09-24T16:00:00Z\"",
+        "\"officialAccountSales\":\"2024-09-26T16:00:00Z\"",
+        "\"miniUpgradeOpen\":\"2024-10-20T16:00:00Z\"",
+        "\"channelsLiveRoomClosed\":", "\"miniEvoucherCutoff\":",
+        "\"miniPhysicalCutoff\":\"2024-11-17T16:00:00Z\""}) {
+    EXPECT_THAT(policy.body, HasSubstr(instant));
+  }
 }
 
 TEST_F(HttpTest, SearchFindsTheStoreOfEveryKindOfId) {
@@ -377,8 +406,8 @@ TEST_F(HttpTest, AMerchantSeesOnlyItsOwnStores) {
     EXPECT_THAT(reply.body, Not(HasSubstr("o1"))) << path;
   }
   // Ledger-wide views are not a merchant's.
-  for (const char* path :
-       {"/api/balances", "/api/digest", "/api/audit", "/metrics"}) {
+  for (const char* path : {"/api/balances", "/api/digest", "/api/audit",
+                           "/api/verify?digest=1:00", "/metrics"}) {
     EXPECT_EQ(Get(path, kMerchant2).status, 403) << path;
   }
   EXPECT_EQ(Get("/api/search?q=S2", kMerchant2).status, 200);
