@@ -110,7 +110,8 @@ function signInPage(message) {
       }
     } }, h('input', { id: 'token', type: 'password', size: 40, autocomplete: 'off' }),
     ' ', h('button', { type: 'submit' }, 'Sign in')),
-    message ? h('p', { class: 'error', id: 'signin-error' }, message) : null);
+    // (replaceChildren prints a null as "null": no message, no node.)
+    ...(message ? [h('p', { class: 'error', id: 'signin-error' }, message)] : []));
 }
 
 async function whoami() {

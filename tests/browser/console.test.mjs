@@ -80,7 +80,9 @@ async function api(pathAndQuery, token) {
   return res.json();
 }
 
-async function signedInPage(token) {
+// A page signed in with `token` (a screenshot of the sign-in page to
+// `shot`, if given).
+async function signedInPage(token, shot) {
   const page = await browser.newPage();
   page.setDefaultTimeout(WAIT_MS);
   await page.setViewport({ width: 1280, height: 900 });
@@ -97,9 +99,18 @@ async function signedInPage(token) {
   page.elsewhere = elsewhere;
   await page.goto(base + '/#/signin');
   await page.waitForSelector('#sign-in-form');
+  if (shot) {
+    await noStrayText(page);
+    await page.screenshot({ path: path.join(output, shot) });
+  }
   await page.type('#token', token);
   await Promise.all([page.waitForSelector('#find-form'), page.click('#sign-in-form button')]);
   return page;
+}
+
+// No "null" or "undefined" printed where a value (or nothing) belongs.
+async function noStrayText(page) {
+  assert.doesNotMatch(await page.$eval('#main', (el) => el.innerText), /\b(null|undefined|NaN)\b/);
 }
 
 async function ready(page, hash) {
@@ -111,10 +122,11 @@ async function attr(page, selector, name) {
 }
 
 test('an investigator finds a legacy store by an order id and reads its page', async () => {
-  const page = await signedInPage(TOKENS.investigator);
+  const page = await signedInPage(TOKENS.investigator, 'sign-in.png');
   await page.type('#find-q', 'o1');
   await page.click('#find-form button');
   await page.waitForSelector('#find-results a[data-store="L1"]');
+  await noStrayText(page);
   await page.screenshot({ path: path.join(output, 'find.png') });
   await page.click('#find-results a[data-store="L1"]');
   await ready(page, '#/store/L1');
@@ -147,6 +159,7 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   }
   assert.equal(await attr(page, '#balance-charts path[data-store="L1"][data-series="availableFen"]', 'data-last'), '14000');
   assert.equal(await attr(page, '#balance-charts path[data-store="W1"][data-series="depositFen"]', 'data-last'), '50000');
+  await noStrayText(page);
   await page.screenshot({ path: path.join(output, 'store.png'), fullPage: false });
 
   // Each row of the orders and withdrawals tables opens its own history.
@@ -194,6 +207,7 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   await page.waitForSelector('#diff-result table');
   assert.match(await page.$eval('#diff-result', (el) => el.textContent), /OPEN → UPGRADED/);
   const asOf = await page.$('#asof-state');
+  await noStrayText(page);
   await asOf.screenshot({ path: path.join(output, 'as-of.png') });
   assert.deepEqual(page.errors, []);
   assert.deepEqual(page.elsewhere, []);
@@ -217,6 +231,7 @@ test('finance sees balances per kind, a statement with CSV, the audit and a veri
   await page.click('#verify-form button');
   await page.waitForSelector('#verify-result p.ok');
   await page.evaluate(() => window.scrollTo(0, 0));
+  await noStrayText(page);
   await page.screenshot({ path: path.join(output, 'finance.png') });
   assert.deepEqual(page.errors, []);
   assert.deepEqual(page.elsewhere, []);
@@ -229,6 +244,7 @@ test("a merchant token cannot open another merchant's store", async () => {
   await page.waitForSelector('#error');
   assert.match(await page.$eval('#error', (el) => el.textContent), /may not read store L1/);
   assert.equal(await page.$('#timeline'), null);
+  await noStrayText(page);
   await page.screenshot({ path: path.join(output, 'merchant-denied.png') });
   await page.goto(base + '/#/find/o1');
   await page.waitForSelector('#error');
@@ -236,5 +252,19 @@ test("a merchant token cannot open another merchant's store", async () => {
   await page.goto(base + '/#/store/S2');
   await ready(page, '#/store/S2');
   assert.ok(await page.$('#timeline g.event[data-store="S2"]'));
+  await page.close();
+});
+
+test('an unknown token is refused at sign-in and not kept', async () => {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  await page.goto(base + '/#/signin');
+  await page.waitForSelector('#sign-in-form');
+  await page.type('#token', 'not-a-token-0123456789');
+  await page.click('#sign-in-form button');
+  await page.waitForSelector('#signin-error');
+  assert.equal(await page.$eval('#signin-error', (el) => el.textContent), 'unknown token');
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  await noStrayText(page);
   await page.close();
 });
