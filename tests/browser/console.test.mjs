@@ -139,7 +139,8 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   assert.equal(await date('W1', 'storeOpened'), '2024-10-22');
   assert.equal(await date('W1', 'orderPaid'), '2024-10-25');
   assert.equal(await date('L1', 'commandRejected'), '2024-11-05');
-  assert.match(await page.$eval('#timeline g.event[data-type="commandRejected"] title', (el) => el.textContent), /REFUSED R2/);
+  assert.match(await page.$eval('#timeline g.event[data-type="commandRejected"] title', (el) => el.textContent),
+    /^2024-11-05 09:00 REFUSED R2: store L1 was upgraded to W1; it adds no products \(c19\)$/);
   assert.ok(await page.$('#timeline line.link[data-kind="upgrade"]'), 'the upgrade links the two lanes');
   // Each sync links the two lanes, the one that copied nothing too.
   assert.equal((await page.$$('#timeline line.link[data-kind="sync"]')).length, 2);
@@ -149,7 +150,11 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   assert.match(await sync('c13'), /2024-10-22 10:30.*copied: p1; skipped: p2 \(third-party product\)/);
   assert.match(await sync('c25'), /2024-10-28 09:00.*copied: none; skipped: p1 \(already synced\), p2 \(third-party product\)/);
 
-  // The balance chart: every series, ending on what the ledger reports.
+  // The balance chart: one per store (never a sum of the two), every
+  // series, ending on what the ledger reports.
+  assert.deepEqual(await page.$$eval('#balance-charts svg', (svgs) => svgs.map((el) => el.getAttribute('data-store'))),
+    ['L1', 'W1']);
+  assert.equal((await page.$$('#balance-charts path[data-series]')).length, 2 * 5);
   for (const store of ['L1', 'W1']) {
     const state = await api('/api/store?id=' + store, TOKENS.investigator);
     for (const field of ['pendingFen', 'availableFen', 'withdrawingFen', 'paidOutFen', 'depositFen']) {
@@ -206,6 +211,11 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   await page.click('#diff-form button');
   await page.waitForSelector('#diff-result table');
   assert.match(await page.$eval('#diff-result', (el) => el.textContent), /OPEN → UPGRADED/);
+  const diffRows = await page.$$eval('#diff-result tr', (rows) => rows.slice(1).map((r) =>
+    [...r.children].map((c) => c.textContent).join(' | ')));
+  assert.ok(diffRows.includes('withdrawal | w1 | ADDED | '), diffRows.join('\n'));
+  assert.ok(diffRows.includes('balance | available | CHANGED | 190.00 → 140.00'), diffRows.join('\n'));
+  assert.ok(diffRows.includes('balance | paid out | CHANGED | 0.00 → 50.00'), diffRows.join('\n'));
   const asOf = await page.$('#asof-state');
   await noStrayText(page);
   await asOf.screenshot({ path: path.join(output, 'as-of.png') });
