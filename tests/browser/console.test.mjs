@@ -231,12 +231,45 @@ test('finance sees balances per kind, a statement with CSV, the audit and a veri
   await page.waitForSelector('#audit-result');
   assert.equal(await page.$eval('#audit-result', (el) => el.textContent), 'OK');
   assert.equal(await page.$eval('#totals span[data-kind="WECHAT_STORE"][data-field="depositFen"]', (el) => el.textContent), '500.00');
+  // Every kind in its own row (the legacy kinds and the WeChat Store
+  // apart), as the ledger reports them.
+  const report = await api('/api/balances', TOKENS.auditor);
+  assert.deepEqual(report.totals.map((t) => [t.kind, t.legacy]),
+    [['MINI_STORE', true], ['CHANNELS_STORE', true], ['WECHAT_STORE', false]]);
+  for (const t of report.totals) {
+    for (const field of ['pendingFen', 'availableFen', 'withdrawingFen', 'paidOutFen', 'depositFen']) {
+      assert.equal(await page.$eval(`#totals span[data-kind="${t.kind}"][data-field="${field}"]`, (el) => el.textContent),
+        (Number(t.balances[field]) / 100).toFixed(2), `${t.kind} ${field}`);
+    }
+  }
   await page.type('#st-store', 'L1');
   await page.$eval('#st-from', (el) => { el.value = '2024-10-01'; });
   await page.$eval('#st-to', (el) => { el.value = '2024-11-01'; });
   await page.click('#statement-form button');
   await page.waitForSelector('#statement-csv');
+  // The download is the CSV of `storeledger statement --format csv`.
+  assert.equal(await attr(page, '#statement-csv', 'download'), 'statement-L1.csv');
+  const downloads = path.join(dir, 'downloads');
+  const cdp = await page.createCDPSession();
+  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
+  await page.click('#statement-csv');
+  const saved = path.join(downloads, 'statement-L1.csv');
+  for (const until = Date.now() + WAIT_MS; !fs.existsSync(saved) && Date.now() < until;) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const csv = fs.readFileSync(saved, 'utf8');
+  assert.match(csv, /^section,account,position,event_id,occurred_at,/);
+  assert.match(csv, /\nclosing,L1\/available,,,,,,14000,,\n/);
   const digest = await page.$eval('#head-digest', (el) => el.textContent);
+  const head = await api('/api/digest', TOKENS.auditor);
+  assert.equal(digest, `${head.position}:${head.hash}`);
+  // A digest of another log fails; the head's verifies.
+  const wrong = digest.slice(0, -1) + (digest.endsWith('0') ? '1' : '0');
+  await page.type('#verify-digest', wrong);
+  await page.click('#verify-form button');
+  await page.waitForSelector('#verify-result p.error');
+  assert.match(await page.$eval('#verify-result', (el) => el.textContent), /^FAILED: /);
+  await page.$eval('#verify-digest', (el) => { el.value = ''; });
   await page.type('#verify-digest', digest);
   await page.click('#verify-form button');
   await page.waitForSelector('#verify-result p.ok');
