@@ -146,6 +146,20 @@ test('an investigator finds a legacy store by an order id and reads its page', a
   assert.equal((await page.$$('#timeline line.link[data-kind="sync"]')).length, 2);
   assert.equal((await page.$$('#timeline g.policy')).length, 7);
   assert.equal(await attr(page, '#timeline g.policy[data-name="miniUpgradeOpen"]', 'data-date'), '2024-10-21');
+  // Each policy line on its instant's date (+08:00), labelled.
+  const policy = await api('/api/policy', TOKENS.investigator);
+  for (const name of ['wechatStoreLaunch', 'channelsNoNewProducts', 'officialAccountSales', 'miniUpgradeOpen',
+    'channelsLiveRoomClosed', 'miniEvoucherCutoff', 'miniPhysicalCutoff']) {
+    const china = new Date(Date.parse(policy[name]) + 8 * 3600e3).toISOString().slice(0, 10);
+    assert.equal(await attr(page, `#timeline g.policy[data-name="${name}"]`, 'data-date'), china, name);
+    assert.match(await page.$eval(`#timeline g.policy[data-name="${name}"] text`, (el) => el.textContent),
+      new RegExp(`${china.slice(5)}$`), name);
+  }
+  // One axis: the upgrade (L1) and the WeChat Store's opening (W1), one
+  // command at one instant, are drawn at the same x.
+  const cx = (store, type) => page.$eval(`#timeline g.event[data-store="${store}"][data-type="${type}"] circle`,
+    (el) => el.getAttribute('cx'));
+  assert.equal(await cx('L1', 'storeUpgraded'), await cx('W1', 'storeOpened'));
   const sync = (command) => page.$eval(`#sync-details li[data-command="${command}"]`, (el) => el.textContent);
   assert.match(await sync('c13'), /2024-10-22 10:30.*copied: p1; skipped: p2 \(third-party product\)/);
   assert.match(await sync('c25'), /2024-10-28 09:00.*copied: none; skipped: p1 \(already synced\), p2 \(third-party product\)/);
