@@ -312,11 +312,14 @@ test("a merchant token cannot open another merchant's store", async () => {
   await page.close();
 });
 
-test('an unknown token is refused at sign-in and not kept', async () => {
+test('no token, no data; an unknown token is refused at sign-in and not kept', async () => {
   const page = await browser.newPage();
   page.setDefaultTimeout(WAIT_MS);
-  await page.goto(base + '/#/signin');
+  // A store's page without a token: the sign-in page, nothing of the store.
+  await page.goto(base + '/#/store/L1');
   await page.waitForSelector('#sign-in-form');
+  assert.equal(await page.$('#timeline'), null);
+  assert.doesNotMatch(await page.$eval('body', (el) => el.innerText), /W1|o1|MINI_STORE/);
   await page.type('#token', 'not-a-token-0123456789');
   await page.click('#sign-in-form button');
   await page.waitForSelector('#signin-error');
