@@ -83,9 +83,9 @@ absl::StatusOr<std::optional<absl::Time>> OptionalTime(
     return std::optional<absl::Time>();
   // A bare date is midnight in the ledger's zone (DESIGN.md §5: +08:00).
   const std::string what = absl::StrCat("parameter ", name);
-  ASSIGN_OR_RETURN(absl::Time t, ParseTimeInput(what, it->second,
-                                                absl::FixedTimeZone(8 * 3600)));
-  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat(what, " ", it->second), t));
+  ASSIGN_OR_RETURN(
+      absl::Time t,
+      ParseLedgerTime(what, it->second, absl::FixedTimeZone(8 * 3600)));
   return std::optional<absl::Time>(t);
 }
 
