@@ -45,10 +45,9 @@ int HttpStatusOf(absl::StatusCode code);
 class ConsoleApi {
  public:
   // `ledger` and `tokens` are not owned and must outlive the API; `tokens`
-  // nullptr means no authentication (loopback only, as for gRPC). `db_dir`
-  // is opened read-only for the audit, as the gRPC Audit does.
-  ConsoleApi(const Ledger* ledger, const TokenTable* tokens,
-             std::string db_dir);
+  // nullptr means no authentication (loopback only, as for gRPC). The
+  // audit reads the live ledger, as the gRPC Audit does.
+  ConsoleApi(const Ledger* ledger, const TokenTable* tokens);
 
   // Answers GET `path` (e.g. "/api/store") with query `params`, for the
   // caller presenting `authorization` (the header's value, if any).
@@ -86,7 +85,6 @@ class ConsoleApi {
 
   const Ledger* const ledger_;
   const TokenTable* const tokens_;
-  const std::string db_dir_;
 
   absl::Mutex audit_mu_;
   // The last audit's JSON answer ("" before the first).

@@ -51,8 +51,6 @@ struct HttpConsoleOptions {
   const Ledger* ledger = nullptr;
   // Not owned; nullptr: no authentication (loopback only). Default: nullptr.
   const TokenTable* tokens = nullptr;
-  // The database directory (the audit's read-only view). Default: empty.
-  std::string db_dir;
   // Not owned; nullptr: /metrics answers 404. Default: nullptr.
   ServerMetrics* metrics = nullptr;
   // What /metrics reads at scrape time (head, subscribers); may be empty.

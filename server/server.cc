@@ -264,7 +264,6 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
     http.tls_key_file = options.tls_key_file;
     http.ledger = server->ledger_.get();
     http.tokens = server->tokens_.get();
-    http.db_dir = options.db_dir;
     http.metrics = server->metrics_.get();
     const LedgerService* service = server->service_.get();
     http.gauges = [service, replication = options.replication_gauges] {
