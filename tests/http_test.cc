@@ -24,7 +24,6 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "json/json.h"
-#include "rocksdb/db.h"
 #include "server/server.h"
 #include "storeledger/v1/service.grpc.pb.h"
 #include "tests/support/server_options.h"
@@ -471,19 +470,8 @@ TEST_F(HttpTest, TheConsolesAuditOfTheLiveLedgerPassesDuringCompactions) {
       }
     }
   });
-  const EventLog& log = server_->ledger().log();
-  std::thread compactor([&] {
-    rocksdb::CompactRangeOptions compact;
-    compact.bottommost_level_compaction =
-        rocksdb::BottommostLevelCompaction::kForce;
-    while (!stop) {
-      for (rocksdb::ColumnFamilyHandle* cf :
-           {log.events_cf(), log.streams_cf(), log.commands_cf(),
-            log.projections_cf()}) {
-        EXPECT_TRUE(log.db()->CompactRange(compact, cf, nullptr, nullptr).ok());
-      }
-    }
-  });
+  std::thread compactor(
+      [&] { testing::CompactUntil(server_->ledger().log(), stop); });
   int audits = 0;
   const absl::Time until = absl::Now() + absl::Seconds(3);
   while (absl::Now() < until || audits < 5) {
