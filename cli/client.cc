@@ -1,9 +1,6 @@
 #include "cli/client.h"
 
 #include <grpcpp/grpcpp.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include <algorithm>
 #include <atomic>
@@ -27,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "base/time.h"
+#include "cli/ca_credentials.h"
 #include "cli/finance_print.h"
 #include "cli/history_filter.h"
 #include "cli/line_reader.h"
@@ -50,29 +48,6 @@ absl::Status FromGrpc(const grpc::Status& status) {
                       status.error_message());
 }
 
-// gRPC takes any bytes as root certificates and fails only when it
-// connects, with "empty address list" and lines of its own log; OpenSSL says
-// at once whether the file holds a certificate.
-absl::Status CheckCaCertificates(const std::string& path,
-                                 const std::string& pem) {
-  ERR_clear_error();
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  X509* certificate = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  ERR_clear_error();
-  if (certificate != nullptr) {
-    X509_free(certificate);
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--tls-ca ", path, ": not a PEM certificate (",
-      absl::StrContains(pem, "PRIVATE KEY-----")
-          ? "it holds a private key; give the certificate of the CA that "
-            "signed the server's"
-          : "no -----BEGIN CERTIFICATE----- block",
-      ")"));
-}
-
 class Remote {
  public:
   explicit Remote(CliContext& ctx) : ctx_(ctx) {}
@@ -82,19 +57,7 @@ class Remote {
     std::shared_ptr<grpc::ChannelCredentials> credentials =
         grpc::InsecureChannelCredentials();
     if (std::optional<std::string> ca = ctx_.flags.Get("tls-ca")) {
-      std::ifstream file(*ca);
-      if (!file) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--tls-ca ", *ca, ": cannot read the file"));
-      }
-      std::stringstream pem;
-      pem << file.rdbuf();
-      if (absl::Status s = CheckCaCertificates(*ca, pem.str()); !s.ok()) {
-        return s;
-      }
-      grpc::SslCredentialsOptions ssl;
-      ssl.pem_root_certs = pem.str();
-      credentials = grpc::SslCredentials(ssl);
+      ASSIGN_OR_RETURN(credentials, CaCredentials("--tls-ca", *ca));
     }
     if (std::optional<std::string> token = ctx_.flags.Get("token")) {
       token_ = *token;

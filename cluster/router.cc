@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/address.h"
 #include "base/status_macros.h"
 #include "cluster/placement.h"
 #include "core/decide.h"
@@ -305,13 +306,25 @@ absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> Router::LeaderStub(
     return absl::UnavailableError(
         absl::StrCat("partition ", partition, " has no leader right now"));
   }
+  if (options_.peer_credentials == nullptr) {
+    absl::StatusOr<std::pair<std::string, int>> host =
+        SplitHostPort("the lease's address", *leader);
+    if (!host.ok() || !IsLoopbackHost(host->first)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "partition ", partition, "'s leader is at ", *leader,
+          ", not a loopback address: a routed call carries its caller's "
+          "token, so it goes there only over TLS (storeledgerd --peer-ca)"));
+    }
+  }
   Channel to;
   {
     std::lock_guard<std::mutex> lock(mu_);
     Channel& known = channels_[*leader];
     if (known.channel == nullptr) {
       known.channel =
-          ReplicaChannel(*leader, grpc::InsecureChannelCredentials());
+          ReplicaChannel(*leader, options_.peer_credentials != nullptr
+                                      ? options_.peer_credentials
+                                      : grpc::InsecureChannelCredentials());
       known.stub = v1::Ledger::NewStub(known.channel);
     }
     to = known;

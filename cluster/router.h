@@ -40,6 +40,11 @@ struct RouterOptions {
   // True while this node leads its partition. Default: never.
   std::function<bool()> leads = nullptr;
   absl::Duration retry_for = kRouteRetryDefault;
+  // The credentials of the calls sent to other nodes: TLS trusting the CAs
+  // of storeledgerd's --peer-ca. Default: none, plaintext, which goes only
+  // to a leader on a loopback address (a routed call carries its caller's
+  // token); another is kFailedPrecondition naming it.
+  std::shared_ptr<grpc::ChannelCredentials> peer_credentials = nullptr;
 };
 
 class Router final : public ClusterRouter {

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/address.h"
 #include "base/status_macros.h"
 #include "server/server.h"
 
@@ -54,7 +55,7 @@ void SetCommonHeaders(httplib::Response& res) {
 absl::StatusOr<std::unique_ptr<HttpConsole>> HttpConsole::Start(
     HttpConsoleOptions options) {
   std::unique_ptr<HttpConsole> console(new HttpConsole());
-  ASSIGN_OR_RETURN(auto host_port, SplitHostPort(options.listen));
+  ASSIGN_OR_RETURN(auto host_port, SplitHostPort("--http", options.listen));
   console->host_ = host_port.first;
   const bool has_cert = !options.tls_cert_file.empty();
   if (has_cert != !options.tls_key_file.empty()) {

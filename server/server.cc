@@ -1,6 +1,5 @@
 #include "server/server.h"
 
-#include <arpa/inet.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -16,10 +15,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/address.h"
 #include "base/status_macros.h"
 
 namespace storeledger {
@@ -118,45 +116,6 @@ std::string BindProblem(const std::string& host, int port) {
 
 }  // namespace
 
-absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
-    absl::string_view address) {
-  const size_t colon = address.rfind(':');
-  auto bad = [&] {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--listen ", address,
-        ": expected HOST:PORT, e.g. 127.0.0.1:7450 or [::1]:7450"));
-  };
-  if (colon == absl::string_view::npos || colon == 0) return bad();
-  std::string host(address.substr(0, colon));
-  int port = 0;
-  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
-    return bad();
-  }
-  if (host.find(':') != std::string::npos &&
-      (host.front() != '[' || host.back() != ']')) {
-    return bad();  // an IPv6 address needs brackets
-  }
-  return std::make_pair(host, port);
-}
-
-bool IsLoopbackHost(absl::string_view host) {
-  std::string bare(host);
-  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') {
-    bare = bare.substr(1, bare.size() - 2);
-  }
-  if (absl::AsciiStrToLower(bare) == "localhost") return true;
-  in_addr v4;
-  if (inet_pton(AF_INET, bare.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  }
-  in6_addr v6;
-  if (inet_pton(AF_INET6, bare.c_str(), &v6) == 1) {
-    return IN6_IS_ADDR_LOOPBACK(&v6);
-  }
-  return false;
-}
-
 absl::Status CheckExposure(absl::string_view flag, absl::string_view listen,
                            absl::string_view host, bool tls, bool tokens) {
   if (IsLoopbackHost(host)) return absl::OkStatus();
@@ -177,7 +136,7 @@ absl::Status CheckExposure(absl::string_view flag, absl::string_view listen,
 absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
     ServerOptions options) {
   std::unique_ptr<LedgerServer> server(new LedgerServer());
-  ASSIGN_OR_RETURN(auto host_port, SplitHostPort(options.listen));
+  ASSIGN_OR_RETURN(auto host_port, SplitHostPort("--listen", options.listen));
   server->host_ = host_port.first;
   const bool has_cert = !options.tls_cert_file.empty();
   const bool has_key = !options.tls_key_file.empty();
@@ -191,7 +150,8 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
   RETURN_IF_ERROR(CheckExposure("--listen", options.listen, server->host_,
                                 server->tls_, has_tokens));
   if (!options.http_listen.empty()) {
-    ASSIGN_OR_RETURN(auto http_host_port, SplitHostPort(options.http_listen));
+    ASSIGN_OR_RETURN(auto http_host_port,
+                     SplitHostPort("--http", options.http_listen));
     RETURN_IF_ERROR(CheckExposure("--http", options.http_listen,
                                   http_host_port.first, server->tls_,
                                   has_tokens));

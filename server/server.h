@@ -71,12 +71,6 @@ struct ServerOptions {
   std::string backup_dir;
 };
 
-// Is `host` (of host:port, brackets allowed) a loopback address or name?
-bool IsLoopbackHost(absl::string_view host);
-// Splits "host:port" / "[v6]:port"; kInvalidArgument naming the address.
-absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
-    absl::string_view address);
-
 // The rule for every address storeledgerd listens on (`flag` names it in
 // the message): a loopback address, or TLS and tokens. kFailedPrecondition
 // saying what is missing otherwise.

@@ -35,6 +35,7 @@
 #include "absl/strings/str_split.h"
 #include "base/flags.h"
 #include "base/status_macros.h"
+#include "cli/ca_credentials.h"
 #include "cluster/placement.h"
 #include "cluster/router.h"
 #include "replication/replica.h"
@@ -53,7 +54,8 @@ constexpr char kUsage[] =
                     [--checkpoint-key FILE [--checkpoint-every-events N]
                      [--checkpoint-every-seconds T]]
                     [--replicate nats://HOST:PORT[,...] [--partition N]
-                     [--ack replicated|local] [--follow-only] [--replicas R]]
+                     [--ack replicated|local] [--follow-only] [--replicas R]
+                     [--peer-ca FILE]]
                     [--backup-dir DIR]
 
 --listen defaults to 127.0.0.1:7450 (port 0: any free port, printed at start).
@@ -70,6 +72,9 @@ with UNAVAILABLE naming the leader.
 On servers where `storeledger cluster init` made a partitioned cluster, a
 replica also routes: any command or store read it is sent goes to the
 leader of the partition that holds it (docs/cluster.md "Partitions").
+Routed calls carry their caller's token: they go over TLS, trusting the CAs
+of --peer-ca FILE, or in plaintext to loopback addresses only; a node that
+serves TLS in a partitioned cluster needs --peer-ca.
 --backup-dir DIR lets auditors take online copies (the Backup RPC, or
 `storeledger --server ADDR backup --name NAME`) into new directories under DIR.
 )";
@@ -125,8 +130,11 @@ struct PartitionedCluster {
 
 // Joins the cluster `cluster init` created on `urls`, if it did: without
 // it this is a replica of an unpartitioned ledger (issue 14).
+// `peer_ca`: --peer-ca, the CAs that signed the other nodes' certificates.
 absl::Status JoinPartitionedCluster(const std::vector<std::string>& urls,
-                                    uint32_t partition, Replica* replica,
+                                    uint32_t partition,
+                                    const std::optional<std::string>& peer_ca,
+                                    Replica* replica,
                                     PartitionedCluster* cluster,
                                     ServerOptions* options) {
   ASSIGN_OR_RETURN(cluster->js, JetStream::Connect(urls));
@@ -134,9 +142,23 @@ absl::Status JoinPartitionedCluster(const std::vector<std::string>& urls,
                    ClusterPartitions(*cluster->js));
   if (!partitions.has_value()) {
     cluster->js.reset();
+    if (peer_ca.has_value()) {
+      return absl::InvalidArgumentError(
+          "--peer-ca: these servers hold no partitioned cluster (`storeledger "
+          "cluster init` never ran on them), so nothing is routed");
+    }
     return absl::OkStatus();
   }
   RouterOptions router;
+  if (peer_ca.has_value()) {
+    ASSIGN_OR_RETURN(router.peer_credentials,
+                     CaCredentials("--peer-ca", *peer_ca));
+  } else if (!options->tls_cert_file.empty()) {
+    return absl::FailedPreconditionError(
+        "this node serves TLS in a partitioned cluster: give --peer-ca FILE, "
+        "the CA that signed the other nodes' certificates, for the calls it "
+        "routes to them");
+  }
   router.nats_urls = urls;
   router.partition = partition;
   router.leads = [replica] { return replica->WriteGate().ok(); };
@@ -168,7 +190,7 @@ int Main(const std::vector<std::string>& args) {
           {"listen", "http", "tokens", "tls-cert", "tls-key", "no-sync",
            "shutdown-grace-ms", "checkpoint-key", "checkpoint-every-events",
            "checkpoint-every-seconds", "replicate", "partition", "ack",
-           "follow-only", "replicas", "backup-dir"});
+           "follow-only", "replicas", "backup-dir", "peer-ca"});
       !s.ok() || !flags->positional().empty()) {
     std::cerr << "storeledgerd: "
               << (s.ok() ? "unexpected argument " + flags->positional().front()
@@ -217,6 +239,11 @@ int Main(const std::vector<std::string>& args) {
 
   if (absl::Status s = CheckpointFlags(*flags, &options); !s.ok()) {
     std::cerr << "storeledgerd: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  if (flags->Has("peer-ca") && !flags->Has("replicate")) {
+    std::cerr << "storeledgerd: --peer-ca is for the calls a node of a "
+                 "partitioned cluster routes: give --replicate too\n";
     return kExitUsage;
   }
   std::shared_ptr<Replica> replica;
@@ -289,8 +316,8 @@ int Main(const std::vector<std::string>& args) {
     if (absl::Status s = JoinPartitionedCluster(
             std::vector<std::string>(
                 absl::StrSplit(*urls, ',', absl::SkipEmpty())),
-            static_cast<uint32_t>(partition->value_or(0)), replica.get(),
-            &cluster, &options);
+            static_cast<uint32_t>(partition->value_or(0)),
+            flags->Get("peer-ca"), replica.get(), &cluster, &options);
         !s.ok()) {
       std::cerr << "storeledgerd: --replicate: " << s << "\n";
       return kExitCheckFailed;

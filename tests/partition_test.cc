@@ -4,6 +4,7 @@
 // address, against a single-node ledger given the same seeded command
 // stream (the migration simulator's, its merchants folded into fewer).
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -118,7 +119,8 @@ class Node {
       process_->Wait();
     }
   }
-  void Start() {
+  // `extra`: flags after the ones every node here gets.
+  void Start(const std::vector<std::string>& extra = {}) {
     testing::ChildOptions options;
     options.argv = {STORELEDGERD_BIN,
                     "--db",
@@ -132,6 +134,7 @@ class Node {
                     "--no-sync",
                     "--shutdown-grace-ms",
                     "500"};
+    options.argv.insert(options.argv.end(), extra.begin(), extra.end());
     options.stderr_path = log_;
     absl::StatusOr<std::unique_ptr<testing::ChildProcess>> process =
         testing::ChildProcess::Start(options);
@@ -142,6 +145,12 @@ class Node {
     process_->Kill(SIGKILL);
     process_->Wait();
     process_.reset();
+  }
+  // The exit status of a node that stops by itself (-1: killed).
+  int Exited() {
+    const int status = process_->Wait();
+    process_.reset();
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
   const std::string& address() const { return address_; }
   v1::Ledger::Stub& stub() { return *stub_; }
@@ -265,6 +274,260 @@ TEST(PlacementTest, HashIsTheFirstEightBytesOfSha256BigEndian) {
   EXPECT_EQ(PlacementHash("m1"), 0xca0df2c95aa144c1u);
   EXPECT_EQ(PartitionOfMerchant("m1", 4), 0xca0df2c95aa144c1u % 4);
   EXPECT_EQ(PartitionOfMerchant("anything", 1), 0u);
+}
+
+// A cluster of its own for each test (one NATS server, two partitions,
+// nodes started by the test): routing over TLS, each node presenting one
+// self-signed certificate for 127.0.0.1 and trusting it as --peer-ca (a
+// routed call carries its caller's token, so it never goes in plaintext
+// but to a loopback address), and routing to a partition with no leader.
+class TwoPartitionTest : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kTwo = 2;
+
+  void SetUp() override {
+    if (std::system("command -v openssl >/dev/null 2>&1") != 0) {
+      GTEST_SKIP() << "the openssl tool is not installed";
+    }
+    cert_ = dir_.Sub("node.pem");
+    key_ = dir_.Sub("node.key");
+    ASSERT_EQ(
+        std::system(absl::StrCat("openssl req -x509 -newkey rsa:2048 -nodes "
+                                 "-days 2 -subj /CN=localhost -addext "
+                                 "subjectAltName=IP:127.0.0.1 -keyout ",
+                                 key_, " -out ", cert_, " 2>/dev/null")
+                        .c_str()),
+        0);
+    tokens_ = dir_.Sub("tokens");
+    std::ofstream(tokens_) << kWriter << " writer\n"
+                           << kAuditor << " auditor\n";
+    ASSERT_EQ(::chmod(tokens_.c_str(), 0600), 0);
+    absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+    ASSERT_TRUE(nats.ok()) << nats.status();
+    nats_ = *std::move(nats);
+    CliRun init;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          init =
+              RunStoreledger({"cluster", "init", "--nats", nats_->urls_flag(),
+                              "--partitions", absl::StrCat(kTwo)},
+                             dir_);
+          return init.status == 0;
+        },
+        kStartTimeout, kPollInterval))
+        << init.err;
+  }
+
+  std::unique_ptr<Node> MakeNode(uint32_t partition) {
+    return std::make_unique<Node>(
+        nats_->urls_flag(), dir_.Sub(absl::StrCat("p", partition)),
+        dir_.Sub(absl::StrCat("p", partition, ".log")), partition);
+  }
+  std::vector<std::string> TlsFlags(bool peer_ca) const {
+    std::vector<std::string> flags = {"--tls-cert", cert_,      "--tls-key",
+                                      key_,         "--tokens", tokens_};
+    if (peer_ca) flags.insert(flags.end(), {"--peer-ca", cert_});
+    return flags;
+  }
+  // A client of `node` over TLS, trusting the nodes' certificate.
+  std::unique_ptr<v1::Ledger::Stub> TlsClient(const Node& node) const {
+    std::ifstream file(cert_);
+    std::stringstream pem;
+    pem << file.rdbuf();
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem.str();
+    return v1::Ledger::NewStub(
+        grpc::CreateChannel(node.address(), grpc::SslCredentials(ssl)));
+  }
+  static constexpr char kWriter[] = "tls-writer-token-0123";
+  static constexpr char kAuditor[] = "tls-auditor-token-0123";
+  static void Authorize(grpc::ClientContext* context,
+                        absl::string_view token = kWriter) {
+    context->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  }
+  // Until partition p's lease names `node` and the node answers.
+  void AwaitLeader(uint32_t p, Node& node, v1::Ledger::Stub& client) {
+    absl::StatusOr<std::unique_ptr<JetStream>> js =
+        JetStream::Connect(nats_->urls());
+    ASSERT_TRUE(js.ok()) << js.status();
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          absl::StatusOr<std::optional<std::string>> leader =
+              (*js)->KvGet(kLeaderBucket, LeaseKey(p));
+          if (!leader.ok() || !leader->has_value() ||
+              **leader != node.address()) {
+            return false;
+          }
+          grpc::ClientContext context;
+          Authorize(&context, kAuditor);
+          context.set_deadline(
+              absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+          v1::Digest digest;
+          return client.Digest(&context, v1::DigestRequest(), &digest).ok();
+        },
+        kStartTimeout, kPollInterval))
+        << "partition " << p << " has no leader; its log:\n"
+        << Log(p);
+  }
+  std::string Log(uint32_t partition) const {
+    std::ifstream file(dir_.Sub(absl::StrCat("p", partition, ".log")));
+    std::stringstream text;
+    text << file.rdbuf();
+    return text.str();
+  }
+  static std::string MerchantOf(uint32_t partition) {
+    for (int i = 0;; ++i) {
+      std::string merchant = absl::StrCat("tls-merchant-", i);
+      if (PartitionOfMerchant(merchant, kTwo) == partition) return merchant;
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<NatsCluster> nats_;
+  std::string cert_, key_, tokens_;
+};
+
+TEST_F(TwoPartitionTest, NodesServingTlsRouteOverTlsAndNeedPeerCa) {
+  // Without --peer-ca a node that serves TLS could not reach its peers:
+  // it refuses to start, saying what to give.
+  {
+    std::unique_ptr<Node> alone = MakeNode(0);
+    alone->Start(TlsFlags(/*peer_ca=*/false));
+    EXPECT_EQ(alone->Exited(), 1);
+    EXPECT_TRUE(absl::StrContains(Log(0), "give --peer-ca FILE")) << Log(0);
+  }
+  // A private key given as the CA is named as such.
+  {
+    std::unique_ptr<Node> wrong = MakeNode(0);
+    wrong->Start({"--tls-cert", cert_, "--tls-key", key_, "--tokens", tokens_,
+                  "--peer-ca", key_});
+    EXPECT_EQ(wrong->Exited(), 1);
+    EXPECT_TRUE(absl::StrContains(
+        Log(0), absl::StrCat("--peer-ca ", key_, ": not a PEM certificate")))
+        << Log(0);
+  }
+
+  std::unique_ptr<Node> nodes[kTwo] = {MakeNode(0), MakeNode(1)};
+  std::unique_ptr<v1::Ledger::Stub> clients[kTwo];
+  for (uint32_t p = 0; p < kTwo; ++p) {
+    nodes[p]->Start(TlsFlags(/*peer_ca=*/true));
+    clients[p] = TlsClient(*nodes[p]);
+  }
+  for (uint32_t p = 0; p < kTwo; ++p) AwaitLeader(p, *nodes[p], *clients[p]);
+
+  // Through node 0, a store of partition 1: opened there, and read back.
+  grpc::ClientContext context;
+  Authorize(&context);
+  v1::CommandResult result;
+  grpc::Status s = clients[0]->Execute(
+      &context, OpenStore("tls-open", "tls-store", MerchantOf(1)), &result);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(result.status(), v1::ACCEPTED) << result.message();
+  EXPECT_EQ(result.partition(), 1u);
+  grpc::ClientContext read;
+  Authorize(&read, kAuditor);
+  v1::GetStoreRequest request;
+  request.set_store_id("tls-store");
+  v1::StoreState state;
+  s = clients[0]->GetStore(&read, request, &state);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(state.merchant_id(), MerchantOf(1));
+}
+
+TEST_F(TwoPartitionTest, PlaintextRoutesOnlyToLoopbackAddresses) {
+  std::unique_ptr<Node> node = MakeNode(0);
+  node->Start();
+  AwaitLeader(0, *node, node->stub());
+  // Partition 1's lease names an address off this machine (TEST-NET-1,
+  // RFC 5737: nothing answers there): node 0, routing in plaintext, must
+  // not send a caller's token there.
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect(nats_->urls());
+  ASSERT_TRUE(js.ok()) << js.status();
+  absl::StatusOr<bool> created =
+      (*js)->KvCreate(kLeaderBucket, LeaseKey(1), "192.0.2.1:7450");
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_TRUE(*created);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::CommandResult result;
+  const grpc::Status s = node->stub().Execute(
+      &context, OpenStore("far-open", "far-store", MerchantOf(1)), &result);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(),
+                                "192.0.2.1:7450, not a loopback address"))
+      << s.error_message();
+}
+
+// A partition with no leader (its node never started) keeps the commands
+// routed to it waiting for up to kRouteRetryDefault. Meanwhile the node
+// they came through serves everything else: they wait on the router's
+// threads, not on the gRPC threads that receive every call.
+TEST_F(TwoPartitionTest, CommandsWaitingForALeaderHoldUpNothingElse) {
+  std::unique_ptr<Node> node = MakeNode(0);
+  node->Start();
+  AwaitLeader(0, *node, node->stub());
+  constexpr int kWaiting = 24;
+  std::vector<std::thread> clients;
+  std::atomic<int> refused{0};
+  for (int i = 0; i < kWaiting; ++i) {
+    clients.emplace_back([&, i] {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(4)));
+      v1::CommandResult result;
+      const grpc::Status s = node->stub().Execute(
+          &context,
+          OpenStore(absl::StrCat("wait-open-", i), absl::StrCat("wait-", i),
+                    MerchantOf(1)),
+          &result);
+      refused += !s.ok();
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  // Node 0's own partition: a command and a read, each answered at once.
+  for (int round = 0; round < 3; ++round) {
+    const absl::Time asked = absl::Now();
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(asked + absl::Seconds(2)));
+    v1::CommandResult result;
+    grpc::Status s = node->stub().Execute(
+        &context,
+        OpenStore(absl::StrCat("near-open-", round),
+                  absl::StrCat("near-", round), MerchantOf(0)),
+        &result);
+    EXPECT_TRUE(s.ok()) << "round " << round << ": " << s.error_message();
+    grpc::ClientContext read;
+    read.set_deadline(absl::ToChronoTime(asked + absl::Seconds(2)));
+    v1::Digest digest;
+    s = node->stub().Digest(&read, v1::DigestRequest(), &digest);
+    EXPECT_TRUE(s.ok()) << "round " << round << ": " << s.error_message();
+    std::cout << "round " << round << ": answered in "
+              << absl::FormatDuration(absl::Now() - asked) << "\n";
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(refused.load(), kWaiting) << "partition 1 has no leader";
+}
+
+TEST_F(TwoPartitionTest, PeerCaNeedsAPartitionedCluster) {
+  // Without --replicate there is nothing to route: a usage error.
+  testing::ChildOptions options;
+  options.argv = {
+      STORELEDGERD_BIN, "--db", dir_.Sub("lone"), "--listen", "127.0.0.1:0",
+      "--peer-ca",      cert_};
+  options.stderr_path = dir_.Sub("lone.log");
+  absl::StatusOr<std::unique_ptr<testing::ChildProcess>> lone =
+      testing::ChildProcess::Start(options);
+  ASSERT_TRUE(lone.ok()) << lone.status();
+  const int status = (*lone)->Wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  std::ifstream file(dir_.Sub("lone.log"));
+  std::stringstream text;
+  text << file.rdbuf();
+  EXPECT_TRUE(absl::StrContains(text.str(), "give --replicate too"))
+      << text.str();
 }
 
 TEST_F(PartitionTest, InitIsFixedOnceMade) {
