@@ -83,9 +83,9 @@ absl::StatusOr<std::optional<absl::Time>> OptionalTime(
     return std::optional<absl::Time>();
   // A bare date is midnight in the ledger's zone (DESIGN.md §5: +08:00).
   const std::string what = absl::StrCat("parameter ", name);
-  ASSIGN_OR_RETURN(absl::Time t, ParseTimeInput(what, it->second,
-                                                absl::FixedTimeZone(8 * 3600)));
-  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat(what, " ", it->second), t));
+  ASSIGN_OR_RETURN(
+      absl::Time t,
+      ParseLedgerTime(what, it->second, absl::FixedTimeZone(8 * 3600)));
   return std::optional<absl::Time>(t);
 }
 
@@ -483,10 +483,10 @@ absl::StatusOr<std::string> ConsoleApi::Audit(const Params& params) {
     absl::MutexLock lock(&audit_mu_);
     if (!last_audit_.empty() && params.count("run") == 0) return last_audit_;
   }
-  // As the gRPC Audit: the live log, through one snapshot (replay/
-  // audit.h). A read-only open beside this instance would read table files
-  // that compaction deletes meanwhile, and derived keys only up to the last
-  // flush.
+  // As the gRPC Audit: the live ledger, every pass through one snapshot of
+  // the durable log taken now (replay/audit.h). Not a read-only open of the
+  // directory beside it: the live instance's compactions delete the files
+  // such an open reads, and a sound ledger would answer DATA_LOSS.
   const absl::Time started = absl::Now();
   ASSIGN_OR_RETURN(v1::AuditReport report, storeledger::Audit(ledger_->log()));
   std::string answer = absl::StrCat(

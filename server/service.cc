@@ -18,7 +18,8 @@
 // every envelope up to the resume position and then the status; it resumes
 // from there without a gap. The log is the buffer: a slow subscriber costs
 // a batch of memory, and writers nothing. ReadStream reads a store's stream
-// the same way, a batch at a time. On a partitioned cluster, another
+// the same way, a batch at a time, and ListPostings the log's postings
+// (ForEachPosting). On a partitioned cluster, another
 // partition's feed is relayed from that partition's leader (Relay), with
 // the same cut-off.
 
@@ -38,6 +39,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "base/check.h"
 #include "base/status_macros.h"
 #include "core/limits.h"
 #include "core/policy.h"
@@ -204,6 +206,11 @@ LedgerService::LedgerService(ServiceOptions options)
   for (size_t i = 0; i < kExecuteThreads; ++i) {
     execute_threads_.emplace_back([this] { ExecuteLoop(); });
   }
+  if (options_.router != nullptr) {
+    for (size_t i = 0; i < kRouteThreads; ++i) {
+      route_threads_.emplace_back([this] { RouteLoop(); });
+    }
+  }
 }
 
 LedgerService::~LedgerService() {
@@ -213,10 +220,21 @@ LedgerService::~LedgerService() {
   }
   execute_cv_.notify_all();
   for (std::thread& thread : execute_threads_) thread.join();
+  {
+    std::lock_guard<std::mutex> lock(route_mu_);
+    route_threads_stop_ = true;
+  }
+  route_cv_.notify_all();
+  for (std::thread& thread : route_threads_) thread.join();
 }
 
 void LedgerService::BeginShutdown() {
   stopping_ = true;
+  {
+    // Routed calls waiting behind a partition's batch are answered now.
+    std::lock_guard<std::mutex> lock(route_mu_);
+  }
+  route_cv_.notify_all();
   absl::MutexLock lock(&mu_);
   appended_.SignalAll();
 }
@@ -320,26 +338,17 @@ grpc::ServerUnaryReactor* LedgerService::Execute(
           WriteGate().ok()) {
         own_partition = router;
         router = nullptr;
-      }
-    }
-    if (router != nullptr) {
-      // Sent to its partition's leader and answered here; the call waits
-      // on this thread for the leader's answer.
-      if (stopping_) {
-        reactor->Finish(
-            grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                         "the server is shutting down; command not executed"));
+      } else {
+        // Another partition's: sent on to its leader by a routing thread.
+        {
+          std::lock_guard<std::mutex> lock(route_mu_);
+          route_queue_.push_back({request, response, reactor, router,
+                                  AuthorizationOf(*context),
+                                  partition.ok() ? *partition : kAnyPartition});
+        }
+        route_cv_.notify_one();
         return reactor;
       }
-      ClusterRouter::Results results =
-          ExecuteRouted(router, AuthorizationOf(*context), {*request});
-      if (results.front().ok()) {
-        *response = *std::move(results.front());
-        reactor->Finish(grpc::Status::OK);
-      } else {
-        reactor->Finish(ToGrpc(results.front().status()));
-      }
-      return reactor;
     }
     allowed = WriteGate();
   }
@@ -421,6 +430,84 @@ void LedgerService::ExecuteQueued(std::vector<QueuedExecute> calls) {
     }
   }
   for (size_t i = 0; i < calls.size(); ++i) {
+    if (!results[i].ok()) {
+      calls[i].reactor->Finish(ToGrpc(results[i].status()));
+      continue;
+    }
+    *calls[i].response = *std::move(results[i]);
+    calls[i].reactor->Finish(grpc::Status::OK);
+  }
+}
+
+void LedgerService::RouteLoop() {
+  while (true) {
+    std::vector<QueuedExecute> calls;
+    uint32_t partition = kAnyPartition;
+    {
+      std::unique_lock<std::mutex> lock(route_mu_);
+      // The first queued call whose partition has no batch in flight (any,
+      // once stopping: it is answered at once).
+      auto first = route_queue_.end();
+      route_cv_.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(route_mu_) {
+        const bool stopping = stopping_ || route_threads_stop_;
+        first = std::find_if(route_queue_.begin(), route_queue_.end(),
+                             [&](const QueuedExecute& call)
+                                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(route_mu_) {
+                                   return stopping ||
+                                          !routing_.contains(call.partition);
+                                 });
+        return route_threads_stop_ || first != route_queue_.end();
+      });
+      if (first == route_queue_.end()) return;  // stopped, nothing left
+      partition = first->partition;
+      const std::string authorization = first->authorization;
+      // Every call queued for that partition with that authorization, in
+      // the order they came.
+      for (auto it = first; it != route_queue_.end() &&
+                            calls.size() < kStreamBatchCommandsMax;) {
+        if (it->partition == partition && it->authorization == authorization) {
+          calls.push_back(std::move(*it));
+          it = route_queue_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      routing_.insert(partition);
+    }
+    RouteQueued(std::move(calls));
+    {
+      std::lock_guard<std::mutex> lock(route_mu_);
+      routing_.erase(partition);
+    }
+    route_cv_.notify_all();
+  }
+}
+
+void LedgerService::RouteQueued(std::vector<QueuedExecute> calls) {
+  if (stopping_) {
+    for (const QueuedExecute& call : calls) {
+      call.reactor->Finish(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                       "the server is shutting down; command not executed"));
+    }
+    return;
+  }
+  std::vector<v1::Command> commands;
+  commands.reserve(calls.size());
+  for (const QueuedExecute& call : calls) commands.push_back(*call.command);
+  ClusterRouter::Results results = ExecuteRouted(
+      calls.front().router, calls.front().authorization, std::move(commands));
+  SL_CHECK(results.size() == calls.size(),
+           results.size() << " results for " << calls.size() << " commands");
+  for (size_t i = 0; i < calls.size(); ++i) {
+    // Not executed because an unrelated call's command before it failed:
+    // what it gets on its own.
+    if (!results[i].ok() && absl::IsCancelled(results[i].status())) {
+      results[i] =
+          std::move(ExecuteRouted(calls[i].router, calls[i].authorization,
+                                  {*calls[i].command})
+                        .front());
+    }
     if (!results[i].ok()) {
       calls[i].reactor->Finish(ToGrpc(results[i].status()));
       continue;

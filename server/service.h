@@ -58,6 +58,13 @@ inline constexpr size_t kStreamBatchCommandsMax = 256;
 // commands each, and the group commit pipelines a few batches at a time
 // (one deciding, one writing, one syncing, one answering).
 inline constexpr size_t kExecuteThreads = 4;
+// A partitioned node sends the unary commands of other partitions on from
+// these threads, not from the gRPC threads that receive every call: the
+// commands queued for one partition go together (one routed batch), and
+// each partition has at most one batch in flight, so a partition whose
+// leader is gone holds one of them for up to the router's retry time
+// (kRouteRetryDefault) and holds up nothing else.
+inline constexpr size_t kRouteThreads = 8;
 // An idle ExecuteStream re-checks for shutdown this often.
 inline constexpr absl::Duration kStreamPollInterval = absl::Milliseconds(100);
 // How long a read carrying min_position waits for this replica's log to
@@ -226,7 +233,12 @@ class LedgerService final
     // the caller's authorization, passed on then. nullptr: not partitioned.
     ClusterRouter* router = nullptr;
     std::string authorization;
+    // A command of another partition (RouteLoop): that partition, or
+    // kAnyPartition when the router places it itself (applyPolicy goes to
+    // every partition).
+    uint32_t partition = 0;
   };
+  static constexpr uint32_t kAnyPartition = ~0u;
   class Subscription;  // one Subscribe call (server/service.cc)
 
   // The caller's principal if its token allows `permission`;
@@ -242,6 +254,9 @@ class LedgerService final
   // An execute thread: takes what is queued, executes it, answers it.
   void ExecuteLoop();
   void ExecuteQueued(std::vector<QueuedExecute> calls);
+  void RouteLoop();
+  // Sends calls of one partition and one authorization on as one batch.
+  void RouteQueued(std::vector<QueuedExecute> calls);
   // OK once the log holds `min_position` (0: at once); waits at most
   // kMinPositionWaitMax or until `deadline`, then UNAVAILABLE naming this
   // replica's head.
@@ -291,6 +306,14 @@ class LedgerService final
   std::deque<QueuedExecute> execute_queue_ ABSL_GUARDED_BY(execute_mu_);
   bool execute_threads_stop_ ABSL_GUARDED_BY(execute_mu_) = false;
   std::vector<std::thread> execute_threads_;
+
+  std::mutex route_mu_;
+  std::condition_variable route_cv_;
+  std::deque<QueuedExecute> route_queue_ ABSL_GUARDED_BY(route_mu_);
+  // The partitions with a routed batch in flight.
+  absl::flat_hash_set<uint32_t> routing_ ABSL_GUARDED_BY(route_mu_);
+  bool route_threads_stop_ ABSL_GUARDED_BY(route_mu_) = false;
+  std::vector<std::thread> route_threads_;  // kRouteThreads when partitioned
 
   mutable absl::Mutex mu_;
   uint64_t notified_head_ ABSL_GUARDED_BY(mu_) = 0;

@@ -294,12 +294,12 @@ TEST(PlacementTest, HashIsTheFirstEightBytesOfSha256BigEndian) {
   EXPECT_EQ(PartitionOfMerchant("anything", 1), 0u);
 }
 
-// Routed calls between nodes that serve TLS (docs/cluster.md "Routing"):
-// a cluster of its own (one NATS server, two partitions), each node
-// presenting one self-signed certificate for 127.0.0.1 and trusting it as
-// --peer-ca. A routed call carries its caller's token, so it never goes in
-// plaintext but to a loopback address.
-class PeerTlsTest : public ::testing::Test {
+// A cluster of its own for each test (one NATS server, two partitions,
+// nodes started by the test): routing over TLS, each node presenting one
+// self-signed certificate for 127.0.0.1 and trusting it as --peer-ca (a
+// routed call carries its caller's token, so it never goes in plaintext
+// but to a loopback address), and routing to a partition with no leader.
+class TwoPartitionTest : public ::testing::Test {
  protected:
   static constexpr uint32_t kTwo = 2;
 
@@ -406,7 +406,7 @@ class PeerTlsTest : public ::testing::Test {
   std::string cert_, key_, tokens_;
 };
 
-TEST_F(PeerTlsTest, NodesServingTlsRouteOverTlsAndNeedPeerCa) {
+TEST_F(TwoPartitionTest, NodesServingTlsRouteOverTlsAndNeedPeerCa) {
   // Without --peer-ca a node that serves TLS could not reach its peers:
   // it refuses to start, saying what to give.
   {
@@ -453,7 +453,7 @@ TEST_F(PeerTlsTest, NodesServingTlsRouteOverTlsAndNeedPeerCa) {
   EXPECT_EQ(state.merchant_id(), MerchantOf(1));
 }
 
-TEST_F(PeerTlsTest, PlaintextRoutesOnlyToLoopbackAddresses) {
+TEST_F(TwoPartitionTest, PlaintextRoutesOnlyToLoopbackAddresses) {
   std::unique_ptr<Node> node = MakeNode(0);
   node->Start();
   AwaitLeader(0, *node, node->stub());
@@ -479,7 +479,56 @@ TEST_F(PeerTlsTest, PlaintextRoutesOnlyToLoopbackAddresses) {
       << s.error_message();
 }
 
-TEST_F(PeerTlsTest, PeerCaNeedsAPartitionedCluster) {
+// A partition with no leader (its node never started) keeps the commands
+// routed to it waiting for up to kRouteRetryDefault. Meanwhile the node
+// they came through serves everything else: they wait on the router's
+// threads, not on the gRPC threads that receive every call.
+TEST_F(TwoPartitionTest, CommandsWaitingForALeaderHoldUpNothingElse) {
+  std::unique_ptr<Node> node = MakeNode(0);
+  node->Start();
+  AwaitLeader(0, *node, node->stub());
+  constexpr int kWaiting = 24;
+  std::vector<std::thread> clients;
+  std::atomic<int> refused{0};
+  for (int i = 0; i < kWaiting; ++i) {
+    clients.emplace_back([&, i] {
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(4)));
+      v1::CommandResult result;
+      const grpc::Status s = node->stub().Execute(
+          &context,
+          OpenStore(absl::StrCat("wait-open-", i), absl::StrCat("wait-", i),
+                    MerchantOf(1)),
+          &result);
+      refused += !s.ok();
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  // Node 0's own partition: a command and a read, each answered at once.
+  for (int round = 0; round < 3; ++round) {
+    const absl::Time asked = absl::Now();
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(asked + absl::Seconds(2)));
+    v1::CommandResult result;
+    grpc::Status s = node->stub().Execute(
+        &context,
+        OpenStore(absl::StrCat("near-open-", round),
+                  absl::StrCat("near-", round), MerchantOf(0)),
+        &result);
+    EXPECT_TRUE(s.ok()) << "round " << round << ": " << s.error_message();
+    grpc::ClientContext read;
+    read.set_deadline(absl::ToChronoTime(asked + absl::Seconds(2)));
+    v1::Digest digest;
+    s = node->stub().Digest(&read, v1::DigestRequest(), &digest);
+    EXPECT_TRUE(s.ok()) << "round " << round << ": " << s.error_message();
+    std::cout << "round " << round << ": answered in "
+              << absl::FormatDuration(absl::Now() - asked) << "\n";
+  }
+  for (std::thread& client : clients) client.join();
+  EXPECT_EQ(refused.load(), kWaiting) << "partition 1 has no leader";
+}
+
+TEST_F(TwoPartitionTest, PeerCaNeedsAPartitionedCluster) {
   // Without --replicate there is nothing to route: a usage error.
   testing::ChildOptions options;
   options.argv = {
