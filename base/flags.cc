@@ -72,8 +72,7 @@ absl::StatusOr<std::optional<absl::Time>> Flags::GetTime(
   std::optional<std::string> value = Get(name);
   if (!value.has_value()) return std::optional<absl::Time>();
   ASSIGN_OR_RETURN(absl::Time t,
-                   ParseTimeInput(absl::StrCat("--", name), *value, zone_));
-  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat("--", name, " ", *value), t));
+                   ParseLedgerTime(absl::StrCat("--", name), *value, zone_));
   return std::optional<absl::Time>(t);
 }
 

@@ -38,4 +38,14 @@ absl::Status CheckLedgerTime(absl::string_view what, absl::Time t) {
       "9999-12-31T23:59:59.999999999Z"));
 }
 
+absl::StatusOr<absl::Time> ParseLedgerTime(absl::string_view what,
+                                           absl::string_view value,
+                                           absl::TimeZone zone) {
+  absl::StatusOr<absl::Time> t = ParseTimeInput(what, value, zone);
+  if (!t.ok()) return t;
+  absl::Status in_range = CheckLedgerTime(absl::StrCat(what, " ", value), *t);
+  if (!in_range.ok()) return in_range;
+  return t;
+}
+
 }  // namespace storeledger

@@ -21,6 +21,12 @@ absl::StatusOr<absl::Time> ParseTimeInput(absl::string_view flag,
 // one the ledger holds (kTimeSecondsMin..kTimeSecondsMax, base/limits.h).
 absl::Status CheckLedgerTime(absl::string_view what, absl::Time t);
 
+// ParseTimeInput, then CheckLedgerTime naming `what` and `value`: every time
+// a person types (a flag, an argument, an HTTP parameter) goes through this.
+absl::StatusOr<absl::Time> ParseLedgerTime(absl::string_view what,
+                                           absl::string_view value,
+                                           absl::TimeZone zone);
+
 }  // namespace storeledger
 
 #endif  // STORELEDGER_BASE_TIME_H_

@@ -534,7 +534,7 @@ int Remote::PositionAt() {
     return ctx_.Fail(
         absl::InvalidArgumentError("usage: storeledger position-at T"));
   }
-  absl::StatusOr<absl::Time> at = ParseTimeInput("T", args[1], ctx_.zone.zone);
+  absl::StatusOr<absl::Time> at = ParseLedgerTime("T", args[1], ctx_.zone.zone);
   if (!at.ok()) return ctx_.Fail(at.status());
   absl::StatusOr<v1::PositionAt> answer = Resolve(*at, std::nullopt, args[1]);
   if (!answer.ok()) return ctx_.Fail(answer.status());

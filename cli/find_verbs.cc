@@ -37,7 +37,7 @@ int PositionAtVerb(CliContext& ctx) {
     return ctx.Fail(
         absl::InvalidArgumentError("usage: storeledger position-at T"));
   }
-  absl::StatusOr<absl::Time> at = ParseTimeInput("T", args[1], ctx.zone.zone);
+  absl::StatusOr<absl::Time> at = ParseLedgerTime("T", args[1], ctx.zone.zone);
   if (!at.ok()) return ctx.Fail(at.status());
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = ctx.OpenLedger(true);
   if (!ledger.ok()) return ctx.Fail(ledger.status());

@@ -15,6 +15,7 @@
 #include "core/streams.h"
 #include "replay/projection_keys.h"
 #include "replay/projection_store.h"
+#include "replay/read_views.h"
 
 namespace storeledger {
 namespace {
@@ -101,27 +102,51 @@ absl::Status ForEachPosting(
   // A store opens before anything of it can post money, so its kind is
   // known by the time its first posting goes by.
   std::map<std::string, v1::StoreKind, std::less<>> kinds;
-  return log.Scan(0, [&](const v1::Envelope& envelope, absl::string_view) {
-    if (filter.max_position.has_value() &&
-        envelope.position() > *filter.max_position) {
-      return false;
+  // The head as of the call, or max_position if lower.
+  uint64_t last = log.head().position;
+  if (filter.max_position.has_value()) {
+    last = std::min(last, *filter.max_position);
+  }
+  // A batch at a time (kReadBatchEvents events, or kReadBatchBytes of
+  // lines), the scan let go before `fn` runs: `fn` (a client's write, say)
+  // never waits with an iterator open, which would pin the memtables that
+  // writers wait for.
+  uint64_t after = 0;
+  std::vector<v1::PostingLine> lines;
+  while (after < last) {
+    lines.clear();
+    size_t events = 0;
+    size_t bytes = 0;
+    RETURN_IF_ERROR(
+        log.Scan(after, [&](const v1::Envelope& envelope, absl::string_view) {
+          if (envelope.position() > last) return false;
+          after = envelope.position();
+          ++events;
+          if (envelope.payload().has_store_opened()) {
+            const v1::StoreOpened& opened = envelope.payload().store_opened();
+            kinds[opened.store_id()] = opened.kind();
+          }
+          if (Admits(filter, ToTime(envelope.occurred_at()))) {
+            for (const Posting& posting : PostingsFor(envelope.payload())) {
+              if (filter.store_id.has_value() &&
+                  posting.store_id != *filter.store_id) {
+                continue;
+              }
+              v1::PostingLine& line =
+                  lines.emplace_back(ToPostingLine(envelope, posting));
+              auto kind = kinds.find(posting.store_id);
+              if (kind != kinds.end()) line.set_store_kind(kind->second);
+              bytes += line.ByteSizeLong();
+            }
+          }
+          return events < kReadBatchEvents && bytes < kReadBatchBytes;
+        }));
+    if (events == 0) break;
+    for (const v1::PostingLine& line : lines) {
+      if (!fn(line)) return absl::OkStatus();
     }
-    if (envelope.payload().has_store_opened()) {
-      const v1::StoreOpened& opened = envelope.payload().store_opened();
-      kinds[opened.store_id()] = opened.kind();
-    }
-    if (!Admits(filter, ToTime(envelope.occurred_at()))) return true;
-    for (const Posting& posting : PostingsFor(envelope.payload())) {
-      if (filter.store_id.has_value() && posting.store_id != *filter.store_id) {
-        continue;
-      }
-      v1::PostingLine line = ToPostingLine(envelope, posting);
-      auto kind = kinds.find(posting.store_id);
-      if (kind != kinds.end()) line.set_store_kind(kind->second);
-      if (!fn(line)) return false;
-    }
-    return true;
-  });
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AccountBalances::Apply(absl::string_view account,

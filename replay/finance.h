@@ -37,8 +37,10 @@ struct PostingFilter {
 };
 
 // Calls `fn` for every posting of every event, in log position order (and,
-// within an event, in PostingsFor order), that `filter` admits, until `fn`
-// returns false. Rejections have no postings.
+// within an event, in PostingsFor order), that `filter` admits, up to the
+// head as of the call, until `fn` returns false. Rejections have no
+// postings. The log is read a batch at a time (kReadBatchEvents): `fn` runs
+// with no iterator open.
 absl::Status ForEachPosting(
     const EventLog& log, const PostingFilter& filter,
     const std::function<bool(const v1::PostingLine&)>& fn);

@@ -255,12 +255,20 @@ absl::StatusOr<v1::Explanation> ExplainAs(const Principal& principal,
   }
   ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> readable,
                    ReadableStores(principal, ledger));
-  // None touched (unknown) or one not its own: the same answer.
+  // None touched (unknown), one not its own, or a refusal naming another
+  // merchant (as in its store's history): the same answer.
   const bool own =
       !stores.empty() &&
-      std::all_of(stores.begin(), stores.end(), [&](const std::string& id) {
-        return CheckStoreAccess(principal, readable, id).ok();
-      });
+      std::all_of(stores.begin(), stores.end(),
+                  [&](const std::string& id) {
+                    return CheckStoreAccess(principal, readable, id).ok();
+                  }) &&
+      std::all_of(explanation->events().begin(), explanation->events().end(),
+                  [&](const v1::Envelope& e) {
+                    return !e.payload().has_command_rejected() ||
+                           MayReadRefusal(principal, readable,
+                                          e.payload().command_rejected());
+                  });
   if (!own) {
     return absl::PermissionDeniedError(absl::StrCat(
         "role ", RoleName(principal), " may not read command ", command_id));

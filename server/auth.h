@@ -104,8 +104,9 @@ bool MayReadRefusal(const Principal& principal,
 
 // `explain` of `command_id` (replay/read_views.h Explain) as `principal`
 // may see it: a merchant only when every store the command touched is its
-// own, and an unknown command and another merchant's get the same
-// kPermissionDenied. Shared by gRPC's Explain and the console's.
+// own and, for a refusal, when it may see the refusal (MayReadRefusal); an
+// unknown command and another merchant's get the same kPermissionDenied. Shared
+// by gRPC's Explain and the console's.
 absl::StatusOr<v1::Explanation> ExplainAs(const Principal& principal,
                                           const Ledger& ledger,
                                           absl::string_view command_id);

@@ -83,9 +83,9 @@ absl::StatusOr<std::optional<absl::Time>> OptionalTime(
     return std::optional<absl::Time>();
   // A bare date is midnight in the ledger's zone (DESIGN.md §5: +08:00).
   const std::string what = absl::StrCat("parameter ", name);
-  ASSIGN_OR_RETURN(absl::Time t, ParseTimeInput(what, it->second,
-                                                absl::FixedTimeZone(8 * 3600)));
-  RETURN_IF_ERROR(CheckLedgerTime(absl::StrCat(what, " ", it->second), t));
+  ASSIGN_OR_RETURN(
+      absl::Time t,
+      ParseLedgerTime(what, it->second, absl::FixedTimeZone(8 * 3600)));
   return std::optional<absl::Time>(t);
 }
 
@@ -183,8 +183,8 @@ int HttpStatusOf(absl::StatusCode code) {
 }
 
 ConsoleApi::ConsoleApi(const Ledger* ledger, const TokenTable* tokens,
-                       std::string db_dir)
-    : ledger_(ledger), tokens_(tokens), db_dir_(std::move(db_dir)) {}
+                       ConsoleScope scope)
+    : ledger_(ledger), tokens_(tokens), scope_(scope) {}
 
 absl::StatusOr<Principal> ConsoleApi::Authorize(
     std::optional<absl::string_view> authorization,
@@ -196,7 +196,20 @@ ApiReply ConsoleApi::Get(absl::string_view path,
                          const std::map<std::string, std::string>& params,
                          std::optional<absl::string_view> authorization) {
   absl::StatusOr<ApiReply> reply = Route(path, params, authorization);
-  if (!reply.ok()) return ErrorReply(reply.status());
+  if (!reply.ok()) {
+    absl::Status status = reply.status();
+    if (scope_.partitions > 0 &&
+        (absl::IsNotFound(status) || absl::IsPermissionDenied(status))) {
+      // Not "there is no such id": there is none in this partition.
+      status = absl::Status(
+          status.code(),
+          absl::StrCat(status.message(), " (this console reads partition ",
+                       scope_.partition, " of ", scope_.partitions,
+                       ", this node's: a store and its ids are on the "
+                       "consoles of their partition's nodes)"));
+    }
+    return ErrorReply(status);
+  }
   return *std::move(reply);
 }
 
@@ -217,7 +230,9 @@ absl::StatusOr<ApiReply> ConsoleApi::Route(
     reply.body = absl::StrCat(
         "{\"role\":", JsonString(RoleName(principal)),
         ",\"merchantId\":", JsonString(principal.merchant_id),
-        ",\"authenticated\":", principal.unrestricted ? "false" : "true", "}");
+        ",\"authenticated\":", principal.unrestricted ? "false" : "true",
+        ",\"partition\":", scope_.partition,
+        ",\"partitions\":", scope_.partitions, "}");
   } else if (path == "/api/policy") {
     reply.body = ToJson(ledger_->policy());
   } else if (path == "/api/search") {
@@ -468,14 +483,12 @@ absl::StatusOr<std::string> ConsoleApi::Audit(const Params& params) {
     absl::MutexLock lock(&audit_mu_);
     if (!last_audit_.empty() && params.count("run") == 0) return last_audit_;
   }
-  // As the gRPC Audit: one consistent read-only view of the log as of now.
-  EventLogOptions log_options;
-  log_options.read_only = true;
-  log_options.create_if_missing = false;
-  ASSIGN_OR_RETURN(std::unique_ptr<EventLog> view,
-                   EventLog::Open(db_dir_, log_options));
+  // As the gRPC Audit: the live ledger, every pass through one snapshot of
+  // the durable log taken now (replay/audit.h). Not a read-only open of the
+  // directory beside it: the live instance's compactions delete the files
+  // such an open reads, and a sound ledger would answer DATA_LOSS.
   const absl::Time started = absl::Now();
-  ASSIGN_OR_RETURN(v1::AuditReport report, storeledger::Audit(*view));
+  ASSIGN_OR_RETURN(v1::AuditReport report, storeledger::Audit(ledger_->log()));
   std::string answer = absl::StrCat(
       "{\"ranAt\":", TimeJson(started),
       ",\"seconds\":", absl::ToDoubleSeconds(absl::Now() - started),

@@ -12,6 +12,7 @@
 #define STORELEDGER_SERVER_HTTP_API_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -42,13 +43,22 @@ struct ApiReply {
 // The HTTP status of a canonical status code.
 int HttpStatusOf(absl::StatusCode code);
 
+// What the console reads: `ledger`, which on a partitioned cluster is one
+// partition's log. Its endpoints are not routed to other partitions (the
+// gRPC calls are, docs/cluster.md "Routing"): /api/whoami names the
+// partition, and an answer that something was not found (or may not be
+// read) says that it was looked for in this partition only.
+struct ConsoleScope {
+  uint32_t partition = 0;
+  uint32_t partitions = 0;  // 0: not partitioned
+};
+
 class ConsoleApi {
  public:
   // `ledger` and `tokens` are not owned and must outlive the API; `tokens`
-  // nullptr means no authentication (loopback only, as for gRPC). `db_dir`
-  // is opened read-only for the audit, as the gRPC Audit does.
+  // nullptr means no authentication (loopback only, as for gRPC).
   ConsoleApi(const Ledger* ledger, const TokenTable* tokens,
-             std::string db_dir);
+             ConsoleScope scope = {});
 
   // Answers GET `path` (e.g. "/api/store") with query `params`, for the
   // caller presenting `authorization` (the header's value, if any).
@@ -86,7 +96,7 @@ class ConsoleApi {
 
   const Ledger* const ledger_;
   const TokenTable* const tokens_;
-  const std::string db_dir_;
+  const ConsoleScope scope_;
 
   absl::Mutex audit_mu_;
   // The last audit's JSON answer ("" before the first).

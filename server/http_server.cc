@@ -77,8 +77,9 @@ absl::StatusOr<std::unique_ptr<HttpConsole>> HttpConsole::Start(
   } else {
     console->server_ = std::make_unique<httplib::Server>();
   }
-  console->api_ = std::make_unique<ConsoleApi>(options.ledger, options.tokens,
-                                               options.db_dir);
+  console->api_ = std::make_unique<ConsoleApi>(
+      options.ledger, options.tokens,
+      ConsoleScope{options.partition, options.partitions});
   console->options_ = std::move(options);
   console->Route();
 

@@ -12,6 +12,7 @@
 #ifndef STORELEDGER_SERVER_HTTP_SERVER_H_
 #define STORELEDGER_SERVER_HTTP_SERVER_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -51,8 +52,11 @@ struct HttpConsoleOptions {
   const Ledger* ledger = nullptr;
   // Not owned; nullptr: no authentication (loopback only). Default: nullptr.
   const TokenTable* tokens = nullptr;
-  // The database directory (the audit's read-only view). Default: empty.
-  std::string db_dir;
+  // On a partitioned cluster, the partition this node serves and their
+  // count: the console reads this node's log, one partition, and says so.
+  // Default: 0 and 0 (not partitioned).
+  uint32_t partition = 0;
+  uint32_t partitions = 0;
   // Not owned; nullptr: /metrics answers 404. Default: nullptr.
   ServerMetrics* metrics = nullptr;
   // What /metrics reads at scrape time (head, subscribers); may be empty.

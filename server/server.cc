@@ -224,8 +224,11 @@ absl::StatusOr<std::unique_ptr<LedgerServer>> LedgerServer::Start(
     http.tls_key_file = options.tls_key_file;
     http.ledger = server->ledger_.get();
     http.tokens = server->tokens_.get();
-    http.db_dir = options.db_dir;
     http.metrics = server->metrics_.get();
+    if (options.router != nullptr) {
+      http.partition = options.router->partition();
+      http.partitions = options.router->partitions();
+    }
     const LedgerService* service = server->service_.get();
     http.gauges = [service, replication = options.replication_gauges] {
       MetricsGauges gauges = service->Gauges();

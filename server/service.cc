@@ -18,7 +18,8 @@
 // every envelope up to the resume position and then the status; it resumes
 // from there without a gap. The log is the buffer: a slow subscriber costs
 // a batch of memory, and writers nothing. ReadStream reads a store's stream
-// the same way, a batch at a time. On a partitioned cluster, another
+// the same way, a batch at a time, and ListPostings the log's postings
+// (ForEachPosting). On a partitioned cluster, another
 // partition's feed is relayed from that partition's leader (Relay), with
 // the same cut-off.
 

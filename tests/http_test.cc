@@ -9,9 +9,13 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -130,8 +134,14 @@ TEST_F(HttpTest, ServesTheCompiledInPagesToAnyoneButNoDataWithoutAToken) {
   EXPECT_EQ(Get("/app.js", nullptr).status, 200);
   EXPECT_EQ(Get("/no-such-page.html", nullptr).status, 404);
 
-  for (const char* path : {"/api/whoami", "/api/store?id=L1",
-                           "/api/search?q=L1", "/api/digest", "/metrics"}) {
+  // Every endpoint.
+  for (const char* path :
+       {"/api/whoami", "/api/policy", "/api/search?q=L1", "/api/store?id=L1",
+        "/api/history?store=L1", "/api/balance-series?store=L1",
+        "/api/diff?store=L1&from=2024-10-01&to=2024-11-01",
+        "/api/explain?commandId=c12", "/api/balances",
+        "/api/statement?store=L1&from=2024-10-01&to=2024-11-01", "/api/audit",
+        "/api/digest", "/api/verify?digest=1:00", "/metrics"}) {
     Reply none = Get(path, nullptr);
     EXPECT_EQ(none.status, 401) << path << ": " << none.body;
     EXPECT_THAT(none.body, Not(HasSubstr("L1\",\"kind")));
@@ -146,6 +156,29 @@ TEST_F(HttpTest, WhoamiNamesTheRole) {
               HasSubstr("\"role\":\"investigator\""));
   EXPECT_THAT(Get("/api/whoami", kMerchant1).body,
               HasSubstr("\"merchantId\":\"m1\""));
+  // Not partitioned: no partition to name.
+  EXPECT_THAT(Get("/api/whoami", kAuditor).body,
+              HasSubstr("\"partition\":0,\"partitions\":0"));
+}
+
+// The timeline's vertical lines: the seven instants of DESIGN §1, as the
+// ledger's policy has them, for any reader.
+TEST_F(HttpTest, PolicyHasTheSevenInstants) {
+  for (const char* token : {kInvestigator, kAuditor, kMerchant2}) {
+    Reply policy = Get("/api/policy", token);
+    EXPECT_EQ(policy.status, 200) << policy.body;
+    EXPECT_EQ(policy.body, ToJson(server_->ledger().policy()));
+  }
+  Reply policy = Get("/api/policy", kInvestigator);
+  for (const char* instant :
+       {"\"wechatStoreLaunch\":\"2024-08-24T16:00:00Z\"",
+        "\"channelsNoNewProducts\":\"2024-09-24T16:00:00Z\"",
+        "\"officialAccountSales\":\"2024-09-26T16:00:00Z\"",
+        "\"miniUpgradeOpen\":\"2024-10-20T16:00:00Z\"",
+        "\"channelsLiveRoomClosed\":", "\"miniEvoucherCutoff\":",
+        "\"miniPhysicalCutoff\":\"2024-11-17T16:00:00Z\""}) {
+    EXPECT_THAT(policy.body, HasSubstr(instant));
+  }
 }
 
 TEST_F(HttpTest, SearchFindsTheStoreOfEveryKindOfId) {
@@ -217,6 +250,46 @@ TEST_F(HttpTest, HistoryHoldsEventsAndRefusalsInPositionOrder) {
   EXPECT_THAT(target.body, HasSubstr("\"upgradedFrom\":\"L1\""));
   EXPECT_THAT(target.body, HasSubstr("\"syncedFrom\":\"L1\""));
   EXPECT_EQ(Get("/api/history?store=nope", kInvestigator).status, 404);
+}
+
+// A history longer than the console shows (kConsoleHistoryEventsMax) is
+// refused whole, naming the CLI verb that pages through it, not cut short.
+TEST_F(HttpTest, AHistoryLongerThanTheConsoleShowsIsRefusedNamingTheCliVerb) {
+  // S2 has 5 events; products added before the Channels cutoff make it
+  // exactly the most the console shows, then one more.
+  const int64_t s2_events = 5;
+  auto add_products = [&](int64_t from, int64_t to) {
+    std::vector<v1::Command> batch;
+    for (int64_t i = from; i < to; ++i) {
+      absl::StatusOr<v1::Command> command = ParseCommandJson(absl::StrCat(
+          R"({"commandId":"bulk-)", i,
+          R"(","occurredAt":"2024-09-03T09:00:00+08:00","addProduct":)",
+          R"({"storeId":"S2","productId":"bulk-)", i,
+          R"(","kind":"PHYSICAL","origin":"OWN","categoryId":"c",)",
+          R"("priceFen":100}})"));
+      ASSERT_TRUE(command.ok()) << command.status();
+      batch.push_back(*std::move(command));
+      if (batch.size() == 1000 || i + 1 == to) {
+        for (const auto& result :
+             server_->ledger().ExecuteBatch(std::move(batch))) {
+          ASSERT_TRUE(result.ok()) << result.status();
+          ASSERT_EQ(result->status(), v1::ACCEPTED) << ToJson(*result);
+        }
+        batch.clear();
+      }
+    }
+  };
+  const int64_t most = static_cast<int64_t>(kConsoleHistoryEventsMax);
+  add_products(0, most - s2_events);
+  Reply whole = Get("/api/history?store=S2", kInvestigator);
+  ASSERT_EQ(whole.status, 200) << whole.body.substr(0, 300);
+  EXPECT_THAT(whole.body, HasSubstr(absl::StrCat("\"productId\":\"bulk-",
+                                                 most - s2_events - 1)));
+  add_products(most - s2_events, most - s2_events + 1);
+  Reply longer = Get("/api/history?store=S2", kInvestigator);
+  EXPECT_EQ(longer.status, 413) << longer.body.substr(0, 300);
+  EXPECT_THAT(longer.body, HasSubstr("more than 20000 events"));
+  EXPECT_THAT(longer.body, HasSubstr("storeledger history --store S2"));
 }
 
 TEST_F(HttpTest, BalanceSeriesEndsOnTheLedgersBalances) {
@@ -332,8 +405,8 @@ TEST_F(HttpTest, AMerchantSeesOnlyItsOwnStores) {
     EXPECT_THAT(reply.body, Not(HasSubstr("o1"))) << path;
   }
   // Ledger-wide views are not a merchant's.
-  for (const char* path :
-       {"/api/balances", "/api/digest", "/api/audit", "/metrics"}) {
+  for (const char* path : {"/api/balances", "/api/digest", "/api/audit",
+                           "/api/verify?digest=1:00", "/metrics"}) {
     EXPECT_EQ(Get(path, kMerchant2).status, 403) << path;
   }
   EXPECT_EQ(Get("/api/search?q=S2", kMerchant2).status, 200);
@@ -435,6 +508,54 @@ TEST_F(HttpTest, MetricsCountLiveSubscribers) {
     if (!gone) absl::SleepFor(absl::Milliseconds(100));
   }
   EXPECT_TRUE(gone);
+}
+
+// The console's audit reads the live ledger, as gRPC's Audit does: audits
+// beside writers and full compactions that rewrite and delete every table
+// file all pass. (It used to open the directory read-only beside the live
+// instance, whose compactions delete the files such an open reads: a sound
+// ledger answered DATA_LOSS, issue 12 item 2.)
+TEST_F(HttpTest, TheConsolesAuditOfTheLiveLedgerPassesDuringCompactions) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    auto stub = v1::Ledger::NewStub(grpc::CreateChannel(
+        server_->address(), grpc::InsecureChannelCredentials()));
+    for (int i = 0; !stop; ++i) {
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", absl::StrCat("Bearer ", kWriter));
+      v1::CommandResult result;
+      const std::string id = absl::StrCat("live-", i);
+      const v1::Command command =
+          ParseCommandJson(
+              absl::StrCat(
+                  R"({"commandId":")", id,
+                  R"(","occurredAt":"2024-10-25T10:00:00+08:00","openStore":{"storeId":")",
+                  id, R"(","merchantId":")", id,
+                  R"(","kind":"MINI_STORE","subject":"ENTERPRISE"}})"))
+              .value();
+      if (stub->Execute(&context, command, &result).ok() &&
+          result.status() == v1::ACCEPTED) {
+        ++written;
+      }
+    }
+  });
+  std::thread compactor(
+      [&] { testing::CompactUntil(server_->ledger().log(), stop); });
+  int audits = 0;
+  const absl::Time until = absl::Now() + absl::Seconds(3);
+  while (absl::Now() < until || audits < 5) {
+    Reply audit = Get("/api/audit?run=1", kAuditor);
+    ++audits;
+    EXPECT_EQ(audit.status, 200) << "audit " << audits << ": " << audit.body;
+    EXPECT_THAT(audit.body, HasSubstr("\"ok\":true")) << audit.body;
+    if (HasFailure()) break;
+  }
+  stop = true;
+  writer.join();
+  compactor.join();
+  EXPECT_GT(written.load(), 0);
+  std::cout << audits << " console audits beside the writer and compactions\n";
 }
 
 // HTTPS with the gRPC certificate (made with the openssl tool, when it is

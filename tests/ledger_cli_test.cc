@@ -286,9 +286,9 @@ TEST_F(LedgerCliTest, EveryVerbRefusesADatabaseThatIsNotALedger) {
   EXPECT_EQ(families, std::vector<std::string>{"default"});
 }
 
-// Every verb's time flag refuses a time the ledger cannot hold (years 0000
-// and 99999 parse as RFC 3339 to absl) and names the accepted range; the
-// range's own ends are accepted.
+// Every verb's time flag (and position-at's time) refuses a time the ledger
+// cannot hold (years 0000 and 99999 parse as RFC 3339 to absl) and names the
+// accepted range; the range's own ends are accepted.
 TEST_F(LedgerCliTest, TimeFlagsOutsideTheLedgersRangeAreRefused) {
   ASSERT_EQ(
       Apply(
@@ -301,10 +301,15 @@ TEST_F(LedgerCliTest, TimeFlagsOutsideTheLedgersRangeAreRefused) {
   const std::string ok_to = "9999-12-31T23:59:59.999999999Z";
   struct Use {
     std::vector<std::string> args;  // the verb and its flags; TIME goes last
-    std::string flag;
+    std::string flag;               // the flag, or the name of the argument
+    bool positional = false;        // TIME is an argument, not a flag's
   };
   const std::vector<Use> uses = {
+      {{"position-at"}, "T", true},
       {{"state", "--store", "s1"}, "--as-of"},
+      {{"state", "--store", "s1"}, "--known-at"},
+      {{"diff", "--store", "s1", "--from-position", "1", "--to-position", "1"},
+       "--at"},
       {{"balances"}, "--as-of"},
       {{"postings", "--to", ok_to}, "--from"},
       {{"postings", "--from", ok_from}, "--to"},
@@ -321,7 +326,7 @@ TEST_F(LedgerCliTest, TimeFlagsOutsideTheLedgersRangeAreRefused) {
           "0001-01-01T00:00:00+00:01"}) {
       std::vector<std::string> args = {"--db", db_};
       args.insert(args.end(), use.args.begin(), use.args.end());
-      args.push_back(use.flag);
+      if (!use.positional) args.push_back(use.flag);
       args.push_back(time);
       CliRun run = RunStoreledger(args);
       SCOPED_TRACE(absl::StrJoin(args, " "));
@@ -333,7 +338,7 @@ TEST_F(LedgerCliTest, TimeFlagsOutsideTheLedgersRangeAreRefused) {
     for (const std::string& time : {ok_from, ok_to}) {
       std::vector<std::string> args = {"--db", db_};
       args.insert(args.end(), use.args.begin(), use.args.end());
-      args.push_back(use.flag);
+      if (!use.positional) args.push_back(use.flag);
       args.push_back(time);
       CliRun run = RunStoreledger(args);
       EXPECT_THAT(run.err, ::testing::Not(HasSubstr("outside")))

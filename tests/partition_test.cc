@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -37,6 +38,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "httplib.h"
 #include "json/json.h"
 #include "ledger/ledger.h"
 #include "replay/finance.h"
@@ -110,6 +112,9 @@ class Node {
     absl::StatusOr<int> port = testing::FreeLoopbackPort();
     EXPECT_TRUE(port.ok());
     address_ = absl::StrCat("127.0.0.1:", *port);
+    absl::StatusOr<int> http_port = testing::FreeLoopbackPort();
+    EXPECT_TRUE(http_port.ok());
+    http_port_ = *http_port;
     stub_ = v1::Ledger::NewStub(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
@@ -131,6 +136,8 @@ class Node {
                     urls_,
                     "--partition",
                     absl::StrCat(partition_),
+                    "--http",
+                    absl::StrCat("127.0.0.1:", http_port_),
                     "--no-sync",
                     "--shutdown-grace-ms",
                     "500"};
@@ -154,11 +161,22 @@ class Node {
   }
   const std::string& address() const { return address_; }
   v1::Ledger::Stub& stub() { return *stub_; }
+  // GET `path` of this node's console: {status, body}; status 0 when the
+  // request failed.
+  std::pair<int, std::string> HttpGet(const std::string& path) const {
+    httplib::Client client("127.0.0.1", http_port_);
+    client.set_connection_timeout(5);
+    client.set_read_timeout(30);
+    httplib::Result result = client.Get(path.c_str());
+    if (!result) return {0, httplib::to_string(result.error())};
+    return {result->status, result->body};
+  }
 
  private:
   const std::string urls_, db_, log_;
   const uint32_t partition_;
   std::string address_;
+  int http_port_ = 0;
   std::unique_ptr<v1::Ledger::Stub> stub_;
   std::unique_ptr<testing::ChildProcess> process_;
 };
@@ -1029,6 +1047,41 @@ TEST_F(PartitionTest, CliDigestAuditExplainThroughOneNode) {
 
 // The same store id opened at once by merchants of two partitions: exactly
 // one wins; the other is refused by R1 as if the store were its own.
+// A node's console (--http) reads its own partition's log; it is not
+// routed as the gRPC calls are. It says so: /api/whoami names the
+// partition, and a store (or command) of another partition is not found
+// "in partition 0 of 4", not as if no partition had it. The console of the
+// store's partition shows it.
+TEST_F(PartitionTest, ANodesConsoleReadsItsOwnPartitionAndSaysSo) {
+  v1::CommandResult opened;
+  ASSERT_TRUE(
+      Execute(OpenStore("console-open", "console-2", MerchantIn(2)), &opened)
+          .ok());
+  ASSERT_EQ(opened.status(), v1::ACCEPTED) << ToJson(opened);
+  ASSERT_EQ(opened.partition(), 2u);
+
+  auto [who_status, who] = nodes_[0]->HttpGet("/api/whoami");
+  EXPECT_EQ(who_status, 200) << who;
+  EXPECT_NE(who.find("\"partition\":0,\"partitions\":4"), std::string::npos)
+      << who;
+  for (const char* path :
+       {"/api/store?id=console-2", "/api/explain?commandId=console-open",
+        "/api/search?q=console-2"}) {
+    auto [status, body] = nodes_[0]->HttpGet(path);
+    EXPECT_EQ(status, 404) << path << ": " << body;
+    EXPECT_NE(body.find("this console reads partition 0 of 4"),
+              std::string::npos)
+        << path << ": " << body;
+  }
+  auto [there_status, there] = nodes_[2]->HttpGet("/api/store?id=console-2");
+  EXPECT_EQ(there_status, 200) << there;
+  EXPECT_NE(there.find("\"storeId\":\"console-2\""), std::string::npos)
+      << there;
+  auto [explained_status, explained] =
+      nodes_[2]->HttpGet("/api/explain?commandId=console-open");
+  EXPECT_EQ(explained_status, 200) << explained;
+}
+
 TEST_F(PartitionTest, ConcurrentOpenStoreOfOneIdExactlyOneWins) {
   ASSERT_GE(kPartitions, 3u);
   constexpr int kIds = 12;

@@ -344,6 +344,60 @@ TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
     return answer;
   };
 
+  // The other read RPCs a merchant may call, on its own store (or its
+  // commands): what they answer, as JSON.
+  auto explain = [&](const char* token, const std::string& command_id) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::ExplainRequest request;
+    request.set_command_id(command_id);
+    v1::Explanation explanation;
+    ReadAnswer answer;
+    answer.status = stub_->Explain(&context, request, &explanation);
+    for (v1::Envelope& envelope : *explanation.mutable_events()) {
+      envelope.clear_hash();
+      envelope.clear_prev_hash();
+    }
+    answer.text = ToJson(explanation);
+    return answer;
+  };
+  auto statement = [&](const char* token, const std::string& store) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::GetStatementRequest request;
+    request.set_store_id(store);
+    *request.mutable_from() = ToProto(China(6, 1));
+    *request.mutable_to() = ToProto(China(7, 1));
+    v1::Statements statements;
+    ReadAnswer answer;
+    answer.status = stub_->GetStatement(&context, request, &statements);
+    answer.text = ToJson(statements);
+    return answer;
+  };
+  auto postings = [&](const char* token, const std::string& store) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::ListPostingsRequest request;
+    request.set_store_id(store);
+    auto reader = stub_->ListPostings(&context, request);
+    ReadAnswer answer;
+    v1::PostingLine line;
+    while (reader->Read(&line)) absl::StrAppend(&answer.text, ToJson(line));
+    answer.status = reader->Finish();
+    return answer;
+  };
+  auto position_at = [&](const char* token) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::PositionAtRequest request;
+    *request.mutable_at() = ToProto(China(6, 9));
+    v1::PositionAt position;
+    ReadAnswer answer;
+    answer.status = stub_->PositionAt(&context, request, &position);
+    answer.text = ToJson(position);
+    return answer;
+  };
+
   // The auditor sees the refusals that name both merchants' stores: the
   // merchants must not.
   const ReadAnswer audited = read_stream(kAuditor, "s1", true);
@@ -369,6 +423,9 @@ TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
     for (int variant = 0; variant < 3; ++variant) {
       answers.push_back(get_store(m.token, m.own, variant));
     }
+    answers.push_back(statement(m.token, m.own));
+    answers.push_back(postings(m.token, m.own));
+    answers.push_back(position_at(m.token));
     for (const ReadAnswer& answer : answers) {
       ASSERT_TRUE(answer.status.ok()) << answer.status.error_message();
       for (const std::string& token : Tokens(answer.text)) {
@@ -376,6 +433,28 @@ TEST_F(ServerTest, AMerchantReadsNothingAboutStoresItDoesNotOwn) {
                                              << answer.text;
       }
     }
+    // Explain of every command, accepted or refused: refused to the
+    // merchant (PERMISSION_DENIED) or an answer naming nothing foreign; a
+    // command naming only its own things is explained.
+    int explained = 0;
+    for (const std::vector<v1::Command>* commands : {&setup, &refused}) {
+      for (const v1::Command& command : *commands) {
+        const ReadAnswer answer = explain(m.token, command.command_id());
+        if (answer.status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+          continue;
+        }
+        ASSERT_TRUE(answer.status.ok())
+            << command.command_id() << ": " << answer.status.error_message();
+        ++explained;
+        for (const std::string& token : Tokens(answer.text)) {
+          EXPECT_FALSE(m.foreign.count(token))
+              << "explain " << command.command_id() << " names " << token
+              << " in\n"
+              << answer.text;
+        }
+      }
+    }
+    EXPECT_GT(explained, 0);
     // The log-wide RPCs are not a merchant's to call.
     grpc::ClientContext digest_context;
     Authorize(&digest_context, m.token);

@@ -328,20 +328,8 @@ TEST_F(ServerTest, AuditOfTheLiveLedgerPassesDuringWritesAndReportsDamage) {
   uint64_t audited_head = head_before_writes;
   // Full compactions one after another beside the writers and the audits:
   // every table file is rewritten and deleted again and again.
-  std::thread compactor([&] {
-    rocksdb::CompactRangeOptions compact;
-    compact.bottommost_level_compaction =
-        rocksdb::BottommostLevelCompaction::kForce;
-    while (!stop) {
-      for (rocksdb::ColumnFamilyHandle* cf :
-           {server_->ledger().log().events_cf(),
-            server_->ledger().log().streams_cf(),
-            server_->ledger().log().commands_cf(),
-            server_->ledger().log().projections_cf()}) {
-        EXPECT_TRUE(db->CompactRange(compact, cf, nullptr, nullptr).ok());
-      }
-    }
-  });
+  std::thread compactor(
+      [&] { testing::CompactUntil(server_->ledger().log(), stop); });
   int audits = 0;
   const absl::Time until = absl::Now() + absl::Seconds(4);
   while (absl::Now() < until || audits < 3) {

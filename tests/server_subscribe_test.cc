@@ -32,6 +32,7 @@ using ::storeledger::testing::kInvestigator;
 using ::storeledger::testing::kLoadProductsPerStore;
 using ::storeledger::testing::kWriter;
 using ::storeledger::testing::OpenStoreCommand;
+using ::storeledger::testing::RunStoreledger;
 using ::storeledger::testing::ServerTest;
 using ::storeledger::testing::StoreFillCommand;
 using ::testing::HasSubstr;
@@ -182,31 +183,28 @@ TEST_F(ServerTest, SlowSubscriberIsCutOffAndResumesWithoutGaps) {
   for (uint64_t i = 0; i < head; ++i) ASSERT_EQ(positions[i], i + 1);
 }
 
-// A subscriber whose client never reads and one whose client pauses hold
-// nothing writers wait for. Writers append far more than the memtable
-// budget (shrunk to kStallBudgetBytes) past both: every command is answered
-// within a bound of the same writes with no subscriber, and both
-// subscribers are cut off for taking nothing within the drain timeout; the
-// paused one, reading on, gets every event up to its resume position, then
-// the status naming it, and resumes from there without a gap.
-TEST_F(ServerTest, StalledSubscribersCostWritersNothing) {
-  constexpr size_t kStallBudgetBytes = 1 << 20;
-  constexpr int kStallStreams = 2;
-  constexpr int kStallCommandsPerStream = 10000;
-  constexpr absl::Duration kDrainTimeout = absl::Seconds(1);
+// A server whose memtable budget is shrunk to kStallBudgetBytes, and
+// writers that append far more than that budget: Fill(tag) makes
+// kStallStreams pipelined ExecuteStream calls (as `apply` writes), each
+// filling its own stores with kStallCommandsPerStream commands, and returns
+// the seconds they took, or nullopt (after a test failure) when some
+// command got no ACCEPTED result within kWriteBound.
+class StalledReaderTest : public ServerTest {
+ protected:
+  static constexpr size_t kStallBudgetBytes = 1 << 20;
+  static constexpr int kStallStreams = 2;
+  static constexpr int kStallCommandsPerStream = 10000;
+  static constexpr int kCommands = kStallStreams * kStallCommandsPerStream;
   // A bound that a stalled writer misses by far (it waits for ever).
-  constexpr absl::Duration kWriteBound = absl::Seconds(60);
-  ServerOptions options = Options();
-  options.ledger.memtables_bytes_max = kStallBudgetBytes;
-  options.subscriber_drain_timeout = kDrainTimeout;
-  // Only the drain timeout cuts these subscribers off.
-  options.subscriber_buffer_events = 1 << 30;
-  Start(options);
+  static constexpr absl::Duration kWriteBound = absl::Seconds(60);
 
-  // kStallStreams pipelined ExecuteStream calls (as `apply` writes), each
-  // filling its own stores; the seconds they took, or nullopt when some
-  // command got no ACCEPTED result within kWriteBound.
-  auto write = [&](const std::string& tag) -> std::optional<double> {
+  ServerOptions StallOptions() {
+    ServerOptions options = Options();
+    options.ledger.memtables_bytes_max = kStallBudgetBytes;
+    return options;
+  }
+
+  std::optional<double> Fill(const std::string& tag) {
     const absl::Time start = absl::Now();
     std::atomic<int> answered{0};
     std::vector<std::thread> streams;
@@ -237,34 +235,54 @@ TEST_F(ServerTest, StalledSubscribersCostWritersNothing) {
       });
     }
     for (std::thread& t : streams) t.join();
-    if (answered != kStallStreams * kStallCommandsPerStream) {
-      ADD_FAILURE() << tag << ": " << answered.load() << " of "
-                    << kStallStreams * kStallCommandsPerStream
+    if (answered != kCommands) {
+      ADD_FAILURE() << tag << ": " << answered.load() << " of " << kCommands
                     << " commands answered ACCEPTED within "
                     << absl::FormatDuration(kWriteBound);
       return std::nullopt;
     }
     return absl::ToDoubleSeconds(absl::Now() - start);
-  };
-  constexpr double kCommands = kStallStreams * kStallCommandsPerStream;
+  }
 
-  std::optional<double> alone = write("a");
+  // A stub on a channel of its own, whose flow-control window stays small
+  // (no BDP probe): a reader on it that stops reading soon holds up the
+  // server's writes to it.
+  std::unique_ptr<v1::Ledger::Stub> StallingStub() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    return v1::Ledger::NewStub(grpc::CreateCustomChannel(
+        server_->address(), grpc::InsecureChannelCredentials(), args));
+  }
+};
+
+// A subscriber whose client never reads and one whose client pauses hold
+// nothing writers wait for. Writers append far more than the memtable
+// budget past both: every command is answered
+// within a bound of the same writes with no subscriber, and both
+// subscribers are cut off for taking nothing within the drain timeout; the
+// paused one, reading on, gets every event up to its resume position, then
+// the status naming it, and resumes from there without a gap.
+TEST_F(StalledReaderTest, StalledSubscribersCostWritersNothing) {
+  constexpr absl::Duration kDrainTimeout = absl::Seconds(1);
+  ServerOptions options = StallOptions();
+  options.subscriber_drain_timeout = kDrainTimeout;
+  // Only the drain timeout cuts these subscribers off.
+  options.subscriber_buffer_events = 1 << 30;
+  Start(options);
+
+  std::optional<double> alone = Fill("a");
   ASSERT_TRUE(alone.has_value());
 
   // One that never reads, from the start of the log (far more than the
   // transport holds for it) ...
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  auto still_stub = v1::Ledger::NewStub(grpc::CreateCustomChannel(
-      server_->address(), grpc::InsecureChannelCredentials(), args));
+  auto still_stub = StallingStub();
   grpc::ClientContext still_context;
   Authorize(&still_context, kAuditor);
   v1::SubscribeRequest from_start;
   auto still = still_stub->Subscribe(&still_context, from_start);
   // ... and one from the head that reads a few events of the next writes,
   // then pauses until they are over.
-  auto paused_stub = v1::Ledger::NewStub(grpc::CreateCustomChannel(
-      server_->address(), grpc::InsecureChannelCredentials(), args));
+  auto paused_stub = StallingStub();
   grpc::ClientContext paused_context;
   Authorize(&paused_context, kInvestigator);
   v1::SubscribeRequest from_head;
@@ -279,7 +297,7 @@ TEST_F(ServerTest, StalledSubscribersCostWritersNothing) {
       positions.push_back(envelope.position());
     }
   });
-  std::optional<double> stalled = write("b");
+  std::optional<double> stalled = Fill("b");
   reader.join();
   if (!stalled.has_value()) {
     // Let the writers go before the server shuts down.
@@ -333,6 +351,55 @@ TEST_F(ServerTest, StalledSubscribersCostWritersNothing) {
 
   still_context.TryCancel();
   still->Finish();
+}
+
+// A postings reader whose client stops reading holds nothing writers wait
+// for either: ListPostings reads a batch, lets go of the scan, then sends
+// (it used to send from inside the scan, and its open iterator pinned the
+// memtables until the client went away). Once the writes are over, the
+// client reads on and gets every line, as a reader that never paused does.
+TEST_F(StalledReaderTest, APostingsReaderThatStopsReadingCostsWritersNothing) {
+  testing::CliRun simulated = RunStoreledger(
+      {"--db", dir_.Sub("db"), "simulate", "--stores", "300", "--seed", "5"});
+  ASSERT_EQ(simulated.exit_code, 0) << simulated.err;
+  Start(StallOptions());
+  auto all_lines = [&](v1::Ledger::Stub& stub) {
+    grpc::ClientContext context;
+    Authorize(&context, kAuditor);
+    auto reader = stub.ListPostings(&context, v1::ListPostingsRequest());
+    std::vector<std::string> lines;
+    v1::PostingLine line;
+    while (reader->Read(&line)) lines.push_back(line.SerializeAsString());
+    grpc::Status status = reader->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return lines;
+  };
+  const std::vector<std::string> expected = all_lines(*stub_);
+  // Far more than the transport holds for a client that stops reading.
+  ASSERT_GT(expected.size(), 10000u);
+
+  auto paused_stub = StallingStub();
+  grpc::ClientContext paused_context;
+  Authorize(&paused_context, kAuditor);
+  auto paused =
+      paused_stub->ListPostings(&paused_context, v1::ListPostingsRequest());
+  v1::PostingLine line;
+  ASSERT_TRUE(paused->Read(&line));
+  std::vector<std::string> lines = {line.SerializeAsString()};
+  // Let the server fill the transport and wait on the client.
+  absl::SleepFor(absl::Milliseconds(500));
+  std::optional<double> written = Fill("b");
+  if (!written.has_value()) {
+    paused_context.TryCancel();  // lets the writers go before shutdown
+    FAIL() << "writers stalled behind a postings reader that stopped reading";
+  }
+  std::cout << "writer throughput past a paused postings reader: "
+            << kCommands / *written << " commands/s\n";
+  while (paused->Read(&line)) lines.push_back(line.SerializeAsString());
+  grpc::Status status = paused->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // The fills post nothing: the paused reader's answer is the whole one.
+  EXPECT_EQ(lines, expected);
 }
 
 }  // namespace

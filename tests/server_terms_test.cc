@@ -155,6 +155,9 @@ TEST_F(ServerTermsTest, LookupsPrintWhatEmbeddedModePrints) {
   ExpectSame(kAuditor, {"position-at", "2020-01-01"}, 0);  // position 0
   ExpectSame(kAuditor, {"position-at", "--tz", "UTC", "2020-01-01"}, 0);
   ExpectSame(kAuditor, {"position-at", "yesterday"}, 2);
+  // Outside the times the ledger holds: refused, naming the range.
+  ExpectSame(kAuditor, {"position-at", "0000-06-01T00:00:00Z"}, 2);
+  ExpectSame(kAuditor, {"position-at", "99999-01-01T00:00:00Z"}, 2);
   // --known-at at, before and after what was recorded.
   ExpectSame(kMerchant1, {"state", "--store", "s1", "--known-at", now}, 0);
   ExpectSame(kMerchant1, {"state", "--store", "s1", "--known-at", "2020-01-01"},

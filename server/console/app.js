@@ -110,13 +110,16 @@ function signInPage(message) {
       }
     } }, h('input', { id: 'token', type: 'password', size: 40, autocomplete: 'off' }),
     ' ', h('button', { type: 'submit' }, 'Sign in')),
-    message ? h('p', { class: 'error', id: 'signin-error' }, message) : null);
+    // (replaceChildren prints a null as "null": no message, no node.)
+    ...(message ? [h('p', { class: 'error', id: 'signin-error' }, message)] : []));
 }
 
 async function whoami() {
   const who = await api('/api/whoami');
   document.getElementById('who').textContent =
-    who.authenticated ? 'signed in as ' + who.role : 'no tokens (loopback)';
+    (who.authenticated ? 'signed in as ' + who.role : 'no tokens (loopback)') +
+    // A partitioned cluster: this node's console reads its own partition.
+    (who.partitions ? ` — partition ${who.partition} of ${who.partitions}` : '');
   return who;
 }
 
@@ -158,7 +161,7 @@ async function explainPanel(commandId, where) {
     where.append(h('p', { id: 'explain-outcome' }, `${o.status}`, o.rule ? ` by ${o.rule}` : '',
       o.message ? `: ${o.message}` : '', ` — positions ${o.firstPosition}..${o.lastPosition}`));
     if (o.syncedProductIds.length || o.skipped.length) {
-      where.append(h('p', { id: 'sync-details' }, 'copied: ', o.syncedProductIds.join(', ') || 'none',
+      where.append(h('p', { id: 'explain-sync' }, 'copied: ', o.syncedProductIds.join(', ') || 'none',
         '; skipped: ', o.skipped.map((k) => `${k.productId} (${k.reason})`).join(', ') || 'none'));
     }
     where.append(h('pre', {}, JSON.stringify(x, null, 1)));
@@ -279,14 +282,14 @@ function stateView(state, historyFilter) {
     table(SERIES.map(([, label]) => label + ' (CNY)'),
       [SERIES.map(([field]) => h('span', { 'data-field': field, 'data-fen': b[field] }, fen(b[field])))]),
     h('div', { class: 'row' },
-      h('div', {}, h('h2', {}, 'Products'), table(['product', 'kind', 'origin', 'status', 'effective', 'synced from'],
+      h('div', { id: 'products' }, h('h2', {}, 'Products'), table(['product', 'kind', 'origin', 'status', 'effective', 'synced from'],
         state.products.map((p) => [p.productId, p.kind, p.origin, p.status, p.effectiveStatus, p.syncedFrom]))),
       h('div', {}, h('h2', {}, 'Orders'), h('div', { id: 'orders' }, table(['order', 'status', 'total', 'paid', 'refunded', ''],
         state.orders.map((o) => [o.orderId, o.status, fen(o.totalFen), fen(o.paidFen), fen(o.refundedFen),
-          h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); historyFilter('orderId', o.orderId); } }, 'history')])))),
+          h('a', { href: '#', 'data-order': o.orderId, onclick: (ev) => { ev.preventDefault(); historyFilter('orderId', o.orderId); } }, 'history')])))),
       h('div', {}, h('h2', {}, 'Withdrawals'), h('div', { id: 'withdrawals' }, table(['withdrawal', 'status', 'amount', ''],
         state.withdrawals.map((w) => [w.withdrawalId, w.status, fen(w.amountFen),
-          h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); historyFilter('withdrawalId', w.withdrawalId); } }, 'history')]))))));
+          h('a', { href: '#', 'data-withdrawal': w.withdrawalId, onclick: (ev) => { ev.preventDefault(); historyFilter('withdrawalId', w.withdrawalId); } }, 'history')]))))));
 }
 
 // Does this event (or refused command) name the order / withdrawal?
@@ -298,7 +301,7 @@ function historyTable(events) {
     const body = e.payload[type];
     const detail = type === 'commandRejected' ? `REFUSED ${body.rule}: ${body.message}` : JSON.stringify(body);
     return [e.position, chinaText(eventTime(e)), type,
-      h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); explainPanel(e.commandId, document.getElementById('explain')); } }, e.commandId),
+      h('a', { href: '#', 'data-command': e.commandId, onclick: (ev) => { ev.preventDefault(); explainPanel(e.commandId, document.getElementById('explain')); } }, e.commandId),
       detail.length > 140 ? detail.slice(0, 140) + '…' : detail];
   }));
 }
@@ -328,17 +331,24 @@ async function storePage(storeId) {
   const lo = Math.min(...times, policy[0][2]) - 3 * 86400e3;
   const hi = Math.max(...times, policy[policy.length - 1][2]) + 3 * 86400e3;
   const domain = [lo, hi];
-  // The sync: the target's products copied from the legacy store, by command.
-  const syncs = new Map();
-  if (lanes.length === 2) {
-    for (const e of lanes[1].events) {
-      if (e.payload.productAdded && e.payload.productAdded.syncedFrom) syncs.set(e.commandId, eventTime(e));
-    }
-  }
+  // The product syncs: each leaves a ProductsSynced on the WeChat Store's
+  // stream (R9), with what it copied and what it skipped and why, even when
+  // it copied nothing.
+  const syncs = lanes.length === 2 ? lanes[1].events.filter((e) => e.payload.productsSynced) : [];
   main.append(h('h2', {}, 'Timeline (business time, +08:00; ✕ = refused command, dashed = policy instants)'),
-    timelineSvg(lanes, policy, domain, [...syncs.values()]),
+    timelineSvg(lanes, policy, domain, syncs.map(eventTime)),
     h('div', { class: 'legend' }, ['store', 'product', 'order', 'withdrawal', 'deposit'].map((k) =>
       h('span', {}, h('i', { class: 'kind-' + k }), k))));
+  if (syncs.length) {
+    main.append(h('h2', {}, 'Product syncs'), h('ul', { id: 'sync-details' }, syncs.map((e) => {
+      const sync = e.payload.productsSynced;
+      return h('li', { 'data-command': e.commandId }, `${chinaText(eventTime(e))} `,
+        h('a', { href: '#', onclick: (ev) => { ev.preventDefault(); explainPanel(e.commandId, document.getElementById('explain')); } },
+          e.commandId),
+        ` ${sync.sourceStoreId} → ${sync.storeId}: copied: ${sync.copiedProductIds.join(', ') || 'none'}; skipped: `,
+        sync.skipped.map((k) => `${k.productId} (${k.reason})`).join(', ') || 'none');
+    })));
+  }
   for (const k of ['store', 'product', 'order', 'withdrawal', 'deposit']) {
     for (const el of main.querySelectorAll('.kind-' + k)) el.style.background = colorOf(k);
   }
@@ -350,10 +360,6 @@ async function storePage(storeId) {
     for (const el of main.querySelectorAll('.swatch-' + label.replace(' ', '-'))) el.style.background = color;
   }
   const explain = h('div', { id: 'explain', class: 'panel' }, 'Click an event or a command id to explain it.');
-  for (const commandId of syncs.keys()) {
-    explain.replaceChildren();
-    explainPanel(commandId, explain);  // the sync: what was copied, what skipped and why
-  }
 
   // As of / diff.
   const stateBox = h('div', { id: 'asof-state' });
@@ -361,7 +367,7 @@ async function storePage(storeId) {
   const own = lanes.find((l) => l.state.storeId === storeId);
   const showHistory = (key, id) => {
     const events = key ? own.events.filter((e) => names(e, key, id)) : own.events;
-    historyBox.replaceChildren(h('h2', {}, key ? `History of ${id}` : 'History (events and refused commands)'),
+    historyBox.replaceChildren(h('h2', { 'data-filter': id || '' }, key ? `History of ${id}` : 'History (events and refused commands)'),
       historyTable(events));
   };
   const renderState = (st) => stateBox.replaceChildren(stateView(st, showHistory));

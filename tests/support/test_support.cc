@@ -59,6 +59,19 @@ std::vector<std::string> CliRun::lines() const {
   return out;
 }
 
+void CompactUntil(const EventLog& log, const std::atomic<bool>& stop) {
+  rocksdb::CompactRangeOptions compact;
+  compact.bottommost_level_compaction =
+      rocksdb::BottommostLevelCompaction::kForce;
+  while (!stop) {
+    for (rocksdb::ColumnFamilyHandle* cf :
+         {log.events_cf(), log.streams_cf(), log.commands_cf(),
+          log.projections_cf()}) {
+      EXPECT_TRUE(log.db()->CompactRange(compact, cf, nullptr, nullptr).ok());
+    }
+  }
+}
+
 void MakeForeignRocksDb(const std::string& dir,
                         const std::vector<std::string>& families, bool put) {
   rocksdb::Options options;

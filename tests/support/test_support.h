@@ -3,6 +3,7 @@
 #ifndef STORELEDGER_TESTS_SUPPORT_TEST_SUPPORT_H_
 #define STORELEDGER_TESTS_SUPPORT_TEST_SUPPORT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -56,6 +57,12 @@ v1::Command CommandFromJson(const std::string& json);
 void MakeForeignRocksDb(const std::string& dir,
                         const std::vector<std::string>& families = {"default"},
                         bool put = true);
+
+// Full compactions of the log's column families one after another until
+// `stop`: every table file is rewritten and deleted again and again (a
+// reader of those files beside the live ledger must not notice). Each
+// compaction must succeed.
+void CompactUntil(const EventLog& log, const std::atomic<bool>& stop);
 
 // Runs the CLI in-process: exit status, stdout and stderr.
 struct CliRun {
