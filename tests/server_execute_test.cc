@@ -405,6 +405,11 @@ TEST_F(ServerTest, GracefulShutdownUnderLoadLosesNothingAcknowledged) {
 // every command a stream acknowledged must be there, with its positions.
 TEST_F(ServerTest, ExecuteStreamAcknowledgesOnlyWhatSurvivesAPowerLoss) {
   constexpr int kPowerLosses = 8;
+  // At least this many acknowledged commands in all: a round whose power
+  // goes off early acknowledges few, so the loop goes on past kPowerLosses
+  // (up to three times as many) until it has them (under ASan two runs in
+  // six had 76 and 90 after eight losses).
+  constexpr size_t kAcknowledgedMin = 100;
   constexpr size_t kPowerLossStreams = 2;
   // The power goes off within this many file operations of the start of a
   // round's streams (a synced group of up to 256 commands costs about two).
@@ -436,7 +441,11 @@ TEST_F(ServerTest, ExecuteStreamAcknowledgesOnlyWhatSurvivesAPowerLoss) {
     for (size_t s = 0; s < kPowerLossStreams; ++s) next[s] = s;
   };
   start_over();
-  for (int loss = 1; loss <= kPowerLosses; ++loss) {
+  int loss = 1;
+  for (; loss <= kPowerLosses ||
+         (loss <= 3 * kPowerLosses &&
+          checked + acknowledged.size() < kAcknowledgedMin);
+       ++loss) {
     if (std::all_of(next.begin(), next.end(),
                     [&](size_t n) { return n >= plan.size(); })) {
       start_over();
@@ -499,8 +508,8 @@ TEST_F(ServerTest, ExecuteStreamAcknowledgesOnlyWhatSurvivesAPowerLoss) {
   EXPECT_GT(in_flight, 0u);
   EXPECT_GT(fs.dropped_bytes(), 0u);
   checked += acknowledged.size();
-  EXPECT_GT(checked, 100u);
-  std::cout << kPowerLosses << " power losses under ExecuteStream: " << checked
+  EXPECT_GE(checked, kAcknowledgedMin);
+  std::cout << loss - 1 << " power losses under ExecuteStream: " << checked
             << " acknowledged commands in " << generation
             << " ledger(s), all present after every loss (" << in_flight
             << " streams ended by a loss, " << fs.dropped_bytes()
