@@ -389,17 +389,8 @@ void LedgerService::ExecuteLoop() {
 }
 
 void LedgerService::ExecuteQueued(std::vector<QueuedExecute> calls) {
-  if (stopping_) {
-    for (const QueuedExecute& call : calls) {
-      call.reactor->Finish(
-          grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                       "the server is shutting down; command not executed"));
-    }
-    return;
-  }
-  std::vector<v1::Command> commands;
-  commands.reserve(calls.size());
-  for (const QueuedExecute& call : calls) commands.push_back(*call.command);
+  if (RefusedWhenStopping(calls)) return;
+  std::vector<v1::Command> commands = CommandsOf(calls);
   const absl::Time started = absl::Now();
   std::vector<absl::StatusOr<v1::CommandResult>> results =
       options_.ledger->ExecuteBatch(std::move(commands));
@@ -429,14 +420,7 @@ void LedgerService::ExecuteQueued(std::vector<QueuedExecute> calls) {
                         .front());
     }
   }
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (!results[i].ok()) {
-      calls[i].reactor->Finish(ToGrpc(results[i].status()));
-      continue;
-    }
-    *calls[i].response = *std::move(results[i]);
-    calls[i].reactor->Finish(grpc::Status::OK);
-  }
+  Answer(calls, std::move(results));
 }
 
 void LedgerService::RouteLoop() {
@@ -484,17 +468,8 @@ void LedgerService::RouteLoop() {
 }
 
 void LedgerService::RouteQueued(std::vector<QueuedExecute> calls) {
-  if (stopping_) {
-    for (const QueuedExecute& call : calls) {
-      call.reactor->Finish(
-          grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                       "the server is shutting down; command not executed"));
-    }
-    return;
-  }
-  std::vector<v1::Command> commands;
-  commands.reserve(calls.size());
-  for (const QueuedExecute& call : calls) commands.push_back(*call.command);
+  if (RefusedWhenStopping(calls)) return;
+  std::vector<v1::Command> commands = CommandsOf(calls);
   ClusterRouter::Results results = ExecuteRouted(
       calls.front().router, calls.front().authorization, std::move(commands));
   SL_CHECK(results.size() == calls.size(),
@@ -508,6 +483,32 @@ void LedgerService::RouteQueued(std::vector<QueuedExecute> calls) {
                                   {*calls[i].command})
                         .front());
     }
+  }
+  Answer(calls, std::move(results));
+}
+
+bool LedgerService::RefusedWhenStopping(
+    const std::vector<QueuedExecute>& calls) const {
+  if (!stopping_) return false;
+  for (const QueuedExecute& call : calls) {
+    call.reactor->Finish(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                     "the server is shutting down; command not executed"));
+  }
+  return true;
+}
+
+std::vector<v1::Command> LedgerService::CommandsOf(
+    const std::vector<QueuedExecute>& calls) {
+  std::vector<v1::Command> commands;
+  commands.reserve(calls.size());
+  for (const QueuedExecute& call : calls) commands.push_back(*call.command);
+  return commands;
+}
+
+void LedgerService::Answer(const std::vector<QueuedExecute>& calls,
+                           ClusterRouter::Results results) {
+  for (size_t i = 0; i < calls.size(); ++i) {
     if (!results[i].ok()) {
       calls[i].reactor->Finish(ToGrpc(results[i].status()));
       continue;

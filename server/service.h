@@ -262,6 +262,13 @@ class LedgerService final
   void RouteLoop();
   // Sends calls of one partition and one authorization on as one batch.
   void RouteQueued(std::vector<QueuedExecute> calls);
+  // For both: every call answered UNAVAILABLE when the server is stopping
+  // (true then); the calls' commands; each call answered with its result.
+  bool RefusedWhenStopping(const std::vector<QueuedExecute>& calls) const;
+  static std::vector<v1::Command> CommandsOf(
+      const std::vector<QueuedExecute>& calls);
+  static void Answer(const std::vector<QueuedExecute>& calls,
+                     ClusterRouter::Results results);
   // OK once the log holds `min_position` (0: at once); waits at most
   // kMinPositionWaitMax or until `deadline`, then UNAVAILABLE naming this
   // replica's head.
