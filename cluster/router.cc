@@ -306,28 +306,32 @@ absl::StatusOr<std::shared_ptr<v1::Ledger::StubInterface>> Router::LeaderStub(
     return absl::UnavailableError(
         absl::StrCat("partition ", partition, " has no leader right now"));
   }
-  if (options_.peer_credentials == nullptr) {
-    absl::StatusOr<std::pair<std::string, int>> host =
-        SplitHostPort("the lease's address", *leader);
-    if (!host.ok() || !IsLoopbackHost(host->first)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "partition ", partition, "'s leader is at ", *leader,
-          ", not a loopback address: a routed call carries its caller's "
-          "token, so it goes there only over TLS (storeledgerd --peer-ca)"));
-    }
-  }
   Channel to;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Channel& known = channels_[*leader];
-    if (known.channel == nullptr) {
-      known.channel =
+    auto known = channels_.find(*leader);
+    if (known == channels_.end()) {
+      // Checked once per address, when its channel is made.
+      if (options_.peer_credentials == nullptr) {
+        absl::StatusOr<std::pair<std::string, int>> host =
+            SplitHostPort("the lease's address", *leader);
+        if (!host.ok() || !IsLoopbackHost(host->first)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "partition ", partition, "'s leader is at ", *leader,
+              ", not a loopback address: a routed call carries its caller's "
+              "token, so it goes there only over TLS (storeledgerd "
+              "--peer-ca)"));
+        }
+      }
+      Channel made;
+      made.channel =
           ReplicaChannel(*leader, options_.peer_credentials != nullptr
                                       ? options_.peer_credentials
                                       : grpc::InsecureChannelCredentials());
-      known.stub = v1::Ledger::NewStub(known.channel);
+      made.stub = v1::Ledger::NewStub(made.channel);
+      known = channels_.emplace(*leader, std::move(made)).first;
     }
-    to = known;
+    to = known->second;
   }
   if (!AwaitReplica(*to.channel, kReplicaConnectWait)) {
     return absl::UnavailableError(absl::StrCat(
