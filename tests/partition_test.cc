@@ -181,6 +181,42 @@ class Node {
   std::unique_ptr<testing::ChildProcess> process_;
 };
 
+// Until partition p's lease names `node` (a node restarted on its address
+// finds the lease of the one killed) and `client` gets a Digest from it,
+// with `token` ("": none). `log`: the node's stderr, shown on a miss.
+void AwaitLeaderAt(const NatsCluster& nats, uint32_t p, const Node& node,
+                   v1::Ledger::Stub& client, absl::string_view token,
+                   const std::string& log) {
+  absl::StatusOr<std::unique_ptr<JetStream>> js =
+      JetStream::Connect(nats.urls());
+  ASSERT_TRUE(js.ok()) << js.status();
+  const bool leads = WaitFor(
+      [&] {
+        absl::StatusOr<std::optional<std::string>> leader =
+            (*js)->KvGet(kLeaderBucket, LeaseKey(p));
+        if (!leader.ok() || !leader->has_value() ||
+            **leader != node.address()) {
+          return false;
+        }
+        grpc::ClientContext context;
+        if (!token.empty()) {
+          context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+        }
+        context.set_deadline(
+            absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+        v1::Digest digest;
+        return client.Digest(&context, v1::DigestRequest(), &digest).ok();
+      },
+      kStartTimeout, kPollInterval);
+  if (!leads) {
+    std::ifstream file(log);
+    std::stringstream text;
+    text << file.rdbuf();
+    FAIL() << "partition " << p << " has no leader; " << log << ":\n"
+           << text.str();
+  }
+}
+
 // The cluster every test here shares: started once (it takes seconds).
 class PartitionTest : public ::testing::Test {
  protected:
@@ -210,32 +246,10 @@ class PartitionTest : public ::testing::Test {
     }
     for (uint32_t p = 0; p < kPartitions; ++p) AwaitLeader(p);
   }
-  // Until partition p's lease names its node and the node answers (a
-  // node restarted on its address finds the lease of the one killed).
+  // Until partition p's node leads it and answers (AwaitLeaderAt).
   static void AwaitLeader(uint32_t p) {
-    absl::StatusOr<std::unique_ptr<JetStream>> js =
-        JetStream::Connect(nats_->urls());
-    ASSERT_TRUE(js.ok()) << js.status();
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          absl::StatusOr<std::optional<std::string>> leader =
-              (*js)->KvGet(kLeaderBucket, LeaseKey(p));
-          if (!leader.ok() || !leader->has_value() ||
-              **leader != nodes_[p]->address()) {
-            return false;
-          }
-          grpc::ClientContext context;
-          context.set_deadline(
-              absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
-          v1::Digest digest;
-          return nodes_[p]
-              ->stub()
-              .Digest(&context, v1::DigestRequest(), &digest)
-              .ok();
-        },
-        kStartTimeout, kPollInterval))
-        << "partition " << p << " has no leader; see "
-        << dir_->Sub(absl::StrCat("p", p, ".log"));
+    AwaitLeaderAt(*nats_, p, *nodes_[p], nodes_[p]->stub(), "",
+                  dir_->Sub(absl::StrCat("p", p, ".log")));
   }
   static void TearDownTestSuite() {
     for (Node* node : nodes_) delete node;
@@ -382,27 +396,8 @@ class TwoPartitionTest : public ::testing::Test {
   }
   // Until partition p's lease names `node` and the node answers.
   void AwaitLeader(uint32_t p, Node& node, v1::Ledger::Stub& client) {
-    absl::StatusOr<std::unique_ptr<JetStream>> js =
-        JetStream::Connect(nats_->urls());
-    ASSERT_TRUE(js.ok()) << js.status();
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          absl::StatusOr<std::optional<std::string>> leader =
-              (*js)->KvGet(kLeaderBucket, LeaseKey(p));
-          if (!leader.ok() || !leader->has_value() ||
-              **leader != node.address()) {
-            return false;
-          }
-          grpc::ClientContext context;
-          Authorize(&context, kAuditor);
-          context.set_deadline(
-              absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
-          v1::Digest digest;
-          return client.Digest(&context, v1::DigestRequest(), &digest).ok();
-        },
-        kStartTimeout, kPollInterval))
-        << "partition " << p << " has no leader; its log:\n"
-        << Log(p);
+    AwaitLeaderAt(*nats_, p, node, client, kAuditor,
+                  dir_.Sub(absl::StrCat("p", p, ".log")));
   }
   std::string Log(uint32_t partition) const {
     std::ifstream file(dir_.Sub(absl::StrCat("p", partition, ".log")));
