@@ -49,6 +49,19 @@ TEST_F(ServerTest, RefusesNonLoopbackWithoutTls) {
   EXPECT_FALSE(IsLoopbackHost("[::]"));
   EXPECT_FALSE(IsLoopbackHost("10.0.0.1"));
   EXPECT_FALSE(IsLoopbackHost("example.com"));
+  // A bad address is named with the flag it came from (the console's
+  // --http, not --listen), whatever is wrong with it.
+  ServerOptions console = Options();
+  for (const char* bad : {"nowhere", ":7450", "127.0.0.1:", "127.0.0.1:65536",
+                          "127.0.0.1:-1", "::1:7450"}) {
+    console.http_listen = bad;
+    server = LedgerServer::Start(console);
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+    EXPECT_THAT(
+        server.status().message(),
+        HasSubstr(absl::StrCat("--http ", bad, ": expected HOST:PORT")));
+  }
 }
 
 TEST_F(ServerTest, PortInUseAndLockedDatabaseAreClearErrors) {
