@@ -232,6 +232,9 @@ void LedgerService::BeginShutdown() {
   stopping_ = true;
   {
     // Routed calls waiting behind a partition's batch are answered now.
+    // Taking the lock between setting stopping_ and the notify means a
+    // routing thread is either waiting already (and woken) or will see
+    // stopping_ when it checks its condition: the wake-up is never lost.
     std::lock_guard<std::mutex> lock(route_mu_);
   }
   route_cv_.notify_all();
