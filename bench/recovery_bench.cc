@@ -15,8 +15,10 @@
 //     last acknowledged command. That is the time reported, split into the
 //     steps of EventLog::Open (EventLogOpenStats: rocksdb::DB::Open with the
 //     WAL replay, the format marker, the head check, the Merkle tree's
-//     right edge), the rest of Ledger::Open, and the first read; beside it
-//     the WAL bytes present in DIR before the open (what RocksDB replays).
+//     right edge), the rest of Ledger::Open, and the first read; the
+//     RocksDB open split further by the timestamps of its own info log
+//     (ReadRocksDbLog); beside it the WAL bytes present in DIR before the
+//     open (what RocksDB replays).
 // Round 0 is the baseline: the writer's stdin is closed instead, and it
 // exits cleanly before the open.
 //
@@ -42,6 +44,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -51,6 +54,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -242,10 +246,62 @@ WriterRun RunWriter(const std::string& dir, int round, uint64_t seed,
   return run;
 }
 
+// rocksdb::DB::Open step by step, from the timestamps of the info log it
+// starts (DIR/LOG; the previous one is renamed at every open): reading the
+// MANIFEST (which opens every table file: max_open_files is -1), replaying
+// the WAL into memtables, writing what it recovered as level-0 tables, and
+// the rest (a new WAL and MANIFEST, obsolete files deleted). Zero for a
+// step whose lines are not found.
+struct RocksDbOpenSteps {
+  absl::Duration manifest;
+  absl::Duration wal_replay;
+  absl::Duration level0;
+  absl::Duration rest;
+};
+
+RocksDbOpenSteps ReadRocksDbLog(const std::string& dir) {
+  std::ifstream in(dir + "/LOG");
+  std::optional<absl::Time> manifest_began, manifest_done, replay_began,
+      level0_began, recovered, opened;
+  std::string line;
+  while (std::getline(in, line)) {
+    // "2026/12/07-10:16:14.022987 13337 ..."
+    absl::Time at;
+    std::string error;
+    if (line.size() < 26 || !absl::ParseTime("%Y/%m/%d-%H:%M:%E*S",
+                                             line.substr(0, 26), &at, &error)) {
+      continue;
+    }
+    auto first = [&](std::optional<absl::Time>& mark, absl::string_view text) {
+      if (!mark.has_value() && absl::StrContains(line, text)) mark = at;
+    };
+    first(manifest_began, "Recovering from manifest file");
+    first(manifest_done, "Recovered from manifest file");
+    first(replay_began, "\"event\": \"recovery_started\"");
+    first(level0_began, "[WriteLevel0TableForRecovery]");
+    first(recovered, "\"event\": \"recovery_finished\"");
+    first(opened, "DB pointer");
+  }
+  RocksDbOpenSteps steps;
+  auto span = [](const std::optional<absl::Time>& from,
+                 const std::optional<absl::Time>& to) {
+    return from.has_value() && to.has_value() ? *to - *from
+                                              : absl::ZeroDuration();
+  };
+  steps.manifest = span(manifest_began, manifest_done);
+  const std::optional<absl::Time> replay_done =
+      level0_began.has_value() ? level0_began : recovered;
+  steps.wal_replay = span(replay_began, replay_done);
+  steps.level0 = span(level0_began, recovered);
+  steps.rest = span(recovered, opened);
+  return steps;
+}
+
 // One open, as storeledgerd does it, up to its first answer.
 struct OpenTimes {
   WalFiles wal;
   EventLogOpenStats log;
+  RocksDbOpenSteps rocksdb;    // within log.rocksdb_open
   absl::Duration ledger_rest;  // Ledger::Open beyond EventLog::Open
   absl::Duration first_read;   // the head and one store's state
   absl::Duration total;
@@ -291,6 +347,7 @@ OpenTimes TimeOpen(const std::string& dir, const WriterRun& writer, bool cold) {
   const absl::Time closing = absl::Now();
   ledger->reset();
   times.close = absl::Now() - closing;
+  times.rocksdb = ReadRocksDbLog(dir);
   return times;
 }
 
@@ -305,22 +362,24 @@ std::string Load() {
 
 void PrintHeader() {
   std::cout << absl::StrFormat(
-      "%-8s %6s %8s %10s %10s %4s %8s | %8s %6s %6s %7s %7s %7s | %8s %7s "
-      "%5s\n",
-      "round", "wrote", "acked", "head-", "head+", "wal", "wal MiB", "rocksdb",
-      "init", "head", "merkle", "ledger", "read", "TOTAL", "close", "load");
+      "%-7s %6s %7s %9s %9s %3s %6s | %7s %6s %6s %6s %6s | %5s %5s %6s %6s "
+      "%6s | %7s %6s %5s\n",
+      "round", "wrote", "acked", "head-", "head+", "wal", "MiB", "rocksdb",
+      "manif", "replay", "L0", "rest", "init", "head", "merkle", "ledger",
+      "read", "TOTAL", "close", "load");
 }
 
 void PrintRound(const std::string& label, uint64_t head_before,
                 const WriterRun& writer, const OpenTimes& t) {
   std::cout << absl::StrFormat(
-      "%-8s %5.1fs %8d %10d %10d %4d %8.1f | %8.1f %6.1f %6.1f %7.1f %7.1f "
-      "%7.1f | %8.1f %7.1f %5.2f\n",
+      "%-7s %5.1fs %7d %9d %9d %3d %6.1f | %7.1f %6.1f %6.1f %6.1f %6.1f | "
+      "%5.1f %5.1f %6.1f %6.1f %6.1f | %7.1f %6.1f %5.2f\n",
       label, writer.seconds_writing, writer.acknowledged, head_before, t.head,
       t.wal.count, t.wal.bytes / 1048576.0, Ms(t.log.rocksdb_open),
-      Ms(t.log.initialize), Ms(t.log.load_head), Ms(t.log.merkle),
-      Ms(t.ledger_rest), Ms(t.first_read), Ms(t.total), Ms(t.close),
-      LoadAverage());
+      Ms(t.rocksdb.manifest), Ms(t.rocksdb.wal_replay), Ms(t.rocksdb.level0),
+      Ms(t.rocksdb.rest), Ms(t.log.initialize), Ms(t.log.load_head),
+      Ms(t.log.merkle), Ms(t.ledger_rest), Ms(t.first_read), Ms(t.total),
+      Ms(t.close), LoadAverage());
 }
 
 void PrintSummary(const std::vector<OpenTimes>& rounds) {
@@ -328,17 +387,25 @@ void PrintSummary(const std::vector<OpenTimes>& rounds) {
     std::vector<double> v;
     for (const OpenTimes& t : rounds) v.push_back(value(t));
     std::sort(v.begin(), v.end());
-    std::cout << absl::StrFormat("  %-36s %10.1f %10.1f %10.1f\n", label,
+    std::cout << absl::StrFormat("  %-44s %9.1f %9.1f %9.1f\n", label,
                                  v.front(), v[v.size() / 2], v.back());
   };
   std::cout << absl::StrFormat("\nover %d opens after SIGKILL:\n",
                                rounds.size())
-            << absl::StrFormat("  %-36s %10s %10s %10s\n", "", "min", "median",
+            << absl::StrFormat("  %-44s %9s %9s %9s\n", "", "min", "median",
                                "max");
   row("WAL before the open (MiB)",
       [](const OpenTimes& t) { return t.wal.bytes / 1048576.0; });
-  row("rocksdb::DB::Open, WAL replay (ms)",
+  row("rocksdb::DB::Open (ms)",
       [](const OpenTimes& t) { return Ms(t.log.rocksdb_open); });
+  row("  MANIFEST, table files opened (ms)",
+      [](const OpenTimes& t) { return Ms(t.rocksdb.manifest); });
+  row("  WAL replayed into memtables (ms)",
+      [](const OpenTimes& t) { return Ms(t.rocksdb.wal_replay); });
+  row("  recovered memtables written to L0 (ms)",
+      [](const OpenTimes& t) { return Ms(t.rocksdb.level0); });
+  row("  new WAL and MANIFEST, clean-up (ms)",
+      [](const OpenTimes& t) { return Ms(t.rocksdb.rest); });
   row("format marker (ms)",
       [](const OpenTimes& t) { return Ms(t.log.initialize); });
   row("head check (ms)",
