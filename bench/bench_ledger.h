@@ -1,8 +1,9 @@
 // The ledger the replay and recovery benchmarks build, and what they share
 // to build it: WeChat Stores (StoreWorkload) whose commands go through
 // Ledger::ExecuteBatch with sync off (Fill), a ledger of N events in a
-// directory made once and reused (PrepareStoresLedger), and the load
-// average each reports beside its figures (the machine is shared).
+// directory made once and reused (PrepareStoresLedger), the load average
+// each reports beside its figures (the machine is shared), and their flags'
+// values.
 #ifndef STORELEDGER_BENCH_BENCH_LEDGER_H_
 #define STORELEDGER_BENCH_BENCH_LEDGER_H_
 
@@ -213,6 +214,16 @@ void Fill(Ledger& ledger, uint64_t events, absl::string_view label, Next next) {
       "sync=false), %d rejected\n",
       label, ledger.log().head().position - start, seconds,
       (ledger.log().head().position - start) / seconds, rejected);
+}
+
+// The value of flag argv[i] (argv[i + 1]; i moves past it); exits 2 naming
+// the flag when there is none.
+inline std::string FlagValue(int argc, char** argv, int& i) {
+  if (i + 1 >= argc) {
+    std::cerr << argv[i] << " needs a value\n";
+    std::exit(2);
+  }
+  return argv[++i];
 }
 
 // The 1-minute load average (the machine is shared).

@@ -451,13 +451,7 @@ int main(int argc, char** argv) {
   bool cold = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::cerr << arg << " needs a value\n";
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return FlagValue(argc, argv, i); };
     auto bad = [&](absl::string_view what) {
       std::cerr << "storeledger-recovery-bench: " << arg << " takes " << what
                 << "\n";

@@ -490,13 +490,7 @@ int main(int argc, char** argv) {
   int rebuild_modes = 3;  // 1: pipelined, 2: one thread, 3: both
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::cerr << arg << " needs a value\n";
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return FlagValue(argc, argv, i); };
     if (arg == "--dir") {
       dir = value();
     } else if (arg == "--events") {
