@@ -64,6 +64,13 @@ constexpr size_t kScanReadaheadBytes = 1 << 20;
 constexpr size_t kRocksDbMemoryBytes = 64 << 20;
 // The memtables' share: when they reach it, the largest is flushed.
 constexpr size_t kMemtablesBytesMax = 32 << 20;
+// The WAL kept for recovery (max_total_wal_size; EventLogOptions::
+// memtables_bytes_max when set): past it, the column families whose
+// memtables still hold data of the oldest WAL file are flushed, so that
+// the file can go. Bounds what an open after a crash replays, however
+// slowly some families fill ("meta", "merkle": without it their small
+// memtables kept every WAL file since their last flush, 40-60 MiB).
+constexpr uint64_t kWalBytesMax = 32 << 20;
 // One memtable of "events" (sequential keys: cheap inserts, big is fine) ...
 constexpr size_t kMemtableBytesEvents = 16 << 20;
 // ... of "streams", "commands" and "projections" (random keys: a smaller
@@ -829,6 +836,9 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   db_options.wal_recovery_mode =
       rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   db_options.paranoid_checks = true;
+  db_options.max_total_wal_size = options.memtables_bytes_max > 0
+                                      ? options.memtables_bytes_max
+                                      : kWalBytesMax;
   if (options.env != nullptr) db_options.env = options.env;
 
   // Memory is bounded whatever the size of the log (storage/FORMAT.md

@@ -92,7 +92,8 @@ struct EventLogOptions {
   // largest memtable is flushed and writes wait for the flush. Tests shrink
   // it to reach it with a few thousand commands; each memtable is then at
   // most a quarter of it (an empty memtable's first arena block alone is an
-  // eighth of its size). 0: kMemtablesBytesMax and the memtable sizes of
+  // eighth of its size). It also bounds the WAL kept for recovery. 0:
+  // kMemtablesBytesMax, the memtable sizes and the WAL bound of
   // storage/FORMAT.md "RocksDB options". Default: 0.
   size_t memtables_bytes_max = 0;
   // Keep the Merkle tree over the log (FORMAT.md "The Merkle tree") in the

@@ -541,6 +541,46 @@ TEST_F(EventLogTest, OpenReportsTheTimeOfItsSteps) {
       took);
 }
 
+// What an open after a crash replays is bounded: the WAL kept stays near
+// the memtable budget, although "streams", "meta" and "merkle" fill far
+// more slowly than "events" and would keep every WAL file since their last
+// flush.
+TEST_F(EventLogTest, TheWalKeptForRecoveryStaysNearTheMemtableBudget) {
+  constexpr size_t kBudgetBytes = 1 << 20;
+  constexpr int kEvents = 2000;  // ~4 KiB each: ~8 MiB of WAL written
+  EventLogOptions options;
+  options.memtables_bytes_max = kBudgetBytes;
+  options.sync = false;
+  EventLog& log = OpenLog(options);
+  for (int i = 0; i < kEvents; ++i) {
+    NewEvent event =
+        MakeEvent(absl::StrCat("s-", i), kExpectNoStream, absl::StrCat("e", i));
+    event.envelope.mutable_payload()->mutable_store_opened()->set_merchant_id(
+        std::string(4096, 'm'));
+    MustAppend(Request({std::move(event)}));
+  }
+  auto wal_bytes = [&] {
+    uint64_t bytes = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+      if (entry.path().extension() == ".log") bytes += entry.file_size();
+    }
+    return bytes;
+  };
+  // The flushes that let old WAL files go run in the background.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (wal_bytes() > 3 * kBudgetBytes && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_LE(wal_bytes(), 3 * kBudgetBytes);
+  EXPECT_EQ(log.head().position, static_cast<uint64_t>(kEvents));
+  // Nothing was lost to the flushes: a reopen has every event.
+  EventLog& reopened = OpenLog(options);
+  EXPECT_EQ(reopened.head().position, static_cast<uint64_t>(kEvents));
+  absl::StatusOr<std::vector<Envelope>> all = ScanAll(reopened);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->size(), static_cast<size_t>(kEvents));
+}
+
 TEST_F(EventLogTest, ReadPastHeadIsNotFound) {
   EventLog& log = OpenLog();
   EXPECT_EQ(log.Read(1).status().code(), absl::StatusCode::kNotFound);
