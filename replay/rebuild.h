@@ -60,6 +60,10 @@ struct RebuildOptions {
     uint64_t cached_records_max = 0;  // most records held in memory
     uint64_t filter_bytes = 0;        // the written-records Bloom filter
     double replay_seconds = 0;        // wall time of the replay phase
+    // CPU time of the whole process (every thread, RocksDB's included)
+    // during the replay phase: steadier than the wall time on a shared
+    // machine.
+    double replay_cpu_seconds = 0;
   };
   // Default: nullptr (no stats).
   Stats* stats = nullptr;
