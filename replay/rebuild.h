@@ -44,8 +44,10 @@ struct RebuildOptions {
   // Evictions of at least this many keys are ingested as one SST file.
   // Default: kRebuildSstKeysMinDefault.
   uint64_t sst_keys_min = kRebuildSstKeysMinDefault;
-  // Verify the log on a second thread while this one folds (a pipeline of
-  // two stages). false: one thread does both. Default: true.
+  // Read and verify the log on a second thread while this one folds (a
+  // pipeline of two stages; the envelopes' SHA-256 is checked on this
+  // thread, which evens out the stages). false: one thread does all.
+  // Default: true.
   bool verify_on_second_thread = true;
   // Called now and then while replaying (events done, events in total).
   // Default: none.
