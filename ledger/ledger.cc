@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
   log_options.write_batch_tap = options.write_batch_tap;
   log_options.memtables_bytes_max = options.memtables_bytes_max;
   log_options.before_write = options.before_write;
+  log_options.open_stats = options.open_stats;
   ASSIGN_OR_RETURN(std::unique_ptr<EventLog> log,
                    EventLog::Open(dir, log_options));
   return std::unique_ptr<Ledger>(

@@ -91,6 +91,8 @@ struct LedgerOptions {
   // asked while a command that creates a store is decided. Not owned; must
   // outlive the ledger. Default: nullptr (store ids are this ledger's own).
   StoreDirectory* directory = nullptr;
+  // Passed to EventLogOptions::open_stats (benchmarks). Default: nullptr.
+  EventLogOpenStats* open_stats = nullptr;
 };
 
 class Ledger {

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/check.h"
 #include "base/status_macros.h"
 #include "core/evolve.h"
 #include "replay/projection_store.h"
@@ -251,53 +252,101 @@ bool Replica::ApplyAvailable() {
     if (!data_loss_.ok()) return false;  // nothing past a bad message
     next = sequence_ + 1;
   }
-  absl::StatusOr<std::optional<std::string>> data =
-      js_->Get(options_.partition, next);
-  if (!data.ok() || !data->has_value()) return false;
-  absl::Status applied = ApplyOne(next, **data);
+  // What the stream holds from `next` on, up to one append's worth.
+  std::vector<std::string> messages;
+  size_t bytes = 0;
+  while (messages.size() < kApplyMessagesMax && bytes < kApplyBytesMax) {
+    absl::StatusOr<std::optional<std::string>> data =
+        js_->Get(options_.partition, next + messages.size());
+    if (!data.ok() || !data->has_value()) break;
+    bytes += (*data)->size();
+    messages.push_back(**std::move(data));
+  }
+  if (messages.empty()) return false;
+  size_t applied = 0;
+  absl::Status status = ApplyMessages(next, messages, &applied);
   std::lock_guard<std::mutex> lock(mu_);
-  if (applied.ok()) {
-    sequence_ = next;
+  if (applied > 0) {
+    ++applied_appends_;
+    sequence_ = next + applied - 1;
     published_position_ = appended_position_ = ledger_->log().head().position;
     return true;
   }
-  if (absl::IsDataLoss(applied)) {
-    data_loss_ = applied;
-    std::cerr << "storeledger replica: refusing " << applied.message()
+  if (absl::IsDataLoss(status)) {
+    data_loss_ = status;
+    std::cerr << "storeledger replica: refusing " << status.message()
               << "; nothing past it is applied\n";
   }
   return false;
 }
 
-absl::Status Replica::ApplyOne(uint64_t sequence, absl::string_view data) {
-  ASSIGN_OR_RETURN(VerifiedBatch verified,
-                   VerifyLogBatch(data, options_.partition, sequence,
-                                  ledger_->log().head()));
-  // The projections, folded from the envelopes as a rebuild folds them.
+absl::Status Replica::ApplyMessages(uint64_t first_sequence,
+                                    const std::vector<std::string>& messages,
+                                    size_t* applied) {
+  *applied = 0;
+  // The projections, folded from the envelopes as a rebuild folds them:
+  // each message in an overlay of its own, kept only if it folds whole.
   ProjectionReader base(&ledger_->log());
-  StateOverlay overlay(&base);
-  for (const Envelope& envelope : verified.envelopes) {
-    if (absl::Status folded = EvolveEnvelope(envelope, &overlay);
-        !folded.ok()) {
-      return absl::DataLossError(absl::StrCat(
-          "partition ", options_.partition, " stream sequence ", sequence,
-          ", position ", envelope.position(), ": ", folded.message()));
-    }
-  }
+  StateOverlay folded(&base);
   std::vector<AppendRequest> requests;
-  size_t next = 0;
-  for (v1::StoredOutcome& outcome : verified.outcomes) {
-    AppendRequest& request = requests.emplace_back();
-    const uint64_t count = outcome.result().last_position() -
-                           outcome.result().first_position() + 1;
-    for (uint64_t i = 0; i < count; ++i, ++next) {
-      NewEvent& event = request.events.emplace_back();
-      event.stored = verified.batch.envelopes(static_cast<int>(next));
+  Head head = ledger_->log().head();
+  absl::Status stopped;
+  size_t count = 0;
+  for (; count < messages.size(); ++count) {
+    const uint64_t sequence = first_sequence + count;
+    absl::StatusOr<VerifiedBatch> verified =
+        VerifyLogBatch(messages[count], options_.partition, sequence, head);
+    if (!verified.ok()) {
+      stopped = verified.status();
+      break;
     }
-    request.outcome = std::move(outcome);
+    StateOverlay message(&folded);
+    for (const Envelope& envelope : verified->envelopes) {
+      if (absl::Status evolved = EvolveEnvelope(envelope, &message);
+          !evolved.ok()) {
+        stopped = absl::DataLossError(absl::StrCat(
+            "partition ", options_.partition, " stream sequence ", sequence,
+            ", position ", envelope.position(), ": ", evolved.message()));
+        break;
+      }
+    }
+    if (!stopped.ok()) break;
+    folded.MergeFrom(std::move(message));
+    size_t next = 0;
+    for (v1::StoredOutcome& outcome : verified->outcomes) {
+      AppendRequest& request = requests.emplace_back();
+      const uint64_t events = outcome.result().last_position() -
+                              outcome.result().first_position() + 1;
+      for (uint64_t i = 0; i < events; ++i, ++next) {
+        NewEvent& event = request.events.emplace_back();
+        event.stored = verified->batch.envelopes(static_cast<int>(next));
+      }
+      request.outcome = std::move(outcome);
+    }
+    head = Head{verified->envelopes.back().position(),
+                verified->envelopes.back().hash()};
   }
-  requests.back().projection_puts = ProjectionPuts(overlay);
-  return ledger_->AppendReplicated(std::move(requests)).status();
+  // A bad message after good ones: the good ones are applied now, and the
+  // next call meets the bad one first and reports it.
+  if (count == 0) return stopped;
+  SL_CHECK(!requests.empty(), "verified messages with no outcome");
+  requests.back().projection_puts = ProjectionPuts(folded);
+  absl::StatusOr<std::vector<AppendResult>> appended =
+      ledger_->AppendReplicated(std::move(requests));
+  if (appended.ok()) {
+    *applied = count;
+    return absl::OkStatus();
+  }
+  // The log's own checks refused one of them: find which, alone.
+  if (count > 1) {
+    return ApplyMessages(first_sequence, {messages.front()}, applied);
+  }
+  if (absl::IsDataLoss(appended.status())) {
+    return absl::DataLossError(absl::StrCat("partition ", options_.partition,
+                                            " stream sequence ", first_sequence,
+                                            ": ", appended.status().message()));
+  }
+  return appended.status();
 }
 
 void Replica::TryLead() {
@@ -388,7 +437,8 @@ ReplicaStatus Replica::status() const {
                        sequence_,
                        std::max(stream_last_sequence_, sequence_),
                        published_position_,
-                       data_loss_};
+                       data_loss_,
+                       applied_appends_};
 }
 
 uint64_t Replica::publish_lag_events() const {

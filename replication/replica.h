@@ -42,6 +42,11 @@ inline constexpr absl::Duration kStreamLastCheckInterval =
 // Groups an `--ack local` leader may have stored but not yet published;
 // an append waits for room beyond it.
 inline constexpr size_t kUnpublishedGroupsMax = 1024;
+// A follower behind the stream applies up to this many messages, and up
+// to kApplyBytesMax of them, in one synced append: catching up costs a
+// WAL sync per that many, not per message.
+inline constexpr size_t kApplyMessagesMax = 256;
+inline constexpr size_t kApplyBytesMax = 16 << 20;
 
 struct ReplicaOptions {
   // nats://HOST:PORT, one cluster. Required. Default: empty.
@@ -79,6 +84,9 @@ struct ReplicaStatus {
   uint64_t stream_last_sequence = 0;
   uint64_t published_position = 0;  // leader: last position in the stream
   absl::Status data_loss;           // a follower stopped by a bad message
+  // Follower: the synced appends that applied messages (each applies one
+  // or more, kApplyMessagesMax).
+  uint64_t applied_appends = 0;
 };
 
 class Replica {
@@ -132,7 +140,12 @@ class Replica {
   void Run();
   void CheckStreamLast();  // stream_last_sequence_, now and then
   bool ApplyAvailable();   // true when it applied something
-  absl::Status ApplyOne(uint64_t sequence, absl::string_view data);
+  // Applies the messages at sequences first_sequence, ... in one synced
+  // append, or as many of them as pass their checks (at least the first,
+  // else its error and nothing stored); *applied says how many.
+  absl::Status ApplyMessages(uint64_t first_sequence,
+                             const std::vector<std::string>& messages,
+                             size_t* applied);
   void TryLead();
   void Renew();
   absl::Status Publish(const StoredGroup& group);
@@ -156,6 +169,7 @@ class Replica {
   uint64_t lease_revision_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time renew_at_ ABSL_GUARDED_BY(mu_);
   absl::Status data_loss_ ABSL_GUARDED_BY(mu_);
+  uint64_t applied_appends_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status deposed_ ABSL_GUARDED_BY(mu_);
   bool deposed_reported_ ABSL_GUARDED_BY(mu_) = false;
   // --ack local: stored groups waiting to be published, as messages.

@@ -21,6 +21,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/check.h"
 #include "base/limits.h"
 #include "base/status_macros.h"
@@ -958,6 +960,17 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   impl->options = options;
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s;
+  EventLogOpenStats unused_stats;
+  EventLogOpenStats& stats =
+      options.open_stats != nullptr ? *options.open_stats : unused_stats;
+  absl::Time step_began = absl::Now();
+  // The time since the last call (or since the open began).
+  auto step = [&step_began] {
+    const absl::Time now = absl::Now();
+    const absl::Duration took = now - step_began;
+    step_began = now;
+    return took;
+  };
   if (options.read_only) {
     // A read-only open cannot create the "merkle" column family that a
     // database from before the tree lacks: say how to add it.
@@ -977,6 +990,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     s = rocksdb::DB::Open(db_options, dir, descriptors, &impl->handles,
                           &raw_db);
   }
+  stats.rocksdb_open = step();
   if (!s.ok()) {
     if (IsLockError(s)) {
       return absl::FailedPreconditionError(
@@ -992,13 +1006,16 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
                      " column families, expected ", kCfCount));
   }
   RETURN_IF_ERROR(impl->Initialize());
+  stats.initialize = step();
   RETURN_IF_ERROR(impl->LoadHead());
+  stats.load_head = step();
   if (options.merkle_tree) {
     ASSIGN_OR_RETURN(
         impl->merkle_range,
         LoadMerkleTree(impl->db.get(), impl->cf(kEvents), impl->cf(kMerkle),
                        impl->head.position, options.read_only));
   }
+  stats.merkle = step();
   return std::unique_ptr<EventLog>(new EventLog(std::move(impl)));
 }
 

@@ -210,6 +210,63 @@ TEST(ReplicationTest, LeaderPublishesFollowerStoresTheSameBytes) {
   EXPECT_EQ((*outcome)->result().status(), v1::ACCEPTED);
 }
 
+// A follower that starts behind applies what the stream holds many
+// messages to a synced append (kApplyMessagesMax), each folded over the
+// ones before it in the same append.
+TEST(ReplicationTest, FollowerBehindAppliesManyMessagesPerAppend) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  std::unique_ptr<Node> leader =
+      Node::Start((*nats)->urls(), dir.Sub("a"), "a", 3, false);
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return leader->Leads(); }, kConvergeTimeout));
+  // One command per message; each store's products arrive in messages
+  // after the one that opened it.
+  constexpr int kStores = 4;
+  constexpr int kProducts = 10;
+  for (int s = 0; s < kStores; ++s) {
+    const std::string store = absl::StrCat("s", s);
+    ASSERT_TRUE(leader->ledger->Execute(OpenStore(store, store)).ok());
+  }
+  for (int p = 0; p < kProducts; ++p) {
+    for (int s = 0; s < kStores; ++s) {
+      const std::string store = absl::StrCat("s", s);
+      absl::StatusOr<v1::CommandResult> added = leader->ledger->Execute(
+          AddProduct(absl::StrCat(store, "-", p), store, absl::StrCat("p", p)));
+      ASSERT_TRUE(added.ok()) << added.status();
+      ASSERT_EQ(added->status(), v1::ACCEPTED) << added->message();
+    }
+  }
+  const uint64_t messages = leader->replica->status().stream_sequence;
+  ASSERT_EQ(messages, kStores * (kProducts + 1));
+
+  std::unique_ptr<Node> follower =
+      Node::Start((*nats)->urls(), dir.Sub("b"), "b", 3, true);
+  ASSERT_NE(follower, nullptr);
+  const uint64_t head = leader->head();
+  ASSERT_TRUE(
+      WaitFor([&] { return follower->head() == head; }, kConvergeTimeout))
+      << "follower at " << follower->head() << " of " << head;
+  const ReplicaStatus status = follower->replica->status();
+  EXPECT_EQ(status.stream_sequence, messages);
+  // One append per message before; all of them were there at the start.
+  EXPECT_LT(status.applied_appends, messages / 4)
+      << status.applied_appends << " appends for " << messages << " messages";
+  EXPECT_EQ(StoredLog(follower->ledger->log()),
+            StoredLog(leader->ledger->log()));
+  ExpectAuditPasses(follower->ledger->log(), "follower");
+  for (int s = 0; s < kStores; ++s) {
+    const std::string store = absl::StrCat("s", s);
+    absl::StatusOr<v1::StoreState> on_leader = leader->ledger->State(store);
+    absl::StatusOr<v1::StoreState> on_follower = follower->ledger->State(store);
+    ASSERT_TRUE(on_leader.ok() && on_follower.ok());
+    EXPECT_EQ(on_follower->products_size(), kProducts) << store;
+    EXPECT_EQ(on_follower->SerializeAsString(), on_leader->SerializeAsString())
+        << store;
+  }
+}
+
 // Copies partition `from`'s messages into partition `to`'s stream, as
 // `edit` rewrites them (nullopt: leave the message out).
 void CopyStream(JetStream& js, uint32_t from, uint32_t to,
@@ -278,6 +335,29 @@ TEST(ReplicationTest, TamperedMessageIsRefusedWithDataLossNamingThePosition) {
        },
        2},
       {"reorder", 13, nullptr, 2},
+      // Hashes and links all redone, so that only the log's own check of
+      // stream versions (AppendReplicated) refuses it, after two good
+      // messages that are applied with it.
+      {"wrong stream version", 14,
+       [](uint64_t sequence,
+          v1::LogBatch batch) -> std::optional<v1::LogBatch> {
+         if (sequence != 3) return batch;
+         std::string prev_hash = batch.prev_hash();
+         for (int i = 0; i < batch.envelopes_size(); ++i) {
+           Envelope envelope;
+           EXPECT_TRUE(envelope.ParseFromString(batch.envelopes(i)));
+           if (i == 0) {
+             envelope.set_stream_version(envelope.stream_version() + 1);
+           }
+           envelope.set_prev_hash(prev_hash);
+           envelope.clear_hash();
+           envelope.set_hash(EnvelopeHash(envelope));
+           prev_hash = envelope.hash();
+           *batch.mutable_envelopes(i) = SerializeDeterministic(envelope);
+         }
+         return batch;
+       },
+       3},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
