@@ -40,28 +40,28 @@ absl::StatusOr<ProductRecord*> LoadProduct(MutableState& state,
   return record;
 }
 
+// One lookup: an order of another store is kDataLoss all the same (the
+// copy-on-write copy MutableOrder may have made goes with the failed fold).
 absl::StatusOr<OrderRecord*> LoadOrder(MutableState& state,
                                        absl::string_view store_id,
                                        absl::string_view order_id) {
-  ASSIGN_OR_RETURN(RecordRef<OrderRecord> existing, state.Order(order_id));
-  if (existing == nullptr || existing->store_id() != store_id) {
+  ASSIGN_OR_RETURN(OrderRecord * order, state.MutableOrder(order_id));
+  if (order == nullptr || order->store_id() != store_id) {
     return absl::DataLossError(absl::StrCat(
         "evolve: order ", order_id, " does not exist in store ", store_id));
   }
-  existing.reset();  // so that an order no one else holds changes in place
-  return state.MutableOrder(order_id);
+  return order;
 }
 
 absl::StatusOr<WithdrawalRecord*> LoadWithdrawal(MutableState& state,
                                                  absl::string_view store_id,
                                                  absl::string_view id) {
-  ASSIGN_OR_RETURN(RecordRef<WithdrawalRecord> existing, state.Withdrawal(id));
-  if (existing == nullptr || existing->store_id() != store_id) {
+  ASSIGN_OR_RETURN(WithdrawalRecord * withdrawal, state.MutableWithdrawal(id));
+  if (withdrawal == nullptr || withdrawal->store_id() != store_id) {
     return absl::DataLossError(absl::StrCat(
         "evolve: withdrawal ", id, " does not exist in store ", store_id));
   }
-  existing.reset();
-  return state.MutableWithdrawal(id);
+  return withdrawal;
 }
 
 // *field += delta, refusing overflow and negative results.
@@ -461,6 +461,7 @@ absl::Status Evolve(absl::string_view stream_id, uint64_t stream_version,
                     absl::Time occurred_at, const v1::Event& event,
                     MutableState* state) {
   RETURN_IF_ERROR(EvolveBody(occurred_at, event, state));
+  if (!state->TracksHeads()) return absl::OkStatus();
   StreamHead head;
   head.set_version(stream_version);
   *head.mutable_last_occurred_at() = ToProto(occurred_at);

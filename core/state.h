@@ -127,6 +127,10 @@ class MutableState : public StateReader {
   virtual void PutWithdrawal(WithdrawalRecord record) = 0;
   virtual void PutMerchant(MerchantRecord record) = 0;
   virtual void PutHead(absl::string_view stream_id, StreamHead head) = 0;
+  // Whether Evolve records each stream's new head (PutHead). A state that
+  // keeps no heads (the rebuild's: they live in the log) says false and is
+  // spared building one per event. Default: true.
+  virtual bool TracksHeads() const { return true; }
 };
 
 // Changes layered over a base reader. Reads see the changes first. The set of

@@ -44,8 +44,10 @@ struct RebuildOptions {
   // Evictions of at least this many keys are ingested as one SST file.
   // Default: kRebuildSstKeysMinDefault.
   uint64_t sst_keys_min = kRebuildSstKeysMinDefault;
-  // Verify the log on a second thread while this one folds (a pipeline of
-  // two stages). false: one thread does both. Default: true.
+  // Read and verify the log on a second thread while this one folds (a
+  // pipeline of two stages; the envelopes' SHA-256 is checked on this
+  // thread, which evens out the stages). false: one thread does all.
+  // Default: true.
   bool verify_on_second_thread = true;
   // Called now and then while replaying (events done, events in total).
   // Default: none.
@@ -60,6 +62,10 @@ struct RebuildOptions {
     uint64_t cached_records_max = 0;  // most records held in memory
     uint64_t filter_bytes = 0;        // the written-records Bloom filter
     double replay_seconds = 0;        // wall time of the replay phase
+    // CPU time of the whole process (every thread, RocksDB's included)
+    // during the replay phase: steadier than the wall time on a shared
+    // machine.
+    double replay_cpu_seconds = 0;
   };
   // Default: nullptr (no stats).
   Stats* stats = nullptr;

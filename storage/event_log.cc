@@ -317,21 +317,26 @@ void StoredEnvelopeHashTo(const Envelope& envelope, absl::string_view raw,
       envelope.prev_hash(), raw.substr(0, raw.size() - kHashFieldBytes), out);
 }
 
-absl::Status VerifyStoredEnvelopeInto(uint64_t position, absl::string_view raw,
-                                      Envelope* envelope) {
-  RETURN_IF_ERROR(ParseStoredEnvelopeInto(position, raw, envelope));
+// The stored hash of a parsed envelope against its stored bytes.
+absl::Status VerifyStoredHash(const Envelope& envelope, absl::string_view raw) {
   // The digest into a buffer, not a string: this runs for every event a
   // scan reads.
   unsigned char computed[kHashBytes];
-  StoredEnvelopeHashTo(*envelope, raw, computed);
+  StoredEnvelopeHashTo(envelope, raw, computed);
   const absl::string_view computed_view(reinterpret_cast<char*>(computed),
                                         kHashBytes);
-  if (computed_view != envelope->hash()) {
+  if (computed_view != envelope.hash()) {
     return absl::DataLossError(absl::StrCat(
-        "event at position ", position, ": hash mismatch: stored ",
-        ToHex(envelope->hash()), ", computed ", ToHex(computed_view)));
+        "event at position ", envelope.position(), ": hash mismatch: stored ",
+        ToHex(envelope.hash()), ", computed ", ToHex(computed_view)));
   }
   return absl::OkStatus();
+}
+
+absl::Status VerifyStoredEnvelopeInto(uint64_t position, absl::string_view raw,
+                                      Envelope* envelope) {
+  RETURN_IF_ERROR(ParseStoredEnvelopeInto(position, raw, envelope));
+  return VerifyStoredHash(*envelope, raw);
 }
 
 }  // namespace
@@ -384,7 +389,29 @@ Envelope* EnvelopeBatch::Add() {
 
 void EnvelopeBatch::Clear() {
   envelopes_.clear();
+  raw_.clear();
+  raw_ends_.clear();
   if (storage_ != nullptr) storage_->arena->Reset();
+}
+
+void EnvelopeBatch::KeepRaw(absl::string_view raw) {
+  SL_CHECK(raw_ends_.size() + 1 == envelopes_.size(),
+           "KeepRaw once per envelope, after its Add");
+  raw_.append(raw.data(), raw.size());
+  raw_ends_.push_back(raw_.size());
+}
+
+absl::Status EnvelopeBatch::VerifyHashes() {
+  size_t begin = 0;
+  for (size_t i = 0; i < raw_ends_.size(); ++i) {
+    RETURN_IF_ERROR(VerifyStoredHash(
+        *envelopes_[i],
+        absl::string_view(raw_).substr(begin, raw_ends_[i] - begin)));
+    begin = raw_ends_[i];
+  }
+  raw_.clear();
+  raw_ends_.clear();
+  return absl::OkStatus();
 }
 
 namespace {
@@ -630,8 +657,12 @@ struct EventLog::Impl {
   // EventLog::Scan's checks over the envelopes after `after_position`, in
   // order: each is parsed into next() (an Envelope* the caller owns, e.g. on
   // its arena) and handed to fn(Envelope&, raw) until fn returns false.
+  // With check_hash false the SHA-256 of each envelope is left to the
+  // caller (BatchHashes::kByConsumer), but for an envelope that fails the
+  // chain check: its hash is checked first, as when check_hash is true.
   template <typename Next, typename Fn>
-  absl::Status ScanVerified(uint64_t after_position, Next next, Fn fn) const {
+  absl::Status ScanVerified(uint64_t after_position, Next next, Fn fn,
+                            bool check_hash = true) const {
     const uint64_t head_position = GetDurableHead().position;
     if (after_position >= head_position) return absl::OkStatus();
 
@@ -666,8 +697,13 @@ struct EventLog::Impl {
       }
       const absl::string_view raw = View(it->value());
       Envelope* envelope = next();
-      RETURN_IF_ERROR(VerifyStoredEnvelopeInto(position, raw, envelope));
+      if (check_hash) {
+        RETURN_IF_ERROR(VerifyStoredEnvelopeInto(position, raw, envelope));
+      } else {
+        RETURN_IF_ERROR(ParseStoredEnvelopeInto(position, raw, envelope));
+      }
       if (envelope->prev_hash() != prev_hash) {
+        if (!check_hash) RETURN_IF_ERROR(VerifyStoredHash(*envelope, raw));
         return absl::DataLossError(absl::StrCat(
             "event at position ", position, ": prev_hash ",
             ToHex(envelope->prev_hash()), " does not link to the hash ",
@@ -1426,17 +1462,26 @@ absl::Status EventLog::Scan(
 
 absl::Status EventLog::ScanBatches(
     uint64_t after_position, size_t batch_events,
-    const std::function<bool(EnvelopeBatch* batch)>& fn) const {
+    const std::function<bool(EnvelopeBatch*)>& fn, BatchHashes hashes) const {
+  const bool by_consumer = hashes == BatchHashes::kByConsumer;
   EnvelopeBatch batch;
   bool stopped = false;
-  RETURN_IF_ERROR(impl_->ScanVerified(
+  const absl::Status status = impl_->ScanVerified(
       after_position, [&batch] { return batch.Add(); },
-      [&](const Envelope&, absl::string_view) {
+      [&](const Envelope&, absl::string_view raw) {
+        if (by_consumer) batch.KeepRaw(raw);
         if (batch.size() < batch_events) return true;
         stopped = !fn(&batch);
         batch.Clear();  // what fn handed back (it may have swapped)
         return !stopped;
-      }));
+      },
+      /*check_hash=*/!by_consumer);
+  if (!status.ok()) {
+    // The envelopes read before the failure and not handed over: a hash
+    // among them that fails is the first error in log order.
+    if (by_consumer) RETURN_IF_ERROR(batch.VerifyHashes());
+    return status;
+  }
   if (!stopped && !batch.empty()) fn(&batch);
   return absl::OkStatus();
 }

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "base/check.h"
 #include "storeledger/v1/ledger.pb.h"
 
 namespace google::protobuf {
@@ -169,17 +170,43 @@ class EnvelopeBatch {
 
   size_t size() const { return envelopes_.size(); }
   bool empty() const { return envelopes_.empty(); }
-  const Envelope& operator[](size_t i) const { return *envelopes_[i]; }
+  // REQUIRES: no hash left to check (VerifyHashes), else a crash.
+  const Envelope& operator[](size_t i) const {
+    SL_CHECK(raw_ends_.empty(), "VerifyHashes() before reading the batch");
+    return *envelopes_[i];
+  }
   // A new empty envelope on the arena, at the end of the batch; valid until
   // Clear().
   Envelope* Add();
   // Drops the envelopes, freeing the arena (but its first block).
   void Clear();
 
+  // ScanBatches with BatchHashes::kByConsumer: the stored bytes of the
+  // envelopes, whose SHA-256 the consumer checks. KeepRaw copies the bytes
+  // of the last envelope added; VerifyHashes checks every kept envelope's
+  // hash in order (kDataLoss naming the first that fails, as
+  // EventLog::Scan's check does) and lets the batch be read.
+  void KeepRaw(absl::string_view raw);
+  absl::Status VerifyHashes();
+
  private:
   struct Storage;
   std::unique_ptr<Storage> storage_;  // from the first Add
   std::vector<Envelope*> envelopes_;
+  std::string raw_;               // KeepRaw's bytes, end to end
+  std::vector<size_t> raw_ends_;  // where each envelope's bytes end in raw_
+};
+
+// Where EventLog::ScanBatches checks each envelope's SHA-256 (the other
+// checks -- parse, position, chain, contiguity -- it always makes itself).
+enum class BatchHashes {
+  kChecked,  // before the batch is handed over
+  // By the consumer: each batch is handed over with its envelopes' stored
+  // bytes, and must pass EnvelopeBatch::VerifyHashes before it is read
+  // (rebuild's pipeline: the hashing moves to the folding thread). The
+  // errors keep their order: a scan that fails checks the hashes of what
+  // it read before the failure, and reports the first error in log order.
+  kByConsumer,
 };
 
 class EventLog {
@@ -277,10 +304,10 @@ class EventLog {
   // in batches of up to `batch_events` (only the last may be shorter; 0 is
   // taken as 1), which `fn` may keep by swapping *batch with another batch
   // (empty or spent: the scan clears it before filling it). Stops early
-  // when `fn` returns false.
-  absl::Status ScanBatches(
-      uint64_t after_position, size_t batch_events,
-      const std::function<bool(EnvelopeBatch* batch)>& fn) const;
+  // when `fn` returns false. `hashes`: see BatchHashes.
+  absl::Status ScanBatches(uint64_t after_position, size_t batch_events,
+                           const std::function<bool(EnvelopeBatch* batch)>& fn,
+                           BatchHashes hashes = BatchHashes::kChecked) const;
 
   // Envelopes of one stream with stream_version > after_version, in order.
   absl::Status ScanStream(absl::string_view stream_id, uint64_t after_version,

@@ -234,5 +234,58 @@ TEST(Evolve, AdvancesHeadsAndRecordsRejectionsOnlyAsHeads) {
   EXPECT_EQ((*state.Head("store-s1"))->version(), 1u);
 }
 
+TEST(Evolve, AnOrderOrWithdrawalOfAnotherStoreIsDataLoss) {
+  StateOverlay state(&EmptyState());
+  OrderRecord order;
+  order.set_store_id("s1");
+  order.set_order_id("o1");
+  order.set_status(v1::PLACED);
+  state.PutOrder(order);
+  WithdrawalRecord withdrawal;
+  withdrawal.set_store_id("s1");
+  withdrawal.set_withdrawal_id("wd1");
+  withdrawal.set_status(v1::WITHDRAWING);
+  state.PutWithdrawal(withdrawal);
+  const absl::Time at = ParseTime(kOct22);
+
+  v1::Event shipped;
+  shipped.mutable_order_shipped()->set_store_id("s2");
+  shipped.mutable_order_shipped()->set_order_id("o1");
+  absl::Status status = Evolve("store-s2", 1, at, shipped, &state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(status.message(), "evolve: order o1 does not exist in store s2");
+
+  v1::Event failed;
+  failed.mutable_withdrawal_failed()->set_store_id("s2");
+  failed.mutable_withdrawal_failed()->set_withdrawal_id("wd1");
+  status = Evolve("store-s2", 1, at, failed, &state);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(status.message(),
+            "evolve: withdrawal wd1 does not exist in store s2");
+  // Neither record changed.
+  EXPECT_EQ((*state.Order("o1"))->status(), v1::PLACED);
+  EXPECT_EQ((*state.Withdrawal("wd1"))->status(), v1::WITHDRAWING);
+}
+
+// A state that keeps no stream heads (the rebuild's record cache) is
+// folded into all the same, and is handed no head.
+class HeadlessState : public StateOverlay {
+ public:
+  HeadlessState() : StateOverlay(&EmptyState()) {}
+  bool TracksHeads() const override { return false; }
+};
+
+TEST(Evolve, AStateThatTracksNoHeadsGetsNone) {
+  HeadlessState state;
+  v1::Event opened;
+  opened.mutable_store_opened()->set_store_id("s1");
+  opened.mutable_store_opened()->set_merchant_id("m1");
+  opened.mutable_store_opened()->set_kind(v1::MINI_STORE);
+  ASSERT_TRUE(Evolve("store-s1", 1, ParseTime(kOct22), opened, &state).ok());
+  ASSERT_NE(*state.Store("s1"), nullptr);
+  EXPECT_EQ(*state.Head("store-s1"), nullptr);
+  EXPECT_TRUE(state.heads().empty());
+}
+
 }  // namespace
 }  // namespace storeledger

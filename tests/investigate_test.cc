@@ -609,6 +609,7 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
   raw[raw.size() / 2] ^= 0x01;
   ASSERT_TRUE(
       log->db()->Put({}, log->events_cf(), PositionKey(damaged), raw).ok());
+  std::vector<absl::Status> failures;
   for (const bool second_thread : {true, false}) {
     RebuildOptions options;  // a repairing rebuild: it must not get that far
     options.verify_on_second_thread = second_thread;
@@ -618,7 +619,10 @@ TEST(RebuildTest, PipelinedAndOneThreadAgreeAndBothRefuseADamagedLog) {
         << summary.status();
     EXPECT_THAT(summary.status().message(),
                 HasSubstr(absl::StrCat("position ", damaged)));
+    failures.push_back(summary.status());
   }
+  // The pipeline checks the hashes on its folding thread: the same error.
+  EXPECT_EQ(failures[0], failures[1]);
   EXPECT_EQ(LiveProjections(*log), healthy);
 }
 

@@ -590,6 +590,20 @@ TEST_F(EventLogTest, ReadPastHeadIsNotFound) {
   EXPECT_EQ(log.Read(0).status().code(), absl::StatusCode::kNotFound);
 }
 
+// ScanBatches with the hashes left to the consumer, which checks each
+// batch as it gets it: the first error, the consumer's or the scan's.
+absl::Status ScanBatchesByConsumer(const EventLog& log, size_t batch_events) {
+  absl::Status consumer;
+  absl::Status scan = log.ScanBatches(
+      0, batch_events,
+      [&](EnvelopeBatch* batch) {
+        consumer = batch->VerifyHashes();
+        return consumer.ok();
+      },
+      BatchHashes::kByConsumer);
+  return consumer.ok() ? scan : consumer;
+}
+
 TEST_F(EventLogTest, CorruptByteIsDataLossNamingThePosition) {
   EventLog& log = OpenLog();
   MustAppend(Request({MakeEvent("s-a", kExpectAny, "e1"),
@@ -614,6 +628,13 @@ TEST_F(EventLogTest, CorruptByteIsDataLossNamingThePosition) {
     absl::Status scan = ScanAll(log).status();
     EXPECT_EQ(scan.code(), absl::StatusCode::kDataLoss) << "byte " << i;
     EXPECT_THAT(scan.message(), HasSubstr("position 2")) << "byte " << i;
+    // With the hashes checked by the consumer, the very same error, whether
+    // the damaged envelope was handed over (batches of 1 and 2) or was
+    // still in the scan's batch when it failed (1000).
+    for (const size_t batch_events : {1, 2, 1000}) {
+      EXPECT_EQ(ScanBatchesByConsumer(log, batch_events), scan)
+          << "byte " << i << ", batches of " << batch_events;
+    }
   }
   // Undamaged neighbours still read.
   EXPECT_TRUE(log.Read(1).ok());
