@@ -26,6 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "ledger/ledger.h"
 #include "replication/jetstream.h"
 
@@ -141,10 +142,11 @@ class Replica {
   void CheckStreamLast();  // stream_last_sequence_, now and then
   bool ApplyAvailable();   // true when it applied something
   // Applies the messages at sequences first_sequence, ... in one synced
-  // append, or as many of them as pass their checks (at least the first,
-  // else its error and nothing stored); *applied says how many.
+  // append, or a first part of them that passes every check (at least the
+  // first message, else its error and nothing stored); *applied says how
+  // many.
   absl::Status ApplyMessages(uint64_t first_sequence,
-                             const std::vector<std::string>& messages,
+                             absl::Span<const std::string> messages,
                              size_t* applied);
   void TryLead();
   void Renew();
