@@ -7,7 +7,7 @@
 //   storeledger-bench [--stores N] [--seed S] [--seconds S] [--clients 1,16,64]
 //                     [--pg-bin DIR] [--no-pg] [--memory-events N]
 //                     [--only apply,ceiling,batch,clients,pg]
-//                     [--dir DIR] [--keep]
+//                     [--dir DIR] [--keep] [--write-behind]
 //
 // Rows:
 //   ceiling      raw RocksDB (default options, WAL synced): WriteBatches of
@@ -151,6 +151,9 @@ struct Flags {
   bool malloc_default = false;
   // Ledgers without WAL sync: for CPU profiles only, the rows mean nothing.
   bool no_sync = false;
+  // storeledger's rows with LedgerOptions::write_behind (storage/FORMAT.md
+  // "Written behind the log"), to set beside a run without it.
+  bool write_behind = false;
   // Rows to run (ceiling needs apply): a subset of kPhases.
   std::vector<std::string> only = {"apply", "ceiling", "batch", "clients",
                                    "pg"};
@@ -164,7 +167,7 @@ struct Flags {
             << "usage: storeledger-bench [--stores N] [--seed S] [--seconds S]"
                " [--clients 1,16,64] [--pg-bin DIR] [--no-pg]"
                " [--memory-events N] [--only apply,ceiling,batch,clients,pg]"
-               " [--dir DIR] [--keep]\n";
+               " [--dir DIR] [--keep] [--write-behind]\n";
   std::exit(2);
 }
 
@@ -215,6 +218,8 @@ Flags ParseFlags(int argc, char** argv) {
       flags.only = absl::StrSplit(value(), ',');
     } else if (arg == "--no-sync") {
       flags.no_sync = true;
+    } else if (arg == "--write-behind") {
+      flags.write_behind = true;
     } else if (arg == "--malloc-default") {
       flags.malloc_default = true;
     } else if (arg == "--no-fork") {
@@ -320,11 +325,13 @@ double ProcFieldMb(const std::string& path, absl::string_view field) {
 // with the parent's resident pages).
 bool g_no_fork = false;
 bool g_no_sync = false;
+bool g_write_behind = false;
 
-// --no-sync (profiling only: nothing is durable then).
+// --no-sync (profiling only: nothing is durable then), --write-behind.
 LedgerOptions BenchLedgerOptions() {
   LedgerOptions options;
   options.sync = !g_no_sync;
+  options.write_behind = g_write_behind;
   return options;
 }
 
@@ -1846,6 +1853,7 @@ int Main(int argc, char** argv) {
   }
   g_no_fork = flags.no_fork;
   g_no_sync = flags.no_sync;
+  g_write_behind = flags.write_behind;
   std::string dir = flags.dir;
   if (dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");

@@ -45,6 +45,9 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const std::string& dir,
   log_options.memtables_bytes_max = options.memtables_bytes_max;
   log_options.before_write = options.before_write;
   log_options.open_stats = options.open_stats;
+  log_options.write_behind = options.write_behind;
+  log_options.write_behind_events_max = options.write_behind_events_max;
+  log_options.derive_projections = DeriveProjections;
   ASSIGN_OR_RETURN(std::unique_ptr<EventLog> log,
                    EventLog::Open(dir, log_options));
   return std::unique_ptr<Ledger>(

@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "core/evolve.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
@@ -211,6 +212,26 @@ ProjectionPutList ProjectionPuts(const StateOverlay& overlay) {
     AppendProjectionPuts(id, *merchant, &puts);
   }
   return puts;
+}
+
+absl::Status DeriveProjections(const EventLog& log, uint64_t after_position,
+                               ProjectionPutList* puts) {
+  ProjectionReader base(&log, EventLog::ReadView::kAppended);
+  StateOverlay folded(&base);
+  absl::Status evolved;
+  RETURN_IF_ERROR(log.Scan(after_position, [&](const Envelope& envelope,
+                                               absl::string_view) {
+    evolved = EvolveEnvelope(envelope, &folded);
+    if (!evolved.ok()) {
+      evolved = absl::Status(
+          evolved.code(), absl::StrCat("fold of position ", envelope.position(),
+                                       ": ", evolved.message()));
+    }
+    return evolved.ok();
+  }));
+  RETURN_IF_ERROR(evolved);
+  *puts = ProjectionPuts(folded);
+  return absl::OkStatus();
 }
 
 }  // namespace storeledger

@@ -89,6 +89,14 @@ void AppendProjectionPuts(absl::string_view merchant_id,
                           const MerchantRecord& merchant,
                           ProjectionPutList* puts);
 
+// EventLogOptions::derive_projections: the projection writes of the events
+// after `after_position`, each folded (EvolveEnvelope) onto the projections
+// as `log` holds them at `after_position` -- what an open adds back to the
+// write-behind window a crash lost. Store snapshots (replay/snapshots.h)
+// are a cache and are not redone.
+absl::Status DeriveProjections(const EventLog& log, uint64_t after_position,
+                               ProjectionPutList* puts);
+
 }  // namespace storeledger
 
 #endif  // STORELEDGER_REPLAY_PROJECTION_STORE_H_

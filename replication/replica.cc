@@ -145,6 +145,7 @@ absl::StatusOr<std::optional<v1::DivergedRecord>> Replica::Reconcile(
   }
   EventLogOptions open;
   open.create_if_missing = false;
+  open.derive_projections = DeriveProjections;
   ASSIGN_OR_RETURN(std::unique_ptr<EventLog> log, EventLog::Open(db_dir, open));
   const Head head = log->head();
   ASSIGN_OR_RETURN(const Fork fork, FindFork(*log));

@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +35,7 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
+#include "rocksdb/sst_file_writer.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "rocksdb/write_buffer_manager.h"
@@ -41,6 +44,7 @@
 #include "storage/merkle.h"
 #include "storage/merkle_store.h"
 #include "storage/rocks_util.h"
+#include "storage/write_behind.h"
 
 namespace storeledger {
 namespace {
@@ -97,6 +101,13 @@ constexpr char kProjectionsCf[] = "projections";
 constexpr char kMerkleCf[] = "merkle";
 using format::kMetaHeadKey;
 constexpr char kMetaFormatVersionKey[] = "format_version";
+// The position (and hash) up to which "streams" and "projections" are in
+// RocksDB, with EventLogOptions::write_behind (FORMAT.md "Written behind
+// the log"); absent: up to the head.
+constexpr char kMetaDerivedKey[] = "derived";
+// The SST files of one write-behind, in the database's directory until
+// RocksDB ingests (moves) them; left over by a crash, removed at open.
+constexpr char kWriteBehindFilePrefix[] = "write-behind-";
 
 // Index of each handle in Impl::handles; handle 0 is RocksDB's "default".
 enum CfIndex : size_t {
@@ -469,9 +480,32 @@ class GroupBatch {
     return keys;
   }
 
+  // The writes to the column families written behind (write_behind.h), in
+  // the order they were added: fn(family, key, value or nullopt).
+  template <typename Fn>
+  void ForEachDerived(Fn fn) {
+    for (Entry& e : entries_) {
+      const std::optional<storage_internal::DerivedFamily> family =
+          DerivedFamilyOf(e.cf);
+      if (!family.has_value()) continue;
+      fn(*family, std::move(e.key),
+         e.is_delete ? std::nullopt
+                     : std::optional<std::string>(std::move(e.value)));
+    }
+  }
+
+  static std::optional<storage_internal::DerivedFamily> DerivedFamilyOf(
+      CfIndex cf) {
+    if (cf == kStreams) return storage_internal::kDerivedStreams;
+    if (cf == kProjections) return storage_internal::kDerivedProjections;
+    return std::nullopt;
+  }
+
+  // With leave_derived, the writes to the families written behind are left
+  // out (ForEachDerived hands them over).
   rocksdb::Status Build(
       const std::vector<rocksdb::ColumnFamilyHandle*>& handles,
-      rocksdb::WriteBatch* batch) const {
+      rocksdb::WriteBatch* batch, bool leave_derived) const {
     std::vector<uint32_t> order(entries_.size());
     for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
@@ -482,6 +516,7 @@ class GroupBatch {
     });
     for (uint32_t i : order) {
       const Entry& e = entries_[i];
+      if (leave_derived && DerivedFamilyOf(e.cf).has_value()) continue;
       rocksdb::Status s = e.is_delete
                               ? batch->Delete(handles[e.cf], e.key)
                               : batch->Put(handles[e.cf], e.key, e.value);
@@ -571,6 +606,32 @@ struct EventLog::Impl {
   // keep durable_view all the same, since the write may land after it.
   bool unsynced_write_in_flight ABSL_GUARDED_BY(head_mu) = false;
 
+  // The write-behind (storage/write_behind.h). Each append that wrote
+  // something gets the next write sequence (write_seq, under append_mu);
+  // the derived writes of appends up to durable_seq are durable (as the
+  // events of durable_head are). Under head_mu, with the heads.
+  uint64_t write_seq = 0;
+  uint64_t appended_seq ABSL_GUARDED_BY(head_mu) = 0;
+  uint64_t durable_seq ABSL_GUARDED_BY(head_mu) = 0;
+  // The tables: `active` takes the appends' derived writes; `frozen`
+  // (newest first) are on their way to RocksDB, or there already but still
+  // needed by a durable view older than their ingestion. The lock order is
+  // window_mu, then head_mu. A shared_mutex: readers look tables up
+  // concurrently, the appending thread adds to `active` alone.
+  mutable std::shared_mutex window_mu;
+  std::shared_ptr<storage_internal::DerivedTable> active ABSL_GUARDED_BY(
+      window_mu) = std::make_shared<storage_internal::DerivedTable>();
+  std::vector<storage_internal::FrozenTable> frozen ABSL_GUARDED_BY(window_mu);
+  // meta "derived" as this EventLog wrote or found it (under append_mu once
+  // open); `marked`: the key exists.
+  Head derived;
+  bool derived_marked = false;
+  // Names the SST files of one write-behind apart.
+  uint64_t write_behind_files = 0;
+  // The reads look in the window: write_behind on, or a read-only open
+  // that folded a window at open. Set at open.
+  bool window_used = false;
+
   ~Impl() {
     if (db == nullptr) return;
     durable_view.reset();  // (the readers holding a copy have returned)
@@ -616,16 +677,6 @@ struct EventLog::Impl {
           database->ReleaseSnapshot(snapshot);
         });
   }
-  // What kDurable reads now: durable_view, or when everything written is
-  // durable a snapshot of the database taken under head_mu -- an unsynced
-  // write sets durable_view under it before it starts, so none can slip in
-  // between the check and the snapshot.
-  std::shared_ptr<const rocksdb::Snapshot> DurableSnapshot() const {
-    std::lock_guard<std::mutex> lock(head_mu);
-    if (durable_view != nullptr) return durable_view;
-    return NewSnapshot();
-  }
-
   // nullopt when the key is absent.
   absl::StatusOr<std::optional<std::string>> Get(
       CfIndex index, absl::string_view key,
@@ -640,11 +691,13 @@ struct EventLog::Impl {
     return value;
   }
 
+  // `view` null: kAppended (the tables as they are now, and RocksDB's
+  // latest).
   absl::StatusOr<std::optional<StreamHead>> GetStreamHead(
-      absl::string_view stream_id,
-      const rocksdb::Snapshot* snapshot = nullptr) const {
+      absl::string_view stream_id, const rocksdb::Snapshot* snapshot,
+      const storage_internal::DerivedView* view) const {
     ASSIGN_OR_RETURN(std::optional<std::string> bytes,
-                     Get(kStreams, stream_id, snapshot));
+                     GetDerived(kStreams, stream_id, snapshot, view));
     if (!bytes.has_value()) return std::nullopt;
     StreamHead stream_head;
     if (!stream_head.ParseFromString(*bytes)) {
@@ -739,6 +792,143 @@ struct EventLog::Impl {
     }
     return VerifyStoredEnvelope(position, **raw);
   }
+
+  // ---- Reads of the families written behind (kStreams, kProjections):
+  // the write-behind tables first, then RocksDB.
+
+  // What a kAppended read sees: every table not yet in RocksDB, every
+  // append.
+  storage_internal::DerivedView AppendedView() const {
+    storage_internal::DerivedView view;
+    view.max_write_seq = UINT64_MAX;
+    std::shared_lock<std::shared_mutex> lock(window_mu);
+    view.tables.push_back(active);
+    for (const storage_internal::FrozenTable& f : frozen) {
+      if (f.ingested_at == 0) view.tables.push_back(f.table);
+    }
+    return view;
+  }
+
+  // The snapshot and tables of a durable read point, pinned together: a
+  // table whose files RocksDB ingested before the snapshot is left out. The
+  // snapshot is durable_view, or when everything written is durable a
+  // snapshot of the database taken under head_mu -- an unsynced write sets
+  // durable_view under it before it starts, so none can slip in between the
+  // check and the snapshot.
+  std::pair<std::shared_ptr<const rocksdb::Snapshot>,
+            std::shared_ptr<const storage_internal::DerivedView>>
+  PinDurable() const {
+    if (!window_used) {
+      std::lock_guard<std::mutex> head_lock(head_mu);
+      return {durable_view != nullptr ? durable_view : NewSnapshot(), nullptr};
+    }
+    auto view = std::make_shared<storage_internal::DerivedView>();
+    std::shared_lock<std::shared_mutex> lock(window_mu);
+    std::shared_ptr<const rocksdb::Snapshot> snapshot;
+    {
+      std::lock_guard<std::mutex> head_lock(head_mu);
+      snapshot = durable_view != nullptr ? durable_view : NewSnapshot();
+      view->max_write_seq = durable_seq;
+    }
+    view->tables.push_back(active);
+    for (const storage_internal::FrozenTable& f : frozen) {
+      if (f.ingested_at == 0 || snapshot->GetSequenceNumber() < f.ingested_at) {
+        view->tables.push_back(f.table);
+      }
+    }
+    return {std::move(snapshot), std::move(view)};
+  }
+
+  // A key of kStreams or kProjections as `view` (null: kAppended) and
+  // `snapshot` see it.
+  absl::StatusOr<std::optional<std::string>> GetDerived(
+      CfIndex index, absl::string_view key, const rocksdb::Snapshot* snapshot,
+      const storage_internal::DerivedView* view) const {
+    if (!window_used) return Get(index, key, snapshot);
+    const storage_internal::DerivedFamily family =
+        *GroupBatch::DerivedFamilyOf(index);
+    storage_internal::DerivedView appended;
+    if (view == nullptr) {
+      appended = AppendedView();
+      view = &appended;
+    }
+    {
+      std::shared_lock<std::shared_mutex> lock(window_mu);
+      for (const auto& table : view->tables) {
+        const storage_internal::DerivedVersion* version =
+            table->Find(family, key, view->max_write_seq);
+        if (version != nullptr) return version->value;
+      }
+    }
+    return Get(index, key, snapshot);
+  }
+
+  // fn(key, value) for each key of kStreams or kProjections in [begin, end)
+  // (end empty: to the end), in key order, as `view` and `snapshot` see
+  // them, until fn returns false.
+  absl::Status ScanDerived(
+      CfIndex index, absl::string_view begin, absl::string_view end,
+      const rocksdb::Snapshot* snapshot,
+      const storage_internal::DerivedView* view,
+      const std::function<bool(absl::string_view, absl::string_view)>& fn)
+      const {
+    const storage_internal::DerivedFamily family =
+        *GroupBatch::DerivedFamilyOf(index);
+    storage_internal::DerivedView appended;
+    if (view == nullptr && window_used) {
+      appended = AppendedView();
+      view = &appended;
+    }
+    storage_internal::DerivedEntries window;
+    if (window_used) {
+      std::shared_lock<std::shared_mutex> lock(window_mu);
+      for (const auto& table : view->tables) {
+        table->Collect(family, begin, end, view->max_write_seq, &window);
+      }
+    }
+    const rocksdb::Slice upper_slice(end.data(), end.size());
+    rocksdb::ReadOptions read_options;
+    read_options.snapshot = snapshot;
+    if (!end.empty()) read_options.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(read_options, cf(index)));
+    it->Seek(rocksdb::Slice(begin.data(), begin.size()));
+    auto next = window.begin();
+    while (true) {
+      const bool stored = it->Valid();
+      if (!stored && next == window.end()) break;
+      const int order = !stored ? 1
+                        : next == window.end()
+                            ? -1
+                            : View(it->key()).compare(next->first);
+      if (order < 0) {  // only RocksDB has the key
+        if (!fn(View(it->key()), View(it->value()))) return absl::OkStatus();
+        it->Next();
+        continue;
+      }
+      if (order == 0) it->Next();  // the window's version is newer
+      if (next->second.has_value() && !fn(next->first, *next->second)) {
+        return absl::OkStatus();
+      }
+      ++next;
+    }
+    return FromRocks(it->status(), "scan");
+  }
+
+  // ---- The write-behind itself.
+
+  // Writes the versions of appends up to `cut` (durable: their events are
+  // at or before `marker`) to RocksDB: one SST file per family and one for
+  // meta "derived" = `marker`, ingested in one call. Requires append_mu
+  // (or the open, before anyone else has the log).
+  absl::Status WriteBehind(uint64_t cut, const Head& marker);
+  // Drops the frozen tables no durable view needs any more.
+  void PruneFrozen();
+  // When the window reached the write-behind distance, WriteBehind at the
+  // durable head. Requires append_mu.
+  absl::Status MaybeWriteBehind();
+  // Open: meta "derived", and the window folded from it to the head.
+  absl::Status RecoverWindow(const EventLog& log);
 
   // The log as the requests of a group so far leave it.
   struct GroupState {
@@ -855,8 +1045,277 @@ absl::Status EventLog::Impl::LoadHead() {
   return absl::OkStatus();
 }
 
+namespace {
+
+Head DecodeHead(absl::string_view bytes) {
+  return Head{DecodeBigEndian64(bytes.substr(0, kPositionBytes)),
+              std::string(bytes.substr(kPositionBytes))};
+}
+
+}  // namespace
+
+absl::Status EventLog::Impl::WriteBehind(uint64_t cut, const Head& marker) {
+  std::shared_ptr<const storage_internal::DerivedTable> table;
+  {
+    std::unique_lock<std::shared_mutex> lock(window_mu);
+    std::shared_ptr<storage_internal::DerivedTable> later =
+        active->SplitAfter(cut);
+    table = std::move(active);
+    active = std::move(later);
+    frozen.insert(frozen.begin(), storage_internal::FrozenTable{table, 0});
+  }
+  // One sorted file per family, and meta "derived", each written with the
+  // family's own options (compression, table format).
+  std::vector<rocksdb::IngestExternalFileArg> args;
+  std::vector<std::string> paths;
+  auto remove_files = [&] {
+    for (const std::string& path : paths) {
+      db->GetEnv()->DeleteFile(path).PermitUncheckedError();
+    }
+  };
+  const uint64_t number = ++write_behind_files;
+  auto write_file = [&](CfIndex index, absl::string_view name,
+                        const auto& fill) -> absl::Status {
+    const std::string path =
+        absl::StrCat(dir, "/", kWriteBehindFilePrefix, marker.position, "-",
+                     number, "-", name, ".sst");
+    rocksdb::SstFileWriter writer(
+        rocksdb::EnvOptions(),
+        rocksdb::Options(db->GetDBOptions(), db->GetOptions(cf(index))),
+        cf(index));
+    RETURN_IF_ERROR(FromRocks(writer.Open(path), "write behind"));
+    paths.push_back(path);
+    RETURN_IF_ERROR(fill(writer));
+    RETURN_IF_ERROR(FromRocks(writer.Finish(), "write behind"));
+    rocksdb::IngestExternalFileArg arg;
+    arg.column_family = cf(index);
+    arg.external_files = {path};
+    arg.options.move_files = true;
+    args.push_back(std::move(arg));
+    return absl::OkStatus();
+  };
+  absl::Status status;
+  for (CfIndex index : {kStreams, kProjections}) {
+    const storage_internal::DerivedFamily family =
+        *GroupBatch::DerivedFamilyOf(index);
+    bool any = false;
+    table->ForEachNewest(
+        family, [&](const std::string&,
+                    const storage_internal::DerivedVersion&) { any = true; });
+    if (!any || !status.ok()) continue;
+    status = write_file(
+        index, LedgerColumnFamilies()[index],
+        [&](rocksdb::SstFileWriter& writer) -> absl::Status {
+          rocksdb::Status s;
+          table->ForEachNewest(
+              family, [&](const std::string& key,
+                          const storage_internal::DerivedVersion& version) {
+                if (!s.ok()) return;
+                s = version.value.has_value() ? writer.Put(key, *version.value)
+                                              : writer.Delete(key);
+              });
+          return FromRocks(s, "write behind");
+        });
+  }
+  if (status.ok()) {
+    status = write_file(kMeta, kMetaCf, [&](rocksdb::SstFileWriter& writer) {
+      return FromRocks(writer.Put(kMetaDerivedKey, EncodeHead(marker)),
+                       "write behind");
+    });
+  }
+  if (status.ok()) {
+    std::lock_guard<std::mutex> write_lock(rocks_write_mu);
+    status = FromRocks(db->IngestExternalFiles(args), "write behind");
+    if (status.ok()) {
+      std::unique_lock<std::shared_mutex> lock(window_mu);
+      frozen.front().ingested_at = db->GetLatestSequenceNumber();
+    }
+  }
+  if (!status.ok()) {
+    // The table stays frozen in memory, where readers still find it; the
+    // log refuses appends (whether RocksDB holds part of it is unknown).
+    remove_files();
+    std::lock_guard<std::mutex> failed_lock(failed_mu);
+    if (!failed.has_value()) failed = status;
+    return status;
+  }
+  derived = marker;
+  derived_marked = true;
+  PruneFrozen();
+  return absl::OkStatus();
+}
+
+void EventLog::Impl::PruneFrozen() {
+  std::unique_lock<std::shared_mutex> lock(window_mu);
+  std::lock_guard<std::mutex> head_lock(head_mu);
+  // New durable snapshots see every ingested file; an old durable_view may
+  // not.
+  const uint64_t oldest =
+      durable_view != nullptr ? durable_view->GetSequenceNumber() : UINT64_MAX;
+  frozen.erase(std::remove_if(frozen.begin(), frozen.end(),
+                              [&](const storage_internal::FrozenTable& f) {
+                                return f.ingested_at != 0 &&
+                                       oldest >= f.ingested_at;
+                              }),
+               frozen.end());
+}
+
+absl::Status EventLog::Impl::MaybeWriteBehind() {
+  if (!options.write_behind) return absl::OkStatus();
+  const uint64_t events_max = options.write_behind_events_max > 0
+                                  ? options.write_behind_events_max
+                                  : kWriteBehindEventsMax;
+  const size_t bytes_max = options.write_behind_bytes_max > 0
+                               ? options.write_behind_bytes_max
+                               : kWriteBehindBytesMax;
+  Head marker;
+  uint64_t cut = 0;
+  {
+    std::lock_guard<std::mutex> head_lock(head_mu);
+    marker = durable_head;
+    cut = durable_seq;
+  }
+  size_t bytes = 0;
+  {
+    std::shared_lock<std::shared_mutex> lock(window_mu);
+    bytes = active->bytes();
+  }
+  if (marker.position - derived.position < events_max && bytes < bytes_max) {
+    PruneFrozen();
+    return absl::OkStatus();
+  }
+  return WriteBehind(cut, marker);
+}
+
+absl::Status EventLog::Impl::RecoverWindow(const EventLog& log) {
+  ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                   Get(kMeta, kMetaDerivedKey));
+  const Head head_now = GetHead();
+  derived_marked = stored.has_value();
+  if (!stored.has_value()) {
+    derived = head_now;  // everything is in the column families
+    return absl::OkStatus();
+  }
+  if (stored->size() != kPositionBytes + kHashBytes) {
+    return absl::DataLossError(
+        absl::StrCat("database ", dir, ": meta derived has ", stored->size(),
+                     " bytes, expected ", kPositionBytes + kHashBytes));
+  }
+  derived = DecodeHead(*stored);
+  if (derived.position > head_now.position) {
+    return absl::DataLossError(absl::StrCat(
+        "database ", dir, ": the projections reach position ", derived.position,
+        " but the log's head is at ", head_now.position));
+  }
+  if (derived.position > 0) {
+    ASSIGN_OR_RETURN(Envelope at, ReadAt(derived.position));
+    if (at.hash() != derived.hash) {
+      return absl::DataLossError(absl::StrCat(
+          "database ", dir, ": the projections were written up to position ",
+          derived.position, " with hash ", ToHex(derived.hash),
+          ", but the event there has hash ", ToHex(at.hash())));
+    }
+  } else if (derived.hash != ZeroHash()) {
+    return absl::DataLossError(
+        absl::StrCat("database ", dir,
+                     ": meta derived at position 0 with a "
+                     "hash that is not zero"));
+  }
+  if (derived.position == head_now.position) return absl::OkStatus();
+
+  // The projections first: the fold reads them, and the stream heads, as of
+  // meta "derived" (the window is still empty).
+  if (options.derive_projections == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database ", dir, ": its projections are written up to position ",
+        derived.position, " of ", head_now.position,
+        " (the rest was in memory when it stopped); open it through the "
+        "ledger, which folds the log from there"));
+  }
+  std::vector<std::pair<std::string, std::string>> puts;
+  RETURN_IF_ERROR(options.derive_projections(log, derived.position, &puts));
+  // Then the stream index and heads, from the envelopes alone.
+  std::map<std::string, StreamHead, std::less<>> heads;
+  std::vector<std::pair<std::string, std::string>> index;
+  RETURN_IF_ERROR(log.Scan(
+      derived.position, [&](const Envelope& envelope, absl::string_view) {
+        index.emplace_back(
+            StreamIndexKey(envelope.stream_id(), envelope.stream_version()),
+            PositionKey(envelope.position()));
+        StreamHead& stream_head = heads[envelope.stream_id()];
+        stream_head.set_version(envelope.stream_version());
+        *stream_head.mutable_last_occurred_at() = envelope.occurred_at();
+        return true;
+      }));
+  window_used = true;
+  std::unique_lock<std::shared_mutex> lock(window_mu);
+  for (auto& [key, value] : puts) {
+    active->Add(storage_internal::kDerivedProjections, std::move(key),
+                std::move(value), 0);
+  }
+  for (auto& [key, value] : index) {
+    active->Add(storage_internal::kDerivedStreams, std::move(key),
+                std::move(value), 0);
+  }
+  for (auto& [stream_id, stream_head] : heads) {
+    active->Add(storage_internal::kDerivedStreams, stream_id,
+                SerializeDeterministic(stream_head), 0);
+  }
+  return absl::OkStatus();
+}
+
 EventLog::EventLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-EventLog::~EventLog() = default;
+
+EventLog::~EventLog() {
+  if (impl_->options.read_only || !impl_->options.write_behind ||
+      !impl_->options.write_behind_at_close) {
+    return;
+  }
+  // What waits in memory, so that the next open folds nothing; an error
+  // leaves it to that fold (the log has it all).
+  absl::Status written = WriteBehindNow();
+  if (!written.ok() && !absl::IsFailedPrecondition(written)) {
+    std::cerr << "storeledger: writing the projections behind the log at "
+                 "close: "
+              << written.message() << "\n";
+  }
+}
+
+absl::Status EventLog::WriteBehindNow() {
+  if (impl_->options.read_only) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "database ", impl_->dir, " is open read-only; nothing is written"));
+  }
+  std::lock_guard<std::mutex> append_lock(impl_->append_mu);
+  RETURN_IF_ERROR(WriteRefusal());
+  Head marker;
+  uint64_t cut = 0;
+  {
+    std::lock_guard<std::mutex> head_lock(impl_->head_mu);
+    marker = impl_->durable_head;
+    cut = impl_->durable_seq;
+  }
+  if (marker.position == impl_->derived.position) {
+    bool waiting = false;
+    {
+      std::shared_lock<std::shared_mutex> lock(impl_->window_mu);
+      waiting = !impl_->active->empty();
+    }
+    if (!waiting) return absl::OkStatus();
+  }
+  if (!impl_->derived_marked) {
+    // Only a log without write_behind has no meta "derived", and then
+    // nothing waits: its appends write everything.
+    return absl::OkStatus();
+  }
+  return impl_->WriteBehind(cut, marker);
+}
+
+uint64_t EventLog::derived_position() const {
+  std::lock_guard<std::mutex> append_lock(impl_->append_mu);
+  return impl_->derived_marked ? impl_->derived.position
+                               : impl_->GetHead().position;
+}
 
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     const std::string& dir, const EventLogOptions& options) {
@@ -1026,7 +1485,57 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
                        impl->head.position, options.read_only));
   }
   stats.merkle = step();
-  return std::unique_ptr<EventLog>(new EventLog(std::move(impl)));
+  if (!options.read_only) {
+    // SST files a write-behind left when it was stopped before RocksDB took
+    // them: not part of the database.
+    std::vector<std::string> children;
+    if (impl->db->GetEnv()->GetChildren(dir, &children).ok()) {
+      for (const std::string& child : children) {
+        if (absl::StartsWith(child, kWriteBehindFilePrefix)) {
+          RETURN_IF_ERROR(FromRocks(
+              impl->db->GetEnv()->DeleteFile(absl::StrCat(dir, "/", child)),
+              "remove an unfinished write-behind file"));
+        }
+      }
+    }
+  }
+  Impl& opened = *impl;
+  opened.window_used = options.write_behind;
+  std::unique_ptr<EventLog> log(new EventLog(std::move(impl)));
+  RETURN_IF_ERROR(opened.RecoverWindow(*log));
+  if (!options.read_only) {
+    if (options.write_behind && !opened.derived_marked) {
+      // From here on meta "derived" says how far the column families are
+      // written; now they are up to the head.
+      rocksdb::WriteBatch batch;
+      RETURN_IF_ERROR(FromRocks(batch.Put(opened.cf(kMeta), kMetaDerivedKey,
+                                          EncodeHead(opened.GetHead())),
+                                "open"));
+      rocksdb::WriteOptions write_options;
+      write_options.sync = true;
+      RETURN_IF_ERROR(
+          FromRocks(opened.db->Write(write_options, &batch), "open"));
+      opened.derived = opened.GetHead();
+      opened.derived_marked = true;
+    } else if (!options.write_behind && opened.derived_marked) {
+      // Back to everything in one WriteBatch: the window goes to RocksDB,
+      // and without meta "derived" the column families are up to the head.
+      if (opened.derived.position != opened.GetHead().position) {
+        RETURN_IF_ERROR(opened.WriteBehind(0, opened.GetHead()));
+      }
+      rocksdb::WriteBatch batch;
+      RETURN_IF_ERROR(
+          FromRocks(batch.Delete(opened.cf(kMeta), kMetaDerivedKey), "open"));
+      rocksdb::WriteOptions write_options;
+      write_options.sync = true;
+      RETURN_IF_ERROR(
+          FromRocks(opened.db->Write(write_options, &batch), "open"));
+      opened.derived_marked = false;
+    } else {
+      RETURN_IF_ERROR(opened.MaybeWriteBehind());
+    }
+  }
+  return log;
 }
 
 namespace {
@@ -1079,7 +1588,7 @@ absl::StatusOr<AppendResult> EventLog::Impl::AddToBatch(
         it = touched.emplace(stream_id, cached->second).first;
       } else {
         ASSIGN_OR_RETURN(std::optional<StreamHead> stored,
-                         GetStreamHead(stream_id));
+                         GetStreamHead(stream_id, nullptr, nullptr));
         it = touched.emplace(stream_id, stored.value_or(StreamHead())).first;
       }
     }
@@ -1308,7 +1817,8 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
   }
   if (!write_error.has_value() && batch.size() > 0) {
     rocksdb::WriteBatch write_batch;
-    rocksdb::Status s = batch.Build(impl_->handles, &write_batch);
+    rocksdb::Status s =
+        batch.Build(impl_->handles, &write_batch, impl_->options.write_behind);
     if (s.ok() && !synced && impl_->options.sync) {
       // Readers keep reading what is durable until a Sync covers this
       // write -- also a Sync that ends before the head moves up to it.
@@ -1356,18 +1866,36 @@ absl::StatusOr<std::vector<AppendResult>> EventLog::AppendBatchImpl(
     impl_->head_cache.insert_or_assign(stream_id, std::move(stream_head));
   }
   impl_->merkle_range = std::move(merkle_range);
-  // Only now, after the write succeeded, do readers see the new head; the
-  // durable one once it is synced (here, or by a later Sync). With
-  // EventLogOptions::sync off nothing is ever promised durable: both move
-  // together.
-  std::lock_guard<std::mutex> head_lock(impl_->head_mu);
-  impl_->head = state.head;
-  impl_->unsynced_write_in_flight = false;
-  if (synced || !impl_->options.sync) {
-    impl_->durable_head = state.head;
-    // A synced write covers the unsynced ones before it.
-    impl_->durable_view.reset();
+  // The derived writes wait in the window, tagged with this append's number
+  // (before the head moves: a reader of the new head finds them).
+  const uint64_t seq = ++impl_->write_seq;
+  if (impl_->options.write_behind) {
+    std::unique_lock<std::shared_mutex> lock(impl_->window_mu);
+    batch.ForEachDerived([&](storage_internal::DerivedFamily family,
+                             std::string key,
+                             std::optional<std::string> value) {
+      impl_->active->Add(family, std::move(key), std::move(value), seq);
+    });
   }
+  {
+    // Only now, after the write succeeded, do readers see the new head; the
+    // durable one once it is synced (here, or by a later Sync). With
+    // EventLogOptions::sync off nothing is ever promised durable: both move
+    // together.
+    std::lock_guard<std::mutex> head_lock(impl_->head_mu);
+    impl_->head = state.head;
+    impl_->appended_seq = seq;
+    impl_->unsynced_write_in_flight = false;
+    if (synced || !impl_->options.sync) {
+      impl_->durable_head = state.head;
+      impl_->durable_seq = seq;
+      // A synced write covers the unsynced ones before it.
+      impl_->durable_view.reset();
+    }
+  }
+  // The window's durable part, once it is the write-behind distance long.
+  // The append itself is done: a failure here refuses the next one.
+  impl_->MaybeWriteBehind().IgnoreError();
   return results;
 }
 
@@ -1397,7 +1925,13 @@ absl::Status EventLog::Sync() {
   }
   // Everything appended before this point is covered by the WAL sync below
   // (RocksDB hands every record to the OS as it appends it).
-  const Head target = impl_->GetHead();
+  Head target;
+  uint64_t target_seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->head_mu);
+    target = impl_->head;
+    target_seq = impl_->appended_seq;
+  }
   if (!impl_->options.sync) return absl::OkStatus();
   RETURN_IF_ERROR(WriteRefusal());
   // Every write this snapshot sees reached the WAL before the sync below
@@ -1418,18 +1952,23 @@ absl::Status EventLog::Sync() {
   // appends reached the disk is unknown, so the log refuses further appends
   // until reopened.
   RETURN_IF_ERROR(impl_->Write(synced_write, &nothing, "sync the WAL"));
-  std::lock_guard<std::mutex> lock(impl_->head_mu);
-  if (target.position > impl_->durable_head.position) {
-    impl_->durable_head = target;
+  {
+    std::lock_guard<std::mutex> lock(impl_->head_mu);
+    if (target.position > impl_->durable_head.position) {
+      impl_->durable_head = target;
+    }
+    impl_->durable_seq = std::max(impl_->durable_seq, target_seq);
+    if (impl_->head.position == impl_->durable_head.position &&
+        !impl_->unsynced_write_in_flight) {
+      impl_->durable_view.reset();
+    } else if (impl_->durable_view == nullptr ||
+               impl_->durable_view->GetSequenceNumber() <
+                   covered->GetSequenceNumber()) {
+      impl_->durable_view = std::move(covered);
+    }
   }
-  if (impl_->head.position == impl_->durable_head.position &&
-      !impl_->unsynced_write_in_flight) {
-    impl_->durable_view.reset();
-  } else if (impl_->durable_view == nullptr ||
-             impl_->durable_view->GetSequenceNumber() <
-                 covered->GetSequenceNumber()) {
-    impl_->durable_view = std::move(covered);
-  }
+  // A newer durable view may no longer need an ingested table.
+  if (impl_->options.write_behind) impl_->PruneFrozen();
   return absl::OkStatus();
 }
 
@@ -1494,50 +2033,59 @@ absl::Status EventLog::ScanStream(
   const ReadPoint at = Pin(ReadView::kDurable);
   const rocksdb::Snapshot* snapshot = at.snapshot_.get();
 
-  ASSIGN_OR_RETURN(std::optional<StreamHead> stream_head,
-                   impl_->GetStreamHead(stream_id, snapshot));
+  ASSIGN_OR_RETURN(
+      std::optional<StreamHead> stream_head,
+      impl_->GetStreamHead(stream_id, snapshot, at.derived_.get()));
   const uint64_t last_version =
       stream_head.has_value() ? stream_head->version() : 0;
   if (after_version >= last_version) return absl::OkStatus();
 
   const std::string prefix = StreamIndexPrefix(stream_id);
-  const std::string upper = PrefixSuccessor(prefix);
-  const rocksdb::Slice upper_slice(upper);
-  rocksdb::ReadOptions read_options;
-  read_options.snapshot = snapshot;
-  read_options.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(
-      impl_->db->NewIterator(read_options, impl_->cf(kStreams)));
   uint64_t expected = after_version + 1;
-  for (it->Seek(StreamIndexKey(stream_id, expected));
-       it->Valid() && expected <= last_version; it->Next()) {
-    const rocksdb::Slice key = it->key();
-    const rocksdb::Slice value = it->value();
-    if (key.size() != prefix.size() + kPositionBytes ||
-        value.size() != kPositionBytes) {
-      return absl::DataLossError(
-          absl::StrCat("stream ", stream_id,
-                       ": malformed index entry after version ", expected - 1));
-    }
-    const uint64_t version = DecodeBigEndian64(View(key).substr(prefix.size()));
-    if (version != expected) {
-      return absl::DataLossError(absl::StrCat("stream ", stream_id,
-                                              ": version ", expected,
-                                              " is missing from the index"));
-    }
-    const uint64_t position = DecodeBigEndian64(View(value));
-    ASSIGN_OR_RETURN(Envelope envelope, impl_->ReadAt(position));
-    if (envelope.stream_id() != stream_id ||
-        envelope.stream_version() != version) {
-      return absl::DataLossError(absl::StrCat(
-          "stream ", stream_id, " version ", version, " points at position ",
-          position, ", which holds stream ", envelope.stream_id(), " version ",
-          envelope.stream_version()));
-    }
-    if (!fn(envelope)) return absl::OkStatus();
-    ++expected;
-  }
-  RETURN_IF_ERROR(FromRocks(it->status(), "scan stream index"));
+  absl::Status checked;
+  bool stopped = false;
+  RETURN_IF_ERROR(impl_->ScanDerived(
+      kStreams, StreamIndexKey(stream_id, expected), PrefixSuccessor(prefix),
+      snapshot, at.derived_.get(),
+      [&](absl::string_view key, absl::string_view value) {
+        if (expected > last_version) return false;
+        if (key.size() != prefix.size() + kPositionBytes ||
+            value.size() != kPositionBytes) {
+          checked = absl::DataLossError(absl::StrCat(
+              "stream ", stream_id, ": malformed index entry after version ",
+              expected - 1));
+          return false;
+        }
+        const uint64_t version = DecodeBigEndian64(key.substr(prefix.size()));
+        if (version != expected) {
+          checked = absl::DataLossError(
+              absl::StrCat("stream ", stream_id, ": version ", expected,
+                           " is missing from the index"));
+          return false;
+        }
+        const uint64_t position = DecodeBigEndian64(value);
+        absl::StatusOr<Envelope> envelope = impl_->ReadAt(position);
+        if (!envelope.ok()) {
+          checked = envelope.status();
+          return false;
+        }
+        if (envelope->stream_id() != stream_id ||
+            envelope->stream_version() != version) {
+          checked = absl::DataLossError(absl::StrCat(
+              "stream ", stream_id, " version ", version,
+              " points at position ", position, ", which holds stream ",
+              envelope->stream_id(), " version ", envelope->stream_version()));
+          return false;
+        }
+        if (!fn(*envelope)) {
+          stopped = true;
+          return false;
+        }
+        ++expected;
+        return true;
+      }));
+  RETURN_IF_ERROR(checked);
+  if (stopped) return absl::OkStatus();
   if (expected != last_version + 1) {
     return absl::DataLossError(absl::StrCat(
         "stream ", stream_id, ": version ", expected,
@@ -1547,8 +2095,9 @@ absl::Status EventLog::ScanStream(
 }
 
 EventLog::ReadPoint EventLog::Pin(ReadView view) const {
-  if (view == ReadView::kAppended) return ReadPoint(nullptr);
-  return ReadPoint(impl_->DurableSnapshot());
+  if (view == ReadView::kAppended) return ReadPoint(nullptr, nullptr);
+  auto [snapshot, derived] = impl_->PinDurable();
+  return ReadPoint(std::move(snapshot), std::move(derived));
 }
 
 absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
@@ -1559,7 +2108,7 @@ absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
 absl::StatusOr<std::optional<StreamHead>> EventLog::GetStreamHead(
     absl::string_view stream_id, const ReadPoint& at) const {
   RETURN_IF_ERROR(ValidateStreamId(stream_id));
-  return impl_->GetStreamHead(stream_id, at.snapshot_.get());
+  return impl_->GetStreamHead(stream_id, at.snapshot_.get(), at.derived_.get());
 }
 
 absl::StatusOr<std::optional<StoredOutcome>> EventLog::GetOutcome(
@@ -1584,7 +2133,8 @@ absl::StatusOr<std::optional<std::string>> EventLog::GetProjection(
 
 absl::StatusOr<std::optional<std::string>> EventLog::GetProjection(
     absl::string_view key, const ReadPoint& at) const {
-  return impl_->Get(kProjections, key, at.snapshot_.get());
+  return impl_->GetDerived(kProjections, key, at.snapshot_.get(),
+                           at.derived_.get());
 }
 
 absl::Status EventLog::ScanProjections(
@@ -1600,18 +2150,8 @@ absl::Status EventLog::ScanProjections(
     const std::function<bool(absl::string_view key, absl::string_view value)>&
         fn,
     const ReadPoint& at) const {
-  const std::string upper = PrefixSuccessor(prefix);
-  const rocksdb::Slice upper_slice(upper);
-  rocksdb::ReadOptions read_options;
-  read_options.snapshot = at.snapshot_.get();
-  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(
-      impl_->db->NewIterator(read_options, impl_->cf(kProjections)));
-  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid();
-       it->Next()) {
-    if (!fn(View(it->key()), View(it->value()))) break;
-  }
-  return FromRocks(it->status(), "scan projections");
+  return impl_->ScanDerived(kProjections, prefix, PrefixSuccessor(prefix),
+                            at.snapshot_.get(), at.derived_.get(), fn);
 }
 
 rocksdb::DB* EventLog::db() const { return impl_->db.get(); }

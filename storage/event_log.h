@@ -38,6 +38,11 @@ class Snapshot;
 
 namespace storeledger {
 
+namespace storage_internal {
+struct DerivedView;
+}  // namespace storage_internal
+class EventLog;
+
 using v1::Envelope;
 using v1::StoredOutcome;
 using v1::StreamHead;
@@ -71,6 +76,24 @@ struct EventLogOpenStats {
   absl::Duration load_head;   // meta "head" checked against the last event
   absl::Duration merkle;      // LoadMerkleTree: the right edge, built if short
 };
+
+// The write-behind distance (EventLogOptions::write_behind): the derived
+// writes of at most so many events, or so many bytes of them, are held in
+// memory before they are written to RocksDB -- what an open after a crash
+// folds from the log before it answers (storage/FORMAT.md "Written behind
+// the log").
+inline constexpr uint64_t kWriteBehindEventsMax = 100'000;
+inline constexpr size_t kWriteBehindBytesMax = 64 << 20;
+
+// The projection writes of the events after `after_position` up to the
+// head, folded from the log onto the projections as they stand at
+// `after_position` (read through `log` with EventLog::ReadView::kAppended):
+// what an open adds to the write-behind window when it was lost in a crash.
+// The ledger's fold (ledger/ledger.h DeriveProjections); storage/ knows no
+// rules.
+using DeriveProjectionsFn = std::function<absl::Status(
+    const EventLog& log, uint64_t after_position,
+    std::vector<std::pair<std::string, std::string>>* puts)>;
 
 struct EventLogOptions {
   // Create the database if missing. Default: true.
@@ -112,6 +135,28 @@ struct EventLogOptions {
   // Filled by Open with the time of each of its steps; not owned. Default:
   // nullptr (not measured).
   EventLogOpenStats* open_stats = nullptr;
+
+  // Write the derived column families ("streams": index and heads;
+  // "projections") behind the log: an append's synced WriteBatch holds the
+  // envelopes, meta "head", the outcome and the Merkle nodes, and its
+  // derived writes wait in memory (storage/write_behind.h) until the
+  // write-behind distance is reached, then go to RocksDB as ingested SST
+  // files with meta "derived", the position they reach. Reads see both.
+  // Off: everything in the synced WriteBatch. Either way an open finds meta
+  // "derived" behind the head after a crash and folds the log from there
+  // (with derive_projections). Default: false.
+  bool write_behind = false;
+  // The write-behind distance; 0: kWriteBehindEventsMax and
+  // kWriteBehindBytesMax. Tests shrink it. Default: 0.
+  uint64_t write_behind_events_max = 0;
+  size_t write_behind_bytes_max = 0;
+  // Write what is waiting in memory when the EventLog is destroyed. Off
+  // only in tests, to leave the log as a crash would. Default: true.
+  bool write_behind_at_close = true;
+  // Needed to open a log whose projections are behind its head (meta
+  // "derived" short of it, after a crash): without it such an open fails
+  // (kFailedPrecondition). Default: none.
+  DeriveProjectionsFn derive_projections = nullptr;
 };
 
 // One event to append. The caller fills stream_id, expected_version and the
@@ -337,9 +382,13 @@ class EventLog {
 
    private:
     friend class EventLog;
-    explicit ReadPoint(std::shared_ptr<const rocksdb::Snapshot> snapshot)
-        : snapshot_(std::move(snapshot)) {}
+    ReadPoint(std::shared_ptr<const rocksdb::Snapshot> snapshot,
+              std::shared_ptr<const storage_internal::DerivedView> derived)
+        : snapshot_(std::move(snapshot)), derived_(std::move(derived)) {}
     std::shared_ptr<const rocksdb::Snapshot> snapshot_;  // null: kAppended
+    // The write-behind tables this point reads before RocksDB, and the
+    // last append it sees in them; null for kAppended.
+    std::shared_ptr<const storage_internal::DerivedView> derived_;
   };
   ReadPoint Pin(ReadView view = ReadView::kDurable) const;
 
@@ -367,7 +416,20 @@ class EventLog {
           fn,
       const ReadPoint& at) const;
 
-  // For audit, rebuild and tests that damage the database on purpose.
+  // Writes what the write-behind window holds of durable appends to RocksDB
+  // now (ingested SST files and meta "derived"), so that the column
+  // families themselves are up to the durable head: for the readers of
+  // db() below. Appends wait meanwhile. A no-op when nothing waits. An
+  // error is an I/O error after which the log refuses appends, as after a
+  // failed write.
+  absl::Status WriteBehindNow();
+  // The position up to which the derived column families in RocksDB are
+  // written (meta "derived"; the head when nothing waits in memory).
+  uint64_t derived_position() const;
+
+  // For audit, rebuild and tests that damage the database on purpose. With
+  // write_behind, what is in the column families is up to
+  // derived_position() only (WriteBehindNow).
   rocksdb::DB* db() const;
   rocksdb::ColumnFamilyHandle* events_cf() const;
   rocksdb::ColumnFamilyHandle* streams_cf() const;
