@@ -94,10 +94,10 @@ struct LedgerOptions {
   // Passed to EventLogOptions::open_stats (benchmarks). Default: nullptr.
   EventLogOpenStats* open_stats = nullptr;
   // Passed to EventLogOptions::write_behind: the projections, stream index
-  // and heads written behind the log. Every open passes the ledger's fold
-  // (DeriveProjections), so a ledger left behind by a crash opens either
-  // way. Default: false.
-  bool write_behind = false;
+  // and heads written behind the log (storage/FORMAT.md "Written behind the
+  // log"). Every open passes the ledger's fold (DeriveProjections), so a
+  // ledger left behind by a crash opens either way. Default: true.
+  bool write_behind = true;
   // Passed to EventLogOptions::write_behind_events_max (tests shrink the
   // write-behind distance). Default: 0 (kWriteBehindEventsMax).
   uint64_t write_behind_events_max = 0;

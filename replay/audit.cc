@@ -155,9 +155,15 @@ absl::StatusOr<v1::AuditReport> Auditor::Run() {
   // One consistent view for every pass, even while appends go on: a
   // snapshot of the durable log (no append that awaits its sync), and the
   // head as that snapshot stores it.
-  read_point_.emplace(log_.Pin(EventLog::ReadView::kDurable));
+  // With the derived families written up to it (a log that writes behind
+  // and is open for writing writes its window first), or with the window
+  // laid over them (a read-only open's).
+  ASSIGN_OR_RETURN(EventLog::ReadPoint point, log_.PinWrittenBehind());
+  read_point_.emplace(std::move(point));
   snapshot_ = read_point_->snapshot();
-  for (Lookup* lookup : Lookups()) lookup->SetSnapshot(snapshot_);
+  for (Lookup* lookup : Lookups()) {
+    lookup->SetSnapshot(snapshot_, log_.WindowAt(lookup->cf(), *read_point_));
+  }
   Head head = log_.head();
   Lookup meta(db_, log_.meta_cf());
   meta.SetSnapshot(snapshot_);
@@ -340,7 +346,8 @@ std::unique_ptr<rocksdb::Iterator> Auditor::Sequential(
   // No readahead_size: each file of a merging iterator would get a buffer
   // that large (measured: +20 MiB at 10^6 events); RocksDB's automatic
   // readahead for sequential reads is enough.
-  return std::make_unique<SteppingIterator>(db_, cf, read_options);
+  return std::make_unique<SteppingIterator>(db_, cf, read_options,
+                                            log_.WindowAt(cf, *read_point_));
 }
 
 }  // namespace audit_internal

@@ -36,6 +36,7 @@
 #include "rocksdb/slice.h"
 #include "storage/event_log.h"
 #include "storage/format.h"
+#include "storage/overlay_iterator.h"
 #include "storage/rocks_util.h"
 #include "storeledger/v1/ledger.pb.h"
 
@@ -93,11 +94,16 @@ class Lookup {
  public:
   Lookup(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) : db_(db), cf_(cf) {}
 
-  // Reads from now on see `snapshot` (not owned; nullptr: the latest).
-  void SetSnapshot(const rocksdb::Snapshot* snapshot) {
+  // Reads from now on see `snapshot` (not owned; nullptr: the latest), with
+  // `window` (EventLog::WindowAt: what a log writing behind holds in
+  // memory) over it.
+  void SetSnapshot(const rocksdb::Snapshot* snapshot,
+                   std::shared_ptr<const KeyOverlay> window = nullptr) {
     snapshot_ = snapshot;
+    window_ = std::move(window);
     it_.reset();
   }
+  rocksdb::ColumnFamilyHandle* cf() const { return cf_; }
 
   // The value under `key`; nullopt when absent; kDataLoss on corruption.
   absl::StatusOr<std::optional<std::string>> Find(absl::string_view key) {
@@ -136,6 +142,7 @@ class Lookup {
       read_options.fill_cache = false;
       read_options.snapshot = snapshot_;
       it_.reset(db_->NewIterator(read_options, cf_));
+      if (window_ != nullptr) it_ = NewOverlayIterator(window_, std::move(it_));
     }
     return *it_;
   }
@@ -152,6 +159,7 @@ class Lookup {
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
   const rocksdb::Snapshot* snapshot_ = nullptr;
+  std::shared_ptr<const KeyOverlay> window_;
   std::unique_ptr<rocksdb::Iterator> it_;
   uint64_t uses_ = 0;
 };
@@ -161,8 +169,13 @@ class Lookup {
 class SteppingIterator final : public rocksdb::Iterator {
  public:
   SteppingIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
-                   const rocksdb::ReadOptions& read_options)
-      : db_(db), cf_(cf), read_options_(read_options), it_(Make()) {}
+                   const rocksdb::ReadOptions& read_options,
+                   std::shared_ptr<const KeyOverlay> window = nullptr)
+      : db_(db),
+        cf_(cf),
+        read_options_(read_options),
+        window_(std::move(window)),
+        it_(Make()) {}
 
   bool Valid() const override { return it_->Valid(); }
   void SeekToFirst() override { it_->SeekToFirst(); }
@@ -185,13 +198,15 @@ class SteppingIterator final : public rocksdb::Iterator {
 
  private:
   std::unique_ptr<rocksdb::Iterator> Make() {
-    return std::unique_ptr<rocksdb::Iterator>(
-        db_->NewIterator(read_options_, cf_));
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options_, cf_));
+    if (window_ != nullptr) it = NewOverlayIterator(window_, std::move(it));
+    return it;
   }
 
   rocksdb::DB* const db_;
   rocksdb::ColumnFamilyHandle* const cf_;
   const rocksdb::ReadOptions read_options_;
+  const std::shared_ptr<const KeyOverlay> window_;
   std::unique_ptr<rocksdb::Iterator> it_;
   uint64_t steps_ = 0;
 };

@@ -1032,6 +1032,9 @@ bool IsLiveProjectionKey(absl::string_view key) {
 
 absl::StatusOr<v1::RebuildSummary> Rebuild(EventLog* log,
                                            const RebuildOptions& options) {
+  // The live projections are compared and repaired in RocksDB itself: what
+  // a log writing behind holds in memory goes there first.
+  RETURN_IF_ERROR(log->WriteBehindNow());
   RebuildRun run(log, options);
   return run.Run();
 }

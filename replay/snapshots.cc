@@ -63,40 +63,49 @@ bool Admits(const v1::SnapshotMeta& meta, std::optional<uint64_t> position_max,
 }
 
 // Reads the snapshot metas of one store, newest at or before a version.
+// They are read once, through the log (EventLog::ScanProjections: what a
+// log writing behind holds in memory included): one per K events of the
+// store's stream, so a few thousand at most.
 class MetaIndex {
  public:
   MetaIndex(const EventLog& log, absl::string_view store_id)
-      : prefix_(StorePrefix(kSnapshotMetaPrefix, store_id)), lower_(prefix_) {
-    rocksdb::ReadOptions options;
-    lower_slice_ = rocksdb::Slice(lower_);
-    options.iterate_lower_bound = &lower_slice_;
-    it_.reset(log.db()->NewIterator(options, log.projections_cf()));
+      : prefix_(StorePrefix(kSnapshotMetaPrefix, store_id)) {
+    // As written (kAppended), as the RocksDB iterator read before: the
+    // append path must see the snapshots of groups still awaiting a sync.
+    loaded_ = log.ScanProjections(
+        prefix_,
+        [&](absl::string_view key, absl::string_view value) {
+          metas_.emplace_back(std::string(key), std::string(value));
+          return true;
+        },
+        EventLog::ReadView::kAppended);
   }
 
   // The newest meta with version <= `version`, or nullopt.
   absl::StatusOr<std::optional<v1::SnapshotMeta>> AtOrBefore(uint64_t version) {
+    RETURN_IF_ERROR(loaded_);
     const std::string key = prefix_ + PositionKey(version);
-    it_->SeekForPrev(rocksdb::Slice(key));
-    RETURN_IF_ERROR(FromRocks(it_->status(), "seek snapshot metas"));
-    if (!it_->Valid() || !absl::StartsWith(View(it_->key()), prefix_)) {
-      return std::nullopt;
-    }
+    // The first meta past `key`, then the one before it.
+    auto it = std::upper_bound(
+        metas_.begin(), metas_.end(), key,
+        [](const std::string& k, const auto& meta) { return k < meta.first; });
+    if (it == metas_.begin()) return std::nullopt;
+    --it;
     v1::SnapshotMeta meta;
-    const rocksdb::Slice value = it_->value();
-    if (!meta.ParseFromArray(value.data(), static_cast<int>(value.size())) ||
-        meta.version() !=
-            DecodeVersion(View(it_->key()).substr(prefix_.size()))) {
+    if (!meta.ParseFromString(it->second) ||
+        meta.version() != DecodeVersion(absl::string_view(it->first).substr(
+                              prefix_.size()))) {
       return absl::DataLossError(absl::StrCat(
-          "snapshot meta ", absl::CEscape(View(it_->key())), " is corrupt"));
+          "snapshot meta ", absl::CEscape(it->first), " is corrupt"));
     }
     return meta;
   }
 
  private:
   std::string prefix_;
-  std::string lower_;
-  rocksdb::Slice lower_slice_;
-  std::unique_ptr<rocksdb::Iterator> it_;
+  absl::Status loaded_;
+  // (key, value) in key order.
+  std::vector<std::pair<std::string, std::string>> metas_;
 };
 
 // The last event of each store stream an append extends.
@@ -295,6 +304,8 @@ absl::StatusOr<std::optional<v1::StoreSnapshot>> FindSnapshot(
 }
 
 absl::StatusOr<uint64_t> DeleteAllSnapshots(EventLog* log) {
+  // Deleted in RocksDB itself: nothing of them may wait in memory.
+  RETURN_IF_ERROR(log->WriteBehindNow());
   uint64_t deleted = 0;
   for (absl::string_view prefix : {kSnapshotPrefix, kSnapshotMetaPrefix}) {
     std::vector<std::string> keys;

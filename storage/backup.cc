@@ -41,6 +41,7 @@ absl::StatusOr<Head> BackupTo(const EventLog& log, const std::string& dir) {
   EventLogOptions options;
   options.read_only = true;
   options.create_if_missing = false;
+  options.recover_window = false;  // only its head is read
   ASSIGN_OR_RETURN(std::unique_ptr<EventLog> copy,
                    EventLog::Open(dir, options));
   return copy->head();

@@ -85,6 +85,9 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
         absl::StrCat("no tail to move aside: the head is at ", head.position,
                      ", keeping up to ", keep));
   }
+  // The derived families themselves are read and repaired below: what a
+  // log writing behind holds in memory goes to them first.
+  RETURN_IF_ERROR(log->WriteBehindNow());
   rocksdb::DB* db = log->db();
   std::string keep_hash = ZeroHash();
   if (keep > 0) {
@@ -214,6 +217,9 @@ absl::StatusOr<v1::DivergedRecord> MoveTailAside(EventLog* log, uint64_t keep,
                                }));
   }
 
+  // The derived families now end at `keep` with the log, as in a log that
+  // never wrote behind; the next open that writes behind marks them again.
+  erase(log->meta_cf(), format::kMetaDerivedKey);
   put(log->meta_cf(), format::kMetaHeadKey,
       absl::StrCat(PositionKey(keep), keep_hash));
   put(log->meta_cf(), kFormatVersionKey, BigEndian32(kFormatVersionDiverged));

@@ -58,6 +58,10 @@ using format::kPositionBytes;
 constexpr char kHashFieldTag = 0x62;
 constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 
+// Opens of a read-only EventLog that meet a table file a writer beside it
+// deleted meanwhile, before the error is reported (EventLog::Open).
+constexpr int kReadOnlyOpenAttempts = 5;
+
 // Read-ahead of a scan of the events column family (one large read instead
 // of one per block).
 constexpr size_t kScanReadaheadBytes = 1 << 20;
@@ -102,9 +106,8 @@ constexpr char kMerkleCf[] = "merkle";
 using format::kMetaHeadKey;
 constexpr char kMetaFormatVersionKey[] = "format_version";
 // The position (and hash) up to which "streams" and "projections" are in
-// RocksDB, with EventLogOptions::write_behind (FORMAT.md "Written behind
-// the log"); absent: up to the head.
-constexpr char kMetaDerivedKey[] = "derived";
+// RocksDB, with EventLogOptions::write_behind; absent: up to the head.
+using format::kMetaDerivedKey;
 // The SST files of one write-behind, in the database's directory until
 // RocksDB ingests (moves) them; left over by a crash, removed at open.
 constexpr char kWriteBehindFilePrefix[] = "write-behind-";
@@ -847,16 +850,24 @@ struct EventLog::Impl {
     if (!window_used) return Get(index, key, snapshot);
     const storage_internal::DerivedFamily family =
         *GroupBatch::DerivedFamilyOf(index);
-    storage_internal::DerivedView appended;
-    if (view == nullptr) {
-      appended = AppendedView();
-      view = &appended;
-    }
     {
       std::shared_lock<std::shared_mutex> lock(window_mu);
-      for (const auto& table : view->tables) {
-        const storage_internal::DerivedVersion* version =
-            table->Find(family, key, view->max_write_seq);
+      const storage_internal::DerivedVersion* version = nullptr;
+      if (view != nullptr) {
+        for (const auto& table : view->tables) {
+          version = table->Find(family, key, view->max_write_seq);
+          if (version != nullptr) return version->value;
+        }
+      } else {
+        // kAppended (the group commit's reads): AppendedView's tables,
+        // looked up in place rather than copied for one key.
+        version = active->Find(family, key, UINT64_MAX);
+        for (auto f = frozen.begin(); version == nullptr && f != frozen.end();
+             ++f) {
+          if (f->ingested_at == 0) {
+            version = f->table->Find(family, key, UINT64_MAX);
+          }
+        }
         if (version != nullptr) return version->value;
       }
     }
@@ -874,16 +885,14 @@ struct EventLog::Impl {
       const {
     const storage_internal::DerivedFamily family =
         *GroupBatch::DerivedFamilyOf(index);
-    storage_internal::DerivedView appended;
-    if (view == nullptr && window_used) {
-      appended = AppendedView();
-      view = &appended;
-    }
-    storage_internal::DerivedEntries window;
+    auto window = std::make_shared<storage_internal::DerivedEntries>();
     if (window_used) {
+      const storage_internal::DerivedView current =
+          view != nullptr ? storage_internal::DerivedView() : AppendedView();
+      if (view == nullptr) view = &current;
       std::shared_lock<std::shared_mutex> lock(window_mu);
       for (const auto& table : view->tables) {
-        table->Collect(family, begin, end, view->max_write_seq, &window);
+        table->Collect(family, begin, end, view->max_write_seq, window.get());
       }
     }
     const rocksdb::Slice upper_slice(end.data(), end.size());
@@ -892,25 +901,10 @@ struct EventLog::Impl {
     if (!end.empty()) read_options.iterate_upper_bound = &upper_slice;
     std::unique_ptr<rocksdb::Iterator> it(
         db->NewIterator(read_options, cf(index)));
-    it->Seek(rocksdb::Slice(begin.data(), begin.size()));
-    auto next = window.begin();
-    while (true) {
-      const bool stored = it->Valid();
-      if (!stored && next == window.end()) break;
-      const int order = !stored ? 1
-                        : next == window.end()
-                            ? -1
-                            : View(it->key()).compare(next->first);
-      if (order < 0) {  // only RocksDB has the key
-        if (!fn(View(it->key()), View(it->value()))) return absl::OkStatus();
-        it->Next();
-        continue;
-      }
-      if (order == 0) it->Next();  // the window's version is newer
-      if (next->second.has_value() && !fn(next->first, *next->second)) {
-        return absl::OkStatus();
-      }
-      ++next;
+    if (!window->empty()) it = NewOverlayIterator(window, std::move(it));
+    for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid();
+         it->Next()) {
+      if (!fn(View(it->key()), View(it->value()))) return absl::OkStatus();
     }
     return FromRocks(it->status(), "scan");
   }
@@ -927,6 +921,9 @@ struct EventLog::Impl {
   // When the window reached the write-behind distance, WriteBehind at the
   // durable head. Requires append_mu.
   absl::Status MaybeWriteBehind();
+  // WriteBehind at the durable head when anything waits. Requires
+  // append_mu.
+  absl::Status WriteBehindDurable();
   // Open: meta "derived", and the window folded from it to the head.
   absl::Status RecoverWindow(const EventLog& log);
 
@@ -1282,33 +1279,72 @@ EventLog::~EventLog() {
 }
 
 absl::Status EventLog::WriteBehindNow() {
+  if (impl_->options.read_only && !impl_->window_used) return absl::OkStatus();
   if (impl_->options.read_only) {
     return absl::FailedPreconditionError(absl::StrCat(
         "database ", impl_->dir, " is open read-only; nothing is written"));
   }
   std::lock_guard<std::mutex> append_lock(impl_->append_mu);
   RETURN_IF_ERROR(WriteRefusal());
+  return impl_->WriteBehindDurable();
+}
+
+absl::Status EventLog::Impl::WriteBehindDurable() {
+  // Only a log without write_behind has no meta "derived", and then nothing
+  // waits: its appends write everything.
+  if (!derived_marked) return absl::OkStatus();
   Head marker;
   uint64_t cut = 0;
   {
-    std::lock_guard<std::mutex> head_lock(impl_->head_mu);
-    marker = impl_->durable_head;
-    cut = impl_->durable_seq;
+    std::lock_guard<std::mutex> head_lock(head_mu);
+    marker = durable_head;
+    cut = durable_seq;
   }
-  if (marker.position == impl_->derived.position) {
+  if (marker.position == derived.position) {
     bool waiting = false;
     {
-      std::shared_lock<std::shared_mutex> lock(impl_->window_mu);
-      waiting = !impl_->active->empty();
+      std::shared_lock<std::shared_mutex> lock(window_mu);
+      waiting = !active->empty();
     }
     if (!waiting) return absl::OkStatus();
   }
-  if (!impl_->derived_marked) {
-    // Only a log without write_behind has no meta "derived", and then
-    // nothing waits: its appends write everything.
-    return absl::OkStatus();
+  return WriteBehind(cut, marker);
+}
+
+absl::StatusOr<EventLog::ReadPoint> EventLog::PinWrittenBehind() const {
+  if (impl_->options.read_only || !impl_->window_used) {
+    return Pin(ReadView::kDurable);
   }
-  return impl_->WriteBehind(cut, marker);
+  std::lock_guard<std::mutex> append_lock(impl_->append_mu);
+  // After a write error nothing more is written: the window is read
+  // through WindowAt.
+  if (!WriteRefusal().ok()) return Pin(ReadView::kDurable);
+  // Everything appended durable first: the point below is then a new
+  // snapshot, which sees the ingested files (a durable_view kept for an
+  // unsynced append would predate them).
+  RETURN_IF_ERROR(const_cast<EventLog*>(this)->Sync());
+  RETURN_IF_ERROR(impl_->WriteBehindDurable());
+  return Pin(ReadView::kDurable);
+}
+
+std::shared_ptr<const KeyOverlay> EventLog::WindowAt(
+    rocksdb::ColumnFamilyHandle* cf, const ReadPoint& at) const {
+  if (at.derived_ == nullptr) return nullptr;
+  std::optional<storage_internal::DerivedFamily> family;
+  if (cf == impl_->cf(kStreams)) family = storage_internal::kDerivedStreams;
+  if (cf == impl_->cf(kProjections)) {
+    family = storage_internal::kDerivedProjections;
+  }
+  if (!family.has_value()) return nullptr;
+  auto window = std::make_shared<KeyOverlay>();
+  {
+    std::shared_lock<std::shared_mutex> lock(impl_->window_mu);
+    for (const auto& table : at.derived_->tables) {
+      table->Collect(*family, "", "", at.derived_->max_write_seq, window.get());
+    }
+  }
+  if (window->empty()) return nullptr;
+  return window;
 }
 
 uint64_t EventLog::derived_position() const {
@@ -1453,8 +1489,20 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
           "existed): open it for writing once (e.g. storeledger rebuild) to "
           "build it"));
     }
-    s = rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors,
-                                     &impl->handles, &raw_db);
+    // A writer beside it (storeledgerd) may delete a table file -- after a
+    // compaction, a flush, a write-behind's ingestion -- between the
+    // MANIFEST read and the file's open: that is a race, not damage, and a
+    // new attempt reads the newer MANIFEST. A file still missing after
+    // kReadOnlyOpenAttempts is reported.
+    for (int attempt = 1;; ++attempt) {
+      s = rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors,
+                                       &impl->handles, &raw_db);
+      if (s.ok() || attempt == kReadOnlyOpenAttempts ||
+          !absl::StrContains(s.ToString(), "No such file or directory")) {
+        break;
+      }
+      absl::SleepFor(absl::Milliseconds(10 * attempt));
+    }
   } else {
     s = rocksdb::DB::Open(db_options, dir, descriptors, &impl->handles,
                           &raw_db);
@@ -1502,7 +1550,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
   Impl& opened = *impl;
   opened.window_used = options.write_behind;
   std::unique_ptr<EventLog> log(new EventLog(std::move(impl)));
-  RETURN_IF_ERROR(opened.RecoverWindow(*log));
+  if (options.recover_window) RETURN_IF_ERROR(opened.RecoverWindow(*log));
+  stats.window_events = opened.GetHead().position - opened.derived.position;
   if (!options.read_only) {
     if (options.write_behind && !opened.derived_marked) {
       // From here on meta "derived" says how far the column families are
@@ -1535,6 +1584,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
       RETURN_IF_ERROR(opened.MaybeWriteBehind());
     }
   }
+  stats.window = step();
   return log;
 }
 

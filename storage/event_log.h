@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "base/check.h"
+#include "storage/overlay_iterator.h"
 #include "storeledger/v1/ledger.pb.h"
 
 namespace google::protobuf {
@@ -75,6 +76,11 @@ struct EventLogOpenStats {
   absl::Duration initialize;  // the format marker read (or written)
   absl::Duration load_head;   // meta "head" checked against the last event
   absl::Duration merkle;      // LoadMerkleTree: the right edge, built if short
+  // The write-behind window a crash lost, folded from meta "derived" to the
+  // head (and written behind when that is past the distance), and how many
+  // events that was.
+  absl::Duration window;
+  uint64_t window_events = 0;
 };
 
 // The write-behind distance (EventLogOptions::write_behind): the derived
@@ -157,6 +163,11 @@ struct EventLogOptions {
   // "derived" short of it, after a crash): without it such an open fails
   // (kFailedPrecondition). Default: none.
   DeriveProjectionsFn derive_projections = nullptr;
+  // Fold at open what a crash left of the write-behind window (above). Off
+  // only for a read-only reader of the log alone (backup's check of its
+  // copy's head), which must then read nothing of "streams" and
+  // "projections". Default: true.
+  bool recover_window = true;
 };
 
 // One event to append. The caller fills stream_id, expected_version and the
@@ -426,6 +437,20 @@ class EventLog {
   // The position up to which the derived column families in RocksDB are
   // written (meta "derived"; the head when nothing waits in memory).
   uint64_t derived_position() const;
+
+  // For the readers of the derived column families themselves (the audit):
+  // a durable read point at which "streams" and "projections" in RocksDB
+  // hold everything up to its head, when this log can write them (open for
+  // writing, no write error): appends wait while it syncs what awaits a
+  // sync and writes the window behind (WriteBehindNow). Otherwise
+  // Pin(kDurable), whose window WindowAt gives.
+  absl::StatusOr<ReadPoint> PinWrittenBehind() const;
+  // What `at` reads of `cf` from the write-behind window, to lay over an
+  // iterator of `cf` at at.snapshot() (NewOverlayIterator). Null when that
+  // is nothing: always for the families not written behind, and for a
+  // point from PinWrittenBehind on a log open for writing.
+  std::shared_ptr<const KeyOverlay> WindowAt(rocksdb::ColumnFamilyHandle* cf,
+                                             const ReadPoint& at) const;
 
   // For audit, rebuild and tests that damage the database on purpose. With
   // write_behind, what is in the column families is up to

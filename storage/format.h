@@ -33,6 +33,9 @@ inline constexpr char kStreamIndexSeparator = '\0';
 // The key of the head in the meta column family; its value is
 // kHeadValueBytes long.
 inline constexpr char kMetaHeadKey[] = "head";
+// How far "streams" and "projections" are written, with write-behind
+// (storage/FORMAT.md "Written behind the log").
+inline constexpr char kMetaDerivedKey[] = "derived";
 inline constexpr size_t kHeadValueBytes = kPositionBytes + kHashBytes;
 
 // "<stream id>\0": every index entry of the stream starts with it.

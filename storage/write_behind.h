@@ -26,6 +26,7 @@
 
 #include "absl/container/btree_map.h"
 #include "absl/strings/string_view.h"
+#include "storage/overlay_iterator.h"
 
 namespace storeledger::storage_internal {
 
@@ -51,9 +52,8 @@ struct DerivedLookup {
 };
 
 // Visible entries of a key range, newest table first: key -> value or
-// nullopt (deleted). A scan merges it with RocksDB's iterator.
-using DerivedEntries =
-    std::map<std::string, std::optional<std::string>, std::less<>>;
+// nullopt (deleted). A scan lays it over RocksDB's iterator.
+using DerivedEntries = KeyOverlay;
 
 // The derived writes of one window. Not thread-safe: EventLog guards the
 // active table with its window mutex; a frozen table is not changed once

@@ -340,6 +340,9 @@ TEST_F(ReplayRandomTest, DamagedSnapshotsAreCaughtOrPassedOver) {
   v1::StoreSnapshot tampered = snapshot;
   tampered.mutable_store()->mutable_balances()->set_available_fen(
       snapshot.store().balances().available_fen() + 1);
+  // The damage is done to RocksDB itself: what the ledger holds in memory
+  // (written behind the log) goes there first, or it would hide the damage.
+  ASSERT_TRUE(ledger_->mutable_log()->WriteBehindNow().ok());
   rocksdb::DB* db = ledger_->log().db();
   ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), ledger_->log().projections_cf(),
                       key, SerializeDeterministic(tampered))
