@@ -7,7 +7,7 @@
 //   storeledger-bench [--stores N] [--seed S] [--seconds S] [--clients 1,16,64]
 //                     [--pg-bin DIR] [--no-pg] [--memory-events N]
 //                     [--only apply,ceiling,batch,clients,pg]
-//                     [--dir DIR] [--keep] [--write-behind]
+//                     [--dir DIR] [--keep] [--no-write-behind]
 //
 // Rows:
 //   ceiling      raw RocksDB (default options, WAL synced): WriteBatches of
@@ -151,9 +151,10 @@ struct Flags {
   bool malloc_default = false;
   // Ledgers without WAL sync: for CPU profiles only, the rows mean nothing.
   bool no_sync = false;
-  // storeledger's rows with LedgerOptions::write_behind (storage/FORMAT.md
-  // "Written behind the log"), to set beside a run without it.
-  bool write_behind = false;
+  // storeledger's rows with LedgerOptions::write_behind off (everything in
+  // the synced WriteBatch, as before 2026-12-07), to set beside a run with
+  // it (storage/FORMAT.md "Written behind the log").
+  bool no_write_behind = false;
   // Rows to run (ceiling needs apply): a subset of kPhases.
   std::vector<std::string> only = {"apply", "ceiling", "batch", "clients",
                                    "pg"};
@@ -167,7 +168,7 @@ struct Flags {
             << "usage: storeledger-bench [--stores N] [--seed S] [--seconds S]"
                " [--clients 1,16,64] [--pg-bin DIR] [--no-pg]"
                " [--memory-events N] [--only apply,ceiling,batch,clients,pg]"
-               " [--dir DIR] [--keep] [--write-behind]\n";
+               " [--dir DIR] [--keep] [--no-write-behind]\n";
   std::exit(2);
 }
 
@@ -218,8 +219,8 @@ Flags ParseFlags(int argc, char** argv) {
       flags.only = absl::StrSplit(value(), ',');
     } else if (arg == "--no-sync") {
       flags.no_sync = true;
-    } else if (arg == "--write-behind") {
-      flags.write_behind = true;
+    } else if (arg == "--no-write-behind") {
+      flags.no_write_behind = true;
     } else if (arg == "--malloc-default") {
       flags.malloc_default = true;
     } else if (arg == "--no-fork") {
@@ -325,9 +326,9 @@ double ProcFieldMb(const std::string& path, absl::string_view field) {
 // with the parent's resident pages).
 bool g_no_fork = false;
 bool g_no_sync = false;
-bool g_write_behind = false;
+bool g_write_behind = true;
 
-// --no-sync (profiling only: nothing is durable then), --write-behind.
+// --no-sync (profiling only: nothing is durable then), --no-write-behind.
 LedgerOptions BenchLedgerOptions() {
   LedgerOptions options;
   options.sync = !g_no_sync;
@@ -648,6 +649,9 @@ absl::StatusOr<uint64_t> RecordWriteBatches(const std::string& db,
   std::ofstream out(path, std::ios::binary);
   LedgerOptions options;
   options.sync = false;
+  // Every key storeledger writes, the derived ones included (the layout
+  // rows and their split by column family).
+  options.write_behind = false;
   options.write_batch_tap = [&out](absl::string_view batch) {
     PutString(out, std::string(batch));
   };
@@ -1853,7 +1857,7 @@ int Main(int argc, char** argv) {
   }
   g_no_fork = flags.no_fork;
   g_no_sync = flags.no_sync;
-  g_write_behind = flags.write_behind;
+  g_write_behind = !flags.no_write_behind;
   std::string dir = flags.dir;
   if (dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
