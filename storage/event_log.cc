@@ -799,19 +799,6 @@ struct EventLog::Impl {
   // ---- Reads of the families written behind (kStreams, kProjections):
   // the write-behind tables first, then RocksDB.
 
-  // What a kAppended read sees: every table not yet in RocksDB, every
-  // append.
-  storage_internal::DerivedView AppendedView() const {
-    storage_internal::DerivedView view;
-    view.max_write_seq = UINT64_MAX;
-    std::shared_lock<std::shared_mutex> lock(window_mu);
-    view.tables.push_back(active);
-    for (const storage_internal::FrozenTable& f : frozen) {
-      if (f.ingested_at == 0) view.tables.push_back(f.table);
-    }
-    return view;
-  }
-
   // The snapshot and tables of a durable read point, pinned together: a
   // table whose files RocksDB ingested before the snapshot is left out. The
   // snapshot is durable_view, or when everything written is durable a
@@ -859,8 +846,8 @@ struct EventLog::Impl {
           if (version != nullptr) return version->value;
         }
       } else {
-        // kAppended (the group commit's reads): AppendedView's tables,
-        // looked up in place rather than copied for one key.
+        // kAppended (the group commit's reads): every table not yet in
+        // RocksDB, every append, under the one lock.
         version = active->Find(family, key, UINT64_MAX);
         for (auto f = frozen.begin(); version == nullptr && f != frozen.end();
              ++f) {
@@ -887,12 +874,21 @@ struct EventLog::Impl {
         *GroupBatch::DerivedFamilyOf(index);
     auto window = std::make_shared<storage_internal::DerivedEntries>();
     if (window_used) {
-      const storage_internal::DerivedView current =
-          view != nullptr ? storage_internal::DerivedView() : AppendedView();
-      if (view == nullptr) view = &current;
+      // One lock for choosing the tables and reading them: a write-behind
+      // in between would split the active table, moving the versions of
+      // unsynced appends into a new one this read would not look at.
       std::shared_lock<std::shared_mutex> lock(window_mu);
-      for (const auto& table : view->tables) {
-        table->Collect(family, begin, end, view->max_write_seq, window.get());
+      if (view != nullptr) {
+        for (const auto& table : view->tables) {
+          table->Collect(family, begin, end, view->max_write_seq, window.get());
+        }
+      } else {
+        active->Collect(family, begin, end, UINT64_MAX, window.get());
+        for (const storage_internal::FrozenTable& f : frozen) {
+          if (f.ingested_at == 0) {
+            f.table->Collect(family, begin, end, UINT64_MAX, window.get());
+          }
+        }
       }
     }
     const rocksdb::Slice upper_slice(end.data(), end.size());
@@ -1122,6 +1118,14 @@ absl::Status EventLog::Impl::WriteBehind(uint64_t cut, const Head& marker) {
   }
   if (status.ok()) {
     std::lock_guard<std::mutex> write_lock(rocks_write_mu);
+    // Without synced appends (EventLogOptions::sync off) nothing has made
+    // the events up to `marker` durable yet, while an ingestion is durable
+    // at once: the WAL first, or a power loss could leave meta "derived"
+    // past the head. (With sync on they are: `marker` is the durable head.)
+    if (!options.sync) status = FromRocks(db->SyncWAL(), "write behind");
+  }
+  if (status.ok()) {
+    std::lock_guard<std::mutex> write_lock(rocks_write_mu);
     status = FromRocks(db->IngestExternalFiles(args), "write behind");
     if (status.ok()) {
       std::unique_lock<std::shared_mutex> lock(window_mu);
@@ -1177,7 +1181,10 @@ absl::Status EventLog::Impl::MaybeWriteBehind() {
     std::shared_lock<std::shared_mutex> lock(window_mu);
     bytes = active->bytes();
   }
-  if (marker.position - derived.position < events_max && bytes < bytes_max) {
+  // Nothing durable past meta "derived": a write-behind would move nothing
+  // (the bytes may all be versions of appends awaiting their sync).
+  if (marker.position == derived.position ||
+      (marker.position - derived.position < events_max && bytes < bytes_max)) {
     PruneFrozen();
     return absl::OkStatus();
   }
