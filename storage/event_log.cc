@@ -1091,11 +1091,7 @@ absl::Status EventLog::Impl::WriteBehind(uint64_t cut, const Head& marker) {
   for (CfIndex index : {kStreams, kProjections}) {
     const storage_internal::DerivedFamily family =
         *GroupBatch::DerivedFamilyOf(index);
-    bool any = false;
-    table->ForEachNewest(
-        family, [&](const std::string&,
-                    const storage_internal::DerivedVersion&) { any = true; });
-    if (!any || !status.ok()) continue;
+    if (table->empty(family) || !status.ok()) continue;
     status = write_file(
         index, LedgerColumnFamilies()[index],
         [&](rocksdb::SstFileWriter& writer) -> absl::Status {

@@ -91,6 +91,7 @@ class DerivedTable {
   }
 
   bool empty() const;
+  bool empty(DerivedFamily family) const { return maps_[family].empty(); }
   // Keys and values of every version kept (the write-behind's memory).
   size_t bytes() const { return bytes_; }
 

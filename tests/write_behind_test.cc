@@ -409,6 +409,56 @@ TEST(WriteBehindTest, AMarkerOffTheChainIsDataLoss) {
   EXPECT_THAT(reopened.status().message(), HasSubstr("up to position 2"));
 }
 
+// The same 12 appends of 2 events, in a log writing everything inline and
+// in one writing behind on `fs` (`options` with its env): the power-loss
+// tests' starting point.
+struct TwinLogs {
+  std::unique_ptr<EventLog> inline_log;
+  std::unique_ptr<EventLog> behind;
+};
+TwinLogs AppendTwins(const TempDir& dir, const EventLogOptions& options,
+                     uint64_t seed) {
+  TwinLogs logs;
+  std::mt19937_64 rng(seed);
+  logs.inline_log = Open(dir.Sub("inline"), EventLogOptions());
+  logs.behind = Open(dir.Sub("behind"), options);
+  if (logs.inline_log == nullptr || logs.behind == nullptr) return logs;
+  int next_id = 0;
+  std::map<std::string, uint64_t> versions;
+  for (int round = 0; round < 12; ++round) {
+    AppendRequest request = RandomRequest(rng, 2, &next_id, &versions);
+    EXPECT_TRUE(logs.inline_log->Append(request).ok());
+    EXPECT_TRUE(logs.behind->Append(request).ok());
+  }
+  return logs;
+}
+
+// The bytes bound alone (kWriteBehindBytesMax, shrunk here) writes the
+// window behind, however few events it holds.
+TEST(WriteBehindTest, TheBytesBoundWritesBehindToo) {
+  TempDir dir;
+  EventLogOptions small = WriteBehind(1'000'000);
+  small.write_behind_bytes_max = 2048;
+  std::unique_ptr<EventLog> bounded = Open(dir.Sub("bounded"), small);
+  std::unique_ptr<EventLog> unbounded =
+      Open(dir.Sub("unbounded"), WriteBehind(1'000'000));
+  ASSERT_NE(bounded, nullptr);
+  ASSERT_NE(unbounded, nullptr);
+  for (int i = 0; i < 4; ++i) {
+    AppendRequest request;
+    request.events.push_back(Event("s", absl::StrCat("ev-", i)));
+    request.projection_puts.emplace_back(absl::StrCat("big/", i),
+                                         std::string(1000, 'x'));
+    ASSERT_TRUE(bounded->Append(request).ok());
+    ASSERT_TRUE(unbounded->Append(std::move(request)).ok());
+  }
+  // 1,000-byte values pass 2,048 bytes within three appends; the default
+  // bound (64 MiB) holds them all in memory.
+  EXPECT_GE(bounded->derived_position(), 2u);
+  EXPECT_EQ(unbounded->derived_position(), 0u);
+  EXPECT_EQ(Derived(*bounded), Derived(*unbounded));
+}
+
 // A power loss at every step of a write-behind (writing the files, the
 // ingestion, its MANIFEST record): the open after it folds the log from
 // whatever meta "derived" survived, and answers as before.
@@ -420,20 +470,10 @@ TEST(WriteBehindTest, APowerLossDuringTheWriteBehindLosesNothing) {
        crash_after += 2) {
     TempDir dir;
     testing::FaultFileSystem fs;
-    std::mt19937_64 rng(seed);
-    std::unique_ptr<EventLog> inline_log =
-        Open(dir.Sub("inline"), EventLogOptions());
     EventLogOptions options = WriteBehind(1'000'000);
     options.env = fs.env();
-    std::unique_ptr<EventLog> behind = Open(dir.Sub("behind"), options);
+    auto [inline_log, behind] = AppendTwins(dir, options, seed);
     ASSERT_NE(behind, nullptr);
-    int next_id = 0;
-    std::map<std::string, uint64_t> versions;
-    for (int round = 0; round < 12; ++round) {
-      AppendRequest request = RandomRequest(rng, 2, &next_id, &versions);
-      ASSERT_TRUE(inline_log->Append(request).ok());
-      ASSERT_TRUE(behind->Append(request).ok());
-    }
     fs.CrashAfterOps(crash_after);
     const absl::Status written = behind->WriteBehindNow();
     behind.reset();
@@ -463,21 +503,11 @@ TEST(WriteBehindTest, APowerLossDuringTheReplayOnOpenLosesNothing) {
        crash_after += 2) {
     TempDir dir;
     testing::FaultFileSystem fs;
-    std::mt19937_64 rng(seed);
-    std::unique_ptr<EventLog> inline_log =
-        Open(dir.Sub("inline"), EventLogOptions());
     EventLogOptions options = WriteBehind(1'000'000);
     options.env = fs.env();
     options.write_behind_at_close = false;  // closed as a SIGKILL leaves it
-    std::unique_ptr<EventLog> behind = Open(dir.Sub("behind"), options);
+    auto [inline_log, behind] = AppendTwins(dir, options, seed);
     ASSERT_NE(behind, nullptr);
-    int next_id = 0;
-    std::map<std::string, uint64_t> versions;
-    for (int round = 0; round < 12; ++round) {
-      AppendRequest request = RandomRequest(rng, 2, &next_id, &versions);
-      ASSERT_TRUE(inline_log->Append(request).ok());
-      ASSERT_TRUE(behind->Append(request).ok());
-    }
     behind.reset();
     // The open folds 24 events and writes them behind (distance 5).
     EventLogOptions short_distance = options;
