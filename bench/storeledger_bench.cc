@@ -1031,20 +1031,34 @@ Row Apply(const std::string& db, const std::string& jsonl, uint64_t commands) {
   return row;
 }
 
-// How the group commit spent its time (Ledger::stats()).
-std::string StatsNote(const GroupCommitStats& stats) {
+// How the group commit spent its time (Ledger::stats()), and how long the
+// appends waited for the write-behinds (EventLog::write_behind_stats()).
+std::string StatsNote(const Ledger& ledger) {
+  const GroupCommitStats stats = ledger.stats();
   if (stats.groups == 0) return "no groups";
-  return absl::StrFormat(
-      "%d groups of %.1f commands (%d written by their leader, %d apart "
-      "syncs of %.0f us); per group: decide %.0f us, wait for the previous "
-      "%.0f us, write %.0f us",
-      stats.groups, static_cast<double>(stats.commands) / stats.groups,
-      stats.written_by_leader, stats.syncs,
-      stats.syncs > 0 ? absl::ToDoubleMicroseconds(stats.syncing) / stats.syncs
-                      : 0.0,
-      absl::ToDoubleMicroseconds(stats.deciding) / stats.groups,
-      absl::ToDoubleMicroseconds(stats.waiting) / stats.groups,
-      absl::ToDoubleMicroseconds(stats.writing) / stats.groups);
+  const EventLog::WriteBehindStats behind = ledger.log().write_behind_stats();
+  std::string write_behinds = "no write-behind";
+  if (behind.count > 0) {
+    write_behinds = absl::StrFormat(
+        "%d write-behinds of %.0f events, %.1f ms each, longest %.1f ms",
+        behind.count, static_cast<double>(behind.events) / behind.count,
+        absl::ToDoubleMilliseconds(behind.total) / behind.count,
+        absl::ToDoubleMilliseconds(behind.longest));
+  }
+  return write_behinds + "; " +
+         absl::StrFormat(
+             "%d groups of %.1f commands (%d written by their leader, %d apart "
+             "syncs of %.0f us); per group: decide %.0f us, wait for the "
+             "previous "
+             "%.0f us, write %.0f us",
+             stats.groups, static_cast<double>(stats.commands) / stats.groups,
+             stats.written_by_leader, stats.syncs,
+             stats.syncs > 0
+                 ? absl::ToDoubleMicroseconds(stats.syncing) / stats.syncs
+                 : 0.0,
+             absl::ToDoubleMicroseconds(stats.deciding) / stats.groups,
+             absl::ToDoubleMicroseconds(stats.waiting) / stats.groups,
+             absl::ToDoubleMicroseconds(stats.writing) / stats.groups);
 }
 
 Row Batch(const std::string& db, const Stream& stream) {
@@ -1073,7 +1087,7 @@ Row Batch(const std::string& db, const Stream& stream) {
   row.cpu_s = CpuSeconds() - cpu_start;
   row.events = (*ledger)->log().head().position;
   row.commands = stream.size();
-  row.note += "; " + StatsNote((*ledger)->stats());
+  row.note += "; " + StatsNote(**ledger);
   return row;
 }
 
@@ -1170,7 +1184,7 @@ Row Clients(const std::string& db, const Stream& stream, int clients,
   }
   all.Fill(&row);
   row.events = ledger.log().head().position;
-  row.note += "; " + StatsNote(ledger.stats());
+  row.note += "; " + StatsNote(ledger);
   return row;
 }
 

@@ -38,7 +38,6 @@
 #include "base/check.h"
 #include "core/streams.h"
 #include "ledger/command_shape.h"
-#include "replay/projection_keys.h"
 #include "replay/projection_store.h"
 
 namespace storeledger {
@@ -120,29 +119,6 @@ v1::CommandResult Repeated(const v1::Command& command,
                    v1::OutcomeStatus_Name(first.status()),
                    "); a retry must resend the identical command"));
   return result;
-}
-
-// ProjectionPuts writes a record's index entry (the "k/", "O/" and "W/" keys
-// of replay/projection_keys.h, empty values) with every change of the
-// record. Records are never deleted, so the entry of a record that existed
-// before the group exists: rewriting it changes nothing and costs a memtable
-// insert per touched store or order. True for such an entry.
-bool IndexEntryExists(const StateReader& before, absl::string_view key) {
-  auto exists = [](const auto& found) {
-    return found.ok() && *found != nullptr;
-  };
-  const std::optional<ParsedProjectionKey> parsed = ParseProjectionKey(key);
-  if (!parsed.has_value()) return false;
-  switch (parsed->type) {
-    case ParsedProjectionKey::Type::kKind:
-      return exists(before.Store(parsed->store_id));
-    case ParsedProjectionKey::Type::kStoreOrder:
-      return exists(before.Order(parsed->id));
-    case ParsedProjectionKey::Type::kStoreWithdrawal:
-      return exists(before.Withdrawal(parsed->id));
-    default:
-      return false;
-  }
 }
 
 absl::Status NotExecuted() {
@@ -791,8 +767,9 @@ void GroupCommit::DecideGroup(Group* group, const Group* previous) {
   // The group's record changes, each written once however many of its
   // commands touched it, ride with the last request: the group lands whole
   // or not at all.
-  for (auto& put : ProjectionPuts(state)) {
-    if (IndexEntryExists(group->before, put.first)) continue;
+  // Records are never deleted: the index entries of the records that
+  // existed before the group are there already.
+  for (auto& put : ProjectionPuts(state, &group->before)) {
     group->requests.back().projection_puts.push_back(std::move(put));
   }
 }

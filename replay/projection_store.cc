@@ -158,10 +158,10 @@ absl::StatusOr<RecordRef<StreamHead>> ProjectionReader::Head(
 }
 
 void AppendProjectionPuts(absl::string_view store_id, const StoreRecord& store,
-                          ProjectionPutList* puts) {
+                          ProjectionPutList* puts, bool with_index) {
   puts->emplace_back(StoreKey(store_id), SerializeDeterministic(store));
   // Idempotent index write: a store's kind never changes.
-  puts->emplace_back(StoreKindKey(store.kind(), store_id), "");
+  if (with_index) puts->emplace_back(StoreKindKey(store.kind(), store_id), "");
 }
 
 void AppendProjectionPuts(absl::string_view store_id,
@@ -173,18 +173,22 @@ void AppendProjectionPuts(absl::string_view store_id,
 }
 
 void AppendProjectionPuts(absl::string_view order_id, const OrderRecord& order,
-                          ProjectionPutList* puts) {
+                          ProjectionPutList* puts, bool with_index) {
   puts->emplace_back(OrderKey(order_id), SerializeDeterministic(order));
-  puts->emplace_back(StoreOrderKey(order.store_id(), order_id), "");
+  if (with_index) {
+    puts->emplace_back(StoreOrderKey(order.store_id(), order_id), "");
+  }
 }
 
 void AppendProjectionPuts(absl::string_view withdrawal_id,
                           const WithdrawalRecord& withdrawal,
-                          ProjectionPutList* puts) {
+                          ProjectionPutList* puts, bool with_index) {
   puts->emplace_back(WithdrawalKey(withdrawal_id),
                      SerializeDeterministic(withdrawal));
-  puts->emplace_back(StoreWithdrawalKey(withdrawal.store_id(), withdrawal_id),
-                     "");
+  if (with_index) {
+    puts->emplace_back(StoreWithdrawalKey(withdrawal.store_id(), withdrawal_id),
+                       "");
+  }
 }
 
 void AppendProjectionPuts(absl::string_view merchant_id,
@@ -194,19 +198,34 @@ void AppendProjectionPuts(absl::string_view merchant_id,
                      SerializeDeterministic(merchant));
 }
 
-ProjectionPutList ProjectionPuts(const StateOverlay& overlay) {
+ProjectionPutList ProjectionPuts(const StateOverlay& overlay,
+                                 const StateReader* existing) {
+  // Whether a record's index entry is to be written: not when `existing`
+  // has the record (after a failed lookup it is written again, which
+  // changes nothing).
+  auto with_index = [existing](const auto& lookup) {
+    if (existing == nullptr) return true;
+    const auto found = lookup(*existing);
+    return !found.ok() || *found == nullptr;
+  };
   ProjectionPutList puts;
   for (const auto& [id, store] : overlay.stores()) {
-    AppendProjectionPuts(id, *store, &puts);
+    AppendProjectionPuts(id, *store, &puts, with_index([&](const auto& r) {
+                           return r.Store(id);
+                         }));
   }
   for (const auto& [key, product] : overlay.products()) {
     AppendProjectionPuts(key.first, key.second, *product, &puts);
   }
   for (const auto& [id, order] : overlay.orders()) {
-    AppendProjectionPuts(id, *order, &puts);
+    AppendProjectionPuts(id, *order, &puts, with_index([&](const auto& r) {
+                           return r.Order(id);
+                         }));
   }
   for (const auto& [id, withdrawal] : overlay.withdrawals()) {
-    AppendProjectionPuts(id, *withdrawal, &puts);
+    AppendProjectionPuts(id, *withdrawal, &puts, with_index([&](const auto& r) {
+                           return r.Withdrawal(id);
+                         }));
   }
   for (const auto& [id, merchant] : overlay.merchants()) {
     AppendProjectionPuts(id, *merchant, &puts);
@@ -215,12 +234,14 @@ ProjectionPutList ProjectionPuts(const StateOverlay& overlay) {
 }
 
 absl::Status DeriveProjections(const EventLog& log, uint64_t after_position,
+                               const std::function<void(const Envelope&)>& each,
                                ProjectionPutList* puts) {
   ProjectionReader base(&log, EventLog::ReadView::kAppended);
   StateOverlay folded(&base);
   absl::Status evolved;
   RETURN_IF_ERROR(log.Scan(after_position, [&](const Envelope& envelope,
                                                absl::string_view) {
+    each(envelope);
     evolved = EvolveEnvelope(envelope, &folded);
     if (!evolved.ok()) {
       evolved = absl::Status(

@@ -8,6 +8,7 @@
 #ifndef STORELEDGER_REPLAY_PROJECTION_STORE_H_
 #define STORELEDGER_REPLAY_PROJECTION_STORE_H_
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,24 +68,29 @@ class ProjectionReader : public StateReader {
 };
 
 // The projection writes for every record changed in `overlay` (stream heads
-// excluded: the log keeps those).
+// excluded: the log keeps those). A record's index entry (the "k/", "O/"
+// and "W/" keys of replay/projection_keys.h, empty values) never changes
+// once written, since records are never deleted: with `existing`, the
+// entries of the records it already has are left out.
 using ProjectionPutList = std::vector<std::pair<std::string, std::string>>;
-ProjectionPutList ProjectionPuts(const StateOverlay& overlay);
+ProjectionPutList ProjectionPuts(const StateOverlay& overlay,
+                                 const StateReader* existing = nullptr);
 
 // The writes ProjectionPuts makes for one record, stored under its id(s),
 // appended to *puts: for a caller that holds its records outside an overlay
-// (replay/rebuild.cc), with the same bytes.
+// (replay/rebuild.cc), with the same bytes. `with_index`: the record's index
+// entry too.
 void AppendProjectionPuts(absl::string_view store_id, const StoreRecord& store,
-                          ProjectionPutList* puts);
+                          ProjectionPutList* puts, bool with_index = true);
 void AppendProjectionPuts(absl::string_view store_id,
                           absl::string_view product_id,
                           const ProductRecord& product,
                           ProjectionPutList* puts);
 void AppendProjectionPuts(absl::string_view order_id, const OrderRecord& order,
-                          ProjectionPutList* puts);
+                          ProjectionPutList* puts, bool with_index = true);
 void AppendProjectionPuts(absl::string_view withdrawal_id,
                           const WithdrawalRecord& withdrawal,
-                          ProjectionPutList* puts);
+                          ProjectionPutList* puts, bool with_index = true);
 void AppendProjectionPuts(absl::string_view merchant_id,
                           const MerchantRecord& merchant,
                           ProjectionPutList* puts);
@@ -92,9 +98,11 @@ void AppendProjectionPuts(absl::string_view merchant_id,
 // EventLogOptions::derive_projections: the projection writes of the events
 // after `after_position`, each folded (EvolveEnvelope) onto the projections
 // as `log` holds them at `after_position` -- what an open adds back to the
-// write-behind window a crash lost. Store snapshots (replay/snapshots.h)
-// are a cache and are not redone.
+// write-behind window a crash lost; `each` sees every envelope folded, in
+// order. Store snapshots (replay/snapshots.h) are a cache and are not
+// redone.
 absl::Status DeriveProjections(const EventLog& log, uint64_t after_position,
+                               const std::function<void(const Envelope&)>& each,
                                ProjectionPutList* puts);
 
 }  // namespace storeledger

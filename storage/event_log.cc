@@ -631,6 +631,8 @@ struct EventLog::Impl {
   bool derived_marked = false;
   // Names the SST files of one write-behind apart.
   uint64_t write_behind_files = 0;
+  // Under append_mu once open, as `derived`.
+  EventLog::WriteBehindStats write_behind_stats;
   // The reads look in the window: write_behind on, or a read-only open
   // that folded a window at open. Set at open.
   bool window_used = false;
@@ -1048,6 +1050,7 @@ Head DecodeHead(absl::string_view bytes) {
 }  // namespace
 
 absl::Status EventLog::Impl::WriteBehind(uint64_t cut, const Head& marker) {
+  const absl::Time started = absl::Now();
   std::shared_ptr<const storage_internal::DerivedTable> table;
   {
     std::unique_lock<std::shared_mutex> lock(window_mu);
@@ -1136,6 +1139,11 @@ absl::Status EventLog::Impl::WriteBehind(uint64_t cut, const Head& marker) {
     if (!failed.has_value()) failed = status;
     return status;
   }
+  const absl::Duration took = absl::Now() - started;
+  ++write_behind_stats.count;
+  write_behind_stats.events += marker.position - derived.position;
+  write_behind_stats.total += took;
+  write_behind_stats.longest = std::max(write_behind_stats.longest, took);
   derived = marker;
   derived_marked = true;
   PruneFrozen();
@@ -1232,21 +1240,35 @@ absl::Status EventLog::Impl::RecoverWindow(const EventLog& log) {
         " (the rest was in memory when it stopped); open it through the "
         "ledger, which folds the log from there"));
   }
-  std::vector<std::pair<std::string, std::string>> puts;
-  RETURN_IF_ERROR(options.derive_projections(log, derived.position, &puts));
-  // Then the stream index and heads, from the envelopes alone.
+  // The stream index and heads come from the envelopes alone, gathered
+  // during the same scan.
   std::map<std::string, StreamHead, std::less<>> heads;
   std::vector<std::pair<std::string, std::string>> index;
-  RETURN_IF_ERROR(log.Scan(
-      derived.position, [&](const Envelope& envelope, absl::string_view) {
+  uint64_t next_position = derived.position + 1;
+  std::vector<std::pair<std::string, std::string>> puts;
+  RETURN_IF_ERROR(options.derive_projections(
+      log, derived.position,
+      [&](const Envelope& envelope) {
+        SL_CHECK(envelope.position() == next_position,
+                 "the open's fold gave position " << envelope.position()
+                                                  << " where " << next_position
+                                                  << " was next");
+        ++next_position;
         index.emplace_back(
             StreamIndexKey(envelope.stream_id(), envelope.stream_version()),
             PositionKey(envelope.position()));
         StreamHead& stream_head = heads[envelope.stream_id()];
         stream_head.set_version(envelope.stream_version());
         *stream_head.mutable_last_occurred_at() = envelope.occurred_at();
-        return true;
-      }));
+      },
+      &puts));
+  // The fold must have passed over every event up to the head it was
+  // opened at: a fold that stopped short would leave streams unindexed.
+  if (next_position != head_now.position + 1) {
+    return absl::InternalError(
+        absl::StrCat("database ", dir, ": the open's fold reached position ",
+                     next_position - 1, " of ", head_now.position));
+  }
   window_used = true;
   std::unique_lock<std::shared_mutex> lock(window_mu);
   for (auto& [key, value] : puts) {
@@ -1354,6 +1376,11 @@ uint64_t EventLog::derived_position() const {
   std::lock_guard<std::mutex> append_lock(impl_->append_mu);
   return impl_->derived_marked ? impl_->derived.position
                                : impl_->GetHead().position;
+}
+
+EventLog::WriteBehindStats EventLog::write_behind_stats() const {
+  std::lock_guard<std::mutex> append_lock(impl_->append_mu);
+  return impl_->write_behind_stats;
 }
 
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(

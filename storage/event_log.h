@@ -97,10 +97,13 @@ inline constexpr size_t kWriteBehindBytesMax = 64 << 20;
 // head, folded from the log onto the projections as they stand at
 // `after_position` (read through `log` with EventLog::ReadView::kAppended):
 // what an open adds to the write-behind window when it was lost in a crash.
+// It calls `each` with every envelope it folds, in log order, so that the
+// open derives the stream index and heads from the same scan of the log.
 // The ledger's fold (ledger/ledger.h DeriveProjections); storage/ knows no
 // rules.
 using DeriveProjectionsFn = std::function<absl::Status(
     const EventLog& log, uint64_t after_position,
+    const std::function<void(const Envelope&)>& each,
     std::vector<std::pair<std::string, std::string>>* puts)>;
 
 struct EventLogOptions {
@@ -439,6 +442,16 @@ class EventLog {
   // The position up to which the derived column families in RocksDB are
   // written (meta "derived"; the head when nothing waits in memory).
   uint64_t derived_position() const;
+  // The write-behinds since the open. Each runs on the appending thread
+  // with the append lock held: `longest` is the longest an append waited
+  // for one.
+  struct WriteBehindStats {
+    uint64_t count = 0;
+    uint64_t events = 0;  // the positions they moved meta "derived" by
+    absl::Duration total;
+    absl::Duration longest;
+  };
+  WriteBehindStats write_behind_stats() const;
 
   // For the readers of the derived column families themselves (the audit):
   // a durable read point at which "streams" and "projections" in RocksDB

@@ -62,8 +62,10 @@ void AddProjectionWrites(const Envelope& envelope, AppendRequest* request) {
 
 // DeriveProjectionsFn for the writes above.
 absl::Status Fold(const EventLog& log, uint64_t after,
+                  const std::function<void(const Envelope&)>& each,
                   std::vector<std::pair<std::string, std::string>>* puts) {
   return log.Scan(after, [&](const Envelope& envelope, absl::string_view) {
+    each(envelope);
     AppendRequest request;
     AddProjectionWrites(envelope, &request);
     for (auto& put : request.projection_puts) puts->push_back(put);
@@ -238,6 +240,7 @@ TEST(WriteBehindTest, AnOpenAfterACrashFoldsWhatWasInMemory) {
   const uint64_t derived = behind->derived_position();
   ASSERT_LT(derived, behind->head().position) << "nothing was left in memory";
   ASSERT_GT(derived, 0u) << "nothing went to RocksDB";
+  const uint64_t behind_head = behind->head().position;
   behind.reset();
 
   // Without the fold the open says what is missing, and refuses.
@@ -248,6 +251,29 @@ TEST(WriteBehindTest, AnOpenAfterACrashFoldsWhatWasInMemory) {
   ASSERT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
   EXPECT_THAT(refused.status().message(),
               HasSubstr(absl::StrCat("written up to position ", derived)));
+
+  // A fold that does not hand every envelope back would leave streams
+  // unindexed: the open refuses it, naming how far it got.
+  EventLogOptions short_fold = options;
+  short_fold.derive_projections =
+      [](const EventLog& log, uint64_t after,
+         const std::function<void(const Envelope&)>& each,
+         std::vector<std::pair<std::string, std::string>>* puts) {
+        const uint64_t last = log.appended_head().position;
+        return Fold(
+            log, after,
+            [&](const Envelope& envelope) {
+              if (envelope.position() < last) each(envelope);
+            },
+            puts);
+      };
+  absl::StatusOr<std::unique_ptr<EventLog>> stopped_short =
+      EventLog::Open(dir.Sub("behind"), short_fold);
+  ASSERT_TRUE(absl::IsInternal(stopped_short.status()))
+      << stopped_short.status();
+  EXPECT_THAT(stopped_short.status().message(),
+              HasSubstr(absl::StrCat("fold reached position ", behind_head - 1,
+                                     " of ", behind_head)));
 
   // A read-only open folds it into memory; one for writing too, and a
   // retry of the last append's expected versions is checked against it.
@@ -457,6 +483,13 @@ TEST(WriteBehindTest, TheBytesBoundWritesBehindToo) {
   EXPECT_GE(bounded->derived_position(), 2u);
   EXPECT_EQ(unbounded->derived_position(), 0u);
   EXPECT_EQ(Derived(*bounded), Derived(*unbounded));
+  // The stats count what moved meta "derived", and only that.
+  const EventLog::WriteBehindStats stats = bounded->write_behind_stats();
+  EXPECT_GE(stats.count, 1u);
+  EXPECT_EQ(stats.events, bounded->derived_position());
+  EXPECT_GT(stats.longest, absl::ZeroDuration());
+  EXPECT_LE(stats.longest, stats.total);
+  EXPECT_EQ(unbounded->write_behind_stats().count, 0u);
 }
 
 // A power loss at every step of a write-behind (writing the files, the
