@@ -27,6 +27,7 @@
 #include "json/json.h"
 #include "ledger/ledger.h"
 #include "replay/audit.h"
+#include "replay/projection_store.h"
 #include "replication/jetstream.h"
 #include "replication/log_batch.h"
 #include "replication/replica.h"
@@ -745,15 +746,22 @@ class ReplicaProcessTest : public ::testing::Test {
     }
     return all;
   }
+  // A daemon's database, read-only. A deposed daemon re-executes itself
+  // without writing its window behind (as a crash would), so the open folds
+  // what the window held.
+  static absl::StatusOr<std::unique_ptr<EventLog>> OpenStopped(
+      const Daemon& daemon) {
+    EventLogOptions options;
+    options.read_only = true;
+    options.derive_projections = DeriveProjections;
+    return EventLog::Open(daemon.db(), options);
+  }
   // Stops every daemon and reads each one's log.
   std::vector<std::vector<std::string>> StopAndReadLogs() {
     std::vector<std::vector<std::string>> logs;
     for (auto& daemon : daemons_) daemon->Stop();
     for (auto& daemon : daemons_) {
-      EventLogOptions options;
-      options.read_only = true;
-      absl::StatusOr<std::unique_ptr<EventLog>> log =
-          EventLog::Open(daemon->db(), options);
+      absl::StatusOr<std::unique_ptr<EventLog>> log = OpenStopped(*daemon);
       EXPECT_TRUE(log.ok()) << log.status();
       logs.push_back(log.ok() ? StoredLog(**log) : std::vector<std::string>());
       if (log.ok()) ExpectAuditPasses(**log, daemon->address());
@@ -762,10 +770,7 @@ class ReplicaProcessTest : public ::testing::Test {
   }
   void ExpectOutcomes(const std::map<std::string, uint64_t>& acknowledged) {
     for (auto& daemon : daemons_) {
-      EventLogOptions options;
-      options.read_only = true;
-      absl::StatusOr<std::unique_ptr<EventLog>> log =
-          EventLog::Open(daemon->db(), options);
+      absl::StatusOr<std::unique_ptr<EventLog>> log = OpenStopped(*daemon);
       ASSERT_TRUE(log.ok()) << log.status();
       for (const auto& [id, position] : acknowledged) {
         absl::StatusOr<std::optional<StoredOutcome>> outcome =
