@@ -95,6 +95,17 @@ Figures Summarize(absl::Time start,
   return figures;
 }
 
+// The Ledger::ExecuteBatch calls the server made for the row above.
+void PrintBatches(const BatchStats& stats) {
+  std::printf(
+      "#   %llu ExecuteBatch calls, %.1f commands each on average, "
+      "largest %llu\n",
+      static_cast<unsigned long long>(stats.batches),
+      stats.batches == 0 ? 0.0
+                         : static_cast<double>(stats.commands) / stats.batches,
+      static_cast<unsigned long long>(stats.largest_batch_commands));
+}
+
 // Runs `clients` threads, each calling execute(client, command) in a loop
 // for `duration`; returns throughput and latency.
 template <typename ExecuteFn>
@@ -280,16 +291,7 @@ int Main(const std::vector<std::string>& args) {
       if (streaming) {
         Print("grpc-stream", clients,
               RunStreams(clients, duration, window, stubs));
-        const StreamBatchStats stats =
-            (*server)->service().stream_batch_stats();
-        std::printf(
-            "#   %llu ExecuteBatch calls, %.1f commands each on "
-            "average, largest %llu\n",
-            static_cast<unsigned long long>(stats.batches),
-            stats.batches == 0
-                ? 0.0
-                : static_cast<double>(stats.commands) / stats.batches,
-            static_cast<unsigned long long>(stats.largest_batch_commands));
+        PrintBatches((*server)->service().stream_batch_stats());
       } else {
         Print("grpc", clients,
               Run(clients, duration, [&](int c, const v1::Command& command) {
@@ -301,6 +303,7 @@ int Main(const std::vector<std::string>& args) {
                     stubs[c]->Execute(&context, command, &result);
                 return status.ok() && result.status() == v1::ACCEPTED;
               }));
+        PrintBatches((*server)->service().unary_batch_stats());
       }
       (*server)->Shutdown();
     }

@@ -197,6 +197,23 @@ grpc::Status ToGrpc(const absl::Status& status) {
                       std::string(status.message()));
 }
 
+void BatchCounter::Count(uint64_t commands) {
+  batches_.fetch_add(1);
+  commands_.fetch_add(commands);
+  uint64_t largest = largest_.load();
+  while (commands > largest &&
+         !largest_.compare_exchange_weak(largest, commands)) {
+  }
+}
+
+BatchStats BatchCounter::stats() const {
+  BatchStats stats;
+  stats.batches = batches_.load();
+  stats.commands = commands_.load();
+  stats.largest_batch_commands = largest_.load();
+  return stats;
+}
+
 LedgerService::LedgerService(ServiceOptions options)
     : options_(std::move(options)) {
   {
@@ -240,14 +257,6 @@ void LedgerService::BeginShutdown() {
   route_cv_.notify_all();
   absl::MutexLock lock(&mu_);
   appended_.SignalAll();
-}
-
-StreamBatchStats LedgerService::stream_batch_stats() const {
-  StreamBatchStats stats;
-  stats.batches = stream_batches_.load();
-  stats.commands = stream_batch_commands_.load();
-  stats.largest_batch_commands = stream_largest_batch_commands_.load();
-  return stats;
 }
 
 MetricsGauges LedgerService::Gauges() const {
@@ -394,6 +403,7 @@ void LedgerService::ExecuteLoop() {
 void LedgerService::ExecuteQueued(std::vector<QueuedExecute> calls) {
   if (RefusedWhenStopping(calls)) return;
   std::vector<v1::Command> commands = CommandsOf(calls);
+  unary_batches_.Count(commands.size());
   const absl::Time started = absl::Now();
   std::vector<absl::StatusOr<v1::CommandResult>> results =
       options_.ledger->ExecuteBatch(std::move(commands));
@@ -636,7 +646,7 @@ class LedgerService::StreamExecution final
           StartRead(&incoming_);
         }
       }
-      service_->CountStreamBatch(batch.size());
+      service_->stream_batches_.Count(batch.size());
       const absl::Time started = absl::Now();
       std::vector<absl::StatusOr<v1::CommandResult>> results =
           service_->ExecuteRouted(router_, authorization_, std::move(batch));
@@ -698,16 +708,6 @@ void LedgerService::CountResults(
     } else if (!absl::IsCancelled(result.status())) {
       metrics->CountCommandError();
     }
-  }
-}
-
-void LedgerService::CountStreamBatch(uint64_t commands) {
-  stream_batches_.fetch_add(1);
-  stream_batch_commands_.fetch_add(commands);
-  uint64_t largest = stream_largest_batch_commands_.load();
-  while (commands > largest &&
-         !stream_largest_batch_commands_.compare_exchange_weak(largest,
-                                                               commands)) {
   }
 }
 

@@ -55,9 +55,14 @@ inline constexpr size_t kStreamBatchCommandsMax = 256;
 // of these threads takes every command queued so far (up to
 // kStreamBatchCommandsMax) into one Ledger::ExecuteBatch: one thread per
 // concurrent call would cost a thread wake-up and a group of one or two
-// commands each, and the group commit pipelines a few batches at a time
-// (one deciding, one writing, one syncing, one answering).
-inline constexpr size_t kExecuteThreads = 4;
+// commands each. One: the calls that arrive while its batch is written
+// and synced make the next batch, and on 2 cores that beat 4 threads'
+// smaller batches by 1.3-1.4x at 16 clients (docs/performance.md "The
+// unary gRPC row"; 4 threads made batches of 2.1-2.7 commands, 1 of 4-4.5).
+// The cost: a batch whose node stopped leading mid-batch sends its calls on
+// from this thread, and the next batch waits for that (at most
+// kRoutedCallTimeout); the calls after it are routed by kRouteThreads.
+inline constexpr size_t kExecuteThreads = 1;
 // A partitioned node sends the unary commands of other partitions on from
 // these threads, not from the gRPC threads that receive every call: the
 // commands queued for one partition go together (one routed batch), and
@@ -77,12 +82,25 @@ inline constexpr absl::Duration kMinPositionPollInterval =
 // Trailing metadata naming where a cut-off subscriber should resume.
 inline constexpr char kResumePositionMetadata[] = "storeledger-resume-position";
 
-// What ExecuteStream did since the service started (for tests and
-// benchmarks): Ledger::ExecuteBatch calls and the commands they executed.
-struct StreamBatchStats {
+// The Ledger::ExecuteBatch calls that ExecuteStream, or the unary Execute
+// calls, made since the service started (for tests and benchmarks), and the
+// commands they executed.
+struct BatchStats {
   uint64_t batches = 0;
   uint64_t commands = 0;
   uint64_t largest_batch_commands = 0;
+};
+
+// Counts batches into BatchStats; thread-safe.
+class BatchCounter {
+ public:
+  void Count(uint64_t commands);
+  BatchStats stats() const;
+
+ private:
+  std::atomic<uint64_t> batches_{0};
+  std::atomic<uint64_t> commands_{0};
+  std::atomic<uint64_t> largest_{0};
 };
 
 struct ServiceOptions {
@@ -135,7 +153,8 @@ class LedgerService final
   // resume position.
   void BeginShutdown();
 
-  StreamBatchStats stream_batch_stats() const;
+  BatchStats stream_batch_stats() const { return stream_batches_.stats(); }
+  BatchStats unary_batch_stats() const { return unary_batches_.stats(); }
   // The head, the live subscribers and the slowest one's lag (metrics).
   MetricsGauges Gauges() const;
   // Subscribers cut off because their client took nothing for
@@ -307,7 +326,6 @@ class LedgerService final
                                        const std::string& authorization,
                                        std::vector<v1::Command> commands);
   void NotifyAppended();
-  void CountStreamBatch(uint64_t commands);
   // Metrics for one ExecuteBatch's results, which took `took` in all.
   void CountResults(
       const std::vector<absl::StatusOr<v1::CommandResult>>& results,
@@ -318,9 +336,8 @@ class LedgerService final
   std::atomic<size_t> subscribers_{0};
   std::atomic<uint64_t> stalled_subscribers_cut_off_{0};
 
-  std::atomic<uint64_t> stream_batches_{0};
-  std::atomic<uint64_t> stream_batch_commands_{0};
-  std::atomic<uint64_t> stream_largest_batch_commands_{0};
+  BatchCounter stream_batches_;
+  BatchCounter unary_batches_;
 
   std::mutex execute_mu_;
   std::condition_variable execute_cv_;

@@ -225,7 +225,7 @@ TEST_F(ServerTest, ExecuteStreamBatchesAndAnswersInOrder) {
       ASSERT_TRUE(seen.insert(p).second) << "position " << p << " acked twice";
     }
   }
-  const StreamBatchStats stats = server_->service().stream_batch_stats();
+  const BatchStats stats = server_->service().stream_batch_stats();
   EXPECT_EQ(stats.commands,
             static_cast<uint64_t>(kStreams) * kCommandsPerStream);
   EXPECT_LT(stats.batches, stats.commands) << "no batch of more than one";
