@@ -636,6 +636,10 @@ struct EventLog::Impl {
   // The reads look in the window: write_behind on, or a read-only open
   // that folded a window at open. Set at open.
   bool window_used = false;
+  // Open returned this log. One whose open failed writes nothing behind at
+  // close: its window may be short of the head (a fold that failed), and
+  // meta "derived" moved to the head would hide what it lacks.
+  bool opened = false;
 
   ~Impl() {
     if (db == nullptr) return;
@@ -1139,11 +1143,13 @@ absl::Status EventLog::Impl::WriteBehind(uint64_t cut, const Head& marker) {
     if (!failed.has_value()) failed = status;
     return status;
   }
-  const absl::Duration took = absl::Now() - started;
-  ++write_behind_stats.count;
-  write_behind_stats.events += marker.position - derived.position;
-  write_behind_stats.total += took;
-  write_behind_stats.longest = std::max(write_behind_stats.longest, took);
+  if (marker.position != derived.position) {  // it moved meta "derived"
+    const absl::Duration took = absl::Now() - started;
+    ++write_behind_stats.count;
+    write_behind_stats.events += marker.position - derived.position;
+    write_behind_stats.total += took;
+    write_behind_stats.longest = std::max(write_behind_stats.longest, took);
+  }
   derived = marker;
   derived_marked = true;
   PruneFrozen();
@@ -1246,13 +1252,17 @@ absl::Status EventLog::Impl::RecoverWindow(const EventLog& log) {
   std::vector<std::pair<std::string, std::string>> index;
   uint64_t next_position = derived.position + 1;
   std::vector<std::pair<std::string, std::string>> puts;
+  absl::Status in_order;  // the first envelope out of order, if any
   RETURN_IF_ERROR(options.derive_projections(
       log, derived.position,
       [&](const Envelope& envelope) {
-        SL_CHECK(envelope.position() == next_position,
-                 "the open's fold gave position " << envelope.position()
-                                                  << " where " << next_position
-                                                  << " was next");
+        if (!in_order.ok()) return;
+        if (envelope.position() != next_position) {
+          in_order = absl::InternalError(absl::StrCat(
+              "database ", dir, ": the open's fold gave position ",
+              envelope.position(), " where ", next_position, " was next"));
+          return;
+        }
         ++next_position;
         index.emplace_back(
             StreamIndexKey(envelope.stream_id(), envelope.stream_version()),
@@ -1262,6 +1272,7 @@ absl::Status EventLog::Impl::RecoverWindow(const EventLog& log) {
         *stream_head.mutable_last_occurred_at() = envelope.occurred_at();
       },
       &puts));
+  RETURN_IF_ERROR(in_order);
   // The fold must have passed over every event up to the head it was
   // opened at: a fold that stopped short would leave streams unindexed.
   if (next_position != head_now.position + 1) {
@@ -1289,8 +1300,8 @@ absl::Status EventLog::Impl::RecoverWindow(const EventLog& log) {
 EventLog::EventLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 EventLog::~EventLog() {
-  if (impl_->options.read_only || !impl_->options.write_behind ||
-      !impl_->options.write_behind_at_close) {
+  if (!impl_->opened || impl_->options.read_only ||
+      !impl_->options.write_behind || !impl_->options.write_behind_at_close) {
     return;
   }
   // What waits in memory, so that the next open folds nothing; an error
@@ -1615,6 +1626,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(
     }
   }
   stats.window = step();
+  opened.opened = true;
   return log;
 }
 

@@ -442,9 +442,10 @@ class EventLog {
   // The position up to which the derived column families in RocksDB are
   // written (meta "derived"; the head when nothing waits in memory).
   uint64_t derived_position() const;
-  // The write-behinds since the open. Each runs on the appending thread
-  // with the append lock held: `longest` is the longest an append waited
-  // for one.
+  // The write-behinds since the open that moved meta "derived". Each holds
+  // the append lock while it runs (on the appending thread, or in
+  // WriteBehindNow and PinWrittenBehind): `longest` is the longest appends
+  // waited for one. Waits for a write-behind under way.
   struct WriteBehindStats {
     uint64_t count = 0;
     uint64_t events = 0;  // the positions they moved meta "derived" by

@@ -253,8 +253,11 @@ TEST(WriteBehindTest, AnOpenAfterACrashFoldsWhatWasInMemory) {
               HasSubstr(absl::StrCat("written up to position ", derived)));
 
   // A fold that does not hand every envelope back would leave streams
-  // unindexed: the open refuses it, naming how far it got.
+  // unindexed: the open refuses it, naming how far it got. The failed open
+  // writes nothing behind as it closes (write_behind_at_close on here): the
+  // opens below must still fold the window.
   EventLogOptions short_fold = options;
+  short_fold.write_behind_at_close = true;
   short_fold.derive_projections =
       [](const EventLog& log, uint64_t after,
          const std::function<void(const Envelope&)>& each,
@@ -274,6 +277,26 @@ TEST(WriteBehindTest, AnOpenAfterACrashFoldsWhatWasInMemory) {
   EXPECT_THAT(stopped_short.status().message(),
               HasSubstr(absl::StrCat("fold reached position ", behind_head - 1,
                                      " of ", behind_head)));
+  // So does one that hands an envelope back twice.
+  EventLogOptions repeating_fold = short_fold;
+  repeating_fold.derive_projections =
+      [](const EventLog& log, uint64_t after,
+         const std::function<void(const Envelope&)>& each,
+         std::vector<std::pair<std::string, std::string>>* puts) {
+        return Fold(
+            log, after,
+            [&](const Envelope& envelope) {
+              each(envelope);
+              if (envelope.position() == after + 1) each(envelope);
+            },
+            puts);
+      };
+  absl::StatusOr<std::unique_ptr<EventLog>> out_of_order =
+      EventLog::Open(dir.Sub("behind"), repeating_fold);
+  ASSERT_TRUE(absl::IsInternal(out_of_order.status())) << out_of_order.status();
+  EXPECT_THAT(out_of_order.status().message(),
+              HasSubstr(absl::StrCat("gave position ", derived + 1, " where ",
+                                     derived + 2, " was next")));
 
   // A read-only open folds it into memory; one for writing too, and a
   // retry of the last append's expected versions is checked against it.
