@@ -393,7 +393,8 @@ void LedgerService::ExecuteLoop() {
       calls.assign(execute_queue_.begin(), execute_queue_.begin() + take);
       execute_queue_.erase(execute_queue_.begin(),
                            execute_queue_.begin() + take);
-      // More queued than one batch takes: let another thread take it.
+      // More queued than one batch takes: let another thread (when there
+      // are several) take it.
       if (!execute_queue_.empty()) execute_cv_.notify_one();
     }
     ExecuteQueued(std::move(calls));
@@ -421,19 +422,33 @@ void LedgerService::ExecuteQueued(std::vector<QueuedExecute> calls) {
   NotifyAppended();
   // A partitioned node's own commands: answered with the partition, or,
   // refused because this node no longer leads, sent to the leader the lease
-  // now names (its command id makes that safe, as every routed retry).
+  // now names (its command id makes that safe, as every routed retry). The
+  // routing threads send them, so that this thread -- the only one that
+  // executes -- neither waits for another node nor for a call that the
+  // lease sends back here.
+  std::vector<QueuedExecute> answered;
+  ClusterRouter::Results answers;
+  std::vector<QueuedExecute> send_on;
   for (size_t i = 0; i < calls.size(); ++i) {
-    if (calls[i].router == nullptr) continue;
-    if (results[i].ok()) {
-      results[i]->set_partition(calls[i].router->partition());
-    } else if (absl::IsUnavailable(results[i].status())) {
-      results[i] =
-          std::move(ExecuteRouted(calls[i].router, calls[i].authorization,
-                                  {*calls[i].command})
-                        .front());
+    if (calls[i].router != nullptr && !results[i].ok() &&
+        absl::IsUnavailable(results[i].status())) {
+      calls[i].partition = calls[i].router->partition();
+      send_on.push_back(std::move(calls[i]));
+      continue;
     }
+    if (calls[i].router != nullptr && results[i].ok()) {
+      results[i]->set_partition(calls[i].router->partition());
+    }
+    answered.push_back(std::move(calls[i]));
+    answers.push_back(std::move(results[i]));
   }
-  Answer(calls, std::move(results));
+  Answer(answered, std::move(answers));
+  if (send_on.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(route_mu_);
+    for (QueuedExecute& call : send_on) route_queue_.push_back(std::move(call));
+  }
+  route_cv_.notify_all();
 }
 
 void LedgerService::RouteLoop() {

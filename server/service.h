@@ -59,9 +59,8 @@ inline constexpr size_t kStreamBatchCommandsMax = 256;
 // and synced make the next batch, and on 2 cores that beat 4 threads'
 // smaller batches by 1.3-1.4x at 16 clients (docs/performance.md "The
 // unary gRPC row"; 4 threads made batches of 2.1-2.7 commands, 1 of 4-4.5).
-// The cost: a batch whose node stopped leading mid-batch sends its calls on
-// from this thread, and the next batch waits for that (at most
-// kRoutedCallTimeout); the calls after it are routed by kRouteThreads.
+// The calls of a batch that this node no longer leads for are sent on by
+// the routing threads (kRouteThreads), never from this one.
 inline constexpr size_t kExecuteThreads = 1;
 // A partitioned node sends the unary commands of other partitions on from
 // these threads, not from the gRPC threads that receive every call: the
@@ -134,9 +133,9 @@ struct ServiceOptions {
 };
 
 // Execute is a callback-API method so that a call holds no thread while its
-// command waits in a group commit (kExecuteThreads execute the calls in
-// batches); ExecuteStream is one so that it can see which commands have
-// already arrived and end the call with a status while a read is still
+// command waits in a group commit (the kExecuteThreads thread executes the
+// calls in batches); ExecuteStream is one so that it can see which commands
+// have already arrived and end the call with a status while a read is still
 // pending; Subscribe is one so that it can end the call while a write waits
 // for a client that does not read. The other methods are synchronous.
 class LedgerService final
@@ -163,9 +162,9 @@ class LedgerService final
     return stalled_subscribers_cut_off_.load();
   }
 
-  // The command joins the ones other Execute calls have queued; one of
-  // kExecuteThreads runs them through Ledger::ExecuteBatch and answers each
-  // call once its command is durable, with what Ledger::Execute would have
+  // The command joins the ones other Execute calls have queued; the
+  // kExecuteThreads thread runs them through Ledger::ExecuteBatch and answers
+  // each call once its command is durable, with what Ledger::Execute would have
   // answered.
   grpc::ServerUnaryReactor* Execute(grpc::CallbackServerContext* context,
                                     const v1::Command* request,
