@@ -1126,10 +1126,9 @@ absl::Status EventLog::Impl::WriteBehind(uint64_t cut, const Head& marker) {
     // at once: the WAL first, or a power loss could leave meta "derived"
     // past the head. (With sync on they are: `marker` is the durable head.)
     if (!options.sync) status = FromRocks(db->SyncWAL(), "write behind");
-  }
-  if (status.ok()) {
-    std::lock_guard<std::mutex> write_lock(rocks_write_mu);
-    status = FromRocks(db->IngestExternalFiles(args), "write behind");
+    if (status.ok()) {
+      status = FromRocks(db->IngestExternalFiles(args), "write behind");
+    }
     if (status.ok()) {
       std::unique_lock<std::shared_mutex> lock(window_mu);
       frozen.front().ingested_at = db->GetLatestSequenceNumber();
