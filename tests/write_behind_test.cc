@@ -75,6 +75,23 @@ absl::Status Fold(const EventLog& log, uint64_t after,
   });
 }
 
+// A fold that breaks DeriveProjectionsFn's contract: it folds as Fold does
+// but hands each envelope back `times(envelope, head)` times.
+DeriveProjectionsFn FoldHandingBack(
+    std::function<int(const Envelope&, uint64_t head)> times) {
+  return [times](const EventLog& log, uint64_t after,
+                 const std::function<void(const Envelope&)>& each,
+                 std::vector<std::pair<std::string, std::string>>* puts) {
+    const uint64_t head = log.appended_head().position;
+    return Fold(
+        log, after,
+        [&](const Envelope& envelope) {
+          for (int i = times(envelope, head); i > 0; --i) each(envelope);
+        },
+        puts);
+  };
+}
+
 NewEvent Event(const std::string& stream_id, const std::string& event_id) {
   NewEvent event;
   Envelope& envelope = event.envelope;
@@ -259,17 +276,9 @@ TEST(WriteBehindTest, AnOpenAfterACrashFoldsWhatWasInMemory) {
   EventLogOptions short_fold = options;
   short_fold.write_behind_at_close = true;
   short_fold.derive_projections =
-      [](const EventLog& log, uint64_t after,
-         const std::function<void(const Envelope&)>& each,
-         std::vector<std::pair<std::string, std::string>>* puts) {
-        const uint64_t last = log.appended_head().position;
-        return Fold(
-            log, after,
-            [&](const Envelope& envelope) {
-              if (envelope.position() < last) each(envelope);
-            },
-            puts);
-      };
+      FoldHandingBack([](const Envelope& envelope, uint64_t head) {
+        return envelope.position() < head ? 1 : 0;
+      });
   absl::StatusOr<std::unique_ptr<EventLog>> stopped_short =
       EventLog::Open(dir.Sub("behind"), short_fold);
   ASSERT_TRUE(absl::IsInternal(stopped_short.status()))
@@ -280,17 +289,9 @@ TEST(WriteBehindTest, AnOpenAfterACrashFoldsWhatWasInMemory) {
   // So does one that hands an envelope back twice.
   EventLogOptions repeating_fold = short_fold;
   repeating_fold.derive_projections =
-      [](const EventLog& log, uint64_t after,
-         const std::function<void(const Envelope&)>& each,
-         std::vector<std::pair<std::string, std::string>>* puts) {
-        return Fold(
-            log, after,
-            [&](const Envelope& envelope) {
-              each(envelope);
-              if (envelope.position() == after + 1) each(envelope);
-            },
-            puts);
-      };
+      FoldHandingBack([derived](const Envelope& envelope, uint64_t) {
+        return envelope.position() == derived + 1 ? 2 : 1;
+      });
   absl::StatusOr<std::unique_ptr<EventLog>> out_of_order =
       EventLog::Open(dir.Sub("behind"), repeating_fold);
   ASSERT_TRUE(absl::IsInternal(out_of_order.status())) << out_of_order.status();
