@@ -1037,28 +1037,27 @@ std::string StatsNote(const Ledger& ledger) {
   const GroupCommitStats stats = ledger.stats();
   if (stats.groups == 0) return "no groups";
   const EventLog::WriteBehindStats behind = ledger.log().write_behind_stats();
-  std::string write_behinds = "no write-behind";
+  std::string note = "no write-behind; ";
   if (behind.count > 0) {
-    write_behinds = absl::StrFormat(
-        "%d write-behinds of %.0f events, %.1f ms each, longest %.1f ms",
+    note = absl::StrFormat(
+        "%d write-behinds of %.0f events, %.1f ms each, longest %.1f ms; ",
         behind.count, static_cast<double>(behind.events) / behind.count,
         absl::ToDoubleMilliseconds(behind.total) / behind.count,
         absl::ToDoubleMilliseconds(behind.longest));
   }
-  return write_behinds + "; " +
-         absl::StrFormat(
-             "%d groups of %.1f commands (%d written by their leader, %d apart "
-             "syncs of %.0f us); per group: decide %.0f us, wait for the "
-             "previous "
-             "%.0f us, write %.0f us",
-             stats.groups, static_cast<double>(stats.commands) / stats.groups,
-             stats.written_by_leader, stats.syncs,
-             stats.syncs > 0
-                 ? absl::ToDoubleMicroseconds(stats.syncing) / stats.syncs
-                 : 0.0,
-             absl::ToDoubleMicroseconds(stats.deciding) / stats.groups,
-             absl::ToDoubleMicroseconds(stats.waiting) / stats.groups,
-             absl::ToDoubleMicroseconds(stats.writing) / stats.groups);
+  absl::StrAppendFormat(
+      &note,
+      "%d groups of %.1f commands (%d written by their leader, %d apart "
+      "syncs of %.0f us); per group: decide %.0f us, wait for the previous "
+      "%.0f us, write %.0f us",
+      stats.groups, static_cast<double>(stats.commands) / stats.groups,
+      stats.written_by_leader, stats.syncs,
+      stats.syncs > 0 ? absl::ToDoubleMicroseconds(stats.syncing) / stats.syncs
+                      : 0.0,
+      absl::ToDoubleMicroseconds(stats.deciding) / stats.groups,
+      absl::ToDoubleMicroseconds(stats.waiting) / stats.groups,
+      absl::ToDoubleMicroseconds(stats.writing) / stats.groups);
+  return note;
 }
 
 Row Batch(const std::string& db, const Stream& stream) {
