@@ -246,6 +246,19 @@ int Main(const std::vector<std::string>& args) {
                  "partitioned cluster routes: give --replicate too\n";
     return kExitUsage;
   }
+  // A closed stdout (or a client socket) must not kill the server mid-way.
+  signal(SIGPIPE, SIG_IGN);
+  // Block the stop signals before any thread starts (libnats' and gRPC's
+  // inherit the mask); this thread takes them with sigwait. A thread that
+  // did not block them could take one whenever this thread is not inside
+  // sigwait (just after a SIGCONT, say), and SIGUSR1's default action would
+  // end the process where a deposed replica should restart as a follower.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR1);  // a deposed replica
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::shared_ptr<Replica> replica;
   // Tails moved aside (counted once the ledger is open), for /metrics.
   auto diverged_records = std::make_shared<std::atomic<uint64_t>>(0);
@@ -323,17 +336,6 @@ int Main(const std::vector<std::string>& args) {
       return kExitCheckFailed;
     }
   }
-
-  // A closed stdout (or a client socket) must not kill the server mid-way.
-  signal(SIGPIPE, SIG_IGN);
-  // Block the stop signals in every thread (gRPC's included, which inherit
-  // the mask); this thread takes them with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGUSR1);  // a deposed replica
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::StatusOr<std::unique_ptr<LedgerServer>> server =
       LedgerServer::Start(std::move(options));

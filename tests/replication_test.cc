@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -19,6 +20,8 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -642,6 +645,7 @@ class Daemon {
   }
   const std::string& address() const { return address_; }
   const std::string& db() const { return db_; }
+  pid_t pid() const { return process_->pid(); }
   v1::Ledger::Stub& stub() { return *stub_; }
   grpc::Channel& channel() { return *channel_; }
   // What the process wrote to stderr, over all its starts.
@@ -649,6 +653,12 @@ class Daemon {
     std::ifstream file(log_);
     return std::string((std::istreambuf_iterator<char>(file)),
                        std::istreambuf_iterator<char>());
+  }
+  // What the process wrote to stdout so far (its current start).
+  std::string Out() {
+    if (process_ == nullptr) return "";
+    process_->ReadUntil(absl::Now() + absl::Milliseconds(100));
+    return process_->out();
   }
   // The value of one sample of /metrics ("name" or "name{labels}"), or -1.
   double Metric(const std::string& sample) {
@@ -822,7 +832,9 @@ TEST_F(ReplicaProcessTest, PausedOldLeaderIsFencedAcknowledgesNothingFollows) {
   ASSERT_GT(head, 0u);
   EXPECT_TRUE(
       WaitFor([&] { return daemons_[old_leader]->HeadPosition() >= head; },
-              absl::Seconds(30)));
+              absl::Seconds(30)))
+      << "stdout of the old leader:\n"
+      << daemons_[old_leader]->Out() << AllSaid();
   std::vector<std::vector<std::string>> logs = StopAndReadLogs();
   // It was deposed (by the fence or by its lost lease) and came back.
   const std::string said = daemons_[old_leader]->Said();
@@ -884,6 +896,60 @@ TEST(ReplicaChannelTest, AClientReachesARestartedReplicaAtOnce) {
               << absl::FormatDuration(absl::Now() - listening)
               << " after a new one\n";
   }
+}
+
+// A deposed replica signals itself (SIGUSR1) to restart as a follower, and
+// the stop signals end it gracefully, so only the thread in sigwait may take
+// them: any other thread that left them unblocked would take them whenever
+// that thread is not inside sigwait, and SIGUSR1's default action ends the
+// process (seen after a SIGSTOP and SIGCONT: the deposed leader died
+// instead of catching up). Linux shows each thread's mask in /proc.
+TEST(ReplicaSignalTest, OnlyTheWaitingThreadTakesTheStopSignals) {
+  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+  ASSERT_TRUE(nats.ok()) << nats.status();
+  TempDir dir;
+  Daemon daemon((*nats)->urls_flag(), dir.Sub("r"), dir.Sub("r.log"));
+  daemon.Start();
+  // Serving and replicating: libnats' threads have started.
+  v1::CommandResult result;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return AwaitReplica(daemon.channel(), absl::Milliseconds(100)) &&
+               daemon.Execute(OpenStore("s", "s"), &result).ok();
+      },
+      absl::Seconds(30)))
+      << daemon.Said();
+  uint64_t stop_bits = 0;
+  for (int signal_number : {SIGTERM, SIGINT, SIGUSR1}) {
+    stop_bits |= uint64_t{1} << (signal_number - 1);
+  }
+  const std::string tasks = absl::StrCat("/proc/", daemon.pid(), "/task");
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    if (task.path().filename() == std::to_string(daemon.pid())) continue;
+    std::ifstream status(task.path() / "status");
+    std::string line, name;
+    uint64_t blocked = 0;
+    bool found = false;
+    while (std::getline(status, line)) {
+      if (absl::StartsWith(line, "Name:")) {
+        name = std::string(
+            absl::StripAsciiWhitespace(absl::string_view(line).substr(5)));
+      }
+      if (absl::StartsWith(line, "SigBlk:")) {
+        found = absl::SimpleHexAtoi(
+            absl::StripAsciiWhitespace(absl::string_view(line).substr(7)),
+            &blocked);
+      }
+    }
+    if (!found) continue;  // the thread ended while we read
+    ++threads;
+    EXPECT_EQ(blocked & stop_bits, stop_bits)
+        << "thread " << task.path().filename().string() << " (" << name
+        << ") blocks " << absl::StrCat(absl::Hex(blocked))
+        << ": a stop signal could end the process there";
+  }
+  EXPECT_GT(threads, 5) << "gRPC, RocksDB and libnats run threads";
 }
 
 TEST_F(ReplicaProcessTest, LeaderKilledUnderLoadLosesNothingAcknowledged) {
