@@ -227,12 +227,15 @@ class CommandMaker {
 
 // `sync` false for the reference ledgers, whose durability is not the
 // point (it keeps the test fast on a slow disk).
+// `write_behind_events_max` 0: the default distance (kWriteBehindEventsMax).
 std::unique_ptr<Ledger> OpenLedger(const std::string& dir, const Clock* clock,
-                                   size_t cache_entries, bool sync = true) {
+                                   size_t cache_entries, bool sync = true,
+                                   uint64_t write_behind_events_max = 0) {
   LedgerOptions options;
   options.clock = clock;
   options.sync = sync;
   options.state_cache_entries = cache_entries;
+  options.write_behind_events_max = write_behind_events_max;
   absl::StatusOr<std::unique_ptr<Ledger>> ledger = Ledger::Open(dir, options);
   EXPECT_TRUE(ledger.ok()) << ledger.status();
   return ledger.ok() ? *std::move(ledger) : nullptr;
@@ -294,8 +297,12 @@ TEST(GroupCommitTest, ConcurrentWritersEqualOneAtATimeInLogOrder) {
 
   TempDir dir;
   FixedClock clock(absl::FromUnixSeconds(1'800'000'000));
-  // A small cache, so that evictions happen under load too.
-  std::unique_ptr<Ledger> ledger = OpenLedger(dir.Sub("grouped"), &clock, 64);
+  // A small cache, so that evictions happen under load too, and a short
+  // write-behind distance, so that write-behinds (every ~256 events) come
+  // between the groups of concurrent writers, beside the reads.
+  std::unique_ptr<Ledger> ledger =
+      OpenLedger(dir.Sub("grouped"), &clock, 64, /*sync=*/true,
+                 /*write_behind_events_max=*/256);
   ASSERT_NE(ledger, nullptr);
   std::map<std::string, v1::Command> first_sent;
   for (const v1::Command& command : SetUpCommands()) {
@@ -378,6 +385,9 @@ TEST(GroupCommitTest, ConcurrentWritersEqualOneAtATimeInLogOrder) {
   EXPECT_GT(accepted, 1000);
   EXPECT_GT(replayed, 0);
   EXPECT_GT(conflicts, 0);
+  const EventLog::WriteBehindStats behind = ledger->log().write_behind_stats();
+  std::cout << behind.count << " write-behinds" << std::endl;
+  EXPECT_GE(behind.count, 10u) << "the window never went to RocksDB";
 
   // The same commands one at a time, in log order, on a fresh ledger
   // without a cache.
