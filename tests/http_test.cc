@@ -41,6 +41,7 @@ using ::storeledger::testing::kTokenFile;
 using ::storeledger::testing::kWriter;
 using ::storeledger::testing::LoopbackServerOptions;
 using ::storeledger::testing::TempDir;
+using ::storeledger::testing::WaitFor;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -111,15 +112,13 @@ class HttpTest : public ::testing::Test {
     return reply;
   }
 
-  // Whether /metrics shows `line` within 5 s (polled every 100 ms).
+  // Whether /metrics shows `line` within 5 s.
   bool MetricsSoonShow(absl::string_view line) {
-    for (int i = 0; i < 50; ++i) {
-      if (absl::StrContains(Get("/metrics", kInvestigator).body, line)) {
-        return true;
-      }
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return false;
+    return WaitFor(
+        [&] {
+          return absl::StrContains(Get("/metrics", kInvestigator).body, line);
+        },
+        absl::Seconds(5), absl::Milliseconds(100));
   }
 
   template <typename Message>
