@@ -851,22 +851,35 @@ TEST_F(ReplicaProcessTest, PausedOldLeaderIsFencedAcknowledgesNothingFollows) {
   ExpectOutcomes(acknowledged);
 }
 
+// One storeledgerd --replicate on a one-server NATS cluster, listening.
+class OneReplicaProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
+    ASSERT_TRUE(nats.ok()) << nats.status();
+    nats_ = *std::move(nats);
+    daemon_ = std::make_unique<Daemon>(nats_->urls_flag(), dir_.Sub("r"),
+                                       dir_.Sub("r.log"));
+    daemon_->Start();
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return AwaitReplica(daemon_->channel(), absl::Milliseconds(100));
+        },
+        absl::Seconds(30)))
+        << daemon_->Said();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<NatsCluster> nats_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
 // A client that calls a replica which died and came back connects as soon
 // as the replica listens, not when gRPC's backup poller next runs (every
 // 5 s: before AwaitReplica, 4-10 s after each restart here). Three
 // restarts, each allowed 1 s, so lucky polls are unlikely to pass it.
-TEST(ReplicaChannelTest, AClientReachesARestartedReplicaAtOnce) {
-  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
-  ASSERT_TRUE(nats.ok()) << nats.status();
-  TempDir dir;
-  Daemon daemon((*nats)->urls_flag(), dir.Sub("r"), dir.Sub("r.log"));
-  daemon.Start();
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return daemon.HeadPosition() > 0 ||
-               AwaitReplica(daemon.channel(), absl::Milliseconds(100));
-      },
-      absl::Seconds(30)));
+TEST_F(OneReplicaProcessTest, AClientReachesARestartedReplicaAtOnce) {
+  Daemon& daemon = *daemon_;
   for (int round = 0; round < 3; ++round) {
     daemon.KillHard();
     // Calls against the dead replica for a second: they fail.
@@ -904,21 +917,9 @@ TEST(ReplicaChannelTest, AClientReachesARestartedReplicaAtOnce) {
 // that thread is not inside sigwait, and SIGUSR1's default action ends the
 // process (seen after a SIGSTOP and SIGCONT: the deposed leader died
 // instead of catching up). Linux shows each thread's mask in /proc.
-TEST(ReplicaSignalTest, OnlyTheWaitingThreadTakesTheStopSignals) {
-  absl::StatusOr<std::unique_ptr<NatsCluster>> nats = NatsCluster::Start(1);
-  ASSERT_TRUE(nats.ok()) << nats.status();
-  TempDir dir;
-  Daemon daemon((*nats)->urls_flag(), dir.Sub("r"), dir.Sub("r.log"));
-  daemon.Start();
-  // Serving and replicating: libnats' threads have started.
-  v1::CommandResult result;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        return AwaitReplica(daemon.channel(), absl::Milliseconds(100)) &&
-               daemon.Execute(OpenStore("s", "s"), &result).ok();
-      },
-      absl::Seconds(30)))
-      << daemon.Said();
+TEST_F(OneReplicaProcessTest, OnlyTheWaitingThreadTakesTheStopSignals) {
+  // Listening: it connected to NATS first, so libnats' threads run.
+  const Daemon& daemon = *daemon_;
   uint64_t stop_bits = 0;
   for (int signal_number : {SIGTERM, SIGINT, SIGUSR1}) {
     stop_bits |= uint64_t{1} << (signal_number - 1);
