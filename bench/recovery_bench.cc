@@ -50,7 +50,6 @@
 #include <memory>
 #include <optional>
 #include <random>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,6 +66,7 @@
 #include "ledger/ledger.h"
 #include "storage/event_log.h"
 #include "tests/support/child_process.h"
+#include "tests/support/fault_env.h"
 
 namespace storeledger {
 namespace {
@@ -74,6 +74,8 @@ namespace {
 using ::storeledger::testing::ChildOptions;
 using ::storeledger::testing::ChildProcess;
 using ::storeledger::testing::DescribeWaitStatus;
+using ::storeledger::testing::ListWal;
+using ::storeledger::testing::WalFiles;
 
 // Stores each writer opens and drives (round-robin), new in every round.
 constexpr int kWriterStores = 100;
@@ -82,26 +84,6 @@ constexpr int kFeedCommands = 256;
 // How long the writer may take to open the ledger and acknowledge its first
 // command (its own open recovers what the previous round left).
 constexpr absl::Duration kFirstAckTimeout = absl::Minutes(10);
-
-struct WalFiles {
-  int count = 0;
-  uint64_t bytes = 0;
-};
-
-// RocksDB's write-ahead log files in `dir` (NNNNNN.log): what an open
-// replays.
-WalFiles ListWal(const std::string& dir) {
-  static const std::regex kWalName("[0-9]+\\.log");
-  WalFiles wal;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    if (!std::regex_match(entry.path().filename().string(), kWalName)) {
-      continue;
-    }
-    ++wal.count;
-    wal.bytes += entry.file_size();
-  }
-  return wal;
-}
 
 // Drops `dir`'s files from the page cache (written back first): the open
 // that follows reads them from the disk.
@@ -324,7 +306,9 @@ struct OpenTimes {
 
 OpenTimes TimeOpen(const std::string& dir, const WriterRun& writer, bool cold) {
   OpenTimes times;
-  times.wal = ListWal(dir);
+  absl::StatusOr<WalFiles> wal = ListWal(dir);
+  Check(wal.status(), "list the write-ahead log");
+  times.wal = *wal;
   if (cold) DropFromPageCache(dir);
   LedgerOptions options;  // storeledgerd's defaults: sync on
   options.open_stats = &times.log;

@@ -11,7 +11,6 @@
 #include <fstream>
 #include <memory>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -27,11 +26,17 @@
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 #include "storage/event_log.h"
+#include "tests/support/fault_env.h"
 #include "tests/support/test_support.h"
 
 namespace storeledger {
 namespace {
 
+using ::storeledger::testing::FileKind;
+using ::storeledger::testing::KindOfFile;
+using ::storeledger::testing::ListWal;
+using ::storeledger::testing::WaitFor;
+using ::storeledger::testing::WalFiles;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -560,29 +565,16 @@ TEST_F(EventLogTest, TheWalKeptForRecoveryStaysNearTheMemtableBudget) {
         std::string(4096, 'm'));
     MustAppend(Request({std::move(event)}));
   }
-  // RocksDB deletes obsolete WAL files in the background, so a file listed
-  // may be gone before its size is read: a vanished file holds no bytes.
-  auto wal_bytes = [&] {
-    uint64_t bytes = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
-      if (entry.path().extension() != ".log") continue;
-      std::error_code error;
-      const uintmax_t size = std::filesystem::file_size(entry.path(), error);
-      if (!error) {
-        bytes += size;
-      } else {
-        EXPECT_EQ(error, std::errc::no_such_file_or_directory)
-            << entry.path() << ": " << error.message();
-      }
-    }
-    return bytes;
-  };
   // The flushes that let old WAL files go run in the background.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (wal_bytes() > 3 * kBudgetBytes && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  EXPECT_LE(wal_bytes(), 3 * kBudgetBytes);
+  absl::StatusOr<WalFiles> wal;
+  WaitFor(
+      [&] {
+        wal = ListWal(dir_);
+        return !wal.ok() || wal->bytes <= 3 * kBudgetBytes;
+      },
+      absl::Seconds(10));
+  ASSERT_TRUE(wal.ok()) << wal.status();
+  EXPECT_LE(wal->bytes, 3 * kBudgetBytes);
   EXPECT_EQ(log.head().position, static_cast<uint64_t>(kEvents));
   // Nothing was lost to the flushes: a reopen has every event.
   EventLog& reopened = OpenLog(options);
@@ -590,6 +582,32 @@ TEST_F(EventLogTest, TheWalKeptForRecoveryStaysNearTheMemtableBudget) {
   absl::StatusOr<std::vector<Envelope>> all = ScanAll(reopened);
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->size(), static_cast<size_t>(kEvents));
+}
+
+// ListWal, which the test above and storeledger-recovery-bench read: only
+// RocksDB's write-ahead log files count, and a directory that is not there
+// is an error naming it, not an empty log.
+TEST(ListWalTest, CountsWalFilesOnlyAndNamesAMissingDirectory) {
+  const std::string dir = MakeTempDir();
+  auto write = [&](const std::string& name, size_t bytes) {
+    std::ofstream(dir + "/" + name) << std::string(bytes, 'x');
+  };
+  write("000007.log", 5);
+  write("000009.log", 0);
+  write("LOG", 11);
+  write("LOG.old.1765000000", 13);
+  write("000008.sst", 17);
+  write("MANIFEST-000005", 19);
+  absl::StatusOr<WalFiles> wal = ListWal(dir);
+  ASSERT_TRUE(wal.ok()) << wal.status();
+  EXPECT_EQ(wal->count, 2);
+  EXPECT_EQ(wal->bytes, 5u);
+
+  const std::string missing = dir + "/not-a-ledger";
+  wal = ListWal(missing);
+  EXPECT_EQ(wal.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(wal.status().message(), HasSubstr(missing));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(EventLogTest, ReadPastHeadIsNotFound) {
@@ -981,8 +999,7 @@ class FailingSyncFileSystem : public rocksdb::FileSystemWrapper {
       std::unique_ptr<rocksdb::FSWritableFile>* result,
       rocksdb::IODebugContext* dbg) override {
     rocksdb::IOStatus s = target()->NewWritableFile(name, options, result, dbg);
-    if (s.ok() && name.size() > 4 &&
-        name.compare(name.size() - 4, 4, ".log") == 0) {
+    if (s.ok() && KindOfFile(name) == FileKind::kWal) {
       *result = std::make_unique<File>(std::move(*result), &armed_);
     }
     return s;

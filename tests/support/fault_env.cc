@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -245,6 +247,31 @@ FileKind KindOfFile(absl::string_view path) {
   if (absl::EndsWith(base, ".sst")) return FileKind::kTable;
   if (absl::StartsWith(base, "MANIFEST-")) return FileKind::kManifest;
   return FileKind::kOther;
+}
+
+absl::StatusOr<WalFiles> ListWal(const std::string& dir) {
+  WalFiles wal;
+  std::error_code error;
+  for (std::filesystem::directory_iterator entry(dir, error);
+       !error && entry != std::filesystem::directory_iterator();
+       entry.increment(error)) {
+    if (KindOfFile(entry->path().string()) != FileKind::kWal) continue;
+    std::error_code size_error;
+    const uintmax_t size =
+        std::filesystem::file_size(entry->path(), size_error);
+    if (size_error == std::errc::no_such_file_or_directory) continue;
+    if (size_error) {
+      return absl::InternalError(absl::StrCat(
+          "size of ", entry->path().string(), ": ", size_error.message()));
+    }
+    ++wal.count;
+    wal.bytes += size;
+  }
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("listing ", dir, ": ", error.message()));
+  }
+  return wal;
 }
 
 FaultFileSystem::FaultFileSystem(std::shared_ptr<rocksdb::FileSystem> base)

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
@@ -49,6 +50,16 @@ namespace storeledger::testing {
 // The kind of a RocksDB file, from its name.
 enum class FileKind { kAny, kWal, kTable, kManifest, kOther };
 FileKind KindOfFile(absl::string_view path);
+
+// The write-ahead log files (kWal) in the RocksDB directory `dir`: what an
+// open replays. The directory may be live: a file RocksDB deletes between
+// the listing and the reading of its size is not counted. Any other error
+// (no such directory, a file that cannot be read) names the path.
+struct WalFiles {
+  int count = 0;
+  uint64_t bytes = 0;
+};
+absl::StatusOr<WalFiles> ListWal(const std::string& dir);
 
 // The operations that can be made to fail.
 enum class FaultOp {
